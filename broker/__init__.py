@@ -1,0 +1,1 @@
+"""Switchboard front door, CLI and in-process SDK entry points."""

@@ -1,0 +1,242 @@
+"""The error tree every part raises; `broker/errors.py` maps it to HTTP once.
+
+    SwitchboardError                      500 api_error
+    ├── InvalidRequest                    400 invalid_request_error
+    │   ├── ContextWindowExceeded         400   code context_length_exceeded
+    │   ├── ContentPolicyViolation        400   code content_policy_violation
+    │   ├── UnsupportedParams             400   code unsupported_parameter
+    │   └── RequestTooLarge               413
+    ├── AuthenticationFailed              401 authentication_error
+    ├── PermissionDenied                  403 permission_error
+    ├── NotFound                          404 not_found_error
+    │   └── ModelNotFound                 404   code model_not_found
+    ├── RequestTimeout                    408 timeout_error          (retryable)
+    ├── RateLimited                       429 rate_limit_error       (retryable, retry_after_s)
+    │   └── QuotaExceeded                 429   code insufficient_quota (not retryable)
+    ├── ServiceUnavailable                503 service_unavailable    (retryable)
+    ├── ProviderError                     500/502 api_error          (retryable)
+    │   └── APIConnectionError            502   code connection_error
+    └── InternalError                     500 internal_error
+
+The HTTP status decides which exception the official openai client raises (BadRequestError,
+RateLimitError, ...), so each class's status is chosen to make that client behave: 4xx other
+than 408/429 are final, 408/429/5xx are retried by clients.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from workers.wire import ErrorBody, ErrorDetail
+
+
+class SwitchboardError(Exception):
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "api_error"
+    default_code: ClassVar[str | None] = None
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        upstream_status: int | None = None,
+        retry_after_s: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.provider = provider
+        self.model = model
+        self.upstream_status = upstream_status
+        self.retry_after_s = retry_after_s
+        # A few classes cover a range (ProviderError keeps the upstream's 5xx).
+        self.http_status = status if status is not None else self.status
+
+    def to_body(self) -> ErrorBody:
+        return ErrorBody(
+            error=ErrorDetail(
+                message=self.message, type=self.error_type, param=self.param, code=self.code
+            )
+        )
+
+    def context(self) -> dict[str, Any]:
+        """Fields for logs and metrics; never holds a secret."""
+        return {
+            "error": type(self).__name__,
+            "status": self.http_status,
+            "provider": self.provider,
+            "model": self.model,
+            "upstream_status": self.upstream_status,
+        }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (worker -> Redis -> front door) as their body,
+        # but pickling must still work for multiprocessing and test helpers.
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _rebuild(cls: type[SwitchboardError], message: str, state: dict[str, Any]) -> SwitchboardError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class InvalidRequest(SwitchboardError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class ContextWindowExceeded(InvalidRequest):
+    default_code = "context_length_exceeded"
+
+
+class ContentPolicyViolation(InvalidRequest):
+    default_code = "content_policy_violation"
+
+
+class UnsupportedParams(InvalidRequest):
+    default_code = "unsupported_parameter"
+
+
+class RequestTooLarge(InvalidRequest):
+    status = 413
+    default_code = "request_too_large"
+
+
+class AuthenticationFailed(SwitchboardError):
+    status = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDenied(SwitchboardError):
+    status = 403
+    error_type = "permission_error"
+
+
+class NotFound(SwitchboardError):
+    status = 404
+    error_type = "not_found_error"
+
+
+class ModelNotFound(NotFound):
+    error_type = "invalid_request_error"
+    default_code = "model_not_found"
+
+
+class RequestTimeout(SwitchboardError):
+    status = 408
+    error_type = "timeout_error"
+    default_code = "timeout"
+    retryable = True
+
+
+class RateLimited(SwitchboardError):
+    status = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+    retryable = True
+
+
+class QuotaExceeded(RateLimited):
+    """Billing quota or budget exhausted: a 429 that waiting will not cure."""
+
+    default_code = "insufficient_quota"
+    retryable = False
+
+
+class ServiceUnavailable(SwitchboardError):
+    status = 503
+    error_type = "service_unavailable_error"
+    default_code = "service_unavailable"
+    retryable = True
+
+
+class ProviderError(SwitchboardError):
+    """The provider failed (5xx) or answered with something we could not read."""
+
+    status = 502
+    error_type = "api_error"
+    default_code = "provider_error"
+    retryable = True
+
+
+class APIConnectionError(ProviderError):
+    default_code = "connection_error"
+
+
+class InternalError(SwitchboardError):
+    error_type = "internal_error"
+    default_code = "internal_error"
+
+
+_CONTEXT_WINDOW_HINTS = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context window",
+    "prompt is too long",
+    "too many tokens",
+    "input is too long",
+    "exceeds the context",
+)
+_CONTENT_POLICY_CODES = frozenset(
+    {"content_filter", "content_policy_violation", "responsibleaipolicyviolation"}
+)
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    retry_after_s: float | None = None,
+) -> SwitchboardError:
+    """The most specific error for an upstream HTTP status and its error message/code.
+
+    Adapters call this once, after reading the provider's own error body."""
+    kwargs: dict[str, Any] = {
+        "param": param,
+        "provider": provider,
+        "model": model,
+        "upstream_status": status,
+    }
+    lowered_code = (code or "").lower()
+    lowered = message.lower()
+    if status == 400 or status == 422 or status == 413:
+        if lowered_code in _CONTENT_POLICY_CODES:
+            return ContentPolicyViolation(message, **kwargs)
+        if lowered_code == "context_length_exceeded" or any(
+            hint in lowered for hint in _CONTEXT_WINDOW_HINTS
+        ):
+            return ContextWindowExceeded(message, **kwargs)
+        return InvalidRequest(message, code=code, **kwargs)
+    if status == 401:
+        return AuthenticationFailed(message, **kwargs)
+    if status == 403:
+        return PermissionDenied(message, code=code, **kwargs)
+    if status == 404:
+        return NotFound(message, code=code or "not_found", **kwargs)
+    if status == 408:
+        return RequestTimeout(message, **kwargs)
+    if status == 429:
+        if lowered_code == "insufficient_quota":
+            return QuotaExceeded(message, **kwargs)
+        return RateLimited(message, retry_after_s=retry_after_s, **kwargs)
+    if status in (503, 529):
+        return ServiceUnavailable(message, retry_after_s=retry_after_s, **kwargs)
+    if status >= 500:
+        return ProviderError(message, status=status if status in (500, 502) else 502, **kwargs)
+    return InvalidRequest(
+        message, code=code, status=status if 400 <= status < 500 else 400, **kwargs
+    )

@@ -1,0 +1,1 @@
+"""Provider adapters: one module per provider; the registry maps names to adapters."""
