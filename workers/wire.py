@@ -346,6 +346,10 @@ class ChatCompletion(WireModel, kw_only=True, dict=True):
         params: dict[str, Any] = getattr(self, "_hidden_params", None) or {}
         return params
 
+    @hidden_params.setter
+    def hidden_params(self, params: dict[str, Any]) -> None:
+        self._hidden_params = params
+
 
 class FunctionCallDelta(OptionalFields, kw_only=True):
     name: str | None = None
@@ -463,6 +467,10 @@ class EmbeddingResponse(WireModel, kw_only=True, dict=True):
     def hidden_params(self) -> dict[str, Any]:
         params: dict[str, Any] = getattr(self, "_hidden_params", None) or {}
         return params
+
+    @hidden_params.setter
+    def hidden_params(self, params: dict[str, Any]) -> None:
+        self._hidden_params = params
 
 
 # --------------------------------------------------------------------------- models, errors

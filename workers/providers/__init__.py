@@ -1,1 +1,107 @@
-"""Provider adapters: one module per provider; the registry maps names to adapters."""
+"""The provider registry: the only place that maps provider names to adapter classes.
+
+Adapters are imported on first use, so a provider's optional dependencies (botocore for
+Bedrock) load only when a deployment of that provider exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+
+from workers.deployment import Deployment, ProviderDefaults, resolve_deployment
+from workers.errors import ModelNotFound
+from workers.http import HttpClient
+from workers.providers.base import Adapter
+
+# name -> (module, class). OpenAI-compatible hosts share one module and one table.
+_NATIVE: dict[str, tuple[str, str]] = {
+    "openai": ("workers.providers.openai", "OpenAIAdapter"),
+    "azure": ("workers.providers.azure", "AzureAdapter"),
+    "anthropic": ("workers.providers.anthropic", "AnthropicAdapter"),
+    "gemini": ("workers.providers.gemini", "GeminiAdapter"),
+    "bedrock": ("workers.providers.bedrock", "BedrockAdapter"),
+}
+_COMPATIBLE = (
+    "mistral",
+    "groq",
+    "deepseek",
+    "xai",
+    "together_ai",
+    "fireworks_ai",
+    "openrouter",
+    "perplexity",
+    "hosted_vllm",
+    "ollama_chat",
+    "lm_studio",
+)
+PROVIDERS: tuple[str, ...] = (*_NATIVE, *_COMPATIBLE)
+
+# How a bare model name (no `provider/` prefix) is attributed, as LiteLLM does.
+_BARE_NAME_PREFIXES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "davinci", "babbage"), "openai"),
+    (("claude-",), "anthropic"),
+    (("gemini-", "text-embedding-004", "gemini-embedding"), "gemini"),
+    (("mistral-", "codestral-", "magistral-", "open-mistral", "pixtral-"), "mistral"),
+    (("grok-",), "xai"),
+    (("deepseek-",), "deepseek"),
+)
+
+
+def adapter_class(provider: str) -> type[Adapter]:
+    if provider in _NATIVE:
+        module_name, class_name = _NATIVE[provider]
+        cls: type[Adapter] = getattr(importlib.import_module(module_name), class_name)
+        return cls
+    if provider in _COMPATIBLE:
+        from workers.providers.openai_compatible import adapter_class as compatible_class
+
+        return compatible_class(provider)
+    raise ModelNotFound(
+        f"unknown provider `{provider}`; known providers: {', '.join(PROVIDERS)}",
+        param="model",
+    )
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """`provider/model` -> (provider, model); a bare well-known name gets its provider."""
+    provider, sep, rest = model.partition("/")
+    if sep and provider in PROVIDERS:
+        if not rest:
+            raise ModelNotFound(f"model `{model}` names a provider but no model", param="model")
+        return provider, rest
+    for prefixes, owner in _BARE_NAME_PREFIXES:
+        if model.startswith(prefixes):
+            return owner, model
+    raise ModelNotFound(
+        f"cannot tell which provider serves `{model}`: write it as `provider/model` "
+        f"(providers: {', '.join(PROVIDERS)})",
+        param="model",
+    )
+
+
+def provider_defaults(provider: str) -> ProviderDefaults:
+    return adapter_class(provider).defaults
+
+
+def make_deployment(model: str, environ: Mapping[str, str], **given: object) -> Deployment:
+    """A deployment for a `provider/model` string, credentials from `given` or `environ`."""
+    provider, provider_model = split_model(model)
+    return resolve_deployment(
+        provider, provider_model, provider_defaults(provider), environ, **given
+    )
+
+
+def create_adapter(deployment: Deployment, http: HttpClient) -> Adapter:
+    return adapter_class(deployment.provider)(deployment, http)
+
+
+__all__ = [
+    "PROVIDERS",
+    "Adapter",
+    "adapter_class",
+    "create_adapter",
+    "make_deployment",
+    "provider_defaults",
+    "split_model",
+]

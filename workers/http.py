@@ -1,0 +1,188 @@
+"""The one upstream HTTP client session per process (per event loop), and the HTTP helpers
+adapters share: timeouts, Retry-After parsing and mapping transport failures to our errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+import aiohttp
+
+from workers.errors import (
+    APIConnectionError,
+    ProviderError,
+    RequestTimeout,
+    SwitchboardError,
+    error_for_status,
+)
+
+# A gateway holds thousands of idle keep-alive connections to a few hosts; aiohttp's default
+# of 100 connections total would queue requests inside the client.
+DEFAULT_CONNECTION_LIMIT = 4096
+DEFAULT_KEEPALIVE_S = 30.0
+DEFAULT_TIMEOUT_S = 600.0
+
+
+class HttpClient:
+    """Owns one aiohttp.ClientSession: open it inside a running loop, close it on shutdown."""
+
+    def __init__(
+        self,
+        *,
+        connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+        keepalive_s: float = DEFAULT_KEEPALIVE_S,
+    ) -> None:
+        self._connection_limit = connection_limit
+        self._keepalive_s = keepalive_s
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = self._open()
+        return self._session
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._connection_limit,
+            limit_per_host=0,
+            keepalive_timeout=self._keepalive_s,
+            ttl_dns_cache=300,
+            enable_cleanup_closed=False,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            # Timeouts are per request (see `timeout_for`); none at the session level.
+            timeout=aiohttp.ClientTimeout(total=None),
+            auto_decompress=True,
+            # Upstream JSON is decoded by msgspec from bytes; skip aiohttp's cookie handling.
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def __aenter__(self) -> HttpClient:
+        _ = self.session
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+_clients_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HttpClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_client() -> HttpClient:
+    """The HttpClient of the running event loop (the in-process SDK's shared session)."""
+    loop = asyncio.get_running_loop()
+    client = _clients_by_loop.get(loop)
+    if client is None:
+        client = HttpClient()
+        _clients_by_loop[loop] = client
+    return client
+
+
+def timeout_for(timeout_s: float | None, *, stream: bool) -> aiohttp.ClientTimeout:
+    """A whole-request deadline for plain calls; for streams the same figure bounds connecting
+    and every gap between reads, so a long but live stream is never cut."""
+    seconds = timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S
+    if stream:
+        return aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
+    return aiohttp.ClientTimeout(total=seconds)
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms`, `retry-after` (seconds or HTTP date)."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(millis) / 1000.0)
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    with contextlib.suppress(TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+@contextlib.contextmanager
+def transport_errors(provider: str, model: str) -> Iterator[None]:
+    """Turn aiohttp and timeout failures into our error tree; our own errors pass through."""
+    try:
+        yield
+    except SwitchboardError:
+        raise
+    except TimeoutError as exc:
+        raise RequestTimeout(
+            f"{provider} did not answer in time", provider=provider, model=model
+        ) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise ProviderError(
+            f"{provider} closed the response early: {exc}", provider=provider, model=model
+        ) from exc
+    except (aiohttp.ClientConnectionError, aiohttp.ClientOSError) as exc:
+        raise APIConnectionError(
+            f"could not reach {provider}: {exc}", provider=provider, model=model
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise ProviderError(
+            f"{provider} request failed: {exc}", provider=provider, model=model
+        ) from exc
+
+
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str],
+    message: str,
+    *,
+    code: str | None,
+    param: str | None,
+    provider: str,
+    model: str,
+) -> SwitchboardError:
+    return error_for_status(
+        status,
+        message,
+        code=code,
+        param=param,
+        provider=provider,
+        model=model,
+        retry_after_s=parse_retry_after(headers),
+    )
+
+
+async def iter_body(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """Whatever bytes each network read delivered, without buffering the whole body."""
+    async for data in response.content.iter_any():
+        yield data
+
+
+def describe_body(raw: bytes, limit: int = 500) -> str:
+    """A short, printable excerpt of an upstream body for error messages."""
+    text = raw[:limit].decode("utf-8", errors="replace")
+    return text + ("…" if len(raw) > limit else "")
+
+
+JSONObject = dict[str, Any]
+
+
+async def close_shared_client() -> None:
+    """Close the running loop's shared client (SDK users: call before their loop ends)."""
+    client = _clients_by_loop.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.close()

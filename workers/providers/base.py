@@ -1,0 +1,97 @@
+"""The contract every provider adapter fulfils.
+
+An adapter is built once per deployment (precomputing its URL and headers) and translates at
+the edge, once each way: OpenAI request -> native request, native response or stream ->
+OpenAI objects. Streams are yielded as *batches* of chunks (what one network read completed)
+so the worker can write a burst of chunks to Redis in one entry.
+
+Stream contract, relied on by the SDK and the worker:
+- chunks carry OpenAI deltas; tool-call deltas are indexed by position among tool calls;
+- when the provider reports usage, the last chunk is a usage chunk with `choices == []`
+  (whether the client asked for it is decided by the consumer, which strips it if not);
+- a failure before or during the stream raises a `SwitchboardError`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import msgspec
+
+from workers.deployment import Deployment, ProviderDefaults
+from workers.errors import InvalidRequest
+from workers.http import HttpClient
+from workers.wire import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+)
+
+
+class ChatCall(msgspec.Struct, kw_only=True):
+    """One chat request as an adapter receives it."""
+
+    request: ChatCompletionRequest
+    # The request as a JSON object, including fields the schema does not know; gateway-only
+    # fields (timeout, num_retries, ...) are already removed.
+    body: dict[str, Any]
+    request_id: str = ""
+    timeout_s: float | None = None
+    drop_params: bool = False
+
+
+class EmbeddingCall(msgspec.Struct, kw_only=True):
+    request: EmbeddingRequest
+    body: dict[str, Any]
+    request_id: str = ""
+    timeout_s: float | None = None
+    drop_params: bool = False
+
+
+class Adapter(ABC):
+    provider: ClassVar[str]
+    defaults: ClassVar[ProviderDefaults] = ProviderDefaults()
+    supports_embeddings: ClassVar[bool] = False
+
+    def __init__(self, deployment: Deployment, http: HttpClient) -> None:
+        self.deployment = deployment
+        self.http = http
+
+    @property
+    def model(self) -> str:
+        return self.deployment.model
+
+    def drop_params(self, call: ChatCall | EmbeddingCall) -> bool:
+        return call.drop_params or self.deployment.drop_params
+
+    def timeout_s(self, call: ChatCall | EmbeddingCall, *, stream: bool) -> float | None:
+        if call.timeout_s is not None:
+            return call.timeout_s
+        if stream and self.deployment.stream_timeout_s is not None:
+            return self.deployment.stream_timeout_s
+        return self.deployment.timeout_s
+
+    @abstractmethod
+    async def chat(self, call: ChatCall) -> ChatCompletion:
+        """A whole (non-stream) chat completion."""
+
+    @abstractmethod
+    def stream(self, call: ChatCall) -> AsyncIterator[list[ChatCompletionChunk]]:
+        """The chat completion as batches of chunks (see the module docstring)."""
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingResponse:
+        raise InvalidRequest(
+            f"{self.provider} does not offer embeddings through Switchboard",
+            param="model",
+            code="unsupported_model",
+            provider=self.provider,
+            model=self.model,
+        )
+
+    async def aclose(self) -> None:
+        """Release per-adapter resources (most adapters share the process HttpClient)."""
+        return None

@@ -1,0 +1,113 @@
+"""Semantic checks msgspec's type validation cannot express, shared by the front door and the
+SDK so both refuse the same requests with the same OpenAI-style messages."""
+
+from __future__ import annotations
+
+from workers.errors import InvalidRequest
+from workers.wire import ChatCompletionRequest, EmbeddingRequest, embedding_inputs
+
+_TOOL_CHOICE_WORDS = frozenset({"none", "auto", "required"})
+MAX_N = 128
+
+
+def _bad(message: str, param: str, code: str = "invalid_value") -> InvalidRequest:
+    return InvalidRequest(message, param=param, code=code)
+
+
+def _check_range(value: float | None, low: float, high: float, param: str) -> None:
+    if value is not None and not low <= value <= high:
+        raise _bad(f"`{param}` must be between {low:g} and {high:g}; got {value:g}", param)
+
+
+def validate_chat_request(request: ChatCompletionRequest) -> None:
+    if not request.model:
+        raise _bad("`model` must not be empty", "model", "missing_required_parameter")
+    if not request.messages:
+        raise _bad("`messages` must contain at least one message", "messages", "empty_array")
+    if request.n is not None and not 1 <= request.n <= MAX_N:
+        raise _bad(f"`n` must be between 1 and {MAX_N}; got {request.n}", "n")
+    _check_range(request.temperature, 0, 2, "temperature")
+    _check_range(request.top_p, 0, 1, "top_p")
+    _check_range(request.presence_penalty, -2, 2, "presence_penalty")
+    _check_range(request.frequency_penalty, -2, 2, "frequency_penalty")
+    _check_range(request.top_logprobs, 0, 20, "top_logprobs")
+    for param in ("max_tokens", "max_completion_tokens"):
+        value = getattr(request, param)
+        if value is not None and value < 1:
+            raise _bad(f"`{param}` must be at least 1; got {value}", param)
+    if request.stream_options is not None and not request.stream:
+        raise _bad(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            "stream_options",
+        )
+    if request.top_logprobs is not None and not request.logprobs:
+        raise _bad("`top_logprobs` requires `logprobs` to be true", "top_logprobs")
+    if request.logit_bias:
+        for token, bias in request.logit_bias.items():
+            if not -100 <= bias <= 100:
+                raise _bad(f"`logit_bias[{token}]` must be between -100 and 100", "logit_bias")
+    _validate_tool_choice(request)
+    _validate_response_format(request)
+    _validate_messages(request)
+
+
+def _validate_tool_choice(request: ChatCompletionRequest) -> None:
+    choice = request.tool_choice
+    if isinstance(choice, str) and choice not in _TOOL_CHOICE_WORDS:
+        raise _bad(
+            "`tool_choice` must be one of none, auto, required or a named function; "
+            f"got {choice!r}",
+            "tool_choice",
+        )
+    if choice is not None and choice != "none" and not request.tools:
+        raise _bad("`tool_choice` is only allowed when `tools` are given", "tool_choice")
+
+
+def _validate_response_format(request: ChatCompletionRequest) -> None:
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is None:
+        raise _bad(
+            "`response_format` of type json_schema needs a `json_schema` object",
+            "response_format",
+        )
+
+
+def _validate_messages(request: ChatCompletionRequest) -> None:
+    for i, message in enumerate(request.messages):
+        if message.role == "tool" and not message.tool_call_id:
+            raise _bad(
+                f"messages[{i}]: a tool message needs `tool_call_id`",
+                f"messages[{i}].tool_call_id",
+                "missing_required_parameter",
+            )
+        if message.role in ("system", "developer", "user", "tool") and message.content is None:
+            raise _bad(
+                f"messages[{i}]: a {message.role} message needs `content`",
+                f"messages[{i}].content",
+                "missing_required_parameter",
+            )
+        if isinstance(message.content, list):
+            for j, part in enumerate(message.content):
+                if part.type == "text" and part.text is None:
+                    raise _bad(
+                        f"messages[{i}].content[{j}]: a text part needs `text`",
+                        f"messages[{i}].content[{j}].text",
+                        "missing_required_parameter",
+                    )
+                if part.type == "image_url" and part.image_url is None:
+                    raise _bad(
+                        f"messages[{i}].content[{j}]: an image_url part needs `image_url`",
+                        f"messages[{i}].content[{j}].image_url",
+                        "missing_required_parameter",
+                    )
+
+
+def validate_embedding_request(request: EmbeddingRequest) -> None:
+    if not request.model:
+        raise _bad("`model` must not be empty", "model", "missing_required_parameter")
+    try:
+        embedding_inputs(request)
+    except ValueError as exc:
+        raise _bad(str(exc), "input") from exc
+    if request.dimensions is not None and request.dimensions < 1:
+        raise _bad("`dimensions` must be at least 1", "dimensions")
