@@ -1,0 +1,308 @@
+"""The OpenAI API as a fake: chat completions (plain and SSE), embeddings and the model list.
+
+`answer_chat` and `answer_embeddings` serve any OpenAI-format provider; a `Flavor` supplies
+what differs (error bodies, headers, the model name it reports, the chunk dressing), so
+`azure.py` reuses them behind its own URL scheme and auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+from aiohttp import web
+
+from workers import wire
+from workers.testing import openai_errors as errors
+from workers.testing.embedding import (
+    FIXED_SIZE_MODELS,
+    default_dimensions,
+    embedding_base64,
+    embedding_vector,
+    input_key,
+)
+from workers.testing.openai_wire import (
+    ChatRequest,
+    ChatStyle,
+    ChunkEnvelope,
+    StreamRenderer,
+    decode_chat_request,
+    decode_embeddings_request,
+    render_completion,
+    stream_error_event,
+)
+from workers.testing.reply import ReplyPlan, plan_reply
+from workers.testing.responses import json_response
+from workers.testing.scenario import Scenario, ScenarioError, parse_scenario
+from workers.testing.state import ClientWatch, FakeState, record_request
+from workers.testing.streaming import SSE_CONTENT_TYPE, send_events, wait_forever
+from workers.testing.tokens import count_prompt_tokens, count_tokens
+
+MAX_CHOICES = 128
+STREAM_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
+# Dated snapshots the service reports for its aliases; other names are reported as sent.
+SNAPSHOTS = {
+    "gpt-4o": "gpt-4o-2024-08-06",
+    "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
+    "gpt-4.1": "gpt-4.1-2025-04-14",
+    "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14",
+    "o3-mini": "o3-mini-2025-01-31",
+}
+MODEL_IDS = (*SNAPSHOTS, *SNAPSHOTS.values(), "text-embedding-3-small", "text-embedding-3-large")
+
+
+class Flavor(Protocol):
+    """What one OpenAI-format provider does differently."""
+
+    style: ChatStyle
+
+    def chat_model(self, scenario: Scenario) -> str: ...
+
+    def embedding_model(self, scenario: Scenario) -> str: ...
+
+    def failure(
+        self, request: web.Request, state: FakeState, scenario: Scenario
+    ) -> web.Response: ...
+
+    def headers(self, state: FakeState) -> dict[str, str]: ...
+
+
+class OpenAIFlavor:
+    style = ChatStyle(system_fingerprint="fp_07871e2ad8", service_tier="default", obfuscation=True)
+
+    def chat_model(self, scenario: Scenario) -> str:
+        return SNAPSHOTS.get(scenario.base, scenario.base)
+
+    def embedding_model(self, scenario: Scenario) -> str:
+        return scenario.base
+
+    def failure(self, request: web.Request, state: FakeState, scenario: Scenario) -> web.Response:
+        return errors.openai_failure(scenario, self.headers(state))
+
+    def headers(self, state: FakeState) -> dict[str, str]:
+        return {"x-request-id": f"req_{next(state.ids):024x}", "openai-processing-ms": "1"}
+
+
+OPENAI = OpenAIFlavor()
+
+
+def routes(state: FakeState) -> list[web.RouteDef]:
+    models_body = wire.encode(
+        wire.ModelList(data=[wire.ModelCard(id=m, owned_by="system") for m in MODEL_IDS])
+    )
+
+    async def chat_completions(request: web.Request) -> web.StreamResponse:
+        body = await record_request(request, state)
+        return _denied(request, state) or await answer_chat(request, state, OPENAI, body)
+
+    async def embeddings(request: web.Request) -> web.StreamResponse:
+        body = await record_request(request, state)
+        return _denied(request, state) or await answer_embeddings(request, state, OPENAI, body)
+
+    async def models(request: web.Request) -> web.StreamResponse:
+        await record_request(request, state)
+        return _denied(request, state) or json_response(models_body)
+
+    return [
+        web.post("/v1/chat/completions", chat_completions),
+        web.post("/v1/embeddings", embeddings),
+        web.get("/v1/models", models),
+    ]
+
+
+def _denied(request: web.Request, state: FakeState) -> web.Response | None:
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        return errors.openai_missing_key()
+    return None if state.accepts_key(key) else errors.openai_invalid_key(key)
+
+
+# --------------------------------------------------------------------------- admission
+
+
+class _Admitted(msgspec.Struct, frozen=True):
+    name: str
+    scenario: Scenario
+    is_failing: bool
+
+
+def _admit(state: FakeState, name: str) -> _Admitted | web.Response:
+    """Parse the scenario and count the request; a 400 when the model name is unusable."""
+    if not name:
+        return errors.invalid_request("you must provide a model parameter", param="model")
+    try:
+        scenario = parse_scenario(name)
+    except ScenarioError as exc:
+        return errors.invalid_request(f"fake upstream: {exc}", param="model", code="fake_directive")
+    return _Admitted(name, scenario, scenario.fails(state.count_model(name)))
+
+
+async def _fail_or_wait(
+    request: web.Request, state: FakeState, flavor: Flavor, admitted: _Admitted, delay_s: float
+) -> web.Response | None:
+    """The failure the scenario asks for, if any; otherwise wait `delay_s`."""
+    if admitted.is_failing and admitted.scenario.hang:
+        await wait_forever()
+    if admitted.is_failing and admitted.scenario.status is not None:
+        return flavor.failure(request, state, admitted.scenario)
+    if delay_s > 0:
+        await asyncio.sleep(delay_s)
+    return None
+
+
+# --------------------------------------------------------------------------- chat
+
+
+async def answer_chat(
+    request: web.Request, state: FakeState, flavor: Flavor, body: bytes, *, model: str = ""
+) -> web.StreamResponse:
+    """Answer a chat completion for `model` (or the body's model when empty)."""
+    try:
+        chat = decode_chat_request(body)
+    except msgspec.DecodeError as exc:
+        return errors.invalid_request(f"Invalid request body: {exc}")
+    choices = 1 if chat.n is None else chat.n
+    if not 1 <= choices <= MAX_CHOICES:
+        return errors.invalid_request(f"Invalid 'n': must be 1..{MAX_CHOICES}.", param="n")
+    admitted = _admit(state, model or chat.model)
+    if isinstance(admitted, web.Response):
+        return admitted
+    with ClientWatch(state, request.path, admitted.name) as watch:
+        delay_s = 0.0 if chat.stream else state.timing.latency_for(admitted.scenario)
+        failure = await _fail_or_wait(request, state, flavor, admitted, delay_s)
+        if failure is not None:
+            return failure
+        plan = _plan(admitted.scenario, chat, choices)
+        if chat.stream:
+            return await _stream_chat(request, watch, flavor, admitted, plan, chat)
+        rendered = render_completion(
+            plan,
+            flavor.style,
+            id=f"chatcmpl-{next(state.ids):029x}",
+            created=int(time.time()),
+            model=flavor.chat_model(admitted.scenario),
+            choices=choices,
+        )
+        return json_response(rendered, headers=flavor.headers(state))
+
+
+def _plan(scenario: Scenario, chat: ChatRequest, choices: int) -> ReplyPlan:
+    return plan_reply(
+        scenario,
+        prompt_tokens=count_prompt_tokens(message.text() for message in chat.messages),
+        last_user_text=chat.last_user_text(),
+        tool_names=chat.tool_names(),
+        choices=choices,
+    )
+
+
+async def _stream_chat(
+    request: web.Request,
+    watch: ClientWatch,
+    flavor: Flavor,
+    admitted: _Admitted,
+    plan: ReplyPlan,
+    chat: ChatRequest,
+) -> web.StreamResponse:
+    options = chat.stream_options
+    envelope = ChunkEnvelope(
+        id=f"chatcmpl-{next(watch.state.ids):029x}",
+        created=int(time.time()),
+        model=flavor.chat_model(admitted.scenario),
+        choices=1 if chat.n is None else chat.n,
+        include_usage=bool(options and options.include_usage),
+        include_obfuscation=not (options and options.include_obfuscation is False),
+    )
+    events, cut = _stream_events(StreamRenderer(plan, flavor.style, envelope), admitted)
+    timing = watch.state.timing
+    headers = flavor.headers(watch.state)
+    headers["Content-Type"] = SSE_CONTENT_TYPE
+    return await send_events(
+        request,
+        watch,
+        events,
+        headers=headers,
+        ttft_s=timing.ttft_for(admitted.scenario),
+        chunk_delay_s=timing.chunk_delay_for(admitted.scenario),
+        cut_connection=cut,
+    )
+
+
+def _stream_events(renderer: StreamRenderer, admitted: _Admitted) -> tuple[list[bytes], bool]:
+    """Every event of the stream, and whether to cut the connection after the last one."""
+    scenario = admitted.scenario
+    error_after = scenario.stream_error_after if admitted.is_failing else None
+    cut_after = scenario.disconnect_after if admitted.is_failing else None
+    limits = [n for n in (error_after, cut_after) if n is not None]
+    stop_at = min(limits) if limits else None
+    events = renderer.opening()
+    for index, step in enumerate(renderer.steps()):
+        if index == stop_at:
+            break
+        events.extend(step)
+    if stop_at is None:
+        events.extend(renderer.closing())
+        return events, False
+    if stop_at == error_after:
+        events.append(stream_error_event(STREAM_ERROR_MESSAGE))
+        return events, False
+    return events, True
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+async def answer_embeddings(
+    request: web.Request, state: FakeState, flavor: Flavor, body: bytes, *, model: str = ""
+) -> web.StreamResponse:
+    """Answer an embeddings request for `model` (or the body's model when empty)."""
+    try:
+        embed = decode_embeddings_request(body)
+        inputs = wire.embedding_inputs(wire.EmbeddingRequest(model="", input=embed.input))
+    except (msgspec.DecodeError, ValueError) as exc:
+        return errors.invalid_request(f"Invalid request body: {exc}", param="input")
+    encoding = embed.encoding_format or "float"
+    if encoding not in ("float", "base64"):
+        return errors.invalid_request(
+            f"Invalid value for 'encoding_format': {encoding!r}.", param="encoding_format"
+        )
+    admitted = _admit(state, model or embed.model)
+    if isinstance(admitted, web.Response):
+        return admitted
+    base = admitted.scenario.base
+    if embed.dimensions is not None and (base in FIXED_SIZE_MODELS or embed.dimensions < 1):
+        return errors.invalid_request(
+            "This model does not support specifying dimensions.", param="dimensions"
+        )
+    with ClientWatch(state, request.path, admitted.name):
+        delay_s = state.timing.latency_for(admitted.scenario)
+        failure = await _fail_or_wait(request, state, flavor, admitted, delay_s)
+        if failure is not None:
+            return failure
+        dimensions = embed.dimensions or default_dimensions(base)
+        response = _embedding_response(
+            inputs, dimensions, encoding, flavor.embedding_model(admitted.scenario)
+        )
+        return json_response(wire.encode(response), headers=flavor.headers(state))
+
+
+def _embedding_response(
+    inputs: Sequence[str | list[int]], dimensions: int, encoding: str, model: str
+) -> wire.EmbeddingResponse:
+    form = embedding_base64 if encoding == "base64" else embedding_vector
+    tokens = sum(count_tokens(i) if isinstance(i, str) else len(i) for i in inputs)
+    return wire.EmbeddingResponse(
+        data=[
+            wire.Embedding(index=index, embedding=_json_value(form(input_key(item), dimensions)))
+            for index, item in enumerate(inputs)
+        ],
+        model=model,
+        usage=wire.EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+    )
+
+
+def _json_value(value: tuple[float, ...] | str) -> list[float] | str:
+    return value if isinstance(value, str) else list(value)
