@@ -294,6 +294,9 @@ class _ChunkReader:
                 provider=self.adapter.provider,
                 model=self.adapter.model,
             ) from exc
+        if isinstance(payload, dict) and payload.get("choices") == [] and not payload.get("usage"):
+            # Azure's leading prompt-filter event: empty id, model and object, no choices.
+            return None
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
             raise self.adapter.stream_error(payload["error"])
         if isinstance(payload, dict) and payload.get("error"):

@@ -1,0 +1,206 @@
+"""The in-process SDK: `completion`, `acompletion`, `embedding`, `aembedding`.
+
+The same adapters the service runs, called directly: no Redis, no queue. Model strings are
+`provider/model` as in LiteLLM; credentials come from the arguments or the provider's usual
+environment variables. Unknown keyword arguments and `extra_body` reach OpenAI-family
+providers as they are; native adapters refuse what they cannot translate (unless
+`drop_params=True`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from workers import accounting
+from workers.deployment import Deployment
+from workers.errors import InvalidRequest
+from workers.http import shared_client
+from workers.params import GATEWAY_FIELDS
+from workers.providers import create_adapter, make_deployment
+from workers.providers.base import ChatCall, EmbeddingCall
+from workers.retry import with_retries
+from workers.streaming import ChatStream, SyncChatStream, open_stream
+from workers.sync import run_sync
+from workers.validation import validate_chat_request, validate_embedding_request
+from workers.wire import (
+    ChatCompletion,
+    EmbeddingResponse,
+    chat_request_from_dict,
+    embedding_request_from_dict,
+)
+
+# Keyword arguments that configure the call rather than the request body.
+_DEPLOYMENT_ARGS = (
+    "api_base",
+    "base_url",
+    "api_key",
+    "api_version",
+    "organization",
+    "extra_headers",
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "base_model",
+)
+_DEPLOYMENT_OPTIONS = (
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_region_name",
+    "aws_profile_name",
+    "aws_role_name",
+    "aws_session_name",
+    "aws_bedrock_runtime_endpoint",
+    "azure_ad_token",
+)
+
+
+def _to_builtins(value: Any) -> Any:
+    """Request parts as JSON-ready builtins; accepts our Structs and pydantic objects."""
+
+    def enc_hook(obj: Any) -> Any:
+        dump = getattr(obj, "model_dump", None)
+        if dump is not None:
+            return dump()
+        raise TypeError(f"cannot send a {type(obj).__name__} to a provider")
+
+    return msgspec.to_builtins(value, enc_hook=enc_hook)
+
+
+def _split_kwargs(
+    kwargs: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(deployment arguments, provider options, request parameters)."""
+    given = {name: kwargs.pop(name) for name in _DEPLOYMENT_ARGS if name in kwargs}
+    if "base_url" in given:
+        given.setdefault("api_base", given.pop("base_url"))
+    options = {name: kwargs.pop(name) for name in _DEPLOYMENT_OPTIONS if name in kwargs}
+    return given, options, kwargs
+
+
+def _deployment(
+    model: str,
+    given: dict[str, Any],
+    options: dict[str, Any],
+    *,
+    timeout: float | None,
+    drop_params: bool,
+    environ: Mapping[str, str] | None,
+) -> Deployment:
+    return make_deployment(
+        model,
+        os.environ if environ is None else environ,
+        timeout_s=timeout,
+        drop_params=drop_params,
+        options=options,
+        name=model,
+        **{k: v for k, v in given.items() if v is not None},
+    )
+
+
+def _body(params: dict[str, Any], extra_body: Mapping[str, Any] | None) -> dict[str, Any]:
+    refused = sorted(set(params) & GATEWAY_FIELDS)
+    if refused:
+        raise InvalidRequest(
+            f"`{refused[0]}` is not supported by the in-process SDK call",
+            param=refused[0],
+        )
+    body: dict[str, Any] = _to_builtins({k: v for k, v in params.items() if v is not None})
+    if extra_body:
+        body.update(_to_builtins(dict(extra_body)))
+    return body
+
+
+def _validated_chat(body: dict[str, Any]) -> ChatCall:
+    try:
+        request = chat_request_from_dict(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid request: {exc}", param=_param_of(exc)) from exc
+    validate_chat_request(request)
+    return ChatCall(request=request, body=body)
+
+
+def _param_of(exc: msgspec.ValidationError) -> str | None:
+    text = str(exc)
+    marker = "at `$."
+    if marker in text:
+        return text.split(marker, 1)[1].rstrip("`")
+    return None
+
+
+async def acompletion(
+    model: str,
+    messages: list[Any],
+    *,
+    stream: bool = False,
+    timeout: float | None = None,  # noqa: ASYNC109  # LiteLLM's signature: a per-call HTTP timeout
+    num_retries: int = 0,
+    drop_params: bool = False,
+    extra_body: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> ChatCompletion | ChatStream:
+    """One chat completion; with `stream=True` an async iterator of chunks (ChatStream)."""
+    given, options, params = _split_kwargs(kwargs)
+    deployment = _deployment(
+        model, given, options, timeout=timeout, drop_params=drop_params, environ=environ
+    )
+    body = _body({"model": model, "messages": messages, **params}, extra_body)
+    if stream:
+        body["stream"] = True
+    call = _validated_chat(body)
+    call.drop_params = drop_params
+    adapter = create_adapter(deployment, shared_client())
+    if stream:
+        first, rest = await open_stream(adapter, call, num_retries)
+        return ChatStream(
+            first, rest, include_usage=call.request.include_usage, deployment=deployment
+        )
+    response = await with_retries(lambda: adapter.chat(call), num_retries)
+    accounting.attach(response, deployment)
+    return response
+
+
+def completion(
+    model: str, messages: list[Any], *, stream: bool = False, **kwargs: Any
+) -> ChatCompletion | SyncChatStream:
+    """The blocking form of `acompletion`; safe to call inside a running event loop."""
+    result = run_sync(acompletion(model, messages, stream=stream, **kwargs))
+    if isinstance(result, ChatStream):
+        return SyncChatStream(result)
+    return result
+
+
+async def aembedding(
+    model: str,
+    input: str | list[Any],
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109  # LiteLLM's signature: a per-call HTTP timeout
+    num_retries: int = 0,
+    drop_params: bool = False,
+    extra_body: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> EmbeddingResponse:
+    given, options, params = _split_kwargs(kwargs)
+    deployment = _deployment(
+        model, given, options, timeout=timeout, drop_params=drop_params, environ=environ
+    )
+    body = _body({"model": model, "input": input, **params}, extra_body)
+    try:
+        request = embedding_request_from_dict(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid request: {exc}", param=_param_of(exc)) from exc
+    validate_embedding_request(request)
+    call = EmbeddingCall(request=request, body=body, drop_params=drop_params)
+    adapter = create_adapter(deployment, shared_client())
+    response = await with_retries(lambda: adapter.embed(call), num_retries)
+    accounting.attach(response, deployment)
+    return response
+
+
+def embedding(model: str, input: str | list[Any], **kwargs: Any) -> EmbeddingResponse:
+    return run_sync(aembedding(model, input, **kwargs))
