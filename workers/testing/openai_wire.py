@@ -190,7 +190,8 @@ class _Chunk(msgspec.Struct, kw_only=True):
     service_tier: str | UnsetType = UNSET
     system_fingerprint: str | UnsetType = UNSET
     choices: list[_ChunkChoice]
-    usage: _Usage | None | UnsetType = UNSET
+    # OpenAI sends `"usage": null` on every chunk, with or without include_usage.
+    usage: _Usage | None | UnsetType = None
     obfuscation: str | UnsetType = UNSET
     prompt_filter_results: list[Any] | UnsetType = UNSET
 
@@ -349,7 +350,7 @@ class StreamRenderer:
             service_tier=self.style.service_tier,
             system_fingerprint=self.style.system_fingerprint,
             choices=choices,
-            usage=usage if envelope.include_usage else UNSET,
+            usage=usage,
             obfuscation=obfuscation,
         )
         return sse_data(encode(chunk))
@@ -361,6 +362,7 @@ class StreamRenderer:
             created=0,
             model="",
             choices=[],
+            usage=UNSET,
             prompt_filter_results=self.style.prompt_filter_results,
         )
         return sse_data(encode(chunk))

@@ -186,15 +186,18 @@ class ClientWatch:
         if exc_type is not None and issubclass(
             exc_type, (asyncio.CancelledError, ConnectionResetError)
         ):
-            self.state.record_disconnect(
-                Disconnect(
-                    path=self.path,
-                    model=self.model,
-                    events_sent=self.events_sent,
-                    was_streaming=self.is_streaming,
-                    at=time.monotonic(),
-                )
+            self.record_disconnect()
+
+    def record_disconnect(self) -> None:
+        self.state.record_disconnect(
+            Disconnect(
+                path=self.path,
+                model=self.model,
+                events_sent=self.events_sent,
+                was_streaming=self.is_streaming,
+                at=time.monotonic(),
             )
+        )
 
 
 async def record_request(request: web.Request, state: FakeState) -> bytes:

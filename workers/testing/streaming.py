@@ -49,15 +49,18 @@ async def send_events(
     if ttft_s > 0:
         await asyncio.sleep(ttft_s)
     response = web.StreamResponse(headers=headers)
-    await response.prepare(request)
-    watch.is_streaming = True
     watch.state.open_streams += 1
     try:
+        await response.prepare(request)
+        watch.is_streaming = True
         await _write_paced(response, watch, events, chunk_delay_s)
         if cut_connection:
             _close_transport(request)
         else:
             await response.write_eof()
+    except ConnectionResetError:
+        # Returning (not raising) keeps aiohttp from logging a client that left as a 500.
+        watch.record_disconnect()
     finally:
         watch.state.open_streams -= 1
     return response
