@@ -272,21 +272,35 @@ async def answer_embeddings(
     admitted = _admit(state, model or embed.model)
     if isinstance(admitted, web.Response):
         return admitted
-    base = admitted.scenario.base
-    if embed.dimensions is not None and (base in FIXED_SIZE_MODELS or embed.dimensions < 1):
-        return errors.invalid_request(
-            "This model does not support specifying dimensions.", param="dimensions"
-        )
+    dimensions_or_error = _dimensions(admitted.scenario.base, embed.dimensions)
+    if isinstance(dimensions_or_error, web.Response):
+        return dimensions_or_error
     with ClientWatch(state, request.path, admitted.name):
         delay_s = state.timing.latency_for(admitted.scenario)
         failure = await _fail_or_wait(request, state, flavor, admitted, delay_s)
         if failure is not None:
             return failure
-        dimensions = embed.dimensions or default_dimensions(base)
         response = _embedding_response(
-            inputs, dimensions, encoding, flavor.embedding_model(admitted.scenario)
+            inputs, dimensions_or_error, encoding, flavor.embedding_model(admitted.scenario)
         )
         return json_response(wire.encode(response), headers=flavor.headers(state))
+
+
+def _dimensions(base_model: str, asked: int | None) -> int | web.Response:
+    """The vector size to send, or the 400 the service gives for an impossible one."""
+    largest = default_dimensions(base_model)
+    if asked is None:
+        return largest
+    if base_model in FIXED_SIZE_MODELS:
+        return errors.invalid_request(
+            "This model does not support specifying dimensions.", param="dimensions"
+        )
+    if not 1 <= asked <= largest:
+        return errors.invalid_request(
+            f"Invalid value for 'dimensions' = {asked}. Must be between 1 and {largest}.",
+            param="dimensions",
+        )
+    return asked
 
 
 def _embedding_response(

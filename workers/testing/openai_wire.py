@@ -263,7 +263,7 @@ def render_completion(
 
 
 class StreamRenderer:
-    """Renders one stream's events: opening, content steps, closing, or an error cut."""
+    """Renders one stream's events: the opening, the content steps and the closing."""
 
     def __init__(self, plan: ReplyPlan, style: ChatStyle, envelope: ChunkEnvelope) -> None:
         self.plan = plan

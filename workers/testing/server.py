@@ -95,6 +95,7 @@ class FakeUpstream(_StateViews):
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> None:
+        self.state.is_closing = False
         runner = web.AppRunner(
             build_app(self.state, self._providers),
             handler_cancellation=True,  # a client that leaves cancels its handler: we record it
