@@ -135,7 +135,8 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(10)
-    print(f"{args.mode} (chunks={args.chunks}): {rate:,.0f} requests/s on one server core")
+    label = f"stream of {args.chunks} chunks" if args.mode == "stream" else "non-stream"
+    print(f"{label}: {rate:,.0f} requests/s on one server core")
     return 0
 
 
