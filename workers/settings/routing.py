@@ -1,0 +1,174 @@
+"""`router_settings` and `litellm_settings`: how requests are routed, retried and failed over.
+
+LiteLLM lets both sections set retries, timeouts and fallbacks, with router_settings winning;
+the loader applies that rule once, so after loading `RouterSettings` holds the effective
+values and nothing else needs to consult `LiteLLMSettings` for them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from msgspec import Meta
+
+from workers.deployment import Secret
+from workers.settings.section import Section, names
+
+RoutingStrategy = Literal[
+    "simple-shuffle",
+    "round-robin",
+    "least-busy",
+    "latency-based-routing",
+    "cost-based-routing",
+    "usage-based-routing",
+    "usage-based-routing-v2",
+]
+
+# LiteLLM's shape: `[{"gpt-4o": ["claude-sonnet", "gpt-4o-mini"]}, ...]`; a key of `*`
+# applies to every model group without rules of its own.
+FallbackRules = list[dict[str, list[str]]]
+
+NonNegativeInt = Annotated[int, Meta(ge=0)]
+NonNegativeFloat = Annotated[float, Meta(ge=0)]
+
+
+class RoutingStrategyArgs(Section, frozen=True):
+    # latency-based-routing: deployments within this fraction of the fastest count as tied
+    # and share traffic (0.1 = within 10%).
+    lowest_latency_buffer: NonNegativeFloat = 0.0
+    # Seconds a latency or usage sample counts towards routing decisions.
+    ttl: NonNegativeFloat = 3600.0
+
+    litellm_ignored: ClassVar[frozenset[str]] = names("max_latency_list_size")
+
+
+class RetryPolicy(Section, frozen=True):
+    """Retries per error class (LiteLLM's names), overriding num_retries for that class."""
+
+    BadRequestErrorRetries: NonNegativeInt | None = None
+    AuthenticationErrorRetries: NonNegativeInt | None = None
+    TimeoutErrorRetries: NonNegativeInt | None = None
+    RateLimitErrorRetries: NonNegativeInt | None = None
+    ContentPolicyViolationErrorRetries: NonNegativeInt | None = None
+    InternalServerErrorRetries: NonNegativeInt | None = None
+    ServiceUnavailableErrorRetries: NonNegativeInt | None = None
+    NotFoundErrorRetries: NonNegativeInt | None = None
+    DefaultRetries: NonNegativeInt | None = None
+
+
+class AllowedFailsPolicy(Section, frozen=True):
+    """Failures per error class a deployment may have per minute before it cools down."""
+
+    BadRequestErrorAllowedFails: NonNegativeInt | None = None
+    AuthenticationErrorAllowedFails: NonNegativeInt | None = None
+    TimeoutErrorAllowedFails: NonNegativeInt | None = None
+    RateLimitErrorAllowedFails: NonNegativeInt | None = None
+    ContentPolicyViolationErrorAllowedFails: NonNegativeInt | None = None
+    InternalServerErrorAllowedFails: NonNegativeInt | None = None
+    ServiceUnavailableErrorAllowedFails: NonNegativeInt | None = None
+    BadGatewayErrorAllowedFails: NonNegativeInt | None = None
+    NotFoundErrorAllowedFails: NonNegativeInt | None = None
+
+
+class ModelGroupAlias(Section, frozen=True):
+    """The long form of a model_group_alias value; a hidden alias is not listed in /models."""
+
+    model: str
+    hidden: bool = False
+
+
+class RouterSettings(Section, frozen=True):
+    routing_strategy: RoutingStrategy = "simple-shuffle"
+    routing_strategy_args: RoutingStrategyArgs = RoutingStrategyArgs()
+    # Retries of a failed request within its model group (each may pick another
+    # deployment). Unset: litellm_settings.num_retries, else 2 (LiteLLM's default).
+    num_retries: NonNegativeInt | None = None
+    # Seconds for one attempt; unset: litellm_settings.request_timeout, else bounded only
+    # by switchboard_settings.request_timeout_s.
+    timeout: NonNegativeFloat | None = None
+    # Seconds for one streaming attempt; unset: timeout.
+    stream_timeout: NonNegativeFloat | None = None
+    # Minimum seconds before a retry, unless the provider's Retry-After says otherwise.
+    retry_after: NonNegativeFloat = 0.0
+    # Failures a deployment may have per minute before it cools down.
+    allowed_fails: NonNegativeInt = 3
+    allowed_fails_policy: AllowedFailsPolicy | None = None
+    # Seconds a deployment stays out of rotation after exceeding allowed_fails.
+    cooldown_time: NonNegativeFloat = 5.0
+    disable_cooldowns: bool = False
+    retry_policy: RetryPolicy | None = None
+    # Unset (None) inherits litellm_settings' value.
+    fallbacks: FallbackRules | None = None
+    context_window_fallbacks: FallbackRules | None = None
+    content_policy_fallbacks: FallbackRules | None = None
+    # Model groups to try when a group has no fallbacks of its own.
+    default_fallbacks: list[str] | None = None
+    # Fallback groups tried per request at most.
+    max_fallbacks: NonNegativeInt = 5
+    # Extra names for model groups: alias -> group, or {model: group, hidden: true}.
+    model_group_alias: dict[str, str | ModelGroupAlias] = {}
+    # Skip deployments whose context window (model_info.max_input_tokens) the request exceeds.
+    enable_pre_call_checks: bool = False
+    # Route only to deployments carrying the request's tags (litellm_params.tags).
+    enable_tag_filtering: bool = False
+    # With tag filtering: True matches a deployment with any requested tag, False needs all.
+    tag_filtering_match_any: bool = True
+    # Requests in flight per deployment when litellm_params.max_parallel_requests is unset.
+    default_max_parallel_requests: Annotated[int, Meta(ge=1)] | None = None
+    # LiteLLM's Redis for state shared between proxy instances; Switchboard uses it as its
+    # own Redis when switchboard_settings.redis_url is unset.
+    redis_url: Secret | None = None  # may carry a password
+    redis_host: str | None = None
+    redis_port: int | None = None
+    redis_password: Secret | None = None
+    redis_db: NonNegativeInt | None = None
+
+    litellm_ignored: ClassVar[frozenset[str]] = names(
+        """
+        cache_responses cache_kwargs caching_groups client_ttl alerting_config
+        assistants_config provider_budget_config model_group_retry_policy
+        model_group_affinity_config router_general_settings optional_pre_call_checks
+        deployment_affinity_ttl_seconds ignore_invalid_deployments search_tools
+        guardrail_list routing_groups default_litellm_params debug_level set_verbose
+        polling_interval default_priority weights tag_routing_prefix max_retries
+        """
+    )
+
+
+class LiteLLMSettings(Section, frozen=True):
+    """LiteLLM's module-level settings; router_settings' values win where both are set."""
+
+    # Drop request parameters a provider cannot honor instead of refusing the request.
+    drop_params: bool = False
+    num_retries: NonNegativeInt | None = None
+    # Seconds for one attempt (LiteLLM's litellm.request_timeout).
+    request_timeout: NonNegativeFloat | None = None
+    fallbacks: FallbackRules | None = None
+    context_window_fallbacks: FallbackRules | None = None
+    content_policy_fallbacks: FallbackRules | None = None
+    default_fallbacks: list[str] | None = None
+    # Debug logging (deprecated in LiteLLM in favour of LITELLM_LOG, still honored here).
+    set_verbose: bool = False
+    # Log lines as JSON objects.
+    json_logs: bool = False
+
+    litellm_ignored: ClassVar[frozenset[str]] = names(
+        """
+        callbacks success_callback failure_callback service_callbacks input_callback
+        callback_settings turn_off_message_logging redact_messages_in_exceptions
+        redact_user_api_key_info langfuse_default_tags modify_params enable_preview_features
+        mcp_aliases force_ipv4 cache cache_params disable_end_user_cost_tracking
+        disable_end_user_cost_tracking_prometheus_only key_generation_settings
+        disable_add_transform_inline_image_block use_chat_completions_url_for_anthropic_messages
+        disable_hf_tokenizer_download enable_json_schema_validation
+        enable_key_alias_format_validation disable_copilot_system_to_assistant telemetry
+        max_budget budget_duration max_internal_user_budget internal_user_budget_duration
+        max_end_user_budget default_team_settings default_internal_user_params
+        default_key_generate_params upperbound_key_generate_params public_teams
+        model_alias_map ssl_verify ssl_certificate return_response_headers
+        disable_token_counter add_function_to_prompt guardrails
+        prometheus_initialize_budget_metrics max_parallel_requests allowed_fails
+        cooldown_time retry_policy enable_caching_on_provider_specific_optional_params
+        context_window_fallback_dict
+        """
+    )
