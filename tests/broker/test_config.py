@@ -196,6 +196,8 @@ def test_router_redis_becomes_switchboards_redis() -> None:
         "switchboard_settings: {redis_url: 'redis://a:1/2'}\nrouter_settings: {redis_host: b}"
     )
     assert explicit.switchboard_settings.redis_url == "redis://a:1/2"
+    quoted_port = load("router_settings: {redis_host: b, redis_port: '7000'}")
+    assert quoted_port.switchboard_settings.redis_url == "redis://b:7000/0"
 
 
 def test_litellm_keys_switchboard_does_not_implement_are_warned_and_listed(
@@ -231,11 +233,11 @@ def test_no_secret_appears_in_reprs_or_logs(caplog: pytest.LogCaptureFixture) ->
 
 def test_environment_values_are_read_as_the_numbers_and_flags_fields_want() -> None:
     text = (
-        "router_settings: {redis_host: r, redis_port: os.environ/PORT, "
+        "router_settings: {redis_host: r, redis_db: os.environ/DB, "
         "enable_pre_call_checks: os.environ/CHECKS, timeout: os.environ/TIMEOUT}"
     )
-    router = load(text, PORT="6390", CHECKS="true", TIMEOUT="2.5").router_settings
-    assert (router.redis_port, router.enable_pre_call_checks, router.timeout) == (6390, True, 2.5)
+    router = load(text, DB="3", CHECKS="true", TIMEOUT="2.5").router_settings
+    assert (router.redis_db, router.enable_pre_call_checks, router.timeout) == (3, True, 2.5)
 
 
 def test_custom_llm_provider_names_the_provider_of_a_bare_model() -> None:

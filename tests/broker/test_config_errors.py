@@ -100,9 +100,9 @@ def test_a_missing_environment_variable_fails_naming_path_and_variable() -> None
 
 
 def test_an_environment_value_of_the_wrong_type_is_named_but_not_shown() -> None:
-    text = "router_settings: {redis_port: os.environ/PORT}"
-    message = error_of(text, PORT="sk-looks-secret")
-    assert message == "router_settings.redis_port: environment variable PORT does not hold an int"
+    text = "router_settings: {redis_db: os.environ/DB}"
+    message = error_of(text, DB="sk-looks-secret")
+    assert message == "router_settings.redis_db: environment variable DB does not hold an int"
     strategy = error_of("router_settings: {routing_strategy: os.environ/S}", S="sk-looks-secret")
     assert strategy.startswith("router_settings.routing_strategy: expected one of:")
     assert "sk-looks-secret" not in message + strategy

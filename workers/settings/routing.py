@@ -119,7 +119,8 @@ class RouterSettings(Section, frozen=True):
     # own Redis when switchboard_settings.redis_url is unset.
     redis_url: Secret | None = None  # may carry a password
     redis_host: str | None = None
-    redis_port: int | None = None
+    # LiteLLM documents the port as a string, so configs quote it either way.
+    redis_port: int | str | None = None
     redis_password: Secret | None = None
     redis_db: NonNegativeInt | None = None
 
