@@ -11,6 +11,7 @@
     ├── NotFound                          404 not_found_error
     │   └── ModelNotFound                 404   code model_not_found
     ├── RequestTimeout                    408 timeout_error          (retryable)
+    ├── GatewayTimeout                    504 timeout_error          (retryable)
     ├── RateLimited                       429 rate_limit_error       (retryable, retry_after_s)
     │   └── QuotaExceeded                 429   code insufficient_quota (not retryable)
     ├── ServiceUnavailable                503 service_unavailable    (retryable)
@@ -136,6 +137,15 @@ class RequestTimeout(SwitchboardError):
     status = 408
     error_type = "timeout_error"
     default_code = "timeout"
+    retryable = True
+
+
+class GatewayTimeout(SwitchboardError):
+    """The request's own deadline passed inside the gateway (queued too long)."""
+
+    status = 504
+    error_type = "timeout_error"
+    default_code = "deadline_exceeded"
     retryable = True
 
 

@@ -8,6 +8,8 @@ import logging
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
+import msgspec
+
 from workers.errors import UnsupportedParams
 
 log = logging.getLogger("switchboard.params")
@@ -82,3 +84,15 @@ def refuse_unknown(
         )
         dropped.append(name)
     return dropped
+
+
+class GatewayOptions(msgspec.Struct, kw_only=True):
+    """Gateway fields a client may put in a request body (as LiteLLM's proxy accepts them)."""
+
+    timeout: float | None = None
+    num_retries: int | None = None
+    drop_params: bool | None = None
+    priority: int | None = None
+
+
+decode_gateway_options = msgspec.json.Decoder(GatewayOptions).decode

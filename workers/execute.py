@@ -1,0 +1,187 @@
+"""Runs one job to its final record: a response, a finished stream, an error, or a
+cancellation. Only a worker shutdown leaves a job without one (it stays pending for others).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+
+from workers import accounting, messages
+from workers.dispatch import Dispatcher, Outcome
+from workers.errors import GatewayTimeout, InternalError, InvalidRequest, SwitchboardError
+from workers.jobs import Job, ReplyWriter, now_ms
+from workers.messages import KIND_CHAT, Meta, Record
+from workers.providers.base import ChatCall, EmbeddingCall
+from workers.wire import (
+    ChatCompletionChunk,
+    Usage,
+    decode_chat_request,
+    decode_embedding_request,
+    encode,
+)
+
+log = logging.getLogger("switchboard.worker")
+
+
+class Executor:
+    def __init__(self, dispatcher: Dispatcher, writer: ReplyWriter, worker_id: str) -> None:
+        self.dispatcher = dispatcher
+        self.writer = writer
+        self.worker_id = worker_id
+
+    async def run(self, job: Job) -> None:
+        try:
+            await self._serve(job)
+        except asyncio.CancelledError:
+            if not job.is_cancelled_by_client:
+                raise  # shutdown: no final record, no ack; another worker takes the entry
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            await asyncio.shield(
+                self.writer.write(job, Record(seq=job.seq, end=messages.CANCELLED))
+            )
+        except SwitchboardError as exc:
+            await self.writer.write_error(job, exc, Meta(worker=self.worker_id))
+        except Exception:
+            log.exception("request %s failed unexpectedly", job.request_id)
+            error = InternalError(f"internal error while serving request {job.request_id}")
+            await self.writer.write_error(job, error, Meta(worker=self.worker_id))
+
+    async def _serve(self, job: Job) -> None:
+        envelope = job.envelope
+        if now_ms() >= envelope.deadline_ms:
+            raise GatewayTimeout(f"request {job.request_id} waited in the queue past its deadline")
+        if envelope.kind == KIND_CHAT:
+            call = self._chat_call(job)
+            if envelope.stream:
+                await self._stream(job, call)
+            else:
+                await self._complete(job, call)
+        else:
+            await self._embed(job)
+
+    def _chat_call(self, job: Job) -> ChatCall:
+        body, options = job.gateway_body()
+        try:
+            request = decode_chat_request(job.envelope.body)
+        except msgspec.ValidationError as exc:  # the front door validated; a foreign producer?
+            raise InvalidRequest(f"invalid request: {exc}") from exc
+        return ChatCall(
+            request=request,
+            body=body,
+            request_id=job.request_id,
+            timeout_s=job.remaining_s(),
+            drop_params=bool(options.get("drop_params")),
+        )
+
+    def _meta(self, outcome: Outcome, usage: Usage | None = None) -> Meta:
+        deployment = outcome.deployment
+        cost = accounting.cost_for(usage, deployment) if usage is not None else None
+        return Meta(
+            deployment=deployment.label,
+            provider=deployment.provider,
+            attempts=outcome.attempts,
+            fallbacks=outcome.fallbacks,
+            upstream_ms=round(outcome.upstream_ms, 3),
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            cost_usd=cost.cost_usd if cost else None,
+            worker=self.worker_id,
+        )
+
+    async def _complete(self, job: Job, call: ChatCall) -> None:
+        async with asyncio.timeout_at(_loop_deadline(job)):
+            response, outcome = await self.dispatcher.chat(
+                job.envelope.model_group, call, job.envelope.num_retries
+            )
+        record = Record(
+            seq=job.seq,
+            end=messages.RESPONSE,
+            body=encode(response),
+            meta=self._meta(outcome, response.usage),
+        )
+        await self.writer.write(job, record)
+
+    async def _stream(self, job: Job, call: ChatCall) -> None:
+        include_usage = call.request.include_usage
+        async with asyncio.timeout_at(_loop_deadline(job)):
+            first, rest, outcome = await self.dispatcher.stream(
+                job.envelope.model_group, call, job.envelope.num_retries
+            )
+        usage: Usage | None = None
+        try:
+            batch: list[ChatCompletionChunk] | None = first
+            meta: Meta | None = self._meta(outcome)
+            while batch is not None:
+                chunks, batch_usage = _frame(batch, include_usage)
+                usage = batch_usage or usage
+                if batch_usage is not None:
+                    # Usage comes last (adapter contract): finish with this record.
+                    break
+                if chunks:
+                    await self.writer.write(job, Record(seq=job.seq, chunks=chunks, meta=meta))
+                    meta = None
+                batch = await anext(rest, None)
+            else:
+                chunks = []
+        finally:
+            await rest.aclose()  # type: ignore[attr-defined]  # an async generator
+        final_meta = self._meta(outcome, usage)
+        await self.writer.write(
+            job, Record(seq=job.seq, chunks=chunks, end=messages.DONE, meta=final_meta)
+        )
+
+    async def _embed(self, job: Job) -> None:
+        body, options = job.gateway_body()
+        try:
+            request = decode_embedding_request(job.envelope.body)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequest(f"invalid request: {exc}") from exc
+        call = EmbeddingCall(
+            request=request,
+            body=body,
+            request_id=job.request_id,
+            timeout_s=job.remaining_s(),
+            drop_params=bool(options.get("drop_params")),
+        )
+        async with asyncio.timeout_at(_loop_deadline(job)):
+            response, outcome = await self.dispatcher.embed(
+                job.envelope.model_group, call, job.envelope.num_retries
+            )
+        usage = Usage(
+            prompt_tokens=response.usage.prompt_tokens,
+            completion_tokens=0,
+            total_tokens=response.usage.total_tokens,
+        )
+        record = Record(
+            seq=job.seq,
+            end=messages.RESPONSE,
+            body=encode(response),
+            meta=self._meta(outcome, usage),
+        )
+        await self.writer.write(job, record)
+
+
+def _frame(
+    batch: list[ChatCompletionChunk], include_usage: bool
+) -> tuple[list[bytes], Usage | None]:
+    """Encode a batch once; the usage chunk is kept only when the client asked for it."""
+    chunks: list[bytes] = []
+    usage = None
+    for chunk in batch:
+        if chunk.usage is not None and not chunk.choices:
+            usage = chunk.usage
+            if not include_usage:
+                continue
+        chunks.append(encode(chunk))
+    return chunks, usage
+
+
+def _loop_deadline(job: Job) -> float:
+    """The job's deadline on the event loop's clock (for asyncio.timeout_at)."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + job.remaining_s()

@@ -1,0 +1,112 @@
+"""One request a worker holds: its envelope, where its reply stands, how to cancel it, and
+how its records are written (every write is one pipelined round trip)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from workers import messages, streams
+from workers.errors import SwitchboardError
+from workers.messages import Envelope, Meta, Record
+from workers.params import GATEWAY_FIELDS
+from workers.streams import Keys
+from workers.wire import encode
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Job:
+    __slots__ = (
+        "envelope",
+        "lane",
+        "entry",
+        "task",
+        "seq",
+        "is_writing",
+        "is_cancelled_by_client",
+        "started_ms",
+    )
+
+    def __init__(self, envelope: Envelope, lane: str, entry: bytes) -> None:
+        self.envelope = envelope
+        self.lane = lane
+        self.entry = entry
+        self.task: asyncio.Task[None] | None = None
+        # Sequence number of the next client-visible event (see workers.messages).
+        self.seq = 1
+        self.is_writing = False
+        self.is_cancelled_by_client = False
+        self.started_ms = now_ms()
+
+    @property
+    def request_id(self) -> str:
+        return self.envelope.request_id
+
+    def cancel_for_client(self) -> None:
+        """The client went away. A write in progress finishes first (so the reply stream's
+        sequence stays known), then the job stops at its next step."""
+        self.is_cancelled_by_client = True
+        if not self.is_writing and self.task is not None:
+            self.task.cancel()
+
+    def remaining_s(self) -> float:
+        return max(0.0, (self.envelope.deadline_ms - now_ms()) / 1000)
+
+    def gateway_body(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the request JSON object without gateway fields, the gateway fields)."""
+        body: dict[str, Any] = orjson.loads(self.envelope.body)
+        options = {name: body.pop(name) for name in GATEWAY_FIELDS if name in body}
+        return body, options
+
+
+class ReplyWriter:
+    """Writes a job's records; the final one goes out with the ack in the same round trip."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, reply_ttl_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.reply_ttl_s = reply_ttl_s
+
+    async def write(self, job: Job, record: Record) -> None:
+        final = record.is_final
+        pipe = self.redis.pipeline(transaction=False)
+        # Until the end, the reply lives as long as the request may still run.
+        ttl = self.reply_ttl_s + (0 if final else int(job.remaining_s()) + 60)
+        streams.append_record(
+            pipe,
+            self.keys,
+            job.request_id,
+            record.seq,
+            messages.encode(record),
+            reply_to=job.envelope.reply_to,
+            ttl_s=ttl,
+        )
+        if final:
+            streams.ack(pipe, self.keys, job.lane, job.entry)
+        job.is_writing = True
+        try:
+            await pipe.execute()
+        finally:
+            job.is_writing = False
+        job.seq = record.next_seq
+        if job.is_cancelled_by_client and not final:
+            raise asyncio.CancelledError
+
+    async def write_error(self, job: Job, error: SwitchboardError, meta: Meta | None) -> None:
+        body = encode(error.to_body())
+        await self.write(
+            job,
+            Record(seq=job.seq, end=messages.ERROR, body=body, status=error.http_status, meta=meta),
+        )
+
+    async def ack_only(self, job: Job) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        streams.ack(pipe, self.keys, job.lane, job.entry)
+        await pipe.execute()

@@ -1,0 +1,282 @@
+"""Every Redis key name, field name, TTL and stream operation Switchboard uses.
+
+Layout (namespace `ns`, default "sb"):
+
+    {ns}:{q}:lane:<lane>      request stream per lane; consumer group "workers"
+    {ns}:{q}:dead             dead-letter stream (entries delivered too often)
+    {ns}:{<rid>}:reply        reply stream of one request (expires reply_ttl_s after its end)
+    {ns}:{<rid>}:state        who owns a disconnected request: "cancelled" or "resumed:<fd>"
+    {ns}:live:<front door>    pub/sub: records for the requests a front door waits on
+    {ns}:cancel               pub/sub: request ids whose clients went away
+    {ns}:{w}:heartbeats       sorted set: worker id -> last heartbeat (unix seconds)
+    {ns}:{w}:worker:<id>      hash: a worker's self-description, expires with its heartbeat
+
+Braces are Redis Cluster hash tags: a request's keys share a slot, and all lanes share one
+slot so one XREADGROUP reads every lane without a cross-slot command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ResponseError
+
+GROUP = "workers"
+ENVELOPE_FIELD = b"e"
+RECORD_FIELD = b"r"
+DEAD_LETTER_MAXLEN = 100_000
+STATE_CANCELLED = b"cancelled"
+
+
+class Keys:
+    """Key names for one namespace (tests use one namespace each)."""
+
+    def __init__(self, namespace: str = "sb") -> None:
+        self.ns = namespace
+        self.dead_letter = f"{namespace}:{{q}}:dead"
+        self.cancel_channel = f"{namespace}:cancel"
+        self.heartbeats = f"{namespace}:{{w}}:heartbeats"
+
+    def lane(self, lane: str) -> str:
+        return f"{self.ns}:{{q}}:lane:{lane}"
+
+    def reply(self, request_id: str) -> str:
+        return f"{self.ns}:{{{request_id}}}:reply"
+
+    def state(self, request_id: str) -> str:
+        return f"{self.ns}:{{{request_id}}}:state"
+
+    def live_channel(self, front_door_id: str) -> str:
+        return f"{self.ns}:live:{front_door_id}"
+
+    def worker_info(self, worker_id: str) -> str:
+        return f"{self.ns}:{{w}}:worker:{worker_id}"
+
+
+def entry_id(seq: int) -> str:
+    """The reply-stream entry id of the record whose first event is `seq`."""
+    return f"0-{seq}"
+
+
+def seq_of(entry: bytes | str) -> int:
+    text = entry.decode() if isinstance(entry, bytes) else entry
+    return int(text.partition("-")[2])
+
+
+# --------------------------------------------------------------------------- request streams
+
+
+async def ensure_groups(r: Redis, keys: Keys, lanes: Iterable[str]) -> None:
+    for lane in lanes:
+        try:
+            await r.xgroup_create(keys.lane(lane), GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+async def enqueue(r: Redis, keys: Keys, lane: str, envelope: bytes) -> bytes:
+    entry: Any = await r.xadd(keys.lane(lane), {ENVELOPE_FIELD: envelope})
+    return bytes(entry)
+
+
+RequestEntry = tuple[str, bytes, bytes]  # (lane, entry id, envelope)
+
+
+async def read_requests(
+    r: Redis, keys: Keys, consumer: str, lanes: Sequence[str], count: int, block_ms: int | None
+) -> list[RequestEntry]:
+    """New entries for this consumer: at most `count` per lane, blocking up to `block_ms`."""
+    streams: Any = {keys.lane(lane): ">" for lane in lanes}
+    reply: Any = await r.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
+    return _entries(reply, keys, lanes)
+
+
+def _entries(reply: Any, keys: Keys, lanes: Sequence[str]) -> list[RequestEntry]:
+    by_key = {keys.lane(lane).encode(): lane for lane in lanes}
+    found: list[RequestEntry] = []
+    for stream_key, messages in reply or ():
+        lane = by_key[stream_key]
+        for entry, fields in messages:
+            found.append((lane, entry, fields.get(ENVELOPE_FIELD, b"") if fields else b""))
+    return found
+
+
+def ack(pipe: Pipeline, keys: Keys, lane: str, entry: bytes) -> None:
+    """Acknowledge and delete a finished request entry (queued after its final record)."""
+    stream = keys.lane(lane)
+    pipe.xack(stream, GROUP, entry)
+    pipe.xdel(stream, entry)
+
+
+async def renew(r: Redis, keys: Keys, lane: str, consumer: str, entries: Sequence[bytes]) -> None:
+    """Reset the idle time of entries this consumer still works on, so nobody reclaims them."""
+    if entries:
+        await r.xclaim(keys.lane(lane), GROUP, consumer, 0, list(entries), justid=True)
+
+
+async def reclaim(
+    r: Redis, keys: Keys, lane: str, consumer: str, min_idle_ms: int, count: int
+) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+    """Take over entries idle past `min_idle_ms` (their worker died).
+
+    Returns (entries with their envelopes, ids of entries that were deleted meanwhile)."""
+    stream = keys.lane(lane)
+    claimed: list[tuple[bytes, bytes]] = []
+    deleted: list[bytes] = []
+    start: Any = "0-0"
+    while len(claimed) < count:
+        reply: Any = await r.xautoclaim(
+            stream, GROUP, consumer, min_idle_ms, start_id=start, count=count - len(claimed)
+        )
+        start, messages = reply[0], reply[1]
+        for entry, fields in messages:
+            # Redis 6.2 returns an entry deleted meanwhile as (id, None); 7.0 lists it apart.
+            if fields is None:
+                deleted.append(entry)
+            else:
+                claimed.append((entry, fields.get(ENVELOPE_FIELD, b"")))
+        if len(reply) > 2:
+            deleted.extend(reply[2])
+        if start in (b"0-0", "0-0"):
+            break
+    return claimed, deleted
+
+
+async def delivery_counts(r: Redis, keys: Keys, lane: str, entries: Sequence[bytes]) -> list[int]:
+    pipe = r.pipeline(transaction=False)
+    for entry in entries:
+        pipe.xpending_range(keys.lane(lane), GROUP, min=entry, max=entry, count=1)
+    counts = []
+    results: Any = await pipe.execute()
+    for rows in results:
+        counts.append(int(rows[0]["times_delivered"]) if rows else 0)
+    return counts
+
+
+def dead_letter(
+    pipe: Pipeline, keys: Keys, lane: str, entry: bytes, envelope: bytes, reason: str
+) -> None:
+    pipe.xadd(
+        keys.dead_letter,
+        {b"lane": lane, b"entry": entry, b"reason": reason, ENVELOPE_FIELD: envelope},
+        maxlen=DEAD_LETTER_MAXLEN,
+        approximate=True,
+    )
+    ack(pipe, keys, lane, entry)
+
+
+async def queue_depths(r: Redis, keys: Keys, lanes: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Per lane: (entries waiting for a worker, entries a worker holds). Works on Redis 6.2,
+    whose XINFO has no `lag`: processed entries are deleted, so length - pending = waiting."""
+    pipe = r.pipeline(transaction=False)
+    for lane in lanes:
+        pipe.xlen(keys.lane(lane))
+        pipe.xpending(keys.lane(lane), GROUP)
+    results: Any = await pipe.execute(raise_on_error=False)
+    depths = {}
+    for i, lane in enumerate(lanes):
+        length, pending = results[2 * i], results[2 * i + 1]
+        held = int(pending["pending"]) if isinstance(pending, dict) else 0
+        total = int(length) if isinstance(length, int) else 0
+        depths[lane] = (max(0, total - held), held)
+    return depths
+
+
+# --------------------------------------------------------------------------- reply streams
+
+
+def append_record(
+    pipe: Pipeline,
+    keys: Keys,
+    request_id: str,
+    seq: int,
+    record: bytes,
+    *,
+    reply_to: str,
+    ttl_s: int | None,
+) -> None:
+    """Write a record to the reply stream and publish it to the waiting front door."""
+    reply = keys.reply(request_id)
+    pipe.xadd(reply, {RECORD_FIELD: record}, id=entry_id(seq))
+    if ttl_s is not None:
+        pipe.expire(reply, ttl_s)
+    pipe.publish(keys.live_channel(reply_to), request_id.encode() + b"|" + record)
+
+
+async def read_records(r: Redis, keys: Keys, request_id: str) -> list[tuple[str, bytes]]:
+    """Every record of a reply stream so far, with its entry id (replies are short)."""
+    rows: Any = await r.xrange(keys.reply(request_id), min="-", max="+")
+    return [(entry.decode(), fields[RECORD_FIELD]) for entry, fields in rows]
+
+
+async def follow_records(
+    r: Redis, keys: Keys, request_id: str, after_entry: str, block_ms: int
+) -> list[tuple[str, bytes]]:
+    """Records written after `after_entry`, waiting up to `block_ms` for one to appear."""
+    reply: Any = await r.xread({keys.reply(request_id): after_entry}, block=block_ms)
+    found: list[tuple[str, bytes]] = []
+    for _stream, messages in reply or ():
+        for entry, fields in messages:
+            found.append((entry.decode(), fields[RECORD_FIELD]))
+    return found
+
+
+async def last_record(r: Redis, keys: Keys, request_id: str) -> bytes | None:
+    rows: Any = await r.xrevrange(keys.reply(request_id), max="+", min="-", count=1)
+    return bytes(rows[0][1][RECORD_FIELD]) if rows else None
+
+
+async def claim_disconnected(
+    r: Redis, keys: Keys, request_id: str, owner: bytes, ttl_s: int
+) -> bool:
+    """Decide once what happens to a request whose client left: the first front door to
+    claim it (cancel after grace, or resume elsewhere) wins."""
+    return bool(await r.set(keys.state(request_id), owner, nx=True, ex=ttl_s))
+
+
+def cancel(
+    pipe: Pipeline,
+    keys: Keys,
+    request_id: str,
+    lane: str,
+    entry: bytes,
+    *,
+    seq: int,
+    record: bytes,
+    ttl_s: int,
+) -> None:
+    """Cancel a request whose client left: drop its entry if no worker took it yet, record
+    the cancellation (the XADD fails harmlessly if a worker already wrote past `seq`; that
+    worker then records it), and tell the workers."""
+    pipe.xdel(keys.lane(lane), entry)
+    pipe.xadd(keys.reply(request_id), {RECORD_FIELD: record}, id=entry_id(seq))
+    pipe.expire(keys.reply(request_id), ttl_s)
+    pipe.publish(keys.cancel_channel, request_id)
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def heartbeat(
+    pipe: Pipeline, keys: Keys, worker_id: str, now_s: float, info: Any, ttl_s: float
+) -> None:
+    pipe.zadd(keys.heartbeats, {worker_id: now_s})
+    pipe.zremrangebyscore(keys.heartbeats, "-inf", now_s - 10 * ttl_s)
+    pipe.hset(keys.worker_info(worker_id), mapping=info)
+    pipe.expire(keys.worker_info(worker_id), max(1, int(ttl_s * 2)))
+
+
+async def live_workers(r: Redis, keys: Keys, now_s: float, ttl_s: float) -> list[str]:
+    members: Any = await r.zrangebyscore(keys.heartbeats, now_s - ttl_s, "+inf")
+    return [m.decode() for m in members]
+
+
+async def forget_worker(r: Redis, keys: Keys, worker_id: str) -> None:
+    pipe = r.pipeline(transaction=False)
+    pipe.zrem(keys.heartbeats, worker_id)
+    pipe.delete(keys.worker_info(worker_id))
+    await pipe.execute()
