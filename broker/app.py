@@ -1,0 +1,103 @@
+"""The front door's aiohttp application and its lifecycle.
+
+Resources are opened in `cleanup_ctx` order and closed in reverse. Drain, in this order:
+readiness fails, the listening socket closes, in-flight requests finish within the drain
+timeout, what is left is cancelled (its cancellation reaches the workers), pools close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from broker.config import Config
+from broker.errors import error_middleware
+from broker.frontdoor import FrontDoor
+from broker.routes import add_routes
+from broker.routes.keys import FRONT_DOOR
+
+log = logging.getLogger("switchboard.app")
+
+REDIS_POOL_SIZE = 64
+FOLLOW_POOL_SIZE = 64
+
+
+def redis_client(url: str, max_connections: int) -> Redis:
+    return Redis.from_url(url, max_connections=max_connections, health_check_interval=30)
+
+
+def create_app(
+    config: Config,
+    redis_url: str,
+    *,
+    front_door_id: str | None = None,
+    registry: CollectorRegistry | None = None,
+) -> web.Application:
+    settings = config.switchboard_settings
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+
+    async def front_door_ctx(app: web.Application) -> AsyncIterator[None]:
+        redis = redis_client(redis_url, REDIS_POOL_SIZE)
+        follow = Redis(
+            connection_pool=BlockingConnectionPool.from_url(
+                redis_url, max_connections=FOLLOW_POOL_SIZE, timeout=None
+            )
+        )
+        front = FrontDoor(
+            config,
+            redis,
+            follow_redis=follow,
+            registry=registry if registry is not None else CollectorRegistry(),
+            front_door_id=front_door_id,
+        )
+        try:
+            await front.start()
+            app[FRONT_DOOR] = front
+            yield
+            await front.stop()
+        finally:
+            await follow.aclose()
+            await redis.aclose()
+
+    app.cleanup_ctx.append(front_door_ctx)
+    add_routes(app)
+    return app
+
+
+async def serve_front_door(
+    config: Config,
+    redis_url: str,
+    *,
+    host: str,
+    port: int,
+    stopping: asyncio.Event,
+    ready: asyncio.Event | None = None,
+    reuse_port: bool = False,
+    registry: CollectorRegistry | None = None,
+) -> None:
+    """Serve until `stopping` is set, then drain."""
+    app = create_app(config, redis_url, registry=registry)
+    runner = web.AppRunner(
+        app,
+        # A client that disconnects cancels its handler, and through it the upstream call.
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=config.switchboard_settings.drain_timeout_s,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+        await site.start()
+        log.info("front door %s listening on http://%s:%d", app[FRONT_DOOR].id, host, port)
+        if ready is not None:
+            ready.set()
+        await stopping.wait()
+        app[FRONT_DOOR].is_draining = True
+        log.info("front door draining")
+    finally:
+        await runner.cleanup()

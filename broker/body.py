@@ -1,0 +1,84 @@
+"""Reading and validating a request body once: content type, size, JSON, schema. Every
+failure is an OpenAI-style 4xx naming what was wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import msgspec
+from aiohttp import web
+
+from workers.errors import InvalidRequest, RequestTooLarge
+from workers.params import GatewayOptions, decode_gateway_options
+
+T = TypeVar("T")
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status = 415
+    default_code = "unsupported_media_type"
+
+
+async def read_json_body(request: web.Request, max_bytes: int) -> bytes:
+    content_type = request.content_type
+    if content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"expected `Content-Type: application/json`, got `{content_type or 'none'}`",
+            param="Content-Type",
+        )
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise _too_large(max_bytes)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(max_bytes) from None
+    if not body:
+        raise InvalidRequest("the request body is empty; send a JSON object", code="invalid_json")
+    return body
+
+
+def _too_large(max_bytes: int) -> RequestTooLarge:
+    return RequestTooLarge(
+        f"the request body is larger than the {max_bytes} bytes this gateway accepts"
+    )
+
+
+def decode(decoder: Callable[[bytes], T], body: bytes) -> T:
+    """Decode with a module-level msgspec decoder, turning its errors into 400s."""
+    try:
+        return decoder(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(_message(exc), param=_param(exc), code="invalid_value") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(
+            f"the request body is not valid JSON: {exc}", code="invalid_json"
+        ) from None
+
+
+def gateway_options(body: bytes) -> GatewayOptions:
+    options = decode(decode_gateway_options, body)
+    if options.timeout is not None and options.timeout <= 0:
+        raise InvalidRequest("`timeout` must be a positive number of seconds", param="timeout")
+    if options.num_retries is not None and options.num_retries < 0:
+        raise InvalidRequest("`num_retries` must not be negative", param="num_retries")
+    return options
+
+
+def _param(exc: msgspec.ValidationError) -> str | None:
+    text = str(exc)
+    if " - at `$." in text:
+        return text.rsplit(" - at `$.", 1)[1].rstrip("`")
+    if "missing required field `" in text:
+        return text.split("missing required field `", 1)[1].rstrip("`")
+    return None
+
+
+def _message(exc: msgspec.ValidationError) -> str:
+    text = str(exc)
+    param = _param(exc)
+    if " - at `$." in text:
+        text = text.rsplit(" - at `$.", 1)[0]
+    if text.startswith("Object missing required field"):
+        return f"`{param}` is required"
+    return f"invalid `{param}`: {text}" if param else f"invalid request: {text}"

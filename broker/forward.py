@@ -1,0 +1,157 @@
+"""Enqueue a validated request and relay its reply: a JSON response, or SSE events as the
+worker's records arrive. The first record decides the HTTP status, so an error before the
+first chunk is a real HTTP error; after that, errors are SSE events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from aiohttp import web
+
+from broker import sse
+from broker.errors import JSON, response_for_status
+from broker.frontdoor import FrontDoor
+from broker.relay import Waiter
+from workers import messages, streams
+from workers.errors import GatewayTimeout
+from workers.messages import Envelope, Meta, Record
+from workers.params import GatewayOptions
+from workers.wire import encode
+
+# The worker enforces the deadline; the front door waits a little longer for its answer.
+DEADLINE_SLACK_S = 2.0
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+class Relay:
+    """One forwarded request, from enqueue to its last byte."""
+
+    def __init__(
+        self,
+        front: FrontDoor,
+        *,
+        kind: int,
+        group: str,
+        lane: str,
+        body: bytes,
+        stream: bool,
+        options: GatewayOptions,
+    ) -> None:
+        self.front = front
+        self.group = group
+        self.lane = lane
+        self.stream = stream
+        self.loop = asyncio.get_running_loop()
+        self.started = self.loop.time()
+        timeout_s = options.timeout or front.settings.request_timeout_s
+        self.timeout_s = timeout_s
+        self.request_id = new_request_id()
+        now_ms = int(time.time() * 1000)
+        self.envelope = Envelope(
+            request_id=self.request_id,
+            kind=kind,
+            model_group=group,
+            stream=stream,
+            deadline_ms=now_ms + int(timeout_s * 1000),
+            enqueued_ms=now_ms,
+            reply_to=front.id,
+            lane=lane,
+            body=body,
+            num_retries=options.num_retries,
+        )
+        self.deadline = self.started + timeout_s + DEADLINE_SLACK_S
+        self.is_finished = False
+        self.status = 200
+        self.overhead_s: float | None = None
+
+    async def run(self, request: web.Request) -> web.StreamResponse:
+        front = self.front
+        waiter = front.hub.register(self.request_id)
+        entry: bytes | None = None
+        front.metrics.in_flight.inc()
+        try:
+            entry = await streams.enqueue(
+                front.redis, front.keys, self.lane, messages.encode(self.envelope)
+            )
+            if self.stream:
+                return await self._relay_stream(request, waiter)
+            return await self._relay_response(waiter)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.status = 499  # nginx's "client closed request", for metrics only
+            if entry is not None and not self.is_finished:
+                front.cancel_later(self.request_id, self.lane, entry, waiter.next_seq)
+            raise
+        finally:
+            front.hub.unregister(self.request_id)
+            front.metrics.in_flight.dec()
+            front.metrics.observe(
+                self.group, self.status, self.loop.time() - self.started, self.overhead_s
+            )
+
+    def _headers(self, meta: Meta | None) -> dict[str, str]:
+        headers = {"x-request-id": self.request_id}
+        if meta is not None and meta.deployment:
+            elapsed_ms = (self.loop.time() - self.started) * 1000
+            overhead_ms = max(0.0, elapsed_ms - meta.upstream_ms)
+            self.overhead_s = overhead_ms / 1000
+            headers["x-switchboard-deployment"] = meta.deployment
+            headers["x-switchboard-attempts"] = str(meta.attempts)
+            headers["x-switchboard-fallbacks"] = str(meta.fallbacks)
+            headers["x-switchboard-overhead-ms"] = f"{overhead_ms:.2f}"
+            if meta.cost_usd is not None:
+                headers["x-switchboard-cost-usd"] = f"{meta.cost_usd:.10f}"
+        return headers
+
+    async def _first(self, waiter: Waiter) -> Record:
+        try:
+            return await waiter.next_record(self.deadline)
+        except TimeoutError:
+            raise GatewayTimeout(
+                f"request {self.request_id} did not complete within {self.timeout_s:g}s"
+            ) from None
+
+    async def _relay_response(self, waiter: Waiter) -> web.Response:
+        record = await self._first(waiter)
+        self.is_finished = True
+        headers = self._headers(record.meta)
+        if record.end == messages.RESPONSE:
+            return web.Response(body=record.body, content_type=JSON, headers=headers)
+        self.status = record.status if record.end == messages.ERROR else 499
+        return response_for_status(self.status, record.body, request_id=self.request_id)
+
+    async def _relay_stream(self, request: web.Request, waiter: Waiter) -> web.StreamResponse:
+        record = await self._first(waiter)
+        if record.end == messages.ERROR and not record.chunks:
+            self.is_finished = True
+            self.status = record.status
+            return response_for_status(record.status, record.body, request_id=self.request_id)
+        response = web.StreamResponse(headers={**sse.HEADERS, **self._headers(record.meta)})
+        await response.prepare(request)
+        self.front.metrics.observe_ttft(self.group, self.loop.time() - self.started)
+        self.front.metrics.open_streams.inc()
+        try:
+            await response.write(sse.frame(record))
+            while not record.is_final:
+                try:
+                    record = await waiter.next_record(self.loop.time() + self.timeout_s)
+                except TimeoutError:
+                    error = GatewayTimeout(f"stream {self.request_id} stalled")
+                    record = Record(
+                        seq=waiter.next_seq,
+                        end=messages.ERROR,
+                        body=encode(error.to_body()),
+                        status=error.http_status,
+                    )
+                    waiter.next_seq = record.next_seq
+                await response.write(sse.frame(record))
+            self.is_finished = True
+            if record.end == messages.ERROR:
+                self.status = record.status
+        finally:
+            self.front.metrics.open_streams.dec()
+        return response

@@ -1,0 +1,158 @@
+"""A front door's state: everything its handlers share, opened at startup, closed at
+shutdown, in that order and its reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from broker.auth import Authenticator
+from broker.config import Config
+from broker.metrics import FrontDoorMetrics
+from broker.monitor import ClusterMonitor
+from broker.relay import ReplyHub
+from workers import messages, streams
+from workers.errors import InvalidRequest, ModelNotFound, RateLimited
+from workers.messages import Record
+from workers.params import GatewayOptions
+from workers.streams import Keys
+
+log = logging.getLogger("switchboard.frontdoor")
+
+LANE_HEADER = "x-switchboard-lane"
+
+
+class FrontDoor:
+    def __init__(
+        self,
+        config: Config,
+        redis: Redis,
+        *,
+        follow_redis: Redis,
+        registry: CollectorRegistry,
+        front_door_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = config.switchboard_settings
+        self.redis = redis
+        # Blocking reads for resumed streams, kept off the main pool.
+        self.follow_redis = follow_redis
+        self.keys = Keys(self.settings.namespace)
+        self.metrics = FrontDoorMetrics(registry)
+        self.hub = ReplyHub(redis, self.keys, front_door_id)
+        self.monitor = ClusterMonitor(
+            redis,
+            self.keys,
+            self.settings.lanes,
+            self.metrics,
+            worker_ttl_s=self.settings.worker_ttl_s,
+        )
+        master_key = config.general_settings.master_key
+        self.auth = Authenticator(str(master_key) if master_key else None)
+        self.groups: Mapping[str, object] = config.deployments
+        self.aliases, self.listed_models = _aliases(config)
+        self.cancellations: set[asyncio.Task[None]] = set()
+        self.is_draining = False
+
+    @property
+    def id(self) -> str:
+        return self.hub.front_door_id
+
+    @staticmethod
+    def hub_loop_time() -> float:
+        return asyncio.get_running_loop().time()
+
+    async def start(self) -> None:
+        await streams.ensure_groups(self.redis, self.keys, self.settings.lanes)
+        await self.hub.start()
+        await self.monitor.start()
+
+    async def stop(self) -> None:
+        # Pending cancellations must still reach the workers.
+        if self.cancellations:
+            await asyncio.wait(self.cancellations, timeout=self.settings.disconnect_grace_s + 2)
+        await self.monitor.stop()
+        await self.hub.stop()
+
+    # ------------------------------------------------------------------ admission
+
+    def resolve_group(self, model: str) -> str:
+        group = self.aliases.get(model, model)
+        if group in self.groups:
+            return group
+        raise ModelNotFound(
+            f"model `{model}` is not served here; available models: "
+            f"{', '.join(self.listed_models) or 'none'}",
+            param="model",
+        )
+
+    def lane_for(self, request: web.Request, options: GatewayOptions) -> str:
+        lanes = self.settings.lanes
+        named = request.headers.get(LANE_HEADER)
+        if named is not None:
+            if named not in lanes:
+                raise InvalidRequest(
+                    f"unknown lane `{named}`; lanes: {', '.join(lanes)}", param=LANE_HEADER
+                )
+            return named
+        if options.priority is not None:
+            # LiteLLM's priority: lower is more urgent; lanes are listed most urgent first.
+            return lanes[min(max(options.priority, 0), len(lanes) - 1)]
+        return lanes[0]
+
+    def admit(self, lane: str) -> None:
+        waiting = self.monitor.waiting(lane)
+        if waiting >= self.settings.max_queue_depth:
+            raise RateLimited(
+                f"the `{lane}` queue is full ({waiting} requests waiting); retry shortly",
+                code="queue_full",
+                retry_after_s=1.0,
+            )
+
+    # ------------------------------------------------------------------ cancellation
+
+    def cancel_later(self, request_id: str, lane: str, entry: bytes, seq: int) -> None:
+        """The client left: cancel after the grace period unless a resume claims it first."""
+        task = asyncio.create_task(self._cancel(request_id, lane, entry, seq))
+        self.cancellations.add(task)
+        task.add_done_callback(self.cancellations.discard)
+
+    async def _cancel(self, request_id: str, lane: str, entry: bytes, seq: int) -> None:
+        grace = self.settings.disconnect_grace_s
+        ttl = int(self.settings.reply_ttl_s)
+        try:
+            if grace:
+                await asyncio.sleep(grace)
+            if not await streams.claim_disconnected(
+                self.redis, self.keys, request_id, streams.STATE_CANCELLED, ttl
+            ):
+                return  # resumed by another connection
+            pipe = self.redis.pipeline(transaction=False)
+            record = messages.encode(Record(seq=seq, end=messages.CANCELLED))
+            streams.cancel(
+                pipe, self.keys, request_id, lane, entry, seq=seq, record=record, ttl_s=ttl
+            )
+            await pipe.execute(raise_on_error=False)
+            log.info("cancelled %s after its client disconnected", request_id)
+        except RedisError as exc:
+            log.warning("could not cancel %s: %s", request_id, exc)
+
+
+def _aliases(config: Config) -> tuple[dict[str, str], list[str]]:
+    aliases: dict[str, str] = {}
+    listed = list(config.deployments)
+    for alias, target in config.router_settings.model_group_alias.items():
+        if isinstance(target, str):
+            aliases[alias] = target
+            listed.append(alias)
+        else:
+            aliases[alias] = target.model
+            if not target.hidden:
+                listed.append(alias)
+    return aliases, listed

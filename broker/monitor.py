@@ -1,0 +1,101 @@
+"""Cluster figures a front door keeps fresh in the background: queue depth and pending
+per lane, live workers and their load. Admission reads them without a round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from broker.metrics import FrontDoorMetrics
+from workers import streams
+from workers.streams import Keys
+
+log = logging.getLogger("switchboard.monitor")
+
+REFRESH_S = 0.25
+
+
+class ClusterMonitor:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        lanes: Sequence[str],
+        metrics: FrontDoorMetrics,
+        *,
+        worker_ttl_s: float,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.lanes = tuple(lanes)
+        self.metrics = metrics
+        self.worker_ttl_s = worker_ttl_s
+        self.depths: dict[str, tuple[int, int]] = {lane: (0, 0) for lane in self.lanes}
+        self.live_workers: list[str] = []
+        self.drain_per_s = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._gauges = {
+            lane: (metrics.queue_depth.labels(lane), metrics.queue_pending.labels(lane))
+            for lane in self.lanes
+        }
+
+    async def start(self) -> None:
+        await self.refresh()
+        self._task = asyncio.create_task(self._run(), name="cluster-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            try:
+                await self.refresh()
+            except RedisError as exc:
+                log.warning("cannot read cluster figures: %s", exc)
+
+    async def refresh(self) -> None:
+        now = time.time()
+        self.depths = await streams.queue_depths(self.redis, self.keys, self.lanes)
+        for lane, (waiting, held) in self.depths.items():
+            depth_gauge, pending_gauge = self._gauges[lane]
+            depth_gauge.set(waiting)
+            pending_gauge.set(held)
+        self.live_workers = await streams.live_workers(
+            self.redis, self.keys, now, self.worker_ttl_s
+        )
+        self.metrics.live_workers.set(len(self.live_workers))
+        await self._worker_load(now)
+
+    async def _worker_load(self, now: float) -> None:
+        if not self.live_workers:
+            self.metrics.workers_in_flight.set(0)
+            self.metrics.workers_capacity.set(0)
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for worker in self.live_workers:
+            pipe.hmget(self.keys.worker_info(worker), ["in_flight", "concurrency"])
+        pipe.zrevrange(self.keys.heartbeats, 0, 0, withscores=True)
+        rows: Any = await pipe.execute()
+        in_flight = capacity = 0
+        for values in rows[:-1]:
+            in_flight += int(values[0] or 0)
+            capacity += int(values[1] or 0)
+        self.metrics.workers_in_flight.set(in_flight)
+        self.metrics.workers_capacity.set(capacity)
+        freshest = rows[-1]
+        if freshest:
+            self.metrics.last_heartbeat_age.set(max(0.0, now - float(freshest[0][1])))
+
+    def waiting(self, lane: str) -> int:
+        return self.depths.get(lane, (0, 0))[0]

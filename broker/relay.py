@@ -1,0 +1,178 @@
+"""Reply delivery inside a front door: one pub/sub subscription per process carries the
+records of every request this front door waits on; the reply streams in Redis are the
+durable copy used to fill gaps, to recover from a lost subscription, and to resume.
+
+Why pub/sub and not one XREAD over every open reply stream: an XREAD lists every stream
+on every call, so its cost grows with the number of open streams (thousands), while a
+published record costs the same however many are open. Round trips per record: the
+worker's one pipelined write (XADD + PUBLISH); the front door reads nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from workers import streams
+from workers.messages import Record, decode_record, split_live_message
+from workers.streams import Keys
+
+log = logging.getLogger("switchboard.relay")
+
+RECONNECT_DELAY_S = 0.2
+# A waiter that has heard nothing for this long reads its reply stream, in case a
+# published record was lost (a subscription dropped and came back in between).
+IDLE_POLL_S = 5.0
+
+
+class Waiter:
+    """The records of one request, in sequence order, without duplicates or gaps."""
+
+    __slots__ = ("request_id", "next_seq", "_hub", "_buffer", "_wakeup", "_is_stale")
+
+    def __init__(self, hub: ReplyHub, request_id: str) -> None:
+        self.request_id = request_id
+        self.next_seq = 1
+        self._hub = hub
+        self._buffer: deque[Record] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._is_stale = False
+
+    def mark_stale(self) -> None:
+        """Published records may have been lost: reread the reply stream before waiting."""
+        self._is_stale = True
+        self._wake()
+
+    def deliver(self, record: Record) -> None:
+        self._buffer.append(record)
+        self._wake()
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def next_record(self, deadline: float) -> Record:
+        """The next record; raises TimeoutError at `deadline` (event loop time)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._is_stale:
+                self._is_stale = False
+                await self._fill_gap()
+            while self._buffer:
+                record = self._buffer.popleft()
+                if record.next_seq <= self.next_seq:
+                    continue  # already delivered (a gap fill raced the live copy)
+                if record.seq > self.next_seq:
+                    self._buffer.appendleft(record)
+                    await self._fill_gap()
+                    record = self._buffer.popleft()
+                    if record.next_seq <= self.next_seq:
+                        continue
+                self.next_seq = record.next_seq
+                return record
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            self._wakeup = loop.create_future()
+            try:
+                async with asyncio.timeout(min(remaining, IDLE_POLL_S)):
+                    await self._wakeup
+            except TimeoutError:
+                if loop.time() >= deadline:
+                    raise
+                await self._fill_gap()
+            finally:
+                self._wakeup = None
+
+    async def _fill_gap(self) -> None:
+        """Read what we missed from the reply stream and put it first, in order."""
+        missing = [
+            record
+            for record in await self._hub.read(self.request_id)
+            if record.next_seq > self.next_seq
+        ]
+        if missing:
+            later = [r for r in self._buffer if r.seq > missing[-1].seq]
+            self._buffer = deque(missing + later)
+
+
+class ReplyHub:
+    def __init__(self, redis: Redis, keys: Keys, front_door_id: str | None = None) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.front_door_id = front_door_id or uuid.uuid4().hex[:12]
+        self.waiters: dict[str, Waiter] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    @property
+    def channel(self) -> str:
+        return self.keys.live_channel(self.front_door_id)
+
+    async def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="reply-hub")
+        # Requests may only be enqueued once their records can be heard.
+        await self._subscribed.wait()
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+
+    def register(self, request_id: str) -> Waiter:
+        waiter = Waiter(self, request_id)
+        self.waiters[request_id] = waiter
+        return waiter
+
+    def unregister(self, request_id: str) -> None:
+        self.waiters.pop(request_id, None)
+
+    async def read(self, request_id: str) -> list[Record]:
+        rows = await streams.read_records(self.redis, self.keys, request_id)
+        return [decode_record(raw) for _entry, raw in rows]
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                if self._subscribed.is_set():
+                    self._recover()
+                self._subscribed.set()
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None:
+                        self._dispatch(message["data"])
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("reply subscription lost (%s); resubscribing", exc)
+                await asyncio.sleep(RECONNECT_DELAY_S)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+
+    def _dispatch(self, data: bytes) -> None:
+        request_id, raw = split_live_message(data)
+        waiter = self.waiters.get(request_id)
+        if waiter is None:
+            return  # its client left, or it was resumed elsewhere
+        try:
+            record = decode_record(raw)
+        except msgspec.DecodeError:
+            log.error("undecodable record for %s", request_id)
+            return
+        waiter.deliver(record)
+
+    def _recover(self) -> None:
+        """After a lost subscription, every waiter rereads its stream on its next wait."""
+        for waiter in self.waiters.values():
+            waiter.mark_stale()

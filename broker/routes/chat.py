@@ -1,0 +1,34 @@
+"""POST /v1/chat/completions: validate once, admit, enqueue, relay."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broker.body import decode, gateway_options, read_json_body
+from broker.forward import Relay
+from broker.routes.keys import FRONT_DOOR
+from workers.messages import KIND_CHAT
+from workers.validation import validate_chat_request
+from workers.wire import decode_chat_request
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    front = request.app[FRONT_DOOR]
+    front.auth.check(request)
+    body = await read_json_body(request, front.settings.max_body_bytes)
+    chat = decode(decode_chat_request, body)
+    validate_chat_request(chat)
+    options = gateway_options(body)
+    group = front.resolve_group(chat.model)
+    lane = front.lane_for(request, options)
+    front.admit(lane)
+    relay = Relay(
+        front,
+        kind=KIND_CHAT,
+        group=group,
+        lane=lane,
+        body=body,
+        stream=chat.is_stream,
+        options=options,
+    )
+    return await relay.run(request)

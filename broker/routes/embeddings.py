@@ -1,0 +1,34 @@
+"""POST /v1/embeddings: the same path as chat, never streamed."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broker.body import decode, gateway_options, read_json_body
+from broker.forward import Relay
+from broker.routes.keys import FRONT_DOOR
+from workers.messages import KIND_EMBEDDING
+from workers.validation import validate_embedding_request
+from workers.wire import decode_embedding_request
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    front = request.app[FRONT_DOOR]
+    front.auth.check(request)
+    body = await read_json_body(request, front.settings.max_body_bytes)
+    embedding = decode(decode_embedding_request, body)
+    validate_embedding_request(embedding)
+    options = gateway_options(body)
+    group = front.resolve_group(embedding.model)
+    lane = front.lane_for(request, options)
+    front.admit(lane)
+    relay = Relay(
+        front,
+        kind=KIND_EMBEDDING,
+        group=group,
+        lane=lane,
+        body=body,
+        stream=False,
+        options=options,
+    )
+    return await relay.run(request)

@@ -1,0 +1,34 @@
+"""Health: liveliness (the process answers) and readiness (Redis reachable, at least one
+live worker, not draining)."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from broker.routes.keys import FRONT_DOOR
+from workers import streams
+
+
+async def liveliness(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readiness(request: web.Request) -> web.Response:
+    front = request.app[FRONT_DOOR]
+    checks: dict[str, object] = {"draining": front.is_draining}
+    try:
+        await front.redis.ping()
+        workers = await streams.live_workers(
+            front.redis, front.keys, time.time(), front.settings.worker_ttl_s
+        )
+        checks["redis"] = "ok"
+        checks["live_workers"] = len(workers)
+    except RedisError as exc:
+        checks["redis"] = f"unreachable: {type(exc).__name__}"
+        checks["live_workers"] = 0
+    is_ready = checks["redis"] == "ok" and bool(checks["live_workers"]) and not front.is_draining
+    checks["status"] = "ready" if is_ready else "not ready"
+    return web.json_response(checks, status=200 if is_ready else 503)

@@ -1,0 +1,42 @@
+"""Reply records -> Server-Sent Events bytes. Chunk JSON is framed as it came from the
+worker, never decoded. Every event carries `id: <sequence number>` so a client can resume
+with `Last-Event-ID`."""
+
+from __future__ import annotations
+
+from workers import messages
+from workers.messages import Record
+
+HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "Connection": "keep-alive",
+    # Proxies such as nginx would otherwise buffer the stream.
+    "X-Accel-Buffering": "no",
+}
+DONE = b"[DONE]"
+
+
+def frame(record: Record, after_seq: int = 0) -> bytes:
+    """The record's events with sequence numbers above `after_seq`."""
+    parts: list[bytes] = []
+    seq = record.seq
+    for chunk in record.chunks:
+        if seq > after_seq:
+            parts.append(b"id: %d\ndata: %s\n\n" % (seq, chunk))
+        seq += 1
+    if record.end != messages.MORE and seq > after_seq:
+        if record.end == messages.DONE:
+            parts.append(b"id: %d\ndata: [DONE]\n\n" % seq)
+        elif record.end == messages.ERROR:
+            parts.append(b"id: %d\ndata: %s\n\n" % (seq, record.body))
+        elif record.end == messages.CANCELLED:
+            parts.append(
+                b'id: %d\ndata: {"error":{"message":"the request was cancelled after its '
+                b'client disconnected","type":"cancelled","param":null,"code":"cancelled"}}\n\n'
+                % seq
+            )
+        elif record.end == messages.RESPONSE:
+            # A non-stream answer read through the stream endpoint: one event, then done.
+            parts.append(b"id: %d\ndata: %s\n\n" % (seq, record.body))
+    return b"".join(parts)
