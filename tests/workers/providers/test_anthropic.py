@@ -683,8 +683,12 @@ REFUSED: dict[str, dict[str, Any]] = {
 }
 
 
-def test_every_refused_parameter_is_tested():
+def test_every_refused_parameter_is_tested_and_documented():
     assert set(REFUSED) == set(REFUSED_PARAMS)
+    docs = Path(__file__).resolve().parents[3] / "docs" / "providers" / "anthropic.md"
+    table = docs.read_text()
+    for param in REFUSED_PARAMS:
+        assert f"| `{param}` | refused (400) unless drop_params |" in table, param
 
 
 @pytest.mark.parametrize("param", sorted(REFUSED))
