@@ -68,6 +68,7 @@ THINKING_BUDGETS: Mapping[str, int] = {"minimal": 1024, "low": 1024, "medium": 4
 DEFAULT_MAX_TOKENS = 4096
 MAX_DEFAULT_MAX_TOKENS = 8192
 _EMPTY_SCHEMA: Mapping[str, Any] = {"type": "object", "properties": {}}
+_TOOL_CHOICES: Mapping[str, str] = {"auto": "auto", "required": "any"}
 
 
 def build_body(
@@ -194,25 +195,25 @@ def _tool(tool: wire.Tool, i: int) -> Block:
 
 def _tool_choice(request: ChatCompletionRequest) -> Block | None:
     choice = request.tool_choice
-    native: Block | None
+    if not request.tools:
+        return None  # without tools only "none" passes validation, and it needs no saying
     if choice == "none":
-        return {"type": "none"} if request.tools else None
+        return {"type": "none"}
+    native: Block
     if choice is None:
-        native = {"type": "auto"} if request.tools else None
-    elif choice == "auto":
+        if request.parallel_tool_calls is not False:
+            return None  # Anthropic's default is auto; say nothing when the caller said nothing
         native = {"type": "auto"}
-    elif choice == "required":
-        native = {"type": "any"}
+    elif isinstance(choice, str) and choice in _TOOL_CHOICES:
+        native = {"type": _TOOL_CHOICES[choice]}
     elif isinstance(choice, wire.NamedToolChoice) and choice.function is not None:
         native = {"type": "tool", "name": choice.function.name}
     else:
         raise InvalidRequest(
             "`tool_choice` must name a function", param="tool_choice", provider=PROVIDER
         )
-    if native is not None and request.parallel_tool_calls is False:
+    if request.parallel_tool_calls is False:
         native["disable_parallel_tool_use"] = True
-    elif choice is None:
-        return None  # Anthropic's default is auto; say nothing when the caller said nothing
     return native
 
 
