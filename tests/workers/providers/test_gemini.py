@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +37,7 @@ from workers.http import HttpClient
 from workers.providers.base import ChatCall
 from workers.providers.gemini import GeminiAdapter
 from workers.providers.gemini.errors import error_from_response
+from workers.providers.gemini.refusals import CONDITIONAL, REFUSED
 from workers.providers.gemini.response import to_completion
 from workers.providers.gemini.stream import StreamReader
 from workers.providers.gemini.wire import decode_response
@@ -970,3 +972,12 @@ def test_invalid_default_params_fail_when_the_adapter_is_built():
     deployment = Deployment(provider="gemini", model=MODEL, default_params={"temperature": "hot"})
     with pytest.raises(InternalError, match="default_params"):
         GeminiAdapter(deployment, HttpClient())
+
+
+def test_the_docs_table_lists_every_refused_parameter_with_its_reason():
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "providers" / "gemini.md").read_text()
+    first_cells = {
+        line.split("|")[1].strip().strip("`") for line in doc.splitlines() if line.startswith("| `")
+    }
+    assert set(REFUSED) | set(CONDITIONAL) <= first_cells
+    assert all(reason in doc for reason in REFUSED.values())
