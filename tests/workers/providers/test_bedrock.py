@@ -41,12 +41,14 @@ from workers.errors import (
 from workers.http import HttpClient
 from workers.providers.bedrock import BedrockAdapter
 from workers.providers.bedrock.eventstream import EventStreamDecoder, FrameError
+from workers.providers.bedrock.request import REFUSED_PARAMS
 from workers.providers.bedrock.signing import credentials_for
 from workers.streaming import ChatStream
 from workers.testing.server import FakeUpstream
 from workers.wire import ChatCompletion, ChatCompletionChunk
 
 EXAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "providers" / "examples"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "providers" / "bedrock.md"
 MODEL_ID = "anthropic.claude-3-5-sonnet-20241022-v2:0"
 MODEL = f"bedrock/{MODEL_ID}"
 KEY_ID = "AKIDEXAMPLE"
@@ -956,6 +958,15 @@ async def test_parameters_converse_cannot_honor_are_refused_or_dropped(
     response = await complete(fake, model, drop_params=True, **{param: value})
     assert response.choices[0].finish_reason == "stop"
     assert set(sent(fake)) == {"messages"}
+
+
+def test_every_refused_parameter_is_tested_and_documented() -> None:
+    assert {param for param, _ in REFUSED} | {"top_logprobs", "reasoning_effort"} == set(
+        REFUSED_PARAMS
+    )
+    table = DOCS.read_text()
+    for param in REFUSED_PARAMS:
+        assert f"| `{param}` |" in table, param
 
 
 async def test_top_k_and_native_request_fields_reach_additional_model_request_fields(
