@@ -440,3 +440,35 @@ def test_rendered_frames_decode_with_botocore_and_carry_padding() -> None:
         assert message.headers[":content-type"] == "application/json"
         assert json.loads(message.payload)["p"]
     assert [m.headers[":event-type"] for m in messages[-2:]] == ["messageStop", "metadata"]
+
+
+# --------------------------------------------------------------------------- InvokeModel (Titan)
+
+
+def invoke_json(client: Any, model: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = client.invoke_model(modelId=model, body=json.dumps(body))
+    assert response["contentType"] == "application/json"
+    answer: dict[str, Any] = json.loads(response["body"].read())
+    return answer
+
+
+def test_titan_v2_embeddings_are_parsed_with_their_size_and_token_count(client) -> None:
+    answer = invoke_json(client, "amazon.titan-embed-text-v2:0", {"inputText": "hello world"})
+    assert len(answer["embedding"]) == 1024
+    assert answer["embeddingsByType"] == {"float": answer["embedding"]}
+    assert answer["inputTextTokenCount"] == 3
+    small = invoke_json(
+        client, "amazon.titan-embed-text-v2:0", {"inputText": "hello world", "dimensions": 256}
+    )
+    assert len(small["embedding"]) == 256
+    g1 = invoke_json(client, "amazon.titan-embed-text-v1", {"inputText": "hello world"})
+    assert len(g1["embedding"]) == 1536 and set(g1) == {"embedding", "inputTextTokenCount"}
+
+
+def test_titan_requests_titan_would_reject_are_validation_errors(client) -> None:
+    with pytest.raises(client.exceptions.ValidationException, match="extraneous key"):
+        invoke_json(client, "amazon.titan-embed-text-v1", {"inputText": "a", "dimensions": 256})
+    with pytest.raises(client.exceptions.ValidationException, match="not a valid enum"):
+        invoke_json(client, "amazon.titan-embed-text-v2:0", {"inputText": "a", "dimensions": 3})
+    with pytest.raises(client.exceptions.ThrottlingException):
+        invoke_json(client, "amazon.titan-embed-text-v2:0~status=429", {"inputText": "a"})
