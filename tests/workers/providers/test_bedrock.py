@@ -44,8 +44,9 @@ from workers.providers.bedrock.eventstream import EventStreamDecoder, FrameError
 from workers.providers.bedrock.request import REFUSED_PARAMS
 from workers.providers.bedrock.signing import credentials_for
 from workers.streaming import ChatStream
+from workers.testing.embedding import embedding_base64, embedding_vector, input_key
 from workers.testing.server import FakeUpstream
-from workers.wire import ChatCompletion, ChatCompletionChunk
+from workers.wire import ChatCompletion, ChatCompletionChunk, EmbeddingResponse
 
 EXAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "providers" / "examples"
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "providers" / "bedrock.md"
@@ -1033,3 +1034,64 @@ async def test_parameters_converse_can_honor_are_translated(fake: FakeUpstream) 
     assert text_format["type"] == "json_schema"
     assert text_format["structure"]["jsonSchema"]["name"] == "city"
     assert json.loads(text_format["structure"]["jsonSchema"]["schema"]) == schema
+
+
+# --------------------------------------------------------------------------- embeddings
+
+TITAN_V2 = "bedrock/amazon.titan-embed-text-v2:0"
+
+
+async def embed(fake: FakeUpstream, model: str, input: Any, **kwargs: Any) -> EmbeddingResponse:
+    return await sdk.aembedding(model, input, api_base=fake.base_url, **{**AWS, **kwargs})
+
+
+async def test_titan_embeds_each_input_through_invoke_model(fake: FakeUpstream) -> None:
+    response = await embed(fake, TITAN_V2, ["hello world", "good night"], dimensions=256)
+    assert [item.index for item in response.data] == [0, 1]
+    assert response.data[0].embedding == pytest.approx(
+        list(embedding_vector(input_key("hello world"), 256))
+    )
+    assert response.usage.prompt_tokens == response.usage.total_tokens == 3 + 3
+    assert response.model == "amazon.titan-embed-text-v2:0"
+    bodies = sorted(r.json["inputText"] for r in fake.requests)
+    assert bodies == ["good night", "hello world"]
+    assert all(r.json["dimensions"] == 256 for r in fake.requests)
+    assert fake.requests[0].path == "/model/amazon.titan-embed-text-v2:0/invoke"
+    assert "/us-east-1/bedrock/aws4_request" in fake.requests[0].headers["Authorization"]
+
+
+async def test_titan_base64_embeddings_are_little_endian_float32(fake: FakeUpstream) -> None:
+    response = await embed(
+        fake, "bedrock/amazon.titan-embed-text-v1", "hello", encoding_format="base64"
+    )
+    assert response.data[0].embedding == embedding_base64(input_key("hello"), 1536)
+
+
+async def test_titan_refuses_what_it_cannot_honor(fake: FakeUpstream) -> None:
+    with pytest.raises(UnsupportedParams) as fixed_size:
+        await embed(fake, "bedrock/amazon.titan-embed-text-v1", "hi", dimensions=256)
+    assert fixed_size.value.param == "dimensions"
+    with pytest.raises(UnsupportedParams) as size:
+        await embed(fake, TITAN_V2, "hi", dimensions=300)
+    assert size.value.param == "dimensions"
+    with pytest.raises(UnsupportedParams) as user:
+        await embed(fake, TITAN_V2, "hi", user="u-1")
+    assert user.value.param == "user"
+    with pytest.raises(InvalidRequest, match="token-id arrays") as tokens:
+        await embed(fake, TITAN_V2, [1, 2, 3])
+    assert tokens.value.param == "input"
+    assert fake.request_count == 0
+    response = await embed(fake, TITAN_V2, "hi", dimensions=300, user="u-1", drop_params=True)
+    assert len(response.data[0].embedding) == 1024
+    assert fake.requests[-1].json == {"inputText": "hi"}
+
+
+async def test_other_bedrock_embedding_models_are_refused(fake: FakeUpstream) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        await embed(fake, "bedrock/cohere.embed-english-v3", "hi")
+    assert caught.value.param == "model"
+
+
+async def test_a_failed_embedding_call_fails_the_request(fake: FakeUpstream) -> None:
+    with pytest.raises(RateLimited):
+        await embed(fake, f"{TITAN_V2}~status=429", ["a", "b", "c"])

@@ -1,4 +1,4 @@
-"""Amazon Bedrock: the Converse / ConverseStream adapter (issue #7).
+"""Amazon Bedrock: the Converse / ConverseStream adapter, and Titan embeddings (issue #7).
 
 adapter      BedrockAdapter: endpoints, signing, HTTP, chat and stream
 request      OpenAI request -> ConverseRequest; the refused-parameter table

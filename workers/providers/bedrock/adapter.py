@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,8 +19,14 @@ from workers.deployment import Deployment, ProviderDefaults
 from workers.errors import InvalidRequest, ProviderError
 from workers.http import HttpClient, describe_body, timeout_for, transport_errors
 from workers.params import refuse_unknown, unsupported
-from workers.providers.base import Adapter, ChatCall
+from workers.providers.base import Adapter, ChatCall, EmbeddingCall
 from workers.providers.bedrock import converse
+from workers.providers.bedrock.embeddings import (
+    CONCURRENCY,
+    embedding_response,
+    is_titan_text_embedding,
+    titan_bodies,
+)
 from workers.providers.bedrock.errors import PROVIDER, http_error
 from workers.providers.bedrock.media import fetch_images, remote_image_urls
 from workers.providers.bedrock.messages import Refuse, translate_messages
@@ -34,9 +41,11 @@ from workers.providers.bedrock.response import completion_from
 from workers.providers.bedrock.signing import make_signer, resolve_region
 from workers.providers.bedrock.stream import StreamTranslator
 from workers.wire import (
+    EMBEDDING_REQUEST_FIELDS,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
+    EmbeddingResponse,
     chat_request_from_dict,
     unknown_fields,
 )
@@ -54,6 +63,7 @@ class BedrockAdapter(Adapter):
         api_key_env=("AWS_BEARER_TOKEN_BEDROCK",),
         requires_api_key=False,
     )
+    supports_embeddings: ClassVar[bool] = True  # Titan text embeddings; others refused
 
     def __init__(self, deployment: Deployment, http: HttpClient) -> None:
         super().__init__(deployment, http)
@@ -68,6 +78,7 @@ class BedrockAdapter(Adapter):
         model_url = f"{base}/model/{quote(self.model, safe=_PATH_SAFE)}"
         self.converse_url = f"{model_url}/converse"
         self.stream_url = f"{model_url}/converse-stream"
+        self.invoke_url = f"{model_url}/invoke"
         self.headers = {"Content-Type": "application/json", **deployment.extra_headers}
         priced = deployment.base_model or deployment.model
         self.target = Target(
@@ -102,7 +113,7 @@ class BedrockAdapter(Adapter):
         except msgspec.ValidationError as exc:
             raise InvalidRequest(f"invalid deployment default_params: {exc}") from exc
 
-    def _refuser(self, call: ChatCall) -> Refuse:
+    def _refuser(self, call: ChatCall | EmbeddingCall) -> Refuse:
         drop_params = self.drop_params(call)
 
         def refuse(param: str, reason: str) -> None:
@@ -162,6 +173,38 @@ class BedrockAdapter(Adapter):
                 # Closing (not releasing) an unfinished response drops the connection, so
                 # Bedrock stops generating for a client that stopped reading.
                 response.close()
+
+    # ------------------------------------------------------------------ embeddings
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingResponse:
+        if not is_titan_text_embedding(self.deployment.base_model or self.model):
+            return await super().embed(call)
+        refuse = self._refuser(call)
+        unknown = [name for name in call.body if name not in EMBEDDING_REQUEST_FIELDS]
+        refuse_unknown(unknown, PROVIDER, drop_params=self.drop_params(call), model=self.model)
+        bodies = titan_bodies(call.request, self.model, refuse)
+        timeout = timeout_for(self.timeout_s(call, stream=False), stream=False)
+        in_flight = asyncio.Semaphore(CONCURRENCY)
+
+        async def invoke(body: bytes) -> bytes:
+            async with in_flight:
+                return await self._invoke(body, timeout)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(invoke(body)) for body in bodies]
+        except BaseExceptionGroup as failed:
+            # The first failure stands for the request; the group cancelled the other calls.
+            raise failed.exceptions[0] from None
+        return embedding_response([task.result() for task in tasks], call.request, self.model)
+
+    async def _invoke(self, body: bytes, client_timeout: aiohttp.ClientTimeout) -> bytes:
+        with transport_errors(PROVIDER, self.model):
+            async with await self._post(self.invoke_url, body, client_timeout) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise http_error(response.status, response.headers, raw, model=self.model)
+        return raw
 
 
 def _is_claude(model: str) -> bool:
