@@ -349,6 +349,23 @@ async def test_role_is_assumed_and_its_credentials_renewed_before_expiry(
 async def test_missing_credentials_and_region_are_clear_errors(fake: FakeUpstream) -> None:
     with pytest.raises(AuthenticationFailed, match="no AWS credentials"):
         await sdk.acompletion(MODEL, HELLO, api_base=fake.base_url, aws_region_name="us-east-1")
+    with pytest.raises(AuthenticationFailed, match="must be given together"):
+        await sdk.acompletion(
+            MODEL,
+            HELLO,
+            api_base=fake.base_url,
+            aws_region_name="us-east-1",
+            aws_access_key_id=KEY_ID,
+        )
+    with pytest.raises(AuthenticationFailed, match="could not get AWS credentials"):
+        await sdk.acompletion(
+            MODEL,
+            HELLO,
+            api_base=fake.base_url,
+            aws_region_name="us-east-1",
+            aws_profile_name="nope",
+        )
+    assert fake.request_count == 0
     with pytest.raises(InvalidRequest, match="needs a region") as caught:
         await sdk.acompletion(
             MODEL,
