@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from workers.testing import anthropic, azure, openai
+from workers.testing import anthropic, azure, bedrock, gemini, openai
 from workers.testing.state import Disconnect, FakeState, RecordedRequest, Timing
 
 RouteFactory = Callable[[FakeState], list[web.RouteDef]]
@@ -25,6 +25,8 @@ PROVIDERS: dict[str, RouteFactory] = {
     "openai": openai.routes,
     "azure": azure.routes,
     "anthropic": anthropic.routes,
+    "bedrock": bedrock.routes,
+    "gemini": gemini.routes,
 }
 # A hanging or slow handler gets this long to finish when the server stops, then is cancelled.
 SHUTDOWN_TIMEOUT_S = 0.1
