@@ -59,9 +59,13 @@ def decode(decoder: Callable[[bytes], T], body: bytes) -> T:
 def gateway_options(body: bytes) -> GatewayOptions:
     options = decode(decode_gateway_options, body)
     if options.timeout is not None and options.timeout <= 0:
-        raise InvalidRequest("`timeout` must be a positive number of seconds", param="timeout")
+        raise InvalidRequest(
+            "`timeout` must be a positive number of seconds", param="timeout", code="invalid_value"
+        )
     if options.num_retries is not None and options.num_retries < 0:
-        raise InvalidRequest("`num_retries` must not be negative", param="num_retries")
+        raise InvalidRequest(
+            "`num_retries` must not be negative", param="num_retries", code="invalid_value"
+        )
     return options
 
 

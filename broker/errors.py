@@ -56,7 +56,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         error_type, code = _HTTP_TYPES.get(exc.status, ("invalid_request_error", None))
         body = {"error": {"message": exc.reason, "type": error_type, "param": None, "code": code}}
-        return web.json_response(body, status=exc.status, headers=exc.headers)
+        headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
+        return web.json_response(body, status=exc.status, headers=headers)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(InternalError("internal error in the gateway"))

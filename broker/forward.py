@@ -103,6 +103,7 @@ class Relay:
             headers["x-switchboard-attempts"] = str(meta.attempts)
             headers["x-switchboard-fallbacks"] = str(meta.fallbacks)
             headers["x-switchboard-overhead-ms"] = f"{overhead_ms:.2f}"
+            headers["x-switchboard-worker"] = meta.worker
             if meta.cost_usd is not None:
                 headers["x-switchboard-cost-usd"] = f"{meta.cost_usd:.10f}"
         return headers

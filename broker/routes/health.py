@@ -20,7 +20,7 @@ async def readiness(request: web.Request) -> web.Response:
     front = request.app[FRONT_DOOR]
     checks: dict[str, object] = {"draining": front.is_draining}
     try:
-        await front.redis.ping()
+        await front.redis.ping()  # type: ignore[misc]  # redis-py types ping as sync-or-async
         workers = await streams.live_workers(
             front.redis, front.keys, time.time(), front.settings.worker_ttl_s
         )
