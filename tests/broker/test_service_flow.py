@@ -1,0 +1,174 @@
+"""The request flow through a real Redis: front door -> request stream -> worker ->
+reply stream -> front door, with the Redis bookkeeping each step promises."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+from redis.asyncio import Redis
+
+from tests.broker.harness import make_config, post, read_sse, service
+from workers import streams
+from workers.streams import Keys
+from workers.testing.server import FakeUpstream
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+async def test_non_stream_answer_carries_gateway_headers(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    config = make_config(fake.base_url + "/v1", namespace)
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        status, body, response = await post(
+            http, door.url, {"model": "gpt-test", "messages": HELLO}
+        )
+    assert status == 200
+    assert body["choices"][0]["message"]["content"] == "This is a fake reply from gpt-4o-mini."
+    headers = response.headers
+    assert headers["x-request-id"].startswith("req_")
+    assert headers["x-switchboard-deployment"] == "gpt-test[0]"
+    assert headers["x-switchboard-attempts"] == "1"
+    assert float(headers["x-switchboard-overhead-ms"]) >= 0
+    assert float(headers["x-switchboard-cost-usd"]) > 0
+    # The worker sent the deployment's model, not the group name.
+    assert fake.requests[-1].json["model"] == "gpt-4o-mini"
+
+
+async def test_stream_events_carry_ids_and_end_with_done(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    config = make_config(fake.base_url + "/v1", namespace)
+    body = {
+        "model": "gpt-test",
+        "messages": HELLO,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        async with http.post(door.url + "/v1/chat/completions", json=body) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            events = await read_sse(response)
+    ids = [int(event_id) for event_id, _ in events if event_id is not None]
+    assert ids == list(range(1, len(events) + 1))
+    assert events[-1][1] == "[DONE]"
+    chunks = [json.loads(data) for _, data in events[:-1]]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "This is a fake reply from gpt-4o-mini."
+
+
+async def test_stream_without_include_usage_has_no_usage_chunk(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    config = make_config(fake.base_url + "/v1", namespace)
+    body = {"model": "gpt-test", "messages": HELLO, "stream": True}
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        async with http.post(door.url + "/v1/chat/completions", json=body) as response:
+            events = await read_sse(response)
+    assert all(json.loads(data)["choices"] for _, data in events[:-1])
+
+
+async def test_entry_is_acked_and_deleted_after_the_final_reply(
+    fake: FakeUpstream, namespace: str, redis: Redis
+) -> None:
+    config = make_config(fake.base_url + "/v1", namespace, settings={"reply_ttl_s": 120})
+    keys = Keys(namespace)
+    lane = keys.lane("default")
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        task = asyncio.create_task(post(http, door.url, {"model": "slow", "messages": HELLO}))
+        await fake.wait_for_requests(1)
+        # In flight: the entry still exists and is pending with the worker.
+        assert await redis.xlen(lane) == 1
+        assert (await redis.xpending(lane, streams.GROUP))["pending"] == 1
+        status, _body, response = await task
+    assert status == 200
+    assert await redis.xlen(lane) == 0
+    assert (await redis.xpending(lane, streams.GROUP))["pending"] == 0
+    reply = keys.reply(response.headers["x-request-id"])
+    ttl = await redis.ttl(reply)
+    assert 0 < ttl <= 120
+
+
+async def test_keys_share_a_cluster_slot_per_request() -> None:
+    keys = Keys("sb")
+    assert keys.reply("req_1") == "sb:{req_1}:reply"
+    assert keys.state("req_1") == "sb:{req_1}:state"
+    assert (
+        keys.lane("a").split("{")[1].split("}")[0] == keys.dead_letter.split("{")[1].split("}")[0]
+    )
+
+
+async def test_embeddings_and_models_and_health(fake: FakeUpstream, namespace: str) -> None:
+    config = make_config(fake.base_url + "/v1", namespace)
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        async with http.post(
+            door.url + "/v1/embeddings", json={"model": "embed-test", "input": ["a", "b"]}
+        ) as response:
+            assert response.status == 200
+            body = await response.json()
+        assert len(body["data"]) == 2 and body["object"] == "list"
+        async with http.get(door.url + "/v1/models") as response:
+            models = await response.json()
+        assert {m["id"] for m in models["data"]} == {"gpt-test", "slow", "groq-test", "embed-test"}
+        async with http.get(door.url + "/health/liveliness") as response:
+            assert response.status == 200
+        for _ in range(50):
+            async with http.get(door.url + "/health/readiness") as response:
+                readiness = (response.status, await response.json())
+            if readiness[0] == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert readiness == (
+            200,
+            {"draining": False, "redis": "ok", "live_workers": 1, "status": "ready"},
+        )
+
+
+async def test_metrics_export_requests_latency_queue_and_workers(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    config = make_config(fake.base_url + "/v1", namespace)
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        await post(http, door.url, {"model": "gpt-test", "messages": HELLO})
+        body = {"model": "gpt-test", "messages": HELLO, "stream": True}
+        async with http.post(door.url + "/v1/chat/completions", json=body) as response:
+            await read_sse(response)
+        await door.front.monitor.refresh()
+        async with http.get(door.url + "/metrics") as response:
+            text = await response.text()
+    assert 'switchboard_requests_total{model_group="gpt-test",status="200"} 2.0' in text
+    assert 'switchboard_request_duration_seconds_bucket{le="0.001",model_group="gpt-test"}' in text
+    assert "switchboard_time_to_first_token_seconds_count" in text
+    assert 'switchboard_queue_depth{lane="default"} 0.0' in text
+    assert 'switchboard_queue_pending{lane="default"}' in text
+    assert "switchboard_live_workers 1.0" in text
+    assert "switchboard_workers_in_flight_requests" in text
+    assert "switchboard_worker_heartbeat_age_seconds" in text
+
+
+async def test_a_provider_error_before_streaming_is_an_http_error(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    config = make_config(
+        fake.base_url + "/v1",
+        namespace,
+        extra_models="""\
+        - model_name: limited
+          litellm_params:
+            model: openai/gpt-4o-mini~status=429~retry_after=7
+            api_base: {base}
+            api_key: sk-fake
+        """.replace("{base}", fake.base_url + "/v1"),
+    )
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        for stream in (False, True):
+            status, body, response = await post(
+                http, door.url, {"model": "limited", "messages": HELLO, "stream": stream}
+            )
+            assert status == 429
+            assert body["error"]["type"] == "rate_limit_error"
+            assert response.headers["x-request-id"]
