@@ -10,9 +10,16 @@ Layout (namespace `ns`, default "sb"):
     {ns}:cancel               pub/sub: request ids whose clients went away
     {ns}:{w}:heartbeats       sorted set: worker id -> last heartbeat (unix seconds)
     {ns}:{w}:worker:<id>      hash: a worker's self-description, expires with its heartbeat
+    {ns}:{rt:<group>}:owners      sorted set: routing owner (a worker) -> expiry (unix ms)
+    {ns}:{rt:<group>}:inflight    hash: "<owner>|<deployment>" -> requests in flight
+    {ns}:{rt:<group>}:stats       hash: "lat|<d>", "ttft|<d>" -> moving averages (ms)
+    {ns}:{rt:<group>}:usage:<min> hash: "rpm|<d>", "tpm|<d>", "fail|<d>|<class>" per minute
+    {ns}:{rt:<group>}:cooldowns   hash: deployment -> cooled down until (unix ms)
+    {ns}:{rt:<group>}:cursor      counter for round-robin
 
 Braces are Redis Cluster hash tags: a request's keys share a slot, and all lanes share one
-slot so one XREADGROUP reads every lane without a cross-slot command.
+slot so one XREADGROUP reads every lane without a cross-slot command. A model group's
+routing keys share a slot, so each routing script touches one slot (workers/routing/).
 """
 
 from __future__ import annotations
@@ -54,6 +61,27 @@ class Keys:
 
     def worker_info(self, worker_id: str) -> str:
         return f"{self.ns}:{{w}}:worker:{worker_id}"
+
+    def routing(self, group: str) -> RoutingKeys:
+        return RoutingKeys(f"{self.ns}:{{rt:{group}}}")
+
+
+class RoutingKeys:
+    """One model group's live routing figures (workers/routing/redis_store.py)."""
+
+    # Usage counters outlive their minute a little so a late reader still finds them.
+    USAGE_TTL_S = 120
+
+    def __init__(self, prefix: str) -> None:
+        self.owners = f"{prefix}:owners"
+        self.inflight = f"{prefix}:inflight"
+        self.stats = f"{prefix}:stats"
+        self.cooldowns = f"{prefix}:cooldowns"
+        self.cursor = f"{prefix}:cursor"
+        self._prefix = prefix
+
+    def usage(self, minute: int) -> str:
+        return f"{self._prefix}:usage:{minute}"
 
 
 def entry_id(seq: int) -> str:
@@ -184,6 +212,10 @@ async def queue_depths(r: Redis, keys: Keys, lanes: Sequence[str]) -> dict[str, 
         total = int(length) if isinstance(length, int) else 0
         depths[lane] = (max(0, total - held), held)
     return depths
+
+
+async def dead_letter_length(r: Redis, keys: Keys) -> int:
+    return int(await r.xlen(keys.dead_letter))
 
 
 # --------------------------------------------------------------------------- reply streams

@@ -1,0 +1,125 @@
+"""The figures stores: what one worker records, every worker reads (Redis), and the
+in-memory twin behaves the same for one process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from workers.routing.figures import read_figures
+from workers.routing.memory_store import MemoryFigures
+from workers.routing.redis_store import RedisFigures
+from workers.routing.store import AttemptResult, FiguresStore, Limits
+from workers.streams import Keys
+
+NO_LIMITS = Limits()
+FAIL_500 = AttemptResult(failure_class="InternalServerError", allowed_fails=1, cooldown_s=0.5)
+
+
+@pytest.fixture(params=["redis", "memory"])
+def store(request: pytest.FixtureRequest, redis: Redis, keys: Keys) -> FiguresStore:
+    if request.param == "redis":
+        return RedisFigures(redis, keys, "w1")
+    return MemoryFigures()
+
+
+async def test_in_flight_counts_admissions_until_released(store: FiguresStore) -> None:
+    assert await store.admit("g", "a", NO_LIMITS, 10) == "ok"
+    assert await store.admit("g", "a", NO_LIMITS, 10) == "ok"
+    figures = await store.snapshot("g", ["a", "b"])
+    assert (figures["a"].in_flight, figures["b"].in_flight) == (2, 0)
+    assert (figures["a"].rpm_used, figures["a"].tpm_used) == (2, 20)
+    await store.release("g", "a", AttemptResult(latency_ms_per_token=10.0, tokens_delta=5))
+    figures = await store.snapshot("g", ["a"])
+    assert figures["a"].in_flight == 1
+    assert figures["a"].tpm_used == 25
+    assert figures["a"].latency_ms_per_token == 10.0
+
+
+async def test_latency_is_a_moving_average_that_follows_a_slowdown(store: FiguresStore) -> None:
+    for sample in (10.0, 10.0, 100.0, 100.0, 100.0):
+        await store.admit("g", "a", NO_LIMITS, 1)
+        await store.release("g", "a", AttemptResult(latency_ms_per_token=sample, ttft_ms=sample))
+    figures = (await store.snapshot("g", ["a"]))["a"]
+    assert figures.latency_ms_per_token is not None and 50 < figures.latency_ms_per_token < 100
+    assert figures.ttft_ms == figures.latency_ms_per_token
+
+
+async def test_failures_past_allowed_fails_cool_down_then_expire(store: FiguresStore) -> None:
+    for expect_cooled in (False, True):
+        assert await store.admit("g", "a", NO_LIMITS, 1) == "ok"
+        assert await store.release("g", "a", FAIL_500) is expect_cooled
+    assert await store.admit("g", "a", NO_LIMITS, 1) == "cooldown"
+    figures = (await store.snapshot("g", ["a"]))["a"]
+    assert 0 < figures.cooldown_s <= 0.5
+    await asyncio.sleep(0.6)
+    assert (await store.snapshot("g", ["a"]))["a"].cooldown_s == 0
+    assert await store.admit("g", "a", NO_LIMITS, 1) == "ok"
+
+
+async def test_limits_refuse_admission(store: FiguresStore) -> None:
+    assert await store.admit("g", "a", Limits(rpm=2), 1) == "ok"
+    assert await store.admit("g", "a", Limits(rpm=2), 1) == "ok"
+    assert await store.admit("g", "a", Limits(rpm=2), 1) == "rpm"
+    assert await store.admit("g", "b", Limits(tpm=100), 60) == "ok"
+    assert await store.admit("g", "b", Limits(tpm=100), 60) == "tpm"
+    assert await store.admit("g", "c", Limits(max_parallel_requests=1), 1) == "ok"
+    assert await store.admit("g", "c", Limits(max_parallel_requests=1), 1) == "parallel"
+    await store.release("g", "c", AttemptResult())
+    assert await store.admit("g", "c", Limits(max_parallel_requests=1), 1) == "ok"
+
+
+async def test_round_robin_cursor_advances(store: FiguresStore) -> None:
+    assert [await store.next_cursor("g") for _ in range(3)] == [1, 2, 3]
+
+
+async def test_cooldown_set_by_one_worker_stops_the_others(redis: Redis, keys: Keys) -> None:
+    one, other = RedisFigures(redis, keys, "w1"), RedisFigures(redis, keys, "w2")
+    for _ in range(2):
+        await one.admit("g", "a", NO_LIMITS, 1)
+        await one.release("g", "a", FAIL_500)
+    assert await other.admit("g", "a", NO_LIMITS, 1) == "cooldown"
+    assert (await other.snapshot("g", ["a"]))["a"].is_cooling_down
+
+
+async def test_rpm_limit_holds_across_workers_racing(redis: Redis, keys: Keys) -> None:
+    stores = [RedisFigures(redis, keys, f"w{i}") for i in range(4)]
+    answers = await asyncio.gather(
+        *(store.admit("g", "a", Limits(rpm=5), 1) for store in stores for _ in range(5))
+    )
+    assert answers.count("ok") == 5
+
+
+async def test_crashed_workers_in_flight_expires_with_its_liveness(
+    redis: Redis, keys: Keys
+) -> None:
+    crashed = RedisFigures(redis, keys, "crashed", owner_ttl_s=0.3)
+    alive = RedisFigures(redis, keys, "alive", owner_ttl_s=5)
+    await crashed.admit("g", "a", NO_LIMITS, 1)
+    await alive.admit("g", "a", NO_LIMITS, 1)
+    groups = {"g": ["a"]}
+    assert (await read_figures(redis, keys, groups)).get("g", "a").in_flight == 2
+    await asyncio.sleep(0.4)  # `crashed` never renews its liveness
+    assert (await read_figures(redis, keys, groups)).get("g", "a").in_flight == 1
+    assert await redis.hlen(keys.routing("g").inflight) == 1  # the dead owner's field is gone
+
+
+async def test_keep_alive_keeps_a_long_request_counted(redis: Redis, keys: Keys) -> None:
+    store = RedisFigures(redis, keys, "w1", owner_ttl_s=0.3)
+    await store.admit("g", "a", NO_LIMITS, 1)
+    renew = asyncio.create_task(store.keep_alive(["g"], 0.1))
+    try:
+        await asyncio.sleep(0.5)
+        assert (await store.snapshot("g", ["a"]))["a"].in_flight == 1
+    finally:
+        renew.cancel()
+        await asyncio.gather(renew, return_exceptions=True)
+
+
+async def test_read_figures_of_an_unused_group_is_all_zero(redis: Redis, keys: Keys) -> None:
+    figures = await read_figures(redis, keys, {"g": ["a", "b"], "empty": []})
+    assert figures.get("g", "b").in_flight == 0
+    assert figures.get("g", "b").latency_ms_per_token is None
+    assert figures.groups.keys() == {"g"}

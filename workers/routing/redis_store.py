@@ -1,0 +1,126 @@
+"""Live routing figures in Redis, shared by every worker of the cluster.
+
+Each operation is one script call on one model group's slot; liveness of this worker's
+in-flight accounting is renewed by `keep_alive`, so a crashed worker's count expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, cast, get_args
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from workers.routing import scripts
+from workers.routing.figures import DeploymentFigures, parse_snapshot, script_keys
+from workers.routing.store import EWMA_ALPHA, Admission, AttemptResult, Limits
+from workers.streams import Keys, RoutingKeys
+
+log = logging.getLogger("switchboard.routing")
+ADMISSIONS = frozenset(get_args(Admission))
+
+
+class RedisFigures:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        owner: str,
+        *,
+        owner_ttl_s: float = 5.0,
+        stats_ttl_s: float = 3600.0,
+    ) -> None:
+        if "|" in owner:
+            raise ValueError("a routing owner id must not contain '|'")
+        self.redis = redis
+        self.keys = keys
+        self.owner = owner
+        self.owner_ttl_s = owner_ttl_s
+        self.stats_ttl_s = max(1, int(stats_ttl_s))
+        self._snapshot = redis.register_script(scripts.SNAPSHOT)
+        self._admit = redis.register_script(scripts.ACQUIRE)
+        self._release = redis.register_script(scripts.RELEASE)
+        self._groups: dict[str, RoutingKeys] = {}
+
+    def _keys(self, group: str) -> RoutingKeys:
+        found = self._groups.get(group)
+        if found is None:
+            found = self._groups[group] = self.keys.routing(group)
+        return found
+
+    async def snapshot(self, group: str, names: Sequence[str]) -> dict[str, DeploymentFigures]:
+        now_s = time.time()
+        raw: Any = await self._snapshot(
+            keys=script_keys(self._keys(group), now_s), args=[_ms(now_s), *names]
+        )
+        return parse_snapshot(names, raw)
+
+    async def admit(self, group: str, name: str, limits: Limits, prompt_tokens: int) -> Admission:
+        now_s = time.time()
+        args: list[str | int | float] = [
+            _ms(now_s),
+            self.owner,
+            name,
+            limits.rpm or 0,
+            limits.tpm or 0,
+            limits.max_parallel_requests or 0,
+            prompt_tokens,
+            _ms(now_s + self.owner_ttl_s),
+            RoutingKeys.USAGE_TTL_S,
+        ]
+        raw: Any = await self._admit(keys=script_keys(self._keys(group), now_s), args=args)
+        answer = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if answer not in ADMISSIONS:
+            raise ValueError(f"unexpected admission answer {answer!r}")
+        return cast(Admission, answer)
+
+    async def release(self, group: str, name: str, result: AttemptResult) -> bool:
+        now_s = time.time()
+        args: list[str | int | float] = [
+            _ms(now_s),
+            self.owner,
+            name,
+            _sample(result.latency_ms_per_token),
+            _sample(result.ttft_ms),
+            result.tokens_delta,
+            result.failure_class or "",
+            result.allowed_fails,
+            int(result.cooldown_s * 1000),
+            EWMA_ALPHA,
+            self.stats_ttl_s,
+            RoutingKeys.USAGE_TTL_S,
+        ]
+        # Shielded: a cancelled request must still give its slot back.
+        call = self._release(keys=script_keys(self._keys(group), now_s), args=args)
+        cooled: Any = await asyncio.shield(call)
+        return bool(cooled)
+
+    async def next_cursor(self, group: str) -> int:
+        return int(await self.redis.incr(self._keys(group).cursor))
+
+    async def keep_alive(self, groups: Iterable[str], interval_s: float) -> None:
+        """Renew this owner's liveness in every group until cancelled."""
+        names = list(groups)
+        while True:
+            expiry = _ms(time.time() + self.owner_ttl_s)
+            pipe = self.redis.pipeline(transaction=False)
+            for group in names:
+                pipe.zadd(self._keys(group).owners, {self.owner: expiry})
+            try:
+                await pipe.execute()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                log.warning("could not renew routing liveness: %s", exc)
+            await asyncio.sleep(interval_s)
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _sample(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
