@@ -79,8 +79,10 @@ async def serve_front_door(
     ready: asyncio.Event | None = None,
     reuse_port: bool = False,
     registry: CollectorRegistry | None = None,
+    metrics_port: int | None = None,
 ) -> None:
-    """Serve until `stopping` is set, then drain."""
+    """Serve until `stopping` is set, then drain. `metrics_port` adds a listener of this
+    process alone, for scraping when several front doors share `port`."""
     app = create_app(config, redis_url, registry=registry)
     runner = web.AppRunner(
         app,
@@ -93,6 +95,8 @@ async def serve_front_door(
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
         await site.start()
+        if metrics_port is not None:
+            await web.TCPSite(runner, host, metrics_port).start()
         log.info("front door %s listening on http://%s:%d", app[FRONT_DOOR].id, host, port)
         if ready is not None:
             ready.set()

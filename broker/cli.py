@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=4000)
     up.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     up.add_argument("--front-doors", type=int, default=1, help="front door processes")
+    up.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="first of the ports where each process serves its own /metrics: front doors "
+        "at PORT, PORT+1, ..., then the workers",
+    )
 
     serve = commands.add_parser("serve", help="one front door (needs REDIS_URL)")
     with_config(serve)
@@ -53,10 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--reuse-port", action="store_true", help="share the port with other front doors"
     )
+    serve.add_argument(
+        "--metrics-port", type=int, default=None, help="also serve on this port, unshared"
+    )
 
     worker = commands.add_parser("worker", help="one worker process (needs REDIS_URL)")
     with_config(worker)
     worker.add_argument("--concurrency", type=int, default=None)
+    worker.add_argument("--metrics-host", default="127.0.0.1")
+    worker.add_argument(
+        "--metrics-port", type=int, default=None, help="serve GET /metrics on this port"
+    )
     return parser
 
 
@@ -140,6 +154,7 @@ async def serve(
         port=args.port,
         stopping=stopping,
         reuse_port=args.reuse_port,
+        metrics_port=args.metrics_port,
     )
 
 
@@ -154,6 +169,8 @@ async def work(
         runtime_options(config, args.concurrency),
         num_retries=config.router_settings.num_retries or 0,
         stopping=stopping,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
     )
 
 

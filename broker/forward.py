@@ -68,6 +68,8 @@ class Relay:
         self.is_finished = False
         self.status = 200
         self.overhead_s: float | None = None
+        # The latest bookkeeping from the worker; the final record's carries usage and cost.
+        self.meta: Meta | None = None
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         front = self.front
@@ -90,11 +92,12 @@ class Relay:
             front.hub.unregister(self.request_id)
             front.metrics.in_flight.dec()
             front.metrics.observe(
-                self.group, self.status, self.loop.time() - self.started, self.overhead_s
+                self.group, self.status, self.loop.time() - self.started, self.overhead_s, self.meta
             )
 
     def _headers(self, meta: Meta | None) -> dict[str, str]:
         headers = {"x-request-id": self.request_id}
+        self.meta = meta or self.meta
         if meta is not None and meta.deployment:
             elapsed_ms = (self.loop.time() - self.started) * 1000
             overhead_ms = max(0.0, elapsed_ms - meta.upstream_ms)
@@ -150,6 +153,7 @@ class Relay:
                     )
                     waiter.next_seq = record.next_seq
                 await response.write(sse.frame(record))
+                self.meta = record.meta or self.meta
             self.is_finished = True
             if record.end == messages.ERROR:
                 self.status = record.status

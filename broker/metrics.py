@@ -1,9 +1,12 @@
-"""The front door's Prometheus metrics. Label children are made once per label set and
-cached, never per request."""
+"""The front door's Prometheus metrics (catalogued in docs/metrics.md). Label children are
+made once per label set and cached, never per request; every label value comes from the
+config (model groups, deployments, lanes) or a small fixed set (HTTP status, token kind)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+from workers.messages import Meta
 
 # 1 ms to 60 s: resolves a gateway's own overhead as well as a long generation.
 LATENCY_BUCKETS = (
@@ -24,14 +27,50 @@ LATENCY_BUCKETS = (
     60.0,
 )
 
+# A request that failed before any deployment was chosen (queue deadline, bad body, ...).
+NO_DEPLOYMENT = "none"
+
+
+class DeploymentChildren:
+    """The label children of one (model group, deployment), made on its first request."""
+
+    __slots__ = ("requests", "prompt", "completion", "cached", "cost", "retries", "upstream")
+
+    def __init__(self, metrics: FrontDoorMetrics, group: str, deployment: str) -> None:
+        self.requests: dict[int, Counter] = {}
+        self.prompt = metrics.tokens.labels(group, deployment, "prompt")
+        self.completion = metrics.tokens.labels(group, deployment, "completion")
+        self.cached = metrics.tokens.labels(group, deployment, "cached_prompt")
+        self.cost = metrics.cost.labels(group, deployment)
+        self.retries = metrics.retries.labels(group, deployment)
+        self.upstream = metrics.upstream.labels(group, deployment)
+
+
+class GroupChildren:
+    __slots__ = ("duration", "ttft", "overhead", "fallbacks")
+
+    def __init__(self, metrics: FrontDoorMetrics, group: str) -> None:
+        self.duration = metrics.duration.labels(group)
+        self.ttft = metrics.ttft.labels(group)
+        self.overhead = metrics.overhead.labels(group)
+        self.fallbacks = metrics.fallbacks.labels(group)
+
 
 class FrontDoorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        ProcessCollector(registry=registry)
+        self._define_requests(registry)
+        self._define_front_door(registry)
+        self._define_cluster(registry)
+        self._by_group: dict[str, GroupChildren] = {}
+        self._by_deployment: dict[tuple[str, str], DeploymentChildren] = {}
+
+    def _define_requests(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
             "switchboard_requests_total",
-            "Requests answered by this front door, by model group and HTTP status.",
-            ["model_group", "status"],
+            "Requests answered by this front door, by model group, deployment and HTTP status.",
+            ["model_group", "deployment", "status"],
             registry=registry,
         )
         self.duration = Histogram(
@@ -56,6 +95,41 @@ class FrontDoorMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.upstream = Histogram(
+            "switchboard_upstream_duration_seconds",
+            "Time the worker waited on the provider for the successful attempt: the whole "
+            "response, or the first batch for streams.",
+            ["model_group", "deployment"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "switchboard_tokens_total",
+            "Tokens the providers reported, by kind: prompt, completion, cached_prompt "
+            "(the part of the prompt served from the provider's cache).",
+            ["model_group", "deployment", "kind"],
+            registry=registry,
+        )
+        self.cost = Counter(
+            "switchboard_cost_usd_total",
+            "What the requests cost at list prices, in US dollars.",
+            ["model_group", "deployment"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "switchboard_retries_total",
+            "Extra attempts the workers made before a request was answered.",
+            ["model_group", "deployment"],
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "switchboard_fallbacks_total",
+            "Times a request moved to a fallback model group.",
+            ["model_group"],
+            registry=registry,
+        )
+
+    def _define_front_door(self, registry: CollectorRegistry) -> None:
         self.in_flight = Gauge(
             "switchboard_front_door_in_flight_requests",
             "Requests this front door is waiting on or relaying.",
@@ -66,6 +140,8 @@ class FrontDoorMetrics:
             "SSE streams this front door is relaying.",
             registry=registry,
         )
+
+    def _define_cluster(self, registry: CollectorRegistry) -> None:
         self.queue_depth = Gauge(
             "switchboard_queue_depth",
             "Request entries waiting for a worker, per lane (cluster-wide, from Redis).",
@@ -76,6 +152,11 @@ class FrontDoorMetrics:
             "switchboard_queue_pending",
             "Request entries a worker holds but has not acknowledged, per lane.",
             ["lane"],
+            registry=registry,
+        )
+        self.dead_letters = Gauge(
+            "switchboard_dead_letter_entries",
+            "Entries in the dead-letter stream (cluster-wide).",
             registry=registry,
         )
         self.live_workers = Gauge(
@@ -98,30 +179,55 @@ class FrontDoorMetrics:
             "Seconds since the freshest worker heartbeat (cluster-wide).",
             registry=registry,
         )
-        self._by_group: dict[str, tuple[Histogram, Histogram, Histogram]] = {}
-        self._by_status: dict[tuple[str, int], Counter] = {}
 
-    def observe(self, group: str, status: int, duration_s: float, overhead_s: float | None) -> None:
-        counter = self._by_status.get((group, status))
+    def observe(
+        self,
+        group: str,
+        status: int,
+        duration_s: float,
+        overhead_s: float | None,
+        meta: Meta | None = None,
+    ) -> None:
+        """One answered request; `meta` is its final record's bookkeeping, when it had one."""
+        deployment = meta.deployment if meta is not None and meta.deployment else NO_DEPLOYMENT
+        children = self.deployment(group, deployment)
+        counter = children.requests.get(status)
         if counter is None:
-            counter = self.requests.labels(group, str(status))
-            self._by_status[(group, status)] = counter
+            counter = self.requests.labels(group, deployment, str(status))
+            children.requests[status] = counter
         counter.inc()
-        duration, _ttft, overhead = self._group(group)
-        duration.observe(duration_s)
+        by_group = self.group(group)
+        by_group.duration.observe(duration_s)
         if overhead_s is not None:
-            overhead.observe(max(0.0, overhead_s))
+            by_group.overhead.observe(max(0.0, overhead_s))
+        if meta is not None and meta.deployment:
+            self._account(children, by_group, meta)
+
+    @staticmethod
+    def _account(children: DeploymentChildren, by_group: GroupChildren, meta: Meta) -> None:
+        children.upstream.observe(meta.upstream_ms / 1000)
+        children.prompt.inc(meta.prompt_tokens)
+        children.completion.inc(meta.completion_tokens)
+        children.cached.inc(meta.cached_tokens)
+        if meta.cost_usd:
+            children.cost.inc(meta.cost_usd)
+        if meta.attempts > 1:
+            children.retries.inc(meta.attempts - 1)
+        if meta.fallbacks:
+            by_group.fallbacks.inc(meta.fallbacks)
 
     def observe_ttft(self, group: str, seconds: float) -> None:
-        self._group(group)[1].observe(seconds)
+        self.group(group).ttft.observe(seconds)
 
-    def _group(self, group: str) -> tuple[Histogram, Histogram, Histogram]:
+    def group(self, group: str) -> GroupChildren:
         children = self._by_group.get(group)
         if children is None:
-            children = (
-                self.duration.labels(group),
-                self.ttft.labels(group),
-                self.overhead.labels(group),
-            )
-            self._by_group[group] = children
+            children = self._by_group[group] = GroupChildren(self, group)
+        return children
+
+    def deployment(self, group: str, deployment: str) -> DeploymentChildren:
+        children = self._by_deployment.get((group, deployment))
+        if children is None:
+            children = DeploymentChildren(self, group, deployment)
+            self._by_deployment[(group, deployment)] = children
         return children

@@ -75,6 +75,7 @@ class ClusterMonitor:
             self.redis, self.keys, now, self.worker_ttl_s
         )
         self.metrics.live_workers.set(len(self.live_workers))
+        self.metrics.dead_letters.set(await streams.dead_letter_length(self.redis, self.keys))
         await self._worker_load(now)
 
     async def _worker_load(self, now: float) -> None:

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from broker.cli import (
     DEMO_UPSTREAM_ENV,
@@ -85,8 +85,14 @@ async def supervise(
 ) -> None:
     from broker.app import serve_front_door
 
+    metrics = _metrics_ports(args)
     children = [
-        Child(f"worker {i + 1}", _child_argv(args, ["worker"]), env) for i in range(args.workers)
+        Child(
+            f"worker {i + 1}",
+            _child_argv(args, ["worker", *metrics(args.front_doors + i, "--metrics-host")]),
+            env,
+        )
+        for i in range(args.workers)
     ]
     shares_port = args.front_doors > 1
     children += [
@@ -94,7 +100,11 @@ async def supervise(
             f"front door {i + 2}",
             _child_argv(
                 args,
-                ["serve", "--host", args.host, "--port", str(args.port), "--reuse-port"],
+                [
+                    "serve",
+                    *("--host", args.host, "--port", str(args.port), "--reuse-port"),
+                    *metrics(i + 1, None),
+                ],
             ),
             env,
         )
@@ -114,6 +124,7 @@ async def supervise(
             stopping=stopping,
             ready=ready,
             reuse_port=shares_port,
+            metrics_port=args.metrics_port,
         )
     finally:
         stopping.set()
@@ -123,6 +134,18 @@ async def supervise(
         for watcher in watchers:
             watcher.cancel()
         await asyncio.gather(*watchers, banner, return_exceptions=True)
+
+
+def _metrics_ports(args: argparse.Namespace) -> Callable[[int, str | None], list[str]]:
+    """The arguments giving process number `n` its own metrics port (PORT + n), if any."""
+
+    def arguments(n: int, host_flag: str | None) -> list[str]:
+        if args.metrics_port is None:
+            return []
+        host = [host_flag, args.host] if host_flag else []
+        return [*host, "--metrics-port", str(args.metrics_port + n)]
+
+    return arguments
 
 
 async def _announce(ready: asyncio.Event, args: argparse.Namespace, redis_url: str) -> None:

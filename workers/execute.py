@@ -12,7 +12,7 @@ import msgspec
 from workers import accounting, messages
 from workers.dispatch import Dispatcher, Outcome
 from workers.errors import GatewayTimeout, InternalError, InvalidRequest, SwitchboardError
-from workers.jobs import Job, ReplyWriter, now_ms
+from workers.jobs import Job, ReplyTaken, ReplyWriter, now_ms
 from workers.messages import KIND_CHAT, Meta, Record
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.wire import (
@@ -34,6 +34,14 @@ class Executor:
 
     async def run(self, job: Job) -> None:
         try:
+            await self._finish(job)
+        except ReplyTaken:
+            log.info(
+                "the reply of %s was ended elsewhere (cancelled or taken over)", job.request_id
+            )
+
+    async def _finish(self, job: Job) -> None:
+        try:
             await self._serve(job)
         except asyncio.CancelledError:
             if not job.is_cancelled_by_client:
@@ -44,6 +52,8 @@ class Executor:
             await asyncio.shield(
                 self.writer.write(job, Record(seq=job.seq, end=messages.CANCELLED))
             )
+        except ReplyTaken:
+            raise
         except SwitchboardError as exc:
             await self.writer.write_error(job, exc, Meta(worker=self.worker_id))
         except Exception:
@@ -91,6 +101,7 @@ class Executor:
             completion_tokens=usage.completion_tokens if usage else 0,
             cost_usd=cost.cost_usd if cost else None,
             worker=self.worker_id,
+            cached_tokens=usage.cached_tokens if usage else 0,
         )
 
     async def _complete(self, job: Job, call: ChatCall) -> None:

@@ -58,6 +58,8 @@ class Meta(msgspec.Struct, array_like=True, omit_defaults=True):
     completion_tokens: int = 0
     cost_usd: float | None = None
     worker: str = ""
+    # The part of prompt_tokens the provider served from its prompt cache.
+    cached_tokens: int = 0
 
 
 class Record(msgspec.Struct, array_like=True, omit_defaults=True):

@@ -28,6 +28,7 @@ from workers.errors import ProviderError, ServiceUnavailable
 from workers.execute import Executor
 from workers.jobs import Job, ReplyWriter
 from workers.messages import Meta, Record, decode_envelope, decode_record
+from workers.metrics import WorkerMetrics
 from workers.streams import Keys
 from workers.wire import encode
 
@@ -61,8 +62,11 @@ class Worker:
         dispatcher: Dispatcher,
         options: RuntimeOptions,
         worker_id: str | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.redis = redis
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
+        self.metrics.concurrency.set(options.concurrency)
         self.options = options
         self.keys = Keys(options.namespace)
         self.worker_id = worker_id or new_worker_id()
@@ -165,6 +169,8 @@ class Worker:
             return
         job = Job(envelope, lane, entry)
         self.jobs[envelope.request_id] = job
+        self.metrics.job_started(lane, envelope.enqueued_ms, is_reclaimed=is_reclaimed)
+        self.metrics.in_flight.set(len(self.jobs))
         if not self.free_slots:
             self._slot_free.clear()
         job.task = asyncio.create_task(self._run_job(job, is_reclaimed), name=job.request_id)
@@ -181,6 +187,7 @@ class Worker:
             log.exception("could not finish request %s; leaving it pending", job.request_id)
         finally:
             self.jobs.pop(job.request_id, None)
+            self.metrics.in_flight.set(len(self.jobs))
             self._slot_free.set()
 
     async def _settled_by_earlier_attempt(self, job: Job) -> bool:
@@ -292,6 +299,7 @@ class Worker:
             )
         streams.dead_letter(pipe, self.keys, lane, entry, raw, reason)
         await pipe.execute()
+        self.metrics.lane(lane).dead_letters.inc()
         log.error("dead-lettered %s on lane %s: %s", entry, lane, reason)
 
     # ------------------------------------------------------------------ liveness, cancels
@@ -311,6 +319,7 @@ class Worker:
             )
             try:
                 await pipe.execute()
+                self.metrics.last_heartbeat.set(time.time())
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(self.options.heartbeat_interval_s)

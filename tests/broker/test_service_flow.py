@@ -140,7 +140,8 @@ async def test_metrics_export_requests_latency_queue_and_workers(
         await door.front.monitor.refresh()
         async with http.get(door.url + "/metrics") as response:
             text = await response.text()
-    assert 'switchboard_requests_total{model_group="gpt-test",status="200"} 2.0' in text
+    requests = 'switchboard_requests_total{deployment="gpt-test[0]",model_group="gpt-test"'
+    assert requests + ',status="200"} 2.0' in text
     assert 'switchboard_request_duration_seconds_bucket{le="0.001",model_group="gpt-test"}' in text
     assert "switchboard_time_to_first_token_seconds_count" in text
     assert 'switchboard_queue_depth{lane="default"} 0.0' in text

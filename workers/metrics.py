@@ -1,0 +1,144 @@
+"""A worker process's Prometheus metrics (catalogued in docs/metrics.md) and the small HTTP
+endpoint that exposes them (`switchboard worker --metrics-port`).
+
+Each process serves its own registry rather than prometheus-client's multiprocess mode:
+workers run on many hosts and containers, which a shared mmap directory cannot span, and
+Prometheus already sums per-process series. Per-request figures (tokens, cost, latency by
+deployment) are counted once, at the front door that answers the request; a worker counts
+what only it sees: its slots, reclaims, dead letters and how long entries waited for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+
+# Queue wait: from well under a millisecond (an idle pool) to a minute (a backlog).
+WAIT_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+
+class LaneChildren:
+    __slots__ = ("started", "reclaimed", "dead_letters", "wait")
+
+    def __init__(self, metrics: WorkerMetrics, lane: str) -> None:
+        self.started = metrics.jobs_started.labels(lane)
+        self.reclaimed = metrics.reclaimed.labels(lane)
+        self.dead_letters = metrics.dead_letters.labels(lane)
+        self.wait = metrics.queue_wait.labels(lane)
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        registry = self.registry
+        ProcessCollector(registry=registry)
+        self.in_flight = Gauge(
+            "switchboard_worker_jobs_in_flight",
+            "Requests this worker is running.",
+            registry=registry,
+        )
+        self.concurrency = Gauge(
+            "switchboard_worker_concurrency",
+            "Requests this worker may run at once (its slots).",
+            registry=registry,
+        )
+        self.jobs_started = Counter(
+            "switchboard_worker_jobs_started_total",
+            "Request entries this worker started, new or reclaimed, per lane.",
+            ["lane"],
+            registry=registry,
+        )
+        self.reclaimed = Counter(
+            "switchboard_worker_reclaimed_entries_total",
+            "Entries this worker took over from a worker that stopped answering, per lane.",
+            ["lane"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "switchboard_worker_dead_letters_total",
+            "Entries this worker moved to the dead-letter stream, per lane.",
+            ["lane"],
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "switchboard_worker_queue_wait_seconds",
+            "Time a request waited in its lane, from enqueue to a worker starting it.",
+            ["lane"],
+            buckets=WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.last_heartbeat = Gauge(
+            "switchboard_worker_last_heartbeat_timestamp_seconds",
+            "Unix time of this worker's last successful heartbeat.",
+            registry=registry,
+        )
+        self._lanes: dict[str, LaneChildren] = {}
+
+    def lane(self, lane: str) -> LaneChildren:
+        children = self._lanes.get(lane)
+        if children is None:
+            children = self._lanes[lane] = LaneChildren(self, lane)
+        return children
+
+    def job_started(self, lane: str, enqueued_ms: int, *, is_reclaimed: bool) -> None:
+        children = self.lane(lane)
+        children.started.inc()
+        if is_reclaimed:
+            children.reclaimed.inc()
+        else:
+            # A reclaimed entry's wait would count its first worker's run time too.
+            children.wait.observe(max(0.0, time.time() - enqueued_ms / 1000))
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    registry: CollectorRegistry = request.app[METRICS_REGISTRY]
+    return web.Response(
+        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+
+
+@contextlib.asynccontextmanager
+async def metrics_endpoint(registry: CollectorRegistry, host: str, port: int) -> AsyncIterator[int]:
+    """Serve GET /metrics for `registry` on host:port; yields the bound port."""
+    app = web.Application()
+    app[METRICS_REGISTRY] = registry
+    app.router.add_get("/metrics", metrics_handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
