@@ -5,7 +5,7 @@
     │   ├── ContextWindowExceeded         400   code context_length_exceeded
     │   ├── ContentPolicyViolation        400   code content_policy_violation
     │   ├── UnsupportedParams             400   code unsupported_parameter
-    │   └── RequestTooLarge               413
+    │   └── RequestTooLarge               413   code request_too_large
     ├── AuthenticationFailed              401 authentication_error
     ├── PermissionDenied                  403 permission_error
     ├── NotFound                          404 not_found_error
@@ -13,7 +13,7 @@
     ├── RequestTimeout                    408 timeout_error          (retryable)
     ├── GatewayTimeout                    504 timeout_error          (retryable)
     ├── RateLimited                       429 rate_limit_error       (retryable, retry_after_s)
-    │   └── QuotaExceeded                 429   code insufficient_quota (not retryable)
+    │   └── QuotaExceeded                 429   code insufficient_quota (not retryable; also 402)
     ├── ServiceUnavailable                503 service_unavailable    (retryable)
     ├── ProviderError                     500/502 api_error          (retryable)
     │   └── APIConnectionError            502   code connection_error
@@ -188,18 +188,46 @@ class InternalError(SwitchboardError):
     default_code = "internal_error"
 
 
+# How providers say a prompt does not fit (lowercased). OpenAI-family hosts mostly send the
+# code `context_length_exceeded`; the rest only say it in words.
 _CONTEXT_WINDOW_HINTS = (
     "context_length_exceeded",
-    "maximum context length",
+    "maximum context",  # OpenAI, vLLM, DeepSeek, OpenRouter, Mistral: "maximum context length"
+    "maximum prompt length",  # xAI
     "context window",
-    "prompt is too long",
+    "context length",
+    "exceed context limit",  # Anthropic: "input length and `max_tokens` exceed context limit"
+    "prompt is too long",  # Anthropic
+    "exceeds the maximum number of tokens",  # Gemini: "The input token count (n) exceeds ..."
+    "input token count",  # Gemini
     "too many tokens",
-    "input is too long",
+    "too many input tokens",  # Bedrock
+    "input is too long",  # Bedrock ValidationException
     "exceeds the context",
 )
 _CONTENT_POLICY_CODES = frozenset(
     {"content_filter", "content_policy_violation", "responsibleaipolicyviolation"}
 )
+
+
+def says_context_window_exceeded(message: str, code: str | None = None) -> bool:
+    """Whether an upstream error says the prompt is longer than the model's context window."""
+    if (code or "").lower() == "context_length_exceeded":
+        return True
+    lowered = message.lower()
+    return any(hint in lowered for hint in _CONTEXT_WINDOW_HINTS)
+
+
+def _bad_request(
+    status: int, message: str, code: str | None, kwargs: dict[str, Any]
+) -> SwitchboardError:
+    if (code or "").lower() in _CONTENT_POLICY_CODES:
+        return ContentPolicyViolation(message, **kwargs)
+    if says_context_window_exceeded(message, code):
+        return ContextWindowExceeded(message, **{**kwargs, "param": kwargs["param"] or "messages"})
+    if status == 413:
+        return RequestTooLarge(message, **kwargs)
+    return InvalidRequest(message, code=code, **kwargs)
 
 
 def error_for_status(
@@ -214,25 +242,22 @@ def error_for_status(
 ) -> SwitchboardError:
     """The most specific error for an upstream HTTP status and its error message/code.
 
-    Adapters call this once, after reading the provider's own error body."""
+    Adapters call this once, after reading the provider's own error body. A prompt too long
+    for the model becomes ContextWindowExceeded whichever of 400/413/422 carried it: routing's
+    context_window_fallbacks key on that class."""
     kwargs: dict[str, Any] = {
         "param": param,
         "provider": provider,
         "model": model,
         "upstream_status": status,
     }
-    lowered_code = (code or "").lower()
-    lowered = message.lower()
-    if status == 400 or status == 422 or status == 413:
-        if lowered_code in _CONTENT_POLICY_CODES:
-            return ContentPolicyViolation(message, **kwargs)
-        if lowered_code == "context_length_exceeded" or any(
-            hint in lowered for hint in _CONTEXT_WINDOW_HINTS
-        ):
-            return ContextWindowExceeded(message, **kwargs)
-        return InvalidRequest(message, code=code, **kwargs)
+    if status in (400, 413, 422):
+        return _bad_request(status, message, code, kwargs)
     if status == 401:
         return AuthenticationFailed(message, **kwargs)
+    if status == 402:
+        # Payment required: out of credit, which no retry or wait will cure.
+        return QuotaExceeded(message, **kwargs)
     if status == 403:
         return PermissionDenied(message, code=code, **kwargs)
     if status == 404:
@@ -240,7 +265,7 @@ def error_for_status(
     if status == 408:
         return RequestTimeout(message, **kwargs)
     if status == 429:
-        if lowered_code == "insufficient_quota":
+        if (code or "").lower() == "insufficient_quota":
             return QuotaExceeded(message, **kwargs)
         return RateLimited(message, retry_after_s=retry_after_s, **kwargs)
     if status in (503, 529):

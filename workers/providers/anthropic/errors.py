@@ -22,6 +22,7 @@ from workers.errors import (
     RequestTooLarge,
     SwitchboardError,
     error_for_status,
+    says_context_window_exceeded,
 )
 from workers.http import describe_body, parse_retry_after
 
@@ -40,9 +41,9 @@ STATUS_OF_ERROR_TYPE: Mapping[str, int] = {
     "timeout_error": 504,
     "overloaded_error": 529,
 }
-# "prompt is too long: 208310 tokens > 200000 maximum", and the check on prompt + max_tokens:
-# "input length and `max_tokens` exceed context limit: 178959 + 64000 > 200000, ...".
-_CONTEXT_HINTS = ("prompt is too long", "exceed context limit")
+# Context overflows ("prompt is too long: 208310 tokens > 200000 maximum", and the check on
+# prompt + max_tokens: "input length and `max_tokens` exceed context limit: 178959 + 64000 >
+# 200000") are recognised by workers.errors.says_context_window_exceeded.
 # Anthropic's output filter answers 400 "Output blocked by content filtering policy".
 _CONTENT_FILTER_HINT = "content filtering policy"
 _RATE_LIMITS = ("requests", "tokens", "input-tokens", "output-tokens")
@@ -100,7 +101,7 @@ def classify(
         return QuotaExceeded(message, **kwargs)
     if error_type == "request_too_large" or status == 413:
         return RequestTooLarge(message, **kwargs)
-    if status == 400 and any(hint in lowered for hint in _CONTEXT_HINTS):
+    if status == 400 and says_context_window_exceeded(message):
         return ContextWindowExceeded(message, param="messages", **kwargs)
     if status == 400 and _CONTENT_FILTER_HINT in lowered:
         return ContentPolicyViolation(message, **kwargs)

@@ -27,20 +27,12 @@ from workers.errors import (
     ServiceUnavailable,
     SwitchboardError,
     error_for_status,
+    says_context_window_exceeded,
 )
 from workers.http import describe_body, parse_retry_after
 
 PROVIDER = "bedrock"
 
-# Messages Bedrock (or the model behind it) gives when the prompt does not fit.
-_CONTEXT_HINTS = (
-    "input is too long",
-    "too many input tokens",
-    "prompt is too long",
-    "context window",
-    "context length",
-    "maximum context",
-)
 # Anthropic models on Bedrock refuse some output with this wording (Unconfirmed for others).
 _CONTENT_POLICY_HINTS = ("content filtering policy", "blocked by content filtering")
 
@@ -66,7 +58,7 @@ ErrorFactory = Callable[[str, dict[str, Any]], SwitchboardError]
 
 def _validation(message: str, kwargs: dict[str, Any]) -> SwitchboardError:
     lowered = message.lower()
-    if any(hint in lowered for hint in _CONTEXT_HINTS):
+    if says_context_window_exceeded(message):
         return ContextWindowExceeded(message, **kwargs)
     if any(hint in lowered for hint in _CONTENT_POLICY_HINTS):
         return ContentPolicyViolation(message, **kwargs)

@@ -24,6 +24,7 @@ from workers.errors import (
     ServiceUnavailable,
     SwitchboardError,
     error_for_status,
+    says_context_window_exceeded,
 )
 from workers.http import describe_body, parse_retry_after
 
@@ -36,7 +37,6 @@ _KEY_REASONS = frozenset(
 # A request without any key is a 403 PERMISSION_DENIED with this wording.
 _NO_KEY_HINT = "unregistered callers"
 # "The input token count (1234567) exceeds the maximum number of tokens allowed (1048576)."
-_CONTEXT_HINTS = ("exceeds the maximum number of tokens", "input token count")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
@@ -121,7 +121,7 @@ def classify(rpc: RpcStatus, headers: Mapping[str, str], *, model: str) -> Switc
     code = rpc.status.lower() or None
     if rpc.code == 401 or rpc.reason in _KEY_REASONS or _NO_KEY_HINT in message:
         return AuthenticationFailed(message, **kwargs)
-    if rpc.code == 400 and any(hint in message for hint in _CONTEXT_HINTS):
+    if rpc.code == 400 and says_context_window_exceeded(message):
         return ContextWindowExceeded(message, param="messages", **kwargs)
     if rpc.code == 404:
         return ModelNotFound(message, param="model", **kwargs)
