@@ -66,6 +66,12 @@ class Job:
         return body, options
 
 
+class ReplyTaken(Exception):
+    """Another writer already ended this reply at or past our sequence number: the front door
+    recorded the client's cancellation, or a worker that took the entry over (we were presumed
+    dead) wrote its end. Either way this job is over; writing on would splice two replies."""
+
+
 class ReplyWriter:
     """Writes a job's records; the final one goes out with the ack in the same round trip."""
 
@@ -92,9 +98,16 @@ class ReplyWriter:
             streams.ack(pipe, self.keys, job.lane, job.entry)
         job.is_writing = True
         try:
-            await pipe.execute()
+            results = await pipe.execute(raise_on_error=False)
         finally:
             job.is_writing = False
+        if streams.is_seq_taken(results[0]):
+            if not final:
+                await self.ack_only(job)  # the request is settled; nothing to re-run
+            raise ReplyTaken(job.request_id) from results[0]
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
         job.seq = record.next_seq
         if job.is_cancelled_by_client and not final:
             raise asyncio.CancelledError

@@ -239,6 +239,13 @@ def append_record(
     pipe.publish(keys.live_channel(reply_to), request_id.encode() + b"|" + record)
 
 
+def is_seq_taken(error: Exception) -> bool:
+    """Whether an XADD of a record failed because its sequence number is already written:
+    the fence that keeps a second writer (a front door recording a cancellation, or a worker
+    that took the entry over) from splicing its events into the reply."""
+    return isinstance(error, ResponseError) and "equal or smaller" in str(error)
+
+
 async def read_records(r: Redis, keys: Keys, request_id: str) -> list[tuple[str, bytes]]:
     """Every record of a reply stream so far, with its entry id (replies are short)."""
     rows: Any = await r.xrange(keys.reply(request_id), min="-", max="+")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -216,3 +216,12 @@ async def read_sse(
             if limit is not None and len(events) >= limit:
                 break
     return events
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+    """Poll an async condition until it holds; fail after a generous `timeout_s`."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if await predicate():
+                return
+            await asyncio.sleep(0.02)

@@ -1,0 +1,143 @@
+"""Durable, resumable replies: a client that drops resumes by `Last-Event-ID` on another
+front door; a client that drops with no grace cancels the upstream call; a finished reply
+stream expires after `reply_ttl_s`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from tests.broker.harness import make_config, read_sse, service, wait_until
+from workers import messages, streams
+from workers.messages import decode_record
+from workers.streams import Keys
+from workers.testing.server import FakeUpstream
+
+HELLO = [{"role": "user", "content": "hello"}]
+HANG = """\
+- model_name: hang
+  litellm_params:
+    model: openai/gpt-4o-mini~hang
+    api_base: {base}
+    api_key: sk-fake
+"""
+
+
+async def test_a_dropped_stream_resumes_on_another_front_door_with_exactly_the_missing_events(
+    fake: FakeUpstream, namespace: str, redis: Redis
+) -> None:
+    # A grace long enough that the first front door never cancels before the resume claims it.
+    config = make_config(fake.base_url + "/v1", namespace, settings={"disconnect_grace_s": 3})
+    body = {"model": "slow", "messages": HELLO, "stream": True}
+    async with service(config, front_doors=2) as ([first, second], _):
+        async with aiohttp.ClientSession() as http:
+            async with http.post(first.url + "/v1/chat/completions", json=body) as response:
+                assert response.status == 200
+                request_id = response.headers["x-request-id"]
+                before = await read_sse(response, limit=3)
+                response.close()  # the client drops mid-stream
+        last_id = before[-1][0]
+        assert last_id == "3"
+        async with aiohttp.ClientSession() as http:
+            url = f"{second.url}/v1/streams/{request_id}"
+            async with http.get(url, headers={"Last-Event-ID": last_id}) as response:
+                assert response.status == 200
+                assert response.headers["x-request-id"] == request_id
+                after = await read_sse(response)
+            # The whole reply, replayed from Redis, is exactly the two parts joined.
+            async with http.get(url, params={"after": "0"}) as response:
+                whole = await read_sse(response)
+    assert [event_id for event_id, _ in after][0] == "4"
+    assert before + after == whole
+    assert [int(event_id or 0) for event_id, _ in whole] == list(range(1, len(whole) + 1))
+    assert whole[-1][1] == "[DONE]"
+    # The resume claimed the request: the first front door did not cancel it upstream.
+    state = await redis.get(Keys(namespace).state(request_id))
+    assert state == f"resumed:{second.front.id}".encode()
+    assert fake.disconnects == [] and fake.request_count == 1
+
+
+async def test_resume_of_an_unknown_request_is_404_in_openai_shape(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    config = make_config(fake.base_url + "/v1", namespace)
+    async with service(config, workers=0) as ([door], _), aiohttp.ClientSession() as http:
+        async with http.get(door.url + "/v1/streams/req_nope") as response:
+            assert response.status == 404
+            body = await response.json()
+    assert body["error"]["code"] == "stream_not_found"
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize("case", ["non-stream", "stream before its first chunk", "mid-stream"])
+async def test_disconnect_cancels_upstream_call(
+    fake: FakeUpstream, namespace: str, redis: Redis, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config(
+        fake.base_url + "/v1",
+        namespace,
+        settings={"disconnect_grace_s": 0},
+        extra_models=HANG.format(base=fake.base_url + "/v1"),
+    )
+    keys = Keys(namespace)
+    lane = keys.lane("default")
+    url_path = "/v1/chat/completions"
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        if case == "mid-stream":
+            body = {"model": "slow", "messages": HELLO, "stream": True}
+            async with http.post(door.url + url_path, json=body) as response:
+                request_id = response.headers["x-request-id"]
+                assert len(await read_sse(response, limit=2)) == 2
+                response.close()  # the client goes away mid-stream
+        else:
+            body = {"model": "hang", "messages": HELLO, "stream": case != "non-stream"}
+            call = asyncio.create_task(http.post(door.url + url_path, json=body))
+            await asyncio.wait_for(fake.wait_for_requests(1), 10)
+            call.cancel()  # the client goes away while the upstream call is in progress
+            await asyncio.gather(call, return_exceptions=True)
+            request_id = ""
+        [gone] = await asyncio.wait_for(fake.wait_for_disconnects(1), 10)
+        assert gone.model.startswith("gpt-4o-mini~")
+
+        # Nothing is left in the queue or pending with the worker.
+        async def settled() -> bool:
+            depth = await redis.xlen(lane)
+            pending = (await redis.xpending(lane, streams.GROUP))["pending"]
+            return depth == 0 and pending == 0
+
+        await wait_until(settled)
+    [reply] = [key async for key in redis.scan_iter(match=keys.reply("*"))]
+    assert request_id in reply.decode()
+    records = [
+        decode_record(fields[streams.RECORD_FIELD]) for _, fields in await redis.xrange(reply)
+    ]
+    # The reply stream records the cancellation as its end, after whatever was sent.
+    assert records[-1].end == messages.CANCELLED
+    assert all(not r.is_final for r in records[:-1])
+    # A client leaving is routine, not an error.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_reply_stream_expires_after_reply_ttl(
+    fake: FakeUpstream, namespace: str, redis: Redis
+) -> None:
+    config = make_config(fake.base_url + "/v1", namespace, settings={"reply_ttl_s": 1})
+    body = {"model": "gpt-test", "messages": HELLO}
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        async with http.post(door.url + "/v1/chat/completions", json=body) as response:
+            assert response.status == 200
+            request_id = response.headers["x-request-id"]
+        reply = Keys(namespace).reply(request_id)
+        assert 0 < await redis.pttl(reply) <= 1000
+
+        async def expired() -> bool:
+            return not await redis.exists(reply)
+
+        await wait_until(expired, timeout_s=10)
+        async with http.get(f"{door.url}/v1/streams/{request_id}") as response:
+            assert response.status == 404
+            assert (await response.json())["error"]["code"] == "stream_not_found"
