@@ -52,6 +52,9 @@ class FrontDoor:
             self.settings.lanes,
             self.metrics,
             worker_ttl_s=self.settings.worker_ttl_s,
+            deployments={
+                group: [d.label for d in targets] for group, targets in config.deployments.items()
+            },
         )
         master_key = config.general_settings.master_key
         self.auth = Authenticator(str(master_key) if master_key else None)

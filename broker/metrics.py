@@ -63,6 +63,7 @@ class FrontDoorMetrics:
         self._define_requests(registry)
         self._define_front_door(registry)
         self._define_cluster(registry)
+        self._define_routing(registry)
         self._by_group: dict[str, GroupChildren] = {}
         self._by_deployment: dict[tuple[str, str], DeploymentChildren] = {}
 
@@ -177,6 +178,45 @@ class FrontDoorMetrics:
         self.last_heartbeat_age = Gauge(
             "switchboard_worker_heartbeat_age_seconds",
             "Seconds since the freshest worker heartbeat (cluster-wide).",
+            registry=registry,
+        )
+
+    def _define_routing(self, registry: CollectorRegistry) -> None:
+        labels = ["model_group", "deployment"]
+        self.deployment_in_flight = Gauge(
+            "switchboard_deployment_in_flight_requests",
+            "Requests running on a deployment, summed over every worker (cluster-wide).",
+            labels,
+            registry=registry,
+        )
+        self.deployment_cooldown = Gauge(
+            "switchboard_deployment_cooldown_remaining_seconds",
+            "Seconds until a cooled-down deployment is back in rotation; 0 when it serves.",
+            labels,
+            registry=registry,
+        )
+        self.deployment_ttft = Gauge(
+            "switchboard_deployment_ttft_average_seconds",
+            "The scheduler's moving average of a deployment's time to first token.",
+            labels,
+            registry=registry,
+        )
+        self.deployment_latency_per_token = Gauge(
+            "switchboard_deployment_latency_per_token_average_seconds",
+            "The scheduler's moving average of a deployment's latency per output token.",
+            labels,
+            registry=registry,
+        )
+        self.deployment_rpm_used = Gauge(
+            "switchboard_deployment_minute_requests",
+            "Requests a deployment took in the current clock minute (its rpm budget used).",
+            labels,
+            registry=registry,
+        )
+        self.deployment_tpm_used = Gauge(
+            "switchboard_deployment_minute_tokens",
+            "Tokens a deployment took in the current clock minute (its tpm budget used).",
+            labels,
             registry=registry,
         )
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -15,6 +16,7 @@ from redis.exceptions import RedisError
 
 from broker.metrics import FrontDoorMetrics
 from workers import streams
+from workers.routing.figures import DeploymentFigures, read_figures
 from workers.streams import Keys
 
 log = logging.getLogger("switchboard.monitor")
@@ -31,6 +33,7 @@ class ClusterMonitor:
         metrics: FrontDoorMetrics,
         *,
         worker_ttl_s: float,
+        deployments: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -44,6 +47,13 @@ class ClusterMonitor:
         self._gauges = {
             lane: (metrics.queue_depth.labels(lane), metrics.queue_pending.labels(lane))
             for lane in self.lanes
+        }
+        # Model group -> deployment names whose routing figures /metrics shows.
+        self.deployments = {group: list(names) for group, names in (deployments or {}).items()}
+        self._routing_gauges = {
+            (group, name): RoutingGauges(metrics, group, name)
+            for group, names in self.deployments.items()
+            for name in names
         }
 
     async def start(self) -> None:
@@ -77,6 +87,7 @@ class ClusterMonitor:
         self.metrics.live_workers.set(len(self.live_workers))
         self.metrics.dead_letters.set(await streams.dead_letter_length(self.redis, self.keys))
         await self._worker_load(now)
+        await self._routing_figures()
 
     async def _worker_load(self, now: float) -> None:
         if not self.live_workers:
@@ -98,5 +109,37 @@ class ClusterMonitor:
         if freshest:
             self.metrics.last_heartbeat_age.set(max(0.0, now - float(freshest[0][1])))
 
+    async def _routing_figures(self) -> None:
+        if not self.deployments:
+            return
+        figures = await read_figures(self.redis, self.keys, self.deployments)
+        for (group, name), gauges in self._routing_gauges.items():
+            gauges.set(figures.get(group, name))
+
     def waiting(self, lane: str) -> int:
         return self.depths.get(lane, (0, 0))[0]
+
+
+class RoutingGauges:
+    """One deployment's routing-figure gauges, made once."""
+
+    def __init__(self, metrics: FrontDoorMetrics, group: str, name: str) -> None:
+        self.in_flight = metrics.deployment_in_flight.labels(group, name)
+        self.cooldown = metrics.deployment_cooldown.labels(group, name)
+        self.ttft = metrics.deployment_ttft.labels(group, name)
+        self.latency_per_token = metrics.deployment_latency_per_token.labels(group, name)
+        self.rpm = metrics.deployment_rpm_used.labels(group, name)
+        self.tpm = metrics.deployment_tpm_used.labels(group, name)
+
+    def set(self, figures: DeploymentFigures) -> None:
+        self.in_flight.set(figures.in_flight)
+        self.cooldown.set(figures.cooldown_s)
+        # No average yet (nothing finished there lately): NaN, which PromQL skips.
+        self.ttft.set(_seconds(figures.ttft_ms))
+        self.latency_per_token.set(_seconds(figures.latency_ms_per_token))
+        self.rpm.set(figures.rpm_used)
+        self.tpm.set(figures.tpm_used)
+
+
+def _seconds(ms: float | None) -> float:
+    return math.nan if ms is None else ms / 1000
