@@ -11,7 +11,7 @@ import time
 from aiohttp import web
 
 from broker import sse
-from broker.errors import JSON, response_for_status
+from broker.errors import JSON, error_response, response_for_status
 from broker.frontdoor import FrontDoor
 from broker.relay import Waiter
 from workers import messages, streams
@@ -83,6 +83,12 @@ class Relay:
             if self.stream:
                 return await self._relay_stream(request, waiter)
             return await self._relay_response(waiter)
+        except GatewayTimeout as exc:
+            # No answer in time (no live worker?): drop the entry too, so nobody runs it later.
+            self.status = exc.http_status
+            if entry is not None:
+                front.cancel_later(self.request_id, self.lane, entry, waiter.next_seq)
+            return error_response(exc, request_id=self.request_id)
         except (asyncio.CancelledError, ConnectionResetError):
             self.status = 499  # nginx's "client closed request", for metrics only
             if entry is not None and not self.is_finished:
