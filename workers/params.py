@@ -5,8 +5,6 @@ Never dropped silently."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
 
 import msgspec
 
@@ -31,7 +29,9 @@ GATEWAY_FIELDS: frozenset[str] = frozenset(
 def unsupported(
     param: str, provider: str, reason: str = "", *, drop_params: bool, model: str | None = None
 ) -> None:
-    """Refuse `param`, or (with drop_params) log that it is dropped. The caller drops it."""
+    """Refuse `param`, or (with drop_params) log that it is dropped. The caller drops it.
+
+    Adapters reach this through `Adapter.refuser` (workers/providers/base.py)."""
     detail = f": {reason}" if reason else ""
     if not drop_params:
         raise UnsupportedParams(
@@ -42,48 +42,6 @@ def unsupported(
             model=model,
         )
     log.debug("dropping parameter %s unsupported by %s%s", param, provider, detail)
-
-
-def drop_unsupported(
-    body: MutableMapping[str, Any],
-    refused: Mapping[str, str],
-    provider: str,
-    *,
-    drop_params: bool,
-    model: str | None = None,
-) -> list[str]:
-    """Remove (or refuse) every parameter of `body` listed in `refused` (param -> reason).
-
-    A parameter whose value is None counts as not set."""
-    dropped: list[str] = []
-    for param, reason in refused.items():
-        if body.get(param) is None:
-            continue
-        unsupported(param, provider, reason, drop_params=drop_params, model=model)
-        del body[param]
-        dropped.append(param)
-    return dropped
-
-
-def refuse_unknown(
-    names: Iterable[str],
-    provider: str,
-    *,
-    drop_params: bool,
-    model: str | None = None,
-) -> list[str]:
-    """For native adapters: top-level fields outside the OpenAI schema they cannot forward."""
-    dropped = []
-    for name in names:
-        unsupported(
-            name,
-            provider,
-            "not an OpenAI parameter it can translate",
-            drop_params=drop_params,
-            model=model,
-        )
-        dropped.append(name)
-    return dropped
 
 
 class GatewayOptions(msgspec.Struct, kw_only=True):

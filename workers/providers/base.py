@@ -10,12 +10,17 @@ Stream contract, relied on by the SDK and the worker:
 - when the provider reports usage, the last chunk is a usage chunk with `choices == []`
   (whether the client asked for it is decided by the consumer, which strips it if not);
 - a failure before or during the stream raises a `SwitchboardError`.
+
+Parameters a provider cannot honor are refused here, once for every adapter: `refuser(call)`
+gives the callback an adapter's translation calls with (param, reason); it raises a 400 naming
+the parameter and provider, or, with drop_params, logs the drop and lets the caller drop it.
+Which parameters (and which of their values) a provider refuses stays in its own tables.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import msgspec
@@ -23,6 +28,7 @@ import msgspec
 from workers.deployment import Deployment, ProviderDefaults
 from workers.errors import InvalidRequest
 from workers.http import HttpClient
+from workers.params import unsupported
 from workers.wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -30,6 +36,11 @@ from workers.wire import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
+
+# (param, reason) -> None: a 400 naming the parameter, or (drop_params) logged; the caller drops.
+Refuse = Callable[[str, str], None]
+# Why a top-level field outside the OpenAI schema is refused by a native adapter.
+UNKNOWN_FIELD = "not an OpenAI parameter it can translate"
 
 
 class ChatCall(msgspec.Struct, kw_only=True):
@@ -67,6 +78,33 @@ class Adapter(ABC):
 
     def drop_params(self, call: ChatCall | EmbeddingCall) -> bool:
         return call.drop_params or self.deployment.drop_params
+
+    def refuser(self, call: ChatCall | EmbeddingCall) -> Refuse:
+        """The refusal callback for one call (see the module docstring)."""
+        drop_params = self.drop_params(call)
+        provider, model = self.provider, self.model
+
+        def refuse(param: str, reason: str) -> None:
+            unsupported(param, provider, reason, drop_params=drop_params, model=model)
+
+        return refuse
+
+    def refuse_unknown(self, call: ChatCall | EmbeddingCall, names: Iterable[str]) -> None:
+        """Refuse top-level fields outside the OpenAI schema that the adapter cannot forward."""
+        refuse = self.refuser(call)
+        for name in names:
+            refuse(name, UNKNOWN_FIELD)
+
+    def refuse_set(
+        self, call: ChatCall | EmbeddingCall, values: Mapping[str, Any], table: Mapping[str, str]
+    ) -> list[str]:
+        """Refuse each parameter of `table` (param -> reason) that `values` sets to anything
+        but None; the names the caller must drop, in table order."""
+        refuse = self.refuser(call)
+        found = [param for param in table if values.get(param) is not None]
+        for param in found:
+            refuse(param, table[param])
+        return found
 
     def timeout_s(self, call: ChatCall | EmbeddingCall, *, stream: bool) -> float | None:
         if call.timeout_s is not None:

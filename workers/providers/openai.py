@@ -18,7 +18,6 @@ import orjson
 from workers.deployment import ProviderDefaults
 from workers.errors import AuthenticationFailed, ProviderError, SwitchboardError
 from workers.http import describe_body, error_from_response, timeout_for, transport_errors
-from workers.params import drop_unsupported
 from workers.providers.base import Adapter, ChatCall, EmbeddingCall
 from workers.sse import iter_sse
 from workers.wire import (
@@ -104,13 +103,8 @@ class OpenAIAdapter(Adapter):
         self.check_credentials()
         body = {**self.deployment.default_params, **call.body}
         body["model"] = self.model
-        drop_unsupported(
-            body,
-            self.refused_params,
-            self.provider,
-            drop_params=self.drop_params(call),
-            model=self.model,
-        )
+        for param in self.refuse_set(call, body, self.refused_params):
+            del body[param]
         for ours, theirs in self.renamed_params.items():
             if ours in body:
                 value = body.pop(ours)

@@ -65,7 +65,7 @@ class AnthropicAdapter(Adapter):
                 provider=self.provider,
                 model=self.model,
             )
-        body = build_body(call, self.deployment, drop_params=self.drop_params(call), stream=stream)
+        body = build_body(call, self.deployment, self.refuser(call), stream=stream)
         return orjson.dumps(body)
 
     async def chat(self, call: ChatCall) -> ChatCompletion:

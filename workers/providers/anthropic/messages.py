@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from workers.errors import InvalidRequest
-from workers.params import unsupported
+from workers.providers.base import Refuse
 from workers.wire import ContentPart, Message, ToolCall
 
 PROVIDER = "anthropic"
@@ -36,19 +36,13 @@ class _Turn(NamedTuple):
     blocks: list[Block]
 
 
-def translate_messages(messages: list[Message], *, drop_params: bool, model: str) -> Conversation:
+def translate_messages(messages: list[Message], refuse: Refuse) -> Conversation:
     system: list[Block] = []
     turns: list[_Turn] = []
     first_index: int | None = None
     for i, message in enumerate(messages):
         if message.name is not None and message.role not in ("tool", "function"):
-            unsupported(
-                f"messages[{i}].name",
-                PROVIDER,
-                "Anthropic messages carry no author name",
-                drop_params=drop_params,
-                model=model,
-            )
+            refuse(f"messages[{i}].name", "Anthropic messages carry no author name")
         if message.role in ("system", "developer"):
             system.extend(_system_blocks(message, i))
             continue

@@ -15,9 +15,8 @@ import msgspec
 from workers import pricing, wire
 from workers.deployment import Deployment
 from workers.errors import InvalidRequest
-from workers.params import refuse_unknown, unsupported
 from workers.providers.anthropic.messages import Block, translate_messages
-from workers.providers.base import ChatCall
+from workers.providers.base import UNKNOWN_FIELD, ChatCall, Refuse
 from workers.wire import ChatCompletionRequest
 
 PROVIDER = "anthropic"
@@ -72,15 +71,16 @@ _TOOL_CHOICES: Mapping[str, str] = {"auto": "auto", "required": "any"}
 
 
 def build_body(
-    call: ChatCall, deployment: Deployment, *, drop_params: bool, stream: bool
+    call: ChatCall, deployment: Deployment, refuse: Refuse, *, stream: bool
 ) -> dict[str, Any]:
     model = deployment.model
     request, body = _with_defaults(call, deployment)
     native = {name: body[name] for name in NATIVE_FIELDS if body.get(name) is not None}
-    unknown = [name for name in wire.unknown_fields(body) if name not in NATIVE_FIELDS]
-    refuse_unknown(unknown, PROVIDER, drop_params=drop_params, model=model)
-    request = _without_refused(request, drop_params=drop_params, model=model)
-    conversation = translate_messages(request.messages, drop_params=drop_params, model=model)
+    for name in wire.unknown_fields(body):
+        if name not in NATIVE_FIELDS:
+            refuse(name, UNKNOWN_FIELD)
+    request = _without_refused(request, refuse)
+    conversation = translate_messages(request.messages, refuse)
     limits_model = deployment.base_model or model
     out: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(request, limits_model)}
     if conversation.system is not None:
@@ -128,12 +128,10 @@ def _is_honored(param: str, value: Any) -> bool:
     return param in NEUTRAL_VALUES and value == NEUTRAL_VALUES[param]
 
 
-def _without_refused(
-    request: ChatCompletionRequest, *, drop_params: bool, model: str
-) -> ChatCompletionRequest:
+def _without_refused(request: ChatCompletionRequest, refuse: Refuse) -> ChatCompletionRequest:
     refused = refused_params(request)
     for param in refused:
-        unsupported(param, PROVIDER, REFUSED_PARAMS[param], drop_params=drop_params, model=model)
+        refuse(param, REFUSED_PARAMS[param])
     if not refused:
         return request
     return msgspec.structs.replace(request, **dict.fromkeys(refused))

@@ -18,7 +18,6 @@ from workers import pricing
 from workers.deployment import Deployment, ProviderDefaults
 from workers.errors import InvalidRequest, ProviderError
 from workers.http import HttpClient, describe_body, timeout_for, transport_errors
-from workers.params import refuse_unknown, unsupported
 from workers.providers.base import Adapter, ChatCall, EmbeddingCall
 from workers.providers.bedrock import converse
 from workers.providers.bedrock.embeddings import (
@@ -29,7 +28,7 @@ from workers.providers.bedrock.embeddings import (
 )
 from workers.providers.bedrock.errors import PROVIDER, http_error
 from workers.providers.bedrock.media import fetch_images, remote_image_urls
-from workers.providers.bedrock.messages import Refuse, translate_messages
+from workers.providers.bedrock.messages import translate_messages
 from workers.providers.bedrock.request import (
     NATIVE_FIELDS,
     Target,
@@ -92,9 +91,8 @@ class BedrockAdapter(Adapter):
     async def converse_body(self, call: ChatCall) -> bytes:
         """The ConverseRequest JSON for a call; refuses (or drops) what it cannot translate."""
         request, body = self._with_defaults(call)
-        refuse = self._refuser(call)
-        unknown = [name for name in unknown_fields(body) if name not in NATIVE_FIELDS]
-        refuse_unknown(unknown, PROVIDER, drop_params=self.drop_params(call), model=self.model)
+        refuse = self.refuser(call)
+        self.refuse_unknown(call, (n for n in unknown_fields(body) if n not in NATIVE_FIELDS))
         extras = native_fields(body, self.target, refuse)
         dropped = refuse_params(request, self.target, refuse)
         urls = remote_image_urls(request.messages)
@@ -112,14 +110,6 @@ class BedrockAdapter(Adapter):
             return chat_request_from_dict(body), body
         except msgspec.ValidationError as exc:
             raise InvalidRequest(f"invalid deployment default_params: {exc}") from exc
-
-    def _refuser(self, call: ChatCall | EmbeddingCall) -> Refuse:
-        drop_params = self.drop_params(call)
-
-        def refuse(param: str, reason: str) -> None:
-            unsupported(param, PROVIDER, reason, drop_params=drop_params, model=self.model)
-
-        return refuse
 
     async def _post(
         self, url: str, body: bytes, client_timeout: aiohttp.ClientTimeout
@@ -179,10 +169,8 @@ class BedrockAdapter(Adapter):
     async def embed(self, call: EmbeddingCall) -> EmbeddingResponse:
         if not is_titan_text_embedding(self.deployment.base_model or self.model):
             return await super().embed(call)
-        refuse = self._refuser(call)
-        unknown = [name for name in call.body if name not in EMBEDDING_REQUEST_FIELDS]
-        refuse_unknown(unknown, PROVIDER, drop_params=self.drop_params(call), model=self.model)
-        bodies = titan_bodies(call.request, self.model, refuse)
+        self.refuse_unknown(call, (n for n in call.body if n not in EMBEDDING_REQUEST_FIELDS))
+        bodies = titan_bodies(call.request, self.model, self.refuser(call))
         timeout = timeout_for(self.timeout_s(call, stream=False), stream=False)
         in_flight = asyncio.Semaphore(CONCURRENCY)
 

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 import msgspec
 
 from workers.errors import InvalidRequest, ProviderError
+from workers.providers.base import Refuse
 from workers.providers.bedrock.errors import PROVIDER
-from workers.providers.bedrock.messages import Refuse
 from workers.wire import (
     Embedding,
     EmbeddingRequest,

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import orjson
 
 from workers.errors import InvalidRequest
+from workers.providers.base import Refuse
 from workers.providers.bedrock.converse import (
     CachePointBlock,
     ContentBlock,
@@ -35,8 +35,6 @@ from workers.providers.bedrock.errors import PROVIDER
 from workers.providers.bedrock.media import Media, document_block, image_block, image_media
 from workers.wire import ContentPart, Message
 
-# (param, reason) -> None: refuses with a 400, or (drop_params) logs that it is dropped.
-Refuse = Callable[[str, str], None]
 CACHE_TTLS = ("5m", "1h")
 
 

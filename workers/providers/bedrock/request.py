@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from workers.errors import InvalidRequest
+from workers.providers.base import Refuse
 from workers.providers.bedrock.converse import (
     ConverseRequest,
     InferenceConfiguration,
@@ -30,7 +31,7 @@ from workers.providers.bedrock.converse import (
     ToolSpecification,
 )
 from workers.providers.bedrock.errors import PROVIDER
-from workers.providers.bedrock.messages import Conversation, Refuse, cache_point
+from workers.providers.bedrock.messages import Conversation, cache_point
 from workers.wire import ChatCompletionRequest, NamedToolChoice
 
 # reasoning_effort -> Claude's thinking budget_tokens (Anthropic's minimum is 1024); the same

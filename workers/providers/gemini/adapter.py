@@ -76,8 +76,8 @@ class GeminiAdapter(Adapter):
             request,
             body,
             self.http,
+            refuse=self.refuser(call),
             model=self.model,
-            drop_params=self.drop_params(call),
             timeout_s=self.timeout_s(call, stream=stream),
         )
         return orjson.dumps(native)
@@ -128,9 +128,7 @@ class GeminiAdapter(Adapter):
     async def embed(self, call: EmbeddingCall) -> EmbeddingResponse:
         self.check_credentials()
         request = call.request
-        texts = embeddings.texts_of(
-            request, call.body, drop_params=self.drop_params(call), model=self.model
-        )
+        texts = embeddings.texts_of(request, call.body, self.refuser(call), model=self.model)
         vectors: list[list[float]] = []
         reported: list[int] = []
         for batch in embeddings.batches(texts):

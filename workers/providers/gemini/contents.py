@@ -16,7 +16,7 @@ import orjson
 
 from workers.errors import InvalidRequest
 from workers.http import HttpClient
-from workers.params import unsupported
+from workers.providers.base import Refuse
 from workers.providers.gemini import ids, media
 from workers.providers.gemini.errors import PROVIDER
 from workers.providers.gemini.response import SIGNATURE_BLOCK
@@ -31,11 +31,11 @@ class ContentsBuilder:
     """Builds one request's systemInstruction and contents; fetches http(s) images."""
 
     def __init__(
-        self, http: HttpClient, *, model: str, drop_params: bool, timeout_s: float | None
+        self, http: HttpClient, refuse: Refuse, *, model: str, timeout_s: float | None
     ) -> None:
         self.http = http
+        self._refuse = refuse
         self.model = model
-        self.drop_params = drop_params
         self.timeout_s = timeout_s
         self.system: list[JSONObject] = []
         self.contents: list[JSONObject] = []
@@ -70,9 +70,6 @@ class ContentsBuilder:
             self._refuse(f"messages[{i}].audio", "Gemini takes no assistant audio references")
         if message.function_call is not None:
             self._refuse(f"messages[{i}].function_call", "legacy; send `tool_calls`")
-
-    def _refuse(self, param: str, reason: str) -> None:
-        unsupported(param, PROVIDER, reason, drop_params=self.drop_params, model=self.model)
 
     def _append(self, role: str, parts: list[JSONObject]) -> None:
         if not parts:

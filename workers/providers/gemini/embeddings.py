@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workers.errors import InvalidRequest
-from workers.params import refuse_unknown, unsupported
+from workers.providers.base import UNKNOWN_FIELD, Refuse
 from workers.providers.gemini.errors import PROVIDER
 from workers.providers.gemini.wire import EmbedContentResponse
 from workers.wire import (
@@ -38,16 +38,15 @@ JSONObject = dict[str, Any]
 
 
 def texts_of(
-    request: EmbeddingRequest, body: dict[str, Any], *, drop_params: bool, model: str
+    request: EmbeddingRequest, body: dict[str, Any], refuse: Refuse, *, model: str
 ) -> list[str]:
     """The inputs to embed, after refusing what Gemini cannot honor."""
     for param, reason in REFUSED.items():
         if body.get(param) is not None:
-            unsupported(param, PROVIDER, reason, drop_params=drop_params, model=model)
-    unknown = [
-        name for name in body if name not in EMBEDDING_REQUEST_FIELDS and name not in NATIVE_FIELDS
-    ]
-    refuse_unknown(unknown, PROVIDER, drop_params=drop_params, model=model)
+            refuse(param, reason)
+    for name in body:
+        if name not in EMBEDDING_REQUEST_FIELDS and name not in NATIVE_FIELDS:
+            refuse(name, UNKNOWN_FIELD)
     inputs = embedding_inputs(request)
     if not all(isinstance(item, str) for item in inputs):
         raise InvalidRequest(

@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from workers.errors import InvalidRequest
+from workers.providers.base import Refuse
 from workers.providers.gemini.errors import PROVIDER
 from workers.providers.gemini.refusals import thinks_always
 from workers.wire import ChatCompletionRequest
 
 JSONObject = dict[str, Any]
-Refuse = Callable[[str, str], None]
 
 # reasoning_effort -> thinkingBudget on Gemini 2.x. Chosen inside every 2.5 model's range
 # (Pro 128..32768, Flash 0..24576, Flash-Lite 512..24576) where possible; `none` turns

@@ -12,8 +12,7 @@ from typing import Any
 
 import msgspec
 
-from workers.params import refuse_unknown, unsupported
-from workers.providers.gemini.errors import PROVIDER
+from workers.providers.base import UNKNOWN_FIELD, Refuse
 from workers.wire import ChatCompletionRequest, unknown_fields
 
 MAX_CANDIDATES = 8
@@ -69,19 +68,20 @@ def thinks_always(model: str) -> bool:
 
 
 def admit(
-    request: ChatCompletionRequest, body: dict[str, Any], *, drop_params: bool, model: str
+    request: ChatCompletionRequest, body: dict[str, Any], refuse: Refuse, *, model: str
 ) -> ChatCompletionRequest:
     """The request without the parameters Gemini cannot honor (or a 400 naming the first)."""
     cleared: dict[str, Any] = {}
     for param, reason in REFUSED.items():
         if getattr(request, param) is not None:
-            unsupported(param, PROVIDER, reason, drop_params=drop_params, model=model)
+            refuse(param, reason)
             cleared[param] = None
     for param in _conditional(request, model):
-        unsupported(param, PROVIDER, CONDITIONAL[param], drop_params=drop_params, model=model)
+        refuse(param, CONDITIONAL[param])
         cleared[param] = None
-    unknown = [name for name in unknown_fields(body) if name not in NATIVE_FIELDS]
-    refuse_unknown(unknown, PROVIDER, drop_params=drop_params, model=model)
+    for name in unknown_fields(body):
+        if name not in NATIVE_FIELDS:
+            refuse(name, UNKNOWN_FIELD)
     return msgspec.structs.replace(request, **cleared) if cleared else request
 
 

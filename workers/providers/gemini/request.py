@@ -10,7 +10,7 @@ import msgspec
 
 from workers.errors import InternalError, InvalidRequest
 from workers.http import HttpClient
-from workers.params import unsupported
+from workers.providers.base import Refuse
 from workers.providers.gemini.contents import ContentsBuilder
 from workers.providers.gemini.errors import PROVIDER
 from workers.providers.gemini.generation import generation_config, tool_config, tools_of
@@ -56,16 +56,12 @@ async def build_body(
     body: dict[str, Any],
     http: HttpClient,
     *,
+    refuse: Refuse,
     model: str,
-    drop_params: bool,
     timeout_s: float | None,
 ) -> JSONObject:
-    request = admit(request, body, drop_params=drop_params, model=model)
-
-    def refuse(param: str, reason: str) -> None:
-        unsupported(param, PROVIDER, reason, drop_params=drop_params, model=model)
-
-    builder = ContentsBuilder(http, model=model, drop_params=drop_params, timeout_s=timeout_s)
+    request = admit(request, body, refuse, model=model)
+    builder = ContentsBuilder(http, refuse, model=model, timeout_s=timeout_s)
     system, contents = await builder.build(request.messages)
     if not contents:
         raise InvalidRequest(
