@@ -1,6 +1,6 @@
 """Images and documents for Converse, which takes them only as bytes (or S3 locations).
 
-`data:` URLs are decoded; http(s) image URLs are fetched through the shared HTTP client, each
+`data:` URLs are decoded; http(s) image URLs are fetched (workers/providers/media.py), each
 distinct URL once and all of them concurrently, before the request is translated. The format
 comes from the media type, or from the bytes themselves when a server sends none.
 """
@@ -14,8 +14,6 @@ import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
-import aiohttp
-
 from workers.errors import InvalidRequest
 from workers.http import HttpClient
 from workers.providers.bedrock.converse import (
@@ -25,6 +23,7 @@ from workers.providers.bedrock.converse import (
     ImageSource,
 )
 from workers.providers.bedrock.errors import PROVIDER
+from workers.providers.media import FetchError, fetch_media
 from workers.wire import FileRef, Message
 
 IMAGE_FORMATS = {
@@ -48,7 +47,6 @@ DOCUMENT_FORMATS = {
 # Converse's documented limits: 3.75 MB per image, 4.5 MB per document.
 MAX_IMAGE_BYTES = 3_750_000
 MAX_DOCUMENT_BYTES = 4_500_000
-FETCH_TIMEOUT_S = 30.0
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[^;,]*)*(;base64)?,", re.ASCII)
 # A document name may hold letters, digits, single spaces, hyphens, parentheses and brackets.
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9\-()\[\] ]+")
@@ -90,25 +88,16 @@ async def fetch_images(
     urls: list[str], http: HttpClient, timeout_s: float | None
 ) -> dict[str, Media | str]:
     """Each URL's image, or why it could not be fetched (raised where a message uses it)."""
-    client_timeout = aiohttp.ClientTimeout(total=timeout_s or FETCH_TIMEOUT_S)
-    results = await asyncio.gather(*(_fetch(url, http, client_timeout) for url in urls))
+    results = await asyncio.gather(*(_fetch(url, http, timeout_s) for url in urls))
     return dict(zip(urls, results, strict=True))
 
 
-async def _fetch(url: str, http: HttpClient, client_timeout: aiohttp.ClientTimeout) -> Media | str:
+async def _fetch(url: str, http: HttpClient, timeout_s: float | None) -> Media | str:
     try:
-        async with http.session.get(url, timeout=client_timeout) as response:
-            if response.status >= 400:
-                return f"fetching the image {url} failed: HTTP {response.status}"
-            data = bytearray()
-            async for piece in response.content.iter_any():
-                data += piece
-                if len(data) > MAX_IMAGE_BYTES:  # too big either way; stop downloading
-                    break
-            media_type = response.headers.get("Content-Type", "").partition(";")[0].strip()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return f"fetching the image {url} failed: {exc or type(exc).__name__}"
-    return Media(media_type.lower(), bytes(data))
+        fetched = await fetch_media(http, url, max_bytes=MAX_IMAGE_BYTES, timeout_s=timeout_s)
+    except FetchError as exc:
+        return str(exc)
+    return Media(fetched.media_type, fetched.data)
 
 
 def image_media(url: str, fetched: dict[str, Media | str], param: str) -> Media:
