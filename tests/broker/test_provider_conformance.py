@@ -440,9 +440,12 @@ async def wait_until_ready(url: str, process: asyncio.subprocess.Process) -> Non
 @contextlib.asynccontextmanager
 async def switchboard_up(config: Path, environ: Mapping[str, str]) -> AsyncIterator[str]:
     port = free_port()
-    command = ["-m", "broker.cli", "--log-level", "WARNING", "up", "--config", str(config)]
+    # The installed console script when there is one, else the module it runs.
+    script = Path(sys.executable).with_name("switchboard")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "broker.cli"]
+    command += ["--log-level", "WARNING", "up", "--config", str(config)]
     command += ["--port", str(port), "--workers", "1"]
-    process = await asyncio.create_subprocess_exec(sys.executable, *command, env=dict(environ))
+    process = await asyncio.create_subprocess_exec(*command, env=dict(environ))
     url = f"http://127.0.0.1:{port}"
     try:
         async with asyncio.timeout(30):
