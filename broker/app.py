@@ -13,22 +13,28 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from broker.config import Config
 from broker.errors import error_middleware
 from broker.frontdoor import FrontDoor
 from broker.routes import add_routes
 from broker.routes.keys import FRONT_DOOR
+from workers.connect import connect
 
 log = logging.getLogger("switchboard.app")
 
 REDIS_POOL_SIZE = 64
 FOLLOW_POOL_SIZE = 64
+# Seconds a handler waits for a free pooled connection before failing.
+POOL_WAIT_S = 10.0
 
 
 def redis_client(url: str, max_connections: int) -> Redis:
-    return Redis.from_url(url, max_connections=max_connections, health_check_interval=30)
+    # A blocking pool: with more requests in flight than connections (a burst of thousands),
+    # a handler waits its turn; a plain pool raises MaxConnectionsError and the client gets 500.
+    # A Redis Cluster when the URL says `redis+cluster://` (workers.connect).
+    return connect(url, max_connections=max_connections, pool_timeout_s=POOL_WAIT_S)
 
 
 def create_app(
@@ -43,11 +49,7 @@ def create_app(
 
     async def front_door_ctx(app: web.Application) -> AsyncIterator[None]:
         redis = redis_client(redis_url, REDIS_POOL_SIZE)
-        follow = Redis(
-            connection_pool=BlockingConnectionPool.from_url(
-                redis_url, max_connections=FOLLOW_POOL_SIZE, timeout=None
-            )
-        )
+        follow = connect(redis_url, max_connections=FOLLOW_POOL_SIZE)
         front = FrontDoor(
             config,
             redis,

@@ -8,8 +8,7 @@ import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 
-from redis.asyncio import Redis
-
+from workers.connect import connect
 from workers.deployment import Deployment
 from workers.dispatch import Dispatcher
 from workers.http import HttpClient
@@ -35,7 +34,7 @@ async def serve_worker(
 ) -> None:
     """Serve until `stopping` is set; with `metrics_port`, also GET /metrics on that port."""
     http = HttpClient()
-    redis = Redis.from_url(redis_url, max_connections=REDIS_POOL_SIZE, health_check_interval=30)
+    redis = connect(redis_url, max_connections=REDIS_POOL_SIZE)
     metrics = WorkerMetrics()
     try:
         async with contextlib.AsyncExitStack() as stack:
