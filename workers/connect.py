@@ -52,7 +52,7 @@ def connect(url: str, *, max_connections: int, pool_timeout_s: float | None = No
         timeout=pool_timeout_s,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its sockets
 
 
 class ClusterClient(RedisCluster):
