@@ -18,10 +18,15 @@ log = logging.getLogger("switchboard.http")
 JSON = "application/json"
 
 
+def retry_after_header(retry_after_s: float | None) -> dict[str, str]:
+    # Whole seconds, at least 1: the header's delta-seconds form has no fractions.
+    if retry_after_s is None:
+        return {}
+    return {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+
+
 def error_response(error: SwitchboardError, *, request_id: str | None = None) -> web.Response:
-    headers = {}
-    if error.retry_after_s is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
+    headers = retry_after_header(error.retry_after_s)
     if request_id:
         headers["x-request-id"] = request_id
     return web.Response(
@@ -29,10 +34,15 @@ def error_response(error: SwitchboardError, *, request_id: str | None = None) ->
     )
 
 
-def response_for_status(status: int, body: bytes, *, request_id: str) -> web.Response:
+def response_for_status(
+    status: int, body: bytes, *, headers: dict[str, str], retry_after_s: float | None = None
+) -> web.Response:
     """An error a worker already rendered (its body is the OpenAI error JSON)."""
     return web.Response(
-        body=body, status=status, content_type=JSON, headers={"x-request-id": request_id}
+        body=body,
+        status=status,
+        content_type=JSON,
+        headers={**headers, **retry_after_header(retry_after_s)},
     )
 
 

@@ -132,14 +132,21 @@ class Relay:
         if record.end == messages.RESPONSE:
             return web.Response(body=record.body, content_type=JSON, headers=headers)
         self.status = record.status if record.end == messages.ERROR else 499
-        return response_for_status(self.status, record.body, request_id=self.request_id)
+        return response_for_status(
+            self.status, record.body, headers=headers, retry_after_s=record.retry_after_s
+        )
 
     async def _relay_stream(self, request: web.Request, waiter: Waiter) -> web.StreamResponse:
         record = await self._first(waiter)
         if record.end == messages.ERROR and not record.chunks:
             self.is_finished = True
             self.status = record.status
-            return response_for_status(record.status, record.body, request_id=self.request_id)
+            return response_for_status(
+                record.status,
+                record.body,
+                headers=self._headers(record.meta),
+                retry_after_s=record.retry_after_s,
+            )
         response = web.StreamResponse(headers={**sse.HEADERS, **self._headers(record.meta)})
         await response.prepare(request)
         self.front.metrics.observe_ttft(self.group, self.loop.time() - self.started)

@@ -116,7 +116,14 @@ class ReplyWriter:
         body = encode(error.to_body())
         await self.write(
             job,
-            Record(seq=job.seq, end=messages.ERROR, body=body, status=error.http_status, meta=meta),
+            Record(
+                seq=job.seq,
+                end=messages.ERROR,
+                body=body,
+                status=error.http_status,
+                meta=meta,
+                retry_after_s=error.retry_after_s,
+            ),
         )
 
     async def ack_only(self, job: Job) -> None:

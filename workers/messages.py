@@ -70,6 +70,8 @@ class Record(msgspec.Struct, array_like=True, omit_defaults=True):
     body: bytes = b""
     status: int = 200
     meta: Meta | None = None
+    # ERROR: the provider's Retry-After, relayed to the client.
+    retry_after_s: float | None = None
 
     @property
     def is_final(self) -> bool:

@@ -376,12 +376,7 @@ async def test_upstream_429_is_a_rate_limit_error(fake, namespace, target):
         await check_rate_limit(client, target)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the worker's error record carries no retry_after_s, so the front door cannot "
-    "send Retry-After (workers/messages.Record, workers/jobs.write_error, broker/forward)",
-)
-@pytest.mark.parametrize("target", TARGETS[:1], ids=TARGET_IDS[:1])
+@pytest.mark.parametrize("target", TARGETS, ids=TARGET_IDS)
 async def test_upstream_retry_after_reaches_the_client(fake, namespace, target):
     async with asyncio.timeout(TIMEOUT_S), in_process(fake, namespace) as client:
         await check_retry_after(client, target)
