@@ -1,0 +1,59 @@
+"""The benchmark runner, end to end in its smallest form, so it cannot rot unnoticed.
+
+Asserts only that every request succeeded and that each figure was produced; timings belong
+to benchmarks/RESULTS.md, never to a test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_quick_run_without_litellm_produces_every_figure(tmp_path: Path) -> None:
+    argv = [
+        sys.executable,
+        "-m",
+        "benchmarks.run",
+        "--quick",
+        "--skip-litellm",
+        "--no-pin",
+        "--no-plots",
+        "--duration=0.3",
+        "--warmup=0.1",
+        "--concurrency=1,4",
+        "--soak-streams=20",
+        "--burst-requests=100",
+        "--burst-connections=20",
+        f"--out={tmp_path}",
+    ]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [t["target"] for t in results["targets"]] == ["direct", "switchboard-1x1"]
+    for target in results["targets"]:
+        points = {(p["mode"], p["concurrency"]) for p in target["points"]}
+        assert points == {(m, c) for m in ("non-stream", "stream") for c in (1, 4)}
+        for point in target["points"]:
+            assert point["requests"] > 0 and point["errors"] == 0 and point["bad_streams"] == 0
+            assert point["rps"] > 0 and point["latency_ms"]["p50"] > 0
+            if point["mode"] == "stream":
+                assert point["ttft_ms"]["p50"] > 0
+            if target["target"] != "direct":
+                assert point["cpu_ms_per_request"] > 0 and point["peak_rss_mib"] > 0
+                assert not math.isnan(point["added_p50_ms"])
+
+    ours = results["targets"][1]
+    assert ours["soak"]["all_completed"] and ours["soak"]["bad_streams"] == 0
+    assert ours["burst"]["all_completed"] and ours["burst"]["server_errors_5xx"] == 0
+    assert {c["target"] for c in results["summary"]["targets"]}
+    assert "## Targets (issue 5)" in (tmp_path / "RESULTS.md").read_text()
