@@ -1,5 +1,5 @@
 """Health: liveliness (the process answers) and readiness (Redis reachable, at least one
-live worker, not draining)."""
+live worker unless `?workers=optional`, not draining)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ async def readiness(request: web.Request) -> web.Response:
     except RedisError as exc:
         checks["redis"] = f"unreachable: {type(exc).__name__}"
         checks["live_workers"] = 0
-    is_ready = checks["redis"] == "ok" and bool(checks["live_workers"]) and not front.is_draining
+    # `?workers=optional`: ready without a live worker, for pools that scale to zero (KEDA
+    # starts workers on queued requests, so the front door must take them meanwhile).
+    needs_worker = request.query.get("workers") != "optional"
+    has_workers = bool(checks["live_workers"]) or not needs_worker
+    is_ready = checks["redis"] == "ok" and has_workers and not front.is_draining
     checks["status"] = "ready" if is_ready else "not ready"
     return web.json_response(checks, status=200 if is_ready else 503)
