@@ -27,6 +27,8 @@ UPSTREAM_STREAM_MODEL = f"gpt-4o-mini~chunks={STREAM_CHUNKS}"
 # The soak keeps each stream open ~1 s so that thousands really are open at once.
 UPSTREAM_SLOW_STREAM_MODEL = f"gpt-4o-mini~chunks={STREAM_CHUNKS}~chunk_delay=0.05"
 SOAK_WORKER_CONCURRENCY = 1024
+# Both gateways check it on every request (LiteLLM refuses to start without one).
+MASTER_KEY = "sk-bench-5f0c9d3e8a7b41c2a6e9d0f1b2c3d4e5"
 
 
 def write_config(path: Path, upstream_url: str) -> Path:
@@ -50,6 +52,7 @@ def write_config(path: Path, upstream_url: str) -> Path:
         ],
         # Logging and telemetry off, no database: LiteLLM's fastest documented setup.
         "litellm_settings": {"set_verbose": False, "telemetry": False},
+        "general_settings": {"master_key": MASTER_KEY},
         # Read by Switchboard only: enough worker slots for the 2,000-stream soak.
         "switchboard_settings": {"worker_concurrency": SOAK_WORKER_CONCURRENCY},
     }

@@ -35,7 +35,7 @@ class Sample:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
-def build_request(port: int, model: str, *, stream: bool, api_key: str = "sk-bench") -> bytes:
+def build_request(port: int, model: str, *, stream: bool, api_key: str) -> bytes:
     payload: dict[str, object] = {
         "model": model,
         "messages": [{"role": "user", "content": "Say hello."}],

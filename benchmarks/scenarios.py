@@ -8,7 +8,7 @@ import asyncio
 import time
 from typing import Any
 
-from benchmarks.gateways import STREAM_CHUNKS, Target
+from benchmarks.gateways import MASTER_KEY, STREAM_CHUNKS, Target
 from benchmarks.loadgen import Client, StreamCheck, build_request, wait_until_done
 from benchmarks.procs import MIB, TreeMonitor
 
@@ -57,7 +57,9 @@ async def load(
     model = target.stream_model if stream else target.model
     check = StreamCheck(None, MIN_STREAM_EVENTS) if stream else None
     client = Client(
-        target.port, build_request(target.port, model, stream=stream), stream_check=check
+        target.port,
+        build_request(target.port, model, stream=stream, api_key=MASTER_KEY),
+        stream_check=check,
     )
     conns = await client.open(concurrency)
     monitor = TreeMonitor(target.service.pid) if target.service is not None else None
@@ -99,7 +101,7 @@ async def expected_stream_text(target: Target) -> str:
     check = StreamCheck(None, MIN_STREAM_EVENTS)
     client = Client(
         target.port,
-        build_request(target.port, target.slow_stream_model, stream=True),
+        build_request(target.port, target.slow_stream_model, stream=True, api_key=MASTER_KEY),
         stream_check=check,
         total_requests=1,
     )
@@ -126,7 +128,7 @@ async def many(
     check = StreamCheck(expected_text, MIN_STREAM_EVENTS) if stream else None
     client = Client(
         target.port,
-        build_request(target.port, model, stream=stream),
+        build_request(target.port, model, stream=stream, api_key=MASTER_KEY),
         stream_check=check,
         total_requests=requests,
     )
