@@ -1,0 +1,282 @@
+"""The service as users run it: real `switchboard up | serve | worker` processes on a real
+Redis, driven by the official `openai` client. Kills and signals are real too."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import openai
+import pytest
+from redis.asyncio import Redis
+
+from tests.broker.harness import wait_until
+from tests.broker.processes import (
+    SWITCHBOARD,
+    environment,
+    free_port,
+    switchboard,
+    wait_ready,
+    worker_pids,
+    write_config,
+)
+from tests.redis_helpers import REDIS_URL
+from workers import streams
+from workers.messages import decode_envelope
+from workers.streams import Keys
+from workers.testing.server import FakeUpstream
+
+pytestmark = pytest.mark.slow
+
+T = TypeVar("T")
+HELLO: Any = [{"role": "user", "content": "hello"}]
+TEXT = "This is a fake reply from gpt-4o-mini."
+FAST = {
+    "claim_idle_ms": 2000,
+    "renew_interval_ms": 300,
+    "heartbeat_interval_s": 0.2,
+    "worker_ttl_s": 1.5,
+    "drain_timeout_s": 20,
+}
+SLOW_MODELS = """\
+- model_name: slow-answer
+  litellm_params:
+    model: openai/gpt-4o-mini~latency={latency}
+    api_base: {base}
+    api_key: sk-fake
+- model_name: slow-stream
+  litellm_params:
+    model: openai/gpt-4o-mini~chunk_delay={delay}~chunks={chunks}
+    api_base: {base}
+    api_key: sk-fake
+"""
+
+
+def slow_models(base: str, *, latency: float, delay: float, chunks: int) -> str:
+    return SLOW_MODELS.format(base=base, latency=latency, delay=delay, chunks=chunks)
+
+
+def clients(port: int) -> tuple[openai.OpenAI, openai.AsyncOpenAI]:
+    options: Any = {
+        "base_url": f"http://127.0.0.1:{port}/v1",
+        "api_key": "sk-anything",
+        "max_retries": 0,
+        "timeout": 60,
+    }
+    return openai.OpenAI(**options), openai.AsyncOpenAI(**options)
+
+
+async def in_thread(call: Callable[[], T]) -> T:
+    return await asyncio.to_thread(call)
+
+
+async def stream_text(client: openai.AsyncOpenAI, model: str) -> tuple[str, str, str]:
+    """(request id, serving worker, streamed text) of a streamed completion."""
+    raw = await client.chat.completions.with_raw_response.create(
+        model=model, messages=HELLO, stream=True
+    )
+    text = ""
+    async for chunk in raw.parse():
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+    return raw.headers["x-request-id"], raw.headers["x-switchboard-worker"], text
+
+
+async def test_openai_sdk_against_up_with_two_workers_that_both_take_load(
+    fake: FakeUpstream, namespace: str, tmp_path: Path
+) -> None:
+    # Four slots per worker and twelve concurrent requests: both workers must serve some.
+    settings = {**FAST, "worker_concurrency": 4}
+    base = fake.base_url + "/v1"
+    config = write_config(tmp_path, base, namespace, settings=settings)
+    port = free_port()
+    args = ("up", "--config", str(config), "--port", str(port), "--workers", "2")
+    async with switchboard(*args, directory=tmp_path, redis_url=REDIS_URL) as up:
+        await wait_ready(f"http://127.0.0.1:{port}", workers=2, processes=(up,))
+        sync, client = clients(port)
+        with sync:
+            answer = await in_thread(
+                lambda: sync.chat.completions.create(model="gpt-test", messages=HELLO)
+            )
+            assert answer.choices[0].message.content == TEXT
+            assert answer.usage is not None and answer.usage.total_tokens > 0
+
+            def stream() -> str:
+                chunks = sync.chat.completions.create(model="gpt-test", messages=HELLO, stream=True)
+                return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+            assert await in_thread(stream) == TEXT
+        async with client:
+            answer = await client.chat.completions.create(model="gpt-test", messages=HELLO)
+            assert answer.choices[0].message.content == TEXT
+            assert (await stream_text(client, "gpt-test"))[2] == TEXT
+
+            async def served_by() -> str:
+                raw = await client.chat.completions.with_raw_response.create(
+                    model="slow", messages=HELLO
+                )
+                assert raw.parse().choices[0].message.content == TEXT
+                return raw.headers["x-switchboard-worker"]
+
+            workers = await asyncio.gather(*(served_by() for _ in range(12)))
+        assert len(set(workers)) == 2
+        assert await up.stop() == 0
+
+
+async def test_kill_9_of_a_worker_loses_no_request_and_leaves_nothing_pending(
+    fake: FakeUpstream, namespace: str, redis: Redis, tmp_path: Path
+) -> None:
+    # 70 requests, 40 slots per worker: once all are taken, each worker holds at least 30.
+    settings = {**FAST, "worker_concurrency": 40}
+    base = fake.base_url + "/v1"
+    models = slow_models(base, latency=4, delay=0.1, chunks=40)
+    config = write_config(tmp_path, base, namespace, settings=settings, extra_models=models)
+    keys = Keys(namespace)
+    lane = keys.lane("default")
+    port = free_port()
+    args = ("up", "--config", str(config), "--port", str(port), "--workers", "2")
+    async with switchboard(*args, directory=tmp_path, redis_url=REDIS_URL) as up:
+        await wait_ready(f"http://127.0.0.1:{port}", workers=2, processes=(up,))
+        pids = await worker_pids(redis, namespace)
+        _, client = clients(port)
+        async with client:
+            answers = [asyncio.create_task(_answer(client)) for _ in range(50)]
+            # create() returns once the first chunk is written: every stream has started.
+            raws = [
+                await client.chat.completions.with_raw_response.create(
+                    model="slow-stream", messages=HELLO, stream=True
+                )
+                for _ in range(20)
+            ]
+            texts = [asyncio.create_task(_read_stream(raw.parse())) for raw in raws]
+
+            async def all_taken() -> bool:
+                return int((await redis.xpending(lane, streams.GROUP))["pending"]) == 70
+
+            await wait_until(all_taken, timeout_s=30)
+            consumers: Any = await redis.xinfo_consumers(lane, streams.GROUP)
+            assert sorted(int(c["pending"]) for c in consumers)[0] >= 30
+            victim = consumers[0]["name"].decode()
+            # Freeze it first, so what it holds is exactly what it holds when it dies.
+            (pid,) = [pid for worker, pid in pids.items() if worker == victim]
+            os.kill(pid, signal.SIGSTOP)
+            held = await _held_requests(redis, lane, victim)
+            os.kill(pid, signal.SIGKILL)
+
+            done = await asyncio.wait_for(asyncio.gather(*answers), 60)
+            streamed = await asyncio.wait_for(asyncio.gather(*texts), 60)
+        # Every non-stream request completed; the dead worker's were finished elsewhere.
+        assert all(text == TEXT for _, _, text in done)
+        reclaimed = [worker for request_id, worker, _ in done if request_id in held]
+        assert reclaimed and victim not in reclaimed
+        # A stream the dead worker had started ends with worker_lost after a clean prefix;
+        # every other stream is whole.
+        for raw, (text, error) in zip(raws, streamed, strict=True):
+            if raw.headers["x-request-id"] in held:
+                assert error is not None and error.code == "worker_lost"
+                assert TEXT.startswith(text)
+            else:
+                assert (text, error) == (TEXT, None)
+        assert any(raw.headers["x-request-id"] in held for raw in raws)
+        assert await redis.xlen(lane) == 0
+        assert (await redis.xpending(lane, streams.GROUP))["pending"] == 0
+        assert await up.stop() == 0
+
+
+async def _answer(client: openai.AsyncOpenAI) -> tuple[str, str, str]:
+    raw = await client.chat.completions.with_raw_response.create(
+        model="slow-answer", messages=HELLO
+    )
+    text = raw.parse().choices[0].message.content or ""
+    return raw.headers["x-request-id"], raw.headers["x-switchboard-worker"], text
+
+
+async def _read_stream(chunks: Any) -> tuple[str, openai.APIError | None]:
+    text = ""
+    try:
+        async for chunk in chunks:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+    except openai.APIError as exc:
+        return text, exc
+    return text, None
+
+
+async def _held_requests(redis: Redis, lane: str, consumer: str) -> set[str]:
+    rows: Any = await redis.xpending_range(lane, streams.GROUP, "-", "+", 1000, consumer)
+    held = set()
+    for row in rows:
+        [(_, fields)] = await redis.xrange(lane, row["message_id"], row["message_id"])
+        held.add(decode_envelope(fields[streams.ENVELOPE_FIELD]).request_id)
+    return held
+
+
+async def test_sigterm_drains_front_door_and_worker_which_exit_0(
+    fake: FakeUpstream, namespace: str, redis: Redis, tmp_path: Path
+) -> None:
+    base = fake.base_url + "/v1"
+    models = slow_models(base, latency=1.5, delay=0.05, chunks=30)
+    config = write_config(tmp_path, base, namespace, settings=FAST, extra_models=models)
+    lane = Keys(namespace).lane("default")
+    port = free_port()
+    serve = ("serve", "--config", str(config), "--port", str(port))
+    work = ("worker", "--config", str(config))
+    async with (
+        switchboard(*serve, directory=tmp_path, redis_url=REDIS_URL, name="serve") as door,
+        switchboard(*work, directory=tmp_path, redis_url=REDIS_URL, name="worker") as worker,
+    ):
+        await wait_ready(f"http://127.0.0.1:{port}", workers=1, processes=(door, worker))
+        _, client = clients(port)
+        async with client:
+            answers = [asyncio.create_task(_answer(client)) for _ in range(4)]
+            streams_ = [asyncio.create_task(stream_text(client, "slow-stream")) for _ in range(4)]
+            await asyncio.wait_for(fake.wait_for_requests(8), 30)
+            door.send(signal.SIGTERM)
+            worker.send(signal.SIGTERM)
+            done = await asyncio.wait_for(asyncio.gather(*answers, *streams_), 60)
+        assert [text for _, _, text in done] == [TEXT] * 8
+        assert await door.wait() == 0
+        assert await worker.wait() == 0
+    assert await redis.xlen(lane) == 0
+    assert (await redis.xpending(lane, streams.GROUP))["pending"] == 0
+    assert await worker_pids(redis, namespace) == {}  # it said goodbye
+
+
+@pytest.mark.parametrize("command", ["up", "serve", "worker"])
+def test_an_invalid_config_exits_2_naming_the_bad_value(command: str, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: a\n"
+        "    litellm_params: {model: openai/gpt-4o-mini, api_key: sk-x}\n"
+        "  - model_name: b\n"
+        "    litellm_params: {model: openai/gpt-4o-mini, api_key: sk-x, rpm: lots}\n"
+    )
+    result = subprocess.run(
+        [SWITCHBOARD, command, "--config", str(config)],
+        env=environment(REDIS_URL),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "model_list[1].litellm_params.rpm: expected int" in result.stderr
+
+
+async def test_up_demo_serves_a_stream_on_an_embedded_redis(tmp_path: Path) -> None:
+    port = free_port()
+    args = ("up", "--demo", "--port", str(port))
+    async with switchboard(*args, directory=tmp_path, redis_url=None) as up:
+        ready = await wait_ready(f"http://127.0.0.1:{port}", workers=1, processes=(up,))
+        assert ready["redis"] == "ok"
+        _, client = clients(port)
+        async with client:
+            _, _, text = await stream_text(client, "demo")
+        assert text.startswith("This is a fake reply from gpt-4o")
+        assert await up.stop() == 0
+    assert "Redis: embedded" in up.output()
