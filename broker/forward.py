@@ -9,13 +9,14 @@ import os
 import time
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from broker import sse
 from broker.errors import JSON, error_response, response_for_status
 from broker.frontdoor import FrontDoor
 from broker.relay import Waiter
 from workers import messages, streams
-from workers.errors import GatewayTimeout
+from workers.errors import GatewayTimeout, ServiceUnavailable
 from workers.messages import Envelope, Meta, Record
 from workers.params import GatewayOptions
 from workers.wire import encode
@@ -77,9 +78,7 @@ class Relay:
         entry: bytes | None = None
         front.metrics.in_flight.inc()
         try:
-            entry = await streams.enqueue(
-                front.redis, front.keys, self.lane, messages.encode(self.envelope)
-            )
+            entry = await self._enqueue()
             if self.stream:
                 return await self._relay_stream(request, waiter)
             return await self._relay_response(waiter)
@@ -88,6 +87,9 @@ class Relay:
             self.status = exc.http_status
             if entry is not None:
                 front.cancel_later(self.request_id, self.lane, entry, waiter.next_seq)
+            return error_response(exc, request_id=self.request_id)
+        except ServiceUnavailable as exc:
+            self.status = exc.http_status
             return error_response(exc, request_id=self.request_id)
         except (asyncio.CancelledError, ConnectionResetError):
             self.status = 499  # nginx's "client closed request", for metrics only
@@ -100,6 +102,20 @@ class Relay:
             front.metrics.observe(
                 self.group, self.status, self.loop.time() - self.started, self.overhead_s, self.meta
             )
+
+    async def _enqueue(self) -> bytes:
+        front = self.front
+        try:
+            return await streams.enqueue(
+                front.redis, front.keys, self.lane, messages.encode(self.envelope)
+            )
+        except RedisError as exc:
+            # Nothing was queued, so the client may simply try again.
+            raise ServiceUnavailable(
+                f"the request queue is unreachable ({type(exc).__name__}); retry shortly",
+                code="queue_unavailable",
+                retry_after_s=1.0,
+            ) from exc
 
     def _headers(self, meta: Meta | None) -> dict[str, str]:
         headers = {"x-request-id": self.request_id}

@@ -19,6 +19,7 @@ from collections import deque
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers import streams
@@ -64,20 +65,10 @@ class Waiter:
         """The next record; raises TimeoutError at `deadline` (event loop time)."""
         loop = asyncio.get_running_loop()
         while True:
-            if self._is_stale:
+            if self._is_stale and await self._fill_gap():
                 self._is_stale = False
-                await self._fill_gap()
-            while self._buffer:
-                record = self._buffer.popleft()
-                if record.next_seq <= self.next_seq:
-                    continue  # already delivered (a gap fill raced the live copy)
-                if record.seq > self.next_seq:
-                    self._buffer.appendleft(record)
-                    await self._fill_gap()
-                    record = self._buffer.popleft()
-                    if record.next_seq <= self.next_seq:
-                        continue
-                self.next_seq = record.next_seq
+            record = await self._next_in_order()
+            if record is not None:
                 return record
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -93,16 +84,38 @@ class Waiter:
             finally:
                 self._wakeup = None
 
-    async def _fill_gap(self) -> None:
-        """Read what we missed from the reply stream and put it first, in order."""
-        missing = [
-            record
-            for record in await self._hub.read(self.request_id)
-            if record.next_seq > self.next_seq
-        ]
+    async def _next_in_order(self) -> Record | None:
+        """The buffered record that comes next, if there is one (filling a gap first)."""
+        while self._buffer:
+            record = self._buffer[0]
+            if record.next_seq <= self.next_seq:
+                self._buffer.popleft()
+                continue  # already delivered (a gap fill raced the live copy)
+            if record.seq > self.next_seq:
+                if not await self._fill_gap():
+                    return None  # Redis unreadable: wait, and try again on the next wake
+                record = self._buffer[0]
+                if record.next_seq <= self.next_seq:
+                    self._buffer.popleft()
+                    continue
+            self._buffer.popleft()
+            self.next_seq = record.next_seq
+            return record
+        return None
+
+    async def _fill_gap(self) -> bool:
+        """Read what we missed from the reply stream and put it first, in order. False when
+        Redis cannot be read: the stream waits (up to its stall timeout) rather than dies."""
+        try:
+            records = await self._hub.read(self.request_id)
+        except RedisError as exc:
+            log.warning("cannot read the reply of %s yet: %s", self.request_id, exc)
+            return False
+        missing = [record for record in records if record.next_seq > self.next_seq]
         if missing:
             later = [r for r in self._buffer if r.seq > missing[-1].seq]
             self._buffer = deque(missing + later)
+        return True
 
 
 class ReplyHub:

@@ -108,3 +108,24 @@ async def test_a_request_nobody_serves_times_out_with_504(
         assert body["error"]["type"] == "timeout_error"
         assert body["error"]["code"] == "deadline_exceeded"
         assert response.headers["x-request-id"] in body["error"]["message"]
+
+
+async def test_an_unreachable_queue_is_503_with_retry_after(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    config = make_config(fake.base_url + "/v1", namespace)
+    async with service(config, workers=0) as ([door], _), aiohttp.ClientSession() as http:
+        healthy = door.front.redis
+        door.front.redis = Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens there
+        try:
+            status, body, response = await post(
+                http, door.url, {"model": "gpt-test", "messages": HELLO}
+            )
+        finally:
+            await door.front.redis.aclose()
+            door.front.redis = healthy
+    assert status == 503
+    assert set(body["error"]) == ERROR_FIELDS
+    assert body["error"]["code"] == "queue_unavailable"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.headers["x-request-id"]

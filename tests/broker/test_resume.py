@@ -141,3 +141,27 @@ async def test_reply_stream_expires_after_reply_ttl(
         async with http.get(f"{door.url}/v1/streams/{request_id}") as response:
             assert response.status == 404
             assert (await response.json())["error"]["code"] == "stream_not_found"
+
+
+async def test_a_reply_stream_unreadable_for_a_while_does_not_end_a_live_stream(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    config = make_config(fake.base_url + "/v1", namespace)
+    body = {"model": "slow", "messages": HELLO, "stream": True}
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        async with http.post(door.url + "/v1/chat/completions", json=body) as response:
+            events = await read_sse(response, limit=2)
+            hub = door.front.hub
+            healthy = hub.redis
+            hub.redis = Redis.from_url("redis://127.0.0.1:1/0")  # reads fail: nothing there
+            try:
+                # As after a lost subscription: every waiter must reread its reply stream.
+                for waiter in hub.waiters.values():
+                    waiter.mark_stale()
+                events += await read_sse(response, limit=3)
+            finally:
+                await hub.redis.aclose()
+                hub.redis = healthy
+            events += await read_sse(response)
+    assert [int(event_id or 0) for event_id, _ in events] == list(range(1, len(events) + 1))
+    assert events[-1][1] == "[DONE]"
