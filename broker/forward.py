@@ -15,7 +15,7 @@ from broker import sse
 from broker.errors import JSON, error_response, response_for_status
 from broker.frontdoor import FrontDoor
 from broker.relay import Waiter
-from workers import messages, streams
+from workers import messages
 from workers.errors import GatewayTimeout, ServiceUnavailable
 from workers.messages import Envelope, Meta, Record
 from workers.params import GatewayOptions
@@ -106,9 +106,7 @@ class Relay:
     async def _enqueue(self) -> bytes:
         front = self.front
         try:
-            return await streams.enqueue(
-                front.redis, front.keys, self.lane, messages.encode(self.envelope)
-            )
+            return await front.enqueue(self.lane, messages.encode(self.envelope))
         except RedisError as exc:
             # Nothing was queued, so the client may simply try again.
             raise ServiceUnavailable(

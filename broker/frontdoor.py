@@ -18,6 +18,7 @@ from broker.metrics import FrontDoorMetrics
 from broker.monitor import ClusterMonitor
 from broker.relay import ReplyHub
 from workers import messages, streams
+from workers.batching import WriteBatcher
 from workers.errors import InvalidRequest, ModelNotFound, RateLimited
 from workers.messages import Record
 from workers.params import GatewayOptions
@@ -40,7 +41,7 @@ class FrontDoor:
     ) -> None:
         self.config = config
         self.settings = config.switchboard_settings
-        self.redis = redis
+        self.redis = redis  # also makes the enqueuer (see the setter)
         # Blocking reads for resumed streams, kept off the main pool.
         self.follow_redis = follow_redis
         self.keys = Keys(self.settings.namespace)
@@ -64,6 +65,17 @@ class FrontDoor:
         self.is_draining = False
 
     @property
+    def redis(self) -> Redis:
+        return self._redis
+
+    @redis.setter
+    def redis(self, client: Redis) -> None:
+        # Requests arriving in the same loop turn are queued in one round trip (issue #5).
+        # A new client (tests simulate an outage this way) gets its own batcher.
+        self._redis = client
+        self.enqueuer = WriteBatcher(client)
+
+    @property
     def id(self) -> str:
         return self.hub.front_door_id
 
@@ -80,6 +92,7 @@ class FrontDoor:
         # Pending cancellations must still reach the workers.
         if self.cancellations:
             await asyncio.wait(self.cancellations, timeout=self.settings.disconnect_grace_s + 2)
+        await self.enqueuer.aclose()
         await self.monitor.stop()
         await self.hub.stop()
 
@@ -117,6 +130,15 @@ class FrontDoor:
                 code="queue_full",
                 retry_after_s=1.0,
             )
+
+    async def enqueue(self, lane: str, envelope: bytes) -> bytes:
+        """Add a request to its lane; the entry id. Raises RedisError when it was not added."""
+        (entry,) = await self.enqueuer.write(
+            lambda pipe: streams.queue_request(pipe, self.keys, lane, envelope)
+        )
+        if isinstance(entry, Exception):
+            raise entry
+        return bytes(entry)
 
     # ------------------------------------------------------------------ cancellation
 

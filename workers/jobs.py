@@ -9,8 +9,10 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from workers import messages, streams
+from workers.batching import WriteBatcher
 from workers.errors import SwitchboardError
 from workers.messages import Envelope, Meta, Record
 from workers.params import GATEWAY_FIELDS
@@ -79,26 +81,32 @@ class ReplyWriter:
         self.redis = redis
         self.keys = keys
         self.reply_ttl_s = reply_ttl_s
+        # Jobs that write in the same loop turn share one round trip (issue #5).
+        self.batcher = WriteBatcher(redis)
 
     async def write(self, job: Job, record: Record) -> None:
         final = record.is_final
-        pipe = self.redis.pipeline(transaction=False)
         # Until the end, the reply lives as long as the request may still run.
         ttl = self.reply_ttl_s + (0 if final else int(job.remaining_s()) + 60)
-        streams.append_record(
-            pipe,
-            self.keys,
-            job.request_id,
-            record.seq,
-            messages.encode(record),
-            reply_to=job.envelope.reply_to,
-            ttl_s=ttl,
-        )
-        if final:
-            streams.ack(pipe, self.keys, job.lane, job.entry)
+        encoded = messages.encode(record)
+
+        def build(pipe: Pipeline) -> int:
+            queued = streams.append_record(
+                pipe,
+                self.keys,
+                job.request_id,
+                record.seq,
+                encoded,
+                reply_to=job.envelope.reply_to,
+                ttl_s=ttl,
+            )
+            if final:
+                queued += streams.ack(pipe, self.keys, job.lane, job.entry)
+            return queued
+
         job.is_writing = True
         try:
-            results = await pipe.execute(raise_on_error=False)
+            results = await self.batcher.write(build)
         finally:
             job.is_writing = False
         if streams.is_seq_taken(results[0]):
@@ -127,6 +135,13 @@ class ReplyWriter:
         )
 
     async def ack_only(self, job: Job) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        streams.ack(pipe, self.keys, job.lane, job.entry)
-        await pipe.execute()
+        results = await self.batcher.write(
+            lambda pipe: streams.ack(pipe, self.keys, job.lane, job.entry)
+        )
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+
+    async def aclose(self) -> None:
+        """Wait for batched writes already sent (their jobs may have been cancelled)."""
+        await self.batcher.aclose()

@@ -100,6 +100,7 @@ class Worker:
             consumer.cancel()
             await asyncio.gather(consumer, stop_waiter, return_exceptions=True)
             await self._drain()
+            await self.writer.aclose()  # batched writes already sent must land
             for task in self._background:
                 task.cancel()
             await asyncio.gather(*self._background, return_exceptions=True)

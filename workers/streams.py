@@ -111,6 +111,12 @@ async def enqueue(r: Redis, keys: Keys, lane: str, envelope: bytes) -> bytes:
     return bytes(entry)
 
 
+def queue_request(pipe: Pipeline, keys: Keys, lane: str, envelope: bytes) -> int:
+    """`enqueue` on a pipeline (for workers.batching); its reply is the entry id."""
+    pipe.xadd(keys.lane(lane), {ENVELOPE_FIELD: envelope})
+    return 1
+
+
 RequestEntry = tuple[str, bytes, bytes]  # (lane, entry id, envelope)
 
 
@@ -133,11 +139,14 @@ def _entries(reply: Any, keys: Keys, lanes: Sequence[str]) -> list[RequestEntry]
     return found
 
 
-def ack(pipe: Pipeline, keys: Keys, lane: str, entry: bytes) -> None:
-    """Acknowledge and delete a finished request entry (queued after its final record)."""
+def ack(pipe: Pipeline, keys: Keys, lane: str, entry: bytes) -> int:
+    """Acknowledge and delete a finished request entry (queued after its final record).
+
+    Returns the number of commands queued (for workers.batching)."""
     stream = keys.lane(lane)
     pipe.xack(stream, GROUP, entry)
     pipe.xdel(stream, entry)
+    return 2
 
 
 async def renew(r: Redis, keys: Keys, lane: str, consumer: str, entries: Sequence[bytes]) -> None:
@@ -230,13 +239,16 @@ def append_record(
     *,
     reply_to: str,
     ttl_s: int | None,
-) -> None:
-    """Write a record to the reply stream and publish it to the waiting front door."""
+) -> int:
+    """Write a record to the reply stream and publish it to the waiting front door.
+
+    Returns the number of commands queued (for workers.batching)."""
     reply = keys.reply(request_id)
     pipe.xadd(reply, {RECORD_FIELD: record}, id=entry_id(seq))
     if ttl_s is not None:
         pipe.expire(reply, ttl_s)
     pipe.publish(keys.live_channel(reply_to), request_id.encode() + b"|" + record)
+    return 2 if ttl_s is None else 3
 
 
 def is_seq_taken(error: Exception) -> bool:

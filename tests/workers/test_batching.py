@@ -1,0 +1,91 @@
+"""Concurrent writers share one pipelined round trip, and each gets only its own replies."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from tests.redis_helpers import REDIS_URL, delete_namespace, new_namespace
+from workers.batching import WriteBatcher
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def namespace(redis: Redis) -> AsyncIterator[str]:
+    name = new_namespace()
+    yield name
+    await delete_namespace(redis, name)
+
+
+def xadd(stream: str, entry_id: str, then_expire: bool = False) -> Any:
+    def build(pipe: Pipeline) -> int:
+        pipe.xadd(stream, {b"f": b"v"}, id=entry_id)
+        if then_expire:
+            pipe.expire(stream, 60)
+        return 2 if then_expire else 1
+
+    return build
+
+
+async def test_writers_in_one_loop_turn_share_a_round_trip(redis: Redis, namespace: str) -> None:
+    batcher = WriteBatcher(redis)
+    executed = 0
+    original = Pipeline.execute
+
+    async def counting(self: Pipeline, raise_on_error: bool = True) -> Any:
+        nonlocal executed
+        executed += 1
+        return await original(self, raise_on_error)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Pipeline, "execute", counting)
+        async with asyncio.timeout(5):
+            results = await asyncio.gather(
+                batcher.write(xadd(f"{namespace}:a", "0-1", then_expire=True)),
+                batcher.write(xadd(f"{namespace}:b", "0-1")),
+                batcher.write(xadd(f"{namespace}:c", "0-1", then_expire=True)),
+            )
+    assert executed == 1
+    assert results == [[b"0-1", True], [b"0-1"], [b"0-1", True]]
+
+
+async def test_a_failing_command_is_returned_only_to_its_writer(
+    redis: Redis, namespace: str
+) -> None:
+    batcher = WriteBatcher(redis)
+    await redis.xadd(f"{namespace}:taken", {b"f": b"v"}, id="0-5")
+    async with asyncio.timeout(5):
+        ok, refused = await asyncio.gather(
+            batcher.write(xadd(f"{namespace}:free", "0-1")),
+            batcher.write(xadd(f"{namespace}:taken", "0-3")),  # below the last id: refused
+        )
+    assert ok == [b"0-1"]
+    assert len(refused) == 1 and isinstance(refused[0], ResponseError)
+
+
+async def test_a_lost_connection_reaches_every_writer_of_the_batch() -> None:
+    unreachable = Redis.from_url("redis://127.0.0.1:1/0")
+    batcher = WriteBatcher(unreachable)
+    try:
+        async with asyncio.timeout(5):
+            outcomes = await asyncio.gather(
+                batcher.write(xadd("x", "0-1")),
+                batcher.write(xadd("y", "0-1")),
+                return_exceptions=True,
+            )
+        assert all(isinstance(o, RedisConnectionError) for o in outcomes)
+    finally:
+        await unreachable.aclose()
