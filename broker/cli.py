@@ -162,12 +162,12 @@ async def work(
     config: Config, redis_url: str, args: argparse.Namespace, stopping: asyncio.Event
 ) -> None:
     from workers.process import serve_worker
+    from workers.routing.plan import build_plan
 
     await serve_worker(
-        config.deployments,
+        build_plan(config.deployments, config.model_list, config.router_settings),
         redis_url,
         runtime_options(config, args.concurrency),
-        num_retries=config.router_settings.num_retries or 0,
         stopping=stopping,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,

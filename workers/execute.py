@@ -10,7 +10,7 @@ import logging
 import msgspec
 
 from workers import accounting, messages
-from workers.dispatch import Dispatcher, Outcome
+from workers.dispatch import Dispatcher, Outcome, failed_outcome
 from workers.errors import GatewayTimeout, InternalError, InvalidRequest, SwitchboardError
 from workers.jobs import Job, ReplyTaken, ReplyWriter, now_ms
 from workers.messages import KIND_CHAT, Meta, Record
@@ -55,7 +55,7 @@ class Executor:
         except ReplyTaken:
             raise
         except SwitchboardError as exc:
-            await self.writer.write_error(job, exc, Meta(worker=self.worker_id))
+            await self.writer.write_error(job, exc, self._error_meta(exc))
         except Exception:
             log.exception("request %s failed unexpectedly", job.request_id)
             error = InternalError(f"internal error while serving request {job.request_id}")
@@ -87,6 +87,13 @@ class Executor:
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
         )
+
+    def _error_meta(self, exc: SwitchboardError) -> Meta:
+        """A failed request still says where it went: attempts, fallbacks, last deployment."""
+        outcome = failed_outcome(exc)
+        if outcome is None:
+            return Meta(worker=self.worker_id)
+        return self._meta(outcome)
 
     def _meta(self, outcome: Outcome, usage: Usage | None = None) -> Meta:
         deployment = outcome.deployment

@@ -1,19 +1,22 @@
-"""A worker process's lifecycle: open the HTTP client and Redis pool, run the Worker until
-asked to stop, drain, close in reverse order."""
+"""A worker process's lifecycle: open the HTTP client and Redis pool, run the Worker (and
+the renewal of its routing liveness) until asked to stop, drain, close in reverse order."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+
+from redis.asyncio import Redis
 
 from workers.connect import connect
-from workers.deployment import Deployment
 from workers.dispatch import Dispatcher
 from workers.http import HttpClient
 from workers.metrics import WorkerMetrics, metrics_endpoint
-from workers.runtime import RuntimeOptions, Worker
+from workers.routing.plan import RoutingPlan
+from workers.routing.redis_store import RedisFigures
+from workers.runtime import RuntimeOptions, Worker, new_worker_id
+from workers.streams import Keys
 
 log = logging.getLogger("switchboard.worker")
 
@@ -21,12 +24,46 @@ log = logging.getLogger("switchboard.worker")
 REDIS_POOL_SIZE = 64
 
 
+def routed_worker(
+    redis: Redis,
+    http: HttpClient,
+    plan: RoutingPlan,
+    options: RuntimeOptions,
+    worker_id: str | None = None,
+    metrics: WorkerMetrics | None = None,
+) -> tuple[Worker, RedisFigures]:
+    """A Worker whose routing reads and writes the cluster's live figures in Redis."""
+    worker_id = worker_id or new_worker_id()
+    figures = RedisFigures(
+        redis,
+        Keys(options.namespace),
+        worker_id,
+        owner_ttl_s=options.worker_ttl_s,
+        stats_ttl_s=plan.settings.routing_strategy_args.ttl,
+    )
+    dispatcher = Dispatcher({}, http, plan=plan, figures=figures)
+    return Worker(redis, dispatcher, options, worker_id, metrics), figures
+
+
+async def run_routed_worker(
+    worker: Worker, figures: RedisFigures, plan: RoutingPlan, stopping: asyncio.Event
+) -> None:
+    """Run the worker; its in-flight accounting stays alive exactly as long as it runs."""
+    interval_s = worker.options.heartbeat_interval_s
+    renew = asyncio.create_task(figures.keep_alive(plan.groups, interval_s), name="liveness")
+    try:
+        await worker.run(stopping)
+    finally:
+        renew.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renew
+
+
 async def serve_worker(
-    groups: Mapping[str, Sequence[Deployment]],
+    plan: RoutingPlan,
     redis_url: str,
     options: RuntimeOptions,
     *,
-    num_retries: int,
     stopping: asyncio.Event,
     worker_id: str | None = None,
     metrics_host: str = "127.0.0.1",
@@ -43,9 +80,8 @@ async def serve_worker(
                     metrics_endpoint(metrics.registry, metrics_host, metrics_port)
                 )
                 log.info("worker metrics on http://%s:%d/metrics", metrics_host, port)
-            dispatcher = Dispatcher(groups, http, num_retries=num_retries)
-            worker = Worker(redis, dispatcher, options, worker_id, metrics)
-            await worker.run(stopping)
+            worker, figures = routed_worker(redis, http, plan, options, worker_id, metrics)
+            await run_routed_worker(worker, figures, plan, stopping)
     finally:
         await http.close()
         await redis.aclose()

@@ -17,8 +17,9 @@ from broker.app import create_app
 from broker.config import Config, load_config_text
 from broker.routes.keys import FRONT_DOOR
 from tests.redis_helpers import REDIS_URL
-from workers.dispatch import Dispatcher
 from workers.http import HttpClient
+from workers.process import routed_worker, run_routed_worker
+from workers.routing.plan import build_plan
 from workers.runtime import RuntimeOptions, Worker
 
 FAST_CLAIMS = {
@@ -139,12 +140,10 @@ class RunningWorker:
 async def start_worker(config: Config, **overrides: Any) -> RunningWorker:
     http = HttpClient()
     redis = Redis.from_url(REDIS_URL, max_connections=64)
-    dispatcher = Dispatcher(
-        config.deployments, http, num_retries=config.router_settings.num_retries or 0
-    )
-    worker = Worker(redis, dispatcher, runtime_options(config, **overrides))
+    plan = build_plan(config.deployments, config.model_list, config.router_settings)
+    worker, figures = routed_worker(redis, http, plan, runtime_options(config, **overrides))
     stopping = asyncio.Event()
-    task = asyncio.create_task(worker.run(stopping))
+    task = asyncio.create_task(run_routed_worker(worker, figures, plan, stopping))
     return RunningWorker(worker, task, stopping, http, redis)
 
 

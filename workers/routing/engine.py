@@ -1,0 +1,475 @@
+"""The router: for each attempt pick a deployment from live figures, call its adapter,
+record what happened; retry within the group, then fall back to other groups.
+
+    route -> admit -> call -> release            (one attempt)
+    attempts within a group: retries with backoff, honoring Retry-After
+    groups: the requested one, then its fallbacks (at most max_fallbacks)
+
+Streams are retried or fall back only before their first batch exists: once a chunk may
+have reached the client, a retry would duplicate text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from workers.deployment import Deployment
+from workers.errors import ModelNotFound, SwitchboardError
+from workers.http import HttpClient
+from workers.providers import create_adapter
+from workers.providers.base import Adapter, ChatCall, EmbeddingCall
+from workers.routing import reliability
+from workers.routing.checks import Eligible, eligible, nothing_eligible
+from workers.routing.plan import Route, RoutingPlan
+from workers.routing.store import AttemptResult, FiguresStore
+from workers.routing.strategies import STRATEGIES, PickContext
+from workers.wire import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Usage
+
+log = logging.getLogger("switchboard.routing")
+
+Batches = AsyncIterator[list[ChatCompletionChunk]]
+Call = ChatCall | EmbeddingCall
+T = TypeVar("T")
+_encode = msgspec.json.Encoder().encode
+CHARS_PER_TOKEN = 4
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    """How a request was served (or failed): shown in response headers and metrics."""
+
+    deployment: Deployment
+    attempts: int = 1
+    fallbacks: int = 0
+    upstream_ms: float = 0.0
+
+
+class Target(msgspec.Struct, frozen=True):
+    route: Route
+    adapter: Adapter
+
+
+class _Tally:
+    """Attempts and fallbacks of one request so far."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.fallbacks = 0
+        self.deployment: Deployment | None = None
+
+    def outcome(self, upstream_ms: float = 0.0) -> Outcome:
+        assert self.deployment is not None
+        return Outcome(
+            deployment=self.deployment,
+            attempts=self.attempts,
+            fallbacks=self.fallbacks,
+            upstream_ms=upstream_ms,
+        )
+
+
+class _Attempt(Generic[T]):
+    """What one kind of request does in an attempt and what its result tells the figures."""
+
+    def __init__(
+        self,
+        run: Callable[[Adapter, Any], Awaitable[tuple[T, AttemptResult]]],
+        *,
+        is_stream: bool = False,
+    ) -> None:
+        self.run = run
+        self.is_stream = is_stream
+
+
+def failed_outcome(exc: BaseException) -> Outcome | None:
+    """Where a failed request got to (attempts, fallbacks, last deployment), if routed."""
+    found = getattr(exc, "switchboard_outcome", None)
+    return found if isinstance(found, Outcome) else None
+
+
+def estimate_prompt_tokens(call: Call) -> int:
+    """A cheap prompt size estimate (about four bytes per token) for limits and windows."""
+    if isinstance(call, ChatCall):
+        size = len(_encode(call.request.messages))
+    else:
+        size = len(_encode(call.request.input))
+    return size // CHARS_PER_TOKEN + 1
+
+
+class RoutingEngine:
+    def __init__(
+        self,
+        plan: RoutingPlan,
+        http: HttpClient,
+        store: FiguresStore,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.plan = plan
+        self.settings = plan.settings
+        self.store = store
+        self.rng = rng or random.Random()
+        self.strategy_name = self.settings.routing_strategy
+        self._strategy = STRATEGIES[self.strategy_name]
+        self.targets: dict[str, list[Target]] = {
+            group: [Target(route, create_adapter(route.deployment, http)) for route in routes]
+            for group, routes in plan.groups.items()
+        }
+
+    @property
+    def num_retries(self) -> int:
+        return self.settings.num_retries or 0
+
+    # ------------------------------------------------------------------ public calls
+
+    async def chat(
+        self, group: str, call: ChatCall, num_retries: int | None = None
+    ) -> tuple[ChatCompletion, Outcome]:
+        estimate = estimate_prompt_tokens(call)
+
+        async def run(adapter: Adapter, attempt_call: ChatCall) -> tuple[ChatCompletion, Any]:
+            started = time.perf_counter()
+            response = await adapter.chat(attempt_call)
+            return response, _finished(started, response.usage, estimate)
+
+        return await self._serve(group, call, num_retries, _Attempt(run), estimate)
+
+    async def embed(
+        self, group: str, call: EmbeddingCall, num_retries: int | None = None
+    ) -> tuple[EmbeddingResponse, Outcome]:
+        estimate = estimate_prompt_tokens(call)
+
+        async def run(adapter: Adapter, attempt_call: EmbeddingCall) -> tuple[Any, Any]:
+            started = time.perf_counter()
+            response = await adapter.embed(attempt_call)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            used = response.usage.total_tokens
+            return response, AttemptResult(
+                latency_ms_per_token=elapsed_ms, tokens_delta=used - estimate
+            )
+
+        return await self._serve(group, call, num_retries, _Attempt(run), estimate)
+
+    async def stream(
+        self, group: str, call: ChatCall, num_retries: int | None = None
+    ) -> tuple[list[ChatCompletionChunk], Batches, Outcome]:
+        """The first batch, the rest, and the outcome. The deployment's slot is held until
+        the rest is exhausted or closed (the caller must close it)."""
+        estimate = estimate_prompt_tokens(call)
+
+        async def run(adapter: Adapter, attempt_call: ChatCall) -> tuple[Any, AttemptResult]:
+            started = time.perf_counter()
+            batches = adapter.stream(attempt_call)
+            try:
+                first: list[ChatCompletionChunk] = await anext(batches, [])
+            except BaseException:
+                await batches.aclose()  # type: ignore[attr-defined]  # an async generator
+                raise
+            ttft_ms = (time.perf_counter() - started) * 1000
+            return (first, batches, started), AttemptResult(ttft_ms=ttft_ms)
+
+        attempt: _Attempt[tuple[list[ChatCompletionChunk], Batches, float]] = _Attempt(
+            run, is_stream=True
+        )
+        (first, batches, started), outcome, route, ttft = await self._serve_stream(
+            group, call, num_retries, attempt, estimate
+        )
+        rest = self._tracked(group, route, first, batches, started, ttft, estimate)
+        return first, rest, outcome
+
+    # ------------------------------------------------------------------ groups and fallbacks
+
+    def _targets(self, group: str) -> list[Target]:
+        targets = self.targets.get(group)
+        if not targets:
+            raise ModelNotFound(
+                f"model `{group}` is not served here; available models: "
+                f"{', '.join(sorted(self.targets)) or 'none'}",
+                param="model",
+            )
+        return targets
+
+    async def _serve(
+        self, group: str, call: Call, num_retries: int | None, attempt: _Attempt[T], estimate: int
+    ) -> tuple[T, Outcome]:
+        value, outcome, _route, _result = await self._with_fallbacks(
+            group, call, num_retries, attempt, estimate, release_on_success=True
+        )
+        return value, outcome
+
+    async def _serve_stream(
+        self, group: str, call: Call, num_retries: int | None, attempt: _Attempt[T], estimate: int
+    ) -> tuple[T, Outcome, Route, AttemptResult]:
+        return await self._with_fallbacks(
+            group, call, num_retries, attempt, estimate, release_on_success=False
+        )
+
+    async def _with_fallbacks(
+        self,
+        group: str,
+        call: Call,
+        num_retries: int | None,
+        attempt: _Attempt[T],
+        estimate: int,
+        *,
+        release_on_success: bool,
+    ) -> tuple[T, Outcome, Route, AttemptResult]:
+        self._targets(group)  # an unknown model fails at once, without fallbacks
+        tally = _Tally()
+        retries = self.num_retries if num_retries is None else num_retries
+        deadline = _deadline(call)
+        try:
+            return await self._in_group(
+                group, call, retries, attempt, estimate, tally, deadline, release_on_success
+            )
+        except SwitchboardError as exc:
+            original = exc
+        for fallback in reliability.fallback_groups(group, original, self.settings):
+            if fallback not in self.targets:
+                log.warning("fallback %s of %s: no such model group; skipped", fallback, group)
+                continue
+            tally.fallbacks += 1
+            log.info(
+                "falling back from %s to %s after %s (fallback %d)",
+                group,
+                fallback,
+                reliability.error_class(original),
+                tally.fallbacks,
+            )
+            try:
+                return await self._in_group(
+                    fallback, call, retries, attempt, estimate, tally, deadline, release_on_success
+                )
+            except SwitchboardError as exc:
+                log.info("fallback %s failed too: %s", fallback, reliability.error_class(exc))
+        if tally.deployment is not None:
+            original.switchboard_outcome = tally.outcome()  # type: ignore[attr-defined]  # read by failed_outcome
+        raise original
+
+    # ------------------------------------------------------------------ attempts in a group
+
+    async def _in_group(
+        self,
+        group: str,
+        call: Call,
+        retries: int,
+        attempt: _Attempt[T],
+        estimate: int,
+        tally: _Tally,
+        deadline: float | None,
+        release_on_success: bool,
+    ) -> tuple[T, Outcome, Route, AttemptResult]:
+        targets = self._targets(group)
+        failed: set[str] = set()
+        retry = 0
+        while True:
+            chosen: Target | None = None
+            try:
+                chosen, _found = await self._choose(
+                    group, targets, estimate, attempt.is_stream, failed
+                )
+                tally.attempts += 1
+                tally.deployment = chosen.route.deployment
+                value, result, upstream_ms = await self._attempt(
+                    group, chosen, call, attempt, deadline
+                )
+            except SwitchboardError as exc:
+                allowed = reliability.retries_for(exc, self.settings, retries)
+                if retry >= allowed:
+                    raise
+                retry += 1
+                if chosen is not None:
+                    failed.add(chosen.route.name)
+                has_alternative = chosen is not None and any(
+                    t.route.name not in failed for t in targets
+                )
+                delay = reliability.retry_delay_s(
+                    exc, retry, self.settings, has_alternative=has_alternative
+                )
+                if deadline is not None and time.monotonic() + delay >= deadline:
+                    log.info("no retry of %s: a %.2fs pause would pass the deadline", group, delay)
+                    raise
+                log.info(
+                    "retry %d/%d of %s in %.2fs after %s",
+                    retry,
+                    allowed,
+                    group,
+                    delay,
+                    reliability.error_class(exc),
+                )
+                await asyncio.sleep(delay)
+                continue
+            if release_on_success:
+                await self.store.release(group, chosen.route.name, result)
+            return value, tally.outcome(upstream_ms), chosen.route, result
+
+    async def _attempt(
+        self, group: str, target: Target, call: Call, attempt: _Attempt[T], deadline: float | None
+    ) -> tuple[T, AttemptResult, float]:
+        """One call to one deployment, with how long it took (to the first batch for a
+        stream); its failure is recorded (and may cool the deployment down)."""
+        route = target.route
+        started = time.perf_counter()
+        try:
+            value, result = await attempt.run(
+                target.adapter, _attempt_call(call, route, attempt.is_stream, deadline)
+            )
+            return value, result, (time.perf_counter() - started) * 1000
+        except SwitchboardError as exc:
+            await self._record_failure(group, route, exc)
+            raise
+        except BaseException:
+            await self.store.release(group, route.name, AttemptResult())
+            raise
+
+    async def _record_failure(self, group: str, route: Route, exc: SwitchboardError) -> None:
+        allowed = reliability.allowed_fails_for(exc, self.settings)
+        name = reliability.error_class(exc)
+        can_cool = (
+            allowed is not None
+            and not self.settings.disable_cooldowns
+            and len(self.plan.groups[group]) > 1  # a group's only deployment never cools down
+        )
+        result = AttemptResult(
+            failure_class=name if allowed is not None else None,
+            allowed_fails=allowed or 0,
+            cooldown_s=self.settings.cooldown_time if can_cool else 0.0,
+        )
+        cooled = await self.store.release(group, route.name, result)
+        if cooled:
+            log.warning(
+                "cooling down %s/%s for %.1fs: more than %d %s this minute",
+                group,
+                route.name,
+                self.settings.cooldown_time,
+                allowed,
+                name,
+            )
+
+    async def _choose(
+        self,
+        group: str,
+        targets: Sequence[Target],
+        estimate: int,
+        is_stream: bool,
+        failed: set[str],
+    ) -> tuple[Target, Eligible]:
+        routes = [target.route for target in targets]
+        names = [route.name for route in routes]
+        # One deployment: admission alone checks its cooldown and limits (one round trip).
+        figures = await self.store.snapshot(group, names) if len(routes) > 1 else {}
+        refused: dict[str, str] = {}
+        while True:
+            open_routes = [route for route in routes if route.name not in refused]
+            found = eligible(
+                open_routes,
+                figures,
+                prompt_tokens=estimate,
+                check_context=self.settings.enable_pre_call_checks,
+                avoid=failed,
+            )
+            for reason in refused.values():
+                found.skipped[reason] += 1
+            if not found.routes:
+                if "cooldown" in refused.values() and found.cooldown_left_s is None:
+                    found.cooldown_left_s = self.settings.cooldown_time
+                raise nothing_eligible(group, found, estimate)
+            route, reason = await self._pick(group, found.routes, figures, is_stream)
+            admission = await self.store.admit(group, route.name, route.limits, estimate)
+            if admission == "ok":
+                log.debug(
+                    "routed %s to %s by %s: %s; skipped %s",
+                    group,
+                    route.name,
+                    self.strategy_name,
+                    reason,
+                    dict(found.skipped) or "none",
+                )
+                return targets[names.index(route.name)], found
+            refused[route.name] = admission
+
+    async def _pick(
+        self, group: str, routes: list[Route], figures: Any, is_stream: bool
+    ) -> tuple[Route, str]:
+        if len(routes) == 1:
+            return routes[0], "the only eligible deployment"
+        cursor = await self.store.next_cursor(group) if self.strategy_name == "round-robin" else 0
+        ctx = PickContext(
+            figures=figures,
+            rng=self.rng,
+            is_stream=is_stream,
+            cursor=cursor,
+            latency_buffer=self.settings.routing_strategy_args.lowest_latency_buffer,
+        )
+        return self._strategy(routes, ctx)
+
+    # ------------------------------------------------------------------ streams
+
+    async def _tracked(
+        self,
+        group: str,
+        route: Route,
+        first: list[ChatCompletionChunk],
+        batches: Batches,
+        started: float,
+        first_result: AttemptResult,
+        estimate: int,
+    ) -> Batches:
+        """The rest of a stream; when it ends, the slot is released with what it measured."""
+        usage = _usage_of(first)
+        failure: SwitchboardError | None = None
+        try:
+            async for batch in batches:
+                usage = _usage_of(batch) or usage
+                yield batch
+        except SwitchboardError as exc:
+            failure = exc
+            raise
+        finally:
+            await batches.aclose()  # type: ignore[attr-defined]  # an async generator
+            if failure is not None:
+                await self._record_failure(group, route, failure)
+            else:
+                result = _finished(started, usage, estimate)
+                await self.store.release(
+                    group, route.name, msgspec.structs.replace(result, ttft_ms=first_result.ttft_ms)
+                )
+
+
+def _usage_of(batch: list[ChatCompletionChunk]) -> Usage | None:
+    for chunk in reversed(batch):
+        if chunk.usage is not None:
+            return chunk.usage
+    return None
+
+
+def _finished(started: float, usage: Usage | None, estimate: int) -> AttemptResult:
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if usage is None:
+        return AttemptResult(latency_ms_per_token=None)
+    return AttemptResult(
+        latency_ms_per_token=elapsed_ms / max(1, usage.completion_tokens),
+        tokens_delta=usage.total_tokens - estimate,
+    )
+
+
+def _deadline(call: Call) -> float | None:
+    return None if call.timeout_s is None else time.monotonic() + call.timeout_s
+
+
+def _attempt_call(call: Call, route: Route, is_stream: bool, deadline: float | None) -> Any:
+    """The call for one attempt: its timeout is the deployment's, within the request's."""
+    deployment = route.deployment
+    own = deployment.stream_timeout_s if is_stream else None
+    own = own if own is not None else deployment.timeout_s
+    remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
+    limits = [t for t in (own, remaining) if t is not None]
+    timeout_s = min(limits) if limits else None
+    if timeout_s == call.timeout_s:
+        return call
+    return msgspec.structs.replace(call, timeout_s=timeout_s)
