@@ -10,6 +10,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from tests.broker.harness import make_config, post, service, start_worker, wait_until
+from tests.redis_helpers import unreachable_redis
 from workers import streams
 from workers.streams import Keys
 from workers.testing.server import FakeUpstream
@@ -116,7 +117,7 @@ async def test_an_unreachable_queue_is_503_with_retry_after(
     config = make_config(fake.base_url + "/v1", namespace)
     async with service(config, workers=0) as ([door], _), aiohttp.ClientSession() as http:
         healthy = door.front.redis
-        door.front.redis = Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens there
+        door.front.redis = unreachable_redis()
         try:
             status, body, response = await post(
                 http, door.url, {"model": "gpt-test", "messages": HELLO}

@@ -12,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.broker.harness import make_config, read_sse, service, wait_until
+from tests.redis_helpers import unreachable_redis
 from workers import messages, streams
 from workers.messages import decode_record
 from workers.streams import Keys
@@ -153,7 +154,7 @@ async def test_a_reply_stream_unreadable_for_a_while_does_not_end_a_live_stream(
             events = await read_sse(response, limit=2)
             hub = door.front.hub
             healthy = hub.redis
-            hub.redis = Redis.from_url("redis://127.0.0.1:1/0")  # reads fail: nothing there
+            hub.redis = unreachable_redis()
             try:
                 # As after a lost subscription: every waiter must reread its reply stream.
                 for waiter in hub.waiters.values():
