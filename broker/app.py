@@ -26,6 +26,10 @@ log = logging.getLogger("switchboard.app")
 
 REDIS_POOL_SIZE = 64
 FOLLOW_POOL_SIZE = 64
+# Connections the kernel holds for us before we accept them. aiohttp's default of 128
+# overflows when thousands of clients connect at once (a batch job): the overflow's
+# handshakes are retried after 1, 2, 4, 8 s, stalling those requests. uvicorn uses 2048.
+LISTEN_BACKLOG = 2048
 # Seconds a handler waits for a free pooled connection before failing.
 POOL_WAIT_S = 10.0
 
@@ -95,7 +99,9 @@ async def serve_front_door(
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+        site = web.TCPSite(
+            runner, host, port, reuse_port=reuse_port or None, backlog=LISTEN_BACKLOG
+        )
         await site.start()
         if metrics_port is not None:
             await web.TCPSite(runner, host, metrics_port).start()
