@@ -254,8 +254,10 @@ class Client:
     async def open(self, connections: int) -> list[_Connection]:
         loop = asyncio.get_running_loop()
         opened: list[_Connection] = []
-        for start in range(0, connections, 500):  # in waves: a listen backlog is finite
-            batch = min(500, connections - start)
+        # In waves smaller than the usual listen backlog (128): a handshake the server's
+        # kernel drops is retried seconds later and would look like a slow gateway.
+        for start in range(0, connections, 100):
+            batch = min(100, connections - start)
             results = await asyncio.gather(
                 *(
                     loop.create_connection(lambda: _Connection(self), "127.0.0.1", self.port)
