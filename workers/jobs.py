@@ -86,8 +86,7 @@ class ReplyWriter:
 
     async def write(self, job: Job, record: Record) -> None:
         final = record.is_final
-        # Until the end, the reply lives as long as the request may still run.
-        ttl = self.reply_ttl_s + (0 if final else int(job.remaining_s()) + 60)
+        ttl = self._ttl_s(job, record)
         encoded = messages.encode(record)
 
         def build(pipe: Pipeline) -> int:
@@ -119,6 +118,16 @@ class ReplyWriter:
         job.seq = record.next_seq
         if job.is_cancelled_by_client and not final:
             raise asyncio.CancelledError
+
+    def _ttl_s(self, job: Job, record: Record) -> int | None:
+        """Until the end, the reply lives as long as the request may still run: set once with
+        the first record (the deadline does not move), then with the final one. Skipping the
+        EXPIRE on the chunks between saves a command per chunk of every stream."""
+        if record.is_final:
+            return self.reply_ttl_s
+        if record.seq == 1:
+            return self.reply_ttl_s + int(job.remaining_s()) + 60
+        return None
 
     async def write_error(self, job: Job, error: SwitchboardError, meta: Meta | None) -> None:
         body = encode(error.to_body())
