@@ -179,7 +179,7 @@ class RoutingEngine:
         (first, batches, started), outcome, route, ttft = await self._serve_stream(
             group, call, num_retries, attempt, estimate
         )
-        rest = self._tracked(group, route, first, batches, started, ttft, estimate)
+        rest = _TrackedBatches(self, group, route, batches, started, ttft, estimate, first)
         return first, rest, outcome
 
     # ------------------------------------------------------------------ groups and fallbacks
@@ -321,13 +321,13 @@ class RoutingEngine:
             )
             return value, result, (time.perf_counter() - started) * 1000
         except SwitchboardError as exc:
-            await self._record_failure(group, route, exc)
+            await self.record_failure(group, route, exc)
             raise
         except BaseException:
             await self.store.release(group, route.name, AttemptResult())
             raise
 
-    async def _record_failure(self, group: str, route: Route, exc: SwitchboardError) -> None:
+    async def record_failure(self, group: str, route: Route, exc: SwitchboardError) -> None:
         allowed = reliability.allowed_fails_for(exc, self.settings)
         name = reliability.error_class(exc)
         can_cool = (
@@ -408,37 +408,63 @@ class RoutingEngine:
         )
         return self._strategy(routes, ctx)
 
-    # ------------------------------------------------------------------ streams
 
-    async def _tracked(
+class _TrackedBatches:
+    """The rest of a stream; when it ends or is closed (even unstarted: an async generator's
+    `finally` would not run then), the deployment's slot is released with what it measured."""
+
+    def __init__(
         self,
+        engine: RoutingEngine,
         group: str,
         route: Route,
-        first: list[ChatCompletionChunk],
         batches: Batches,
         started: float,
         first_result: AttemptResult,
         estimate: int,
-    ) -> Batches:
-        """The rest of a stream; when it ends, the slot is released with what it measured."""
-        usage = _usage_of(first)
-        failure: SwitchboardError | None = None
+        first: list[ChatCompletionChunk],
+    ) -> None:
+        self._engine = engine
+        self._group = group
+        self._route = route
+        self._batches = batches
+        self._started = started
+        self._ttft_ms = first_result.ttft_ms
+        self._estimate = estimate
+        self._usage = _usage_of(first)
+        self._failure: SwitchboardError | None = None
+        self._is_released = False
+
+    def __aiter__(self) -> _TrackedBatches:
+        return self
+
+    async def __anext__(self) -> list[ChatCompletionChunk]:
         try:
-            async for batch in batches:
-                usage = _usage_of(batch) or usage
-                yield batch
+            batch = await anext(self._batches)
         except SwitchboardError as exc:
-            failure = exc
+            self._failure = exc
+            await self.aclose()
             raise
+        except StopAsyncIteration:
+            await self.aclose()
+            raise
+        self._usage = _usage_of(batch) or self._usage
+        return batch
+
+    async def aclose(self) -> None:
+        if self._is_released:
+            return
+        self._is_released = True
+        try:
+            await self._batches.aclose()  # type: ignore[attr-defined]  # an async generator
         finally:
-            await batches.aclose()  # type: ignore[attr-defined]  # an async generator
-            if failure is not None:
-                await self._record_failure(group, route, failure)
+            engine, group, route = self._engine, self._group, self._route
+            if self._failure is not None:
+                await engine.record_failure(group, route, self._failure)
             else:
-                result = _finished(started, usage, estimate)
-                await self.store.release(
-                    group, route.name, msgspec.structs.replace(result, ttft_ms=first_result.ttft_ms)
-                )
+                result = _finished(self._started, self._usage, self._estimate)
+                result = msgspec.structs.replace(result, ttft_ms=self._ttft_ms)
+                await engine.store.release(group, route.name, result)
 
 
 def _usage_of(batch: list[ChatCompletionChunk]) -> Usage | None:

@@ -87,12 +87,16 @@ async def read_figures(
     """Every listed deployment's figures, in one round trip."""
     now_s = time.time()
     snapshot = redis.register_script(scripts.SNAPSHOT)
-    pipe = redis.pipeline(transaction=False)
     order = [(group, list(names)) for group, names in groups.items() if names]
-    for group, names in order:
-        args: list[str | int] = [int(now_s * 1000), *names]
-        await snapshot(keys=script_keys(keys.routing(group), now_s), args=args, client=pipe)
-    results: list[Any] = await pipe.execute() if order else []
+    results: list[Any] = []
+    # The context manager resets the pipeline (freeing its connection) even when a caller's
+    # refresh is cancelled while the scripts load.
+    async with redis.pipeline(transaction=False) as pipe:
+        for group, names in order:
+            args: list[str | int] = [int(now_s * 1000), *names]
+            await snapshot(keys=script_keys(keys.routing(group), now_s), args=args, client=pipe)
+        if order:
+            results = await pipe.execute()
     return ClusterFigures(
         {
             group: parse_snapshot(names, raw)

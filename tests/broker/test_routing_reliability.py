@@ -1,0 +1,165 @@
+"""Retries, fallbacks and cooldowns through the service: what the client sees in headers,
+and cooldowns and in-flight counts shared by every worker through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+from redis.asyncio import Redis
+
+from tests.broker.harness import read_sse, service, wait_until
+from tests.broker.routing_setup import HELLO, ask, deployment, routing_config, served
+from workers.routing.figures import read_figures
+from workers.routing.redis_store import RedisFigures
+from workers.routing.store import Limits
+from workers.streams import Keys
+from workers.testing.server import FakeUpstream
+
+
+async def test_headers_count_attempts_and_fallbacks_and_name_the_server(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    base = fake.base_url + "/v1"
+    models = [
+        deployment("flaky", base, "m~status=500"),
+        deployment("small", base, "m~status=context_window"),
+        deployment("backup", base, "m"),
+        deployment("alone", base, "m~status=503"),
+    ]
+    config = routing_config(
+        namespace,
+        models,
+        num_retries=1,
+        retry_after=0.01,
+        fallbacks=[{"flaky": ["backup"]}],
+        context_window_fallbacks=[{"small": ["backup"]}],
+    )
+    async with service(config) as (doors, _), aiohttp.ClientSession() as session:
+        url = doors[0].url
+        flaky = await ask(session, url, "flaky")
+        small = await ask(session, url, "small")
+        alone = await ask(session, url, "alone")
+    assert (flaky.status, flaky.deployment, flaky.attempts, flaky.fallbacks) == (
+        200,
+        "backup[0]",
+        "3",
+        "1",
+    )
+    # A context-window error is not retried; it goes straight to the larger model.
+    assert (small.status, small.deployment, small.attempts, small.fallbacks) == (
+        200,
+        "backup[0]",
+        "2",
+        "1",
+    )
+    # A failure that exhausted its retries says so too.
+    assert (alone.status, alone.deployment, alone.attempts, alone.fallbacks) == (
+        503,
+        "alone[0]",
+        "2",
+        "0",
+    )
+    assert fake.state.model_counts["m~status=500"] == 2
+
+
+async def test_cooldown_is_cluster_wide_and_expires(
+    fake: FakeUpstream, namespace: str, redis: Redis
+) -> None:
+    base = fake.base_url + "/v1"
+    bad = "m~status=500"
+    models = [deployment("cd", base, bad, id="bad"), deployment("cd", base, "m", id="good")]
+    config = routing_config(
+        namespace,
+        models,
+        routing_strategy="round-robin",
+        num_retries=1,
+        retry_after=0,
+        allowed_fails=1,
+        cooldown_time=1.5,
+    )
+    keys = Keys(namespace)
+    async with service(config, workers=2) as (doors, _), aiohttp.ClientSession() as session:
+        url = doors[0].url
+
+        async def cooled() -> bool:
+            figures = await read_figures(redis, keys, {"cd": ["bad", "good"]})
+            return figures.get("cd", "bad").is_cooling_down
+
+        # Round-robin reaches `bad` every other attempt; its second failure cools it down.
+        while not await cooled():
+            served([await ask(session, url, "cd")])
+        assert fake.state.model_counts[bad] == 2
+        # Any worker, even one that never saw a failure, now keeps off it.
+        stranger = RedisFigures(redis, keys, "stranger")
+        assert await stranger.admit("cd", "bad", Limits(), 1) == "cooldown"
+        replies = await asyncio.gather(*(ask(session, url, "cd") for _ in range(8)))
+        assert served(replies) == {"good": 8}
+        assert {reply.attempts for reply in replies} == {"1"}
+        assert fake.state.model_counts[bad] == 2
+        # After cooldown_time it is tried again.
+        await wait_until(lambda: _not(cooled), timeout_s=5)
+        for _ in range(2):
+            await ask(session, url, "cd")
+        assert fake.state.model_counts[bad] == 3
+
+
+async def _not(predicate: object) -> bool:
+    return not await predicate()  # type: ignore[operator]
+
+
+async def test_a_stream_is_not_retried_once_its_first_chunk_was_sent(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    base = fake.base_url + "/v1"
+    broken = "m~stream_error_after=2~chunk_delay=0.05"
+    models = [deployment("midway", base, broken), deployment("backup", base, "m")]
+    config = routing_config(namespace, models, num_retries=2, fallbacks=[{"midway": ["backup"]}])
+    async with service(config) as (doors, _), aiohttp.ClientSession() as session:
+        body = {"model": "midway", "messages": HELLO, "stream": True}
+        async with session.post(doors[0].url + "/v1/chat/completions", json=body) as response:
+            assert response.status == 200
+            assert response.headers["x-switchboard-attempts"] == "1"
+            events = await read_sse(response)
+    data = [json.loads(d) for _, d in events if d != "[DONE]"]
+    assert any(event.get("choices") for event in data)
+    assert "error" in data[-1]
+    assert (fake.state.model_counts[broken], fake.state.model_counts["m"]) == (1, 0)
+
+
+async def test_a_stream_failing_before_its_first_chunk_falls_back(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    base = fake.base_url + "/v1"
+    models = [deployment("down", base, "m~status=503"), deployment("backup", base, "m")]
+    config = routing_config(namespace, models, fallbacks=[{"down": ["backup"]}])
+    async with service(config) as (doors, _), aiohttp.ClientSession() as session:
+        body = {"model": "down", "messages": HELLO, "stream": True}
+        async with session.post(doors[0].url + "/v1/chat/completions", json=body) as response:
+            assert response.status == 200
+            assert response.headers["x-switchboard-deployment"] == "backup[0]"
+            assert response.headers["x-switchboard-fallbacks"] == "1"
+            events = await read_sse(response)
+    assert events[-1][1] == "[DONE]"
+
+
+async def test_finished_requests_leave_nothing_in_flight(
+    fake: FakeUpstream, namespace: str, redis: Redis
+) -> None:
+    base = fake.base_url + "/v1"
+    models = [
+        deployment("g", base, "m", id="ok"),
+        deployment("g", base, "m~status=500", id="failing"),
+        deployment("g", base, "m~stream_error_after=1~chunk_delay=0.02", id="midway"),
+    ]
+    config = routing_config(namespace, models, routing_strategy="round-robin")
+    async with service(config, workers=2) as (doors, _), aiohttp.ClientSession() as session:
+        url = doors[0].url + "/v1/chat/completions"
+        for stream in (False, True, True, False, True, True):
+            body = {"model": "g", "messages": HELLO, "stream": stream}
+            async with session.post(url, json=body) as response:
+                await response.read()
+        figures = await read_figures(redis, Keys(namespace), {"g": ["ok", "failing", "midway"]})
+    assert [figures.get("g", name).in_flight for name in ("ok", "failing", "midway")] == [0, 0, 0]
+    assert figures.get("g", "ok").rpm_used >= 2
