@@ -264,6 +264,11 @@ run against the same fake upstream (`python -m workers.testing`) and the same cl
 ## All points
 
 {table(document)}
+
+## Latency distributions
+
+![non-stream latency CDF](latency-non-stream.png)
+![stream latency CDF](latency-stream.png)
 """
 
 

@@ -7,8 +7,8 @@
 Starts the fake OpenAI upstream (`python -m workers.testing`), then for each target (direct,
 Switchboard 1+1 and 2+2, LiteLLM 1 and 2 workers) runs non-stream and stream load at each
 concurrency, and on Switchboard 1+1 a soak of concurrent streams and a queued burst. Writes
-results.json, RESULTS.md (into --out; --results-md also updates benchmarks/RESULTS.md) and
-latency plots.
+results.json, RESULTS.md and latency plots into --out, and (unless --quick) RESULTS.md and
+the plots into benchmarks/.
 
 Pinning (2+ cores): this client and the upstream share CPU 0; single-process-count gateways
 (Switchboard 1+1 with its Redis, LiteLLM 1 worker) get CPU 1 to themselves, so their figures
@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -44,7 +45,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-litellm", action="store_true", help="measure only ourselves")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument(
-        "--results-md", action="store_true", help="also write benchmarks/RESULTS.md"
+        "--results-md",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also write benchmarks/RESULTS.md and its plots (default: unless --quick)",
     )
     parser.add_argument("--duration", type=float, help="measured seconds per point")
     parser.add_argument("--warmup", type=float, help="unmeasured seconds before each point")
@@ -67,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "burst_requests": 2000 if quick else 20_000,
         "burst_connections": 500 if quick else 5000,
     }
+    if args.results_md is None:
+        args.results_md = not quick
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -259,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.results_md:
         (HERE / "RESULTS.md").write_text(markdown)
     if not args.no_plots:
-        report.plots(document, args.out)
+        for path in report.plots(document, args.out):
+            if args.results_md:
+                shutil.copy(path, HERE / path.name)
     print(report.table(document))
     print(f"\nwrote {args.out / 'results.json'} and RESULTS.md in {document['runtime_s']:.0f} s")
     return 0
