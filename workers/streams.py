@@ -230,6 +230,20 @@ async def dead_letter_length(r: Redis, keys: Keys) -> int:
 # --------------------------------------------------------------------------- reply streams
 
 
+# XADD at the writer's sequence id, then PUBLISH only if the XADD took: a writer whose sequence
+# number is already taken (its entry was taken over, or the client's cancellation recorded)
+# must not have its record relayed live either. redis.call raises on the refused XADD, so the
+# script stops there and the caller sees the XADD's error (is_seq_taken). One EVAL, one round
+# trip, as the plain commands were; Redis caches the compiled script by its body's digest.
+# KEYS[1] reply stream; ARGV: entry id, record field, record, ttl (0: leave it), channel,
+# message prefix ("<request id>|").
+APPEND_RECORD_SCRIPT = """
+redis.call('XADD', KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+if ARGV[4] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+return redis.call('PUBLISH', ARGV[5], ARGV[6] .. ARGV[3])
+"""
+
+
 def append_record(
     pipe: Pipeline,
     keys: Keys,
@@ -240,15 +254,22 @@ def append_record(
     reply_to: str,
     ttl_s: int | None,
 ) -> int:
-    """Write a record to the reply stream and publish it to the waiting front door.
+    """Write a record to the reply stream and, if the write took, publish it to the waiting
+    front door.
 
     Returns the number of commands queued (for workers.batching)."""
-    reply = keys.reply(request_id)
-    pipe.xadd(reply, {RECORD_FIELD: record}, id=entry_id(seq))
-    if ttl_s is not None:
-        pipe.expire(reply, ttl_s)
-    pipe.publish(keys.live_channel(reply_to), request_id.encode() + b"|" + record)
-    return 2 if ttl_s is None else 3
+    pipe.eval(
+        APPEND_RECORD_SCRIPT,
+        1,
+        keys.reply(request_id),
+        entry_id(seq),
+        RECORD_FIELD,
+        record,
+        ttl_s or 0,
+        keys.live_channel(reply_to),
+        request_id + "|",
+    )
+    return 1
 
 
 def is_seq_taken(error: Exception) -> bool:
