@@ -77,12 +77,15 @@ class ReplyTaken(Exception):
 class ReplyWriter:
     """Writes a job's records; the final one goes out with the ack in the same round trip."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, reply_ttl_s: int) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, *, reply_ttl_s: int, batcher: WriteBatcher | None = None
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.reply_ttl_s = reply_ttl_s
-        # Jobs that write in the same loop turn share one round trip (issue #5).
-        self.batcher = WriteBatcher(redis)
+        # Jobs that write in the same loop turn share one round trip (issue #5), with the
+        # routing figures' admissions and releases when the worker routes on Redis.
+        self.batcher = batcher if batcher is not None else WriteBatcher(redis)
 
     async def write(self, job: Job, record: Record) -> None:
         final = record.is_final

@@ -9,6 +9,7 @@ import logging
 
 from redis.asyncio import Redis
 
+from workers.batching import WriteBatcher
 from workers.connect import connect
 from workers.dispatch import Dispatcher
 from workers.http import HttpClient
@@ -34,15 +35,18 @@ def routed_worker(
 ) -> tuple[Worker, RedisFigures]:
     """A Worker whose routing reads and writes the cluster's live figures in Redis."""
     worker_id = worker_id or new_worker_id()
+    # Routing's admissions and releases ride the reply writes' round trips.
+    batcher = WriteBatcher(redis)
     figures = RedisFigures(
         redis,
         Keys(options.namespace),
         worker_id,
         owner_ttl_s=options.worker_ttl_s,
         stats_ttl_s=plan.settings.routing_strategy_args.ttl,
+        batcher=batcher,
     )
     dispatcher = Dispatcher({}, http, plan=plan, figures=figures)
-    return Worker(redis, dispatcher, options, worker_id, metrics), figures
+    return Worker(redis, dispatcher, options, worker_id, metrics, batcher), figures
 
 
 async def run_routed_worker(

@@ -23,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers import messages, streams
+from workers.batching import WriteBatcher
 from workers.dispatch import Dispatcher
 from workers.errors import ProviderError, ServiceUnavailable
 from workers.execute import Executor
@@ -63,6 +64,7 @@ class Worker:
         options: RuntimeOptions,
         worker_id: str | None = None,
         metrics: WorkerMetrics | None = None,
+        batcher: WriteBatcher | None = None,
     ) -> None:
         self.redis = redis
         self.metrics = metrics if metrics is not None else WorkerMetrics()
@@ -70,7 +72,9 @@ class Worker:
         self.options = options
         self.keys = Keys(options.namespace)
         self.worker_id = worker_id or new_worker_id()
-        self.writer = ReplyWriter(redis, self.keys, reply_ttl_s=options.reply_ttl_s)
+        self.writer = ReplyWriter(
+            redis, self.keys, reply_ttl_s=options.reply_ttl_s, batcher=batcher
+        )
         self.executor = Executor(dispatcher, self.writer, self.worker_id)
         self.jobs: dict[str, Job] = {}
         self._slot_free = asyncio.Event()

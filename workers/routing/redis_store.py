@@ -13,9 +13,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast, get_args
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from workers.batching import WriteBatcher
 from workers.routing import scripts
 from workers.routing.figures import DeploymentFigures, parse_snapshot, script_keys
 from workers.routing.store import EWMA_ALPHA, Admission, AttemptResult, Limits
@@ -34,6 +38,7 @@ class RedisFigures:
         *,
         owner_ttl_s: float = 5.0,
         stats_ttl_s: float = 3600.0,
+        batcher: WriteBatcher | None = None,
     ) -> None:
         if "|" in owner:
             raise ValueError("a routing owner id must not contain '|'")
@@ -46,6 +51,9 @@ class RedisFigures:
         self._admit = redis.register_script(scripts.ACQUIRE)
         self._release = redis.register_script(scripts.RELEASE)
         self._groups: dict[str, RoutingKeys] = {}
+        # With a batcher, concurrent requests' admissions and releases (and the worker's reply
+        # writes) share round trips: two fewer round trips of their own per request.
+        self.batcher = batcher
 
     def _keys(self, group: str) -> RoutingKeys:
         found = self._groups.get(group)
@@ -73,7 +81,7 @@ class RedisFigures:
             _ms(now_s + self.owner_ttl_s),
             RoutingKeys.USAGE_TTL_S,
         ]
-        raw: Any = await self._admit(keys=script_keys(self._keys(group), now_s), args=args)
+        raw: Any = await self._run(self._admit, script_keys(self._keys(group), now_s), args)
         answer = raw.decode() if isinstance(raw, bytes) else str(raw)
         if answer not in ADMISSIONS:
             raise ValueError(f"unexpected admission answer {answer!r}")
@@ -96,9 +104,25 @@ class RedisFigures:
             RoutingKeys.USAGE_TTL_S,
         ]
         # Shielded: a cancelled request must still give its slot back.
-        call = self._release(keys=script_keys(self._keys(group), now_s), args=args)
+        call = self._run(self._release, script_keys(self._keys(group), now_s), args)
         cooled: Any = await asyncio.shield(call)
         return bool(cooled)
+
+    async def _run(self, script: AsyncScript, keys: list[str], args: Sequence[Any]) -> Any:
+        if self.batcher is None:
+            return await script(keys=keys, args=args)
+
+        def build(pipe: Pipeline) -> int:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return 1
+
+        (result,) = await self.batcher.write(build)
+        if isinstance(result, NoScriptError):
+            # Redis lost its script cache (a restart, SCRIPT FLUSH): this call loads it again.
+            return await script(keys=keys, args=args)
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     async def next_cursor(self, group: str) -> int:
         return int(await self.redis.incr(self._keys(group).cursor))

@@ -4,10 +4,15 @@ in-memory twin behaves the same for one process."""
 from __future__ import annotations
 
 import asyncio
+import uuid
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
+from workers.batching import WriteBatcher
+from workers.routing import scripts
 from workers.routing.figures import read_figures
 from workers.routing.memory_store import MemoryFigures
 from workers.routing.redis_store import RedisFigures
@@ -18,10 +23,12 @@ NO_LIMITS = Limits()
 FAIL_500 = AttemptResult(failure_class="InternalServerError", allowed_fails=1, cooldown_s=0.5)
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(params=["redis", "redis-batched", "memory"])
 def store(request: pytest.FixtureRequest, redis: Redis, keys: Keys) -> FiguresStore:
     if request.param == "redis":
         return RedisFigures(redis, keys, "w1")
+    if request.param == "redis-batched":  # as a worker runs it: on the reply writes' batcher
+        return RedisFigures(redis, keys, "w1", batcher=WriteBatcher(redis))
     return MemoryFigures()
 
 
@@ -123,3 +130,33 @@ async def test_read_figures_of_an_unused_group_is_all_zero(redis: Redis, keys: K
     assert figures.get("g", "b").in_flight == 0
     assert figures.get("g", "b").latency_ms_per_token is None
     assert figures.groups.keys() == {"g"}
+
+
+async def test_batched_admissions_of_concurrent_requests_share_round_trips(
+    redis: Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RedisFigures(redis, keys, "w1", batcher=WriteBatcher(redis))
+    await store.admit("g", "a", NO_LIMITS, 1)  # the script is in Redis' cache from here on
+    executed = 0
+    original = Pipeline.execute
+
+    async def counting(self: Pipeline, raise_on_error: bool = True) -> Any:
+        nonlocal executed
+        executed += 1
+        return await original(self, raise_on_error)
+
+    monkeypatch.setattr(Pipeline, "execute", counting)
+    answers = await asyncio.gather(*(store.admit("g", "a", Limits(rpm=6), 1) for _ in range(8)))
+    # One round trip for all eight, and the rpm limit still holds per call: 5 more fit.
+    assert executed == 1
+    assert sorted(answers) == ["ok"] * 5 + ["rpm"] * 3
+
+
+async def test_a_script_redis_forgot_is_loaded_again(redis: Redis, keys: Keys) -> None:
+    store = RedisFigures(redis, keys, "w1", batcher=WriteBatcher(redis))
+    # A script body Redis has never seen stands for a flushed cache (SCRIPT FLUSH would
+    # disturb other users of this server): the batched EVALSHA fails with NOSCRIPT.
+    store._admit = redis.register_script(scripts.ACQUIRE + f"\n-- {uuid.uuid4().hex}\n")
+    assert await store.admit("g", "a", NO_LIMITS, 1) == "ok"
+    assert await store.admit("g", "a", NO_LIMITS, 1) == "ok"
+    assert (await store.snapshot("g", ["a"]))["a"].in_flight == 2
