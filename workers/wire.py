@@ -85,7 +85,10 @@ class FunctionCall(OptionalFields, kw_only=True):
     arguments: str
 
 
-class ToolCall(OptionalFields, kw_only=True):
+class ToolCall(WireModel, kw_only=True):
+    """A tool call, in requests and responses. Not OptionalFields: omit_defaults would drop
+    `type`, which OpenAI always sends and requires; the default lets requests omit it."""
+
     id: str
     type: str = "function"
     function: FunctionCall

@@ -92,7 +92,7 @@ async def check_tool_calls(client: AsyncOpenAI, target: Target) -> None:
     calls = choice.message.tool_calls or []
     whole = [(c.function.name, json.loads(c.function.arguments)) for c in calls]  # type: ignore[union-attr]
     assert [name for name, _ in whole] == ["get_weather", "get_time"]
-    assert all(c.id for c in calls)
+    assert all(c.id and c.type == "function" for c in calls)
 
     stream = await client.chat.completions.create(
         model=group, messages=HELLO, tools=TOOLS, stream=True
@@ -105,6 +105,7 @@ async def check_tool_calls(client: AsyncOpenAI, target: Target) -> None:
                 call = by_index.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
                 if delta.id:
                     call["id"] = delta.id
+                    assert delta.type == "function"  # with the id, in the call's first delta
                 if delta.function and delta.function.name:
                     call["name"] += delta.function.name
                 if delta.function and delta.function.arguments:
