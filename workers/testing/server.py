@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from workers.testing import anthropic, azure, bedrock, gemini, openai
+from workers.testing import anthropic, azure, bedrock, gemini, media, openai
 from workers.testing.state import Disconnect, FakeState, RecordedRequest, Timing
 
 RouteFactory = Callable[[FakeState], list[web.RouteDef]]
@@ -27,6 +27,8 @@ PROVIDERS: dict[str, RouteFactory] = {
     "anthropic": anthropic.routes,
     "bedrock": bedrock.routes,
     "gemini": gemini.routes,
+    # Not a provider: images for the adapters that fetch an image_url themselves.
+    "media": media.routes,
 }
 # A hanging or slow handler gets this long to finish when the server stops, then is cancelled.
 SHUTDOWN_TIMEOUT_S = 0.1

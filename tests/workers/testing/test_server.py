@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from workers.testing import FakeUpstream
+from workers.testing.media import PIXEL_PATH, PIXEL_PNG
 from workers.testing.server import build_app
 from workers.testing.state import FakeState
 
@@ -104,3 +105,11 @@ def _talk_to_process_then_stop(server: subprocess.Popen[bytes]) -> None:
         if server.poll() is None:
             server.kill()
             server.wait(10)
+
+
+async def test_a_pixel_is_served_for_adapters_that_fetch_images_and_not_recorded():
+    async with FakeUpstream() as fake, aiohttp.ClientSession() as http:
+        async with http.get(fake.base_url + PIXEL_PATH) as response:
+            assert response.content_type == "image/png"
+            assert await response.read() == PIXEL_PNG
+        assert fake.requests == []
