@@ -5,7 +5,8 @@ which speaks each provider's own wire format. The same scenarios run against eve
 a whole answer, a stream that reassembles to the same answer with usage last, streamed tool
 calls by index, upstream 429 / overloaded, a refused parameter (and the same request with
 drop_params), and embeddings where the provider has them. The scenarios run in-process (the
-test harness) and once more against a real `switchboard up` subprocess.
+test harness) and once more against a real `switchboard up` subprocess, which also runs the
+native adapters' translation scenarios of `test_provider_translation`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from openai import AsyncOpenAI
 from tests.broker.providers_setup import (
     AWS_CONFIG_ENV,
     HELLO,
+    NATIVE_TARGETS,
     TARGET_IDS,
     TARGETS,
     TIMEOUT_S,
@@ -34,6 +36,8 @@ from tests.broker.providers_setup import (
     no_ambient_aws,  # noqa: F401 (an autouse fixture: importing it applies it here)
     switchboard_up,
 )
+from tests.broker.test_provider_translation import GROUPS as TRANSLATION_GROUPS
+from tests.broker.test_provider_translation import NATIVE_CHECKS
 from tests.redis_helpers import REDIS_URL
 
 GROUPS = conformance_groups()
@@ -254,7 +258,7 @@ async def test_embeddings(fake, namespace, target):
 
 async def test_every_provider_through_switchboard_up(fake, namespace, tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text(config_text(fake.base_url, namespace, GROUPS))
+    config.write_text(config_text(fake.base_url, namespace, GROUPS + TRANSLATION_GROUPS))
     # Bedrock's credentials come through the config's os.environ/ references, resolved from
     # the subprocess's environment.
     environ = {**os.environ, **AWS_CONFIG_ENV, "REDIS_URL": REDIS_URL}
@@ -265,3 +269,7 @@ async def test_every_provider_through_switchboard_up(fake, namespace, tmp_path):
                     await check(client, target)
                 if target.embedding_model:
                     await check_embeddings(client, target)
+            # The native adapters' translation scenarios (test_provider_translation).
+            for target in NATIVE_TARGETS:
+                for native_check in NATIVE_CHECKS:
+                    await native_check(client, fake, target)
