@@ -36,6 +36,13 @@ class WriteBatcher:
 
         Like `execute(raise_on_error=False)`, a command's error is returned in its place; an
         error of the connection itself is raised to every caller in the batch."""
+        return await self.queue(build)
+
+    def queue(self, build: Build) -> asyncio.Future[list[Any]]:
+        """Queue `build`'s commands now, in this loop turn; the future has their replies.
+
+        For writes nobody needs to wait for: they still go out with this turn's batch, in
+        the order they were queued."""
         loop = asyncio.get_running_loop()
         if self._pipe is None:
             self._pipe = self.redis.pipeline(transaction=False)
@@ -44,7 +51,7 @@ class WriteBatcher:
         self._queued += build(self._pipe)
         done: asyncio.Future[list[Any]] = loop.create_future()
         self._waiters.append((start, self._queued, done))
-        return await done
+        return done
 
     def _flush(self) -> None:
         pipe, waiters = self._pipe, self._waiters

@@ -61,6 +61,7 @@ async def run_routed_worker(
         renew.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await renew
+        await figures.aclose()
 
 
 async def serve_worker(

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from workers.batching import WriteBatcher
+from workers.batching import Build, WriteBatcher
 from workers.routing import scripts
 from workers.routing.figures import DeploymentFigures, parse_snapshot, script_keys
 from workers.routing.store import EWMA_ALPHA, Admission, AttemptResult, Limits
@@ -54,6 +54,7 @@ class RedisFigures:
         # With a batcher, concurrent requests' admissions and releases (and the worker's reply
         # writes) share round trips: two fewer round trips of their own per request.
         self.batcher = batcher
+        self._retries: set[asyncio.Future[Any]] = set()
 
     def _keys(self, group: str) -> RoutingKeys:
         found = self._groups.get(group)
@@ -63,9 +64,9 @@ class RedisFigures:
 
     async def snapshot(self, group: str, names: Sequence[str]) -> dict[str, DeploymentFigures]:
         now_s = time.time()
-        raw: Any = await self._snapshot(
-            keys=script_keys(self._keys(group), now_s), args=[_ms(now_s), *names]
-        )
+        # Batched too, so it reads after any release this worker queued before it.
+        keys = script_keys(self._keys(group), now_s)
+        raw: Any = await self._run(self._snapshot, keys, [_ms(now_s), *names])
         return parse_snapshot(names, raw)
 
     async def admit(self, group: str, name: str, limits: Limits, prompt_tokens: int) -> Admission:
@@ -103,20 +104,60 @@ class RedisFigures:
             self.stats_ttl_s,
             RoutingKeys.USAGE_TTL_S,
         ]
+        keys = script_keys(self._keys(group), now_s)
+        if self.batcher is not None and result.failure_class is None:
+            # A success's release has no answer worth waiting for: queued now, it goes out
+            # with the reply's final record in one round trip, ahead of it, instead of
+            # costing the request a round trip of its own.
+            self._settle(self.batcher.queue(self._evalsha(self._release, keys, args)), keys, args)
+            return False
         # Shielded: a cancelled request must still give its slot back.
-        call = self._run(self._release, script_keys(self._keys(group), now_s), args)
-        cooled: Any = await asyncio.shield(call)
+        cooled: Any = await asyncio.shield(self._run(self._release, keys, args))
         return bool(cooled)
+
+    def _settle(
+        self, sent: asyncio.Future[list[Any]], keys: list[str], args: Sequence[Any]
+    ) -> None:
+        """Watch a release nobody awaits: reload a forgotten script, log a lost release (the
+        slot then frees when this worker's liveness lapses)."""
+
+        def done(future: asyncio.Future[list[Any]]) -> None:
+            if future.cancelled():
+                return
+            error = future.exception()
+            result = error if error is not None else future.result()[0]
+            if isinstance(result, NoScriptError):
+                retry = asyncio.ensure_future(self._release(keys=keys, args=args))
+                self._retries.add(retry)
+                retry.add_done_callback(done_retry)
+            elif isinstance(result, Exception):
+                log.warning("could not release a routing slot: %s", result)
+
+        def done_retry(retry: asyncio.Future[Any]) -> None:
+            self._retries.discard(retry)
+            if not retry.cancelled() and retry.exception() is not None:
+                log.warning("could not release a routing slot: %s", retry.exception())
+
+        sent.add_done_callback(done)
+
+    async def aclose(self) -> None:
+        """Wait for releases still being retried (their requests are over)."""
+        if self._retries:
+            await asyncio.gather(*self._retries, return_exceptions=True)
+
+    @staticmethod
+    def _evalsha(script: AsyncScript, keys: list[str], args: Sequence[Any]) -> Build:
+        def build(pipe: Pipeline) -> int:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return 1
+
+        return build
 
     async def _run(self, script: AsyncScript, keys: list[str], args: Sequence[Any]) -> Any:
         if self.batcher is None:
             return await script(keys=keys, args=args)
 
-        def build(pipe: Pipeline) -> int:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-            return 1
-
-        (result,) = await self.batcher.write(build)
+        (result,) = await self.batcher.write(self._evalsha(script, keys, args))
         if isinstance(result, NoScriptError):
             # Redis lost its script cache (a restart, SCRIPT FLUSH): this call loads it again.
             return await script(keys=keys, args=args)

@@ -160,3 +160,15 @@ async def test_a_script_redis_forgot_is_loaded_again(redis: Redis, keys: Keys) -
     assert await store.admit("g", "a", NO_LIMITS, 1) == "ok"
     assert await store.admit("g", "a", NO_LIMITS, 1) == "ok"
     assert (await store.snapshot("g", ["a"]))["a"].in_flight == 2
+
+
+async def test_an_unawaited_release_redis_forgot_the_script_of_still_lands(
+    redis: Redis, keys: Keys
+) -> None:
+    store = RedisFigures(redis, keys, "w1", batcher=WriteBatcher(redis))
+    assert await store.admit("g", "a", NO_LIMITS, 1) == "ok"
+    store._release = redis.register_script(scripts.RELEASE + f"\n-- {uuid.uuid4().hex}\n")
+    assert await store.release("g", "a", AttemptResult(tokens_delta=1)) is False
+    await asyncio.sleep(0.05)  # the batch goes out, NOSCRIPT comes back, a retry starts
+    await store.aclose()  # waits for that retry
+    assert (await store.snapshot("g", ["a"]))["a"].in_flight == 0
