@@ -69,7 +69,9 @@ def eligible(
             cooldowns.append(seen.cooldown_s)
     if kept:
         lowest = min(_order(route) for route in kept)
-        skipped["order"] += sum(1 for route in kept if _order(route) != lowest)
+        behind = sum(1 for route in kept if _order(route) != lowest)
+        if behind:  # a zero count would show in the decision's log line as noise
+            skipped["order"] += behind
         kept = [route for route in kept if _order(route) == lowest]
     fresh = [route for route in kept if route.name not in avoid]
     if fresh and len(fresh) < len(kept):

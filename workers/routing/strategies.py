@@ -1,5 +1,8 @@
 """Routing strategies: given the eligible deployments and their live figures, pick one and
-say why. One function per strategy; `STRATEGIES` maps LiteLLM's names to them."""
+say why. One function per strategy; `STRATEGIES` maps LiteLLM's names to them.
+
+The reason names every candidate with the figure the strategy compared (`a=3, b=1`), so the
+router's debug line explains a decision without another look at Redis."""
 
 from __future__ import annotations
 
@@ -44,37 +47,39 @@ def simple_shuffle(routes: Sequence[Route], ctx: PickContext) -> Pick:
             weights = [biggest if value is None else value for value in given]
             if sum(weights) > 0:
                 route = ctx.rng.choices(list(routes), weights=weights)[0]
-                return route, f"weighted by {field} {_fmt(weights)}"
-    return ctx.rng.choice(list(routes)), f"shuffled among {len(routes)}"
+                return route, f"weighted by {field} ({_named(routes, weights)})"
+    return ctx.rng.choice(list(routes)), f"shuffled evenly among {_names(routes)}"
 
 
 def round_robin(routes: Sequence[Route], ctx: PickContext) -> Pick:
     route = routes[ctx.cursor % len(routes)]
-    return route, f"turn {ctx.cursor} of {len(routes)}"
+    return route, f"turn {ctx.cursor} over {_names(routes)}"
 
 
 def least_busy(routes: Sequence[Route], ctx: PickContext) -> Pick:
     fewest = min(ctx.of(route).in_flight for route in routes)
     tied = [route for route in routes if ctx.of(route).in_flight == fewest]
-    in_flight = _fmt([ctx.of(route).in_flight for route in routes])
-    return ctx.rng.choice(tied), f"fewest in flight ({fewest}; all {in_flight})"
+    in_flight = _named(routes, [ctx.of(route).in_flight for route in routes])
+    return ctx.rng.choice(tied), f"fewest in flight ({in_flight})"
 
 
 def lowest_latency(routes: Sequence[Route], ctx: PickContext) -> Pick:
     """Lowest TTFT for streams (latency per output token otherwise); unmeasured first."""
     scores = [_latency(ctx.of(route), ctx.is_stream) for route in routes]
+    metric = "ttft ms" if ctx.is_stream else "ms/token"
+    shown = f"{metric} {_named(routes, scores)}"
     unmeasured = [route for route, score in zip(routes, scores, strict=True) if score is None]
     if unmeasured:
-        return ctx.rng.choice(unmeasured), "not measured yet"
+        return ctx.rng.choice(unmeasured), f"not measured yet ({shown})"
     measured = [score for score in scores if score is not None]
     best = min(measured)
     ceiling = best * (1 + ctx.latency_buffer)
     fast = [route for route, score in zip(routes, measured, strict=True) if score <= ceiling]
     slow = [route for route in routes if route not in fast]
-    metric = "ttft ms" if ctx.is_stream else "ms/token"
     if slow and ctx.rng.random() < EXPLORATION_RATE:
-        return ctx.rng.choice(slow), f"exploring ({metric} {_fmt(measured)})"
-    return ctx.rng.choice(fast), f"fastest {len(fast)} ({metric} {_fmt(measured)})"
+        return ctx.rng.choice(slow), f"exploring ({shown})"
+    within = f" within {ctx.latency_buffer:.0%}" if ctx.latency_buffer else ""
+    return ctx.rng.choice(fast), f"fastest{within} ({shown})"
 
 
 def lowest_cost(routes: Sequence[Route], ctx: PickContext) -> Pick:
@@ -84,7 +89,7 @@ def lowest_cost(routes: Sequence[Route], ctx: PickContext) -> Pick:
     cheapest = min(ranked)
     tied = [route for route, cost in zip(routes, ranked, strict=True) if cost == cheapest]
     route, load = least_busy(tied, ctx)
-    return route, f"cheapest at {cheapest:.3g} USD/token of {_fmt(ranked)}; {load}"
+    return route, f"cheapest (USD/token {_named(routes, costs)}); then {load}"
 
 
 def lowest_usage(routes: Sequence[Route], ctx: PickContext) -> Pick:
@@ -92,7 +97,10 @@ def lowest_usage(routes: Sequence[Route], ctx: PickContext) -> Pick:
     usage = [(ctx.of(route).tpm_used, ctx.of(route).rpm_used) for route in routes]
     least = min(usage)
     tied = [route for route, used in zip(routes, usage, strict=True) if used == least]
-    return ctx.rng.choice(tied), f"least used this minute (tpm, rpm) {least} of {usage}"
+    shown = ", ".join(
+        f"{route.name}={tpm}/{rpm}" for route, (tpm, rpm) in zip(routes, usage, strict=True)
+    )
+    return ctx.rng.choice(tied), f"least used this minute (tokens/requests {shown})"
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -117,5 +125,13 @@ def _latency(figures: DeploymentFigures, is_stream: bool) -> float | None:
     return figures.ttft_ms if is_stream else figures.latency_ms_per_token
 
 
-def _fmt(values: Sequence[float]) -> str:
-    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+def _names(routes: Sequence[Route]) -> str:
+    return ", ".join(route.name for route in routes)
+
+
+def _named(routes: Sequence[Route], values: Sequence[float | None]) -> str:
+    """`a=3, b=1`: each candidate with the figure compared; `?` where there is none."""
+    return ", ".join(
+        f"{route.name}={'?' if value is None else f'{value:.4g}'}"
+        for route, value in zip(routes, values, strict=True)
+    )
