@@ -163,7 +163,7 @@ class Relay:
             )
         response = web.StreamResponse(headers={**sse.HEADERS, **self._headers(record.meta)})
         await response.prepare(request)
-        self.front.metrics.observe_ttft(self.group, self.loop.time() - self.started)
+        self.front.metrics.observe_ttft(self.group, record.meta, self.loop.time() - self.started)
         self.front.metrics.open_streams.inc()
         try:
             await response.write(sse.frame(record))

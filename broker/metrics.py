@@ -34,10 +34,22 @@ NO_DEPLOYMENT = "none"
 class DeploymentChildren:
     """The label children of one (model group, deployment), made on its first request."""
 
-    __slots__ = ("requests", "prompt", "completion", "cached", "cost", "retries", "upstream")
+    __slots__ = (
+        "requests",
+        "duration",
+        "ttft",
+        "prompt",
+        "completion",
+        "cached",
+        "cost",
+        "retries",
+        "upstream",
+    )
 
     def __init__(self, metrics: FrontDoorMetrics, group: str, deployment: str) -> None:
         self.requests: dict[int, Counter] = {}
+        self.duration = metrics.duration.labels(group, deployment)
+        self.ttft = metrics.ttft.labels(group, deployment)
         self.prompt = metrics.tokens.labels(group, deployment, "prompt")
         self.completion = metrics.tokens.labels(group, deployment, "completion")
         self.cached = metrics.tokens.labels(group, deployment, "cached_prompt")
@@ -47,11 +59,9 @@ class DeploymentChildren:
 
 
 class GroupChildren:
-    __slots__ = ("duration", "ttft", "overhead", "fallbacks")
+    __slots__ = ("overhead", "fallbacks")
 
     def __init__(self, metrics: FrontDoorMetrics, group: str) -> None:
-        self.duration = metrics.duration.labels(group)
-        self.ttft = metrics.ttft.labels(group)
         self.overhead = metrics.overhead.labels(group)
         self.fallbacks = metrics.fallbacks.labels(group)
 
@@ -76,15 +86,16 @@ class FrontDoorMetrics:
         )
         self.duration = Histogram(
             "switchboard_request_duration_seconds",
-            "Time from request received to response complete (streams: to the last event).",
-            ["model_group"],
+            "Time from request received to response complete (streams: to the last event), "
+            "by the deployment that served it.",
+            ["model_group", "deployment"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.ttft = Histogram(
             "switchboard_time_to_first_token_seconds",
-            "Stream time to first event, as the client sees it.",
-            ["model_group"],
+            "Stream time to first event, as the client sees it, by the deployment serving it.",
+            ["model_group", "deployment"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
@@ -236,8 +247,8 @@ class FrontDoorMetrics:
             counter = self.requests.labels(group, deployment, str(status))
             children.requests[status] = counter
         counter.inc()
+        children.duration.observe(duration_s)
         by_group = self.group(group)
-        by_group.duration.observe(duration_s)
         if overhead_s is not None:
             by_group.overhead.observe(max(0.0, overhead_s))
         if meta is not None and meta.deployment:
@@ -256,8 +267,10 @@ class FrontDoorMetrics:
         if meta.fallbacks:
             by_group.fallbacks.inc(meta.fallbacks)
 
-    def observe_ttft(self, group: str, seconds: float) -> None:
-        self.group(group).ttft.observe(seconds)
+    def observe_ttft(self, group: str, meta: Meta | None, seconds: float) -> None:
+        """A stream's first event; its first record's bookkeeping names the deployment."""
+        deployment = meta.deployment if meta is not None and meta.deployment else NO_DEPLOYMENT
+        self.deployment(group, deployment).ttft.observe(seconds)
 
     def group(self, group: str) -> GroupChildren:
         children = self._by_group.get(group)
