@@ -11,6 +11,7 @@ from workers.http import HttpClient
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.routing.engine import Outcome, RoutingEngine, failed_outcome
 from workers.routing.memory_store import MemoryFigures
+from workers.routing.observer import RoutingObserver
 from workers.routing.plan import RoutingPlan, plan_without_limits
 from workers.routing.store import FiguresStore
 from workers.settings import RouterSettings
@@ -30,11 +31,12 @@ class Dispatcher:
         num_retries: int = 0,
         plan: RoutingPlan | None = None,
         figures: FiguresStore | None = None,
+        observer: RoutingObserver | None = None,
     ) -> None:
         if plan is None:
             plan = plan_without_limits(groups, RouterSettings(num_retries=num_retries))
         self.plan = plan
-        self.engine = RoutingEngine(plan, http, figures or MemoryFigures())
+        self.engine = RoutingEngine(plan, http, figures or MemoryFigures(), observer=observer)
 
     def has_group(self, name: str) -> bool:
         return name in self.engine.targets

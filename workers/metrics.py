@@ -1,11 +1,15 @@
 """A worker process's Prometheus metrics (catalogued in docs/metrics.md) and the small HTTP
 endpoint that exposes them (`switchboard worker --metrics-port`).
 
+Routing metrics (the figures each decision read; retries, fallbacks, cooldowns) are defined
+in workers/routing/metrics.py and registered here.
+
 Each process serves its own registry rather than prometheus-client's multiprocess mode:
 workers run on many hosts and containers, which a shared mmap directory cannot span, and
 Prometheus already sums per-process series. Per-request figures (tokens, cost, latency by
 deployment) are counted once, at the front door that answers the request; a worker counts
-what only it sees: its slots, reclaims, dead letters and how long entries waited for it.
+what only it sees: its slots, reclaims, dead letters, how long entries waited for it, and
+its routing decisions.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+
+from workers.routing.metrics import RoutingMetrics
 
 # Queue wait: from well under a millisecond (an idle pool) to a minute (a backlog).
 WAIT_BUCKETS = (
@@ -100,6 +106,7 @@ class WorkerMetrics:
             "Unix time of this worker's last successful heartbeat.",
             registry=registry,
         )
+        self.routing = RoutingMetrics(registry)
         self._lanes: dict[str, LaneChildren] = {}
 
     def lane(self, lane: str) -> LaneChildren:

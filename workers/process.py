@@ -35,6 +35,7 @@ def routed_worker(
 ) -> tuple[Worker, RedisFigures]:
     """A Worker whose routing reads and writes the cluster's live figures in Redis."""
     worker_id = worker_id or new_worker_id()
+    metrics = metrics if metrics is not None else WorkerMetrics()
     # Routing's admissions and releases ride the reply writes' round trips.
     batcher = WriteBatcher(redis)
     figures = RedisFigures(
@@ -45,7 +46,7 @@ def routed_worker(
         stats_ttl_s=plan.settings.routing_strategy_args.ttl,
         batcher=batcher,
     )
-    dispatcher = Dispatcher({}, http, plan=plan, figures=figures)
+    dispatcher = Dispatcher({}, http, plan=plan, figures=figures, observer=metrics.routing)
     return Worker(redis, dispatcher, options, worker_id, metrics, batcher), figures
 
 

@@ -65,7 +65,7 @@ async def worker_with_metrics(config: Config) -> AsyncIterator[int]:
     redis = Redis.from_url(REDIS_URL)
     metrics = WorkerMetrics()
     stopping = asyncio.Event()
-    dispatcher = Dispatcher(config.deployments, http)
+    dispatcher = Dispatcher(config.deployments, http, observer=metrics.routing)
     worker = Worker(redis, dispatcher, runtime_options(config), metrics=metrics)
     task = asyncio.create_task(worker.run(stopping))
     try:

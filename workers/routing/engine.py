@@ -27,6 +27,7 @@ from workers.providers import create_adapter
 from workers.providers.base import Adapter, ChatCall, EmbeddingCall
 from workers.routing import reliability
 from workers.routing.checks import Eligible, eligible, nothing_eligible
+from workers.routing.observer import NO_DEPLOYMENT, RoutingObserver, Unobserved
 from workers.routing.plan import Route, RoutingPlan
 from workers.routing.store import AttemptResult, FiguresStore
 from workers.routing.strategies import STRATEGIES, PickContext
@@ -109,10 +110,12 @@ class RoutingEngine:
         store: FiguresStore,
         *,
         rng: random.Random | None = None,
+        observer: RoutingObserver | None = None,
     ) -> None:
         self.plan = plan
         self.settings = plan.settings
         self.store = store
+        self.observer: RoutingObserver = observer or Unobserved()
         self.rng = rng or random.Random()
         self.strategy_name = self.settings.routing_strategy
         self._strategy = STRATEGIES[self.strategy_name]
@@ -234,6 +237,7 @@ class RoutingEngine:
                 log.warning("fallback %s of %s: no such model group; skipped", fallback, group)
                 continue
             tally.fallbacks += 1
+            self.observer.fell_back(group, fallback)
             log.info(
                 "falling back from %s to %s after %s (fallback %d)",
                 group,
@@ -294,6 +298,7 @@ class RoutingEngine:
                 if deadline is not None and time.monotonic() + delay >= deadline:
                     log.info("no retry of %s: a %.2fs pause would pass the deadline", group, delay)
                     raise
+                self.observer.retried(group, chosen.route.name if chosen else NO_DEPLOYMENT)
                 log.info(
                     "retry %d/%d of %s in %.2fs after %s",
                     retry,
@@ -341,7 +346,9 @@ class RoutingEngine:
             cooldown_s=self.settings.cooldown_time if can_cool else 0.0,
         )
         cooled = await self.store.release(group, route.name, result)
+        self.observer.failed(group, route.name, name)
         if cooled:
+            self.observer.cooled_down(group, route.name)
             log.warning(
                 "cooling down %s/%s for %.1fs: more than %d %s this minute",
                 group,
@@ -363,6 +370,8 @@ class RoutingEngine:
         names = [route.name for route in routes]
         # One deployment: admission alone checks its cooldown and limits (one round trip).
         figures = await self.store.snapshot(group, names) if len(routes) > 1 else {}
+        if figures:
+            self.observer.figures_read(group, figures)
         refused: dict[str, str] = {}
         while True:
             open_routes = [route for route in routes if route.name not in refused]
@@ -382,6 +391,7 @@ class RoutingEngine:
             route, reason = await self._pick(group, found.routes, figures, is_stream)
             admission = await self.store.admit(group, route.name, route.limits, estimate)
             if admission == "ok":
+                self.observer.routed(group, route.name)
                 log.debug(
                     "routed %s to %s by %s: %s; skipped %s",
                     group,
