@@ -1,12 +1,19 @@
-"""Load-aware strategies through the service, with two workers deciding from the same
-figures in Redis: least-busy and latency-based routing against deployments of unequal speed."""
+"""Strategies through the service, with two workers deciding from the same figures in Redis:
+least-busy and latency-based routing against deployments of unequal speed, cost-based
+routing against deployments of unequal price, one of which cools down."""
 
 from __future__ import annotations
 
-import aiohttp
+import asyncio
+from collections.abc import Awaitable, Callable
 
-from tests.broker.harness import service
+import aiohttp
+from redis.asyncio import Redis
+
+from tests.broker.harness import service, wait_until
 from tests.broker.routing_setup import ask, ask_many, deployment, routing_config, served
+from workers.routing.figures import read_figures
+from workers.streams import Keys
 from workers.testing.server import FakeUpstream
 from workers.testing.state import Timing
 
@@ -44,3 +51,59 @@ async def test_latency_based_prefers_the_faster_and_shifts_when_it_slows(
             after = served([await ask(session, url, "lat") for _ in range(20)])
     assert before["one"] >= 14, before
     assert after["two"] >= 12, after
+
+
+def priced(usd_per_token: float) -> dict[str, float]:
+    return {"input_cost_per_token": usd_per_token, "output_cost_per_token": usd_per_token}
+
+
+async def test_cost_based_picks_the_cheapest_healthy_and_leaves_it_while_it_cools(
+    fake: FakeUpstream, namespace: str, redis: Redis
+) -> None:
+    base = fake.base_url + "/v1"
+    # The cheapest fails its first two requests, then recovers.
+    flaky = "m~status=500~fail_first=2"
+    models = [
+        deployment("cost", base, "m~latency=0", id="dear", **priced(3e-6)),
+        deployment("cost", base, flaky, id="cheap", **priced(1e-6)),
+        deployment("cost", base, "m", id="middle", **priced(2e-6)),
+    ]
+    config = routing_config(
+        namespace,
+        models,
+        routing_strategy="cost-based-routing",
+        num_retries=1,
+        retry_after=0,
+        allowed_fails=1,
+        cooldown_time=4,
+    )
+    keys = Keys(namespace)
+
+    async def cheap_cooldown_s() -> float:
+        figures = await read_figures(redis, keys, {"cost": ["dear", "cheap", "middle"]})
+        return figures.get("cost", "cheap").cooldown_s
+
+    async with service(config, workers=2) as (doors, _), aiohttp.ClientSession() as session:
+        url = doors[0].url
+        # Each request tries the cheapest first; its failure sends the retry to the next
+        # cheapest. The second failure is past allowed_fails, so it cools down.
+        failing = [await ask(session, url, "cost") for _ in range(2)]
+        assert [(r.status, r.deployment, r.attempts) for r in failing] == [
+            (200, "middle", "2"),
+            (200, "middle", "2"),
+        ]
+        assert await cheap_cooldown_s() > 2  # cooldown_time is 4 s; plenty left to test in
+        # While it cools, no worker tries it: the cheapest healthy one serves, at once.
+        cooling = await asyncio.gather(*(ask(session, url, "cost") for _ in range(6)))
+        assert served(cooling) == {"middle": 6}
+        assert {reply.attempts for reply in cooling} == {"1"}
+        assert fake.state.model_counts[flaky] == 2
+        # Back after cooldown_time, and the cheapest again.
+        await wait_until(lambda: _is_zero(cheap_cooldown_s), timeout_s=10)
+        recovered = [await ask(session, url, "cost") for _ in range(3)]
+    assert served(recovered) == {"cheap": 3}
+    assert fake.state.model_counts["m~latency=0"] == 0  # the dearest never served
+
+
+async def _is_zero(read: Callable[[], Awaitable[float]]) -> bool:
+    return await read() == 0

@@ -64,6 +64,37 @@ async def test_headers_count_attempts_and_fallbacks_and_name_the_server(
     assert fake.state.model_counts["m~status=500"] == 2
 
 
+async def test_a_429_is_retried_after_its_retry_after_and_headers_count_the_attempts(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    base = fake.base_url + "/v1"
+    # Without Retry-After the first retry would wait 0.25-0.5 s (backoff with jitter).
+    plain = "m~status=429~retry_after=1~fail_first=1"
+    streamed = "m~status=429~retry_after=1~fail_first=1~chunks=2"
+    models = [deployment("limited", base, plain), deployment("limited-stream", base, streamed)]
+    config = routing_config(namespace, models, num_retries=2, retry_after=0)
+    async with service(config, workers=2) as (doors, _), aiohttp.ClientSession() as session:
+        url = doors[0].url
+        reply = await ask(session, url, "limited")
+        body = {"model": "limited-stream", "messages": HELLO, "stream": True}
+        async with session.post(url + "/v1/chat/completions", json=body) as response:
+            stream_headers = response.headers
+            events = await read_sse(response)
+    assert (reply.status, reply.deployment, reply.attempts, reply.fallbacks) == (
+        200,
+        "limited[0]",
+        "2",
+        "0",
+    )
+    # A stream that had sent nothing is retried the same way.
+    assert events[-1][1] == "[DONE]"
+    assert stream_headers["x-switchboard-attempts"] == "2"
+    for model in (plain, streamed):
+        arrivals = [r.received_s for r in fake.state.requests if r.json["model"] == model]
+        assert len(arrivals) == 2
+        assert arrivals[1] - arrivals[0] >= 0.99, arrivals
+
+
 async def test_cooldown_is_cluster_wide_and_expires(
     fake: FakeUpstream, namespace: str, redis: Redis
 ) -> None:

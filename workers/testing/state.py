@@ -41,7 +41,7 @@ class Timing(msgspec.Struct, frozen=True, kw_only=True):
 class RecordedRequest:
     """One request as the fake received it; `json` is decoded on first access."""
 
-    __slots__ = ("method", "path", "query", "headers", "body", "_json")
+    __slots__ = ("method", "path", "query", "headers", "body", "received_s", "_json")
 
     def __init__(
         self,
@@ -56,6 +56,8 @@ class RecordedRequest:
         self.query = query
         self.headers = headers
         self.body = body
+        # time.monotonic() on arrival, so a test can check the pause between attempts.
+        self.received_s = time.monotonic()
         self._json: Any = msgspec.UNSET
 
     @property
