@@ -55,5 +55,22 @@ def test_quick_run_without_litellm_produces_every_figure(tmp_path: Path) -> None
     ours = results["targets"][1]
     assert ours["soak"]["all_completed"] and ours["soak"]["bad_streams"] == 0
     assert ours["burst"]["all_completed"] and ours["burst"]["server_errors_5xx"] == 0
+    for scenario in (ours["soak"], ours["burst"]):
+        assert scenario["peak_processes_rss_mib"] > 0 and scenario["peak_redis_rss_mib"] > 0
     assert {c["target"] for c in results["summary"]["targets"]}
     assert "## Targets (issue 5)" in (tmp_path / "RESULTS.md").read_text()
+
+
+@pytest.mark.slow
+def test_profile_splits_cpu_per_request_by_process() -> None:
+    argv = [sys.executable, "-m", "benchmarks.profile", "--duration=0.5", "--concurrency=4"]
+    done = subprocess.run(
+        [*argv, "--no-py-spy"], cwd=ROOT, capture_output=True, text=True, timeout=100
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for mode in ("non-stream, c=4", "stream (20 chunks), c=4"):
+        assert f"### {mode}" in done.stdout
+    for role in ("front door", "worker", "redis", "**all**"):
+        rows = [line for line in done.stdout.splitlines() if line.startswith(f"| {role} |")]
+        assert len(rows) == 2, done.stdout
+        assert all(float(row.split("|")[2].strip("* ").replace(",", "")) > 0 for row in rows)

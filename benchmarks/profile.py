@@ -1,0 +1,215 @@
+"""Where a request's CPU goes: Switchboard `up` (1 front door + 1 worker + its Redis, pinned
+to one core) under closed-loop load, each process's CPU per request read from /proc, and, with
+py-spy installed (`pip install -e '.[bench]'`), a sampled profile of the front door and the
+worker grouped by the library each sample's innermost frame is in.
+
+    python -m benchmarks.profile                   # c=64, non-stream then stream, 10 s each
+    python -m benchmarks.profile --duration 5 --concurrency 8 --top 20
+
+docs/performance.md reads its figures from this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from benchmarks import gateways
+from benchmarks.loadgen import Client, build_request
+from benchmarks.procs import cpu_s, descendants, pinned, wait_http_ready
+from benchmarks.run import cpu_plan, free_port, upstream
+
+# The innermost frame's file decides where a sample's CPU went; first match wins.
+AREAS = (
+    ("switchboard: front door", "/broker/"),
+    ("switchboard: worker", "/workers/"),
+    ("aiohttp (HTTP server and client)", "/aiohttp/"),
+    ("redis-py (commands, pipelines, RESP)", "/redis/"),
+    ("msgspec / orjson / json", "msgspec"),
+    ("msgspec / orjson / json", "orjson"),
+    ("msgspec / orjson / json", "/json/"),
+    ("yarl / multidict (URLs, headers)", "/yarl/"),
+    ("yarl / multidict (URLs, headers)", "/multidict/"),
+    ("asyncio / uvloop (event loop)", "/asyncio/"),
+    ("asyncio / uvloop (event loop)", "uvloop"),
+    ("prometheus-client", "prometheus_client"),
+    ("logging", "/logging/"),
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per mode")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--top", type=int, default=12, help="functions listed per process")
+    parser.add_argument("--no-py-spy", action="store_true", help="only the /proc CPU split")
+    parser.add_argument("--keep", type=Path, help="keep py-spy's collapsed stacks in this folder")
+    return parser.parse_args(argv)
+
+
+def roles(root: int) -> dict[str, list[int]]:
+    """The gateway's processes by role: `up` runs the front door itself."""
+    found: dict[str, list[int]] = {"front door": [root], "worker": [], "redis": []}
+    for pid in descendants(root)[1:]:
+        with contextlib.suppress(OSError):
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if "redis-server" in command:
+                found["redis"].append(pid)
+            elif " worker" in command:
+                found["worker"].append(pid)
+    return found
+
+
+def area_of(frame: str) -> str:
+    for area, marker in AREAS:
+        if marker in frame:
+            return area
+    return "other (stdlib, C, idle)"
+
+
+def read_collapsed(path: Path) -> tuple[Counter[str], Counter[str], int]:
+    """Self samples by area and by function, from py-spy's collapsed-stack output."""
+    areas: Counter[str] = Counter()
+    functions: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        leaf = stack.split(";")[-1]
+        areas[area_of(leaf)] += count
+        functions[leaf] += count
+        total += count
+    return areas, functions, total
+
+
+async def drive(port: int, model: str, *, stream: bool, args: argparse.Namespace) -> int:
+    client = Client(port, build_request(port, model, stream=stream, api_key=gateways.MASTER_KEY))
+    conns = await client.open(args.concurrency)
+    client.start(conns)
+    await asyncio.sleep(1.0)  # warm up before measuring
+    client.is_measuring = True
+    await asyncio.sleep(args.duration)
+    client.is_measuring = False
+    await client.stop(conns, 15.0)
+    if client.sample.errors:
+        raise RuntimeError(f"requests failed: {dict(client.sample.errors)}")
+    return len(client.sample.latencies_s)
+
+
+def py_spy() -> str | None:
+    """py-spy from PATH or from the venv running this (the bench extra installs it there)."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def start_py_spy(
+    pid: int, out: Path, duration_s: float, cpus: str | None
+) -> subprocess.Popen[bytes]:
+    argv = [py_spy() or "py-spy", "record", "--pid", str(pid), "--duration", str(int(duration_s))]
+    argv += ["--rate", "200", "--format", "raw", "--nonblocking", "--output", str(out)]
+    # On the client's core, so that sampling does not steal the gateway's CPU.
+    return subprocess.Popen(pinned(argv, cpus), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def profile_mode(
+    target: gateways.Target, *, stream: bool, args: argparse.Namespace, client_cpus: str | None
+) -> str:
+    root = target.service.pid if target.service is not None else 0
+    by_role = roles(root)
+    use_py_spy = not args.no_py_spy and py_spy() is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        outputs = {
+            role: Path(tmp, f"{role.replace(' ', '-')}.txt") for role in ("front door", "worker")
+        }
+        before = {role: cpu_s(pids) for role, pids in by_role.items()}
+        samplers = []
+        if use_py_spy:
+            # Started with the warm-up second, ending with the measured window.
+            for role, path in outputs.items():
+                samplers.append(
+                    start_py_spy(by_role[role][0], path, args.duration + 1, client_cpus)
+                )
+        model = target.stream_model if stream else target.model
+        done = await drive(target.port, model, stream=stream, args=args)
+        used = {role: cpu_s(pids) - before[role] for role, pids in by_role.items()}
+        for sampler in samplers:
+            sampler.wait(60)
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            mode = "stream" if stream else "non-stream"
+            for path in outputs.values():
+                if path.exists():
+                    shutil.copy(path, args.keep / f"{mode}-{path.name}")
+        lines = [
+            f"### {'stream (20 chunks)' if stream else 'non-stream'}, c={args.concurrency}",
+            "",
+        ]
+        lines += [f"{done:,} requests; CPU per request (warm-up second included):", ""]
+        lines += ["| process | CPU µs / request |", "|---|---:|"]
+        for role, seconds in used.items():
+            lines.append(f"| {role} | {seconds * 1e6 / done:,.0f} |")
+        lines.append(f"| **all** | **{sum(used.values()) * 1e6 / done:,.0f}** |")
+        if use_py_spy:
+            for role, path in outputs.items():
+                lines += ["", *render_profile(role, path, args.top)]
+        return "\n".join(lines)
+
+
+def render_profile(role: str, path: Path, top: int) -> list[str]:
+    if not path.exists():
+        return [f"(no py-spy samples for the {role})"]
+    areas, functions, total = read_collapsed(path)
+    if not total:
+        return [f"(no py-spy samples for the {role})"]
+    lines = [f"{role}: where its samples' innermost frames were ({total:,} samples)", ""]
+    lines += ["| area | share |", "|---|---:|"]
+    lines += [f"| {area} | {count / total:.0%} |" for area, count in areas.most_common()]
+    lines += ["", f"{role}: top functions (self)", "", "| function | share |", "|---|---:|"]
+    lines += [f"| `{name}` | {count / total:.1%} |" for name, count in functions.most_common(top)]
+    return lines
+
+
+async def run(args: argparse.Namespace) -> None:
+    plan = cpu_plan(no_pin=False)
+    with tempfile.TemporaryDirectory() as tmp, upstream(Path(tmp), plan["client"]) as port:
+        config = gateways.write_config(Path(tmp, "config.yaml"), f"http://127.0.0.1:{port}")
+        target = gateways.switchboard(
+            free_port(), config, Path(tmp), front_doors=1, workers=1, cpus=plan["gateway"]
+        )
+        assert target.service is not None
+        target.service.start()
+        try:
+            await wait_http_ready(target.port, target.ready_path, 60, target.service)
+            for stream in (False, True):
+                print(
+                    await profile_mode(target, stream=stream, args=args, client_cpus=plan["client"])
+                )
+                print(flush=True)
+        finally:
+            target.service.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = cpu_plan(no_pin=False)
+    if plan["client"] is not None:
+        os.sched_setaffinity(0, {int(plan["client"])})
+    from workers.testing.__main__ import loop_factory
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
