@@ -68,6 +68,16 @@ class TreeUsage:
     cpu_s: float
     peak_rss_bytes: int
     peak_root_rss_bytes: int  # the root process alone (a front door)
+    # The gateway's own processes, its Redis left out: Redis holds the queue and every reply
+    # for reply_ttl_s, so its size follows the traffic of the last minutes, by design.
+    peak_processes_rss_bytes: int
+    peak_redis_rss_bytes: int
+
+
+def is_redis(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "redis-server"
+    return False
 
 
 class TreeMonitor:
@@ -80,11 +90,18 @@ class TreeMonitor:
         self._cpu0 = 0.0
         self._peak = 0
         self._peak_root = 0
+        self._peak_processes = 0
+        self._peak_redis = 0
         self._task: asyncio.Task[None] | None = None
 
     def _sample(self) -> None:
-        self._peak = max(self._peak, rss_bytes(self.pids))
+        redis = [pid for pid in self.pids if is_redis(pid)]
+        others = [pid for pid in self.pids if pid not in redis]
+        processes, in_redis = rss_bytes(others), rss_bytes(redis)
+        self._peak = max(self._peak, processes + in_redis)
         self._peak_root = max(self._peak_root, rss_bytes([self.root]))
+        self._peak_processes = max(self._peak_processes, processes)
+        self._peak_redis = max(self._peak_redis, in_redis)
 
     async def _loop(self) -> None:
         while True:
@@ -94,7 +111,7 @@ class TreeMonitor:
     def start(self) -> None:
         self.pids = descendants(self.root)
         self._cpu0 = cpu_s(self.pids)
-        self._peak = self._peak_root = 0
+        self._peak = self._peak_root = self._peak_processes = self._peak_redis = 0
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> TreeUsage:
@@ -104,7 +121,7 @@ class TreeMonitor:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        return TreeUsage(used, self._peak, self._peak_root)
+        return TreeUsage(used, self._peak, self._peak_root, self._peak_processes, self._peak_redis)
 
 
 class Service:

@@ -35,12 +35,20 @@ def _ms_stats(values: list[float]) -> dict[str, float]:
 
 def _usage(monitor: TreeMonitor | None, usage: Any, done: int) -> dict[str, Any]:
     if monitor is None or usage is None:
-        return {"cpu_ms_per_request": None, "peak_rss_mib": None, "peak_root_rss_mib": None}
+        return {
+            "cpu_ms_per_request": None,
+            "peak_rss_mib": None,
+            "peak_root_rss_mib": None,
+            "peak_processes_rss_mib": None,
+            "peak_redis_rss_mib": None,
+        }
     return {
         "cpu_ms_per_request": usage.cpu_s * 1000 / done if done else None,
         "cpu_s": usage.cpu_s,
         "peak_rss_mib": usage.peak_rss_bytes / MIB,
         "peak_root_rss_mib": usage.peak_root_rss_bytes / MIB,
+        "peak_processes_rss_mib": usage.peak_processes_rss_bytes / MIB,
+        "peak_redis_rss_mib": usage.peak_redis_rss_bytes / MIB,
     }
 
 
