@@ -256,6 +256,8 @@ run against the same fake upstream (`python -m workers.testing`) and the same cl
 - CPU ms/request: user+system time of the gateway's whole process tree (front doors, workers,
   embedded Redis; LiteLLM's uvicorn workers) from /proc, over the measured window
 - `+p50`/`+p99`/`+TTFT`: minus the same percentile measured direct to the upstream
+- Where the CPU goes and why the missed targets are missed: docs/performance.md
+  (`python -m benchmarks.profile`)
 
 ## Targets (issue 5)
 
