@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,7 +15,8 @@ from redis.exceptions import RedisError
 
 from broker.metrics import FrontDoorMetrics
 from workers import streams
-from workers.routing.figures import DeploymentFigures, read_figures
+from workers.routing.figures import read_figures
+from workers.routing.metrics import FigureFamilies, FigureGauges
 from workers.streams import Keys
 
 log = logging.getLogger("switchboard.monitor")
@@ -50,8 +50,16 @@ class ClusterMonitor:
         }
         # Model group -> deployment names whose routing figures /metrics shows.
         self.deployments = {group: list(names) for group, names in (deployments or {}).items()}
+        families = FigureFamilies(
+            metrics.deployment_in_flight,
+            metrics.deployment_cooldown,
+            metrics.deployment_ttft,
+            metrics.deployment_latency_per_token,
+            metrics.deployment_rpm_used,
+            metrics.deployment_tpm_used,
+        )
         self._routing_gauges = {
-            (group, name): RoutingGauges(metrics, group, name)
+            (group, name): FigureGauges(families, group, name)
             for group, names in self.deployments.items()
             for name in names
         }
@@ -118,28 +126,3 @@ class ClusterMonitor:
 
     def waiting(self, lane: str) -> int:
         return self.depths.get(lane, (0, 0))[0]
-
-
-class RoutingGauges:
-    """One deployment's routing-figure gauges, made once."""
-
-    def __init__(self, metrics: FrontDoorMetrics, group: str, name: str) -> None:
-        self.in_flight = metrics.deployment_in_flight.labels(group, name)
-        self.cooldown = metrics.deployment_cooldown.labels(group, name)
-        self.ttft = metrics.deployment_ttft.labels(group, name)
-        self.latency_per_token = metrics.deployment_latency_per_token.labels(group, name)
-        self.rpm = metrics.deployment_rpm_used.labels(group, name)
-        self.tpm = metrics.deployment_tpm_used.labels(group, name)
-
-    def set(self, figures: DeploymentFigures) -> None:
-        self.in_flight.set(figures.in_flight)
-        self.cooldown.set(figures.cooldown_s)
-        # No average yet (nothing finished there lately): NaN, which PromQL skips.
-        self.ttft.set(_seconds(figures.ttft_ms))
-        self.latency_per_token.set(_seconds(figures.latency_ms_per_token))
-        self.rpm.set(figures.rpm_used)
-        self.tpm.set(figures.tpm_used)
-
-
-def _seconds(ms: float | None) -> float:
-    return math.nan if ms is None else ms / 1000

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -26,7 +27,15 @@ class RoutingMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self._define_figures(registry)
         self._define_events(registry)
-        self._figures: dict[tuple[str, str], _FigureGauges] = {}
+        self._families = FigureFamilies(
+            self.in_flight,
+            self.cooldown,
+            self.ttft,
+            self.latency_per_token,
+            self.rpm_used,
+            self.tpm_used,
+        )
+        self._figures: dict[tuple[str, str], FigureGauges] = {}
         self._read_at: dict[str, Gauge] = {}
         self._counters: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
 
@@ -103,7 +112,8 @@ class RoutingMetrics:
         for name, figure in figures.items():
             gauges = self._figures.get((group, name))
             if gauges is None:
-                gauges = self._figures[(group, name)] = _FigureGauges(self, group, name)
+                gauges = FigureGauges(self._families, group, name)
+                self._figures[(group, name)] = gauges
             gauges.set(figure)
         read_at = self._read_at.get(group)
         if read_at is None:
@@ -134,25 +144,35 @@ class RoutingMetrics:
         return child
 
 
-class _FigureGauges:
-    __slots__ = ("in_flight", "cooldown", "ttft", "latency_per_token", "rpm", "tpm")
+class FigureFamilies(NamedTuple):
+    """The six gauge families a deployment's routing figures are exported as (front doors and
+    workers name them differently)."""
 
-    def __init__(self, metrics: RoutingMetrics, group: str, name: str) -> None:
-        self.in_flight = metrics.in_flight.labels(group, name)
-        self.cooldown = metrics.cooldown.labels(group, name)
-        self.ttft = metrics.ttft.labels(group, name)
-        self.latency_per_token = metrics.latency_per_token.labels(group, name)
-        self.rpm = metrics.rpm_used.labels(group, name)
-        self.tpm = metrics.tpm_used.labels(group, name)
+    in_flight: Gauge
+    cooldown: Gauge
+    ttft: Gauge
+    latency_per_token: Gauge
+    rpm_used: Gauge
+    tpm_used: Gauge
+
+
+class FigureGauges:
+    """One deployment's routing-figure gauges, label children made once."""
+
+    __slots__ = ("_children",)
+
+    def __init__(self, families: FigureFamilies, group: str, name: str) -> None:
+        self._children = FigureFamilies(*(family.labels(group, name) for family in families))
 
     def set(self, figures: DeploymentFigures) -> None:
-        self.in_flight.set(figures.in_flight)
-        self.cooldown.set(figures.cooldown_s)
-        # No average yet: NaN, which PromQL skips (as on the front door's gauges).
-        self.ttft.set(_seconds(figures.ttft_ms))
-        self.latency_per_token.set(_seconds(figures.latency_ms_per_token))
-        self.rpm.set(figures.rpm_used)
-        self.tpm.set(figures.tpm_used)
+        children = self._children
+        children.in_flight.set(figures.in_flight)
+        children.cooldown.set(figures.cooldown_s)
+        # No average yet (nothing finished there lately): NaN, which PromQL skips.
+        children.ttft.set(_seconds(figures.ttft_ms))
+        children.latency_per_token.set(_seconds(figures.latency_ms_per_token))
+        children.rpm_used.set(figures.rpm_used)
+        children.tpm_used.set(figures.tpm_used)
 
 
 def _seconds(ms: float | None) -> float:
