@@ -1,16 +1,26 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from redis.asyncio.client import Pipeline
 
-from workers.http import close_shared_client
-from workers.testing.server import FakeUpstream
+
+class RoundTrips:
+    """How many pipelines were sent to Redis (each is one round trip)."""
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as upstream:
-        yield upstream
-    # The SDK keeps one HTTP session per event loop; each test has its own loop.
-    await close_shared_client()
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
+    counted = RoundTrips()
+    original = Pipeline.execute
+
+    async def counting(self: Pipeline, raise_on_error: bool = True) -> Any:
+        counted.count += 1
+        return await original(self, raise_on_error)
+
+    monkeypatch.setattr(Pipeline, "execute", counting)
+    return counted

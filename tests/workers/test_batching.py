@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from tests.redis_helpers import REDIS_URL, delete_namespace, new_namespace
+from tests.workers.conftest import RoundTrips
 from workers.batching import WriteBatcher
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def namespace(redis: Redis) -> AsyncIterator[str]:
-    name = new_namespace()
-    yield name
-    await delete_namespace(redis, name)
 
 
 def xadd(stream: str, entry_id: str, then_expire: bool = False) -> Any:
@@ -40,25 +24,17 @@ def xadd(stream: str, entry_id: str, then_expire: bool = False) -> Any:
     return build
 
 
-async def test_writers_in_one_loop_turn_share_a_round_trip(redis: Redis, namespace: str) -> None:
+async def test_writers_in_one_loop_turn_share_a_round_trip(
+    redis: Redis, namespace: str, round_trips: RoundTrips
+) -> None:
     batcher = WriteBatcher(redis)
-    executed = 0
-    original = Pipeline.execute
-
-    async def counting(self: Pipeline, raise_on_error: bool = True) -> Any:
-        nonlocal executed
-        executed += 1
-        return await original(self, raise_on_error)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Pipeline, "execute", counting)
-        async with asyncio.timeout(5):
-            results = await asyncio.gather(
-                batcher.write(xadd(f"{namespace}:a", "0-1", then_expire=True)),
-                batcher.write(xadd(f"{namespace}:b", "0-1")),
-                batcher.write(xadd(f"{namespace}:c", "0-1", then_expire=True)),
-            )
-    assert executed == 1
+    async with asyncio.timeout(5):
+        results = await asyncio.gather(
+            batcher.write(xadd(f"{namespace}:a", "0-1", then_expire=True)),
+            batcher.write(xadd(f"{namespace}:b", "0-1")),
+            batcher.write(xadd(f"{namespace}:c", "0-1", then_expire=True)),
+        )
+    assert round_trips.count == 1
     assert results == [[b"0-1", True], [b"0-1"], [b"0-1", True]]
 
 

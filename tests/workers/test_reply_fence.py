@@ -5,28 +5,11 @@ have a stale record relayed live, nor stored."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from redis.asyncio import Redis
 
-from tests.redis_helpers import REDIS_URL, delete_namespace, new_namespace
 from workers import streams
 from workers.streams import Keys
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def keys(redis: Redis) -> AsyncIterator[Keys]:
-    namespace = new_namespace()
-    yield Keys(namespace)
-    await delete_namespace(redis, namespace)
 
 
 async def append(redis: Redis, keys: Keys, seq: int, record: bytes, ttl_s: int | None) -> object:

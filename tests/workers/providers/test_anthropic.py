@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests import wire_examples
 from workers import errors, pricing, sdk
 from workers.assemble import stream_chunk_builder
 from workers.providers.anthropic.errors import error_from_response
@@ -749,15 +750,11 @@ async def test_safety_identifier_is_the_metadata_user_id(fake):
 
 # --------------------------------------------------------------------------- the shared examples
 
-EXAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "providers" / "examples"
 READ_SIZES = (1, 7, 13, 29, 64, 3, 101)  # odd sizes split lines and events across reads
 
 
 def example(name: str) -> bytes:
-    path = EXAMPLES / "anthropic" / name
-    if not path.exists():
-        pytest.skip(f"wire example {path} is not available")
-    return path.read_bytes()
+    return wire_examples.example_bytes("anthropic", name)
 
 
 async def translate(body: bytes) -> list[ChatCompletionChunk]:

@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from botocore.eventstream import EventStreamBuffer
 
+from tests import wire_examples
 from workers import sdk
 from workers.assemble import stream_chunk_builder
 from workers.deployment import Deployment
@@ -48,7 +49,6 @@ from workers.testing.embedding import embedding_base64, embedding_vector, input_
 from workers.testing.server import FakeUpstream
 from workers.wire import ChatCompletion, ChatCompletionChunk, EmbeddingResponse
 
-EXAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "providers" / "examples"
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "providers" / "bedrock.md"
 MODEL_ID = "anthropic.claude-3-5-sonnet-20241022-v2:0"
 MODEL = f"bedrock/{MODEL_ID}"
@@ -122,10 +122,7 @@ def sent(fake: FakeUpstream) -> dict[str, Any]:
 
 
 def example_bytes(name: str) -> bytes:
-    path = EXAMPLES / "bedrock" / name
-    if not path.exists():
-        pytest.skip(f"wire example {path} is not available")
-    return path.read_bytes()
+    return wire_examples.example_bytes("bedrock", name)
 
 
 # --------------------------------------------------------------------------- event-stream decoder

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.wire_examples import example_path
 from workers import sdk
 from workers.assemble import stream_chunk_builder
 from workers.deployment import Deployment, Secret
@@ -49,8 +50,6 @@ from workers.testing.gemini_errors import NO_KEY_MESSAGE, status_body
 from workers.testing.gemini_render import THOUGHT_TEXT
 from workers.testing.tokens import count_tokens
 from workers.wire import ChatCompletion, ChatCompletionChunk, chat_request_from_dict
-
-from ..testing.conftest import example_path
 
 MODEL = "gemini-2.5-flash"
 KEY = "gm-test-key"

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
+from tests.workers.conftest import RoundTrips
 from workers.batching import WriteBatcher
 from workers.routing import scripts
 from workers.routing.figures import read_figures
@@ -133,22 +132,14 @@ async def test_read_figures_of_an_unused_group_is_all_zero(redis: Redis, keys: K
 
 
 async def test_batched_admissions_of_concurrent_requests_share_round_trips(
-    redis: Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+    redis: Redis, keys: Keys, round_trips: RoundTrips
 ) -> None:
     store = RedisFigures(redis, keys, "w1", batcher=WriteBatcher(redis))
     await store.admit("g", "a", NO_LIMITS, 1)  # the script is in Redis' cache from here on
-    executed = 0
-    original = Pipeline.execute
-
-    async def counting(self: Pipeline, raise_on_error: bool = True) -> Any:
-        nonlocal executed
-        executed += 1
-        return await original(self, raise_on_error)
-
-    monkeypatch.setattr(Pipeline, "execute", counting)
+    before = round_trips.count
     answers = await asyncio.gather(*(store.admit("g", "a", Limits(rpm=6), 1) for _ in range(8)))
     # One round trip for all eight, and the rpm limit still holds per call: 5 more fit.
-    assert executed == 1
+    assert round_trips.count - before == 1
     assert sorted(answers) == ["ok"] * 5 + ["rpm"] * 3
 
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
+from tests.wire_examples import example_path
 from workers.testing import FakeUpstream, ThreadedFakeUpstream
 
-# The byte-exact wire examples live in the shared folder next to the repository.
-EXAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "providers" / "examples"
 API_VERSION = "2024-10-21"
 USER = [{"role": "user", "content": "Capital of France?"}]
 
@@ -48,13 +46,6 @@ async def azure_client(fake: FakeUpstream) -> AsyncIterator[openai.AsyncAzureOpe
 def threaded_fake() -> Iterator[ThreadedFakeUpstream]:
     with FakeUpstream.in_thread() as server:
         yield server
-
-
-def example_path(provider: str, name: str) -> Path:
-    path = EXAMPLES / provider / name
-    if not path.exists():
-        pytest.skip(f"wire example {path} is not available")
-    return path
 
 
 def example_json(provider: str, name: str) -> Any:

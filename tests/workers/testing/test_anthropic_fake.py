@@ -12,11 +12,12 @@ import aiohttp
 import anthropic
 import pytest
 
+from tests.wire_examples import example_path
 from workers.testing import FakeUpstream
 from workers.testing.anthropic import split_stop_reason
 from workers.testing.scenario import ScenarioError
 
-from .conftest import example_json, example_path
+from .conftest import example_json
 
 MODEL = "claude-haiku-4-5-20251001"
 HI = [{"role": "user", "content": "Capital of France?"}]

@@ -15,13 +15,14 @@ from botocore.eventstream import EventStreamBuffer
 from botocore.exceptions import ClientError, EventStreamError
 from urllib3.exceptions import ProtocolError
 
+from tests.wire_examples import example_path
 from workers.testing import FakeUpstream, ThreadedFakeUpstream
 from workers.testing.bedrock_errors import STOP_REASONS, parse_bedrock_scenario
 from workers.testing.bedrock_frames import encode_frame, encode_headers
 from workers.testing.bedrock_reply import Answer, decide, render_stream
 from workers.testing.bedrock_request import read_request
 
-from .conftest import example_json, example_path
+from .conftest import example_json
 
 MODEL = "anthropic.claude-3-5-sonnet-20241022-v2:0"
 KEY_ID = "AKIDEXAMPLE"

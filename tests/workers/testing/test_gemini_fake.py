@@ -15,13 +15,14 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from tests.wire_examples import example_path
 from workers.testing import FakeUpstream
 from workers.testing.embedding import embedding_vector
 from workers.testing.gemini import FINISH_REASONS
 from workers.testing.gemini_render import WITHOUT_CONTENT
 from workers.testing.tokens import count_tokens
 
-from .conftest import example_json, example_path
+from .conftest import example_json
 
 MODEL = "gemini-2.5-flash"
 KEY = "gm-test-key"

@@ -1,3 +1,6 @@
+"""Fixtures every suite shares: a real Redis client, a key namespace of the test's own
+(deleted afterwards; other suites may share the server), and the fake upstream."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -7,6 +10,7 @@ from redis.asyncio import Redis
 
 from tests.redis_helpers import REDIS_URL, delete_namespace, new_namespace
 from workers.http import close_shared_client
+from workers.streams import Keys
 from workers.testing.server import FakeUpstream
 
 
@@ -25,7 +29,13 @@ async def namespace(redis: Redis) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+def keys(namespace: str) -> Keys:
+    return Keys(namespace)
+
+
+@pytest.fixture
 async def fake() -> AsyncIterator[FakeUpstream]:
     async with FakeUpstream() as upstream:
         yield upstream
+    # The SDK keeps one HTTP session per event loop; each test has its own loop.
     await close_shared_client()
