@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -30,14 +29,6 @@ def entry(fake: FakeUpstream, name: str, model: str = "m", **params: Any) -> dic
         },
         "model_info": {"id": name},
     }
-
-
-@pytest.fixture
-async def routers() -> AsyncIterator[list[Router]]:
-    made: list[Router] = []
-    yield made
-    for router in made:
-        await router.aclose()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ strategies over live in-memory figures, and streams retried only before their fi
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -31,14 +30,6 @@ def entry(fake: FakeUpstream, group: str, model: str, **params: Any) -> dict[str
         },
         "model_info": info,
     }
-
-
-@pytest.fixture
-async def routers() -> AsyncIterator[list[Router]]:
-    made: list[Router] = []
-    yield made
-    for router in made:
-        await router.aclose()
 
 
 def served_by(response: Any) -> str:
