@@ -41,8 +41,10 @@ class WriteBatcher:
     def queue(self, build: Build) -> asyncio.Future[list[Any]]:
         """Queue `build`'s commands now, in this loop turn; the future has their replies.
 
-        For writes nobody needs to wait for: they still go out with this turn's batch, in
-        the order they were queued."""
+        For writes whose caller may not wait for them: they go out with this turn's batch, in
+        the order they were queued. The caller must consume the future (await it or add a
+        done-callback that reads its exception), or a failed batch is logged as an exception
+        never retrieved."""
         loop = asyncio.get_running_loop()
         if self._pipe is None:
             self._pipe = self.redis.pipeline(transaction=False)
@@ -80,6 +82,8 @@ class WriteBatcher:
                 done.set_result(results[start:end])
 
     async def aclose(self) -> None:
-        """Let batches already sent finish (their writers may be gone)."""
+        """Send what is queued and let batches already sent finish (their writers may be
+        gone)."""
+        self._flush()
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)

@@ -103,10 +103,9 @@ class ClusterClient(RedisCluster):
 
 class PublishingClusterPipeline(ClusterPipeline):
     """A cluster pipeline that also takes PUBLISH and EVALSHA, which redis-py refuses in one.
-    Switchboard pipelines a reply record's XADD with the PUBLISH announcing it, and reads
-    every model group's routing figures with one script call each. Those commands run
-    through the cluster client right after the pipeline, in their order, so a PUBLISH still
-    follows its XADD; each reply takes its command's place in the results."""
+    An EVALSHA of a script registered on the client goes into the pipeline as EVAL. A PUBLISH
+    (or an EVALSHA of an unknown script) runs through the cluster client right after the
+    pipeline, in their order; each reply takes its command's place in the results."""
 
     def __init__(self, client: ClusterClient, transaction: bool | None = None) -> None:
         super().__init__(client, transaction)
@@ -121,6 +120,11 @@ class PublishingClusterPipeline(ClusterPipeline):
         return self._defer(lambda: self.client.publish(channel, message))
 
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        # As EVAL, which a cluster pipeline takes in place: deferred EVALSHAs would run one
+        # round trip each, after the batch, out of their order with its other commands.
+        source = self.client.script_sources.get(sha)
+        if source is not None:
+            return self.eval(source, numkeys, *keys_and_args)
         return self._defer(lambda: self.client.evalsha_loading(sha, numkeys, *keys_and_args))
 
     async def execute(

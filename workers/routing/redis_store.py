@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers.batching import Build, WriteBatcher
@@ -27,6 +27,10 @@ from workers.streams import Keys, RoutingKeys
 
 log = logging.getLogger("switchboard.routing")
 ADMISSIONS = frozenset(get_args(Admission))
+# A release that failed is tried again this many times, backing off from 0.2 s.
+RELEASE_ATTEMPTS = 5
+# How long a closing store waits for releases still being retried.
+RETRY_WAIT_S = 5.0
 
 
 class RedisFigures:
@@ -64,7 +68,7 @@ class RedisFigures:
 
     async def snapshot(self, group: str, names: Sequence[str]) -> dict[str, DeploymentFigures]:
         now_s = time.time()
-        # Batched too, so it reads after any release this worker queued before it.
+        # Batched too, so it reads after any release this worker queued in the same loop turn.
         keys = script_keys(self._keys(group), now_s)
         raw: Any = await self._run(self._snapshot, keys, [_ms(now_s), *names])
         return parse_snapshot(names, raw)
@@ -82,13 +86,57 @@ class RedisFigures:
             _ms(now_s + self.owner_ttl_s),
             RoutingKeys.USAGE_TTL_S,
         ]
-        raw: Any = await self._run(self._admit, script_keys(self._keys(group), now_s), args)
+        keys = script_keys(self._keys(group), now_s)
+        if self.batcher is None:
+            raw: Any = await self._admit(keys=keys, args=args)
+        else:
+            raw = await self._admit_batched(group, name, keys, args)
         answer = raw.decode() if isinstance(raw, bytes) else str(raw)
         if answer not in ADMISSIONS:
             raise ValueError(f"unexpected admission answer {answer!r}")
         return cast(Admission, answer)
 
+    async def _admit_batched(
+        self, group: str, name: str, keys: list[str], args: Sequence[Any]
+    ) -> Any:
+        assert self.batcher is not None
+        sent = self.batcher.queue(self._evalsha(self._admit, keys, args))
+        try:
+            (raw,) = await asyncio.shield(sent)
+        except asyncio.CancelledError:
+            # The admission goes out with its batch whatever happens to this request: if it
+            # took a slot, give it back, or the slot would count while this worker lives.
+            sent.add_done_callback(lambda done: self._undo_admission(done, group, name))
+            raise
+        if isinstance(raw, NoScriptError):
+            # Redis lost its script cache (a restart, SCRIPT FLUSH): this call loads it again.
+            return await self._admit(keys=keys, args=args)
+        if isinstance(raw, Exception):
+            raise raw
+        return raw
+
+    def _undo_admission(self, done: asyncio.Future[list[Any]], group: str, name: str) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        if done.result()[0] in (b"ok", "ok"):
+            self._release_later(*self._release_call(group, name, AttemptResult()))
+
     async def release(self, group: str, name: str, result: AttemptResult) -> bool:
+        keys, args = self._release_call(group, name, result)
+        if self.batcher is not None and result.cooldown_s == 0:
+            # Only a release that may start a cooldown has an answer worth waiting for (to log
+            # it). The others are queued now and go out with this turn's batch, which for a
+            # finished request also carries its final record, instead of costing the request
+            # a round trip of its own.
+            self._release_later(keys, args)
+            return False
+        # Shielded: a cancelled request must still give its slot back.
+        cooled: Any = await asyncio.shield(self._run(self._release, keys, args))
+        return bool(cooled)
+
+    def _release_call(
+        self, group: str, name: str, result: AttemptResult
+    ) -> tuple[list[str], list[str | int | float]]:
         now_s = time.time()
         args: list[str | int | float] = [
             _ms(now_s),
@@ -104,46 +152,47 @@ class RedisFigures:
             self.stats_ttl_s,
             RoutingKeys.USAGE_TTL_S,
         ]
-        keys = script_keys(self._keys(group), now_s)
-        if self.batcher is not None and result.failure_class is None:
-            # A success's release has no answer worth waiting for: queued now, it goes out
-            # with the reply's final record in one round trip, ahead of it, instead of
-            # costing the request a round trip of its own.
-            self._settle(self.batcher.queue(self._evalsha(self._release, keys, args)), keys, args)
-            return False
-        # Shielded: a cancelled request must still give its slot back.
-        cooled: Any = await asyncio.shield(self._run(self._release, keys, args))
-        return bool(cooled)
+        return script_keys(self._keys(group), now_s), args
 
-    def _settle(
-        self, sent: asyncio.Future[list[Any]], keys: list[str], args: Sequence[Any]
-    ) -> None:
-        """Watch a release nobody awaits: reload a forgotten script, log a lost release (the
-        slot then frees when this worker's liveness lapses)."""
+    def _release_later(self, keys: list[str], args: Sequence[Any]) -> None:
+        assert self.batcher is not None
+        sent = self.batcher.queue(self._evalsha(self._release, keys, args))
 
-        def done(future: asyncio.Future[list[Any]]) -> None:
-            if future.cancelled():
+        def check(done: asyncio.Future[list[Any]]) -> None:
+            if done.cancelled():
                 return
-            error = future.exception()
-            result = error if error is not None else future.result()[0]
-            if isinstance(result, NoScriptError):
-                retry = asyncio.ensure_future(self._release(keys=keys, args=args))
-                self._retries.add(retry)
-                retry.add_done_callback(done_retry)
-            elif isinstance(result, Exception):
-                log.warning("could not release a routing slot: %s", result)
+            error = done.exception()
+            if error is None and not isinstance(done.result()[0], Exception):
+                return
+            # NOSCRIPT (a flushed script cache) or a lost connection: retried, because a
+            # release that never lands keeps the slot counted for as long as this worker lives.
+            retry = asyncio.ensure_future(self._retry_release(keys, args))
+            self._retries.add(retry)
+            retry.add_done_callback(self._retries.discard)
 
-        def done_retry(retry: asyncio.Future[Any]) -> None:
-            self._retries.discard(retry)
-            if not retry.cancelled() and retry.exception() is not None:
-                log.warning("could not release a routing slot: %s", retry.exception())
+        sent.add_done_callback(check)
 
-        sent.add_done_callback(done)
+    async def _retry_release(self, keys: list[str], args: Sequence[Any]) -> None:
+        for attempt in range(RELEASE_ATTEMPTS):
+            try:
+                await self._release(keys=keys, args=args)  # loads the script if Redis lacks it
+                return
+            except RedisError as exc:
+                if attempt == RELEASE_ATTEMPTS - 1:
+                    log.warning("could not release a routing slot: %s", exc)
+                    return
+                await asyncio.sleep(0.2 * 2**attempt)
 
     async def aclose(self) -> None:
-        """Wait for releases still being retried (their requests are over)."""
+        """Send what is queued, then let releases being retried finish (for a bounded time:
+        their requests are over, and Redis may be gone)."""
+        if self.batcher is not None:
+            await self.batcher.aclose()
         if self._retries:
-            await asyncio.gather(*self._retries, return_exceptions=True)
+            _, pending = await asyncio.wait(set(self._retries), timeout=RETRY_WAIT_S)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     @staticmethod
     def _evalsha(script: AsyncScript, keys: list[str], args: Sequence[Any]) -> Build:
@@ -156,7 +205,6 @@ class RedisFigures:
     async def _run(self, script: AsyncScript, keys: list[str], args: Sequence[Any]) -> Any:
         if self.batcher is None:
             return await script(keys=keys, args=args)
-
         (result,) = await self.batcher.write(self._evalsha(script, keys, args))
         if isinstance(result, NoScriptError):
             # Redis lost its script cache (a restart, SCRIPT FLUSH): this call loads it again.

@@ -160,6 +160,19 @@ async def test_an_unawaited_release_redis_forgot_the_script_of_still_lands(
     assert await store.admit("g", "a", NO_LIMITS, 1) == "ok"
     store._release = redis.register_script(scripts.RELEASE + f"\n-- {uuid.uuid4().hex}\n")
     assert await store.release("g", "a", AttemptResult(tokens_delta=1)) is False
-    await asyncio.sleep(0.05)  # the batch goes out, NOSCRIPT comes back, a retry starts
-    await store.aclose()  # waits for that retry
+    await store.aclose()  # sends the batch; NOSCRIPT comes back; waits for the retry
     assert (await store.snapshot("g", ["a"]))["a"].in_flight == 0
+
+
+async def test_a_batched_admission_whose_request_is_cancelled_gives_its_slot_back(
+    redis: Redis, keys: Keys
+) -> None:
+    store = RedisFigures(redis, keys, "w1", batcher=WriteBatcher(redis))
+    assert await store.admit("g", "a", NO_LIMITS, 1) == "ok"
+    admitting = asyncio.create_task(store.admit("g", "a", NO_LIMITS, 1))
+    await asyncio.sleep(0)  # queued on this turn's batch, which will go out regardless
+    admitting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await admitting
+    await store.aclose()  # the batch, then the release its answer called for
+    assert (await store.snapshot("g", ["a"]))["a"].in_flight == 1
