@@ -444,6 +444,14 @@ class _TrackedBatches:
         self._usage = _usage_of(first)
         self._failure: SwitchboardError | None = None
         self._is_released = False
+        self._loop = asyncio.get_running_loop()
+
+    def __del__(self) -> None:
+        # Abandoned unclosed (a caller broke out of its loop): release the slot the way
+        # asyncio finalizes an abandoned async generator, on the loop, with aclose().
+        if self._is_released or self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._loop.create_task, self.aclose())
 
     def __aiter__(self) -> _TrackedBatches:
         return self

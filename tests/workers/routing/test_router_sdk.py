@@ -3,6 +3,8 @@ strategies over live in-memory figures, and streams retried only before their fi
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import time
 from typing import Any
 
@@ -297,3 +299,26 @@ async def test_routers_sharing_redis_share_cooldowns(
     served = {served_by(await other.acompletion("g", MESSAGES)) for _ in range(4)}
     assert served == {"g[1]"}
     assert fake.state.model_counts["bad~status=500"] == 1
+
+
+async def test_a_stream_abandoned_without_closing_gives_its_slot_back(
+    fake: FakeUpstream, routers: list[Router]
+) -> None:
+    model = "m~chunks=10~chunk_delay=0.02"
+    router = Router([entry(fake, "g", model, model_info={"id": "d"})])
+    routers.append(router)
+    stream = await router.acompletion("g", MESSAGES, stream=True)
+    read = 0
+    async for _chunk in stream:  # type: ignore[union-attr]
+        read += 1
+        if read == 3:
+            break  # and never aclose(), as much LiteLLM-style code does
+    store = router._engine().store
+    assert (await store.snapshot("g", ["d"]))["d"].in_flight == 1
+    del stream, _chunk
+    gc.collect()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if (await store.snapshot("g", ["d"]))["d"].in_flight == 0:
+            break
+    assert (await store.snapshot("g", ["d"]))["d"].in_flight == 0
