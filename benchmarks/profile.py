@@ -24,7 +24,7 @@ from pathlib import Path
 
 from benchmarks import gateways
 from benchmarks.loadgen import Client, build_request
-from benchmarks.procs import cpu_s, descendants, pinned, wait_http_ready
+from benchmarks.procs import cpu_s, descendants, is_redis, pinned, wait_http_ready
 from benchmarks.run import cpu_plan, free_port, upstream
 
 # The innermost frame's file decides where a sample's CPU went; first match wins.
@@ -61,7 +61,7 @@ def roles(root: int) -> dict[str, list[int]]:
     for pid in descendants(root)[1:]:
         with contextlib.suppress(OSError):
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if "redis-server" in command:
+            if is_redis(pid):
                 found["redis"].append(pid)
             elif " worker" in command:
                 found["worker"].append(pid)
@@ -143,7 +143,7 @@ async def profile_mode(
         done = await drive(target.port, model, stream=stream, args=args)
         used = {role: cpu_s(pids) - before[role] for role, pids in by_role.items()}
         for sampler in samplers:
-            sampler.wait(60)
+            await asyncio.to_thread(sampler.wait, 60)
         if args.keep is not None:
             args.keep.mkdir(parents=True, exist_ok=True)
             mode = "stream" if stream else "non-stream"
