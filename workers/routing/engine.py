@@ -30,7 +30,7 @@ from workers.routing.checks import Eligible, eligible, nothing_eligible
 from workers.routing.observer import NO_DEPLOYMENT, RoutingObserver, Unobserved
 from workers.routing.plan import Route, RoutingPlan
 from workers.routing.store import AttemptResult, FiguresStore
-from workers.routing.strategies import STRATEGIES, PickContext
+from workers.routing.strategies import STRATEGIES, PickContext, Reason
 from workers.wire import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Usage
 
 log = logging.getLogger("switchboard.routing")
@@ -382,8 +382,8 @@ class RoutingEngine:
                 check_context=self.settings.enable_pre_call_checks,
                 avoid=failed,
             )
-            for reason in refused.values():
-                found.skipped[reason] += 1
+            for refusal in refused.values():
+                found.skipped[refusal] += 1
             if not found.routes:
                 if "cooldown" in refused.values() and found.cooldown_left_s is None:
                     found.cooldown_left_s = self.settings.cooldown_time
@@ -392,20 +392,21 @@ class RoutingEngine:
             admission = await self.store.admit(group, route.name, route.limits, estimate)
             if admission == "ok":
                 self.observer.routed(group, route.name)
-                log.debug(
-                    "routed %s to %s by %s: %s; skipped %s",
-                    group,
-                    route.name,
-                    self.strategy_name,
-                    reason,
-                    dict(found.skipped) or "none",
-                )
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "routed %s to %s by %s: %s; skipped %s",
+                        group,
+                        route.name,
+                        self.strategy_name,
+                        reason,
+                        dict(found.skipped) or "none",
+                    )
                 return targets[names.index(route.name)], found
             refused[route.name] = admission
 
     async def _pick(
         self, group: str, routes: list[Route], figures: Any, is_stream: bool
-    ) -> tuple[Route, str]:
+    ) -> tuple[Route, Reason | str]:
         if len(routes) == 1:
             return routes[0], "the only eligible deployment"
         cursor = await self.store.next_cursor(group) if self.strategy_name == "round-robin" else 0

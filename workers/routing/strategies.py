@@ -33,7 +33,20 @@ class PickContext(msgspec.Struct, kw_only=True):
         return self.figures.get(route.name, NO_FIGURES)
 
 
-Pick = tuple[Route, str]
+class Reason:
+    """Why a strategy picked what it did, as text made only when a debug line is written:
+    picks happen on every request, debug lines rarely."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._make = make
+
+    def __str__(self) -> str:
+        return self._make()
+
+
+Pick = tuple[Route, Reason]
 Strategy = Callable[[Sequence[Route], PickContext], Pick]
 
 
@@ -47,39 +60,46 @@ def simple_shuffle(routes: Sequence[Route], ctx: PickContext) -> Pick:
             weights = [biggest if value is None else value for value in given]
             if sum(weights) > 0:
                 route = ctx.rng.choices(list(routes), weights=weights)[0]
-                return route, f"weighted by {field} ({_named(routes, weights)})"
-    return ctx.rng.choice(list(routes)), f"shuffled evenly among {_names(routes)}"
+                return route, _weighted(field, routes, weights)
+    return ctx.rng.choice(list(routes)), Reason(lambda: f"shuffled evenly among {_names(routes)}")
+
+
+def _weighted(field: str, routes: Sequence[Route], weights: Sequence[float]) -> Reason:
+    return Reason(lambda: f"weighted by {field} ({_named(routes, weights)})")
 
 
 def round_robin(routes: Sequence[Route], ctx: PickContext) -> Pick:
     route = routes[ctx.cursor % len(routes)]
-    return route, f"turn {ctx.cursor} over {_names(routes)}"
+    return route, Reason(lambda: f"turn {ctx.cursor} over {_names(routes)}")
 
 
 def least_busy(routes: Sequence[Route], ctx: PickContext) -> Pick:
     fewest = min(ctx.of(route).in_flight for route in routes)
     tied = [route for route in routes if ctx.of(route).in_flight == fewest]
-    in_flight = _named(routes, [ctx.of(route).in_flight for route in routes])
-    return ctx.rng.choice(tied), f"fewest in flight ({in_flight})"
+    counts = [ctx.of(route).in_flight for route in routes]
+    return ctx.rng.choice(tied), Reason(lambda: f"fewest in flight ({_named(routes, counts)})")
 
 
 def lowest_latency(routes: Sequence[Route], ctx: PickContext) -> Pick:
     """Lowest TTFT for streams (latency per output token otherwise); unmeasured first."""
     scores = [_latency(ctx.of(route), ctx.is_stream) for route in routes]
     metric = "ttft ms" if ctx.is_stream else "ms/token"
-    shown = f"{metric} {_named(routes, scores)}"
+
+    def shown() -> str:
+        return f"{metric} {_named(routes, scores)}"
+
     unmeasured = [route for route, score in zip(routes, scores, strict=True) if score is None]
     if unmeasured:
-        return ctx.rng.choice(unmeasured), f"not measured yet ({shown})"
+        return ctx.rng.choice(unmeasured), Reason(lambda: f"not measured yet ({shown()})")
     measured = [score for score in scores if score is not None]
     best = min(measured)
     ceiling = best * (1 + ctx.latency_buffer)
     fast = [route for route, score in zip(routes, measured, strict=True) if score <= ceiling]
     slow = [route for route in routes if route not in fast]
     if slow and ctx.rng.random() < EXPLORATION_RATE:
-        return ctx.rng.choice(slow), f"exploring ({shown})"
+        return ctx.rng.choice(slow), Reason(lambda: f"exploring ({shown()})")
     within = f" within {ctx.latency_buffer:.0%}" if ctx.latency_buffer else ""
-    return ctx.rng.choice(fast), f"fastest{within} ({shown})"
+    return ctx.rng.choice(fast), Reason(lambda: f"fastest{within} ({shown()})")
 
 
 def lowest_cost(routes: Sequence[Route], ctx: PickContext) -> Pick:
@@ -89,7 +109,7 @@ def lowest_cost(routes: Sequence[Route], ctx: PickContext) -> Pick:
     cheapest = min(ranked)
     tied = [route for route, cost in zip(routes, ranked, strict=True) if cost == cheapest]
     route, load = least_busy(tied, ctx)
-    return route, f"cheapest (USD/token {_named(routes, costs)}); then {load}"
+    return route, Reason(lambda: f"cheapest (USD/token {_named(routes, costs)}); then {load}")
 
 
 def lowest_usage(routes: Sequence[Route], ctx: PickContext) -> Pick:
@@ -97,10 +117,15 @@ def lowest_usage(routes: Sequence[Route], ctx: PickContext) -> Pick:
     usage = [(ctx.of(route).tpm_used, ctx.of(route).rpm_used) for route in routes]
     least = min(usage)
     tied = [route for route, used in zip(routes, usage, strict=True) if used == least]
-    shown = ", ".join(
-        f"{route.name}={tpm}/{rpm}" for route, (tpm, rpm) in zip(routes, usage, strict=True)
+
+    def shown() -> str:
+        return ", ".join(
+            f"{route.name}={tpm}/{rpm}" for route, (tpm, rpm) in zip(routes, usage, strict=True)
+        )
+
+    return ctx.rng.choice(tied), Reason(
+        lambda: f"least used this minute (tokens/requests {shown()})"
     )
-    return ctx.rng.choice(tied), f"least used this minute (tokens/requests {shown})"
 
 
 STRATEGIES: dict[str, Strategy] = {
