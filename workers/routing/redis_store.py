@@ -108,12 +108,7 @@ class RedisFigures:
             # took a slot, give it back, or the slot would count while this worker lives.
             sent.add_done_callback(lambda done: self._undo_admission(done, group, name))
             raise
-        if isinstance(raw, NoScriptError):
-            # Redis lost its script cache (a restart, SCRIPT FLUSH): this call loads it again.
-            return await self._admit(keys=keys, args=args)
-        if isinstance(raw, Exception):
-            raise raw
-        return raw
+        return await _answer(raw, self._admit, keys, args)
 
     def _undo_admission(self, done: asyncio.Future[list[Any]], group: str, name: str) -> None:
         if done.cancelled() or done.exception() is not None:
@@ -206,12 +201,7 @@ class RedisFigures:
         if self.batcher is None:
             return await script(keys=keys, args=args)
         (result,) = await self.batcher.write(self._evalsha(script, keys, args))
-        if isinstance(result, NoScriptError):
-            # Redis lost its script cache (a restart, SCRIPT FLUSH): this call loads it again.
-            return await script(keys=keys, args=args)
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return await _answer(result, script, keys, args)
 
     async def next_cursor(self, group: str) -> int:
         return int(await self.redis.incr(self._keys(group).cursor))
@@ -229,6 +219,16 @@ class RedisFigures:
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 log.warning("could not renew routing liveness: %s", exc)
             await asyncio.sleep(interval_s)
+
+
+async def _answer(result: Any, script: AsyncScript, keys: list[str], args: Sequence[Any]) -> Any:
+    """A batched EVALSHA's reply, or its error raised."""
+    if isinstance(result, NoScriptError):
+        # Redis lost its script cache (a restart, SCRIPT FLUSH): this call loads it again.
+        return await script(keys=keys, args=args)
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def _ms(seconds: float) -> int:
