@@ -92,10 +92,16 @@ class Process:
 
 @contextlib.asynccontextmanager
 async def switchboard(
-    *args: str, directory: Path, redis_url: str | None, name: str = "switchboard"
+    *args: str,
+    directory: Path,
+    redis_url: str | None,
+    name: str = "switchboard",
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Process]:
-    """Run `switchboard <args>`; stop it (SIGTERM) on the way out."""
-    process = Process([SWITCHBOARD, *args], environment(redis_url), directory / f"{name}.log")
+    """Run `switchboard <args>` (with `env` over this process's environment); stop it
+    (SIGTERM) on the way out."""
+    environ = {**environment(redis_url), **(env or {})}
+    process = Process([SWITCHBOARD, *args], environ, directory / f"{name}.log")
     try:
         yield process
     finally:

@@ -7,21 +7,18 @@ Shared by `test_provider_conformance` (the same scenarios for every provider) an
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import socket
-import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import aiohttp
 import pytest
 from openai import AsyncOpenAI
 
 from broker.config import load_config_text
 from tests.broker.harness import service
+from tests.broker.processes import free_port, switchboard, wait_ready
 from workers.providers.bedrock.signing import credentials_for
 from workers.testing.server import FakeUpstream
 
@@ -235,46 +232,16 @@ async def create(
 # ---------------------------------------------------------------------------------- switchboard up
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def wait_until_ready(url: str, process: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as http:
-        while True:
-            assert process.returncode is None, "switchboard up exited before it was ready"
-            with contextlib.suppress(aiohttp.ClientConnectionError):
-                async with http.get(url + "/health/readiness") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-
-
 @contextlib.asynccontextmanager
 async def switchboard_up(config: Path, environ: Mapping[str, str]) -> AsyncIterator[str]:
+    """`switchboard up` with one worker on `config`; its URL once ready. It must exit 0."""
     port = free_port()
-    # The installed console script when there is one, else the module it runs.
-    script = Path(sys.executable).with_name("switchboard")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "broker.cli"]
-    command += ["--log-level", "WARNING", "up", "--config", str(config)]
-    command += ["--port", str(port), "--workers", "1"]
-    process = await asyncio.create_subprocess_exec(*command, env=dict(environ))
+    args = ["--log-level", "WARNING", "up", "--config", str(config)]
+    args += ["--port", str(port), "--workers", "1"]
     url = f"http://127.0.0.1:{port}"
-    try:
-        async with asyncio.timeout(30):
-            await wait_until_ready(url, process)
+    async with switchboard(
+        *args, directory=config.parent, redis_url=environ.get("REDIS_URL"), env=environ, name="up"
+    ) as process:
+        await wait_ready(url, workers=1, processes=(process,))
         yield url
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        try:
-            async with asyncio.timeout(15):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise
-    assert process.returncode == 0, f"switchboard up exited with {process.returncode}"
+    assert process.popen.returncode == 0, process.output()
