@@ -194,3 +194,35 @@ async def test_finished_requests_leave_nothing_in_flight(
         figures = await read_figures(redis, Keys(namespace), {"g": ["ok", "failing", "midway"]})
     assert [figures.get("g", name).in_flight for name in ("ok", "failing", "midway")] == [0, 0, 0]
     assert figures.get("g", "ok").rpm_used >= 2
+
+
+async def test_a_single_deployment_group_counts_without_waiting_and_leaves_nothing_in_flight(
+    fake: FakeUpstream, namespace: str, redis: Redis
+) -> None:
+    # A group's only deployment, without limits, is admitted without a round trip of its own;
+    # the counts must still come out right, for plain, streamed, failed and concurrent calls.
+    base = fake.base_url + "/v1"
+    models = [
+        deployment("solo", base, "m", id="s"),
+        deployment("solo-failing", base, "m~status=500", id="f"),
+    ]
+    config = routing_config(namespace, models)
+    async with service(config, workers=2) as (doors, _), aiohttp.ClientSession() as session:
+        url = doors[0].url + "/v1/chat/completions"
+
+        async def call(model: str, stream: bool) -> None:
+            body = {"model": model, "messages": HELLO, "stream": stream}
+            async with session.post(url, json=body) as response:
+                await response.read()
+
+        await asyncio.gather(*(call("solo", i % 2 == 0) for i in range(12)))
+        await asyncio.gather(*(call("solo-failing", False) for _ in range(3)))
+        figures = await read_figures(redis, Keys(namespace), {"solo": ["s"], "solo-failing": ["f"]})
+    assert (figures.get("solo", "s").in_flight, figures.get("solo", "s").rpm_used) == (0, 12)
+    assert (
+        figures.get("solo-failing", "f").in_flight,
+        figures.get("solo-failing", "f").rpm_used,
+    ) == (
+        0,
+        3,
+    )

@@ -389,7 +389,13 @@ class RoutingEngine:
                     found.cooldown_left_s = self.settings.cooldown_time
                 raise nothing_eligible(group, found, estimate)
             route, reason = await self._pick(group, found.routes, figures, is_stream)
-            admission = await self.store.admit(group, route.name, route.limits, estimate)
+            if len(self.plan.groups[group]) == 1 and route.limits.is_unlimited:
+                # Nothing can refuse it (a group's only deployment never cools down), so the
+                # request need not wait for the count.
+                await self.store.count_admission(group, route.name, estimate)
+                admission = "ok"
+            else:
+                admission = await self.store.admit(group, route.name, route.limits, estimate)
             if admission == "ok":
                 self.observer.routed(group, route.name)
                 if log.isEnabledFor(logging.DEBUG):

@@ -73,6 +73,9 @@ class MemoryFigures:
         self._usage[(group, name, "tpm")] += prompt_tokens
         return "ok"
 
+    async def count_admission(self, group: str, name: str, prompt_tokens: int) -> None:
+        await self.admit(group, name, Limits(), prompt_tokens)
+
     async def release(self, group: str, name: str, result: AttemptResult) -> bool:
         now = time.time()
         self._roll_minute(now)

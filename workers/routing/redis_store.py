@@ -59,6 +59,8 @@ class RedisFigures:
         # writes) share round trips: two fewer round trips of their own per request.
         self.batcher = batcher
         self._retries: set[asyncio.Future[Any]] = set()
+        # Admissions counted without waiting, per (group, deployment), until they land.
+        self._admitting: dict[tuple[str, str], set[asyncio.Future[Any]]] = {}
 
     def _keys(self, group: str) -> RoutingKeys:
         found = self._groups.get(group)
@@ -74,6 +76,19 @@ class RedisFigures:
         return parse_snapshot(names, raw)
 
     async def admit(self, group: str, name: str, limits: Limits, prompt_tokens: int) -> Admission:
+        keys, args = self._admit_call(group, name, limits, prompt_tokens)
+        if self.batcher is None:
+            raw: Any = await self._admit(keys=keys, args=args)
+        else:
+            raw = await self._admit_batched(group, name, keys, args)
+        answer = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if answer not in ADMISSIONS:
+            raise ValueError(f"unexpected admission answer {answer!r}")
+        return cast(Admission, answer)
+
+    def _admit_call(
+        self, group: str, name: str, limits: Limits, prompt_tokens: int
+    ) -> tuple[list[str], list[str | int | float]]:
         now_s = time.time()
         args: list[str | int | float] = [
             _ms(now_s),
@@ -86,15 +101,39 @@ class RedisFigures:
             _ms(now_s + self.owner_ttl_s),
             RoutingKeys.USAGE_TTL_S,
         ]
-        keys = script_keys(self._keys(group), now_s)
+        return script_keys(self._keys(group), now_s), args
+
+    async def count_admission(self, group: str, name: str, prompt_tokens: int) -> None:
+        """Queued on this turn's batch and not awaited: the request's upstream call overlaps
+        the count instead of waiting a round trip for an answer that can only be "ok". Its
+        release waits until the count has landed, so the two never reach Redis reversed."""
         if self.batcher is None:
-            raw: Any = await self._admit(keys=keys, args=args)
-        else:
-            raw = await self._admit_batched(group, name, keys, args)
-        answer = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if answer not in ADMISSIONS:
-            raise ValueError(f"unexpected admission answer {answer!r}")
-        return cast(Admission, answer)
+            await self.admit(group, name, Limits(), prompt_tokens)
+            return
+        keys, args = self._admit_call(group, name, Limits(), prompt_tokens)
+        pending = self._admitting.setdefault((group, name), set())
+
+        def landed(done: asyncio.Future[Any]) -> None:
+            # Added before any release starts waiting, so this runs before that release
+            # resumes: a retry below joins `pending` in time to be waited for too.
+            pending.discard(done)
+            if done.cancelled():
+                return
+            error = done.exception()
+            if error is None and isinstance(done.result(), list):
+                reply = done.result()[0]
+                error = reply if isinstance(reply, Exception) else None
+            if isinstance(error, NoScriptError):
+                # Redis lost its script cache (a restart, SCRIPT FLUSH): this loads it again.
+                retry = asyncio.ensure_future(self._admit(keys=keys, args=args))
+                pending.add(retry)
+                retry.add_done_callback(landed)
+            elif error is not None:
+                log.warning("could not count a routing admission: %s", error)
+
+        sent = self.batcher.queue(self._evalsha(self._admit, keys, args))
+        pending.add(sent)
+        sent.add_done_callback(landed)
 
     async def _admit_batched(
         self, group: str, name: str, keys: list[str], args: Sequence[Any]
@@ -117,6 +156,9 @@ class RedisFigures:
             self._release_later(*self._release_call(group, name, AttemptResult()))
 
     async def release(self, group: str, name: str, result: AttemptResult) -> bool:
+        pending = self._admitting.get((group, name))
+        while pending:  # counted admissions not landed yet go first (see count_admission)
+            await asyncio.wait(set(pending))
         keys, args = self._release_call(group, name, result)
         if self.batcher is not None and result.cooldown_s == 0:
             # Only a release that may start a cooldown has an answer worth waiting for (to log

@@ -23,6 +23,10 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     tpm: int | None = None
     max_parallel_requests: int | None = None
 
+    @property
+    def is_unlimited(self) -> bool:
+        return not (self.rpm or self.tpm or self.max_parallel_requests)
+
 
 class AttemptResult(msgspec.Struct, frozen=True, kw_only=True):
     """What one finished attempt tells the figures."""
@@ -46,6 +50,11 @@ class FiguresStore(Protocol):
 
     async def admit(self, group: str, name: str, limits: Limits, prompt_tokens: int) -> Admission:
         """Reserve one in-flight slot (and the request's rpm/tpm) unless a limit forbids it."""
+        ...
+
+    async def count_admission(self, group: str, name: str, prompt_tokens: int) -> None:
+        """Count an admission nothing can refuse (no limits, no cooldown possible). A store
+        may do it without waiting; the matching release still lands after it."""
         ...
 
     async def release(self, group: str, name: str, result: AttemptResult) -> bool:

@@ -176,3 +176,23 @@ async def test_a_batched_admission_whose_request_is_cancelled_gives_its_slot_bac
         await admitting
     await store.aclose()  # the batch, then the release its answer called for
     assert (await store.snapshot("g", ["a"]))["a"].in_flight == 1
+
+
+async def test_a_counted_admission_lands_before_its_release(redis: Redis, keys: Keys) -> None:
+    store = RedisFigures(redis, keys, "w1", batcher=WriteBatcher(redis))
+    await store.count_admission("g", "a", 5)  # returns before Redis has it
+    await store.release("g", "a", AttemptResult(tokens_delta=2))  # in the same loop turn
+    figures = (await store.snapshot("g", ["a"]))["a"]
+    assert (figures.in_flight, figures.rpm_used, figures.tpm_used) == (0, 1, 7)
+
+
+async def test_a_counted_admission_redis_forgot_the_script_of_still_lands_first(
+    redis: Redis, keys: Keys
+) -> None:
+    store = RedisFigures(redis, keys, "w1", batcher=WriteBatcher(redis))
+    store._admit = redis.register_script(scripts.ACQUIRE + f"\n-- {uuid.uuid4().hex}\n")
+    await store.count_admission("g", "a", 1)
+    await store.release("g", "a", AttemptResult())  # waits for the NOSCRIPT retry too
+    figures = (await store.snapshot("g", ["a"]))["a"]
+    assert (figures.in_flight, figures.rpm_used) == (0, 1)
+    assert await redis.hlen(keys.routing("g").inflight) == 0
