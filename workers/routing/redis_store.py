@@ -112,28 +112,27 @@ class RedisFigures:
             return
         keys, args = self._admit_call(group, name, Limits(), prompt_tokens)
         pending = self._admitting.setdefault((group, name), set())
+        # Resolved once the count is in Redis, after a retry if it needed one.
+        counted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pending.add(counted)
 
         def landed(done: asyncio.Future[Any]) -> None:
-            # Added before any release starts waiting, so this runs before that release
-            # resumes: a retry below joins `pending` in time to be waited for too.
-            pending.discard(done)
-            if done.cancelled():
-                return
-            error = done.exception()
-            if error is None and isinstance(done.result(), list):
+            error = None if done.cancelled() else done.exception()
+            if error is None and not done.cancelled() and isinstance(done.result(), list):
                 reply = done.result()[0]
                 error = reply if isinstance(reply, Exception) else None
             if isinstance(error, NoScriptError):
                 # Redis lost its script cache (a restart, SCRIPT FLUSH): this loads it again.
                 retry = asyncio.ensure_future(self._admit(keys=keys, args=args))
-                pending.add(retry)
                 retry.add_done_callback(landed)
-            elif error is not None:
+                return
+            if error is not None:
                 log.warning("could not count a routing admission: %s", error)
+            pending.discard(counted)
+            if not counted.done():
+                counted.set_result(None)
 
-        sent = self.batcher.queue(self._evalsha(self._admit, keys, args))
-        pending.add(sent)
-        sent.add_done_callback(landed)
+        self.batcher.queue(self._evalsha(self._admit, keys, args)).add_done_callback(landed)
 
     async def _admit_batched(
         self, group: str, name: str, keys: list[str], args: Sequence[Any]
@@ -157,7 +156,9 @@ class RedisFigures:
 
     async def release(self, group: str, name: str, result: AttemptResult) -> bool:
         pending = self._admitting.get((group, name))
-        while pending:  # counted admissions not landed yet go first (see count_admission)
+        if pending:
+            # The admissions counted before this release land first (see count_admission);
+            # not the ones counted meanwhile: under load there always are some.
             await asyncio.wait(set(pending))
         keys, args = self._release_call(group, name, result)
         if self.batcher is not None and result.cooldown_s == 0:

@@ -196,3 +196,25 @@ async def test_a_counted_admission_redis_forgot_the_script_of_still_lands_first(
     figures = (await store.snapshot("g", ["a"]))["a"]
     assert (figures.in_flight, figures.rpm_used) == (0, 1)
     assert await redis.hlen(keys.routing("g").inflight) == 0
+
+
+async def test_a_release_does_not_wait_for_admissions_counted_after_it(
+    redis: Redis, keys: Keys
+) -> None:
+    # Under load there is always an admission in flight; a release that waited for all of
+    # them would never finish.
+    store = RedisFigures(redis, keys, "w1", batcher=WriteBatcher(redis))
+    await store.count_admission("g", "a", 1)
+
+    async def keep_admitting() -> None:
+        while True:
+            await store.count_admission("g", "a", 1)
+            await asyncio.sleep(0)
+
+    admitting = asyncio.create_task(keep_admitting())
+    try:
+        async with asyncio.timeout(5):
+            await store.release("g", "a", AttemptResult())
+    finally:
+        admitting.cancel()
+        await asyncio.gather(admitting, return_exceptions=True)
