@@ -7,6 +7,7 @@ in-flight accounting is renewed by `keep_alive`, so a crashed worker's count exp
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -59,8 +60,9 @@ class RedisFigures:
         # writes) share round trips: two fewer round trips of their own per request.
         self.batcher = batcher
         self._retries: set[asyncio.Future[Any]] = set()
-        # Admissions counted without waiting, per (group, deployment), until they land.
-        self._admitting: dict[tuple[str, str], set[asyncio.Future[Any]]] = {}
+        # Admissions counted without waiting, per (group, deployment), oldest first, until
+        # a release takes them; each resolves when its count has landed.
+        self._counted: dict[tuple[str, str], collections.deque[asyncio.Future[None]]] = {}
 
     def _keys(self, group: str) -> RoutingKeys:
         found = self._groups.get(group)
@@ -111,10 +113,9 @@ class RedisFigures:
             await self.admit(group, name, Limits(), prompt_tokens)
             return
         keys, args = self._admit_call(group, name, Limits(), prompt_tokens)
-        pending = self._admitting.setdefault((group, name), set())
         # Resolved once the count is in Redis, after a retry if it needed one.
         counted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        pending.add(counted)
+        self._counted.setdefault((group, name), collections.deque()).append(counted)
 
         def landed(done: asyncio.Future[Any]) -> None:
             error = None if done.cancelled() else done.exception()
@@ -128,7 +129,6 @@ class RedisFigures:
                 return
             if error is not None:
                 log.warning("could not count a routing admission: %s", error)
-            pending.discard(counted)
             if not counted.done():
                 counted.set_result(None)
 
@@ -155,11 +155,14 @@ class RedisFigures:
             self._release_later(*self._release_call(group, name, AttemptResult()))
 
     async def release(self, group: str, name: str, result: AttemptResult) -> bool:
-        pending = self._admitting.get((group, name))
-        if pending:
-            # The admissions counted before this release land first (see count_admission);
-            # not the ones counted meanwhile: under load there always are some.
-            await asyncio.wait(set(pending))
+        counted = self._counted.get((group, name))
+        if counted:
+            # Counts are interchangeable: each release takes the oldest counted admission
+            # and waits for that one to have landed, so Redis never sees more releases than
+            # admissions (see count_admission). One future each, whatever the load.
+            oldest = counted.popleft()
+            if not oldest.done():
+                await asyncio.wait({oldest})
         keys, args = self._release_call(group, name, result)
         if self.batcher is not None and result.cooldown_s == 0:
             # Only a release that may start a cooldown has an answer worth waiting for (to log
