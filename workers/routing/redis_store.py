@@ -125,6 +125,8 @@ class RedisFigures:
             if isinstance(error, NoScriptError):
                 # Redis lost its script cache (a restart, SCRIPT FLUSH): this loads it again.
                 retry = asyncio.ensure_future(self._admit(keys=keys, args=args))
+                self._retries.add(retry)  # awaited by aclose() like a release's retry
+                retry.add_done_callback(self._retries.discard)
                 retry.add_done_callback(landed)
                 return
             if error is not None:
@@ -225,8 +227,8 @@ class RedisFigures:
                 await asyncio.sleep(0.2 * 2**attempt)
 
     async def aclose(self) -> None:
-        """Send what is queued, then let releases being retried finish (for a bounded time:
-        their requests are over, and Redis may be gone)."""
+        """Send what is queued, then let admissions and releases being retried finish (for a
+        bounded time: their requests are over, and Redis may be gone)."""
         if self.batcher is not None:
             await self.batcher.aclose()
         if self._retries:
