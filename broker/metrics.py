@@ -7,6 +7,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from workers.messages import Meta
+from workers.routing.observer import NO_DEPLOYMENT
 
 # 1 ms to 60 s: resolves a gateway's own overhead as well as a long generation.
 LATENCY_BUCKETS = (
@@ -26,9 +27,6 @@ LATENCY_BUCKETS = (
     30.0,
     60.0,
 )
-
-# A request that failed before any deployment was chosen (queue deadline, bad body, ...).
-NO_DEPLOYMENT = "none"
 
 
 class DeploymentChildren:
@@ -240,7 +238,7 @@ class FrontDoorMetrics:
         meta: Meta | None = None,
     ) -> None:
         """One answered request; `meta` is its final record's bookkeeping, when it had one."""
-        deployment = meta.deployment if meta is not None and meta.deployment else NO_DEPLOYMENT
+        deployment = _deployment_of(meta)
         children = self.deployment(group, deployment)
         counter = children.requests.get(status)
         if counter is None:
@@ -269,7 +267,7 @@ class FrontDoorMetrics:
 
     def observe_ttft(self, group: str, meta: Meta | None, seconds: float) -> None:
         """A stream's first event; its first record's bookkeeping names the deployment."""
-        deployment = meta.deployment if meta is not None and meta.deployment else NO_DEPLOYMENT
+        deployment = _deployment_of(meta)
         self.deployment(group, deployment).ttft.observe(seconds)
 
     def group(self, group: str) -> GroupChildren:
@@ -284,3 +282,8 @@ class FrontDoorMetrics:
             children = DeploymentChildren(self, group, deployment)
             self._by_deployment[(group, deployment)] = children
         return children
+
+
+def _deployment_of(meta: Meta | None) -> str:
+    """The deployment a record names, or NO_DEPLOYMENT when none served."""
+    return meta.deployment if meta is not None and meta.deployment else NO_DEPLOYMENT

@@ -13,7 +13,8 @@ from typing import Protocol
 
 from workers.routing.figures import DeploymentFigures
 
-# A retry decided before any deployment was chosen (none was eligible).
+# The deployment label of what happened before any deployment was chosen: a request that
+# failed at the front door (queue deadline, bad body, ...), a retry when none was eligible.
 NO_DEPLOYMENT = "none"
 
 
