@@ -338,7 +338,7 @@ class RoutingEngine:
         can_cool = (
             allowed is not None
             and not self.settings.disable_cooldowns
-            and len(self.plan.groups[group]) > 1  # a group's only deployment never cools down
+            and not self._is_alone(group)
         )
         result = AttemptResult(
             failure_class=name if allowed is not None else None,
@@ -389,8 +389,8 @@ class RoutingEngine:
                     found.cooldown_left_s = self.settings.cooldown_time
                 raise nothing_eligible(group, found, estimate)
             route, reason = await self._pick(group, found.routes, figures, is_stream)
-            if len(self.plan.groups[group]) == 1 and route.limits.is_unlimited:
-                # Nothing can refuse it (a group's only deployment never cools down), so the
+            if self._is_alone(group) and route.limits.is_unlimited:
+                # Nothing can refuse it (it never cools down, it has no limits), so the
                 # request need not wait for the count.
                 await self.store.count_admission(group, route.name, estimate)
                 admission = "ok"
@@ -409,6 +409,11 @@ class RoutingEngine:
                     )
                 return targets[names.index(route.name)], found
             refused[route.name] = admission
+
+    def _is_alone(self, group: str) -> bool:
+        """A group's only deployment never cools down: with nowhere else to send requests,
+        taking it out of rotation would only turn slow answers into certain errors."""
+        return len(self.plan.groups[group]) == 1
 
     async def _pick(
         self, group: str, routes: list[Route], figures: Any, is_stream: bool

@@ -74,9 +74,9 @@ def round_robin(routes: Sequence[Route], ctx: PickContext) -> Pick:
 
 
 def least_busy(routes: Sequence[Route], ctx: PickContext) -> Pick:
-    fewest = min(ctx.of(route).in_flight for route in routes)
-    tied = [route for route in routes if ctx.of(route).in_flight == fewest]
     counts = [ctx.of(route).in_flight for route in routes]
+    fewest = min(counts)
+    tied = [route for route, count in zip(routes, counts, strict=True) if count == fewest]
     return ctx.rng.choice(tied), Reason(lambda: f"fewest in flight ({_named(routes, counts)})")
 
 
