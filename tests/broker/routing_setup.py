@@ -81,6 +81,13 @@ async def ask_many(
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
+async def exchange(session: aiohttp.ClientSession, url: str, model: str, stream: bool) -> None:
+    """One request, streamed or not, read to its end whatever it answers."""
+    body = {"model": model, "messages": HELLO, "stream": stream}
+    async with session.post(url + "/v1/chat/completions", json=body) as response:
+        await response.read()
+
+
 def served(replies: list[Reply]) -> Counter[str]:
     assert all(reply.status == 200 for reply in replies), [
         r.body for r in replies if r.status != 200

@@ -10,7 +10,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from tests.broker.harness import read_sse, service, wait_until
-from tests.broker.routing_setup import HELLO, ask, deployment, routing_config, served
+from tests.broker.routing_setup import HELLO, ask, deployment, exchange, routing_config, served
 from workers.routing.figures import read_figures
 from workers.routing.redis_store import RedisFigures
 from workers.routing.store import Limits
@@ -186,11 +186,8 @@ async def test_finished_requests_leave_nothing_in_flight(
     ]
     config = routing_config(namespace, models, routing_strategy="round-robin")
     async with service(config, workers=2) as (doors, _), aiohttp.ClientSession() as session:
-        url = doors[0].url + "/v1/chat/completions"
         for stream in (False, True, True, False, True, True):
-            body = {"model": "g", "messages": HELLO, "stream": stream}
-            async with session.post(url, json=body) as response:
-                await response.read()
+            await exchange(session, doors[0].url, "g", stream)
         figures = await read_figures(redis, Keys(namespace), {"g": ["ok", "failing", "midway"]})
     assert [figures.get("g", name).in_flight for name in ("ok", "failing", "midway")] == [0, 0, 0]
     assert figures.get("g", "ok").rpm_used >= 2
@@ -208,15 +205,9 @@ async def test_a_single_deployment_group_counts_without_waiting_and_leaves_nothi
     ]
     config = routing_config(namespace, models)
     async with service(config, workers=2) as (doors, _), aiohttp.ClientSession() as session:
-        url = doors[0].url + "/v1/chat/completions"
-
-        async def call(model: str, stream: bool) -> None:
-            body = {"model": model, "messages": HELLO, "stream": stream}
-            async with session.post(url, json=body) as response:
-                await response.read()
-
-        await asyncio.gather(*(call("solo", i % 2 == 0) for i in range(12)))
-        await asyncio.gather(*(call("solo-failing", False) for _ in range(3)))
+        url = doors[0].url
+        await asyncio.gather(*(exchange(session, url, "solo", i % 2 == 0) for i in range(12)))
+        await asyncio.gather(*(exchange(session, url, "solo-failing", False) for _ in range(3)))
         figures = await read_figures(redis, Keys(namespace), {"solo": ["s"], "solo-failing": ["f"]})
     assert (figures.get("solo", "s").in_flight, figures.get("solo", "s").rpm_used) == (0, 12)
     assert (
