@@ -203,9 +203,27 @@ class ClientWatch:
 
 
 async def record_request(request: web.Request, state: FakeState) -> bytes:
-    """Read the body and record the request; returns the body."""
-    body = await request.read()
+    """Read the body and record the request; returns the body.
+
+    A client that gives up while its body is still being read is a disconnect too: a test
+    with a short client timeout on a busy machine must not wait for one that never comes.
+    """
+    try:
+        body = await request.read()
+    except (asyncio.CancelledError, ConnectionResetError):
+        ClientWatch(state, request.path, _model_in_path(request)).record_disconnect()
+        raise
     state.record(
         RecordedRequest(request.method, request.path, request.query, request.headers, body)
     )
     return body
+
+
+def _model_in_path(request: web.Request) -> str:
+    """The model named by the path (Bedrock, Gemini, Azure), or "" when it is in the body."""
+    info = request.match_info
+    if "model_id" in info:
+        return info["model_id"]
+    if "target" in info:
+        return info["target"].rpartition(":")[0]
+    return info.get("deployment", "")

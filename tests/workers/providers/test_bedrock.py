@@ -916,7 +916,7 @@ async def test_a_cut_connection_mid_stream_is_a_provider_error(fake: FakeUpstrea
 async def test_a_hanging_upstream_times_out(fake: FakeUpstream) -> None:
     async with asyncio.timeout(10):
         with pytest.raises(RequestTimeout):
-            await complete(fake, f"{MODEL}~hang", timeout=0.2)
+            await complete(fake, f"{MODEL}~hang", timeout=0.5)
         await fake.wait_for_disconnects(1)
 
 

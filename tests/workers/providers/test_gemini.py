@@ -720,7 +720,7 @@ async def test_a_stream_cut_short_is_a_provider_error(fake):
 
 async def test_a_hanging_upstream_times_out_and_is_left(fake):
     with pytest.raises(RequestTimeout):
-        await complete(fake, f"{MODEL}~hang", timeout=0.2)
+        await complete(fake, f"{MODEL}~hang", timeout=0.5)
     async with asyncio.timeout(TIMEOUT_S):
         await fake.wait_for_disconnects(1)
 
