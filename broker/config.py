@@ -132,6 +132,7 @@ def load_config_text(
     config = _convert(tree, walk.env_refs)
     warn_unknown_groups(config.router_settings, config.litellm_settings, _group_names(config))
     config = _settle(config)
+    _check_key_models(config)
     deployments = build_deployments(
         config.model_list, config.litellm_settings, config.router_settings, env
     )
@@ -280,6 +281,18 @@ def _effective_switchboard(
         f"redis://{password}{router.redis_host}:{router.redis_port or 6379}/{router.redis_db or 0}"
     )
     return msgspec.structs.replace(settings, redis_url=Secret(url))
+
+
+def _check_key_models(config: Config) -> None:
+    """A key's model list names model groups or their aliases; a typo would lock it out."""
+    known = _group_names(config) | set(config.router_settings.model_group_alias)
+    for i, api_key in enumerate(config.switchboard_settings.api_keys):
+        for j, model in enumerate(api_key.models):
+            if model not in known:
+                raise ConfigError(
+                    f"switchboard_settings.api_keys[{i}].models[{j}]",
+                    f"no model group or alias named {model!r}",
+                )
 
 
 def _group_names(config: Config) -> set[str]:

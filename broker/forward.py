@@ -42,8 +42,10 @@ class Relay:
         body: bytes,
         stream: bool,
         options: GatewayOptions,
+        api_key: str,
     ) -> None:
         self.front = front
+        self.api_key = api_key
         self.group = group
         self.lane = lane
         self.stream = stream
@@ -100,7 +102,12 @@ class Relay:
             front.hub.unregister(self.request_id)
             front.metrics.in_flight.dec()
             front.metrics.observe(
-                self.group, self.status, self.loop.time() - self.started, self.overhead_s, self.meta
+                self.group,
+                self.api_key,
+                self.status,
+                self.loop.time() - self.started,
+                self.overhead_s,
+                self.meta,
             )
 
     async def _enqueue(self) -> bytes:

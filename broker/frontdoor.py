@@ -58,7 +58,9 @@ class FrontDoor:
             },
         )
         master_key = config.general_settings.master_key
-        self.auth = Authenticator(str(master_key) if master_key else None)
+        self.auth = Authenticator(
+            str(master_key) if master_key else None, config.switchboard_settings.api_keys
+        )
         self.groups: Mapping[str, object] = config.deployments
         self.aliases, self.listed_models = _aliases(config)
         self.cancellations: set[asyncio.Task[None]] = set()

@@ -64,16 +64,30 @@ class GroupChildren:
         self.fallbacks = metrics.fallbacks.labels(group)
 
 
+class KeyChildren:
+    """The label children of one API key alias (config-bounded), made on its first request."""
+
+    __slots__ = ("requests", "prompt", "completion", "cost")
+
+    def __init__(self, metrics: FrontDoorMetrics, alias: str) -> None:
+        self.requests: dict[int, Counter] = {}
+        self.prompt = metrics.key_tokens.labels(alias, "prompt")
+        self.completion = metrics.key_tokens.labels(alias, "completion")
+        self.cost = metrics.key_cost.labels(alias)
+
+
 class FrontDoorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         ProcessCollector(registry=registry)
         self._define_requests(registry)
+        self._define_keys(registry)
         self._define_front_door(registry)
         self._define_cluster(registry)
         self._define_routing(registry)
         self._by_group: dict[str, GroupChildren] = {}
         self._by_deployment: dict[tuple[str, str], DeploymentChildren] = {}
+        self._by_key: dict[str, KeyChildren] = {}
 
     def _define_requests(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
@@ -136,6 +150,28 @@ class FrontDoorMetrics:
             "switchboard_fallbacks_total",
             "Times a request moved to a fallback model group.",
             ["model_group"],
+            registry=registry,
+        )
+
+    def _define_keys(self, registry: CollectorRegistry) -> None:
+        # Per caller, not per (caller, model, deployment): the per-model figures above answer
+        # "which model", these answer "who", and the product would multiply the series.
+        self.key_requests = Counter(
+            "switchboard_api_key_requests_total",
+            "Requests answered by this front door, by the API key's alias and HTTP status.",
+            ["api_key_alias", "status"],
+            registry=registry,
+        )
+        self.key_tokens = Counter(
+            "switchboard_api_key_tokens_total",
+            "Tokens the providers reported, by the API key's alias and kind (prompt, completion).",
+            ["api_key_alias", "kind"],
+            registry=registry,
+        )
+        self.key_cost = Counter(
+            "switchboard_api_key_cost_usd_total",
+            "What an API key's requests cost at list prices, in US dollars.",
+            ["api_key_alias"],
             registry=registry,
         )
 
@@ -232,6 +268,7 @@ class FrontDoorMetrics:
     def observe(
         self,
         group: str,
+        api_key_alias: str,
         status: int,
         duration_s: float,
         overhead_s: float | None,
@@ -249,8 +286,18 @@ class FrontDoorMetrics:
         by_group = self.group(group)
         if overhead_s is not None:
             by_group.overhead.observe(max(0.0, overhead_s))
+        by_key = self.key(api_key_alias)
+        key_counter = by_key.requests.get(status)
+        if key_counter is None:
+            key_counter = self.key_requests.labels(api_key_alias, str(status))
+            by_key.requests[status] = key_counter
+        key_counter.inc()
         if meta is not None and meta.deployment:
             self._account(children, by_group, meta)
+            by_key.prompt.inc(meta.prompt_tokens)
+            by_key.completion.inc(meta.completion_tokens)
+            if meta.cost_usd:
+                by_key.cost.inc(meta.cost_usd)
 
     @staticmethod
     def _account(children: DeploymentChildren, by_group: GroupChildren, meta: Meta) -> None:
@@ -274,6 +321,12 @@ class FrontDoorMetrics:
         children = self._by_group.get(group)
         if children is None:
             children = self._by_group[group] = GroupChildren(self, group)
+        return children
+
+    def key(self, alias: str) -> KeyChildren:
+        children = self._by_key.get(alias)
+        if children is None:
+            children = self._by_key[alias] = KeyChildren(self, alias)
         return children
 
     def deployment(self, group: str, deployment: str) -> DeploymentChildren:

@@ -14,12 +14,13 @@ from workers.wire import decode_chat_request
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
-    front.auth.check(request)
+    caller = front.auth.check(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
     chat = decode(decode_chat_request, body)
     validate_chat_request(chat)
     options = gateway_options(body)
     group = front.resolve_group(chat.model)
+    caller.check_model(chat.model, group)
     lane = front.lane_for(request, options)
     front.admit(lane)
     relay = Relay(
@@ -30,5 +31,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         body=body,
         stream=chat.is_stream,
         options=options,
+        api_key=caller.alias,
     )
     return await relay.run(request)

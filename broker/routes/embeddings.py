@@ -14,12 +14,13 @@ from workers.wire import decode_embedding_request
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
-    front.auth.check(request)
+    caller = front.auth.check(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
     embedding = decode(decode_embedding_request, body)
     validate_embedding_request(embedding)
     options = gateway_options(body)
     group = front.resolve_group(embedding.model)
+    caller.check_model(embedding.model, group)
     lane = front.lane_for(request, options)
     front.admit(lane)
     relay = Relay(
@@ -30,5 +31,6 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
         body=body,
         stream=False,
         options=options,
+        api_key=caller.alias,
     )
     return await relay.run(request)

@@ -11,6 +11,11 @@ from workers.wire import ModelCard, ModelList, encode
 
 async def list_models(request: web.Request) -> web.Response:
     front = request.app[FRONT_DOOR]
-    front.auth.check(request)
-    models = ModelList(data=[ModelCard(id=name) for name in front.listed_models])
+    caller = front.auth.check(request)
+    listed = [
+        name
+        for name in front.listed_models
+        if caller.may_list(name) or caller.may_list(front.aliases.get(name, name))
+    ]
+    models = ModelList(data=[ModelCard(id=name) for name in listed])
     return web.Response(body=encode(models), content_type=JSON)

@@ -15,13 +15,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from tests.broker.harness import read_sse, wait_until
 from tests.broker.processes import free_port, switchboard, wait_ready
 from tests.broker.routing_setup import HELLO, Reply, ask, deployment, routing_yaml
 from tests.redis_helpers import REDIS_URL
+from tests.scrape import Scrape, scrape_url
 from workers.routing.figures import read_figures
 from workers.streams import Keys
 from workers.testing.server import FakeUpstream
@@ -29,31 +29,10 @@ from workers.testing.server import FakeUpstream
 pytestmark = pytest.mark.slow
 
 BAD = "m~status=500"
-Labels = frozenset[tuple[str, str]]
-
-
-class Scrape:
-    """One /metrics page: (sample name, labels) -> value."""
-
-    def __init__(self, text: str) -> None:
-        self.values: dict[tuple[str, Labels], float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                self.values[(sample.name, frozenset(sample.labels.items()))] = sample.value
-
-    def get(self, name: str, **labels: str) -> float | None:
-        return self.values.get((name, frozenset(labels.items())))
-
-    def value(self, name: str, **labels: str) -> float:
-        found = self.get(name, **labels)
-        assert found is not None, f"no {name}{labels} on this /metrics"
-        return found
 
 
 async def scrape(session: aiohttp.ClientSession, port: int) -> Scrape:
-    async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
-        assert response.status == 200
-        return Scrape(await response.text())
+    return await scrape_url(session, f"http://127.0.0.1:{port}/metrics")
 
 
 def total(scrapes: list[Scrape], name: str, **labels: str) -> float:

@@ -38,6 +38,8 @@ needs_prometheus = pytest.mark.skipif(
 )
 
 HELLO = [{"role": "user", "content": "hello"}]
+MASTER = "sk-master-prometheus"
+TEAM_A = "sk-team-a-prometheus"
 START_TIMEOUT_S = 30.0
 # Panels whose feature the load cannot exercise; each needs a reason.
 NOT_EXERCISED: dict[str, str] = {}
@@ -77,8 +79,11 @@ def config_yaml(upstream_v1: str, namespace: str) -> str:
               api_key: sk-fake
         router_settings:
           num_retries: 0
+        general_settings:
+          master_key: {MASTER}
         switchboard_settings:
           namespace: {namespace}
+          api_keys: [{{alias: team-a, key: {TEAM_A}}}]
           heartbeat_interval_s: 0.5
           worker_ttl_s: 3
           drain_timeout_s: 2
@@ -159,19 +164,25 @@ class PromAPI:
 
 
 async def load(http: aiohttp.ClientSession, url: str) -> int:
-    """A short mixed load: plain and streamed completions, and failing ones. Returns how
-    many requests were sent."""
+    """A short mixed load: plain and streamed completions, and failing ones, half of them
+    with the master key and half with team-a's. Returns how many requests were sent."""
 
-    async def one(model: str, stream: bool) -> None:
+    async def one(model: str, stream: bool, key: str) -> None:
         body: dict[str, Any] = {"model": model, "messages": HELLO, "stream": stream}
         if stream:
             body["stream_options"] = {"include_usage": True}
-        async with http.post(url + "/v1/chat/completions", json=body) as response:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with http.post(url + "/v1/chat/completions", json=body, headers=headers) as response:
             await response.read()
             assert response.status == (200 if model == "gpt-test" else 500), model
 
-    calls = [one("gpt-test", stream) for stream in (False, True) for _ in range(8)]
-    calls += [one("broken", False) for _ in range(3)]
+    calls = [
+        one("gpt-test", stream, key)
+        for stream in (False, True)
+        for key in (MASTER, TEAM_A)
+        for _ in range(4)
+    ]
+    calls += [one("broken", False, MASTER) for _ in range(3)]
     await asyncio.gather(*calls)
     return len(calls)
 
@@ -250,6 +261,10 @@ async def check_panels(api: PromAPI) -> None:
         "/api/v1/label/deployment/values", **{"match[]": "switchboard_requests_total"}
     )
     assert "gpt-test-a" in deployments
+    callers = await api.get(
+        "/api/v1/label/api_key_alias/values", **{"match[]": "switchboard_api_key_cost_usd_total"}
+    )
+    assert set(callers) == {"master", "team-a"}
 
 
 async def check_alerts(api: PromAPI) -> None:

@@ -14,6 +14,25 @@ from workers.deployment import Secret
 from workers.settings.section import Section
 
 Positive = Meta(gt=0)
+# An API key's alias is a Prometheus label value and a log field: short and plain.
+KEY_ALIAS = Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+# Label values the gateway itself uses for callers that are not a listed key.
+RESERVED_ALIASES = frozenset({"master", "anonymous"})
+MIN_KEY_LENGTH = 8
+
+
+class ApiKey(Section, frozen=True):
+    """A client key besides the master key: its own alias in metrics, its own model list."""
+
+    # Names the key in metrics (`api_key_alias` label) and logs; the key itself is never shown.
+    alias: Annotated[str, KEY_ALIAS]
+    key: Secret
+    # Model groups or aliases this key may call; empty means every model.
+    models: list[str] = []
+
+    def __post_init__(self) -> None:
+        if len(self.key) < MIN_KEY_LENGTH:
+            raise ValueError(f"key must be at least {MIN_KEY_LENGTH} characters")
 
 
 class SwitchboardSettings(Section, frozen=True):
@@ -51,6 +70,9 @@ class SwitchboardSettings(Section, frozen=True):
     heartbeat_interval_s: Annotated[float, Positive] = 1.0
     # Seconds without a heartbeat after which a worker counts as gone.
     worker_ttl_s: Annotated[float, Positive] = 5.0
+    # Client keys besides general_settings.master_key, each with an alias that labels its
+    # requests, tokens and cost in /metrics.
+    api_keys: list[ApiKey] = []
 
     def __post_init__(self) -> None:
         # Cross-field rules; msgspec reports a ValueError here at `switchboard_settings`.
@@ -60,3 +82,11 @@ class SwitchboardSettings(Section, frozen=True):
             raise ValueError("renew_interval_ms must be less than claim_idle_ms")
         if self.heartbeat_interval_s >= self.worker_ttl_s:
             raise ValueError("heartbeat_interval_s must be less than worker_ttl_s")
+        aliases = [api_key.alias for api_key in self.api_keys]
+        if len(set(aliases)) != len(aliases):
+            raise ValueError("api_keys: aliases must be distinct")
+        if RESERVED_ALIASES.intersection(aliases):
+            reserved = " and ".join(sorted(RESERVED_ALIASES))
+            raise ValueError(f"api_keys: {reserved} are reserved aliases")
+        if len({str(api_key.key) for api_key in self.api_keys}) != len(self.api_keys):
+            raise ValueError("api_keys: two entries have the same key")
