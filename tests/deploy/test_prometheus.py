@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -197,6 +198,15 @@ def run_promtool(*args: str) -> None:
 def test_promtool_accepts_the_rules_and_the_compose_scrape_config() -> None:
     run_promtool("check", "rules", str(ALERTS))
     run_promtool("check", "config", str(DEPLOY / "prometheus" / "prometheus.yml"))
+
+
+@needs_prometheus
+def test_every_alert_fires_on_its_trouble_and_only_then() -> None:
+    """alerts_test.yml: promtool's rule unit tests, a firing and a quiet case per alert."""
+    tests = ALERTS.with_name("alerts_test.yml")
+    run_promtool("test", "rules", str(tests))
+    covered = set(re.findall(r"alertname: (\w+)", tests.read_text()))
+    assert covered == set(alert_rules())
 
 
 @needs_prometheus
