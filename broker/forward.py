@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from broker import sse
 from broker.errors import JSON, error_response, response_for_status
 from broker.frontdoor import FrontDoor
-from broker.relay import Waiter
+from broker.relay import Queued, Waiter
 from workers import messages
 from workers.errors import GatewayTimeout, ServiceUnavailable
 from workers.messages import Envelope, Meta, Record
@@ -77,26 +77,26 @@ class Relay:
     async def run(self, request: web.Request) -> web.StreamResponse:
         front = self.front
         waiter = front.hub.register(self.request_id)
-        entry: bytes | None = None
         front.metrics.in_flight.inc()
         try:
-            entry = await self._enqueue()
+            entry = await self._enqueue(messages.encode(self.envelope))
+            waiter.queued = Queued(self.envelope, entry)
             if self.stream:
                 return await self._relay_stream(request, waiter)
             return await self._relay_response(waiter)
         except GatewayTimeout as exc:
             # No answer in time (no live worker?): drop the entry too, so nobody runs it later.
             self.status = exc.http_status
-            if entry is not None:
-                front.cancel_later(self.request_id, self.lane, entry, waiter.next_seq)
+            if waiter.queued is not None:
+                front.cancel_later(self.request_id, waiter.queued, waiter.next_seq)
             return error_response(exc, request_id=self.request_id)
         except ServiceUnavailable as exc:
             self.status = exc.http_status
             return error_response(exc, request_id=self.request_id)
         except (asyncio.CancelledError, ConnectionResetError):
             self.status = 499  # nginx's "client closed request", for metrics only
-            if entry is not None and not self.is_finished:
-                front.cancel_later(self.request_id, self.lane, entry, waiter.next_seq)
+            if waiter.queued is not None and not self.is_finished:
+                front.cancel_later(self.request_id, waiter.queued, waiter.next_seq)
             raise
         finally:
             front.hub.unregister(self.request_id)
@@ -110,10 +110,10 @@ class Relay:
                 self.meta,
             )
 
-    async def _enqueue(self) -> bytes:
+    async def _enqueue(self, envelope: bytes) -> bytes:
         front = self.front
         try:
-            return await front.enqueue(self.lane, messages.encode(self.envelope))
+            return await front.enqueue(self.lane, envelope)
         except RedisError as exc:
             # Nothing was queued, so the client may simply try again.
             raise ServiceUnavailable(

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
+import msgspec
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -16,7 +17,7 @@ from broker.auth import Authenticator
 from broker.config import Config
 from broker.metrics import FrontDoorMetrics
 from broker.monitor import ClusterMonitor
-from broker.relay import ReplyHub
+from broker.relay import Queued, ReplyHub, Waiter
 from workers import messages, streams
 from workers.batching import WriteBatcher
 from workers.errors import InvalidRequest, ModelNotFound, RateLimited
@@ -46,7 +47,7 @@ class FrontDoor:
         self.follow_redis = follow_redis
         self.keys = Keys(self.settings.namespace)
         self.metrics = FrontDoorMetrics(registry)
-        self.hub = ReplyHub(redis, self.keys, front_door_id)
+        self.hub = ReplyHub(redis, self.keys, front_door_id, on_reset=self._queue_again)
         self.monitor = ClusterMonitor(
             redis,
             self.keys,
@@ -142,15 +143,37 @@ class FrontDoor:
             raise entry
         return bytes(entry)
 
+    async def _queue_again(self, lost: list[Waiter]) -> None:
+        """Redis lost its data: make the lanes' groups again and queue the lost requests
+        again (one batch), with their original deadlines."""
+        try:
+            await streams.ensure_groups(self.redis, self.keys, self.settings.lanes)
+        except RedisError as exc:
+            log.warning("could not create the lanes' consumer groups again: %s", exc)
+            return
+        queued = [waiter.queued for waiter in lost if waiter.queued is not None]
+        copies = [
+            messages.encode(msgspec.structs.replace(q.envelope, requeued=True)) for q in queued
+        ]
+        entries = await asyncio.gather(
+            *(self.enqueue(q.envelope.lane, copy) for q, copy in zip(queued, copies, strict=True)),
+            return_exceptions=True,
+        )
+        for place, entry in zip(queued, entries, strict=True):
+            if isinstance(entry, BaseException):
+                log.warning("could not queue a lost request again: %s", entry)
+            else:
+                place.entry = entry
+
     # ------------------------------------------------------------------ cancellation
 
-    def cancel_later(self, request_id: str, lane: str, entry: bytes, seq: int) -> None:
+    def cancel_later(self, request_id: str, queued: Queued, seq: int) -> None:
         """The client left: cancel after the grace period unless a resume claims it first."""
-        task = asyncio.create_task(self._cancel(request_id, lane, entry, seq))
+        task = asyncio.create_task(self._cancel(request_id, queued, seq))
         self.cancellations.add(task)
         task.add_done_callback(self.cancellations.discard)
 
-    async def _cancel(self, request_id: str, lane: str, entry: bytes, seq: int) -> None:
+    async def _cancel(self, request_id: str, queued: Queued, seq: int) -> None:
         grace = self.settings.disconnect_grace_s
         ttl = int(self.settings.reply_ttl_s)
         try:
@@ -162,8 +185,16 @@ class FrontDoor:
                 return  # resumed by another connection
             pipe = self.redis.pipeline(transaction=False)
             record = messages.encode(Record(seq=seq, end=messages.CANCELLED))
+            # Read the entry now: the request may have been queued again since (Redis lost it).
             streams.cancel(
-                pipe, self.keys, request_id, lane, entry, seq=seq, record=record, ttl_s=ttl
+                pipe,
+                self.keys,
+                request_id,
+                queued.envelope.lane,
+                queued.entry,
+                seq=seq,
+                record=record,
+                ttl_s=ttl,
             )
             await pipe.execute(raise_on_error=False)
             log.info("cancelled %s after its client disconnected", request_id)

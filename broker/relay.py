@@ -15,6 +15,7 @@ import contextlib
 import logging
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from redis.asyncio import Redis
@@ -23,7 +24,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers import streams
-from workers.messages import Record, decode_record, split_live_message
+from workers.messages import Envelope, Record, decode_record, split_live_message
 from workers.streams import Keys
 
 log = logging.getLogger("switchboard.relay")
@@ -37,11 +38,21 @@ IDLE_POLL_S = 5.0
 class Waiter:
     """The records of one request, in sequence order, without duplicates or gaps."""
 
-    __slots__ = ("request_id", "next_seq", "_hub", "_buffer", "_wakeup", "_is_stale")
+    __slots__ = (
+        "request_id",
+        "next_seq",
+        "queued",
+        "_hub",
+        "_buffer",
+        "_wakeup",
+        "_is_stale",
+    )
 
     def __init__(self, hub: ReplyHub, request_id: str) -> None:
         self.request_id = request_id
         self.next_seq = 1
+        # Where the request was queued, to queue it again if Redis loses it.
+        self.queued: Queued | None = None
         self._hub = hub
         self._buffer: deque[Record] = deque()
         self._wakeup: asyncio.Future[None] | None = None
@@ -118,12 +129,31 @@ class Waiter:
         return True
 
 
+class Queued(msgspec.Struct):
+    """A request's place in a lane: its entry id changes if it is queued again."""
+
+    envelope: Envelope
+    entry: bytes
+
+
+# Called with the waiters whose requests Redis lost (queued, nothing heard yet).
+OnReset = Callable[[list[Waiter]], Awaitable[None]]
+
+
 class ReplyHub:
-    def __init__(self, redis: Redis, keys: Keys, front_door_id: str | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        front_door_id: str | None = None,
+        on_reset: OnReset | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.front_door_id = front_door_id or uuid.uuid4().hex[:12]
         self.waiters: dict[str, Waiter] = {}
+        self.on_reset = on_reset
+        self._epoch: bytes | None = None
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
@@ -132,6 +162,7 @@ class ReplyHub:
         return self.keys.live_channel(self.front_door_id)
 
     async def start(self) -> None:
+        self._epoch = await streams.join_epoch(self.redis, self.keys)
         self._listener = asyncio.create_task(self._listen(), name="reply-hub")
         # Requests may only be enqueued once their records can be heard.
         await self._subscribed.wait()
@@ -161,6 +192,7 @@ class ReplyHub:
                 await pubsub.subscribe(self.channel)
                 if self._subscribed.is_set():
                     self._recover()
+                    await self._check_epoch()
                 self._subscribed.set()
                 while True:
                     message = await pubsub.get_message(timeout=None)
@@ -184,6 +216,30 @@ class ReplyHub:
             log.error("undecodable record for %s", request_id)
             return
         waiter.deliver(record)
+
+    async def _check_epoch(self) -> None:
+        """After a lost connection: did Redis lose its data? Then the requests it held in
+        queues are gone, and waiting for their replies would last until their deadlines."""
+        try:
+            epoch = await streams.join_epoch(self.redis, self.keys)
+        except RedisError as exc:
+            log.warning("cannot tell whether redis kept its data: %s", exc)
+            return
+        if epoch == self._epoch:
+            return
+        self._epoch = epoch
+        # A request that has produced a record was running at a worker, which carries on
+        # and writes the rest into the new reply stream; one that has not may have been
+        # waiting in a lane, so it is queued again (if it was running after all, the reply
+        # stream's sequence fence keeps the second run's records out).
+        lost = [w for w in self.waiters.values() if w.next_seq == 1 and w.queued is not None]
+        log.warning(
+            "redis lost its data (restarted without persistence?); queueing %d waiting "
+            "requests again",
+            len(lost),
+        )
+        if self.on_reset is not None:
+            await self.on_reset(lost)
 
     def _recover(self) -> None:
         """After a lost subscription, every waiter rereads its stream on its next wait."""

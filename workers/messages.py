@@ -42,6 +42,8 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     body: bytes
     # Gateway options from the request body (per-request timeout etc.), already validated.
     num_retries: int | None = None
+    # Queued again by its front door after Redis lost its data: a first copy may be running.
+    requeued: bool = False
 
 
 class Meta(msgspec.Struct, array_like=True, omit_defaults=True):

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers import messages, streams
@@ -140,6 +141,11 @@ class Worker:
                 log.warning("redis unavailable while reading requests: %s", exc)
                 await asyncio.sleep(RECONNECT_DELAY_S)
                 continue
+            except ResponseError as exc:
+                if not streams.is_missing_group(exc):
+                    raise
+                await self._recreate_groups()
+                continue
             for lane, entry, envelope in entries:
                 self._start(lane, entry, envelope, is_reclaimed=False)
 
@@ -172,6 +178,12 @@ class Worker:
             log.error("dropping undecodable entry %s on lane %s", entry, lane)
             self._spawn(self._dead_letter(lane, entry, raw, "undecodable envelope", None))
             return
+        if envelope.request_id in self.jobs:
+            # A second copy of a request this worker is running: its front door queued it
+            # again because Redis lost its data. The first copy answers it.
+            log.info("dropping a second copy of %s", envelope.request_id)
+            self._spawn(self._ack(lane, entry))
+            return
         job = Job(envelope, lane, entry)
         self.jobs[envelope.request_id] = job
         self.metrics.job_started(lane, envelope.enqueued_ms, is_reclaimed=is_reclaimed)
@@ -183,6 +195,8 @@ class Worker:
     async def _run_job(self, job: Job, is_reclaimed: bool) -> None:
         try:
             if is_reclaimed and await self._settled_by_earlier_attempt(job):
+                return
+            if job.envelope.requeued and await self._answered_by_first_copy(job):
                 return
             await self.executor.run(job)
         except asyncio.CancelledError:
@@ -214,6 +228,15 @@ class Worker:
         await self.writer.write_error(job, error, Meta(worker=self.worker_id))
         return True
 
+    async def _answered_by_first_copy(self, job: Job) -> bool:
+        """A request queued again after Redis lost its data may have been running all along:
+        if its reply stream has a record, the first copy is answering it (or has)."""
+        if await streams.last_record(self.redis, self.keys, job.request_id) is None:
+            return False
+        log.info("%s is answered by its first copy; dropping the second", job.request_id)
+        await self.writer.ack_only(job)
+        return True
+
     # ------------------------------------------------------------------ claims
 
     async def _claims(self) -> None:
@@ -229,6 +252,25 @@ class Worker:
                     await self._reclaim()
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 log.warning("redis unavailable while renewing claims: %s", exc)
+            except ResponseError as exc:
+                if not streams.is_missing_group(exc):
+                    raise
+                await self._recreate_groups()
+
+    async def _recreate_groups(self) -> None:
+        """Redis lost the consumer groups (a restart without persistence): what it held is
+        gone, but the service goes on. Making the groups again lets this worker, and every
+        other one, read what front doors queue from now on."""
+        log.warning(
+            "redis has no consumer group for the request lanes (restarted without "
+            "persistence?); creating them again. Front doors queue their waiting requests "
+            "again."
+        )
+        try:
+            await streams.ensure_groups(self.redis, self.keys, self.options.lanes)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("redis unavailable while creating consumer groups: %s", exc)
+            await asyncio.sleep(RECONNECT_DELAY_S)
 
     async def _renew(self) -> None:
         by_lane: dict[str, list[bytes]] = {}
@@ -268,6 +310,14 @@ class Worker:
                 else:
                     log.info("reclaimed %s from lane %s (delivery %d)", entry, lane, deliveries)
                     self._start(lane, entry, raw, is_reclaimed=True)
+
+    async def _ack(self, lane: str, entry: bytes) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        streams.ack(pipe, self.keys, lane, entry)
+        try:
+            await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("could not acknowledge %s (another worker will): %s", entry, exc)
 
     async def _dead_letter(
         self, lane: str, entry: bytes, raw: bytes, reason: str, deliveries: int | None

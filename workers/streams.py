@@ -24,6 +24,7 @@ routing keys share a slot, so each routing script touches one slot (workers/rout
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -46,6 +47,8 @@ class Keys:
         self.dead_letter = f"{namespace}:{{q}}:dead"
         self.cancel_channel = f"{namespace}:cancel"
         self.heartbeats = f"{namespace}:{{w}}:heartbeats"
+        # In the lanes' slot: whatever loses the queues loses this too.
+        self.epoch = f"{namespace}:{{q}}:epoch"
 
     def lane(self, lane: str) -> str:
         return f"{self.ns}:{{q}}:lane:{lane}"
@@ -95,6 +98,24 @@ def seq_of(entry: bytes | str) -> int:
 
 
 # --------------------------------------------------------------------------- request streams
+
+
+async def join_epoch(r: Redis, keys: Keys) -> bytes:
+    """The id of the data Redis holds now: made by the first process that asks, read by the
+    rest. A process that later reads a different one knows Redis lost its data (a restart
+    without persistence) and with it every queued request."""
+    pipe = r.pipeline(transaction=False)
+    pipe.set(keys.epoch, os.urandom(8).hex(), nx=True)
+    pipe.get(keys.epoch)
+    _made, epoch = await pipe.execute()
+    return bytes(epoch)
+
+
+def is_missing_group(exc: ResponseError) -> bool:
+    """Redis no longer has a lane's consumer group: it restarted without persistence, or
+    someone deleted the stream (a blocked XREADGROUP then ends with UNBLOCKED).
+    `ensure_groups` makes it again."""
+    return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
 
 
 async def ensure_groups(r: Redis, keys: Keys, lanes: Iterable[str]) -> None:

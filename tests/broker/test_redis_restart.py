@@ -1,0 +1,173 @@
+"""Redis restarts without persistence (the embedded default keeps nothing on disk) under
+real `switchboard serve` and `switchboard worker` processes. While Redis is down, requests
+are refused with a clean 503 and nothing hangs. Requests that were waiting when it went
+away still get their answers: the ones a worker was running are finished, and the ones that
+were queued are queued again by their front door. The worker carries on without a restart,
+and new requests are served."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from broker.embedded_redis import redis_server_binary
+from tests.broker.harness import make_config, service
+from tests.broker.processes import free_port, switchboard, wait_ready, write_config
+from workers.streams import Keys
+from workers.testing.server import FakeUpstream
+
+pytestmark = pytest.mark.slow
+
+HELLO = [{"role": "user", "content": "hello"}]
+SLOW = """\
+- model_name: slow-answer
+  litellm_params:
+    model: openai/gpt-4o-mini~latency=1.5
+    api_base: {base}
+    api_key: sk-fake
+"""
+SETTINGS = {
+    "worker_concurrency": 2,
+    "heartbeat_interval_s": 0.2,
+    "worker_ttl_s": 1.5,
+    "claim_idle_ms": 2000,
+    "renew_interval_ms": 300,
+}
+
+
+class PrivateRedis:
+    """A redis-server of our own, on a fixed port, that can be killed and started again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        argv = [redis_server_binary(), "--port", str(self.port), "--save", "", "--appendonly"]
+        argv += ["no", "--dir", str(self.directory), "--loglevel", "warning"]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            with contextlib.suppress(redis.ConnectionError):
+                if client.ping():
+                    client.close()
+                    return
+            subprocess.run(["sleep", "0.05"], check=True)
+        raise AssertionError("redis-server did not start")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def keys(self) -> int:
+        client = redis.Redis.from_url(self.url)
+        try:
+            return int(client.dbsize())
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+
+
+async def ask(
+    http: aiohttp.ClientSession, url: str, model: str = "gpt-test"
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    body = {"model": model, "messages": HELLO}
+    async with http.post(url + "/v1/chat/completions", json=body) as response:
+        return response.status, await response.json(content_type=None), dict(response.headers)
+
+
+async def test_a_restart_loses_no_waiting_request_and_the_service_carries_on(
+    fake: FakeUpstream, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path,
+        fake.base_url + "/v1",
+        "restart",
+        settings=SETTINGS,
+        extra_models=SLOW.format(base=fake.base_url + "/v1"),
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    run = {"directory": tmp_path, "redis_url": private_redis.url}
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with (
+        switchboard(
+            "serve", "--config", str(config), "--port", str(port), name="door", **run
+        ) as door,
+        switchboard("worker", "--config", str(config), name="worker", **run) as worker,
+        aiohttp.ClientSession(timeout=timeout) as http,
+    ):
+        await wait_ready(url, workers=1, processes=(door, worker))
+        assert (await ask(http, url))[0] == 200
+
+        # Two slow requests run at the worker (its concurrency is 2); four wait in the lane.
+        waiting = [asyncio.create_task(ask(http, url, "slow-answer")) for _ in range(6)]
+        await asyncio.sleep(0.5)
+        assert not any(task.done() for task in waiting)
+        private_redis.kill()
+
+        # Redis is down: refused at once, with a reason and a time to retry.
+        status, body, headers = await ask(http, url)
+        assert status == 503, body
+        assert body["error"]["code"] == "queue_unavailable"
+        assert headers["Retry-After"] == "1"
+
+        private_redis.start()
+        answers = await asyncio.gather(*waiting)
+        assert [status for status, _, _ in answers] == [200] * 6, answers
+        assert all(body["choices"][0]["message"]["content"] for _, body, _ in answers)
+
+        await wait_ready(url, workers=1, processes=(door, worker))
+        assert (await ask(http, url))[0] == 200
+        assert private_redis.keys() > 0  # the new, empty Redis was set up again
+
+        assert worker.popen.poll() is None and door.popen.poll() is None
+    assert "Traceback" not in worker.output(), worker.output()
+    assert "Traceback" not in door.output(), door.output()
+    assert "queueing 4 waiting requests again" in door.output() or (
+        "waiting requests again" in door.output()
+    )
+
+
+async def test_a_worker_makes_a_deleted_lane_and_its_group_again(
+    fake: FakeUpstream, namespace: str, redis: Redis
+) -> None:
+    """An operator who deletes a lane's stream (or a Redis that loses it) takes its consumer
+    group along; the worker, blocked reading it, makes both again and serves what comes."""
+    config = make_config(fake.base_url + "/v1", namespace)
+    timeout = aiohttp.ClientTimeout(total=20)
+    async with (
+        service(config) as ([door], [worker]),
+        aiohttp.ClientSession(timeout=timeout) as http,
+    ):
+        assert (await ask(http, door.url))[0] == 200
+        await redis.delete(Keys(namespace).lane("default"))
+        for _ in range(3):
+            status, body, _ = await ask(http, door.url)
+            assert status == 200, body
+        assert not worker.task.done()
