@@ -4,6 +4,7 @@ Redis, driven by the official `openai` client. Kills and signals are real too.""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -11,11 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import openai
 import pytest
 from redis.asyncio import Redis
 
-from tests.broker.harness import wait_until
+from tests.broker.harness import read_sse, wait_until
 from tests.broker.processes import (
     SWITCHBOARD,
     environment,
@@ -221,6 +223,55 @@ async def _held_requests(redis: Redis, lane: str, consumer: str) -> set[str]:
         [(_, fields)] = await redis.xrange(lane, row["message_id"], row["message_id"])
         held.add(decode_envelope(fields[streams.ENVELOPE_FIELD]).request_id)
     return held
+
+
+async def test_kill_9_of_a_front_door_mid_stream_resumes_whole_on_another(
+    fake: FakeUpstream, namespace: str, redis: Redis, tmp_path: Path
+) -> None:
+    """A front door dies under its streams: the worker finishes them regardless (no one is
+    left to cancel them), and each client resumes at another front door with Last-Event-ID,
+    getting exactly the events it missed."""
+    base = fake.base_url + "/v1"
+    models = slow_models(base, latency=0.1, delay=0.1, chunks=20)
+    config = write_config(tmp_path, base, namespace, settings=FAST, extra_models=models)
+    ports = free_port(), free_port()
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    run = {"directory": tmp_path, "redis_url": REDIS_URL}
+    serve = ("serve", "--config", str(config), "--port")
+    async with (
+        switchboard(*serve, str(ports[0]), name="doomed", **run) as doomed,
+        switchboard(*serve, str(ports[1]), name="survivor", **run) as survivor,
+        switchboard("worker", "--config", str(config), name="worker", **run) as worker,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http,
+    ):
+        for url in urls:
+            await wait_ready(url, workers=1, processes=(doomed, survivor, worker))
+        body = {"model": "slow-stream", "messages": HELLO, "stream": True}
+        responses = [await http.post(urls[0] + "/v1/chat/completions", json=body) for _ in range(5)]
+        before = [await read_sse(response, limit=3) for response in responses]
+        os.kill(doomed.pid, signal.SIGKILL)
+        assert await doomed.wait() == -signal.SIGKILL
+        for response in responses:
+            response.close()
+
+        for response, seen in zip(responses, before, strict=True):
+            request_id = response.headers["x-request-id"]
+            resume = f"{urls[1]}/v1/streams/{request_id}"
+            async with http.get(resume, headers={"Last-Event-ID": seen[-1][0] or ""}) as rest:
+                assert rest.status == 200
+                after = await read_sse(rest)
+            async with http.get(resume, params={"after": "0"}) as whole_response:
+                whole = await read_sse(whole_response)
+            assert seen + after == whole
+            assert whole[-1][1] == "[DONE]"
+            text = "".join(
+                choice["delta"].get("content") or ""
+                for _, data in whole[:-1]
+                for choice in json.loads(data)["choices"]
+            )
+            assert text == TEXT
+        assert fake.request_count == 5  # finished once each, never re-run
+        assert worker.popen.poll() is None
 
 
 async def test_sigterm_drains_front_door_and_worker_which_exit_0(
