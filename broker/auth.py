@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import os
 from collections.abc import Sequence
 
 import msgspec
@@ -17,6 +19,9 @@ log = logging.getLogger("switchboard.auth")
 
 MASTER_ALIAS = "master"
 ANONYMOUS_ALIAS = "anonymous"
+REQUEST_ID_PREFIX = "req_"
+NONCE_CHARS = 24
+TAG_CHARS = 16
 
 
 class Caller(msgspec.Struct, frozen=True):
@@ -24,6 +29,27 @@ class Caller(msgspec.Struct, frozen=True):
 
     alias: str
     models: frozenset[str] | None = None
+    # The SHA-256 of the caller's key: signs the request ids it is given (empty: open gateway).
+    secret: bytes = b""
+
+    def new_request_id(self) -> str:
+        """A fresh request id; with a key, it carries a tag only that key can make, so no
+        other key can resume (read) the request's reply."""
+        nonce = os.urandom(12).hex()
+        if not self.secret:
+            return REQUEST_ID_PREFIX + nonce
+        return REQUEST_ID_PREFIX + nonce + self._tag(nonce)
+
+    def may_read(self, request_id: str) -> bool:
+        """Whether this caller may resume `request_id`: its own, or any for the master key."""
+        if not self.secret or self.alias == MASTER_ALIAS:
+            return True
+        body = request_id.removeprefix(REQUEST_ID_PREFIX)
+        nonce, tag = body[:NONCE_CHARS], body[NONCE_CHARS:]
+        return hmac.compare_digest(tag, self._tag(nonce))
+
+    def _tag(self, nonce: str) -> str:
+        return hmac.new(self.secret, nonce.encode(), hashlib.sha256).hexdigest()[:TAG_CHARS]
 
     def check_model(self, requested: str, group: str) -> None:
         """Refuse a model outside the key's list; the requested name or its group may match."""
@@ -40,7 +66,6 @@ class Caller(msgspec.Struct, frozen=True):
         return self.models is None or model in self.models
 
 
-MASTER = Caller(MASTER_ALIAS)
 ANONYMOUS = Caller(ANONYMOUS_ALIAS)
 
 
@@ -48,14 +73,14 @@ class Authenticator:
     def __init__(self, master_key: str | None, api_keys: Sequence[ApiKey] = ()) -> None:
         # Keys are looked up by their SHA-256 digest, so the probe's timing says nothing
         # about how much of a guessed key matches.
-        self._callers: dict[bytes, Caller] = {
-            _digest(str(api_key.key)): Caller(
-                api_key.alias, frozenset(api_key.models) if api_key.models else None
-            )
-            for api_key in api_keys
-        }
+        self._callers: dict[bytes, Caller] = {}
+        for api_key in api_keys:
+            digest = _digest(str(api_key.key))
+            models = frozenset(api_key.models) if api_key.models else None
+            self._callers[digest] = Caller(api_key.alias, models, digest)
         if master_key:
-            self._callers[_digest(master_key)] = MASTER
+            digest = _digest(master_key)
+            self._callers[digest] = Caller(MASTER_ALIAS, None, digest)
         self.is_open = not self._callers
         if self.is_open:
             log.warning(

@@ -5,13 +5,13 @@ first chunk is a real HTTP error; after that, errors are SSE events."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from broker import sse
+from broker.auth import Caller
 from broker.errors import JSON, error_response, response_for_status
 from broker.frontdoor import FrontDoor
 from broker.relay import Queued, Waiter
@@ -23,10 +23,6 @@ from workers.wire import encode
 
 # The worker enforces the deadline; the front door waits a little longer for its answer.
 DEADLINE_SLACK_S = 2.0
-
-
-def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
 
 
 class Relay:
@@ -42,10 +38,10 @@ class Relay:
         body: bytes,
         stream: bool,
         options: GatewayOptions,
-        api_key: str,
+        caller: Caller,
     ) -> None:
         self.front = front
-        self.api_key = api_key
+        self.api_key_alias = caller.alias
         self.group = group
         self.lane = lane
         self.stream = stream
@@ -53,7 +49,7 @@ class Relay:
         self.started = self.loop.time()
         timeout_s = options.timeout or front.settings.request_timeout_s
         self.timeout_s = timeout_s
-        self.request_id = new_request_id()
+        self.request_id = caller.new_request_id()
         now_ms = int(time.time() * 1000)
         self.envelope = Envelope(
             request_id=self.request_id,
@@ -103,7 +99,7 @@ class Relay:
             front.metrics.in_flight.dec()
             front.metrics.observe(
                 self.group,
-                self.api_key,
+                self.api_key_alias,
                 self.status,
                 self.loop.time() - self.started,
                 self.overhead_s,

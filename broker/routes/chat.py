@@ -31,6 +31,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         body=body,
         stream=chat.is_stream,
         options=options,
-        api_key=caller.alias,
+        caller=caller,
     )
     return await relay.run(request)

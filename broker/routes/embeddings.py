@@ -31,6 +31,6 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
         body=body,
         stream=False,
         options=options,
-        api_key=caller.alias,
+        caller=caller,
     )
     return await relay.run(request)

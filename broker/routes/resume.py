@@ -32,11 +32,23 @@ def _after(request: web.Request) -> int:
     return after
 
 
+def _not_found(request_id: str, reply_ttl_s: int) -> NotFound:
+    return NotFound(
+        f"no reply stream for request `{request_id}`: unknown, or expired "
+        f"{reply_ttl_s}s after it finished",
+        param="request_id",
+        code="stream_not_found",
+    )
+
+
 async def resume_stream(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
-    front.auth.check(request)
+    caller = front.auth.check(request)
     request_id = request.match_info["request_id"]
     after = _after(request)
+    if not caller.may_read(request_id):
+        # The same answer as for an unknown id: another key's requests are not even named.
+        raise _not_found(request_id, front.settings.reply_ttl_s)
     rows = await streams.read_records(front.redis, front.keys, request_id)
     # Claim the request so the front door it left does not cancel it after the grace period.
     owner = f"resumed:{front.id}".encode()
@@ -45,12 +57,7 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
     )
     if not rows and is_claimed:
         await front.redis.delete(front.keys.state(request_id))
-        raise NotFound(
-            f"no reply stream for request `{request_id}`: unknown, or expired "
-            f"{front.settings.reply_ttl_s}s after it finished",
-            param="request_id",
-            code="stream_not_found",
-        )
+        raise _not_found(request_id, front.settings.reply_ttl_s)
     response = web.StreamResponse(headers={**sse.HEADERS, "x-request-id": request_id})
     await response.prepare(request)
     last_entry = "0-0"

@@ -1,14 +1,17 @@
-"""API keys besides the master key: each one authenticates, is held to its model list, and
-labels its requests, tokens and cost on /metrics by its alias (never by the key)."""
+"""API keys besides the master key: each one authenticates, is held to its model list,
+labels its requests, tokens and cost on /metrics by its alias (never by the key), and may
+resume only its own requests' replies."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
+from broker.auth import Caller
 from broker.config import ConfigError, load_config_text
 from tests.broker.harness import RunningFrontDoor, make_config, service
 from tests.scrape import Scrape, scrape_url
@@ -175,3 +178,34 @@ def test_a_key_may_name_a_model_group_alias() -> None:
         {},
     )
     assert config.switchboard_settings.api_keys[0].models == ["b"]
+
+
+async def test_only_the_key_that_made_a_request_may_resume_it(door: RunningFrontDoor) -> None:
+    body = {"model": "gpt-test", "messages": HELLO, "stream": True}
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bearer {TEAM_A}"}
+        async with http.post(door.url + "/v1/chat/completions", json=body, headers=headers) as r:
+            assert r.status == 200
+            request_id = r.headers["x-request-id"]
+            await r.read()
+
+        async def resume(key: str) -> tuple[int, str]:
+            url = f"{door.url}/v1/streams/{request_id}?after=0"
+            async with http.get(url, headers={"x-api-key": key}) as response:
+                return response.status, await response.text()
+
+        status, own = await resume(TEAM_A)
+        assert status == 200 and own.endswith("data: [DONE]\n\n")
+        status, other = await resume(TEAM_B)
+        assert status == 404
+        assert json.loads(other)["error"]["code"] == "stream_not_found"
+        assert await resume(MASTER) == (200, own)  # the admin may read any
+
+
+def test_a_request_id_made_for_one_key_does_not_verify_for_another() -> None:
+    a, b = Caller("a", secret=b"1" * 32), Caller("b", secret=b"2" * 32)
+    request_id = a.new_request_id()
+    assert a.may_read(request_id) and not b.may_read(request_id)
+    assert not a.may_read(request_id[:-1] + ("0" if request_id[-1] != "0" else "1"))
+    assert not a.may_read(b.new_request_id())
+    assert Caller("anonymous").new_request_id() != Caller("anonymous").new_request_id()
