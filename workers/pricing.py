@@ -209,7 +209,7 @@ def cost_of(usage: Usage, price: ModelPrice | None, override: PriceOverride | No
     """Dollar cost of one call's usage in the hub's normal form.
 
     `prompt_tokens` includes cache reads (`cached_tokens`, at the cache-read price) and cache
-    writes (`cache_creation_tokens`, at the cache-write price); the rest is billed at the input
+    writes (`cache_write_tokens`, at the cache-write price); the rest is billed at the input
     price. A model without a cache price bills those tokens at the input price.
     `completion_tokens` includes `reasoning_tokens`, billed at the reasoning price where the
     model has one and at the output price otherwise.
@@ -218,7 +218,7 @@ def cost_of(usage: Usage, price: ModelPrice | None, override: PriceOverride | No
     if effective is None:
         return UNKNOWN_COST
     cached = min(max(usage.cached_tokens, 0), usage.prompt_tokens)
-    written = min(max(usage.cache_creation_tokens, 0), usage.prompt_tokens - cached)
+    written = min(max(usage.cache_write_tokens, 0), usage.prompt_tokens - cached)
     reasoning = min(max(usage.reasoning_tokens, 0), usage.completion_tokens)
     plain_output = usage.completion_tokens - reasoning
     output_price = effective.output_cost_per_token
@@ -251,7 +251,7 @@ def completion_cost(
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
     cached_tokens: int = 0,
-    cache_creation_tokens: int = 0,
+    cache_write_tokens: int = 0,
     reasoning_tokens: int = 0,
     custom_llm_provider: str | None = None,
     custom_cost_per_token: Mapping[str, float] | None = None,
@@ -285,7 +285,7 @@ def completion_cost(
             completion_tokens,
             cached_tokens=cached_tokens,
             reasoning_tokens=reasoning_tokens,
-            cache_creation_tokens=cache_creation_tokens,
+            cache_write_tokens=cache_write_tokens,
         )
     price = resolve_price(model, custom_llm_provider) if model else None
     return cost_of(usage, price, override).cost_usd

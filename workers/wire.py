@@ -250,8 +250,9 @@ def set_fields(request: ChatCompletionRequest) -> list[str]:
 class PromptTokensDetails(OptionalFields, kw_only=True):
     cached_tokens: int  # required fields are always encoded, even when 0
     audio_tokens: int | None = None
-    # Tokens written to a provider prompt cache (Anthropic, Bedrock); billed at the write price.
-    cache_creation_tokens: int | None = None
+    # Tokens written to the provider's prompt cache (OpenAI's name; Anthropic, Bedrock fill it),
+    # billed at the cache-write price.
+    cache_write_tokens: int | None = None
 
 
 class CompletionTokensDetails(OptionalFields, kw_only=True):
@@ -274,9 +275,9 @@ class Usage(OptionalFields, kw_only=True):
         return details.cached_tokens if details else 0
 
     @property
-    def cache_creation_tokens(self) -> int:
+    def cache_write_tokens(self) -> int:
         details = self.prompt_tokens_details
-        return (details.cache_creation_tokens or 0) if details else 0
+        return (details.cache_write_tokens or 0) if details else 0
 
     @property
     def reasoning_tokens(self) -> int:
@@ -290,7 +291,7 @@ def make_usage(
     *,
     cached_tokens: int = 0,
     reasoning_tokens: int = 0,
-    cache_creation_tokens: int | None = None,
+    cache_write_tokens: int | None = None,
 ) -> Usage:
     """Usage in the hub's normal form: prompt counts include cache reads and writes,
     completion counts include reasoning."""
@@ -299,7 +300,7 @@ def make_usage(
         completion_tokens=completion_tokens,
         total_tokens=prompt_tokens + completion_tokens,
         prompt_tokens_details=PromptTokensDetails(
-            cached_tokens=cached_tokens, cache_creation_tokens=cache_creation_tokens
+            cached_tokens=cached_tokens, cache_write_tokens=cache_write_tokens
         ),
         completion_tokens_details=CompletionTokensDetails(reasoning_tokens=reasoning_tokens),
     )

@@ -334,7 +334,7 @@ def expected_cost(target: Target, usage: Any) -> float:
     assert price.cache_read_input_token_cost < price.input_cost_per_token
     details = usage.prompt_tokens_details
     read = details.cached_tokens or 0
-    written = extra(details, "cache_creation_tokens") or 0
+    written = details.cache_write_tokens or 0
     write_price = price.cache_creation_input_token_cost or price.input_cost_per_token
     assert price.output_cost_per_token is not None
     return (
@@ -373,7 +373,7 @@ async def check_cached_usage_and_cost(
     )
     assert cache_breakpoints(target.provider, fake.requests[-1].json) == 1
     usage = raw.parse().usage
-    assert extra(usage.prompt_tokens_details, "cache_creation_tokens") > 0
+    assert usage.prompt_tokens_details.cache_write_tokens > 0
     cost = float(raw.headers["x-switchboard-cost-usd"])
     assert cost == pytest.approx(expected_cost(target, usage), abs=1e-9)
 

@@ -102,7 +102,7 @@ def test_openai_cached_tokens_are_billed_at_the_cache_read_price() -> None:
 
 def test_anthropic_cache_reads_and_writes_have_their_own_prices() -> None:
     # prompt_tokens = input_tokens + cache_creation_input_tokens + cache_read_input_tokens
-    usage = make_usage(1_000 + 2_000 + 5_000, 300, cached_tokens=5_000, cache_creation_tokens=2_000)
+    usage = make_usage(1_000 + 2_000 + 5_000, 300, cached_tokens=5_000, cache_write_tokens=2_000)
     cost = cost_of(usage, known("anthropic", "claude-sonnet-4-5-20250929"))
     assert cost.breakdown is not None
     assert cost.breakdown.input_usd == pytest.approx(1_000 * 3 * M)
@@ -114,7 +114,7 @@ def test_anthropic_cache_reads_and_writes_have_their_own_prices() -> None:
 
 def test_cache_tokens_fall_back_to_the_input_price_when_the_model_has_no_cache_price() -> None:
     price = ModelPrice(input_cost_per_token=1 * M, output_cost_per_token=2 * M)
-    usage = make_usage(100, 0, cached_tokens=40, cache_creation_tokens=10)
+    usage = make_usage(100, 0, cached_tokens=40, cache_write_tokens=10)
     assert cost_of(usage, price).cost_usd == pytest.approx(100 * 1 * M)
 
 

@@ -501,7 +501,7 @@ async def test_cache_reads_are_prompt_tokens_priced_at_the_cache_read_price(fake
     response = await complete(fake, "~cached=2048")
     usage = response.usage
     assert usage is not None
-    assert (usage.prompt_tokens, usage.cached_tokens, usage.cache_creation_tokens) == (
+    assert (usage.prompt_tokens, usage.cached_tokens, usage.cache_write_tokens) == (
         2048,
         2048,
         0,
@@ -518,10 +518,10 @@ async def test_cache_writes_are_prompt_tokens_priced_at_the_cache_write_price(fa
         fake, messages=[{"role": "system", "content": system}, *HELLO]
     )
     usage = chat_stream.usage
-    assert usage is not None and usage.cache_creation_tokens > 100
-    assert usage.prompt_tokens == usage.cache_creation_tokens and usage.cached_tokens == 0
+    assert usage is not None and usage.cache_write_tokens > 100
+    assert usage.prompt_tokens == usage.cache_write_tokens and usage.cached_tokens == 0
     p = price()
-    expected = usage.cache_creation_tokens * (p.cache_creation_input_token_cost or 0)
+    expected = usage.cache_write_tokens * (p.cache_creation_input_token_cost or 0)
     expected += usage.completion_tokens * (p.output_cost_per_token or 0)
     assert chat_stream.hidden_params["cost_usd"] == pytest.approx(expected)
     assert all(chunk.usage is None for chunk in chunks)  # the caller did not ask for usage
@@ -804,7 +804,7 @@ async def test_the_example_thinking_stream_translates_with_cache_writes():
     ]
     usage = chunks[-1].usage
     assert chunks[-1].choices == [] and usage is not None
-    assert (usage.prompt_tokens, usage.cache_creation_tokens, usage.completion_tokens) == (
+    assert (usage.prompt_tokens, usage.cache_write_tokens, usage.completion_tokens) == (
         14 + 1536,
         1536,
         27,

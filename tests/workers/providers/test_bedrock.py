@@ -754,7 +754,7 @@ async def test_cached_usage_is_normalised_and_priced(fake: FakeUpstream) -> None
     response = await complete(fake, f"{MODEL}~cached=64", base_model=MODEL_ID)
     usage = response.usage
     assert usage is not None
-    assert usage.cached_tokens == 64 and usage.cache_creation_tokens == 0
+    assert usage.cached_tokens == 64 and usage.cache_write_tokens == 0
     assert usage.prompt_tokens >= 64
     expected = (usage.prompt_tokens - 64) * 3e-6 + 64 * 3e-7 + usage.completion_tokens * 1.5e-5
     assert response.hidden_params["cost_usd"] == pytest.approx(expected)
@@ -796,7 +796,7 @@ async def test_cache_control_becomes_cache_points_and_reports_cache_writes(
     ]
     assert body["toolConfig"]["tools"][1] == {"cachePoint": {"type": "default"}}
     usage = response.usage
-    assert usage is not None and usage.cache_creation_tokens > 0 and usage.cached_tokens == 0
+    assert usage is not None and usage.cache_write_tokens > 0 and usage.cached_tokens == 0
     assert usage.prompt_tokens == usage.total_tokens - usage.completion_tokens
 
 

@@ -98,7 +98,7 @@ def usage_of(usage: AnthropicUsage) -> Usage:
         usage.output_tokens or 0,
         cached_tokens=read,
         reasoning_tokens=details.thinking_tokens if details else 0,
-        cache_creation_tokens=written,
+        cache_write_tokens=written,
     )
 
 

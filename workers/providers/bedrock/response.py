@@ -62,7 +62,7 @@ def usage_from(usage: TokenUsage) -> Usage:
         usage.input_tokens + read + written,
         usage.output_tokens,
         cached_tokens=read,
-        cache_creation_tokens=usage.cache_write_input_tokens,
+        cache_write_tokens=usage.cache_write_input_tokens,
     )
 
 
