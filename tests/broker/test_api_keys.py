@@ -209,3 +209,13 @@ def test_a_request_id_made_for_one_key_does_not_verify_for_another() -> None:
     assert not a.may_read(request_id[:-1] + ("0" if request_id[-1] != "0" else "1"))
     assert not a.may_read(b.new_request_id())
     assert Caller("anonymous").new_request_id() != Caller("anonymous").new_request_id()
+
+
+def test_a_key_comes_from_the_environment_and_never_shows() -> None:
+    config = load_config_text(
+        MODELS + "switchboard_settings: {api_keys: [{alias: x, key: os.environ/TEAM_KEY}]}\n",
+        {"TEAM_KEY": "sk-from-the-environment"},
+    )
+    (api_key,) = config.switchboard_settings.api_keys
+    assert str(api_key.key) == "sk-from-the-environment"
+    assert "sk-from-the-environment" not in repr(config)
