@@ -24,13 +24,22 @@ NONCE_CHARS = 24
 TAG_CHARS = 16
 
 
+class Hidden(bytes):
+    """Bytes that never show themselves in a repr (a key's derived secret)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "b'***'"
+
+
 class Caller(msgspec.Struct, frozen=True):
     """An authenticated caller: its alias and the models it may call (None: every model)."""
 
     alias: str
     models: frozenset[str] | None = None
-    # The SHA-256 of the caller's key: signs the request ids it is given (empty: open gateway).
-    secret: bytes = b""
+    # Derived from the caller's key: signs the request ids it is given (empty: open gateway).
+    secret: Hidden = Hidden()
 
     def new_request_id(self) -> str:
         """A fresh request id; with a key, it carries a tag only that key can make, so no
@@ -44,9 +53,9 @@ class Caller(msgspec.Struct, frozen=True):
         """Whether this caller may resume `request_id`: its own, or any for the master key."""
         if not self.secret or self.alias == MASTER_ALIAS:
             return True
-        body = request_id.removeprefix(REQUEST_ID_PREFIX)
+        body = request_id.removeprefix(REQUEST_ID_PREFIX).encode()
         nonce, tag = body[:NONCE_CHARS], body[NONCE_CHARS:]
-        return hmac.compare_digest(tag, self._tag(nonce))
+        return hmac.compare_digest(tag, self._tag(nonce.decode(errors="replace")).encode())
 
     def _tag(self, nonce: str) -> str:
         return hmac.new(self.secret, nonce.encode(), hashlib.sha256).hexdigest()[:TAG_CHARS]
@@ -67,6 +76,9 @@ class Caller(msgspec.Struct, frozen=True):
 
 
 ANONYMOUS = Caller(ANONYMOUS_ALIAS)
+# Request-id tags are keyed by HMAC(key, this), never by the lookup digest: knowing one does
+# not give the other.
+TAG_KEY_CONTEXT = b"switchboard request id tag"
 
 
 class Authenticator:
@@ -75,12 +87,11 @@ class Authenticator:
         # about how much of a guessed key matches.
         self._callers: dict[bytes, Caller] = {}
         for api_key in api_keys:
-            digest = _digest(str(api_key.key))
             models = frozenset(api_key.models) if api_key.models else None
-            self._callers[digest] = Caller(api_key.alias, models, digest)
+            key = str(api_key.key)
+            self._callers[_digest(key)] = Caller(api_key.alias, models, _tag_key(key))
         if master_key:
-            digest = _digest(master_key)
-            self._callers[digest] = Caller(MASTER_ALIAS, None, digest)
+            self._callers[_digest(master_key)] = Caller(MASTER_ALIAS, None, _tag_key(master_key))
         self.is_open = not self._callers
         if self.is_open:
             log.warning(
@@ -105,6 +116,10 @@ class Authenticator:
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
+
+
+def _tag_key(key: str) -> Hidden:
+    return Hidden(hmac.new(key.encode(), TAG_KEY_CONTEXT, hashlib.sha256).digest())
 
 
 def _presented_key(request: web.Request) -> str | None:

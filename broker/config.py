@@ -132,7 +132,7 @@ def load_config_text(
     config = _convert(tree, walk.env_refs)
     warn_unknown_groups(config.router_settings, config.litellm_settings, _group_names(config))
     config = _settle(config)
-    _check_key_models(config)
+    _check_api_keys(config)
     deployments = build_deployments(
         config.model_list, config.litellm_settings, config.router_settings, env
     )
@@ -283,10 +283,16 @@ def _effective_switchboard(
     return msgspec.structs.replace(settings, redis_url=Secret(url))
 
 
-def _check_key_models(config: Config) -> None:
-    """A key's model list names model groups or their aliases; a typo would lock it out."""
+def _check_api_keys(config: Config) -> None:
+    """A key's model list names model groups or their aliases (a typo would lock it out),
+    and no key is the master key (it would silently get the master key's powers)."""
     known = _group_names(config) | set(config.router_settings.model_group_alias)
+    master_key = config.general_settings.master_key
     for i, api_key in enumerate(config.switchboard_settings.api_keys):
+        if master_key is not None and str(api_key.key) == str(master_key):
+            raise ConfigError(
+                f"switchboard_settings.api_keys[{i}].key", "is general_settings.master_key"
+            )
         for j, model in enumerate(api_key.models):
             if model not in known:
                 raise ConfigError(

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from broker.auth import Authenticator
+from broker.auth import Authenticator, Caller
 from broker.config import Config
 from broker.metrics import FrontDoorMetrics
 from broker.monitor import ClusterMonitor
@@ -101,15 +101,25 @@ class FrontDoor:
 
     # ------------------------------------------------------------------ admission
 
-    def resolve_group(self, model: str) -> str:
+    def resolve_group(self, model: str, caller: Caller) -> str:
+        """The model group `model` names, if this caller may call it."""
         group = self.aliases.get(model, model)
         if group in self.groups:
+            caller.check_model(model, group)
             return group
         raise ModelNotFound(
             f"model `{model}` is not served here; available models: "
-            f"{', '.join(self.listed_models) or 'none'}",
+            f"{', '.join(self.models_for(caller)) or 'none'}",
             param="model",
         )
+
+    def models_for(self, caller: Caller) -> list[str]:
+        """The listed models (groups and visible aliases) this caller may call."""
+        return [
+            name
+            for name in self.listed_models
+            if caller.may_list(name) or caller.may_list(self.aliases.get(name, name))
+        ]
 
     def lane_for(self, request: web.Request, options: GatewayOptions) -> str:
         lanes = self.settings.lanes

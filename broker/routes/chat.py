@@ -19,8 +19,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     chat = decode(decode_chat_request, body)
     validate_chat_request(chat)
     options = gateway_options(body)
-    group = front.resolve_group(chat.model)
-    caller.check_model(chat.model, group)
+    group = front.resolve_group(chat.model, caller)
     lane = front.lane_for(request, options)
     front.admit(lane)
     relay = Relay(

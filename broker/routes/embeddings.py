@@ -19,8 +19,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     embedding = decode(decode_embedding_request, body)
     validate_embedding_request(embedding)
     options = gateway_options(body)
-    group = front.resolve_group(embedding.model)
-    caller.check_model(embedding.model, group)
+    group = front.resolve_group(embedding.model, caller)
     lane = front.lane_for(request, options)
     front.admit(lane)
     relay = Relay(

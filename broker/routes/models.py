@@ -12,10 +12,5 @@ from workers.wire import ModelCard, ModelList, encode
 async def list_models(request: web.Request) -> web.Response:
     front = request.app[FRONT_DOOR]
     caller = front.auth.check(request)
-    listed = [
-        name
-        for name in front.listed_models
-        if caller.may_list(name) or caller.may_list(front.aliases.get(name, name))
-    ]
-    models = ModelList(data=[ModelCard(id=name) for name in listed])
+    models = ModelList(data=[ModelCard(id=name) for name in front.models_for(caller)])
     return web.Response(body=encode(models), content_type=JSON)

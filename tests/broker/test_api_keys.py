@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from broker.auth import Caller
+from broker.auth import Caller, Hidden
 from broker.config import ConfigError, load_config_text
 from tests.broker.harness import RunningFrontDoor, make_config, service
 from tests.scrape import Scrape, scrape_url
@@ -89,6 +89,10 @@ async def test_a_key_is_refused_a_model_outside_its_list(
     status, body = await call(door, TEAM_A, {"model": "embed-test", "input": "x"}, "/v1/embeddings")
     assert status == 403
     assert len(fake.requests) == before  # refused before anything was queued
+    # An unknown model's 404 lists only what this key may call.
+    status, body = await call(door, TEAM_A, {"model": "nope", "messages": HELLO})
+    assert status == 404
+    assert body["error"]["message"].endswith("available models: gpt-test")
 
 
 async def test_models_lists_what_the_key_may_call(door: RunningFrontDoor) -> None:
@@ -134,6 +138,17 @@ async def test_api_keys_alone_close_the_gateway(fake: FakeUpstream, namespace: s
 
 
 MODELS = "model_list: [{model_name: a, litellm_params: {model: openai/a}}]\n"
+
+
+def test_a_key_that_is_the_master_key_fails_at_load() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config_text(
+            MODELS
+            + "general_settings: {master_key: sk-the-same-key}\n"
+            + "switchboard_settings: {api_keys: [{alias: x, key: sk-the-same-key}]}\n",
+            {},
+        )
+    assert str(info.value) == "switchboard_settings.api_keys[0].key: is general_settings.master_key"
 
 
 @pytest.mark.parametrize(
@@ -203,12 +218,14 @@ async def test_only_the_key_that_made_a_request_may_resume_it(door: RunningFront
 
 
 def test_a_request_id_made_for_one_key_does_not_verify_for_another() -> None:
-    a, b = Caller("a", secret=b"1" * 32), Caller("b", secret=b"2" * 32)
+    a, b = Caller("a", secret=Hidden(b"1" * 32)), Caller("b", secret=Hidden(b"2" * 32))
     request_id = a.new_request_id()
     assert a.may_read(request_id) and not b.may_read(request_id)
     assert not a.may_read(request_id[:-1] + ("0" if request_id[-1] != "0" else "1"))
     assert not a.may_read(b.new_request_id())
     assert Caller("anonymous").new_request_id() != Caller("anonymous").new_request_id()
+    assert not a.may_read(request_id + "é") and not a.may_read("req_short")
+    assert "***" in repr(a) and "1111" not in repr(a)
 
 
 def test_a_key_comes_from_the_environment_and_never_shows() -> None:
