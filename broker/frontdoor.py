@@ -153,27 +153,33 @@ class FrontDoor:
             raise entry
         return bytes(entry)
 
-    async def _queue_again(self, lost: list[Waiter]) -> None:
-        """Redis lost its data: make the lanes' groups again and queue the lost requests
-        again (one batch), with their original deadlines."""
-        try:
-            await streams.ensure_groups(self.redis, self.keys, self.settings.lanes)
-        except RedisError as exc:
-            log.warning("could not create the lanes' consumer groups again: %s", exc)
-            return
-        queued = [waiter.queued for waiter in lost if waiter.queued is not None]
-        copies = [
-            messages.encode(msgspec.structs.replace(q.envelope, requeued=True)) for q in queued
-        ]
+    async def _queue_again(self, waiting: list[Waiter]) -> bool:
+        """Redis lost its data: make the lanes' groups again, and queue again (one batch,
+        with their original deadlines) the waiting requests it no longer has. A request
+        queued into the new Redis before this check, or already writing its reply, is left
+        alone. True when every lost request is queued again."""
+        await streams.ensure_groups(self.redis, self.keys, self.settings.lanes)
+        queued = [waiter.queued for waiter in waiting if waiter.queued is not None]
+        places = [(q.envelope.request_id, q.envelope.lane, q.entry) for q in queued]
+        present = await streams.still_queued(self.redis, self.keys, places)
+        lost = [q for q, is_there in zip(queued, present, strict=True) if not is_there]
+        copies = [messages.encode(msgspec.structs.replace(q.envelope, requeued=True)) for q in lost]
         entries = await asyncio.gather(
-            *(self.enqueue(q.envelope.lane, copy) for q, copy in zip(queued, copies, strict=True)),
+            *(self.enqueue(q.envelope.lane, copy) for q, copy in zip(lost, copies, strict=True)),
             return_exceptions=True,
         )
-        for place, entry in zip(queued, entries, strict=True):
+        failed = 0
+        for place, entry in zip(lost, entries, strict=True):
             if isinstance(entry, BaseException):
-                log.warning("could not queue a lost request again: %s", entry)
+                failed += 1
             else:
                 place.entry = entry
+        log.warning(
+            "queued %d lost requests again (%d could not be, retried on the next check)",
+            len(lost) - failed,
+            failed,
+        )
+        return failed == 0
 
     # ------------------------------------------------------------------ cancellation
 

@@ -136,8 +136,12 @@ class Queued(msgspec.Struct):
     entry: bytes
 
 
-# Called with the waiters whose requests Redis lost (queued, nothing heard yet).
-OnReset = Callable[[list[Waiter]], Awaitable[None]]
+# Called with the waiters whose requests Redis may have lost (queued, nothing heard yet);
+# True once every one that was lost is queued again.
+OnReset = Callable[[list[Waiter]], Awaitable[bool]]
+# How often a front door checks that Redis still holds the data it queued into: a FLUSHDB,
+# or a Redis Cluster node that restarts empty, drops no connection of ours.
+EPOCH_CHECK_S = 2.0
 
 
 class ReplyHub:
@@ -154,7 +158,9 @@ class ReplyHub:
         self.waiters: dict[str, Waiter] = {}
         self.on_reset = on_reset
         self._epoch: bytes | None = None
+        self._epoch_lock = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None
+        self._epoch_watch: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
     @property
@@ -166,12 +172,15 @@ class ReplyHub:
         self._listener = asyncio.create_task(self._listen(), name="reply-hub")
         # Requests may only be enqueued once their records can be heard.
         await self._subscribed.wait()
+        if self.on_reset is not None:
+            self._epoch_watch = asyncio.create_task(self._watch_epoch(), name="epoch-watch")
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        for task in (self._epoch_watch, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def register(self, request_id: str) -> Waiter:
         waiter = Waiter(self, request_id)
@@ -217,29 +226,39 @@ class ReplyHub:
             return
         waiter.deliver(record)
 
+    async def _watch_epoch(self) -> None:
+        while True:
+            await asyncio.sleep(EPOCH_CHECK_S)
+            await self._check_epoch()
+
     async def _check_epoch(self) -> None:
-        """After a lost connection: did Redis lose its data? Then the requests it held in
-        queues are gone, and waiting for their replies would last until their deadlines."""
-        try:
-            epoch = await streams.join_epoch(self.redis, self.keys)
-        except RedisError as exc:
-            log.warning("cannot tell whether redis kept its data: %s", exc)
+        """Did Redis lose its data (a restart without persistence, a FLUSHDB)? Then the
+        requests it held in queues are gone, and waiting for their replies would last until
+        their deadlines. Never raises: it runs in the listener and the watch, which must live."""
+        if self.on_reset is None:
             return
-        if epoch == self._epoch:
-            return
-        self._epoch = epoch
-        # A request that has produced a record was running at a worker, which carries on
-        # and writes the rest into the new reply stream; one that has not may have been
-        # waiting in a lane, so it is queued again (if it was running after all, the reply
-        # stream's sequence fence keeps the second run's records out).
-        lost = [w for w in self.waiters.values() if w.next_seq == 1 and w.queued is not None]
-        log.warning(
-            "redis lost its data (restarted without persistence?); queueing %d waiting "
-            "requests again",
-            len(lost),
-        )
-        if self.on_reset is not None:
-            await self.on_reset(lost)
+        async with self._epoch_lock:
+            try:
+                epoch = await streams.join_epoch(self.redis, self.keys)
+                if epoch == self._epoch:
+                    return
+                # A request that has produced a record is running at a worker, which carries
+                # on and writes the rest into the new reply stream. One that has not may have
+                # been waiting in a lane; on_reset queues again those Redis no longer has.
+                candidates = [
+                    w for w in self.waiters.values() if w.next_seq == 1 and w.queued is not None
+                ]
+                log.warning(
+                    "redis lost its data (restarted without persistence? flushed?); "
+                    "checking %d waiting requests",
+                    len(candidates),
+                )
+                # The epoch moves on only when every lost request is queued again, so a
+                # failure here is retried on the next check.
+                if await self.on_reset(candidates):
+                    self._epoch = epoch
+            except Exception:
+                log.exception("could not check whether redis kept its data; will retry")
 
     def _recover(self) -> None:
         """After a lost subscription, every waiter rereads its stream on its next wait."""

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers import messages, streams
@@ -178,11 +178,13 @@ class Worker:
             log.error("dropping undecodable entry %s on lane %s", entry, lane)
             self._spawn(self._dead_letter(lane, entry, raw, "undecodable envelope", None))
             return
-        if envelope.request_id in self.jobs:
+        running = self.jobs.get(envelope.request_id)
+        if running is not None:
             # A second copy of a request this worker is running: its front door queued it
-            # again because Redis lost its data. The first copy answers it.
-            log.info("dropping a second copy of %s", envelope.request_id)
-            self._spawn(self._ack(lane, entry))
+            # again because Redis lost its data, and the first copy's entry went with it.
+            # The first copy answers, and acknowledges the entry Redis has now.
+            log.info("%s was queued again while running here; keeping its run", running.request_id)
+            running.lane, running.entry = lane, entry
             return
         job = Job(envelope, lane, entry)
         self.jobs[envelope.request_id] = job
@@ -253,9 +255,11 @@ class Worker:
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 log.warning("redis unavailable while renewing claims: %s", exc)
             except ResponseError as exc:
-                if not streams.is_missing_group(exc):
-                    raise
-                await self._recreate_groups()
+                if streams.is_missing_group(exc):
+                    await self._recreate_groups()
+                else:
+                    # READONLY (a failover), OOM...: renewing and reclaiming must go on.
+                    log.warning("redis refused a claim renewal or reclaim: %s", exc)
 
     async def _recreate_groups(self) -> None:
         """Redis lost the consumer groups (a restart without persistence): what it held is
@@ -268,8 +272,8 @@ class Worker:
         )
         try:
             await streams.ensure_groups(self.redis, self.keys, self.options.lanes)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            log.warning("redis unavailable while creating consumer groups: %s", exc)
+        except RedisError as exc:
+            log.warning("could not create the consumer groups: %s", exc)
             await asyncio.sleep(RECONNECT_DELAY_S)
 
     async def _renew(self) -> None:
@@ -310,14 +314,6 @@ class Worker:
                 else:
                     log.info("reclaimed %s from lane %s (delivery %d)", entry, lane, deliveries)
                     self._start(lane, entry, raw, is_reclaimed=True)
-
-    async def _ack(self, lane: str, entry: bytes) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        streams.ack(pipe, self.keys, lane, entry)
-        try:
-            await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            log.warning("could not acknowledge %s (another worker will): %s", entry, exc)
 
     async def _dead_letter(
         self, lane: str, entry: bytes, raw: bytes, reason: str, deliveries: int | None

@@ -28,9 +28,12 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
+
+from workers.messages import decode_envelope
 
 GROUP = "workers"
 ENVELOPE_FIELD = b"e"
@@ -108,7 +111,34 @@ async def join_epoch(r: Redis, keys: Keys) -> bytes:
     pipe.set(keys.epoch, os.urandom(8).hex(), nx=True)
     pipe.get(keys.epoch)
     _made, epoch = await pipe.execute()
-    return bytes(epoch)
+    # None: the key went between the two commands (flushed, evicted); no epoch is ours.
+    return bytes(epoch) if epoch is not None else b""
+
+
+async def still_queued(
+    r: Redis, keys: Keys, places: Sequence[tuple[str, str, bytes]]
+) -> list[bool]:
+    """For each (request id, lane, entry): whether Redis still has the request, queued in
+    its lane or with records in its reply stream. One pipeline (in a cluster, split by slot)."""
+    pipe = r.pipeline(transaction=False)
+    for request_id, lane, entry in places:
+        pipe.xrange(keys.lane(lane), entry, entry, count=1)
+        pipe.exists(keys.reply(request_id))
+    replies: list[Any] = await pipe.execute()
+    found = []
+    for i, (request_id, _lane, _entry) in enumerate(places):
+        rows, has_reply = replies[2 * i], replies[2 * i + 1]
+        in_lane = bool(rows) and _envelope_names(rows[0][1], request_id)
+        found.append(in_lane or bool(has_reply))
+    return found
+
+
+def _envelope_names(fields: dict[bytes, bytes], request_id: str) -> bool:
+    # Entry ids are times: a new Redis may give the same id to another request.
+    try:
+        return decode_envelope(fields.get(ENVELOPE_FIELD, b"")).request_id == request_id
+    except msgspec.DecodeError:
+        return False
 
 
 def is_missing_group(exc: ResponseError) -> bool:

@@ -1,14 +1,15 @@
-"""Redis restarts without persistence (the embedded default keeps nothing on disk) under
-real `switchboard serve` and `switchboard worker` processes. While Redis is down, requests
-are refused with a clean 503 and nothing hangs. Requests that were waiting when it went
-away still get their answers: the ones a worker was running are finished, and the ones that
-were queued are queued again by their front door. The worker carries on without a restart,
-and new requests are served."""
+"""Redis restarts without persistence (the embedded default keeps nothing on disk), or is
+flushed, under real `switchboard serve` and `switchboard worker` processes. While Redis is
+down, requests are refused with a clean 503 and nothing hangs. Requests that were waiting
+when it lost its data still get their answers: their front door queues again each one Redis
+no longer has, and a copy whose first run is still going, or has answered, is not run again.
+The worker carries on without a restart, and new requests are served."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ HELLO = [{"role": "user", "content": "hello"}]
 SLOW = """\
 - model_name: slow-answer
   litellm_params:
-    model: openai/gpt-4o-mini~latency=1.5
+    model: openai/gpt-4o-mini~latency=2.5
     api_base: {base}
     api_key: sk-fake
 """
@@ -73,6 +74,13 @@ class PrivateRedis:
         assert self.process is not None
         self.process.kill()
         self.process.wait()
+
+    def flush(self) -> None:
+        client = redis.Redis.from_url(self.url)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
 
     def keys(self) -> int:
         client = redis.Redis.from_url(self.url)
@@ -145,13 +153,23 @@ async def test_a_restart_loses_no_waiting_request_and_the_service_carries_on(
         await wait_ready(url, workers=1, processes=(door, worker))
         assert (await ask(http, url))[0] == 200
         assert private_redis.keys() > 0  # the new, empty Redis was set up again
+        # Each request reached the provider once: the two that were running when Redis
+        # went were queued again too (nothing in Redis showed them running), and their
+        # copies were dropped because the first run had answered.
+        assert fake.request_count == 1 + 6 + 1
+
+        # A FLUSHDB drops no connection; the front door's epoch check notices it all the same.
+        waiting = [asyncio.create_task(ask(http, url, "slow-answer")) for _ in range(4)]
+        await asyncio.sleep(0.5)
+        private_redis.flush()
+        answers = await asyncio.gather(*waiting)
+        assert [status for status, _, _ in answers] == [200] * 4, answers
 
         assert worker.popen.poll() is None and door.popen.poll() is None
     assert "Traceback" not in worker.output(), worker.output()
     assert "Traceback" not in door.output(), door.output()
-    assert "queueing 4 waiting requests again" in door.output() or (
-        "waiting requests again" in door.output()
-    )
+    requeues = re.findall(r"queued (\d+) lost requests again \((\d+) could not be", door.output())
+    assert requeues == [("6", "0"), ("4", "0")], door.output()
 
 
 async def test_a_worker_makes_a_deleted_lane_and_its_group_again(
