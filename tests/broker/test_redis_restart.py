@@ -169,7 +169,10 @@ async def test_a_restart_loses_no_waiting_request_and_the_service_carries_on(
     assert "Traceback" not in worker.output(), worker.output()
     assert "Traceback" not in door.output(), door.output()
     requeues = re.findall(r"queued (\d+) lost requests again \((\d+) could not be", door.output())
-    assert requeues == [("6", "0"), ("4", "0")], door.output()
+    # The restart is seen on reconnecting, at once: all six. The flush is seen by the 2 s
+    # check, by when the two that were running may have answered: at least the two queued.
+    (restart, flush) = requeues
+    assert restart == ("6", "0") and int(flush[0]) >= 2 and flush[1] == "0", door.output()
 
 
 async def test_a_worker_makes_a_deleted_lane_and_its_group_again(
