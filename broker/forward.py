@@ -84,7 +84,7 @@ class Relay:
             # No answer in time (no live worker?): drop the entry too, so nobody runs it later.
             self.status = exc.http_status
             if waiter.queued is not None:
-                front.cancel_later(self.request_id, waiter.queued, waiter.next_seq)
+                front.cancel_later(self.request_id, waiter.next_seq)
             return error_response(exc, request_id=self.request_id)
         except ServiceUnavailable as exc:
             self.status = exc.http_status
@@ -92,7 +92,7 @@ class Relay:
         except (asyncio.CancelledError, ConnectionResetError):
             self.status = 499  # nginx's "client closed request", for metrics only
             if waiter.queued is not None and not self.is_finished:
-                front.cancel_later(self.request_id, waiter.queued, waiter.next_seq)
+                front.cancel_later(self.request_id, waiter.next_seq)
             raise
         finally:
             front.hub.unregister(self.request_id)

@@ -17,7 +17,7 @@ from broker.auth import Authenticator, Caller
 from broker.config import Config
 from broker.metrics import FrontDoorMetrics
 from broker.monitor import ClusterMonitor
-from broker.relay import Queued, ReplyHub, Waiter
+from broker.relay import ReplyHub, Waiter
 from workers import messages, streams
 from workers.batching import WriteBatcher
 from workers.errors import InvalidRequest, ModelNotFound, RateLimited
@@ -183,13 +183,13 @@ class FrontDoor:
 
     # ------------------------------------------------------------------ cancellation
 
-    def cancel_later(self, request_id: str, queued: Queued, seq: int) -> None:
+    def cancel_later(self, request_id: str, seq: int) -> None:
         """The client left: cancel after the grace period unless a resume claims it first."""
-        task = asyncio.create_task(self._cancel(request_id, queued, seq))
+        task = asyncio.create_task(self._cancel(request_id, seq))
         self.cancellations.add(task)
         task.add_done_callback(self.cancellations.discard)
 
-    async def _cancel(self, request_id: str, queued: Queued, seq: int) -> None:
+    async def _cancel(self, request_id: str, seq: int) -> None:
         grace = self.settings.disconnect_grace_s
         ttl = int(self.settings.reply_ttl_s)
         try:
@@ -201,17 +201,7 @@ class FrontDoor:
                 return  # resumed by another connection
             pipe = self.redis.pipeline(transaction=False)
             record = messages.encode(Record(seq=seq, end=messages.CANCELLED))
-            # Read the entry now: the request may have been queued again since (Redis lost it).
-            streams.cancel(
-                pipe,
-                self.keys,
-                request_id,
-                queued.envelope.lane,
-                queued.entry,
-                seq=seq,
-                record=record,
-                ttl_s=ttl,
-            )
+            streams.cancel(pipe, self.keys, request_id, seq=seq, record=record, ttl_s=ttl)
             await pipe.execute(raise_on_error=False)
             log.info("cancelled %s after its client disconnected", request_id)
         except RedisError as exc:

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any
 
@@ -28,7 +29,7 @@ from workers.batching import WriteBatcher
 from workers.dispatch import Dispatcher
 from workers.errors import ProviderError, ServiceUnavailable
 from workers.execute import Executor
-from workers.jobs import Job, ReplyWriter
+from workers.jobs import Job, ReplyWriter, now_ms
 from workers.messages import Meta, Record, decode_envelope, decode_record
 from workers.metrics import WorkerMetrics
 from workers.streams import Keys
@@ -37,6 +38,10 @@ from workers.wire import encode
 log = logging.getLogger("switchboard.worker")
 
 RECONNECT_DELAY_S = 0.5
+# An entry that waited this long may have been cancelled while no worker was listening.
+ENDED_CHECK_AFTER_MS = 1_000
+# Cancellations of requests not (yet) read here: enough for a backlog's worth of clients.
+REMEMBERED_CANCELLATIONS = 10_000
 
 
 class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
@@ -82,6 +87,8 @@ class Worker:
         self._slot_free.set()
         self._background: set[asyncio.Task[None]] = set()
         self.started_s = time.time()
+        # Requests whose clients left before this worker read them (from the cancel channel).
+        self._cancelled: OrderedDict[str, None] = OrderedDict()
 
     @property
     def free_slots(self) -> int:
@@ -200,6 +207,8 @@ class Worker:
                 return
             if job.envelope.requeued and await self._answered_by_first_copy(job):
                 return
+            if not is_reclaimed and await self._ended_while_queued(job):
+                return
             await self.executor.run(job)
         except asyncio.CancelledError:
             raise
@@ -228,6 +237,26 @@ class Worker:
             code="worker_lost",
         )
         await self.writer.write_error(job, error, Meta(worker=self.worker_id))
+        return True
+
+    async def _ended_while_queued(self, job: Job) -> bool:
+        """Front doors leave a cancelled request's entry in its lane (see streams.cancel);
+        drop it unrun. Known from the cancel channel, or, for an entry that waited longer
+        than a client's grace (this worker may not have been listening: scaled from zero),
+        from a final record in its reply stream, read on the shared batch."""
+        if job.request_id in self._cancelled:
+            del self._cancelled[job.request_id]
+        elif now_ms() - job.envelope.enqueued_ms < ENDED_CHECK_AFTER_MS:
+            return False
+        else:
+            (rows,) = await self.writer.batcher.write(
+                lambda pipe: streams.queue_last_record(pipe, self.keys, job.request_id)
+            )
+            raw = streams.record_of(rows) if not isinstance(rows, Exception) else None
+            if raw is None or not decode_record(raw).is_final:
+                return False
+        log.info("%s ended before it was run (its client left); dropping it", job.request_id)
+        await self.writer.ack_only(job)
         return True
 
     async def _answered_by_first_copy(self, job: Job) -> bool:
@@ -375,16 +404,24 @@ class Worker:
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(self.options.heartbeat_interval_s)
 
+    def _remember_cancelled(self, request_id: str) -> None:
+        self._cancelled[request_id] = None
+        if len(self._cancelled) > REMEMBERED_CANCELLATIONS:
+            self._cancelled.popitem(last=False)
+
     async def _cancellations(self) -> None:
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.keys.cancel_channel)
                 async for message in pubsub.listen():
-                    job = self.jobs.get(message["data"].decode())
+                    request_id = message["data"].decode()
+                    job = self.jobs.get(request_id)
                     if job is not None:
                         log.info("client cancelled %s", job.request_id)
                         job.cancel_for_client()
+                    else:
+                        self._remember_cancelled(request_id)
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 log.warning("cancel listener lost redis: %s", exc)
                 await asyncio.sleep(RECONNECT_DELAY_S)

@@ -348,6 +348,17 @@ async def follow_records(
     return found
 
 
+def queue_last_record(pipe: Pipeline, keys: Keys, request_id: str) -> int:
+    """`last_record` on a pipeline (for workers.batching)."""
+    pipe.xrevrange(keys.reply(request_id), max="+", min="-", count=1)
+    return 1
+
+
+def record_of(rows: Any) -> bytes | None:
+    """The record in an XREVRANGE ... COUNT 1 reply, if any."""
+    return bytes(rows[0][1][RECORD_FIELD]) if rows else None
+
+
 async def last_record(r: Redis, keys: Keys, request_id: str) -> bytes | None:
     rows: Any = await r.xrevrange(keys.reply(request_id), max="+", min="-", count=1)
     return bytes(rows[0][1][RECORD_FIELD]) if rows else None
@@ -362,20 +373,15 @@ async def claim_disconnected(
 
 
 def cancel(
-    pipe: Pipeline,
-    keys: Keys,
-    request_id: str,
-    lane: str,
-    entry: bytes,
-    *,
-    seq: int,
-    record: bytes,
-    ttl_s: int,
+    pipe: Pipeline, keys: Keys, request_id: str, *, seq: int, record: bytes, ttl_s: int
 ) -> None:
-    """Cancel a request whose client left: drop its entry if no worker took it yet, record
-    the cancellation (the XADD fails harmlessly if a worker already wrote past `seq`; that
-    worker then records it), and tell the workers."""
-    pipe.xdel(keys.lane(lane), entry)
+    """Cancel a request whose client left: record the cancellation (the XADD fails
+    harmlessly if a worker already wrote past `seq`; that worker then records it), and tell
+    the workers.
+
+    The lane entry stays: deleting one no worker has read yet leaves the group's lag
+    (XINFO GROUPS) unknown until a worker reads past it, and KEDA wakes workers from zero on
+    that lag. The worker that reads it sees the cancellation and drops it unrun."""
     pipe.xadd(keys.reply(request_id), {RECORD_FIELD: record}, id=entry_id(seq))
     pipe.expire(keys.reply(request_id), ttl_s)
     pipe.publish(keys.cancel_channel, request_id)

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from tests.broker.harness import make_config, post, service, start_worker, wait_until
 from tests.redis_helpers import unreachable_redis
 from workers import streams
+from workers.messages import decode_record
 from workers.streams import Keys
 from workers.testing.server import FakeUpstream
 
@@ -97,18 +98,39 @@ async def test_a_request_nobody_serves_times_out_with_504(
             for stream in (False, True)
         ]
         results = await asyncio.wait_for(asyncio.gather(*calls), 20)
+        lane = Keys(namespace).lane("default")
+        await wait_until(lambda: cancelled(redis, namespace, results))
+        # The entries stay, so the group's lag stays countable: KEDA wakes workers on it.
+        (group,) = await redis.xinfo_groups(lane)
+        assert group["lag"] == 2
 
-        # The front door gave up on them, so no worker that arrives later runs them.
-        async def dropped() -> bool:
-            return int(await redis.xlen(Keys(namespace).lane("default"))) == 0
+        # The front door gave up on them, so the worker that arrives later drops them unrun.
+        worker = await start_worker(config)
+        try:
 
-        await wait_until(dropped)
+            async def dropped() -> bool:
+                return int(await redis.xlen(lane)) == 0
+
+            await wait_until(dropped)
+        finally:
+            await worker.stop()
+        assert fake.request_count == 0
+        assert (await redis.xpending(lane, streams.GROUP))["pending"] == 0
     for status, body, response in results:
         assert status == 504
         assert set(body["error"]) == ERROR_FIELDS
         assert body["error"]["type"] == "timeout_error"
         assert body["error"]["code"] == "deadline_exceeded"
         assert response.headers["x-request-id"] in body["error"]["message"]
+
+
+async def cancelled(redis: Redis, namespace: str, results: list[Any]) -> bool:
+    """Every request's reply stream ends with the front door's cancellation record."""
+    for _status, _body, response in results:
+        last = await streams.last_record(redis, Keys(namespace), response.headers["x-request-id"])
+        if last is None or not decode_record(last).is_final:
+            return False
+    return True
 
 
 async def test_an_unreachable_queue_is_503_with_retry_after(

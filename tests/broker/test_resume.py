@@ -123,6 +123,47 @@ async def test_disconnect_cancels_upstream_call(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+async def test_a_queued_request_whose_client_leaves_is_never_run(
+    fake: FakeUpstream, namespace: str, redis: Redis
+) -> None:
+    """The worker is busy (one slot) when the second client leaves; the cancellation
+    reaches it on the cancel channel, and it drops the entry when it reads it."""
+    config = make_config(
+        fake.base_url + "/v1",
+        namespace,
+        settings={"disconnect_grace_s": 0, "worker_concurrency": 1},
+        extra_models=HANG.format(base=fake.base_url + "/v1"),
+    )
+    lane = Keys(namespace).lane("default")
+    url = "/v1/chat/completions"
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        busy = asyncio.create_task(
+            http.post(door.url + url, json={"model": "hang", "messages": HELLO})
+        )
+        await asyncio.wait_for(fake.wait_for_requests(1), 10)
+        left = asyncio.create_task(
+            http.post(door.url + url, json={"model": "gpt-test", "messages": HELLO})
+        )
+
+        async def queued() -> bool:
+            return int(await redis.xlen(lane)) == 2
+
+        await wait_until(queued)
+        left.cancel()  # the second client leaves while its request waits in the lane
+        await asyncio.gather(left, return_exceptions=True)
+        await asyncio.sleep(0.2)  # the cancellation is recorded and announced
+        busy.cancel()  # frees the worker's one slot
+        await asyncio.gather(busy, return_exceptions=True)
+
+        async def settled() -> bool:
+            depth = await redis.xlen(lane)
+            pending = (await redis.xpending(lane, streams.GROUP))["pending"]
+            return depth == 0 and pending == 0
+
+        await wait_until(settled)
+    assert fake.request_count == 1  # only the first request reached the provider
+
+
 async def test_reply_stream_expires_after_reply_ttl(
     fake: FakeUpstream, namespace: str, redis: Redis
 ) -> None:
