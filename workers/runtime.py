@@ -172,9 +172,10 @@ class Worker:
                 self.redis, self.keys, self.worker_id, (lane,), free - len(found), None
             )
         if not found:
-            # Idle: wait on every lane at once, one entry each.
+            # Idle: wait on every lane at once, one entry each, on no more lanes than free
+            # slots (the most urgent first; the others are read on the next pass).
             found = await streams.read_requests(
-                self.redis, self.keys, self.worker_id, lanes, 1, block
+                self.redis, self.keys, self.worker_id, lanes[:free], 1, block
             )
         return found
 
