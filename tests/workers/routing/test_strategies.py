@@ -23,6 +23,7 @@ from workers.routing.strategies import (
     least_busy,
     lowest_cost,
     lowest_latency,
+    lowest_usage,
     simple_shuffle,
 )
 from workers.settings import RetryPolicy, RouterSettings
@@ -87,6 +88,20 @@ def test_cost_based_breaks_price_ties_by_load() -> None:
     ]
     figures = {"cheap1": DeploymentFigures(in_flight=2)}
     assert picks(lowest_cost, routes, figures, n=50) == {"cheap2": 50}
+
+
+def test_usage_based_picks_the_most_left_in_this_minute() -> None:
+    # b has used less, but a has more of its larger limit left.
+    routes = [route("a", limits=Limits(tpm=100_000)), route("b", limits=Limits(tpm=10_000))]
+    figures = {"a": DeploymentFigures(tpm_used=20_000), "b": DeploymentFigures(tpm_used=1_000)}
+    assert picks(lowest_usage, routes, figures, n=50) == {"a": 50}
+    # Requests left break a tie in tokens left.
+    routes = [route("a", limits=Limits(rpm=10)), route("b", limits=Limits(rpm=100))]
+    figures = {"a": DeploymentFigures(rpm_used=1), "b": DeploymentFigures(rpm_used=50)}
+    assert picks(lowest_usage, routes, figures, n=50) == {"b": 50}
+    # Without limits it is LiteLLM's v2: the fewest tokens used, then requests.
+    figures = {"a": DeploymentFigures(tpm_used=500), "b": DeploymentFigures(tpm_used=400)}
+    assert picks(lowest_usage, [route("a"), route("b")], figures, n=50) == {"b": 50}
 
 
 def test_checks_skip_cooldowns_limits_and_higher_orders() -> None:
