@@ -7,10 +7,12 @@ import asyncio
 import json
 
 import aiohttp
+from prometheus_client import generate_latest
 from redis.asyncio import Redis
 
 from tests.broker.harness import read_sse, service, wait_until
 from tests.broker.routing_setup import HELLO, ask, deployment, exchange, routing_config, served
+from tests.scrape import Scrape, scrape_url
 from workers.routing.figures import read_figures
 from workers.routing.redis_store import RedisFigures
 from workers.routing.store import Limits
@@ -36,11 +38,24 @@ async def test_headers_count_attempts_and_fallbacks_and_name_the_server(
         fallbacks=[{"flaky": ["backup"]}],
         context_window_fallbacks=[{"small": ["backup"]}],
     )
-    async with service(config) as (doors, _), aiohttp.ClientSession() as session:
+    async with service(config) as (doors, [worker]), aiohttp.ClientSession() as session:
         url = doors[0].url
         flaky = await ask(session, url, "flaky")
         small = await ask(session, url, "small")
         alone = await ask(session, url, "alone")
+        door_metrics = await scrape_url(session, url + "/metrics")
+    worker_metrics = Scrape(generate_latest(worker.worker.metrics.registry).decode())
+    # The metrics say what the headers say: the front door by the group the client asked
+    # for, the worker by the group it moved to.
+    assert door_metrics.value("switchboard_fallbacks_total", model_group="flaky") == 1
+    assert door_metrics.value("switchboard_fallbacks_total", model_group="small") == 1
+    assert (
+        door_metrics.value("switchboard_retries_total", model_group="flaky", deployment="backup[0]")
+        == 2
+    )
+    fallbacks = "switchboard_worker_fallbacks_total"
+    assert worker_metrics.value(fallbacks, model_group="flaky", fallback_group="backup") == 1
+    assert worker_metrics.value(fallbacks, model_group="small", fallback_group="backup") == 1
     assert (flaky.status, flaky.deployment, flaky.attempts, flaky.fallbacks) == (
         200,
         "backup[0]",
