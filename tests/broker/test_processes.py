@@ -296,6 +296,12 @@ async def test_sigterm_drains_front_door_and_worker_which_exit_0(
             await asyncio.wait_for(fake.wait_for_requests(8), 30)
             door.send(signal.SIGTERM)
             worker.send(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            # Draining: the front door takes no new connection (so readiness fails too)...
+            async with aiohttp.ClientSession() as http:
+                with pytest.raises(aiohttp.ClientConnectionError):
+                    await http.get(f"http://127.0.0.1:{port}/health/readiness")
+            # ...and finishes what it relays.
             done = await asyncio.wait_for(asyncio.gather(*answers, *streams_), 60)
         assert [text for _, _, text in done] == [TEXT] * 8
         assert await door.wait() == 0
@@ -303,6 +309,39 @@ async def test_sigterm_drains_front_door_and_worker_which_exit_0(
     assert await redis.xlen(lane) == 0
     assert (await redis.xpending(lane, streams.GROUP))["pending"] == 0
     assert await worker_pids(redis, namespace) == {}  # it said goodbye
+
+
+async def test_a_worker_stopped_past_its_drain_timeout_leaves_the_rest_pending(
+    fake: FakeUpstream, namespace: str, redis: Redis, tmp_path: Path
+) -> None:
+    """SIGTERM with a request longer than drain_timeout_s: the worker cancels it, exits 0 and
+    leaves its entry pending; the next worker claims it and the client gets its answer."""
+    base = fake.base_url + "/v1"
+    models = slow_models(base, latency=4, delay=0.05, chunks=2)
+    settings = {**FAST, "drain_timeout_s": 0.5}
+    config = write_config(tmp_path, base, namespace, settings=settings, extra_models=models)
+    lane = Keys(namespace).lane("default")
+    port = free_port()
+    run = {"directory": tmp_path, "redis_url": REDIS_URL}
+    work = ("worker", "--config", str(config))
+    async with switchboard("serve", "--config", str(config), "--port", str(port), **run) as door:
+        _, client = clients(port)
+        async with client:
+            async with switchboard(*work, name="first", **run) as first:
+                await wait_ready(f"http://127.0.0.1:{port}", workers=1, processes=(door, first))
+                first_ids = set(await worker_pids(redis, namespace))
+                answer = asyncio.create_task(_answer(client))
+                await asyncio.wait_for(fake.wait_for_requests(1), 30)
+                first.send(signal.SIGTERM)
+                assert await first.wait() == 0
+            assert (await redis.xpending(lane, streams.GROUP))["pending"] == 1
+            assert not answer.done()
+            async with switchboard(*work, name="second", **run):
+                _, second_worker, text = await asyncio.wait_for(answer, 60)
+        assert text == TEXT
+    assert "left 1 requests pending for other workers" in first.output()
+    assert (await redis.xpending(lane, streams.GROUP))["pending"] == 0
+    assert len(first_ids) == 1 and second_worker not in first_ids
 
 
 @pytest.mark.parametrize("command", ["up", "serve", "worker"])
