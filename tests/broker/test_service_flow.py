@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import time
 
 import aiohttp
 from redis.asyncio import Redis
 
 from tests.broker.harness import make_config, post, read_sse, service
+from tests.conftest import RoundTrips
 from workers import streams
 from workers.streams import Keys
 from workers.testing.server import FakeUpstream
 
 HELLO = [{"role": "user", "content": "hello"}]
+QUICK_504 = {"model": "gpt-test", "messages": HELLO, "timeout": 0.05}
 
 
 async def test_non_stream_answer_carries_gateway_headers(
@@ -174,3 +178,67 @@ async def test_a_provider_error_before_streaming_is_an_http_error(
             assert status == 429
             assert body["error"]["type"] == "rate_limit_error"
             assert response.headers["x-request-id"]
+
+
+async def test_a_stream_costs_one_round_trip_per_record(
+    fake: FakeUpstream, namespace: str, redis: Redis, round_trips: RoundTrips
+) -> None:
+    """docs/architecture.md's count: a worker writes each record (reply XADD, EXPIRE,
+    PUBLISH; with the last, the ack) in one round trip, and the front door reads none;
+    per request add the enqueue and the routing admission. Front door and worker share
+    this process, so every pipeline either sends is counted; the monitor's and the
+    heartbeats' timed ones are the allowance."""
+    extra = (
+        "- model_name: chunky\n"
+        "  litellm_params:\n"
+        "    model: openai/gpt-4o-mini~chunks=20~chunk_delay=0.02\n"
+        f"    api_base: {fake.base_url}/v1\n"
+        "    api_key: sk-fake\n"
+    )
+    config = make_config(fake.base_url + "/v1", namespace, extra_models=extra)
+    body = {"model": "chunky", "messages": HELLO, "stream": True}
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        before, started = round_trips.count, time.monotonic()
+        async with http.post(door.url + "/v1/chat/completions", json=body) as response:
+            request_id = response.headers["x-request-id"]
+            events = await read_sse(response)
+        spent, elapsed = round_trips.count - before, time.monotonic() - started
+    records = int(await redis.xlen(Keys(namespace).reply(request_id)))
+    assert records >= 20 and len(events) >= records  # one upstream read per chunk here
+    # The monitor refreshes every 0.25 s, heartbeats go every 1 s, and claim renewals are
+    # rarer still: each may have started once more.
+    timed = math.ceil(elapsed / 0.25) + math.ceil(elapsed / 1.0) + 3
+    assert spent <= records + 2 + timed, (spent, records, elapsed)
+
+
+async def test_priority_and_the_lane_header_pick_the_lane(
+    fake: FakeUpstream, namespace: str, redis: Redis
+) -> None:
+    """LiteLLM's `priority` (lower is more urgent) indexes the lanes, listed most urgent
+    first, and is clamped to them; `x-switchboard-lane` names one; an unknown one is a 400."""
+    config = make_config(
+        fake.base_url + "/v1", namespace, settings={"lanes": "[urgent, default, batch]"}
+    )
+    keys = Keys(namespace)
+    cases = [({"priority": 0}, {}, "urgent"), ({"priority": 1}, {}, "default")]
+    cases += [({"priority": 9}, {}, "batch"), ({}, {}, "urgent")]
+    cases += [({}, {"x-switchboard-lane": "batch"}, "batch")]
+    async with service(config, workers=0) as ([door], _), aiohttp.ClientSession() as http:
+        # Nobody serves them: each ends in a 504, and its entry stays in its lane.
+        await asyncio.gather(
+            *(
+                post(http, door.url, {**QUICK_504, **options}, headers=h)
+                for options, h, _lane in cases
+            )
+        )
+        depths = {
+            lane: int(await redis.xlen(keys.lane(lane))) for lane in ("urgent", "default", "batch")
+        }
+        status, error, _ = await post(
+            http,
+            door.url,
+            {"model": "gpt-test", "messages": HELLO},
+            headers={"x-switchboard-lane": "nope"},
+        )
+    assert depths == {"urgent": 2, "default": 1, "batch": 2}
+    assert status == 400 and error["error"]["param"] == "x-switchboard-lane"

@@ -10,7 +10,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from tests.workers.conftest import RoundTrips
+from tests.conftest import RoundTrips
 from workers.batching import WriteBatcher
 
 

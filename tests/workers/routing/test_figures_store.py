@@ -9,7 +9,7 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from tests.workers.conftest import RoundTrips
+from tests.conftest import RoundTrips
 from workers.batching import WriteBatcher
 from workers.routing import scripts
 from workers.routing.figures import read_figures
