@@ -224,10 +224,9 @@ class Worker:
     async def _settled_by_earlier_attempt(self, job: Job) -> bool:
         """A reclaimed entry's previous worker may have got far: finished (only the ack was
         lost), or streamed part of the answer (a re-run would duplicate text)."""
-        raw = await streams.last_record(self.redis, self.keys, job.request_id)
-        if raw is None:
+        last = await self._last_record(job)
+        if last is None:
             return False
-        last = decode_record(raw)
         job.seq = last.next_seq
         if last.is_final:
             await self.writer.ack_only(job)
@@ -240,6 +239,16 @@ class Worker:
         await self.writer.write_error(job, error, Meta(worker=self.worker_id))
         return True
 
+    async def _last_record(self, job: Job) -> Record | None:
+        """The last record of the job's reply stream, read on the shared batch."""
+        (rows,) = await self.writer.batcher.write(
+            lambda pipe: streams.queue_last_record(pipe, self.keys, job.request_id)
+        )
+        if isinstance(rows, Exception):
+            raise rows
+        raw = streams.record_of(rows)
+        return decode_record(raw) if raw is not None else None
+
     async def _ended_while_queued(self, job: Job) -> bool:
         """Front doors leave a cancelled request's entry in its lane (see streams.cancel);
         drop it unrun. Known from the cancel channel, or, for an entry that waited longer
@@ -250,11 +259,8 @@ class Worker:
         elif now_ms() - job.envelope.enqueued_ms < ENDED_CHECK_AFTER_MS:
             return False
         else:
-            (rows,) = await self.writer.batcher.write(
-                lambda pipe: streams.queue_last_record(pipe, self.keys, job.request_id)
-            )
-            raw = streams.record_of(rows) if not isinstance(rows, Exception) else None
-            if raw is None or not decode_record(raw).is_final:
+            last = await self._last_record(job)
+            if last is None or not last.is_final:
                 return False
         log.info("%s ended before it was run (its client left); dropping it", job.request_id)
         await self.writer.ack_only(job)
@@ -263,7 +269,7 @@ class Worker:
     async def _answered_by_first_copy(self, job: Job) -> bool:
         """A request queued again after Redis lost its data may have been running all along:
         if its reply stream has a record, the first copy is answering it (or has)."""
-        if await streams.last_record(self.redis, self.keys, job.request_id) is None:
+        if await self._last_record(job) is None:
             return False
         log.info("%s is answered by its first copy; dropping the second", job.request_id)
         await self.writer.ack_only(job)

@@ -361,7 +361,7 @@ def record_of(rows: Any) -> bytes | None:
 
 async def last_record(r: Redis, keys: Keys, request_id: str) -> bytes | None:
     rows: Any = await r.xrevrange(keys.reply(request_id), max="+", min="-", count=1)
-    return bytes(rows[0][1][RECORD_FIELD]) if rows else None
+    return record_of(rows)
 
 
 async def claim_disconnected(
