@@ -113,29 +113,18 @@ def lowest_cost(routes: Sequence[Route], ctx: PickContext) -> Pick:
 
 
 def lowest_usage(routes: Sequence[Route], ctx: PickContext) -> Pick:
-    """Most tokens, then requests, left in this minute's tpm/rpm limits (a deployment
-    without a limit has no end to them); among equals, fewest tokens then requests used,
-    which is LiteLLM's usage-based v2 when no limits are set."""
-
-    def left(limit: int | None, used: int) -> float:
-        return math.inf if not limit else limit - used
-
-    keys = []
-    for route in routes:
-        figures = ctx.of(route)
-        tpm, rpm = figures.tpm_used, figures.rpm_used
-        keys.append((-left(route.limits.tpm, tpm), -left(route.limits.rpm, rpm), tpm, rpm))
-    best = min(keys)
-    tied = [route for route, key in zip(routes, keys, strict=True) if key == best]
+    """Fewest tokens used this minute, then fewest requests (LiteLLM's usage-based v2)."""
+    usage = [(ctx.of(route).tpm_used, ctx.of(route).rpm_used) for route in routes]
+    least = min(usage)
+    tied = [route for route, used in zip(routes, usage, strict=True) if used == least]
 
     def shown() -> str:
         return ", ".join(
-            f"{route.name}={key[2]}/{key[3]} used, {-key[0]:g}/{-key[1]:g} left"
-            for route, key in zip(routes, keys, strict=True)
+            f"{route.name}={tpm}/{rpm}" for route, (tpm, rpm) in zip(routes, usage, strict=True)
         )
 
     return ctx.rng.choice(tied), Reason(
-        lambda: f"most left this minute (tokens/requests {shown()})"
+        lambda: f"least used this minute (tokens/requests {shown()})"
     )
 
 

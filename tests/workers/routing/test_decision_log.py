@@ -155,7 +155,7 @@ async def test_usage_based_names_each_minute_usage(
     second = await served_by(router)
     assert second != first
     shown = check(decisions[-1], "usage-based-routing-v2", second)
-    assert "most left this minute" in decisions[-1]["why"]
+    assert "least used this minute" in decisions[-1]["why"]
     assert shown[second] == "0/0"
     tokens, requests = shown[first].split("/")
     assert int(tokens) > 0 and requests == "1"

@@ -90,17 +90,15 @@ def test_cost_based_breaks_price_ties_by_load() -> None:
     assert picks(lowest_cost, routes, figures, n=50) == {"cheap2": 50}
 
 
-def test_usage_based_picks_the_most_left_in_this_minute() -> None:
-    # b has used less, but a has more of its larger limit left.
-    routes = [route("a", limits=Limits(tpm=100_000)), route("b", limits=Limits(tpm=10_000))]
-    figures = {"a": DeploymentFigures(tpm_used=20_000), "b": DeploymentFigures(tpm_used=1_000)}
-    assert picks(lowest_usage, routes, figures, n=50) == {"a": 50}
-    # Requests left break a tie in tokens left.
-    routes = [route("a", limits=Limits(rpm=10)), route("b", limits=Limits(rpm=100))]
-    figures = {"a": DeploymentFigures(rpm_used=1), "b": DeploymentFigures(rpm_used=50)}
-    assert picks(lowest_usage, routes, figures, n=50) == {"b": 50}
-    # Without limits it is LiteLLM's v2: the fewest tokens used, then requests.
+def test_usage_based_picks_the_least_used_this_minute() -> None:
+    # LiteLLM's v2: fewest tokens used, then requests. A deployment out of rpm/tpm left is
+    # skipped before the strategy runs (see the checks test below).
     figures = {"a": DeploymentFigures(tpm_used=500), "b": DeploymentFigures(tpm_used=400)}
+    assert picks(lowest_usage, [route("a"), route("b")], figures, n=50) == {"b": 50}
+    figures = {
+        "a": DeploymentFigures(tpm_used=400, rpm_used=3),
+        "b": DeploymentFigures(tpm_used=400, rpm_used=2),
+    }
     assert picks(lowest_usage, [route("a"), route("b")], figures, n=50) == {"b": 50}
 
 
