@@ -30,6 +30,7 @@ def test_quick_run_without_litellm_produces_every_figure(tmp_path: Path) -> None
         "--duration=0.3",
         "--warmup=0.1",
         "--concurrency=1,4",
+        "--layouts=1x1,2x2",
         "--soak-streams=20",
         "--burst-requests=100",
         "--burst-connections=20",
@@ -39,7 +40,11 @@ def test_quick_run_without_litellm_produces_every_figure(tmp_path: Path) -> None
     assert done.returncode == 0, done.stdout + done.stderr
 
     results = json.loads((tmp_path / "results.json").read_text())
-    assert [t["target"] for t in results["targets"]] == ["direct", "switchboard-1x1"]
+    assert [t["target"] for t in results["targets"]] == [
+        "direct",
+        "switchboard-1x1",
+        "switchboard-2x2",
+    ]
     for target in results["targets"]:
         points = {(p["mode"], p["concurrency"]) for p in target["points"]}
         assert points == {(m, c) for m in ("non-stream", "stream") for c in (1, 4)}
