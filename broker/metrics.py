@@ -264,6 +264,13 @@ class FrontDoorMetrics:
             labels,
             registry=registry,
         )
+        self.deployment_minute_failures = Gauge(
+            "switchboard_deployment_minute_failures",
+            "Failed attempts on a deployment in the current clock minute, summed over every "
+            "worker (what allowed_fails is counted against, all error classes together).",
+            labels,
+            registry=registry,
+        )
 
     def observe(
         self,

@@ -57,6 +57,7 @@ class ClusterMonitor:
             metrics.deployment_latency_per_token,
             metrics.deployment_rpm_used,
             metrics.deployment_tpm_used,
+            metrics.deployment_minute_failures,
         )
         self._routing_gauges = {
             (group, name): FigureGauges(families, group, name)

@@ -164,6 +164,10 @@ def check_front_door(door: Scrape, *, requests: int, retried: int) -> None:
     assert door.value("switchboard_deployment_ttft_average_seconds", **ok) > 0
     assert door.value("switchboard_deployment_latency_per_token_average_seconds", **ok) > 0
     assert math.isnan(door.value("switchboard_deployment_ttft_average_seconds", **bad))
+    # Per clock minute, so a minute turning mid-test may have reset it: at most both
+    # failures (tests/workers/routing/test_figures_store.py checks the exact count).
+    assert door.value("switchboard_deployment_minute_failures", **ok) == 0
+    assert door.value("switchboard_deployment_minute_failures", **bad) <= 2
     # Per-request figures, by the deployment that served.
     assert door.value("switchboard_request_duration_seconds_count", **ok) == requests
     assert door.value("switchboard_time_to_first_token_seconds_count", **ok) == 1

@@ -32,6 +32,8 @@ class DeploymentFigures(msgspec.Struct, frozen=True, kw_only=True):
     # Requests and tokens taken in the current minute (UTC clock minute).
     rpm_used: int = 0
     tpm_used: int = 0
+    # Failed attempts in the current minute, every error class together.
+    minute_failures: int = 0
 
     @property
     def is_cooling_down(self) -> bool:
@@ -69,7 +71,7 @@ def parse_snapshot(names: Sequence[str], raw: Sequence[Any]) -> dict[str, Deploy
     values = [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
     found = {}
     for i, name in enumerate(names):
-        in_flight, cooldown_ms, latency, ttft, rpm, tpm = values[6 * i : 6 * i + 6]
+        in_flight, cooldown_ms, latency, ttft, rpm, tpm, failures = values[7 * i : 7 * i + 7]
         found[name] = DeploymentFigures(
             in_flight=max(0, int(in_flight)),
             cooldown_s=float(cooldown_ms) / 1000,
@@ -77,6 +79,7 @@ def parse_snapshot(names: Sequence[str], raw: Sequence[Any]) -> dict[str, Deploy
             ttft_ms=float(ttft) if ttft else None,
             rpm_used=int(rpm),
             tpm_used=max(0, int(tpm)),
+            minute_failures=int(failures),
         )
     return found
 

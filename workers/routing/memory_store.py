@@ -54,6 +54,7 @@ class MemoryFigures:
             ttft_ms=self._average(self._ttft, key, now),
             rpm_used=self._usage[(group, name, "rpm")],
             tpm_used=max(0, self._usage[(group, name, "tpm")]),
+            minute_failures=self._usage[(group, name, "err")],
         )
 
     async def admit(self, group: str, name: str, limits: Limits, prompt_tokens: int) -> Admission:
@@ -91,6 +92,7 @@ class MemoryFigures:
         self._usage[(group, name, "tpm")] += result.tokens_delta
         if result.failure_class is None:
             return False
+        self._usage[(group, name, "err")] += 1
         fail_key = (group, name, f"fail|{result.failure_class}")
         self._usage[fail_key] += 1
         if result.cooldown_s > 0 and self._usage[fail_key] > result.allowed_fails:

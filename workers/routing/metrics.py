@@ -34,6 +34,7 @@ class RoutingMetrics:
             self.latency_per_token,
             self.rpm_used,
             self.tpm_used,
+            self.minute_failures,
         )
         self._figures: dict[tuple[str, str], FigureGauges] = {}
         self._read_at: dict[str, Gauge] = {}
@@ -66,6 +67,11 @@ class RoutingMetrics:
         self.tpm_used = gauge(
             "switchboard_worker_routing_minute_tokens",
             "Tokens a deployment took this clock minute, as this worker last read them.",
+        )
+        self.minute_failures = gauge(
+            "switchboard_worker_routing_minute_failures",
+            "Failed attempts on a deployment this clock minute (cluster-wide), as this worker "
+            "last read them.",
         )
         self.read_at = Gauge(
             "switchboard_worker_routing_figures_timestamp_seconds",
@@ -145,7 +151,7 @@ class RoutingMetrics:
 
 
 class FigureFamilies(NamedTuple):
-    """The six gauge families a deployment's routing figures are exported as (front doors and
+    """The gauge families a deployment's routing figures are exported as (front doors and
     workers name them differently)."""
 
     in_flight: Gauge
@@ -154,6 +160,7 @@ class FigureFamilies(NamedTuple):
     latency_per_token: Gauge
     rpm_used: Gauge
     tpm_used: Gauge
+    minute_failures: Gauge
 
 
 class FigureGauges:
@@ -173,6 +180,7 @@ class FigureGauges:
         children.latency_per_token.set(_seconds(figures.latency_ms_per_token))
         children.rpm_used.set(figures.rpm_used)
         children.tpm_used.set(figures.tpm_used)
+        children.minute_failures.set(figures.minute_failures)
 
 
 def _seconds(ms: float | None) -> float:

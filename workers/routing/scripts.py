@@ -35,8 +35,9 @@ local function live_counts(owners_key, inflight_key, now)
 end
 """
 
-# ARGV: now_ms, deployment... -> per deployment 6 values:
-# in_flight, cooldown_ms_left, latency_ms_per_token, ttft_ms, rpm, tpm ('' when unknown).
+# ARGV: now_ms, deployment... -> per deployment 7 values:
+# in_flight, cooldown_ms_left, latency_ms_per_token, ttft_ms, rpm, tpm, failures
+# ('' when unknown).
 SNAPSHOT = (
     _LIVE_COUNTS
     + """
@@ -47,13 +48,14 @@ for i = 2, #ARGV do
   local dep = ARGV[i]
   local until_ms = tonumber(redis.call('HGET', KEYS[5], dep) or '0')
   local stats = redis.call('HMGET', KEYS[3], 'lat|' .. dep, 'ttft|' .. dep)
-  local usage = redis.call('HMGET', KEYS[4], 'rpm|' .. dep, 'tpm|' .. dep)
+  local usage = redis.call('HMGET', KEYS[4], 'rpm|' .. dep, 'tpm|' .. dep, 'err|' .. dep)
   out[#out + 1] = tostring(counts[dep] or 0)
   out[#out + 1] = tostring(math.max(0, until_ms - now))
   out[#out + 1] = stats[1] or ''
   out[#out + 1] = stats[2] or ''
   out[#out + 1] = usage[1] or '0'
   out[#out + 1] = usage[2] or '0'
+  out[#out + 1] = usage[3] or '0'
 end
 return out
 """
@@ -110,6 +112,7 @@ if delta ~= 0 then
   redis.call('EXPIRE', KEYS[4], ARGV[12])
 end
 if ARGV[7] == '' then return 0 end
+redis.call('HINCRBY', KEYS[4], 'err|' .. dep, 1)
 local fail_field = 'fail|' .. dep .. '|' .. ARGV[7]
 local fails = redis.call('HINCRBY', KEYS[4], fail_field, 1)
 redis.call('EXPIRE', KEYS[4], ARGV[12])

@@ -60,6 +60,7 @@ async def test_failures_past_allowed_fails_cool_down_then_expire(store: FiguresS
     assert await store.admit("g", "a", NO_LIMITS, 1) == "cooldown"
     figures = (await store.snapshot("g", ["a"]))["a"]
     assert 0 < figures.cooldown_s <= 0.5
+    assert figures.minute_failures == 2  # the cooldown resets the allowance, not the count
     await asyncio.sleep(0.6)
     assert (await store.snapshot("g", ["a"]))["a"].cooldown_s == 0
     assert await store.admit("g", "a", NO_LIMITS, 1) == "ok"
