@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ class PrivateRedis:
                 if client.ping():
                     client.close()
                     return
-            subprocess.run(["sleep", "0.05"], check=True)
+            time.sleep(0.05)
         raise AssertionError("redis-server did not start")
 
     def kill(self) -> None:
