@@ -1,15 +1,20 @@
 """Runs one job to its final record: a response, a finished stream, an error, or a
 cancellation. Only a worker shutdown leaves a job without one (it stays pending for others).
+
+A body no provider could take is a 400, whoever queued it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import msgspec
+import orjson
 
 from workers import accounting, messages
+from workers.body_limits import check_json_bytes
 from workers.dispatch import Dispatcher, Outcome, failed_outcome
 from workers.errors import GatewayTimeout, InternalError, InvalidRequest, SwitchboardError
 from workers.jobs import Job, ReplyTaken, ReplyWriter, now_ms
@@ -65,6 +70,8 @@ class Executor:
         envelope = job.envelope
         if now_ms() >= envelope.deadline_ms:
             raise GatewayTimeout(f"request {job.request_id} waited in the queue past its deadline")
+        # The front door checked these bytes; another producer may not have.
+        check_json_bytes(envelope.body)
         if envelope.kind == KIND_CHAT:
             call = self._chat_call(job)
             if envelope.stream:
@@ -75,10 +82,10 @@ class Executor:
             await self._embed(job)
 
     def _chat_call(self, job: Job) -> ChatCall:
-        body, options = job.gateway_body()
+        body, options = _gateway_body(job)
         try:
             request = decode_chat_request(job.envelope.body)
-        except msgspec.ValidationError as exc:  # the front door validated; a foreign producer?
+        except msgspec.DecodeError as exc:  # the front door validated; a foreign producer?
             raise InvalidRequest(f"invalid request: {exc}") from exc
         return ChatCall(
             request=request,
@@ -114,7 +121,9 @@ class Executor:
     async def _complete(self, job: Job, call: ChatCall) -> None:
         async with asyncio.timeout_at(_loop_deadline(job)):
             response, outcome = await self.dispatcher.chat(
-                job.envelope.model_group, call, job.envelope.num_retries
+                job.envelope.model_group,
+                call,
+                job.envelope.num_retries,
             )
         record = Record(
             seq=job.seq,
@@ -128,7 +137,9 @@ class Executor:
         include_usage = call.request.include_usage
         async with asyncio.timeout_at(_loop_deadline(job)):
             first, rest, outcome = await self.dispatcher.stream(
-                job.envelope.model_group, call, job.envelope.num_retries
+                job.envelope.model_group,
+                call,
+                job.envelope.num_retries,
             )
         usage: Usage | None = None
         try:
@@ -154,10 +165,10 @@ class Executor:
         )
 
     async def _embed(self, job: Job) -> None:
-        body, options = job.gateway_body()
+        body, options = _gateway_body(job)
         try:
             request = decode_embedding_request(job.envelope.body)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:
             raise InvalidRequest(f"invalid request: {exc}") from exc
         call = EmbeddingCall(
             request=request,
@@ -168,7 +179,9 @@ class Executor:
         )
         async with asyncio.timeout_at(_loop_deadline(job)):
             response, outcome = await self.dispatcher.embed(
-                job.envelope.model_group, call, job.envelope.num_retries
+                job.envelope.model_group,
+                call,
+                job.envelope.num_retries,
             )
         usage = Usage(
             prompt_tokens=response.usage.prompt_tokens,
@@ -197,6 +210,15 @@ def _frame(
                 continue
         chunks.append(encode(chunk))
     return chunks, usage
+
+
+def _gateway_body(job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        return job.gateway_body()
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"the request body is not valid JSON: {exc}", code="invalid_json"
+        ) from exc
 
 
 def _loop_deadline(job: Job) -> float:

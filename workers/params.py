@@ -8,7 +8,7 @@ import logging
 
 import msgspec
 
-from workers.errors import UnsupportedParams
+from workers.errors import InvalidRequest, UnsupportedParams
 
 log = logging.getLogger("switchboard.params")
 
@@ -54,3 +54,37 @@ class GatewayOptions(msgspec.Struct, kw_only=True):
 
 
 decode_gateway_options = msgspec.json.Decoder(GatewayOptions).decode
+
+# Hard bounds: past them an option is an error (issue #13, item 5).
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+MAX_NUM_RETRIES = 100
+PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
+
+
+def validate_gateway_options(options: GatewayOptions) -> None:
+    """A 400 naming the option for a value no operator could mean to allow."""
+    timeout, retries, priority = options.timeout, options.num_retries, options.priority
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT_S:
+        raise InvalidRequest(
+            f"`timeout` must be a positive number of seconds, at most {MAX_TIMEOUT_S:g}; "
+            f"got {timeout:g}",
+            param="timeout",
+            code="invalid_value",
+        )
+    if retries is not None and not 0 <= retries <= MAX_NUM_RETRIES:
+        raise InvalidRequest(
+            f"`num_retries` must be between 0 and {MAX_NUM_RETRIES}; got {_shown(retries)}",
+            param="num_retries",
+            code="invalid_value",
+        )
+    if priority is not None and not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise InvalidRequest(
+            f"`priority` must be a 32-bit integer; got {_shown(priority)}",
+            param="priority",
+            code="invalid_value",
+        )
+
+
+def _shown(number: int) -> str:
+    # str() refuses integers past 4,300 digits (and an error message has no use for them).
+    return str(number) if -(10**20) < number < 10**20 else "a number out of range"

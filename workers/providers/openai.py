@@ -122,7 +122,7 @@ class OpenAIAdapter(Adapter):
         return body
 
     async def chat(self, call: ChatCall) -> ChatCompletion:
-        payload = orjson.dumps(self.chat_body(call, stream=False))
+        payload = self.encode_body(self.chat_body(call, stream=False))
         timeout = timeout_for(self.timeout_s(call, stream=False), stream=False)
         with transport_errors(self.provider, self.model):
             async with self.http.session.post(
@@ -142,7 +142,7 @@ class OpenAIAdapter(Adapter):
             ) from exc
 
     async def stream(self, call: ChatCall) -> AsyncIterator[list[ChatCompletionChunk]]:
-        payload = orjson.dumps(self.chat_body(call, stream=True))
+        payload = self.encode_body(self.chat_body(call, stream=True))
         timeout = timeout_for(self.timeout_s(call, stream=True), stream=True)
         with transport_errors(self.provider, self.model):
             response = await self.http.session.post(
@@ -177,7 +177,7 @@ class OpenAIAdapter(Adapter):
             return await super().embed(call)
         self.check_credentials()
         body = {**call.body, "model": self.model}
-        payload = orjson.dumps(body)
+        payload = self.encode_body(body)
         timeout = timeout_for(self.timeout_s(call, stream=False), stream=False)
         with transport_errors(self.provider, self.model):
             async with self.http.session.post(
