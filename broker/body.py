@@ -9,9 +9,15 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
+from broker.config import Config
 from workers.body_limits import check_json_bytes
 from workers.errors import InvalidRequest, RequestTooLarge
-from workers.params import GatewayOptions, decode_gateway_options, validate_gateway_options
+from workers.params import (
+    GatewayOptions,
+    capped,
+    decode_gateway_options,
+    validate_gateway_options,
+)
 
 T = TypeVar("T")
 
@@ -60,11 +66,19 @@ def decode(decoder: Callable[[bytes], T], body: bytes) -> T:
         ) from None
 
 
-def gateway_options(body: bytes) -> GatewayOptions:
-    """The body's gateway options, refused when absurd."""
+def gateway_options(body: bytes, *, max_timeout_s: float, max_num_retries: int) -> GatewayOptions:
+    """The body's gateway options, refused when absurd and capped by the operator's limits."""
     options = decode(decode_gateway_options, body)
     validate_gateway_options(options)
-    return options
+    return capped(options, timeout_s=max_timeout_s, num_retries=max_num_retries)
+
+
+def max_num_retries(config: Config) -> int:
+    """The most retries a request body may ask for (more is capped to this)."""
+    configured = config.switchboard_settings.max_num_retries
+    if configured is not None:
+        return configured
+    return config.router_settings.num_retries or 0
 
 
 def _param(exc: msgspec.ValidationError) -> str | None:

@@ -1,7 +1,8 @@
 """Runs one job to its final record: a response, a finished stream, an error, or a
 cancellation. Only a worker shutdown leaves a job without one (it stays pending for others).
 
-A body no provider could take is a 400, whoever queued it.
+This is the service's edge for errors: a passed deadline is a 504 naming the limit, and a
+body no provider could take is a 400.
 """
 
 from __future__ import annotations
@@ -69,17 +70,22 @@ class Executor:
     async def _serve(self, job: Job) -> None:
         envelope = job.envelope
         if now_ms() >= envelope.deadline_ms:
-            raise GatewayTimeout(f"request {job.request_id} waited in the queue past its deadline")
+            raise _deadline_passed(job, "it waited in the queue until then")
         # The front door checked these bytes; another producer may not have.
         check_json_bytes(envelope.body)
-        if envelope.kind == KIND_CHAT:
-            call = self._chat_call(job)
-            if envelope.stream:
-                await self._stream(job, call)
+        try:
+            if envelope.kind == KIND_CHAT:
+                call = self._chat_call(job)
+                if envelope.stream:
+                    await self._stream(job, call)
+                else:
+                    await self._complete(job, call)
             else:
-                await self._complete(job, call)
-        else:
-            await self._embed(job)
+                await self._embed(job)
+        except (GatewayTimeout, TimeoutError) as exc:
+            # The router saw the deadline pass, or the deadline scope around it (asyncio's
+            # timeout_at, a bare TimeoutError) expired first: either way the same 504.
+            raise _deadline_passed(job, cause=exc) from exc
 
     def _chat_call(self, job: Job) -> ChatCall:
         body, options = _gateway_body(job)
@@ -219,6 +225,24 @@ def _gateway_body(job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
         raise InvalidRequest(
             f"the request body is not valid JSON: {exc}", code="invalid_json"
         ) from exc
+
+
+def _deadline_passed(
+    job: Job, detail: str = "", *, cause: BaseException | None = None
+) -> GatewayTimeout:
+    """The one 504 for a request out of time, naming its limit: the body's `timeout`, or the
+    operator's request_timeout_s, whichever is smaller (the front door capped it)."""
+    envelope = job.envelope
+    limit_s = (envelope.deadline_ms - envelope.enqueued_ms) / 1000
+    error = GatewayTimeout(
+        f"request {job.request_id} did not finish within its deadline of {limit_s:g}s "
+        "(the request's `timeout`, at most the gateway's request_timeout_s)"
+        + (f"; {detail}" if detail else "")
+    )
+    if cause is not None:
+        # Where the request got to still goes in the error record's bookkeeping.
+        error.switchboard_outcome = failed_outcome(cause)  # type: ignore[attr-defined]  # read by failed_outcome
+    return error
 
 
 def _loop_deadline(job: Job) -> float:

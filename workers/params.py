@@ -45,7 +45,11 @@ def unsupported(
 
 
 class GatewayOptions(msgspec.Struct, kw_only=True):
-    """Gateway fields a client may put in a request body (as LiteLLM's proxy accepts them)."""
+    """Gateway fields a client may put in a request body (as LiteLLM's proxy accepts them).
+
+    `fallbacks`, `context_window_fallbacks` and `content_policy_fallbacks` are not among
+    them: only the operator's config decides where a request falls back (issue #13, item 4),
+    so a body's fallbacks are removed with the other gateway fields and never followed."""
 
     timeout: float | None = None
     num_retries: int | None = None
@@ -55,7 +59,8 @@ class GatewayOptions(msgspec.Struct, kw_only=True):
 
 decode_gateway_options = msgspec.json.Decoder(GatewayOptions).decode
 
-# Hard bounds: past them an option is an error (issue #13, item 5).
+# Hard bounds: past them an option is an error, not a wish to clamp (issue #13, item 5).
+# Within them, the operator's limits still win (`capped`).
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 MAX_NUM_RETRIES = 100
 PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
@@ -88,3 +93,15 @@ def validate_gateway_options(options: GatewayOptions) -> None:
 def _shown(number: int) -> str:
     # str() refuses integers past 4,300 digits (and an error message has no use for them).
     return str(number) if -(10**20) < number < 10**20 else "a number out of range"
+
+
+def capped(options: GatewayOptions, *, timeout_s: float, num_retries: int) -> GatewayOptions:
+    """The options with the operator's limits applied: a client may shorten its deadline and
+    ask for fewer retries, never lengthen or add past what the config allows."""
+    timeout = options.timeout
+    retries = options.num_retries
+    return msgspec.structs.replace(
+        options,
+        timeout=None if timeout is None else min(timeout, timeout_s),
+        num_retries=None if retries is None else min(retries, num_retries),
+    )

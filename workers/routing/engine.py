@@ -7,6 +7,10 @@ record what happened; retry within the group, then fall back to other groups.
 
 Streams are retried or fall back only before their first batch exists: once a chunk may
 have reached the client, a retry would duplicate text.
+
+A request's deadline bounds everything: once it has passed, nothing is retried and no
+fallback is tried, and the failure is a GatewayTimeout (504), whatever the last attempt
+raised.
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
 from workers.deployment import Deployment
-from workers.errors import ModelNotFound, SwitchboardError
+from workers.errors import GatewayTimeout, ModelNotFound, SwitchboardError
 from workers.http import HttpClient
 from workers.providers import create_adapter
 from workers.providers.base import Adapter, ChatCall, EmbeddingCall
@@ -40,6 +44,9 @@ Call = ChatCall | EmbeddingCall
 T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
 CHARS_PER_TOKEN = 4
+# An attempt that ends this close to the request's deadline ended because of it (its own
+# timeout was the time left): the request is out of time, not the deployment at fault.
+DEADLINE_TOLERANCE_S = 0.05
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -143,7 +150,10 @@ class RoutingEngine:
         return await self._serve(group, call, num_retries, _Attempt(run), estimate)
 
     async def embed(
-        self, group: str, call: EmbeddingCall, num_retries: int | None = None
+        self,
+        group: str,
+        call: EmbeddingCall,
+        num_retries: int | None = None,
     ) -> tuple[EmbeddingResponse, Outcome]:
         estimate = estimate_prompt_tokens(call)
 
@@ -198,7 +208,12 @@ class RoutingEngine:
         return targets
 
     async def _serve(
-        self, group: str, call: Call, num_retries: int | None, attempt: _Attempt[T], estimate: int
+        self,
+        group: str,
+        call: Call,
+        num_retries: int | None,
+        attempt: _Attempt[T],
+        estimate: int,
     ) -> tuple[T, Outcome]:
         value, outcome, _route, _result = await self._with_fallbacks(
             group, call, num_retries, attempt, estimate, release_on_success=True
@@ -206,7 +221,12 @@ class RoutingEngine:
         return value, outcome
 
     async def _serve_stream(
-        self, group: str, call: Call, num_retries: int | None, attempt: _Attempt[T], estimate: int
+        self,
+        group: str,
+        call: Call,
+        num_retries: int | None,
+        attempt: _Attempt[T],
+        estimate: int,
     ) -> tuple[T, Outcome, Route, AttemptResult]:
         return await self._with_fallbacks(
             group, call, num_retries, attempt, estimate, release_on_success=False
@@ -232,10 +252,9 @@ class RoutingEngine:
             )
         except SwitchboardError as exc:
             original = exc
-        for fallback in reliability.fallback_groups(group, original, self.settings):
-            if fallback not in self.targets:
-                log.warning("fallback %s of %s: no such model group; skipped", fallback, group)
-                continue
+        for fallback in self._fallbacks(group, original):
+            if _is_past(deadline):
+                break
             tally.fallbacks += 1
             self.observer.fell_back(group, fallback)
             log.info(
@@ -251,9 +270,22 @@ class RoutingEngine:
                 )
             except SwitchboardError as exc:
                 log.info("fallback %s failed too: %s", fallback, reliability.error_class(exc))
+        if _is_past(deadline) and not isinstance(original, GatewayTimeout):
+            original = _out_of_time(original)
         if tally.deployment is not None:
             original.switchboard_outcome = tally.outcome()  # type: ignore[attr-defined]  # read by failed_outcome
         raise original
+
+    def _fallbacks(self, group: str, failure: SwitchboardError) -> Iterator[str]:
+        """The fallback groups to try, in order, after `group` failed: none once out of
+        time; never a group that is not served here."""
+        if isinstance(failure, GatewayTimeout):
+            return
+        for fallback in reliability.fallback_groups(group, failure, self.settings):
+            if fallback not in self.targets:
+                log.warning("fallback %s of %s: no such model group; skipped", fallback, group)
+            else:
+                yield fallback
 
     # ------------------------------------------------------------------ attempts in a group
 
@@ -283,6 +315,8 @@ class RoutingEngine:
                     group, chosen, call, attempt, deadline
                 )
             except SwitchboardError as exc:
+                if _is_past(deadline):
+                    raise _out_of_time(exc) from exc
                 allowed = reliability.retries_for(exc, self.settings, retries)
                 if retry >= allowed:
                     raise
@@ -516,6 +550,22 @@ def _finished(started: float, usage: Usage | None, estimate: int) -> AttemptResu
 
 def _deadline(call: Call) -> float | None:
     return None if call.timeout_s is None else time.monotonic() + call.timeout_s
+
+
+def _is_past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline - DEADLINE_TOLERANCE_S
+
+
+def _out_of_time(cause: SwitchboardError) -> GatewayTimeout:
+    """The request's deadline passed while `cause` was the last word: a 504, not the
+    attempt's own failure (which was most likely its timeout, cut to the time left)."""
+    error = GatewayTimeout(
+        "the request's deadline passed before a deployment answered",
+        provider=cause.provider,
+        model=cause.model,
+    )
+    error.__cause__ = cause
+    return error
 
 
 def _attempt_call(call: Call, route: Route, is_stream: bool, deadline: float | None) -> Any:
