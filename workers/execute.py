@@ -130,6 +130,7 @@ class Executor:
                 job.envelope.model_group,
                 call,
                 job.envelope.num_retries,
+                scope=job.envelope.allowed_groups,
             )
         record = Record(
             seq=job.seq,
@@ -146,6 +147,7 @@ class Executor:
                 job.envelope.model_group,
                 call,
                 job.envelope.num_retries,
+                scope=job.envelope.allowed_groups,
             )
         usage: Usage | None = None
         try:
@@ -188,6 +190,7 @@ class Executor:
                 job.envelope.model_group,
                 call,
                 job.envelope.num_retries,
+                scope=job.envelope.allowed_groups,
             )
         usage = Usage(
             prompt_tokens=response.usage.prompt_tokens,

@@ -10,7 +10,7 @@ have reached the client, a retry would duplicate text.
 
 A request's deadline bounds everything: once it has passed, nothing is retried and no
 fallback is tried, and the failure is a GatewayTimeout (504), whatever the last attempt
-raised.
+raised. A fallback outside the caller's key scope is skipped (routing/scope.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -33,6 +33,7 @@ from workers.routing import reliability
 from workers.routing.checks import Eligible, eligible, nothing_eligible
 from workers.routing.observer import NO_DEPLOYMENT, RoutingObserver, Unobserved
 from workers.routing.plan import Route, RoutingPlan
+from workers.routing.scope import may_reach
 from workers.routing.store import AttemptResult, FiguresStore
 from workers.routing.strategies import STRATEGIES, PickContext, Reason
 from workers.wire import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Usage
@@ -47,6 +48,7 @@ CHARS_PER_TOKEN = 4
 # An attempt that ends this close to the request's deadline ended because of it (its own
 # timeout was the time left): the request is out of time, not the deployment at fault.
 DEADLINE_TOLERANCE_S = 0.05
+Scope = Collection[str] | None
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -138,7 +140,7 @@ class RoutingEngine:
     # ------------------------------------------------------------------ public calls
 
     async def chat(
-        self, group: str, call: ChatCall, num_retries: int | None = None
+        self, group: str, call: ChatCall, num_retries: int | None = None, *, scope: Scope = None
     ) -> tuple[ChatCompletion, Outcome]:
         estimate = estimate_prompt_tokens(call)
 
@@ -147,13 +149,15 @@ class RoutingEngine:
             response = await adapter.chat(attempt_call)
             return response, _finished(started, response.usage, estimate)
 
-        return await self._serve(group, call, num_retries, _Attempt(run), estimate)
+        return await self._serve(group, call, num_retries, _Attempt(run), estimate, scope)
 
     async def embed(
         self,
         group: str,
         call: EmbeddingCall,
         num_retries: int | None = None,
+        *,
+        scope: Scope = None,
     ) -> tuple[EmbeddingResponse, Outcome]:
         estimate = estimate_prompt_tokens(call)
 
@@ -166,10 +170,10 @@ class RoutingEngine:
                 latency_ms_per_token=elapsed_ms, tokens_delta=used - estimate
             )
 
-        return await self._serve(group, call, num_retries, _Attempt(run), estimate)
+        return await self._serve(group, call, num_retries, _Attempt(run), estimate, scope)
 
     async def stream(
-        self, group: str, call: ChatCall, num_retries: int | None = None
+        self, group: str, call: ChatCall, num_retries: int | None = None, *, scope: Scope = None
     ) -> tuple[list[ChatCompletionChunk], Batches, Outcome]:
         """The first batch, the rest, and the outcome. The deployment's slot is held until
         the rest is exhausted or closed (the caller must close it)."""
@@ -190,7 +194,7 @@ class RoutingEngine:
             run, is_stream=True
         )
         (first, batches, started), outcome, route, ttft = await self._serve_stream(
-            group, call, num_retries, attempt, estimate
+            group, call, num_retries, attempt, estimate, scope
         )
         rest = _TrackedBatches(self, group, route, batches, started, ttft, estimate, first)
         return first, rest, outcome
@@ -214,9 +218,10 @@ class RoutingEngine:
         num_retries: int | None,
         attempt: _Attempt[T],
         estimate: int,
+        scope: Scope,
     ) -> tuple[T, Outcome]:
         value, outcome, _route, _result = await self._with_fallbacks(
-            group, call, num_retries, attempt, estimate, release_on_success=True
+            group, call, num_retries, attempt, estimate, scope, release_on_success=True
         )
         return value, outcome
 
@@ -227,9 +232,10 @@ class RoutingEngine:
         num_retries: int | None,
         attempt: _Attempt[T],
         estimate: int,
+        scope: Scope,
     ) -> tuple[T, Outcome, Route, AttemptResult]:
         return await self._with_fallbacks(
-            group, call, num_retries, attempt, estimate, release_on_success=False
+            group, call, num_retries, attempt, estimate, scope, release_on_success=False
         )
 
     async def _with_fallbacks(
@@ -239,6 +245,7 @@ class RoutingEngine:
         num_retries: int | None,
         attempt: _Attempt[T],
         estimate: int,
+        scope: Scope,
         *,
         release_on_success: bool,
     ) -> tuple[T, Outcome, Route, AttemptResult]:
@@ -252,7 +259,7 @@ class RoutingEngine:
             )
         except SwitchboardError as exc:
             original = exc
-        for fallback in self._fallbacks(group, original):
+        for fallback in self._fallbacks(group, original, scope):
             if _is_past(deadline):
                 break
             tally.fallbacks += 1
@@ -276,14 +283,20 @@ class RoutingEngine:
             original.switchboard_outcome = tally.outcome()  # type: ignore[attr-defined]  # read by failed_outcome
         raise original
 
-    def _fallbacks(self, group: str, failure: SwitchboardError) -> Iterator[str]:
+    def _fallbacks(self, group: str, failure: SwitchboardError, scope: Scope) -> Iterator[str]:
         """The fallback groups to try, in order, after `group` failed: none once out of
-        time; never a group that is not served here."""
+        time; never a group that is not served here or that the caller's key may not reach
+        (that skip is counted when the request reaches it)."""
         if isinstance(failure, GatewayTimeout):
             return
         for fallback in reliability.fallback_groups(group, failure, self.settings):
             if fallback not in self.targets:
                 log.warning("fallback %s of %s: no such model group; skipped", fallback, group)
+            elif not may_reach(scope, fallback):
+                self.observer.fallback_skipped(group, fallback, "key_scope")
+                log.info(
+                    "fallback %s of %s: outside the caller's key scope; skipped", fallback, group
+                )
             else:
                 yield fallback
 
