@@ -1,8 +1,9 @@
 """Runs one job to its final record: a response, a finished stream, an error, or a
 cancellation. Only a worker shutdown leaves a job without one (it stays pending for others).
 
-This is the service's edge for errors: a passed deadline is a 504 naming the limit, and a
-body no provider could take is a 400.
+This is the service's edge for errors: a passed deadline is a 504 naming the limit, a body
+no provider could take is a 400, and an upstream failure is told in the words
+workers/upstream_text.py allows.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from workers.errors import GatewayTimeout, InternalError, InvalidRequest, Switch
 from workers.jobs import Job, ReplyTaken, ReplyWriter, now_ms
 from workers.messages import KIND_CHAT, Meta, Record
 from workers.providers.base import ChatCall, EmbeddingCall
+from workers.routing.engine import failed_deployment
+from workers.upstream_text import for_client
 from workers.wire import (
     ChatCompletionChunk,
     Usage,
@@ -61,7 +64,8 @@ class Executor:
         except ReplyTaken:
             raise
         except SwitchboardError as exc:
-            await self.writer.write_error(job, exc, self._error_meta(exc))
+            error = for_client(exc, failed_deployment(exc), job.request_id)
+            await self.writer.write_error(job, error, self._error_meta(exc))
         except Exception:
             log.exception("request %s failed unexpectedly", job.request_id)
             error = InternalError(f"internal error while serving request {job.request_id}")

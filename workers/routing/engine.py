@@ -102,6 +102,17 @@ def failed_outcome(exc: BaseException) -> Outcome | None:
     return found if isinstance(found, Outcome) else None
 
 
+def failed_deployment(exc: BaseException) -> Deployment | None:
+    """The deployment whose attempt raised `exc`, if one did."""
+    found = getattr(exc, "switchboard_deployment", None)
+    return found if isinstance(found, Deployment) else None
+
+
+def _blame(exc: SwitchboardError, deployment: Deployment) -> None:
+    if failed_deployment(exc) is None:
+        exc.switchboard_deployment = deployment  # type: ignore[attr-defined]  # read by failed_deployment
+
+
 def estimate_prompt_tokens(call: Call) -> int:
     """A cheap prompt size estimate (about four bytes per token) for limits and windows."""
     if isinstance(call, ChatCall):
@@ -373,6 +384,7 @@ class RoutingEngine:
             )
             return value, result, (time.perf_counter() - started) * 1000
         except SwitchboardError as exc:
+            _blame(exc, route.deployment)
             await self.record_failure(group, route, exc)
             raise
         except BaseException:
@@ -519,6 +531,7 @@ class _TrackedBatches:
         try:
             batch = await anext(self._batches)
         except SwitchboardError as exc:
+            _blame(exc, self._route.deployment)
             self._failure = exc
             await self.aclose()
             raise
