@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from workers.deployment import Deployment
-from workers.errors import GatewayTimeout, ModelNotFound, SwitchboardError
+from workers.errors import GatewayTimeout, ModelNotFound, RequestTimeout, SwitchboardError
 from workers.http import HttpClient
 from workers.providers import create_adapter
 from workers.providers.base import Adapter, ChatCall, EmbeddingCall
@@ -45,8 +45,8 @@ Call = ChatCall | EmbeddingCall
 T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
 CHARS_PER_TOKEN = 4
-# An attempt that ends this close to the request's deadline ended because of it (its own
-# timeout was the time left): the request is out of time, not the deployment at fault.
+# An attempt that times out this close to the request's deadline timed out because of it
+# (its timeout was the time left): the request is out of time, not the deployment at fault.
 DEADLINE_TOLERANCE_S = 0.05
 Scope = Collection[str] | None
 
@@ -270,8 +270,9 @@ class RoutingEngine:
             )
         except SwitchboardError as exc:
             original = exc
+        is_out_of_time = isinstance(original, GatewayTimeout)
         for fallback in self._fallbacks(group, original, scope):
-            if _is_past(deadline):
+            if is_out_of_time or _is_past(deadline):
                 break
             tally.fallbacks += 1
             self.observer.fell_back(group, fallback)
@@ -287,8 +288,9 @@ class RoutingEngine:
                     fallback, call, retries, attempt, estimate, tally, deadline, release_on_success
                 )
             except SwitchboardError as exc:
+                is_out_of_time = isinstance(exc, GatewayTimeout)
                 log.info("fallback %s failed too: %s", fallback, reliability.error_class(exc))
-        if _is_past(deadline) and not isinstance(original, GatewayTimeout):
+        if (is_out_of_time or _is_past(deadline)) and not isinstance(original, GatewayTimeout):
             original = _out_of_time(original)
         if tally.deployment is not None:
             original.switchboard_outcome = tally.outcome()  # type: ignore[attr-defined]  # read by failed_outcome
@@ -339,7 +341,7 @@ class RoutingEngine:
                     group, chosen, call, attempt, deadline
                 )
             except SwitchboardError as exc:
-                if _is_past(deadline):
+                if _is_past(deadline, exc):
                     raise _out_of_time(exc) from exc
                 allowed = reliability.retries_for(exc, self.settings, retries)
                 if retry >= allowed:
@@ -578,8 +580,13 @@ def _deadline(call: Call) -> float | None:
     return None if call.timeout_s is None else time.monotonic() + call.timeout_s
 
 
-def _is_past(deadline: float | None) -> bool:
-    return deadline is not None and time.monotonic() >= deadline - DEADLINE_TOLERANCE_S
+def _is_past(deadline: float | None, failure: SwitchboardError | None = None) -> bool:
+    """Whether the request is out of time: its deadline passed, or an attempt timed out
+    within a hair of it (its timeout was the time left, and fired a little early)."""
+    if deadline is None:
+        return False
+    left = deadline - time.monotonic()
+    return left <= 0 or (isinstance(failure, RequestTimeout) and left <= DEADLINE_TOLERANCE_S)
 
 
 def _out_of_time(cause: SwitchboardError) -> GatewayTimeout:
