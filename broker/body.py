@@ -1,5 +1,5 @@
-"""Reading and validating a request body once: content type, size, JSON, schema. Every
-failure is an OpenAI-style 4xx naming what was wrong."""
+"""Reading and validating a request body once: content type, size, nesting and numbers,
+JSON, schema. Every failure is an OpenAI-style 4xx naming what was wrong."""
 
 from __future__ import annotations
 
@@ -9,8 +9,15 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
+from broker.config import Config
+from workers.body_limits import check_json_bytes
 from workers.errors import InvalidRequest, RequestTooLarge
-from workers.params import GatewayOptions, decode_gateway_options
+from workers.params import (
+    GatewayOptions,
+    capped,
+    decode_gateway_options,
+    validate_gateway_options,
+)
 
 T = TypeVar("T")
 
@@ -35,6 +42,9 @@ async def read_json_body(request: web.Request, max_bytes: int) -> bytes:
         raise _too_large(max_bytes) from None
     if not body:
         raise InvalidRequest("the request body is empty; send a JSON object", code="invalid_json")
+    # Before any decoder sees it: nesting that would exhaust a recursive one, numbers that
+    # would overflow one downstream (issue #13, item 5).
+    check_json_bytes(body)
     return body
 
 
@@ -56,17 +66,19 @@ def decode(decoder: Callable[[bytes], T], body: bytes) -> T:
         ) from None
 
 
-def gateway_options(body: bytes) -> GatewayOptions:
+def gateway_options(body: bytes, *, max_timeout_s: float, max_num_retries: int) -> GatewayOptions:
+    """The body's gateway options, refused when absurd and capped by the operator's limits."""
     options = decode(decode_gateway_options, body)
-    if options.timeout is not None and options.timeout <= 0:
-        raise InvalidRequest(
-            "`timeout` must be a positive number of seconds", param="timeout", code="invalid_value"
-        )
-    if options.num_retries is not None and options.num_retries < 0:
-        raise InvalidRequest(
-            "`num_retries` must not be negative", param="num_retries", code="invalid_value"
-        )
-    return options
+    validate_gateway_options(options)
+    return capped(options, timeout_s=max_timeout_s, num_retries=max_num_retries)
+
+
+def max_num_retries(config: Config) -> int:
+    """The most retries a request body may ask for (more is capped to this)."""
+    configured = config.switchboard_settings.max_num_retries
+    if configured is not None:
+        return configured
+    return config.router_settings.num_retries or 0
 
 
 def _param(exc: msgspec.ValidationError) -> str | None:

@@ -62,6 +62,7 @@ class Relay:
             lane=lane,
             body=body,
             num_retries=options.num_retries,
+            allowed_groups=front.scope_for(caller),
         )
         self.deadline = self.started + timeout_s + DEADLINE_SLACK_S
         self.is_finished = False

@@ -20,9 +20,10 @@ from broker.monitor import ClusterMonitor
 from broker.relay import ReplyHub, Waiter
 from workers import messages, streams
 from workers.batching import WriteBatcher
-from workers.errors import InvalidRequest, ModelNotFound, RateLimited
+from workers.errors import InvalidRequest, ModelNotFound, PermissionDenied, RateLimited
 from workers.messages import Record
 from workers.params import GatewayOptions
+from workers.routing.scope import may_reach, scope_of
 from workers.streams import Keys
 
 log = logging.getLogger("switchboard.frontdoor")
@@ -106,12 +107,23 @@ class FrontDoor:
         group = self.aliases.get(model, model)
         if group in self.groups:
             caller.check_model(model, group)
+            if not may_reach(self.scope_for(caller), group):  # the check fallbacks pass too
+                raise PermissionDenied(
+                    f"API key `{caller.alias}` may not call model group `{group}`",
+                    param="model",
+                    code="key_model_access_denied",
+                )
             return group
         raise ModelNotFound(
             f"model `{model}` is not served here; available models: "
             f"{', '.join(self.models_for(caller)) or 'none'}",
             param="model",
         )
+
+    def scope_for(self, caller: Caller) -> frozenset[str] | None:
+        """The model groups this caller's key reaches (None: all); the worker keeps the
+        request's fallbacks inside them."""
+        return scope_of(caller.models, self.aliases)
 
     def models_for(self, caller: Caller) -> list[str]:
         """The listed models (groups and visible aliases) this caller may call."""

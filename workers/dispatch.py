@@ -4,7 +4,7 @@ in-process figures (tests, single-process use)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 
 from workers.deployment import Deployment
 from workers.http import HttpClient
@@ -44,17 +44,34 @@ class Dispatcher:
     def model_groups(self) -> list[str]:
         return list(self.engine.targets)
 
+    # `scope`: the model groups the caller's key may reach (None: all); fallbacks stay in it.
+
     async def chat(
-        self, group: str, call: ChatCall, num_retries: int | None = None
+        self,
+        group: str,
+        call: ChatCall,
+        num_retries: int | None = None,
+        *,
+        scope: Collection[str] | None = None,
     ) -> tuple[ChatCompletion, Outcome]:
-        return await self.engine.chat(group, call, num_retries)
+        return await self.engine.chat(group, call, num_retries, scope=scope)
 
     async def embed(
-        self, group: str, call: EmbeddingCall, num_retries: int | None = None
+        self,
+        group: str,
+        call: EmbeddingCall,
+        num_retries: int | None = None,
+        *,
+        scope: Collection[str] | None = None,
     ) -> tuple[EmbeddingResponse, Outcome]:
-        return await self.engine.embed(group, call, num_retries)
+        return await self.engine.embed(group, call, num_retries, scope=scope)
 
     async def stream(
-        self, group: str, call: ChatCall, num_retries: int | None = None
+        self,
+        group: str,
+        call: ChatCall,
+        num_retries: int | None = None,
+        *,
+        scope: Collection[str] | None = None,
     ) -> tuple[list[ChatCompletionChunk], Batches, Outcome]:
-        return await self.engine.stream(group, call, num_retries)
+        return await self.engine.stream(group, call, num_retries, scope=scope)

@@ -1,20 +1,29 @@
 """Runs one job to its final record: a response, a finished stream, an error, or a
 cancellation. Only a worker shutdown leaves a job without one (it stays pending for others).
+
+This is the service's edge for errors: a passed deadline is a 504 naming the limit, a body
+no provider could take is a 400, and an upstream failure is told in the words
+workers/upstream_text.py allows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import msgspec
+import orjson
 
 from workers import accounting, messages
+from workers.body_limits import check_json_bytes
 from workers.dispatch import Dispatcher, Outcome, failed_outcome
 from workers.errors import GatewayTimeout, InternalError, InvalidRequest, SwitchboardError
 from workers.jobs import Job, ReplyTaken, ReplyWriter, now_ms
 from workers.messages import KIND_CHAT, Meta, Record
 from workers.providers.base import ChatCall, EmbeddingCall
+from workers.routing.engine import failed_deployment
+from workers.upstream_text import for_client
 from workers.wire import (
     ChatCompletionChunk,
     Usage,
@@ -55,7 +64,8 @@ class Executor:
         except ReplyTaken:
             raise
         except SwitchboardError as exc:
-            await self.writer.write_error(job, exc, self._error_meta(exc))
+            error = for_client(exc, failed_deployment(exc), job.request_id)
+            await self.writer.write_error(job, error, self._error_meta(exc))
         except Exception:
             log.exception("request %s failed unexpectedly", job.request_id)
             error = InternalError(f"internal error while serving request {job.request_id}")
@@ -64,21 +74,28 @@ class Executor:
     async def _serve(self, job: Job) -> None:
         envelope = job.envelope
         if now_ms() >= envelope.deadline_ms:
-            raise GatewayTimeout(f"request {job.request_id} waited in the queue past its deadline")
-        if envelope.kind == KIND_CHAT:
-            call = self._chat_call(job)
-            if envelope.stream:
-                await self._stream(job, call)
+            raise _deadline_passed(job, "it waited in the queue until then")
+        # The front door checked these bytes; another producer may not have.
+        check_json_bytes(envelope.body)
+        try:
+            if envelope.kind == KIND_CHAT:
+                call = self._chat_call(job)
+                if envelope.stream:
+                    await self._stream(job, call)
+                else:
+                    await self._complete(job, call)
             else:
-                await self._complete(job, call)
-        else:
-            await self._embed(job)
+                await self._embed(job)
+        except (GatewayTimeout, TimeoutError) as exc:
+            # The router saw the deadline pass, or the deadline scope around it (asyncio's
+            # timeout_at, a bare TimeoutError) expired first: either way the same 504.
+            raise _deadline_passed(job, cause=exc) from exc
 
     def _chat_call(self, job: Job) -> ChatCall:
-        body, options = job.gateway_body()
+        body, options = _gateway_body(job)
         try:
             request = decode_chat_request(job.envelope.body)
-        except msgspec.ValidationError as exc:  # the front door validated; a foreign producer?
+        except msgspec.DecodeError as exc:  # the front door validated; a foreign producer?
             raise InvalidRequest(f"invalid request: {exc}") from exc
         return ChatCall(
             request=request,
@@ -114,7 +131,10 @@ class Executor:
     async def _complete(self, job: Job, call: ChatCall) -> None:
         async with asyncio.timeout_at(_loop_deadline(job)):
             response, outcome = await self.dispatcher.chat(
-                job.envelope.model_group, call, job.envelope.num_retries
+                job.envelope.model_group,
+                call,
+                job.envelope.num_retries,
+                scope=job.envelope.allowed_groups,
             )
         record = Record(
             seq=job.seq,
@@ -128,7 +148,10 @@ class Executor:
         include_usage = call.request.include_usage
         async with asyncio.timeout_at(_loop_deadline(job)):
             first, rest, outcome = await self.dispatcher.stream(
-                job.envelope.model_group, call, job.envelope.num_retries
+                job.envelope.model_group,
+                call,
+                job.envelope.num_retries,
+                scope=job.envelope.allowed_groups,
             )
         usage: Usage | None = None
         try:
@@ -154,10 +177,10 @@ class Executor:
         )
 
     async def _embed(self, job: Job) -> None:
-        body, options = job.gateway_body()
+        body, options = _gateway_body(job)
         try:
             request = decode_embedding_request(job.envelope.body)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:
             raise InvalidRequest(f"invalid request: {exc}") from exc
         call = EmbeddingCall(
             request=request,
@@ -168,7 +191,10 @@ class Executor:
         )
         async with asyncio.timeout_at(_loop_deadline(job)):
             response, outcome = await self.dispatcher.embed(
-                job.envelope.model_group, call, job.envelope.num_retries
+                job.envelope.model_group,
+                call,
+                job.envelope.num_retries,
+                scope=job.envelope.allowed_groups,
             )
         usage = Usage(
             prompt_tokens=response.usage.prompt_tokens,
@@ -197,6 +223,33 @@ def _frame(
                 continue
         chunks.append(encode(chunk))
     return chunks, usage
+
+
+def _gateway_body(job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        return job.gateway_body()
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"the request body is not valid JSON: {exc}", code="invalid_json"
+        ) from exc
+
+
+def _deadline_passed(
+    job: Job, detail: str = "", *, cause: BaseException | None = None
+) -> GatewayTimeout:
+    """The one 504 for a request out of time, naming its limit: the body's `timeout`, or the
+    operator's request_timeout_s, whichever is smaller (the front door capped it)."""
+    envelope = job.envelope
+    limit_s = (envelope.deadline_ms - envelope.enqueued_ms) / 1000
+    error = GatewayTimeout(
+        f"request {job.request_id} did not finish within its deadline of {limit_s:g}s "
+        "(the request's `timeout`, at most the gateway's request_timeout_s)"
+        + (f"; {detail}" if detail else "")
+    )
+    if cause is not None:
+        # Where the request got to still goes in the error record's bookkeeping.
+        error.switchboard_outcome = failed_outcome(cause)  # type: ignore[attr-defined]  # read by failed_outcome
+    return error
 
 
 def _loop_deadline(job: Job) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -20,6 +21,9 @@ from workers.errors import (
     SwitchboardError,
     error_for_status,
 )
+from workers.upstream_text import LOG_TEXT_CHARS, excerpt
+
+log = logging.getLogger("switchboard.upstream")
 
 # A gateway holds thousands of idle keep-alive connections to a few hosts; aiohttp's default
 # of 100 connections total would queue requests inside the client.
@@ -172,10 +176,22 @@ async def iter_body(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         yield data
 
 
-def describe_body(raw: bytes, limit: int = 500) -> str:
-    """A short, printable excerpt of an upstream body for error messages."""
-    text = raw[:limit].decode("utf-8", errors="replace")
-    return text + ("…" if len(raw) > limit else "")
+def describe_body(raw: bytes) -> str:
+    """What an error message may say of an upstream body the gateway could not read: its
+    size. The body may hold anything (a key echoed back, an internal host name, a proxy's
+    page), so it goes only to the log, masked and cut short (issue #13, item 7)."""
+    log_unreadable(raw)
+    return f"{len(raw)} bytes, in the worker's log"
+
+
+def log_unreadable(raw: bytes) -> None:
+    """Log an upstream body the gateway could not read, masked and cut short."""
+    text = raw[: LOG_TEXT_CHARS * 4].decode("utf-8", errors="replace")
+    log.warning(
+        "an upstream body the gateway could not read (%d bytes): %s",
+        len(raw),
+        excerpt(text, LOG_TEXT_CHARS),
+    )
 
 
 JSONObject = dict[str, Any]

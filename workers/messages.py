@@ -44,6 +44,9 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     num_retries: int | None = None
     # Queued again by its front door after Redis lost its data: a first copy may be running.
     requeued: bool = False
+    # The model groups the caller's key may reach (None: every group). A fallback outside
+    # them is skipped (issue #13, item 6).
+    allowed_groups: frozenset[str] | None = None
 
 
 class Meta(msgspec.Struct, array_like=True, omit_defaults=True):

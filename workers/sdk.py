@@ -16,10 +16,11 @@ from typing import Any
 import msgspec
 
 from workers import accounting
+from workers.body_limits import MAX_DEPTH, check_json_object
 from workers.deployment import Deployment
 from workers.errors import InvalidRequest
 from workers.http import shared_client
-from workers.params import GATEWAY_FIELDS
+from workers.params import GATEWAY_FIELDS, GatewayOptions, validate_gateway_options
 from workers.providers import create_adapter, make_deployment
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.retry import with_retries
@@ -108,10 +109,26 @@ def _body(params: dict[str, Any], extra_body: Mapping[str, Any] | None) -> dict[
             f"`{refused[0]}` is not supported by the in-process SDK call",
             param=refused[0],
         )
-    body: dict[str, Any] = _to_builtins({k: v for k, v in params.items() if v is not None})
-    if extra_body:
-        body.update(_to_builtins(dict(extra_body)))
+    given = {k: v for k, v in params.items() if v is not None}
+    extra = dict(extra_body or {})
+    # The limits the front door puts on a body's bytes (workers/body_limits.py), before
+    # anything recursive reads the arguments.
+    check_json_object(given)
+    check_json_object(extra)
+    try:
+        body: dict[str, Any] = _to_builtins(given)
+        body.update(_to_builtins(extra))
+    except RecursionError:
+        # Nesting hidden inside objects (pydantic models): msgspec stops at its own limit.
+        raise InvalidRequest(
+            f"the request is nested more than {MAX_DEPTH} levels deep", code="invalid_value"
+        ) from None
     return body
+
+
+def check_options(timeout: float | None, num_retries: int | None) -> None:
+    """The bounds the front door puts on a body's `timeout` and `num_retries`."""
+    validate_gateway_options(GatewayOptions(timeout=timeout, num_retries=num_retries))
 
 
 def _validated_chat(body: dict[str, Any]) -> ChatCall:
@@ -144,6 +161,7 @@ async def acompletion(
     **kwargs: Any,
 ) -> ChatCompletion | ChatStream:
     """One chat completion; with `stream=True` an async iterator of chunks (ChatStream)."""
+    check_options(timeout, num_retries)
     given, options, params = _split_kwargs(kwargs)
     deployment = _deployment(
         model, given, options, timeout=timeout, drop_params=drop_params, environ=environ
@@ -185,6 +203,7 @@ async def aembedding(
     environ: Mapping[str, str] | None = None,
     **kwargs: Any,
 ) -> EmbeddingResponse:
+    check_options(timeout, num_retries)
     given, options, params = _split_kwargs(kwargs)
     deployment = _deployment(
         model, given, options, timeout=timeout, drop_params=drop_params, environ=environ

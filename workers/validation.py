@@ -8,6 +8,11 @@ from workers.wire import ChatCompletionRequest, EmbeddingRequest, embedding_inpu
 
 _TOOL_CHOICE_WORDS = frozenset({"none", "auto", "required"})
 MAX_N = 128
+# Bounds on counts and ids, so that every provider's encoder and schema can hold what the
+# gateway accepted (issue #13, item 5): token counts and dimensions are int32 in Gemini's
+# and Bedrock's schemas; `seed` is an int64 in OpenAI's.
+MAX_COUNT = 2**31 - 1
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
 
 def _bad(message: str, param: str, code: str = "invalid_value") -> InvalidRequest:
@@ -24,6 +29,21 @@ def validate_chat_request(request: ChatCompletionRequest) -> None:
         raise _bad("`model` must not be empty", "model", "missing_required_parameter")
     if not request.messages:
         raise _bad("`messages` must contain at least one message", "messages", "empty_array")
+    _validate_numbers(request)
+    if request.stream_options is not None and not request.stream:
+        raise _bad(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            "stream_options",
+        )
+    if request.top_logprobs is not None and not request.logprobs:
+        raise _bad("`top_logprobs` requires `logprobs` to be true", "top_logprobs")
+    _validate_tool_choice(request)
+    _validate_response_format(request)
+    _validate_messages(request)
+
+
+def _validate_numbers(request: ChatCompletionRequest) -> None:
+    """Every number field within the range OpenAI documents, or a bound every provider holds."""
     if request.n is not None and not 1 <= request.n <= MAX_N:
         raise _bad(f"`n` must be between 1 and {MAX_N}; got {request.n}", "n")
     _check_range(request.temperature, 0, 2, "temperature")
@@ -35,20 +55,14 @@ def validate_chat_request(request: ChatCompletionRequest) -> None:
         value = getattr(request, param)
         if value is not None and value < 1:
             raise _bad(f"`{param}` must be at least 1; got {value}", param)
-    if request.stream_options is not None and not request.stream:
-        raise _bad(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-            "stream_options",
-        )
-    if request.top_logprobs is not None and not request.logprobs:
-        raise _bad("`top_logprobs` requires `logprobs` to be true", "top_logprobs")
+        if value is not None and value > MAX_COUNT:
+            raise _bad(f"`{param}` must be at most {MAX_COUNT}", param)
+    if request.seed is not None and not SEED_MIN <= request.seed <= SEED_MAX:
+        raise _bad("`seed` must be a 64-bit signed integer", "seed")
     if request.logit_bias:
         for token, bias in request.logit_bias.items():
             if not -100 <= bias <= 100:
                 raise _bad(f"`logit_bias[{token}]` must be between -100 and 100", "logit_bias")
-    _validate_tool_choice(request)
-    _validate_response_format(request)
-    _validate_messages(request)
 
 
 def _validate_tool_choice(request: ChatCompletionRequest) -> None:
@@ -109,5 +123,5 @@ def validate_embedding_request(request: EmbeddingRequest) -> None:
         embedding_inputs(request)
     except ValueError as exc:
         raise _bad(str(exc), "input") from exc
-    if request.dimensions is not None and request.dimensions < 1:
-        raise _bad("`dimensions` must be at least 1", "dimensions")
+    if request.dimensions is not None and not 1 <= request.dimensions <= MAX_COUNT:
+        raise _bad(f"`dimensions` must be between 1 and {MAX_COUNT}", "dimensions")

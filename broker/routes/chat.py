@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from broker.body import decode, gateway_options, read_json_body
+from broker.body import decode, gateway_options, max_num_retries, read_json_body
 from broker.forward import Relay
 from broker.routes.keys import FRONT_DOOR
 from workers.messages import KIND_CHAT
@@ -18,7 +18,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_json_body(request, front.settings.max_body_bytes)
     chat = decode(decode_chat_request, body)
     validate_chat_request(chat)
-    options = gateway_options(body)
+    options = gateway_options(
+        body,
+        max_timeout_s=front.settings.request_timeout_s,
+        max_num_retries=max_num_retries(front.config),
+    )
     group = front.resolve_group(chat.model, caller)
     lane = front.lane_for(request, options)
     front.admit(lane)

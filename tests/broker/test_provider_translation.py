@@ -120,8 +120,9 @@ COMMON_ERRORS = [
     ErrorCase("~status=400", openai.BadRequestError, 400),
     ErrorCase("~status=context_window", openai.BadRequestError, 400, "context_length_exceeded"),
     ErrorCase("~status=content_filter", openai.BadRequestError, 400, "content_policy_violation"),
-    ErrorCase("~status=401", openai.AuthenticationError, 401),
-    ErrorCase("~status=403", openai.PermissionDeniedError, 403),
+    # The gateway's credentials failed, not the caller's: a 502 naming the deployment.
+    ErrorCase("~status=401", openai.InternalServerError, 502, "upstream_auth_failed"),
+    ErrorCase("~status=403", openai.InternalServerError, 502, "upstream_auth_failed"),
     ErrorCase("~status=404", openai.NotFoundError, 404, "model_not_found"),
     ErrorCase("~status=429", openai.RateLimitError, 429, "rate_limit_exceeded"),
     ErrorCase("~status=500", openai.InternalServerError, 500),
@@ -143,7 +144,9 @@ ERRORS: dict[str, list[ErrorCase]] = {
     ],
     "bedrock": [
         *COMMON_ERRORS,
-        ErrorCase("~error=ExpiredTokenException", openai.AuthenticationError, 401),
+        ErrorCase(
+            "~error=ExpiredTokenException", openai.InternalServerError, 502, "upstream_auth_failed"
+        ),
         ErrorCase("~status=408", openai.APIStatusError, 408, "timeout"),
         ErrorCase(
             "~error=ServiceQuotaExceededException",

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import msgspec
+import orjson
 
 from workers.deployment import Deployment, ProviderDefaults
 from workers.errors import InvalidRequest
@@ -105,6 +106,20 @@ class Adapter(ABC):
         for param in found:
             refuse(param, table[param])
         return found
+
+    def encode_body(self, body: Any) -> bytes:
+        """A native request body as JSON bytes. Validation bounds numbers and nesting so that
+        this holds for any request the gateway accepted; if it ever fails, the request holds
+        a value no JSON encoder can write: a 400, never a 500 (issue #13, item 5)."""
+        try:
+            return orjson.dumps(body)
+        except orjson.JSONEncodeError as exc:
+            raise InvalidRequest(
+                f"the request cannot be sent to {self.provider}: {exc}",
+                code="invalid_value",
+                provider=self.provider,
+                model=self.model,
+            ) from exc
 
     def timeout_s(self, call: ChatCall | EmbeddingCall, *, stream: bool) -> float | None:
         if call.timeout_s is not None:

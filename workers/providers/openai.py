@@ -17,7 +17,13 @@ import orjson
 
 from workers.deployment import ProviderDefaults
 from workers.errors import AuthenticationFailed, ProviderError, SwitchboardError
-from workers.http import describe_body, error_from_response, timeout_for, transport_errors
+from workers.http import (
+    describe_body,
+    error_from_response,
+    log_unreadable,
+    timeout_for,
+    transport_errors,
+)
 from workers.providers.base import Adapter, ChatCall, EmbeddingCall
 from workers.sse import iter_sse
 from workers.wire import (
@@ -122,7 +128,7 @@ class OpenAIAdapter(Adapter):
         return body
 
     async def chat(self, call: ChatCall) -> ChatCompletion:
-        payload = orjson.dumps(self.chat_body(call, stream=False))
+        payload = self.encode_body(self.chat_body(call, stream=False))
         timeout = timeout_for(self.timeout_s(call, stream=False), stream=False)
         with transport_errors(self.provider, self.model):
             async with self.http.session.post(
@@ -133,7 +139,7 @@ class OpenAIAdapter(Adapter):
                     raise self.error(response, raw)
         try:
             return decode_chat_completion(raw)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:  # not JSON, or JSON of another shape
             raise ProviderError(
                 f"{self.provider} sent a response that is not a chat completion: {exc}; "
                 f"body: {describe_body(raw)}",
@@ -142,7 +148,7 @@ class OpenAIAdapter(Adapter):
             ) from exc
 
     async def stream(self, call: ChatCall) -> AsyncIterator[list[ChatCompletionChunk]]:
-        payload = orjson.dumps(self.chat_body(call, stream=True))
+        payload = self.encode_body(self.chat_body(call, stream=True))
         timeout = timeout_for(self.timeout_s(call, stream=True), stream=True)
         with transport_errors(self.provider, self.model):
             response = await self.http.session.post(
@@ -177,7 +183,7 @@ class OpenAIAdapter(Adapter):
             return await super().embed(call)
         self.check_credentials()
         body = {**call.body, "model": self.model}
-        payload = orjson.dumps(body)
+        payload = self.encode_body(body)
         timeout = timeout_for(self.timeout_s(call, stream=False), stream=False)
         with transport_errors(self.provider, self.model):
             async with self.http.session.post(
@@ -188,9 +194,10 @@ class OpenAIAdapter(Adapter):
                     raise self.error(response, raw)
         try:
             return decode_embedding_response(raw)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:  # not JSON, or JSON of another shape
             raise ProviderError(
-                f"{self.provider} sent a response that is not an embedding list: {exc}",
+                f"{self.provider} sent a response that is not an embedding list: {exc}; "
+                f"body: {describe_body(raw)}",
                 provider=self.provider,
                 model=self.model,
             ) from exc
@@ -306,18 +313,20 @@ class _ChunkReader:
 def parse_error_body(raw: bytes) -> tuple[str | None, str | None, str | None]:
     """(message, code, param) from the error bodies OpenAI-family hosts send:
     `{"error": {...}}`, `{"error": "text"}`, `{"message": ...}`, FastAPI's `{"detail": ...}`."""
+    # A body that is not one of these is logged, never quoted (workers/upstream_text.py).
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        text = describe_body(raw).strip()
-        return (text or None), None, None
+        payload = None
     if not isinstance(payload, dict):
-        return describe_body(raw), None, None
+        log_unreadable(raw)
+        return None, None, None
     error = payload.get("error", payload)
     if isinstance(error, str):
         return error, None, None
     if not isinstance(error, dict):
-        return describe_body(raw), None, None
+        log_unreadable(raw)
+        return None, None, None
     message = error.get("message") or error.get("detail") or payload.get("detail")
     if message is not None and not isinstance(message, str):
         message = orjson.dumps(message).decode()

@@ -7,6 +7,10 @@ record what happened; retry within the group, then fall back to other groups.
 
 Streams are retried or fall back only before their first batch exists: once a chunk may
 have reached the client, a retry would duplicate text.
+
+A request's deadline bounds everything: once it has passed, nothing is retried and no
+fallback is tried, and the failure is a GatewayTimeout (504), whatever the last attempt
+raised. A fallback outside the caller's key scope is skipped (routing/scope.py).
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
 from workers.deployment import Deployment
-from workers.errors import ModelNotFound, SwitchboardError
+from workers.errors import GatewayTimeout, ModelNotFound, RequestTimeout, SwitchboardError
 from workers.http import HttpClient
 from workers.providers import create_adapter
 from workers.providers.base import Adapter, ChatCall, EmbeddingCall
@@ -29,6 +33,7 @@ from workers.routing import reliability
 from workers.routing.checks import Eligible, eligible, nothing_eligible
 from workers.routing.observer import NO_DEPLOYMENT, RoutingObserver, Unobserved
 from workers.routing.plan import Route, RoutingPlan
+from workers.routing.scope import may_reach
 from workers.routing.store import AttemptResult, FiguresStore
 from workers.routing.strategies import STRATEGIES, PickContext, Reason
 from workers.wire import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Usage
@@ -40,6 +45,10 @@ Call = ChatCall | EmbeddingCall
 T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
 CHARS_PER_TOKEN = 4
+# An attempt that times out this close to the request's deadline timed out because of it
+# (its timeout was the time left): the request is out of time, not the deployment at fault.
+DEADLINE_TOLERANCE_S = 0.05
+Scope = Collection[str] | None
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -93,6 +102,17 @@ def failed_outcome(exc: BaseException) -> Outcome | None:
     return found if isinstance(found, Outcome) else None
 
 
+def failed_deployment(exc: BaseException) -> Deployment | None:
+    """The deployment whose attempt raised `exc`, if one did."""
+    found = getattr(exc, "switchboard_deployment", None)
+    return found if isinstance(found, Deployment) else None
+
+
+def _blame(exc: SwitchboardError, deployment: Deployment) -> None:
+    if failed_deployment(exc) is None:
+        exc.switchboard_deployment = deployment  # type: ignore[attr-defined]  # read by failed_deployment
+
+
 def estimate_prompt_tokens(call: Call) -> int:
     """A cheap prompt size estimate (about four bytes per token) for limits and windows."""
     if isinstance(call, ChatCall):
@@ -131,7 +151,7 @@ class RoutingEngine:
     # ------------------------------------------------------------------ public calls
 
     async def chat(
-        self, group: str, call: ChatCall, num_retries: int | None = None
+        self, group: str, call: ChatCall, num_retries: int | None = None, *, scope: Scope = None
     ) -> tuple[ChatCompletion, Outcome]:
         estimate = estimate_prompt_tokens(call)
 
@@ -140,10 +160,15 @@ class RoutingEngine:
             response = await adapter.chat(attempt_call)
             return response, _finished(started, response.usage, estimate)
 
-        return await self._serve(group, call, num_retries, _Attempt(run), estimate)
+        return await self._serve(group, call, num_retries, _Attempt(run), estimate, scope)
 
     async def embed(
-        self, group: str, call: EmbeddingCall, num_retries: int | None = None
+        self,
+        group: str,
+        call: EmbeddingCall,
+        num_retries: int | None = None,
+        *,
+        scope: Scope = None,
     ) -> tuple[EmbeddingResponse, Outcome]:
         estimate = estimate_prompt_tokens(call)
 
@@ -156,10 +181,10 @@ class RoutingEngine:
                 latency_ms_per_token=elapsed_ms, tokens_delta=used - estimate
             )
 
-        return await self._serve(group, call, num_retries, _Attempt(run), estimate)
+        return await self._serve(group, call, num_retries, _Attempt(run), estimate, scope)
 
     async def stream(
-        self, group: str, call: ChatCall, num_retries: int | None = None
+        self, group: str, call: ChatCall, num_retries: int | None = None, *, scope: Scope = None
     ) -> tuple[list[ChatCompletionChunk], Batches, Outcome]:
         """The first batch, the rest, and the outcome. The deployment's slot is held until
         the rest is exhausted or closed (the caller must close it)."""
@@ -180,7 +205,7 @@ class RoutingEngine:
             run, is_stream=True
         )
         (first, batches, started), outcome, route, ttft = await self._serve_stream(
-            group, call, num_retries, attempt, estimate
+            group, call, num_retries, attempt, estimate, scope
         )
         rest = _TrackedBatches(self, group, route, batches, started, ttft, estimate, first)
         return first, rest, outcome
@@ -198,18 +223,30 @@ class RoutingEngine:
         return targets
 
     async def _serve(
-        self, group: str, call: Call, num_retries: int | None, attempt: _Attempt[T], estimate: int
+        self,
+        group: str,
+        call: Call,
+        num_retries: int | None,
+        attempt: _Attempt[T],
+        estimate: int,
+        scope: Scope,
     ) -> tuple[T, Outcome]:
         value, outcome, _route, _result = await self._with_fallbacks(
-            group, call, num_retries, attempt, estimate, release_on_success=True
+            group, call, num_retries, attempt, estimate, scope, release_on_success=True
         )
         return value, outcome
 
     async def _serve_stream(
-        self, group: str, call: Call, num_retries: int | None, attempt: _Attempt[T], estimate: int
+        self,
+        group: str,
+        call: Call,
+        num_retries: int | None,
+        attempt: _Attempt[T],
+        estimate: int,
+        scope: Scope,
     ) -> tuple[T, Outcome, Route, AttemptResult]:
         return await self._with_fallbacks(
-            group, call, num_retries, attempt, estimate, release_on_success=False
+            group, call, num_retries, attempt, estimate, scope, release_on_success=False
         )
 
     async def _with_fallbacks(
@@ -219,6 +256,7 @@ class RoutingEngine:
         num_retries: int | None,
         attempt: _Attempt[T],
         estimate: int,
+        scope: Scope,
         *,
         release_on_success: bool,
     ) -> tuple[T, Outcome, Route, AttemptResult]:
@@ -232,10 +270,10 @@ class RoutingEngine:
             )
         except SwitchboardError as exc:
             original = exc
-        for fallback in reliability.fallback_groups(group, original, self.settings):
-            if fallback not in self.targets:
-                log.warning("fallback %s of %s: no such model group; skipped", fallback, group)
-                continue
+        is_out_of_time = isinstance(original, GatewayTimeout)
+        for fallback in self._fallbacks(group, original, scope):
+            if is_out_of_time or _is_past(deadline):
+                break
             tally.fallbacks += 1
             self.observer.fell_back(group, fallback)
             log.info(
@@ -250,10 +288,30 @@ class RoutingEngine:
                     fallback, call, retries, attempt, estimate, tally, deadline, release_on_success
                 )
             except SwitchboardError as exc:
+                is_out_of_time = isinstance(exc, GatewayTimeout)
                 log.info("fallback %s failed too: %s", fallback, reliability.error_class(exc))
+        if (is_out_of_time or _is_past(deadline)) and not isinstance(original, GatewayTimeout):
+            original = _out_of_time(original)
         if tally.deployment is not None:
             original.switchboard_outcome = tally.outcome()  # type: ignore[attr-defined]  # read by failed_outcome
         raise original
+
+    def _fallbacks(self, group: str, failure: SwitchboardError, scope: Scope) -> Iterator[str]:
+        """The fallback groups to try, in order, after `group` failed: none once out of
+        time; never a group that is not served here or that the caller's key may not reach
+        (that skip is counted when the request reaches it)."""
+        if isinstance(failure, GatewayTimeout):
+            return
+        for fallback in reliability.fallback_groups(group, failure, self.settings):
+            if fallback not in self.targets:
+                log.warning("fallback %s of %s: no such model group; skipped", fallback, group)
+            elif not may_reach(scope, fallback):
+                self.observer.fallback_skipped(group, fallback, "key_scope")
+                log.info(
+                    "fallback %s of %s: outside the caller's key scope; skipped", fallback, group
+                )
+            else:
+                yield fallback
 
     # ------------------------------------------------------------------ attempts in a group
 
@@ -283,6 +341,8 @@ class RoutingEngine:
                     group, chosen, call, attempt, deadline
                 )
             except SwitchboardError as exc:
+                if _is_past(deadline, exc):
+                    raise _out_of_time(exc) from exc
                 allowed = reliability.retries_for(exc, self.settings, retries)
                 if retry >= allowed:
                     raise
@@ -326,6 +386,7 @@ class RoutingEngine:
             )
             return value, result, (time.perf_counter() - started) * 1000
         except SwitchboardError as exc:
+            _blame(exc, route.deployment)
             await self.record_failure(group, route, exc)
             raise
         except BaseException:
@@ -472,6 +533,7 @@ class _TrackedBatches:
         try:
             batch = await anext(self._batches)
         except SwitchboardError as exc:
+            _blame(exc, self._route.deployment)
             self._failure = exc
             await self.aclose()
             raise
@@ -516,6 +578,27 @@ def _finished(started: float, usage: Usage | None, estimate: int) -> AttemptResu
 
 def _deadline(call: Call) -> float | None:
     return None if call.timeout_s is None else time.monotonic() + call.timeout_s
+
+
+def _is_past(deadline: float | None, failure: SwitchboardError | None = None) -> bool:
+    """Whether the request is out of time: its deadline passed, or an attempt timed out
+    within a hair of it (its timeout was the time left, and fired a little early)."""
+    if deadline is None:
+        return False
+    left = deadline - time.monotonic()
+    return left <= 0 or (isinstance(failure, RequestTimeout) and left <= DEADLINE_TOLERANCE_S)
+
+
+def _out_of_time(cause: SwitchboardError) -> GatewayTimeout:
+    """The request's deadline passed while `cause` was the last word: a 504, not the
+    attempt's own failure (which was most likely its timeout, cut to the time left)."""
+    error = GatewayTimeout(
+        "the request's deadline passed before a deployment answered",
+        provider=cause.provider,
+        model=cause.model,
+    )
+    error.__cause__ = cause
+    return error
 
 
 def _attempt_call(call: Call, route: Route, is_stream: bool, deadline: float | None) -> Any:

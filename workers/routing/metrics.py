@@ -111,6 +111,13 @@ class RoutingMetrics:
             LABELS,
             registry=registry,
         )
+        self.fallbacks_skipped = Counter(
+            "switchboard_worker_fallbacks_skipped_total",
+            "Fallback groups this worker did not try for a request, by reason (key_scope: "
+            "outside the caller's key scope).",
+            ["model_group", "fallback_group", "reason"],
+            registry=registry,
+        )
 
     # ------------------------------------------------------------------ RoutingObserver
 
@@ -140,6 +147,9 @@ class RoutingMetrics:
 
     def cooled_down(self, group: str, deployment: str) -> None:
         self._child(self.cooldowns, group, deployment).inc()
+
+    def fallback_skipped(self, group: str, fallback: str, reason: str) -> None:
+        self._child(self.fallbacks_skipped, group, fallback, reason).inc()
 
     def _child(self, counter: Counter, *labels: str) -> Counter:
         """The label child, made once (labels come from the config, so they are bounded)."""

@@ -43,6 +43,11 @@ class RoutingObserver(Protocol):
         """`deployment` went out of rotation for cooldown_time (cluster-wide)."""
         ...
 
+    def fallback_skipped(self, group: str, fallback: str, reason: str) -> None:
+        """A request did not move from `group` to `fallback` (`key_scope`: the caller's key
+        may not reach it)."""
+        ...
+
 
 class Unobserved:
     """The observer of a router nobody scrapes."""
@@ -63,4 +68,7 @@ class Unobserved:
         pass
 
     def cooled_down(self, group: str, deployment: str) -> None:
+        pass
+
+    def fallback_skipped(self, group: str, fallback: str, reason: str) -> None:
         pass

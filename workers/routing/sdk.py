@@ -32,7 +32,7 @@ from workers.routing.engine import Outcome, RoutingEngine
 from workers.routing.memory_store import MemoryFigures
 from workers.routing.plan import RoutingPlan, build_plan
 from workers.routing.redis_store import RedisFigures
-from workers.sdk import _body, _param_of, _validated_chat
+from workers.sdk import _body, _param_of, _validated_chat, check_options
 from workers.settings import (
     DEPLOYMENT_OPTION_KEYS,
     REQUEST_PARAM_KEYS,
@@ -149,6 +149,7 @@ class Router:
         **params: Any,
     ) -> ChatCompletion | ChatStream:
         """A chat completion routed within model group `model` (with retries and fallbacks)."""
+        check_options(timeout, num_retries)
         body = _body({"model": model, "messages": messages, **params}, extra_body)
         if stream:
             body["stream"] = True
@@ -184,6 +185,7 @@ class Router:
         extra_body: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> EmbeddingResponse:
+        check_options(timeout, num_retries)
         body = _body({"model": model, "input": input, **params}, extra_body)
         try:
             request = embedding_request_from_dict(body)

@@ -73,6 +73,9 @@ class SwitchboardSettings(Section, frozen=True):
     # Client keys besides general_settings.master_key, each with an alias that labels its
     # requests, tokens and cost in /metrics.
     api_keys: list[ApiKey] = []
+    # Retries a request body's `num_retries` may ask for; unset: router_settings.num_retries.
+    # A larger ask is capped, as a body's `timeout` is capped at request_timeout_s.
+    max_num_retries: Annotated[int, Meta(ge=0)] | None = None
 
     def __post_init__(self) -> None:
         # Cross-field rules; msgspec reports a ValueError here at `switchboard_settings`.

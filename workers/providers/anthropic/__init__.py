@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Mapping
 from typing import ClassVar
 
 import aiohttp
-import orjson
 
 from workers.deployment import Deployment, ProviderDefaults
 from workers.errors import AuthenticationFailed
@@ -66,7 +65,7 @@ class AnthropicAdapter(Adapter):
                 model=self.model,
             )
         body = build_body(call, self.deployment, self.refuser(call), stream=stream)
-        return orjson.dumps(body)
+        return self.encode_body(body)
 
     async def chat(self, call: ChatCall) -> ChatCompletion:
         payload = self._payload(call, stream=False)

@@ -24,7 +24,7 @@ from workers.errors import (
     error_for_status,
     says_context_window_exceeded,
 )
-from workers.http import describe_body, parse_retry_after
+from workers.http import log_unreadable, parse_retry_after
 
 PROVIDER = "anthropic"
 
@@ -113,13 +113,15 @@ def classify(
 
 
 def parse_error_body(raw: bytes) -> tuple[str | None, str]:
-    """(error type, message) of an Anthropic error body; a foreign body becomes the message."""
+    """(error type, message) of an Anthropic error body; a foreign body is logged, never
+    quoted (workers/upstream_text.py), and the message is left empty."""
     try:
         body = _decode_error_body(raw)
     except msgspec.DecodeError:
-        return None, describe_body(raw).strip()
+        body = _ErrorBody()
     if body.error is None:
-        return None, describe_body(raw).strip()
+        log_unreadable(raw)
+        return None, ""
     return body.error.type, body.error.message
 
 

@@ -29,7 +29,7 @@ from workers.errors import (
     error_for_status,
     says_context_window_exceeded,
 )
-from workers.http import describe_body, parse_retry_after
+from workers.http import log_unreadable, parse_retry_after
 
 PROVIDER = "bedrock"
 
@@ -130,7 +130,9 @@ def http_error(
         # Some front ends put the type in the body instead (`__type`, `code`).
         error_type = str(payload.get("__type") or payload.get("code") or "").rpartition("#")[2]
     message = payload.get("message") or payload.get("Message")
-    text = str(message) if message else describe_body(raw) or f"HTTP {status}"
+    if not message:
+        log_unreadable(raw)  # logged, never quoted (workers/upstream_text.py)
+    text = str(message) if message else f"HTTP {status}"
     return bedrock_error(
         status, error_type, text, model=model, retry_after_s=parse_retry_after(headers)
     )

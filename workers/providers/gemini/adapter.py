@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 import aiohttp
 import msgspec
-import orjson
 
 from workers.deployment import ProviderDefaults
 from workers.errors import AuthenticationFailed, ProviderError, SwitchboardError
@@ -80,7 +79,7 @@ class GeminiAdapter(Adapter):
             model=self.model,
             timeout_s=self.timeout_s(call, stream=stream),
         )
-        return orjson.dumps(native)
+        return self.encode_body(native)
 
     async def chat(self, call: ChatCall) -> ChatCompletion:
         payload = await self.payload(call, stream=False)
@@ -140,7 +139,7 @@ class GeminiAdapter(Adapter):
                     embeddings.embed_request(t, request, call.body, self.model_path) for t in batch
                 ]
                 body, url = {"requests": requests}, self.url("batchEmbedContents")
-            raw = await self._post(url, orjson.dumps(body), call)
+            raw = await self._post(url, self.encode_body(body), call)
             try:
                 answer = decode_embeddings(raw)
             except msgspec.DecodeError as exc:

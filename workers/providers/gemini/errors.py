@@ -26,7 +26,7 @@ from workers.errors import (
     error_for_status,
     says_context_window_exceeded,
 )
-from workers.http import describe_body, parse_retry_after
+from workers.http import log_unreadable, parse_retry_after
 
 PROVIDER = "gemini"
 _TYPE_PREFIX = "type.googleapis.com/google.rpc."
@@ -110,8 +110,9 @@ def parse_status(raw: bytes, http_status: int) -> RpcStatus:
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict):
         return RpcStatus.from_error(error, http_status)
-    text = describe_body(raw).strip() or f"gemini answered HTTP {http_status}"
-    return RpcStatus(http_status, text, "", [])
+    # Not a google.rpc.Status: logged, never quoted (workers/upstream_text.py).
+    log_unreadable(raw)
+    return RpcStatus(http_status, f"gemini answered HTTP {http_status}", "", [])
 
 
 def classify(rpc: RpcStatus, headers: Mapping[str, str], *, model: str) -> SwitchboardError:
