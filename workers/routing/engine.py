@@ -31,6 +31,7 @@ from workers.routing.observer import NO_DEPLOYMENT, RoutingObserver, Unobserved
 from workers.routing.plan import Route, RoutingPlan
 from workers.routing.store import AttemptResult, FiguresStore
 from workers.routing.strategies import STRATEGIES, PickContext, Reason
+from workers.tokens import estimate_prompt_tokens as _estimate
 from workers.wire import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Usage
 
 log = logging.getLogger("switchboard.routing")
@@ -38,8 +39,6 @@ log = logging.getLogger("switchboard.routing")
 Batches = AsyncIterator[list[ChatCompletionChunk]]
 Call = ChatCall | EmbeddingCall
 T = TypeVar("T")
-_encode = msgspec.json.Encoder().encode
-CHARS_PER_TOKEN = 4
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -94,12 +93,9 @@ def failed_outcome(exc: BaseException) -> Outcome | None:
 
 
 def estimate_prompt_tokens(call: Call) -> int:
-    """A cheap prompt size estimate (about four bytes per token) for limits and windows."""
-    if isinstance(call, ChatCall):
-        size = len(_encode(call.request.messages))
-    else:
-        size = len(_encode(call.request.input))
-    return size // CHARS_PER_TOKEN + 1
+    """A cheap prompt size estimate for limits and windows (the front door's caps use the
+    same one: workers/tokens.py)."""
+    return _estimate(call.request)
 
 
 class RoutingEngine:

@@ -12,6 +12,7 @@ from msgspec import Meta
 
 from workers.deployment import Secret
 from workers.settings.section import Section
+from workers.validation import DEFAULT_LIMITS, RequestLimits
 
 Positive = Meta(gt=0)
 # An API key's alias is a Prometheus label value and a log field: short and plain.
@@ -73,6 +74,19 @@ class SwitchboardSettings(Section, frozen=True):
     # Client keys besides general_settings.master_key, each with an alias that labels its
     # requests, tokens and cost in /metrics.
     api_keys: list[ApiKey] = []
+    # Inputs one embeddings request may carry; more is a 400 naming `input` (OpenAI's limit).
+    max_embedding_inputs: Annotated[int, Positive] = DEFAULT_LIMITS.max_embedding_inputs
+    # Estimated tokens (4 bytes each) one embeddings input may hold; more is a 400.
+    max_embedding_input_tokens: Annotated[int, Positive] = DEFAULT_LIMITS.max_embedding_input_tokens
+    # Estimated tokens of one request's messages or input; more is a 400.
+    max_request_tokens: Annotated[int, Positive] = DEFAULT_LIMITS.max_request_tokens
+
+    def request_limits(self) -> RequestLimits:
+        return RequestLimits(
+            max_embedding_inputs=self.max_embedding_inputs,
+            max_embedding_input_tokens=self.max_embedding_input_tokens,
+            max_request_tokens=self.max_request_tokens,
+        )
 
     def __post_init__(self) -> None:
         # Cross-field rules; msgspec reports a ValueError here at `switchboard_settings`.
