@@ -14,6 +14,7 @@ from redis.asyncio.client import Pipeline
 from workers import messages, streams
 from workers.batching import WriteBatcher
 from workers.errors import SwitchboardError
+from workers.http import DEFAULT_MAX_REPLY_BYTES, reply_too_large
 from workers.messages import Envelope, Meta, Record
 from workers.params import GATEWAY_FIELDS
 from workers.streams import Keys
@@ -34,6 +35,7 @@ class Job:
         "is_writing",
         "is_cancelled_by_client",
         "started_ms",
+        "reply_bytes",
     )
 
     def __init__(self, envelope: Envelope, lane: str, entry: bytes) -> None:
@@ -46,6 +48,8 @@ class Job:
         self.is_writing = False
         self.is_cancelled_by_client = False
         self.started_ms = now_ms()
+        # Bytes of chunks and response bodies written so far (held by Redis for reply_ttl_s).
+        self.reply_bytes = 0
 
     @property
     def request_id(self) -> str:
@@ -78,16 +82,24 @@ class ReplyWriter:
     """Writes a job's records; the final one goes out with the ack in the same round trip."""
 
     def __init__(
-        self, redis: Redis, keys: Keys, *, reply_ttl_s: int, batcher: WriteBatcher | None = None
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        reply_ttl_s: int,
+        batcher: WriteBatcher | None = None,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.reply_ttl_s = reply_ttl_s
+        self.max_reply_bytes = max_reply_bytes
         # Jobs that write in the same loop turn share one round trip (issue #5), with the
         # routing figures' admissions and releases when the worker routes on Redis.
         self.batcher = batcher if batcher is not None else WriteBatcher(redis)
 
     async def write(self, job: Job, record: Record) -> None:
+        self._count_reply_bytes(job, record)
         final = record.is_final
         ttl = self._ttl_s(job, record)
         encoded = messages.encode(record)
@@ -121,6 +133,17 @@ class ReplyWriter:
         job.seq = record.next_seq
         if job.is_cancelled_by_client and not final:
             raise asyncio.CancelledError
+
+    def _count_reply_bytes(self, job: Job, record: Record) -> None:
+        """Refuse a reply that grew past the cap. Adapters already refuse such an upstream
+        body while reading it; this bounds what a translation or a long stream adds up to.
+        Errors and cancellations are small and always go through."""
+        size = sum(len(chunk) for chunk in record.chunks)
+        if record.end == messages.RESPONSE:
+            size += len(record.body)
+        if size and job.reply_bytes + size > self.max_reply_bytes:
+            raise reply_too_large(None, None, self.max_reply_bytes)
+        job.reply_bytes += size
 
     def _ttl_s(self, job: Job, record: Record) -> int | None:
         """Until the end, the reply lives as long as the request may still run: set once with

@@ -29,6 +29,7 @@ from workers.batching import WriteBatcher
 from workers.dispatch import Dispatcher
 from workers.errors import ProviderError, ServiceUnavailable
 from workers.execute import Executor
+from workers.http import DEFAULT_MAX_REPLY_BYTES
 from workers.jobs import Job, ReplyWriter, now_ms
 from workers.messages import Meta, Record, decode_envelope, decode_record
 from workers.metrics import WorkerMetrics
@@ -56,6 +57,8 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
     drain_timeout_s: float = 30.0
     heartbeat_interval_s: float = 1.0
     worker_ttl_s: float = 5.0
+    # switchboard_settings.max_reply_bytes: the most of one reply a worker reads and writes.
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
 
 
 def new_worker_id() -> str:
@@ -79,7 +82,11 @@ class Worker:
         self.keys = Keys(options.namespace)
         self.worker_id = worker_id or new_worker_id()
         self.writer = ReplyWriter(
-            redis, self.keys, reply_ttl_s=options.reply_ttl_s, batcher=batcher
+            redis,
+            self.keys,
+            reply_ttl_s=options.reply_ttl_s,
+            batcher=batcher,
+            max_reply_bytes=options.max_reply_bytes,
         )
         self.executor = Executor(dispatcher, self.writer, self.worker_id)
         self.jobs: dict[str, Job] = {}

@@ -11,6 +11,7 @@ import msgspec
 from msgspec import Meta
 
 from workers.deployment import Secret
+from workers.http import DEFAULT_MAX_REPLY_BYTES
 from workers.settings.section import Section
 from workers.validation import DEFAULT_LIMITS, RequestLimits
 
@@ -80,6 +81,11 @@ class SwitchboardSettings(Section, frozen=True):
     max_embedding_input_tokens: Annotated[int, Positive] = DEFAULT_LIMITS.max_embedding_input_tokens
     # Estimated tokens of one request's messages or input; more is a 400.
     max_request_tokens: Annotated[int, Positive] = DEFAULT_LIMITS.max_request_tokens
+    # Bytes of one reply the gateway will hold: an upstream body (or a stream's bytes in
+    # all) past it is refused while it is read, and the client gets a 502
+    # `upstream_response_too_large`. 64 MiB passes the largest embeddings reply the official
+    # SDKs ask for (2,048 inputs x 3,072 dimensions, base64: about 34 MB).
+    max_reply_bytes: Annotated[int, Positive] = DEFAULT_MAX_REPLY_BYTES
 
     def request_limits(self) -> RequestLimits:
         return RequestLimits(
