@@ -135,6 +135,7 @@ class Relay:
         return headers
 
     async def _first(self, waiter: Waiter) -> Record:
+        """The next record by the request's deadline (the first, or a response's next part)."""
         try:
             return await waiter.next_record(self.deadline)
         except TimeoutError:
@@ -144,10 +145,17 @@ class Relay:
 
     async def _relay_response(self, waiter: Waiter) -> web.Response:
         record = await self._first(waiter)
+        # A large body comes in parts (workers.messages); an error after some parts (the
+        # worker was lost, Redis refused a write) wins over them.
+        parts: list[bytes] = []
+        while record.end == messages.PART:
+            parts.append(record.body)
+            record = await self._first(waiter)
         self.is_finished = True
         headers = self._headers(record.meta)
         if record.end == messages.RESPONSE:
-            return web.Response(body=record.body, content_type=JSON, headers=headers)
+            body = messages.join_parts(parts, record).body
+            return web.Response(body=body, content_type=JSON, headers=headers)
         self.status = record.status if record.end == messages.ERROR else 499
         return response_for_status(
             self.status, record.body, headers=headers, retry_after_s=record.retry_after_s

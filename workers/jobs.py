@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any
 
+import msgspec
 import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -19,6 +20,11 @@ from workers.messages import Envelope, Meta, Record
 from workers.params import GATEWAY_FIELDS
 from workers.streams import Keys
 from workers.wire import encode
+
+# A response body above this is written as several records (see workers.messages): small
+# enough for Redis and its readers to pass without strain, large enough that a 64 MiB reply
+# takes 64 round trips.
+PART_BYTES = 1024 * 1024
 
 
 def now_ms() -> int:
@@ -89,17 +95,35 @@ class ReplyWriter:
         reply_ttl_s: int,
         batcher: WriteBatcher | None = None,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        part_bytes: int = PART_BYTES,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.reply_ttl_s = reply_ttl_s
         self.max_reply_bytes = max_reply_bytes
+        self.part_bytes = part_bytes
         # Jobs that write in the same loop turn share one round trip (issue #5), with the
         # routing figures' admissions and releases when the worker routes on Redis.
         self.batcher = batcher if batcher is not None else WriteBatcher(redis)
 
     async def write(self, job: Job, record: Record) -> None:
         self._count_reply_bytes(job, record)
+        if record.end == messages.RESPONSE and len(record.body) > self.part_bytes:
+            record = await self._write_parts(job, record)
+        await self._append(job, record)
+
+    async def _write_parts(self, job: Job, record: Record) -> Record:
+        """Write all but the last piece of a large response body as PART records, one round
+        trip each (so no command carries more than a piece), and return the RESPONSE record
+        that ends it. Small replies never come here: their round trips are unchanged."""
+        body, step = record.body, self.part_bytes
+        last = (len(body) - 1) // step * step
+        for start in range(0, last, step):
+            piece = Record(seq=job.seq, end=messages.PART, body=body[start : start + step])
+            await self._append(job, piece, publish=False)
+        return msgspec.structs.replace(record, seq=job.seq, body=body[last:])
+
+    async def _append(self, job: Job, record: Record, *, publish: bool = True) -> None:
         final = record.is_final
         ttl = self._ttl_s(job, record)
         encoded = messages.encode(record)
@@ -113,6 +137,7 @@ class ReplyWriter:
                 encoded,
                 reply_to=job.envelope.reply_to,
                 ttl_s=ttl,
+                publish=publish,
             )
             if final:
                 queued += streams.ack(pipe, self.keys, job.lane, job.entry)

@@ -238,9 +238,12 @@ class Worker:
         if last.is_final:
             await self.writer.ack_only(job)
             return True
+        # A large response's parts are a reply begun too: a re-run's pieces would be joined
+        # to them by a front door that already read some.
+        sent = "its response was written" if last.end == messages.PART else "the stream was sent"
         error = ProviderError(
-            f"the worker serving request {job.request_id} stopped after part of the stream "
-            "was sent; the request was not re-run to avoid duplicated text",
+            f"the worker serving request {job.request_id} stopped after part of {sent}; "
+            "the request was not re-run to avoid duplicated text",
             code="worker_lost",
         )
         await self.writer.write_error(job, error, Meta(worker=self.worker_id))

@@ -286,11 +286,12 @@ async def dead_letter_length(r: Redis, keys: Keys) -> int:
 # must not have its record relayed live either. redis.call raises on the refused XADD, so the
 # script stops there and the caller sees the XADD's error (is_seq_taken). One EVAL, one round
 # trip, as the plain commands were; Redis caches the compiled script by its body's digest.
-# KEYS[1] reply stream; ARGV: entry id, record field, record, ttl (0: leave it), channel,
-# message prefix ("<request id>|").
+# KEYS[1] reply stream; ARGV: entry id, record field, record, ttl (0: leave it), channel
+# ("": store only, for the PARTs of a large response), message prefix ("<request id>|").
 APPEND_RECORD_SCRIPT = """
 redis.call('XADD', KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 if ARGV[4] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+if ARGV[5] == '' then return 0 end
 return redis.call('PUBLISH', ARGV[5], ARGV[6] .. ARGV[3])
 """
 
@@ -304,9 +305,14 @@ def append_record(
     *,
     reply_to: str,
     ttl_s: int | None,
+    publish: bool = True,
 ) -> int:
-    """Write a record to the reply stream and, if the write took, publish it to the waiting
-    front door.
+    """Write a record to the reply stream and, if the write took (and `publish`), publish it
+    to the waiting front door. Unpublished records (the PARTs of a large response) reach it
+    as a gap it fills from the stream when the next published record arrives: a megabyte
+    per message would fill a subscriber's output buffer, and Redis disconnects a subscriber
+    past 32 MB (client-output-buffer-limit pubsub), which would stall every request that
+    front door waits on.
 
     Returns the number of commands queued (for workers.batching)."""
     pipe.eval(
@@ -317,7 +323,7 @@ def append_record(
         RECORD_FIELD,
         record,
         ttl_s or 0,
-        keys.live_channel(reply_to),
+        keys.live_channel(reply_to) if publish else "",
         request_id + "|",
     )
     return 1
