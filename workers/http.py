@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from workers import memory
 from workers.errors import (
     APIConnectionError,
     ProviderError,
@@ -81,12 +82,15 @@ class HttpClient:
             raise _too_large(response, provider, model, cap)
         pieces: list[bytes] = []
         size = 0
-        async for piece in response.content.iter_any():
-            size += len(piece)
-            if size > cap:
-                raise _too_large(response, provider, model, cap)
-            pieces.append(piece)
-        return b"".join(pieces)
+        try:
+            async for piece in response.content.iter_any():
+                size += len(piece)
+                if size > cap:
+                    raise _too_large(response, provider, model, cap)
+                pieces.append(piece)
+            return b"".join(pieces)
+        finally:
+            memory.note_bytes(size)  # a large body asks for a memory release after the job
 
     async def iter_body(
         self, response: aiohttp.ClientResponse, provider: str, model: str

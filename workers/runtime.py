@@ -24,13 +24,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from workers import messages, streams
+from workers import memory, messages, streams
 from workers.batching import WriteBatcher
 from workers.dispatch import Dispatcher
 from workers.errors import ProviderError, ServiceUnavailable
 from workers.execute import Executor
 from workers.http import DEFAULT_MAX_REPLY_BYTES
 from workers.jobs import Job, ReplyWriter, now_ms
+from workers.memory import MemoryReleaser
 from workers.messages import Meta, Record, decode_envelope, decode_record
 from workers.metrics import WorkerMetrics
 from workers.streams import Keys
@@ -89,6 +90,7 @@ class Worker:
             max_reply_bytes=options.max_reply_bytes,
         )
         self.executor = Executor(dispatcher, self.writer, self.worker_id)
+        self.memory = MemoryReleaser()
         self.jobs: dict[str, Job] = {}
         self._slot_free = asyncio.Event()
         self._slot_free.set()
@@ -106,7 +108,12 @@ class Worker:
     async def run(self, stopping: asyncio.Event) -> None:
         """Serve until `stopping` is set, then drain."""
         await streams.ensure_groups(self.redis, self.keys, self.options.lanes)
-        for loop in (self._heartbeats(), self._claims(), self._cancellations()):
+        for loop in (
+            self._heartbeats(),
+            self._claims(),
+            self._cancellations(),
+            self.memory.run(),
+        ):
             self._spawn(loop)
         consumer = asyncio.create_task(self._consume(stopping), name="consume")
         stop_waiter = asyncio.create_task(stopping.wait(), name="stop")
@@ -210,6 +217,7 @@ class Worker:
         job.task = asyncio.create_task(self._run_job(job, is_reclaimed), name=job.request_id)
 
     async def _run_job(self, job: Job, is_reclaimed: bool) -> None:
+        footprint = memory.track()
         try:
             if is_reclaimed and await self._settled_by_earlier_attempt(job):
                 return
@@ -227,6 +235,7 @@ class Worker:
             self.jobs.pop(job.request_id, None)
             self.metrics.in_flight.set(len(self.jobs))
             self._slot_free.set()
+            self.memory.after_job(footprint)
 
     async def _settled_by_earlier_attempt(self, job: Job) -> bool:
         """A reclaimed entry's previous worker may have got far: finished (only the ack was
