@@ -15,7 +15,7 @@ from broker.auth import Caller
 from broker.errors import JSON, error_response, response_for_status
 from broker.frontdoor import FrontDoor
 from broker.relay import Queued, Waiter
-from workers import messages
+from workers import messages, streams
 from workers.errors import GatewayTimeout, ServiceUnavailable
 from workers.messages import Envelope, Meta, Record
 from workers.params import GatewayOptions
@@ -112,8 +112,13 @@ class Relay:
             return await front.enqueue(self.lane, envelope)
         except RedisError as exc:
             # Nothing was queued, so the client may simply try again.
+            why = (
+                "full (Redis reached its maxmemory)"
+                if streams.is_out_of_memory(exc)
+                else f"unreachable ({type(exc).__name__})"
+            )
             raise ServiceUnavailable(
-                f"the request queue is unreachable ({type(exc).__name__}); retry shortly",
+                f"the request queue is {why}; retry shortly",
                 code="queue_unavailable",
                 retry_after_s=1.0,
             ) from exc

@@ -12,7 +12,7 @@ import msgspec
 from workers import accounting, messages
 from workers.dispatch import Dispatcher, Outcome, failed_outcome
 from workers.errors import GatewayTimeout, InternalError, InvalidRequest, SwitchboardError
-from workers.jobs import Job, ReplyTaken, ReplyWriter, now_ms
+from workers.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
 from workers.messages import KIND_CHAT, Meta, Record
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.wire import (
@@ -39,6 +39,12 @@ class Executor:
             log.info(
                 "the reply of %s was ended elsewhere (cancelled or taken over)", job.request_id
             )
+        except ReplyRefused:
+            log.warning(
+                "redis is at its maxmemory and refused the reply of %s; answering 503",
+                job.request_id,
+            )
+            await self.writer.refused(job)
 
     async def _finish(self, job: Job) -> None:
         try:
@@ -52,7 +58,7 @@ class Executor:
             await asyncio.shield(
                 self.writer.write(job, Record(seq=job.seq, end=messages.CANCELLED))
             )
-        except ReplyTaken:
+        except (ReplyTaken, ReplyRefused):
             raise
         except SwitchboardError as exc:
             await self.writer.write_error(job, exc, self._error_meta(exc))

@@ -14,7 +14,7 @@ from redis.asyncio.client import Pipeline
 
 from workers import messages, streams
 from workers.batching import WriteBatcher
-from workers.errors import SwitchboardError
+from workers.errors import ServiceUnavailable, SwitchboardError
 from workers.http import DEFAULT_MAX_REPLY_BYTES, reply_too_large
 from workers.messages import Envelope, Meta, Record
 from workers.params import GATEWAY_FIELDS
@@ -82,6 +82,12 @@ class ReplyTaken(Exception):
     """Another writer already ended this reply at or past our sequence number: the front door
     recorded the client's cancellation, or a worker that took the entry over (we were presumed
     dead) wrote its end. Either way this job is over; writing on would splice two replies."""
+
+
+class ReplyRefused(Exception):
+    """Redis refused to store a record: it reached its `maxmemory` (with `noeviction`, the
+    policy a queue needs, writes fail rather than evict). The job tells its client with a
+    503 instead (`ReplyWriter.refused`)."""
 
 
 class ReplyWriter:
@@ -152,6 +158,8 @@ class ReplyWriter:
             if not final:
                 await self.ack_only(job)  # the request is settled; nothing to re-run
             raise ReplyTaken(job.request_id) from results[0]
+        if streams.is_out_of_memory(results[0]):
+            raise ReplyRefused(job.request_id) from results[0]
         for result in results:
             if isinstance(result, Exception):
                 raise result
@@ -193,6 +201,41 @@ class ReplyWriter:
                 retry_after_s=error.retry_after_s,
             ),
         )
+
+    async def refused(self, job: Job) -> None:
+        """Redis is full and refused a record of this job: answer 503 and settle the entry
+        (running it again would meet the same Redis). The error record is small, so Redis
+        usually still takes it (it refuses a write by the memory the write would add); if
+        not, it is only published, which Redis allows at maxmemory: the waiting front door
+        relays it live, and a resume later finds no end."""
+        error = ServiceUnavailable(
+            f"the gateway's Redis is full (it reached its maxmemory) and refused to store "
+            f"the reply of request {job.request_id}; retry shortly",
+            code="queue_unavailable",
+            retry_after_s=1.0,
+        )
+        try:
+            await self.write_error(job, error, None)
+            return
+        except ReplyRefused:
+            pass
+        record = Record(
+            seq=job.seq,
+            end=messages.ERROR,
+            body=encode(error.to_body()),
+            status=error.http_status,
+            retry_after_s=error.retry_after_s,
+        )
+        encoded = messages.encode(record)
+        reply_to = job.envelope.reply_to
+
+        def build(pipe: Pipeline) -> int:
+            queued = streams.publish_record(pipe, self.keys, job.request_id, encoded, reply_to)
+            return queued + streams.ack(pipe, self.keys, job.lane, job.entry)
+
+        for result in await self.batcher.write(build):
+            if isinstance(result, Exception):
+                raise result
 
     async def ack_only(self, job: Job) -> None:
         results = await self.batcher.write(

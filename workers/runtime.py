@@ -426,7 +426,9 @@ class Worker:
             try:
                 await pipe.execute()
                 self.metrics.last_heartbeat.set(time.time())
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+            except RedisError as exc:
+                # Unreachable, or refusing writes (OOM at maxmemory, READONLY in a failover):
+                # the loop must live on, or this worker counts as dead once Redis recovers.
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(self.options.heartbeat_interval_s)
 

@@ -8,11 +8,12 @@ the front door that enqueued the request receives)."""
 from __future__ import annotations
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from broker import sse
 from broker.routes.keys import FRONT_DOOR
 from workers import messages, streams
-from workers.errors import InvalidRequest, NotFound
+from workers.errors import InvalidRequest, NotFound, ServiceUnavailable
 from workers.messages import Record, decode_record
 
 FOLLOW_BLOCK_MS = 1000
@@ -49,12 +50,20 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
     if not caller.may_read(request_id):
         # The same answer as for an unknown id: another key's requests are not even named.
         raise _not_found(request_id, front.settings.reply_ttl_s)
-    rows = await streams.read_records(front.redis, front.keys, request_id)
-    # Claim the request so the front door it left does not cancel it after the grace period.
-    owner = f"resumed:{front.id}".encode()
-    is_claimed = await streams.claim_disconnected(
-        front.redis, front.keys, request_id, owner, front.settings.reply_ttl_s
-    )
+    try:
+        rows = await streams.read_records(front.redis, front.keys, request_id)
+        # Claim the request so the front door it left does not cancel it after the grace.
+        owner = f"resumed:{front.id}".encode()
+        is_claimed = await streams.claim_disconnected(
+            front.redis, front.keys, request_id, owner, front.settings.reply_ttl_s
+        )
+    except RedisError as exc:
+        why = "full" if streams.is_out_of_memory(exc) else "unreachable"
+        raise ServiceUnavailable(
+            f"the reply store (Redis) is {why}; retry shortly",
+            code="queue_unavailable",
+            retry_after_s=1.0,
+        ) from exc
     if not rows and is_claimed:
         await front.redis.delete(front.keys.state(request_id))
         raise _not_found(request_id, front.settings.reply_ttl_s)

@@ -86,6 +86,10 @@ class SwitchboardSettings(Section, frozen=True):
     # `upstream_response_too_large`. 64 MiB passes the largest embeddings reply the official
     # SDKs ask for (2,048 inputs x 3,072 dimensions, base64: about 34 MB).
     max_reply_bytes: Annotated[int, Positive] = DEFAULT_MAX_REPLY_BYTES
+    # Bytes the embedded Redis (`switchboard up` without REDIS_URL) may hold before it
+    # refuses writes (requests then get a 503 queue_unavailable); it never evicts. None:
+    # 1 GiB, or a quarter of the host's (or container's) memory if that is less.
+    embedded_redis_maxmemory: Annotated[int, Meta(ge=1024 * 1024)] | None = None
 
     def request_limits(self) -> RequestLimits:
         return RequestLimits(
