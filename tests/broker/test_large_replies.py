@@ -3,16 +3,24 @@ item 3), and reaches the client whole: from the live relay and from a resume."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
 from redis.asyncio import Redis
 
-from tests.broker.harness import make_config, service
+from tests.broker.harness import (
+    FAST_CLAIMS,
+    make_config,
+    post,
+    service,
+    start_worker,
+    wait_until,
+)
 from tests.conftest import RoundTrips
 from workers import messages, streams
 from workers.jobs import PART_BYTES
-from workers.messages import decode_record
+from workers.messages import Record, decode_envelope, decode_record
 from workers.streams import Keys
 from workers.testing.large import filler_text
 from workers.testing.server import FakeUpstream
@@ -62,3 +70,35 @@ async def test_a_3_mb_reply_is_stored_as_several_records_and_relayed_whole(
     # The parts cost one write each (the worker) and one read (the front door's gap fill);
     # a small reply's count is unchanged (tests/broker/test_service_flow.py).
     assert trips <= 3 + len(records) + 1
+
+
+async def test_a_response_cut_off_after_some_parts_is_answered_worker_lost_not_rerun(
+    fake: FakeUpstream, namespace: str, redis: Redis
+) -> None:
+    config = make_config(fake.base_url + "/v1", namespace, settings=FAST_CLAIMS)
+    keys = Keys(namespace)
+    async with service(config, workers=0) as ([door], _), aiohttp.ClientSession() as http:
+        call = asyncio.create_task(post(http, door.url, {"model": "gpt-test", "messages": HELLO}))
+
+        async def queued() -> bool:
+            return int(await redis.xlen(keys.lane("default"))) == 1
+
+        await wait_until(queued)
+        # A worker takes the entry, writes the first part of a large response, and dies.
+        [(_, _, raw)] = await streams.read_requests(redis, keys, "ghost", ["default"], 1, None)
+        request_id = decode_envelope(raw).request_id
+        part = messages.encode(Record(seq=1, end=messages.PART, body=b'{"id":'))
+        pipe = redis.pipeline(transaction=False)
+        streams.append_record(
+            pipe, keys, request_id, 1, part, reply_to=door.front.id, ttl_s=60, publish=False
+        )
+        await pipe.execute()
+        worker = await start_worker(config)
+        try:
+            status, body, _response = await asyncio.wait_for(call, 20)
+        finally:
+            await worker.stop()
+    assert status == 502, body
+    assert body["error"]["code"] == "worker_lost"
+    assert "part of its response was written" in body["error"]["message"]
+    assert fake.request_count == 0  # not run again: its parts would be joined to the new ones

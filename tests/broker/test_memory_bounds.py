@@ -5,6 +5,7 @@ private Redis, `switchboard serve` and `switchboard worker`. A fake upstream tha
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,11 +114,9 @@ async def test_a_200_mb_upstream_reply_is_refused_and_memory_comes_back(
         assert status_bytes(worker.pid, "VmHWM") > idle_rss + 48 * MIB
 
         # ... and stopped reading there: the fake saw it hang up long before 200 MB.
-        async def hung_up() -> bool:
-            return bool(fake.disconnects)
-
-        await wait_until(hung_up, SETTLE_TIMEOUT_S)
-        assert fake.disconnects[0].events_sent * PIECE_BYTES < HUGE // 2
+        async with asyncio.timeout(SETTLE_TIMEOUT_S):
+            [hung_up] = await fake.wait_for_disconnects(1)
+        assert hung_up.events_sent * PIECE_BYTES < HUGE // 2
 
         # Within a minute the worker is back near idle (without the release after a large
         # job it stays about 60 MiB up for good).
