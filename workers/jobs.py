@@ -204,10 +204,10 @@ class ReplyWriter:
 
     async def refused(self, job: Job) -> None:
         """Redis is full and refused a record of this job: answer 503 and settle the entry
-        (running it again would meet the same Redis). The error record is small, so Redis
-        usually still takes it (it refuses a write by the memory the write would add); if
-        not, it is only published, which Redis allows at maxmemory: the waiting front door
-        relays it live, and a resume later finds no end."""
+        (running it again would meet the same Redis). Redis refuses a write while its memory,
+        the write's own arguments included, is past the limit, so the small error record
+        usually still lands; if not, it is only published, which Redis allows at its limit:
+        the waiting front door relays it live, and a resume later finds no end."""
         error = ServiceUnavailable(
             f"the gateway's Redis is full (it reached its maxmemory) and refused to store "
             f"the reply of request {job.request_id}; retry shortly",
@@ -217,6 +217,8 @@ class ReplyWriter:
         try:
             await self.write_error(job, error, None)
             return
+        except ReplyTaken:
+            return  # ended elsewhere meanwhile (cancelled, taken over): nothing to tell
         except ReplyRefused:
             pass
         record = Record(
