@@ -15,7 +15,7 @@ from broker.auth import Caller
 from broker.errors import JSON, error_response, response_for_status
 from broker.frontdoor import FrontDoor
 from broker.relay import Queued, Waiter
-from workers import messages
+from workers import messages, streams
 from workers.errors import GatewayTimeout, ServiceUnavailable
 from workers.messages import Envelope, Meta, Record
 from workers.params import GatewayOptions
@@ -113,8 +113,13 @@ class Relay:
             return await front.enqueue(self.lane, envelope)
         except RedisError as exc:
             # Nothing was queued, so the client may simply try again.
+            why = (
+                "full (Redis reached its maxmemory)"
+                if streams.is_out_of_memory(exc)
+                else f"unreachable ({type(exc).__name__})"
+            )
             raise ServiceUnavailable(
-                f"the request queue is unreachable ({type(exc).__name__}); retry shortly",
+                f"the request queue is {why}; retry shortly",
                 code="queue_unavailable",
                 retry_after_s=1.0,
             ) from exc
@@ -136,6 +141,7 @@ class Relay:
         return headers
 
     async def _first(self, waiter: Waiter) -> Record:
+        """The next record by the request's deadline (the first, or a response's next part)."""
         try:
             return await waiter.next_record(self.deadline)
         except TimeoutError:
@@ -145,10 +151,17 @@ class Relay:
 
     async def _relay_response(self, waiter: Waiter) -> web.Response:
         record = await self._first(waiter)
+        # A large body comes in parts (workers.messages); an error after some parts (the
+        # worker was lost, Redis refused a write) wins over them.
+        parts: list[bytes] = []
+        while record.end == messages.PART:
+            parts.append(record.body)
+            record = await self._first(waiter)
         self.is_finished = True
         headers = self._headers(record.meta)
         if record.end == messages.RESPONSE:
-            return web.Response(body=record.body, content_type=JSON, headers=headers)
+            body = messages.join_parts(parts, record).body
+            return web.Response(body=body, content_type=JSON, headers=headers)
         self.status = record.status if record.end == messages.ERROR else 499
         return response_for_status(
             self.status, record.body, headers=headers, retry_after_s=record.retry_after_s

@@ -43,6 +43,8 @@ class FrontDoor:
     ) -> None:
         self.config = config
         self.settings = config.switchboard_settings
+        # The request caps validation applies (inputs, tokens), built once.
+        self.limits = self.settings.request_limits()
         self.redis = redis  # also makes the enqueuer (see the setter)
         # Blocking reads for resumed streams, kept off the main pool.
         self.follow_redis = follow_redis

@@ -38,5 +38,6 @@ def frame(record: Record, after_seq: int = 0) -> bytes:
             )
         elif record.end == messages.RESPONSE:
             # A non-stream answer read through the stream endpoint: one event, then done.
+            # (Its PART records, if any, frame nothing: the reader joins them first.)
             parts.append(b"id: %d\ndata: %s\n\n" % (seq, record.body))
     return b"".join(parts)

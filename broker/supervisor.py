@@ -191,10 +191,14 @@ def run_up(args: argparse.Namespace) -> int:
         config = load(args, env)
         redis_url = redis_url_of(config, env)
         if redis_url is None:
-            embedded = EmbeddedRedis()
+            embedded = EmbeddedRedis(config.switchboard_settings.embedded_redis_maxmemory)
             stack.callback(embedded.stop)
             redis_url = embedded.start()
-            log.info("started an embedded Redis at %s", redis_url)
+            log.info(
+                "started an embedded Redis at %s (maxmemory %d MiB, noeviction)",
+                redis_url,
+                embedded.maxmemory_bytes // (1024 * 1024),
+            )
         env["REDIS_URL"] = redis_url
         url = redis_url
         return run_async(lambda stopping: supervise(config, url, args, env, stopping))

@@ -16,7 +16,8 @@
     │   └── QuotaExceeded                 429   code insufficient_quota (not retryable; also 402)
     ├── ServiceUnavailable                503 service_unavailable    (retryable)
     ├── ProviderError                     500/502 api_error          (retryable)
-    │   └── APIConnectionError            502   code connection_error
+    │   ├── APIConnectionError            502   code connection_error
+    │   └── UpstreamResponseTooLarge      502   code upstream_response_too_large (not retryable)
     └── InternalError                     500 internal_error
 
 The HTTP status decides which exception the official openai client raises (BadRequestError,
@@ -181,6 +182,14 @@ class ProviderError(SwitchboardError):
 
 class APIConnectionError(ProviderError):
     default_code = "connection_error"
+
+
+class UpstreamResponseTooLarge(ProviderError):
+    """The provider's reply passed `switchboard_settings.max_reply_bytes`. Not retried: the
+    same request would fetch the same reply again (a fallback group may still answer)."""
+
+    default_code = "upstream_response_too_large"
+    retryable = False
 
 
 class InternalError(SwitchboardError):

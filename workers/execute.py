@@ -19,7 +19,7 @@ from workers import accounting, messages
 from workers.body_limits import check_json_bytes
 from workers.dispatch import Dispatcher, Outcome, failed_outcome
 from workers.errors import GatewayTimeout, InternalError, InvalidRequest, SwitchboardError
-from workers.jobs import Job, ReplyTaken, ReplyWriter, now_ms
+from workers.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
 from workers.messages import KIND_CHAT, Meta, Record
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.routing.engine import failed_deployment
@@ -48,6 +48,12 @@ class Executor:
             log.info(
                 "the reply of %s was ended elsewhere (cancelled or taken over)", job.request_id
             )
+        except ReplyRefused:
+            log.warning(
+                "redis is at its maxmemory and refused the reply of %s; answering 503",
+                job.request_id,
+            )
+            await self.writer.refused(job)
 
     async def _finish(self, job: Job) -> None:
         try:
@@ -61,7 +67,7 @@ class Executor:
             await asyncio.shield(
                 self.writer.write(job, Record(seq=job.seq, end=messages.CANCELLED))
             )
-        except ReplyTaken:
+        except (ReplyTaken, ReplyRefused):
             raise
         except SwitchboardError as exc:
             error = for_client(exc, failed_deployment(exc), job.request_id)

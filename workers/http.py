@@ -1,5 +1,6 @@
 """The one upstream HTTP client session per process (per event loop), and the HTTP helpers
-adapters share: timeouts, Retry-After parsing and mapping transport failures to our errors."""
+adapters share: timeouts, Retry-After parsing, mapping transport failures to our errors, and
+reading upstream bodies under the reply cap (the one place adapters read them)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from typing import Any
 
 import aiohttp
 
+from workers import memory
 from workers.errors import (
     APIConnectionError,
     ProviderError,
     RequestTimeout,
     SwitchboardError,
+    UpstreamResponseTooLarge,
     error_for_status,
 )
 from workers.upstream_text import LOG_TEXT_CHARS, excerpt
@@ -30,6 +33,10 @@ log = logging.getLogger("switchboard.upstream")
 DEFAULT_CONNECTION_LIMIT = 4096
 DEFAULT_KEEPALIVE_S = 30.0
 DEFAULT_TIMEOUT_S = 600.0
+# The most bytes of one upstream reply a worker reads (switchboard_settings.max_reply_bytes):
+# the largest embeddings reply the official SDKs ask for (2,048 inputs x 3,072 dimensions,
+# base64) is about 34 MB, a long chat completion under 1 MB.
+DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
 
 
 class HttpClient:
@@ -40,9 +47,11 @@ class HttpClient:
         *,
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         keepalive_s: float = DEFAULT_KEEPALIVE_S,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ) -> None:
         self._connection_limit = connection_limit
         self._keepalive_s = keepalive_s
+        self.max_reply_bytes = max_reply_bytes
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -67,6 +76,38 @@ class HttpClient:
             # Upstream JSON is decoded by msgspec from bytes; skip aiohttp's cookie handling.
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+
+    async def read_body(self, response: aiohttp.ClientResponse, provider: str, model: str) -> bytes:
+        """The whole body (decompressed), refused once it passes `max_reply_bytes`: counted
+        while reading, so a huge reply is never buffered first (issue #13: a 163 MB reply
+        stayed in a worker's memory)."""
+        cap = self.max_reply_bytes
+        if (response.content_length or 0) > cap:
+            raise _too_large(response, provider, model, cap)
+        pieces: list[bytes] = []
+        size = 0
+        try:
+            async for piece in response.content.iter_any():
+                size += len(piece)
+                if size > cap:
+                    raise _too_large(response, provider, model, cap)
+                pieces.append(piece)
+            return b"".join(pieces)
+        finally:
+            memory.note_bytes(size)  # a large body asks for a memory release after the job
+
+    async def iter_body(
+        self, response: aiohttp.ClientResponse, provider: str, model: str
+    ) -> AsyncIterator[bytes]:
+        """What each network read delivered, without buffering the body; a stream whose
+        bytes in all pass `max_reply_bytes` fails there (the reply ends with an error)."""
+        cap = self.max_reply_bytes
+        size = 0
+        async for piece in response.content.iter_any():
+            size += len(piece)
+            if size > cap:
+                raise _too_large(response, provider, model, cap)
+            yield piece
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -170,10 +211,32 @@ def error_from_response(
     )
 
 
-async def iter_body(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """Whatever bytes each network read delivered, without buffering the whole body."""
-    async for data in response.content.iter_any():
-        yield data
+def _too_large(
+    response: aiohttp.ClientResponse, provider: str, model: str, cap: int
+) -> UpstreamResponseTooLarge:
+    # Dropping the connection tells the upstream to stop sending the rest.
+    response.close()
+    return reply_too_large(provider, model, cap)
+
+
+def reply_too_large(provider: str | None, model: str | None, cap: int) -> UpstreamResponseTooLarge:
+    """The error for a reply past the cap (also raised where the reply is written)."""
+    source = provider or "the provider"
+    return UpstreamResponseTooLarge(
+        f"{source} sent a reply larger than {format_bytes(cap)}, the most the gateway holds "
+        "for one reply (switchboard_settings.max_reply_bytes); ask for less (fewer inputs, "
+        "base64 embeddings, a lower max_tokens) or raise the limit",
+        provider=provider,
+        model=model,
+    )
+
+
+def format_bytes(size: int) -> str:
+    """`67108864 bytes (64 MiB)`: exact, and readable."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size} bytes ({size / scale:g} {unit})"
+    return f"{size} bytes"
 
 
 def describe_body(raw: bytes) -> str:

@@ -7,17 +7,24 @@ import asyncio
 import time
 from typing import Any
 
+import msgspec
 import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from workers import messages, streams
 from workers.batching import WriteBatcher
-from workers.errors import SwitchboardError
+from workers.errors import ServiceUnavailable, SwitchboardError
+from workers.http import DEFAULT_MAX_REPLY_BYTES, reply_too_large
 from workers.messages import Envelope, Meta, Record
 from workers.params import GATEWAY_FIELDS
 from workers.streams import Keys
 from workers.wire import encode
+
+# A response body above this is written as several records (see workers.messages): small
+# enough for Redis and its readers to pass without strain, large enough that a 64 MiB reply
+# takes 64 round trips.
+PART_BYTES = 1024 * 1024
 
 
 def now_ms() -> int:
@@ -34,6 +41,7 @@ class Job:
         "is_writing",
         "is_cancelled_by_client",
         "started_ms",
+        "reply_bytes",
     )
 
     def __init__(self, envelope: Envelope, lane: str, entry: bytes) -> None:
@@ -46,6 +54,8 @@ class Job:
         self.is_writing = False
         self.is_cancelled_by_client = False
         self.started_ms = now_ms()
+        # Bytes of chunks and response bodies written so far (held by Redis for reply_ttl_s).
+        self.reply_bytes = 0
 
     @property
     def request_id(self) -> str:
@@ -74,20 +84,52 @@ class ReplyTaken(Exception):
     dead) wrote its end. Either way this job is over; writing on would splice two replies."""
 
 
+class ReplyRefused(Exception):
+    """Redis refused to store a record: it reached its `maxmemory` (with `noeviction`, the
+    policy a queue needs, writes fail rather than evict). The job tells its client with a
+    503 instead (`ReplyWriter.refused`)."""
+
+
 class ReplyWriter:
     """Writes a job's records; the final one goes out with the ack in the same round trip."""
 
     def __init__(
-        self, redis: Redis, keys: Keys, *, reply_ttl_s: int, batcher: WriteBatcher | None = None
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        reply_ttl_s: int,
+        batcher: WriteBatcher | None = None,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        part_bytes: int = PART_BYTES,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.reply_ttl_s = reply_ttl_s
+        self.max_reply_bytes = max_reply_bytes
+        self.part_bytes = part_bytes
         # Jobs that write in the same loop turn share one round trip (issue #5), with the
         # routing figures' admissions and releases when the worker routes on Redis.
         self.batcher = batcher if batcher is not None else WriteBatcher(redis)
 
     async def write(self, job: Job, record: Record) -> None:
+        self._count_reply_bytes(job, record)
+        if record.end == messages.RESPONSE and len(record.body) > self.part_bytes:
+            record = await self._write_parts(job, record)
+        await self._append(job, record)
+
+    async def _write_parts(self, job: Job, record: Record) -> Record:
+        """Write all but the last piece of a large response body as PART records, one round
+        trip each (so no command carries more than a piece), and return the RESPONSE record
+        that ends it. Small replies never come here: their round trips are unchanged."""
+        body, step = record.body, self.part_bytes
+        last = (len(body) - 1) // step * step
+        for start in range(0, last, step):
+            piece = Record(seq=job.seq, end=messages.PART, body=body[start : start + step])
+            await self._append(job, piece, publish=False)
+        return msgspec.structs.replace(record, seq=job.seq, body=body[last:])
+
+    async def _append(self, job: Job, record: Record, *, publish: bool = True) -> None:
         final = record.is_final
         ttl = self._ttl_s(job, record)
         encoded = messages.encode(record)
@@ -101,6 +143,7 @@ class ReplyWriter:
                 encoded,
                 reply_to=job.envelope.reply_to,
                 ttl_s=ttl,
+                publish=publish,
             )
             if final:
                 queued += streams.ack(pipe, self.keys, job.lane, job.entry)
@@ -115,12 +158,25 @@ class ReplyWriter:
             if not final:
                 await self.ack_only(job)  # the request is settled; nothing to re-run
             raise ReplyTaken(job.request_id) from results[0]
+        if streams.is_out_of_memory(results[0]):
+            raise ReplyRefused(job.request_id) from results[0]
         for result in results:
             if isinstance(result, Exception):
                 raise result
         job.seq = record.next_seq
         if job.is_cancelled_by_client and not final:
             raise asyncio.CancelledError
+
+    def _count_reply_bytes(self, job: Job, record: Record) -> None:
+        """Refuse a reply that grew past the cap. Adapters already refuse such an upstream
+        body while reading it; this bounds what a translation or a long stream adds up to.
+        Errors and cancellations are small and always go through."""
+        size = sum(len(chunk) for chunk in record.chunks)
+        if record.end == messages.RESPONSE:
+            size += len(record.body)
+        if size and job.reply_bytes + size > self.max_reply_bytes:
+            raise reply_too_large(None, None, self.max_reply_bytes)
+        job.reply_bytes += size
 
     def _ttl_s(self, job: Job, record: Record) -> int | None:
         """Until the end, the reply lives as long as the request may still run: set once with
@@ -145,6 +201,43 @@ class ReplyWriter:
                 retry_after_s=error.retry_after_s,
             ),
         )
+
+    async def refused(self, job: Job) -> None:
+        """Redis is full and refused a record of this job: answer 503 and settle the entry
+        (running it again would meet the same Redis). Redis refuses a write while its memory,
+        the write's own arguments included, is past the limit, so the small error record
+        usually still lands; if not, it is only published, which Redis allows at its limit:
+        the waiting front door relays it live, and a resume later finds no end."""
+        error = ServiceUnavailable(
+            f"the gateway's Redis is full (it reached its maxmemory) and refused to store "
+            f"the reply of request {job.request_id}; retry shortly",
+            code="queue_unavailable",
+            retry_after_s=1.0,
+        )
+        try:
+            await self.write_error(job, error, None)
+            return
+        except ReplyTaken:
+            return  # ended elsewhere meanwhile (cancelled, taken over): nothing to tell
+        except ReplyRefused:
+            pass
+        record = Record(
+            seq=job.seq,
+            end=messages.ERROR,
+            body=encode(error.to_body()),
+            status=error.http_status,
+            retry_after_s=error.retry_after_s,
+        )
+        encoded = messages.encode(record)
+        reply_to = job.envelope.reply_to
+
+        def build(pipe: Pipeline) -> int:
+            queued = streams.publish_record(pipe, self.keys, job.request_id, encoded, reply_to)
+            return queued + streams.ack(pipe, self.keys, job.lane, job.entry)
+
+        for result in await self.batcher.write(build):
+            if isinstance(result, Exception):
+                raise result
 
     async def ack_only(self, job: Job) -> None:
         results = await self.batcher.write(

@@ -10,6 +10,12 @@ sequence number starting at 1; it is the SSE `id:`. A record holds consecutive e
 chunks are events `seq .. seq+len(chunks)-1` and its terminal event, if any, comes next.
 The record's stream entry id is `0-<seq>`: the writer chooses it, so a second writer racing
 on the same reply (a worker presumed dead but alive) fails its XADD instead of interleaving.
+
+A response body over a megabyte is written as PART records, each with a piece of it, then
+the RESPONSE record with the last piece (issue #13: one 163 MB value strained Redis, its
+pub/sub buffers and every reader). A PART takes a sequence number, so the fence holds for
+it as for any record, but it is no event of its own: the body is one event, the RESPONSE's.
+PARTs are stored and not published; the front door reads them when the RESPONSE arrives.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ DONE: Final = 1  # stream finished: the terminal event is `data: [DONE]`
 RESPONSE: Final = 2  # a whole (non-stream) response body; terminal
 ERROR: Final = 3  # an error body with an HTTP status; terminal
 CANCELLED: Final = 4  # the client went away and the request was cancelled; terminal
+PART: Final = 5  # a piece of a large response body; more pieces or the RESPONSE follow
 
 
 class Envelope(msgspec.Struct, array_like=True, frozen=True):
@@ -71,7 +78,8 @@ class Record(msgspec.Struct, array_like=True, omit_defaults=True):
     seq: int
     chunks: list[bytes] = []
     end: int = MORE
-    # RESPONSE: the completion JSON; ERROR: the OpenAI error body JSON.
+    # RESPONSE: the completion JSON (its last piece after PARTs); PART: a piece of it;
+    # ERROR: the OpenAI error body JSON.
     body: bytes = b""
     status: int = 200
     meta: Meta | None = None
@@ -80,11 +88,18 @@ class Record(msgspec.Struct, array_like=True, omit_defaults=True):
 
     @property
     def is_final(self) -> bool:
-        return self.end != MORE
+        return self.end != MORE and self.end != PART
 
     @property
     def next_seq(self) -> int:
         return self.seq + len(self.chunks) + (1 if self.end != MORE else 0)
+
+
+def join_parts(parts: list[bytes], record: Record) -> Record:
+    """The RESPONSE record that ends a run of PARTs, holding the whole body."""
+    if not parts or record.end != RESPONSE:
+        return record
+    return msgspec.structs.replace(record, body=b"".join((*parts, record.body)))
 
 
 encode = msgspec.msgpack.Encoder().encode

@@ -76,7 +76,7 @@ async def serve_worker(
     metrics_port: int | None = None,
 ) -> None:
     """Serve until `stopping` is set; with `metrics_port`, also GET /metrics on that port."""
-    http = HttpClient()
+    http = HttpClient(max_reply_bytes=options.max_reply_bytes)
     redis = connect(redis_url, max_connections=REDIS_POOL_SIZE)
     metrics = WorkerMetrics()
     try:

@@ -24,12 +24,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from workers import messages, streams
+from workers import memory, messages, streams
 from workers.batching import WriteBatcher
 from workers.dispatch import Dispatcher
 from workers.errors import ProviderError, ServiceUnavailable
 from workers.execute import Executor
+from workers.http import DEFAULT_MAX_REPLY_BYTES
 from workers.jobs import Job, ReplyWriter, now_ms
+from workers.memory import MemoryReleaser
 from workers.messages import Meta, Record, decode_envelope, decode_record
 from workers.metrics import WorkerMetrics
 from workers.streams import Keys
@@ -56,6 +58,8 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
     drain_timeout_s: float = 30.0
     heartbeat_interval_s: float = 1.0
     worker_ttl_s: float = 5.0
+    # switchboard_settings.max_reply_bytes: the most of one reply a worker reads and writes.
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
 
 
 def new_worker_id() -> str:
@@ -79,9 +83,14 @@ class Worker:
         self.keys = Keys(options.namespace)
         self.worker_id = worker_id or new_worker_id()
         self.writer = ReplyWriter(
-            redis, self.keys, reply_ttl_s=options.reply_ttl_s, batcher=batcher
+            redis,
+            self.keys,
+            reply_ttl_s=options.reply_ttl_s,
+            batcher=batcher,
+            max_reply_bytes=options.max_reply_bytes,
         )
         self.executor = Executor(dispatcher, self.writer, self.worker_id)
+        self.memory = MemoryReleaser()
         self.jobs: dict[str, Job] = {}
         self._slot_free = asyncio.Event()
         self._slot_free.set()
@@ -99,7 +108,12 @@ class Worker:
     async def run(self, stopping: asyncio.Event) -> None:
         """Serve until `stopping` is set, then drain."""
         await streams.ensure_groups(self.redis, self.keys, self.options.lanes)
-        for loop in (self._heartbeats(), self._claims(), self._cancellations()):
+        for loop in (
+            self._heartbeats(),
+            self._claims(),
+            self._cancellations(),
+            self.memory.run(),
+        ):
             self._spawn(loop)
         consumer = asyncio.create_task(self._consume(stopping), name="consume")
         stop_waiter = asyncio.create_task(stopping.wait(), name="stop")
@@ -203,6 +217,7 @@ class Worker:
         job.task = asyncio.create_task(self._run_job(job, is_reclaimed), name=job.request_id)
 
     async def _run_job(self, job: Job, is_reclaimed: bool) -> None:
+        footprint = memory.track()
         try:
             if is_reclaimed and await self._settled_by_earlier_attempt(job):
                 return
@@ -220,6 +235,7 @@ class Worker:
             self.jobs.pop(job.request_id, None)
             self.metrics.in_flight.set(len(self.jobs))
             self._slot_free.set()
+            self.memory.after_job(footprint)
 
     async def _settled_by_earlier_attempt(self, job: Job) -> bool:
         """A reclaimed entry's previous worker may have got far: finished (only the ack was
@@ -231,9 +247,12 @@ class Worker:
         if last.is_final:
             await self.writer.ack_only(job)
             return True
+        # A large response's parts are a reply begun too: a re-run's pieces would be joined
+        # to them by a front door that already read some.
+        sent = "its response was written" if last.end == messages.PART else "the stream was sent"
         error = ProviderError(
-            f"the worker serving request {job.request_id} stopped after part of the stream "
-            "was sent; the request was not re-run to avoid duplicated text",
+            f"the worker serving request {job.request_id} stopped after part of {sent}; "
+            "the request was not re-run to avoid duplicated text",
             code="worker_lost",
         )
         await self.writer.write_error(job, error, Meta(worker=self.worker_id))
@@ -407,7 +426,9 @@ class Worker:
             try:
                 await pipe.execute()
                 self.metrics.last_heartbeat.set(time.time())
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+            except RedisError as exc:
+                # Unreachable, or refusing writes (OOM at maxmemory, READONLY in a failover):
+                # the loop must live on, or this worker counts as dead once Redis recovers.
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(self.options.heartbeat_interval_s)
 

@@ -31,9 +31,9 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
-from workers.messages import decode_envelope
+from workers.messages import decode_envelope, live_message
 
 GROUP = "workers"
 ENVELOPE_FIELD = b"e"
@@ -110,7 +110,13 @@ async def join_epoch(r: Redis, keys: Keys) -> bytes:
     pipe = r.pipeline(transaction=False)
     pipe.set(keys.epoch, os.urandom(8).hex(), nx=True)
     pipe.get(keys.epoch)
-    _made, epoch = await pipe.execute()
+    made, epoch = await pipe.execute(raise_on_error=False)
+    if isinstance(epoch, Exception):
+        raise epoch
+    # A full Redis (OOM at maxmemory) refuses the SET even when the key exists, and then the
+    # SET would have done nothing: the epoch read is the answer.
+    if isinstance(made, Exception) and epoch is None:
+        raise made
     # None: the key went between the two commands (flushed, evicted); no epoch is ours.
     return bytes(epoch) if epoch is not None else b""
 
@@ -286,11 +292,12 @@ async def dead_letter_length(r: Redis, keys: Keys) -> int:
 # must not have its record relayed live either. redis.call raises on the refused XADD, so the
 # script stops there and the caller sees the XADD's error (is_seq_taken). One EVAL, one round
 # trip, as the plain commands were; Redis caches the compiled script by its body's digest.
-# KEYS[1] reply stream; ARGV: entry id, record field, record, ttl (0: leave it), channel,
-# message prefix ("<request id>|").
+# KEYS[1] reply stream; ARGV: entry id, record field, record, ttl (0: leave it), channel
+# ("": store only, for the PARTs of a large response), message prefix ("<request id>|").
 APPEND_RECORD_SCRIPT = """
 redis.call('XADD', KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 if ARGV[4] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+if ARGV[5] == '' then return 0 end
 return redis.call('PUBLISH', ARGV[5], ARGV[6] .. ARGV[3])
 """
 
@@ -304,9 +311,14 @@ def append_record(
     *,
     reply_to: str,
     ttl_s: int | None,
+    publish: bool = True,
 ) -> int:
-    """Write a record to the reply stream and, if the write took, publish it to the waiting
-    front door.
+    """Write a record to the reply stream and, if the write took (and `publish`), publish it
+    to the waiting front door. Unpublished records (the PARTs of a large response) reach it
+    as a gap it fills from the stream when the next published record arrives: a megabyte
+    per message would fill a subscriber's output buffer, and Redis disconnects a subscriber
+    past 32 MB (client-output-buffer-limit pubsub), which would stall every request that
+    front door waits on.
 
     Returns the number of commands queued (for workers.batching)."""
     pipe.eval(
@@ -317,7 +329,7 @@ def append_record(
         RECORD_FIELD,
         record,
         ttl_s or 0,
-        keys.live_channel(reply_to),
+        keys.live_channel(reply_to) if publish else "",
         request_id + "|",
     )
     return 1
@@ -328,6 +340,26 @@ def is_seq_taken(error: Exception) -> bool:
     the fence that keeps a second writer (a front door recording a cancellation, or a worker
     that took the entry over) from splicing its events into the reply."""
     return isinstance(error, ResponseError) and "equal or smaller" in str(error)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether Redis refused a write because it is at its `maxmemory` (with `noeviction` it
+    refuses a command that would grow it, counting the command's own arguments). Inside a
+    script Redis 7 says so with OOM, Redis 6.2 in the script's error text."""
+    if isinstance(error, OutOfMemoryError):
+        return True
+    return isinstance(error, ResponseError) and "-OOM command not allowed" in str(error)
+
+
+def publish_record(
+    pipe: Pipeline, keys: Keys, request_id: str, record: bytes, reply_to: str
+) -> int:
+    """Relay a record live without storing it: for when Redis is full (PUBLISH, XACK and
+    XDEL still run at `maxmemory`; XADD does not).
+
+    Returns the number of commands queued (for workers.batching)."""
+    pipe.publish(keys.live_channel(reply_to), live_message(request_id, record))
+    return 1
 
 
 async def read_records(r: Redis, keys: Keys, request_id: str) -> list[tuple[str, bytes]]:

@@ -3,7 +3,10 @@ SDK so both refuse the same requests with the same OpenAI-style messages."""
 
 from __future__ import annotations
 
+import msgspec
+
 from workers.errors import InvalidRequest
+from workers.tokens import estimate_input_tokens, estimate_prompt_tokens
 from workers.wire import ChatCompletionRequest, EmbeddingRequest, embedding_inputs
 
 _TOOL_CHOICE_WORDS = frozenset({"none", "auto", "required"})
@@ -15,6 +18,25 @@ MAX_COUNT = 2**31 - 1
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
 
+class RequestLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """What one request may ask of the gateway (issue #13: one embeddings request with 5,000
+    inputs made a 163 MB reply). Defaults are the SDK's; the service takes its own from
+    `switchboard_settings` (same names, same defaults)."""
+
+    # OpenAI's own limit for one embeddings request.
+    max_embedding_inputs: int = 2048
+    # Per input, estimated (workers/tokens.py). OpenAI's models take 8,192 real tokens, but
+    # the estimate runs high for prose and other embedding models take 32k, so the default
+    # refuses only what no mainstream embedding model accepts.
+    max_embedding_input_tokens: int = 32_768
+    # A chat's messages or an embedding request's input, estimated. Above the largest
+    # context windows offered (2M), so it refuses only what no model could take.
+    max_request_tokens: int = 2_000_000
+
+
+DEFAULT_LIMITS = RequestLimits()
+
+
 def _bad(message: str, param: str, code: str = "invalid_value") -> InvalidRequest:
     return InvalidRequest(message, param=param, code=code)
 
@@ -24,7 +46,9 @@ def _check_range(value: float | None, low: float, high: float, param: str) -> No
         raise _bad(f"`{param}` must be between {low:g} and {high:g}; got {value:g}", param)
 
 
-def validate_chat_request(request: ChatCompletionRequest) -> None:
+def validate_chat_request(
+    request: ChatCompletionRequest, limits: RequestLimits = DEFAULT_LIMITS
+) -> None:
     if not request.model:
         raise _bad("`model` must not be empty", "model", "missing_required_parameter")
     if not request.messages:
@@ -40,6 +64,7 @@ def validate_chat_request(request: ChatCompletionRequest) -> None:
     _validate_tool_choice(request)
     _validate_response_format(request)
     _validate_messages(request)
+    _check_prompt_size(request, "messages", limits)
 
 
 def _validate_numbers(request: ChatCompletionRequest) -> None:
@@ -116,12 +141,53 @@ def _validate_messages(request: ChatCompletionRequest) -> None:
                     )
 
 
-def validate_embedding_request(request: EmbeddingRequest) -> None:
+def validate_embedding_request(
+    request: EmbeddingRequest, limits: RequestLimits = DEFAULT_LIMITS
+) -> None:
     if not request.model:
         raise _bad("`model` must not be empty", "model", "missing_required_parameter")
     try:
-        embedding_inputs(request)
+        inputs = embedding_inputs(request)
     except ValueError as exc:
         raise _bad(str(exc), "input") from exc
     if request.dimensions is not None and not 1 <= request.dimensions <= MAX_COUNT:
         raise _bad(f"`dimensions` must be between 1 and {MAX_COUNT}", "dimensions")
+    _check_inputs(inputs, limits)
+    _check_prompt_size(request, "input", limits)
+
+
+def _check_inputs(inputs: list[str] | list[list[int]], limits: RequestLimits) -> None:
+    if len(inputs) > limits.max_embedding_inputs:
+        raise _bad(
+            f"`input` may hold at most {limits.max_embedding_inputs} items per request; "
+            f"got {len(inputs)}. Send them in batches "
+            "(the limit is switchboard_settings.max_embedding_inputs).",
+            "input",
+            "too_many_inputs",
+        )
+    cap = limits.max_embedding_input_tokens
+    items: list[str | list[int]] = list(inputs)
+    for i, item in enumerate(items):
+        tokens = estimate_input_tokens(item)
+        if tokens > cap:
+            raise _bad(
+                f"`input[{i}]` is about {tokens} tokens; one input may hold at most {cap} "
+                "(estimated at 4 bytes per token; the limit is "
+                "switchboard_settings.max_embedding_input_tokens).",
+                f"input[{i}]",
+                "input_too_long",
+            )
+
+
+def _check_prompt_size(
+    request: ChatCompletionRequest | EmbeddingRequest, param: str, limits: RequestLimits
+) -> None:
+    tokens = estimate_prompt_tokens(request)
+    if tokens > limits.max_request_tokens:
+        raise _bad(
+            f"`{param}` is about {tokens} tokens; one request may hold at most "
+            f"{limits.max_request_tokens} (estimated at 4 bytes per token; the limit is "
+            "switchboard_settings.max_request_tokens).",
+            param,
+            "too_many_tokens",
+        )

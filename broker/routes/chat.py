@@ -17,7 +17,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     caller = front.auth.check(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
     chat = decode(decode_chat_request, body)
-    validate_chat_request(chat)
+    validate_chat_request(chat, front.limits)
     options = gateway_options(
         body,
         max_timeout_s=front.settings.request_timeout_s,

@@ -17,7 +17,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     caller = front.auth.check(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
     embedding = decode(decode_embedding_request, body)
-    validate_embedding_request(embedding)
+    validate_embedding_request(embedding, front.limits)
     options = gateway_options(
         body,
         max_timeout_s=front.settings.request_timeout_s,

@@ -8,12 +8,13 @@ the front door that enqueued the request receives)."""
 from __future__ import annotations
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from broker import sse
 from broker.routes.keys import FRONT_DOOR
-from workers import streams
-from workers.errors import InvalidRequest, NotFound
-from workers.messages import decode_record
+from workers import messages, streams
+from workers.errors import InvalidRequest, NotFound, ServiceUnavailable
+from workers.messages import Record, decode_record
 
 FOLLOW_BLOCK_MS = 1000
 
@@ -49,23 +50,30 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
     if not caller.may_read(request_id):
         # The same answer as for an unknown id: another key's requests are not even named.
         raise _not_found(request_id, front.settings.reply_ttl_s)
-    rows = await streams.read_records(front.redis, front.keys, request_id)
-    # Claim the request so the front door it left does not cancel it after the grace period.
-    owner = f"resumed:{front.id}".encode()
-    is_claimed = await streams.claim_disconnected(
-        front.redis, front.keys, request_id, owner, front.settings.reply_ttl_s
-    )
+    try:
+        rows = await streams.read_records(front.redis, front.keys, request_id)
+        # Claim the request so the front door it left does not cancel it after the grace.
+        owner = f"resumed:{front.id}".encode()
+        is_claimed = await streams.claim_disconnected(
+            front.redis, front.keys, request_id, owner, front.settings.reply_ttl_s
+        )
+    except RedisError as exc:
+        why = "full" if streams.is_out_of_memory(exc) else "unreachable"
+        raise ServiceUnavailable(
+            f"the reply store (Redis) is {why}; retry shortly",
+            code="queue_unavailable",
+            retry_after_s=1.0,
+        ) from exc
     if not rows and is_claimed:
         await front.redis.delete(front.keys.state(request_id))
         raise _not_found(request_id, front.settings.reply_ttl_s)
     response = web.StreamResponse(headers={**sse.HEADERS, "x-request-id": request_id})
     await response.prepare(request)
+    replay = _Replay(response, after)
     last_entry = "0-0"
     for entry, raw in rows:
-        record = decode_record(raw)
-        await response.write(sse.frame(record, after))
         last_entry = entry
-        if record.is_final:
+        if await replay.write(decode_record(raw)):
             return response
     deadline = front.hub_loop_time() + front.settings.request_timeout_s
     while front.hub_loop_time() < deadline:
@@ -73,9 +81,26 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
             front.follow_redis, front.keys, request_id, last_entry, FOLLOW_BLOCK_MS
         )
         for entry, raw in found:
-            record = decode_record(raw)
-            await response.write(sse.frame(record, after))
             last_entry = entry
-            if record.is_final:
+            if await replay.write(decode_record(raw)):
                 return response
     return response
+
+
+class _Replay:
+    """Writes records as SSE events above `after`; the parts of a large non-stream response
+    are held until its last record, which frames the whole body as its one event."""
+
+    def __init__(self, response: web.StreamResponse, after: int) -> None:
+        self.response = response
+        self.after = after
+        self.parts: list[bytes] = []
+
+    async def write(self, record: Record) -> bool:
+        """Write one record; True once the reply has ended."""
+        if record.end == messages.PART:
+            self.parts.append(record.body)
+            return False
+        record, self.parts = messages.join_parts(self.parts, record), []
+        await self.response.write(sse.frame(record, self.after))
+        return record.is_final

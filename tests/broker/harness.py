@@ -97,6 +97,7 @@ def runtime_options(config: Config, **overrides: Any) -> RuntimeOptions:
         "drain_timeout_s": s.drain_timeout_s,
         "heartbeat_interval_s": s.heartbeat_interval_s,
         "worker_ttl_s": s.worker_ttl_s,
+        "max_reply_bytes": s.max_reply_bytes,
         "block_ms": 200,
     }
     values.update(overrides)
@@ -138,10 +139,11 @@ class RunningWorker:
 
 
 async def start_worker(config: Config, **overrides: Any) -> RunningWorker:
-    http = HttpClient()
+    options = runtime_options(config, **overrides)
+    http = HttpClient(max_reply_bytes=options.max_reply_bytes)
     redis = Redis.from_url(REDIS_URL, max_connections=64)
     plan = build_plan(config.deployments, config.model_list, config.router_settings)
-    worker, figures = routed_worker(redis, http, plan, runtime_options(config, **overrides))
+    worker, figures = routed_worker(redis, http, plan, options)
     stopping = asyncio.Event()
     task = asyncio.create_task(run_routed_worker(worker, figures, plan, stopping))
     return RunningWorker(worker, task, stopping, http, redis)

@@ -134,7 +134,7 @@ class OpenAIAdapter(Adapter):
             async with self.http.session.post(
                 self.chat_url(), data=payload, headers=self.headers, timeout=timeout
             ) as response:
-                raw = await response.read()
+                raw = await self.http.read_body(response, self.provider, self.model)
                 if response.status >= 400:
                     raise self.error(response, raw)
         try:
@@ -156,7 +156,9 @@ class OpenAIAdapter(Adapter):
             )
             try:
                 if response.status >= 400:
-                    raise self.error(response, await response.read())
+                    raise self.error(
+                        response, await self.http.read_body(response, self.provider, self.model)
+                    )
                 async for batch in self._chunks(response):
                     yield batch
             finally:
@@ -168,7 +170,7 @@ class OpenAIAdapter(Adapter):
         self, response: aiohttp.ClientResponse
     ) -> AsyncIterator[list[ChatCompletionChunk]]:
         reader = _ChunkReader(self)
-        async for events in iter_sse(response.content.iter_any()):
+        async for events in iter_sse(self.http.iter_body(response, self.provider, self.model)):
             batch = reader.read(events)
             if batch:
                 yield batch
@@ -189,7 +191,7 @@ class OpenAIAdapter(Adapter):
             async with self.http.session.post(
                 self.embeddings_url(), data=payload, headers=self.headers, timeout=timeout
             ) as response:
-                raw = await response.read()
+                raw = await self.http.read_body(response, self.provider, self.model)
                 if response.status >= 400:
                     raise self.error(response, raw)
         try:

@@ -36,6 +36,7 @@ from workers.routing.plan import Route, RoutingPlan
 from workers.routing.scope import may_reach
 from workers.routing.store import AttemptResult, FiguresStore
 from workers.routing.strategies import STRATEGIES, PickContext, Reason
+from workers.tokens import estimate_prompt_tokens as _estimate
 from workers.wire import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Usage
 
 log = logging.getLogger("switchboard.routing")
@@ -43,8 +44,6 @@ log = logging.getLogger("switchboard.routing")
 Batches = AsyncIterator[list[ChatCompletionChunk]]
 Call = ChatCall | EmbeddingCall
 T = TypeVar("T")
-_encode = msgspec.json.Encoder().encode
-CHARS_PER_TOKEN = 4
 # An attempt that times out this close to the request's deadline timed out because of it
 # (its timeout was the time left): the request is out of time, not the deployment at fault.
 DEADLINE_TOLERANCE_S = 0.05
@@ -114,12 +113,9 @@ def _blame(exc: SwitchboardError, deployment: Deployment) -> None:
 
 
 def estimate_prompt_tokens(call: Call) -> int:
-    """A cheap prompt size estimate (about four bytes per token) for limits and windows."""
-    if isinstance(call, ChatCall):
-        size = len(_encode(call.request.messages))
-    else:
-        size = len(_encode(call.request.input))
-    return size // CHARS_PER_TOKEN + 1
+    """A cheap prompt size estimate for limits and windows (the front door's caps use the
+    same one: workers/tokens.py)."""
+    return _estimate(call.request)
 
 
 class RoutingEngine:

@@ -16,9 +16,7 @@ from typing import Any, cast, get_args
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers.batching import Build, WriteBatcher
 from workers.routing import scripts
@@ -264,7 +262,7 @@ class RedisFigures:
                 pipe.zadd(self._keys(group).owners, {self.owner: expiry})
             try:
                 await pipe.execute()
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+            except RedisError as exc:  # also OOM at maxmemory: the renewal must live on
                 log.warning("could not renew routing liveness: %s", exc)
             await asyncio.sleep(interval_s)
 

@@ -11,7 +11,9 @@ import msgspec
 from msgspec import Meta
 
 from workers.deployment import Secret
+from workers.http import DEFAULT_MAX_REPLY_BYTES
 from workers.settings.section import Section
+from workers.validation import DEFAULT_LIMITS, RequestLimits
 
 Positive = Meta(gt=0)
 # An API key's alias is a Prometheus label value and a log field: short and plain.
@@ -76,6 +78,28 @@ class SwitchboardSettings(Section, frozen=True):
     # Retries a request body's `num_retries` may ask for; unset: router_settings.num_retries.
     # A larger ask is capped, as a body's `timeout` is capped at request_timeout_s.
     max_num_retries: Annotated[int, Meta(ge=0)] | None = None
+    # Inputs one embeddings request may carry; more is a 400 naming `input` (OpenAI's limit).
+    max_embedding_inputs: Annotated[int, Positive] = DEFAULT_LIMITS.max_embedding_inputs
+    # Estimated tokens (4 bytes each) one embeddings input may hold; more is a 400.
+    max_embedding_input_tokens: Annotated[int, Positive] = DEFAULT_LIMITS.max_embedding_input_tokens
+    # Estimated tokens of one request's messages or input; more is a 400.
+    max_request_tokens: Annotated[int, Positive] = DEFAULT_LIMITS.max_request_tokens
+    # Bytes of one reply the gateway will hold: an upstream body (or a stream's bytes in
+    # all) past it is refused while it is read, and the client gets a 502
+    # `upstream_response_too_large`. 64 MiB passes the largest embeddings reply the official
+    # SDKs ask for (2,048 inputs x 3,072 dimensions, base64: about 34 MB).
+    max_reply_bytes: Annotated[int, Positive] = DEFAULT_MAX_REPLY_BYTES
+    # Bytes the embedded Redis (`switchboard up` without REDIS_URL) may hold before it
+    # refuses writes (requests then get a 503 queue_unavailable); it never evicts. None:
+    # 1 GiB, or a quarter of the host's (or container's) memory if that is less.
+    embedded_redis_maxmemory: Annotated[int, Meta(ge=1024 * 1024)] | None = None
+
+    def request_limits(self) -> RequestLimits:
+        return RequestLimits(
+            max_embedding_inputs=self.max_embedding_inputs,
+            max_embedding_input_tokens=self.max_embedding_input_tokens,
+            max_request_tokens=self.max_request_tokens,
+        )
 
     def __post_init__(self) -> None:
         # Cross-field rules; msgspec reports a ValueError here at `switchboard_settings`.

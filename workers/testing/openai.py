@@ -24,6 +24,7 @@ from workers.testing.embedding import (
     embedding_vector,
     input_key,
 )
+from workers.testing.large import send_large_completion
 from workers.testing.openai_wire import (
     ChatRequest,
     ChatStyle,
@@ -175,6 +176,16 @@ async def answer_chat(
         failure = await _fail_or_wait(request, state, flavor, admitted, delay_s)
         if failure is not None:
             return failure
+        if admitted.scenario.reply_bytes is not None and not chat.stream:
+            return await send_large_completion(
+                request,
+                watch,
+                size=admitted.scenario.reply_bytes,
+                completion_id=f"chatcmpl-{next(state.ids):029x}",
+                created=int(time.time()),
+                model=flavor.chat_model(admitted.scenario),
+                headers=flavor.headers(state),
+            )
         plan = _plan(admitted.scenario, chat, choices)
         if chat.stream:
             return await _stream_chat(request, watch, flavor, admitted, plan, chat)

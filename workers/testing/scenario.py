@@ -26,6 +26,7 @@ Directives (times in seconds, fractions allowed):
     reasoning=<n>          reasoning tokens
     echo                   reply with the last user message text
     length                 finish because of the token limit
+    reply_bytes=<n>        (OpenAI, non-stream) a completion of n bytes, sent in pieces
 
 A typo must fail loudly, so an unknown directive or a bad value raises `ScenarioError`, which
 every provider turns into a 400 naming the problem.
@@ -72,6 +73,7 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True):
     reasoning_tokens: int = 0
     echo: bool = False
     length: bool = False
+    reply_bytes: int | None = None
 
     @property
     def has_failure(self) -> bool:
@@ -130,6 +132,7 @@ _VALUED: dict[str, tuple[str, Callable[[str], Any]]] = {
     "tools": ("tools", _positive),
     "cached": ("cached_tokens", _count),
     "reasoning": ("reasoning_tokens", _count),
+    "reply_bytes": ("reply_bytes", _positive),
 }
 _FLAGS: dict[str, str] = {"hang": "hang", "echo": "echo", "length": "length"}
 KNOWN_DIRECTIVES: tuple[str, ...] = ("status", *_VALUED, *_FLAGS)

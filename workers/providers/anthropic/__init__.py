@@ -74,7 +74,7 @@ class AnthropicAdapter(Adapter):
             async with self.http.session.post(
                 self.url, data=payload, headers=self.headers, timeout=timeout
             ) as response:
-                raw = await response.read()
+                raw = await self.http.read_body(response, self.provider, self.model)
                 if response.status >= 400:
                     raise error_from_response(
                         response.status, response.headers, raw, model=self.model
@@ -90,7 +90,7 @@ class AnthropicAdapter(Adapter):
             )
             try:
                 if response.status >= 400:
-                    raw = await response.read()
+                    raw = await self.http.read_body(response, self.provider, self.model)
                     raise error_from_response(
                         response.status, response.headers, raw, model=self.model
                     )
@@ -105,7 +105,7 @@ class AnthropicAdapter(Adapter):
         self, response: aiohttp.ClientResponse
     ) -> AsyncIterator[list[ChatCompletionChunk]]:
         translator = StreamTranslator(self.model)
-        async for events in iter_sse(response.content.iter_any()):
+        async for events in iter_sse(self.http.iter_body(response, self.provider, self.model)):
             batch = translator.read(events)
             if batch:
                 yield batch

@@ -127,7 +127,7 @@ class BedrockAdapter(Adapter):
         timeout = timeout_for(self.timeout_s(call, stream=False), stream=False)
         with transport_errors(PROVIDER, self.model):
             async with await self._post(self.converse_url, body, timeout) as response:
-                raw = await response.read()
+                raw = await self.http.read_body(response, self.provider, self.model)
                 if response.status >= 400:
                     raise http_error(response.status, response.headers, raw, model=self.model)
                 response_id = _response_id(response.headers)
@@ -149,12 +149,12 @@ class BedrockAdapter(Adapter):
             response = await self._post(self.stream_url, body, timeout)
             try:
                 if response.status >= 400:
-                    raw = await response.read()
+                    raw = await self.http.read_body(response, self.provider, self.model)
                     raise http_error(response.status, response.headers, raw, model=self.model)
                 translator = StreamTranslator(
                     _response_id(response.headers), self.model, int(time.time())
                 )
-                async for data in response.content.iter_any():
+                async for data in self.http.iter_body(response, self.provider, self.model):
                     batch = translator.feed(data)
                     if batch:
                         yield batch
@@ -189,7 +189,7 @@ class BedrockAdapter(Adapter):
     async def _invoke(self, body: bytes, client_timeout: aiohttp.ClientTimeout) -> bytes:
         with transport_errors(PROVIDER, self.model):
             async with await self._post(self.invoke_url, body, client_timeout) as response:
-                raw = await response.read()
+                raw = await self.http.read_body(response, self.provider, self.model)
                 if response.status >= 400:
                     raise http_error(response.status, response.headers, raw, model=self.model)
         return raw

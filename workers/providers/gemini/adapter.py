@@ -100,7 +100,11 @@ class GeminiAdapter(Adapter):
             )
             try:
                 if response.status >= 400:
-                    raise self.error(response.status, await response.read(), response.headers)
+                    raise self.error(
+                        response.status,
+                        await self.http.read_body(response, self.provider, self.model),
+                        response.headers,
+                    )
                 async for batch in self._chunks(response):
                     yield batch
             finally:
@@ -112,7 +116,7 @@ class GeminiAdapter(Adapter):
         self, response: aiohttp.ClientResponse
     ) -> AsyncIterator[list[ChatCompletionChunk]]:
         reader = StreamReader(self.model)
-        async for events in iter_sse(response.content.iter_any()):
+        async for events in iter_sse(self.http.iter_body(response, self.provider, self.model)):
             batch = reader.read(events)
             if batch:
                 yield batch
@@ -169,7 +173,7 @@ class GeminiAdapter(Adapter):
             async with self.http.session.post(
                 url, data=payload, headers=self.headers, timeout=timeout
             ) as response:
-                raw = await response.read()
+                raw = await self.http.read_body(response, self.provider, self.model)
                 if response.status >= 400:
                     raise self.error(response.status, raw, response.headers)
         return raw
