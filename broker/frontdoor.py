@@ -28,6 +28,7 @@ from workers.streams import Keys
 log = logging.getLogger("switchboard.frontdoor")
 
 LANE_HEADER = "x-switchboard-lane"
+MAX_ECHOED_LANE = 64
 
 
 class FrontDoor:
@@ -126,8 +127,13 @@ class FrontDoor:
         named = request.headers.get(LANE_HEADER)
         if named is not None:
             if named not in lanes:
+                # Quoted escaped and cut short: the header may hold anything, bytes that
+                # are not UTF-8 included.
+                shown = ascii(named[:MAX_ECHOED_LANE])
                 raise InvalidRequest(
-                    f"unknown lane `{named}`; lanes: {', '.join(lanes)}", param=LANE_HEADER
+                    f"unknown lane {shown} in the {LANE_HEADER} header; lanes: {', '.join(lanes)}",
+                    param=LANE_HEADER,
+                    code="unknown_lane",
                 )
             return named
         if options.priority is not None:
