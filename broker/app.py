@@ -18,9 +18,11 @@ from redis.asyncio import Redis
 from broker.config import Config
 from broker.errors import error_middleware
 from broker.frontdoor import FrontDoor
+from broker.http_server import GuardedRunner
 from broker.routes import add_routes
 from broker.routes.keys import FRONT_DOOR
 from workers.connect import connect
+from workers.settings.switchboard import HttpLimits
 
 log = logging.getLogger("switchboard.app")
 
@@ -75,6 +77,19 @@ def create_app(
     return app
 
 
+def front_door_runner(
+    app: web.Application, limits: HttpLimits, *, shutdown_timeout_s: float
+) -> GuardedRunner:
+    return GuardedRunner(
+        app,
+        limits,
+        # A client that disconnects cancels its handler, and through it the upstream call.
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=shutdown_timeout_s,
+    )
+
+
 async def serve_front_door(
     config: Config,
     redis_url: str,
@@ -90,13 +105,8 @@ async def serve_front_door(
     """Serve until `stopping` is set, then drain. `metrics_port` adds a listener of this
     process alone, for scraping when several front doors share `port`."""
     app = create_app(config, redis_url, registry=registry)
-    runner = web.AppRunner(
-        app,
-        # A client that disconnects cancels its handler, and through it the upstream call.
-        handler_cancellation=True,
-        access_log=None,
-        shutdown_timeout=config.switchboard_settings.drain_timeout_s,
-    )
+    settings = config.switchboard_settings
+    runner = front_door_runner(app, settings.http, shutdown_timeout_s=settings.drain_timeout_s)
     await runner.setup()
     try:
         site = web.TCPSite(

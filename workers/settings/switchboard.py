@@ -35,6 +35,24 @@ class ApiKey(Section, frozen=True):
             raise ValueError(f"key must be at least {MIN_KEY_LENGTH} characters")
 
 
+class HttpLimits(Section, frozen=True):
+    """How long a front door waits on a client, and how many it holds (issue #13, item 9)."""
+
+    # Seconds a client has to send a request's line and headers, counted from the
+    # connection's opening or from the request's first byte (slow-header clients).
+    header_timeout_s: Annotated[float, Positive] = 10.0
+    # Seconds a client has to send a whole request body once its headers are in; 408
+    # `body_timeout` past it. Never applies to the response (a long stream is not cut).
+    body_timeout_s: Annotated[float, Positive] = 60.0
+    # Seconds an idle keep-alive connection stays open between requests. Above a load
+    # balancer's own idle timeout (60 s on AWS ALB, GCP 600 s: raise it there), so the
+    # balancer, not us, closes idle connections and never reuses one we just closed.
+    keepalive_timeout_s: Annotated[float, Positive] = 75.0
+    # Open client connections one front door holds; more are closed on arrival. Well
+    # above 2,000 live streams, under the usual 65,536 open-file limit.
+    max_connections: Annotated[int, Positive] = 10_000
+
+
 class SwitchboardSettings(Section, frozen=True):
     # Redis for queues, replies and shared routing state. None: router_settings' Redis if
     # it names one, else an embedded Redis started with the process.
@@ -73,6 +91,8 @@ class SwitchboardSettings(Section, frozen=True):
     # Client keys besides general_settings.master_key, each with an alias that labels its
     # requests, tokens and cost in /metrics.
     api_keys: list[ApiKey] = []
+    # Client timeouts and the connection cap of each front door.
+    http: HttpLimits = msgspec.field(default_factory=HttpLimits)
 
     def __post_init__(self) -> None:
         # Cross-field rules; msgspec reports a ValueError here at `switchboard_settings`.
