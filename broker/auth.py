@@ -110,6 +110,23 @@ class Authenticator:
             raise AuthenticationFailed("invalid API key")
         return caller
 
+    def is_operator(self, request: web.Request, metrics_key: str | None) -> bool:
+        """Whether the request carries the master key or `metrics_key`: the callers who may
+        read /metrics and the detailed readiness on the API port. On an open gateway (no
+        key configured at all) everyone may, unless a metrics key is set."""
+        if self.is_open and metrics_key is None:
+            return True
+        try:
+            presented = presented_key(request)
+        except AuthenticationFailed:
+            return False
+        caller = self._callers.get(_digest(presented))
+        if caller is not None and caller.alias == MASTER_ALIAS:
+            return True
+        return metrics_key is not None and hmac.compare_digest(
+            _digest(presented), _digest(metrics_key)
+        )
+
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()

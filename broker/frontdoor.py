@@ -141,6 +141,13 @@ class FrontDoor:
             return lanes[min(max(options.priority, 0), len(lanes) - 1)]
         return lanes[0]
 
+    def is_operator(self, request: web.Request) -> bool:
+        """Whether this API-port request may read /metrics and the detailed readiness."""
+        if self.settings.public_metrics:
+            return True
+        metrics_key = self.settings.metrics_key
+        return self.auth.is_operator(request, str(metrics_key) if metrics_key else None)
+
     def admit(self, lane: str) -> None:
         waiting = self.monitor.waiting(lane)
         if waiting >= self.settings.max_queue_depth:

@@ -91,6 +91,11 @@ class SwitchboardSettings(Section, frozen=True):
     # Client keys besides general_settings.master_key, each with an alias that labels its
     # requests, tokens and cost in /metrics.
     api_keys: list[ApiKey] = []
+    # A key that may read /metrics and the detailed readiness on the API port (the master
+    # key always may). The metrics port (`--metrics-port`) needs no key: keep it private.
+    metrics_key: Secret | None = None
+    # Serve /metrics and the detailed readiness on the API port without a key.
+    public_metrics: bool = False
     # Client timeouts and the connection cap of each front door.
     http: HttpLimits = msgspec.field(default_factory=HttpLimits)
 
@@ -110,3 +115,5 @@ class SwitchboardSettings(Section, frozen=True):
             raise ValueError(f"api_keys: {reserved} are reserved aliases")
         if len({str(api_key.key) for api_key in self.api_keys}) != len(self.api_keys):
             raise ValueError("api_keys: two entries have the same key")
+        if self.metrics_key is not None and len(self.metrics_key) < MIN_KEY_LENGTH:
+            raise ValueError(f"metrics_key must be at least {MIN_KEY_LENGTH} characters")
