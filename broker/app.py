@@ -18,9 +18,11 @@ from redis.asyncio import Redis
 from broker.config import Config
 from broker.errors import error_middleware
 from broker.frontdoor import FrontDoor
-from broker.routes import add_routes
-from broker.routes.keys import FRONT_DOOR
+from broker.http_server import GuardedRunner
+from broker.routes import add_operator_routes, add_routes
+from broker.routes.keys import FRONT_DOOR, OPERATOR_PORT
 from workers.connect import connect
+from workers.settings.switchboard import HttpLimits
 
 log = logging.getLogger("switchboard.app")
 
@@ -75,6 +77,29 @@ def create_app(
     return app
 
 
+def create_operator_app(front: FrontDoor) -> web.Application:
+    """The metrics port's app: /metrics and health of `front`, no API. It shares the front
+    door the API app opened and closes, and owns nothing itself."""
+    app = web.Application(middlewares=[error_middleware])
+    app[FRONT_DOOR] = front
+    app[OPERATOR_PORT] = True
+    add_operator_routes(app)
+    return app
+
+
+def front_door_runner(
+    app: web.Application, limits: HttpLimits, *, shutdown_timeout_s: float
+) -> GuardedRunner:
+    return GuardedRunner(
+        app,
+        limits,
+        # A client that disconnects cancels its handler, and through it the upstream call.
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=shutdown_timeout_s,
+    )
+
+
 async def serve_front_door(
     config: Config,
     redis_url: str,
@@ -88,23 +113,20 @@ async def serve_front_door(
     metrics_port: int | None = None,
 ) -> None:
     """Serve until `stopping` is set, then drain. `metrics_port` adds a listener of this
-    process alone, for scraping when several front doors share `port`."""
+    process alone serving only /metrics and health, for scraping and probes when several
+    front doors share `port`."""
     app = create_app(config, redis_url, registry=registry)
-    runner = web.AppRunner(
-        app,
-        # A client that disconnects cancels its handler, and through it the upstream call.
-        handler_cancellation=True,
-        access_log=None,
-        shutdown_timeout=config.switchboard_settings.drain_timeout_s,
-    )
+    settings = config.switchboard_settings
+    runner = front_door_runner(app, settings.http, shutdown_timeout_s=settings.drain_timeout_s)
     await runner.setup()
+    operator: GuardedRunner | None = None
     try:
+        if metrics_port is not None:
+            operator = await start_operator_listener(app[FRONT_DOOR], config, host, metrics_port)
         site = web.TCPSite(
             runner, host, port, reuse_port=reuse_port or None, backlog=LISTEN_BACKLOG
         )
         await site.start()
-        if metrics_port is not None:
-            await web.TCPSite(runner, host, metrics_port).start()
         log.info("front door %s listening on http://%s:%d", app[FRONT_DOOR].id, host, port)
         if ready is not None:
             ready.set()
@@ -113,3 +135,24 @@ async def serve_front_door(
         log.info("front door draining")
     finally:
         await runner.cleanup()
+        # Last: the metrics port reports the drain on readiness while it runs.
+        if operator is not None:
+            await operator.cleanup()
+
+
+async def start_operator_listener(
+    front: FrontDoor, config: Config, host: str, port: int
+) -> GuardedRunner:
+    """The metrics port: its own listener and its own connection count, so that a flood
+    on the API port does not keep the scraper out."""
+    runner = GuardedRunner(
+        create_operator_app(front), config.switchboard_settings.http, access_log=None
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    log.info("front door metrics and health on http://%s:%d", host, port)
+    return runner

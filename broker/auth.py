@@ -22,6 +22,8 @@ ANONYMOUS_ALIAS = "anonymous"
 REQUEST_ID_PREFIX = "req_"
 NONCE_CHARS = 24
 TAG_CHARS = 16
+AUTHORIZATION = "Authorization"
+X_API_KEY = "x-api-key"
 
 
 class Hidden(bytes):
@@ -102,16 +104,28 @@ class Authenticator:
     def check(self, request: web.Request) -> Caller:
         if self.is_open:
             return ANONYMOUS
-        presented = _presented_key(request)
-        if presented is None:
-            raise AuthenticationFailed(
-                "missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
-                code="missing_api_key",
-            )
+        presented = presented_key(request)
         caller = self._callers.get(_digest(presented))
         if caller is None:
             raise AuthenticationFailed("invalid API key")
         return caller
+
+    def is_operator(self, request: web.Request, metrics_key: str | None) -> bool:
+        """Whether the request carries the master key or `metrics_key`: the callers who may
+        read /metrics and the detailed readiness on the API port. On an open gateway (no
+        key configured at all) everyone may, unless a metrics key is set."""
+        if self.is_open and metrics_key is None:
+            return True
+        try:
+            presented = presented_key(request)
+        except AuthenticationFailed:
+            return False
+        caller = self._callers.get(_digest(presented))
+        if caller is not None and caller.alias == MASTER_ALIAS:
+            return True
+        return metrics_key is not None and hmac.compare_digest(
+            _digest(presented), _digest(metrics_key)
+        )
 
 
 def _digest(key: str) -> bytes:
@@ -122,11 +136,39 @@ def _tag_key(key: str) -> Hidden:
     return Hidden(hmac.new(key.encode(), TAG_KEY_CONTEXT, hashlib.sha256).digest())
 
 
-def _presented_key(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization")
-    if header:
-        scheme, _, token = header.partition(" ")
+def presented_key(request: web.Request) -> str:
+    """The key a request carries: `Authorization: Bearer <key>`, else `x-api-key: <key>`.
+    Raises AuthenticationFailed saying what is wrong with what was sent instead."""
+    authorization = _header_text(request, AUTHORIZATION)
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    key = request.headers.get("x-api-key")
-    return key.strip() if key and key.strip() else None
+    key = _header_text(request, X_API_KEY)
+    if key is not None:
+        return key
+    if authorization is not None:
+        raise AuthenticationFailed(
+            "the Authorization header must be `Bearer <key>`",
+            param=AUTHORIZATION,
+            code="invalid_authorization_header",
+        )
+    raise AuthenticationFailed(
+        "missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
+        code="missing_api_key",
+    )
+
+
+def _header_text(request: web.Request, name: str) -> str | None:
+    """A header's stripped value; None when absent or blank. aiohttp keeps bytes that are
+    not UTF-8 as surrogates, which no key can match: refuse them by the header's name."""
+    value = request.headers.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise AuthenticationFailed(
+            f"the {name} header is not valid UTF-8 text", param=name, code="invalid_api_key"
+        ) from None
+    return value

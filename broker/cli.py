@@ -21,6 +21,8 @@ from typing import Any
 
 from broker.config import Config, load_config, load_demo_config
 from broker.config_errors import ConfigError
+from workers.deployment import Secret
+from workers.log_redaction import Redactor, install, secrets_in
 from workers.runtime import RuntimeOptions
 
 log = logging.getLogger("switchboard")
@@ -77,16 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
-    )
+    redactor = configure_logging(args.log_level)
     try:
         if args.command == "up":
             from broker.supervisor import run_up
 
-            return run_up(args)
+            return run_up(args, redactor)
         config = load(args, os.environ)
+        redactor.add_secrets(secrets_in(config, Secret))
         redis_url = required_redis_url(config, os.environ)
         if args.command == "serve":
             return run_async(lambda stopping: serve(config, redis_url, args, stopping))
@@ -101,6 +101,18 @@ def main(argv: list[str] | None = None) -> int:
 
 class SetupError(Exception):
     pass
+
+
+def configure_logging(level: str) -> Redactor:
+    """Every process's log lines, through one filter that masks secrets (issue #13, item 3).
+    The SDK never calls this: its users' logging stays theirs."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
+    )
+    redactor = Redactor()
+    install(redactor)
+    return redactor
 
 
 def load(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:

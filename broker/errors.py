@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from workers.errors import InternalError, SwitchboardError
-from workers.wire import encode
+from workers.wire import ErrorBody, ErrorDetail, encode
 
 log = logging.getLogger("switchboard.http")
 
@@ -30,8 +30,27 @@ def error_response(error: SwitchboardError, *, request_id: str | None = None) ->
     if request_id:
         headers["x-request-id"] = request_id
     return web.Response(
-        body=encode(error.to_body()), status=error.http_status, content_type=JSON, headers=headers
+        body=encode_error(error.to_body()),
+        status=error.http_status,
+        content_type=JSON,
+        headers=headers,
     )
+
+
+def encode_error(body: ErrorBody) -> bytes:
+    try:
+        return encode(body)
+    except UnicodeEncodeError:
+        # A message quoting what the client sent (a header, a path) may hold bytes that are
+        # not UTF-8 (aiohttp keeps them as surrogates): quote them escaped instead of failing.
+        detail = body.error
+        detail.message = _escaped(detail.message)
+        detail.param = None if detail.param is None else _escaped(detail.param)
+        return encode(body)
+
+
+def _escaped(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode()
 
 
 def response_for_status(
@@ -52,6 +71,8 @@ _HTTP_TYPES = {
     413: ("invalid_request_error", "request_too_large"),
     415: ("invalid_request_error", "unsupported_media_type"),
 }
+# Echoed paths are cut to this many characters.
+MAX_ECHOED_PATH = 200
 
 
 @web.middleware
@@ -64,10 +85,41 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # aiohttp's own refusals (unknown route, body too large) in the OpenAI shape too.
         if exc.status < 400:
             raise
-        error_type, code = _HTTP_TYPES.get(exc.status, ("invalid_request_error", None))
-        body = {"error": {"message": exc.reason, "type": error_type, "param": None, "code": code}}
-        headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
-        return web.json_response(body, status=exc.status, headers=headers)
+        return http_error_response(request, exc)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(InternalError("internal error in the gateway"))
+
+
+def http_error_response(request: web.Request, exc: web.HTTPException) -> web.Response:
+    error_type, code = _HTTP_TYPES.get(exc.status, ("invalid_request_error", None))
+    body = ErrorBody(
+        error=ErrorDetail(
+            message=_http_message(request, exc), type=error_type, param=None, code=code
+        )
+    )
+    headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
+    return web.Response(
+        body=encode_error(body), status=exc.status, content_type=JSON, headers=headers
+    )
+
+
+def _http_message(request: web.Request, exc: web.HTTPException) -> str:
+    path = _echo(request.path)
+    if isinstance(exc, web.HTTPNotFound):
+        served = ", ".join(served_paths(request.app))
+        return f"Unknown path `{path}`; this gateway serves {served}"
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"`{_echo(request.method)} {path}` is not allowed; `{path}` accepts {allowed}"
+    return exc.reason
+
+
+def served_paths(app: web.Application) -> list[str]:
+    """Every path the app routes, in the order they were added."""
+    paths = (resource.canonical for resource in app.router.resources())
+    return list(dict.fromkeys(paths))
+
+
+def _echo(text: str) -> str:
+    return text if len(text) <= MAX_ECHOED_PATH else text[:MAX_ECHOED_PATH] + "..."

@@ -29,6 +29,7 @@ from workers.streams import Keys
 log = logging.getLogger("switchboard.frontdoor")
 
 LANE_HEADER = "x-switchboard-lane"
+MAX_ECHOED_LANE = 64
 
 
 class FrontDoor:
@@ -140,14 +141,26 @@ class FrontDoor:
         named = request.headers.get(LANE_HEADER)
         if named is not None:
             if named not in lanes:
+                # Quoted escaped and cut short: the header may hold anything, bytes that
+                # are not UTF-8 included.
+                shown = ascii(named[:MAX_ECHOED_LANE])
                 raise InvalidRequest(
-                    f"unknown lane `{named}`; lanes: {', '.join(lanes)}", param=LANE_HEADER
+                    f"unknown lane {shown} in the {LANE_HEADER} header; lanes: {', '.join(lanes)}",
+                    param=LANE_HEADER,
+                    code="unknown_lane",
                 )
             return named
         if options.priority is not None:
             # LiteLLM's priority: lower is more urgent; lanes are listed most urgent first.
             return lanes[min(max(options.priority, 0), len(lanes) - 1)]
         return lanes[0]
+
+    def is_operator(self, request: web.Request) -> bool:
+        """Whether this API-port request may read /metrics and the detailed readiness."""
+        if self.settings.public_metrics:
+            return True
+        metrics_key = self.settings.metrics_key
+        return self.auth.is_operator(request, str(metrics_key) if metrics_key else None)
 
     def admit(self, lane: str) -> None:
         waiting = self.monitor.waiting(lane)

@@ -23,6 +23,8 @@ from broker.cli import (
 )
 from broker.config import Config
 from broker.embedded_redis import EmbeddedRedis
+from workers.deployment import Secret
+from workers.log_redaction import Redactor, secrets_in
 
 log = logging.getLogger("switchboard.up")
 
@@ -183,12 +185,13 @@ def _start_demo_upstream(stack: contextlib.ExitStack, env: dict[str, str]) -> No
     env[DEMO_UPSTREAM_ENV] = line.split("listening on ", 1)[1].strip() + "/v1"
 
 
-def run_up(args: argparse.Namespace) -> int:
+def run_up(args: argparse.Namespace, redactor: Redactor) -> int:
     env = dict(os.environ)
     with contextlib.ExitStack() as stack:
         if args.demo:
             _start_demo_upstream(stack, env)
         config = load(args, env)
+        redactor.add_secrets(secrets_in(config, Secret))
         redis_url = redis_url_of(config, env)
         if redis_url is None:
             embedded = EmbeddedRedis(config.switchboard_settings.embedded_redis_maxmemory)

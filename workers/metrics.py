@@ -132,16 +132,26 @@ async def metrics_handler(request: web.Request) -> web.Response:
     )
 
 
+async def liveliness_handler(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+# Seconds an idle connection to the metrics port stays open. aiohttp's timer also closes a
+# connection that has not sent a whole request by then, so a slow client is let go too.
+METRICS_KEEPALIVE_S = 75.0
 
 
 @contextlib.asynccontextmanager
 async def metrics_endpoint(registry: CollectorRegistry, host: str, port: int) -> AsyncIterator[int]:
-    """Serve GET /metrics for `registry` on host:port; yields the bound port."""
+    """Serve GET /metrics for `registry` and GET /health/liveliness on host:port, nothing
+    else; yields the bound port."""
     app = web.Application()
     app[METRICS_REGISTRY] = registry
     app.router.add_get("/metrics", metrics_handler)
-    runner = web.AppRunner(app, access_log=None)
+    app.router.add_get("/health/liveliness", liveliness_handler)
+    app.router.add_get("/health/liveness", liveliness_handler)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=METRICS_KEEPALIVE_S)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

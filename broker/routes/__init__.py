@@ -19,3 +19,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/health/liveness", health.liveliness)
     app.router.add_get("/health/readiness", health.readiness)
     app.router.add_get("/metrics", metrics.metrics)
+
+
+def add_operator_routes(app: web.Application) -> None:
+    """The metrics port's routes: metrics and health, never the API."""
+    app.router.add_get("/metrics", metrics.metrics)
+    app.router.add_get("/health/liveliness", health.liveliness)
+    app.router.add_get("/health/liveness", health.liveliness)
+    app.router.add_get("/health/readiness", health.readiness)

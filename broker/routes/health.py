@@ -1,5 +1,7 @@
 """Health: liveliness (the process answers) and readiness (Redis reachable, at least one
-live worker unless `?workers=optional`, not draining)."""
+live worker unless `?workers=optional`, not draining). Readiness says only ready or not
+(its status code and `{"status": ...}`) unless the caller may see operator detail: the
+metrics port, or the master or metrics key on the API port (routes.keys.is_operator)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import time
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from broker.routes.keys import FRONT_DOOR
+from broker.routes.keys import FRONT_DOOR, is_operator
 from workers import streams
 
 
@@ -35,4 +37,5 @@ async def readiness(request: web.Request) -> web.Response:
     has_workers = bool(checks["live_workers"]) or not needs_worker
     is_ready = checks["redis"] == "ok" and has_workers and not front.is_draining
     checks["status"] = "ready" if is_ready else "not ready"
-    return web.json_response(checks, status=200 if is_ready else 503)
+    body = checks if is_operator(request) else {"status": checks["status"]}
+    return web.json_response(body, status=200 if is_ready else 503)

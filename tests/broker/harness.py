@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
-from broker.app import create_app
+from broker.app import create_app, front_door_runner
 from broker.config import Config, load_config_text
 from broker.routes.keys import FRONT_DOOR
 from tests.redis_helpers import REDIS_URL
@@ -166,7 +166,8 @@ class RunningFrontDoor:
 
 async def start_front_door(config: Config) -> RunningFrontDoor:
     app = create_app(config, REDIS_URL)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
+    # The production runner (timeouts, connection cap, JSON for malformed requests).
+    runner = front_door_runner(app, config.switchboard_settings.http, shutdown_timeout_s=5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -47,7 +47,9 @@ async def call(
 
 
 async def metrics(door: RunningFrontDoor) -> Scrape:
-    async with aiohttp.ClientSession() as http:
+    # /metrics on the API port is the master key's (or the metrics key's).
+    headers = {"Authorization": f"Bearer {MASTER}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
         return await scrape_url(http, door.url + "/metrics")
 
 

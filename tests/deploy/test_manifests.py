@@ -74,6 +74,13 @@ def test_probes_hit_the_health_endpoints_and_shutdown_outlasts_the_drain() -> No
     front_container = container(front)
     assert front_container["readinessProbe"]["httpGet"]["path"].startswith("/health/readiness")
     assert front_container["livenessProbe"]["httpGet"]["path"] == "/health/liveliness"
+    worker_container = container(found[("Deployment", "switchboard-worker")])
+    for probe in ("livenessProbe", "startupProbe"):
+        # A worker's metrics port serves /health/liveliness.
+        assert worker_container[probe]["httpGet"] == {
+            "path": "/health/liveliness",
+            "port": "metrics",
+        }
     assert front_container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(PRESTOP_S)]
     for name in ("switchboard-front-door", "switchboard-worker"):
         pod = found[("Deployment", name)]["spec"]["template"]["spec"]
@@ -135,17 +142,22 @@ def test_the_compose_stack_wires_every_part() -> None:
     for name in ("frontdoor", "worker"):
         grace = services[name]["stop_grace_period"]
         assert int(grace.removesuffix("s")) > drain_s, name
-    assert "--metrics-port" in services["worker"]["command"]
     scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     scraped = {
         sd["names"][0]: sd["port"]
         for job in scrape["scrape_configs"]
         for sd in job.get("dns_sd_configs", [])
     }
-    worker_port = services["worker"]["command"][
-        services["worker"]["command"].index("--metrics-port") + 1
-    ]
-    assert scraped == {"frontdoor": 4000, "worker": int(worker_port)}
+    # Prometheus scrapes each process's metrics port (no key needed), never the API port.
+    metrics_ports = {}
+    for name in ("frontdoor", "worker"):
+        command = services[name]["command"]
+        assert "--metrics-port" in command, name
+        metrics_ports[name] = int(command[command.index("--metrics-port") + 1])
+    assert scraped == metrics_ports
+    assert services["worker"]["environment"]["SWITCHBOARD_HEALTH_URL"].endswith(
+        f":{metrics_ports['worker']}/health/liveliness"
+    )
     for name in ("prometheus", "grafana"):
         for volume in services[name]["volumes"]:
             source = volume.split(":")[0]

@@ -92,7 +92,10 @@ def config_yaml(upstream_v1: str, namespace: str) -> str:
     )
 
 
-def prometheus_yaml(front_door: int, worker: int) -> str:
+def prometheus_yaml(front_door: int, worker: int, api: int) -> str:
+    """The dashboards' jobs scrape the metrics ports; two more jobs scrape the front door's
+    API port, with and without the master key, keeping only `up` (so the dashboards see
+    each series once)."""
     return textwrap.dedent(
         f"""\
         global:
@@ -105,6 +108,13 @@ def prometheus_yaml(front_door: int, worker: int) -> str:
             static_configs: [{{targets: ["127.0.0.1:{front_door}"]}}]
           - job_name: switchboard-worker
             static_configs: [{{targets: ["127.0.0.1:{worker}"]}}]
+          - job_name: api-port-with-key
+            authorization: {{credentials: {MASTER}}}
+            static_configs: [{{targets: ["127.0.0.1:{api}"]}}]
+            metric_relabel_configs: [{{source_labels: [__name__], regex: .+, action: drop}}]
+          - job_name: api-port-without-key
+            static_configs: [{{targets: ["127.0.0.1:{api}"]}}]
+            metric_relabel_configs: [{{source_labels: [__name__], regex: .+, action: drop}}]
         """
     )
 
@@ -223,7 +233,7 @@ async def test_every_panel_and_alert_query_runs_on_prometheus_scraping_a_live_se
     port = free_ports(3)  # the API, then the front door's and the worker's metrics ports
     prom_port = free_ports(1)
     (tmp_path / "config.yaml").write_text(config_yaml(fake.base_url + "/v1", namespace))
-    (tmp_path / "prometheus.yml").write_text(prometheus_yaml(port + 1, port + 2))
+    (tmp_path / "prometheus.yml").write_text(prometheus_yaml(port + 1, port + 2, port))
     run_promtool("check", "config", str(tmp_path / "prometheus.yml"))
     up = [sys.executable, "-m", "broker.cli", "up", "--config", str(tmp_path / "config.yaml")]
     up += ["--port", str(port), "--workers", "1", "--metrics-port", str(port + 1)]
@@ -242,6 +252,9 @@ async def test_every_panel_and_alert_query_runs_on_prometheus_scraping_a_live_se
         )
         api = PromAPI(http, f"http://127.0.0.1:{prom_port}")
         await wait_for(api, 'count(up{job=~"switchboard-.*"} == 1)', 2)
+        # /metrics on the API port: the master key scrapes it, no key does not (item 8).
+        await wait_for(api, 'count(up{job="api-port-with-key"} == 1)', 1)
+        await wait_for(api, 'count(up{job="api-port-without-key"} == 0)', 1)
         sent = await load(http, service_url)
         await wait_for(api, "sum(switchboard_requests_total)", sent)
         await wait_for(api, "sum(switchboard_worker_jobs_started_total)", sent)

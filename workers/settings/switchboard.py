@@ -37,6 +37,24 @@ class ApiKey(Section, frozen=True):
             raise ValueError(f"key must be at least {MIN_KEY_LENGTH} characters")
 
 
+class HttpLimits(Section, frozen=True):
+    """How long a front door waits on a client, and how many it holds (issue #13, item 9)."""
+
+    # Seconds a client has to send a request's line and headers, counted from the
+    # connection's opening or from the request's first byte (slow-header clients).
+    header_timeout_s: Annotated[float, Positive] = 10.0
+    # Seconds a client has to send a whole request body once its headers are in; 408
+    # `body_timeout` past it. Never applies to the response (a long stream is not cut).
+    body_timeout_s: Annotated[float, Positive] = 60.0
+    # Seconds an idle keep-alive connection stays open between requests. Above a load
+    # balancer's own idle timeout (60 s on AWS ALB, GCP 600 s: raise it there), so the
+    # balancer, not us, closes idle connections and never reuses one we just closed.
+    keepalive_timeout_s: Annotated[float, Positive] = 75.0
+    # Open client connections one front door holds; more are closed on arrival. Well
+    # above 2,000 live streams, under the usual 65,536 open-file limit.
+    max_connections: Annotated[int, Positive] = 10_000
+
+
 class SwitchboardSettings(Section, frozen=True):
     # Redis for queues, replies and shared routing state. None: router_settings' Redis if
     # it names one, else an embedded Redis started with the process.
@@ -93,6 +111,13 @@ class SwitchboardSettings(Section, frozen=True):
     # refuses writes (requests then get a 503 queue_unavailable); it never evicts. None:
     # 1 GiB, or a quarter of the host's (or container's) memory if that is less.
     embedded_redis_maxmemory: Annotated[int, Meta(ge=1024 * 1024)] | None = None
+    # A key that may read /metrics and the detailed readiness on the API port (the master
+    # key always may). The metrics port (`--metrics-port`) needs no key: keep it private.
+    metrics_key: Secret | None = None
+    # Serve /metrics and the detailed readiness on the API port without a key.
+    public_metrics: bool = False
+    # Client timeouts and the connection cap of each front door.
+    http: HttpLimits = msgspec.field(default_factory=HttpLimits)
 
     def request_limits(self) -> RequestLimits:
         return RequestLimits(
@@ -117,3 +142,5 @@ class SwitchboardSettings(Section, frozen=True):
             raise ValueError(f"api_keys: {reserved} are reserved aliases")
         if len({str(api_key.key) for api_key in self.api_keys}) != len(self.api_keys):
             raise ValueError("api_keys: two entries have the same key")
+        if self.metrics_key is not None and len(self.metrics_key) < MIN_KEY_LENGTH:
+            raise ValueError(f"metrics_key must be at least {MIN_KEY_LENGTH} characters")
