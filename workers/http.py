@@ -1,5 +1,8 @@
 """The one upstream HTTP client session per process (per event loop), and the HTTP helpers
-adapters share: timeouts, Retry-After parsing and mapping transport failures to our errors."""
+adapters share: timeouts, Retry-After parsing and mapping transport failures to our errors.
+
+URLs a client names are never fetched through the upstream session: `HttpClient.guarded`
+gives the separate, policed session of workers/fetch_guard.py."""
 
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from workers.errors import (
     SwitchboardError,
     error_for_status,
 )
+from workers.fetch_guard import GuardedFetcher
+from workers.net_guard import AddressPolicy
 
 # A gateway holds thousands of idle keep-alive connections to a few hosts; aiohttp's default
 # of 100 connections total would queue requests inside the client.
@@ -40,6 +45,7 @@ class HttpClient:
         self._connection_limit = connection_limit
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
+        self._guarded: dict[AddressPolicy, GuardedFetcher] = {}
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -64,10 +70,20 @@ class HttpClient:
             cookie_jar=aiohttp.DummyCookieJar(),
         )
 
+    def guarded(self, policy: AddressPolicy) -> GuardedFetcher:
+        """The fetcher for client-named URLs under `policy` (in practice one per process)."""
+        fetcher = self._guarded.get(policy)
+        if fetcher is None:
+            fetcher = self._guarded[policy] = GuardedFetcher(policy)
+        return fetcher
+
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+        guarded, self._guarded = self._guarded, {}
+        for fetcher in guarded.values():
+            await fetcher.close()
 
     async def __aenter__(self) -> HttpClient:
         _ = self.session
