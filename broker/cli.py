@@ -140,6 +140,7 @@ def runtime_options(config: Config, concurrency: int | None = None) -> RuntimeOp
         drain_timeout_s=s.drain_timeout_s,
         heartbeat_interval_s=s.heartbeat_interval_s,
         worker_ttl_s=s.worker_ttl_s,
+        media_fetch=s.media_fetch,
     )
 
 

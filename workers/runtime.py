@@ -32,6 +32,8 @@ from workers.execute import Executor
 from workers.jobs import Job, ReplyWriter, now_ms
 from workers.messages import Meta, Record, decode_envelope, decode_record
 from workers.metrics import WorkerMetrics
+from workers.providers.media import MediaPolicy
+from workers.settings.switchboard import MediaFetch
 from workers.streams import Keys
 from workers.wire import encode
 
@@ -56,6 +58,7 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
     drain_timeout_s: float = 30.0
     heartbeat_interval_s: float = 1.0
     worker_ttl_s: float = 5.0
+    media_fetch: MediaFetch = msgspec.field(default_factory=MediaFetch)
 
 
 def new_worker_id() -> str:
@@ -81,7 +84,9 @@ class Worker:
         self.writer = ReplyWriter(
             redis, self.keys, reply_ttl_s=options.reply_ttl_s, batcher=batcher
         )
-        self.executor = Executor(dispatcher, self.writer, self.worker_id)
+        self.executor = Executor(
+            dispatcher, self.writer, self.worker_id, MediaPolicy.of(options.media_fetch)
+        )
         self.jobs: dict[str, Job] = {}
         self._slot_free = asyncio.Event()
         self._slot_free.set()

@@ -97,6 +97,7 @@ def runtime_options(config: Config, **overrides: Any) -> RuntimeOptions:
         "drain_timeout_s": s.drain_timeout_s,
         "heartbeat_interval_s": s.heartbeat_interval_s,
         "worker_ttl_s": s.worker_ttl_s,
+        "media_fetch": s.media_fetch,
         "block_ms": 200,
     }
     values.update(overrides)
