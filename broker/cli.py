@@ -153,6 +153,7 @@ def runtime_options(config: Config, concurrency: int | None = None) -> RuntimeOp
         heartbeat_interval_s=s.heartbeat_interval_s,
         worker_ttl_s=s.worker_ttl_s,
         max_reply_bytes=s.max_reply_bytes,
+        media_fetch=s.media_fetch,
     )
 
 

@@ -22,6 +22,7 @@ from workers.errors import GatewayTimeout, InternalError, InvalidRequest, Switch
 from workers.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
 from workers.messages import KIND_CHAT, Meta, Record
 from workers.providers.base import ChatCall, EmbeddingCall
+from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.routing.engine import failed_deployment
 from workers.upstream_text import for_client
 from workers.wire import (
@@ -36,10 +37,17 @@ log = logging.getLogger("switchboard.worker")
 
 
 class Executor:
-    def __init__(self, dispatcher: Dispatcher, writer: ReplyWriter, worker_id: str) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        writer: ReplyWriter,
+        worker_id: str,
+        media_policy: MediaPolicy = DEFAULT_POLICY,
+    ) -> None:
         self.dispatcher = dispatcher
         self.writer = writer
         self.worker_id = worker_id
+        self.media_policy = media_policy  # switchboard_settings.media_fetch
 
     async def run(self, job: Job) -> None:
         try:
@@ -109,6 +117,7 @@ class Executor:
             request_id=job.request_id,
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
+            media=MediaFetches(self.media_policy),
         )
 
     def _error_meta(self, exc: SwitchboardError) -> Meta:

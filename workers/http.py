@@ -1,6 +1,9 @@
 """The one upstream HTTP client session per process (per event loop), and the HTTP helpers
 adapters share: timeouts, Retry-After parsing, mapping transport failures to our errors, and
-reading upstream bodies under the reply cap (the one place adapters read them)."""
+reading upstream bodies under the reply cap (the one place adapters read them).
+
+URLs a client names are never fetched through the upstream session: `HttpClient.guarded`
+gives the separate, policed session of workers/fetch_guard.py."""
 
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from workers.errors import (
     UpstreamResponseTooLarge,
     error_for_status,
 )
+from workers.fetch_guard import GuardedFetcher
+from workers.net_guard import AddressPolicy
 from workers.upstream_text import LOG_TEXT_CHARS, excerpt
 
 log = logging.getLogger("switchboard.upstream")
@@ -53,6 +58,7 @@ class HttpClient:
         self._keepalive_s = keepalive_s
         self.max_reply_bytes = max_reply_bytes
         self._session: aiohttp.ClientSession | None = None
+        self._guarded: dict[AddressPolicy, GuardedFetcher] = {}
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -76,6 +82,13 @@ class HttpClient:
             # Upstream JSON is decoded by msgspec from bytes; skip aiohttp's cookie handling.
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+
+    def guarded(self, policy: AddressPolicy) -> GuardedFetcher:
+        """The fetcher for client-named URLs under `policy` (in practice one per process)."""
+        fetcher = self._guarded.get(policy)
+        if fetcher is None:
+            fetcher = self._guarded[policy] = GuardedFetcher(policy)
+        return fetcher
 
     async def read_body(self, response: aiohttp.ClientResponse, provider: str, model: str) -> bytes:
         """The whole body (decompressed), refused once it passes `max_reply_bytes`: counted
@@ -113,6 +126,9 @@ class HttpClient:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+        guarded, self._guarded = self._guarded, {}
+        for fetcher in guarded.values():
+            await fetcher.close()
 
     async def __aenter__(self) -> HttpClient:
         _ = self.session

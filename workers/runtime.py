@@ -34,6 +34,8 @@ from workers.jobs import Job, ReplyWriter, now_ms
 from workers.memory import MemoryReleaser
 from workers.messages import Meta, Record, decode_envelope, decode_record
 from workers.metrics import WorkerMetrics
+from workers.providers.media import MediaPolicy
+from workers.settings.switchboard import MediaFetch
 from workers.streams import Keys
 from workers.wire import encode
 
@@ -60,6 +62,7 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
     worker_ttl_s: float = 5.0
     # switchboard_settings.max_reply_bytes: the most of one reply a worker reads and writes.
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    media_fetch: MediaFetch = msgspec.field(default_factory=MediaFetch)
 
 
 def new_worker_id() -> str:
@@ -89,7 +92,9 @@ class Worker:
             batcher=batcher,
             max_reply_bytes=options.max_reply_bytes,
         )
-        self.executor = Executor(dispatcher, self.writer, self.worker_id)
+        self.executor = Executor(
+            dispatcher, self.writer, self.worker_id, MediaPolicy.of(options.media_fetch)
+        )
         self.memory = MemoryReleaser()
         self.jobs: dict[str, Job] = {}
         self._slot_free = asyncio.Event()

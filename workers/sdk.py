@@ -5,6 +5,13 @@ The same adapters the service runs, called directly: no Redis, no queue. Model s
 environment variables. Unknown keyword arguments and `extra_body` reach OpenAI-family
 providers as they are; native adapters refuse what they cannot translate (unless
 `drop_params=True`).
+
+Media that Gemini and Bedrock need as bytes (an http(s) `image_url`) is fetched under the
+service's default policy here too: public addresses only, 20 MB and 10 s a URL. The SDK runs
+in the caller's own process, where a URL in a message may still come from someone else (a
+chat user, a document), so private, loopback and metadata addresses stay refused unless
+`media_fetch={"allow_hosts": [...], "allow_networks": [...]}` lifts them for the call (the
+keys of `switchboard_settings.media_fetch`).
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from workers.http import shared_client
 from workers.params import GATEWAY_FIELDS, GatewayOptions, validate_gateway_options
 from workers.providers import create_adapter, make_deployment
 from workers.providers.base import ChatCall, EmbeddingCall
+from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.retry import with_retries
+from workers.settings.switchboard import MediaFetch
 from workers.streaming import ChatStream, SyncChatStream, open_stream
 from workers.sync import run_sync
 from workers.validation import validate_chat_request, validate_embedding_request
@@ -140,6 +149,18 @@ def _validated_chat(body: dict[str, Any]) -> ChatCall:
     return ChatCall(request=request, body=body)
 
 
+def media_policy(media_fetch: MediaFetch | Mapping[str, Any] | None) -> MediaPolicy:
+    """The media policy of an SDK call or Router: the default, or `media_fetch`'s."""
+    if media_fetch is None:
+        return DEFAULT_POLICY
+    if not isinstance(media_fetch, MediaFetch):
+        try:
+            media_fetch = msgspec.convert(dict(media_fetch), MediaFetch)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequest(f"invalid media_fetch: {exc}", param="media_fetch") from exc
+    return MediaPolicy.of(media_fetch)
+
+
 def _param_of(exc: msgspec.ValidationError) -> str | None:
     text = str(exc)
     marker = "at `$."
@@ -158,9 +179,11 @@ async def acompletion(
     drop_params: bool = False,
     extra_body: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    media_fetch: MediaFetch | Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> ChatCompletion | ChatStream:
-    """One chat completion; with `stream=True` an async iterator of chunks (ChatStream)."""
+    """One chat completion; with `stream=True` an async iterator of chunks (ChatStream).
+    `media_fetch` widens what image URLs may be fetched (see the module docstring)."""
     check_options(timeout, num_retries)
     given, options, params = _split_kwargs(kwargs)
     deployment = _deployment(
@@ -171,6 +194,7 @@ async def acompletion(
         body["stream"] = True
     call = _validated_chat(body)
     call.drop_params = drop_params
+    call.media = MediaFetches(media_policy(media_fetch))
     adapter = create_adapter(deployment, shared_client())
     if stream:
         first, rest = await open_stream(adapter, call, num_retries)

@@ -98,6 +98,7 @@ def runtime_options(config: Config, **overrides: Any) -> RuntimeOptions:
         "heartbeat_interval_s": s.heartbeat_interval_s,
         "worker_ttl_s": s.worker_ttl_s,
         "max_reply_bytes": s.max_reply_bytes,
+        "media_fetch": s.media_fetch,
         "block_ms": 200,
     }
     values.update(overrides)

@@ -176,6 +176,9 @@ def config_text(fake_url: str, namespace: str, groups: list[Group]) -> str:
         lines += ["    model_info:", f"      base_model: {target.base_model}"]
     lines += ["router_settings:", "  num_retries: 0", "switchboard_settings:"]
     lines += [f"  namespace: {namespace}"]
+    # The fake serves the images that Gemini and Bedrock fetch, on loopback, which media
+    # fetches may reach only when the operator allows it.
+    lines += ["  media_fetch:", "    allow_networks: [127.0.0.1/32]"]
     return "\n".join(lines) + "\n"
 
 

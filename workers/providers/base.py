@@ -30,6 +30,7 @@ from workers.deployment import Deployment, ProviderDefaults
 from workers.errors import InvalidRequest
 from workers.http import HttpClient
 from workers.params import unsupported
+from workers.providers.media import MediaFetches
 from workers.wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -54,6 +55,10 @@ class ChatCall(msgspec.Struct, kw_only=True):
     request_id: str = ""
     timeout_s: float | None = None
     drop_params: bool = False
+    # URLs the request names that an adapter downloads (image_url for Gemini and Bedrock),
+    # under the operator's media policy. Every attempt of the request (retries, fallbacks)
+    # gets this same object, so each URL is fetched once per request.
+    media: MediaFetches = msgspec.field(default_factory=MediaFetches)
 
 
 class EmbeddingCall(msgspec.Struct, kw_only=True):

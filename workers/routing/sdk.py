@@ -28,17 +28,19 @@ from workers.errors import InvalidRequest
 from workers.http import HttpClient
 from workers.providers import make_deployment
 from workers.providers.base import EmbeddingCall
+from workers.providers.media import MediaFetches
 from workers.routing.engine import Outcome, RoutingEngine
 from workers.routing.memory_store import MemoryFigures
 from workers.routing.plan import RoutingPlan, build_plan
 from workers.routing.redis_store import RedisFigures
-from workers.sdk import _body, _param_of, _validated_chat, check_options
+from workers.sdk import _body, _param_of, _validated_chat, check_options, media_policy
 from workers.settings import (
     DEPLOYMENT_OPTION_KEYS,
     REQUEST_PARAM_KEYS,
     ModelEntry,
     RouterSettings,
 )
+from workers.settings.switchboard import MediaFetch
 from workers.streaming import ChatStream, SyncChatStream
 from workers.streams import Keys
 from workers.sync import run_sync
@@ -80,9 +82,12 @@ class Router:
         redis_url: str | None = None,
         namespace: str = "sb",
         environ: Mapping[str, str] | None = None,
+        media_fetch: MediaFetch | Mapping[str, Any] | None = None,
         **router_settings: Any,
     ) -> None:
-        """`router_settings` are router_settings' config keys (cooldown_time, ...)."""
+        """`router_settings` are router_settings' config keys (cooldown_time, ...);
+        `media_fetch` is switchboard_settings.media_fetch (which image URLs may be fetched,
+        by default public addresses only)."""
         settings = _convert(
             {
                 "routing_strategy": routing_strategy,
@@ -101,6 +106,7 @@ class Router:
             name = entry.model_info.id or f"{entry.model_name}[{len(group)}]"
             group.append(_deployment(entry, name, settings, env))
         self.plan: RoutingPlan = build_plan(groups, entries, settings)
+        self.media_policy = media_policy(media_fetch)
         self.redis_url = redis_url
         self.keys = Keys(namespace)
         self._memory = MemoryFigures(stats_ttl_s=settings.routing_strategy_args.ttl)
@@ -156,6 +162,7 @@ class Router:
         call = _validated_chat(body)
         call.drop_params = drop_params
         call.timeout_s = timeout
+        call.media = MediaFetches(self.media_policy)
         engine = self._engine()
         if stream:
             first, rest, outcome = await engine.stream(model, call, num_retries)

@@ -5,6 +5,7 @@ Every field has a default, so a LiteLLM config without this section runs as it i
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 
 import msgspec
@@ -53,6 +54,37 @@ class HttpLimits(Section, frozen=True):
     # Open client connections one front door holds; more are closed on arrival. Well
     # above 2,000 live streams, under the usual 65,536 open-file limit.
     max_connections: Annotated[int, Positive] = 10_000
+
+
+class MediaFetch(Section, frozen=True):
+    """How a worker fetches a URL a client names (an `image_url` that Gemini or Bedrock needs
+    as bytes; later documents, audio and webhook destinations): see workers/fetch_guard.py.
+
+    Only public addresses are fetched: loopback, private, link-local (cloud metadata at
+    169.254.169.254), carrier-grade NAT, multicast and the rest of the non-global space are
+    refused, however the host is spelled and wherever a redirect points.
+    """
+
+    # Host names fetched even when they resolve to a non-public address, e.g. an internal
+    # image store: exact names, case-insensitive (`images.internal`, not `*.internal`).
+    allow_hosts: list[Annotated[str, Meta(min_length=1)]] = []
+    # Networks (CIDR, e.g. `10.20.0.0/16` or `fd12::/64`) whose addresses are fetched although
+    # not public. Neither list lifts the refusal of 0.0.0.0, :: and multicast addresses.
+    allow_networks: list[str] = []
+    # Largest body of one URL, in bytes; a provider's own lower limit still applies.
+    max_bytes: Annotated[int, Positive] = 20 * 1024 * 1024
+    # Largest total of all URLs fetched for one request, in bytes (the bytes stay in memory
+    # until the request is sent).
+    max_request_bytes: Annotated[int, Positive] = 50 * 1024 * 1024
+    # Seconds one URL may take, redirects included (never more than the request has left).
+    timeout_s: Annotated[float, Positive] = 10.0
+
+    def __post_init__(self) -> None:
+        for network in self.allow_networks:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError as exc:
+                raise ValueError(f"allow_networks: {exc}") from None
 
 
 class SwitchboardSettings(Section, frozen=True):
@@ -118,6 +150,9 @@ class SwitchboardSettings(Section, frozen=True):
     public_metrics: bool = False
     # Client timeouts and the connection cap of each front door.
     http: HttpLimits = msgspec.field(default_factory=HttpLimits)
+    # URLs a client names that a worker fetches (image_url for Gemini and Bedrock): which
+    # non-public hosts or networks may be fetched, and the size and time caps.
+    media_fetch: MediaFetch = MediaFetch()
 
     def request_limits(self) -> RequestLimits:
         return RequestLimits(

@@ -1,8 +1,9 @@
 """Media a test names by http URL: `GET /media/pixel.png`, a 1x1 PNG.
 
 Gemini and Bedrock take only inline bytes, so their adapters fetch an image_url themselves;
-this gives them a local URL to fetch. Not recorded with the provider requests: it is the
-gateway fetching media, not a call to a provider.
+this gives them a local URL to fetch. It is on loopback, which media fetches reach only when
+allowed (`switchboard_settings.media_fetch.allow_networks: [127.0.0.1/32]`). Not recorded
+with the provider requests: it is the gateway fetching media, not a call to a provider.
 """
 
 from __future__ import annotations

@@ -596,6 +596,10 @@ async def image_server() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
+# The image server listens on loopback, which only an operator's allow list opens.
+LOOPBACK_MEDIA = {"allow_networks": ["127.0.0.1/32"]}
+
+
 def image_message(url: str) -> list[dict[str, Any]]:
     return [
         {
@@ -618,20 +622,24 @@ async def test_images_travel_as_bytes_from_data_and_http_urls(
         f"{image_server}/cat.png",
         f"{image_server}/cat",
     ):
-        await complete(fake, messages=image_message(url))
+        await complete(fake, messages=image_message(url), media_fetch=LOOPBACK_MEDIA)
         assert sent(fake)["messages"][0]["content"] == [{"text": "What is this?"}, expected]
 
 
 @pytest.mark.parametrize(
     ("path", "match"),
-    [("/cat.bmp", "png, jpeg, gif or webp"), ("/missing.png", "HTTP 404")],
+    [("/cat.bmp", "unsupported content type image/bmp"), ("/missing.png", "HTTP 404")],
 )
 async def test_unusable_images_are_refused_naming_the_part(
     fake: FakeUpstream, image_server: str, path: str, match: str
 ) -> None:
-    with pytest.raises(InvalidRequest, match=match) as caught:
-        await complete(fake, messages=image_message(image_server + path))
-    assert caught.value.param == "messages[0].content[1]"
+    messages = image_message(image_server + path)
+    with pytest.raises(InvalidRequest) as caught:
+        await complete(fake, messages=messages, media_fetch=LOOPBACK_MEDIA)
+    param = "messages[0].content[1].image_url"
+    assert caught.value.param == param
+    assert caught.value.message == f"{param} could not be fetched: {match}"
+    assert caught.value.code == "invalid_image_url"
     assert fake.request_count == 0
 
 

@@ -420,6 +420,10 @@ async def images() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+# The image server listens on loopback, which only an operator's allow list opens.
+LOOPBACK_MEDIA = {"allow_networks": ["127.0.0.1/32"]}
+
+
 def with_image(url: str, **part: Any) -> list[dict[str, Any]]:
     return [
         {
@@ -442,16 +446,21 @@ async def test_data_uri_images_are_inlined(fake):
 
 
 async def test_http_images_are_fetched_and_inlined(fake, images):
-    await complete(fake, MODEL, with_image(f"{images}/cat.png", detail="auto"))
+    image = with_image(f"{images}/cat.png", detail="auto")
+    await complete(fake, MODEL, image, media_fetch=LOOPBACK_MEDIA)
     part = sent(fake)["contents"][0]["parts"][1]
     assert part == {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(PNG).decode()}}
 
 
 async def test_an_image_that_cannot_be_fetched_is_a_400_naming_it(fake, images):
     with pytest.raises(InvalidRequest) as caught:
-        await complete(fake, MODEL, with_image(f"{images}/missing.png"))
+        await complete(fake, MODEL, with_image(f"{images}/missing.png"), media_fetch=LOOPBACK_MEDIA)
     assert caught.value.param == "messages[0].content[1].image_url"
-    assert "404" in caught.value.message and fake.request_count == 0
+    assert caught.value.code == "invalid_image_url"
+    assert caught.value.message == (
+        "messages[0].content[1].image_url could not be fetched: HTTP 404"
+    )
+    assert fake.request_count == 0
 
 
 async def test_audio_and_pdf_parts_are_inlined(fake):

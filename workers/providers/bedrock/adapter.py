@@ -27,7 +27,7 @@ from workers.providers.bedrock.embeddings import (
     titan_bodies,
 )
 from workers.providers.bedrock.errors import PROVIDER, http_error
-from workers.providers.bedrock.media import fetch_images, remote_image_urls
+from workers.providers.bedrock.media import remote_image_urls
 from workers.providers.bedrock.messages import translate_messages
 from workers.providers.bedrock.request import (
     NATIVE_FIELDS,
@@ -95,9 +95,8 @@ class BedrockAdapter(Adapter):
         self.refuse_unknown(call, (n for n in unknown_fields(body) if n not in NATIVE_FIELDS))
         extras = native_fields(body, self.target, refuse)
         dropped = refuse_params(request, self.target, refuse)
-        urls = remote_image_urls(request.messages)
-        fetched = await fetch_images(urls, self.http, call.timeout_s) if urls else {}
-        conversation = translate_messages(request.messages, fetched, refuse)
+        await call.media.fetch_all(self.http, remote_image_urls(request.messages), call.timeout_s)
+        conversation = translate_messages(request.messages, call.media, refuse)
         native = build_request(request, conversation, self.target, refuse, dropped, extras)
         return converse.encode_request(native)
 

@@ -1,21 +1,20 @@
 """Images and documents for Converse, which takes them only as bytes (or S3 locations).
 
-`data:` URLs are decoded; http(s) image URLs are fetched (workers/providers/media.py), each
-distinct URL once and all of them concurrently, before the request is translated. The format
-comes from the media type, or from the bytes themselves when a server sends none.
+`data:` URLs are decoded; http(s) image URLs are fetched through the guarded media fetch
+(workers/providers/media.py: public addresses only, each distinct URL once per request, several
+at a time) before the request is translated. The format comes from the media type, or from
+the bytes themselves when nothing names one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import re
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from workers.errors import InvalidRequest
-from workers.http import HttpClient
+from workers.fetch_guard import FetchRefused
 from workers.providers.bedrock.converse import (
     DocumentBlock,
     DocumentSource,
@@ -23,7 +22,7 @@ from workers.providers.bedrock.converse import (
     ImageSource,
 )
 from workers.providers.bedrock.errors import PROVIDER
-from workers.providers.media import FetchError, fetch_media
+from workers.providers.media import Media, MediaFetches, sniff_image_type, unfetchable, usable
 from workers.wire import FileRef, Message
 
 IMAGE_FORMATS = {
@@ -50,11 +49,6 @@ MAX_DOCUMENT_BYTES = 4_500_000
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[^;,]*)*(;base64)?,", re.ASCII)
 # A document name may hold letters, digits, single spaces, hyphens, parentheses and brackets.
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9\-()\[\] ]+")
-
-
-class Media(NamedTuple):
-    media_type: str
-    data: bytes
 
 
 def _bad(message: str, param: str) -> InvalidRequest:
@@ -84,35 +78,22 @@ def remote_image_urls(messages: Iterable[Message]) -> list[str]:
     return list(urls)
 
 
-async def fetch_images(
-    urls: list[str], http: HttpClient, timeout_s: float | None
-) -> dict[str, Media | str]:
-    """Each URL's image, or why it could not be fetched (raised where a message uses it)."""
-    results = await asyncio.gather(*(_fetch(url, http, timeout_s) for url in urls))
-    return dict(zip(urls, results, strict=True))
-
-
-async def _fetch(url: str, http: HttpClient, timeout_s: float | None) -> Media | str:
-    try:
-        fetched = await fetch_media(http, url, max_bytes=MAX_IMAGE_BYTES, timeout_s=timeout_s)
-    except FetchError as exc:
-        return str(exc)
-    return Media(fetched.media_type, fetched.data)
-
-
-def image_media(url: str, fetched: dict[str, Media | str], param: str) -> Media:
+def image_media(url: str, media: MediaFetches, param: str) -> Media:
+    """The image a part names: a data: URL's bytes, or what the request fetched."""
     if url.startswith("data:"):
         return decode_data_url(url, param)
-    media = fetched.get(url)
-    if media is None:
+    if not url.startswith(("http://", "https://")):
         raise _bad("Bedrock takes images as data: URLs or http(s) URLs", param)
-    if isinstance(media, str):
-        raise _bad(media, param)
-    return media
+    try:
+        return usable(media.outcome(url), accept=IMAGE_FORMATS, max_bytes=MAX_IMAGE_BYTES)
+    except FetchRefused as exc:
+        raise unfetchable(f"{param}.image_url", exc, provider=PROVIDER) from None
 
 
 def image_block(media: Media, param: str) -> ImageBlock:
-    image_format = IMAGE_FORMATS.get(media.media_type) or _sniff_image(media.data)
+    image_format = IMAGE_FORMATS.get(media.media_type) or IMAGE_FORMATS.get(
+        sniff_image_type(media.data)
+    )
     if image_format is None:
         raise _bad(
             f"Bedrock takes png, jpeg, gif or webp images; got {media.media_type or 'unknown'}",
@@ -121,18 +102,6 @@ def image_block(media: Media, param: str) -> ImageBlock:
     if not media.data or len(media.data) > MAX_IMAGE_BYTES:
         raise _bad(f"an image must hold 1 to {MAX_IMAGE_BYTES} bytes", param)
     return ImageBlock(format=image_format, source=ImageSource(bytes=media.data))
-
-
-def _sniff_image(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
 
 
 def document_block(file: FileRef, ordinal: int, param: str) -> DocumentBlock:

@@ -32,7 +32,8 @@ from workers.providers.bedrock.converse import (
 )
 from workers.providers.bedrock.converse import Message as ConverseMessage
 from workers.providers.bedrock.errors import PROVIDER
-from workers.providers.bedrock.media import Media, document_block, image_block, image_media
+from workers.providers.bedrock.media import document_block, image_block, image_media
+from workers.providers.media import MediaFetches
 from workers.wire import ContentPart, Message
 
 CACHE_TTLS = ("5m", "1h")
@@ -58,8 +59,8 @@ def cache_point(cache_control: dict[str, Any] | None, param: str) -> CachePointB
 
 
 class _Builder:
-    def __init__(self, fetched: dict[str, Media | str], refuse: Refuse) -> None:
-        self.fetched = fetched
+    def __init__(self, media: MediaFetches, refuse: Refuse) -> None:
+        self.media = media
         self.refuse = refuse
         self.system: list[SystemBlock] = []
         self.turns: list[ConverseMessage] = []
@@ -127,7 +128,7 @@ class _Builder:
         if part.type in ("text", "refusal"):
             return ContentBlock(text=part.text if part.type == "text" else part.refusal or "")
         if part.type == "image_url" and part.image_url is not None:
-            media = image_media(part.image_url.url, self.fetched, param)
+            media = image_media(part.image_url.url, self.media, param)
             return ContentBlock(image=image_block(media, param))
         if part.type == "file" and part.file is not None:
             return ContentBlock(document=document_block(part.file, ordinal + 1, param))
@@ -166,7 +167,7 @@ class _Builder:
             if part.type == "text":
                 content.append(_result_text(part.text or ""))
             elif part.type == "image_url" and part.image_url is not None:
-                media = image_media(part.image_url.url, self.fetched, param)
+                media = image_media(part.image_url.url, self.media, param)
                 content.append(ToolResultContent(image=image_block(media, param)))
             else:
                 self.refuse(param, f"tool results cannot hold `{part.type}` parts")
@@ -216,9 +217,9 @@ def _reasoning_block(block: dict[str, Any], param: str) -> ContentBlock:
 
 
 def translate_messages(
-    messages: list[Message], fetched: dict[str, Media | str], refuse: Refuse
+    messages: list[Message], media: MediaFetches, refuse: Refuse
 ) -> Conversation:
-    builder = _Builder(fetched, refuse)
+    builder = _Builder(media, refuse)
     for i, message in enumerate(messages):
         builder.add(i, message)
     return Conversation(builder.system, builder.turns, builder.has_tool_blocks)

@@ -75,6 +75,7 @@ class GeminiAdapter(Adapter):
             request,
             body,
             self.http,
+            call.media,
             refuse=self.refuser(call),
             model=self.model,
             timeout_s=self.timeout_s(call, stream=stream),

@@ -20,6 +20,7 @@ from workers.providers.base import Refuse
 from workers.providers.gemini import ids, media
 from workers.providers.gemini.errors import PROVIDER
 from workers.providers.gemini.response import SIGNATURE_BLOCK
+from workers.providers.media import MediaFetches
 from workers.wire import ContentPart, Message, ToolCall
 
 JSONObject = dict[str, Any]
@@ -31,9 +32,16 @@ class ContentsBuilder:
     """Builds one request's systemInstruction and contents; fetches http(s) images."""
 
     def __init__(
-        self, http: HttpClient, refuse: Refuse, *, model: str, timeout_s: float | None
+        self,
+        http: HttpClient,
+        media: MediaFetches,
+        refuse: Refuse,
+        *,
+        model: str,
+        timeout_s: float | None,
     ) -> None:
         self.http = http
+        self.media = media
         self._refuse = refuse
         self.model = model
         self.timeout_s = timeout_s
@@ -128,6 +136,7 @@ class ContentsBuilder:
             return media.from_data_uri(image.url, param=f"{param}.image_url", model=self.model)
         return await media.fetch_inline(
             self.http,
+            self.media,
             image.url,
             param=f"{param}.image_url",
             model=self.model,

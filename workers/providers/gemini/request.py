@@ -15,6 +15,7 @@ from workers.providers.gemini.contents import ContentsBuilder
 from workers.providers.gemini.errors import PROVIDER
 from workers.providers.gemini.generation import generation_config, tool_config, tools_of
 from workers.providers.gemini.refusals import NATIVE_FIELDS, SERVICE_TIERS, admit
+from workers.providers.media import MediaFetches
 from workers.wire import ChatCompletionRequest, chat_request_from_dict
 
 JSONObject = dict[str, Any]
@@ -55,13 +56,14 @@ async def build_body(
     request: ChatCompletionRequest,
     body: dict[str, Any],
     http: HttpClient,
+    media: MediaFetches,
     *,
     refuse: Refuse,
     model: str,
     timeout_s: float | None,
 ) -> JSONObject:
     request = admit(request, body, refuse, model=model)
-    builder = ContentsBuilder(http, refuse, model=model, timeout_s=timeout_s)
+    builder = ContentsBuilder(http, media, refuse, model=model, timeout_s=timeout_s)
     system, contents = await builder.build(request.messages)
     if not contents:
         raise InvalidRequest(
