@@ -50,14 +50,16 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
         # The same answer as for an unknown id: another key's requests are not even named.
         raise _not_found(request_id, front.settings.reply_ttl_s)
     rows = await streams.read_records(front.redis, front.keys, request_id)
+    if not rows and not await front.redis.exists(front.keys.state(request_id)):
+        # Unknown, expired, or not started. Claiming it here (and deleting the claim) would
+        # let a concurrent resume of the same id see that claim, take the id for a request
+        # another front door resumed, and follow an empty reply until the deadline.
+        raise _not_found(request_id, front.settings.reply_ttl_s)
     # Claim the request so the front door it left does not cancel it after the grace period.
     owner = f"resumed:{front.id}".encode()
-    is_claimed = await streams.claim_disconnected(
+    await streams.claim_disconnected(
         front.redis, front.keys, request_id, owner, front.settings.reply_ttl_s
     )
-    if not rows and is_claimed:
-        await front.redis.delete(front.keys.state(request_id))
-        raise _not_found(request_id, front.settings.reply_ttl_s)
     response = web.StreamResponse(headers={**sse.HEADERS, "x-request-id": request_id})
     await response.prepare(request)
     last_entry = "0-0"
