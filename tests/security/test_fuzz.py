@@ -226,6 +226,7 @@ async def test_no_generated_request_gets_a_5xx_or_a_non_json_error(
 
     seconds = time.monotonic() - started
     report = tally.summary(seconds, len(generated.probes), causes.counts)
+    report += f"\n  afterwards: Redis {state}; readiness {readiness[0]}"
     with capsys.disabled():
         print("\n" + report)
     operations = {
