@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from broker.routes import chat, embeddings, health, metrics, models, resume
+from broker.routes.openapi import openapi_document
 
 
 def add_routes(app: web.Application) -> None:
@@ -19,6 +20,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/health/liveness", health.liveliness)
     app.router.add_get("/health/readiness", health.readiness)
     app.router.add_get("/metrics", metrics.metrics)
+    app.router.add_get("/openapi.json", openapi_document)
 
 
 def add_operator_routes(app: web.Application) -> None:

@@ -52,9 +52,14 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
         raise _not_found(request_id, front.settings.reply_ttl_s)
     try:
         rows = await streams.read_records(front.redis, front.keys, request_id)
+        if not rows and not await front.redis.exists(front.keys.state(request_id)):
+            # Unknown, expired, or not started. Claiming it here (and deleting the claim)
+            # would let a concurrent resume of the same id see that claim, take the id for a
+            # request another front door resumed, and follow an empty reply until the deadline.
+            raise _not_found(request_id, front.settings.reply_ttl_s)
         # Claim the request so the front door it left does not cancel it after the grace.
         owner = f"resumed:{front.id}".encode()
-        is_claimed = await streams.claim_disconnected(
+        await streams.claim_disconnected(
             front.redis, front.keys, request_id, owner, front.settings.reply_ttl_s
         )
     except RedisError as exc:
@@ -64,9 +69,6 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
             code="queue_unavailable",
             retry_after_s=1.0,
         ) from exc
-    if not rows and is_claimed:
-        await front.redis.delete(front.keys.state(request_id))
-        raise _not_found(request_id, front.settings.reply_ttl_s)
     response = web.StreamResponse(headers={**sse.HEADERS, "x-request-id": request_id})
     await response.prepare(request)
     replay = _Replay(response, after)

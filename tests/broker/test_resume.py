@@ -74,6 +74,27 @@ async def test_resume_of_an_unknown_request_is_404_in_openai_shape(
     assert set(body["error"]) == {"message", "type", "param", "code"}
 
 
+async def test_concurrent_resumes_of_an_unknown_request_are_all_404(
+    fake: FakeUpstream, namespace: str, redis: Redis
+) -> None:
+    # Found by tests/security/test_fuzz.py: a resume that lost the claim to another resume of
+    # the same unknown id followed an empty reply until request_timeout_s (600 s here).
+    config = make_config(fake.base_url + "/v1", namespace)
+    url_of = "{}/v1/streams/req_{}".format
+    async with service(config, workers=0) as ([door], _), aiohttp.ClientSession() as http:
+
+        async def resume(index: int) -> int:
+            async with http.get(url_of(door.url, "0" * 24)) as response:
+                await response.read()
+                return response.status
+
+        async with asyncio.timeout(10):
+            statuses = await asyncio.gather(*(resume(i) for i in range(20)))
+    assert statuses == [404] * 20
+    # An unknown id leaves nothing behind.
+    assert await redis.exists(Keys(namespace).state("req_" + "0" * 24)) == 0
+
+
 @pytest.mark.parametrize("case", ["non-stream", "stream before its first chunk", "mid-stream"])
 async def test_disconnect_cancels_upstream_call(
     fake: FakeUpstream, namespace: str, redis: Redis, case: str, caplog: pytest.LogCaptureFixture
