@@ -40,6 +40,14 @@ async def read_json_body(request: web.Request, max_bytes: int) -> bytes:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(max_bytes) from None
+    except web.RequestPayloadError:
+        # aiohttp decodes a `Content-Encoding` body as it reads; a body that is not what
+        # its header says (gzip that is not gzip) fails there, the client's fault.
+        raise InvalidRequest(
+            "the request body could not be read: it does not match its `Content-Encoding` header",
+            param="Content-Encoding",
+            code="invalid_content_encoding",
+        ) from None
     if not body:
         raise InvalidRequest("the request body is empty; send a JSON object", code="invalid_json")
     # Before any decoder sees it: nesting that would exhaust a recursive one, numbers that

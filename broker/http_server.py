@@ -220,6 +220,15 @@ class GuardedProtocol(web.RequestHandler):
 
     # ------------------------------------------------------------------ errors
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # aiohttp drains a body its handler left unread (an early 401 or 415); a body that
+        # fails to decode there (gzip that is not gzip) is the client's fault, not ours.
+        exc = kw.get("exc_info")
+        if isinstance(exc, web.RequestPayloadError):
+            self._guard.malformed.warning("unreadable request body: %s", type(exc).__name__)
+            return
+        super().log_exception(*args, **kw)
+
     def handle_error(
         self,
         request: web.BaseRequest,
