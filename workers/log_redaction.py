@@ -66,6 +66,36 @@ _TOKEN = re.compile(
 )
 
 
+# Key-shaped strings after a prefix that says what they are; the prefix stays, so a reader
+# knows what was masked. Partial echoes count: a provider's "sk-ups***666" still holds
+# fragments of the operator's key.
+_PREFIXED = re.compile(
+    r"(?P<keep>"
+    r"\b(?:sk|pk|rk)-(?:ant-|proj-|live-|test-)?"  # OpenAI, Anthropic, Stripe-style keys
+    r"|\bAIza"  # Google API keys
+    r"|\b(?:AKIA|ASIA)"  # AWS access key ids
+    r"|\b(?:gsk|xai|pplx|fw|hf|ghp|gho|xox[abps]|org)[-_]"  # Groq, xAI, ..., organisations
+    r"|(?i:\b(?:auth[-_]?token|secret|password)[\"']?\s*[:=]\s*[\"']?)"
+    r"|(?i:[?&](?:key|token|sig|signature)=)"  # credentials in a URL's query
+    r")[A-Za-z0-9_\-*.+/=~]{3,}"
+)
+
+
+def mask_secrets(text: str, *, keep_prefix: bool = False) -> str:
+    """`text` with every credential header value, scheme token, URL password and key-shaped
+    string masked (configured secrets aside: `Redactor` adds those). `keep_prefix` keeps a
+    key's prefix (`sk-live-***`) so a reader of an upstream's message knows what was there;
+    otherwise a whole key reads `***` and only partial echoes (`sk-ups***666`) keep theirs."""
+    text = _HEADER.sub(lambda m: m["name"] + m["quote"] + MASK, text)
+    text = _SCHEME.sub(lambda m: f"{m[1]} {MASK}", text)
+    text = _URL_PASSWORD.sub(lambda m: m[1] + MASK + "@", text)
+    if keep_prefix:
+        text = _PREFIXED.sub(lambda m: m["keep"] + MASK, text)
+        return _TOKEN.sub(MASK, text)
+    text = _TOKEN.sub(MASK, text)
+    return _PREFIXED.sub(lambda m: m["keep"] + MASK if "*" in m[0] else m[0], text)
+
+
 class Redactor(logging.Filter):
     """Masks secrets in every record it sees; never drops one."""
 
@@ -83,10 +113,7 @@ class Redactor(logging.Filter):
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        text = _HEADER.sub(lambda m: m["name"] + m["quote"] + MASK, text)
-        text = _SCHEME.sub(lambda m: f"{m[1]} {MASK}", text)
-        text = _URL_PASSWORD.sub(lambda m: m[1] + MASK + "@", text)
-        return _TOKEN.sub(MASK, text)
+        return mask_secrets(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 
 from workers.deployment import Deployment
 from workers.errors import (
@@ -34,38 +33,17 @@ from workers.errors import (
     SwitchboardError,
     UpstreamResponseTooLarge,
 )
+from workers.log_redaction import mask_secrets
 
 log = logging.getLogger("switchboard.upstream")
 
 CLIENT_TEXT_CHARS = 300
 LOG_TEXT_CHARS = 1000
-MASK = "***"
-
-# Key-shaped strings, with the prefix a reader needs to know what was masked. Partially
-# masked echoes ("sk-ups***666") count: their fragments are still the key's.
-_KEY_SHAPED = re.compile(
-    r"(?P<keep>"
-    r"\b(?:sk|pk|rk)-(?:ant-|proj-|live-|test-)?"  # OpenAI, Anthropic, Stripe-style keys
-    r"|\bAIza"  # Google API keys
-    r"|\b(?:AKIA|ASIA)"  # AWS access key ids
-    r"|\b(?:gsk|xai|pplx|fw|hf|ghp|gho|xox[abps]|org)[-_]"  # Groq, xAI, ..., organisations
-    r"|(?i:\bbearer\s+)"
-    r"|(?i:\b(?:api[-_]?key|access[-_]?token|auth[-_]?token|secret|password)[\"']?\s*[:=]\s*[\"']?)"
-    r"|(?i:[?&](?:key|token|sig|signature)=)"  # credentials in a URL's query
-    r")[A-Za-z0-9_\-*.+/=~]{3,}"
-    # A long token-like run with a digit in it, whatever its prefix (a bare key, a signature).
-    r"|(?=[A-Za-z_\-]*\d)[A-Za-z0-9_\-]{32,}"
-)
-
-
-def mask_secrets(text: str) -> str:
-    """`text` with every key-shaped string replaced by its prefix and `***`."""
-    return _KEY_SHAPED.sub(lambda m: (m.group("keep") or "") + MASK, text)
 
 
 def excerpt(text: str, limit: int) -> str:
     """Masked, on one line, at most `limit` characters."""
-    flat = " ".join(mask_secrets(text).split())
+    flat = " ".join(mask_secrets(text, keep_prefix=True).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
