@@ -9,8 +9,9 @@ import math
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from redis.exceptions import RedisError
 
-from workers.errors import InternalError, SwitchboardError
+from workers.errors import InternalError, ServiceUnavailable, SwitchboardError
 from workers.wire import ErrorBody, ErrorDetail, encode
 
 log = logging.getLogger("switchboard.http")
@@ -86,6 +87,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return http_error_response(request, exc)
+    except RedisError as exc:
+        # A Redis call no handler wrapped: the store is out of reach or full, not a bug in
+        # the request; the client may retry (issue #13: no 5xx that says "internal").
+        log.warning("Redis failed on %s %s: %s", request.method, request.path, exc)
+        return error_response(
+            ServiceUnavailable(
+                "the gateway's store (Redis) is unavailable; retry shortly",
+                code="queue_unavailable",
+                retry_after_s=1.0,
+            )
+        )
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(InternalError("internal error in the gateway"))

@@ -130,3 +130,31 @@ async def test_a_path_that_is_not_utf8_is_a_json_404(door: RunningFrontDoor) -> 
     status, headers, body = await raw(door, b"GET /v1/%ff%fe HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status == 404
     assert error_of(status, headers, body)["type"] == "not_found_error"
+
+
+async def test_a_redis_failure_no_handler_wrapped_is_a_503_in_the_error_shape() -> None:
+    from aiohttp import web
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from broker.errors import error_middleware
+
+    async def failing(request: web.Request) -> web.Response:
+        raise RedisConnectionError("Error 111 connecting to redis:6379")
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/x", failing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/x") as response:
+                body = await response.json()
+                assert response.status == 503
+                assert response.headers["Retry-After"] == "1"
+    finally:
+        await runner.cleanup()
+    assert body["error"]["code"] == "queue_unavailable"
+    assert "redis:6379" not in body["error"]["message"]
