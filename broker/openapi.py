@@ -215,9 +215,9 @@ def _paths() -> dict[str, Any]:
             "Prometheus metrics of this process (text exposition format)",
             {"text/plain": {"schema": {"type": "string"}}},
             errors=("401", "403"),
-            # TODO(lead): issue #13 item 8 makes a key required here unless the operator opts
-            # out; drop the anonymous alternative once that lands.
-            security=[{}, *KEYED],
+            # The master key or switchboard_settings.metrics_key; anonymous only with
+            # public_metrics (or an open gateway).
+            security=[*KEYED, {}],
         ),
         "/openapi.json": _get(
             "openapi", "This document", _json({"type": "object"}), errors=(), security=PUBLIC
