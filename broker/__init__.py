@@ -1,15 +1,21 @@
-"""Switchboard: one OpenAI-compatible interface to every major LLM provider.
+"""Switchboard's front door: the aiohttp service, its config loader and the command line.
 
-The package is the service (front door, CLI) and the in-process SDK entry points:
+The in-process SDK is `switchboard` (`workers.sdk`); its names stay importable from here
+for code written against earlier releases:
 
     from broker import completion, acompletion, embedding, aembedding, completion_cost, Router
 """
 
-from workers.assemble import stream_chunk_builder
-from workers.http import close_shared_client as aclose
-from workers.pricing import completion_cost
-from workers.routing.sdk import Router
-from workers.sdk import acompletion, aembedding, completion, embedding
+from workers.sdk import (
+    Router,
+    aclose,
+    acompletion,
+    aembedding,
+    completion,
+    completion_cost,
+    embedding,
+    stream_chunk_builder,
+)
 
 __all__ = [
     "Router",

@@ -15,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from broker.config import Config
+from broker.config.loader import Config
 from broker.errors import error_middleware
 from broker.frontdoor import FrontDoor
 from broker.http_server import GuardedRunner

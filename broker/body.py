@@ -9,7 +9,7 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
-from broker.config import Config
+from broker.config.loader import Config
 from workers.body_limits import check_json_bytes
 from workers.errors import InvalidRequest, RequestTooLarge
 from workers.params import (

@@ -19,11 +19,11 @@ from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
-from broker.config import Config, load_config, load_demo_config
-from broker.config_errors import ConfigError
+from broker.config.errors import ConfigError
+from broker.config.loader import Config, load_config, load_demo_config
 from workers.deployment import Secret
 from workers.log_redaction import Redactor, install, secrets_in
-from workers.runtime import RuntimeOptions
+from workers.runtime.worker import RuntimeOptions
 
 log = logging.getLogger("switchboard")
 
@@ -176,8 +176,8 @@ async def serve(
 async def work(
     config: Config, redis_url: str, args: argparse.Namespace, stopping: asyncio.Event
 ) -> None:
-    from workers.process import serve_worker
     from workers.routing.plan import build_plan
+    from workers.runtime.process import serve_worker
 
     await serve_worker(
         build_plan(config.deployments, config.model_list, config.router_settings),

@@ -1,6 +1,6 @@
 """The one place an error becomes an HTTP response: `{"error": {message, type, param, code}}`
 with the status the error carries (and Retry-After when it has one). After the first SSE
-byte a status can no longer change; `broker.sse` then sends the same body as an event."""
+byte a status can no longer change; `broker.sse_frames` then sends the same body as an event."""
 
 from __future__ import annotations
 

@@ -14,17 +14,17 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from broker.auth import Authenticator, Caller
-from broker.config import Config
-from broker.metrics import FrontDoorMetrics
+from broker.config.loader import Config
+from broker.frontdoor_metrics import FrontDoorMetrics
 from broker.monitor import ClusterMonitor
-from broker.relay import ReplyHub, Waiter
-from workers import messages, streams
+from broker.reply_hub import ReplyHub, Waiter
+from workers import envelopes, redis_streams
 from workers.batching import WriteBatcher
+from workers.envelopes import Record
 from workers.errors import InvalidRequest, ModelNotFound, PermissionDenied, RateLimited
-from workers.messages import Record
 from workers.params import GatewayOptions
+from workers.redis_streams import Keys
 from workers.routing.scope import may_reach, scope_of
-from workers.streams import Keys
 
 log = logging.getLogger("switchboard.frontdoor")
 
@@ -91,7 +91,7 @@ class FrontDoor:
         return asyncio.get_running_loop().time()
 
     async def start(self) -> None:
-        await streams.ensure_groups(self.redis, self.keys, self.settings.lanes)
+        await redis_streams.ensure_groups(self.redis, self.keys, self.settings.lanes)
         await self.hub.start()
         await self.monitor.start()
 
@@ -174,7 +174,7 @@ class FrontDoor:
     async def enqueue(self, lane: str, envelope: bytes) -> bytes:
         """Add a request to its lane; the entry id. Raises RedisError when it was not added."""
         (entry,) = await self.enqueuer.write(
-            lambda pipe: streams.queue_request(pipe, self.keys, lane, envelope)
+            lambda pipe: redis_streams.queue_request(pipe, self.keys, lane, envelope)
         )
         if isinstance(entry, Exception):
             raise entry
@@ -185,12 +185,14 @@ class FrontDoor:
         with their original deadlines) the waiting requests it no longer has. A request
         queued into the new Redis before this check, or already writing its reply, is left
         alone. True when every lost request is queued again."""
-        await streams.ensure_groups(self.redis, self.keys, self.settings.lanes)
+        await redis_streams.ensure_groups(self.redis, self.keys, self.settings.lanes)
         queued = [waiter.queued for waiter in waiting if waiter.queued is not None]
         places = [(q.envelope.request_id, q.envelope.lane, q.entry) for q in queued]
-        present = await streams.still_queued(self.redis, self.keys, places)
+        present = await redis_streams.still_queued(self.redis, self.keys, places)
         lost = [q for q, is_there in zip(queued, present, strict=True) if not is_there]
-        copies = [messages.encode(msgspec.structs.replace(q.envelope, requeued=True)) for q in lost]
+        copies = [
+            envelopes.encode(msgspec.structs.replace(q.envelope, requeued=True)) for q in lost
+        ]
         entries = await asyncio.gather(
             *(self.enqueue(q.envelope.lane, copy) for q, copy in zip(lost, copies, strict=True)),
             return_exceptions=True,
@@ -222,13 +224,13 @@ class FrontDoor:
         try:
             if grace:
                 await asyncio.sleep(grace)
-            if not await streams.claim_disconnected(
-                self.redis, self.keys, request_id, streams.STATE_CANCELLED, ttl
+            if not await redis_streams.claim_disconnected(
+                self.redis, self.keys, request_id, redis_streams.STATE_CANCELLED, ttl
             ):
                 return  # resumed by another connection
             pipe = self.redis.pipeline(transaction=False)
-            record = messages.encode(Record(seq=seq, end=messages.CANCELLED))
-            streams.cancel(pipe, self.keys, request_id, seq=seq, record=record, ttl_s=ttl)
+            record = envelopes.encode(Record(seq=seq, end=envelopes.CANCELLED))
+            redis_streams.cancel(pipe, self.keys, request_id, seq=seq, record=record, ttl_s=ttl)
             await pipe.execute(raise_on_error=False)
             log.info("cancelled %s after its client disconnected", request_id)
         except RedisError as exc:

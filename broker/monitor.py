@@ -13,11 +13,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from broker.metrics import FrontDoorMetrics
-from workers import streams
+from broker.frontdoor_metrics import FrontDoorMetrics
+from workers import redis_streams
+from workers.redis_streams import Keys
 from workers.routing.figures import read_figures
-from workers.routing.metrics import FigureFamilies, FigureGauges
-from workers.streams import Keys
+from workers.routing.routing_metrics import FigureFamilies, FigureGauges
 
 log = logging.getLogger("switchboard.monitor")
 
@@ -85,16 +85,16 @@ class ClusterMonitor:
 
     async def refresh(self) -> None:
         now = time.time()
-        self.depths = await streams.queue_depths(self.redis, self.keys, self.lanes)
+        self.depths = await redis_streams.queue_depths(self.redis, self.keys, self.lanes)
         for lane, (waiting, held) in self.depths.items():
             depth_gauge, pending_gauge = self._gauges[lane]
             depth_gauge.set(waiting)
             pending_gauge.set(held)
-        self.live_workers = await streams.live_workers(
+        self.live_workers = await redis_streams.live_workers(
             self.redis, self.keys, now, self.worker_ttl_s
         )
         self.metrics.live_workers.set(len(self.live_workers))
-        self.metrics.dead_letters.set(await streams.dead_letter_length(self.redis, self.keys))
+        self.metrics.dead_letters.set(await redis_streams.dead_letter_length(self.redis, self.keys))
         await self._worker_load(now)
         await self._routing_figures()
 

@@ -1,266 +1,206 @@
-"""Reply delivery inside a front door: one pub/sub subscription per process carries the
-records of every request this front door waits on; the reply streams in Redis are the
-durable copy used to fill gaps, to recover from a lost subscription, and to resume.
-
-Why pub/sub and not one XREAD over every open reply stream: an XREAD lists every stream
-on every call, so its cost grows with the number of open streams (thousands), while a
-published record costs the same however many are open. Round trips per record: the
-worker's one pipelined write (XADD + PUBLISH); the front door reads nothing.
-"""
+"""Enqueue a validated request and relay its reply: a JSON response, or SSE events as the
+worker's records arrive. The first record decides the HTTP status, so an error before the
+first chunk is a real HTTP error; after that, errors are SSE events."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import uuid
-from collections import deque
-from collections.abc import Awaitable, Callable
+import time
 
-import msgspec
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
+from aiohttp import web
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from workers import streams
-from workers.messages import Envelope, Record, decode_record, split_live_message
-from workers.streams import Keys
+from broker import sse_frames
+from broker.auth import Caller
+from broker.errors import JSON, error_response, response_for_status
+from broker.frontdoor import FrontDoor
+from broker.reply_hub import Queued, Waiter
+from workers import envelopes, redis_streams
+from workers.envelopes import Envelope, Meta, Record
+from workers.errors import GatewayTimeout, ServiceUnavailable
+from workers.params import GatewayOptions
+from workers.wire import encode
 
-log = logging.getLogger("switchboard.relay")
-
-RECONNECT_DELAY_S = 0.2
-# A waiter that has heard nothing for this long reads its reply stream, in case a
-# published record was lost (a subscription dropped and came back in between).
-IDLE_POLL_S = 5.0
-
-
-class Waiter:
-    """The records of one request, in sequence order, without duplicates or gaps."""
-
-    __slots__ = (
-        "request_id",
-        "next_seq",
-        "queued",
-        "_hub",
-        "_buffer",
-        "_wakeup",
-        "_is_stale",
-    )
-
-    def __init__(self, hub: ReplyHub, request_id: str) -> None:
-        self.request_id = request_id
-        self.next_seq = 1
-        # Where the request was queued, to queue it again if Redis loses it.
-        self.queued: Queued | None = None
-        self._hub = hub
-        self._buffer: deque[Record] = deque()
-        self._wakeup: asyncio.Future[None] | None = None
-        self._is_stale = False
-
-    def mark_stale(self) -> None:
-        """Published records may have been lost: reread the reply stream before waiting."""
-        self._is_stale = True
-        self._wake()
-
-    def deliver(self, record: Record) -> None:
-        self._buffer.append(record)
-        self._wake()
-
-    def _wake(self) -> None:
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
-
-    async def next_record(self, deadline: float) -> Record:
-        """The next record; raises TimeoutError at `deadline` (event loop time)."""
-        loop = asyncio.get_running_loop()
-        while True:
-            if self._is_stale and await self._fill_gap():
-                self._is_stale = False
-            record = await self._next_in_order()
-            if record is not None:
-                return record
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError
-            self._wakeup = loop.create_future()
-            try:
-                async with asyncio.timeout(min(remaining, IDLE_POLL_S)):
-                    await self._wakeup
-            except TimeoutError:
-                if loop.time() >= deadline:
-                    raise
-                await self._fill_gap()
-            finally:
-                self._wakeup = None
-
-    async def _next_in_order(self) -> Record | None:
-        """The buffered record that comes next, if there is one (filling a gap first)."""
-        while self._buffer:
-            record = self._buffer[0]
-            if record.next_seq <= self.next_seq:
-                self._buffer.popleft()
-                continue  # already delivered (a gap fill raced the live copy)
-            if record.seq > self.next_seq:
-                if not await self._fill_gap():
-                    return None  # Redis unreadable: wait, and try again on the next wake
-                record = self._buffer[0]
-                if record.next_seq <= self.next_seq:
-                    self._buffer.popleft()
-                    continue
-            self._buffer.popleft()
-            self.next_seq = record.next_seq
-            return record
-        return None
-
-    async def _fill_gap(self) -> bool:
-        """Read what we missed from the reply stream and put it first, in order. False when
-        Redis cannot be read: the stream waits (up to its stall timeout) rather than dies."""
-        try:
-            records = await self._hub.read(self.request_id)
-        except RedisError as exc:
-            log.warning("cannot read the reply of %s yet: %s", self.request_id, exc)
-            return False
-        missing = [record for record in records if record.next_seq > self.next_seq]
-        if missing:
-            later = [r for r in self._buffer if r.seq > missing[-1].seq]
-            self._buffer = deque(missing + later)
-        return True
+# The worker enforces the deadline; the front door waits a little longer for its answer.
+DEADLINE_SLACK_S = 2.0
 
 
-class Queued(msgspec.Struct):
-    """A request's place in a lane: its entry id changes if it is queued again."""
+class Relay:
+    """One forwarded request, from enqueue to its last byte."""
 
-    envelope: Envelope
-    entry: bytes
-
-
-# Called with the waiters whose requests Redis may have lost (queued, nothing heard yet);
-# True once every one that was lost is queued again.
-OnReset = Callable[[list[Waiter]], Awaitable[bool]]
-# How often a front door checks that Redis still holds the data it queued into: a FLUSHDB,
-# or a Redis Cluster node that restarts empty, drops no connection of ours.
-EPOCH_CHECK_S = 2.0
-
-
-class ReplyHub:
     def __init__(
         self,
-        redis: Redis,
-        keys: Keys,
-        front_door_id: str | None = None,
-        on_reset: OnReset | None = None,
+        front: FrontDoor,
+        *,
+        kind: int,
+        group: str,
+        lane: str,
+        body: bytes,
+        stream: bool,
+        options: GatewayOptions,
+        caller: Caller,
     ) -> None:
-        self.redis = redis
-        self.keys = keys
-        self.front_door_id = front_door_id or uuid.uuid4().hex[:12]
-        self.waiters: dict[str, Waiter] = {}
-        self.on_reset = on_reset
-        self._epoch: bytes | None = None
-        self._epoch_lock = asyncio.Lock()
-        self._listener: asyncio.Task[None] | None = None
-        self._epoch_watch: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
+        self.front = front
+        self.api_key_alias = caller.alias
+        self.group = group
+        self.lane = lane
+        self.stream = stream
+        self.loop = asyncio.get_running_loop()
+        self.started = self.loop.time()
+        timeout_s = options.timeout or front.settings.request_timeout_s
+        self.timeout_s = timeout_s
+        self.request_id = caller.new_request_id()
+        now_ms = int(time.time() * 1000)
+        self.envelope = Envelope(
+            request_id=self.request_id,
+            kind=kind,
+            model_group=group,
+            stream=stream,
+            deadline_ms=now_ms + int(timeout_s * 1000),
+            enqueued_ms=now_ms,
+            reply_to=front.id,
+            lane=lane,
+            body=body,
+            num_retries=options.num_retries,
+            allowed_groups=front.scope_for(caller),
+        )
+        self.deadline = self.started + timeout_s + DEADLINE_SLACK_S
+        self.is_finished = False
+        self.status = 200
+        self.overhead_s: float | None = None
+        # The latest bookkeeping from the worker; the final record's carries usage and cost.
+        self.meta: Meta | None = None
 
-    @property
-    def channel(self) -> str:
-        return self.keys.live_channel(self.front_door_id)
-
-    async def start(self) -> None:
-        self._epoch = await streams.join_epoch(self.redis, self.keys)
-        self._listener = asyncio.create_task(self._listen(), name="reply-hub")
-        # Requests may only be enqueued once their records can be heard.
-        await self._subscribed.wait()
-        if self.on_reset is not None:
-            self._epoch_watch = asyncio.create_task(self._watch_epoch(), name="epoch-watch")
-
-    async def stop(self) -> None:
-        for task in (self._epoch_watch, self._listener):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-    def register(self, request_id: str) -> Waiter:
-        waiter = Waiter(self, request_id)
-        self.waiters[request_id] = waiter
-        return waiter
-
-    def unregister(self, request_id: str) -> None:
-        self.waiters.pop(request_id, None)
-
-    async def read(self, request_id: str) -> list[Record]:
-        rows = await streams.read_records(self.redis, self.keys, request_id)
-        return [decode_record(raw) for _entry, raw in rows]
-
-    async def _listen(self) -> None:
-        while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                if self._subscribed.is_set():
-                    self._recover()
-                    await self._check_epoch()
-                self._subscribed.set()
-                while True:
-                    message = await pubsub.get_message(timeout=None)
-                    if message is not None:
-                        self._dispatch(message["data"])
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                log.warning("reply subscription lost (%s); resubscribing", exc)
-                await asyncio.sleep(RECONNECT_DELAY_S)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
-
-    def _dispatch(self, data: bytes) -> None:
-        request_id, raw = split_live_message(data)
-        waiter = self.waiters.get(request_id)
-        if waiter is None:
-            return  # its client left, or it was resumed elsewhere
+    async def run(self, request: web.Request) -> web.StreamResponse:
+        front = self.front
+        waiter = front.hub.register(self.request_id)
+        front.metrics.in_flight.inc()
         try:
-            record = decode_record(raw)
-        except msgspec.DecodeError:
-            log.error("undecodable record for %s", request_id)
-            return
-        waiter.deliver(record)
+            entry = await self._enqueue(envelopes.encode(self.envelope))
+            waiter.queued = Queued(self.envelope, entry)
+            if self.stream:
+                return await self._relay_stream(request, waiter)
+            return await self._relay_response(waiter)
+        except GatewayTimeout as exc:
+            # No answer in time (no live worker?): drop the entry too, so nobody runs it later.
+            self.status = exc.http_status
+            if waiter.queued is not None:
+                front.cancel_later(self.request_id, waiter.next_seq)
+            return error_response(exc, request_id=self.request_id)
+        except ServiceUnavailable as exc:
+            self.status = exc.http_status
+            return error_response(exc, request_id=self.request_id)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.status = 499  # nginx's "client closed request", for metrics only
+            if waiter.queued is not None and not self.is_finished:
+                front.cancel_later(self.request_id, waiter.next_seq)
+            raise
+        finally:
+            front.hub.unregister(self.request_id)
+            front.metrics.in_flight.dec()
+            front.metrics.observe(
+                self.group,
+                self.api_key_alias,
+                self.status,
+                self.loop.time() - self.started,
+                self.overhead_s,
+                self.meta,
+            )
 
-    async def _watch_epoch(self) -> None:
-        while True:
-            await asyncio.sleep(EPOCH_CHECK_S)
-            await self._check_epoch()
+    async def _enqueue(self, envelope: bytes) -> bytes:
+        front = self.front
+        try:
+            return await front.enqueue(self.lane, envelope)
+        except RedisError as exc:
+            # Nothing was queued, so the client may simply try again.
+            why = (
+                "full (Redis reached its maxmemory)"
+                if redis_streams.is_out_of_memory(exc)
+                else f"unreachable ({type(exc).__name__})"
+            )
+            raise ServiceUnavailable(
+                f"the request queue is {why}; retry shortly",
+                code="queue_unavailable",
+                retry_after_s=1.0,
+            ) from exc
 
-    async def _check_epoch(self) -> None:
-        """Did Redis lose its data (a restart without persistence, a FLUSHDB)? Then the
-        requests it held in queues are gone, and waiting for their replies would last until
-        their deadlines. Never raises: it runs in the listener and the watch, which must live."""
-        if self.on_reset is None:
-            return
-        async with self._epoch_lock:
-            try:
-                epoch = await streams.join_epoch(self.redis, self.keys)
-                if epoch == self._epoch:
-                    return
-                # A request that has produced a record is running at a worker, which carries
-                # on and writes the rest into the new reply stream. One that has not may have
-                # been waiting in a lane; on_reset queues again those Redis no longer has.
-                candidates = [
-                    w for w in self.waiters.values() if w.next_seq == 1 and w.queued is not None
-                ]
-                log.warning(
-                    "redis lost its data (restarted without persistence? flushed?); "
-                    "checking %d waiting requests",
-                    len(candidates),
-                )
-                # The epoch moves on only when every lost request is queued again, so a
-                # failure here is retried on the next check.
-                if await self.on_reset(candidates):
-                    self._epoch = epoch
-            except Exception:
-                log.exception("could not check whether redis kept its data; will retry")
+    def _headers(self, meta: Meta | None) -> dict[str, str]:
+        headers = {"x-request-id": self.request_id}
+        self.meta = meta or self.meta
+        if meta is not None and meta.deployment:
+            elapsed_ms = (self.loop.time() - self.started) * 1000
+            overhead_ms = max(0.0, elapsed_ms - meta.upstream_ms)
+            self.overhead_s = overhead_ms / 1000
+            headers["x-switchboard-deployment"] = meta.deployment
+            headers["x-switchboard-attempts"] = str(meta.attempts)
+            headers["x-switchboard-fallbacks"] = str(meta.fallbacks)
+            headers["x-switchboard-overhead-ms"] = f"{overhead_ms:.2f}"
+            headers["x-switchboard-worker"] = meta.worker
+            if meta.cost_usd is not None:
+                headers["x-switchboard-cost-usd"] = f"{meta.cost_usd:.10f}"
+        return headers
 
-    def _recover(self) -> None:
-        """After a lost subscription, every waiter rereads its stream on its next wait."""
-        for waiter in self.waiters.values():
-            waiter.mark_stale()
+    async def _first(self, waiter: Waiter) -> Record:
+        """The next record by the request's deadline (the first, or a response's next part)."""
+        try:
+            return await waiter.next_record(self.deadline)
+        except TimeoutError:
+            raise GatewayTimeout(
+                f"request {self.request_id} did not complete within {self.timeout_s:g}s"
+            ) from None
+
+    async def _relay_response(self, waiter: Waiter) -> web.Response:
+        record = await self._first(waiter)
+        # A large body comes in parts (workers.envelopes); an error after some parts (the
+        # worker was lost, Redis refused a write) wins over them.
+        parts: list[bytes] = []
+        while record.end == envelopes.PART:
+            parts.append(record.body)
+            record = await self._first(waiter)
+        self.is_finished = True
+        headers = self._headers(record.meta)
+        if record.end == envelopes.RESPONSE:
+            body = envelopes.join_parts(parts, record).body
+            return web.Response(body=body, content_type=JSON, headers=headers)
+        self.status = record.status if record.end == envelopes.ERROR else 499
+        return response_for_status(
+            self.status, record.body, headers=headers, retry_after_s=record.retry_after_s
+        )
+
+    async def _relay_stream(self, request: web.Request, waiter: Waiter) -> web.StreamResponse:
+        record = await self._first(waiter)
+        if record.end == envelopes.ERROR and not record.chunks:
+            self.is_finished = True
+            self.status = record.status
+            return response_for_status(
+                record.status,
+                record.body,
+                headers=self._headers(record.meta),
+                retry_after_s=record.retry_after_s,
+            )
+        response = web.StreamResponse(headers={**sse_frames.HEADERS, **self._headers(record.meta)})
+        await response.prepare(request)
+        self.front.metrics.observe_ttft(self.group, record.meta, self.loop.time() - self.started)
+        self.front.metrics.open_streams.inc()
+        try:
+            await response.write(sse_frames.frame(record))
+            while not record.is_final:
+                try:
+                    record = await waiter.next_record(self.loop.time() + self.timeout_s)
+                except TimeoutError:
+                    error = GatewayTimeout(f"stream {self.request_id} stalled")
+                    record = Record(
+                        seq=waiter.next_seq,
+                        end=envelopes.ERROR,
+                        body=encode(error.to_body()),
+                        status=error.http_status,
+                    )
+                    waiter.next_seq = record.next_seq
+                await response.write(sse_frames.frame(record))
+                self.meta = record.meta or self.meta
+            self.is_finished = True
+            if record.end == envelopes.ERROR:
+                self.status = record.status
+        finally:
+            self.front.metrics.open_streams.dec()
+        return response

@@ -21,7 +21,7 @@ from broker.cli import (
     redis_url_of,
     run_async,
 )
-from broker.config import Config
+from broker.config.loader import Config
 from broker.embedded_redis import EmbeddedRedis
 from workers.deployment import Secret
 from workers.log_redaction import Redactor, secrets_in

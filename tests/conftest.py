@@ -13,7 +13,7 @@ from redis.asyncio.client import Pipeline
 
 from tests.redis_helpers import REDIS_URL, delete_namespace, new_namespace
 from workers.http import close_shared_client
-from workers.streams import Keys
+from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
 
 

@@ -87,7 +87,7 @@ def _deployment_words(error: SwitchboardError, deployment: Deployment | None) ->
 
 def _failure_words(error: ProviderError, where: str) -> str:
     if error.code == "worker_lost" or isinstance(error, UpstreamResponseTooLarge):
-        return error.message  # the gateway's own words (workers/runtime.py, workers/http.py)
+        return error.message  # the gateway's own words (workers/runtime/worker.py, workers/http.py)
     if isinstance(error, APIConnectionError):
         return f"{where} could not be reached"
     if error.upstream_status is not None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from broker.body import decode, gateway_options, max_num_retries, read_json_body
-from broker.forward import Relay
+from broker.relay import Relay
 from broker.routes.keys import FRONT_DOOR
-from workers.messages import KIND_CHAT
+from workers.envelopes import KIND_CHAT
 from workers.validation import validate_chat_request
 from workers.wire import decode_chat_request
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from broker.routes.keys import FRONT_DOOR, is_operator
-from workers import streams
+from workers import redis_streams
 
 
 async def liveliness(request: web.Request) -> web.Response:
@@ -23,7 +23,7 @@ async def readiness(request: web.Request) -> web.Response:
     checks: dict[str, object] = {"draining": front.is_draining}
     try:
         await front.redis.ping()  # type: ignore[misc]  # redis-py types ping as sync-or-async
-        workers = await streams.live_workers(
+        workers = await redis_streams.live_workers(
             front.redis, front.keys, time.time(), front.settings.worker_ttl_s
         )
         checks["redis"] = "ok"

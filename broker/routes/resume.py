@@ -10,11 +10,11 @@ from __future__ import annotations
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from broker import sse
+from broker import sse_frames
 from broker.routes.keys import FRONT_DOOR
-from workers import messages, streams
+from workers import envelopes, redis_streams
+from workers.envelopes import Record, decode_record
 from workers.errors import InvalidRequest, NotFound, ServiceUnavailable
-from workers.messages import Record, decode_record
 
 FOLLOW_BLOCK_MS = 1000
 
@@ -51,7 +51,7 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
         # The same answer as for an unknown id: another key's requests are not even named.
         raise _not_found(request_id, front.settings.reply_ttl_s)
     try:
-        rows = await streams.read_records(front.redis, front.keys, request_id)
+        rows = await redis_streams.read_records(front.redis, front.keys, request_id)
         if not rows and not await front.redis.exists(front.keys.state(request_id)):
             # Unknown, expired, or not started. Claiming it here (and deleting the claim)
             # would let a concurrent resume of the same id see that claim, take the id for a
@@ -59,17 +59,17 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
             raise _not_found(request_id, front.settings.reply_ttl_s)
         # Claim the request so the front door it left does not cancel it after the grace.
         owner = f"resumed:{front.id}".encode()
-        await streams.claim_disconnected(
+        await redis_streams.claim_disconnected(
             front.redis, front.keys, request_id, owner, front.settings.reply_ttl_s
         )
     except RedisError as exc:
-        why = "full" if streams.is_out_of_memory(exc) else "unreachable"
+        why = "full" if redis_streams.is_out_of_memory(exc) else "unreachable"
         raise ServiceUnavailable(
             f"the reply store (Redis) is {why}; retry shortly",
             code="queue_unavailable",
             retry_after_s=1.0,
         ) from exc
-    response = web.StreamResponse(headers={**sse.HEADERS, "x-request-id": request_id})
+    response = web.StreamResponse(headers={**sse_frames.HEADERS, "x-request-id": request_id})
     await response.prepare(request)
     replay = _Replay(response, after)
     last_entry = "0-0"
@@ -79,7 +79,7 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
             return response
     deadline = front.hub_loop_time() + front.settings.request_timeout_s
     while front.hub_loop_time() < deadline:
-        found = await streams.follow_records(
+        found = await redis_streams.follow_records(
             front.follow_redis, front.keys, request_id, last_entry, FOLLOW_BLOCK_MS
         )
         for entry, raw in found:
@@ -100,9 +100,9 @@ class _Replay:
 
     async def write(self, record: Record) -> bool:
         """Write one record; True once the reply has ended."""
-        if record.end == messages.PART:
+        if record.end == envelopes.PART:
             self.parts.append(record.body)
             return False
-        record, self.parts = messages.join_parts(self.parts, record), []
-        await self.response.write(sse.frame(record, self.after))
+        record, self.parts = envelopes.join_parts(self.parts, record), []
+        await self.response.write(sse_frames.frame(record, self.after))
         return record.is_final

@@ -14,13 +14,13 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from broker.app import create_app, front_door_runner
-from broker.config import Config, load_config_text
+from broker.config.loader import Config, load_config_text
 from broker.routes.keys import FRONT_DOOR
 from tests.redis_helpers import REDIS_URL
 from workers.http import HttpClient
-from workers.process import routed_worker, run_routed_worker
 from workers.routing.plan import build_plan
-from workers.runtime import RuntimeOptions, Worker
+from workers.runtime.process import routed_worker, run_routed_worker
+from workers.runtime.worker import RuntimeOptions, Worker
 
 FAST_CLAIMS = {
     "claim_idle_ms": 1000,

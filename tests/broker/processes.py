@@ -18,7 +18,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from tests.broker.harness import config_text
-from workers.streams import Keys
+from workers.redis_streams import Keys
 
 SWITCHBOARD = str(Path(sys.executable).with_name("switchboard"))
 # Process start-up imports a lot; the machine may be busy. Generous, never slept through.

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import pytest
 from openai import AsyncOpenAI
 
-from broker.config import load_config_text
+from broker.config.loader import load_config_text
 from tests.broker.harness import service
 from tests.broker.processes import free_port, switchboard, wait_ready
 from workers.providers.bedrock.signing import credentials_for

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from broker.config import Config, load_config_text
+from broker.config.loader import Config, load_config_text
 from tests.broker.harness import FAST_CLAIMS
 
 HELLO = [{"role": "user", "content": "hello"}]

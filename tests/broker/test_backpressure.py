@@ -11,9 +11,9 @@ from redis.asyncio import Redis
 
 from tests.broker.harness import make_config, post, service, start_worker, wait_until
 from tests.redis_helpers import unreachable_redis
-from workers import streams
-from workers.messages import decode_record
-from workers.streams import Keys
+from workers import redis_streams
+from workers.envelopes import decode_record
+from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -73,7 +73,7 @@ async def test_a_worker_never_holds_more_entries_than_its_concurrency(
         waiting: list[int] = []
         async with asyncio.timeout(30):
             while not all(call.done() for call in calls):
-                consumers: Any = await redis.xinfo_consumers(lane, streams.GROUP)
+                consumers: Any = await redis.xinfo_consumers(lane, redis_streams.GROUP)
                 held.append(max((int(c["pending"]) for c in consumers), default=0))
                 held.append(len(running.worker.jobs))
                 waiting.append(int(await redis.xlen(lane)) - held[-2])
@@ -115,7 +115,7 @@ async def test_a_request_nobody_serves_times_out_with_504(
         finally:
             await worker.stop()
         assert fake.request_count == 0
-        assert (await redis.xpending(lane, streams.GROUP))["pending"] == 0
+        assert (await redis.xpending(lane, redis_streams.GROUP))["pending"] == 0
     for status, body, response in results:
         assert status == 504
         assert set(body["error"]) == ERROR_FIELDS
@@ -127,7 +127,9 @@ async def test_a_request_nobody_serves_times_out_with_504(
 async def cancelled(redis: Redis, namespace: str, results: list[Any]) -> bool:
     """Every request's reply stream ends with the front door's cancellation record."""
     for _status, _body, response in results:
-        last = await streams.last_record(redis, Keys(namespace), response.headers["x-request-id"])
+        last = await redis_streams.last_record(
+            redis, Keys(namespace), response.headers["x-request-id"]
+        )
         if last is None or not decode_record(last).is_final:
             return False
     return True

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.broker.harness import RunningFrontDoor, make_config, service
-from workers.streams import Keys
+from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
 
 HELLO = [{"role": "user", "content": "hi"}]

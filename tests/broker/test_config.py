@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from broker.config import (
+from broker.config.loader import (
     Config,
     ConfigError,
     GeneralSettings,

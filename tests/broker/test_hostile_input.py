@@ -14,7 +14,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from broker.config import load_config_text
+from broker.config.loader import load_config_text
 from tests.broker.harness import RunningFrontDoor, service, wait_until
 from tests.broker.providers_setup import TARGETS, Group, config_text
 from tests.hostile_bodies import (
@@ -25,9 +25,9 @@ from tests.hostile_bodies import (
     deep_object,
     embedding_body,
 )
-from workers import messages, streams
-from workers.messages import KIND_CHAT, Envelope, decode_record
-from workers.streams import Keys
+from workers import envelopes, redis_streams
+from workers.envelopes import KIND_CHAT, Envelope, decode_record
+from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
 
 CHAT_PROVIDERS = ("openai", "anthropic", "gemini")
@@ -144,15 +144,15 @@ async def test_a_worker_answers_400_for_a_hostile_envelope_from_another_producer
         body=body,
     )
     async with service(hostile_config(fake, namespace), front_doors=0):
-        await streams.enqueue(redis, keys, "default", messages.encode(envelope))
+        await redis_streams.enqueue(redis, keys, "default", envelopes.encode(envelope))
 
         async def replied() -> bool:
             return bool(await redis.xlen(keys.reply(envelope.request_id)))
 
         await wait_until(replied)
     [(_, fields)] = await redis.xrange(keys.reply(envelope.request_id))
-    record = decode_record(fields[streams.RECORD_FIELD])
-    assert (record.end, record.status) == (messages.ERROR, 400), record
+    record = decode_record(fields[redis_streams.RECORD_FIELD])
+    assert (record.end, record.status) == (envelopes.ERROR, 400), record
     error = orjson.loads(record.body)["error"]
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param, error

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from broker.config import ConfigError, load_config_text
+from broker.config.loader import ConfigError, load_config_text
 from broker.http_server import Throttled
 from tests.broker.harness import RunningFrontDoor, make_config, service, wait_until
 from tests.broker.raw_http import BOUND_S, closed_by_server, connect, raw, read_response

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from broker.config import load_config_text
+from broker.config.loader import load_config_text
 from tests.broker.harness import FAST_CLAIMS, service
 from tests.broker.routing_setup import HELLO, Reply, deployment
 from tests.scrape import Scrape

@@ -18,10 +18,10 @@ from tests.broker.harness import (
     wait_until,
 )
 from tests.conftest import RoundTrips
-from workers import messages, streams
-from workers.jobs import PART_BYTES
-from workers.messages import Record, decode_envelope, decode_record
-from workers.streams import Keys
+from workers import envelopes, redis_streams
+from workers.envelopes import Record, decode_envelope, decode_record
+from workers.redis_streams import Keys
+from workers.runtime.jobs import PART_BYTES
 from workers.testing.large import filler_text
 from workers.testing.server import FakeUpstream
 
@@ -58,10 +58,10 @@ async def test_a_3_mb_reply_is_stored_as_several_records_and_relayed_whole(
     content = json.loads(raw)["choices"][0]["message"]["content"]
     assert len(content) > SIZE - 1000
     assert content == filler_text(len(content))  # every piece, in order
-    rows = await streams.read_records(redis, Keys(namespace), request_id)
+    rows = await redis_streams.read_records(redis, Keys(namespace), request_id)
     records = [decode_record(record) for _, record in rows]
     assert len(records) == 3 == -(-len(raw) // PART_BYTES)
-    assert [r.end for r in records] == [messages.PART, messages.PART, messages.RESPONSE]
+    assert [r.end for r in records] == [envelopes.PART, envelopes.PART, envelopes.RESPONSE]
     assert [r.seq for r in records] == [1, 2, 3]
     assert all(len(r.body) <= PART_BYTES for r in records)
     assert b"".join(r.body for r in records) == raw
@@ -85,11 +85,13 @@ async def test_a_response_cut_off_after_some_parts_is_answered_worker_lost_not_r
 
         await wait_until(queued)
         # A worker takes the entry, writes the first part of a large response, and dies.
-        [(_, _, raw)] = await streams.read_requests(redis, keys, "ghost", ["default"], 1, None)
+        [(_, _, raw)] = await redis_streams.read_requests(
+            redis, keys, "ghost", ["default"], 1, None
+        )
         request_id = decode_envelope(raw).request_id
-        part = messages.encode(Record(seq=1, end=messages.PART, body=b'{"id":'))
+        part = envelopes.encode(Record(seq=1, end=envelopes.PART, body=b'{"id":'))
         pipe = redis.pipeline(transaction=False)
-        streams.append_record(
+        redis_streams.append_record(
             pipe, keys, request_id, 1, part, reply_to=door.front.id, ttl_s=60, publish=False
         )
         await pipe.execute()

@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 
 from broker.app import serve_front_door
-from broker.config import Config, ConfigError, load_config_text
+from broker.config.loader import Config, ConfigError, load_config_text
 from tests.broker.harness import make_config, service, start_worker, wait_until
 from tests.broker.processes import free_port
 from tests.redis_helpers import REDIS_URL
-from workers.metrics import WorkerMetrics, metrics_endpoint
+from workers.runtime.worker_metrics import WorkerMetrics, metrics_endpoint
 from workers.testing.server import FakeUpstream
 
 MASTER = "sk-master-metrics-0123456789"

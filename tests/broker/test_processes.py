@@ -28,9 +28,9 @@ from tests.broker.processes import (
     write_config,
 )
 from tests.redis_helpers import REDIS_URL
-from workers import streams
-from workers.messages import decode_envelope
-from workers.streams import Keys
+from workers import redis_streams
+from workers.envelopes import decode_envelope
+from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
 
 pytestmark = pytest.mark.slow
@@ -158,10 +158,10 @@ async def test_kill_9_of_a_worker_loses_no_request_and_leaves_nothing_pending(
             texts = [asyncio.create_task(_read_stream(raw.parse())) for raw in raws]
 
             async def all_taken() -> bool:
-                return int((await redis.xpending(lane, streams.GROUP))["pending"]) == 70
+                return int((await redis.xpending(lane, redis_streams.GROUP))["pending"]) == 70
 
             await wait_until(all_taken, timeout_s=30)
-            consumers: Any = await redis.xinfo_consumers(lane, streams.GROUP)
+            consumers: Any = await redis.xinfo_consumers(lane, redis_streams.GROUP)
             assert sorted(int(c["pending"]) for c in consumers)[0] >= 30
             # The worker with the most streams: it holds at least 10 of them, and (holding
             # at least 30 entries of which at most 20 are streams) at least 10 answers.
@@ -193,7 +193,7 @@ async def test_kill_9_of_a_worker_loses_no_request_and_leaves_nothing_pending(
                 assert (text, error) == (TEXT, None)
         assert len(held & stream_ids) >= 10 and len(held - stream_ids) >= 10
         assert await redis.xlen(lane) == 0
-        assert (await redis.xpending(lane, streams.GROUP))["pending"] == 0
+        assert (await redis.xpending(lane, redis_streams.GROUP))["pending"] == 0
         assert await up.stop() == 0
 
 
@@ -217,11 +217,11 @@ async def _read_stream(chunks: Any) -> tuple[str, openai.APIError | None]:
 
 
 async def _held_requests(redis: Redis, lane: str, consumer: str) -> set[str]:
-    rows: Any = await redis.xpending_range(lane, streams.GROUP, "-", "+", 1000, consumer)
+    rows: Any = await redis.xpending_range(lane, redis_streams.GROUP, "-", "+", 1000, consumer)
     held = set()
     for row in rows:
         [(_, fields)] = await redis.xrange(lane, row["message_id"], row["message_id"])
-        held.add(decode_envelope(fields[streams.ENVELOPE_FIELD]).request_id)
+        held.add(decode_envelope(fields[redis_streams.ENVELOPE_FIELD]).request_id)
     return held
 
 
@@ -307,7 +307,7 @@ async def test_sigterm_drains_front_door_and_worker_which_exit_0(
         assert await door.wait() == 0
         assert await worker.wait() == 0
     assert await redis.xlen(lane) == 0
-    assert (await redis.xpending(lane, streams.GROUP))["pending"] == 0
+    assert (await redis.xpending(lane, redis_streams.GROUP))["pending"] == 0
     assert await worker_pids(redis, namespace) == {}  # it said goodbye
 
 
@@ -334,13 +334,13 @@ async def test_a_worker_stopped_past_its_drain_timeout_leaves_the_rest_pending(
                 await asyncio.wait_for(fake.wait_for_requests(1), 30)
                 first.send(signal.SIGTERM)
                 assert await first.wait() == 0
-            assert (await redis.xpending(lane, streams.GROUP))["pending"] == 1
+            assert (await redis.xpending(lane, redis_streams.GROUP))["pending"] == 1
             assert not answer.done()
             async with switchboard(*work, name="second", **run):
                 _, second_worker, text = await asyncio.wait_for(answer, 60)
         assert text == TEXT
     assert "left 1 requests pending for other workers" in first.output()
-    assert (await redis.xpending(lane, streams.GROUP))["pending"] == 0
+    assert (await redis.xpending(lane, redis_streams.GROUP))["pending"] == 0
     assert len(first_ids) == 1 and second_worker not in first_ids
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from broker.config import load_config_text
+from broker.config.loader import load_config_text
 from workers.settings import RouterSettings
 from workers.settings.models import LiteLLMParams, ModelInfo
 from workers.settings.routing import RoutingStrategy

@@ -19,9 +19,9 @@ from tests.broker.harness import (
     start_worker,
     wait_until,
 )
-from workers import streams
-from workers.messages import decode_envelope
-from workers.streams import Keys
+from workers import redis_streams
+from workers.envelopes import decode_envelope
+from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -55,7 +55,7 @@ async def test_an_entry_read_and_never_acked_is_dead_lettered_and_its_client_tol
 
         await wait_until(both_queued)
         # A consumer reads both entries and dies without acking them (its first delivery).
-        taken = await streams.read_requests(redis, keys, "ghost", ["default"], 10, None)
+        taken = await redis_streams.read_requests(redis, keys, "ghost", ["default"], 10, None)
         assert len(taken) == 2
         worker = await start_worker(config)
         try:
@@ -68,11 +68,13 @@ async def test_an_entry_read_and_never_acked_is_dead_lettered_and_its_client_tol
         assert response.headers["x-request-id"] in body["error"]["message"]
     assert fake.request_count == 0  # never run a second time
     dead: Any = await redis.xrange(keys.dead_letter)
-    request_ids = {decode_envelope(fields[streams.ENVELOPE_FIELD]).request_id for _, fields in dead}
+    request_ids = {
+        decode_envelope(fields[redis_streams.ENVELOPE_FIELD]).request_id for _, fields in dead
+    }
     assert request_ids == {response.headers["x-request-id"] for _, _, response in results}
     assert {fields[b"entry"] for _, fields in dead} == {entry for _, entry, _ in taken}
     assert await redis.xlen(lane) == 0
-    assert (await redis.xpending(lane, streams.GROUP))["pending"] == 0
+    assert (await redis.xpending(lane, redis_streams.GROUP))["pending"] == 0
 
 
 async def test_a_long_stream_is_not_stolen_while_its_worker_renews_its_claim(
@@ -97,7 +99,7 @@ async def test_a_long_stream_is_not_stolen_while_its_worker_renews_its_claim(
             events: list[tuple[str | None, str]] = []
             async for event in _events(response):
                 events.append(event)
-                for row in await redis.xpending_range(lane, streams.GROUP, "-", "+", 10):
+                for row in await redis.xpending_range(lane, redis_streams.GROUP, "-", "+", 10):
                     owners.add(row["consumer"].decode())
                     deliveries.add(int(row["times_delivered"]))
     assert owners == {worker} and deliveries == {1}

@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 from broker.embedded_redis import EmbeddedRedis, default_maxmemory
 from tests.broker.processes import free_port, switchboard, wait_ready, write_config
 from tests.redis_helpers import new_namespace
-from workers import streams
-from workers.streams import Keys
+from workers import redis_streams
+from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
 
 pytestmark = pytest.mark.slow
@@ -82,7 +82,7 @@ async def test_a_full_redis_is_a_503_queue_unavailable_at_the_door_and_in_the_wo
         assert headers["Retry-After"] == "1"
         # The request is settled, not left to be run again into the same full Redis.
         lane = Keys(namespace).lane("default")
-        assert (await redis.xpending(lane, streams.GROUP))["pending"] == 0
+        assert (await redis.xpending(lane, redis_streams.GROUP))["pending"] == 0
 
         # New requests are refused at the door, before anything is queued.
         status, body, headers = await ask(http, url, "gpt-test")

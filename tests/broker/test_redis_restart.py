@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from broker.embedded_redis import redis_server_binary
 from tests.broker.harness import make_config, service
 from tests.broker.processes import free_port, switchboard, wait_ready, write_config
-from workers.streams import Keys
+from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.broker.harness import make_config, service
-from workers import sdk
 from workers.errors import InvalidRequest
-from workers.streams import Keys
+from workers.redis_streams import Keys
+from workers.sdk import calls as sdk
 from workers.testing.server import FakeUpstream
 
 HELLO = [{"role": "user", "content": "hi"}]

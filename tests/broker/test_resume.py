@@ -13,9 +13,9 @@ from redis.asyncio import Redis
 
 from tests.broker.harness import make_config, read_sse, service, wait_until
 from tests.redis_helpers import unreachable_redis
-from workers import messages, streams
-from workers.messages import decode_record
-from workers.streams import Keys
+from workers import envelopes, redis_streams
+from workers.envelopes import decode_record
+from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -128,17 +128,17 @@ async def test_disconnect_cancels_upstream_call(
         # Nothing is left in the queue or pending with the worker.
         async def settled() -> bool:
             depth = await redis.xlen(lane)
-            pending = (await redis.xpending(lane, streams.GROUP))["pending"]
+            pending = (await redis.xpending(lane, redis_streams.GROUP))["pending"]
             return depth == 0 and pending == 0
 
         await wait_until(settled)
     [reply] = [key async for key in redis.scan_iter(match=keys.reply("*"))]
     assert request_id in reply.decode()
     records = [
-        decode_record(fields[streams.RECORD_FIELD]) for _, fields in await redis.xrange(reply)
+        decode_record(fields[redis_streams.RECORD_FIELD]) for _, fields in await redis.xrange(reply)
     ]
     # The reply stream records the cancellation as its end, after whatever was sent.
-    assert records[-1].end == messages.CANCELLED
+    assert records[-1].end == envelopes.CANCELLED
     assert all(not r.is_final for r in records[:-1])
     # A client leaving is routine, not an error.
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
@@ -178,7 +178,7 @@ async def test_a_queued_request_whose_client_leaves_is_never_run(
 
         async def settled() -> bool:
             depth = await redis.xlen(lane)
-            pending = (await redis.xpending(lane, streams.GROUP))["pending"]
+            pending = (await redis.xpending(lane, redis_streams.GROUP))["pending"]
             return depth == 0 and pending == 0
 
         await wait_until(settled)

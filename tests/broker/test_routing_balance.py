@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 
 from tests.broker.harness import service, wait_until
 from tests.broker.routing_setup import ask, ask_many, deployment, routing_config, served
+from workers.redis_streams import Keys
 from workers.routing.figures import read_figures
-from workers.streams import Keys
 from workers.testing.server import FakeUpstream
 from workers.testing.state import Timing
 

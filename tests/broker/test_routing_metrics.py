@@ -22,8 +22,8 @@ from tests.broker.processes import free_port, switchboard, wait_ready
 from tests.broker.routing_setup import HELLO, Reply, ask, deployment, routing_yaml
 from tests.redis_helpers import REDIS_URL
 from tests.scrape import Scrape, scrape_url
+from workers.redis_streams import Keys
 from workers.routing.figures import read_figures
-from workers.streams import Keys
 from workers.testing.server import FakeUpstream
 
 pytestmark = pytest.mark.slow

@@ -16,13 +16,13 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from broker.config import load_config_text
+from broker.config.loader import load_config_text
 from tests.broker.harness import start_front_door, wait_until
 from tests.broker.processes import Process, switchboard
 from tests.broker.routing_setup import HELLO, ask_many, deployment, routing_yaml, served
 from tests.redis_helpers import REDIS_URL
+from workers.redis_streams import Keys
 from workers.routing.figures import read_figures
-from workers.streams import Keys
 from workers.testing.server import FakeUpstream
 
 pytestmark = pytest.mark.slow

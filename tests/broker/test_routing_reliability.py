@@ -13,10 +13,10 @@ from redis.asyncio import Redis
 from tests.broker.harness import read_sse, service, wait_until
 from tests.broker.routing_setup import HELLO, ask, deployment, exchange, routing_config, served
 from tests.scrape import Scrape, scrape_url
+from workers.redis_streams import Keys
 from workers.routing.figures import read_figures
 from workers.routing.redis_store import RedisFigures
 from workers.routing.store import Limits
-from workers.streams import Keys
 from workers.testing.server import FakeUpstream
 
 

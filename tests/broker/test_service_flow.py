@@ -13,8 +13,8 @@ from redis.asyncio import Redis
 
 from tests.broker.harness import make_config, post, read_sse, service
 from tests.conftest import RoundTrips
-from workers import streams
-from workers.streams import Keys
+from workers import redis_streams
+from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -87,11 +87,11 @@ async def test_entry_is_acked_and_deleted_after_the_final_reply(
         await fake.wait_for_requests(1)
         # In flight: the entry still exists and is pending with the worker.
         assert await redis.xlen(lane) == 1
-        assert (await redis.xpending(lane, streams.GROUP))["pending"] == 1
+        assert (await redis.xpending(lane, redis_streams.GROUP))["pending"] == 1
         status, _body, response = await task
     assert status == 200
     assert await redis.xlen(lane) == 0
-    assert (await redis.xpending(lane, streams.GROUP))["pending"] == 0
+    assert (await redis.xpending(lane, redis_streams.GROUP))["pending"] == 0
     reply = keys.reply(response.headers["x-request-id"])
     ttl = await redis.ttl(reply)
     assert 0 < ttl <= 120

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from broker.config import load_config_text
+from broker.config.loader import load_config_text
 from tests.broker.harness import FAST_CLAIMS, read_sse, service
 from tests.broker.providers_setup import TARGETS, api_base
 from workers.testing.server import FakeUpstream

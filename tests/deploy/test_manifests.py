@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from broker.config import Config, load_config_text
+from broker.config.loader import Config, load_config_text
 from tests.deploy.dashboards import DEPLOY
-from workers import streams
-from workers.streams import Keys
+from workers import redis_streams
+from workers.redis_streams import Keys
 
 K8S = DEPLOY / "k8s"
 COMPOSE = DEPLOY / "compose.yaml"
@@ -123,7 +123,7 @@ def test_keda_scales_the_workers_on_every_lanes_request_stream() -> None:
     for trigger in scaled["triggers"]:
         assert trigger["type"] == "redis-streams"
         meta = trigger["metadata"]
-        assert meta["consumerGroup"] == streams.GROUP
+        assert meta["consumerGroup"] == redis_streams.GROUP
         modes = {"lagCount", "pendingEntriesCount"} & set(meta)
         by_stream.setdefault(meta["stream"], set()).update(modes)
         if "lagCount" in meta:

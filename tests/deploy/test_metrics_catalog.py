@@ -11,14 +11,14 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from broker.config import Config
+from broker.config.loader import Config
 from tests.broker.harness import make_config, post, runtime_options, service
 from tests.deploy.catalog import Entry, read_catalog
 from tests.redis_helpers import REDIS_URL
-from workers.dispatch import Dispatcher
 from workers.http import HttpClient
-from workers.metrics import WorkerMetrics, metrics_endpoint
-from workers.runtime import Worker
+from workers.runtime.dispatch import Dispatcher
+from workers.runtime.worker import Worker
+from workers.runtime.worker_metrics import WorkerMetrics, metrics_endpoint
 from workers.testing.server import FakeUpstream
 
 HELLO = [{"role": "user", "content": "hello"}]

@@ -25,7 +25,7 @@ import pytest
 from redis.asyncio import Redis
 from yarl import URL
 
-from broker.config import load_config_text
+from broker.config.loader import load_config_text
 from broker.openapi import build_document
 from tests.broker.harness import RunningFrontDoor, service, wait_until
 from tests.security import fuzz_plan, raw_http
@@ -39,7 +39,7 @@ from tests.security.fuzz_checks import (
     error_shape_problem,
     kind_of,
 )
-from workers.streams import Keys
+from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
 
 MIN_REQUESTS = 3_000

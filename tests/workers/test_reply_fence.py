@@ -8,13 +8,16 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from workers import streams
-from workers.streams import Keys
+from workers import redis_streams
+from workers.redis_streams import Keys
 
 
 async def append(redis: Redis, keys: Keys, seq: int, record: bytes, ttl_s: int | None) -> object:
     pipe = redis.pipeline(transaction=False)
-    assert streams.append_record(pipe, keys, "rid", seq, record, reply_to="door", ttl_s=ttl_s) == 1
+    assert (
+        redis_streams.append_record(pipe, keys, "rid", seq, record, reply_to="door", ttl_s=ttl_s)
+        == 1
+    )
     results: list[object] = await pipe.execute(raise_on_error=False)
     return results[0]
 
@@ -27,7 +30,7 @@ async def test_a_refused_record_is_not_published(redis: Redis, keys: Keys) -> No
         assert await append(redis, keys, 1, b"first", ttl_s=60) == 1  # one front door heard it
         assert await append(redis, keys, 2, b"second", ttl_s=None) == 1
         stale = await append(redis, keys, 2, b"stale", ttl_s=None)
-        assert isinstance(stale, Exception) and streams.is_seq_taken(stale)
+        assert isinstance(stale, Exception) and redis_streams.is_seq_taken(stale)
         heard = []
         async with asyncio.timeout(5):
             while len(heard) < 2:
@@ -39,7 +42,7 @@ async def test_a_refused_record_is_not_published(redis: Redis, keys: Keys) -> No
         assert await listener.get_message(timeout=0.3) is None
     finally:
         await listener.aclose()
-    assert [record for _, record in await streams.read_records(redis, keys, "rid")] == [
+    assert [record for _, record in await redis_streams.read_records(redis, keys, "rid")] == [
         b"first",
         b"second",
     ]

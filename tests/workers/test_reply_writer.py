@@ -11,19 +11,19 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
-from workers import messages, streams
+from workers import envelopes, redis_streams
+from workers.envelopes import Envelope, Record
 from workers.errors import UpstreamResponseTooLarge
 from workers.http import HttpClient
-from workers.jobs import Job, ReplyTaken, ReplyWriter
-from workers.messages import Envelope, Record
-from workers.streams import Keys
+from workers.redis_streams import Keys
+from workers.runtime.jobs import Job, ReplyTaken, ReplyWriter
 
 
 def new_job(request_id: str = "rid") -> Job:
     now_ms = int(time.time() * 1000)
     envelope = Envelope(
         request_id=request_id,
-        kind=messages.KIND_CHAT,
+        kind=envelopes.KIND_CHAT,
         model_group="g",
         stream=True,
         deadline_ms=now_ms + 60_000,
@@ -45,10 +45,10 @@ async def test_a_reply_growing_past_the_cap_is_refused_before_it_is_written(
         await writer.write(job, Record(seq=job.seq, chunks=[b"y" * 60]))
     # The error itself always goes through, after what was written.
     await writer.write_error(job, UpstreamResponseTooLarge("too large"), None)
-    rows = await streams.read_records(redis, keys, "rid")
-    records = [messages.decode_record(raw) for _, raw in rows]
+    rows = await redis_streams.read_records(redis, keys, "rid")
+    records = [envelopes.decode_record(raw) for _, raw in rows]
     assert [r.chunks for r in records] == [[b"x" * 60], []]
-    assert records[-1].end == messages.ERROR and records[-1].status == 502
+    assert records[-1].end == envelopes.ERROR and records[-1].status == 502
     await writer.aclose()
 
 
@@ -102,7 +102,7 @@ async def test_a_large_response_is_stored_in_parts_and_only_its_end_is_published
     await listener.get_message(timeout=1)  # the subscribe confirmation
     try:
         body = bytes(range(65, 65 + 26)) + b"0123456789"  # 36 bytes: 3 parts and an end
-        await writer.write(job, Record(seq=job.seq, end=messages.RESPONSE, body=body))
+        await writer.write(job, Record(seq=job.seq, end=envelopes.RESPONSE, body=body))
         heard = None
         async with asyncio.timeout(5):
             while heard is None:
@@ -110,16 +110,16 @@ async def test_a_large_response_is_stored_in_parts_and_only_its_end_is_published
         assert await listener.get_message(timeout=0.2) is None
     finally:
         await listener.aclose()
-    rows = await streams.read_records(redis, keys, "rid")
-    records = [messages.decode_record(raw) for _, raw in rows]
+    rows = await redis_streams.read_records(redis, keys, "rid")
+    records = [envelopes.decode_record(raw) for _, raw in rows]
     assert [(r.seq, r.end) for r in records] == [
-        (1, messages.PART),
-        (2, messages.PART),
-        (3, messages.PART),
-        (4, messages.RESPONSE),
+        (1, envelopes.PART),
+        (2, envelopes.PART),
+        (3, envelopes.PART),
+        (4, envelopes.RESPONSE),
     ]
-    assert messages.join_parts([r.body for r in records[:-1]], records[-1]).body == body
-    assert heard["data"] == b"rid|" + messages.encode(records[-1])
+    assert envelopes.join_parts([r.body for r in records[:-1]], records[-1]).body == body
+    assert heard["data"] == b"rid|" + envelopes.encode(records[-1])
     assert job.seq == 5 and job.reply_bytes == len(body)
     assert 0 < await redis.ttl(keys.reply("rid")) <= 60
     await writer.aclose()
@@ -131,20 +131,20 @@ async def test_the_parts_of_a_response_stop_at_a_taken_sequence_number(
     writer = ReplyWriter(redis, keys, reply_ttl_s=60, part_bytes=10)
     job = new_job()
     lane = keys.lane("default")
-    await streams.ensure_groups(redis, keys, ["default"])
+    await redis_streams.ensure_groups(redis, keys, ["default"])
     job.entry = await redis.xadd(lane, {"e": b"x"})
-    await redis.xreadgroup(streams.GROUP, "w", {lane: ">"})
+    await redis.xreadgroup(redis_streams.GROUP, "w", {lane: ">"})
     # The front door recorded the client's cancellation at the first sequence number (parts
     # are not relayed live, so it had seen none).
     pipe = redis.pipeline(transaction=False)
-    cancelled = messages.encode(Record(seq=1, end=messages.CANCELLED))
-    streams.cancel(pipe, keys, "rid", seq=1, record=cancelled, ttl_s=60)
+    cancelled = envelopes.encode(Record(seq=1, end=envelopes.CANCELLED))
+    redis_streams.cancel(pipe, keys, "rid", seq=1, record=cancelled, ttl_s=60)
     await pipe.execute()
     with pytest.raises(ReplyTaken):
-        await writer.write(job, Record(seq=job.seq, end=messages.RESPONSE, body=b"z" * 36))
-    rows = await streams.read_records(redis, keys, "rid")
-    assert [messages.decode_record(raw).end for _, raw in rows] == [messages.CANCELLED]
+        await writer.write(job, Record(seq=job.seq, end=envelopes.RESPONSE, body=b"z" * 36))
+    rows = await redis_streams.read_records(redis, keys, "rid")
+    assert [envelopes.decode_record(raw).end for _, raw in rows] == [envelopes.CANCELLED]
     # The request is settled: its entry is acked and deleted, nothing is left pending.
-    assert (await redis.xpending(lane, streams.GROUP))["pending"] == 0
+    assert (await redis.xpending(lane, redis_streams.GROUP))["pending"] == 0
     assert await redis.xlen(lane) == 0
     await writer.aclose()

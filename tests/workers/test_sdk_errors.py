@@ -7,8 +7,9 @@ import socket
 
 import pytest
 
-from workers import errors, sdk
-from workers.streaming import ChatStream
+from workers import errors
+from workers.sdk import calls as sdk
+from workers.sdk.stream import ChatStream
 from workers.testing.server import FakeUpstream
 
 KEY = "sk-test"

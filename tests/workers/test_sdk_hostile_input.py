@@ -10,8 +10,8 @@ import pytest
 
 from tests.broker.providers_setup import TARGETS, api_base
 from tests.hostile_bodies import CHAT_CASES, EMBEDDING_CASES, Case
-from workers import sdk
 from workers.errors import InvalidRequest
+from workers.sdk import calls as sdk
 from workers.testing.server import FakeUpstream
 
 HELLO = [{"role": "user", "content": "hi"}]

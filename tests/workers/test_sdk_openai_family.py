@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from workers import sdk
-from workers.assemble import stream_chunk_builder
 from workers.errors import AuthenticationFailed, InvalidRequest, UnsupportedParams
-from workers.streaming import ChatStream
+from workers.sdk import calls as sdk
+from workers.sdk.assemble import stream_chunk_builder
+from workers.sdk.stream import ChatStream
 from workers.testing.server import FakeUpstream, ThreadedFakeUpstream
 from workers.wire import ChatCompletion, ChatCompletionChunk
 

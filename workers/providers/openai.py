@@ -25,7 +25,7 @@ from workers.http import (
     transport_errors,
 )
 from workers.providers.base import Adapter, ChatCall, EmbeddingCall
-from workers.sse import iter_sse
+from workers.providers.sse_reader import iter_sse
 from workers.wire import (
     ChatCompletion,
     ChatCompletionChunk,

@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
+from workers.redis_streams import Keys, RoutingKeys
 from workers.routing import scripts
-from workers.streams import Keys, RoutingKeys
 
 
 class DeploymentFigures(msgspec.Struct, frozen=True, kw_only=True):

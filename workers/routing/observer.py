@@ -1,6 +1,6 @@
 """What the router reports as it decides: the figures each decision read, and the retries,
 fallbacks, failures and cooldowns it started. A worker turns these into its /metrics
-(workers/routing/metrics.py); without an observer (the SDK Router) nothing is reported.
+(workers/routing/routing_metrics.py); without an observer (the SDK Router) nothing is reported.
 
 Every call happens on the request path, so an observer must be cheap and never block:
 it only sets in-process values, no I/O.

@@ -19,10 +19,10 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
 from workers.batching import Build, WriteBatcher
+from workers.redis_streams import Keys, RoutingKeys
 from workers.routing import scripts
 from workers.routing.figures import DeploymentFigures, parse_snapshot, script_keys
 from workers.routing.store import EWMA_ALPHA, Admission, AttemptResult, Limits
-from workers.streams import Keys, RoutingKeys
 
 log = logging.getLogger("switchboard.routing")
 ADMISSIONS = frozenset(get_args(Admission))

@@ -1,6 +1,6 @@
 """The config sections the workers consume, as LiteLLM's proxy `config.yaml` spells them.
 
-`broker/config.py` composes them into the root `Config` and is the only loader. Each Struct
+`broker/config/loader.py` composes them into the root `Config` and is the only loader. Each Struct
 lists, in `litellm_ignored`, the LiteLLM keys it accepts but does not implement: the loader
 warns about those and refuses any other unknown key.
 """

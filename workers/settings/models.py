@@ -1,7 +1,7 @@
 """`model_list[]`: one entry per deployment, grouped by `model_name` into model groups.
 
 Field names are LiteLLM's (`litellm_params`, `model_info`), so a LiteLLM proxy config loads
-unchanged; `broker/config.py` turns each entry into a `workers.deployment.Deployment`.
+unchanged; `broker/config/loader.py` turns each entry into a `workers.deployment.Deployment`.
 """
 
 from __future__ import annotations

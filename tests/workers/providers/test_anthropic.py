@@ -13,14 +13,15 @@ from typing import Any
 import pytest
 
 from tests import wire_examples
-from workers import errors, pricing, sdk
-from workers.assemble import stream_chunk_builder
+from workers import errors, pricing
 from workers.providers.anthropic.errors import error_from_response
 from workers.providers.anthropic.request import NEUTRAL_VALUES, REFUSED_PARAMS
 from workers.providers.anthropic.response import parse_completion
 from workers.providers.anthropic.stream import StreamTranslator
-from workers.sse import iter_sse
-from workers.streaming import ChatStream
+from workers.providers.sse_reader import iter_sse
+from workers.sdk import calls as sdk
+from workers.sdk.assemble import stream_chunk_builder
+from workers.sdk.stream import ChatStream
 from workers.testing.server import FakeUpstream
 from workers.wire import ChatCompletion, ChatCompletionChunk
 

@@ -20,8 +20,6 @@ from aiohttp import web
 from botocore.eventstream import EventStreamBuffer
 
 from tests import wire_examples
-from workers import sdk
-from workers.assemble import stream_chunk_builder
 from workers.deployment import Deployment
 from workers.errors import (
     AuthenticationFailed,
@@ -44,7 +42,9 @@ from workers.providers.bedrock import BedrockAdapter
 from workers.providers.bedrock.eventstream import EventStreamDecoder, FrameError
 from workers.providers.bedrock.request import REFUSED_PARAMS
 from workers.providers.bedrock.signing import credentials_for
-from workers.streaming import ChatStream
+from workers.sdk import calls as sdk
+from workers.sdk.assemble import stream_chunk_builder
+from workers.sdk.stream import ChatStream
 from workers.testing.embedding import embedding_base64, embedding_vector, input_key
 from workers.testing.server import FakeUpstream
 from workers.wire import ChatCompletion, ChatCompletionChunk, EmbeddingResponse

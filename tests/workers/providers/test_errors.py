@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from workers import errors, sdk
+from workers import errors
 from workers.errors import error_for_status, says_context_window_exceeded
+from workers.sdk import calls as sdk
 from workers.testing.server import FakeUpstream
 
 HELLO = [{"role": "user", "content": "hello"}]

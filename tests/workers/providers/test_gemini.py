@@ -15,8 +15,6 @@ import pytest
 from aiohttp import web
 
 from tests.wire_examples import example_path
-from workers import sdk
-from workers.assemble import stream_chunk_builder
 from workers.deployment import Deployment, Secret
 from workers.errors import (
     AuthenticationFailed,
@@ -42,8 +40,10 @@ from workers.providers.gemini.refusals import CONDITIONAL, REFUSED
 from workers.providers.gemini.response import to_completion
 from workers.providers.gemini.stream import StreamReader
 from workers.providers.gemini.wire import decode_response
-from workers.sse import SSEDecoder
-from workers.streaming import ChatStream
+from workers.providers.sse_reader import SSEDecoder
+from workers.sdk import calls as sdk
+from workers.sdk.assemble import stream_chunk_builder
+from workers.sdk.stream import ChatStream
 from workers.testing import FakeUpstream
 from workers.testing.embedding import embedding_vector
 from workers.testing.gemini_errors import NO_KEY_MESSAGE, status_body

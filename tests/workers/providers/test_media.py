@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from tests.workers.media_servers import ALLOWED_NETWORK, PNG, MediaServer, canary, media_server
-from workers import sdk
 from workers.errors import InvalidRequest
 from workers.fetch_guard import Fetched, FetchRefused
 from workers.http import HttpClient
@@ -23,7 +22,8 @@ from workers.providers.media import (
     media_type_of,
     usable,
 )
-from workers.routing.sdk import Router
+from workers.sdk import calls as sdk
+from workers.sdk.router import Router
 from workers.settings.switchboard import MediaFetch
 from workers.testing.server import FakeUpstream
 

@@ -11,12 +11,12 @@ from redis.asyncio import Redis
 
 from tests.conftest import RoundTrips
 from workers.batching import WriteBatcher
+from workers.redis_streams import Keys
 from workers.routing import scripts
 from workers.routing.figures import read_figures
 from workers.routing.memory_store import MemoryFigures
 from workers.routing.redis_store import RedisFigures
 from workers.routing.store import AttemptResult, FiguresStore, Limits
-from workers.streams import Keys
 
 NO_LIMITS = Limits()
 FAIL_500 = AttemptResult(failure_class="InternalServerError", allowed_fails=1, cooldown_s=0.5)

@@ -13,7 +13,7 @@ import pytest
 from broker import Router
 from tests.redis_helpers import REDIS_URL
 from workers.errors import ContextWindowExceeded, InvalidRequest, ProviderError, RateLimited
-from workers.streams import Keys
+from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
 from workers.wire import ChatCompletion
 

@@ -21,7 +21,7 @@ from workers.providers.anthropic.request import REFUSED_PARAMS, build_body
 from workers.providers.anthropic.response import parse_completion
 from workers.providers.anthropic.stream import StreamTranslator
 from workers.providers.base import Adapter, ChatCall
-from workers.sse import iter_sse
+from workers.providers.sse_reader import iter_sse
 from workers.wire import ChatCompletion, ChatCompletionChunk
 
 # The documented, stable version; a deployment's api_version overrides it.

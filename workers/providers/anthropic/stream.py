@@ -24,7 +24,7 @@ from workers.providers.anthropic.response import (
     thinking_block,
     usage_of,
 )
-from workers.sse import SSEEvent
+from workers.providers.sse_reader import SSEEvent
 from workers.wire import (
     ChatCompletionChunk,
     ChunkChoice,

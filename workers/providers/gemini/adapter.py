@@ -24,7 +24,7 @@ from workers.providers.gemini.request import build_body, typed_defaults, with_de
 from workers.providers.gemini.response import to_completion
 from workers.providers.gemini.stream import StreamReader
 from workers.providers.gemini.wire import decode_embeddings, decode_response
-from workers.sse import iter_sse
+from workers.providers.sse_reader import iter_sse
 from workers.wire import ChatCompletion, ChatCompletionChunk, EmbeddingResponse
 
 DEFAULT_API_VERSION = "v1beta"

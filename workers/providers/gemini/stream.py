@@ -25,7 +25,7 @@ from workers.providers.gemini.response import (
     usage_of,
 )
 from workers.providers.gemini.wire import Candidate, GenerateContentResponse, decode_response
-from workers.sse import SSEEvent
+from workers.providers.sse_reader import SSEEvent
 from workers.wire import (
     ChatCompletionChunk,
     ChunkChoice,

@@ -11,13 +11,13 @@ from redis.asyncio import Redis
 
 from workers.batching import WriteBatcher
 from workers.connect import connect
-from workers.dispatch import Dispatcher
 from workers.http import HttpClient
-from workers.metrics import WorkerMetrics, metrics_endpoint
+from workers.redis_streams import Keys
 from workers.routing.plan import RoutingPlan
 from workers.routing.redis_store import RedisFigures
-from workers.runtime import RuntimeOptions, Worker, new_worker_id
-from workers.streams import Keys
+from workers.runtime.dispatch import Dispatcher
+from workers.runtime.worker import RuntimeOptions, Worker, new_worker_id
+from workers.runtime.worker_metrics import WorkerMetrics, metrics_endpoint
 
 log = logging.getLogger("switchboard.worker")
 

@@ -2,7 +2,7 @@
 endpoint that exposes them (`switchboard worker --metrics-port`).
 
 Routing metrics (the figures each decision read; retries, fallbacks, cooldowns) are defined
-in workers/routing/metrics.py and registered here.
+in workers/routing/routing_metrics.py and registered here.
 
 Each process serves its own registry rather than prometheus-client's multiprocess mode:
 workers run on many hosts and containers, which a shared mmap directory cannot span, and
@@ -29,7 +29,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from workers.routing.metrics import RoutingMetrics
+from workers.routing.routing_metrics import RoutingMetrics
 
 # Queue wait: from well under a millisecond (an idle pool) to a minute (a backlog).
 WAIT_BUCKETS = (

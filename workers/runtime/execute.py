@@ -15,15 +15,15 @@ from typing import Any
 import msgspec
 import orjson
 
-from workers import accounting, messages
+from workers import accounting, envelopes
 from workers.body_limits import check_json_bytes
-from workers.dispatch import Dispatcher, Outcome, failed_outcome
+from workers.envelopes import KIND_CHAT, Meta, Record
 from workers.errors import GatewayTimeout, InternalError, InvalidRequest, SwitchboardError
-from workers.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
-from workers.messages import KIND_CHAT, Meta, Record
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.routing.engine import failed_deployment
+from workers.runtime.dispatch import Dispatcher, Outcome, failed_outcome
+from workers.runtime.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
 from workers.upstream_text import for_client
 from workers.wire import (
     ChatCompletionChunk,
@@ -73,7 +73,7 @@ class Executor:
             if current is not None:
                 current.uncancel()
             await asyncio.shield(
-                self.writer.write(job, Record(seq=job.seq, end=messages.CANCELLED))
+                self.writer.write(job, Record(seq=job.seq, end=envelopes.CANCELLED))
             )
         except (ReplyTaken, ReplyRefused):
             raise
@@ -153,7 +153,7 @@ class Executor:
             )
         record = Record(
             seq=job.seq,
-            end=messages.RESPONSE,
+            end=envelopes.RESPONSE,
             body=encode(response),
             meta=self._meta(outcome, response.usage),
         )
@@ -188,7 +188,7 @@ class Executor:
             await rest.aclose()  # type: ignore[attr-defined]  # an async generator
         final_meta = self._meta(outcome, usage)
         await self.writer.write(
-            job, Record(seq=job.seq, chunks=chunks, end=messages.DONE, meta=final_meta)
+            job, Record(seq=job.seq, chunks=chunks, end=envelopes.DONE, meta=final_meta)
         )
 
     async def _embed(self, job: Job) -> None:
@@ -218,7 +218,7 @@ class Executor:
         )
         record = Record(
             seq=job.seq,
-            end=messages.RESPONSE,
+            end=envelopes.RESPONSE,
             body=encode(response),
             meta=self._meta(outcome, usage),
         )

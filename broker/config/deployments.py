@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from broker.config_errors import ConfigError, from_validation_error
+from broker.config.errors import ConfigError, from_validation_error
 from workers.deployment import Deployment, Secret
 from workers.errors import ModelNotFound
 from workers.providers import make_deployment

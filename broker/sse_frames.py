@@ -4,8 +4,8 @@ with `Last-Event-ID`."""
 
 from __future__ import annotations
 
-from workers import messages
-from workers.messages import Record
+from workers import envelopes
+from workers.envelopes import Record
 
 HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -25,18 +25,18 @@ def frame(record: Record, after_seq: int = 0) -> bytes:
         if seq > after_seq:
             parts.append(b"id: %d\ndata: %s\n\n" % (seq, chunk))
         seq += 1
-    if record.end != messages.MORE and seq > after_seq:
-        if record.end == messages.DONE:
+    if record.end != envelopes.MORE and seq > after_seq:
+        if record.end == envelopes.DONE:
             parts.append(b"id: %d\ndata: [DONE]\n\n" % seq)
-        elif record.end == messages.ERROR:
+        elif record.end == envelopes.ERROR:
             parts.append(b"id: %d\ndata: %s\n\n" % (seq, record.body))
-        elif record.end == messages.CANCELLED:
+        elif record.end == envelopes.CANCELLED:
             parts.append(
                 b'id: %d\ndata: {"error":{"message":"the request was cancelled after its '
                 b'client disconnected","type":"cancelled","param":null,"code":"cancelled"}}\n\n'
                 % seq
             )
-        elif record.end == messages.RESPONSE:
+        elif record.end == envelopes.RESPONSE:
             # A non-stream answer read through the stream endpoint: one event, then done.
             # (Its PART records, if any, frame nothing: the reader joins them first.)
             parts.append(b"id: %d\ndata: %s\n\n" % (seq, record.body))

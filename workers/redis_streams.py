@@ -33,7 +33,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import OutOfMemoryError, ResponseError
 
-from workers.messages import decode_envelope, live_message
+from workers.envelopes import decode_envelope, live_message
 
 GROUP = "workers"
 ENVELOPE_FIELD = b"e"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-from workers.messages import Meta
+from workers.envelopes import Meta
 from workers.routing.observer import NO_DEPLOYMENT
 
 # 1 ms to 60 s: resolves a gateway's own overhead as well as a long generation.

@@ -11,7 +11,7 @@ from workers import accounting
 from workers.deployment import Deployment
 from workers.providers.base import Adapter, ChatCall
 from workers.retry import with_retries
-from workers.sync import iterate_sync
+from workers.sdk.sync import iterate_sync
 from workers.wire import ChatCompletionChunk, Usage
 
 Batches = AsyncIterator[list[ChatCompletionChunk]]

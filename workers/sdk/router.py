@@ -29,11 +29,14 @@ from workers.http import HttpClient
 from workers.providers import make_deployment
 from workers.providers.base import EmbeddingCall
 from workers.providers.media import MediaFetches
+from workers.redis_streams import Keys
 from workers.routing.engine import Outcome, RoutingEngine
 from workers.routing.memory_store import MemoryFigures
 from workers.routing.plan import RoutingPlan, build_plan
 from workers.routing.redis_store import RedisFigures
-from workers.sdk import _body, _param_of, _validated_chat, check_options, media_policy
+from workers.sdk.calls import _body, _param_of, _validated_chat, check_options, media_policy
+from workers.sdk.stream import ChatStream, SyncChatStream
+from workers.sdk.sync import run_sync
 from workers.settings import (
     DEPLOYMENT_OPTION_KEYS,
     REQUEST_PARAM_KEYS,
@@ -41,9 +44,6 @@ from workers.settings import (
     RouterSettings,
 )
 from workers.settings.switchboard import MediaFetch
-from workers.streaming import ChatStream, SyncChatStream
-from workers.streams import Keys
-from workers.sync import run_sync
 from workers.validation import validate_embedding_request
 from workers.wire import ChatCompletion, EmbeddingResponse, embedding_request_from_dict
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from broker.config_errors import ConfigError
+from broker.config.errors import ConfigError
 from workers.deployment import Secret
 
 ENV_PREFIX = "os.environ/"

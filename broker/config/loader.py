@@ -20,10 +20,10 @@ import msgspec
 import msgspec.inspect as mi
 import yaml
 
-from broker.config_deployments import build_deployments, check_default_params, warn_unknown_groups
-from broker.config_env import overlay
-from broker.config_errors import ConfigError, from_validation_error
-from broker.config_tree import TreeWalk
+from broker.config.deployments import build_deployments, check_default_params, warn_unknown_groups
+from broker.config.env import overlay
+from broker.config.errors import ConfigError, from_validation_error
+from broker.config.tree import TreeWalk
 from workers.deployment import Deployment, Secret
 from workers.settings import (
     REQUEST_PARAM_KEYS,

@@ -32,9 +32,9 @@ from workers.providers import create_adapter, make_deployment
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.retry import with_retries
+from workers.sdk.stream import ChatStream, SyncChatStream, open_stream
+from workers.sdk.sync import run_sync
 from workers.settings.switchboard import MediaFetch
-from workers.streaming import ChatStream, SyncChatStream, open_stream
-from workers.sync import run_sync
 from workers.validation import validate_chat_request, validate_embedding_request
 from workers.wire import (
     ChatCompletion,

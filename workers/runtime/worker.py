@@ -24,19 +24,19 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from workers import memory, messages, streams
+from workers import envelopes, memory, redis_streams
 from workers.batching import WriteBatcher
-from workers.dispatch import Dispatcher
+from workers.envelopes import Meta, Record, decode_envelope, decode_record
 from workers.errors import ProviderError, ServiceUnavailable
-from workers.execute import Executor
 from workers.http import DEFAULT_MAX_REPLY_BYTES
-from workers.jobs import Job, ReplyWriter, now_ms
 from workers.memory import MemoryReleaser
-from workers.messages import Meta, Record, decode_envelope, decode_record
-from workers.metrics import WorkerMetrics
 from workers.providers.media import MediaPolicy
+from workers.redis_streams import Keys
+from workers.runtime.dispatch import Dispatcher
+from workers.runtime.execute import Executor
+from workers.runtime.jobs import Job, ReplyWriter, now_ms
+from workers.runtime.worker_metrics import WorkerMetrics
 from workers.settings.switchboard import MediaFetch
-from workers.streams import Keys
 from workers.wire import encode
 
 log = logging.getLogger("switchboard.worker")
@@ -112,7 +112,7 @@ class Worker:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Serve until `stopping` is set, then drain."""
-        await streams.ensure_groups(self.redis, self.keys, self.options.lanes)
+        await redis_streams.ensure_groups(self.redis, self.keys, self.options.lanes)
         for loop in (
             self._heartbeats(),
             self._claims(),
@@ -136,7 +136,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*self._background, return_exceptions=True)
             with contextlib.suppress(Exception):
-                await streams.forget_worker(self.redis, self.keys, self.worker_id)
+                await redis_streams.forget_worker(self.redis, self.keys, self.worker_id)
 
     async def _drain(self) -> None:
         """Finish what we hold within the drain timeout; what is left stays pending in Redis
@@ -168,32 +168,32 @@ class Worker:
                 await asyncio.sleep(RECONNECT_DELAY_S)
                 continue
             except ResponseError as exc:
-                if not streams.is_missing_group(exc):
+                if not redis_streams.is_missing_group(exc):
                     raise
                 await self._recreate_groups()
                 continue
             for lane, entry, envelope in entries:
                 self._start(lane, entry, envelope, is_reclaimed=False)
 
-    async def _read(self, free: int) -> list[streams.RequestEntry]:
+    async def _read(self, free: int) -> list[redis_streams.RequestEntry]:
         lanes = self.options.lanes
         block = self.options.block_ms
         if len(lanes) == 1:
-            return await streams.read_requests(
+            return await redis_streams.read_requests(
                 self.redis, self.keys, self.worker_id, lanes, free, block
             )
         # Several lanes: take from the first lanes first, never more than our free slots.
-        found: list[streams.RequestEntry] = []
+        found: list[redis_streams.RequestEntry] = []
         for lane in lanes:
             if len(found) >= free:
                 break
-            found += await streams.read_requests(
+            found += await redis_streams.read_requests(
                 self.redis, self.keys, self.worker_id, (lane,), free - len(found), None
             )
         if not found:
             # Idle: wait on every lane at once, one entry each, on no more lanes than free
             # slots (the most urgent first; the others are read on the next pass).
-            found = await streams.read_requests(
+            found = await redis_streams.read_requests(
                 self.redis, self.keys, self.worker_id, lanes[:free], 1, block
             )
         return found
@@ -254,7 +254,7 @@ class Worker:
             return True
         # A large response's parts are a reply begun too: a re-run's pieces would be joined
         # to them by a front door that already read some.
-        sent = "its response was written" if last.end == messages.PART else "the stream was sent"
+        sent = "its response was written" if last.end == envelopes.PART else "the stream was sent"
         error = ProviderError(
             f"the worker serving request {job.request_id} stopped after part of {sent}; "
             "the request was not re-run to avoid duplicated text",
@@ -266,15 +266,15 @@ class Worker:
     async def _last_record(self, job: Job) -> Record | None:
         """The last record of the job's reply stream, read on the shared batch."""
         (rows,) = await self.writer.batcher.write(
-            lambda pipe: streams.queue_last_record(pipe, self.keys, job.request_id)
+            lambda pipe: redis_streams.queue_last_record(pipe, self.keys, job.request_id)
         )
         if isinstance(rows, Exception):
             raise rows
-        raw = streams.record_of(rows)
+        raw = redis_streams.record_of(rows)
         return decode_record(raw) if raw is not None else None
 
     async def _ended_while_queued(self, job: Job) -> bool:
-        """Front doors leave a cancelled request's entry in its lane (see streams.cancel);
+        """Front doors leave a cancelled request's entry in its lane (see redis_streams.cancel);
         drop it unrun. Known from the cancel channel, or, for an entry that waited longer
         than a client's grace (this worker may not have been listening: scaled from zero),
         from a final record in its reply stream, read on the shared batch."""
@@ -315,7 +315,7 @@ class Worker:
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 log.warning("redis unavailable while renewing claims: %s", exc)
             except ResponseError as exc:
-                if streams.is_missing_group(exc):
+                if redis_streams.is_missing_group(exc):
                     await self._recreate_groups()
                 else:
                     # READONLY (a failover), OOM...: renewing and reclaiming must go on.
@@ -331,7 +331,7 @@ class Worker:
             "again."
         )
         try:
-            await streams.ensure_groups(self.redis, self.keys, self.options.lanes)
+            await redis_streams.ensure_groups(self.redis, self.keys, self.options.lanes)
         except RedisError as exc:
             log.warning("could not create the consumer groups: %s", exc)
             await asyncio.sleep(RECONNECT_DELAY_S)
@@ -341,13 +341,13 @@ class Worker:
         for job in self.jobs.values():
             by_lane.setdefault(job.lane, []).append(job.entry)
         for lane, entries in by_lane.items():
-            await streams.renew(self.redis, self.keys, lane, self.worker_id, entries)
+            await redis_streams.renew(self.redis, self.keys, lane, self.worker_id, entries)
 
     async def _reclaim(self) -> None:
         for lane in self.options.lanes:
             if not self.free_slots:
                 return
-            claimed, deleted = await streams.reclaim(
+            claimed, deleted = await redis_streams.reclaim(
                 self.redis,
                 self.keys,
                 lane,
@@ -359,11 +359,11 @@ class Worker:
                 # Cancelled while pending (the front door deleted them): nothing to run.
                 pipe = self.redis.pipeline(transaction=False)
                 for entry in deleted:
-                    pipe.xack(self.keys.lane(lane), streams.GROUP, entry)
+                    pipe.xack(self.keys.lane(lane), redis_streams.GROUP, entry)
                 await pipe.execute()
             if not claimed:
                 continue
-            counts = await streams.delivery_counts(
+            counts = await redis_streams.delivery_counts(
                 self.redis, self.keys, lane, [entry for entry, _ in claimed]
             )
             for (entry, raw), deliveries in zip(claimed, counts, strict=True):
@@ -385,7 +385,7 @@ class Worker:
         except msgspec.DecodeError:
             envelope = None
         if envelope is not None:
-            last = await streams.last_record(self.redis, self.keys, envelope.request_id)
+            last = await redis_streams.last_record(self.redis, self.keys, envelope.request_id)
             seq = decode_record(last).next_seq if last else 1
             error = ServiceUnavailable(
                 f"request {envelope.request_id} failed: {reason} without finishing; "
@@ -394,21 +394,21 @@ class Worker:
             )
             record = Record(
                 seq=seq,
-                end=messages.ERROR,
+                end=envelopes.ERROR,
                 body=encode(error.to_body()),
                 status=error.http_status,
                 meta=Meta(worker=self.worker_id),
             )
-            streams.append_record(
+            redis_streams.append_record(
                 pipe,
                 self.keys,
                 envelope.request_id,
                 seq,
-                messages.encode(record),
+                envelopes.encode(record),
                 reply_to=envelope.reply_to,
                 ttl_s=self.options.reply_ttl_s,
             )
-        streams.dead_letter(pipe, self.keys, lane, entry, raw, reason)
+        redis_streams.dead_letter(pipe, self.keys, lane, entry, raw, reason)
         await pipe.execute()
         self.metrics.lane(lane).dead_letters.inc()
         log.error("dead-lettered %s on lane %s: %s", entry, lane, reason)
@@ -425,7 +425,7 @@ class Worker:
                 "started": self.started_s,
             }
             pipe = self.redis.pipeline(transaction=False)
-            streams.heartbeat(
+            redis_streams.heartbeat(
                 pipe, self.keys, self.worker_id, time.time(), info, self.options.worker_ttl_s
             )
             try:

@@ -19,8 +19,8 @@ from typing import Any
 
 import msgspec.inspect as mi
 
-from broker.config_env import is_reference, lookup, parse_bool, parse_number, referenced_name
-from broker.config_errors import ConfigError
+from broker.config.env import is_reference, lookup, parse_bool, parse_number, referenced_name
+from broker.config.errors import ConfigError
 from workers.settings.section import Section
 
 _TEXT = (mi.StrType, mi.CustomType, mi.AnyType)

@@ -12,16 +12,16 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from workers import messages, streams
+from workers import envelopes, redis_streams
 from workers.batching import WriteBatcher
+from workers.envelopes import Envelope, Meta, Record
 from workers.errors import ServiceUnavailable, SwitchboardError
 from workers.http import DEFAULT_MAX_REPLY_BYTES, reply_too_large
-from workers.messages import Envelope, Meta, Record
 from workers.params import GATEWAY_FIELDS
-from workers.streams import Keys
+from workers.redis_streams import Keys
 from workers.wire import encode
 
-# A response body above this is written as several records (see workers.messages): small
+# A response body above this is written as several records (see workers.envelopes): small
 # enough for Redis and its readers to pass without strain, large enough that a 64 MiB reply
 # takes 64 round trips.
 PART_BYTES = 1024 * 1024
@@ -49,7 +49,7 @@ class Job:
         self.lane = lane
         self.entry = entry
         self.task: asyncio.Task[None] | None = None
-        # Sequence number of the next client-visible event (see workers.messages).
+        # Sequence number of the next client-visible event (see workers.envelopes).
         self.seq = 1
         self.is_writing = False
         self.is_cancelled_by_client = False
@@ -114,7 +114,7 @@ class ReplyWriter:
 
     async def write(self, job: Job, record: Record) -> None:
         self._count_reply_bytes(job, record)
-        if record.end == messages.RESPONSE and len(record.body) > self.part_bytes:
+        if record.end == envelopes.RESPONSE and len(record.body) > self.part_bytes:
             record = await self._write_parts(job, record)
         await self._append(job, record)
 
@@ -125,17 +125,17 @@ class ReplyWriter:
         body, step = record.body, self.part_bytes
         last = (len(body) - 1) // step * step
         for start in range(0, last, step):
-            piece = Record(seq=job.seq, end=messages.PART, body=body[start : start + step])
+            piece = Record(seq=job.seq, end=envelopes.PART, body=body[start : start + step])
             await self._append(job, piece, publish=False)
         return msgspec.structs.replace(record, seq=job.seq, body=body[last:])
 
     async def _append(self, job: Job, record: Record, *, publish: bool = True) -> None:
         final = record.is_final
         ttl = self._ttl_s(job, record)
-        encoded = messages.encode(record)
+        encoded = envelopes.encode(record)
 
         def build(pipe: Pipeline) -> int:
-            queued = streams.append_record(
+            queued = redis_streams.append_record(
                 pipe,
                 self.keys,
                 job.request_id,
@@ -146,7 +146,7 @@ class ReplyWriter:
                 publish=publish,
             )
             if final:
-                queued += streams.ack(pipe, self.keys, job.lane, job.entry)
+                queued += redis_streams.ack(pipe, self.keys, job.lane, job.entry)
             return queued
 
         job.is_writing = True
@@ -154,11 +154,11 @@ class ReplyWriter:
             results = await self.batcher.write(build)
         finally:
             job.is_writing = False
-        if streams.is_seq_taken(results[0]):
+        if redis_streams.is_seq_taken(results[0]):
             if not final:
                 await self.ack_only(job)  # the request is settled; nothing to re-run
             raise ReplyTaken(job.request_id) from results[0]
-        if streams.is_out_of_memory(results[0]):
+        if redis_streams.is_out_of_memory(results[0]):
             raise ReplyRefused(job.request_id) from results[0]
         for result in results:
             if isinstance(result, Exception):
@@ -172,7 +172,7 @@ class ReplyWriter:
         body while reading it; this bounds what a translation or a long stream adds up to.
         Errors and cancellations are small and always go through."""
         size = sum(len(chunk) for chunk in record.chunks)
-        if record.end == messages.RESPONSE:
+        if record.end == envelopes.RESPONSE:
             size += len(record.body)
         if size and job.reply_bytes + size > self.max_reply_bytes:
             raise reply_too_large(None, None, self.max_reply_bytes)
@@ -194,7 +194,7 @@ class ReplyWriter:
             job,
             Record(
                 seq=job.seq,
-                end=messages.ERROR,
+                end=envelopes.ERROR,
                 body=body,
                 status=error.http_status,
                 meta=meta,
@@ -223,17 +223,19 @@ class ReplyWriter:
             pass
         record = Record(
             seq=job.seq,
-            end=messages.ERROR,
+            end=envelopes.ERROR,
             body=encode(error.to_body()),
             status=error.http_status,
             retry_after_s=error.retry_after_s,
         )
-        encoded = messages.encode(record)
+        encoded = envelopes.encode(record)
         reply_to = job.envelope.reply_to
 
         def build(pipe: Pipeline) -> int:
-            queued = streams.publish_record(pipe, self.keys, job.request_id, encoded, reply_to)
-            return queued + streams.ack(pipe, self.keys, job.lane, job.entry)
+            queued = redis_streams.publish_record(
+                pipe, self.keys, job.request_id, encoded, reply_to
+            )
+            return queued + redis_streams.ack(pipe, self.keys, job.lane, job.entry)
 
         for result in await self.batcher.write(build):
             if isinstance(result, Exception):
@@ -241,7 +243,7 @@ class ReplyWriter:
 
     async def ack_only(self, job: Job) -> None:
         results = await self.batcher.write(
-            lambda pipe: streams.ack(pipe, self.keys, job.lane, job.entry)
+            lambda pipe: redis_streams.ack(pipe, self.keys, job.lane, job.entry)
         )
         for result in results:
             if isinstance(result, Exception):

@@ -1,0 +1,33 @@
+"""The in-process SDK: the service's adapters and router called directly, no Redis, no queue.
+
+Its public import name is `switchboard` (the top-level package re-exports this one):
+
+    import switchboard
+    switchboard.completion(model="openai/gpt-4o", messages=[...])
+
+- `calls`: `completion`, `acompletion`, `embedding`, `aembedding` (one deployment per call)
+- `router`: `Router`, LiteLLM's router over a model_list (retries, fallbacks, strategies)
+- `stream`: the stream objects callers iterate
+- `sync`: the background event loop that runs the async engine for synchronous callers
+- `assemble`: `stream_chunk_builder`, a whole response from stream chunks
+"""
+
+from workers.http import close_shared_client as aclose
+from workers.pricing import completion_cost
+from workers.sdk.assemble import stream_chunk_builder
+from workers.sdk.calls import acompletion, aembedding, completion, embedding
+from workers.sdk.router import Router
+from workers.sdk.stream import ChatStream, SyncChatStream
+
+__all__ = [
+    "ChatStream",
+    "Router",
+    "SyncChatStream",
+    "acompletion",
+    "aclose",
+    "aembedding",
+    "completion",
+    "completion_cost",
+    "embedding",
+    "stream_chunk_builder",
+]
