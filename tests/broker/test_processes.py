@@ -17,7 +17,7 @@ import openai
 import pytest
 from redis.asyncio import Redis
 
-from tests.broker.harness import read_sse, wait_until
+from tests.broker.harness import read_sse
 from tests.broker.processes import (
     SWITCHBOARD,
     environment,
@@ -28,6 +28,7 @@ from tests.broker.processes import (
     write_config,
 )
 from tests.redis_helpers import REDIS_URL
+from tests.waiting import eventually
 from workers import redis_streams
 from workers.envelopes import decode_envelope
 from workers.redis_streams import Keys
@@ -160,7 +161,7 @@ async def test_kill_9_of_a_worker_loses_no_request_and_leaves_nothing_pending(
             async def all_taken() -> bool:
                 return int((await redis.xpending(lane, redis_streams.GROUP))["pending"]) == 70
 
-            await wait_until(all_taken, timeout_s=30)
+            await eventually(all_taken, timeout_s=30, what="all 70 requests taken")
             consumers: Any = await redis.xinfo_consumers(lane, redis_streams.GROUP)
             assert sorted(int(c["pending"]) for c in consumers)[0] >= 30
             # The worker with the most streams: it holds at least 10 of them, and (holding
@@ -296,7 +297,8 @@ async def test_sigterm_drains_front_door_and_worker_which_exit_0(
             await asyncio.wait_for(fake.wait_for_requests(8), 30)
             door.send(signal.SIGTERM)
             worker.send(signal.SIGTERM)
-            await asyncio.sleep(0.3)
+            # The front door says so, just before it closes its listener.
+            await eventually(lambda: "front door draining" in door.output(), what="the drain")
             # Draining: the front door takes no new connection (so readiness fails too)...
             async with aiohttp.ClientSession() as http:
                 with pytest.raises(aiohttp.ClientConnectionError):

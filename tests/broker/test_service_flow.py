@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from tests.broker.harness import make_config, post, read_sse, service
 from tests.conftest import RoundTrips
+from tests.waiting import eventually
 from workers import redis_streams
 from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
@@ -120,12 +121,15 @@ async def test_embeddings_and_models_and_health(fake: FakeUpstream, namespace: s
         assert {m["id"] for m in models["data"]} == {"gpt-test", "slow", "groq-test", "embed-test"}
         async with http.get(door.url + "/health/liveliness") as response:
             assert response.status == 200
-        for _ in range(50):
+        readiness: tuple[int, object] = (0, None)
+
+        async def ready() -> bool:
+            nonlocal readiness
             async with http.get(door.url + "/health/readiness") as response:
                 readiness = (response.status, await response.json())
-            if readiness[0] == 200:
-                break
-            await asyncio.sleep(0.05)
+            return readiness[0] == 200
+
+        await eventually(ready, what="readiness")
         assert readiness == (
             200,
             {"draining": False, "redis": "ok", "live_workers": 1, "status": "ready"},

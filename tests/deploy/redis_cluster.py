@@ -8,9 +8,10 @@ import random
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from tests.waiting import eventually_sync
 
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
@@ -45,11 +46,9 @@ def _cli(port: int, *args: str) -> str:
 
 
 def _wait(condition: str, check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"redis cluster: {condition} not reached in {START_TIMEOUT_S}s")
-        time.sleep(0.1)
+    eventually_sync(
+        check, timeout_s=START_TIMEOUT_S, poll_s=0.1, what=f"redis cluster: {condition}"
+    )
 
 
 @contextlib.contextmanager
