@@ -237,7 +237,7 @@ async def test_kill_9_of_a_front_door_mid_stream_resumes_whole_on_another(
     config = write_config(tmp_path, base, namespace, settings=FAST, extra_models=models)
     ports = free_port(), free_port()
     urls = [f"http://127.0.0.1:{port}" for port in ports]
-    run = {"directory": tmp_path, "redis_url": REDIS_URL}
+    run: dict[str, Any] = {"directory": tmp_path, "redis_url": REDIS_URL}
     serve = ("serve", "--config", str(config), "--port")
     async with (
         switchboard(*serve, str(ports[0]), name="doomed", **run) as doomed,
@@ -324,7 +324,7 @@ async def test_a_worker_stopped_past_its_drain_timeout_leaves_the_rest_pending(
     config = write_config(tmp_path, base, namespace, settings=settings, extra_models=models)
     lane = Keys(namespace).lane("default")
     port = free_port()
-    run = {"directory": tmp_path, "redis_url": REDIS_URL}
+    run: dict[str, Any] = {"directory": tmp_path, "redis_url": REDIS_URL}
     work = ("worker", "--config", str(config))
     async with switchboard("serve", "--config", str(config), "--port", str(port), **run) as door:
         _, client = clients(port)

@@ -128,8 +128,8 @@ async def test_disconnect_cancels_upstream_call(
 
         # Nothing is left in the queue or pending with the worker.
         async def settled() -> bool:
-            depth = await redis.xlen(lane)
-            pending = (await redis.xpending(lane, redis_streams.GROUP))["pending"]
+            depth = int(await redis.xlen(lane))
+            pending = int((await redis.xpending(lane, redis_streams.GROUP))["pending"])
             return depth == 0 and pending == 0
 
         await eventually(settled, what="an empty lane with nothing pending")
@@ -186,8 +186,8 @@ async def test_a_queued_request_whose_client_leaves_is_never_run(
         await asyncio.gather(busy, return_exceptions=True)
 
         async def settled() -> bool:
-            depth = await redis.xlen(lane)
-            pending = (await redis.xpending(lane, redis_streams.GROUP))["pending"]
+            depth = int(await redis.xlen(lane))
+            pending = int((await redis.xpending(lane, redis_streams.GROUP))["pending"])
             return depth == 0 and pending == 0
 
         await eventually(settled, what="an empty lane with nothing pending")

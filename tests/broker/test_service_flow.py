@@ -7,6 +7,7 @@ import asyncio
 import json
 import math
 import time
+from typing import Any
 
 import aiohttp
 from redis.asyncio import Redis
@@ -224,6 +225,7 @@ async def test_priority_and_the_lane_header_pick_the_lane(
         fake.base_url + "/v1", namespace, settings={"lanes": "[urgent, default, batch]"}
     )
     keys = Keys(namespace)
+    cases: list[tuple[dict[str, Any], dict[str, str], str]]
     cases = [({"priority": 0}, {}, "urgent"), ({"priority": 1}, {}, "default")]
     cases += [({"priority": 9}, {}, "batch"), ({}, {}, "urgent")]
     cases += [({}, {"x-switchboard-lane": "batch"}, "batch")]

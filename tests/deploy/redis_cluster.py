@@ -45,6 +45,11 @@ def _cli(port: int, *args: str) -> str:
     return done.stdout + done.stderr
 
 
+def _says(port: int, text: str, *command: str) -> Callable[[], bool]:
+    """Whether `redis-cli -p port command...` prints `text`, asked afresh at each call."""
+    return lambda: text in _cli(port, *command)
+
+
 def _wait(condition: str, check: Callable[[], bool]) -> None:
     eventually_sync(
         check, timeout_s=START_TIMEOUT_S, poll_s=0.1, what=f"redis cluster: {condition}"
@@ -69,13 +74,13 @@ def redis_cluster(workdir: Path) -> Iterator[list[int]]:
             processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
             log.close()
         for port in ports:
-            _wait(f"node {port} answers", lambda port=port: "PONG" in _cli(port, "ping"))
+            _wait(f"node {port} answers", _says(port, "PONG", "ping"))
         nodes = [f"127.0.0.1:{port}" for port in ports]
         _cli(ports[0], "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes")
         for port in ports:
             _wait(
                 f"node {port} sees the cluster ok",
-                lambda port=port: "cluster_state:ok" in _cli(port, "cluster", "info"),
+                _says(port, "cluster_state:ok", "cluster", "info"),
             )
         yield ports
     finally:
