@@ -17,6 +17,7 @@ from broker.app import create_app, front_door_runner
 from broker.config.loader import Config, load_config_text
 from broker.routes.keys import FRONT_DOOR
 from tests.redis_helpers import REDIS_URL
+from tests.waiting import eventually
 from workers.http import HttpClient
 from workers.routing.plan import build_plan
 from workers.runtime.process import routed_worker, run_routed_worker
@@ -222,9 +223,6 @@ async def read_sse(
 
 
 async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
-    """Poll an async condition until it holds; fail after a generous `timeout_s`."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            if await predicate():
-                return
-            await asyncio.sleep(0.02)
+    """Poll an async condition until it holds; fail after a generous `timeout_s` (the shared
+    `tests.waiting.eventually`, under the name these tests know)."""
+    await eventually(predicate, timeout_s=timeout_s)

@@ -10,9 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from redis.asyncio import Redis
@@ -131,7 +131,8 @@ async def worker_pids(redis: Redis, namespace: str) -> dict[str, int]:
     pids = {}
     for raw in await redis.zrange(keys.heartbeats, 0, -1):
         worker_id = raw.decode()
-        pid = await redis.hget(keys.worker_info(worker_id), "pid")
+        # redis-py types HGET for its sync and async clients at once.
+        pid = await cast("Awaitable[bytes | None]", redis.hget(keys.worker_info(worker_id), "pid"))
         if pid is not None:
             pids[worker_id] = int(pid)
     return pids

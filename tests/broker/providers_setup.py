@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import pytest
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from broker.config.loader import load_config_text
 from tests.broker.harness import service
@@ -26,7 +27,7 @@ from workers.testing.server import FakeUpstream
 AWS_KEY_ID = "AKIDEXAMPLE"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 AWS_CONFIG_ENV = {"CONFORMANCE_AWS_KEY_ID": AWS_KEY_ID, "CONFORMANCE_AWS_SECRET": AWS_SECRET}
-HELLO = [{"role": "user", "content": "Say hello"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello"}]
 TOOLS: list[Any] = [
     {
         "type": "function",

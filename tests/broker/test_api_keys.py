@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from broker.auth import Caller, Hidden
-from broker.config.loader import ConfigError, load_config_text
+from broker.config import ConfigError, load_config_text
 from tests.broker.harness import RunningFrontDoor, make_config, service
 from tests.scrape import Scrape, scrape_url
 from workers.testing.server import FakeUpstream

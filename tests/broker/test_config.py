@@ -8,9 +8,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from broker.config.errors import ConfigError
 from broker.config.loader import (
     Config,
-    ConfigError,
     GeneralSettings,
     load_config,
     load_config_text,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.config.loader import ConfigError, load_config, load_config_text
+from broker.config import ConfigError, load_config, load_config_text
 from workers.providers import PROVIDERS
 
 

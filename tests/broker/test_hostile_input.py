@@ -35,10 +35,16 @@ EMBEDDING_PROVIDERS = ("openai", "gemini")
 _BY_PROVIDER = {target.provider: target for target in TARGETS}
 
 
+def embedding_model(provider: str) -> str:
+    model = _BY_PROVIDER[provider].embedding_model
+    assert model is not None, f"{provider} has no embedding model"
+    return model
+
+
 def groups() -> list[Group]:
     chat = [Group(p, _BY_PROVIDER[p], "") for p in CHAT_PROVIDERS]
     embed = [
-        Group(f"{p}-embed", _BY_PROVIDER[p]._replace(model=_BY_PROVIDER[p].embedding_model), "")
+        Group(f"{p}-embed", _BY_PROVIDER[p]._replace(model=embedding_model(p)), "")
         for p in EMBEDDING_PROVIDERS
     ]
     return chat + embed

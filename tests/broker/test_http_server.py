@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from broker.config.loader import ConfigError, load_config_text
-from broker.http_server import Throttled
+from broker.config import ConfigError, load_config_text
+from broker.http_server import GuardedRunner, Throttled
 from tests.broker.harness import RunningFrontDoor, make_config, service, wait_until
 from tests.broker.raw_http import BOUND_S, closed_by_server, connect, raw, read_response
 from workers.testing.server import FakeUpstream
@@ -135,8 +135,11 @@ async def test_the_connection_after_the_cap_is_refused_and_logged(
         # One leaves: a new connection is served again.
         held[0][1].close()
 
+        runner = door.runner
+        assert isinstance(runner, GuardedRunner)
+
         async def has_room() -> bool:
-            return bool(door.runner.guard.open_connections < 2)
+            return runner.guard.open_connections < 2
 
         await wait_until(has_room, BOUND_S)
         async with connect(door) as (reader, writer):

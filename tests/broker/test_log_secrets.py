@@ -17,6 +17,7 @@ import pytest
 
 from tests.broker.processes import START_TIMEOUT_S, free_port, switchboard, write_config
 from tests.redis_helpers import REDIS_URL
+from tests.waiting import eventually
 from workers.testing.server import FakeUpstream
 
 pytestmark = pytest.mark.slow
@@ -73,13 +74,15 @@ async def send(port: int, request: bytes) -> bytes:
 
 async def wait_for_a_live_worker(port: int) -> None:
     headers = {"Authorization": f"Bearer {MASTER}"}
-    async with aiohttp.ClientSession(headers=headers) as http, asyncio.timeout(START_TIMEOUT_S):
-        while True:
+    async with aiohttp.ClientSession(headers=headers) as http:
+
+        async def live() -> bool:
             with contextlib.suppress(aiohttp.ClientError):
                 async with http.get(f"http://127.0.0.1:{port}/health/readiness") as response:
-                    if response.status == 200 and (await response.json())["live_workers"]:
-                        return
-            await asyncio.sleep(0.1)
+                    return response.status == 200 and bool((await response.json())["live_workers"])
+            return False
+
+        await eventually(live, timeout_s=START_TIMEOUT_S, poll_s=0.1, what="a live worker")
 
 
 async def test_no_key_reaches_any_process_output(

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from broker.config.loader import ConfigError, load_config_text
+from broker.config import ConfigError, load_config_text
 from tests.broker.harness import post, service
 from tests.workers.media_servers import ALLOWED_NETWORK, canary, media_server
 from workers.testing.server import FakeUpstream

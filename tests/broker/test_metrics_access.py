@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from broker.app import serve_front_door
-from broker.config.loader import Config, ConfigError, load_config_text
+from broker.config import Config, ConfigError, load_config_text
 from tests.broker.harness import make_config, service, start_worker, wait_until
 from tests.broker.processes import free_port
 from tests.redis_helpers import REDIS_URL

@@ -17,7 +17,7 @@ import openai
 import pytest
 from redis.asyncio import Redis
 
-from tests.broker.harness import read_sse, wait_until
+from tests.broker.harness import read_sse
 from tests.broker.processes import (
     SWITCHBOARD,
     environment,
@@ -28,6 +28,7 @@ from tests.broker.processes import (
     write_config,
 )
 from tests.redis_helpers import REDIS_URL
+from tests.waiting import eventually
 from workers import redis_streams
 from workers.envelopes import decode_envelope
 from workers.redis_streams import Keys
@@ -160,7 +161,7 @@ async def test_kill_9_of_a_worker_loses_no_request_and_leaves_nothing_pending(
             async def all_taken() -> bool:
                 return int((await redis.xpending(lane, redis_streams.GROUP))["pending"]) == 70
 
-            await wait_until(all_taken, timeout_s=30)
+            await eventually(all_taken, timeout_s=30, what="all 70 requests taken")
             consumers: Any = await redis.xinfo_consumers(lane, redis_streams.GROUP)
             assert sorted(int(c["pending"]) for c in consumers)[0] >= 30
             # The worker with the most streams: it holds at least 10 of them, and (holding
@@ -236,7 +237,7 @@ async def test_kill_9_of_a_front_door_mid_stream_resumes_whole_on_another(
     config = write_config(tmp_path, base, namespace, settings=FAST, extra_models=models)
     ports = free_port(), free_port()
     urls = [f"http://127.0.0.1:{port}" for port in ports]
-    run = {"directory": tmp_path, "redis_url": REDIS_URL}
+    run: dict[str, Any] = {"directory": tmp_path, "redis_url": REDIS_URL}
     serve = ("serve", "--config", str(config), "--port")
     async with (
         switchboard(*serve, str(ports[0]), name="doomed", **run) as doomed,
@@ -296,7 +297,8 @@ async def test_sigterm_drains_front_door_and_worker_which_exit_0(
             await asyncio.wait_for(fake.wait_for_requests(8), 30)
             door.send(signal.SIGTERM)
             worker.send(signal.SIGTERM)
-            await asyncio.sleep(0.3)
+            # The front door says so, just before it closes its listener.
+            await eventually(lambda: "front door draining" in door.output(), what="the drain")
             # Draining: the front door takes no new connection (so readiness fails too)...
             async with aiohttp.ClientSession() as http:
                 with pytest.raises(aiohttp.ClientConnectionError):
@@ -322,7 +324,7 @@ async def test_a_worker_stopped_past_its_drain_timeout_leaves_the_rest_pending(
     config = write_config(tmp_path, base, namespace, settings=settings, extra_models=models)
     lane = Keys(namespace).lane("default")
     port = free_port()
-    run = {"directory": tmp_path, "redis_url": REDIS_URL}
+    run: dict[str, Any] = {"directory": tmp_path, "redis_url": REDIS_URL}
     work = ("worker", "--config", str(config))
     async with switchboard("serve", "--config", str(config), "--port", str(port), **run) as door:
         _, client = clients(port)

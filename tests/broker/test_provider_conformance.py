@@ -128,7 +128,7 @@ async def check_rate_limit(client: AsyncOpenAI, target: Target) -> None:
         with pytest.raises(openai.RateLimitError) as caught:
             await create(client, target.provider + "-429", stream=stream)
         assert caught.value.status_code == 429
-        assert caught.value.type == "rate_limit_error"  # type: ignore[attr-defined]
+        assert caught.value.type == "rate_limit_error"
 
 
 async def check_retry_after(client: AsyncOpenAI, target: Target) -> None:

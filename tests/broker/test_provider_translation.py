@@ -340,7 +340,7 @@ def expected_cost(target: Target, usage: Any) -> float:
     written = details.cache_write_tokens or 0
     write_price = price.cache_creation_input_token_cost or price.input_cost_per_token
     assert price.output_cost_per_token is not None
-    return (
+    return float(
         (usage.prompt_tokens - read - written) * price.input_cost_per_token
         + read * price.cache_read_input_token_cost
         + written * write_price
@@ -351,10 +351,12 @@ def expected_cost(target: Target, usage: Any) -> float:
 async def check_cached_usage_and_cost(
     client: AsyncOpenAI, fake: FakeUpstream, target: Target
 ) -> None:
-    messages = [{"role": "user", "content": LONG_TEXT}]
+    # Plain dicts, with Anthropic's cache_control, which the openai client's types do not know.
+    messages: list[Any] = [{"role": "user", "content": LONG_TEXT}]
     group = group_name(target, CACHED)
     raw = await client.chat.completions.with_raw_response.create(model=group, messages=messages)
-    usage = raw.parse().usage
+    # Our usage carries cache_write_tokens, an extra field the openai client's model lacks.
+    usage: Any = raw.parse().usage
     assert usage.prompt_tokens_details.cached_tokens == CACHED_TOKENS
     assert usage.prompt_tokens > CACHED_TOKENS
     cost = float(raw.headers["x-switchboard-cost-usd"])

@@ -11,10 +11,9 @@ import asyncio
 import contextlib
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -24,12 +23,14 @@ from redis.asyncio import Redis
 from broker.embedded_redis import redis_server_binary
 from tests.broker.harness import make_config, service
 from tests.broker.processes import free_port, switchboard, wait_ready, write_config
+from tests.waiting import eventually, eventually_sync
 from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
 
 pytestmark = pytest.mark.slow
 
 HELLO = [{"role": "user", "content": "hello"}]
+NAMESPACE = "restart"  # a private Redis: no other test shares it
 SLOW = """\
 - model_name: slow-answer
   litellm_params:
@@ -63,13 +64,16 @@ class PrivateRedis:
         argv += ["no", "--dir", str(self.directory), "--loglevel", "warning"]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
-        for _ in range(100):
+
+        def answers() -> bool:
             with contextlib.suppress(redis.ConnectionError):
-                if client.ping():
-                    client.close()
-                    return
-            time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
+                return bool(client.ping())
+            return False
+
+        try:
+            eventually_sync(answers, what=f"redis-server on port {self.port} to answer")
+        finally:
+            client.close()
 
     def kill(self) -> None:
         assert self.process is not None
@@ -86,7 +90,7 @@ class PrivateRedis:
     def keys(self) -> int:
         client = redis.Redis.from_url(self.url)
         try:
-            return int(client.dbsize())
+            return cast(int, client.dbsize())  # redis-py types it for both clients at once
         finally:
             client.close()
 
@@ -110,19 +114,33 @@ async def ask(
         return response.status, await response.json(content_type=None), dict(response.headers)
 
 
+async def queued(
+    server: PrivateRedis, *, running: int, lane_length: int, fake: FakeUpstream
+) -> None:
+    """Wait until every request is in Redis (the lane holds the running ones, unacknowledged,
+    and the waiting ones) and the upstream has seen `running` calls in all."""
+    lane = Keys(NAMESPACE).lane("default")
+    async with Redis.from_url(server.url) as client:
+
+        async def in_redis() -> bool:
+            return fake.request_count >= running and await client.xlen(lane) == lane_length
+
+        await eventually(in_redis, what=f"{lane_length} requests in the lane, {running} upstream")
+
+
 async def test_a_restart_loses_no_waiting_request_and_the_service_carries_on(
     fake: FakeUpstream, private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
     config = write_config(
         tmp_path,
         fake.base_url + "/v1",
-        "restart",
+        NAMESPACE,
         settings=SETTINGS,
         extra_models=SLOW.format(base=fake.base_url + "/v1"),
     )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    run = {"directory": tmp_path, "redis_url": private_redis.url}
+    run: dict[str, Any] = {"directory": tmp_path, "redis_url": private_redis.url}
     timeout = aiohttp.ClientTimeout(total=60)
     async with (
         switchboard(
@@ -136,7 +154,7 @@ async def test_a_restart_loses_no_waiting_request_and_the_service_carries_on(
 
         # Two slow requests run at the worker (its concurrency is 2); four wait in the lane.
         waiting = [asyncio.create_task(ask(http, url, "slow-answer")) for _ in range(6)]
-        await asyncio.sleep(0.5)
+        await queued(private_redis, running=1 + 2, lane_length=6, fake=fake)
         assert not any(task.done() for task in waiting)
         private_redis.kill()
 
@@ -161,7 +179,7 @@ async def test_a_restart_loses_no_waiting_request_and_the_service_carries_on(
 
         # A FLUSHDB drops no connection; the front door's epoch check notices it all the same.
         waiting = [asyncio.create_task(ask(http, url, "slow-answer")) for _ in range(4)]
-        await asyncio.sleep(0.5)
+        await queued(private_redis, running=8 + 2, lane_length=4, fake=fake)
         private_redis.flush()
         answers = await asyncio.gather(*waiting)
         assert [status for status, _, _ in answers] == [200] * 4, answers

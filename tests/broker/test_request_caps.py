@@ -60,7 +60,7 @@ async def test_the_caps_come_from_switchboard_settings(
     }
     config = make_config(fake.base_url + "/v1", namespace, settings=settings)
     long_chat = [{"role": "user", "content": "word " * 200}]
-    cases = [
+    cases: list[tuple[str, dict[str, Any], str, str | None]] = [
         ("/v1/embeddings", {"model": "embed-test", "input": ["a"] * 4}, "input", "too_many_inputs"),
         (
             "/v1/embeddings",

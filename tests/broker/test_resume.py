@@ -11,8 +11,9 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from tests.broker.harness import make_config, read_sse, service, wait_until
+from tests.broker.harness import make_config, read_sse, service
 from tests.redis_helpers import unreachable_redis
+from tests.waiting import eventually
 from workers import envelopes, redis_streams
 from workers.envelopes import decode_record
 from workers.redis_streams import Keys
@@ -127,11 +128,11 @@ async def test_disconnect_cancels_upstream_call(
 
         # Nothing is left in the queue or pending with the worker.
         async def settled() -> bool:
-            depth = await redis.xlen(lane)
-            pending = (await redis.xpending(lane, redis_streams.GROUP))["pending"]
+            depth = int(await redis.xlen(lane))
+            pending = int((await redis.xpending(lane, redis_streams.GROUP))["pending"])
             return depth == 0 and pending == 0
 
-        await wait_until(settled)
+        await eventually(settled, what="an empty lane with nothing pending")
     [reply] = [key async for key in redis.scan_iter(match=keys.reply("*"))]
     assert request_id in reply.decode()
     records = [
@@ -155,7 +156,8 @@ async def test_a_queued_request_whose_client_leaves_is_never_run(
         settings={"disconnect_grace_s": 0, "worker_concurrency": 1},
         extra_models=HANG.format(base=fake.base_url + "/v1"),
     )
-    lane = Keys(namespace).lane("default")
+    keys = Keys(namespace)
+    lane = keys.lane("default")
     url = "/v1/chat/completions"
     async with service(config) as ([door], _), aiohttp.ClientSession() as http:
         busy = asyncio.create_task(
@@ -169,19 +171,26 @@ async def test_a_queued_request_whose_client_leaves_is_never_run(
         async def queued() -> bool:
             return int(await redis.xlen(lane)) == 2
 
-        await wait_until(queued)
+        await eventually(queued, what="both requests in the lane")
         left.cancel()  # the second client leaves while its request waits in the lane
         await asyncio.gather(left, return_exceptions=True)
-        await asyncio.sleep(0.2)  # the cancellation is recorded and announced
+
+        async def cancellation_announced() -> bool:
+            # Recorded (the request's state says so), then announced: the front door's
+            # cancelling task ends once its record and its message are sent.
+            states = [await redis.get(key) async for key in redis.scan_iter(keys.state("*"))]
+            return states == [redis_streams.STATE_CANCELLED] and not door.front.cancellations
+
+        await eventually(cancellation_announced, what="the left request's cancellation")
         busy.cancel()  # frees the worker's one slot
         await asyncio.gather(busy, return_exceptions=True)
 
         async def settled() -> bool:
-            depth = await redis.xlen(lane)
-            pending = (await redis.xpending(lane, redis_streams.GROUP))["pending"]
+            depth = int(await redis.xlen(lane))
+            pending = int((await redis.xpending(lane, redis_streams.GROUP))["pending"])
             return depth == 0 and pending == 0
 
-        await wait_until(settled)
+        await eventually(settled, what="an empty lane with nothing pending")
     assert fake.request_count == 1  # only the first request reached the provider
 
 
@@ -200,7 +209,7 @@ async def test_reply_stream_expires_after_reply_ttl(
         async def expired() -> bool:
             return not await redis.exists(reply)
 
-        await wait_until(expired, timeout_s=10)
+        await eventually(expired, what="the reply stream to expire")
         async with http.get(f"{door.url}/v1/streams/{request_id}") as response:
             assert response.status == 404
             assert (await response.json())["error"]["code"] == "stream_not_found"

@@ -55,7 +55,7 @@ async def cluster(
             keys = Keys(namespace)
 
             async def both_alive() -> bool:
-                return await redis.zcard(keys.heartbeats) == 2
+                return int(await redis.zcard(keys.heartbeats)) == 2
 
             await wait_until(both_alive, timeout_s=60)
             yield door.url, workers

@@ -7,12 +7,14 @@ import asyncio
 import json
 import math
 import time
+from typing import Any
 
 import aiohttp
 from redis.asyncio import Redis
 
 from tests.broker.harness import make_config, post, read_sse, service
 from tests.conftest import RoundTrips
+from tests.waiting import eventually
 from workers import redis_streams
 from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
@@ -120,12 +122,15 @@ async def test_embeddings_and_models_and_health(fake: FakeUpstream, namespace: s
         assert {m["id"] for m in models["data"]} == {"gpt-test", "slow", "groq-test", "embed-test"}
         async with http.get(door.url + "/health/liveliness") as response:
             assert response.status == 200
-        for _ in range(50):
+        readiness: tuple[int, object] = (0, None)
+
+        async def ready() -> bool:
+            nonlocal readiness
             async with http.get(door.url + "/health/readiness") as response:
                 readiness = (response.status, await response.json())
-            if readiness[0] == 200:
-                break
-            await asyncio.sleep(0.05)
+            return readiness[0] == 200
+
+        await eventually(ready, what="readiness")
         assert readiness == (
             200,
             {"draining": False, "redis": "ok", "live_workers": 1, "status": "ready"},
@@ -220,6 +225,7 @@ async def test_priority_and_the_lane_header_pick_the_lane(
         fake.base_url + "/v1", namespace, settings={"lanes": "[urgent, default, batch]"}
     )
     keys = Keys(namespace)
+    cases: list[tuple[dict[str, Any], dict[str, str], str]]
     cases = [({"priority": 0}, {}, "urgent"), ({"priority": 1}, {}, "default")]
     cases += [({"priority": 9}, {}, "batch"), ({}, {}, "urgent")]
     cases += [({}, {"x-switchboard-lane": "batch"}, "batch")]

@@ -8,9 +8,10 @@ import random
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from tests.waiting import eventually_sync
 
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
@@ -44,12 +45,15 @@ def _cli(port: int, *args: str) -> str:
     return done.stdout + done.stderr
 
 
+def _says(port: int, text: str, *command: str) -> Callable[[], bool]:
+    """Whether `redis-cli -p port command...` prints `text`, asked afresh at each call."""
+    return lambda: text in _cli(port, *command)
+
+
 def _wait(condition: str, check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"redis cluster: {condition} not reached in {START_TIMEOUT_S}s")
-        time.sleep(0.1)
+    eventually_sync(
+        check, timeout_s=START_TIMEOUT_S, poll_s=0.1, what=f"redis cluster: {condition}"
+    )
 
 
 @contextlib.contextmanager
@@ -70,13 +74,13 @@ def redis_cluster(workdir: Path) -> Iterator[list[int]]:
             processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
             log.close()
         for port in ports:
-            _wait(f"node {port} answers", lambda port=port: "PONG" in _cli(port, "ping"))
+            _wait(f"node {port} answers", _says(port, "PONG", "ping"))
         nodes = [f"127.0.0.1:{port}" for port in ports]
         _cli(ports[0], "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes")
         for port in ports:
             _wait(
                 f"node {port} sees the cluster ok",
-                lambda port=port: "cluster_state:ok" in _cli(port, "cluster", "info"),
+                _says(port, "cluster_state:ok", "cluster", "info"),
             )
         yield ports
     finally:

@@ -43,7 +43,8 @@ def k8s_config() -> Config:
 
 
 def container(deployment: dict[str, Any]) -> dict[str, Any]:
-    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    (only,) = containers
     return only
 
 

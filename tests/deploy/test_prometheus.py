@@ -29,6 +29,7 @@ import yaml
 
 from tests.deploy.dashboards import ALERTS, DEPLOY, alert_rules, panel_queries
 from tests.redis_helpers import REDIS_URL
+from tests.waiting import eventually
 from workers.testing.server import FakeUpstream
 
 PROMETHEUS = shutil.which("prometheus")
@@ -138,17 +139,17 @@ async def process(argv: list[str], log: Path, **env: str) -> AsyncIterator[None]
 
 
 async def wait_until_ok(http: aiohttp.ClientSession, url: str, log: Path) -> None:
+    async def ok() -> bool:
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.get(url) as response:
+                return response.status == 200
+        return False
+
     try:
-        async with asyncio.timeout(START_TIMEOUT_S):
-            while True:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(url) as response:
-                        if response.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-    except TimeoutError:
+        await eventually(ok, timeout_s=START_TIMEOUT_S, poll_s=0.1, what=f"{url} to answer 200")
+    except AssertionError as failure:
         text = await asyncio.to_thread(log.read_text)
-        pytest.fail(f"{url} not ready in {START_TIMEOUT_S}s; log:\n{text[-3000:]}")
+        pytest.fail(f"{failure}; log:\n{text[-3000:]}")
 
 
 class PromAPI:
@@ -266,11 +267,11 @@ async def test_every_panel_and_alert_query_runs_on_prometheus_scraping_a_live_se
 
 async def wait_for(api: PromAPI, expr: str, at_least: float) -> None:
     """Poll Prometheus (nothing else can tell us) until `expr` reaches `at_least`."""
-    async with asyncio.timeout(START_TIMEOUT_S):
-        while True:
-            if await api.value(expr) >= at_least:
-                return
-            await asyncio.sleep(0.2)
+
+    async def reached() -> bool:
+        return await api.value(expr) >= at_least
+
+    await eventually(reached, timeout_s=START_TIMEOUT_S, poll_s=0.2, what=f"{expr} >= {at_least}")
 
 
 async def check_panels(api: PromAPI) -> None:
@@ -300,13 +301,17 @@ async def check_alerts(api: PromAPI) -> None:
     for expr in alert_rules().values():
         await api.query(expr)  # parses and evaluates; fails the test with Prometheus' error
     # Prometheus itself evaluates the rule file every second: no rule may report an error.
-    async with asyncio.timeout(START_TIMEOUT_S):
-        while True:
-            data = await api.get("/api/v1/rules")
-            rules = [rule for group in data["groups"] for rule in group["rules"]]
-            if rules and all(rule.get("lastEvaluation", "0001").startswith("20") for rule in rules):
-                break
-            await asyncio.sleep(0.2)
+    rules: list[dict[str, Any]] = []
+
+    async def all_evaluated() -> bool:
+        nonlocal rules
+        data = await api.get("/api/v1/rules")
+        rules = [rule for group in data["groups"] for rule in group["rules"]]
+        return bool(rules) and all(
+            rule.get("lastEvaluation", "0001").startswith("20") for rule in rules
+        )
+
+    await eventually(all_evaluated, timeout_s=START_TIMEOUT_S, poll_s=0.2, what="every rule")
     assert {rule["name"] for rule in rules} == set(alert_rules())
     unhealthy = {rule["name"]: rule.get("lastError") for rule in rules if rule["health"] != "ok"}
     assert not unhealthy

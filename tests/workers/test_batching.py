@@ -35,7 +35,7 @@ async def test_writers_in_one_loop_turn_share_a_round_trip(
             batcher.write(xadd(f"{namespace}:c", "0-1", then_expire=True)),
         )
     assert round_trips.count == 1
-    assert results == [[b"0-1", True], [b"0-1"], [b"0-1", True]]
+    assert list(results) == [[b"0-1", True], [b"0-1"], [b"0-1", True]]
 
 
 async def test_a_failing_command_is_returned_only_to_its_writer(

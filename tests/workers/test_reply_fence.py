@@ -31,7 +31,7 @@ async def test_a_refused_record_is_not_published(redis: Redis, keys: Keys) -> No
         assert await append(redis, keys, 2, b"second", ttl_s=None) == 1
         stale = await append(redis, keys, 2, b"stale", ttl_s=None)
         assert isinstance(stale, Exception) and redis_streams.is_seq_taken(stale)
-        heard = []
+        heard: list[bytes] = []
         async with asyncio.timeout(5):
             while len(heard) < 2:
                 message = await listener.get_message(timeout=1)

@@ -4,6 +4,7 @@ with the OpenAI error body it renders as."""
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import pytest
 
@@ -72,7 +73,7 @@ CASES = [
 ]
 
 
-def _target(fake: FakeUpstream, provider: str) -> dict[str, str]:
+def _target(fake: FakeUpstream, provider: str) -> dict[str, Any]:
     if provider == "azure":
         return {"api_base": fake.base_url, "api_version": "2024-10-21"}
     return {"api_base": fake.base_url + "/v1"}

@@ -9,7 +9,7 @@ import pytest
 from workers.errors import AuthenticationFailed, InvalidRequest, UnsupportedParams
 from workers.sdk import calls as sdk
 from workers.sdk.assemble import stream_chunk_builder
-from workers.sdk.stream import ChatStream
+from workers.sdk.stream import ChatStream, SyncChatStream
 from workers.testing.server import FakeUpstream, ThreadedFakeUpstream
 from workers.wire import ChatCompletion, ChatCompletionChunk
 
@@ -232,6 +232,7 @@ async def test_sync_completion_works_inside_a_running_loop() -> None:
         stream = sdk.completion(
             "openai/gpt-4o-mini", HELLO, stream=True, api_base=v1(fake), api_key=KEY
         )
+        assert isinstance(stream, SyncChatStream)
         chunks = list(stream)
     assert stream_chunk_builder(chunks).choices[0].message.content == (
         "This is a fake reply from gpt-4o-mini."

@@ -28,7 +28,7 @@ from workers.wire import ChatCompletion, ChatCompletionChunk
 KEY = "sk-ant-test"
 MODEL = "claude-haiku-4-5-20251001"
 HELLO = [{"role": "user", "content": "Say hello"}]
-WEATHER = {
+WEATHER: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",

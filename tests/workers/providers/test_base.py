@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from workers.wire import chat_request_from_dict
 TABLE = {"logit_bias": "no logit bias here", "seed": "no seed here"}
 
 
-def call(body: dict, *, drop_params: bool = False) -> ChatCall:
+def call(body: dict[str, Any], *, drop_params: bool = False) -> ChatCall:
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **body}
     return ChatCall(request=chat_request_from_dict(body), body=body, drop_params=drop_params)
 

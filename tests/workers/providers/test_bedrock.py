@@ -54,9 +54,13 @@ MODEL_ID = "anthropic.claude-3-5-sonnet-20241022-v2:0"
 MODEL = f"bedrock/{MODEL_ID}"
 KEY_ID = "AKIDEXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
-AWS = {"aws_access_key_id": KEY_ID, "aws_secret_access_key": SECRET, "aws_region_name": "us-east-1"}
+AWS: dict[str, Any] = {
+    "aws_access_key_id": KEY_ID,
+    "aws_secret_access_key": SECRET,
+    "aws_region_name": "us-east-1",
+}
 HELLO = [{"role": "user", "content": "Say hello"}]
-WEATHER = {
+WEATHER: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -508,7 +512,7 @@ async def test_tool_calls_come_back_whole_and_streamed(fake: FakeUpstream) -> No
         for call in choice.delta.tool_calls or ()
         if call.id is not None
     ]
-    assert [(c.index, c.type, c.function.arguments) for c in firsts] == [
+    assert [(c.index, c.type, c.function and c.function.arguments) for c in firsts] == [
         (0, "function", ""),
         (1, "function", ""),
     ]
@@ -910,6 +914,7 @@ async def test_exception_frames_mid_stream_raise_the_mapped_error(
                 stream=True,
                 **AWS,
             )
+            assert isinstance(response, ChatStream)
             async for chunk in response:
                 chunks.append(chunk)
     assert type(caught.value) is error

@@ -58,7 +58,7 @@ HI = [{"role": "user", "content": "Capital of France?"}]
 HI_CONTENTS = [{"role": "user", "parts": [{"text": "Capital of France?"}]}]
 TEXT = f"This is a fake reply from {MODEL}."
 TEXT_TOKENS = count_tokens(TEXT)
-WEATHER = {
+WEATHER: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -117,6 +117,7 @@ async def test_text_answer_has_content_finish_usage_and_a_plain_native_request(f
     assert (choice.message.content, choice.finish_reason) == (TEXT, "stop")
     assert response.model == MODEL and response.id
     usage = response.usage
+    assert usage is not None
     assert (usage.completion_tokens, usage.total_tokens) == (
         TEXT_TOKENS,
         usage.prompt_tokens + TEXT_TOKENS,
@@ -278,6 +279,7 @@ async def test_streamed_tool_calls_are_one_whole_delta_each(fake):
     assert [json.loads(d.function.arguments)["call"] for d in deltas] == [0, 1]
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
     rebuilt = stream_chunk_builder(chunks).choices[0].message.tool_calls
+    assert rebuilt is not None
     assert [c.id for c in rebuilt] == [d.id for d in deltas]
 
 
@@ -289,11 +291,13 @@ def test_streamed_and_plain_forms_of_one_answer_give_the_same_call_ids():
     data = raw.decode().split("data: ", 1)[1].strip().encode()
     plain = to_completion(decode_response(data), model=MODEL).choices[0].message
     assert streamed.tool_calls == plain.tool_calls
+    assert plain.tool_calls is not None
     assert json.loads(plain.tool_calls[0].function.arguments) == {
         "city": "Paris",
         "unit": "celsius",
     }
-    assert chunks[-1].usage.completion_tokens == 20 + 48
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens == 20 + 48
 
 
 async def test_tool_results_go_back_by_name_with_the_signatures_gemini_3_needs(fake):
@@ -915,7 +919,9 @@ async def test_base64_embeddings_are_packed_little_endian_float32(fake):
         dimensions=8,
         encoding_format="base64",
     )
-    packed = array.array("f", base64.b64decode(response.data[1].embedding))
+    embedding = response.data[1].embedding
+    assert isinstance(embedding, str)
+    packed = array.array("f", base64.b64decode(embedding))
     assert list(packed) == list(embedding_vector("b", 8))
 
 

@@ -26,6 +26,7 @@ from workers.sdk import calls as sdk
 from workers.sdk.router import Router
 from workers.settings.switchboard import MediaFetch
 from workers.testing.server import FakeUpstream
+from workers.wire import ChatCompletion
 
 TIMEOUT_S = 10.0
 OPEN = {"allow_networks": [ALLOWED_NETWORK]}
@@ -146,7 +147,11 @@ def test_each_adapter_checks_type_and_size_of_what_was_fetched():
 async def test_the_sdk_refuses_internal_urls_by_default(fake: FakeUpstream):
     async with canary() as trap:
         url = f"http://127.0.0.1:{trap.port}/cat.png"
-        for model, extra in ((GEMINI, {"api_key": "gemini-key"}), (BEDROCK, {"api_key": "bk"})):
+        cases: list[tuple[str, dict[str, Any]]] = [
+            (GEMINI, {"api_key": "gemini-key"}),
+            (BEDROCK, {"api_key": "bk"}),
+        ]
+        for model, extra in cases:
             with pytest.raises(InvalidRequest) as caught:
                 async with asyncio.timeout(TIMEOUT_S):
                     await sdk.acompletion(
@@ -173,6 +178,7 @@ async def test_retries_reuse_the_first_fetch(fake, images, model, extra):
             media_fetch=OPEN,
             **extra,
         )
+    assert isinstance(response, ChatCompletion)
     assert response.choices[0].message.content
     assert fake.request_count == 2  # a 500, then the answer
     assert images.hits["/cat.png"] == 1
@@ -207,6 +213,7 @@ async def test_a_fallback_to_another_provider_reuses_the_first_fetch(fake, image
             )
     finally:
         await router.aclose()
+    assert isinstance(response, ChatCompletion)
     assert response.choices[0].message.content
     sent = fake.requests[-1].json["messages"][0]["content"][1]
     assert sent == {"image": {"format": "png", "source": {"bytes": base64.b64encode(PNG).decode()}}}
@@ -214,7 +221,10 @@ async def test_a_fallback_to_another_provider_reuses_the_first_fetch(fake, image
 
 
 async def test_a_router_refuses_internal_urls_unless_its_media_fetch_allows_them(fake, images):
-    entry = {"model_name": "g", "litellm_params": {"model": GEMINI, "api_base": fake.base_url}}
+    entry: dict[str, Any] = {
+        "model_name": "g",
+        "litellm_params": {"model": GEMINI, "api_base": fake.base_url},
+    }
     entry["litellm_params"]["api_key"] = "gemini-key"
     closed, opened = Router([entry], environ={}), Router([entry], environ={}, media_fetch=OPEN)
     url = f"{images.base_url}/cat.png"

@@ -129,8 +129,8 @@ async def test_latency_based_names_each_measured_latency(
 async def test_cost_based_names_each_price_and_the_load(
     fake: FakeUpstream, routers: list[Router], decisions: Decisions
 ) -> None:
-    prices = {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
-    dearer = {"input_cost_per_token": 1e-5, "output_cost_per_token": 1e-5}
+    prices: dict[str, Any] = {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
+    dearer: dict[str, Any] = {"input_cost_per_token": 1e-5, "output_cost_per_token": 1e-5}
     router = Router(
         [entry(fake, "a", **dearer), entry(fake, "b", **prices)],
         routing_strategy="cost-based-routing",

@@ -4,12 +4,16 @@ in-memory twin behaves the same for one process."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections.abc import Awaitable
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import RoundTrips
+from tests.waiting import eventually
 from workers.batching import WriteBatcher
 from workers.redis_streams import Keys
 from workers.routing import scripts
@@ -20,6 +24,11 @@ from workers.routing.store import AttemptResult, FiguresStore, Limits
 
 NO_LIMITS = Limits()
 FAIL_500 = AttemptResult(failure_class="InternalServerError", allowed_fails=1, cooldown_s=0.5)
+
+
+async def inflight_fields(redis: Redis, keys: Keys) -> int:
+    # redis-py types HLEN for its sync and async clients at once (`Awaitable[int] | int`).
+    return await cast("Awaitable[int]", redis.hlen(keys.routing("g").inflight))
 
 
 @pytest.fixture(params=["redis", "redis-batched", "memory"])
@@ -61,8 +70,11 @@ async def test_failures_past_allowed_fails_cool_down_then_expire(store: FiguresS
     figures = (await store.snapshot("g", ["a"]))["a"]
     assert 0 < figures.cooldown_s <= 0.5
     assert figures.minute_failures == 2  # the cooldown resets the allowance, not the count
-    await asyncio.sleep(0.6)
-    assert (await store.snapshot("g", ["a"]))["a"].cooldown_s == 0
+
+    async def cooled_down() -> bool:
+        return (await store.snapshot("g", ["a"]))["a"].cooldown_s == 0
+
+    await eventually(cooled_down, what="the cooldown to end")
     assert await store.admit("g", "a", NO_LIMITS, 1) == "ok"
 
 
@@ -108,17 +120,26 @@ async def test_crashed_workers_in_flight_expires_with_its_liveness(
     await alive.admit("g", "a", NO_LIMITS, 1)
     groups = {"g": ["a"]}
     assert (await read_figures(redis, keys, groups)).get("g", "a").in_flight == 2
-    await asyncio.sleep(0.4)  # `crashed` never renews its liveness
-    assert (await read_figures(redis, keys, groups)).get("g", "a").in_flight == 1
-    assert await redis.hlen(keys.routing("g").inflight) == 1  # the dead owner's field is gone
+
+    async def only_the_living_count() -> bool:  # `crashed` never renews its liveness
+        return (await read_figures(redis, keys, groups)).get("g", "a").in_flight == 1
+
+    await eventually(only_the_living_count, what="the crashed owner's admission to expire")
+    assert await inflight_fields(redis, keys) == 1  # the dead owner's field is gone
 
 
 async def test_keep_alive_keeps_a_long_request_counted(redis: Redis, keys: Keys) -> None:
     store = RedisFigures(redis, keys, "w1", owner_ttl_s=0.3)
     await store.admit("g", "a", NO_LIMITS, 1)
+    admitted_until_ms = await redis.zscore(keys.routing("g").owners, "w1")
+    assert admitted_until_ms is not None
     renew = asyncio.create_task(store.keep_alive(["g"], 0.1))
     try:
-        await asyncio.sleep(0.5)
+        # The scenario: the request outlives the liveness its admission gave it.
+        await eventually(
+            lambda: time.time() * 1000 > admitted_until_ms + 200,
+            what="the admission's own liveness to lapse",
+        )
         assert (await store.snapshot("g", ["a"]))["a"].in_flight == 1
     finally:
         renew.cancel()
@@ -196,7 +217,7 @@ async def test_a_counted_admission_redis_forgot_the_script_of_still_lands_first(
     await store.release("g", "a", AttemptResult())  # waits for the NOSCRIPT retry too
     figures = (await store.snapshot("g", ["a"]))["a"]
     assert (figures.in_flight, figures.rpm_used) == (0, 1)
-    assert await redis.hlen(keys.routing("g").inflight) == 0
+    assert await inflight_fields(redis, keys) == 0
 
 
 async def test_a_release_does_not_wait_for_admissions_counted_after_it(

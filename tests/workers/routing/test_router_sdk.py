@@ -3,7 +3,6 @@ strategies over live in-memory figures, and streams retried only before their fi
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import time
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 
 from broker import Router
 from tests.redis_helpers import REDIS_URL
+from tests.waiting import eventually
 from workers.errors import ContextWindowExceeded, InvalidRequest, ProviderError, RateLimited
 from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
@@ -181,7 +181,12 @@ async def test_cost_based_picks_the_cheapest_and_leaves_it_while_it_cools_down(
     assert served_by(response) == "g[1]"
     assert response.hidden_params["attempts"] == 1  # the cooled-down one was not tried
     assert fake.state.model_counts[cheap] == 2
-    time.sleep(0.6)  # noqa: ASYNC251  # nothing else runs; the cooldown must pass
+    store = router._engine().store
+
+    async def cooled_down() -> bool:
+        return (await store.snapshot("g", ["g[0]"]))["g[0]"].cooldown_s == 0
+
+    await eventually(cooled_down, what="the cheap deployment's cooldown to end")
     assert served_by(await router.acompletion("g", MESSAGES)) == "g[0]"
 
 
@@ -317,8 +322,8 @@ async def test_a_stream_abandoned_without_closing_gives_its_slot_back(
     assert (await store.snapshot("g", ["d"]))["d"].in_flight == 1
     del stream, _chunk
     gc.collect()
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if (await store.snapshot("g", ["d"]))["d"].in_flight == 0:
-            break
-    assert (await store.snapshot("g", ["d"]))["d"].in_flight == 0
+
+    async def slot_given_back() -> bool:
+        return (await store.snapshot("g", ["d"]))["d"].in_flight == 0
+
+    await eventually(slot_given_back, what="the abandoned stream's slot")

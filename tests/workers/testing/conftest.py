@@ -8,12 +8,13 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.wire_examples import example_path
 from workers.testing import FakeUpstream, ThreadedFakeUpstream
 
 API_VERSION = "2024-10-21"
-USER = [{"role": "user", "content": "Capital of France?"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Capital of France?"}]
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import anthropic
 import pytest
+from anthropic.types import MessageParam
 
 from tests.wire_examples import example_path
 from workers.testing import FakeUpstream
@@ -20,8 +21,8 @@ from workers.testing.scenario import ScenarioError
 from .conftest import example_json
 
 MODEL = "claude-haiku-4-5-20251001"
-HI = [{"role": "user", "content": "Capital of France?"}]
-WEATHER = {
+HI: list[MessageParam] = [{"role": "user", "content": "Capital of France?"}]
+WEATHER: dict[str, Any] = {
     "name": "get_weather",
     "description": "Weather in a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
@@ -242,6 +243,7 @@ async def test_an_error_event_mid_stream_raises_after_the_partial_output(claude)
             async for event in stream:
                 kinds.append(event.type)
     assert kinds == ["message_start", "content_block_start", "content_block_delta"]
+    assert isinstance(caught.value.body, dict)
     assert caught.value.body["error"]["type"] == "overloaded_error"
 
 
@@ -321,20 +323,20 @@ async def test_thinking_budgets_are_checked_as_the_service_does(
 ):
     with pytest.raises(anthropic.BadRequestError) as caught:
         await create(claude, MODEL, max_tokens=max_tokens, thinking=thinking)
-    assert message in caught.value.api_message
+    assert message in (caught.value.api_message or "")
 
 
 async def test_a_temperature_above_one_is_refused(claude):
     # anthropic-python 2.13 no longer lists temperature among create()'s arguments.
     with pytest.raises(anthropic.BadRequestError) as caught:
         await create(claude, MODEL, extra_body={"temperature": 1.5})
-    assert caught.value.api_message.startswith("temperature:")
+    assert (caught.value.api_message or "").startswith("temperature:")
 
 
 async def test_an_unknown_stop_reason_directive_is_refused(claude):
     with pytest.raises(anthropic.BadRequestError) as caught:
         await create(claude, MODEL + "~stop_reason=sleepy")
-    assert "stop_reason must be one of" in caught.value.api_message
+    assert "stop_reason must be one of" in (caught.value.api_message or "")
     with pytest.raises(ScenarioError):
         split_stop_reason("m~stop_reason=sleepy")
     assert split_stop_reason("m~cached=4~stop_reason=refusal") == ("m~cached=4", "refusal")

@@ -70,6 +70,7 @@ async def test_content_filter_400_carries_innererror(azure_client):
             model=f"{DEPLOYMENT}~status=content_filter", messages=USER
         )
     assert caught.value.code == "content_filter"
+    assert isinstance(caught.value.body, dict)
     assert caught.value.body["innererror"]["code"] == "ResponsibleAIPolicyViolation"
 
 

@@ -16,7 +16,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from tests.wire_examples import example_path
-from workers.testing import FakeUpstream
+from workers.testing import FakeUpstream, ThreadedFakeUpstream
 from workers.testing.embedding import embedding_vector
 from workers.testing.gemini import FINISH_REASONS
 from workers.testing.gemini_render import WITHOUT_CONTENT
@@ -52,7 +52,7 @@ async def gemini(fake: FakeUpstream) -> AsyncIterator[genai.client.AsyncClient]:
             await client.aio.aclose()
 
 
-def http_options(fake: FakeUpstream, **extra: Any) -> types.HttpOptions:
+def http_options(fake: FakeUpstream | ThreadedFakeUpstream, **extra: Any) -> types.HttpOptions:
     return types.HttpOptions(
         base_url=fake.base_url,
         api_version="v1beta",
@@ -463,7 +463,7 @@ async def test_snake_case_fields_are_accepted_like_the_service_does(fake):
 
 
 async def test_gemini_3_refuses_a_current_turn_call_without_its_signature(fake, gemini):
-    history = [
+    history: list[dict[str, Any]] = [
         {"role": "user", "parts": [{"text": "Weather?"}]},
         {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {}}}]},
         {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {}}}]},
