@@ -1,6 +1,6 @@
 """Every Redis key name, field name, TTL and stream operation Switchboard uses.
 
-Layout (namespace `ns`, default "sb"):
+Layout (namespace `ns`: switchboard_settings.namespace):
 
     {ns}:{q}:lane:<lane>      request stream per lane; consumer group "workers"
     {ns}:{q}:dead             dead-letter stream (entries delivered too often)
@@ -45,7 +45,7 @@ STATE_CANCELLED = b"cancelled"
 class Keys:
     """Key names for one namespace (tests use one namespace each)."""
 
-    def __init__(self, namespace: str = "sb") -> None:
+    def __init__(self, namespace: str) -> None:
         self.ns = namespace
         self.dead_letter = f"{namespace}:{{q}}:dead"
         self.cancel_channel = f"{namespace}:cancel"

@@ -12,7 +12,6 @@ import asyncio
 import logging
 from typing import Any
 
-import msgspec
 import orjson
 
 from workers import accounting, envelopes
@@ -25,6 +24,7 @@ from workers.routing.engine import failed_deployment
 from workers.runtime.dispatch import Dispatcher, Outcome, failed_outcome
 from workers.runtime.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
 from workers.upstream_text import for_client
+from workers.validation import decode_request
 from workers.wire import (
     ChatCompletionChunk,
     Usage,
@@ -107,10 +107,8 @@ class Executor:
 
     def _chat_call(self, job: Job) -> ChatCall:
         body, options = _gateway_body(job)
-        try:
-            request = decode_chat_request(job.envelope.body)
-        except msgspec.DecodeError as exc:  # the front door validated; a foreign producer?
-            raise InvalidRequest(f"invalid request: {exc}") from exc
+        # The front door validated these bytes; another producer may not have.
+        request = decode_request(decode_chat_request, job.envelope.body)
         return ChatCall(
             request=request,
             body=body,
@@ -193,10 +191,7 @@ class Executor:
 
     async def _embed(self, job: Job) -> None:
         body, options = _gateway_body(job)
-        try:
-            request = decode_embedding_request(job.envelope.body)
-        except msgspec.DecodeError as exc:
-            raise InvalidRequest(f"invalid request: {exc}") from exc
+        request = decode_request(decode_embedding_request, job.envelope.body)
         call = EmbeddingCall(
             request=request,
             body=body,
