@@ -37,7 +37,6 @@ from workers.runtime.execute import Executor
 from workers.runtime.jobs import Job, ReplyWriter, now_ms
 from workers.runtime.worker_metrics import WorkerMetrics
 from workers.settings.switchboard import MediaFetch
-from workers.wire import encode
 
 log = logging.getLogger("switchboard.worker")
 
@@ -392,13 +391,7 @@ class Worker:
                 "it was moved to the dead-letter stream",
                 code="dead_lettered",
             )
-            record = Record(
-                seq=seq,
-                end=envelopes.ERROR,
-                body=encode(error.to_body()),
-                status=error.http_status,
-                meta=Meta(worker=self.worker_id),
-            )
+            record = envelopes.error_record(seq, error, Meta(worker=self.worker_id))
             redis_streams.append_record(
                 pipe,
                 self.keys,
