@@ -32,9 +32,13 @@ response (broker/errors.py), an SSE event (broker/sse_frames.py) or a reply reco
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from workers.wire import ErrorBody, ErrorDetail, encode
+
+if TYPE_CHECKING:
+    from workers.deployment import Deployment
+    from workers.routing.attempts import Outcome
 
 
 class SwitchboardError(Exception):
@@ -42,6 +46,11 @@ class SwitchboardError(Exception):
     error_type: ClassVar[str] = "api_error"
     default_code: ClassVar[str | None] = None
     retryable: ClassVar[bool] = False
+    # Set by routing (workers/routing/attempts.py): the deployment whose attempt raised this
+    # error, and where the request had got to when it failed (attempts, fallbacks, last
+    # deployment). The worker reports both with the error (upstream_text.py, the Meta).
+    deployment: Deployment | None = None
+    outcome: Outcome | None = None
 
     def __init__(
         self,

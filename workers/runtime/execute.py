@@ -20,8 +20,8 @@ from workers.envelopes import KIND_CHAT, Meta, Record
 from workers.errors import GatewayTimeout, InternalError, InvalidRequest, SwitchboardError
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
-from workers.routing.engine import failed_deployment
-from workers.runtime.dispatch import Dispatcher, Outcome, failed_outcome
+from workers.routing.attempts import Outcome
+from workers.routing.engine import RoutingEngine
 from workers.runtime.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
 from workers.upstream_text import for_client
 from workers.validation import decode_request
@@ -39,12 +39,12 @@ log = logging.getLogger("switchboard.worker")
 class Executor:
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        engine: RoutingEngine,
         writer: ReplyWriter,
         worker_id: str,
         media_policy: MediaPolicy = DEFAULT_POLICY,
     ) -> None:
-        self.dispatcher = dispatcher
+        self.engine = engine
         self.writer = writer
         self.worker_id = worker_id
         self.media_policy = media_policy  # switchboard_settings.media_fetch
@@ -78,7 +78,7 @@ class Executor:
         except (ReplyTaken, ReplyRefused):
             raise
         except SwitchboardError as exc:
-            error = for_client(exc, failed_deployment(exc), job.request_id)
+            error = for_client(exc, exc.deployment, job.request_id)
             await self.writer.write_error(job, error, self._error_meta(exc))
         except Exception:
             log.exception("request %s failed unexpectedly", job.request_id)
@@ -120,10 +120,9 @@ class Executor:
 
     def _error_meta(self, exc: SwitchboardError) -> Meta:
         """A failed request still says where it went: attempts, fallbacks, last deployment."""
-        outcome = failed_outcome(exc)
-        if outcome is None:
+        if exc.outcome is None:
             return Meta(worker=self.worker_id)
-        return self._meta(outcome)
+        return self._meta(exc.outcome)
 
     def _meta(self, outcome: Outcome, usage: Usage | None = None) -> Meta:
         deployment = outcome.deployment
@@ -143,7 +142,7 @@ class Executor:
 
     async def _complete(self, job: Job, call: ChatCall) -> None:
         async with asyncio.timeout_at(_loop_deadline(job)):
-            response, outcome = await self.dispatcher.chat(
+            response, outcome = await self.engine.chat(
                 job.envelope.model_group,
                 call,
                 job.envelope.num_retries,
@@ -160,7 +159,7 @@ class Executor:
     async def _stream(self, job: Job, call: ChatCall) -> None:
         include_usage = call.request.include_usage
         async with asyncio.timeout_at(_loop_deadline(job)):
-            first, rest, outcome = await self.dispatcher.stream(
+            first, rest, outcome = await self.engine.stream(
                 job.envelope.model_group,
                 call,
                 job.envelope.num_retries,
@@ -200,7 +199,7 @@ class Executor:
             drop_params=bool(options.get("drop_params")),
         )
         async with asyncio.timeout_at(_loop_deadline(job)):
-            response, outcome = await self.dispatcher.embed(
+            response, outcome = await self.engine.embed(
                 job.envelope.model_group,
                 call,
                 job.envelope.num_retries,
@@ -256,9 +255,9 @@ def _deadline_passed(
         "(the request's `timeout`, at most the gateway's request_timeout_s)"
         + (f"; {detail}" if detail else "")
     )
-    if cause is not None:
+    if isinstance(cause, SwitchboardError):
         # Where the request got to still goes in the error record's bookkeeping.
-        error.switchboard_outcome = failed_outcome(cause)  # type: ignore[attr-defined]  # read by failed_outcome
+        error.outcome = cause.outcome
     return error
 
 

@@ -13,9 +13,9 @@ from workers.batching import WriteBatcher
 from workers.connect import connect
 from workers.http import HttpClient
 from workers.redis_streams import Keys
+from workers.routing.engine import RoutingEngine
 from workers.routing.plan import RoutingPlan
 from workers.routing.redis_store import RedisFigures
-from workers.runtime.dispatch import Dispatcher
 from workers.runtime.worker import RuntimeOptions, Worker, new_worker_id
 from workers.runtime.worker_metrics import WorkerMetrics, metrics_endpoint
 
@@ -46,8 +46,8 @@ def routed_worker(
         stats_ttl_s=plan.settings.routing_strategy_args.ttl,
         batcher=batcher,
     )
-    dispatcher = Dispatcher({}, http, plan=plan, figures=figures, observer=metrics.routing)
-    return Worker(redis, dispatcher, options, worker_id, metrics, batcher), figures
+    engine = RoutingEngine(plan, http, figures, observer=metrics.routing)
+    return Worker(redis, engine, options, worker_id, metrics, batcher), figures
 
 
 async def run_routed_worker(
@@ -59,6 +59,7 @@ async def run_routed_worker(
     try:
         await worker.run(stopping)
     finally:
+        await worker.engine.aclose()
         renew.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await renew

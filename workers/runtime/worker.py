@@ -32,7 +32,7 @@ from workers.http import DEFAULT_MAX_REPLY_BYTES
 from workers.memory import MemoryReleaser
 from workers.providers.media import MediaPolicy
 from workers.redis_streams import Keys
-from workers.runtime.dispatch import Dispatcher
+from workers.routing.engine import RoutingEngine
 from workers.runtime.execute import Executor
 from workers.runtime.jobs import Job, ReplyWriter, now_ms
 from workers.runtime.worker_metrics import WorkerMetrics
@@ -72,7 +72,7 @@ class Worker:
     def __init__(
         self,
         redis: Redis,
-        dispatcher: Dispatcher,
+        engine: RoutingEngine,
         options: RuntimeOptions,
         worker_id: str | None = None,
         metrics: WorkerMetrics | None = None,
@@ -84,6 +84,7 @@ class Worker:
         self.options = options
         self.keys = Keys(options.namespace)
         self.worker_id = worker_id or new_worker_id()
+        self.engine = engine
         self.writer = ReplyWriter(
             redis,
             self.keys,
@@ -92,7 +93,7 @@ class Worker:
             max_reply_bytes=options.max_reply_bytes,
         )
         self.executor = Executor(
-            dispatcher, self.writer, self.worker_id, MediaPolicy.of(options.media_fetch)
+            engine, self.writer, self.worker_id, MediaPolicy.of(options.media_fetch)
         )
         self.memory = MemoryReleaser()
         self.jobs: dict[str, Job] = {}

@@ -26,7 +26,8 @@ from workers.deployment import Deployment, Secret
 from workers.errors import InvalidRequest
 from workers.http import HttpClient
 from workers.providers import make_deployment
-from workers.routing.engine import Outcome, RoutingEngine
+from workers.routing.attempts import Outcome
+from workers.routing.engine import RoutingEngine
 from workers.routing.memory_store import MemoryFigures
 from workers.routing.plan import RoutingPlan, build_plan
 from workers.sdk.requests import (
@@ -67,6 +68,7 @@ class _LoopState:
         self.renew: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        await self.engine.aclose()  # releases of streams abandoned unclosed
         if self.renew is not None:
             self.renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):
