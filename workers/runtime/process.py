@@ -16,7 +16,8 @@ from workers.redis_streams import Keys
 from workers.routing.engine import RoutingEngine
 from workers.routing.plan import RoutingPlan
 from workers.routing.redis_store import RedisFigures
-from workers.runtime.worker import RuntimeOptions, Worker, new_worker_id
+from workers.runtime.options import RuntimeOptions
+from workers.runtime.worker import Worker, new_worker_id
 from workers.runtime.worker_metrics import WorkerMetrics, metrics_endpoint
 
 log = logging.getLogger("switchboard.worker")
@@ -53,16 +54,17 @@ def routed_worker(
 async def run_routed_worker(
     worker: Worker, figures: RedisFigures, plan: RoutingPlan, stopping: asyncio.Event
 ) -> None:
-    """Run the worker; its in-flight accounting stays alive exactly as long as it runs."""
+    """Run the worker; its in-flight accounting stays alive exactly as long as it runs (the
+    renewal is one of the worker's supervised loops: if it dies, the worker stops)."""
     interval_s = worker.options.heartbeat_interval_s
-    renew = asyncio.create_task(figures.keep_alive(plan.groups, interval_s), name="liveness")
+
+    async def keep_alive() -> None:
+        await figures.keep_alive(plan.groups, interval_s)
+
     try:
-        await worker.run(stopping)
+        await worker.run(stopping, {"routing liveness": keep_alive})
     finally:
         await worker.engine.aclose()
-        renew.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renew
         await figures.aclose()
 
 
