@@ -73,12 +73,7 @@ Opened = tuple[list[ChatCompletionChunk], Batches, float]
 async def _open_stream(adapter: Adapter, call: ChatCall, estimate: int) -> tuple[Opened, Any]:
     """A stream's first batch (its attempt ends there), the rest, and when it started."""
     started = time.perf_counter()
-    batches = adapter.stream(call)
-    try:
-        first: list[ChatCompletionChunk] = await anext(batches, [])
-    except BaseException:
-        await batches.aclose()  # type: ignore[attr-defined]  # an async generator
-        raise
+    first, batches = await adapter.open_stream(call)
     ttft_ms = (time.perf_counter() - started) * 1000
     return (first, batches, started), AttemptResult(ttft_ms=ttft_ms)
 
