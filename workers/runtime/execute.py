@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 
@@ -20,7 +21,7 @@ from workers.envelopes import KIND_CHAT, Meta, Record
 from workers.errors import GatewayTimeout, InternalError, InvalidRequest, SwitchboardError
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
-from workers.routing.attempts import Outcome
+from workers.routing.attempts import Call, Outcome
 from workers.routing.engine import RoutingEngine
 from workers.runtime.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
 from workers.upstream_text import for_client
@@ -34,6 +35,7 @@ from workers.wire import (
 )
 
 log = logging.getLogger("switchboard.worker")
+T = TypeVar("T")
 
 
 class Executor:
@@ -141,13 +143,7 @@ class Executor:
         )
 
     async def _complete(self, job: Job, call: ChatCall) -> None:
-        async with asyncio.timeout_at(_loop_deadline(job)):
-            response, outcome = await self.engine.chat(
-                job.envelope.model_group,
-                call,
-                job.envelope.num_retries,
-                scope=job.envelope.allowed_groups,
-            )
+        response, outcome = await _routed(job, self.engine.chat, call)
         record = Record(
             seq=job.seq,
             end=envelopes.RESPONSE,
@@ -158,13 +154,7 @@ class Executor:
 
     async def _stream(self, job: Job, call: ChatCall) -> None:
         include_usage = call.request.include_usage
-        async with asyncio.timeout_at(_loop_deadline(job)):
-            first, rest, outcome = await self.engine.stream(
-                job.envelope.model_group,
-                call,
-                job.envelope.num_retries,
-                scope=job.envelope.allowed_groups,
-            )
+        first, rest, outcome = await _routed(job, self.engine.stream, call)
         usage: Usage | None = None
         try:
             batch: list[ChatCompletionChunk] | None = first
@@ -198,13 +188,7 @@ class Executor:
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
         )
-        async with asyncio.timeout_at(_loop_deadline(job)):
-            response, outcome = await self.engine.embed(
-                job.envelope.model_group,
-                call,
-                job.envelope.num_retries,
-                scope=job.envelope.allowed_groups,
-            )
+        response, outcome = await _routed(job, self.engine.embed, call)
         usage = Usage(
             prompt_tokens=response.usage.prompt_tokens,
             completion_tokens=0,
@@ -259,6 +243,16 @@ def _deadline_passed(
         # Where the request got to still goes in the error record's bookkeeping.
         error.outcome = cause.outcome
     return error
+
+
+async def _routed(job: Job, route: Callable[..., Awaitable[T]], call: Call) -> T:
+    """`route` (the engine's chat, stream or embed) for the job's model group, retries and
+    key scope, under the job's deadline."""
+    envelope = job.envelope
+    async with asyncio.timeout_at(_loop_deadline(job)):
+        return await route(
+            envelope.model_group, call, envelope.num_retries, scope=envelope.allowed_groups
+        )
 
 
 def _loop_deadline(job: Job) -> float:
