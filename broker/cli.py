@@ -23,7 +23,7 @@ from broker.config.errors import ConfigError
 from broker.config.loader import Config, load_config, load_demo_config
 from workers.deployment import Secret
 from workers.log_redaction import Redactor, install, secrets_in
-from workers.runtime.worker import RuntimeOptions
+from workers.runtime.options import RuntimeOptions
 
 log = logging.getLogger("switchboard")
 
@@ -140,21 +140,7 @@ def required_redis_url(config: Config, environ: Mapping[str, str]) -> str:
 
 
 def runtime_options(config: Config, concurrency: int | None = None) -> RuntimeOptions:
-    s = config.switchboard_settings
-    return RuntimeOptions(
-        namespace=s.namespace,
-        lanes=tuple(s.lanes),
-        concurrency=concurrency or s.worker_concurrency,
-        claim_idle_ms=s.claim_idle_ms,
-        renew_interval_ms=s.renew_interval_ms,
-        max_deliveries=s.max_deliveries,
-        reply_ttl_s=s.reply_ttl_s,
-        drain_timeout_s=s.drain_timeout_s,
-        heartbeat_interval_s=s.heartbeat_interval_s,
-        worker_ttl_s=s.worker_ttl_s,
-        max_reply_bytes=s.max_reply_bytes,
-        media_fetch=s.media_fetch,
-    )
+    return RuntimeOptions.from_settings(config.switchboard_settings, concurrency=concurrency)
 
 
 async def serve(

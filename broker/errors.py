@@ -11,8 +11,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from redis.exceptions import RedisError
 
-from workers.errors import InternalError, ServiceUnavailable, SwitchboardError
-from workers.wire import ErrorBody, ErrorDetail, encode
+from workers.errors import (
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    RequestTooLarge,
+    ServiceUnavailable,
+    SwitchboardError,
+)
 
 log = logging.getLogger("switchboard.http")
 
@@ -31,27 +37,8 @@ def error_response(error: SwitchboardError, *, request_id: str | None = None) ->
     if request_id:
         headers["x-request-id"] = request_id
     return web.Response(
-        body=encode_error(error.to_body()),
-        status=error.http_status,
-        content_type=JSON,
-        headers=headers,
+        body=error.to_json(), status=error.http_status, content_type=JSON, headers=headers
     )
-
-
-def encode_error(body: ErrorBody) -> bytes:
-    try:
-        return encode(body)
-    except UnicodeEncodeError:
-        # A message quoting what the client sent (a header, a path) may hold bytes that are
-        # not UTF-8 (aiohttp keeps them as surrogates): quote them escaped instead of failing.
-        detail = body.error
-        detail.message = _escaped(detail.message)
-        detail.param = None if detail.param is None else _escaped(detail.param)
-        return encode(body)
-
-
-def _escaped(text: str) -> str:
-    return text.encode("utf-8", "backslashreplace").decode()
 
 
 def response_for_status(
@@ -66,12 +53,9 @@ def response_for_status(
     )
 
 
-_HTTP_TYPES = {
-    404: ("not_found_error", "not_found"),
-    405: ("invalid_request_error", "method_not_allowed"),
-    413: ("invalid_request_error", "request_too_large"),
-    415: ("invalid_request_error", "unsupported_media_type"),
-}
+# aiohttp's refusals as errors of the tree (workers/errors.py); any other 4xx is an
+# InvalidRequest with that status and no code.
+_HTTP_CODES = {405: "method_not_allowed", 415: "unsupported_media_type"}
 # Echoed paths are cut to this many characters.
 MAX_ECHOED_PATH = 200
 
@@ -104,16 +88,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def http_error_response(request: web.Request, exc: web.HTTPException) -> web.Response:
-    error_type, code = _HTTP_TYPES.get(exc.status, ("invalid_request_error", None))
-    body = ErrorBody(
-        error=ErrorDetail(
-            message=_http_message(request, exc), type=error_type, param=None, code=code
-        )
-    )
+    error = _http_error(exc.status, _http_message(request, exc))
     headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
     return web.Response(
-        body=encode_error(body), status=exc.status, content_type=JSON, headers=headers
+        body=error.to_json(), status=error.http_status, content_type=JSON, headers=headers
     )
+
+
+def _http_error(status: int, message: str) -> SwitchboardError:
+    if status == 404:
+        return NotFound(message, code="not_found")
+    if status == 413:
+        return RequestTooLarge(message)
+    return InvalidRequest(message, code=_HTTP_CODES.get(status), status=status)
 
 
 def _http_message(request: web.Request, exc: web.HTTPException) -> str:

@@ -8,7 +8,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -103,20 +102,11 @@ class ClusterMonitor:
             self.metrics.workers_in_flight.set(0)
             self.metrics.workers_capacity.set(0)
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for worker in self.live_workers:
-            pipe.hmget(self.keys.worker_info(worker), ["in_flight", "concurrency"])
-        pipe.zrevrange(self.keys.heartbeats, 0, 0, withscores=True)
-        rows: Any = await pipe.execute()
-        in_flight = capacity = 0
-        for values in rows[:-1]:
-            in_flight += int(values[0] or 0)
-            capacity += int(values[1] or 0)
-        self.metrics.workers_in_flight.set(in_flight)
-        self.metrics.workers_capacity.set(capacity)
-        freshest = rows[-1]
-        if freshest:
-            self.metrics.last_heartbeat_age.set(max(0.0, now - float(freshest[0][1])))
+        infos, freshest = await redis_streams.worker_infos(self.redis, self.keys, self.live_workers)
+        self.metrics.workers_in_flight.set(sum(info.in_flight for info in infos))
+        self.metrics.workers_capacity.set(sum(info.concurrency for info in infos))
+        if freshest is not None:
+            self.metrics.last_heartbeat_age.set(max(0.0, now - freshest))
 
     async def _routing_figures(self) -> None:
         if not self.deployments:

@@ -19,7 +19,6 @@ from workers import envelopes, redis_streams
 from workers.envelopes import Envelope, Meta, Record
 from workers.errors import GatewayTimeout, ServiceUnavailable
 from workers.params import GatewayOptions
-from workers.wire import encode
 
 # The worker enforces the deadline; the front door waits a little longer for its answer.
 DEADLINE_SLACK_S = 2.0
@@ -189,12 +188,7 @@ class Relay:
                     record = await waiter.next_record(self.loop.time() + self.timeout_s)
                 except TimeoutError:
                     error = GatewayTimeout(f"stream {self.request_id} stalled")
-                    record = Record(
-                        seq=waiter.next_seq,
-                        end=envelopes.ERROR,
-                        body=encode(error.to_body()),
-                        status=error.http_status,
-                    )
+                    record = envelopes.error_record(waiter.next_seq, error)
                     waiter.next_seq = record.next_seq
                 await response.write(sse_frames.frame(record))
                 self.meta = record.meta or self.meta

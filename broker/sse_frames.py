@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from workers import envelopes
 from workers.envelopes import Record
+from workers.errors import RequestCancelled
 
 HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -15,6 +16,8 @@ HEADERS = {
     "X-Accel-Buffering": "no",
 }
 DONE = b"[DONE]"
+# The last event of a stream whose request was cancelled (a resuming client reads it).
+CANCELLED = RequestCancelled().to_json()
 
 
 def frame(record: Record, after_seq: int = 0) -> bytes:
@@ -31,11 +34,7 @@ def frame(record: Record, after_seq: int = 0) -> bytes:
         elif record.end == envelopes.ERROR:
             parts.append(b"id: %d\ndata: %s\n\n" % (seq, record.body))
         elif record.end == envelopes.CANCELLED:
-            parts.append(
-                b'id: %d\ndata: {"error":{"message":"the request was cancelled after its '
-                b'client disconnected","type":"cancelled","param":null,"code":"cancelled"}}\n\n'
-                % seq
-            )
+            parts.append(b"id: %d\ndata: %s\n\n" % (seq, CANCELLED))
         elif record.end == envelopes.RESPONSE:
             # A non-stream answer read through the stream endpoint: one event, then done.
             # (Its PART records, if any, frame nothing: the reader joins them first.)

@@ -24,6 +24,8 @@ from typing import Final
 
 import msgspec
 
+from workers.errors import SwitchboardError
+
 KIND_CHAT: Final = 1
 KIND_EMBEDDING: Final = 2
 
@@ -93,6 +95,18 @@ class Record(msgspec.Struct, array_like=True, omit_defaults=True):
     @property
     def next_seq(self) -> int:
         return self.seq + len(self.chunks) + (1 if self.end != MORE else 0)
+
+
+def error_record(seq: int, error: SwitchboardError, meta: Meta | None = None) -> Record:
+    """The ERROR record that ends a reply with `error`: its body, status and Retry-After."""
+    return Record(
+        seq=seq,
+        end=ERROR,
+        body=error.to_json(),
+        status=error.http_status,
+        meta=meta,
+        retry_after_s=error.retry_after_s,
+    )
 
 
 def join_parts(parts: list[bytes], record: Record) -> Record:

@@ -18,18 +18,27 @@
     ├── ProviderError                     500/502 api_error          (retryable)
     │   ├── APIConnectionError            502   code connection_error
     │   └── UpstreamResponseTooLarge      502   code upstream_response_too_large (not retryable)
-    └── InternalError                     500 internal_error
+    ├── InternalError                     500 internal_error
+    └── RequestCancelled                  499 cancelled              (its client went away)
 
 The HTTP status decides which exception the official openai client raises (BadRequestError,
 RateLimitError, ...), so each class's status is chosen to make that client behave: 4xx other
 than 408/429 are final, 408/429/5xx are retried by clients.
+
+`to_json()` is the one rendering of an error's body, whichever way it travels: an HTTP
+response (broker/errors.py), an SSE event (broker/sse_frames.py) or a reply record
+(`workers.envelopes.error_record`).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from workers.wire import ErrorBody, ErrorDetail
+from workers.wire import ErrorBody, ErrorDetail, encode
+
+if TYPE_CHECKING:
+    from workers.deployment import Deployment
+    from workers.routing.attempts import Outcome
 
 
 class SwitchboardError(Exception):
@@ -37,6 +46,11 @@ class SwitchboardError(Exception):
     error_type: ClassVar[str] = "api_error"
     default_code: ClassVar[str | None] = None
     retryable: ClassVar[bool] = False
+    # Set by routing (workers/routing/attempts.py): the deployment whose attempt raised this
+    # error, and where the request had got to when it failed (attempts, fallbacks, last
+    # deployment). The worker reports both with the error (upstream_text.py, the Meta).
+    deployment: Deployment | None = None
+    outcome: Outcome | None = None
 
     def __init__(
         self,
@@ -68,6 +82,19 @@ class SwitchboardError(Exception):
             )
         )
 
+    def to_json(self) -> bytes:
+        """The body as JSON bytes. A message quoting what a client sent (a header, a path)
+        may hold text that is not UTF-8 (aiohttp keeps it as surrogates): it is sent with
+        those characters escaped rather than failing to encode."""
+        body = self.to_body()
+        try:
+            return encode(body)
+        except UnicodeEncodeError:
+            detail = body.error
+            detail.message = _escaped(detail.message)
+            detail.param = None if detail.param is None else _escaped(detail.param)
+            return encode(body)
+
     def context(self) -> dict[str, Any]:
         """Fields for logs and metrics; never holds a secret."""
         return {
@@ -82,6 +109,10 @@ class SwitchboardError(Exception):
         # Errors cross process boundaries (worker -> Redis -> front door) as their body,
         # but pickling must still work for multiprocessing and test helpers.
         return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _escaped(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode()
 
 
 def _rebuild(cls: type[SwitchboardError], message: str, state: dict[str, Any]) -> SwitchboardError:
@@ -195,6 +226,20 @@ class UpstreamResponseTooLarge(ProviderError):
 class InternalError(SwitchboardError):
     error_type = "internal_error"
     default_code = "internal_error"
+
+
+class RequestCancelled(SwitchboardError):
+    """The client went away and the request was cancelled. Nobody is left to read a status;
+    a client that resumes the stream reads this as the stream's last event."""
+
+    status = 499  # nginx's "client closed request"
+    error_type = "cancelled"
+    default_code = "cancelled"
+
+    def __init__(
+        self, message: str = "the request was cancelled after its client disconnected"
+    ) -> None:
+        super().__init__(message)
 
 
 # How providers say a prompt does not fit (lowercased). OpenAI-family hosts mostly send the

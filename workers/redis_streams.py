@@ -1,6 +1,6 @@
 """Every Redis key name, field name, TTL and stream operation Switchboard uses.
 
-Layout (namespace `ns`, default "sb"):
+Layout (namespace `ns`: switchboard_settings.namespace):
 
     {ns}:{q}:lane:<lane>      request stream per lane; consumer group "workers"
     {ns}:{q}:dead             dead-letter stream (entries delivered too often)
@@ -24,14 +24,22 @@ routing keys share a slot, so each routing script touches one slot (workers/rout
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 
 from workers.envelopes import decode_envelope, live_message
 
@@ -45,7 +53,7 @@ STATE_CANCELLED = b"cancelled"
 class Keys:
     """Key names for one namespace (tests use one namespace each)."""
 
-    def __init__(self, namespace: str = "sb") -> None:
+    def __init__(self, namespace: str) -> None:
         self.ns = namespace
         self.dead_letter = f"{namespace}:{{q}}:dead"
         self.cancel_channel = f"{namespace}:cancel"
@@ -154,6 +162,12 @@ def is_missing_group(exc: ResponseError) -> bool:
     return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
 
 
+def is_passing(exc: ResponseError) -> bool:
+    """A refusal that passes by itself: READONLY while a failover promotes a replica,
+    TRYAGAIN, CLUSTERDOWN or MASTERDOWN while a cluster or a replica settles."""
+    return isinstance(exc, ReadOnlyError | TryAgainError | ClusterDownError | MasterDownError)
+
+
 async def ensure_groups(r: Redis, keys: Keys, lanes: Iterable[str]) -> None:
     for lane in lanes:
         try:
@@ -238,6 +252,13 @@ async def reclaim(
         if start in (b"0-0", "0-0"):
             break
     return claimed, deleted
+
+
+async def ack_deleted(r: Redis, keys: Keys, lane: str, entries: Sequence[bytes]) -> None:
+    """Acknowledge pending entries that were deleted meanwhile (a front door cancelled them):
+    there is nothing left to run, and they would be reclaimed again and again."""
+    if entries:
+        await r.xack(keys.lane(lane), GROUP, *entries)
 
 
 async def delivery_counts(r: Redis, keys: Keys, lane: str, entries: Sequence[bytes]) -> list[int]:
@@ -422,18 +443,70 @@ def cancel(
 # --------------------------------------------------------------------------- workers
 
 
+class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What a worker's heartbeat says of it: the fields of its hash (keys.worker_info),
+    written by the worker, read by front doors' monitors. A field missing (the hash expired
+    between two reads) or unreadable reads as its default."""
+
+    pid: int = 0
+    host: str = ""
+    in_flight: int = 0
+    concurrency: int = 0
+    # Unix seconds the worker started.
+    started: float = 0.0
+
+
 def heartbeat(
-    pipe: Pipeline, keys: Keys, worker_id: str, now_s: float, info: Any, ttl_s: float
+    pipe: Pipeline, keys: Keys, worker_id: str, now_s: float, info: WorkerInfo, ttl_s: float
 ) -> None:
     pipe.zadd(keys.heartbeats, {worker_id: now_s})
     pipe.zremrangebyscore(keys.heartbeats, "-inf", now_s - 10 * ttl_s)
-    pipe.hset(keys.worker_info(worker_id), mapping=info)
+    pipe.hset(keys.worker_info(worker_id), mapping=msgspec.structs.asdict(info))
     pipe.expire(keys.worker_info(worker_id), max(1, int(ttl_s * 2)))
+
+
+async def worker_infos(
+    r: Redis, keys: Keys, worker_ids: Sequence[str]
+) -> tuple[list[WorkerInfo], float | None]:
+    """The heartbeat fields of each worker, and when the freshest heartbeat of all came (unix
+    seconds; None without any). One round trip."""
+    pipe = r.pipeline(transaction=False)
+    for worker_id in worker_ids:
+        pipe.hgetall(keys.worker_info(worker_id))
+    pipe.zrevrange(keys.heartbeats, 0, 0, withscores=True)
+    rows: Any = await pipe.execute()
+    freshest = rows[-1]
+    return [_worker_info(raw) for raw in rows[:-1]], float(freshest[0][1]) if freshest else None
+
+
+def _worker_info(raw: dict[bytes, bytes]) -> WorkerInfo:
+    fields = {
+        key.decode(errors="replace"): value.decode(errors="replace") for key, value in raw.items()
+    }
+    known = {name: fields[name] for name in WorkerInfo.__struct_fields__ if name in fields}
+    try:
+        return msgspec.convert(known, WorkerInfo, strict=False)
+    except msgspec.ValidationError:
+        return WorkerInfo()
 
 
 async def live_workers(r: Redis, keys: Keys, now_s: float, ttl_s: float) -> list[str]:
     members: Any = await r.zrangebyscore(keys.heartbeats, now_s - ttl_s, "+inf")
     return [m.decode() for m in members]
+
+
+async def cancelled_requests(r: Redis, keys: Keys) -> AsyncGenerator[str, None]:
+    """The ids of requests whose clients went away (`cancel` publishes them), as they are
+    published, until the subscription fails (the caller subscribes again)."""
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(keys.cancel_channel)
+        async for message in pubsub.listen():
+            # Not UTF-8 (another publisher on the channel): names no request of ours.
+            yield bytes(message["data"]).decode(errors="replace")
+    finally:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
 
 
 async def forget_worker(r: Redis, keys: Keys, worker_id: str) -> None:

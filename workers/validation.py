@@ -3,6 +3,9 @@ SDK so both refuse the same requests with the same OpenAI-style messages."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import msgspec
 
 from workers.errors import InvalidRequest
@@ -35,6 +38,29 @@ class RequestLimits(msgspec.Struct, frozen=True, kw_only=True):
 
 
 DEFAULT_LIMITS = RequestLimits()
+
+Source = TypeVar("Source")
+Decoded = TypeVar("Decoded")
+
+
+def decode_request(decode: Callable[[Source], Decoded], source: Source) -> Decoded:
+    """`decode(source)` (a msgspec decoder or converter of a request), its refusal an
+    InvalidRequest that names the offending parameter when msgspec says which."""
+    try:
+        return decode(source)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid request: {exc}", param=param_of(exc)) from exc
+    except msgspec.DecodeError as exc:  # bytes that are no JSON (from a foreign producer)
+        raise InvalidRequest(f"invalid request: {exc}") from exc
+
+
+def param_of(exc: msgspec.ValidationError) -> str | None:
+    """The parameter a msgspec validation error points at (`... - at `$.messages[0]``)."""
+    text = str(exc)
+    marker = "at `$."
+    if marker in text:
+        return text.split(marker, 1)[1].rstrip("`")
+    return None
 
 
 def _bad(message: str, param: str, code: str = "invalid_value") -> InvalidRequest:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import msgspec
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -20,8 +21,9 @@ from tests.redis_helpers import REDIS_URL
 from tests.waiting import eventually
 from workers.http import HttpClient
 from workers.routing.plan import build_plan
+from workers.runtime.options import RuntimeOptions
 from workers.runtime.process import routed_worker, run_routed_worker
-from workers.runtime.worker import RuntimeOptions, Worker
+from workers.runtime.worker import Worker
 
 FAST_CLAIMS = {
     "claim_idle_ms": 1000,
@@ -86,24 +88,8 @@ def make_config(upstream_v1: str, namespace: str, **kwargs: Any) -> Config:
 
 
 def runtime_options(config: Config, **overrides: Any) -> RuntimeOptions:
-    s = config.switchboard_settings
-    values: dict[str, Any] = {
-        "namespace": s.namespace,
-        "lanes": tuple(s.lanes),
-        "concurrency": s.worker_concurrency,
-        "claim_idle_ms": s.claim_idle_ms,
-        "renew_interval_ms": s.renew_interval_ms,
-        "max_deliveries": s.max_deliveries,
-        "reply_ttl_s": s.reply_ttl_s,
-        "drain_timeout_s": s.drain_timeout_s,
-        "heartbeat_interval_s": s.heartbeat_interval_s,
-        "worker_ttl_s": s.worker_ttl_s,
-        "max_reply_bytes": s.max_reply_bytes,
-        "media_fetch": s.media_fetch,
-        "block_ms": 200,
-    }
-    values.update(overrides)
-    return RuntimeOptions(**values)
+    options = RuntimeOptions.from_settings(config.switchboard_settings)
+    return msgspec.structs.replace(options, **{"block_ms": 200, **overrides})
 
 
 class RunningWorker:
@@ -140,10 +126,12 @@ class RunningWorker:
         await self.redis.aclose()
 
 
-async def start_worker(config: Config, **overrides: Any) -> RunningWorker:
+async def start_worker(
+    config: Config, redis_url: str = REDIS_URL, **overrides: Any
+) -> RunningWorker:
     options = runtime_options(config, **overrides)
     http = HttpClient(max_reply_bytes=options.max_reply_bytes)
-    redis = Redis.from_url(REDIS_URL, max_connections=64)
+    redis = Redis.from_url(redis_url, max_connections=64)
     plan = build_plan(config.deployments, config.model_list, config.router_settings)
     worker, figures = routed_worker(redis, http, plan, options)
     stopping = asyncio.Event()
@@ -166,8 +154,8 @@ class RunningFrontDoor:
         await self.runner.cleanup()
 
 
-async def start_front_door(config: Config) -> RunningFrontDoor:
-    app = create_app(config, REDIS_URL)
+async def start_front_door(config: Config, redis_url: str = REDIS_URL) -> RunningFrontDoor:
+    app = create_app(config, redis_url)
     # The production runner (timeouts, connection cap, JSON for malformed requests).
     runner = front_door_runner(app, config.switchboard_settings.http, shutdown_timeout_s=5)
     await runner.setup()

@@ -16,7 +16,7 @@ from tests.broker.harness import make_config, post, runtime_options, service
 from tests.deploy.catalog import Entry, read_catalog
 from tests.redis_helpers import REDIS_URL
 from workers.http import HttpClient
-from workers.runtime.dispatch import Dispatcher
+from workers.routing.engine import RoutingEngine
 from workers.runtime.worker import Worker
 from workers.runtime.worker_metrics import WorkerMetrics, metrics_endpoint
 from workers.testing.server import FakeUpstream
@@ -65,8 +65,8 @@ async def worker_with_metrics(config: Config) -> AsyncIterator[int]:
     redis = Redis.from_url(REDIS_URL)
     metrics = WorkerMetrics()
     stopping = asyncio.Event()
-    dispatcher = Dispatcher(config.deployments, http, observer=metrics.routing)
-    worker = Worker(redis, dispatcher, runtime_options(config), metrics=metrics)
+    engine = RoutingEngine.unplanned(config.deployments, http, observer=metrics.routing)
+    worker = Worker(redis, engine, runtime_options(config), metrics=metrics)
     task = asyncio.create_task(worker.run(stopping))
     try:
         async with metrics_endpoint(metrics.registry, "127.0.0.1", 0) as port:

@@ -141,6 +141,19 @@ class Adapter(ABC):
     def stream(self, call: ChatCall) -> AsyncIterator[list[ChatCompletionChunk]]:
         """The chat completion as batches of chunks (see the module docstring)."""
 
+    async def open_stream(
+        self, call: ChatCall
+    ) -> tuple[list[ChatCompletionChunk], AsyncIterator[list[ChatCompletionChunk]]]:
+        """Start a stream and read its first batch: (that batch, the rest). A failure before
+        it closes the stream (an upstream connection would otherwise stay open)."""
+        batches = self.stream(call)
+        try:
+            first: list[ChatCompletionChunk] = await anext(batches, [])
+        except BaseException:
+            await batches.aclose()  # type: ignore[attr-defined]  # an async generator
+            raise
+        return first, batches
+
     async def embed(self, call: EmbeddingCall) -> EmbeddingResponse:
         raise InvalidRequest(
             f"{self.provider} does not offer embeddings through Switchboard",

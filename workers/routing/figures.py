@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from redis.asyncio import Redis
 
-from workers.redis_streams import Keys, RoutingKeys
 from workers.routing import scripts
+
+if TYPE_CHECKING:
+    # Only the types: the SDK reads figures from memory, and loads no Redis client.
+    from redis.asyncio import Redis
+
+    from workers.redis_streams import Keys, RoutingKeys
 
 
 class DeploymentFigures(msgspec.Struct, frozen=True, kw_only=True):

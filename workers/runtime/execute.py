@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-import msgspec
 import orjson
 
 from workers import accounting, envelopes
@@ -21,10 +21,11 @@ from workers.envelopes import KIND_CHAT, Meta, Record
 from workers.errors import GatewayTimeout, InternalError, InvalidRequest, SwitchboardError
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
-from workers.routing.engine import failed_deployment
-from workers.runtime.dispatch import Dispatcher, Outcome, failed_outcome
+from workers.routing.attempts import Call, Outcome
+from workers.routing.engine import RoutingEngine
 from workers.runtime.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
 from workers.upstream_text import for_client
+from workers.validation import decode_request
 from workers.wire import (
     ChatCompletionChunk,
     Usage,
@@ -34,17 +35,18 @@ from workers.wire import (
 )
 
 log = logging.getLogger("switchboard.worker")
+T = TypeVar("T")
 
 
 class Executor:
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        engine: RoutingEngine,
         writer: ReplyWriter,
         worker_id: str,
         media_policy: MediaPolicy = DEFAULT_POLICY,
     ) -> None:
-        self.dispatcher = dispatcher
+        self.engine = engine
         self.writer = writer
         self.worker_id = worker_id
         self.media_policy = media_policy  # switchboard_settings.media_fetch
@@ -78,7 +80,7 @@ class Executor:
         except (ReplyTaken, ReplyRefused):
             raise
         except SwitchboardError as exc:
-            error = for_client(exc, failed_deployment(exc), job.request_id)
+            error = for_client(exc, exc.deployment, job.request_id)
             await self.writer.write_error(job, error, self._error_meta(exc))
         except Exception:
             log.exception("request %s failed unexpectedly", job.request_id)
@@ -107,10 +109,8 @@ class Executor:
 
     def _chat_call(self, job: Job) -> ChatCall:
         body, options = _gateway_body(job)
-        try:
-            request = decode_chat_request(job.envelope.body)
-        except msgspec.DecodeError as exc:  # the front door validated; a foreign producer?
-            raise InvalidRequest(f"invalid request: {exc}") from exc
+        # The front door validated these bytes; another producer may not have.
+        request = decode_request(decode_chat_request, job.envelope.body)
         return ChatCall(
             request=request,
             body=body,
@@ -122,10 +122,9 @@ class Executor:
 
     def _error_meta(self, exc: SwitchboardError) -> Meta:
         """A failed request still says where it went: attempts, fallbacks, last deployment."""
-        outcome = failed_outcome(exc)
-        if outcome is None:
+        if exc.outcome is None:
             return Meta(worker=self.worker_id)
-        return self._meta(outcome)
+        return self._meta(exc.outcome)
 
     def _meta(self, outcome: Outcome, usage: Usage | None = None) -> Meta:
         deployment = outcome.deployment
@@ -144,13 +143,7 @@ class Executor:
         )
 
     async def _complete(self, job: Job, call: ChatCall) -> None:
-        async with asyncio.timeout_at(_loop_deadline(job)):
-            response, outcome = await self.dispatcher.chat(
-                job.envelope.model_group,
-                call,
-                job.envelope.num_retries,
-                scope=job.envelope.allowed_groups,
-            )
+        response, outcome = await _routed(job, self.engine.chat, call)
         record = Record(
             seq=job.seq,
             end=envelopes.RESPONSE,
@@ -161,13 +154,7 @@ class Executor:
 
     async def _stream(self, job: Job, call: ChatCall) -> None:
         include_usage = call.request.include_usage
-        async with asyncio.timeout_at(_loop_deadline(job)):
-            first, rest, outcome = await self.dispatcher.stream(
-                job.envelope.model_group,
-                call,
-                job.envelope.num_retries,
-                scope=job.envelope.allowed_groups,
-            )
+        first, rest, outcome = await _routed(job, self.engine.stream, call)
         usage: Usage | None = None
         try:
             batch: list[ChatCompletionChunk] | None = first
@@ -193,10 +180,7 @@ class Executor:
 
     async def _embed(self, job: Job) -> None:
         body, options = _gateway_body(job)
-        try:
-            request = decode_embedding_request(job.envelope.body)
-        except msgspec.DecodeError as exc:
-            raise InvalidRequest(f"invalid request: {exc}") from exc
+        request = decode_request(decode_embedding_request, job.envelope.body)
         call = EmbeddingCall(
             request=request,
             body=body,
@@ -204,13 +188,7 @@ class Executor:
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
         )
-        async with asyncio.timeout_at(_loop_deadline(job)):
-            response, outcome = await self.dispatcher.embed(
-                job.envelope.model_group,
-                call,
-                job.envelope.num_retries,
-                scope=job.envelope.allowed_groups,
-            )
+        response, outcome = await _routed(job, self.engine.embed, call)
         usage = Usage(
             prompt_tokens=response.usage.prompt_tokens,
             completion_tokens=0,
@@ -261,10 +239,20 @@ def _deadline_passed(
         "(the request's `timeout`, at most the gateway's request_timeout_s)"
         + (f"; {detail}" if detail else "")
     )
-    if cause is not None:
+    if isinstance(cause, SwitchboardError):
         # Where the request got to still goes in the error record's bookkeeping.
-        error.switchboard_outcome = failed_outcome(cause)  # type: ignore[attr-defined]  # read by failed_outcome
+        error.outcome = cause.outcome
     return error
+
+
+async def _routed(job: Job, route: Callable[..., Awaitable[T]], call: Call) -> T:
+    """`route` (the engine's chat, stream or embed) for the job's model group, retries and
+    key scope, under the job's deadline."""
+    envelope = job.envelope
+    async with asyncio.timeout_at(_loop_deadline(job)):
+        return await route(
+            envelope.model_group, call, envelope.num_retries, scope=envelope.allowed_groups
+        )
 
 
 def _loop_deadline(job: Job) -> float:

@@ -19,7 +19,6 @@ from workers.errors import ServiceUnavailable, SwitchboardError
 from workers.http import DEFAULT_MAX_REPLY_BYTES, reply_too_large
 from workers.params import GATEWAY_FIELDS
 from workers.redis_streams import Keys
-from workers.wire import encode
 
 # A response body above this is written as several records (see workers.envelopes): small
 # enough for Redis and its readers to pass without strain, large enough that a 64 MiB reply
@@ -189,18 +188,7 @@ class ReplyWriter:
         return None
 
     async def write_error(self, job: Job, error: SwitchboardError, meta: Meta | None) -> None:
-        body = encode(error.to_body())
-        await self.write(
-            job,
-            Record(
-                seq=job.seq,
-                end=envelopes.ERROR,
-                body=body,
-                status=error.http_status,
-                meta=meta,
-                retry_after_s=error.retry_after_s,
-            ),
-        )
+        await self.write(job, envelopes.error_record(job.seq, error, meta))
 
     async def refused(self, job: Job) -> None:
         """Redis is full and refused a record of this job: answer 503 and settle the entry
@@ -221,14 +209,7 @@ class ReplyWriter:
             return  # ended elsewhere meanwhile (cancelled, taken over): nothing to tell
         except ReplyRefused:
             pass
-        record = Record(
-            seq=job.seq,
-            end=envelopes.ERROR,
-            body=encode(error.to_body()),
-            status=error.http_status,
-            retry_after_s=error.retry_after_s,
-        )
-        encoded = envelopes.encode(record)
+        encoded = envelopes.encode(envelopes.error_record(job.seq, error))
         reply_to = job.envelope.reply_to
 
         def build(pipe: Pipeline) -> int:

@@ -13,10 +13,11 @@ from workers.batching import WriteBatcher
 from workers.connect import connect
 from workers.http import HttpClient
 from workers.redis_streams import Keys
+from workers.routing.engine import RoutingEngine
 from workers.routing.plan import RoutingPlan
 from workers.routing.redis_store import RedisFigures
-from workers.runtime.dispatch import Dispatcher
-from workers.runtime.worker import RuntimeOptions, Worker, new_worker_id
+from workers.runtime.options import RuntimeOptions
+from workers.runtime.worker import Worker, new_worker_id
 from workers.runtime.worker_metrics import WorkerMetrics, metrics_endpoint
 
 log = logging.getLogger("switchboard.worker")
@@ -46,22 +47,24 @@ def routed_worker(
         stats_ttl_s=plan.settings.routing_strategy_args.ttl,
         batcher=batcher,
     )
-    dispatcher = Dispatcher({}, http, plan=plan, figures=figures, observer=metrics.routing)
-    return Worker(redis, dispatcher, options, worker_id, metrics, batcher), figures
+    engine = RoutingEngine(plan, http, figures, observer=metrics.routing)
+    return Worker(redis, engine, options, worker_id, metrics, batcher), figures
 
 
 async def run_routed_worker(
     worker: Worker, figures: RedisFigures, plan: RoutingPlan, stopping: asyncio.Event
 ) -> None:
-    """Run the worker; its in-flight accounting stays alive exactly as long as it runs."""
+    """Run the worker; its in-flight accounting stays alive exactly as long as it runs (the
+    renewal is one of the worker's supervised loops: if it dies, the worker stops)."""
     interval_s = worker.options.heartbeat_interval_s
-    renew = asyncio.create_task(figures.keep_alive(plan.groups, interval_s), name="liveness")
+
+    async def keep_alive() -> None:
+        await figures.keep_alive(plan.groups, interval_s)
+
     try:
-        await worker.run(stopping)
+        await worker.run(stopping, {"routing liveness": keep_alive})
     finally:
-        renew.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renew
+        await worker.engine.aclose()
         await figures.aclose()
 
 

@@ -1,5 +1,7 @@
-"""The worker runtime: consume request entries, run them, reclaim dead workers' entries,
-renew our own claims, heartbeat, listen for cancellations, and drain on shutdown.
+"""The worker: consume request entries and run them, stop those whose clients left, and
+drain on shutdown. Its background loops (claims.py: renew, reclaim, dead-letter;
+heartbeats.py; the cancellation listener here) run under a Supervisor: each outlives Redis's
+errors, and if one still dies, the worker drains and stops with it.
 
 Backpressure: a worker reads only as many entries as it has free slots, so a burst waits in
 Redis (where any worker can take it), never in one worker's memory.
@@ -12,11 +14,9 @@ import contextlib
 import logging
 import os
 import socket
-import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Mapping
 
 import msgspec
 from redis.asyncio import Redis
@@ -27,17 +27,20 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from workers import envelopes, memory, redis_streams
 from workers.batching import WriteBatcher
 from workers.envelopes import Meta, Record, decode_envelope, decode_record
-from workers.errors import ProviderError, ServiceUnavailable
-from workers.http import DEFAULT_MAX_REPLY_BYTES
+from workers.errors import ProviderError
 from workers.memory import MemoryReleaser
 from workers.providers.media import MediaPolicy
 from workers.redis_streams import Keys
-from workers.runtime.dispatch import Dispatcher
+from workers.routing.engine import RoutingEngine
+from workers.runtime.claims import Claims
 from workers.runtime.execute import Executor
+from workers.runtime.heartbeats import Heartbeats
 from workers.runtime.jobs import Job, ReplyWriter, now_ms
+from workers.runtime.options import RuntimeOptions
 from workers.runtime.worker_metrics import WorkerMetrics
-from workers.settings.switchboard import MediaFetch
-from workers.wire import encode
+from workers.supervision import Loop, Supervisor
+
+__all__ = ["Worker", "new_worker_id"]
 
 log = logging.getLogger("switchboard.worker")
 
@@ -48,23 +51,6 @@ ENDED_CHECK_AFTER_MS = 1_000
 REMEMBERED_CANCELLATIONS = 10_000
 
 
-class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
-    namespace: str = "sb"
-    lanes: tuple[str, ...] = ("default",)
-    concurrency: int = 256
-    block_ms: int = 1000
-    claim_idle_ms: int = 15_000
-    renew_interval_ms: int = 5_000
-    max_deliveries: int = 3
-    reply_ttl_s: int = 300
-    drain_timeout_s: float = 30.0
-    heartbeat_interval_s: float = 1.0
-    worker_ttl_s: float = 5.0
-    # switchboard_settings.max_reply_bytes: the most of one reply a worker reads and writes.
-    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
-    media_fetch: MediaFetch = msgspec.field(default_factory=MediaFetch)
-
-
 def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -73,7 +59,7 @@ class Worker:
     def __init__(
         self,
         redis: Redis,
-        dispatcher: Dispatcher,
+        engine: RoutingEngine,
         options: RuntimeOptions,
         worker_id: str | None = None,
         metrics: WorkerMetrics | None = None,
@@ -85,6 +71,7 @@ class Worker:
         self.options = options
         self.keys = Keys(options.namespace)
         self.worker_id = worker_id or new_worker_id()
+        self.engine = engine
         self.writer = ReplyWriter(
             redis,
             self.keys,
@@ -93,16 +80,20 @@ class Worker:
             max_reply_bytes=options.max_reply_bytes,
         )
         self.executor = Executor(
-            dispatcher, self.writer, self.worker_id, MediaPolicy.of(options.media_fetch)
+            engine, self.writer, self.worker_id, MediaPolicy.of(options.media_fetch)
         )
         self.memory = MemoryReleaser()
         self.jobs: dict[str, Job] = {}
         self._slot_free = asyncio.Event()
         self._slot_free.set()
-        self._background: set[asyncio.Task[None]] = set()
-        self.started_s = time.time()
         # Requests whose clients left before this worker read them (from the cancel channel).
         self._cancelled: OrderedDict[str, None] = OrderedDict()
+        self.heartbeats = Heartbeats(
+            redis, self.keys, self.worker_id, options, self.metrics, lambda: len(self.jobs)
+        )
+        self.claims = Claims(self)
+        # The background loops, and the short tasks (dead-lettering an undecodable entry).
+        self.background = Supervisor(f"worker {self.worker_id}", log)
 
     @property
     def free_slots(self) -> int:
@@ -110,51 +101,76 @@ class Worker:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def run(self, stopping: asyncio.Event) -> None:
-        """Serve until `stopping` is set, then drain."""
+    async def run(self, stopping: asyncio.Event, loops: Mapping[str, Loop] | None = None) -> None:
+        """Serve until `stopping` is set, then drain. A background loop that dies (a bug, an
+        error it cannot outlive) stops the worker too: it drains and raises TaskDied, so the
+        process exits non-zero and is started again (by `up`, or the orchestrator) rather
+        than go on consuming while invisible to live_workers or deaf to cancellations.
+        `loops`: more loops to run for as long as the worker runs, watched the same way."""
         await redis_streams.ensure_groups(self.redis, self.keys, self.options.lanes)
-        for loop in (
-            self._heartbeats(),
-            self._claims(),
-            self._cancellations(),
-            self.memory.run(),
-        ):
-            self._spawn(loop)
-        consumer = asyncio.create_task(self._consume(stopping), name="consume")
-        stop_waiter = asyncio.create_task(stopping.wait(), name="stop")
+        background = self.background
         try:
-            await asyncio.wait({consumer, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
-            if consumer.done():
-                consumer.result()  # a crashed consume loop is a crashed worker
+            async with background:
+                background.start("heartbeats", self.heartbeats.run)
+                background.start("claims", self.claims.run)
+                background.start("cancellations", self._cancellations)
+                background.start("memory", self.memory.run)
+                for name, loop in (loops or {}).items():
+                    background.start(name, loop)
+                try:
+                    await self._serve(stopping)
+                finally:
+                    # Reclaims stop first: one now would start a job the drain misses.
+                    await background.stop("claims")
+                    await self._drain()
+                    await self.writer.aclose()  # batched writes already sent must land
         finally:
-            stop_waiter.cancel()
-            consumer.cancel()
-            await asyncio.gather(consumer, stop_waiter, return_exceptions=True)
-            await self._drain()
-            await self.writer.aclose()  # batched writes already sent must land
-            for task in self._background:
-                task.cancel()
-            await asyncio.gather(*self._background, return_exceptions=True)
+            # After the heartbeats stopped (closing the supervisor), so it stays forgotten.
             with contextlib.suppress(Exception):
                 await redis_streams.forget_worker(self.redis, self.keys, self.worker_id)
+        background.check()
+
+    async def _serve(self, stopping: asyncio.Event) -> None:
+        """Consume until `stopping` is set or a background loop dies."""
+        consumer = asyncio.create_task(self._consume(stopping), name="consume")
+        stop_waiter = asyncio.create_task(stopping.wait(), name="stop")
+        death = asyncio.create_task(self.background.wait(), name="deaths")
+        waiters = {consumer, stop_waiter, death}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if consumer.done():
+                consumer.result()  # a crashed consume loop is a crashed worker
+            if death.done():
+                log.error("stopping: %s; draining, then exiting", death.result())
+        finally:
+            for task in waiters:
+                task.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
 
     async def _drain(self) -> None:
-        """Finish what we hold within the drain timeout; what is left stays pending in Redis
-        (never acked) and another worker reclaims it."""
-        pending = [job.task for job in self.jobs.values() if job.task is not None]
+        """Finish every job we hold (those a reclaim started too) within the drain timeout;
+        what is left stays pending in Redis (never acked) and another worker reclaims it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.drain_timeout_s
+        pending = self._running()
         if pending:
             log.info("draining %d in-flight requests", len(pending))
-            _done, unfinished = await asyncio.wait(pending, timeout=self.options.drain_timeout_s)
-            for task in unfinished:
-                task.cancel()
-            await asyncio.gather(*unfinished, return_exceptions=True)
+        while pending:
+            _done, unfinished = await asyncio.wait(
+                pending, timeout=max(0.0, deadline - loop.time())
+            )
             if unfinished:
+                for task in unfinished:
+                    task.cancel()
+                await asyncio.gather(*unfinished, return_exceptions=True)
                 log.warning("left %d requests pending for other workers", len(unfinished))
+                return
+            pending = self._running()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def _running(self) -> set[asyncio.Task[None]]:
+        return {
+            job.task for job in self.jobs.values() if job.task is not None and not job.task.done()
+        }
 
     # ------------------------------------------------------------------ consuming
 
@@ -168,12 +184,16 @@ class Worker:
                 await asyncio.sleep(RECONNECT_DELAY_S)
                 continue
             except ResponseError as exc:
-                if not redis_streams.is_missing_group(exc):
+                if redis_streams.is_missing_group(exc):
+                    await self.recreate_groups()
+                elif redis_streams.is_passing(exc):
+                    log.warning("redis refused to hand out requests for now: %s", exc)
+                    await asyncio.sleep(RECONNECT_DELAY_S)
+                else:
                     raise
-                await self._recreate_groups()
                 continue
             for lane, entry, envelope in entries:
-                self._start(lane, entry, envelope, is_reclaimed=False)
+                self.start(lane, entry, envelope, is_reclaimed=False)
 
     async def _read(self, free: int) -> list[redis_streams.RequestEntry]:
         lanes = self.options.lanes
@@ -198,12 +218,14 @@ class Worker:
             )
         return found
 
-    def _start(self, lane: str, entry: bytes, raw: bytes, *, is_reclaimed: bool) -> None:
+    def start(self, lane: str, entry: bytes, raw: bytes, *, is_reclaimed: bool) -> None:
+        """Run a request entry read from a lane, or reclaimed from a dead worker."""
         try:
             envelope = decode_envelope(raw)
         except msgspec.DecodeError:
             log.error("dropping undecodable entry %s on lane %s", entry, lane)
-            self._spawn(self._dead_letter(lane, entry, raw, "undecodable envelope", None))
+            dead_letter = self.claims.dead_letter(lane, entry, raw, "undecodable envelope", None)
+            self.background.spawn(dead_letter, f"dead-letter {entry!r}")
             return
         running = self.jobs.get(envelope.request_id)
         if running is not None:
@@ -299,29 +321,9 @@ class Worker:
         await self.writer.ack_only(job)
         return True
 
-    # ------------------------------------------------------------------ claims
+    # ------------------------------------------------------------------ groups, cancels
 
-    async def _claims(self) -> None:
-        """Renew our entries' idle time, and take over entries whose worker died."""
-        renew_s = self.options.renew_interval_ms / 1000
-        last_reclaim = 0.0
-        while True:
-            await asyncio.sleep(renew_s)
-            try:
-                await self._renew()
-                if time.monotonic() - last_reclaim >= self.options.claim_idle_ms / 2000:
-                    last_reclaim = time.monotonic()
-                    await self._reclaim()
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                log.warning("redis unavailable while renewing claims: %s", exc)
-            except ResponseError as exc:
-                if redis_streams.is_missing_group(exc):
-                    await self._recreate_groups()
-                else:
-                    # READONLY (a failover), OOM...: renewing and reclaiming must go on.
-                    log.warning("redis refused a claim renewal or reclaim: %s", exc)
-
-    async def _recreate_groups(self) -> None:
+    async def recreate_groups(self) -> None:
         """Redis lost the consumer groups (a restart without persistence): what it held is
         gone, but the service goes on. Making the groups again lets this worker, and every
         other one, read what front doors queue from now on."""
@@ -336,128 +338,28 @@ class Worker:
             log.warning("could not create the consumer groups: %s", exc)
             await asyncio.sleep(RECONNECT_DELAY_S)
 
-    async def _renew(self) -> None:
-        by_lane: dict[str, list[bytes]] = {}
-        for job in self.jobs.values():
-            by_lane.setdefault(job.lane, []).append(job.entry)
-        for lane, entries in by_lane.items():
-            await redis_streams.renew(self.redis, self.keys, lane, self.worker_id, entries)
-
-    async def _reclaim(self) -> None:
-        for lane in self.options.lanes:
-            if not self.free_slots:
-                return
-            claimed, deleted = await redis_streams.reclaim(
-                self.redis,
-                self.keys,
-                lane,
-                self.worker_id,
-                self.options.claim_idle_ms,
-                self.free_slots,
-            )
-            if deleted:
-                # Cancelled while pending (the front door deleted them): nothing to run.
-                pipe = self.redis.pipeline(transaction=False)
-                for entry in deleted:
-                    pipe.xack(self.keys.lane(lane), redis_streams.GROUP, entry)
-                await pipe.execute()
-            if not claimed:
-                continue
-            counts = await redis_streams.delivery_counts(
-                self.redis, self.keys, lane, [entry for entry, _ in claimed]
-            )
-            for (entry, raw), deliveries in zip(claimed, counts, strict=True):
-                if deliveries > self.options.max_deliveries:
-                    await self._dead_letter(
-                        lane, entry, raw, f"delivered {deliveries} times", deliveries
-                    )
-                else:
-                    log.info("reclaimed %s from lane %s (delivery %d)", entry, lane, deliveries)
-                    self._start(lane, entry, raw, is_reclaimed=True)
-
-    async def _dead_letter(
-        self, lane: str, entry: bytes, raw: bytes, reason: str, deliveries: int | None
-    ) -> None:
-        """Park the entry in the dead-letter stream and tell the client, with the request id."""
-        pipe = self.redis.pipeline(transaction=False)
-        try:
-            envelope = decode_envelope(raw)
-        except msgspec.DecodeError:
-            envelope = None
-        if envelope is not None:
-            last = await redis_streams.last_record(self.redis, self.keys, envelope.request_id)
-            seq = decode_record(last).next_seq if last else 1
-            error = ServiceUnavailable(
-                f"request {envelope.request_id} failed: {reason} without finishing; "
-                "it was moved to the dead-letter stream",
-                code="dead_lettered",
-            )
-            record = Record(
-                seq=seq,
-                end=envelopes.ERROR,
-                body=encode(error.to_body()),
-                status=error.http_status,
-                meta=Meta(worker=self.worker_id),
-            )
-            redis_streams.append_record(
-                pipe,
-                self.keys,
-                envelope.request_id,
-                seq,
-                envelopes.encode(record),
-                reply_to=envelope.reply_to,
-                ttl_s=self.options.reply_ttl_s,
-            )
-        redis_streams.dead_letter(pipe, self.keys, lane, entry, raw, reason)
-        await pipe.execute()
-        self.metrics.lane(lane).dead_letters.inc()
-        log.error("dead-lettered %s on lane %s: %s", entry, lane, reason)
-
-    # ------------------------------------------------------------------ liveness, cancels
-
-    async def _heartbeats(self) -> None:
-        while True:
-            info = {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "in_flight": len(self.jobs),
-                "concurrency": self.options.concurrency,
-                "started": self.started_s,
-            }
-            pipe = self.redis.pipeline(transaction=False)
-            redis_streams.heartbeat(
-                pipe, self.keys, self.worker_id, time.time(), info, self.options.worker_ttl_s
-            )
-            try:
-                await pipe.execute()
-                self.metrics.last_heartbeat.set(time.time())
-            except RedisError as exc:
-                # Unreachable, or refusing writes (OOM at maxmemory, READONLY in a failover):
-                # the loop must live on, or this worker counts as dead once Redis recovers.
-                log.warning("heartbeat failed: %s", exc)
-            await asyncio.sleep(self.options.heartbeat_interval_s)
-
     def _remember_cancelled(self, request_id: str) -> None:
         self._cancelled[request_id] = None
         if len(self._cancelled) > REMEMBERED_CANCELLATIONS:
             self._cancelled.popitem(last=False)
 
     async def _cancellations(self) -> None:
+        """Stop the jobs whose clients went away, and remember the ids of those not read yet.
+        Any Redis error is outlived (lost, READONLY, NOPERM on the channel): subscribe again."""
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.keys.cancel_channel)
-                async for message in pubsub.listen():
-                    request_id = message["data"].decode()
-                    job = self.jobs.get(request_id)
-                    if job is not None:
-                        log.info("client cancelled %s", job.request_id)
-                        job.cancel_for_client()
-                    else:
-                        self._remember_cancelled(request_id)
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+                cancelled = redis_streams.cancelled_requests(self.redis, self.keys)
+                async with contextlib.aclosing(cancelled) as request_ids:
+                    async for request_id in request_ids:
+                        self._cancel(request_id)
+            except RedisError as exc:
                 log.warning("cancel listener lost redis: %s", exc)
-                await asyncio.sleep(RECONNECT_DELAY_S)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+            await asyncio.sleep(RECONNECT_DELAY_S)
+
+    def _cancel(self, request_id: str) -> None:
+        job = self.jobs.get(request_id)
+        if job is not None:
+            log.info("client cancelled %s", job.request_id)
+            job.cancel_for_client()
+        else:
+            self._remember_cancelled(request_id)

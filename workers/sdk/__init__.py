@@ -7,6 +7,7 @@ Its public import name is `switchboard` (the top-level package re-exports this o
 
 - `calls`: `completion`, `acompletion`, `embedding`, `aembedding` (one deployment per call)
 - `router`: `Router`, LiteLLM's router over a model_list (retries, fallbacks, strategies)
+- `requests`: what both send: keyword arguments as a body, the body as a validated call
 - `stream`: the stream objects callers iterate
 - `sync`: the background event loop that runs the async engine for synchronous callers
 - `assemble`: `stream_chunk_builder`, a whole response from stream chunks

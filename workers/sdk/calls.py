@@ -20,28 +20,22 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
-
 from workers import accounting
-from workers.body_limits import MAX_DEPTH, check_json_object
 from workers.deployment import Deployment
-from workers.errors import InvalidRequest
 from workers.http import shared_client
-from workers.params import GATEWAY_FIELDS, GatewayOptions, validate_gateway_options
 from workers.providers import create_adapter, make_deployment
-from workers.providers.base import ChatCall, EmbeddingCall
-from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.retry import with_retries
+from workers.sdk.requests import (
+    chat_call,
+    check_options,
+    embedding_call,
+    media_policy,
+    request_body,
+)
 from workers.sdk.stream import ChatStream, SyncChatStream, open_stream
 from workers.sdk.sync import run_sync
 from workers.settings.switchboard import MediaFetch
-from workers.validation import validate_chat_request, validate_embedding_request
-from workers.wire import (
-    ChatCompletion,
-    EmbeddingResponse,
-    chat_request_from_dict,
-    embedding_request_from_dict,
-)
+from workers.wire import ChatCompletion, EmbeddingResponse
 
 # Keyword arguments that configure the call rather than the request body.
 _DEPLOYMENT_ARGS = (
@@ -66,18 +60,6 @@ _DEPLOYMENT_OPTIONS = (
     "aws_bedrock_runtime_endpoint",
     "azure_ad_token",
 )
-
-
-def _to_builtins(value: Any) -> Any:
-    """Request parts as JSON-ready builtins; accepts our Structs and pydantic objects."""
-
-    def enc_hook(obj: Any) -> Any:
-        dump = getattr(obj, "model_dump", None)
-        if dump is not None:
-            return dump()
-        raise TypeError(f"cannot send a {type(obj).__name__} to a provider")
-
-    return msgspec.to_builtins(value, enc_hook=enc_hook)
 
 
 def _split_kwargs(
@@ -111,64 +93,6 @@ def _deployment(
     )
 
 
-def _body(params: dict[str, Any], extra_body: Mapping[str, Any] | None) -> dict[str, Any]:
-    refused = sorted(set(params) & GATEWAY_FIELDS)
-    if refused:
-        raise InvalidRequest(
-            f"`{refused[0]}` is not supported by the in-process SDK call",
-            param=refused[0],
-        )
-    given = {k: v for k, v in params.items() if v is not None}
-    extra = dict(extra_body or {})
-    # The limits the front door puts on a body's bytes (workers/body_limits.py), before
-    # anything recursive reads the arguments.
-    check_json_object(given)
-    check_json_object(extra)
-    try:
-        body: dict[str, Any] = _to_builtins(given)
-        body.update(_to_builtins(extra))
-    except RecursionError:
-        # Nesting hidden inside objects (pydantic models): msgspec stops at its own limit.
-        raise InvalidRequest(
-            f"the request is nested more than {MAX_DEPTH} levels deep", code="invalid_value"
-        ) from None
-    return body
-
-
-def check_options(timeout: float | None, num_retries: int | None) -> None:
-    """The bounds the front door puts on a body's `timeout` and `num_retries`."""
-    validate_gateway_options(GatewayOptions(timeout=timeout, num_retries=num_retries))
-
-
-def _validated_chat(body: dict[str, Any]) -> ChatCall:
-    try:
-        request = chat_request_from_dict(body)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"invalid request: {exc}", param=_param_of(exc)) from exc
-    validate_chat_request(request)
-    return ChatCall(request=request, body=body)
-
-
-def media_policy(media_fetch: MediaFetch | Mapping[str, Any] | None) -> MediaPolicy:
-    """The media policy of an SDK call or Router: the default, or `media_fetch`'s."""
-    if media_fetch is None:
-        return DEFAULT_POLICY
-    if not isinstance(media_fetch, MediaFetch):
-        try:
-            media_fetch = msgspec.convert(dict(media_fetch), MediaFetch)
-        except msgspec.ValidationError as exc:
-            raise InvalidRequest(f"invalid media_fetch: {exc}", param="media_fetch") from exc
-    return MediaPolicy.of(media_fetch)
-
-
-def _param_of(exc: msgspec.ValidationError) -> str | None:
-    text = str(exc)
-    marker = "at `$."
-    if marker in text:
-        return text.split(marker, 1)[1].rstrip("`")
-    return None
-
-
 async def acompletion(
     model: str,
     messages: list[Any],
@@ -189,12 +113,10 @@ async def acompletion(
     deployment = _deployment(
         model, given, options, timeout=timeout, drop_params=drop_params, environ=environ
     )
-    body = _body({"model": model, "messages": messages, **params}, extra_body)
+    body = request_body({"model": model, "messages": messages, **params}, extra_body)
     if stream:
         body["stream"] = True
-    call = _validated_chat(body)
-    call.drop_params = drop_params
-    call.media = MediaFetches(media_policy(media_fetch))
+    call = chat_call(body, drop_params=drop_params, media=media_policy(media_fetch))
     adapter = create_adapter(deployment, shared_client())
     if stream:
         first, rest = await open_stream(adapter, call, num_retries)
@@ -232,13 +154,8 @@ async def aembedding(
     deployment = _deployment(
         model, given, options, timeout=timeout, drop_params=drop_params, environ=environ
     )
-    body = _body({"model": model, "input": input, **params}, extra_body)
-    try:
-        request = embedding_request_from_dict(body)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"invalid request: {exc}", param=_param_of(exc)) from exc
-    validate_embedding_request(request)
-    call = EmbeddingCall(request=request, body=body, drop_params=drop_params)
+    body = request_body({"model": model, "input": input, **params}, extra_body)
+    call = embedding_call(body, drop_params=drop_params)
     adapter = create_adapter(deployment, shared_client())
     response = await with_retries(lambda: adapter.embed(call), num_retries)
     accounting.attach(response, deployment)

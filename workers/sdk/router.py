@@ -17,24 +17,26 @@ import os
 import uuid
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from redis.asyncio import Redis
 
 from workers import accounting
 from workers.deployment import Deployment, Secret
 from workers.errors import InvalidRequest
 from workers.http import HttpClient
 from workers.providers import make_deployment
-from workers.providers.base import EmbeddingCall
-from workers.providers.media import MediaFetches
-from workers.redis_streams import Keys
-from workers.routing.engine import Outcome, RoutingEngine
+from workers.routing.attempts import Outcome
+from workers.routing.engine import RoutingEngine
 from workers.routing.memory_store import MemoryFigures
 from workers.routing.plan import RoutingPlan, build_plan
-from workers.routing.redis_store import RedisFigures
-from workers.sdk.calls import _body, _param_of, _validated_chat, check_options, media_policy
+from workers.sdk.requests import (
+    chat_call,
+    check_options,
+    embedding_call,
+    media_policy,
+    request_body,
+)
 from workers.sdk.stream import ChatStream, SyncChatStream
 from workers.sdk.sync import run_sync
 from workers.settings import (
@@ -43,9 +45,13 @@ from workers.settings import (
     ModelEntry,
     RouterSettings,
 )
-from workers.settings.switchboard import MediaFetch
-from workers.validation import validate_embedding_request
-from workers.wire import ChatCompletion, EmbeddingResponse, embedding_request_from_dict
+from workers.settings.switchboard import DEFAULT_NAMESPACE, MediaFetch
+from workers.wire import ChatCompletion, EmbeddingResponse
+
+if TYPE_CHECKING:
+    # Imported when a Router is given a Redis (`redis_url`): `import switchboard` loads no
+    # Redis client (issue #14).
+    from redis.asyncio import Redis
 
 # How often a Redis-backed Router renews the liveness of its in-flight accounting.
 LIVENESS_INTERVAL_S = 1.0
@@ -62,6 +68,7 @@ class _LoopState:
         self.renew: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        await self.engine.aclose()  # releases of streams abandoned unclosed
         if self.renew is not None:
             self.renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -80,7 +87,7 @@ class Router:
         num_retries: int | None = None,
         fallbacks: list[dict[str, list[str]]] | None = None,
         redis_url: str | None = None,
-        namespace: str = "sb",
+        namespace: str = DEFAULT_NAMESPACE,
         environ: Mapping[str, str] | None = None,
         media_fetch: MediaFetch | Mapping[str, Any] | None = None,
         **router_settings: Any,
@@ -108,7 +115,7 @@ class Router:
         self.plan: RoutingPlan = build_plan(groups, entries, settings)
         self.media_policy = media_policy(media_fetch)
         self.redis_url = redis_url
-        self.keys = Keys(namespace)
+        self.namespace = namespace
         self._memory = MemoryFigures(stats_ttl_s=settings.routing_strategy_args.ttl)
         self._owner = f"sdk-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
@@ -127,10 +134,15 @@ class Router:
             if self.redis_url is None:
                 state = _LoopState(RoutingEngine(self.plan, http, self._memory), http, None)
             else:
+                from redis.asyncio import Redis
+
+                from workers.redis_streams import Keys
+                from workers.routing.redis_store import RedisFigures
+
                 redis = Redis.from_url(self.redis_url)
                 store = RedisFigures(
                     redis,
-                    self.keys,
+                    Keys(self.namespace),
                     self._owner,
                     owner_ttl_s=LIVENESS_TTL_S,
                     stats_ttl_s=self.plan.settings.routing_strategy_args.ttl,
@@ -156,13 +168,10 @@ class Router:
     ) -> ChatCompletion | ChatStream:
         """A chat completion routed within model group `model` (with retries and fallbacks)."""
         check_options(timeout, num_retries)
-        body = _body({"model": model, "messages": messages, **params}, extra_body)
+        body = request_body({"model": model, "messages": messages, **params}, extra_body)
         if stream:
             body["stream"] = True
-        call = _validated_chat(body)
-        call.drop_params = drop_params
-        call.timeout_s = timeout
-        call.media = MediaFetches(self.media_policy)
+        call = chat_call(body, drop_params=drop_params, media=self.media_policy, timeout_s=timeout)
         engine = self._engine()
         if stream:
             first, rest, outcome = await engine.stream(model, call, num_retries)
@@ -193,13 +202,8 @@ class Router:
         **params: Any,
     ) -> EmbeddingResponse:
         check_options(timeout, num_retries)
-        body = _body({"model": model, "input": input, **params}, extra_body)
-        try:
-            request = embedding_request_from_dict(body)
-        except msgspec.ValidationError as exc:
-            raise InvalidRequest(f"invalid request: {exc}", param=_param_of(exc)) from exc
-        validate_embedding_request(request)
-        call = EmbeddingCall(request=request, body=body, drop_params=drop_params, timeout_s=timeout)
+        body = request_body({"model": model, "input": input, **params}, extra_body)
+        call = embedding_call(body, drop_params=drop_params, timeout_s=timeout)
         response, outcome = await self._engine().embed(model, call, num_retries)
         accounting.attach(response, outcome.deployment, **_routing_params(outcome))
         return response

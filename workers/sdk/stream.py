@@ -23,16 +23,7 @@ async def open_stream(
     """Start a stream and read its first batch, retrying failures that happen before it:
     once a chunk has reached the caller, a retry would duplicate text."""
 
-    async def attempt() -> tuple[list[ChatCompletionChunk], Batches]:
-        batches = adapter.stream(call)
-        try:
-            first: list[ChatCompletionChunk] = await anext(batches, [])
-        except BaseException:
-            await batches.aclose()  # type: ignore[attr-defined]  # async generators close
-            raise
-        return first, batches
-
-    return await with_retries(attempt, num_retries)
+    return await with_retries(lambda: adapter.open_stream(call), num_retries)
 
 
 class ChatStream:

@@ -22,6 +22,8 @@ KEY_ALIAS = Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 # Label values the gateway itself uses for callers that are not a listed key.
 RESERVED_ALIASES = frozenset({"master", "anonymous"})
 MIN_KEY_LENGTH = 8
+# The prefix of every Redis key when the config names none (also the SDK Router's default).
+DEFAULT_NAMESPACE = "sb"
 
 
 class ApiKey(Section, frozen=True):
@@ -92,7 +94,7 @@ class SwitchboardSettings(Section, frozen=True):
     # it names one, else an embedded Redis started with the process.
     redis_url: Secret | None = None
     # Prefix of every Redis key, so several deployments (or tests) can share one Redis.
-    namespace: Annotated[str, Meta(min_length=1)] = "sb"
+    namespace: Annotated[str, Meta(min_length=1)] = DEFAULT_NAMESPACE
     # Queue lanes (request streams) in priority order; a request picks one by name.
     lanes: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)] = msgspec.field(
         default_factory=lambda: ["default"]

@@ -13,7 +13,8 @@ from workers.deployment import Deployment
 from workers.errors import RateLimited, ServiceUnavailable
 from workers.providers.base import ChatCall
 from workers.retry import BASE_DELAY_S, MAX_DELAY_S, MAX_RETRY_AFTER_S, backoff_s
-from workers.routing.engine import _attempt_call, _deadline
+from workers.routing.attempts import attempt_call as _attempt_call
+from workers.routing.attempts import request_deadline as _deadline
 from workers.routing.plan import Route
 from workers.routing.reliability import retry_delay_s
 from workers.settings import RouterSettings

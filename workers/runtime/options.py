@@ -1,0 +1,48 @@
+"""What the worker runtime reads of `switchboard_settings`, copied in one place
+(`RuntimeOptions.from_settings`); the defaults are the settings' own."""
+
+from __future__ import annotations
+
+import msgspec
+
+from workers.settings.switchboard import MediaFetch, SwitchboardSettings
+
+
+class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
+    namespace: str
+    lanes: tuple[str, ...]
+    concurrency: int
+    claim_idle_ms: int
+    renew_interval_ms: int
+    max_deliveries: int
+    reply_ttl_s: int
+    drain_timeout_s: float
+    heartbeat_interval_s: float
+    worker_ttl_s: float
+    # switchboard_settings.max_reply_bytes: the most of one reply a worker reads and writes.
+    max_reply_bytes: int
+    media_fetch: MediaFetch
+    # Not a setting: how long an idle read of the lanes blocks in Redis before it is sent
+    # again (a stopping worker notices within it).
+    block_ms: int = 1000
+
+    @classmethod
+    def from_settings(
+        cls, settings: SwitchboardSettings, *, concurrency: int | None = None
+    ) -> RuntimeOptions:
+        """The options of a worker under `settings`; `concurrency` (the command line's
+        --concurrency) overrides worker_concurrency."""
+        return cls(
+            namespace=settings.namespace,
+            lanes=tuple(settings.lanes),
+            concurrency=concurrency or settings.worker_concurrency,
+            claim_idle_ms=settings.claim_idle_ms,
+            renew_interval_ms=settings.renew_interval_ms,
+            max_deliveries=settings.max_deliveries,
+            reply_ttl_s=settings.reply_ttl_s,
+            drain_timeout_s=settings.drain_timeout_s,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            worker_ttl_s=settings.worker_ttl_s,
+            max_reply_bytes=settings.max_reply_bytes,
+            media_fetch=settings.media_fetch,
+        )
