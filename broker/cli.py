@@ -10,24 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import logging
 import os
-import signal
 import sys
-from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any
 
-from broker.config.errors import ConfigError
-from broker.config.loader import Config, load_config, load_demo_config
+from broker.config import Config, ConfigError
+from broker.launch import SetupError, configure_logging, load, required_redis_url, run_async
 from workers.deployment import Secret
-from workers.log_redaction import Redactor, install, secrets_in
+from workers.log_redaction import secrets_in
 from workers.runtime.options import RuntimeOptions
-
-log = logging.getLogger("switchboard")
-
-DEMO_UPSTREAM_ENV = "SWITCHBOARD_DEMO_UPSTREAM"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,46 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-class SetupError(Exception):
-    pass
-
-
-def configure_logging(level: str) -> Redactor:
-    """Every process's log lines, through one filter that masks secrets (issue #13, item 3).
-    The SDK never calls this: its users' logging stays theirs."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
-    )
-    redactor = Redactor()
-    install(redactor)
-    return redactor
-
-
-def load(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
-    if args.demo:
-        if DEMO_UPSTREAM_ENV not in environ:
-            raise SetupError(f"--demo needs {DEMO_UPSTREAM_ENV} (`switchboard up --demo` sets it)")
-        return load_demo_config(environ)
-    config: Config = load_config(args.config, environ)
-    return config
-
-
-def redis_url_of(config: Config, environ: Mapping[str, str]) -> str | None:
-    url = environ.get("REDIS_URL") or config.switchboard_settings.redis_url
-    return str(url) if url else None
-
-
-def required_redis_url(config: Config, environ: Mapping[str, str]) -> str:
-    url = redis_url_of(config, environ)
-    if url is None:
-        raise SetupError(
-            "no Redis: set REDIS_URL or switchboard_settings.redis_url "
-            "(or use `switchboard up`, which starts an embedded Redis)"
-        )
-    return url
-
-
 def runtime_options(config: Config, concurrency: int | None = None) -> RuntimeOptions:
     return RuntimeOptions.from_settings(config.switchboard_settings, concurrency=concurrency)
 
@@ -173,43 +124,6 @@ async def work(
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
     )
-
-
-def run_async(body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:
-    """Run `body` on uvloop when available; SIGTERM/SIGINT only set the stop flag."""
-
-    async def runner() -> None:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stopping.set)
-        tune_gc()
-        await body(stopping)
-
-    with asyncio.Runner(loop_factory=_loop_factory()) as async_runner:
-        async_runner.run(runner())
-    return 0
-
-
-# The hot path allocates many short-lived, acyclic objects (requests, chunks, futures), so
-# the default young-generation threshold (700) ran the cycle collector thousands of times a
-# second for nothing: 6-11% of a request's CPU (benchmarks/profile.py, docs/performance.md).
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def tune_gc() -> None:
-    """Collect cycles less often, and never rescan what startup built (config, modules)."""
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 if __name__ == "__main__":

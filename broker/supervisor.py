@@ -15,14 +15,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 
-from broker.cli import (
-    DEMO_UPSTREAM_ENV,
-    load,
-    redis_url_of,
-    run_async,
-)
-from broker.config.loader import Config
+from broker.config import DEMO_UPSTREAM_ENV, Config
 from broker.embedded_redis import EmbeddedRedis
+from broker.launch import load, redis_url_of, run_async
 from workers.deployment import Secret
 from workers.log_redaction import Redactor, secrets_in
 

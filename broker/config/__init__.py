@@ -10,6 +10,19 @@ The sections' Structs live with the code that consumes them (`workers/settings/`
 """
 
 from broker.config.errors import ConfigError
-from broker.config.loader import Config, load_config, load_config_text, load_demo_config
+from broker.config.loader import (
+    DEMO_UPSTREAM_ENV,
+    Config,
+    load_config,
+    load_config_text,
+    load_demo_config,
+)
 
-__all__ = ["Config", "ConfigError", "load_config", "load_config_text", "load_demo_config"]
+__all__ = [
+    "DEMO_UPSTREAM_ENV",
+    "Config",
+    "ConfigError",
+    "load_config",
+    "load_config_text",
+    "load_demo_config",
+]

@@ -38,6 +38,8 @@ log = logging.getLogger("switchboard.config")
 
 # LiteLLM's default when neither router_settings nor litellm_settings sets num_retries.
 DEFAULT_NUM_RETRIES = 2
+# Where the bundled demo config (data/demo.yaml) finds its fake model: `switchboard up --demo`
+# starts the fake and sets this for every process it runs.
 DEMO_UPSTREAM_ENV = "SWITCHBOARD_DEMO_UPSTREAM"
 
 
@@ -144,7 +146,7 @@ def load_config_text(
 
 
 def load_demo_config(environ: Mapping[str, str] | None = None) -> Config:
-    """The bundled demo config; `environ` must set SWITCHBOARD_DEMO_UPSTREAM (the fake's URL)."""
+    """The bundled demo config; `environ` must set DEMO_UPSTREAM_ENV (the fake's URL)."""
     text = resources.files("broker").joinpath("data/demo.yaml").read_text(encoding="utf-8")
     return load_config_text(text, environ)
 

@@ -21,7 +21,7 @@ KEY = "sk-proj-Zq8Xw2Lk5Vb7Nn1Mm3Pp9Rr4Tt6"
 
 @pytest.fixture
 def output() -> Iterator[tuple[logging.Logger, io.StringIO]]:
-    """A logger whose handler carries the filter, as `broker.cli.configure_logging` sets up."""
+    """A logger whose handler carries the filter, as `broker.launch.configure_logging` sets up."""
     stream = io.StringIO()
     logger = logging.getLogger(f"test.redaction.{uuid.uuid4().hex}")
     logger.propagate = False

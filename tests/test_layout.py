@@ -1,0 +1,149 @@
+"""The layout holds: our modules import each other without a cycle, in the direction
+docs/architecture.md gives (broker -> workers -> nothing of ours; switchboard -> workers.sdk),
+and that document's map of the folders names what is in the tree, all of it.
+
+The import graph is read from the source (every `import`, at module level or inside a
+function: an import deferred to call time is a dependency all the same), so a cycle is
+found even where Python would not trip on it at import time."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("broker", "workers", "switchboard")
+
+
+def our_modules() -> dict[str, Path]:
+    """Every module of our packages by dotted name (a package by its own name)."""
+    found: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+MODULES = our_modules()
+
+
+def _ours(name: str) -> str | None:
+    """The module of ours that importing `name` loads (`a.b.C` -> `a.b`), if any."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def imports_of(module: str) -> set[str]:
+    """The modules of ours that `module` imports, by name. `from package import name` counts
+    as importing the submodule when `name` is one, else the package."""
+    path = MODULES[module]
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(filter(None, (_ours(alias.name) for alias in node.names)))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module if is_package else module.rpartition(".")[0]
+                for _ in range(node.level - 1):
+                    anchor = anchor.rpartition(".")[0]
+                base = f"{anchor}.{base}" if base else anchor
+            for alias in node.names:
+                target = f"{base}.{alias.name}"
+                hit = target if target in MODULES else _ours(base)
+                if hit is not None:
+                    found.add(hit)
+    found.discard(module)
+    return found
+
+
+GRAPH = {module: imports_of(module) for module in MODULES}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for successor in sorted(graph[node]):
+            if successor not in index:
+                visit(successor)
+                low[node] = min(low[node], low[successor])
+            elif successor in on_stack:
+                low[node] = min(low[node], index[successor])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_our_modules_import_each_other_without_a_cycle() -> None:
+    assert cycles(GRAPH) == []
+
+
+def test_the_cycle_finder_finds_one() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+
+
+def _room(module: str) -> str:
+    return module.split(".", 1)[0]
+
+
+def test_imports_go_one_way_broker_then_workers() -> None:
+    wrong = {
+        f"{module} imports {target}"
+        for module, targets in GRAPH.items()
+        for target in targets
+        if (_room(module) == "workers" and _room(target) != "workers")
+        or (_room(module) == "broker" and _room(target) == "switchboard")
+        or (_room(module) == "switchboard" and not target.startswith("workers.sdk"))
+    }
+    assert not wrong, sorted(wrong)
+
+
+def test_nothing_of_ours_imports_the_tests_or_the_benchmarks() -> None:
+    for module in MODULES:
+        tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            assert not [n for n in names if _room(n) in ("tests", "benchmarks")], module
+
+
+def test_every_module_imports() -> None:
+    """What the source says, Python agrees with: each module loads (a cycle that bites at
+    import time, or a module a move left behind, fails here by name)."""
+    for module in MODULES:
+        if module.endswith("__main__"):
+            continue  # runs its command when imported
+        importlib.import_module(module)
