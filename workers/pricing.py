@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from workers.providers import HOSTS, MODEL_MAKERS
 from workers.wire import ChatCompletion, EmbeddingResponse, Usage, make_usage
 
 
@@ -97,22 +98,9 @@ UNKNOWN_COST = Cost(cost_usd=None, is_known=False)
 
 # Providers that also serve another provider's models under that provider's names.
 _HOSTED_NAMES: dict[str, tuple[str, ...]] = {"azure": ("openai",)}
-# Order in which a bare model name (no `provider/`) is looked for: model makers first, then
-# hosts, so `gpt-4o` is OpenAI's price rather than Azure's.
-_BARE_NAME_ORDER: tuple[str, ...] = (
-    "openai",
-    "anthropic",
-    "gemini",
-    "mistral",
-    "xai",
-    "deepseek",
-    "groq",
-    "together_ai",
-    "fireworks_ai",
-    "perplexity",
-    "bedrock",
-    "azure",
-)
+# Order in which a bare model name (no `provider/`) is looked for: the provider registry's
+# model makers first, then the hosts, so `gpt-4o` is OpenAI's price rather than Azure's.
+_BARE_NAME_ORDER: tuple[str, ...] = (*MODEL_MAKERS, *HOSTS)
 _SNAPSHOT_SUFFIX = re.compile(r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8})$")
 _OVERRIDE_FIELDS: tuple[str, ...] = tuple(PriceOverride.__struct_fields__)
 _decode_table = msgspec.json.Decoder(PriceTable).decode

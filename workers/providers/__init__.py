@@ -46,6 +46,14 @@ _BARE_NAME_PREFIXES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("grok-",), "xai"),
     (("deepseek-",), "deepseek"),
 )
+# The providers that make the models a bare name is attributed to, then every other one
+# (they host others' models): the order a bare name's price is looked for (workers.pricing),
+# so that `gpt-4o` is OpenAI's price rather than a host's.
+MODEL_MAKERS: tuple[str, ...] = tuple(dict.fromkeys(owner for _, owner in _BARE_NAME_PREFIXES))
+HOSTS: tuple[str, ...] = (
+    *(name for name in _COMPATIBLE if name not in MODEL_MAKERS),
+    *(name for name in _NATIVE if name not in MODEL_MAKERS),
+)
 
 
 def adapter_class(provider: str) -> type[Adapter]:

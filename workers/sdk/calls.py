@@ -34,6 +34,7 @@ from workers.sdk.requests import (
 )
 from workers.sdk.stream import ChatStream, SyncChatStream, open_stream
 from workers.sdk.sync import run_sync
+from workers.settings.models import DEPLOYMENT_OPTION_KEYS
 from workers.settings.switchboard import MediaFetch
 from workers.wire import ChatCompletion, EmbeddingResponse
 
@@ -49,17 +50,6 @@ _DEPLOYMENT_ARGS = (
     "output_cost_per_token",
     "base_model",
 )
-_DEPLOYMENT_OPTIONS = (
-    "aws_access_key_id",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "aws_region_name",
-    "aws_profile_name",
-    "aws_role_name",
-    "aws_session_name",
-    "aws_bedrock_runtime_endpoint",
-    "azure_ad_token",
-)
 
 
 def _split_kwargs(
@@ -69,7 +59,7 @@ def _split_kwargs(
     given = {name: kwargs.pop(name) for name in _DEPLOYMENT_ARGS if name in kwargs}
     if "base_url" in given:
         given.setdefault("api_base", given.pop("base_url"))
-    options = {name: kwargs.pop(name) for name in _DEPLOYMENT_OPTIONS if name in kwargs}
+    options = {name: kwargs.pop(name) for name in DEPLOYMENT_OPTION_KEYS if name in kwargs}
     return given, options, kwargs
 
 
