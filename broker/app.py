@@ -3,6 +3,8 @@
 Resources are opened in `cleanup_ctx` order and closed in reverse. Drain, in this order:
 readiness fails, the listening socket closes, in-flight requests finish within the drain
 timeout, what is left is cancelled (its cancellation reaches the workers), pools close.
+A background task of the front door that dies drains it the same way, and then
+`serve_front_door` raises its `TaskDied` (the process exits 1; broker/frontdoor.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from broker.routes import add_operator_routes, add_routes
 from broker.routes.keys import FRONT_DOOR, OPERATOR_PORT
 from workers.connect import connect
 from workers.settings.switchboard import HttpLimits
+from workers.supervision import TaskDied
 
 log = logging.getLogger("switchboard.app")
 
@@ -114,7 +117,8 @@ async def serve_front_door(
 ) -> None:
     """Serve until `stopping` is set, then drain. `metrics_port` adds a listener of this
     process alone serving only /metrics and health, for scraping and probes when several
-    front doors share `port`."""
+    front doors share `port`. If a background task of the front door dies, drain all the
+    same, then raise its `TaskDied`."""
     app = create_app(config, redis_url, registry=registry)
     settings = config.switchboard_settings
     runner = front_door_runner(app, settings.http, shutdown_timeout_s=settings.drain_timeout_s)
@@ -130,7 +134,7 @@ async def serve_front_door(
         log.info("front door %s listening on http://%s:%d", app[FRONT_DOOR].id, host, port)
         if ready is not None:
             ready.set()
-        await stopping.wait()
+        death = await _stopped_or_dead(stopping, app[FRONT_DOOR])
         app[FRONT_DOOR].is_draining = True
         log.info("front door draining")
     finally:
@@ -138,6 +142,20 @@ async def serve_front_door(
         # Last: the metrics port reports the drain on readiness while it runs.
         if operator is not None:
             await operator.cleanup()
+    if death is not None:
+        raise death
+
+
+async def _stopped_or_dead(stopping: asyncio.Event, front: FrontDoor) -> TaskDied | None:
+    """Wait for the stop flag or a background task's death, whichever comes first."""
+    stop = asyncio.ensure_future(stopping.wait())
+    died = asyncio.ensure_future(front.tasks.wait())
+    try:
+        await asyncio.wait((stop, died), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        died.cancel()
+    return front.death
 
 
 async def start_operator_listener(

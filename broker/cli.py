@@ -16,9 +16,11 @@ from pathlib import Path
 
 from broker.config import Config, ConfigError
 from broker.launch import SetupError, configure_logging, load, required_redis_url, run_async
+from broker.reply_hub import SubscribeFailed
 from workers.deployment import Secret
 from workers.log_redaction import secrets_in
 from workers.runtime.options import RuntimeOptions
+from workers.supervision import TaskDied
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     except SetupError as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 2
+    except (TaskDied, SubscribeFailed) as exc:
+        # Logged where it happened; the exit code is for whoever starts the process again.
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 1
 
 
 def runtime_options(config: Config, concurrency: int | None = None) -> RuntimeOptions:

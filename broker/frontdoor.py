@@ -1,5 +1,12 @@
 """A front door's state: everything its handlers share, opened at startup, closed at
-shutdown, in that order and its reverse."""
+shutdown, in that order and its reverse.
+
+Its background tasks (the reply listener, the epoch watch, the cluster monitor, and each
+cancellation) run under one `Supervisor`. If a long-lived one ends while the front door
+runs, readiness reports it not ready and `serve_front_door` drains and stops the process
+with an error (exit 1), for `switchboard up` or the orchestrator to start a fresh one: a
+front door deaf to its replies, or admitting on figures that no longer move, must not go
+on taking requests, and starting the task again in place would hide the fault in a loop."""
 
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from workers.errors import InvalidRequest, ModelNotFound, PermissionDenied, Rate
 from workers.params import GatewayOptions
 from workers.redis_streams import Keys
 from workers.routing.scope import may_reach, scope_of
+from workers.supervision import Supervisor, TaskDied
 
 log = logging.getLogger("switchboard.frontdoor")
 
@@ -52,6 +60,7 @@ class FrontDoor:
         self.keys = Keys(self.settings.namespace)
         self.metrics = FrontDoorMetrics(registry)
         self.hub = ReplyHub(redis, self.keys, front_door_id, on_reset=self._queue_again)
+        self.tasks = Supervisor(f"front door {self.hub.front_door_id}", log)
         self.monitor = ClusterMonitor(
             redis,
             self.keys,
@@ -68,6 +77,7 @@ class FrontDoor:
         )
         self.groups: Mapping[str, object] = config.deployments
         self.aliases, self.listed_models = _aliases(config)
+        # The cancellations not sent yet (the supervisor owns them; this only tells).
         self.cancellations: set[asyncio.Task[None]] = set()
         self.is_draining = False
 
@@ -91,17 +101,23 @@ class FrontDoor:
         return asyncio.get_running_loop().time()
 
     async def start(self) -> None:
-        await redis_streams.ensure_groups(self.redis, self.keys, self.settings.lanes)
-        await self.hub.start()
-        await self.monitor.start()
+        try:
+            await redis_streams.ensure_groups(self.redis, self.keys, self.settings.lanes)
+            await self.hub.start(self.tasks)
+            await self.monitor.start(self.tasks)
+        except BaseException:
+            await self.tasks.aclose()
+            raise
 
     async def stop(self) -> None:
-        # Pending cancellations must still reach the workers.
-        if self.cancellations:
-            await asyncio.wait(self.cancellations, timeout=self.settings.disconnect_grace_s + 2)
+        # Pending cancellations must still reach the workers: closing gives them the grace.
+        await self.tasks.aclose(spawned_grace_s=self.settings.disconnect_grace_s + 2)
         await self.enqueuer.aclose()
-        await self.monitor.stop()
-        await self.hub.stop()
+
+    @property
+    def death(self) -> TaskDied | None:
+        """The first background task that ended while it was needed, if one did."""
+        return self.tasks.death
 
     # ------------------------------------------------------------------ admission
 
@@ -214,7 +230,7 @@ class FrontDoor:
 
     def cancel_later(self, request_id: str, seq: int) -> None:
         """The client left: cancel after the grace period unless a resume claims it first."""
-        task = asyncio.create_task(self._cancel(request_id, seq))
+        task = self.tasks.spawn(self._cancel(request_id, seq), name=f"cancel {request_id}")
         self.cancellations.add(task)
         task.add_done_callback(self.cancellations.discard)
 
@@ -228,10 +244,10 @@ class FrontDoor:
                 self.redis, self.keys, request_id, redis_streams.STATE_CANCELLED, ttl
             ):
                 return  # resumed by another connection
-            pipe = self.redis.pipeline(transaction=False)
             record = envelopes.encode(Record(seq=seq, end=envelopes.CANCELLED))
-            redis_streams.cancel(pipe, self.keys, request_id, seq=seq, record=record, ttl_s=ttl)
-            await pipe.execute(raise_on_error=False)
+            await redis_streams.send_cancel(
+                self.redis, self.keys, request_id, seq=seq, record=record, ttl_s=ttl
+            )
             log.info("cancelled %s after its client disconnected", request_id)
         except RedisError as exc:
             log.warning("could not cancel %s: %s", request_id, exc)

@@ -1,10 +1,13 @@
 """Cluster figures a front door keeps fresh in the background: queue depth and pending
-per lane, live workers and their load. Admission reads them without a round trip."""
+per lane, live workers and their load. Admission reads them without a round trip.
+
+The refresh loop runs under the front door's `Supervisor`: a Redis error skips one refresh;
+if the loop ends all the same, the front door reports not ready and stops, since admission
+would otherwise go on with figures that no longer move (broker/frontdoor.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -17,10 +20,13 @@ from workers import redis_streams
 from workers.redis_streams import Keys
 from workers.routing.figures import read_figures
 from workers.routing.routing_metrics import FigureFamilies, FigureGauges
+from workers.supervision import Supervisor
 
 log = logging.getLogger("switchboard.monitor")
 
 REFRESH_S = 0.25
+# The refresh loop's name in its owner's Supervisor (readiness shows it if it dies).
+TASK_NAME = "cluster monitor"
 
 
 class ClusterMonitor:
@@ -42,7 +48,6 @@ class ClusterMonitor:
         self.depths: dict[str, tuple[int, int]] = {lane: (0, 0) for lane in self.lanes}
         self.live_workers: list[str] = []
         self.drain_per_s = 0.0
-        self._task: asyncio.Task[None] | None = None
         self._gauges = {
             lane: (metrics.queue_depth.labels(lane), metrics.queue_pending.labels(lane))
             for lane in self.lanes
@@ -64,15 +69,10 @@ class ClusterMonitor:
             for name in names
         }
 
-    async def start(self) -> None:
+    async def start(self, tasks: Supervisor) -> None:
+        """A first refresh, then the loop, as `tasks`' (which stops it)."""
         await self.refresh()
-        self._task = asyncio.create_task(self._run(), name="cluster-monitor")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        tasks.start(TASK_NAME, self._run)
 
     async def _run(self) -> None:
         while True:

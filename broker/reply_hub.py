@@ -6,12 +6,16 @@ Why pub/sub and not one XREAD over every open reply stream: an XREAD lists every
 on every call, so its cost grows with the number of open streams (thousands), while a
 published record costs the same however many are open. Round trips per record: the
 worker's one pipelined write (XADD + PUBLISH); the front door reads nothing.
+
+The listener and the epoch watch run under the front door's `Supervisor`. The listener
+outlives every Redis error (it subscribes again); if it ends all the same, the front door
+reports not ready and stops (broker/frontdoor.py). Its first subscription is bounded: a
+front door that cannot hear replies does not start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections import deque
@@ -19,17 +23,21 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers import redis_streams
-from workers.envelopes import Envelope, Record, decode_record, split_live_message
-from workers.redis_streams import Keys
+from workers.envelopes import Envelope, Record, decode_record
+from workers.redis_streams import Keys, LiveRecords
+from workers.supervision import Supervisor
 
 log = logging.getLogger("switchboard.relay")
 
 RECONNECT_DELAY_S = 0.2
+# How long a starting front door waits for Redis to confirm its reply subscription.
+SUBSCRIBE_TIMEOUT_S = 10.0
+# The names of the hub's tasks in its owner's Supervisor (readiness shows a dead one's).
+LISTENER = "reply listener"
+EPOCH_WATCH = "epoch watch"
 # A waiter that has heard nothing for this long reads its reply stream, in case a
 # published record was lost (a subscription dropped and came back in between).
 IDLE_POLL_S = 5.0
@@ -144,6 +152,11 @@ OnReset = Callable[[list[Waiter]], Awaitable[bool]]
 EPOCH_CHECK_S = 2.0
 
 
+class SubscribeFailed(Exception):
+    """The reply subscription did not start in time: a front door that cannot hear the
+    records of its requests must not take any."""
+
+
 class ReplyHub:
     def __init__(
         self,
@@ -151,6 +164,7 @@ class ReplyHub:
         keys: Keys,
         front_door_id: str | None = None,
         on_reset: OnReset | None = None,
+        subscribe_timeout_s: float | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -159,28 +173,45 @@ class ReplyHub:
         self.on_reset = on_reset
         self._epoch: bytes | None = None
         self._epoch_lock = asyncio.Lock()
-        self._listener: asyncio.Task[None] | None = None
-        self._epoch_watch: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self.subscribe_timeout_s = subscribe_timeout_s or SUBSCRIBE_TIMEOUT_S
+        # Why the last subscription attempt failed, for the error if none succeeds.
+        self._last_error: BaseException | None = None
 
     @property
     def channel(self) -> str:
         return self.keys.live_channel(self.front_door_id)
 
-    async def start(self) -> None:
+    async def start(self, tasks: Supervisor) -> None:
+        """Start the listener and the epoch watch as `tasks`' (which stops them), once the
+        subscription is confirmed. Raises SubscribeFailed when it is not within
+        `subscribe_timeout_s`, or the listener's death if it dies first."""
         self._epoch = await redis_streams.join_epoch(self.redis, self.keys)
-        self._listener = asyncio.create_task(self._listen(), name="reply-hub")
+        tasks.start(LISTENER, self._listen)
         # Requests may only be enqueued once their records can be heard.
-        await self._subscribed.wait()
+        await self._wait_subscribed(tasks)
         if self.on_reset is not None:
-            self._epoch_watch = asyncio.create_task(self._watch_epoch(), name="epoch-watch")
+            tasks.start(EPOCH_WATCH, self._watch_epoch)
 
-    async def stop(self) -> None:
-        for task in (self._epoch_watch, self._listener):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+    async def _wait_subscribed(self, tasks: Supervisor) -> None:
+        subscribed = asyncio.ensure_future(self._subscribed.wait())
+        died = asyncio.ensure_future(tasks.wait())
+        try:
+            await asyncio.wait(
+                (subscribed, died),
+                timeout=self.subscribe_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            subscribed.cancel()
+            died.cancel()
+        if self._subscribed.is_set():
+            return
+        tasks.check()
+        raise SubscribeFailed(
+            f"Redis did not confirm the reply subscription ({self.channel}) within "
+            f"{self.subscribe_timeout_s:g}s; last error: {self._last_error or 'none'}"
+        )
 
     def register(self, request_id: str) -> Waiter:
         waiter = Waiter(self, request_id)
@@ -195,27 +226,25 @@ class ReplyHub:
         return [decode_record(raw) for _entry, raw in rows]
 
     async def _listen(self) -> None:
+        """Every Redis error, not only a lost connection, ends in a new subscription: a
+        NOPERM after an ACL change or a READONLY during a failover passes, and a listener
+        that died of one would leave every request of this front door to its idle poll."""
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.channel)
-                if self._subscribed.is_set():
-                    self._recover()
-                    await self._check_epoch()
-                self._subscribed.set()
-                while True:
-                    message = await pubsub.get_message(timeout=None)
-                    if message is not None:
-                        self._dispatch(message["data"])
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                async with LiveRecords(self.redis, self.keys, self.front_door_id) as live:
+                    self._last_error = None
+                    if self._subscribed.is_set():
+                        self._recover()
+                        await self._check_epoch()
+                    self._subscribed.set()
+                    while True:
+                        self._dispatch(*await live.next())
+            except (RedisError, OSError) as exc:
+                self._last_error = exc
                 log.warning("reply subscription lost (%s); resubscribing", exc)
                 await asyncio.sleep(RECONNECT_DELAY_S)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
 
-    def _dispatch(self, data: bytes) -> None:
-        request_id, raw = split_live_message(data)
+    def _dispatch(self, request_id: str, raw: bytes) -> None:
         waiter = self.waiters.get(request_id)
         if waiter is None:
             return  # its client left, or it was resumed elsewhere

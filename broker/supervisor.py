@@ -1,25 +1,28 @@
 """`switchboard up`: one front door in this process, worker processes (and extra front
 doors sharing the port) as children, an embedded Redis when none is configured, and for
 `--demo` a local fake upstream. A child that dies is started again; on SIGTERM everything
-drains and stops, Redis last."""
+drains and stops, Redis last. If a background task of this process's own front door dies,
+it drains and stops the same way, and `up` exits 1 (broker/frontdoor.py)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from broker.config import DEMO_UPSTREAM_ENV, Config
 from broker.embedded_redis import EmbeddedRedis
 from broker.launch import load, redis_url_of, run_async
 from workers.deployment import Secret
 from workers.log_redaction import Redactor, secrets_in
+from workers.supervision import Supervisor
 
 log = logging.getLogger("switchboard.up")
 
@@ -42,16 +45,19 @@ class Child:
         log.info("started %s (pid %d)", self.name, self.process.pid)
 
     async def keep_alive(self, stopping: asyncio.Event) -> None:
+        """Start the child again whenever it exits, until `stopping`; then wait for the owner,
+        which stops the child, to cancel this (an end of its own would be a death)."""
         while not stopping.is_set():
             assert self.process is not None
             code = await self.process.wait()
             if stopping.is_set():
-                return
+                break
             self.restarts += 1
             log.warning("%s exited with %s; starting it again", self.name, code)
             await asyncio.sleep(RESTART_DELAY_S)
             if not stopping.is_set():
                 await self.start()
+        await asyncio.get_running_loop().create_future()
 
     async def stop(self, timeout_s: float) -> None:
         process = self.process
@@ -66,6 +72,17 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
+
+
+def keep_alive(tasks: Supervisor, children: Sequence[Child], stopping: asyncio.Event) -> None:
+    """Watch each child under `tasks`: a watcher that fails (a start the OS refused) is
+    started again after RESTART_DELAY_S, as the child it watches would be."""
+    for child in children:
+        tasks.start(
+            f"keep {child.name} alive",
+            functools.partial(child.keep_alive, stopping),
+            restart_after_s=RESTART_DELAY_S,
+        )
 
 
 def _child_argv(args: argparse.Namespace, command: list[str]) -> list[str]:
@@ -107,9 +124,10 @@ async def supervise(
         )
         for i in range(args.front_doors - 1)
     ]
+    watchers = Supervisor("switchboard up", log)
     for child in children:
         await child.start()
-    watchers = [asyncio.create_task(child.keep_alive(stopping)) for child in children]
+    keep_alive(watchers, children, stopping)
     ready = asyncio.Event()
     banner = asyncio.create_task(_announce(ready, args, redis_url))
     try:
@@ -126,11 +144,11 @@ async def supervise(
     finally:
         stopping.set()
         banner.cancel()
+        # Watchers first: a child stopped now is not one to start again.
+        await watchers.aclose()
         drain_s = config.switchboard_settings.drain_timeout_s + 5
         await asyncio.gather(*(child.stop(drain_s) for child in children))
-        for watcher in watchers:
-            watcher.cancel()
-        await asyncio.gather(*watchers, banner, return_exceptions=True)
+        await asyncio.gather(banner, return_exceptions=True)
 
 
 def _metrics_ports(args: argparse.Namespace) -> Callable[[int, str | None], list[str]]:

@@ -41,7 +41,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from workers.envelopes import decode_envelope, live_message
+from workers.envelopes import decode_envelope, live_message, split_live_message
 
 GROUP = "workers"
 ENVELOPE_FIELD = b"e"
@@ -514,3 +514,78 @@ async def forget_worker(r: Redis, keys: Keys, worker_id: str) -> None:
     pipe.zrem(keys.heartbeats, worker_id)
     pipe.delete(keys.worker_info(worker_id))
     await pipe.execute()
+
+
+# --------------------------------------------------------------------------- front doors
+
+
+# A resumed request's state value names the front door that follows it now.
+STATE_RESUMED_PREFIX = b"resumed:"
+
+
+async def ping(r: Redis) -> None:
+    """Raises RedisError unless Redis answers (readiness)."""
+    await r.ping()  # type: ignore[misc]  # redis-py types ping as sync-or-async
+
+
+async def is_claimed(r: Redis, keys: Keys, request_id: str) -> bool:
+    """Whether a disconnected request's fate was decided (`claim_disconnected`): it is
+    known though its reply has no record yet."""
+    return bool(await r.exists(keys.state(request_id)))
+
+
+async def claim_resumed(
+    r: Redis, keys: Keys, request_id: str, front_door_id: str, ttl_s: int
+) -> bool:
+    """`claim_disconnected` for a resume at `front_door_id`, so that the front door the
+    client left does not cancel the request after its grace."""
+    owner = STATE_RESUMED_PREFIX + front_door_id.encode()
+    return await claim_disconnected(r, keys, request_id, owner, ttl_s)
+
+
+async def send_cancel(
+    r: Redis, keys: Keys, request_id: str, *, seq: int, record: bytes, ttl_s: int
+) -> None:
+    """`cancel` in a pipeline of its own; a refused XADD (a worker wrote past `seq`, and
+    records the cancellation itself) is no error."""
+    pipe = r.pipeline(transaction=False)
+    cancel(pipe, keys, request_id, seq=seq, record=record, ttl_s=ttl_s)
+    await pipe.execute(raise_on_error=False)
+
+
+class LiveRecords:
+    """A front door's subscription to the records published for the requests it waits on
+    (`append_record` publishes them): `async with LiveRecords(...) as live:` returns once
+    Redis has confirmed the subscription, so nothing published after is missed; then
+    `await live.next()` gives each (request id, record). Raises RedisError when Redis
+    refuses the subscription (a NOPERM after an ACL change) or the connection is lost."""
+
+    def __init__(self, r: Redis, keys: Keys, front_door_id: str) -> None:
+        self.channel = keys.live_channel(front_door_id)
+        self._pubsub = r.pubsub()
+
+    async def __aenter__(self) -> LiveRecords:
+        try:
+            await self._pubsub.subscribe(self.channel)
+            # The confirmation; a refusal arrives here as its error.
+            while True:
+                message = await self._pubsub.get_message(timeout=None)
+                if message is not None and message["type"] == "subscribe":
+                    return self
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def next(self) -> tuple[str, bytes]:
+        while True:
+            message = await self._pubsub.get_message(timeout=None)
+            if message is not None and message["type"] == "message":
+                return split_live_message(message["data"])
+
+    async def aclose(self) -> None:
+        # Closing a subscription whose connection broke must not replace the error that ended it.
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

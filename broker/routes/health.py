@@ -1,7 +1,8 @@
 """Health: liveliness (the process answers) and readiness (Redis reachable, at least one
-live worker unless `?workers=optional`, not draining). Readiness says only ready or not
-(its status code and `{"status": ...}`) unless the caller may see operator detail: the
-metrics port, or the master or metrics key on the API port (routes.keys.is_operator)."""
+live worker unless `?workers=optional`, not draining, no background task dead). Readiness
+says only ready or not (its status code and `{"status": ...}`) unless the caller may see
+operator detail: the metrics port, or the master or metrics key on the API port
+(routes.keys.is_operator)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ async def readiness(request: web.Request) -> web.Response:
     front = request.app[FRONT_DOOR]
     checks: dict[str, object] = {"draining": front.is_draining}
     try:
-        await front.redis.ping()  # type: ignore[misc]  # redis-py types ping as sync-or-async
+        await redis_streams.ping(front.redis)
         workers = await redis_streams.live_workers(
             front.redis, front.keys, time.time(), front.settings.worker_ttl_s
         )
@@ -36,6 +37,10 @@ async def readiness(request: web.Request) -> web.Response:
     needs_worker = request.query.get("workers") != "optional"
     has_workers = bool(checks["live_workers"]) or not needs_worker
     is_ready = checks["redis"] == "ok" and has_workers and not front.is_draining
+    if front.death is not None:
+        # A background task died (the reply listener, the monitor): the process is stopping.
+        checks["stopped_task"] = front.death.name
+        is_ready = False
     checks["status"] = "ready" if is_ready else "not ready"
     body = checks if is_operator(request) else {"status": checks["status"]}
     return web.json_response(body, status=200 if is_ready else 503)

@@ -52,15 +52,14 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
         raise _not_found(request_id, front.settings.reply_ttl_s)
     try:
         rows = await redis_streams.read_records(front.redis, front.keys, request_id)
-        if not rows and not await front.redis.exists(front.keys.state(request_id)):
+        if not rows and not await redis_streams.is_claimed(front.redis, front.keys, request_id):
             # Unknown, expired, or not started. Claiming it here (and deleting the claim)
             # would let a concurrent resume of the same id see that claim, take the id for a
             # request another front door resumed, and follow an empty reply until the deadline.
             raise _not_found(request_id, front.settings.reply_ttl_s)
         # Claim the request so the front door it left does not cancel it after the grace.
-        owner = f"resumed:{front.id}".encode()
-        await redis_streams.claim_disconnected(
-            front.redis, front.keys, request_id, owner, front.settings.reply_ttl_s
+        await redis_streams.claim_resumed(
+            front.redis, front.keys, request_id, front.id, front.settings.reply_ttl_s
         )
     except RedisError as exc:
         why = "full" if redis_streams.is_out_of_memory(exc) else "unreachable"
