@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("broker", "workers", "switchboard")
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+README = ROOT / "README.md"
 
 
 def our_modules() -> dict[str, Path]:
@@ -114,16 +118,89 @@ def _room(module: str) -> str:
     return module.split(".", 1)[0]
 
 
-def test_imports_go_one_way_broker_then_workers() -> None:
-    wrong = {
+def _path_of(module: str) -> str:
+    """`workers.sdk` -> `workers/sdk/`, `broker.app` -> `broker/app.py` (as the map spells them)."""
+    path = MODULES[module].relative_to(ROOT)
+    return f"{path.parent}/" if path.name == "__init__.py" else str(path)
+
+
+# --------------------------------------------------------------------------- the map
+
+
+def map_section() -> str:
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    start = text.index("\n## Map of the folders\n")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def _tables(section: str) -> Iterator[list[list[str]]]:
+    """Each markdown table's body rows, as cells."""
+    rows: list[list[str]] = []
+    for line in [*section.splitlines(), ""]:
+        if line.startswith("|"):
+            if not set(line) <= set("|-: "):
+                cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))
+                rows.append([cell.strip() for cell in cells])
+        elif rows:
+            yield rows[1:]  # without the header
+            rows = []
+
+
+def _paths(cell: str) -> list[str]:
+    return re.findall(r"`([a-z_]+/[a-z_/.]*)`", cell)
+
+
+def import_rules() -> dict[str, list[str]]:
+    """The map's first table: room -> the path prefixes it may import (`*`: anything)."""
+    rooms = next(_tables(map_section()))
+    return {
+        room: ["*"] if cells[1] == "anything" else _paths(cells[1])
+        for cells in rooms
+        for room in _paths(cells[0])
+    }
+
+
+def test_the_map_gives_the_import_direction_the_issue_set() -> None:
+    rules = import_rules()
+    assert rules["broker/"] == ["workers/"]
+    assert rules["workers/"] == ["workers/"]  # nothing outside itself
+    assert rules["switchboard/"] == ["workers/sdk/"]
+    assert rules["tests/"] == rules["benchmarks/"] == ["*"]
+
+
+def test_imports_go_the_way_the_map_says() -> None:
+    rules = import_rules()
+    wrong = sorted(
         f"{module} imports {target}"
         for module, targets in GRAPH.items()
         for target in targets
-        if (_room(module) == "workers" and _room(target) != "workers")
-        or (_room(module) == "broker" and _room(target) == "switchboard")
-        or (_room(module) == "switchboard" and not target.startswith("workers.sdk"))
+        if _room(target) != _room(module)
+        and not _path_of(target).startswith(tuple(rules[f"{_room(module)}/"]))
+    )
+    assert not wrong
+
+
+def test_every_path_the_map_names_exists() -> None:
+    named = _paths(map_section())
+    assert named
+    missing = [path for path in named if not (ROOT / path).exists()]
+    assert not missing
+
+
+def test_the_map_names_every_module_and_folder_of_broker_and_workers() -> None:
+    named = set(_paths(map_section()))
+    present = {
+        f"{child.relative_to(ROOT)}/" if child.is_dir() else str(child.relative_to(ROOT))
+        for package in ("broker", "workers")
+        for child in (ROOT / package).iterdir()
+        if (child.is_dir() and child.name != "__pycache__")
+        or (child.suffix == ".py" and child.name != "__init__.py")
     }
-    assert not wrong, sorted(wrong)
+    assert sorted(present - named) == []
+
+
+def test_the_readme_links_the_map() -> None:
+    assert "(docs/architecture.md#map-of-the-folders)" in README.read_text(encoding="utf-8")
 
 
 def test_nothing_of_ours_imports_the_tests_or_the_benchmarks() -> None:
