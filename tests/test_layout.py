@@ -4,7 +4,8 @@ and that document's map of the folders names what is in the tree, all of it.
 
 The import graph is read from the source (every `import`, at module level or inside a
 function: an import deferred to call time is a dependency all the same), so a cycle is
-found even where Python would not trip on it at import time."""
+found even where Python would not trip on it at import time. Imports under
+`if TYPE_CHECKING:` are left out: they name types for annotations and never run."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def imports_of(module: str) -> set[str]:
     path = MODULES[module]
     is_package = path.name == "__init__.py"
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _run_time_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(filter(None, (_ours(alias.name) for alias in node.names)))
         elif isinstance(node, ast.ImportFrom):
@@ -65,6 +66,24 @@ def imports_of(module: str) -> set[str]:
                     found.add(hit)
     found.discard(module)
     return found
+
+
+def _run_time_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node of `tree` but what is under `if TYPE_CHECKING:` (its `else` counts)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.orelse:
+                yield child
+                yield from _run_time_nodes(child)
+            continue
+        yield node
+        yield from _run_time_nodes(node)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 GRAPH = {module: imports_of(module) for module in MODULES}
@@ -112,6 +131,21 @@ def test_our_modules_import_each_other_without_a_cycle() -> None:
 def test_the_cycle_finder_finds_one() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_an_import_for_annotations_only_is_no_dependency() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import a\nelse:\n    import b\n"
+        "def f():\n    import c\n"
+    )
+    found = {
+        alias.name
+        for node in _run_time_nodes(ast.parse(source))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert found == {"b", "c"}
 
 
 def _room(module: str) -> str:
