@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from broker.frontdoor import LANE_HEADER
+from broker.management.openapi import MANAGEMENT_BODIES, management_paths
 from workers.params import GatewayOptions
 from workers.wire import (
     ChatCompletion,
@@ -39,6 +40,7 @@ STRUCTS = (
     EmbeddingResponse,
     ModelList,
     ErrorBody,
+    *MANAGEMENT_BODIES,
 )
 
 # Either header carries the master key or a listed API key (broker/auth.py). A gateway with
@@ -236,7 +238,7 @@ def build_document() -> dict[str, Any]:
             "description": "An OpenAI-compatible LLM gateway. Every error is "
             '`{"error": {"message", "type", "param", "code"}}`.',
         },
-        "paths": _paths(),
+        "paths": {**_paths(), **management_paths()},
         "components": {
             "schemas": schemas,
             "responses": {
