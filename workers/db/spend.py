@@ -308,7 +308,11 @@ async def report(
             table.c.day,
             table.c[column].label("group"),
             table.c.model_group,
-            *(sa.func.sum(table.c[name]).label(name) for name in MEASURES),
+            # PostgreSQL sums BIGINT as NUMERIC; cast back so callers get ints, not Decimals.
+            *(
+                sa.cast(sa.func.sum(table.c[name]), table.c[name].type).label(name)
+                for name in MEASURES
+            ),
         )
         .where(table.c.day >= first_day, table.c.day <= last_day)
         .group_by(table.c.day, table.c[column], table.c.model_group)
