@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
+from broker.admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin
 from broker.config.errors import ConfigError
 from broker.config.loader import Config, load_config, load_demo_config
 from workers.deployment import Secret
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="first of the ports where each process serves its own /metrics: front doors "
         "at PORT, PORT+1, ..., then the workers",
     )
+    up.add_argument("--data-dir", type=Path, default=None, help="default ./switchboard-data")
 
     serve = commands.add_parser("serve", help="one front door (needs REDIS_URL)")
     with_config(serve)
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--metrics-port", type=int, default=None, help="serve GET /metrics on this port"
     )
+    add_admin_commands(commands)
     return parser
 
 
@@ -81,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     redactor = configure_logging(args.log_level)
     try:
+        if args.command in ADMIN_COMMANDS:
+            return run_admin(args)
         if args.command == "up":
             from broker.supervisor import run_up
 

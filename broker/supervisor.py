@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 
+from broker.admin_cli import data_dir
 from broker.cli import (
     DEMO_UPSTREAM_ENV,
     load,
@@ -23,6 +24,7 @@ from broker.cli import (
 )
 from broker.config.loader import Config
 from broker.embedded_redis import EmbeddedRedis
+from workers.db.engine import sqlite_url
 from workers.deployment import Secret
 from workers.log_redaction import Redactor, secrets_in
 
@@ -187,6 +189,8 @@ def _start_demo_upstream(stack: contextlib.ExitStack, env: dict[str, str]) -> No
 
 def run_up(args: argparse.Namespace, redactor: Redactor) -> int:
     env = dict(os.environ)
+    # Issue #17: the system of record is SQLite in the data directory unless one is named.
+    env.setdefault("DATABASE_URL", sqlite_url(data_dir(args.data_dir, env)))
     with contextlib.ExitStack() as stack:
         if args.demo:
             _start_demo_upstream(stack, env)
