@@ -10,7 +10,16 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from aiohttp import web
 
-from broker.management import entities, keys, schemas, spend, teams, users
+from broker.management import (
+    budgets,
+    customers,
+    keys,
+    organizations,
+    schemas,
+    spend,
+    teams,
+    users,
+)
 from broker.management.bodies import Body
 from broker.management.state import MANAGEMENT, Change, ChangeListener, management_ctx
 
@@ -136,11 +145,11 @@ ROUTES: list[Route] = [
     *_crud(
         "organization",
         (
-            entities.organization_new,
-            entities.organization_info,
-            entities.organization_update,
-            entities.organization_delete,
-            entities.organization_list,
+            organizations.organization_new,
+            organizations.organization_info,
+            organizations.organization_update,
+            organizations.organization_delete,
+            organizations.organization_list,
         ),
         (
             schemas.NewOrganizationRequest,
@@ -154,32 +163,32 @@ ROUTES: list[Route] = [
     *_crud(
         "customer",
         (
-            entities.customer_new,
-            entities.customer_info,
-            entities.customer_update,
-            entities.customer_delete,
-            entities.customer_list,
+            customers.customer_new,
+            customers.customer_info,
+            customers.customer_update,
+            customers.customer_delete,
+            customers.customer_list,
         ),
         (schemas.NewCustomerRequest, schemas.UpdateCustomerRequest, schemas.DeleteCustomerRequest),
         "end_user_id",
     ),
-    Route("POST", "/budget/new", entities.budget_new, "Create a budget", schemas.BudgetNewRequest),
-    Route("POST", "/budget/info", entities.budget_info, "Budgets by id", schemas.BudgetRequest),
+    Route("POST", "/budget/new", budgets.budget_new, "Create a budget", schemas.BudgetNewRequest),
+    Route("POST", "/budget/info", budgets.budget_info, "Budgets by id", schemas.BudgetRequest),
     Route(
         "POST",
         "/budget/update",
-        entities.budget_update,
+        budgets.budget_update,
         "Update a budget",
         schemas.BudgetUpdateRequest,
     ),
     Route(
         "POST",
         "/budget/delete",
-        entities.budget_delete,
+        budgets.budget_delete,
         "Delete a budget",
         schemas.BudgetDeleteRequest,
     ),
-    Route("GET", "/budget/list", entities.budget_list, "List budgets"),
+    Route("GET", "/budget/list", budgets.budget_list, "List budgets"),
     Route(
         "GET",
         "/spend/logs",

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from broker.management.access import Principal
@@ -16,6 +15,7 @@ from broker.management.bodies import Body
 from workers import durations
 from workers.db import budgets
 from workers.db.rows import Row, now
+from workers.errors import InvalidRequest, NotFound
 
 LIMIT_FIELDS = (
     "max_budget",
@@ -81,9 +81,17 @@ async def budget_for(
     return budget_id, row
 
 
-def view(row: Row | None) -> dict[str, Any] | None:
-    return None if row is None else dict(row)
+async def with_budget(conn: AsyncConnection, row: Row) -> dict[str, Any]:
+    """A row with its budget row, as LiteLLM answers (`litellm_budget_table`)."""
+    budget = await budgets.get(conn, row["budget_id"]) if row.get("budget_id") else None
+    return {**row, "litellm_budget_table": budget}
 
 
-def to_builtins(value: Any) -> Any:
-    return msgspec.to_builtins(value)
+async def check_budget_or_limits(conn: AsyncConnection, body: Any) -> None:
+    """A named budget must exist, and comes instead of limits given inline (LiteLLM's rule)."""
+    if body.budget_id is None:
+        return
+    if given(body, LIMIT_FIELDS):
+        raise InvalidRequest("set either `budget_id` or the limits, not both", param="budget_id")
+    if await budgets.get(conn, body.budget_id) is None:
+        raise NotFound(f"no budget `{body.budget_id}`", code="budget_not_found")

@@ -4,10 +4,14 @@ is missing), running it again changes nothing, and processes starting together t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from tests import db_servers
 from workers.db.engine import Database
 from workers.db.tables import metadata
 
@@ -23,10 +27,26 @@ async def test_the_migrated_schema_is_exactly_tables_py(database: Database) -> N
         assert await conn.run_sync(_differences) == []
 
 
-async def test_migrating_again_and_concurrently_is_harmless(database_url: str) -> None:
-    databases = [Database(database_url) for _ in range(3)]
+@pytest.fixture
+def empty_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A database with no tables yet, on the backend of `database_url`."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    url = db_servers.create_database(database_url.rsplit("/", 1)[0] + "/postgres")
+    yield url
+    db_servers.drop_database(url)
+
+
+async def test_processes_starting_together_migrate_once_and_again_harmlessly(
+    empty_url: str,
+) -> None:
+    databases = [Database(empty_url) for _ in range(3)]
     try:
         await asyncio.gather(*(db.migrate() for db in databases))
+        again = Database(empty_url)
+        await again.migrate()
+        await again.close()
         async with databases[0].engine.connect() as conn:
             assert await conn.run_sync(_differences) == []
     finally:
