@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document served at `GET /openapi.json`: every route of the API, the error
 shape and the two ways to present a key. Request and response schemas are generated from the
-msgspec Structs in `workers/wire.py` (the one definition of the wire model), never written by
-hand, so the document cannot drift from what the front door decodes.
+msgspec Structs in `workers/wire.py` (the one definition of the wire model) and, for the
+management API, from `broker/management/schemas.py`, never written by hand, so the document
+cannot drift from what the front door decodes.
 
 `tests/security/test_openapi.py` fails when a route is registered without an entry here, and
 the fuzz test (`tests/security/test_fuzz.py`) generates its bodies from this document, so a new

@@ -200,13 +200,18 @@ async def list_keys(call: Call) -> dict[str, Any]:
         if team_id is None and user_id not in (None, principal.user_id):
             raise denied("you may list only your own keys")
         user_id = principal.user_id if team_id is None else user_id
-    token = call.query("key_hash")
+    named = call.query("key_hash")
+    token = None if named is None else keys.token_of(named)
+    if not principal.reads_all and principal.user_id is None and team_id is None:
+        if token not in (None, principal.token):
+            raise denied("a key without a user may list only itself")
+        token = principal.token  # a key without a user: itself
     statement = keys.filtered(
         user_id=user_id,
         team_ids=None if team_id is None else [team_id],
         organization_id=call.query("organization_id"),
         key_alias=call.query("key_alias"),
-        token=None if token is None else keys.token_of(token),
+        token=token,
     )
     async with call.transaction() as conn:
         rows, total = await keys.list_page(conn, statement, page=page, size=size)

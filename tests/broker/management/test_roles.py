@@ -119,3 +119,15 @@ async def test_a_proxy_admin_users_key_is_an_admin_and_an_expired_key_is_refused
         await conn.execute(sa.update(api_keys).values(expires=now() - timedelta(seconds=1)))
     status, answer = await api.get("/key/info", as_key=admin)
     assert status == 401 and answer["error"]["code"] == "key_expired"
+
+
+async def test_a_key_without_a_user_reads_only_itself(api: Api) -> None:
+    lone = await api.ok("POST", "/key/generate", {"key_alias": "lone"})
+    other = await api.ok("POST", "/key/generate", {"key_alias": "other"})
+    status, listed = await api.get("/key/list", as_key=lone["key"])
+    assert status == 200 and listed["keys"] == [lone["token_id"]]
+    assert (await api.get("/key/list", as_key=lone["key"], key_hash=other["token_id"]))[0] == 403
+    assert (await api.get("/key/info", as_key=lone["key"]))[0] == 200
+    assert (await api.get("/key/info", as_key=lone["key"], key=other["key"]))[0] == 403
+    assert (await api.post("/key/generate", {}, as_key=lone["key"]))[0] == 403
+    assert (await api.get("/team/list", as_key=lone["key"]))[1] == []
