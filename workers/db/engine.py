@@ -18,6 +18,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: there, processes sharing a new SQLite file race
+    fcntl = None  # type: ignore[assignment]
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -148,13 +153,14 @@ class Database:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (`alembic upgrade head`), once; several
-        processes starting together take turns (an advisory lock, or SQLite's write lock)."""
+        processes starting together take turns (an advisory lock on PostgreSQL, a file lock
+        beside a SQLite file)."""
         async with self._migrating:
             if self._migrated:
                 return
             from workers.db.migrations import upgrade_head
 
-            async with self._outage_as_unavailable():
+            async with self._outage_as_unavailable(), self._sqlite_file_lock():
                 async with self.engine.begin() as conn:
                     if self.dialect == "postgresql":
                         await conn.execute(
@@ -163,6 +169,23 @@ class Database:
                     await conn.run_sync(upgrade_head)
             self._migrated = True
             log.info("database %s is at the newest schema", self.describe())
+
+    @asynccontextmanager
+    async def _sqlite_file_lock(self) -> AsyncIterator[None]:
+        # A new SQLite file's first connections race to switch it to WAL; one that still
+        # sees the rollback journal locks differently from one in WAL mode, and both then
+        # create the tables. So the first connection of each process, the one migrating,
+        # waits on a lock file beside the database (flock: released if the process dies).
+        path = self.url.database if self.dialect == "sqlite" else None
+        if not path or path == ":memory:" or fcntl is None:
+            yield
+            return
+        handle = await asyncio.to_thread(Path(path + ".lock").open, "a")
+        try:
+            await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            handle.close()  # and with it the lock
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:

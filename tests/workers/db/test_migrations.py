@@ -28,26 +28,32 @@ async def test_the_migrated_schema_is_exactly_tables_py(database: Database) -> N
 
 
 @pytest.fixture
-def empty_url(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """A database with no tables yet, on the backend of `database_url`."""
+def empty_urls(database_url: str, tmp_path: Path) -> Iterator[list[str]]:
+    """Databases with no tables yet, on the backend of `database_url`: several SQLite files
+    (the race there needs rounds to show), two PostgreSQL databases."""
     if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        yield [f"sqlite:///{tmp_path / f'empty{i}.db'}" for i in range(8)]
         return
-    url = db_servers.create_database(database_url.rsplit("/", 1)[0] + "/postgres")
-    yield url
-    db_servers.drop_database(url)
+    server = database_url.rsplit("/", 1)[0] + "/postgres"
+    made = [db_servers.create_database(server) for _ in range(2)]
+    yield made
+    for url in made:
+        db_servers.drop_database(url)
 
 
 async def test_processes_starting_together_migrate_once_and_again_harmlessly(
-    empty_url: str,
+    empty_urls: list[str],
 ) -> None:
-    databases = [Database(empty_url) for _ in range(3)]
-    try:
-        await asyncio.gather(*(db.migrate() for db in databases))
-        again = Database(empty_url)
-        await again.migrate()
-        await again.close()
-        async with databases[0].engine.connect() as conn:
-            assert await conn.run_sync(_differences) == []
-    finally:
-        await asyncio.gather(*(db.close() for db in databases))
+    # A race, so several rounds: without the migration lock a new SQLite file failed about
+    # every other round ("table already exists", "database is locked").
+    for url in empty_urls:
+        databases = [Database(url) for _ in range(4)]
+        try:
+            await asyncio.gather(*(db.migrate() for db in databases))
+            again = Database(url)
+            await again.migrate()
+            await again.close()
+            async with databases[0].engine.connect() as conn:
+                assert await conn.run_sync(_differences) == []
+        finally:
+            await asyncio.gather(*(db.close() for db in databases))
