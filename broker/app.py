@@ -21,6 +21,7 @@ from broker.config.loader import Config
 from broker.errors import error_middleware
 from broker.frontdoor import FrontDoor
 from broker.http_server import GuardedRunner
+from broker.management import add_management_routes, management_ctx
 from broker.routes import add_operator_routes, add_routes
 from broker.routes.keys import FRONT_DOOR, OPERATOR_PORT
 from workers.connect import connect
@@ -76,7 +77,9 @@ def create_app(
             await redis.aclose()
 
     app.cleanup_ctx.append(front_door_ctx)
+    app.cleanup_ctx.append(management_ctx(config))
     add_routes(app)
+    add_management_routes(app)
     return app
 
 

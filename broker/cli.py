@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from broker.admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin
 from broker.config import Config, ConfigError
 from broker.launch import SetupError, configure_logging, load, required_redis_url, run_async
 from broker.reply_hub import SubscribeFailed
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="first of the ports where each process serves its own /metrics: front doors "
         "at PORT, PORT+1, ..., then the workers",
     )
+    up.add_argument("--data-dir", type=Path, default=None, help="default ./switchboard-data")
 
     serve = commands.add_parser("serve", help="one front door (needs REDIS_URL)")
     with_config(serve)
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--metrics-port", type=int, default=None, help="serve GET /metrics on this port"
     )
+    add_admin_commands(commands)
     return parser
 
 
@@ -74,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     redactor = configure_logging(args.log_level)
     try:
+        if args.command in ADMIN_COMMANDS:
+            return run_admin(args)
         if args.command == "up":
             from broker.supervisor import run_up
 

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document served at `GET /openapi.json`: every route of the API, the error
 shape and the two ways to present a key. Request and response schemas are generated from the
-msgspec Structs in `workers/wire.py` (the one definition of the wire model), never written by
-hand, so the document cannot drift from what the front door decodes.
+msgspec Structs in `workers/wire.py` (the one definition of the wire model) and, for the
+management API, from `broker/management/schemas.py`, never written by hand, so the document
+cannot drift from what the front door decodes.
 
 `tests/security/test_openapi.py` fails when a route is registered without an entry here, and
 the fuzz test (`tests/security/test_fuzz.py`) generates its bodies from this document, so a new
@@ -17,6 +18,7 @@ from typing import Any
 import msgspec
 
 from broker.frontdoor import LANE_HEADER
+from broker.management.openapi import MANAGEMENT_BODIES, management_paths
 from workers.params import GatewayOptions
 from workers.wire import (
     ChatCompletion,
@@ -39,6 +41,7 @@ STRUCTS = (
     EmbeddingResponse,
     ModelList,
     ErrorBody,
+    *MANAGEMENT_BODIES,
 )
 
 # Either header carries the master key or a listed API key (broker/auth.py). A gateway with
@@ -236,7 +239,7 @@ def build_document() -> dict[str, Any]:
             "description": "An OpenAI-compatible LLM gateway. Every error is "
             '`{"error": {"message", "type", "param", "code"}}`.',
         },
-        "paths": _paths(),
+        "paths": {**_paths(), **management_paths()},
         "components": {
             "schemas": schemas,
             "responses": {

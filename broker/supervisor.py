@@ -17,9 +17,11 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
+from broker.admin_cli import data_dir
 from broker.config import DEMO_UPSTREAM_ENV, Config
 from broker.embedded_redis import EmbeddedRedis
 from broker.launch import load, redis_url_of, run_async
+from workers.db.engine import sqlite_url
 from workers.deployment import Secret
 from workers.log_redaction import Redactor, secrets_in
 from workers.supervision import Supervisor
@@ -200,6 +202,8 @@ def _start_demo_upstream(stack: contextlib.ExitStack, env: dict[str, str]) -> No
 
 def run_up(args: argparse.Namespace, redactor: Redactor) -> int:
     env = dict(os.environ)
+    # Issue #17: the system of record is SQLite in the data directory unless one is named.
+    env.setdefault("DATABASE_URL", sqlite_url(data_dir(args.data_dir, env)))
     with contextlib.ExitStack() as stack:
         if args.demo:
             _start_demo_upstream(stack, env)

@@ -46,6 +46,11 @@ DEMO_UPSTREAM_ENV = "SWITCHBOARD_DEMO_UPSTREAM"
 class GeneralSettings(Section, frozen=True):
     # The admin key clients may always use (`Authorization: Bearer <master_key>`).
     master_key: Secret | None = None
+    # The system of record (issue #17): keys, users, teams, budgets, spend. Unset, the
+    # environment's DATABASE_URL (LiteLLM's variable) is used; `up` defaults to SQLite.
+    database_url: Secret | None = None
+    database_connection_pool_limit: int = 10
+    database_connection_timeout: float = 60.0
 
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
@@ -53,8 +58,7 @@ class GeneralSettings(Section, frozen=True):
         disable_retry_on_max_parallel_request_limit_error disable_reset_budget
         disable_adding_master_key_hash_to_db disable_responses_id_security enable_jwt_auth
         enforce_user_param reject_clientside_metadata_tags allowed_routes
-        key_management_system key_management_settings database_url
-        database_connection_pool_limit database_connection_timeout
+        key_management_system key_management_settings
         allow_requests_on_db_unavailable custom_auth max_parallel_requests
         global_max_parallel_requests infer_model_from_keys background_health_checks
         health_check_interval health_check_details alerting alerting_threshold alerting_args
@@ -133,7 +137,7 @@ def load_config_text(
     _gather_default_params(tree, walk.env_refs)
     config = _convert(tree, walk.env_refs)
     warn_unknown_groups(config.router_settings, config.litellm_settings, _group_names(config))
-    config = _settle(config)
+    config = _settle(_with_database_url(config, env))
     _check_api_keys(config)
     deployments = build_deployments(
         config.model_list, config.litellm_settings, config.router_settings, env
@@ -283,6 +287,16 @@ def _effective_switchboard(
         f"redis://{password}{router.redis_host}:{router.redis_port or 6379}/{router.redis_db or 0}"
     )
     return msgspec.structs.replace(settings, redis_url=Secret(url))
+
+
+def _with_database_url(config: Config, env: Mapping[str, str]) -> Config:
+    """LiteLLM's precedence: general_settings.database_url, else DATABASE_URL."""
+    general = config.general_settings
+    if general.database_url is not None or not env.get("DATABASE_URL"):
+        return config
+    database_url = Secret(env["DATABASE_URL"])
+    general = msgspec.structs.replace(general, database_url=database_url)
+    return msgspec.structs.replace(config, general_settings=general)
 
 
 def _check_api_keys(config: Config) -> None:

@@ -31,6 +31,7 @@ SECRETS = {
     "MASTER_KEY": "sk-master-very-secret",
     "AWS_SECRET": "aws-very-secret",
     "REDIS_PASSWORD": "redis-very-secret",
+    "DATABASE_URL": "postgresql://litellm:db-very-secret@db:5432/litellm",
 }
 
 LITELLM_CONFIG = """
@@ -111,6 +112,7 @@ general_settings:
   master_key: os.environ/MASTER_KEY
   database_url: os.environ/DATABASE_URL
   alerting: [slack]
+  alerting_args: os.environ/ALERTING_ARGS
 """
 
 
@@ -143,7 +145,9 @@ def test_litellm_config_loads_into_typed_sections() -> None:
         "gpt-4": "gpt-4o",
         "claude": ModelGroupAlias(model="mistral-large", hidden=True),
     }
-    assert config.general_settings == GeneralSettings(master_key=Secret("sk-master-very-secret"))
+    assert config.general_settings == GeneralSettings(
+        master_key=Secret("sk-master-very-secret"), database_url=Secret(SECRETS["DATABASE_URL"])
+    )
     assert isinstance(config.general_settings.master_key, Secret)
 
 
@@ -208,8 +212,8 @@ def test_litellm_keys_switchboard_does_not_implement_are_warned_and_listed(
     ignored = (
         "litellm_settings.success_callback",
         "litellm_settings.cache",
-        "general_settings.database_url",
         "general_settings.alerting",
+        "general_settings.alerting_args",
     )
     assert config.ignored_keys == ignored
     warned = [r.getMessage() for r in caplog.records if "does not implement" in r.getMessage()]
@@ -219,8 +223,21 @@ def test_litellm_keys_switchboard_does_not_implement_are_warned_and_listed(
 
 
 def test_ignored_keys_are_not_resolved_so_their_variables_may_be_unset() -> None:
-    # general_settings.database_url names DATABASE_URL, which SECRETS does not set.
-    assert "general_settings.database_url" in load_config_text(LITELLM_CONFIG, SECRETS).ignored_keys
+    # general_settings.alerting_args names ALERTING_ARGS, which SECRETS does not set.
+    assert (
+        "general_settings.alerting_args" in load_config_text(LITELLM_CONFIG, SECRETS).ignored_keys
+    )
+
+
+def test_the_database_url_is_the_configs_else_litellms_variable() -> None:
+    # Issue #17: general_settings.database_url is no longer ignored.
+    config = load_config_text(LITELLM_CONFIG, SECRETS)
+    assert config.general_settings.database_url == SECRETS["DATABASE_URL"]
+    from_env = load("model_list: []\n", DATABASE_URL="sqlite:///x.db")
+    assert from_env.general_settings.database_url == "sqlite:///x.db"
+    assert load("model_list: []\n").general_settings.database_url is None
+    both = load("general_settings: {database_url: 'sqlite:///a.db'}\n", DATABASE_URL="b")
+    assert both.general_settings.database_url == "sqlite:///a.db"
 
 
 def test_no_secret_appears_in_reprs_or_logs(caplog: pytest.LogCaptureFixture) -> None:

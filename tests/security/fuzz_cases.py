@@ -180,10 +180,9 @@ def mutated(
     tags: list[str] = []
     for _ in range(draw(st.sampled_from([0, 1, 1, 2]))):
         kind = draw(st.sampled_from(["number", "nesting", "type", "unknown", "string", "none"]))
-        if kind == "number":
-            name = draw(
-                st.sampled_from(sorted(n for n, numeric in schema_fields.items() if numeric))
-            )
+        numeric_fields = sorted(n for n, numeric in schema_fields.items() if numeric)
+        if kind == "number" and numeric_fields:  # some bodies have no number (issue #17)
+            name = draw(st.sampled_from(numeric_fields))
             body[name] = draw(HOSTILE_NUMBER)
         elif kind == "nesting":
             name = draw(st.sampled_from(["metadata", "x_unknown", "thinking", "messages", "input"]))
@@ -253,7 +252,9 @@ def body_strategy(
         if draw(one_in(5)):
             # Entirely schema-generated: whatever the schema allows, valid or not downstream.
             body = draw(strategies.value(schema))
-        for name in draw(st.lists(st.sampled_from(optional), max_size=4, unique=True)):
+        names = st.lists(st.sampled_from(optional), max_size=4, unique=True)
+        # Some bodies have no optional field (issue #17's `{"key": ...}`).
+        for name in draw(names) if optional else ():
             body[name] = draw(strategies.value(props[name], name))
         body, tags = draw(mutated(body, numeric, target.max_body_bytes))
         raw = serialize(body)

@@ -45,7 +45,7 @@ COUNTS = {
 GENERATED_PROBES = 150
 
 
-def config_text(fake_url: str, namespace: str) -> str:
+def config_text(fake_url: str, namespace: str, database_url: str | None = None) -> str:
     models = {
         "gpt": ("openai/gpt-4o-mini", fake_url + "/v1", "sk-fake"),
         "claude": ("anthropic/claude-sonnet-4-5", fake_url, "sk-ant-fake"),
@@ -59,6 +59,8 @@ def config_text(fake_url: str, namespace: str) -> str:
         lines += [f"      api_base: {api_base}", f"      api_key: {api_key}"]
     lines += ["router_settings:", "  num_retries: 0"]
     lines += ["general_settings:", f"  master_key: {MASTER_KEY}"]
+    if database_url is not None:  # the management API's (issue #17)
+        lines += [f"  database_url: {database_url}"]
     lines += ["switchboard_settings:", f"  namespace: {namespace}", f"  lanes: {LANES}"]
     lines += [f"  max_body_bytes: {MAX_BODY_BYTES}", f"  request_timeout_s: {REQUEST_TIMEOUT_S}"]
     lines += ["  api_keys:"]

@@ -18,6 +18,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -167,10 +168,11 @@ def is_quiet(state: dict[str, Any]) -> bool:
 
 @pytest.fixture
 async def fuzzed(
-    fake: FakeUpstream, namespace: str
+    fake: FakeUpstream, namespace: str, tmp_path: Path
 ) -> AsyncIterator[tuple[RunningFrontDoor, fuzz_plan.Plan, str]]:
     generated = await asyncio.to_thread(fuzz_plan.load)
-    config = load_config_text(fuzz_plan.config_text(fake.base_url, namespace))
+    database_url = f"sqlite:///{tmp_path / 'switchboard.db'}"
+    config = load_config_text(fuzz_plan.config_text(fake.base_url, namespace, database_url))
     async with service(config) as ([door], _workers):
         yield door, generated, fake.base_url
 

@@ -1,0 +1,116 @@
+"""Spend and the audit log: /spend/logs, /global/spend/report, /audit/logs.
+
+/global/spend/report answers in LiteLLM's shape: one entry per day, and in it one entry per
+group (team, key, user, organization, model or tag) with its total and its spend per model.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from broker.management.access import denied
+from broker.management.http import Call, day_start, endpoint
+from workers.db import audit, keys, spend
+from workers.db.rows import Row, now
+from workers.errors import InvalidRequest
+
+DEFAULT_REPORT_DAYS = 30
+# group_by -> (the list's name in the answer, the group's field in it), LiteLLM's for teams.
+REPORT_SHAPES = {
+    "team": ("teams", "team_name"),
+    "api_key": ("api_keys", "api_key"),
+    "user": ("users", "user_id"),
+    "organization": ("organizations", "organization_id"),
+    "model": ("models", "model"),
+    "tag": ("tags", "tag"),
+}
+
+
+@endpoint
+async def logs(call: Call) -> list[Row]:
+    principal = call.principal
+    api_key, user_id, team_id = call.query("api_key"), call.query("user_id"), call.query("team_id")
+    token = None if api_key is None else keys.token_of(api_key)
+    first, last = call.query_date("start_date"), call.query_date("end_date")
+    team_ids = None if team_id is None else [team_id]
+    async with call.transaction() as conn:
+        if not principal.reads_all:
+            if team_id is not None and team_id not in principal.admin_of:
+                raise denied(f"you do not administer team `{team_id}`")
+            if token is not None:
+                key = await keys.get(conn, token)
+                if key is None or not principal.may_read_key(key):
+                    raise denied("you may read only the spend of your own keys")
+            elif team_id is None:
+                if user_id not in (None, principal.user_id):
+                    raise denied("you may read only your own spend")
+                user_id = principal.user_id
+                if user_id is None:  # a key without a user: its own spend
+                    token = principal.token
+        return await spend.logs(
+            conn,
+            api_key=token,
+            user_id=user_id,
+            team_ids=team_ids,
+            request_id=call.query("request_id"),
+            start=None if first is None else day_start(first),
+            end=None if last is None else day_start(last) + timedelta(days=1),
+            limit=call.query_int("limit", 100),
+        )
+
+
+@endpoint
+async def report(call: Call) -> list[dict[str, Any]]:
+    call.principal.require_reader("read the spend report")
+    group_by = call.query("group_by") or "team"
+    if group_by not in REPORT_SHAPES:
+        raise InvalidRequest(
+            f"`group_by` must be one of {', '.join(REPORT_SHAPES)}", param="group_by"
+        )
+    last = call.query_date("end_date") or now().date()
+    first = call.query_date("start_date") or last - timedelta(days=DEFAULT_REPORT_DAYS)
+    async with call.transaction() as conn:
+        found = await spend.report(
+            conn, group_by, first_day=first.isoformat(), last_day=last.isoformat()
+        )
+    return shape_report(found, group_by)
+
+
+def shape_report(found: list[Row], group_by: str) -> list[dict[str, Any]]:
+    plural, field = REPORT_SHAPES[group_by]
+    days: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for row in found:
+        groups = days[row["day"]]
+        group = groups.setdefault(
+            row["group"], {field: row["group"], "total_spend": 0.0, "metadata": []}
+        )
+        group["total_spend"] += row["spend"] or 0.0
+        group["metadata"].append(
+            {
+                "model": row["model_group"],
+                "spend": row["spend"],
+                "total_tokens": (row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0),
+                "api_requests": row["api_requests"],
+            }
+        )
+    return [{"group_by_day": day, plural: list(groups.values())} for day, groups in days.items()]
+
+
+@endpoint
+async def audit_logs(call: Call) -> dict[str, Any]:
+    call.principal.require_admin("read the audit log")
+    page, size = call.query_int("page", 1, high=10**6), call.query_int("page_size", 50)
+    since = call.query_date("start_date")
+    async with call.transaction() as conn:
+        rows, total = await audit.list_page(
+            conn,
+            object_type=call.query("object_type"),
+            object_id=call.query("object_id"),
+            action=call.query("action"),
+            since=None if since is None else day_start(since),
+            page=page,
+            size=size,
+        )
+    return {"audit_logs": rows, "total": total, "page": page, "page_size": size}
