@@ -255,6 +255,6 @@ def test_every_module_imports() -> None:
     """What the source says, Python agrees with: each module loads (a cycle that bites at
     import time, or a module a move left behind, fails here by name)."""
     for module in MODULES:
-        if module.endswith("__main__"):
-            continue  # runs its command when imported
+        if module.endswith("__main__") or module.endswith(".migrations.env"):
+            continue  # runs its command (or Alembic's migration) when imported
         importlib.import_module(module)
