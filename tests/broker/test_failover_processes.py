@@ -181,9 +181,7 @@ async def load(
     return streams, answers
 
 
-async def choose_victim(
-    redis: Redis, namespace: str, lane: str, streams: list[asyncio.Task[Stream]]
-) -> tuple[str, int]:
+async def choose_victim(redis: Redis, namespace: str, lane: str) -> tuple[str, int]:
     """The worker holding the most non-stream requests (each also holds streams of every
     kind: they were sent one at a time, to the workers in turn)."""
     pids = await worker_pids(redis, namespace)
@@ -203,7 +201,7 @@ async def test_a_worker_stopped_mid_way_costs_seconds_and_no_duplicate(
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
         stream_tasks, answer_tasks = await load(http, url, redis, lane)
-        victim, pid = await choose_victim(redis, namespace, lane, stream_tasks)
+        victim, pid = await choose_victim(redis, namespace, lane)
         # Frozen first, so what it holds is exactly what it holds when it stops working.
         os.kill(pid, signal.SIGSTOP)
         stopped_at = time.monotonic()

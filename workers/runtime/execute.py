@@ -263,7 +263,7 @@ class Executor:
             log.warning("could not continue the stream of %s: %s", job.request_id, exc)
             return await self._lost(job, continuation.FAILED, "the provider refused to continue it")
         log.info("continuing the stream of %s at %s", job.request_id, target.route.name)
-        self.metrics.continuation(group, continuation.CONTINUED)
+        self.metrics.continuation(job.envelope.model_group, continuation.CONTINUED)
         lost = continuation.lost_usage(call.request, delivered)
         await self._relay(job, call, first, rest, outcome, Splice(delivered, continued.skip, lost))
 
