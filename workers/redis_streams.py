@@ -658,13 +658,19 @@ async def take_over(
 
 
 # KEYS[1] lane; ARGV: group, this worker, entry ids. Renews (XCLAIM min-idle 0 JUSTID: idle
-# time reset, delivery count kept) only the entries this worker still holds; returns the
-# others: taken over while this worker was presumed dead (paused, cut off).
+# time reset, delivery count kept) only the entries this worker still holds; returns those
+# another consumer holds: taken over while this worker was presumed dead (paused, cut off).
+# An entry nobody holds is neither: acknowledged (its reply ended), or gone with Redis's
+# data (its front door queues it again, and this worker adopts the copy).
 RENEW_SCRIPT = """
 local mine, lost = {}, {}
 for i = 3, #ARGV do
   local row = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)[1]
-  if row and row[2] == ARGV[2] then mine[#mine + 1] = ARGV[i] else lost[#lost + 1] = ARGV[i] end
+  if row and row[2] == ARGV[2] then
+    mine[#mine + 1] = ARGV[i]
+  elseif row then
+    lost[#lost + 1] = ARGV[i]
+  end
 end
 if #mine > 0 then
   mine[#mine + 1] = 'JUSTID'  -- unpack expands only as the last argument
@@ -678,7 +684,7 @@ async def renew_held(
     r: Redis, keys: Keys, lane: str, consumer: str, entries: Sequence[bytes]
 ) -> list[bytes]:
     """Reset the idle time of the entries this consumer still holds, so nobody reclaims
-    them; returns those it no longer holds."""
+    them; returns those another consumer holds now."""
     if not entries:
         return []
     lost: Any = await _eval(r, RENEW_SCRIPT, keys.lane(lane), GROUP, consumer, *entries)

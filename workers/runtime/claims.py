@@ -3,9 +3,11 @@ other worker takes them), reclaim entries idle past claim_idle_ms (the backstop 
 takeover by consumer, runtime/takeovers.py), and park an entry delivered too often (a
 request that kills its workers) in the dead-letter stream, telling its client.
 
-Renewal renews only the entries this worker still holds. One it no longer holds was taken
-over while this worker was presumed dead (paused past the grace): its job stops quietly,
-no record, no ack; the worker that took it answers. A pause noticed by the heartbeats
+Renewal renews only the entries this worker still holds. One another worker holds now was
+taken over while this worker was presumed dead (paused past the grace): its job stops
+quietly, no record, no ack; the worker that took it answers. (One nobody holds was answered
+meanwhile, or went with Redis's data: the reply's fence, or the front door's copy, settles
+it.) A pause noticed by the heartbeats
 (`renew_now`) renews at once.
 
 A draining worker stops this loop first: a reclaim then would start a job after the drain
