@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="one worker process (needs REDIS_URL)")
     with_config(worker)
     worker.add_argument("--concurrency", type=int, default=None)
+    worker.add_argument(
+        "--worker-id", default=None, help="its consumer name (`up` names its workers to know them)"
+    )
     worker.add_argument("--metrics-host", default="127.0.0.1")
     worker.add_argument(
         "--metrics-port", type=int, default=None, help="serve GET /metrics on this port"
@@ -132,6 +135,7 @@ async def work(
         redis_url,
         runtime_options(config, args.concurrency),
         stopping=stopping,
+        worker_id=args.worker_id,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
     )

@@ -1,14 +1,23 @@
 """The front door's Prometheus metrics (catalogued in docs/metrics.md). Label children are
 made once per label set and cached, never per request; every label value comes from the
-config (model groups, deployments, lanes) or a small fixed set (HTTP status, token kind)."""
+config (model groups, deployments, lanes) or a small fixed set (HTTP status, token kind).
+
+Every gauge says how front doors sharing a port combine it (`multiprocess_mode`, used only
+then: broker/shared_metrics.py): this process's own figures add up (`livesum`), the
+cluster's figures every front door reads from Redis take the freshest (`livemostrecent`)."""
 
 from __future__ import annotations
+
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from workers.envelopes import Meta
 from workers.routing.observer import NO_DEPLOYMENT
 
+# How gauges combine across front doors sharing a port (see the module docstring).
+OWN: Final = "livesum"
+CLUSTER: Final = "livemostrecent"
 # 1 ms to 60 s: resolves a gateway's own overhead as well as a long generation.
 LATENCY_BUCKETS = (
     0.001,
@@ -39,6 +48,7 @@ class DeploymentChildren:
         "prompt",
         "completion",
         "cached",
+        "estimated",
         "cost",
         "retries",
         "upstream",
@@ -51,17 +61,19 @@ class DeploymentChildren:
         self.prompt = metrics.tokens.labels(group, deployment, "prompt")
         self.completion = metrics.tokens.labels(group, deployment, "completion")
         self.cached = metrics.tokens.labels(group, deployment, "cached_prompt")
+        self.estimated = metrics.tokens.labels(group, deployment, "estimated")
         self.cost = metrics.cost.labels(group, deployment)
         self.retries = metrics.retries.labels(group, deployment)
         self.upstream = metrics.upstream.labels(group, deployment)
 
 
 class GroupChildren:
-    __slots__ = ("overhead", "fallbacks")
+    __slots__ = ("overhead", "fallbacks", "takeovers")
 
     def __init__(self, metrics: FrontDoorMetrics, group: str) -> None:
         self.overhead = metrics.overhead.labels(group)
         self.fallbacks = metrics.fallbacks.labels(group)
+        self.takeovers = metrics.takeovers.labels(group)
 
 
 class KeyChildren:
@@ -130,7 +142,9 @@ class FrontDoorMetrics:
         self.tokens = Counter(
             "switchboard_tokens_total",
             "Tokens the providers reported, by kind: prompt, completion, cached_prompt "
-            "(the part of the prompt served from the provider's cache).",
+            "(the part of the prompt served from the provider's cache), estimated (the part "
+            "of prompt and completion the gateway estimated: an attempt that died with its "
+            "worker, whose stream another worker continued).",
             ["model_group", "deployment", "kind"],
             registry=registry,
         )
@@ -149,6 +163,13 @@ class FrontDoorMetrics:
         self.fallbacks = Counter(
             "switchboard_fallbacks_total",
             "Times a request moved to a fallback model group.",
+            ["model_group"],
+            registry=registry,
+        )
+        self.takeovers = Counter(
+            "switchboard_takeovers_total",
+            "Times a worker died (or seemed to) holding a request and another took it over, "
+            "counted when the request is answered.",
             ["model_group"],
             registry=registry,
         )
@@ -180,11 +201,13 @@ class FrontDoorMetrics:
             "switchboard_front_door_in_flight_requests",
             "Requests this front door is waiting on or relaying.",
             registry=registry,
+            multiprocess_mode=OWN,
         )
         self.open_streams = Gauge(
             "switchboard_front_door_open_streams",
             "SSE streams this front door is relaying.",
             registry=registry,
+            multiprocess_mode=OWN,
         )
 
     def _define_cluster(self, registry: CollectorRegistry) -> None:
@@ -193,37 +216,44 @@ class FrontDoorMetrics:
             "Request entries waiting for a worker, per lane (cluster-wide, from Redis).",
             ["lane"],
             registry=registry,
+            multiprocess_mode=CLUSTER,
         )
         self.queue_pending = Gauge(
             "switchboard_queue_pending",
             "Request entries a worker holds but has not acknowledged, per lane.",
             ["lane"],
             registry=registry,
+            multiprocess_mode=CLUSTER,
         )
         self.dead_letters = Gauge(
             "switchboard_dead_letter_entries",
             "Entries in the dead-letter stream (cluster-wide).",
             registry=registry,
+            multiprocess_mode=CLUSTER,
         )
         self.live_workers = Gauge(
             "switchboard_live_workers",
             "Workers whose heartbeat is fresh (cluster-wide).",
             registry=registry,
+            multiprocess_mode=CLUSTER,
         )
         self.workers_in_flight = Gauge(
             "switchboard_workers_in_flight_requests",
             "Requests the live workers are running (cluster-wide, from their heartbeats).",
             registry=registry,
+            multiprocess_mode=CLUSTER,
         )
         self.workers_capacity = Gauge(
             "switchboard_workers_capacity",
             "Concurrency slots of the live workers (cluster-wide).",
             registry=registry,
+            multiprocess_mode=CLUSTER,
         )
         self.last_heartbeat_age = Gauge(
             "switchboard_worker_heartbeat_age_seconds",
             "Seconds since the freshest worker heartbeat (cluster-wide).",
             registry=registry,
+            multiprocess_mode=CLUSTER,
         )
 
     def _define_routing(self, registry: CollectorRegistry) -> None:
@@ -233,36 +263,42 @@ class FrontDoorMetrics:
             "Requests running on a deployment, summed over every worker (cluster-wide).",
             labels,
             registry=registry,
+            multiprocess_mode=CLUSTER,
         )
         self.deployment_cooldown = Gauge(
             "switchboard_deployment_cooldown_remaining_seconds",
             "Seconds until a cooled-down deployment is back in rotation; 0 when it serves.",
             labels,
             registry=registry,
+            multiprocess_mode=CLUSTER,
         )
         self.deployment_ttft = Gauge(
             "switchboard_deployment_ttft_average_seconds",
             "The scheduler's moving average of a deployment's time to first token.",
             labels,
             registry=registry,
+            multiprocess_mode=CLUSTER,
         )
         self.deployment_latency_per_token = Gauge(
             "switchboard_deployment_latency_per_token_average_seconds",
             "The scheduler's moving average of a deployment's latency per output token.",
             labels,
             registry=registry,
+            multiprocess_mode=CLUSTER,
         )
         self.deployment_rpm_used = Gauge(
             "switchboard_deployment_minute_requests",
             "Requests a deployment took in the current clock minute (its rpm budget used).",
             labels,
             registry=registry,
+            multiprocess_mode=CLUSTER,
         )
         self.deployment_tpm_used = Gauge(
             "switchboard_deployment_minute_tokens",
             "Tokens a deployment took in the current clock minute (its tpm budget used).",
             labels,
             registry=registry,
+            multiprocess_mode=CLUSTER,
         )
         self.deployment_minute_failures = Gauge(
             "switchboard_deployment_minute_failures",
@@ -270,6 +306,7 @@ class FrontDoorMetrics:
             "worker (what allowed_fails is counted against, all error classes together).",
             labels,
             registry=registry,
+            multiprocess_mode=CLUSTER,
         )
 
     def observe(
@@ -299,6 +336,8 @@ class FrontDoorMetrics:
             key_counter = self.key_requests.labels(api_key_alias, str(status))
             by_key.requests[status] = key_counter
         key_counter.inc()
+        if meta is not None and meta.takeovers:
+            by_group.takeovers.inc(meta.takeovers)
         if meta is not None and meta.deployment:
             self._account(children, by_group, meta)
             by_key.prompt.inc(meta.prompt_tokens)
@@ -312,6 +351,7 @@ class FrontDoorMetrics:
         children.prompt.inc(meta.prompt_tokens)
         children.completion.inc(meta.completion_tokens)
         children.cached.inc(meta.cached_tokens)
+        children.estimated.inc(meta.estimated_tokens)
         if meta.cost_usd:
             children.cost.inc(meta.cost_usd)
         if meta.attempts > 1:

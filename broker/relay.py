@@ -132,6 +132,7 @@ class Relay:
             self.overhead_s = overhead_ms / 1000
             headers["x-switchboard-deployment"] = meta.deployment
             headers["x-switchboard-attempts"] = str(meta.attempts)
+            headers["x-switchboard-takeovers"] = str(meta.takeovers)
             headers["x-switchboard-fallbacks"] = str(meta.fallbacks)
             headers["x-switchboard-overhead-ms"] = f"{overhead_ms:.2f}"
             headers["x-switchboard-worker"] = meta.worker

@@ -2,7 +2,12 @@
 doors sharing the port) as children, an embedded Redis when none is configured, and for
 `--demo` a local fake upstream. A child that dies is started again; on SIGTERM everything
 drains and stops, Redis last. If a background task of this process's own front door dies,
-it drains and stops the same way, and `up` exits 1 (broker/frontdoor.py)."""
+it drains and stops the same way, and `up` exits 1 (broker/frontdoor.py).
+
+`up` names each worker it starts (`--worker-id`, its consumer name in the group), so when
+one exits it tells the others at once and they take its requests over without waiting
+for its heartbeat to go stale (issue #15). Front doors sharing the port share one
+/metrics (broker/shared_metrics.py)."""
 
 from __future__ import annotations
 
@@ -15,15 +20,22 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
+from redis.exceptions import RedisError
+
+from broker import shared_metrics
 from broker.admin_cli import data_dir
 from broker.config import DEMO_UPSTREAM_ENV, Config
 from broker.embedded_redis import EmbeddedRedis
 from broker.launch import load, redis_url_of, run_async
+from workers import redis_streams
+from workers.connect import connect
 from workers.db.engine import sqlite_url
 from workers.deployment import Secret
 from workers.log_redaction import Redactor, secrets_in
+from workers.redis_streams import Keys
 from workers.supervision import Supervisor
 
 log = logging.getLogger("switchboard.up")
@@ -33,17 +45,28 @@ FAKE_START_TIMEOUT_S = 15.0
 
 
 class Child:
-    """One child process, restarted when it dies unexpectedly."""
+    """One child process, restarted when it dies unexpectedly; `on_exit` runs as soon as it
+    has exited (before the restart's delay)."""
 
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str],
+        on_exit: Callable[[Child], Awaitable[None]] | None = None,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.env = dict(env)
+        self.on_exit = on_exit
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0
 
+    def command(self) -> list[str]:
+        return self.argv
+
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(*self.argv, env=self.env)
+        self.process = await asyncio.create_subprocess_exec(*self.command(), env=self.env)
         log.info("started %s (pid %d)", self.name, self.process.pid)
 
     async def keep_alive(self, stopping: asyncio.Event) -> None:
@@ -54,6 +77,8 @@ class Child:
             code = await self.process.wait()
             if stopping.is_set():
                 break
+            if self.on_exit is not None:
+                await self.on_exit(self)
             self.restarts += 1
             log.warning("%s exited with %s; starting it again", self.name, code)
             await asyncio.sleep(RESTART_DELAY_S)
@@ -74,6 +99,23 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
+
+
+class WorkerChild(Child):
+    """A worker, named anew at each start: the name is its consumer in the group, and a
+    restarted worker must not look like the one that died holding entries."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.worker_id = ""
+
+    def command(self) -> list[str]:
+        # Imported here: the runtime imports prometheus-client, which must come after the
+        # shared metrics directory is set (run_up).
+        from workers.runtime.worker import new_worker_id
+
+        self.worker_id = new_worker_id()
+        return [*self.argv, "--worker-id", self.worker_id]
 
 
 def keep_alive(tasks: Supervisor, children: Sequence[Child], stopping: asyncio.Event) -> None:
@@ -102,11 +144,27 @@ async def supervise(
     from broker.app import serve_front_door
 
     metrics = _metrics_ports(args)
-    children = [
-        Child(
+    redis = connect(redis_url, max_connections=2)
+    keys = Keys(config.switchboard_settings.namespace)
+
+    async def worker_exited(child: Child) -> None:
+        # Its requests are taken over now, not after its heartbeat goes stale.
+        assert isinstance(child, WorkerChild)
+        try:
+            await redis_streams.announce_gone(redis, keys, child.worker_id)
+        except RedisError as exc:
+            log.warning("could not announce that %s exited: %s", child.name, exc)
+
+    async def front_door_exited(child: Child) -> None:
+        if shared_metrics.is_shared() and child.process is not None:
+            shared_metrics.forget(child.process.pid)
+
+    children: list[Child] = [
+        WorkerChild(
             f"worker {i + 1}",
             _child_argv(args, ["worker", *metrics(args.front_doors + i, "--metrics-host")]),
-            env,
+            shared_metrics.without_directory(env),
+            on_exit=worker_exited,
         )
         for i in range(args.workers)
     ]
@@ -123,6 +181,7 @@ async def supervise(
                 ],
             ),
             env,
+            on_exit=front_door_exited,
         )
         for i in range(args.front_doors - 1)
     ]
@@ -151,6 +210,7 @@ async def supervise(
         drain_s = config.switchboard_settings.drain_timeout_s + 5
         await asyncio.gather(*(child.stop(drain_s) for child in children))
         await asyncio.gather(banner, return_exceptions=True)
+        await redis.aclose()
 
 
 def _metrics_ports(args: argparse.Namespace) -> Callable[[int, str | None], list[str]]:
@@ -205,6 +265,9 @@ def run_up(args: argparse.Namespace, redactor: Redactor) -> int:
     # Issue #17: the system of record is SQLite in the data directory unless one is named.
     env.setdefault("DATABASE_URL", sqlite_url(data_dir(args.data_dir, env)))
     with contextlib.ExitStack() as stack:
+        if args.front_doors > 1:
+            # First: prometheus-client picks its value store when it is imported.
+            stack.enter_context(shared_metrics.shared_directory(env))
         if args.demo:
             _start_demo_upstream(stack, env)
         config = load(args, env)

@@ -58,6 +58,9 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     # Per-deployment price overrides (LiteLLM's litellm_params names), USD per token.
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None
+    # Whether a stream cut off by its worker's death continues here (issue #15); None: the
+    # service-wide switchboard_settings.stream_continuation decides.
+    stream_continuation: bool | None = None
 
     @property
     def label(self) -> str:

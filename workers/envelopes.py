@@ -74,6 +74,12 @@ class Meta(msgspec.Struct, array_like=True, omit_defaults=True):
     worker: str = ""
     # The part of prompt_tokens the provider served from its prompt cache.
     cached_tokens: int = 0
+    # Workers that died (or were presumed dead) holding the request before this one took
+    # it over; `attempts` counts their attempts too (issue #15).
+    takeovers: int = 0
+    # The part of prompt_tokens + completion_tokens the gateway estimated: the usage of an
+    # attempt that died with its worker, whose stream another worker continued.
+    estimated_tokens: int = 0
 
 
 class Record(msgspec.Struct, array_like=True, omit_defaults=True):

@@ -8,7 +8,8 @@ Layout (namespace `ns`: switchboard_settings.namespace):
     {ns}:{<rid>}:state        who owns a disconnected request: "cancelled" or "resumed:<fd>"
     {ns}:live:<front door>    pub/sub: records for the requests a front door waits on
     {ns}:cancel               pub/sub: request ids whose clients went away
-    {ns}:{w}:heartbeats       sorted set: worker id -> last heartbeat (unix seconds)
+    {ns}:gone                 pub/sub: ids of workers known dead (their entries: take over now)
+    {ns}:{w}:heartbeats       sorted set: worker id -> last heartbeat (Redis's clock, unix s)
     {ns}:{w}:worker:<id>      hash: a worker's self-description, expires with its heartbeat
     {ns}:{rt:<group>}:owners      sorted set: routing owner (a worker) -> expiry (unix ms)
     {ns}:{rt:<group>}:inflight    hash: "<owner>|<deployment>" -> requests in flight
@@ -26,8 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncGenerator, Iterable, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Sequence
+from typing import Any, cast
 
 import msgspec
 from redis.asyncio import Redis
@@ -57,6 +58,7 @@ class Keys:
         self.ns = namespace
         self.dead_letter = f"{namespace}:{{q}}:dead"
         self.cancel_channel = f"{namespace}:cancel"
+        self.gone_channel = f"{namespace}:gone"
         self.heartbeats = f"{namespace}:{{w}}:heartbeats"
         # In the lanes' slot: whatever loses the queues loses this too.
         self.epoch = f"{namespace}:{{q}}:epoch"
@@ -218,12 +220,6 @@ def ack(pipe: Pipeline, keys: Keys, lane: str, entry: bytes) -> int:
     pipe.xack(stream, GROUP, entry)
     pipe.xdel(stream, entry)
     return 2
-
-
-async def renew(r: Redis, keys: Keys, lane: str, consumer: str, entries: Sequence[bytes]) -> None:
-    """Reset the idle time of entries this consumer still works on, so nobody reclaims them."""
-    if entries:
-        await r.xclaim(keys.lane(lane), GROUP, consumer, 0, list(entries), justid=True)
 
 
 async def reclaim(
@@ -456,13 +452,37 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     started: float = 0.0
 
 
-def heartbeat(
-    pipe: Pipeline, keys: Keys, worker_id: str, now_s: float, info: WorkerInfo, ttl_s: float
-) -> None:
-    pipe.zadd(keys.heartbeats, {worker_id: now_s})
-    pipe.zremrangebyscore(keys.heartbeats, "-inf", now_s - 10 * ttl_s)
-    pipe.hset(keys.worker_info(worker_id), mapping=msgspec.structs.asdict(info))
-    pipe.expire(keys.worker_info(worker_id), max(1, int(ttl_s * 2)))
+# The heartbeat takes Redis's own clock (TIME), as the takeover check does (SILENT_SCRIPT):
+# a grace of a second cannot depend on hosts' clocks agreeing. Scripts may call TIME before
+# writing since Redis 5 (effects replication). KEYS: heartbeats, worker info hash; ARGV:
+# worker id, seconds a dead member is kept, seconds the hash lives, then field/value pairs.
+HEARTBEAT_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+
+def heartbeat(pipe: Pipeline, keys: Keys, worker_id: str, info: WorkerInfo, ttl_s: float) -> None:
+    """One heartbeat: the worker's id at Redis's time, its self-description, and the pruning
+    of members silent for 10 x `ttl_s`. One script call."""
+    fields: list[Any] = []
+    for name, value in msgspec.structs.asdict(info).items():
+        fields += [name, value]
+    pipe.eval(
+        HEARTBEAT_SCRIPT,
+        2,
+        keys.heartbeats,
+        keys.worker_info(worker_id),
+        worker_id,
+        10 * ttl_s,
+        max(1, int(ttl_s * 2)),
+        *fields,
+    )
 
 
 async def worker_infos(
@@ -493,20 +513,6 @@ def _worker_info(raw: dict[bytes, bytes]) -> WorkerInfo:
 async def live_workers(r: Redis, keys: Keys, now_s: float, ttl_s: float) -> list[str]:
     members: Any = await r.zrangebyscore(keys.heartbeats, now_s - ttl_s, "+inf")
     return [m.decode() for m in members]
-
-
-async def cancelled_requests(r: Redis, keys: Keys) -> AsyncGenerator[str, None]:
-    """The ids of requests whose clients went away (`cancel` publishes them), as they are
-    published, until the subscription fails (the caller subscribes again)."""
-    pubsub = r.pubsub(ignore_subscribe_messages=True)
-    try:
-        await pubsub.subscribe(keys.cancel_channel)
-        async for message in pubsub.listen():
-            # Not UTF-8 (another publisher on the channel): names no request of ours.
-            yield bytes(message["data"]).decode(errors="replace")
-    finally:
-        with contextlib.suppress(Exception):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
 
 
 async def forget_worker(r: Redis, keys: Keys, worker_id: str) -> None:
@@ -589,3 +595,207 @@ class LiveRecords:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+async def announce_gone(r: Redis, keys: Keys, worker_id: str) -> None:
+    """Tell every worker that `worker_id` is dead (its process exited: `up` saw it, or it
+    drained leaving entries), so one takes its entries over now rather than after the grace."""
+    await r.publish(keys.gone_channel, worker_id)
+
+
+async def notices(r: Redis, keys: Keys) -> AsyncGenerator[tuple[bool, str], None]:
+    """What workers are told, as it is published, until the subscription fails (the caller
+    subscribes again): (False, id of a request whose client went away) or (True, id of a
+    worker known dead)."""
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    gone = keys.gone_channel.encode()
+    try:
+        await pubsub.subscribe(keys.cancel_channel, keys.gone_channel)
+        async for message in pubsub.listen():
+            # Not UTF-8 (another publisher on the channel): names nothing of ours.
+            text = bytes(message["data"]).decode(errors="replace")
+            yield bytes(message["channel"]) == gone, text
+    finally:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+
+
+# --------------------------------------------------------------------------- takeovers
+# A worker's consumer name in the group is its worker id (read_requests), the member of the
+# heartbeats set, so a silent member names the consumer whose entries to take (issue #15).
+
+
+async def holders(r: Redis, keys: Keys, lanes: Sequence[str]) -> dict[str, set[str]]:
+    """Per lane, the consumers holding entries (XPENDING's summary). One round trip."""
+    pipe = r.pipeline(transaction=False)
+    for lane in lanes:
+        pipe.xpending(keys.lane(lane), GROUP)
+    summaries: Any = await pipe.execute()
+    found: dict[str, set[str]] = {}
+    for lane, summary in zip(lanes, summaries, strict=True):
+        names = {_text(c["name"]) for c in summary.get("consumers") or () if int(c["pending"])}
+        if names:
+            found[lane] = names
+    return found
+
+
+async def _eval(r: Redis, script: str, key: str, *args: Any) -> Any:
+    """A one-key script's reply (redis-py types EVAL for its sync and async clients at once)."""
+    return await cast("Awaitable[Any]", r.eval(script, 1, key, *args))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+# KEYS[1] heartbeats; ARGV[1] grace (s), ARGV[2..] worker ids. Returns Redis's time and, for
+# each worker silent past the grace, its id and last heartbeat ("" when it has none: it
+# never beat, or said goodbye, or was pruned).
+SILENT_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local horizon = now - tonumber(ARGV[1])
+local out = {string.format('%.6f', now)}
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if not score or tonumber(score) < horizon then
+    out[#out + 1] = ARGV[i]
+    out[#out + 1] = score or ''
+  end
+end
+return out
+"""
+
+
+async def silent_workers(
+    r: Redis, keys: Keys, worker_ids: Sequence[str], grace_s: float
+) -> tuple[float, dict[str, float | None]]:
+    """Redis's time now, and which of `worker_ids` have not beaten within `grace_s`, with
+    their last heartbeat (None without one)."""
+    reply: Any = await _eval(r, SILENT_SCRIPT, keys.heartbeats, grace_s, *worker_ids)
+    now = float(reply[0])
+    rows = [_text(item) for item in reply[1:]]
+    return now, {
+        rows[i]: float(rows[i + 1]) if rows[i + 1] else None for i in range(0, len(rows), 2)
+    }
+
+
+# KEYS[1] lane; ARGV: group, silent consumer, this worker, count. Claims (XCLAIM, min-idle 0)
+# up to `count` entries the silent consumer still holds, atomically: an entry another worker
+# took meanwhile is not taken from it. A consumer left holding nothing is deleted from the
+# group (XINFO CONSUMERS would otherwise list every worker that ever ran). Returns the
+# claimed entries, the ids it held (those not claimed were deleted meanwhile), their
+# delivery counts before this claim, and how many it still holds.
+TAKE_OVER_SCRIPT = """
+local rows = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[4]), ARGV[2])
+local ids, deliveries = {}, {}
+for i, row in ipairs(rows) do
+  ids[i] = row[1]
+  deliveries[i] = row[4]
+end
+local claimed = {}
+if #ids > 0 then
+  claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, unpack(ids))
+end
+local left = #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if left == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return {claimed, ids, deliveries, left}
+"""
+
+
+class TakenOver(msgspec.Struct, frozen=True):
+    """What one take-over call got: entries with their envelopes and delivery counts (this
+    delivery included), ids deleted meanwhile, and whether the silent consumer holds more."""
+
+    entries: list[tuple[bytes, bytes, int]]
+    deleted: list[bytes]
+    has_more: bool
+
+
+async def take_over(
+    r: Redis, keys: Keys, lane: str, silent: str, consumer: str, count: int
+) -> TakenOver:
+    reply: Any = await _eval(r, TAKE_OVER_SCRIPT, keys.lane(lane), GROUP, silent, consumer, count)
+    claimed_rows, ids, deliveries, left = reply
+    held = {bytes(entry): int(times) for entry, times in zip(ids, deliveries, strict=True)}
+    entries = []
+    for row in claimed_rows:
+        entry, flat = bytes(row[0]), row[1] or []
+        fields = {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+        entries.append((entry, bytes(fields.get(ENVELOPE_FIELD, b"")), held.pop(entry) + 1))
+    # Redis 6.2 returns a deleted entry's id with no fields (read as an empty envelope); 7.0
+    # drops it from the pending list and returns nothing.
+    deleted = [entry for entry, raw, _ in entries if not raw] + list(held)
+    entries = [row for row in entries if row[1]]
+    return TakenOver(entries, deleted, int(left) > 0)
+
+
+# KEYS[1] lane; ARGV: group, this worker, entry ids. Renews (XCLAIM min-idle 0 JUSTID: idle
+# time reset, delivery count kept) only the entries this worker still holds; returns those
+# another consumer holds: taken over while this worker was presumed dead (paused, cut off).
+# An entry nobody holds is neither: acknowledged (its reply ended), or gone with Redis's
+# data (its front door queues it again, and this worker adopts the copy).
+RENEW_SCRIPT = """
+local mine, lost = {}, {}
+for i = 3, #ARGV do
+  local row = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)[1]
+  if row and row[2] == ARGV[2] then
+    mine[#mine + 1] = ARGV[i]
+  elseif row then
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+if #mine > 0 then
+  mine[#mine + 1] = 'JUSTID'  -- unpack expands only as the last argument
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(mine))
+end
+return lost
+"""
+
+
+async def renew_held(
+    r: Redis, keys: Keys, lane: str, consumer: str, entries: Sequence[bytes]
+) -> list[bytes]:
+    """Reset the idle time of the entries this consumer still holds, so nobody reclaims
+    them; returns those another consumer holds now."""
+    if not entries:
+        return []
+    lost: Any = await _eval(r, RENEW_SCRIPT, keys.lane(lane), GROUP, consumer, *entries)
+    return [bytes(entry) for entry in lost]
+
+
+# KEYS[1] lane; ARGV: group, entry, this worker, the worker to give it to.
+HAND_BACK_SCRIPT = """
+local row = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)[1]
+if row and row[2] == ARGV[3] then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[4], 0, ARGV[2], 'JUSTID')
+  return 1
+end
+return 0
+"""
+
+
+async def hand_back(r: Redis, keys: Keys, lane: str, entry: bytes, consumer: str, to: str) -> bool:
+    """Give an entry this consumer took over back to the worker it was taken from: that
+    worker was alive after all, and its record reached the reply first."""
+    done: Any = await _eval(r, HAND_BACK_SCRIPT, keys.lane(lane), GROUP, entry, consumer, to)
+    return bool(done)
+
+
+# KEYS[1] lane; ARGV: group, consumer. Deletes the consumer if it holds nothing (-1: it does).
+DROP_CONSUMER_SCRIPT = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return -1 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+"""
+
+
+async def drop_consumer(r: Redis, keys: Keys, lanes: Sequence[str], consumer: str) -> bool:
+    """Delete a stopping worker's consumer from each lane's group, unless it still holds
+    entries there (another worker takes those over). True if it held none anywhere."""
+    pipe = r.pipeline(transaction=False)
+    for lane in lanes:
+        pipe.eval(DROP_CONSUMER_SCRIPT, 1, keys.lane(lane), GROUP, consumer)
+    dropped: Any = await pipe.execute()
+    return all(result != -1 for result in dropped)

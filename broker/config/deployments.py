@@ -90,6 +90,7 @@ def _deployment(
         "base_model": info.base_model,
         "input_cost_per_token": _first(params.input_cost_per_token, info.input_cost_per_token),
         "output_cost_per_token": _first(params.output_cost_per_token, info.output_cost_per_token),
+        "stream_continuation": params.stream_continuation,
     }
     model = _provider_model(params.model, params.custom_llm_provider)
     try:

@@ -18,6 +18,8 @@ import aiohttp
 from redis.asyncio import Redis
 
 from tests.broker.harness import config_text
+from workers import redis_streams
+from workers.envelopes import decode_envelope
 from workers.redis_streams import Keys
 
 SWITCHBOARD = str(Path(sys.executable).with_name("switchboard"))
@@ -136,3 +138,13 @@ async def worker_pids(redis: Redis, namespace: str) -> dict[str, int]:
         if pid is not None:
             pids[worker_id] = int(pid)
     return pids
+
+
+async def held_requests(redis: Redis, lane: str, consumer: str) -> set[str]:
+    """The ids of the requests a consumer (a worker) holds in a lane."""
+    rows: Any = await redis.xpending_range(lane, redis_streams.GROUP, "-", "+", 1000, consumer)
+    held = set()
+    for row in rows:
+        [(_, fields)] = await redis.xrange(lane, row["message_id"], row["message_id"])
+        held.add(decode_envelope(fields[redis_streams.ENVELOPE_FIELD]).request_id)
+    return held

@@ -291,7 +291,9 @@ def test_switchboard_settings_have_documented_defaults() -> None:
     assert (settings.max_deliveries, settings.reply_ttl_s) == (3, 300)
     assert (settings.worker_concurrency, settings.drain_timeout_s) == (256, 30.0)
     assert (settings.max_body_bytes, settings.disconnect_grace_s) == (10 * 1024 * 1024, 0.5)
-    assert (settings.heartbeat_interval_s, settings.worker_ttl_s) == (1.0, 5.0)
+    assert (settings.heartbeat_interval_s, settings.worker_ttl_s) == (0.25, 5.0)
+    assert (settings.takeover_grace_s, settings.takeover_grace) == (None, 1.0)
+    assert settings.stream_continuation is True
 
 
 def test_an_empty_config_loads() -> None:

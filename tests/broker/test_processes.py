@@ -22,6 +22,7 @@ from tests.broker.processes import (
     SWITCHBOARD,
     environment,
     free_port,
+    held_requests,
     switchboard,
     wait_ready,
     worker_pids,
@@ -30,7 +31,6 @@ from tests.broker.processes import (
 from tests.redis_helpers import REDIS_URL
 from tests.waiting import eventually
 from workers import redis_streams
-from workers.envelopes import decode_envelope
 from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
 
@@ -170,12 +170,12 @@ async def test_kill_9_of_a_worker_loses_no_request_and_leaves_nothing_pending(
             streams_held = {}
             for consumer in consumers:
                 name = consumer["name"].decode()
-                streams_held[name] = len(await _held_requests(redis, lane, name) & stream_ids)
+                streams_held[name] = len(await held_requests(redis, lane, name) & stream_ids)
             victim = max(streams_held, key=streams_held.__getitem__)
             # Freeze it first, so what it holds is exactly what it holds when it dies.
             (pid,) = [pid for worker, pid in pids.items() if worker == victim]
             os.kill(pid, signal.SIGSTOP)
-            held = await _held_requests(redis, lane, victim)
+            held = await held_requests(redis, lane, victim)
             os.kill(pid, signal.SIGKILL)
 
             done = await asyncio.wait_for(asyncio.gather(*answers), 60)
@@ -215,15 +215,6 @@ async def _read_stream(chunks: Any) -> tuple[str, openai.APIError | None]:
     except openai.APIError as exc:
         return text, exc
     return text, None
-
-
-async def _held_requests(redis: Redis, lane: str, consumer: str) -> set[str]:
-    rows: Any = await redis.xpending_range(lane, redis_streams.GROUP, "-", "+", 1000, consumer)
-    held = set()
-    for row in rows:
-        [(_, fields)] = await redis.xrange(lane, row["message_id"], row["message_id"])
-        held.add(decode_envelope(fields[redis_streams.ENVELOPE_FIELD]).request_id)
-    return held
 
 
 async def test_kill_9_of_a_front_door_mid_stream_resumes_whole_on_another(

@@ -210,9 +210,9 @@ async def test_a_stream_costs_one_round_trip_per_record(
         spent, elapsed = round_trips.count - before, time.monotonic() - started
     records = int(await redis.xlen(Keys(namespace).reply(request_id)))
     assert records >= 20 and len(events) >= records  # one upstream read per chunk here
-    # The monitor refreshes every 0.25 s, heartbeats go every 1 s, and claim renewals are
-    # rarer still: each may have started once more.
-    timed = math.ceil(elapsed / 0.25) + math.ceil(elapsed / 1.0) + 3
+    # The monitor refreshes, heartbeats go and the watch for dead workers looks every
+    # 0.25 s, and claim renewals are rarer still: each may have started once more.
+    timed = 3 * math.ceil(elapsed / 0.25) + 3
     assert spent <= records + 2 + timed, (spent, records, elapsed)
 
 

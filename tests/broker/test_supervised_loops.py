@@ -1,6 +1,7 @@
-"""A worker's background loops (heartbeats, claims, the cancellation listener, its routing
-liveness) outlive Redis's refusals, and if one still dies the worker stops rather than go on
-consuming while invisible or deaf (issue #14, item 6). Draining stops reclaims first.
+"""A worker's background loops (heartbeats, claims, takeovers, the listener for
+cancellations and dead workers, its routing liveness) outlive Redis's refusals, and if one
+still dies the worker stops rather than go on consuming while invisible or deaf (issue #14,
+item 6). Draining stops reclaims and takeovers first.
 
 Refusals come from a real redis-server of the test's own: a failover's READONLY (the server
 is made a replica of a dead master, then a master again), and an ACL's NOPERM (a user
@@ -153,7 +154,10 @@ async def test_the_cancellation_listener_outlives_a_refused_subscribe(
             await worker.stop_if_running()
 
 
-@pytest.mark.parametrize("loop", ["heartbeats", "claims", "cancellations", "routing liveness"])
+LOOPS = ["heartbeats", "claims", "takeovers", "notices", "routing liveness"]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
 async def test_a_worker_whose_loop_dies_drains_and_stops(
     fake: FakeUpstream, namespace: str, redis: Redis, loop: str
 ) -> None:

@@ -11,6 +11,11 @@ Stream contract, relied on by the SDK and the worker:
   (whether the client asked for it is decided by the consumer, which strips it if not);
 - a failure before or during the stream raises a `SwitchboardError`.
 
+A stream cut off by its worker's death continues only where the provider can continue a
+partial answer (issue #15): `continuation(call, prefix)` gives the call that does, or why
+the provider cannot; `with_prefix` appends the text already delivered as the final assistant
+message, the form every provider that can continue takes.
+
 Parameters a provider cannot honor are refused here, once for every adapter: `refuser(call)`
 gives the callback an adapter's translation calls with (param, reason); it raises a 400 naming
 the parameter and provider, or, with drop_params, logs the drop and lets the caller drop it.
@@ -31,12 +36,14 @@ from workers.errors import InvalidRequest
 from workers.http import HttpClient
 from workers.params import unsupported
 from workers.providers.media import MediaFetches
+from workers.tokens import estimate_tokens
 from workers.wire import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
     EmbeddingRequest,
     EmbeddingResponse,
+    Message,
 )
 
 # (param, reason) -> None: a 400 naming the parameter, or (drop_params) logged; the caller drops.
@@ -59,6 +66,38 @@ class ChatCall(msgspec.Struct, kw_only=True):
     # under the operator's media policy. Every attempt of the request (retries, fallbacks)
     # gets this same object, so each URL is fetched once per request.
     media: MediaFetches = msgspec.field(default_factory=MediaFetches)
+
+
+class Continued(msgspec.Struct, frozen=True, kw_only=True):
+    """A call that continues a partial answer, and the text its answer starts with that the
+    client already has (a provider that refuses a prefix ending in whitespace is sent the
+    prefix without it, and answers with it first)."""
+
+    call: ChatCall
+    skip: str = ""
+
+
+# Why the base adapter's provider cannot continue: its API has no way to.
+NO_CONTINUATION = "its API cannot continue a partial answer"
+
+
+def with_prefix(call: ChatCall, prefix: str, **body_fields: Any) -> ChatCall:
+    """`call` with `prefix` as a final assistant message (in the request Structs and the
+    body alike) and `body_fields` added to the body. An output cap the client set is
+    lowered by the tokens the prefix used, so both parts together stay within it."""
+    request, body = call.request, dict(call.body)
+    used = estimate_tokens(prefix)
+    caps: dict[str, Any] = {}
+    for field in ("max_tokens", "max_completion_tokens"):
+        cap = getattr(request, field)
+        if cap is not None:
+            caps[field] = max(1, cap - used)
+            body[field] = caps[field]
+    messages = [*request.messages, Message(role="assistant", content=prefix)]
+    body["messages"] = [*body.get("messages", ()), {"role": "assistant", "content": prefix}]
+    body.update(body_fields)
+    request = msgspec.structs.replace(request, messages=messages, **caps)
+    return msgspec.structs.replace(call, request=request, body=body)
 
 
 class EmbeddingCall(msgspec.Struct, kw_only=True):
@@ -153,6 +192,11 @@ class Adapter(ABC):
             await batches.aclose()  # type: ignore[attr-defined]  # an async generator
             raise
         return first, batches
+
+    def continuation(self, call: ChatCall, prefix: str) -> Continued | str:
+        """The call that continues an answer whose text so far is `prefix` (the provider then
+        answers with the rest only), or why this provider cannot."""
+        return NO_CONTINUATION
 
     async def embed(self, call: EmbeddingCall) -> EmbeddingResponse:
         raise InvalidRequest(

@@ -3,6 +3,11 @@ a few parameters each host cannot honor.
 
 They differ only in data, so they share one module: one table row per host. Anything a row
 does not refuse is forwarded as sent, and the host's own 400 comes back as an InvalidRequest.
+
+A host that continues a final assistant message (vLLM's `continue_final_message`, with
+`add_generation_prompt: false`; SGLang's server takes the same two fields) lets a stream
+whose worker died go on where it stopped (issue #15). Hosts whose prefix feature is not
+that (Mistral's and DeepSeek's `prefix: true`) are not used for it: docs/providers/README.md.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from workers.deployment import ProviderDefaults
-from workers.providers.base import ChatCall
+from workers.providers.base import NO_CONTINUATION, ChatCall, Continued, with_prefix
 from workers.providers.openai import OpenAIAdapter
 
 _THINKING = "use `reasoning_effort` for reasoning models"
@@ -30,6 +35,8 @@ class Host(msgspec.Struct, frozen=True, kw_only=True):
     # Most hosts predate `max_completion_tokens` and only know `max_tokens`.
     legacy_max_tokens: bool = True
     embeddings: bool = False
+    # Whether the host continues a final assistant message (`continue_final_message`).
+    continues_final_message: bool = False
 
 
 HOSTS: dict[str, Host] = {
@@ -127,6 +134,7 @@ HOSTS: dict[str, Host] = {
             requires_api_key=False,
         ),
         embeddings=True,
+        continues_final_message=True,
     ),
     "ollama_chat": Host(
         defaults=ProviderDefaults(
@@ -166,6 +174,14 @@ class CompatibleAdapter(OpenAIAdapter):
     def adapt_body(self, body: dict[str, Any], call: ChatCall) -> None:
         if self.host.legacy_max_tokens and "max_completion_tokens" in body:
             body.setdefault("max_tokens", body.pop("max_completion_tokens"))
+
+    def continuation(self, call: ChatCall, prefix: str) -> Continued | str:
+        if not self.host.continues_final_message:
+            return NO_CONTINUATION
+        # vLLM refuses continue_final_message together with add_generation_prompt (its
+        # default), and answers with the new text only.
+        fields = {"continue_final_message": True, "add_generation_prompt": False}
+        return Continued(call=with_prefix(call, prefix, **fields))
 
 
 @functools.cache

@@ -6,7 +6,10 @@ record what happened; retry within the group, then fall back to other groups.
 
 Streams are retried or fall back only before their first batch exists: once a chunk may
 have reached the client, a retry would duplicate text. The rest of a stream holds its
-deployment's slot until it is read or closed (routing/tracked_stream.py).
+deployment's slot until it is read or closed (routing/tracked_stream.py). A stream whose
+worker died goes on at the deployment that served it (`continue_stream`, issue #15): one
+attempt, no retry, no fallback, counted against its figures but refused by none of its
+limits (the request was admitted there once already).
 """
 
 from __future__ import annotations
@@ -25,7 +28,17 @@ from workers.http import HttpClient
 from workers.providers import create_adapter
 from workers.providers.base import Adapter, ChatCall, EmbeddingCall
 from workers.routing import reliability
-from workers.routing.attempts import AttemptKind, Attempts, Call, Outcome, Scope
+from workers.routing.attempts import (
+    AttemptKind,
+    Attempts,
+    Call,
+    Outcome,
+    Scope,
+    attempt_call,
+    blame,
+    estimate_prompt_tokens,
+    request_deadline,
+)
 from workers.routing.checks import eligible, nothing_eligible
 from workers.routing.memory_store import MemoryFigures
 from workers.routing.observer import RoutingObserver, Unobserved
@@ -169,6 +182,40 @@ class RoutingEngine:
             first,
         )
         return first, rest, served.outcome
+
+    def target_labelled(self, label: str) -> tuple[str, Target] | None:
+        """The (group, target) of the deployment a reply's bookkeeping names."""
+        for group, targets in self.targets.items():
+            for target in targets:
+                if target.route.deployment.label == label:
+                    return group, target
+        return None
+
+    async def continue_stream(
+        self, group: str, target: Target, call: ChatCall
+    ) -> tuple[list[ChatCompletionChunk], Batches, Outcome]:
+        """Open the continuation of a stream at the deployment that served it: its first
+        batch, the rest (holding the slot until read or closed) and the outcome."""
+        route = target.route
+        estimate = estimate_prompt_tokens(call)
+        await self.store.count_admission(group, route.name, estimate)
+        self.observer.routed(group, route.name)
+        started = time.perf_counter()
+        try:
+            first, batches = await target.adapter.open_stream(
+                attempt_call(call, route, True, request_deadline(call))
+            )
+        except SwitchboardError as exc:
+            blame(exc, route.deployment)
+            await self.record_failure(group, route, exc)
+            raise
+        except BaseException:
+            await self.store.release(group, route.name, AttemptResult())
+            raise
+        ttft_ms = (time.perf_counter() - started) * 1000
+        result = AttemptResult(ttft_ms=ttft_ms)
+        rest = TrackedBatches(self, group, route, batches, started, result, estimate, first)
+        return first, rest, Outcome(deployment=route.deployment, upstream_ms=ttft_ms)
 
     def attempts(
         self, group: str, call: Call, kind: AttemptKind[T], num_retries: int | None, scope: Scope

@@ -1,6 +1,14 @@
 """A worker's claims on request entries: renew the idle time of the entries it runs (so no
-other worker takes them), take over entries whose worker died, and park an entry delivered
-too often (a request that kills its workers) in the dead-letter stream, telling its client.
+other worker takes them), reclaim entries idle past claim_idle_ms (the backstop behind the
+takeover by consumer, runtime/takeovers.py), and park an entry delivered too often (a
+request that kills its workers) in the dead-letter stream, telling its client.
+
+Renewal renews only the entries this worker still holds. One another worker holds now was
+taken over while this worker was presumed dead (paused past the grace): its job stops
+quietly, no record, no ack; the worker that took it answers. (One nobody holds was answered
+meanwhile, or went with Redis's data: the reply's fence, or the front door's copy, settles
+it.) A pause noticed by the heartbeats
+(`renew_now`) renews at once.
 
 A draining worker stops this loop first: a reclaim then would start a job after the drain
 began (the worker waits for every job it holds, including those a reclaim started before).
@@ -9,6 +17,7 @@ began (the worker waits for every job it holds, including those a reclaim starte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -34,6 +43,11 @@ class Claims:
         self.redis = worker.redis
         self.keys = worker.keys
         self.options = worker.options
+        self._renew_now = asyncio.Event()
+
+    def renew_now(self) -> None:
+        """Renew before the next interval (this worker was paused: its entries may be gone)."""
+        self._renew_now.set()
 
     async def run(self) -> None:
         """Renew, and now and then reclaim, until cancelled. Redis errors are outlived: the
@@ -41,7 +55,9 @@ class Claims:
         renew_s = self.options.renew_interval_ms / 1000
         last_reclaim = 0.0
         while True:
-            await asyncio.sleep(renew_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._renew_now.wait(), renew_s)
+            self._renew_now.clear()
             try:
                 await self.renew()
                 if time.monotonic() - last_reclaim >= self.options.claim_idle_ms / 2000:
@@ -64,7 +80,9 @@ class Claims:
             by_lane.setdefault(job.lane, []).append(job.entry)
         worker_id = self.worker.worker_id
         for lane, entries in by_lane.items():
-            await redis_streams.renew(self.redis, self.keys, lane, worker_id, entries)
+            lost = await redis_streams.renew_held(self.redis, self.keys, lane, worker_id, entries)
+            if lost:
+                self.worker.lose(lane, lost)
 
     async def reclaim(self) -> None:
         worker = self.worker
@@ -93,7 +111,7 @@ class Claims:
                     )
                 else:
                     log.info("reclaimed %s from lane %s (delivery %d)", entry, lane, deliveries)
-                    worker.start(lane, entry, raw, is_reclaimed=True)
+                    worker.start(lane, entry, raw, is_reclaimed=True, deliveries=deliveries)
 
     async def dead_letter(
         self, lane: str, entry: bytes, raw: bytes, reason: str, deliveries: int | None

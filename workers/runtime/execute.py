@@ -4,6 +4,10 @@ cancellation. Only a worker shutdown leaves a job without one (it stays pending 
 This is the service's edge for errors: a passed deadline is a 504 naming the limit, a body
 no provider could take is a 400, and an upstream failure is told in the words
 workers/upstream_text.py allows.
+
+A stream an earlier worker had begun (it died, or seemed to) goes on from where its records
+stop when the provider can continue a partial answer (runtime/continuation.py), else ends
+with a `worker_lost` error event.
 """
 
 from __future__ import annotations
@@ -13,17 +17,27 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import msgspec
 import orjson
 
 from workers import accounting, envelopes
 from workers.body_limits import check_json_bytes
 from workers.envelopes import KIND_CHAT, Meta, Record
-from workers.errors import GatewayTimeout, InternalError, InvalidRequest, SwitchboardError
+from workers.errors import (
+    GatewayTimeout,
+    InternalError,
+    InvalidRequest,
+    ProviderError,
+    SwitchboardError,
+)
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.routing.attempts import Call, Outcome
-from workers.routing.engine import RoutingEngine
+from workers.routing.engine import Batches, RoutingEngine
+from workers.runtime import continuation
+from workers.runtime.continuation import Delivered, Splice
 from workers.runtime.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
+from workers.runtime.worker_metrics import WorkerMetrics
 from workers.upstream_text import for_client
 from workers.validation import decode_request
 from workers.wire import (
@@ -45,11 +59,17 @@ class Executor:
         writer: ReplyWriter,
         worker_id: str,
         media_policy: MediaPolicy = DEFAULT_POLICY,
+        *,
+        stream_continuation: bool = True,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.engine = engine
         self.writer = writer
         self.worker_id = worker_id
         self.media_policy = media_policy  # switchboard_settings.media_fetch
+        # switchboard_settings.stream_continuation (a deployment's own setting wins).
+        self.stream_continuation = stream_continuation
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
 
     async def run(self, job: Job) -> None:
         try:
@@ -81,7 +101,7 @@ class Executor:
             raise
         except SwitchboardError as exc:
             error = for_client(exc, exc.deployment, job.request_id)
-            await self.writer.write_error(job, error, self._error_meta(exc))
+            await self.writer.write_error(job, error, self._error_meta(exc, job))
         except Exception:
             log.exception("request %s failed unexpectedly", job.request_id)
             error = InternalError(f"internal error while serving request {job.request_id}")
@@ -96,7 +116,9 @@ class Executor:
         try:
             if envelope.kind == KIND_CHAT:
                 call = self._chat_call(job)
-                if envelope.stream:
+                if job.resumes_stream:
+                    await self._continue(job, call)
+                elif envelope.stream:
                     await self._stream(job, call)
                 else:
                     await self._complete(job, call)
@@ -120,19 +142,27 @@ class Executor:
             media=MediaFetches(self.media_policy),
         )
 
-    def _error_meta(self, exc: SwitchboardError) -> Meta:
+    def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
         """A failed request still says where it went: attempts, fallbacks, last deployment."""
         if exc.outcome is None:
-            return Meta(worker=self.worker_id)
-        return self._meta(exc.outcome)
+            return Meta(worker=self.worker_id, takeovers=job.takeovers)
+        return self._meta(exc.outcome, job=job)
 
-    def _meta(self, outcome: Outcome, usage: Usage | None = None) -> Meta:
+    def _meta(
+        self,
+        outcome: Outcome,
+        usage: Usage | None = None,
+        job: Job | None = None,
+        estimated: int = 0,
+    ) -> Meta:
         deployment = outcome.deployment
         cost = accounting.cost_for(usage, deployment) if usage is not None else None
+        takeovers = job.takeovers if job is not None else 0
         return Meta(
             deployment=deployment.label,
             provider=deployment.provider,
-            attempts=outcome.attempts,
+            # The attempts of workers that died holding it count too: each made one at least.
+            attempts=outcome.attempts + takeovers,
             fallbacks=outcome.fallbacks,
             upstream_ms=round(outcome.upstream_ms, 3),
             prompt_tokens=usage.prompt_tokens if usage else 0,
@@ -140,6 +170,8 @@ class Executor:
             cost_usd=cost.cost_usd if cost else None,
             worker=self.worker_id,
             cached_tokens=usage.cached_tokens if usage else 0,
+            takeovers=takeovers,
+            estimated_tokens=estimated if usage else 0,
         )
 
     async def _complete(self, job: Job, call: ChatCall) -> None:
@@ -148,18 +180,32 @@ class Executor:
             seq=job.seq,
             end=envelopes.RESPONSE,
             body=encode(response),
-            meta=self._meta(outcome, response.usage),
+            meta=self._meta(outcome, response.usage, job),
         )
         await self.writer.write(job, record)
 
     async def _stream(self, job: Job, call: ChatCall) -> None:
-        include_usage = call.request.include_usage
         first, rest, outcome = await _routed(job, self.engine.stream, call)
+        await self._relay(job, call, first, rest, outcome)
+
+    async def _relay(
+        self,
+        job: Job,
+        call: ChatCall,
+        first: list[ChatCompletionChunk],
+        rest: Batches,
+        outcome: Outcome,
+        splice: Splice | None = None,
+    ) -> None:
+        """Write a stream's batches as records, then its end with the usage."""
+        include_usage = call.request.include_usage
         usage: Usage | None = None
         try:
             batch: list[ChatCompletionChunk] | None = first
-            meta: Meta | None = self._meta(outcome)
+            meta: Meta | None = self._meta(outcome, job=job)
             while batch is not None:
+                if splice is not None:
+                    batch = splice.batch(batch)
                 chunks, batch_usage = _frame(batch, include_usage)
                 usage = batch_usage or usage
                 if batch_usage is not None:
@@ -173,9 +219,65 @@ class Executor:
                 chunks = []
         finally:
             await rest.aclose()  # type: ignore[attr-defined]  # an async generator
-        final_meta = self._meta(outcome, usage)
+        estimated = splice.lost.total_tokens if splice is not None else 0
+        final_meta = self._meta(outcome, usage, job, estimated)
         await self.writer.write(
             job, Record(seq=job.seq, chunks=chunks, end=envelopes.DONE, meta=final_meta)
+        )
+
+    async def _continue(self, job: Job, call: ChatCall) -> None:
+        """Go on with a stream an earlier worker began: the same deployment, the text so far
+        as the answer's prefix, only the rest relayed (its sequence numbers carry on)."""
+        try:
+            delivered = Delivered.read(await self.writer.records(job))
+        except msgspec.DecodeError:
+            return await self._lost(job, continuation.UNREADABLE, "its records are unreadable")
+        if delivered.is_finished:
+            # Only the end was missing (the worker died writing it): no provider call.
+            self.metrics.continuation(job.envelope.model_group, continuation.FINISHED)
+            meta = Meta(worker=self.worker_id, takeovers=job.takeovers)
+            return await self.writer.write(job, Record(seq=job.seq, end=envelopes.DONE, meta=meta))
+        served = self.engine.target_labelled(delivered.meta.deployment if delivered.meta else "")
+        if served is None:
+            why = "the deployment that served it is not in this worker's config"
+            return await self._lost(job, continuation.NOT_SUPPORTED, why)
+        group, target = served
+        enabled = target.route.deployment.stream_continuation
+        enabled = self.stream_continuation if enabled is None else enabled
+        refused = continuation.refusal(call.request, delivered, enabled)
+        if refused is not None:
+            return await self._lost(job, refused, _REFUSALS[refused])
+        continued = target.adapter.continuation(call, delivered.text)
+        if isinstance(continued, str):
+            return await self._lost(
+                job, continuation.NOT_SUPPORTED, f"{target.adapter.provider}: {continued}"
+            )
+        try:
+            async with asyncio.timeout_at(_loop_deadline(job)):
+                first, rest, outcome = await self.engine.continue_stream(
+                    group, target, continued.call
+                )
+        except SwitchboardError as exc:
+            if isinstance(exc, GatewayTimeout):
+                raise
+            log.warning("could not continue the stream of %s: %s", job.request_id, exc)
+            return await self._lost(job, continuation.FAILED, "the provider refused to continue it")
+        log.info("continuing the stream of %s at %s", job.request_id, target.route.name)
+        self.metrics.continuation(job.envelope.model_group, continuation.CONTINUED)
+        lost = continuation.lost_usage(call.request, delivered)
+        await self._relay(job, call, first, rest, outcome, Splice(delivered, continued.skip, lost))
+
+    async def _lost(self, job: Job, reason: str, why: str) -> None:
+        """End a stream an earlier worker began and that cannot go on: `worker_lost`."""
+        self.metrics.continuation(job.envelope.model_group, reason)
+        error = ProviderError(
+            f"the worker serving request {job.request_id} stopped after part of the stream "
+            f"was sent, and it could not be continued ({why}); it ends here rather than "
+            "repeat text",
+            code="worker_lost",
+        )
+        await self.writer.write_error(
+            job, error, Meta(worker=self.worker_id, takeovers=job.takeovers)
         )
 
     async def _embed(self, job: Job) -> None:
@@ -198,9 +300,18 @@ class Executor:
             seq=job.seq,
             end=envelopes.RESPONSE,
             body=encode(response),
-            meta=self._meta(outcome, usage),
+            meta=self._meta(outcome, usage, job),
         )
         await self.writer.write(job, record)
+
+
+# The words a `worker_lost` error uses for each reason a stream was not continued.
+_REFUSALS = {
+    continuation.DISABLED: "stream_continuation is off for its deployment",
+    continuation.SEVERAL_CHOICES: "it has several choices (n > 1)",
+    continuation.TOOL_CALL: "it was calling a tool",
+    continuation.REASONING: "it carries reasoning, which a continuation cannot",
+}
 
 
 def _frame(

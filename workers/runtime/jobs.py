@@ -41,9 +41,21 @@ class Job:
         "is_cancelled_by_client",
         "started_ms",
         "reply_bytes",
+        "deliveries",
+        "taken_from",
+        "is_taken_over",
+        "resumes_stream",
     )
 
-    def __init__(self, envelope: Envelope, lane: str, entry: bytes) -> None:
+    def __init__(
+        self,
+        envelope: Envelope,
+        lane: str,
+        entry: bytes,
+        *,
+        deliveries: int = 1,
+        taken_from: str | None = None,
+    ) -> None:
         self.envelope = envelope
         self.lane = lane
         self.entry = entry
@@ -55,6 +67,20 @@ class Job:
         self.started_ms = now_ms()
         # Bytes of chunks and response bodies written so far (held by Redis for reply_ttl_s).
         self.reply_bytes = 0
+        # How many times the entry was handed to a worker, this time included: more than
+        # once, earlier workers died holding it (or were presumed dead).
+        self.deliveries = deliveries
+        # The worker this one took the entry over from (runtime/takeovers.py), if known.
+        self.taken_from = taken_from
+        # Another worker took the entry over while this one was presumed dead: stop quietly.
+        self.is_taken_over = False
+        # Its reply already has chunks from an earlier worker: continue that stream.
+        self.resumes_stream = False
+
+    @property
+    def takeovers(self) -> int:
+        """Earlier deliveries: workers that died (or seemed to) holding this request."""
+        return max(0, self.deliveries - 1)
 
     @property
     def request_id(self) -> str:
@@ -64,6 +90,13 @@ class Job:
         """The client went away. A write in progress finishes first (so the reply stream's
         sequence stays known), then the job stops at its next step."""
         self.is_cancelled_by_client = True
+        if not self.is_writing and self.task is not None:
+            self.task.cancel()
+
+    def cancel_as_taken_over(self) -> None:
+        """Another worker holds the entry now (this one was presumed dead): stop without a
+        record or an ack, after a write in progress (the fence decides that one)."""
+        self.is_taken_over = True
         if not self.is_writing and self.task is not None:
             self.task.cancel()
 
@@ -101,8 +134,11 @@ class ReplyWriter:
         batcher: WriteBatcher | None = None,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         part_bytes: int = PART_BYTES,
+        consumer: str = "",
     ) -> None:
         self.redis = redis
+        # The writing worker's consumer name in the group (its worker id).
+        self.consumer = consumer
         self.keys = keys
         self.reply_ttl_s = reply_ttl_s
         self.max_reply_bytes = max_reply_bytes
@@ -155,7 +191,7 @@ class ReplyWriter:
             job.is_writing = False
         if redis_streams.is_seq_taken(results[0]):
             if not final:
-                await self.ack_only(job)  # the request is settled; nothing to re-run
+                await self._after_taken(job)
             raise ReplyTaken(job.request_id) from results[0]
         if redis_streams.is_out_of_memory(results[0]):
             raise ReplyRefused(job.request_id) from results[0]
@@ -163,7 +199,7 @@ class ReplyWriter:
             if isinstance(result, Exception):
                 raise result
         job.seq = record.next_seq
-        if job.is_cancelled_by_client and not final:
+        if (job.is_cancelled_by_client or job.is_taken_over) and not final:
             raise asyncio.CancelledError
 
     def _count_reply_bytes(self, job: Job, record: Record) -> None:
@@ -221,6 +257,25 @@ class ReplyWriter:
         for result in await self.batcher.write(build):
             if isinstance(result, Exception):
                 raise result
+
+    async def _after_taken(self, job: Job) -> None:
+        """Another writer got to this reply first. If it ended the reply (the front door's
+        CANCELLED record, or a worker that took the entry over and finished), the request is
+        settled: ack it. If it is still writing, it is the worker this one took the entry
+        over from, alive after all (paused past the grace, then resumed): give the entry
+        back to it, so its renewals keep it. Otherwise the other writer holds the entry."""
+        last = await redis_streams.last_record(self.redis, self.keys, job.request_id)
+        if last is None or envelopes.decode_record(last).is_final:
+            await self.ack_only(job)
+        elif job.taken_from is not None:
+            await redis_streams.hand_back(
+                self.redis, self.keys, job.lane, job.entry, self.consumer, job.taken_from
+            )
+
+    async def records(self, job: Job) -> list[Record]:
+        """Every record of the job's reply so far."""
+        rows = await redis_streams.read_records(self.redis, self.keys, job.request_id)
+        return [envelopes.decode_record(raw) for _, raw in rows]
 
     async def ack_only(self, job: Job) -> None:
         results = await self.batcher.write(

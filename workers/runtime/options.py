@@ -19,6 +19,10 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
     drain_timeout_s: float
     heartbeat_interval_s: float
     worker_ttl_s: float
+    # A silent worker's entries are taken over after this long without its heartbeat.
+    takeover_grace_s: float
+    # switchboard_settings.stream_continuation: a cut-off stream continues where it can.
+    stream_continuation: bool
     # switchboard_settings.max_reply_bytes: the most of one reply a worker reads and writes.
     max_reply_bytes: int
     media_fetch: MediaFetch
@@ -43,6 +47,8 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
             drain_timeout_s=settings.drain_timeout_s,
             heartbeat_interval_s=settings.heartbeat_interval_s,
             worker_ttl_s=settings.worker_ttl_s,
+            takeover_grace_s=settings.takeover_grace,
+            stream_continuation=settings.stream_continuation,
             max_reply_bytes=settings.max_reply_bytes,
             media_fetch=settings.media_fetch,
         )

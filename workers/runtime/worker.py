@@ -1,6 +1,7 @@
 """The worker: consume request entries and run them, stop those whose clients left, and
 drain on shutdown. Its background loops (claims.py: renew, reclaim, dead-letter;
-heartbeats.py; the cancellation listener here) run under a Supervisor: each outlives Redis's
+heartbeats.py; takeovers.py: a silent worker's entries taken over by consumer; the listener
+here for cancellations and dead workers) run under a Supervisor: each outlives Redis's
 errors, and if one still dies, the worker drains and stops with it.
 
 Backpressure: a worker reads only as many entries as it has free slots, so a burst waits in
@@ -37,6 +38,7 @@ from workers.runtime.execute import Executor
 from workers.runtime.heartbeats import Heartbeats
 from workers.runtime.jobs import Job, ReplyWriter, now_ms
 from workers.runtime.options import RuntimeOptions
+from workers.runtime.takeovers import Takeovers
 from workers.runtime.worker_metrics import WorkerMetrics
 from workers.supervision import Loop, Supervisor
 
@@ -78,9 +80,15 @@ class Worker:
             reply_ttl_s=options.reply_ttl_s,
             batcher=batcher,
             max_reply_bytes=options.max_reply_bytes,
+            consumer=self.worker_id,
         )
         self.executor = Executor(
-            engine, self.writer, self.worker_id, MediaPolicy.of(options.media_fetch)
+            engine,
+            self.writer,
+            self.worker_id,
+            MediaPolicy.of(options.media_fetch),
+            stream_continuation=options.stream_continuation,
+            metrics=self.metrics,
         )
         self.memory = MemoryReleaser()
         self.jobs: dict[str, Job] = {}
@@ -88,10 +96,17 @@ class Worker:
         self._slot_free.set()
         # Requests whose clients left before this worker read them (from the cancel channel).
         self._cancelled: OrderedDict[str, None] = OrderedDict()
-        self.heartbeats = Heartbeats(
-            redis, self.keys, self.worker_id, options, self.metrics, lambda: len(self.jobs)
-        )
         self.claims = Claims(self)
+        self.heartbeats = Heartbeats(
+            redis,
+            self.keys,
+            self.worker_id,
+            options,
+            self.metrics,
+            lambda: len(self.jobs),
+            on_pause=self.claims.renew_now,
+        )
+        self.takeovers = Takeovers(self)
         # The background loops, and the short tasks (dead-lettering an undecodable entry).
         self.background = Supervisor(f"worker {self.worker_id}", log)
 
@@ -108,27 +123,41 @@ class Worker:
         than go on consuming while invisible to live_workers or deaf to cancellations.
         `loops`: more loops to run for as long as the worker runs, watched the same way."""
         await redis_streams.ensure_groups(self.redis, self.keys, self.options.lanes)
+        # Beat before reading: a consumer holding entries without a heartbeat counts as dead.
+        await self.heartbeats.beat()
         background = self.background
         try:
             async with background:
                 background.start("heartbeats", self.heartbeats.run)
                 background.start("claims", self.claims.run)
-                background.start("cancellations", self._cancellations)
+                background.start("takeovers", self.takeovers.run)
+                background.start("notices", self._notices)
                 background.start("memory", self.memory.run)
                 for name, loop in (loops or {}).items():
                     background.start(name, loop)
                 try:
                     await self._serve(stopping)
                 finally:
-                    # Reclaims stop first: one now would start a job the drain misses.
+                    # Reclaims and takeovers stop first: one now would start a job the
+                    # drain misses.
                     await background.stop("claims")
+                    await background.stop("takeovers")
                     await self._drain()
                     await self.writer.aclose()  # batched writes already sent must land
         finally:
             # After the heartbeats stopped (closing the supervisor), so it stays forgotten.
             with contextlib.suppress(Exception):
-                await redis_streams.forget_worker(self.redis, self.keys, self.worker_id)
+                await self._say_goodbye()
         background.check()
+
+    async def _say_goodbye(self) -> None:
+        """Leave the heartbeats, and the consumer group if this worker holds nothing; what
+        it holds (jobs the drain cancelled) is taken over at once: a consumer holding
+        entries without a heartbeat is a dead one (runtime/takeovers.py)."""
+        await redis_streams.forget_worker(self.redis, self.keys, self.worker_id)
+        lanes = self.options.lanes
+        if not await redis_streams.drop_consumer(self.redis, self.keys, lanes, self.worker_id):
+            await redis_streams.announce_gone(self.redis, self.keys, self.worker_id)
 
     async def _serve(self, stopping: asyncio.Event) -> None:
         """Consume until `stopping` is set or a background loop dies."""
@@ -218,8 +247,18 @@ class Worker:
             )
         return found
 
-    def start(self, lane: str, entry: bytes, raw: bytes, *, is_reclaimed: bool) -> None:
-        """Run a request entry read from a lane, or reclaimed from a dead worker."""
+    def start(
+        self,
+        lane: str,
+        entry: bytes,
+        raw: bytes,
+        *,
+        is_reclaimed: bool,
+        deliveries: int = 1,
+        taken_from: str | None = None,
+    ) -> None:
+        """Run a request entry read from a lane, or reclaimed or taken over from a dead
+        worker (`deliveries`: this one included; `taken_from`: that worker, if known)."""
         try:
             envelope = decode_envelope(raw)
         except msgspec.DecodeError:
@@ -235,7 +274,7 @@ class Worker:
             log.info("%s was queued again while running here; keeping its run", running.request_id)
             running.lane, running.entry = lane, entry
             return
-        job = Job(envelope, lane, entry)
+        job = Job(envelope, lane, entry, deliveries=deliveries, taken_from=taken_from)
         self.jobs[envelope.request_id] = job
         self.metrics.job_started(lane, envelope.enqueued_ms, is_reclaimed=is_reclaimed)
         self.metrics.in_flight.set(len(self.jobs))
@@ -266,7 +305,9 @@ class Worker:
 
     async def _settled_by_earlier_attempt(self, job: Job) -> bool:
         """A reclaimed entry's previous worker may have got far: finished (only the ack was
-        lost), or streamed part of the answer (a re-run would duplicate text)."""
+        lost), written part of a large response (a re-run's pieces would be joined to the
+        parts a front door already read), or streamed part of the answer (the executor
+        continues it where the provider can, else ends it with worker_lost)."""
         last = await self._last_record(job)
         if last is None:
             return False
@@ -274,12 +315,12 @@ class Worker:
         if last.is_final:
             await self.writer.ack_only(job)
             return True
-        # A large response's parts are a reply begun too: a re-run's pieces would be joined
-        # to them by a front door that already read some.
-        sent = "its response was written" if last.end == envelopes.PART else "the stream was sent"
+        if last.end != envelopes.PART:
+            job.resumes_stream = True
+            return False
         error = ProviderError(
-            f"the worker serving request {job.request_id} stopped after part of {sent}; "
-            "the request was not re-run to avoid duplicated text",
+            f"the worker serving request {job.request_id} stopped after part of its "
+            "response was written; the request was not re-run to avoid duplicated text",
             code="worker_lost",
         )
         await self.writer.write_error(job, error, Meta(worker=self.worker_id))
@@ -343,18 +384,42 @@ class Worker:
         if len(self._cancelled) > REMEMBERED_CANCELLATIONS:
             self._cancelled.popitem(last=False)
 
-    async def _cancellations(self) -> None:
-        """Stop the jobs whose clients went away, and remember the ids of those not read yet.
-        Any Redis error is outlived (lost, READONLY, NOPERM on the channel): subscribe again."""
+    async def _notices(self) -> None:
+        """Stop the jobs whose clients went away, and remember the ids of those not read yet;
+        take over the entries of workers known dead at once. Any Redis error is outlived
+        (lost, READONLY, NOPERM on the channel): subscribe again."""
         while True:
             try:
-                cancelled = redis_streams.cancelled_requests(self.redis, self.keys)
-                async with contextlib.aclosing(cancelled) as request_ids:
-                    async for request_id in request_ids:
-                        self._cancel(request_id)
+                notices = redis_streams.notices(self.redis, self.keys)
+                async with contextlib.aclosing(notices) as told:
+                    async for is_gone, name in told:
+                        if is_gone:
+                            self.takeovers.announce(name)
+                        else:
+                            self._cancel(name)
             except RedisError as exc:
                 log.warning("cancel listener lost redis: %s", exc)
             await asyncio.sleep(RECONNECT_DELAY_S)
+
+    def lose(self, lane: str, entries: list[bytes]) -> None:
+        """Other workers took these entries over while this one was presumed dead: stop
+        their jobs quietly; those workers answer (the reply's sequence fence keeps it one
+        answer per request)."""
+        lost = set(entries)
+        stopped = [
+            job
+            for job in self.jobs.values()
+            if job.lane == lane and job.entry in lost and not job.is_taken_over
+        ]
+        for job in stopped:
+            job.cancel_as_taken_over()
+        if stopped:
+            log.warning(
+                "%d requests (%s, ...) were taken over by other workers while this one was "
+                "presumed dead; stopping them here",
+                len(stopped),
+                stopped[0].request_id,
+            )
 
     def _cancel(self, request_id: str) -> None:
         job = self.jobs.get(request_id)

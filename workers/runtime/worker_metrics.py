@@ -8,8 +8,8 @@ Each process serves its own registry rather than prometheus-client's multiproces
 workers run on many hosts and containers, which a shared mmap directory cannot span, and
 Prometheus already sums per-process series. Per-request figures (tokens, cost, latency by
 deployment) are counted once, at the front door that answers the request; a worker counts
-what only it sees: its slots, reclaims, dead letters, how long entries waited for it, and
-its routing decisions.
+what only it sees: its slots, reclaims, takeovers, dead letters, how long entries waited
+for it, what became of streams it took over, and its routing decisions.
 """
 
 from __future__ import annotations
@@ -51,12 +51,18 @@ WAIT_BUCKETS = (
 )
 
 
+# A dead worker noticed: from its last heartbeat to the takeover. `up` sees its own
+# children exit at once; elsewhere the grace (1 s by default) and the watch's poll add up.
+TAKEOVER_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+
+
 class LaneChildren:
-    __slots__ = ("started", "reclaimed", "dead_letters", "wait")
+    __slots__ = ("started", "reclaimed", "taken_over", "dead_letters", "wait")
 
     def __init__(self, metrics: WorkerMetrics, lane: str) -> None:
         self.started = metrics.jobs_started.labels(lane)
         self.reclaimed = metrics.reclaimed.labels(lane)
+        self.taken_over = metrics.taken_over.labels(lane)
         self.dead_letters = metrics.dead_letters.labels(lane)
         self.wait = metrics.queue_wait.labels(lane)
 
@@ -88,6 +94,26 @@ class WorkerMetrics:
             ["lane"],
             registry=registry,
         )
+        self.taken_over = Counter(
+            "switchboard_worker_takeovers_total",
+            "Entries this worker took over, by consumer, from a worker whose heartbeat "
+            "stopped (or that `up` saw exit), per lane.",
+            ["lane"],
+            registry=registry,
+        )
+        self.takeover_delay = Histogram(
+            "switchboard_worker_takeover_delay_seconds",
+            "Time from a dead worker's last heartbeat to this worker taking its entries over.",
+            buckets=TAKEOVER_BUCKETS,
+            registry=registry,
+        )
+        self.continuations = Counter(
+            "switchboard_worker_stream_continuations_total",
+            "Streams taken over after they had sent chunks, by outcome: continued, finished "
+            "(only the end was missing), or why they ended with worker_lost.",
+            ["model_group", "outcome"],
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "switchboard_worker_dead_letters_total",
             "Entries this worker moved to the dead-letter stream, per lane.",
@@ -114,6 +140,11 @@ class WorkerMetrics:
         if children is None:
             children = self._lanes[lane] = LaneChildren(self, lane)
         return children
+
+    def continuation(self, group: str, outcome: str) -> None:
+        """What became of a stream taken over after it sent chunks (runtime/continuation.py
+        names the outcomes; model groups come from the config)."""
+        self.continuations.labels(group, outcome).inc()
 
     def job_started(self, lane: str, enqueued_ms: int, *, is_reclaimed: bool) -> None:
         children = self.lane(lane)

@@ -83,6 +83,9 @@ class LiteLLMParams(Section, frozen=True):
     output_cost_per_token: float | None = None
     # None: litellm_settings.drop_params.
     drop_params: bool | None = None
+    # Whether a stream whose worker died continues on another worker (where the provider
+    # can continue a partial answer); None: switchboard_settings.stream_continuation.
+    stream_continuation: bool | None = None
     extra_headers: dict[str, str] = {}
     # For tag-based routing (router_settings.enable_tag_filtering).
     tags: list[str] = []

@@ -24,6 +24,8 @@ RESERVED_ALIASES = frozenset({"master", "anonymous"})
 MIN_KEY_LENGTH = 8
 # The prefix of every Redis key when the config names none (also the SDK Router's default).
 DEFAULT_NAMESPACE = "sb"
+# Heartbeats a worker may miss before its requests are taken over (the default grace).
+TAKEOVER_BEATS = 4
 
 
 class ApiKey(Section, frozen=True):
@@ -120,10 +122,19 @@ class SwitchboardSettings(Section, frozen=True):
     max_body_bytes: Annotated[int, Positive] = 10 * 1024 * 1024
     # Seconds a disconnected client has to reconnect before its upstream call is cancelled.
     disconnect_grace_s: Annotated[float, Meta(ge=0)] = 0.5
-    # Seconds between a worker's liveness heartbeats.
-    heartbeat_interval_s: Annotated[float, Positive] = 1.0
+    # Seconds between a worker's liveness heartbeats (one pipelined write each): short, so
+    # that a dead worker is noticed within `takeover_grace_s`.
+    heartbeat_interval_s: Annotated[float, Positive] = 0.25
     # Seconds without a heartbeat after which a worker counts as gone.
     worker_ttl_s: Annotated[float, Positive] = 5.0
+    # Seconds without a heartbeat after which another worker takes over a worker's request
+    # entries, by consumer, at once (issue #15); `claim_idle_ms` stays the backstop. More than
+    # twice heartbeat_interval_s. None: 4 x heartbeat_interval_s (1 s by default).
+    takeover_grace_s: Annotated[float, Positive] | None = None
+    # Whether a stream whose worker died continues on the worker that takes it over, where
+    # the provider can continue a partial answer (docs/providers/README.md); otherwise it
+    # ends with a `worker_lost` error event. A deployment's own setting wins.
+    stream_continuation: bool = True
     # Client keys besides general_settings.master_key, each with an alias that labels its
     # requests, tokens and cost in /metrics.
     api_keys: list[ApiKey] = []
@@ -156,6 +167,13 @@ class SwitchboardSettings(Section, frozen=True):
     # non-public hosts or networks may be fetched, and the size and time caps.
     media_fetch: MediaFetch = MediaFetch()
 
+    @property
+    def takeover_grace(self) -> float:
+        """The takeover grace in seconds, the default derived from the heartbeat interval."""
+        if self.takeover_grace_s is not None:
+            return self.takeover_grace_s
+        return TAKEOVER_BEATS * self.heartbeat_interval_s
+
     def request_limits(self) -> RequestLimits:
         return RequestLimits(
             max_embedding_inputs=self.max_embedding_inputs,
@@ -171,6 +189,11 @@ class SwitchboardSettings(Section, frozen=True):
             raise ValueError("renew_interval_ms must be less than claim_idle_ms")
         if self.heartbeat_interval_s >= self.worker_ttl_s:
             raise ValueError("heartbeat_interval_s must be less than worker_ttl_s")
+        if self.takeover_grace_s is not None and self.takeover_grace_s <= (
+            2 * self.heartbeat_interval_s
+        ):
+            # One late heartbeat (a busy event loop) must not cost a live worker its requests.
+            raise ValueError("takeover_grace_s must be more than twice heartbeat_interval_s")
         aliases = [api_key.alias for api_key in self.api_keys]
         if len(set(aliases)) != len(aliases):
             raise ValueError("api_keys: aliases must be distinct")

@@ -11,6 +11,12 @@ name picks the behaviour (see `scenario`), plus one Anthropic-only directive:
 A request with a `cache_control` breakpoint and no `cached=` reports its prompt as written to
 the cache; `stop_sequences` found in the answer cut it there (stop_reason stop_sequence); a
 request with thinking enabled gets a signed thinking block even without `reasoning=`.
+
+A final assistant message is a prefill, as the service takes it: the answer goes on from
+its text and only the rest is sent. The fake refuses, with the service's 400s, a prefill
+ending in whitespace, one with thinking enabled and one to Claude 4.6 or later, and, its
+own rule, a prefill that is not how its answer starts (a gateway continuing a stream must
+send exactly the text its client already has).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from workers.testing.anthropic_reply import (
     DEFAULT_THINKING_TOKENS,
     STOP_REASONS,
     MessagesRequest,
+    PrefillMismatch,
     Reply,
     decode_request,
     shape_reply,
@@ -121,7 +128,7 @@ async def answer_messages(
         native = decode_request(body)
     except msgspec.DecodeError as exc:
         return errors.invalid_request(f"Invalid request body: {exc}", request=request_id)
-    problem = native.problem()
+    problem = native.problem() or native.prefill_problem()
     if problem is not None:
         return errors.invalid_request(problem, request=request_id)
     admitted = _admit(state, native.model or "", request_id)
@@ -133,7 +140,10 @@ async def answer_messages(
             await wait_forever()
         if admitted.is_failing and scenario.status is not None:
             return errors.scripted_failure(scenario, request=request_id)
-        reply = _reply(admitted, native, body)
+        try:
+            reply = _reply(admitted, native, body)
+        except PrefillMismatch as exc:
+            return errors.invalid_request(str(exc), request=request_id)
         model = SNAPSHOTS.get(scenario.base, scenario.base)
         ids = Ids(next(state.ids))
         headers = {"request-id": request_id}

@@ -8,11 +8,12 @@ a requested stop sequence, usage split into input / cache read / cache write.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import msgspec
 
-from workers.testing.reply import ReplyPlan, ToolCallPlan
+from workers.testing.reply import ReplyPlan, ToolCallPlan, continued
 from workers.testing.tokens import count_tokens, split_text
 
 STOP_REASONS = frozenset(
@@ -30,6 +31,16 @@ MIN_THINKING_BUDGET = 1024
 # Thinking tokens reported when the request enables thinking and no `reasoning=` is given.
 DEFAULT_THINKING_TOKENS = 16
 THINKING_TEXT = "The user wants a short reply. I will answer briefly."
+# Claude 4.6 and later refuse a prefill (Anthropic's migration guide to Claude 4.6).
+_NO_PREFILL = re.compile(r"claude-(?:opus|sonnet|haiku)-(?:4-[6-9]|[5-9])(?:-|$|~)")
+PREFILL_UNSUPPORTED = (
+    "This model does not support assistant message prefill. The conversation must end with a "
+    "user message."
+)
+PREFILL_WITH_THINKING = (
+    "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `text`. "
+    "When `thinking` is enabled, a final `assistant` message must start with a thinking block."
+)
 TOOL_PREAMBLE = "Let me look that up."
 _THINKING_BUDGET_MESSAGE = (
     "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our "
@@ -53,6 +64,10 @@ class InputMessage(msgspec.Struct):
     def texts(self) -> Iterator[str]:
         """Every text in the message, tool results included (what the prompt counts)."""
         yield from _texts(self.content)
+
+    def text(self) -> str:
+        """Its text blocks joined (an assistant prefill's text)."""
+        return self.user_text()
 
     def user_text(self) -> str:
         """The text the user typed: text blocks only, no tool results."""
@@ -145,10 +160,36 @@ class MessagesRequest(msgspec.Struct):
     def tool_names(self) -> tuple[str, ...]:
         return tuple(tool.name for tool in self.tools or () if tool.name)
 
+    @property
+    def prefill(self) -> str | None:
+        """The text of a final assistant message: the start of the answer, which the
+        service continues (assistant prefill); None when the last message is the user's."""
+        messages = self.messages or ()
+        if messages and messages[-1].role == "assistant":
+            return messages[-1].text()
+        return None
+
+    def prefill_problem(self) -> str | None:
+        """The service's 400 for a prefill it refuses, if any."""
+        prefill = self.prefill
+        if prefill is None:
+            return None
+        if self.model and _NO_PREFILL.search(self.model):
+            return PREFILL_UNSUPPORTED
+        if self.thinks:
+            return PREFILL_WITH_THINKING
+        if prefill != prefill.rstrip():
+            return "messages: final assistant content cannot end with trailing whitespace"
+        return None
+
 
 decode_request = msgspec.json.Decoder(MessagesRequest).decode
 
 # --------------------------------------------------------------------------- reply
+
+
+class PrefillMismatch(ValueError):
+    """The prefill is not how this fake's answer starts."""
 
 
 class Reply(msgspec.Struct, frozen=True, kw_only=True):
@@ -181,6 +222,16 @@ def shape_reply(
     text, stop_sequence = _cut_at_stop_sequence(text, request.stop_sequences or ())
     # Generation stops at the sequence: tool calls planned after the text never happen.
     calls = () if stop_sequence is not None else plan.tool_calls
+    pieces = split_text(text, chunks) if text else ()
+    prefill = request.prefill
+    if prefill is not None:
+        rest = continued(text or "", chunks, prefill)
+        if rest is None:
+            raise PrefillMismatch(
+                f"fake upstream: the assistant prefill {prefill!r} is not how this model's "
+                f"answer starts ({text!r})"
+            )
+        text, pieces = rest
     thinking_tokens = plan.reasoning_tokens
     written = (
         plan.prompt_tokens - plan.cached_tokens if writes_cache and not plan.cached_tokens else 0
@@ -190,7 +241,7 @@ def shape_reply(
     return Reply(
         thinking=THINKING_TEXT if thinking_tokens else None,
         text=text,
-        pieces=split_text(text, chunks) if text else (),
+        pieces=pieces,
         tool_calls=calls,
         stop_reason=stop_reason or _stop_reason(plan, stop_sequence),
         stop_sequence=stop_sequence,

@@ -3,6 +3,12 @@
 `answer_chat` and `answer_embeddings` serve any OpenAI-format provider; a `Flavor` supplies
 what differs (error bodies, headers, the model name it reports, the chunk dressing), so
 `azure.py` reuses them behind its own URL scheme and auth.
+
+With the `vllm` directive the fake is a vLLM server in one respect: `continue_final_message`
+continues the final assistant message (only the rest of the answer is sent), refused with
+`add_generation_prompt` left on, as vLLM does, and refused (the fake's own rule) when that
+message is not how the answer starts. Without it the parameter is OpenAI's 400 for an
+unknown argument.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from workers.testing.openai_wire import (
     render_completion,
     stream_error_event,
 )
-from workers.testing.reply import ReplyPlan, plan_reply
+from workers.testing.reply import ReplyPlan, continued, plan_reply
 from workers.testing.responses import json_response
 from workers.testing.scenario import Scenario, ScenarioError, parse_scenario
 from workers.testing.state import ClientWatch, FakeState, record_request
@@ -187,6 +193,11 @@ async def answer_chat(
                 headers=flavor.headers(state),
             )
         plan = _plan(admitted.scenario, chat, choices)
+        if chat.continue_final_message:
+            plan_or_refusal = _continued(admitted.scenario, chat, plan)
+            if isinstance(plan_or_refusal, web.Response):
+                return plan_or_refusal
+            plan = plan_or_refusal
         if chat.stream:
             return await _stream_chat(request, watch, flavor, admitted, plan, chat)
         rendered = render_completion(
@@ -198,6 +209,32 @@ async def answer_chat(
             choices=choices,
         )
         return json_response(rendered, headers=flavor.headers(state))
+
+
+def _continued(scenario: Scenario, chat: ChatRequest, plan: ReplyPlan) -> ReplyPlan | web.Response:
+    """The plan's rest after the final assistant message (vLLM's continue_final_message)."""
+    if not scenario.vllm:
+        return errors.invalid_request(
+            "Unrecognized request argument supplied: continue_final_message"
+        )
+    if chat.add_generation_prompt is not False:
+        return errors.invalid_request(
+            "Cannot set both `continue_final_message` and `add_generation_prompt` to True."
+        )
+    final = chat.messages[-1] if chat.messages else None
+    if final is None or final.role != "assistant":
+        return errors.invalid_request(
+            "continue_final_message needs the last message to be the assistant's"
+        )
+    rest = continued(plan.text or "", scenario.chunks, final.text())
+    if rest is None:
+        return errors.invalid_request(
+            f"fake upstream: the final assistant message {final.text()!r} is not how this "
+            f"model's answer starts ({plan.text!r})"
+        )
+    text, pieces = rest
+    completion = count_tokens(text) if text else 0
+    return msgspec.structs.replace(plan, text=text, pieces=pieces, completion_tokens=completion)
 
 
 def _plan(scenario: Scenario, chat: ChatRequest, choices: int) -> ReplyPlan:

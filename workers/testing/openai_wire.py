@@ -58,6 +58,9 @@ class ChatRequest(msgspec.Struct):
     stream_options: StreamOptions | None = None
     n: int | None = None
     tools: list[InputTool] | None = None
+    # vLLM's extra parameters (OpenAI refuses them as unknown arguments).
+    continue_final_message: bool | None = None
+    add_generation_prompt: bool | None = None
 
     def last_user_text(self) -> str:
         for message in reversed(self.messages):

@@ -94,3 +94,20 @@ def _plan_tool_call(name: str, index: int, query: str) -> ToolCallPlan:
     return ToolCallPlan(
         name=name, arguments=arguments, fragments=split_text(arguments, ARGUMENT_FRAGMENTS)
     )
+
+
+def continued(text: str, pieces: int, prefix: str) -> tuple[str, tuple[str, ...]] | None:
+    """What a provider continuing a partial answer sends: the rest of `text` after `prefix`,
+    cut into as many pieces as `text` had left after it. None when `prefix` is not how
+    `text` starts: a fake answers that with a 400, so a gateway that sent a prefix other
+    than what its client was given (text lost or repeated) fails its test."""
+    if not text.startswith(prefix):
+        return None
+    rest = text[len(prefix) :]
+    covered = length = 0
+    for piece in split_text(text, pieces):
+        if length + len(piece) > len(prefix):
+            break
+        length += len(piece)
+        covered += 1
+    return rest, (split_text(rest, max(1, pieces - covered)) if rest else ())

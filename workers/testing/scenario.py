@@ -27,6 +27,9 @@ Directives (times in seconds, fractions allowed):
     echo                   reply with the last user message text
     length                 finish because of the token limit
     reply_bytes=<n>        (OpenAI, non-stream) a completion of n bytes, sent in pieces
+    vllm                   (OpenAI) answer as a vLLM server: `continue_final_message: true`
+                           (with `add_generation_prompt: false`) continues the final
+                           assistant message, sending only the rest of the answer
 
 A typo must fail loudly, so an unknown directive or a bad value raises `ScenarioError`, which
 every provider turns into a 400 naming the problem.
@@ -74,6 +77,7 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True):
     echo: bool = False
     length: bool = False
     reply_bytes: int | None = None
+    vllm: bool = False
 
     @property
     def has_failure(self) -> bool:
@@ -134,7 +138,7 @@ _VALUED: dict[str, tuple[str, Callable[[str], Any]]] = {
     "reasoning": ("reasoning_tokens", _count),
     "reply_bytes": ("reply_bytes", _positive),
 }
-_FLAGS: dict[str, str] = {"hang": "hang", "echo": "echo", "length": "length"}
+_FLAGS: dict[str, str] = {"hang": "hang", "echo": "echo", "length": "length", "vllm": "vllm"}
 KNOWN_DIRECTIVES: tuple[str, ...] = ("status", *_VALUED, *_FLAGS)
 
 

@@ -398,3 +398,45 @@ async def test_error_bodies_match_the_examples(fake, status, example):
     got = json.loads(raw)
     assert code == int(status) and headers["Content-Type"] == "application/json"
     assert {**got, "request_id": expected["request_id"]} == expected
+
+
+# --------------------------------------------------------------------------- assistant prefill
+
+ANSWER = f"This is a fake reply from {MODEL}."
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_final_assistant_message_is_continued_and_only_the_rest_sent(
+    fake, claude, streamed
+):
+    prefill = "This is a fake"
+    messages: list[MessageParam] = [*HI, {"role": "assistant", "content": prefill}]
+    send = final_message if streamed else create
+    message = await send(claude, MODEL + "~chunks=8", messages=messages)
+    assert message.content[0].text == ANSWER.removeprefix(prefill)
+    assert message.usage.output_tokens == -(-len(ANSWER.removeprefix(prefill)) // 4)
+    # The prefill counts as input, as the service counts it.
+    assert message.usage.input_tokens == -(-len("Capital of France?" + prefill) // 4)
+
+
+async def test_a_prefill_other_than_the_answers_start_is_refused(claude):
+    messages: list[MessageParam] = [*HI, {"role": "assistant", "content": "This is a real"}]
+    with pytest.raises(anthropic.BadRequestError, match="not how this model's answer starts"):
+        await create(claude, MODEL, messages=messages)
+
+
+@pytest.mark.parametrize(
+    ("model", "prefill", "fields", "message"),
+    [
+        (MODEL, "This is ", {}, "cannot end with trailing whitespace"),
+        (MODEL, "This", {"thinking": THINKING}, "must start with a thinking block"),
+        ("claude-opus-4-6", "This", {}, "does not support assistant message prefill"),
+        ("claude-sonnet-5", "This", {}, "does not support assistant message prefill"),
+    ],
+)
+async def test_prefills_the_service_refuses_are_refused_in_its_words(
+    claude, model, prefill, fields, message
+):
+    messages: list[MessageParam] = [*HI, {"role": "assistant", "content": prefill}]
+    with pytest.raises(anthropic.BadRequestError, match=message):
+        await create(claude, model, messages=messages, **fields)

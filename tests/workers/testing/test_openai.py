@@ -341,3 +341,38 @@ async def test_requests_can_be_awaited_and_cleared(fake, client):
     assert [r.json["model"] for r in recorded] == ["a", "b"]
     fake.clear()
     assert (fake.requests, fake.request_count, fake.model_counts) == ([], 0, {})
+
+
+async def test_a_vllm_server_continues_the_final_assistant_message(fake, client):
+    prefix = "This is a fake"
+    messages = [*USER, {"role": "assistant", "content": prefix}]
+    stream = await client.chat.completions.create(
+        model="gpt-4o~vllm~chunks=8",
+        messages=messages,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"continue_final_message": True, "add_generation_prompt": False},
+    )
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert prefix + text == "This is a fake reply from gpt-4o."
+    assert chunks[-1].usage.completion_tokens == -(-len(text) // 4)
+    assert fake.requests[-1].json["messages"][-1] == {"role": "assistant", "content": prefix}
+
+
+@pytest.mark.parametrize(
+    ("model", "prefix", "extra", "message"),
+    [
+        ("gpt-4o~vllm", "This is a real", {"add_generation_prompt": False}, "is not how"),
+        ("gpt-4o~vllm", "This", {}, "Cannot set both"),
+        ("gpt-4o", "This", {"add_generation_prompt": False}, "Unrecognized request argument"),
+    ],
+)
+async def test_continuations_a_server_would_refuse_are_refused(
+    client, model, prefix, extra, message
+):
+    messages = [*USER, {"role": "assistant", "content": prefix}]
+    with pytest.raises(openai.BadRequestError, match=message):
+        await client.chat.completions.create(
+            model=model, messages=messages, extra_body={"continue_final_message": True, **extra}
+        )

@@ -4,10 +4,17 @@ The adapter owns the connection details (URL, `x-api-key`, pinned `anthropic-ver
 `anthropic-beta` from extra_headers); `request` builds the native body, `response` and
 `stream` translate what comes back, `errors` maps failures. Anthropic has no embeddings,
 so the base class refusal stands.
+
+A stream cut off by its worker's death continues by assistant prefill (`continuation`): the
+text delivered so far goes as the final assistant message and Claude answers with the rest.
+Prefill is refused with extended thinking and by Claude 4.6 and later models (both a 400),
+and a prefill may not end in whitespace (a 400 too), so that is held back and skipped from
+the continuation's start.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import ClassVar
 
@@ -20,13 +27,25 @@ from workers.providers.anthropic.errors import error_from_response
 from workers.providers.anthropic.request import REFUSED_PARAMS, build_body
 from workers.providers.anthropic.response import parse_completion
 from workers.providers.anthropic.stream import StreamTranslator
-from workers.providers.base import Adapter, ChatCall
+from workers.providers.base import Adapter, ChatCall, Continued, with_prefix
 from workers.providers.sse_reader import iter_sse
 from workers.wire import ChatCompletion, ChatCompletionChunk
 
 # The documented, stable version; a deployment's api_version overrides it.
 API_VERSION = "2023-06-01"
 _AUTH_HEADERS = frozenset({"x-api-key", "authorization"})
+# "Prefilling assistant messages returns a 400 error on Claude 4.6 models" (Anthropic's
+# migration guide to Claude 4.6); the models after them keep that.
+PREFILL_REFUSED_FROM = (4, 6)
+_GENERATION = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?:-|$)")
+
+
+def refuses_prefill(model: str) -> bool:
+    """Whether `model` (a dated id or an alias) is of a generation that refuses prefill."""
+    match = _GENERATION.search(model)
+    if match is None:
+        return False
+    return (int(match[1]), int(match[2] or 0)) >= PREFILL_REFUSED_FROM
 
 
 class AnthropicAdapter(Adapter):
@@ -66,6 +85,18 @@ class AnthropicAdapter(Adapter):
             )
         body = build_body(call, self.deployment, self.refuser(call), stream=stream)
         return self.encode_body(body)
+
+    def continuation(self, call: ChatCall, prefix: str) -> Continued | str:
+        request = call.request
+        thinking = (request.thinking or {}).get("type")
+        if thinking in ("enabled", "adaptive") or request.reasoning_effort not in (None, "none"):
+            return "extended thinking refuses a prefilled answer"
+        model = self.deployment.base_model or self.model
+        if refuses_prefill(model):
+            return f"{model} refuses a prefilled answer (Claude 4.6 and later do)"
+        # "The prefill content cannot end with trailing whitespace" (a 400).
+        kept = prefix.rstrip()
+        return Continued(call=with_prefix(call, kept), skip=prefix[len(kept) :])
 
     async def chat(self, call: ChatCall) -> ChatCompletion:
         payload = self._payload(call, stream=False)
