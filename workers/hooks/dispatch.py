@@ -17,7 +17,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from workers.hooks.custom_logger import CustomLogger, overrides
 from workers.hooks.events import CallEvent, Response, view
@@ -32,6 +32,15 @@ DEFAULT_CALLBACK_TIMEOUT_S = 30.0
 PreCall = tuple[str, Any, dict[str, Any]]
 
 
+class Deferred(Protocol):
+    """What the service queues: the event is built on the delivery task, off the path."""
+
+    def event(self) -> CallEvent: ...
+
+
+Item = CallEvent | PreCall | Deferred
+
+
 class CallbackDispatcher:
     def __init__(
         self,
@@ -43,7 +52,7 @@ class CallbackDispatcher:
         self.callbacks = callbacks
         self.max_queue = max_queue
         self.callback_timeout_s = callback_timeout_s
-        self._queue: collections.deque[CallEvent | PreCall] = collections.deque()
+        self._queue: collections.deque[Item] = collections.deque()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -62,7 +71,7 @@ class CallbackDispatcher:
 
     # ------------------------------------------------------------------ the request's side
 
-    def offer(self, event: CallEvent | PreCall) -> None:
+    def offer(self, event: Item) -> None:
         """Queue an event for delivery; drops the oldest past `max_queue`. Never blocks."""
         if not self.callbacks.is_active:
             return
@@ -106,7 +115,7 @@ class CallbackDispatcher:
                 self._done += 1
                 progress.set()
 
-    def _take(self) -> CallEvent | PreCall | None:
+    def _take(self) -> Item | None:
         with self._lock:
             return self._queue.popleft() if self._queue else None
 
@@ -121,9 +130,16 @@ class CallbackDispatcher:
                 progress.clear()
                 await progress.wait()
 
-    async def _deliver(self, item: CallEvent | PreCall) -> None:
+    async def _deliver(self, item: Item) -> None:
         if isinstance(item, tuple):
             return await self._deliver_pre_call(*item)
+        if not isinstance(item, CallEvent):
+            try:
+                item = item.event()
+            except Exception:
+                self.failed["event"] += 1
+                log.exception("a finished request could not be made into an event")
+                return
         redact = self.callbacks.turn_off_message_logging
         kwargs, response = view(item, redact=redact)
         args = (kwargs, response, kwargs["start_time"], kwargs["end_time"])

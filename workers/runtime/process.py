@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from workers.batching import WriteBatcher
 from workers.connect import connect
+from workers.hooks.service import ServiceHooks
 from workers.http import HttpClient
 from workers.redis_streams import Keys
 from workers.routing.engine import RoutingEngine
@@ -33,6 +34,7 @@ def routed_worker(
     options: RuntimeOptions,
     worker_id: str | None = None,
     metrics: WorkerMetrics | None = None,
+    hooks: ServiceHooks | None = None,
 ) -> tuple[Worker, RedisFigures]:
     """A Worker whose routing reads and writes the cluster's live figures in Redis."""
     worker_id = worker_id or new_worker_id()
@@ -48,7 +50,7 @@ def routed_worker(
         batcher=batcher,
     )
     engine = RoutingEngine(plan, http, figures, observer=metrics.routing)
-    return Worker(redis, engine, options, worker_id, metrics, batcher), figures
+    return Worker(redis, engine, options, worker_id, metrics, batcher, hooks), figures
 
 
 async def run_routed_worker(
@@ -77,8 +79,10 @@ async def serve_worker(
     worker_id: str | None = None,
     metrics_host: str = "127.0.0.1",
     metrics_port: int | None = None,
+    hooks: ServiceHooks | None = None,
 ) -> None:
-    """Serve until `stopping` is set; with `metrics_port`, also GET /metrics on that port."""
+    """Serve until `stopping` is set; with `metrics_port`, also GET /metrics on that port;
+    with `hooks`, the config's callbacks get every finished request."""
     http = HttpClient(max_reply_bytes=options.max_reply_bytes)
     redis = connect(redis_url, max_connections=REDIS_POOL_SIZE)
     metrics = WorkerMetrics()
@@ -89,7 +93,7 @@ async def serve_worker(
                     metrics_endpoint(metrics.registry, metrics_host, metrics_port)
                 )
                 log.info("worker metrics on http://%s:%d/metrics", metrics_host, port)
-            worker, figures = routed_worker(redis, http, plan, options, worker_id, metrics)
+            worker, figures = routed_worker(redis, http, plan, options, worker_id, metrics, hooks)
             await run_routed_worker(worker, figures, plan, stopping)
     finally:
         await http.close()

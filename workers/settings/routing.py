@@ -152,11 +152,18 @@ class LiteLLMSettings(Section, frozen=True):
     set_verbose: bool = False
     # Log lines as JSON objects.
     json_logs: bool = False
+    # Callbacks (issue #19, docs/hooks.md): built-in names (jsonl, webhook) or import paths
+    # to a function or a CustomLogger instance (custom_callbacks.proxy_handler_instance).
+    # `callbacks` takes CustomLoggers, called on success and failure alike.
+    success_callback: list[str] = []
+    failure_callback: list[str] = []
+    callbacks: list[str] = []
+    # Callbacks see no message, input or answer text (figures stay).
+    turn_off_message_logging: bool = False
 
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
-        callbacks success_callback failure_callback service_callbacks input_callback
-        callback_settings turn_off_message_logging redact_messages_in_exceptions
+        service_callbacks input_callback callback_settings redact_messages_in_exceptions
         redact_user_api_key_info langfuse_default_tags modify_params enable_preview_features
         mcp_aliases force_ipv4 cache cache_params disable_end_user_cost_tracking
         disable_end_user_cost_tracking_prometheus_only key_generation_settings
