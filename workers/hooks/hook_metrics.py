@@ -10,14 +10,18 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from workers.hooks.dispatch import CallbackDispatcher
+from workers.hooks.registry import Callbacks
 
 
 class CallbackCollector(Collector):
-    def __init__(self, dispatcher: CallbackDispatcher) -> None:
+    """A worker exports these with or without callbacks (zeros without), so its series are
+    the same whatever the config."""
+
+    def __init__(self, dispatcher: CallbackDispatcher | None) -> None:
         self.dispatcher = dispatcher
 
     def collect(self) -> Iterator[Metric]:
-        d = self.dispatcher
+        d = self.dispatcher or _NONE
         delivered = CounterMetricFamily(
             "switchboard_callback_deliveries",
             "Events handed to each callback, by callback and outcome (delivered, failed: it "
@@ -46,5 +50,8 @@ class CallbackCollector(Collector):
         )
 
 
-def register(registry: CollectorRegistry, dispatcher: CallbackDispatcher) -> None:
+_NONE = CallbackDispatcher(Callbacks())
+
+
+def register(registry: CollectorRegistry, dispatcher: CallbackDispatcher | None) -> None:
     registry.register(CallbackCollector(dispatcher))

@@ -75,8 +75,7 @@ class Worker:
         self.hooks = hooks
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.metrics.concurrency.set(options.concurrency)
-        if hooks is not None:
-            hook_metrics.register(self.metrics.registry, hooks.dispatcher)
+        hook_metrics.register(self.metrics.registry, hooks.dispatcher if hooks else None)
         self.options = options
         self.keys = Keys(options.namespace)
         self.worker_id = worker_id or new_worker_id()
