@@ -18,6 +18,7 @@ from broker.reply_hub import Queued, Waiter
 from workers import envelopes, redis_streams
 from workers.envelopes import Envelope, Meta, Record
 from workers.errors import GatewayTimeout, ServiceUnavailable
+from workers.hooks.trace_context import ENVELOPE_TRACEPARENT
 from workers.params import GatewayOptions
 
 # The worker enforces the deadline; the front door waits a little longer for its answer.
@@ -62,6 +63,7 @@ class Relay:
             body=body,
             num_retries=options.num_retries,
             allowed_groups=front.scope_for(caller),
+            traceparent=ENVELOPE_TRACEPARENT.get(),
         )
         self.deadline = self.started + timeout_s + DEADLINE_SLACK_S
         self.is_finished = False

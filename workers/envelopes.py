@@ -56,6 +56,8 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     # The model groups the caller's key may reach (None: every group). A fallback outside
     # them is skipped (issue #13, item 6).
     allowed_groups: frozenset[str] | None = None
+    # The W3C trace context of the front door's span (issue #19); None with tracing off.
+    traceparent: str | None = None
 
 
 class Meta(msgspec.Struct, array_like=True, omit_defaults=True):

@@ -11,7 +11,7 @@ delivery task.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -26,6 +26,9 @@ from workers.hooks.registry import Callbacks, Factory
 from workers.sdk.assemble import stream_chunk_builder
 from workers.settings.hooks import CallbackSettings
 from workers.wire import decode_chunk
+
+if TYPE_CHECKING:
+    from workers.hooks.tracing import Tracing
 
 # The envelope fields a callback reads (the rest of a Job is the worker's business).
 _CALL_TYPES = {envelopes.KIND_CHAT: "completion", envelopes.KIND_EMBEDDING: "embedding"}
@@ -108,6 +111,8 @@ class ServiceHooks:
         # A stream's chunks so far, per request, while message logging is on.
         self._chunks: dict[str, list[bytes]] = {}
         self._keeps_chunks = not callbacks.turn_off_message_logging
+        # Spans of each job when a list names `otel` or `langfuse` (workers/hooks/tracing.py).
+        self.tracing: Tracing | None = find_tracing(callbacks)
 
     @classmethod
     def from_config(
@@ -133,6 +138,11 @@ class ServiceHooks:
         lists.check()
         return cls(lists, settings)
 
+    def job_started(self, envelope: Envelope, started_ms: int) -> None:
+        """In the job's task, before the provider call: its spans, when tracing."""
+        if self.tracing is not None:
+            self.tracing.job_started(envelope, started_ms)
+
     def observe(self, job_envelope: Envelope, started_ms: int, record: Record) -> None:
         """After each record is written: keep a stream's chunks; queue the end."""
         request_id = job_envelope.request_id
@@ -140,6 +150,8 @@ class ServiceHooks:
             if self._keeps_chunks and record.chunks and job_envelope.stream:
                 self._chunks.setdefault(request_id, []).extend(record.chunks)
             return
+        if self.tracing is not None:
+            self.tracing.job_finished(job_envelope, record)
         chunks = self._chunks.pop(request_id, None)
         if job_envelope.stream and self._keeps_chunks and chunks is None:
             chunks = []
@@ -148,6 +160,17 @@ class ServiceHooks:
     def forget(self, request_id: str) -> None:
         """A job that ended without a final record here (shutdown, taken over)."""
         self._chunks.pop(request_id, None)
+        if self.tracing is not None:
+            self.tracing.job_abandoned(request_id)
+
+
+def find_tracing(callbacks: Callbacks) -> Tracing | None:
+    for name in ("otel", "langfuse"):
+        lists = (*callbacks.success_callback, *callbacks.failure_callback, *callbacks.callbacks)
+        if name in lists:
+            target = callbacks.resolve(name)
+            return target  # type: ignore[no-any-return]  # the otel/langfuse factories make Tracing
+    return None
 
 
 def builtin_factories(settings: CallbackSettings) -> dict[str, Factory]:
@@ -170,4 +193,21 @@ def builtin_factories(settings: CallbackSettings) -> dict[str, Factory]:
         assert settings.webhook is not None
         return WebhookLogger(settings.webhook)
 
-    return {"jsonl": jsonl, "webhook": webhook}
+    shared: list[CustomLogger] = []
+
+    def tracing() -> CustomLogger:
+        # `otel` and `langfuse` share one tracer provider, each adding its exporter.
+        if not shared:
+            if settings.otel is None and settings.langfuse is None:
+                needs("otel", None)
+            try:
+                from workers.hooks.tracing import Tracing
+            except ImportError as exc:
+                raise ValueError(
+                    f"the otel and langfuse callbacks need the otel extra "
+                    f"(pip install 'switchboard[otel]'): {exc}"
+                ) from exc
+            shared.append(Tracing.from_settings(settings.otel, settings.langfuse))
+        return shared[0]
+
+    return {"jsonl": jsonl, "webhook": webhook, "otel": tracing, "langfuse": tracing}

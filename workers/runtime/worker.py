@@ -304,6 +304,8 @@ class Worker:
                 return
             if not is_reclaimed and await self._ended_while_queued(job):
                 return
+            if self.hooks is not None:
+                self.hooks.job_started(job.envelope, job.started_ms)
             await self.executor.run(job)
         except asyncio.CancelledError:
             raise

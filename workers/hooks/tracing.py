@@ -1,0 +1,172 @@
+"""Distributed tracing with the OpenTelemetry SDK (issue #19; the `otel` extra).
+
+One trace per request, across processes: the front door's server span (broker/tracing.py)
+travels in the envelope as a W3C `traceparent`; the worker adds the time the request waited
+in its queue (a span made from the envelope's enqueue time and the job's start), its job,
+and the provider call, a GenAI client span (`gen_ai.*` semantic conventions) whose context
+goes upstream as `traceparent`. Spans are exported by the SDK's BatchSpanProcessor over
+OTLP/HTTP (its own thread: never on the request path), to any collector or to Langfuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from workers import envelopes
+from workers.envelopes import Envelope, Record
+from workers.hooks.custom_logger import CustomLogger
+from workers.hooks.trace_context import UPSTREAM_TRACEPARENT
+from workers.settings.hooks import LangfuseCallback, OtelCallback
+
+log = logging.getLogger("switchboard.tracing")
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+_OPERATIONS = {envelopes.KIND_CHAT: "chat", envelopes.KIND_EMBEDDING: "embeddings"}
+_NS_PER_MS = 1_000_000
+
+
+def traceparent_of(span: Span) -> str:
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, set_span_in_context(span))
+    return carrier["traceparent"]
+
+
+def context_of(traceparent: str | None) -> Context | None:
+    if traceparent is None:
+        return None
+    return _PROPAGATOR.extract({"traceparent": traceparent})
+
+
+def otlp_exporter(endpoint: str, headers: Mapping[str, str]) -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(endpoint=endpoint, headers=dict(headers))
+
+
+def langfuse_exporter(settings: LangfuseCallback) -> SpanExporter:
+    """Langfuse takes OTLP/HTTP at /api/public/otel with basic auth (public:secret key)."""
+    token = base64.b64encode(f"{settings.public_key}:{settings.secret_key}".encode()).decode()
+    endpoint = settings.host.rstrip("/") + "/api/public/otel/v1/traces"
+    return otlp_exporter(endpoint, {"Authorization": f"Basic {token}"})
+
+
+def tracer_provider(
+    service_name: str, exporters: list[SpanExporter], *, batch: bool = True
+) -> TracerProvider:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    for exporter in exporters:
+        provider.add_span_processor(
+            BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+        )
+    return provider
+
+
+class Tracing(CustomLogger):
+    """A process's tracer; as the `otel` (or `langfuse`) callback it is closed with the
+    other callbacks, which flushes the spans still batched."""
+
+    def __init__(self, provider: TracerProvider) -> None:
+        self.provider = provider
+        self.tracer = provider.get_tracer("switchboard")
+        # A running job's spans: (job, provider call), ended by its final record.
+        self._jobs: dict[str, tuple[Span, Span]] = {}
+
+    @classmethod
+    def from_settings(cls, otel: OtelCallback | None, langfuse: LangfuseCallback | None) -> Tracing:
+        exporters: list[SpanExporter] = []
+        if otel is not None:
+            exporters.append(otlp_exporter(otel.endpoint, otel.headers))
+        if langfuse is not None:
+            exporters.append(langfuse_exporter(langfuse))
+        name = otel.service_name if otel is not None else "switchboard"
+        return cls(tracer_provider(name, exporters))
+
+    # ------------------------------------------------------------------ front door
+
+    def server_span(self, name: str, traceparent: str | None, attributes: dict[str, Any]) -> Span:
+        return self.tracer.start_span(
+            name, context=context_of(traceparent), kind=SpanKind.SERVER, attributes=attributes
+        )
+
+    # ------------------------------------------------------------------ worker
+
+    def job_started(self, envelope: Envelope, started_ms: int) -> None:
+        """The queue wait (already over) and the job's spans; the provider span's context
+        becomes the upstream request's traceparent for the rest of this task."""
+        parent = context_of(envelope.traceparent)
+        operation = _OPERATIONS.get(envelope.kind, "chat")
+        queued = self.tracer.start_span(
+            "switchboard.queue",
+            context=parent,
+            start_time=envelope.enqueued_ms * _NS_PER_MS,
+            attributes={"messaging.system": "redis", "switchboard.lane": envelope.lane},
+        )
+        queued.end(end_time=max(envelope.enqueued_ms, started_ms) * _NS_PER_MS)
+        job = self.tracer.start_span(
+            "switchboard.job",
+            context=parent,
+            start_time=started_ms * _NS_PER_MS,
+            attributes={"switchboard.request_id": envelope.request_id},
+        )
+        call = self.tracer.start_span(
+            f"{operation} {envelope.model_group}",
+            context=set_span_in_context(job),
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": operation,
+                "gen_ai.request.model": envelope.model_group,
+            },
+        )
+        self._jobs[envelope.request_id] = (job, call)
+        UPSTREAM_TRACEPARENT.set(traceparent_of(call))
+
+    def job_finished(self, envelope: Envelope, record: Record) -> None:
+        spans = self._jobs.pop(envelope.request_id, None)
+        if spans is None:
+            return
+        job, call = spans
+        meta = record.meta or envelopes.Meta()
+        call.set_attributes(
+            {
+                "gen_ai.provider.name": meta.provider,
+                "gen_ai.system": meta.provider,
+                "gen_ai.response.model": meta.deployment,
+                "gen_ai.usage.input_tokens": meta.prompt_tokens,
+                "gen_ai.usage.output_tokens": meta.completion_tokens,
+                "switchboard.attempts": meta.attempts,
+                "switchboard.fallbacks": meta.fallbacks,
+                "switchboard.cost_usd": meta.cost_usd or 0.0,
+            }
+        )
+        if record.end == envelopes.ERROR:
+            status = Status(StatusCode.ERROR, f"status {record.status}")
+            call.set_status(status)
+            job.set_status(status)
+            call.set_attribute("error.type", str(record.status))
+        call.end()
+        job.end()
+
+    def job_abandoned(self, request_id: str) -> None:
+        """A job that ended without its final record here (shutdown, taken over)."""
+        spans = self._jobs.pop(request_id, None)
+        if spans is not None:
+            for span in reversed(spans):
+                span.set_status(Status(StatusCode.ERROR, "abandoned by this worker"))
+                span.end()
+
+    async def aclose(self) -> None:
+        # Exports what is batched: blocking HTTP, so in a thread.
+        await asyncio.to_thread(self.provider.shutdown)
