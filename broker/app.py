@@ -23,6 +23,7 @@ from broker.errors import error_middleware
 from broker.frontdoor import FrontDoor
 from broker.http_server import GuardedRunner
 from broker.management import add_management_routes, management_ctx
+from broker.response_cache import response_cache_ctx
 from broker.routes import add_operator_routes, add_routes
 from broker.routes.keys import FRONT_DOOR, OPERATOR_PORT
 from broker.tracing import front_door_tracing, tracing_ctx, tracing_middleware
@@ -87,6 +88,7 @@ def create_app(
     if tracing is not None:
         app.cleanup_ctx.append(tracing_ctx(tracing))
     app.cleanup_ctx.append(front_door_ctx)
+    app.cleanup_ctx.append(response_cache_ctx(config, FRONT_DOOR))
     app.cleanup_ctx.append(management_ctx(config))
     add_routes(app)
     add_management_routes(app)

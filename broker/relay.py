@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -23,6 +24,10 @@ from workers.params import GatewayOptions
 
 # The worker enforces the deadline; the front door waits a little longer for its answer.
 DEADLINE_SLACK_S = 2.0
+
+
+# Told of a successful answer: (response body, or b"" for a stream; its chunks; its meta).
+AnswerObserver = Callable[[bytes, list[bytes], Meta | None], None]
 
 
 class Relay:
@@ -71,6 +76,10 @@ class Relay:
         self.overhead_s: float | None = None
         # The latest bookkeeping from the worker; the final record's carries usage and cost.
         self.meta: Meta | None = None
+        # The response cache's part (issue #19, broker/response_cache.py): its header, and
+        # what it is told of a successful answer (the body, or a stream's chunks).
+        self.extra_headers: dict[str, str] = {}
+        self.on_answer: AnswerObserver | None = None
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         front = self.front
@@ -126,7 +135,7 @@ class Relay:
             ) from exc
 
     def _headers(self, meta: Meta | None) -> dict[str, str]:
-        headers = {"x-request-id": self.request_id}
+        headers = {"x-request-id": self.request_id, **self.extra_headers}
         self.meta = meta or self.meta
         if meta is not None and meta.deployment:
             elapsed_ms = (self.loop.time() - self.started) * 1000
@@ -163,6 +172,8 @@ class Relay:
         headers = self._headers(record.meta)
         if record.end == envelopes.RESPONSE:
             body = envelopes.join_parts(parts, record).body
+            if self.on_answer is not None:
+                self.on_answer(body, [], record.meta)
             return web.Response(body=body, content_type=JSON, headers=headers)
         self.status = record.status if record.end == envelopes.ERROR else 499
         return response_for_status(
@@ -184,8 +195,12 @@ class Relay:
         await response.prepare(request)
         self.front.metrics.observe_ttft(self.group, record.meta, self.loop.time() - self.started)
         self.front.metrics.open_streams.inc()
+        # A stream's chunks, kept only for the response cache.
+        kept: list[bytes] | None = [] if self.on_answer is not None else None
         try:
             await response.write(sse_frames.frame(record))
+            if kept is not None:
+                kept.extend(record.chunks)
             while not record.is_final:
                 try:
                     record = await waiter.next_record(self.loop.time() + self.timeout_s)
@@ -195,9 +210,13 @@ class Relay:
                     waiter.next_seq = record.next_seq
                 await response.write(sse_frames.frame(record))
                 self.meta = record.meta or self.meta
+                if kept is not None:
+                    kept.extend(record.chunks)
             self.is_finished = True
             if record.end == envelopes.ERROR:
                 self.status = record.status
+            elif record.end == envelopes.DONE and kept is not None and self.on_answer:
+                self.on_answer(b"", kept, self.meta)
         finally:
             self.front.metrics.open_streams.dec()
         return response

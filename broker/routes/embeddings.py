@@ -6,6 +6,7 @@ from aiohttp import web
 
 from broker.body import decode, gateway_options, max_num_retries, read_json_body
 from broker.relay import Relay
+from broker.response_cache import RESPONSE_CACHE
 from broker.routes.keys import FRONT_DOOR
 from workers.envelopes import KIND_EMBEDDING
 from workers.validation import validate_embedding_request
@@ -25,6 +26,18 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     )
     group = front.resolve_group(embedding.model, caller)
     lane = front.lane_for(request, options)
+    pending = None
+    cache = request.app.get(RESPONSE_CACHE)
+    if cache is not None:  # issue #19: a hit is answered here, before admission
+        hit, pending = await cache.answer(
+            request,
+            body,
+            kind="embedding",
+            group=group,
+            caller=caller,
+        )
+        if hit is not None:
+            return hit
     front.admit(lane)
     relay = Relay(
         front,
@@ -36,4 +49,6 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
         options=options,
         caller=caller,
     )
+    if pending is not None:
+        pending.attach(relay, front.tasks)
     return await relay.run(request)

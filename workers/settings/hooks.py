@@ -8,8 +8,9 @@ built-ins those lists may name, and `switchboard check` accounts for every key h
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
+import msgspec
 from msgspec import Meta
 
 from workers.deployment import Secret
@@ -70,3 +71,51 @@ class CallbackSettings(Section, frozen=True):
     litellm_ignored: ClassVar[frozenset[str]] = names(
         "datadog langsmith lunary helicone s3 gcs_bucket arize braintrust"
     )
+
+
+# The call types a cache may answer (LiteLLM's names; the `a` forms are the same calls).
+CACHEABLE_CALL_TYPES = frozenset({"completion", "acompletion", "embedding", "aembedding"})
+
+
+class CacheParams(Section, frozen=True):
+    """`litellm_settings.cache_params`: the response cache (with `cache: true`)."""
+
+    # Only Redis: the broker's own (no host or url given), or another one.
+    type: Literal["redis"] = "redis"
+    host: str | None = None
+    port: int | str | None = None
+    password: Secret | None = None
+    # Switchboard's spelling of another Redis (`redis://`, `rediss://`, `redis+cluster://`).
+    url: Secret | None = None
+    # Prefix of the cache's keys, under the service's namespace; a request may name its own.
+    namespace: str = "cache"
+    # Seconds an answer stays cached; a request's `cache.ttl` may choose another.
+    ttl: Annotated[float, Positive] = 3600.0
+    supported_call_types: list[str] = msgspec.field(
+        default_factory=lambda: ["completion", "acompletion", "embedding", "aembedding"]
+    )
+    # default_off: only requests that ask (`cache: {"use-cache": true}`) read or write it.
+    mode: Literal["default_on", "default_off"] = "default_on"
+    # Switchboard's: whose requests share answers. `key`: one API key never reads another's.
+    scope: Literal["global", "key"] = "global"
+    # Larger answers are not stored (bytes of the response JSON).
+    max_entry_bytes: Annotated[int, Positive] = 1024 * 1024
+
+    litellm_ignored: ClassVar[frozenset[str]] = names(
+        """
+        redis_startup_nodes service_name sentinel_nodes ssl ssl_cert_reqs s3_bucket_name
+        s3_region_name s3_api_key s3_endpoint_url qdrant_semantic_cache_embedding_model
+        similarity_threshold qdrant_collection_name qdrant_api_base qdrant_api_key
+        redis_semantic_cache_embedding_model redis_semantic_cache_index_name
+        disk_cache_dir gcs_bucket_name gcs_path_service_account azure_account_url
+        azure_blob_container coalesce default_in_memory_ttl default_in_redis_ttl
+        """
+    )
+
+    def __post_init__(self) -> None:
+        unknown = set(self.supported_call_types) - CACHEABLE_CALL_TYPES
+        if unknown:
+            raise ValueError(
+                f"supported_call_types: {sorted(unknown)} cannot be cached here "
+                f"(choose from {sorted(CACHEABLE_CALL_TYPES)})"
+            )

@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Literal
 from msgspec import Meta
 
 from workers.deployment import Secret
+from workers.settings.hooks import CacheParams
 from workers.settings.section import Section, names
 
 RoutingStrategy = Literal[
@@ -160,12 +161,16 @@ class LiteLLMSettings(Section, frozen=True):
     callbacks: list[str] = []
     # Callbacks see no message, input or answer text (figures stay).
     turn_off_message_logging: bool = False
+    # The response cache (issue #19, docs/hooks.md): identical requests answered from
+    # Redis by the front door, without a worker or an upstream call.
+    cache: bool = False
+    cache_params: CacheParams = CacheParams()
 
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
         service_callbacks input_callback callback_settings redact_messages_in_exceptions
         redact_user_api_key_info langfuse_default_tags modify_params enable_preview_features
-        mcp_aliases force_ipv4 cache cache_params disable_end_user_cost_tracking
+        mcp_aliases force_ipv4 disable_end_user_cost_tracking
         disable_end_user_cost_tracking_prometheus_only key_generation_settings
         disable_add_transform_inline_image_block use_chat_completions_url_for_anthropic_messages
         disable_hf_tokenizer_download enable_json_schema_validation
