@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from broker.config.loader import Config
 from broker.errors import error_middleware
 from broker.frontdoor import FrontDoor
+from broker.guardrails import guardrails_ctx
 from broker.http_server import GuardedRunner
 from broker.management import add_management_routes, management_ctx
 from broker.response_cache import response_cache_ctx
@@ -89,6 +90,7 @@ def create_app(
         app.cleanup_ctx.append(tracing_ctx(tracing))
     app.cleanup_ctx.append(front_door_ctx)
     app.cleanup_ctx.append(response_cache_ctx(config, FRONT_DOOR))
+    app.cleanup_ctx.append(guardrails_ctx(config, FRONT_DOOR))
     app.cleanup_ctx.append(management_ctx(config))
     add_routes(app)
     add_management_routes(app)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -18,7 +18,7 @@ from broker.frontdoor import FrontDoor
 from broker.reply_hub import Queued, Waiter
 from workers import envelopes, redis_streams
 from workers.envelopes import Envelope, Meta, Record
-from workers.errors import GatewayTimeout, ServiceUnavailable
+from workers.errors import GatewayTimeout, ServiceUnavailable, SwitchboardError
 from workers.hooks.trace_context import ENVELOPE_TRACEPARENT
 from workers.params import GatewayOptions
 
@@ -80,6 +80,11 @@ class Relay:
         # what it is told of a successful answer (the body, or a stream's chunks).
         self.extra_headers: dict[str, str] = {}
         self.on_answer: AnswerObserver | None = None
+        # Guardrails (issue #19, broker/guardrails.py): a check that runs beside the
+        # provider call and must pass before any byte goes out, and one that may refuse or
+        # rewrite a whole answer.
+        self.gate: Awaitable[None] | None = None
+        self.check_answer: Callable[[bytes], Awaitable[bytes]] | None = None
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         front = self.front
@@ -88,6 +93,8 @@ class Relay:
         try:
             entry = await self._enqueue(envelopes.encode(self.envelope))
             waiter.queued = Queued(self.envelope, entry)
+            if self.gate is not None:
+                await self._pass_gate(waiter)
             if self.stream:
                 return await self._relay_stream(request, waiter)
             return await self._relay_response(waiter)
@@ -106,6 +113,8 @@ class Relay:
                 front.cancel_later(self.request_id, waiter.next_seq)
             raise
         finally:
+            if isinstance(self.gate, Coroutine):
+                self.gate.close()  # never awaited when the enqueue failed
             front.hub.unregister(self.request_id)
             front.metrics.in_flight.dec()
             front.metrics.observe(
@@ -116,6 +125,18 @@ class Relay:
                 self.overhead_s,
                 self.meta,
             )
+
+    async def _pass_gate(self, waiter: Waiter) -> None:
+        """Wait for the during_call check (the provider call runs meanwhile); a block
+        cancels the request, which stops the provider call, and is the answer."""
+        assert self.gate is not None
+        try:
+            await self.gate
+        except SwitchboardError as exc:
+            self.status = exc.http_status
+            self.is_finished = True
+            self.front.cancel_later(self.request_id, waiter.next_seq)
+            raise
 
     async def _enqueue(self, envelope: bytes) -> bytes:
         front = self.front
@@ -172,6 +193,8 @@ class Relay:
         headers = self._headers(record.meta)
         if record.end == envelopes.RESPONSE:
             body = envelopes.join_parts(parts, record).body
+            if self.check_answer is not None:
+                body = await self.check_answer(body)
             if self.on_answer is not None:
                 self.on_answer(body, [], record.meta)
             return web.Response(body=body, content_type=JSON, headers=headers)

@@ -24,6 +24,8 @@ GATEWAY_FIELDS: frozenset[str] = frozenset(
         "priority",
         # The response cache's per-request controls (issue #19): the front door's business.
         "cache",
+        # The guardrails a request names (issue #19): the front door's business too.
+        "guardrails",
     }
 )
 

@@ -32,7 +32,7 @@ from workers.settings import (
     RouterSettings,
     SwitchboardSettings,
 )
-from workers.settings.hooks import CallbackSettings
+from workers.settings.hooks import CallbackSettings, Guardrail
 from workers.settings.section import Section, names
 
 log = logging.getLogger("switchboard.config")
@@ -92,6 +92,8 @@ class Config(Section, frozen=True):
     switchboard_settings: SwitchboardSettings = SwitchboardSettings()
     # Where the built-in callbacks deliver (issue #19; workers/settings/hooks.py).
     callback_settings: CallbackSettings = CallbackSettings()
+    # LiteLLM's guardrails (issue #19; workers/hooks/guardrails.py, broker/guardrails.py).
+    guardrails: list[Guardrail] = []
     # Paths of the LiteLLM keys present but not implemented (each was logged as a warning).
     ignored_keys: tuple[str, ...] = ()
     # Model group name -> its deployments, in config order.
@@ -100,7 +102,7 @@ class Config(Section, frozen=True):
     derived_fields: ClassVar[frozenset[str]] = frozenset({"ignored_keys", "deployments"})
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
-        guardrails mcp_servers credential_list assistant_settings
+        mcp_servers credential_list assistant_settings
         files_settings finetune_settings vector_store_registry search_tools prompts
         """
     )

@@ -97,7 +97,7 @@ class _DeliveryThread:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._task: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def ensure(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -109,9 +109,22 @@ class _DeliveryThread:
                 )
                 self._thread.start()
                 ready.wait()
-                self._task = asyncio.run_coroutine_threadsafe(self.dispatcher.run(), loop)  # type: ignore[assignment]  # a concurrent future, cancelled at close
+                asyncio.run_coroutine_threadsafe(self._start(), loop).result()
                 self._loop = loop
             return self._loop
+
+    async def _start(self) -> None:
+        self._task = asyncio.create_task(self.dispatcher.run(), name="callbacks")
+
+    async def _stop(self) -> None:
+        """Deliver what is queued, close the built-ins, then end the delivery task."""
+        try:
+            await self.dispatcher.aclose()
+        finally:
+            task, self._task = self._task, None
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     @staticmethod
     def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
@@ -127,16 +140,14 @@ class _DeliveryThread:
 
     def close(self) -> None:
         with self._lock:
-            loop, thread, task = self._loop, self._thread, self._task
-            self._loop = self._thread = self._task = None
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
         if loop is None or thread is None:
             return
         try:
-            future = asyncio.run_coroutine_threadsafe(self.dispatcher.aclose(), loop)
+            future = asyncio.run_coroutine_threadsafe(self._stop(), loop)
             future.result(_CLOSE_TIMEOUT_S + 1)
         finally:
-            if task is not None:
-                task.cancel()
             loop.call_soon_threadsafe(loop.stop)
             thread.join(_CLOSE_TIMEOUT_S)
             loop.close()

@@ -8,7 +8,7 @@ built-ins those lists may name, and `switchboard check` accounts for every key h
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
@@ -119,3 +119,63 @@ class CacheParams(Section, frozen=True):
                 f"supported_call_types: {sorted(unknown)} cannot be cached here "
                 f"(choose from {sorted(CACHEABLE_CALL_TYPES)})"
             )
+
+
+GuardrailMode = Literal["pre_call", "during_call", "post_call"]
+# The guardrails built in (the rest are import paths to a CustomGuardrail class).
+BUILTIN_GUARDRAILS = frozenset({"keywords", "regex", "pii", "max_input_tokens"})
+PII_ENTITIES = frozenset({"email", "phone", "credit_card", "iban", "secret"})
+
+
+class GuardrailParams(Section, frozen=True):
+    """A guardrail's `litellm_params`, as LiteLLM's `guardrails:` section spells them."""
+
+    # A built-in (keywords, regex, pii, max_input_tokens) or `module.Class`, a CustomGuardrail.
+    guardrail: str
+    mode: GuardrailMode | list[GuardrailMode] = "pre_call"
+    # Runs on every request; otherwise only on requests that name it (`guardrails: [...]`).
+    default_on: bool = False
+    # keywords: refused words or phrases (case-insensitive, whole words).
+    keywords: list[str] = []
+    # regex: refused patterns (Python syntax).
+    patterns: list[str] = []
+    # pii: which kinds to find (empty: all of email, phone, credit_card, iban, secret).
+    entities: list[str] = []
+    # What a match does: refuse the request (400), or mask it and go on (pii, regex).
+    action: Literal["block", "mask"] = "block"
+    # max_input_tokens: the most a request's input may estimate at.
+    max_input_tokens: Annotated[int, Positive] | None = None
+    # A custom guardrail's own keyword arguments.
+    params: dict[str, Any] = {}
+
+    litellm_ignored: ClassVar[frozenset[str]] = names(
+        """
+        api_key api_base guard_name guardrailIdentifier guardrailVersion
+        presidio_analyzer_api_base presidio_anonymizer_api_base output_parse_pii
+        presidio_ad_hoc_recognizers pii_entities_config mask_request_content
+        mask_response_content category_thresholds guardrail_info
+        """
+    )
+
+    @property
+    def modes(self) -> list[GuardrailMode]:
+        return [self.mode] if isinstance(self.mode, str) else list(self.mode)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.entities) - PII_ENTITIES
+        if unknown:
+            raise ValueError(f"entities: unknown {sorted(unknown)}; known: {sorted(PII_ENTITIES)}")
+        if self.guardrail not in BUILTIN_GUARDRAILS and "." not in self.guardrail:
+            raise ValueError(
+                f"guardrail {self.guardrail!r} is not built in (built in: "
+                f"{', '.join(sorted(BUILTIN_GUARDRAILS))}) nor an import path (`module.Class`)"
+            )
+
+
+class Guardrail(Section, frozen=True):
+    """One entry of the top-level `guardrails:` list."""
+
+    guardrail_name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    litellm_params: GuardrailParams
+
+    litellm_ignored: ClassVar[frozenset[str]] = names("guardrail_info guardrail_id")
