@@ -37,9 +37,10 @@ _NS_PER_MS = 1_000_000
 
 
 def traceparent_of(span: Span) -> str:
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier, set_span_in_context(span))
-    return carrier["traceparent"]
+    """The W3C traceparent of `span` (what the propagator would write, without building a
+    context and a carrier per request)."""
+    context = span.get_span_context()
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
 def context_of(traceparent: str | None) -> Context | None:
@@ -62,11 +63,21 @@ def langfuse_exporter(settings: LangfuseCallback) -> SpanExporter:
 
 
 def tracer_provider(
-    service_name: str, exporters: list[SpanExporter], *, batch: bool = True
+    service_name: str,
+    exporters: list[SpanExporter],
+    *,
+    sample_rate: float = 1.0,
+    batch: bool = True,
 ) -> TracerProvider:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    # ParentBased: a trace the client (or the front door) sampled is sampled throughout,
+    # so a request's spans are all kept or all dropped, whichever process makes them.
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}),
+        sampler=ParentBased(TraceIdRatioBased(sample_rate)),
+    )
     for exporter in exporters:
         provider.add_span_processor(
             BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
@@ -92,7 +103,8 @@ class Tracing(CustomLogger):
         if langfuse is not None:
             exporters.append(langfuse_exporter(langfuse))
         name = otel.service_name if otel is not None else "switchboard"
-        return cls(tracer_provider(name, exporters))
+        rate = otel.sample_rate if otel is not None else 1.0
+        return cls(tracer_provider(name, exporters, sample_rate=rate))
 
     # ------------------------------------------------------------------ front door
 

@@ -46,6 +46,9 @@ class OtelCallback(Section, frozen=True):
     endpoint: str = "http://127.0.0.1:4318/v1/traces"
     headers: dict[str, Secret] = {}
     service_name: str = "switchboard"
+    # The share of traces kept (a client's sampled flag decides for its own traces).
+    # Tracing every request costs CPU per request: see benchmarks/HOOKS.md.
+    sample_rate: Annotated[float, Meta(ge=0, le=1)] = 1.0
 
 
 class LangfuseCallback(Section, frozen=True):
