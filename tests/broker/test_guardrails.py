@@ -46,12 +46,12 @@ SLOWER = """\
 """
 
 
-def _config(fake: FakeUpstream, namespace: str) -> Any:
+def _config(fake: FakeUpstream, namespace: str, extra: str = "") -> Any:
     base = fake.base_url + "/v1"
     return make_config(
         base,
         namespace,
-        general=textwrap.dedent(GUARDRAILS),
+        general=textwrap.dedent(GUARDRAILS) + extra,
         extra_models=SLOWER.format(base=base),
     )
 
@@ -155,3 +155,17 @@ def test_pii_detection(text: str, found: str | None) -> None:
     guard = PiiGuard(GuardrailParams(guardrail="pii"))
     result = guard.find(text)
     assert (result is None) if found is None else (found in (result or ""))
+
+
+async def test_a_cached_answer_never_skips_a_guardrail_the_request_names(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    config = _config(fake, namespace, "litellm_settings:\n  cache: true\n")
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        for _ in range(50):
+            status, _, response = await post(http, door.url, _body("hi"))
+            if response.headers["x-switchboard-cache"] == "hit":
+                break
+        assert response.headers["x-switchboard-cache"] == "hit"
+        status, body, _ = await post(http, door.url, _body("hi", guardrails=["no-fake-answers"]))
+    assert status == 400 and body["error"]["param"] == "no-fake-answers"

@@ -109,6 +109,8 @@ async def test_per_request_controls_no_store_no_cache_namespace_and_max_age(
         assert await cache_of(BODY, headers={"Cache-Control": "no-cache"}) == "miss"
         assert await cache_of({**BODY, "cache": {"s-maxage": 0}}) == "miss"
         assert await cache_of({**BODY, "cache": {"namespace": "other"}}) == "miss"
+        # A request naming guardrails never gets an answer stored without them.
+        assert await cache_of({**BODY, "metadata": {"guardrails": []}}) == "hit"
         # The controls never reach the upstream.
         assert all("cache" not in r.json for r in fake.requests)
 

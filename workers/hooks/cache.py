@@ -19,6 +19,7 @@ import msgspec
 import orjson
 
 from workers.errors import InvalidRequest
+from workers.hooks.guardrails import requested
 from workers.params import GATEWAY_FIELDS
 from workers.settings.hooks import CacheParams
 
@@ -121,6 +122,10 @@ def cache_digest(body: Mapping[str, Any], model_group: str, kind: str, scope: st
     """The hex SHA-256 that names a request's answer."""
     decisive = {k: v for k, v in body.items() if k not in _NOT_IN_KEY}
     decisive["model"] = model_group
+    # The guardrails a request names decide what answer it may get (a post_call check).
+    guardrails = requested(body)
+    if guardrails:
+        decisive["__guardrails"] = sorted(guardrails)
     decisive["__kind"] = kind
     if scope is not None:
         decisive["__scope"] = scope

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import re
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -399,7 +399,7 @@ class Guardrails:
             self.observer(name, result, time.perf_counter() - started)
 
 
-def requested(data: dict[str, Any]) -> set[str]:
+def requested(data: Mapping[str, Any]) -> set[str]:
     """The guardrails a request names (`guardrails: [...]`, or in `metadata`, as LiteLLM)."""
     given = data.get("guardrails")
     if given is None and isinstance(data.get("metadata"), dict):
