@@ -20,6 +20,7 @@ from broker.config import Config, ConfigError
 from broker.launch import SetupError, configure_logging, load, required_redis_url, run_async
 from broker.reply_hub import SubscribeFailed
 from workers.deployment import Secret
+from workers.log_format import use_json
 from workers.log_redaction import secrets_in
 from workers.runtime.options import RuntimeOptions
 from workers.supervision import TaskDied
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__.split("\n")[0])
     parser.add_argument("--log-level", default=os.environ.get("SWITCHBOARD_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("SWITCHBOARD_LOG_FORMAT", "text"),
+        help="json: one object a line, with the request id (also litellm_settings.json_logs)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> None:
@@ -82,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    redactor = configure_logging(args.log_level)
+    redactor = configure_logging(args.log_level, args.log_format)
     try:
         if args.command in ADMIN_COMMANDS:
             return run_admin(args)
@@ -92,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_up(args, redactor)
         config = load(args, os.environ)
         redactor.add_secrets(secrets_in(config, Secret))
+        if config.litellm_settings.json_logs:
+            use_json()
         redis_url = required_redis_url(config, os.environ)
         if args.command == "serve":
             return run_async(lambda stopping: serve(config, redis_url, args, stopping))

@@ -20,6 +20,7 @@ from workers import envelopes, redis_streams
 from workers.envelopes import Envelope, Meta, Record
 from workers.errors import GatewayTimeout, ServiceUnavailable, SwitchboardError
 from workers.hooks.trace_context import ENVELOPE_TRACEPARENT
+from workers.log_format import REQUEST_ID
 from workers.params import GatewayOptions
 
 # The worker enforces the deadline; the front door waits a little longer for its answer.
@@ -55,6 +56,7 @@ class Relay:
         timeout_s = options.timeout or front.settings.request_timeout_s
         self.timeout_s = timeout_s
         self.request_id = caller.new_request_id()
+        REQUEST_ID.set(self.request_id)  # this handler's log lines carry it (json logs)
         now_ms = int(time.time() * 1000)
         self.envelope = Envelope(
             request_id=self.request_id,

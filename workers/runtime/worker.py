@@ -31,6 +31,7 @@ from workers.envelopes import Meta, Record, decode_envelope, decode_record
 from workers.errors import ProviderError
 from workers.hooks import hook_metrics
 from workers.hooks.service import ServiceHooks
+from workers.log_format import REQUEST_ID
 from workers.memory import MemoryReleaser
 from workers.providers.media import MediaPolicy
 from workers.redis_streams import Keys
@@ -296,6 +297,7 @@ class Worker:
         job.task = asyncio.create_task(self._run_job(job, is_reclaimed), name=job.request_id)
 
     async def _run_job(self, job: Job, is_reclaimed: bool) -> None:
+        REQUEST_ID.set(job.request_id)  # the job's log lines carry it (json logs)
         footprint = memory.track()
         try:
             if is_reclaimed and await self._settled_by_earlier_attempt(job):
