@@ -22,6 +22,7 @@ from broker.config.loader import Config
 from broker.errors import error_middleware
 from broker.frontdoor import FrontDoor
 from broker.guardrails import guardrails_ctx
+from broker.hooks import front_hooks_ctx
 from broker.http_server import GuardedRunner
 from broker.management import add_management_routes, management_ctx
 from broker.response_cache import response_cache_ctx
@@ -89,6 +90,8 @@ def create_app(
     if tracing is not None:
         app.cleanup_ctx.append(tracing_ctx(tracing))
     app.cleanup_ctx.append(front_door_ctx)
+    # The callbacks first: the cache and the guardrails tell them what they answer.
+    app.cleanup_ctx.append(front_hooks_ctx(config, FRONT_DOOR, tracing))
     app.cleanup_ctx.append(response_cache_ctx(config, FRONT_DOOR))
     app.cleanup_ctx.append(guardrails_ctx(config, FRONT_DOOR))
     app.cleanup_ctx.append(management_ctx(config))

@@ -13,10 +13,10 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from broker.admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin
 from broker.config import Config, ConfigError
+from broker.hooks import service_hooks
 from broker.launch import SetupError, configure_logging, load, required_redis_url, run_async
 from broker.reply_hub import SubscribeFailed
 from workers.deployment import Secret
@@ -24,9 +24,6 @@ from workers.log_format import use_json
 from workers.log_redaction import secrets_in
 from workers.runtime.options import RuntimeOptions
 from workers.supervision import TaskDied
-
-if TYPE_CHECKING:
-    from workers.hooks.service import ServiceHooks
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,23 +150,6 @@ async def work(
         metrics_port=args.metrics_port,
         hooks=service_hooks(config),
     )
-
-
-def service_hooks(config: Config) -> ServiceHooks | None:
-    """The callbacks litellm_settings names, set up by callback_settings (issue #19)."""
-    from workers.hooks.service import ServiceHooks
-
-    settings = config.litellm_settings
-    try:
-        return ServiceHooks.from_config(
-            success_callback=settings.success_callback,
-            failure_callback=settings.failure_callback,
-            callbacks=settings.callbacks,
-            turn_off_message_logging=settings.turn_off_message_logging,
-            settings=config.callback_settings,
-        )
-    except ValueError as exc:  # a name neither built in nor importable, a missing section
-        raise ConfigError("litellm_settings.callbacks", str(exc)) from exc
 
 
 if __name__ == "__main__":

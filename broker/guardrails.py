@@ -7,6 +7,7 @@ Per-guardrail metrics: checks by result (passed, masked, blocked) and their late
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,8 +19,11 @@ from broker.auth import Caller
 from broker.config.errors import ConfigError
 from broker.config.loader import Config
 from broker.frontdoor import FrontDoor
+from broker.hooks import FRONT_HOOKS
 from broker.relay import Relay
-from workers.hooks.guardrails import Guardrails, caller_view
+from workers.envelopes import KIND_CHAT, KIND_EMBEDDING
+from workers.hooks.guardrails import GuardrailBlocked, Guardrails, caller_view
+from workers.hooks.service import FrontDoorAnswer, ServiceHooks
 from workers.settings.hooks import Guardrail
 
 # A check takes from microseconds (a regex) to seconds (a model as judge).
@@ -50,16 +54,37 @@ class GuardrailMetrics:
 
 
 class FrontDoorGuardrails:
-    def __init__(self, entries: list[Guardrail], metrics: GuardrailMetrics) -> None:
+    def __init__(
+        self, entries: list[Guardrail], metrics: GuardrailMetrics, hooks: ServiceHooks | None
+    ) -> None:
         self.rules = Guardrails(entries, observer=metrics.observe)
+        # The front door's callbacks: a request blocked before queueing no worker sees.
+        self.hooks = hooks
 
     async def before(self, body: bytes, caller: Caller, kind: str) -> tuple[bytes, dict[str, Any]]:
         """pre_call: the body to queue (rewritten if a guardrail masked it) and its object.
         A block raises GuardrailBlocked (a 400); nothing has been queued."""
         data: dict[str, Any] = orjson.loads(body)
         self.rules.check_names(data)
-        if await self.rules.pre_call(data, caller_view(caller.alias), _CALL_TYPES[kind]):
-            body = orjson.dumps(data)
+        started_s = time.time()
+        try:
+            if await self.rules.pre_call(data, caller_view(caller.alias), _CALL_TYPES[kind]):
+                body = orjson.dumps(data)
+        except GuardrailBlocked as exc:
+            if self.hooks is not None:
+                self.hooks.dispatcher.offer(
+                    FrontDoorAnswer(
+                        request_id=caller.new_request_id(),
+                        kind=KIND_CHAT if kind == "chat" else KIND_EMBEDDING,
+                        model_group=str(data.get("model", "")),
+                        body=body,
+                        started_s=started_s,
+                        stream=bool(data.get("stream")),
+                        api_key_alias=caller.alias,
+                        error=exc,
+                    )
+                )
+            raise
         return body, data
 
     def attach(self, relay: Relay, data: dict[str, Any], caller: Caller, kind: str) -> None:
@@ -91,7 +116,9 @@ def guardrails_ctx(
         metrics = GuardrailMetrics(app[front_door].metrics.registry)
         if config.guardrails:
             try:
-                app[GUARDRAILS] = FrontDoorGuardrails(list(config.guardrails), metrics)
+                app[GUARDRAILS] = FrontDoorGuardrails(
+                    list(config.guardrails), metrics, app.get(FRONT_HOOKS)
+                )
             except ValueError as exc:  # a custom guardrail that cannot be imported
                 raise ConfigError("guardrails", str(exc)) from exc
         yield

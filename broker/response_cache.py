@@ -25,10 +25,11 @@ from broker.auth import Caller
 from broker.config.loader import Config
 from broker.errors import JSON
 from broker.frontdoor import FrontDoor
+from broker.hooks import FRONT_HOOKS
 from broker.relay import Relay
 from workers import envelopes
 from workers.connect import connect
-from workers.envelopes import Meta, Record
+from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, Meta, Record
 from workers.hooks.cache import (
     CachedAnswer,
     cache_digest,
@@ -38,6 +39,7 @@ from workers.hooks.cache import (
     is_cacheable,
     replay_chunks,
 )
+from workers.hooks.service import FrontDoorAnswer, ServiceHooks
 from workers.redis_streams import Keys
 from workers.sdk.assemble import stream_chunk_builder
 from workers.settings.hooks import CacheParams
@@ -68,12 +70,19 @@ class CacheMetrics:
 
 class ResponseCache:
     def __init__(
-        self, params: CacheParams, redis: Redis, keys: Keys, metrics: CacheMetrics
+        self,
+        params: CacheParams,
+        redis: Redis,
+        keys: Keys,
+        metrics: CacheMetrics,
+        hooks: ServiceHooks | None = None,
     ) -> None:
         self.params = params
         self.redis = redis
         self.keys = keys
         self.metrics = metrics
+        # The front door's callbacks: a hit is a request no worker sees.
+        self.hooks = hooks
 
     async def answer(
         self,
@@ -87,6 +96,7 @@ class ResponseCache:
         include_usage: bool = False,
     ) -> tuple[web.StreamResponse | None, Pending | None]:
         """(a hit's response, or None; what a miss should store, or None)."""
+        started_s = time.time()
         parsed = orjson.loads(body)
         control = control_of(parsed, request.headers.get("Cache-Control"))
         if not is_cacheable(self.params, kind, control):
@@ -104,6 +114,19 @@ class ResponseCache:
                 if cached.cost_usd:
                     self.metrics.saved_cost.labels(group).inc(cached.cost_usd)
                 request_id = caller.new_request_id()
+                if self.hooks is not None:
+                    self.hooks.dispatcher.offer(
+                        FrontDoorAnswer(
+                            request_id=request_id,
+                            kind=KIND_CHAT if kind == "chat" else KIND_EMBEDDING,
+                            model_group=group,
+                            body=body,
+                            started_s=started_s,
+                            stream=stream,
+                            api_key_alias=caller.alias,
+                            response=cached.body,
+                        )
+                    )
                 if stream:
                     return await _replay(request, cached, request_id, include_usage), None
                 headers = {"x-request-id": request_id, CACHE_HEADER: "hit"}
@@ -195,7 +218,8 @@ def response_cache_ctx(
         params = settings.cache_params
         own = _own_redis(params)
         redis = own if own is not None else front.redis
-        app[RESPONSE_CACHE] = ResponseCache(params, redis, front.keys, metrics)
+        hooks = app.get(FRONT_HOOKS)
+        app[RESPONSE_CACHE] = ResponseCache(params, redis, front.keys, metrics, hooks)
         try:
             yield
         finally:

@@ -15,8 +15,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from broker.app import create_app, front_door_runner
-from broker.cli import service_hooks
 from broker.config.loader import Config, load_config_text
+from broker.hooks import service_hooks
 from broker.routes.keys import FRONT_DOOR
 from tests.redis_helpers import REDIS_URL
 from tests.waiting import eventually

@@ -13,8 +13,8 @@ import aiohttp
 import orjson
 import pytest
 
-from broker.cli import service_hooks
 from broker.config import ConfigError
+from broker.hooks import FRONT_HOOKS, service_hooks
 from tests.broker import callback_targets
 from tests.broker.harness import make_config, post, read_sse, service
 from workers.testing.server import FakeUpstream
@@ -139,3 +139,44 @@ def test_a_callback_that_cannot_be_imported_fails_the_start(
     config = make_config(fake.base_url + "/v1", namespace, general=general)
     with pytest.raises(ConfigError, match="callback_settings.jsonl"):
         service_hooks(config)
+
+
+async def test_answers_the_front_door_gives_itself_reach_the_callbacks(
+    fake: FakeUpstream, namespace: str, tmp_path: Path
+) -> None:
+    jsonl = tmp_path / "calls.jsonl"
+    general = textwrap.dedent(
+        f"""\
+        litellm_settings:
+          success_callback: ["jsonl"]
+          failure_callback: ["jsonl"]
+          cache: true
+        callback_settings:
+          jsonl: {{path: {jsonl}}}
+        guardrails:
+          - guardrail_name: no-codes
+            litellm_params: {{guardrail: keywords, default_on: true, keywords: [codes]}}
+        """
+    )
+    config = make_config(fake.base_url + "/v1", namespace, general=general)
+    async with service(config) as ([door], workers), aiohttp.ClientSession() as http:
+        for _ in range(50):
+            _, _, response = await post(http, door.url, {"model": "gpt-test", "messages": HELLO})
+            if response.headers["x-switchboard-cache"] == "hit":
+                break
+        hit_id = response.headers["x-request-id"]
+        blocked = {"model": "gpt-test", "messages": [{"role": "user", "content": "the codes"}]}
+        status, _, _ = await post(http, door.url, blocked)
+        assert status == 400
+        await _flush(workers)
+        await door.app[FRONT_HOOKS].dispatcher.flush()
+    lines = [orjson.loads(line) for line in jsonl.read_bytes().splitlines()]
+    by_id = {line["id"]: line for line in lines}
+    hit = by_id[hit_id]
+    assert hit["cache_hit"] is True and hit["response_cost"] == 0.0
+    assert hit["status"] == "success" and hit["response"]["choices"]
+    [refused] = [line for line in lines if line["status"] == "failure"]
+    assert refused["error_code"] == "guardrail_blocked" and refused["status_code"] == 400
+    # Every worker-served request logged once, not cached: cost counted there.
+    served = [line for line in lines if line["status"] == "success" and not line["cache_hit"]]
+    assert served and all(line["response_cost"] > 0 for line in served)

@@ -51,12 +51,7 @@ class FinishedRequest:
     def event(self) -> CallEvent:
         envelope, record = self.envelope, self.record
         meta = record.meta or envelopes.Meta()
-        try:
-            request = orjson.loads(envelope.body)
-        except orjson.JSONDecodeError:
-            request = {}
-        if not isinstance(request, dict):
-            request = {}
+        request = _request_of(envelope.body)
         return CallEvent(
             call_type=_CALL_TYPES.get(envelope.kind, "completion"),
             request_id=envelope.request_id,
@@ -98,6 +93,77 @@ def _error(record: Record) -> SwitchboardError | None:
     return error_for_status(record.status, message, code=code)
 
 
+class FrontDoorAnswer:
+    """A request the front door answered itself (a cache hit, a guardrail's block): no
+    worker saw it, so the front door tells the callbacks."""
+
+    __slots__ = (
+        "request_id",
+        "kind",
+        "model_group",
+        "body",
+        "started_s",
+        "ended_s",
+        "response",
+        "error",
+        "stream",
+        "api_key_alias",
+    )
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        kind: int,
+        model_group: str,
+        body: bytes,
+        started_s: float,
+        stream: bool,
+        api_key_alias: str,
+        response: bytes | None = None,
+        error: SwitchboardError | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self.kind = kind
+        self.model_group = model_group
+        self.body = body
+        self.started_s = started_s
+        self.ended_s = time.time()
+        self.stream = stream
+        self.api_key_alias = api_key_alias
+        self.response = response
+        self.error = error
+
+    def event(self) -> CallEvent:
+        request = _request_of(self.body)
+        usage = (orjson.loads(self.response).get("usage") or {}) if self.response else {}
+        return CallEvent(
+            call_type=_CALL_TYPES.get(self.kind, "completion"),
+            request_id=self.request_id,
+            model=self.model_group,
+            start_time=self.started_s,
+            end_time=self.ended_s,
+            request=request,
+            stream=self.stream,
+            response=self.response,
+            error=self.error,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            # A cached answer costs nothing this time (what it saved is a metric).
+            cost_usd=0.0 if self.response is not None else None,
+            cache_hit=self.response is not None,
+            api_key_alias=self.api_key_alias,
+        )
+
+
+def _request_of(body: bytes) -> dict[str, Any]:
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return request if isinstance(request, dict) else {}
+
+
 class ServiceHooks:
     """A process's callbacks: the config's lists, the dispatcher and the writer's observer."""
 
@@ -123,6 +189,7 @@ class ServiceHooks:
         callbacks: list[str],
         turn_off_message_logging: bool,
         settings: CallbackSettings,
+        tracing: CustomLogger | None = None,
     ) -> ServiceHooks | None:
         """The hooks a config asks for (None without any callback); every name resolved now,
         so a typo or a missing module stops the start."""
@@ -131,7 +198,7 @@ class ServiceHooks:
             failure_callback=list(failure_callback),
             callbacks=list(callbacks),
             turn_off_message_logging=turn_off_message_logging,
-            builtins=builtin_factories(settings),
+            builtins=builtin_factories(settings, tracing),
         )
         if not lists.is_active:
             return None
@@ -173,9 +240,12 @@ def find_tracing(callbacks: Callbacks) -> Tracing | None:
     return None
 
 
-def builtin_factories(settings: CallbackSettings) -> dict[str, Factory]:
+def builtin_factories(
+    settings: CallbackSettings, tracing: CustomLogger | None = None
+) -> dict[str, Factory]:
     """The built-ins this config can name; each is made at the start when a list names it,
-    and one whose section is missing fails the start saying so."""
+    and one whose section is missing fails the start saying so. `tracing`: the process's
+    tracer, when it already has one (the front door's), for `otel` and `langfuse`."""
 
     def needs(name: str, section: object) -> None:
         if section is None:
@@ -193,9 +263,9 @@ def builtin_factories(settings: CallbackSettings) -> dict[str, Factory]:
         assert settings.webhook is not None
         return WebhookLogger(settings.webhook)
 
-    shared: list[CustomLogger] = []
+    shared: list[CustomLogger] = [tracing] if tracing is not None else []
 
-    def tracing() -> CustomLogger:
+    def make_tracing() -> CustomLogger:
         # `otel` and `langfuse` share one tracer provider, each adding its exporter.
         if not shared:
             if settings.otel is None and settings.langfuse is None:
@@ -210,4 +280,4 @@ def builtin_factories(settings: CallbackSettings) -> dict[str, Factory]:
             shared.append(Tracing.from_settings(settings.otel, settings.langfuse))
         return shared[0]
 
-    return {"jsonl": jsonl, "webhook": webhook, "otel": tracing, "langfuse": tracing}
+    return {"jsonl": jsonl, "webhook": webhook, "otel": make_tracing, "langfuse": make_tracing}

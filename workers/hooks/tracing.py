@@ -94,6 +94,7 @@ class Tracing(CustomLogger):
         self.tracer = provider.get_tracer("switchboard")
         # A running job's spans: (job, provider call), ended by its final record.
         self._jobs: dict[str, tuple[Span, Span]] = {}
+        self._is_closed = False
 
     @classmethod
     def from_settings(cls, otel: OtelCallback | None, langfuse: LangfuseCallback | None) -> Tracing:
@@ -180,5 +181,8 @@ class Tracing(CustomLogger):
                 span.end()
 
     async def aclose(self) -> None:
-        # Exports what is batched: blocking HTTP, so in a thread.
-        await asyncio.to_thread(self.provider.shutdown)
+        # Exports what is batched: blocking HTTP, so in a thread. Once: the front door's
+        # tracer is closed by its middleware's owner and as a callback.
+        if not self._is_closed:
+            self._is_closed = True
+            await asyncio.to_thread(self.provider.shutdown)
