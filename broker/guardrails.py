@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -21,7 +22,8 @@ from broker.config.loader import Config
 from broker.frontdoor import FrontDoor
 from broker.hooks import FRONT_HOOKS
 from broker.relay import Relay
-from workers.envelopes import KIND_CHAT, KIND_EMBEDDING
+from workers import envelopes
+from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, Record
 from workers.hooks.guardrails import GuardrailBlocked, Guardrails, caller_view
 from workers.hooks.service import FrontDoorAnswer, ServiceHooks
 from workers.settings.hooks import Guardrail
@@ -101,6 +103,66 @@ class FrontDoorGuardrails:
                 return body
 
             relay.check_answer = check
+        elif relay.stream and self.rules.selected(data, "post_call"):
+            relay.check_record = StreamCheck(self.rules, data, who)
+
+
+class StreamCheck:
+    """post_call on a stream: masking built-ins rewrite each chunk's text as it passes (a
+    match split across two chunks slips through); at the end every post_call guardrail
+    checks the assembled text, and a block ends the stream with its error event instead
+    of `[DONE]` (the text already sent stays sent)."""
+
+    def __init__(self, rules: Guardrails, data: dict[str, Any], who: Any) -> None:
+        self.rules = rules
+        self.data = data
+        self.who = who
+        self.masks = rules.masks_answers(data)
+        self.texts: dict[int, list[str]] = {}
+
+    async def __call__(self, record: Record) -> Record:
+        if record.chunks:
+            record = msgspec.structs.replace(
+                record, chunks=[await self._chunk(raw) for raw in record.chunks]
+            )
+        if record.end != envelopes.DONE:
+            return record
+        answer = {
+            "choices": [
+                {"index": i, "message": {"role": "assistant", "content": "".join(parts)}}
+                for i, parts in sorted(self.texts.items())
+            ]
+        }
+        try:
+            await self.rules.post_call(self.data, self.who, answer)
+        except GuardrailBlocked as exc:
+            return Record(
+                seq=record.seq,
+                chunks=record.chunks,
+                end=envelopes.ERROR,
+                body=exc.to_json(),
+                status=exc.http_status,
+                meta=record.meta,
+            )
+        return record
+
+    async def _chunk(self, raw: bytes) -> bytes:
+        chunk = orjson.loads(raw)
+        changed = False
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if not isinstance(text, str) or not text:
+                continue
+            if self.masks:
+                message: dict[str, Any] = {"content": text}
+                piece: dict[str, Any] = {"choices": [{"index": 0, "message": message}]}
+                if await self.rules.post_call(self.data, self.who, piece, masking_only=True):
+                    text = str(message["content"])
+                    delta["content"] = text
+                    changed = True
+            self.texts.setdefault(int(choice.get("index") or 0), []).append(text)
+        return orjson.dumps(chunk) if changed else raw
 
 
 GUARDRAILS = web.AppKey("guardrails", FrontDoorGuardrails)

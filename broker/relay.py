@@ -87,6 +87,8 @@ class Relay:
         # rewrite a whole answer.
         self.gate: Awaitable[None] | None = None
         self.check_answer: Callable[[bytes], Awaitable[bytes]] | None = None
+        # ... and the stream's form of the latter: each record, before it is framed.
+        self.check_record: Callable[[Record], Awaitable[Record]] | None = None
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         front = self.front
@@ -222,7 +224,10 @@ class Relay:
         self.front.metrics.open_streams.inc()
         # A stream's chunks, kept only for the response cache.
         kept: list[bytes] | None = [] if self.on_answer is not None else None
+        check = self.check_record
         try:
+            if check is not None:
+                record = await check(record)
             await response.write(sse_frames.frame(record))
             if kept is not None:
                 kept.extend(record.chunks)
@@ -233,6 +238,8 @@ class Relay:
                     error = GatewayTimeout(f"stream {self.request_id} stalled")
                     record = envelopes.error_record(waiter.next_seq, error)
                     waiter.next_seq = record.next_seq
+                if check is not None:
+                    record = await check(record)
                 await response.write(sse_frames.frame(record))
                 self.meta = record.meta or self.meta
                 if kept is not None:

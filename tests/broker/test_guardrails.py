@@ -9,9 +9,10 @@ import textwrap
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
-from tests.broker.harness import make_config, post, service
+from tests.broker.harness import make_config, post, read_sse, service
 from workers.hooks.guardrails import PiiGuard, iban_ok, luhn_ok
 from workers.settings.hooks import GuardrailParams
 from workers.testing.server import FakeUpstream
@@ -169,3 +170,26 @@ async def test_a_cached_answer_never_skips_a_guardrail_the_request_names(
         assert response.headers["x-switchboard-cache"] == "hit"
         status, body, _ = await post(http, door.url, _body("hi", guardrails=["no-fake-answers"]))
     assert status == 400 and body["error"]["param"] == "no-fake-answers"
+
+
+async def test_post_call_on_a_stream_masks_chunks_and_checks_the_whole_text(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    async with service(_config(fake, namespace)) as ([door], _), aiohttp.ClientSession() as http:
+        masked = _body("hi", stream=True, guardrails=["mask-answers"])
+        async with http.post(door.url + "/v1/chat/completions", json=masked) as response:
+            events = await read_sse(response)
+        text = "".join(
+            orjson.loads(data)["choices"][0]["delta"].get("content") or ""
+            for _, data in events
+            if data != "[DONE]" and orjson.loads(data)["choices"]
+        )
+        assert events[-1][1] == "[DONE]"
+        assert "fake" not in text and "[REDACTED]" in text
+        refused = _body("hi", stream=True, guardrails=["no-fake-answers"])
+        async with http.post(door.url + "/v1/chat/completions", json=refused) as response:
+            events = await read_sse(response)
+    last = orjson.loads(events[-1][1])
+    assert last["error"]["code"] == "guardrail_blocked"
+    assert last["error"]["param"] == "no-fake-answers"
+    assert all(data != "[DONE]" for _, data in events)

@@ -369,10 +369,27 @@ class Guardrails:
         for name, guard in self.selected(data, "during_call"):
             await self._run(name, guard.async_moderation_hook(data, who, call_type))
 
-    async def post_call(self, data: dict[str, Any], who: Any, response: dict[str, Any]) -> bool:
-        """Run the post_call guardrails on a whole answer; True if one changed (masked) it."""
+    def masks_answers(self, data: dict[str, Any]) -> bool:
+        return any(self._is_masking(name) for name, _ in self.selected(data, "post_call"))
+
+    def _is_masking(self, name: str) -> bool:
+        entry, guard = self.entries[name]
+        return isinstance(guard, _TextGuard) and entry.litellm_params.action == "mask"
+
+    async def post_call(
+        self,
+        data: dict[str, Any],
+        who: Any,
+        response: dict[str, Any],
+        *,
+        masking_only: bool = False,
+    ) -> bool:
+        """Run the post_call guardrails on a whole answer (with `masking_only`, only the
+        built-ins that mask: a stream's chunk); True if one changed (masked) it."""
         changed = False
         for name, guard in self.selected(data, "post_call"):
+            if masking_only and not self._is_masking(name):
+                continue
             result = await self._run(name, guard.async_post_call_success_hook(data, who, response))
             if isinstance(result, dict) and result is not response:
                 response.clear()
