@@ -17,11 +17,21 @@ CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_PARENT = "b7ad6b7169203331"
 
 
+FAILING = """\
+- model_name: failing
+  litellm_params:
+    model: openai/gpt-4o-mini~status=500
+    api_base: {base}
+    api_key: sk-fake
+"""
+
+
 def _config(fake: FakeUpstream, namespace: str, receiver: OtlpReceiver) -> Any:
     general = textwrap.dedent(
         f"""\
         litellm_settings:
           callbacks: ["otel"]
+          fallbacks: [{{failing: [gpt-test]}}]
         callback_settings:
           otel:
             endpoint: {receiver.url}
@@ -29,7 +39,8 @@ def _config(fake: FakeUpstream, namespace: str, receiver: OtlpReceiver) -> Any:
             service_name: sb-test
         """
     )
-    return make_config(fake.base_url + "/v1", namespace, general=general)
+    base = fake.base_url + "/v1"
+    return make_config(base, namespace, general=general, extra_models=FAILING.format(base=base))
 
 
 async def test_one_trace_runs_from_the_client_through_the_queue_to_the_upstream(
@@ -72,9 +83,11 @@ async def test_one_trace_runs_from_the_client_through_the_queue_to_the_upstream(
     assert job.attributes["switchboard.request_id"] == request_id
     assert front.service == "sb-test"
     assert front.attributes["http.response.status_code"] == 200
-    # The upstream got the provider call span's context.
+    # The provider attempt is a child of the call, and the upstream got its context.
+    attempt = spans["attempt gpt-test[0]"]
+    assert attempt.parent_id == call.span_id
     upstream = fake.requests[-1].headers["traceparent"]
-    assert upstream == f"00-{CLIENT_TRACE}-{call.span_id}-01"
+    assert upstream == f"00-{CLIENT_TRACE}-{attempt.span_id}-01"
     assert all(h.get("x-collector-token") == "sekrit" for h in receiver.headers)
 
 
@@ -106,3 +119,23 @@ async def test_without_tracing_nothing_is_sent_upstream(fake: FakeUpstream, name
         )
     assert status == 200
     assert "traceparent" not in fake.requests[-1].headers
+
+
+async def test_a_fallback_shows_each_attempt_under_the_provider_call(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    async with OtlpReceiver() as receiver:
+        config = _config(fake, namespace, receiver)
+        async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+            status, _, _ = await post(http, door.url, {"model": "failing", "messages": HELLO})
+            assert status == 200
+    spans = {span.name: span for span in receiver.spans}
+    call = spans["chat failing"]
+    failed, served = spans["attempt failing[0]"], spans["attempt gpt-test[0]"]
+    assert failed.parent_id == call.span_id and served.parent_id == call.span_id
+    assert failed.attributes["error.type"] and "error.type" not in served.attributes
+    assert failed.end_ns <= served.start_ns
+    assert call.attributes["switchboard.fallbacks"] == 1
+    # Each upstream request carried its own attempt's context.
+    sent = [r.headers["traceparent"].split("-")[2] for r in fake.requests]
+    assert sent == [failed.span_id, served.span_id]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +28,8 @@ from workers import envelopes
 from workers.envelopes import Envelope, Record
 from workers.hooks.custom_logger import CustomLogger
 from workers.hooks.trace_context import UPSTREAM_TRACEPARENT
+from workers.routing.figures import DeploymentFigures
+from workers.routing.observer import RoutingObserver
 from workers.settings.hooks import LangfuseCallback, OtelCallback
 
 log = logging.getLogger("switchboard.tracing")
@@ -85,6 +88,23 @@ def tracer_provider(
     return provider
 
 
+class _JobSpans:
+    """A running job's spans; `attempt` is the provider attempt in progress, if any."""
+
+    __slots__ = ("job", "call", "attempt")
+
+    def __init__(self, job: Span, call: Span) -> None:
+        self.job = job
+        self.call = call
+        self.attempt: Span | None = None
+
+
+# The spans of the job the current task serves (set by job_started, read by TracedRouting).
+_CURRENT: contextvars.ContextVar[_JobSpans | None] = contextvars.ContextVar(
+    "switchboard_job_spans", default=None
+)
+
+
 class Tracing(CustomLogger):
     """A process's tracer; as the `otel` (or `langfuse`) callback it is closed with the
     other callbacks, which flushes the spans still batched."""
@@ -93,7 +113,7 @@ class Tracing(CustomLogger):
         self.provider = provider
         self.tracer = provider.get_tracer("switchboard")
         # A running job's spans: (job, provider call), ended by its final record.
-        self._jobs: dict[str, tuple[Span, Span]] = {}
+        self._jobs: dict[str, _JobSpans] = {}
         self._is_closed = False
 
     @classmethod
@@ -143,14 +163,43 @@ class Tracing(CustomLogger):
                 "gen_ai.request.model": envelope.model_group,
             },
         )
-        self._jobs[envelope.request_id] = (job, call)
+        spans = self._jobs[envelope.request_id] = _JobSpans(job, call)
+        _CURRENT.set(spans)
         UPSTREAM_TRACEPARENT.set(traceparent_of(call))
+
+    def routing_observer(self, inner: RoutingObserver) -> RoutingObserver:
+        return TracedRouting(inner, self)
+
+    def attempt_started(self, group: str, deployment: str) -> None:
+        """A provider attempt (a retry or a fallback is another): a child of the call span,
+        whose context the upstream request carries."""
+        spans = _CURRENT.get()
+        if spans is None:
+            return
+        if spans.attempt is not None:  # routed again without a failure reported: over
+            spans.attempt.end()
+        spans.attempt = self.tracer.start_span(
+            f"attempt {deployment}",
+            context=set_span_in_context(spans.call),
+            kind=SpanKind.CLIENT,
+            attributes={"switchboard.model_group": group, "switchboard.deployment": deployment},
+        )
+        UPSTREAM_TRACEPARENT.set(traceparent_of(spans.attempt))
+
+    def attempt_failed(self, error_class: str) -> None:
+        spans = _CURRENT.get()
+        if spans is None or spans.attempt is None:
+            return
+        spans.attempt.set_attribute("error.type", error_class)
+        spans.attempt.set_status(Status(StatusCode.ERROR, error_class))
+        spans.attempt.end()
+        spans.attempt = None
 
     def job_finished(self, envelope: Envelope, record: Record) -> None:
         spans = self._jobs.pop(envelope.request_id, None)
         if spans is None:
             return
-        job, call = spans
+        job, call = spans.job, spans.call
         meta = record.meta or envelopes.Meta()
         call.set_attributes(
             {
@@ -169,6 +218,8 @@ class Tracing(CustomLogger):
             call.set_status(status)
             job.set_status(status)
             call.set_attribute("error.type", str(record.status))
+        if spans.attempt is not None:
+            spans.attempt.end()
         call.end()
         job.end()
 
@@ -176,9 +227,10 @@ class Tracing(CustomLogger):
         """A job that ended without its final record here (shutdown, taken over)."""
         spans = self._jobs.pop(request_id, None)
         if spans is not None:
-            for span in reversed(spans):
-                span.set_status(Status(StatusCode.ERROR, "abandoned by this worker"))
-                span.end()
+            for span in (spans.attempt, spans.call, spans.job):
+                if span is not None:
+                    span.set_status(Status(StatusCode.ERROR, "abandoned by this worker"))
+                    span.end()
 
     async def aclose(self) -> None:
         # Exports what is batched: blocking HTTP, so in a thread. Once: the front door's
@@ -186,3 +238,35 @@ class Tracing(CustomLogger):
         if not self._is_closed:
             self._is_closed = True
             await asyncio.to_thread(self.provider.shutdown)
+
+
+class TracedRouting:
+    """The worker's routing observer, plus an attempt span per provider attempt (so retries
+    and fallbacks show as children of the provider call). Cheap: it runs on the path."""
+
+    def __init__(self, inner: RoutingObserver, tracing: Tracing) -> None:
+        self.inner = inner
+        self.tracing = tracing
+
+    def figures_read(self, group: str, figures: Mapping[str, DeploymentFigures]) -> None:
+        self.inner.figures_read(group, figures)
+
+    def routed(self, group: str, deployment: str) -> None:
+        self.inner.routed(group, deployment)
+        self.tracing.attempt_started(group, deployment)
+
+    def failed(self, group: str, deployment: str, error_class: str) -> None:
+        self.inner.failed(group, deployment, error_class)
+        self.tracing.attempt_failed(error_class)
+
+    def retried(self, group: str, deployment: str) -> None:
+        self.inner.retried(group, deployment)
+
+    def fell_back(self, group: str, fallback: str) -> None:
+        self.inner.fell_back(group, fallback)
+
+    def cooled_down(self, group: str, deployment: str) -> None:
+        self.inner.cooled_down(group, deployment)
+
+    def fallback_skipped(self, group: str, fallback: str, reason: str) -> None:
+        self.inner.fallback_skipped(group, fallback, reason)

@@ -15,6 +15,7 @@ from workers.hooks.service import ServiceHooks
 from workers.http import HttpClient
 from workers.redis_streams import Keys
 from workers.routing.engine import RoutingEngine
+from workers.routing.observer import RoutingObserver
 from workers.routing.plan import RoutingPlan
 from workers.routing.redis_store import RedisFigures
 from workers.runtime.options import RuntimeOptions
@@ -49,7 +50,11 @@ def routed_worker(
         stats_ttl_s=plan.settings.routing_strategy_args.ttl,
         batcher=batcher,
     )
-    engine = RoutingEngine(plan, http, figures, observer=metrics.routing)
+    observer: RoutingObserver = metrics.routing
+    if hooks is not None and hooks.tracing is not None:
+        # Each provider attempt (retries, fallbacks) becomes a span of its own (issue #19).
+        observer = hooks.tracing.routing_observer(observer)
+    engine = RoutingEngine(plan, http, figures, observer=observer)
     return Worker(redis, engine, options, worker_id, metrics, batcher, hooks), figures
 
 
