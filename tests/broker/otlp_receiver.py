@@ -36,12 +36,15 @@ class OtlpReceiver:
         self.spans: list[ReceivedSpan] = []
         self.headers: list[dict[str, str]] = []
         self.is_down = False
+        # Export attempts refused while down (503, which OTLP exporters retry).
+        self.refused = 0
         self.arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     async def _traces(self, request: web.Request) -> web.Response:
         if self.is_down:
+            self.refused += 1
             return web.Response(status=503)
         message = ExportTraceServiceRequest()
         message.ParseFromString(await request.read())

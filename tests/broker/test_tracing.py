@@ -10,6 +10,7 @@ import aiohttp
 
 from tests.broker.harness import make_config, post, service
 from tests.broker.otlp_receiver import OtlpReceiver
+from tests.waiting import eventually
 from workers.testing.server import FakeUpstream
 
 HELLO = [{"role": "user", "content": "trace me"}]
@@ -26,7 +27,9 @@ FAILING = """\
 """
 
 
-def _config(fake: FakeUpstream, namespace: str, receiver: OtlpReceiver) -> Any:
+def _config(
+    fake: FakeUpstream, namespace: str, receiver: OtlpReceiver, otel_extra: str = ""
+) -> Any:
     general = textwrap.dedent(
         f"""\
         litellm_settings:
@@ -37,6 +40,7 @@ def _config(fake: FakeUpstream, namespace: str, receiver: OtlpReceiver) -> Any:
             endpoint: {receiver.url}
             headers: {{x-collector-token: sekrit}}
             service_name: sb-test
+            {otel_extra}
         """
     )
     base = fake.base_url + "/v1"
@@ -139,3 +143,22 @@ async def test_a_fallback_shows_each_attempt_under_the_provider_call(
     # Each upstream request carried its own attempt's context.
     sent = [r.headers["traceparent"].split("-")[2] for r in fake.requests]
     assert sent == [failed.span_id, served.span_id]
+
+
+async def test_a_collector_outage_under_load_loses_no_span_and_repeats_none(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    async with OtlpReceiver() as receiver:
+        config = _config(fake, namespace, receiver, "export_interval_s: 0.1")
+        receiver.is_down = True
+        async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+            for _ in range(10):
+                status, _, _ = await post(http, door.url, {"model": "gpt-test", "messages": HELLO})
+                assert status == 200
+            # The exporters tried, and were refused, a few times: the collector was down.
+            await eventually(lambda: receiver.refused >= 3, what="refused exports", timeout_s=20)
+            receiver.is_down = False
+        spans = receiver.spans
+    # Every request's five spans (front door, queue, job, call, attempt), each once.
+    assert len({span.span_id for span in spans}) == len(spans) == 50
+    assert len({span.trace_id for span in spans}) == 10
