@@ -189,8 +189,11 @@ class CallbackDispatcher:
                     await self._call(name, getattr(logger, hook), (model, messages, kwargs))
 
     async def _call(self, name: str, hook: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        # A built-in that retries (webhook) says how long its retries may take.
+        owner = getattr(hook, "__self__", None)
+        timeout_s = max(self.callback_timeout_s, getattr(owner, "delivery_timeout_s", 0.0))
         try:
-            async with asyncio.timeout(self.callback_timeout_s):
+            async with asyncio.timeout(timeout_s):
                 if inspect.iscoroutinefunction(hook):
                     await hook(*args)
                 else:

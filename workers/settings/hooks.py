@@ -34,9 +34,13 @@ class WebhookCallback(Section, frozen=True):
 
     url: Secret  # may carry a token in its query
     headers: dict[str, Secret] = {}
-    # Attempts after the first when the endpoint fails or answers 5xx/429, with backoff.
-    max_retries: NonNegativeInt = 3
+    # Seconds an event is retried (with backoff) while the endpoint is down or answers
+    # 5xx/429; later events wait in the delivery queue meanwhile (bounded: max_queue).
+    retry_for_s: Annotated[float, Meta(ge=0)] = 600.0
+    # Seconds one POST may take.
     timeout_s: Annotated[float, Positive] = 10.0
+
+    litellm_ignored: ClassVar[frozenset[str]] = names("max_retries")
 
 
 class OtelCallback(Section, frozen=True):
