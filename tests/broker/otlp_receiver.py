@@ -40,6 +40,7 @@ class OtlpReceiver:
         self.refused = 0
         self.arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self.base_url = ""
         self.url = ""
 
     async def _traces(self, request: web.Request) -> web.Response:
@@ -67,12 +68,15 @@ class OtlpReceiver:
     async def __aenter__(self) -> OtlpReceiver:
         app = web.Application()
         app.router.add_post("/v1/traces", self._traces)
+        # Langfuse's OTLP endpoint.
+        app.router.add_post("/api/public/otel/v1/traces", self._traces)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}/v1/traces"
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.url = self.base_url + "/v1/traces"
         return self
 
     async def __aexit__(self, *exc: object) -> None:

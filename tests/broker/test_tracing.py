@@ -3,6 +3,7 @@ OpenTelemetry SDK over OTLP/HTTP to a receiver that decodes it with opentelemetr
 
 from __future__ import annotations
 
+import base64
 import textwrap
 from typing import Any
 
@@ -162,3 +163,24 @@ async def test_a_collector_outage_under_load_loses_no_span_and_repeats_none(
     # Every request's five spans (front door, queue, job, call, attempt), each once.
     assert len({span.span_id for span in spans}) == len(spans) == 50
     assert len({span.trace_id for span in spans}) == 10
+
+
+async def test_langfuse_gets_the_spans_with_its_basic_auth(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    async with OtlpReceiver() as receiver:
+        general = textwrap.dedent(
+            f"""\
+            litellm_settings:
+              success_callback: ["langfuse"]
+            callback_settings:
+              langfuse: {{host: "{receiver.base_url}", public_key: pk-lf-1, secret_key: sk-lf-2}}
+            """
+        )
+        config = make_config(fake.base_url + "/v1", namespace, general=general)
+        async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+            status, _, _ = await post(http, door.url, {"model": "gpt-test", "messages": HELLO})
+            assert status == 200
+    assert {s.name for s in receiver.spans} >= {"POST /v1/chat/completions", "chat gpt-test"}
+    token = base64.b64encode(b"pk-lf-1:sk-lf-2").decode()
+    assert {h["Authorization"] for h in receiver.headers} == {f"Basic {token}"}
