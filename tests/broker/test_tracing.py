@@ -64,35 +64,28 @@ async def test_one_trace_runs_from_the_client_through_the_queue_to_the_upstream(
             request_id = response.headers["x-request-id"]
         # Leaving the service flushed both processes' batches.
         spans = {span.name: span for span in receiver.spans}
-    assert set(spans) >= {
-        "POST /v1/chat/completions",
-        "switchboard.queue",
-        "switchboard.job",
-        "chat gpt-test",
-    }
+    # A request served at once: three spans, no attempt of its own.
+    assert set(spans) == {"POST /v1/chat/completions", "switchboard.queue", "chat gpt-test"}
     front = spans["POST /v1/chat/completions"]
-    queue, job, call = spans["switchboard.queue"], spans["switchboard.job"], spans["chat gpt-test"]
+    queue, call = spans["switchboard.queue"], spans["chat gpt-test"]
     # One trace, the client's, and each span under the right parent.
     assert {s.trace_id for s in spans.values()} == {CLIENT_TRACE}
     assert front.parent_id == CLIENT_PARENT
-    assert queue.parent_id == front.span_id and job.parent_id == front.span_id
-    assert call.parent_id == job.span_id
-    # Queue wait ends where the job starts.
-    assert queue.end_ns <= job.start_ns + 1_000_000
+    assert queue.parent_id == front.span_id and call.parent_id == front.span_id
+    # Queue wait ends where the worker's span starts.
+    assert queue.end_ns <= call.start_ns + 1_000_000
     # GenAI semantic conventions on the provider call.
     assert call.attributes["gen_ai.operation.name"] == "chat"
     assert call.attributes["gen_ai.request.model"] == "gpt-test"
     assert call.attributes["gen_ai.usage.input_tokens"] > 0
     assert call.attributes["gen_ai.usage.output_tokens"] > 0
     assert call.attributes["gen_ai.provider.name"] == "openai"
-    assert job.attributes["switchboard.request_id"] == request_id
+    assert call.attributes["switchboard.request_id"] == request_id
     assert front.service == "sb-test"
     assert front.attributes["http.response.status_code"] == 200
-    # The provider attempt is a child of the call, and the upstream got its context.
-    attempt = spans["attempt gpt-test[0]"]
-    assert attempt.parent_id == call.span_id
+    # The upstream got the provider call's context.
     upstream = fake.requests[-1].headers["traceparent"]
-    assert upstream == f"00-{CLIENT_TRACE}-{attempt.span_id}-01"
+    assert upstream == f"00-{CLIENT_TRACE}-{call.span_id}-01"
     assert all(h.get("x-collector-token") == "sekrit" for h in receiver.headers)
 
 
@@ -141,9 +134,9 @@ async def test_a_fallback_shows_each_attempt_under_the_provider_call(
     assert failed.attributes["error.type"] and "error.type" not in served.attributes
     assert failed.end_ns <= served.start_ns
     assert call.attributes["switchboard.fallbacks"] == 1
-    # Each upstream request carried its own attempt's context.
+    # The first attempt carried the call's context (it had no span yet), the next its own.
     sent = [r.headers["traceparent"].split("-")[2] for r in fake.requests]
-    assert sent == [failed.span_id, served.span_id]
+    assert sent == [call.span_id, served.span_id]
 
 
 async def test_a_collector_outage_under_load_loses_no_span_and_repeats_none(
@@ -160,8 +153,8 @@ async def test_a_collector_outage_under_load_loses_no_span_and_repeats_none(
             await eventually(lambda: receiver.refused >= 3, what="refused exports", timeout_s=20)
             receiver.is_down = False
         spans = receiver.spans
-    # Every request's five spans (front door, queue, job, call, attempt), each once.
-    assert len({span.span_id for span in spans}) == len(spans) == 50
+    # Every request's three spans (front door, queue, provider call), each once.
+    assert len({span.span_id for span in spans}) == len(spans) == 30
     assert len({span.trace_id for span in spans}) == 10
 
 

@@ -143,14 +143,19 @@ def tracer_provider(
 
 
 class _JobSpans:
-    """A running job's spans; `attempt` is the provider attempt in progress, if any."""
+    """A running job's spans. The first provider attempt is the call span itself; only when
+    one fails do attempts get spans of their own (the failed one after the fact, from the
+    time it was routed), so a request served at once costs no extra span."""
 
-    __slots__ = ("job", "call", "attempt")
+    __slots__ = ("call", "attempt", "routed_ns", "deployment", "group", "has_failed")
 
-    def __init__(self, job: Span, call: Span) -> None:
-        self.job = job
+    def __init__(self, call: Span) -> None:
         self.call = call
         self.attempt: Span | None = None
+        self.routed_ns = 0
+        self.deployment = ""
+        self.group = ""
+        self.has_failed = False
 
 
 # The spans of the job the current task serves (set by job_started, read by TracedRouting).
@@ -202,8 +207,8 @@ class Tracing(CustomLogger):
     # ------------------------------------------------------------------ worker
 
     def job_started(self, envelope: Envelope, started_ms: int) -> None:
-        """The queue wait (already over) and the job's spans; the provider span's context
-        becomes the upstream request's traceparent for the rest of this task."""
+        """The queue wait (already over) and the worker's span of the provider call, whose
+        context becomes the upstream request's traceparent for the rest of this task."""
         parent = context_of(envelope.traceparent)
         operation = _OPERATIONS.get(envelope.kind, "chat")
         queued = self.tracer.start_span(
@@ -213,22 +218,18 @@ class Tracing(CustomLogger):
             attributes={"messaging.system": "redis", "switchboard.lane": envelope.lane},
         )
         queued.end(end_time=max(envelope.enqueued_ms, started_ms) * _NS_PER_MS)
-        job = self.tracer.start_span(
-            "switchboard.job",
-            context=parent,
-            start_time=started_ms * _NS_PER_MS,
-            attributes={"switchboard.request_id": envelope.request_id},
-        )
         call = self.tracer.start_span(
             f"{operation} {envelope.model_group}",
-            context=set_span_in_context(job),
+            context=parent,
             kind=SpanKind.CLIENT,
+            start_time=started_ms * _NS_PER_MS,
             attributes={
                 "gen_ai.operation.name": operation,
                 "gen_ai.request.model": envelope.model_group,
+                "switchboard.request_id": envelope.request_id,
             },
         )
-        spans = self._jobs[envelope.request_id] = _JobSpans(job, call)
+        spans = self._jobs[envelope.request_id] = _JobSpans(call)
         _CURRENT.set(spans)
         UPSTREAM_TRACEPARENT.set(traceparent_of(call))
 
@@ -236,35 +237,47 @@ class Tracing(CustomLogger):
         return TracedRouting(inner, self)
 
     def attempt_started(self, group: str, deployment: str) -> None:
-        """A provider attempt (a retry or a fallback is another): a child of the call span,
-        whose context the upstream request carries."""
+        """A provider attempt. After a failed one, each attempt (a retry, a fallback) is a
+        child span of the call, and its context is what the upstream request carries."""
         spans = _CURRENT.get()
         if spans is None:
             return
         if spans.attempt is not None:  # routed again without a failure reported: over
             spans.attempt.end()
-        spans.attempt = self.tracer.start_span(
-            f"attempt {deployment}",
-            context=set_span_in_context(spans.call),
-            kind=SpanKind.CLIENT,
-            attributes={"switchboard.model_group": group, "switchboard.deployment": deployment},
-        )
-        UPSTREAM_TRACEPARENT.set(traceparent_of(spans.attempt))
+            spans.attempt = None
+        spans.routed_ns, spans.deployment, spans.group = time.time_ns(), deployment, group
+        if spans.has_failed:
+            spans.attempt = self._attempt_span(spans, spans.routed_ns)
+            UPSTREAM_TRACEPARENT.set(traceparent_of(spans.attempt))
 
     def attempt_failed(self, error_class: str) -> None:
         spans = _CURRENT.get()
-        if spans is None or spans.attempt is None:
+        if spans is None or not spans.deployment:
             return
-        spans.attempt.set_attribute("error.type", error_class)
-        spans.attempt.set_status(Status(StatusCode.ERROR, error_class))
-        spans.attempt.end()
+        failed = spans.attempt or self._attempt_span(spans, spans.routed_ns)
+        failed.set_attribute("error.type", error_class)
+        failed.set_status(Status(StatusCode.ERROR, error_class))
+        failed.end()
         spans.attempt = None
+        spans.has_failed = True
+
+    def _attempt_span(self, spans: _JobSpans, start_ns: int) -> Span:
+        return self.tracer.start_span(
+            f"attempt {spans.deployment}",
+            context=set_span_in_context(spans.call),
+            kind=SpanKind.CLIENT,
+            start_time=start_ns,
+            attributes={
+                "switchboard.model_group": spans.group,
+                "switchboard.deployment": spans.deployment,
+            },
+        )
 
     def job_finished(self, envelope: Envelope, record: Record) -> None:
         spans = self._jobs.pop(envelope.request_id, None)
         if spans is None:
             return
-        job, call = spans.job, spans.call
+        call = spans.call
         meta = record.meta or envelopes.Meta()
         call.set_attributes(
             {
@@ -279,20 +292,17 @@ class Tracing(CustomLogger):
             }
         )
         if record.end == envelopes.ERROR:
-            status = Status(StatusCode.ERROR, f"status {record.status}")
-            call.set_status(status)
-            job.set_status(status)
+            call.set_status(Status(StatusCode.ERROR, f"status {record.status}"))
             call.set_attribute("error.type", str(record.status))
         if spans.attempt is not None:
             spans.attempt.end()
         call.end()
-        job.end()
 
     def job_abandoned(self, request_id: str) -> None:
         """A job that ended without its final record here (shutdown, taken over)."""
         spans = self._jobs.pop(request_id, None)
         if spans is not None:
-            for span in (spans.attempt, spans.call, spans.job):
+            for span in (spans.attempt, spans.call):
                 if span is not None:
                     span.set_status(Status(StatusCode.ERROR, "abandoned by this worker"))
                     span.end()
