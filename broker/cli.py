@@ -16,7 +16,6 @@ from pathlib import Path
 
 from broker.admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin
 from broker.config import Config, ConfigError
-from broker.hooks import service_hooks
 from broker.launch import SetupError, configure_logging, load, required_redis_url, run_async
 from broker.reply_hub import SubscribeFailed
 from workers.deployment import Secret
@@ -137,6 +136,8 @@ async def serve(
 async def work(
     config: Config, redis_url: str, args: argparse.Namespace, stopping: asyncio.Event
 ) -> None:
+    # Imported here: `up` must set prometheus-client's directory before it is imported.
+    from broker.hooks import service_hooks
     from workers.routing.plan import build_plan
     from workers.runtime.process import serve_worker
 
