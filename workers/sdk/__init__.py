@@ -12,18 +12,21 @@ Its public import name is `switchboard` (the top-level package re-exports this o
 - `sync`: the background event loop that runs the async engine for synchronous callers
 - `assemble`: `stream_chunk_builder`, a whole response from stream chunks
 - `callbacks`: LiteLLM's `success_callback`, `failure_callback`, `callbacks` (issue #19)
+- `cache`: `Cache`, LiteLLM's `litellm.cache` (local or Redis) for the calls (issue #19)
 """
 
 from workers.hooks.custom_logger import CustomLogger
 from workers.http import close_shared_client as aclose
 from workers.pricing import completion_cost
 from workers.sdk.assemble import stream_chunk_builder
+from workers.sdk.cache import Cache
 from workers.sdk.callbacks import flush_callbacks
 from workers.sdk.calls import acompletion, aembedding, completion, embedding
 from workers.sdk.router import Router
 from workers.sdk.stream import ChatStream, SyncChatStream
 
 __all__ = [
+    "Cache",
     "ChatStream",
     "CustomLogger",
     "Router",

@@ -17,15 +17,19 @@ keys of `switchboard_settings.media_fetch`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from workers import accounting
 from workers.deployment import Deployment
+from workers.hooks.cache import CacheControl, CachedAnswer
 from workers.http import shared_client
 from workers.providers import create_adapter, make_deployment
 from workers.retry import with_retries
+from workers.sdk import cache as sdk_cache
 from workers.sdk import callbacks
+from workers.sdk.cache import Cache
 from workers.sdk.requests import (
     chat_call,
     check_options,
@@ -37,7 +41,15 @@ from workers.sdk.stream import ChatStream, SyncChatStream, open_stream
 from workers.sdk.sync import run_sync
 from workers.settings.models import DEPLOYMENT_OPTION_KEYS
 from workers.settings.switchboard import MediaFetch
-from workers.wire import ChatCompletion, EmbeddingResponse
+from workers.wire import (
+    ChatCompletion,
+    EmbeddingResponse,
+    decode_chat_completion,
+    decode_embedding_response,
+    encode,
+)
+
+T = TypeVar("T", ChatCompletion, EmbeddingResponse)
 
 # Keyword arguments that configure the call rather than the request body.
 _DEPLOYMENT_ARGS = (
@@ -99,9 +111,19 @@ async def acompletion(
 ) -> ChatCompletion | ChatStream:
     """One chat completion; with `stream=True` an async iterator of chunks (ChatStream).
     `media_fetch` widens what image URLs may be fetched (see the module docstring)."""
+    caching, cache_options = kwargs.pop("caching", None), kwargs.pop("cache", None)
     record = callbacks.start("completion", model, _logged(messages, kwargs), stream)
+    planned = (
+        None if stream else _cache_plan("chat", model, messages, kwargs, cache_options, caching)
+    )
     try:
-        return await _acompletion(
+        if planned is not None:
+            hit = await _cached(planned, decode_chat_completion)
+            if hit is not None:
+                if record is not None:
+                    record.succeeded(hit, hit.hidden_params, hit.usage, cache_hit=True)
+                return hit
+        response = await _acompletion(
             model,
             messages,
             stream=stream,
@@ -118,6 +140,63 @@ async def acompletion(
         if record is not None:
             record.failed(exc)
         raise
+    if planned is not None and isinstance(response, ChatCompletion):
+        await _store(planned, response)
+    return response
+
+
+Planned = tuple[Cache, str, CacheControl]
+
+
+def _cache_plan(
+    kind: str,
+    model: str,
+    given: Any,
+    kwargs: Mapping[str, Any],
+    cache_options: Any,
+    caching: bool | None,
+) -> Planned | None:
+    """The cache's part in a call: its key and the request's controls (None: no part)."""
+    cache = sdk_cache.current
+    if cache is None:
+        return None
+    request = _logged(given, kwargs) if kind == "chat" else _logged_input(given, kwargs)
+    if cache_options is not None:
+        request["cache"] = cache_options
+    planned = cache.plan(kind, model, request, caching)
+    return None if planned is None else (cache, *planned)
+
+
+def _logged_input(given: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    request = {k: v for k, v in kwargs.items() if k not in _DEPLOYMENT_ARGS}
+    request["input"] = given
+    return request
+
+
+async def _cached(planned: Planned, decode: Callable[[bytes], T]) -> T | None:
+    cache, key, control = planned
+    if control.no_cache:
+        return None
+    answer = await cache.get(key)
+    if answer is None or (control.max_age_s is not None and answer.age_s > control.max_age_s):
+        return None
+    response = decode(answer.body)
+    response.hidden_params = {
+        "cache_hit": True,
+        "cost_usd": 0.0,
+        "cost_known": True,
+        "original_cost_usd": answer.cost_usd,
+    }
+    return response
+
+
+async def _store(planned: Planned, response: ChatCompletion | EmbeddingResponse) -> None:
+    cache, key, control = planned
+    if control.no_store:
+        return
+    cost = response.hidden_params.get("cost_usd")
+    answer = CachedAnswer(created_s=time.time(), body=encode(response), cost_usd=cost)
+    await cache.set(key, answer, control.ttl_s or cache.ttl)
 
 
 def _logged(messages: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,9 +267,16 @@ async def aembedding(
     environ: Mapping[str, str] | None = None,
     **kwargs: Any,
 ) -> EmbeddingResponse:
-    request = {k: v for k, v in kwargs.items() if k not in _DEPLOYMENT_ARGS}
-    record = callbacks.start("embedding", model, {**request, "input": input}, False)
+    caching, cache_options = kwargs.pop("caching", None), kwargs.pop("cache", None)
+    record = callbacks.start("embedding", model, _logged_input(input, kwargs), False)
+    planned = _cache_plan("embedding", model, input, kwargs, cache_options, caching)
     try:
+        if planned is not None:
+            hit = await _cached(planned, decode_embedding_response)
+            if hit is not None:
+                if record is not None:
+                    record.succeeded(hit, hit.hidden_params, hit.usage, cache_hit=True)
+                return hit
         response = await _aembedding(
             model,
             input,
@@ -207,6 +293,8 @@ async def aembedding(
         raise
     if record is not None:
         record.succeeded(response, response.hidden_params, response.usage)
+    if planned is not None:
+        await _store(planned, response)
     return response
 
 
