@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 from workers.errors import InvalidRequest
 from workers.settings.hooks import Guardrail, GuardrailMode, GuardrailParams
@@ -328,11 +328,43 @@ def make_guardrail(entry: Guardrail) -> CustomGuardrail:
 # ------------------------------------------------------------------------------ the set
 
 
+_MODES = frozenset({"pre_call", "during_call", "post_call"})
+
+
+class _Entry(NamedTuple):
+    modes: list[GuardrailMode]
+    default_on: bool
+    guard: CustomGuardrail
+    # A built-in with `action: mask` (it may run on each chunk of a stream).
+    masks: bool
+
+
 class Guardrails:
     """The configured guardrails, and which of them a request runs."""
 
+    @classmethod
+    def of(cls, guards: list[CustomGuardrail]) -> Guardrails:
+        """The SDK's: CustomGuardrail objects (in `switchboard.callbacks`), each with its
+        own `guardrail_name`, `event_hook` (a mode or a list of them) and `default_on`."""
+        made = cls([])
+        for i, guard in enumerate(guards):
+            hook = guard.event_hook or "pre_call"
+            given = [hook] if isinstance(hook, str) else list(hook)
+            modes = [cast(GuardrailMode, m) for m in given if m in _MODES]
+            name = guard.guardrail_name or f"{type(guard).__name__}[{i}]"
+            made.entries[name] = _Entry(modes, guard.default_on, guard, False)
+        return made
+
     def __init__(self, entries: list[Guardrail], observer: GuardrailObserver | None = None) -> None:
-        self.entries = {e.guardrail_name: (e, make_guardrail(e)) for e in entries}
+        self.entries: dict[str, _Entry] = {
+            e.guardrail_name: _Entry(
+                e.litellm_params.modes,
+                e.litellm_params.default_on,
+                make_guardrail(e),
+                e.litellm_params.action == "mask",
+            )
+            for e in entries
+        }
         self.observer = observer
 
     def selected(
@@ -341,9 +373,8 @@ class Guardrails:
         named = requested(data)
         return [
             (name, guard)
-            for name, (entry, guard) in self.entries.items()
-            if mode in entry.litellm_params.modes
-            and (entry.litellm_params.default_on or name in named)
+            for name, (modes, default_on, guard, _) in self.entries.items()
+            if mode in modes and (default_on or name in named)
         ]
 
     def check_names(self, data: dict[str, Any]) -> None:
@@ -373,8 +404,8 @@ class Guardrails:
         return any(self._is_masking(name) for name, _ in self.selected(data, "post_call"))
 
     def _is_masking(self, name: str) -> bool:
-        entry, guard = self.entries[name]
-        return isinstance(guard, _TextGuard) and entry.litellm_params.action == "mask"
+        entry = self.entries[name]
+        return isinstance(entry.guard, _TextGuard) and entry.masks
 
     async def post_call(
         self,

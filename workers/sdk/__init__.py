@@ -16,6 +16,7 @@ Its public import name is `switchboard` (the top-level package re-exports this o
 """
 
 from workers.hooks.custom_logger import CustomLogger
+from workers.hooks.guardrails import CustomGuardrail
 from workers.http import close_shared_client as aclose
 from workers.pricing import completion_cost
 from workers.sdk.assemble import stream_chunk_builder
@@ -28,6 +29,7 @@ from workers.sdk.stream import ChatStream, SyncChatStream
 __all__ = [
     "Cache",
     "ChatStream",
+    "CustomGuardrail",
     "CustomLogger",
     "Router",
     "SyncChatStream",

@@ -30,6 +30,7 @@ from workers.hooks.builtin import JsonlLogger, WebhookLogger
 from workers.hooks.custom_logger import CustomLogger
 from workers.hooks.dispatch import CallbackDispatcher
 from workers.hooks.events import CallEvent
+from workers.hooks.guardrails import CustomGuardrail, Guardrails
 from workers.hooks.registry import Callbacks, Factory
 from workers.sdk.assemble import stream_chunk_builder
 from workers.settings.hooks import CallbackSettings
@@ -239,6 +240,12 @@ class CallRecord:
                 cache_hit=cache_hit,
             )
         )
+
+
+def guardrails() -> Guardrails | None:
+    """The CustomGuardrail objects in `switchboard.callbacks`, as a set (None: none)."""
+    guards = [c for c in current.callbacks if isinstance(c, CustomGuardrail)]
+    return Guardrails.of(guards) if guards else None
 
 
 def start(call_type: str, model: str, request: dict[str, Any], stream: bool) -> CallRecord | None:

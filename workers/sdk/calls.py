@@ -16,14 +16,18 @@ keys of `switchboard_settings.media_fetch`).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
+
+import msgspec
 
 from workers import accounting
 from workers.deployment import Deployment
 from workers.hooks.cache import CacheControl, CachedAnswer
+from workers.hooks.guardrails import Guardrails, caller_view
 from workers.http import shared_client
 from workers.providers import create_adapter, make_deployment
 from workers.retry import with_retries
@@ -112,6 +116,13 @@ async def acompletion(
     """One chat completion; with `stream=True` an async iterator of chunks (ChatStream).
     `media_fetch` widens what image URLs may be fetched (see the module docstring)."""
     caching, cache_options = kwargs.pop("caching", None), kwargs.pop("cache", None)
+    guards, named = callbacks.guardrails(), kwargs.pop("guardrails", None)
+    checked: dict[str, Any] | None = None
+    if guards is not None:  # on the path by design: a block must stop the call
+        checked = {**_logged(messages, kwargs), "guardrails": named or []}
+        guards.check_names(checked)
+        if await guards.pre_call(checked, SDK_CALLER, "completion"):
+            messages = checked["messages"]
     record = callbacks.start("completion", model, _logged(messages, kwargs), stream)
     planned = (
         None if stream else _cache_plan("chat", model, messages, kwargs, cache_options, caching)
@@ -123,7 +134,7 @@ async def acompletion(
                 if record is not None:
                     record.succeeded(hit, hit.hidden_params, hit.usage, cache_hit=True)
                 return hit
-        response = await _acompletion(
+        call = _acompletion(
             model,
             messages,
             stream=stream,
@@ -136,6 +147,7 @@ async def acompletion(
             record=record,
             **kwargs,
         )
+        response = await (call if checked is None else _guarded(guards, checked, call))
     except Exception as exc:
         if record is not None:
             record.failed(exc)
@@ -146,6 +158,35 @@ async def acompletion(
 
 
 Planned = tuple[Cache, str, CacheControl]
+# What a guardrail's `user_api_key_dict` holds in the SDK: no key, the process itself.
+SDK_CALLER = caller_view("sdk")
+
+
+async def _guarded(
+    guards: Guardrails | None,
+    checked: dict[str, Any],
+    call: Coroutine[Any, Any, ChatCompletion | ChatStream],
+) -> ChatCompletion | ChatStream:
+    """The call beside its during_call guardrails (a block cancels it), then the post_call
+    ones on a whole answer (a block raises; masking rewrites the answer)."""
+    assert guards is not None
+    if guards.selected(checked, "during_call"):
+        try:
+            async with asyncio.TaskGroup() as group:
+                called = group.create_task(call)
+                group.create_task(guards.during_call(checked, SDK_CALLER, "completion"))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the block (or the call's own error)
+        response = called.result()
+    else:
+        response = await call
+    if isinstance(response, ChatCompletion) and guards.selected(checked, "post_call"):
+        answer = msgspec.to_builtins(response)
+        if await guards.post_call(checked, SDK_CALLER, answer):
+            hidden = response.hidden_params
+            response = msgspec.convert(answer, ChatCompletion)
+            response.hidden_params = hidden
+    return response
 
 
 def _cache_plan(
