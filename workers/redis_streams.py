@@ -86,6 +86,11 @@ class Keys:
         its own TTL, read and written on its own, so it needs no hash tag."""
         return f"{self.ns}:cache:{namespace}:{digest}"
 
+    def cached_answer_lock(self, answer_key: str) -> str:
+        """Held (SET NX, expiring) by the one request that goes upstream for an answer
+        while identical ones wait for it (`cache_params.coalesce`)."""
+        return f"{answer_key}:lock"
+
 
 class RoutingKeys:
     """One model group's live routing figures (workers/routing/redis_store.py)."""

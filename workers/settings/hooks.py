@@ -113,6 +113,10 @@ class CacheParams(Section, frozen=True):
     scope: Literal["global", "key"] = "global"
     # Larger answers are not stored (bytes of the response JSON).
     max_entry_bytes: Annotated[int, Positive] = 1024 * 1024
+    # Single flight: of identical requests missing at once (on any front door), one goes
+    # upstream and the others wait up to coalesce_wait_s for its answer.
+    coalesce: bool = False
+    coalesce_wait_s: Annotated[float, Positive] = 30.0
 
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
@@ -121,7 +125,7 @@ class CacheParams(Section, frozen=True):
         similarity_threshold qdrant_collection_name qdrant_api_base qdrant_api_key
         redis_semantic_cache_embedding_model redis_semantic_cache_index_name
         disk_cache_dir gcs_bucket_name gcs_path_service_account azure_account_url
-        azure_blob_container coalesce default_in_memory_ttl default_in_redis_ttl
+        azure_blob_container default_in_memory_ttl default_in_redis_ttl
         """
     )
 
