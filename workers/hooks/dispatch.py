@@ -50,6 +50,8 @@ class CallbackDispatcher:
         callback_timeout_s: float = DEFAULT_CALLBACK_TIMEOUT_S,
     ) -> None:
         self.callbacks = callbacks
+        # Applied to each event before the callbacks see it (logging_only guardrails).
+        self.transform: Callable[[CallEvent], CallEvent] | None = None
         self.max_queue = max_queue
         self.callback_timeout_s = callback_timeout_s
         self._queue: collections.deque[Item] = collections.deque()
@@ -140,6 +142,8 @@ class CallbackDispatcher:
                 self.failed["event"] += 1
                 log.exception("a finished request could not be made into an event")
                 return
+        if self.transform is not None:
+            item = self.transform(item)
         redact = self.callbacks.turn_off_message_logging
         kwargs, response = view(item, redact=redact)
         args = (kwargs, response, kwargs["start_time"], kwargs["end_time"])

@@ -328,7 +328,7 @@ def make_guardrail(entry: Guardrail) -> CustomGuardrail:
 # ------------------------------------------------------------------------------ the set
 
 
-_MODES = frozenset({"pre_call", "during_call", "post_call"})
+_MODES = frozenset({"pre_call", "during_call", "post_call", "logging_only"})
 
 
 class _Entry(NamedTuple):
@@ -445,6 +445,26 @@ class Guardrails:
     def _observe(self, name: str, result: str, started: float) -> None:
         if self.observer is not None:
             self.observer(name, result, time.perf_counter() - started)
+
+
+def log_masker(guardrails: Guardrails) -> Callable[[dict[str, Any], Any], None] | None:
+    """What `logging_only` guardrails do: mask the texts of a request and its response as
+    the callbacks will see them (in place, on copies the event owns). None without any."""
+    masks = [
+        entry.guard
+        for entry in guardrails.entries.values()
+        if "logging_only" in entry.modes and isinstance(entry.guard, _TextGuard)
+    ]
+    if not masks:
+        return None
+
+    def mask(request: dict[str, Any], response: Any) -> None:
+        for guard in masks:
+            _rewrite(_text_slots(request), guard.mask)
+            if isinstance(response, dict):
+                _rewrite(response_slots(response), guard.mask)
+
+    return mask
 
 
 def requested(data: Mapping[str, Any]) -> set[str]:

@@ -138,7 +138,8 @@ class CacheParams(Section, frozen=True):
             )
 
 
-GuardrailMode = Literal["pre_call", "during_call", "post_call"]
+# logging_only: masks only what the callbacks see (built-ins that mask: pii, regex).
+GuardrailMode = Literal["pre_call", "during_call", "post_call", "logging_only"]
 # The guardrails built in (the rest are import paths to a CustomGuardrail class).
 BUILTIN_GUARDRAILS = frozenset({"keywords", "regex", "pii", "max_input_tokens"})
 PII_ENTITIES = frozenset({"email", "phone", "credit_card", "iban", "secret"})
