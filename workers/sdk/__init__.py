@@ -13,6 +13,7 @@ Its public import name is `switchboard` (the top-level package re-exports this o
 - `assemble`: `stream_chunk_builder`, a whole response from stream chunks
 - `callbacks`: LiteLLM's `success_callback`, `failure_callback`, `callbacks` (issue #19)
 - `cache`: `Cache`, LiteLLM's `litellm.cache` (local or Redis) for the calls (issue #19)
+- `around`: the guardrails, the cache and the callbacks' record around every call
 """
 
 from workers.hooks.custom_logger import CustomLogger

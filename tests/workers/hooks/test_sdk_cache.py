@@ -94,3 +94,27 @@ async def test_a_redis_cache_is_shared_between_processes(
     finally:
         await writer.aclose()
         await reader.aclose()
+
+
+async def test_the_router_uses_the_cache_too(fake: FakeUpstream) -> None:
+    switchboard.cache = switchboard.Cache()
+    router = switchboard.Router(
+        model_list=[
+            {
+                "model_name": "gpt",
+                "litellm_params": {
+                    "model": "openai/gpt-4o-mini",
+                    "api_base": fake.base_url + "/v1",
+                    "api_key": "sk-test",
+                },
+            }
+        ]
+    )
+    try:
+        first = await router.acompletion("gpt", HELLO)
+        second = await router.acompletion("gpt", HELLO)
+    finally:
+        await router.aclose()
+    assert fake.request_count == 1
+    assert isinstance(second, ChatCompletion) and isinstance(first, ChatCompletion)
+    assert second.hidden_params["cache_hit"] is True

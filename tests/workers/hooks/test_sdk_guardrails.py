@@ -93,3 +93,24 @@ async def test_post_call_masks_the_answer_only_when_named(fake: FakeUpstream) ->
     assert masked.hidden_params["cost_usd"] > 0
     with pytest.raises(errors.InvalidRequest):
         await _chat(fake, "hi", guardrails=["nope"])
+
+
+async def test_the_router_runs_the_guardrails_too(fake: FakeUpstream) -> None:
+    router = switchboard.Router(
+        model_list=[
+            {
+                "model_name": "gpt",
+                "litellm_params": {
+                    "model": "openai/gpt-4o-mini",
+                    "api_base": fake.base_url + "/v1",
+                    "api_key": "sk-test",
+                },
+            }
+        ]
+    )
+    try:
+        with pytest.raises(GuardrailBlocked):
+            await router.acompletion("gpt", [{"role": "user", "content": "the launch codes"}])
+    finally:
+        await router.aclose()
+    assert fake.request_count == 0
