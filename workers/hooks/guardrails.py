@@ -296,7 +296,46 @@ class MaxInputTokens(CustomGuardrail):
         self._check(data)
 
 
+# How an llm_judge asks its model group: (group, messages) -> the answer's text. The front
+# door gives one that queues the question like any request (broker/guardrails.py).
+Ask = Callable[[str, list[dict[str, Any]]], Coroutine[Any, Any, str]]
+
+
+class LlmJudge(CustomGuardrail):
+    """A model group judges the request's text; an answer containing `block_if` blocks."""
+
+    def __init__(self, params: GuardrailParams, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = params.model or ""
+        self.prompt = params.prompt
+        self.block_if = params.block_if.lower()
+        self.ask: Ask | None = None
+
+    async def _judge(self, data: dict[str, Any]) -> None:
+        if self.ask is None:
+            raise ValueError("llm_judge runs only in the service (it asks a model group)")
+        question = [
+            {"role": "system", "content": self.prompt},
+            {"role": "user", "content": "\n\n".join(request_texts(data))},
+        ]
+        answer = await self.ask(self.model, question)
+        if self.block_if in answer.lower():
+            raise ValueError(f"the judge ({self.model}) answered {answer[:80]!r}")
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
+    ) -> dict[str, Any] | None:
+        await self._judge(data)
+        return None
+
+    async def async_moderation_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, call_type: str
+    ) -> None:
+        await self._judge(data)
+
+
 _BUILTINS: dict[str, Callable[..., CustomGuardrail]] = {
+    "llm_judge": LlmJudge,
     "keywords": KeywordGuard,
     "regex": RegexGuard,
     "pii": PiiGuard,
