@@ -28,7 +28,13 @@ from broker.relay import Relay
 from broker.reply_hub import Queued
 from workers import envelopes
 from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, Envelope, Record
-from workers.hooks.guardrails import GuardrailBlocked, Guardrails, LlmJudge, caller_view
+from workers.hooks.guardrails import (
+    GuardrailBlocked,
+    Guardrails,
+    LlmJudge,
+    caller_view,
+    requested,
+)
 from workers.hooks.service import FrontDoorAnswer, ServiceHooks
 from workers.settings.hooks import Guardrail
 
@@ -68,7 +74,12 @@ class FrontDoorGuardrails:
         front: FrontDoor | None = None,
     ) -> None:
         self.rules = Guardrails(entries, observer=metrics.observe)
+        # Per key: the guardrails its requests always run (switchboard_settings.api_keys).
+        self.by_key: dict[str, list[str]] = {}
         if front is not None:
+            for key in front.settings.api_keys:
+                if key.guardrails:
+                    self.by_key[key.alias] = list(key.guardrails)
             for entry in self.rules.entries.values():
                 if isinstance(entry.guard, LlmJudge):
                     entry.guard.ask = functools.partial(ask_model, front)
@@ -80,6 +91,9 @@ class FrontDoorGuardrails:
         A block raises GuardrailBlocked (a 400); nothing has been queued."""
         data: dict[str, Any] = orjson.loads(body)
         self.rules.check_names(data)
+        for_key = self.by_key.get(caller.alias)
+        if for_key:
+            data["guardrails"] = sorted(requested(data) | set(for_key))
         started_s = time.time()
         try:
             if await self.rules.pre_call(data, caller_view(caller.alias), _CALL_TYPES[kind]):
@@ -188,6 +202,7 @@ def guardrails_ctx(
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         metrics = GuardrailMetrics(app[front_door].metrics.registry)
+        _check_key_guardrails(config)
         if config.guardrails:
             try:
                 _check_judges(config)
@@ -199,6 +214,17 @@ def guardrails_ctx(
         yield
 
     return ctx
+
+
+def _check_key_guardrails(config: Config) -> None:
+    names = {entry.guardrail_name for entry in config.guardrails}
+    for i, key in enumerate(config.switchboard_settings.api_keys):
+        unknown = set(key.guardrails) - names
+        if unknown:
+            raise ConfigError(
+                f"switchboard_settings.api_keys[{i}].guardrails",
+                f"{sorted(unknown)} are not in the guardrails section",
+            )
 
 
 def _check_judges(config: Config) -> None:

@@ -51,11 +51,12 @@ SLOWER = """\
 """
 
 
-def _config(fake: FakeUpstream, namespace: str, extra: str = "") -> Any:
+def _config(fake: FakeUpstream, namespace: str, extra: str = "", **kwargs: Any) -> Any:
     base = fake.base_url + "/v1"
     return make_config(
         base,
         namespace,
+        **kwargs,
         general=textwrap.dedent(GUARDRAILS) + extra,
         extra_models=SLOWER.format(base=base),
     )
@@ -212,3 +213,23 @@ async def test_an_llm_judge_asks_a_model_group_through_the_queue(
         assert asked.json["messages"][1]["content"] == "hi"
         status, _, _ = await post(http, door.url, _body("hello", guardrails=["lenient-judge"]))
     assert status == 200 and fake.request_count == 3
+
+
+async def test_a_keys_guardrails_run_on_every_request_it_makes(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    keys = (
+        "[{alias: strict, key: sk-strict-0123456789, guardrails: [short-only]},"
+        " {alias: loose, key: sk-loose-0123456789}]"
+    )
+    long_body = _body("word " * 400)
+    async with (
+        service(_config(fake, namespace, settings={"api_keys": keys})) as ([door], _),
+        aiohttp.ClientSession() as http,
+    ):
+        strict = {"Authorization": "Bearer sk-strict-0123456789"}
+        status, body, _ = await post(http, door.url, long_body, headers=strict)
+        assert status == 400 and body["error"]["param"] == "short-only"
+        loose = {"Authorization": "Bearer sk-loose-0123456789"}
+        status, _, _ = await post(http, door.url, long_body, headers=loose)
+        assert status == 200
