@@ -4,18 +4,21 @@
   one or more front doors and N worker processes, all stopped together.
 - `serve` runs one front door; `worker` one worker. Both need REDIS_URL (or the config's
   `switchboard_settings.redis_url`). Any number of them on one Redis form one service.
+- `check` reports every problem in a config, as `up` would find it, and runs nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
 
 from broker.admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin
 from broker.config import Config, ConfigError
+from broker.config.check import EXIT_INVALID, check_config, report_failure
 from broker.launch import SetupError, configure_logging, load, required_redis_url, run_async
 from broker.reply_hub import SubscribeFailed
 from workers.deployment import Secret
@@ -35,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         source.add_argument(
             "--demo", action="store_true", help="serve a built-in fake model (no keys, no network)"
         )
+
+    check = commands.add_parser(
+        "check", help="report every problem in a config (exit 0: `up` would start, 2: not)"
+    )
+    check.add_argument("--config", type=Path, required=True, help="a LiteLLM proxy config.yaml")
 
     up = commands.add_parser("up", help="front door + workers + embedded Redis, one command")
     with_config(up)
@@ -82,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ADMIN_COMMANDS:
             return run_admin(args)
+        if args.command == "check":
+            return check(args.config)
         if args.command == "up":
             from broker.supervisor import run_up
 
@@ -93,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_async(lambda stopping: serve(config, redis_url, args, stopping))
         return run_async(lambda stopping: work(config, redis_url, args, stopping))
     except ConfigError as exc:
-        print(f"switchboard: invalid config: {exc}", file=sys.stderr)
-        return 2
+        for line in report_failure(exc, getattr(args, "config", None)):
+            print(f"switchboard: {line}", file=sys.stderr)
+        return EXIT_INVALID
     except SetupError as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 2
@@ -102,6 +113,15 @@ def main(argv: list[str] | None = None) -> int:
         # Logged where it happened; the exit code is for whoever starts the process again.
         print(f"switchboard: {exc}", file=sys.stderr)
         return 1
+
+
+def check(path: Path) -> int:
+    # The report lists every warning itself; the loader's log lines would repeat them.
+    logging.getLogger("switchboard.config").setLevel(logging.ERROR)
+    status, lines = check_config(path, os.environ)
+    for line in lines:
+        print(line)
+    return status
 
 
 def runtime_options(config: Config, concurrency: int | None = None) -> RuntimeOptions:
