@@ -9,6 +9,7 @@ import pytest
 from broker.cli import main
 from broker.config import ConfigError, load_config_text
 from broker.config.problems import InvalidConfig, drop, yaml_lines
+from workers.providers import PROVIDERS
 
 BAD = """\
 model_list:
@@ -59,9 +60,7 @@ def test_check_reports_every_problem_with_its_path_and_line_then_a_summary(
         "error: model_list[0].litellm_params.temprature (line 6): unknown key; "
         "did you mean `temperature`?",
         "error: model_list[1].litellm_params.model (line 10): provider `sagemaker` is not "
-        "supported by Switchboard (supported: openai, azure, anthropic, gemini, bedrock, "
-        "mistral, groq, deepseek, xai, together_ai, fireworks_ai, openrouter, perplexity, "
-        "hosted_vllm, ollama_chat, lm_studio)",
+        f"supported by Switchboard (supported: {', '.join(PROVIDERS)})",
         "error: model_list[2].litellm_params (line 12): missing required key `model`",
         "error: model_list[3].litellm_params.api_key (line 17): "
         "environment variable SB_TEST_UNSET is not set",

@@ -34,6 +34,7 @@ _COMPATIBLE = (
     "hosted_vllm",
     "ollama_chat",
     "lm_studio",
+    "huggingface",
 )
 PROVIDERS: tuple[str, ...] = (*_NATIVE, *_COMPATIBLE)
 # LiteLLM provider prefixes no adapter here serves: a config naming one is told so plainly,
