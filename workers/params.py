@@ -22,6 +22,8 @@ GATEWAY_FIELDS: frozenset[str] = frozenset(
         "context_window_fallbacks",
         "content_policy_fallbacks",
         "priority",
+        # Routing tags (workers/routing/tags.py), LiteLLM's request field.
+        "tags",
     }
 )
 
@@ -55,6 +57,7 @@ class GatewayOptions(msgspec.Struct, kw_only=True):
     num_retries: int | None = None
     drop_params: bool | None = None
     priority: int | None = None
+    tags: list[str] | None = None
 
 
 decode_gateway_options = msgspec.json.Decoder(GatewayOptions).decode

@@ -66,6 +66,8 @@ class ChatCall(msgspec.Struct, kw_only=True):
     # under the operator's media policy. Every attempt of the request (retries, fallbacks)
     # gets this same object, so each URL is fetched once per request.
     media: MediaFetches = msgspec.field(default_factory=MediaFetches)
+    # Routing tags (`tags`, `metadata.tags`; workers/routing/tags.py); never sent upstream.
+    tags: tuple[str, ...] = ()
 
 
 class Continued(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +108,7 @@ class EmbeddingCall(msgspec.Struct, kw_only=True):
     request_id: str = ""
     timeout_s: float | None = None
     drop_params: bool = False
+    tags: tuple[str, ...] = ()
 
 
 class Adapter(ABC):

@@ -34,6 +34,7 @@ from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.routing.attempts import Call, Outcome
 from workers.routing.engine import Batches, RoutingEngine
+from workers.routing.tags import request_tags
 from workers.runtime import continuation
 from workers.runtime.continuation import Delivered, Splice
 from workers.runtime.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
@@ -140,6 +141,7 @@ class Executor:
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
             media=MediaFetches(self.media_policy),
+            tags=request_tags(options.get("tags"), body.get("metadata")),
         )
 
     def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
@@ -289,6 +291,7 @@ class Executor:
             request_id=job.request_id,
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
+            tags=request_tags(options.get("tags"), body.get("metadata")),
         )
         response, outcome = await _routed(job, self.engine.embed, call)
         usage = Usage(
