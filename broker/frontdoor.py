@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from broker.auth import Authenticator, Caller
 from broker.config.loader import Config
 from broker.frontdoor_metrics import FrontDoorMetrics
+from broker.model_info import describe_deployments
 from broker.monitor import ClusterMonitor
 from broker.reply_hub import ReplyHub, Waiter
 from workers import envelopes, redis_streams
@@ -80,6 +81,8 @@ class FrontDoor:
         self.aliases, self.listed_models = _aliases(config)
         # Wildcard model groups (`*`, `anthropic/*`), most specific first.
         self.patterns = Patterns(config.deployments)
+        # GET /model/info's entries, one per deployment, nothing secret in them.
+        self.model_info = describe_deployments(config)
         # The cancellations not sent yet (the supervisor owns them; this only tells).
         self.cancellations: set[asyncio.Task[None]] = set()
         self.is_draining = False

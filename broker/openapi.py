@@ -27,6 +27,7 @@ from workers.wire import (
     EmbeddingRequest,
     EmbeddingResponse,
     ErrorBody,
+    ModelCard,
     ModelList,
 )
 
@@ -39,6 +40,7 @@ STRUCTS = (
     ChatCompletion,
     ChatCompletionChunk,
     EmbeddingResponse,
+    ModelCard,
     ModelList,
     ErrorBody,
     *MANAGEMENT_BODIES,
@@ -113,6 +115,8 @@ LANE_PARAMETER = {
     "schema": {"type": "string"},
 }
 SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+MODEL_PARAMETER = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+MODEL_ID_PARAMETER = {"name": "litellm_model_id", "in": "query", "schema": {"type": "string"}}
 
 
 def _inference(summary: str, request: str, reply: str, *, streams: bool, op: str) -> Any:
@@ -161,6 +165,7 @@ def _paths() -> dict[str, Any]:
     chat = "Create a chat completion (JSON, or SSE with `stream: true`)"
     embed = "Create embeddings"
     models = "The model groups this key may call"
+    info = "LiteLLM's deployment list: model_name, litellm_params (no secrets), model_info"
     health_body = _json({"type": "object"})
     return {
         "/v1/chat/completions": _inference(
@@ -181,6 +186,24 @@ def _paths() -> dict[str, Any]:
         ),
         "/v1/models": _get("listModels", models, _json(_ref("ModelList"))),
         "/models": _get("listModels2", models, _json(_ref("ModelList"))),
+        "/v1/models/{model}": _get(
+            "retrieveModel",
+            "One model this key may call",
+            _json(_ref("ModelCard")),
+            parameters=[MODEL_PARAMETER],
+        ),
+        "/models/{model}": _get(
+            "retrieveModel2",
+            "One model this key may call",
+            _json(_ref("ModelCard")),
+            parameters=[MODEL_PARAMETER],
+        ),
+        "/model/info": _get(
+            "modelInfo", info, _json({"type": "object"}), parameters=[MODEL_ID_PARAMETER]
+        ),
+        "/v1/model/info": _get(
+            "modelInfo2", info, _json({"type": "object"}), parameters=[MODEL_ID_PARAMETER]
+        ),
         "/v1/streams/{request_id}": _get(
             "resumeStream",
             "Replay a reply's events after `Last-Event-ID` (or `after`), then follow it live",

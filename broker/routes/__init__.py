@@ -15,6 +15,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/embeddings", embeddings.embeddings)
     app.router.add_get("/v1/models", models.list_models)
     app.router.add_get("/models", models.list_models)
+    # Model ids may hold slashes (`anthropic/claude-haiku-4-5`).
+    app.router.add_get("/v1/models/{model:.+}", models.retrieve_model)
+    app.router.add_get("/models/{model:.+}", models.retrieve_model)
+    app.router.add_get("/model/info", models.model_info)
+    app.router.add_get("/v1/model/info", models.model_info)
     app.router.add_get("/v1/streams/{request_id}", resume.resume_stream)
     app.router.add_get("/health/liveliness", health.liveliness)
     app.router.add_get("/health/liveness", health.liveliness)
