@@ -20,6 +20,7 @@ import msgspec
 from broker.frontdoor import LANE_HEADER
 from broker.management.openapi import MANAGEMENT_BODIES, management_paths
 from workers.params import GatewayOptions
+from workers.text_completions import CompletionRequest, TextCompletion
 from workers.wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -36,8 +37,10 @@ REF = "#/components/schemas/{name}"
 STRUCTS = (
     ChatCompletionRequest,
     EmbeddingRequest,
+    CompletionRequest,
     GatewayOptions,
     ChatCompletion,
+    TextCompletion,
     ChatCompletionChunk,
     EmbeddingResponse,
     ModelCard,
@@ -164,6 +167,7 @@ def _get(
 def _paths() -> dict[str, Any]:
     chat = "Create a chat completion (JSON, or SSE with `stream: true`)"
     embed = "Create embeddings"
+    legacy = "Create a legacy text completion (JSON, or SSE with `stream: true`)"
     models = "The model groups this key may call"
     info = "LiteLLM's deployment list: model_name, litellm_params (no secrets), model_info"
     health_body = _json({"type": "object"})
@@ -177,6 +181,12 @@ def _paths() -> dict[str, Any]:
             "ChatCompletion",
             streams=True,
             op="createChatCompletion2",
+        ),
+        "/v1/completions": _inference(
+            legacy, "CompletionRequest", "TextCompletion", streams=True, op="createCompletion"
+        ),
+        "/completions": _inference(
+            legacy, "CompletionRequest", "TextCompletion", streams=True, op="createCompletion2"
         ),
         "/v1/embeddings": _inference(
             embed, "EmbeddingRequest", "EmbeddingResponse", streams=False, op="createEmbedding"

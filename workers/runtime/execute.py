@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 import msgspec
 import orjson
 
-from workers import accounting, envelopes
+from workers import accounting, envelopes, text_completions
 from workers.body_limits import check_json_bytes
-from workers.envelopes import KIND_CHAT, Meta, Record
+from workers.envelopes import KIND_CHAT, KIND_TEXT_COMPLETION, Meta, Record
 from workers.errors import (
     GatewayTimeout,
     InternalError,
@@ -115,7 +115,7 @@ class Executor:
         # The front door checked these bytes; another producer may not have.
         check_json_bytes(envelope.body)
         try:
-            if envelope.kind == KIND_CHAT:
+            if envelope.kind in (KIND_CHAT, KIND_TEXT_COMPLETION):
                 call = self._chat_call(job)
                 if job.resumes_stream:
                     await self._continue(job, call)
@@ -178,10 +178,11 @@ class Executor:
 
     async def _complete(self, job: Job, call: ChatCall) -> None:
         response, outcome = await _routed(job, self.engine.chat, call)
+        is_text = job.envelope.kind == KIND_TEXT_COMPLETION
         record = Record(
             seq=job.seq,
             end=envelopes.RESPONSE,
-            body=encode(response),
+            body=text_completions.from_chat(response) if is_text else encode(response),
             meta=self._meta(outcome, response.usage, job),
         )
         await self.writer.write(job, record)
@@ -201,6 +202,8 @@ class Executor:
     ) -> None:
         """Write a stream's batches as records, then its end with the usage."""
         include_usage = call.request.include_usage
+        is_text = job.envelope.kind == KIND_TEXT_COMPLETION
+        encode_chunk = text_completions.from_chunk if is_text else encode
         usage: Usage | None = None
         try:
             batch: list[ChatCompletionChunk] | None = first
@@ -208,7 +211,7 @@ class Executor:
             while batch is not None:
                 if splice is not None:
                     batch = splice.batch(batch)
-                chunks, batch_usage = _frame(batch, include_usage)
+                chunks, batch_usage = _frame(batch, include_usage, encode_chunk)
                 usage = batch_usage or usage
                 if batch_usage is not None:
                     # Usage comes last (adapter contract): finish with this record.
@@ -318,9 +321,12 @@ _REFUSALS = {
 
 
 def _frame(
-    batch: list[ChatCompletionChunk], include_usage: bool
+    batch: list[ChatCompletionChunk],
+    include_usage: bool,
+    encode_chunk: Callable[[ChatCompletionChunk], bytes] = encode,
 ) -> tuple[list[bytes], Usage | None]:
-    """Encode a batch once; the usage chunk is kept only when the client asked for it."""
+    """Encode a batch once (as chat chunks, or text completion chunks); the usage chunk is
+    kept only when the client asked for it."""
     chunks: list[bytes] = []
     usage = None
     for chunk in batch:
@@ -328,7 +334,7 @@ def _frame(
             usage = chunk.usage
             if not include_usage:
                 continue
-        chunks.append(encode(chunk))
+        chunks.append(encode_chunk(chunk))
     return chunks, usage
 
 
