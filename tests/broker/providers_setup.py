@@ -112,6 +112,8 @@ TARGETS = (
         {"logit_bias": {"50256": -100}},
         503,
     ),
+    # Ollama's native API (/api/chat, NDJSON streams), no key (issue #16).
+    Target("ollama", "ollama/llama3.1", {}, {"logit_bias": {"50256": -100}}, 503),
     # A bare endpoint address, as Hugging Face's dedicated endpoints are written (issue #16).
     Target(
         "huggingface",

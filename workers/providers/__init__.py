@@ -21,6 +21,7 @@ _NATIVE: dict[str, tuple[str, str]] = {
     "anthropic": ("workers.providers.anthropic", "AnthropicAdapter"),
     "gemini": ("workers.providers.gemini", "GeminiAdapter"),
     "bedrock": ("workers.providers.bedrock", "BedrockAdapter"),
+    "ollama": ("workers.providers.ollama", "OllamaAdapter"),
     "text-completion-openai": (
         "workers.providers.text_completion_openai",
         "TextCompletionOpenAIAdapter",

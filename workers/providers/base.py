@@ -68,6 +68,9 @@ class ChatCall(msgspec.Struct, kw_only=True):
     media: MediaFetches = msgspec.field(default_factory=MediaFetches)
     # Routing tags (`tags`, `metadata.tags`; workers/routing/tags.py); never sent upstream.
     tags: tuple[str, ...] = ()
+    # A /v1/completions request (workers/text_completions.py): a provider with a native
+    # completions API may serve it there.
+    is_text_completion: bool = False
 
 
 class Continued(msgspec.Struct, frozen=True, kw_only=True):

@@ -142,6 +142,7 @@ class Executor:
             drop_params=bool(options.get("drop_params")),
             media=MediaFetches(self.media_policy),
             tags=request_tags(options.get("tags"), body.get("metadata")),
+            is_text_completion=job.envelope.kind == KIND_TEXT_COMPLETION,
         )
 
     def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
