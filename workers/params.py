@@ -22,8 +22,31 @@ GATEWAY_FIELDS: frozenset[str] = frozenset(
         "context_window_fallbacks",
         "content_policy_fallbacks",
         "priority",
-        # Routing tags (workers/routing/tags.py), LiteLLM's request field.
+    }
+)
+
+
+# LiteLLM request fields LiteLLM consumes itself rather than send upstream (issue #16): kept
+# on the request (logs, routing tags, spend) and removed from the body every OpenAI-family
+# adapter forwards. `metadata` is LiteLLM's request metadata (user ids, tags, trace names),
+# not OpenAI's stored-completion tags; an adapter whose API takes it as the same thing reads
+# it from the request (Bedrock's requestMetadata, Anthropic's metadata.user_id).
+CONSUMED_FIELDS: frozenset[str] = frozenset(
+    {
+        "metadata",
+        "litellm_metadata",
         "tags",
+        "mock_response",
+        "mock_timeout",
+        "mock_testing_fallbacks",
+        "caching",
+        "cache",
+        "no-log",
+        "guardrails",
+        "context_window_fallback_dict",
+        "model_list",
+        "input_cost_per_token",
+        "output_cost_per_token",
     }
 )
 

@@ -141,7 +141,7 @@ class Executor:
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
             media=MediaFetches(self.media_policy),
-            tags=request_tags(options.get("tags"), body.get("metadata")),
+            tags=request_tags(options.get("tags"), options.get("metadata")),
             is_text_completion=job.envelope.kind == KIND_TEXT_COMPLETION,
         )
 
@@ -295,7 +295,7 @@ class Executor:
             request_id=job.request_id,
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
-            tags=request_tags(options.get("tags"), body.get("metadata")),
+            tags=request_tags(options.get("tags"), options.get("metadata")),
         )
         response, outcome = await _routed(job, self.engine.embed, call)
         usage = Usage(
