@@ -16,13 +16,23 @@ import os
 import sys
 from pathlib import Path
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from broker.admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin
 from broker.config import Config, ConfigError
 from broker.config.check import EXIT_INVALID, check_config, report_failure
-from broker.launch import SetupError, configure_logging, load, required_redis_url, run_async
+from broker.launch import (
+    SetupError,
+    check_port_free,
+    configure_logging,
+    load,
+    required_redis_url,
+    run_async,
+)
 from broker.reply_hub import SubscribeFailed
 from workers.deployment import Secret
-from workers.log_redaction import secrets_in
+from workers.log_redaction import mask_secrets, secrets_in
 from workers.runtime.options import RuntimeOptions
 from workers.supervision import TaskDied
 
@@ -100,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         redactor.add_secrets(secrets_in(config, Secret))
         redis_url = required_redis_url(config, os.environ)
         if args.command == "serve":
+            if not args.reuse_port:
+                check_port_free(args.host, args.port)
             return run_async(lambda stopping: serve(config, redis_url, args, stopping))
         return run_async(lambda stopping: work(config, redis_url, args, stopping))
     except ConfigError as exc:
@@ -108,6 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     except SetupError as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        # One line naming the address (never a password), not redis-py's traceback.
+        print(
+            f"switchboard: cannot reach Redis: {mask_secrets(str(exc))} (check REDIS_URL or "
+            "switchboard_settings.redis_url; `switchboard up` starts its own Redis)",
+            file=sys.stderr,
+        )
         return 2
     except (TaskDied, SubscribeFailed) as exc:
         # Logged where it happened; the exit code is for whoever starts the process again.
