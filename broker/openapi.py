@@ -20,6 +20,7 @@ import msgspec
 from broker.frontdoor import LANE_HEADER
 from broker.management.openapi import MANAGEMENT_BODIES, management_paths
 from workers.params import GatewayOptions
+from workers.text_completions import CompletionRequest, TextCompletion
 from workers.wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -27,6 +28,7 @@ from workers.wire import (
     EmbeddingRequest,
     EmbeddingResponse,
     ErrorBody,
+    ModelCard,
     ModelList,
 )
 
@@ -35,10 +37,13 @@ REF = "#/components/schemas/{name}"
 STRUCTS = (
     ChatCompletionRequest,
     EmbeddingRequest,
+    CompletionRequest,
     GatewayOptions,
     ChatCompletion,
+    TextCompletion,
     ChatCompletionChunk,
     EmbeddingResponse,
+    ModelCard,
     ModelList,
     ErrorBody,
     *MANAGEMENT_BODIES,
@@ -113,6 +118,8 @@ LANE_PARAMETER = {
     "schema": {"type": "string"},
 }
 SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+MODEL_PARAMETER = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+MODEL_ID_PARAMETER = {"name": "litellm_model_id", "in": "query", "schema": {"type": "string"}}
 
 
 def _inference(summary: str, request: str, reply: str, *, streams: bool, op: str) -> Any:
@@ -160,7 +167,9 @@ def _get(
 def _paths() -> dict[str, Any]:
     chat = "Create a chat completion (JSON, or SSE with `stream: true`)"
     embed = "Create embeddings"
+    legacy = "Create a legacy text completion (JSON, or SSE with `stream: true`)"
     models = "The model groups this key may call"
+    info = "LiteLLM's deployment list: model_name, litellm_params (no secrets), model_info"
     health_body = _json({"type": "object"})
     return {
         "/v1/chat/completions": _inference(
@@ -173,6 +182,12 @@ def _paths() -> dict[str, Any]:
             streams=True,
             op="createChatCompletion2",
         ),
+        "/v1/completions": _inference(
+            legacy, "CompletionRequest", "TextCompletion", streams=True, op="createCompletion"
+        ),
+        "/completions": _inference(
+            legacy, "CompletionRequest", "TextCompletion", streams=True, op="createCompletion2"
+        ),
         "/v1/embeddings": _inference(
             embed, "EmbeddingRequest", "EmbeddingResponse", streams=False, op="createEmbedding"
         ),
@@ -181,6 +196,24 @@ def _paths() -> dict[str, Any]:
         ),
         "/v1/models": _get("listModels", models, _json(_ref("ModelList"))),
         "/models": _get("listModels2", models, _json(_ref("ModelList"))),
+        "/v1/models/{model}": _get(
+            "retrieveModel",
+            "One model this key may call",
+            _json(_ref("ModelCard")),
+            parameters=[MODEL_PARAMETER],
+        ),
+        "/models/{model}": _get(
+            "retrieveModel2",
+            "One model this key may call",
+            _json(_ref("ModelCard")),
+            parameters=[MODEL_PARAMETER],
+        ),
+        "/model/info": _get(
+            "modelInfo", info, _json({"type": "object"}), parameters=[MODEL_ID_PARAMETER]
+        ),
+        "/v1/model/info": _get(
+            "modelInfo2", info, _json({"type": "object"}), parameters=[MODEL_ID_PARAMETER]
+        ),
         "/v1/streams/{request_id}": _get(
             "resumeStream",
             "Replay a reply's events after `Last-Event-ID` (or `after`), then follow it live",

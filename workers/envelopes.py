@@ -28,6 +28,9 @@ from workers.errors import SwitchboardError
 
 KIND_CHAT: Final = 1
 KIND_EMBEDDING: Final = 2
+# A legacy text completion, queued as the chat request it became; answered in the text
+# completion shape (workers/text_completions.py).
+KIND_TEXT_COMPLETION: Final = 3
 
 # Record.end values
 MORE: Final = 0  # more records follow

@@ -5,13 +5,15 @@
     │   ├── ContextWindowExceeded         400   code context_length_exceeded
     │   ├── ContentPolicyViolation        400   code content_policy_violation
     │   ├── UnsupportedParams             400   code unsupported_parameter
+    │   ├── UnprocessableEntity           422   the provider's 422
     │   └── RequestTooLarge               413   code request_too_large
     ├── AuthenticationFailed              401 authentication_error
     ├── PermissionDenied                  403 permission_error
     ├── NotFound                          404 not_found_error
     │   └── ModelNotFound                 404   code model_not_found
-    ├── RequestTimeout                    408 timeout_error          (retryable)
-    ├── GatewayTimeout                    504 timeout_error          (retryable)
+    ├── TimedOut                          408 timeout_error          (retryable)
+    │   ├── RequestTimeout                408   an upstream attempt timed out
+    │   └── GatewayTimeout                504   the request's own deadline passed
     ├── RateLimited                       429 rate_limit_error       (retryable, retry_after_s)
     │   └── QuotaExceeded                 429   code insufficient_quota (not retryable; also 402)
     ├── ServiceUnavailable                503 service_unavailable    (retryable)
@@ -74,6 +76,16 @@ class SwitchboardError(Exception):
         self.retry_after_s = retry_after_s
         # A few classes cover a range (ProviderError keeps the upstream's 5xx).
         self.http_status = status if status is not None else self.status
+
+    # LiteLLM's attribute names (its exceptions carry both), so handlers written for
+    # `litellm.RateLimitError` read the same fields here (issue #16).
+    @property
+    def status_code(self) -> int:
+        return self.http_status
+
+    @property
+    def llm_provider(self) -> str | None:
+        return self.provider
 
     def to_body(self) -> ErrorBody:
         return ErrorBody(
@@ -139,6 +151,12 @@ class UnsupportedParams(InvalidRequest):
     default_code = "unsupported_parameter"
 
 
+class UnprocessableEntity(InvalidRequest):
+    """The provider understood the request but refused its content (its HTTP 422)."""
+
+    status = 422
+
+
 class RequestTooLarge(InvalidRequest):
     status = 413
     default_code = "request_too_large"
@@ -165,14 +183,20 @@ class ModelNotFound(NotFound):
     default_code = "model_not_found"
 
 
-class RequestTimeout(SwitchboardError):
+class TimedOut(SwitchboardError):
+    """Either timeout: one `except` for both, as LiteLLM's `Timeout` is."""
+
     status = 408
     error_type = "timeout_error"
     default_code = "timeout"
     retryable = True
 
 
-class GatewayTimeout(SwitchboardError):
+class RequestTimeout(TimedOut):
+    pass
+
+
+class GatewayTimeout(TimedOut):
     """The request's own deadline passed inside the gateway (queued too long)."""
 
     status = 504
@@ -281,6 +305,8 @@ def _bad_request(
         return ContextWindowExceeded(message, **{**kwargs, "param": kwargs["param"] or "messages"})
     if status == 413:
         return RequestTooLarge(message, **kwargs)
+    if status == 422:
+        return UnprocessableEntity(message, code=code, **kwargs)
     return InvalidRequest(message, code=code, **kwargs)
 
 

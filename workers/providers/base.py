@@ -66,6 +66,11 @@ class ChatCall(msgspec.Struct, kw_only=True):
     # under the operator's media policy. Every attempt of the request (retries, fallbacks)
     # gets this same object, so each URL is fetched once per request.
     media: MediaFetches = msgspec.field(default_factory=MediaFetches)
+    # Routing tags (`tags`, `metadata.tags`; workers/routing/tags.py); never sent upstream.
+    tags: tuple[str, ...] = ()
+    # A /v1/completions request (workers/text_completions.py): a provider with a native
+    # completions API may serve it there.
+    is_text_completion: bool = False
 
 
 class Continued(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +111,7 @@ class EmbeddingCall(msgspec.Struct, kw_only=True):
     request_id: str = ""
     timeout_s: float | None = None
     drop_params: bool = False
+    tags: tuple[str, ...] = ()
 
 
 class Adapter(ABC):

@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 import msgspec
 import orjson
 
-from workers import accounting, envelopes
+from workers import accounting, envelopes, text_completions
 from workers.body_limits import check_json_bytes
-from workers.envelopes import KIND_CHAT, Meta, Record
+from workers.envelopes import KIND_CHAT, KIND_TEXT_COMPLETION, Meta, Record
 from workers.errors import (
     GatewayTimeout,
     InternalError,
@@ -34,6 +34,7 @@ from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.routing.attempts import Call, Outcome
 from workers.routing.engine import Batches, RoutingEngine
+from workers.routing.tags import request_tags
 from workers.runtime import continuation
 from workers.runtime.continuation import Delivered, Splice
 from workers.runtime.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
@@ -114,7 +115,7 @@ class Executor:
         # The front door checked these bytes; another producer may not have.
         check_json_bytes(envelope.body)
         try:
-            if envelope.kind == KIND_CHAT:
+            if envelope.kind in (KIND_CHAT, KIND_TEXT_COMPLETION):
                 call = self._chat_call(job)
                 if job.resumes_stream:
                     await self._continue(job, call)
@@ -140,6 +141,8 @@ class Executor:
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
             media=MediaFetches(self.media_policy),
+            tags=request_tags(options.get("tags"), options.get("metadata")),
+            is_text_completion=job.envelope.kind == KIND_TEXT_COMPLETION,
         )
 
     def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
@@ -176,10 +179,11 @@ class Executor:
 
     async def _complete(self, job: Job, call: ChatCall) -> None:
         response, outcome = await _routed(job, self.engine.chat, call)
+        is_text = job.envelope.kind == KIND_TEXT_COMPLETION
         record = Record(
             seq=job.seq,
             end=envelopes.RESPONSE,
-            body=encode(response),
+            body=text_completions.from_chat(response) if is_text else encode(response),
             meta=self._meta(outcome, response.usage, job),
         )
         await self.writer.write(job, record)
@@ -199,6 +203,8 @@ class Executor:
     ) -> None:
         """Write a stream's batches as records, then its end with the usage."""
         include_usage = call.request.include_usage
+        is_text = job.envelope.kind == KIND_TEXT_COMPLETION
+        encode_chunk = text_completions.from_chunk if is_text else encode
         usage: Usage | None = None
         try:
             batch: list[ChatCompletionChunk] | None = first
@@ -206,7 +212,7 @@ class Executor:
             while batch is not None:
                 if splice is not None:
                     batch = splice.batch(batch)
-                chunks, batch_usage = _frame(batch, include_usage)
+                chunks, batch_usage = _frame(batch, include_usage, encode_chunk)
                 usage = batch_usage or usage
                 if batch_usage is not None:
                     # Usage comes last (adapter contract): finish with this record.
@@ -289,6 +295,7 @@ class Executor:
             request_id=job.request_id,
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
+            tags=request_tags(options.get("tags"), options.get("metadata")),
         )
         response, outcome = await _routed(job, self.engine.embed, call)
         usage = Usage(
@@ -315,9 +322,12 @@ _REFUSALS = {
 
 
 def _frame(
-    batch: list[ChatCompletionChunk], include_usage: bool
+    batch: list[ChatCompletionChunk],
+    include_usage: bool,
+    encode_chunk: Callable[[ChatCompletionChunk], bytes] = encode,
 ) -> tuple[list[bytes], Usage | None]:
-    """Encode a batch once; the usage chunk is kept only when the client asked for it."""
+    """Encode a batch once (as chat chunks, or text completion chunks); the usage chunk is
+    kept only when the client asked for it."""
     chunks: list[bytes] = []
     usage = None
     for chunk in batch:
@@ -325,7 +335,7 @@ def _frame(
             usage = chunk.usage
             if not include_usage:
                 continue
-        chunks.append(encode(chunk))
+        chunks.append(encode_chunk(chunk))
     return chunks, usage
 
 

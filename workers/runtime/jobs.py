@@ -17,7 +17,7 @@ from workers.batching import WriteBatcher
 from workers.envelopes import Envelope, Meta, Record
 from workers.errors import ServiceUnavailable, SwitchboardError
 from workers.http import DEFAULT_MAX_REPLY_BYTES, reply_too_large
-from workers.params import GATEWAY_FIELDS
+from workers.params import CONSUMED_FIELDS, GATEWAY_FIELDS
 from workers.redis_streams import Keys
 
 # A response body above this is written as several records (see workers.envelopes): small
@@ -107,6 +107,9 @@ class Job:
         """(the request JSON object without gateway fields, the gateway fields)."""
         body: dict[str, Any] = orjson.loads(self.envelope.body)
         options = {name: body.pop(name) for name in GATEWAY_FIELDS if name in body}
+        # Consumed fields stay readable (the request Struct, `metadata` for tags) but are
+        # never forwarded as they were sent.
+        options.update({name: body.pop(name) for name in CONSUMED_FIELDS if name in body})
         return body, options
 
 

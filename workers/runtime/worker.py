@@ -125,6 +125,13 @@ class Worker:
         await redis_streams.ensure_groups(self.redis, self.keys, self.options.lanes)
         # Beat before reading: a consumer holding entries without a heartbeat counts as dead.
         await self.heartbeats.beat()
+        # One line a person joining a worker to a running service can wait for (issue #16).
+        log.info(
+            "worker %s ready: lanes %s, concurrency %d",
+            self.worker_id,
+            ", ".join(self.options.lanes),
+            self.options.concurrency,
+        )
         background = self.background
         try:
             async with background:

@@ -11,16 +11,47 @@ Its public import name is `switchboard` (the top-level package re-exports this o
 - `stream`: the stream objects callers iterate
 - `sync`: the background event loop that runs the async engine for synchronous callers
 - `assemble`: `stream_chunk_builder`, a whole response from stream chunks
+- `exceptions`: the error classes under LiteLLM's names (`RateLimitError`, ...)
 """
 
 from workers.http import close_shared_client as aclose
 from workers.pricing import completion_cost
 from workers.sdk.assemble import stream_chunk_builder
 from workers.sdk.calls import acompletion, aembedding, completion, embedding
+from workers.sdk.exceptions import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    ContentPolicyViolationError,
+    ContextWindowExceededError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceUnavailableError,
+    Timeout,
+    UnprocessableEntityError,
+)
 from workers.sdk.router import Router
 from workers.sdk.stream import ChatStream, SyncChatStream
 
 __all__ = [
+    "APIConnectionError",
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "ContentPolicyViolationError",
+    "ContextWindowExceededError",
+    "InternalServerError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServiceUnavailableError",
+    "Timeout",
+    "UnprocessableEntityError",
     "ChatStream",
     "Router",
     "SyncChatStream",

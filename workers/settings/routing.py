@@ -29,6 +29,9 @@ RoutingStrategy = Literal[
 FallbackRules = list[dict[str, list[str]]]
 
 NonNegativeInt = Annotated[int, Meta(ge=0)]
+# LiteLLM's defaults; litellm_settings' values apply where router_settings keeps them.
+DEFAULT_ALLOWED_FAILS = 3
+DEFAULT_COOLDOWN_S = 5.0
 NonNegativeFloat = Annotated[float, Meta(ge=0)]
 
 
@@ -91,10 +94,10 @@ class RouterSettings(Section, frozen=True):
     # Minimum seconds before a retry, unless the provider's Retry-After says otherwise.
     retry_after: NonNegativeFloat = 0.0
     # Failures a deployment may have per minute before it cools down.
-    allowed_fails: NonNegativeInt = 3
+    allowed_fails: NonNegativeInt = DEFAULT_ALLOWED_FAILS
     allowed_fails_policy: AllowedFailsPolicy | None = None
     # Seconds a deployment stays out of rotation after exceeding allowed_fails.
-    cooldown_time: NonNegativeFloat = 5.0
+    cooldown_time: NonNegativeFloat = DEFAULT_COOLDOWN_S
     disable_cooldowns: bool = False
     retry_policy: RetryPolicy | None = None
     # Unset (None) inherits litellm_settings' value.
@@ -132,6 +135,7 @@ class RouterSettings(Section, frozen=True):
         deployment_affinity_ttl_seconds ignore_invalid_deployments search_tools
         guardrail_list routing_groups default_litellm_params debug_level set_verbose
         polling_interval default_priority weights tag_routing_prefix max_retries
+        redis_transaction_buffer* cache_* disable_* enable_* pre_call_checks
         """
     )
 
@@ -152,6 +156,10 @@ class LiteLLMSettings(Section, frozen=True):
     set_verbose: bool = False
     # Log lines as JSON objects.
     json_logs: bool = False
+    # As router_settings' keys of the same names, which win when set.
+    allowed_fails: NonNegativeInt | None = None
+    cooldown_time: NonNegativeFloat | None = None
+    model_group_alias: dict[str, str | ModelGroupAlias] = {}
 
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
@@ -168,8 +176,9 @@ class LiteLLMSettings(Section, frozen=True):
         default_key_generate_params upperbound_key_generate_params public_teams
         model_alias_map ssl_verify ssl_certificate return_response_headers
         disable_token_counter add_function_to_prompt guardrails
-        prometheus_initialize_budget_metrics max_parallel_requests allowed_fails
-        cooldown_time retry_policy enable_caching_on_provider_specific_optional_params
-        context_window_fallback_dict
+        prometheus_initialize_budget_metrics max_parallel_requests retry_policy
+        enable_caching_on_provider_specific_optional_params
+        context_window_fallback_dict *_callback *_callbacks *_callback_params redact_* langfuse_*
+        disable_* enable_* default_* max_* mcp_* ssl_* prometheus_* datadog_* s3_* gcs_*
         """
     )
