@@ -25,6 +25,7 @@ from broker.config.loader import Config
 from broker.frontdoor_metrics import FrontDoorMetrics
 from broker.monitor import ClusterMonitor
 from broker.reply_hub import ReplyHub, Waiter
+from broker.tenancy import Tenancy
 from workers import envelopes, redis_streams
 from workers.batching import WriteBatcher
 from workers.envelopes import Record
@@ -75,6 +76,8 @@ class FrontDoor:
         self.auth = Authenticator(
             str(master_key) if master_key else None, config.switchboard_settings.api_keys
         )
+        # Database keys, limits and budgets (issue #17); enabled once a database is set.
+        self.tenancy = Tenancy(redis, self.keys, self.auth, config.deployments)
         self.groups: Mapping[str, object] = config.deployments
         self.aliases, self.listed_models = _aliases(config)
         # The cancellations not sent yet (the supervisor owns them; this only tells).
