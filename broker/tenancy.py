@@ -179,6 +179,18 @@ class Tenancy:
         await mirror.store(self.redis, self.tkeys, refs, entities)
         return entities
 
+    async def refill(self) -> None:
+        """A cold Redis (the first start, or one that lost its data) gets every entity
+        from the database; a failure leaves it to the lazy refill of each entry."""
+        assert self.database is not None
+        try:
+            written = await mirror.refill(self.redis, self.tkeys, self.database)
+        except (RedisError, DatabaseUnavailable) as exc:
+            log.warning("could not refill the key mirror from the database: %s", exc)
+            return
+        if written:
+            log.info("refilled the key mirror from the database: %d entries", written)
+
     # ------------------------------------------------------------------ invalidation
 
     def forget(self, ref: mirror.Ref) -> None:
@@ -305,6 +317,7 @@ def start_tenancy(front: FrontDoorLike, management: ManagementLike) -> None:
     writer = LedgerWriter(front.redis, front.keys, database, f"ledger-{front.id}", metrics)
     front.tasks.start("tenancy invalidations", tenancy.listen)
     front.tasks.start("spend ledger", writer.run)
+    front.tasks.spawn(tenancy.refill(), name="tenancy refill")
 
 
 def _check_usable(caller: Caller) -> None:

@@ -25,6 +25,7 @@ Layout (namespace `ns`: switchboard_settings.namespace):
     {ns}:{q}:t:res:<rid>          hash: one admitted request's reservation, until settled
     {ns}:{q}:t:inflight           sorted set: admitted request id -> reservation expiry (ms)
     {ns}:{q}:t:ledger             stream: spend events; consumer group "ledger"
+    {ns}:{q}:t:mirror-filled      string: the mirror was refilled from the database
     {ns}:tenancy                  pub/sub: mirrored entities that changed ("<kind>:<id>")
 
 Braces are Redis Cluster hash tags: a request's keys share a slot, and all lanes share one
@@ -113,6 +114,8 @@ class TenancyKeys:
         self.channel = channel
         self.inflight = f"{prefix}:inflight"
         self.ledger = f"{prefix}:ledger"
+        # Set once the mirror was refilled from the database (gone with Redis's data).
+        self.filled = f"{prefix}:mirror-filled"
 
     def mirror(self, kind: str, object_id: str) -> str:
         return f"{self.prefix}:mirror:{kind}:{object_id}"

@@ -11,7 +11,8 @@ process memory (LiteLLM #21514, #27704). Its length is the backlog metric and al
 
 The writer also settles reservations whose requests never finished (no worker ever wrote
 their end, past the deadline and its slack): their leases and reserved budget go back, and
-their spend row says `failure` at no cost."""
+their spend row says `failure` at no cost. And it resets budgets whose period ended
+(`workers/db/resets.py`), in the database and the mirror, also when no request arrives."""
 
 from __future__ import annotations
 
@@ -19,16 +20,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from workers.db import resets
 from workers.db.engine import Database, DatabaseUnavailable
 from workers.db.spend import SpendRecord, record_spend
 from workers.redis_streams import Keys, TenancyKeys
-from workers.tenancy import admission, events, settle
+from workers.tenancy import admission, events, mirror, settle
 
 log = logging.getLogger("switchboard.ledger")
 
@@ -117,6 +120,7 @@ class LedgerWriter:
         writers left idle first, then new ones), write it, ack it. How many were written."""
         if time.monotonic() >= self._next_sweep:
             await self.sweep()
+            await self.reset_budgets()
             self._next_sweep = time.monotonic() + SWEEP_EVERY_S
         entries = await self._claim_idle() or await self._read_new()
         if self.metrics is not None:
@@ -181,6 +185,22 @@ class LedgerWriter:
                     metrics.spend.labels(record.team_id or "", record.model_group).inc(record.spend)
         for scope in crossed:
             metrics.soft_budget.labels(scope.partition(":")[0]).inc()
+
+    async def reset_budgets(self) -> int:
+        """Budget periods that ended: reset in the database, then in the mirror (every
+        front door drops its copy). Skipped while the database is down."""
+        try:
+            async with self.database.transaction() as conn:
+                changed = await resets.reset_due(conn, datetime.now(UTC))
+            if not changed:
+                return 0
+            entities = await mirror.from_database(self.database, changed)
+        except DatabaseUnavailable:
+            return 0
+        for (kind, oid), entity in zip(changed, entities, strict=True):
+            await mirror.publish(self.redis, self.tkeys, kind, oid, entity)
+        log.info("reset %d budgets whose period ended", len(changed))
+        return len(changed)
 
     async def sweep(self) -> int:
         """Settle reservations whose requests outlived their deadline unsettled."""

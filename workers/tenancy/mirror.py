@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workers.db import budgets, customers, organizations, teams, users
+from workers.db import budgets, customers, organizations, snapshot, teams, users
 from workers.db import keys as db_keys
 from workers.db.engine import Database
 from workers.redis_streams import TenancyKeys
@@ -112,3 +112,25 @@ SCOPE_PREFIX = {
 
 def scope_of(kind: str, oid: str) -> str:
     return f"{SCOPE_PREFIX[kind]}:{oid}"
+
+
+async def refill(redis: Redis, keys: TenancyKeys, database: Database) -> int:
+    """Mirror every key, team, user, member, organization, customer and budget, once per
+    Redis dataset (the first front door to start after Redis lost its data does it); an
+    entry already there is newer and stays. How many entries were written."""
+    if not await redis.set(keys.filled, b"1", nx=True):
+        return 0
+    written = 0
+    try:
+        async with database.transaction() as conn:
+            for kind in records.KINDS:
+                pipe = redis.pipeline(transaction=False)
+                async for oid, row in snapshot.every_row(conn, kind):
+                    entity = records.entity_of(kind, oid, row)
+                    pipe.set(keys.mirror(kind, oid), records.encode(entity), nx=True)
+                    written += 1
+                await pipe.execute()
+    except BaseException:
+        await redis.delete(keys.filled)  # the next front door to start tries again
+        raise
+    return written
