@@ -24,7 +24,7 @@ from broker.http_server import GuardedRunner
 from broker.management import MANAGEMENT, add_management_routes, management_ctx
 from broker.routes import add_operator_routes, add_routes
 from broker.routes.keys import FRONT_DOOR, OPERATOR_PORT
-from broker.tenancy import start_tenancy
+from broker.tenancy import start_tenancy, stop_tenancy
 from workers.connect import connect
 from workers.settings.switchboard import HttpLimits
 from workers.supervision import TaskDied
@@ -83,6 +83,7 @@ def create_app(
     async def tenancy_ctx(app: web.Application) -> AsyncIterator[None]:
         start_tenancy(app[FRONT_DOOR], app[MANAGEMENT])  # issue #17: database keys
         yield
+        await stop_tenancy(app[FRONT_DOOR])
 
     app.cleanup_ctx.append(tenancy_ctx)
     add_routes(app)

@@ -77,7 +77,9 @@ class FrontDoor:
             str(master_key) if master_key else None, config.switchboard_settings.api_keys
         )
         # Database keys, limits and budgets (issue #17); enabled once a database is set.
-        self.tenancy = Tenancy(redis, self.keys, self.auth, config.deployments)
+        self.tenancy = Tenancy(
+            redis, self.keys, self.auth, config.deployments, config.litellm_settings
+        )
         self.groups: Mapping[str, object] = config.deployments
         self.aliases, self.listed_models = _aliases(config)
         # The cancellations not sent yet (the supervisor owns them; this only tells).

@@ -29,6 +29,7 @@ from workers.db.engine import Database, DatabaseUnavailable
 from workers.deployment import Deployment
 from workers.errors import AuthenticationFailed, PermissionDenied, ServiceUnavailable
 from workers.redis_streams import Keys
+from workers.settings.routing import LiteLLMSettings
 from workers.tenancy import admission, events, mirror, records
 from workers.tenancy.admission import Admitted, Scope, Ticket
 from workers.tenancy.ledger import LedgerMetrics, LedgerWriter
@@ -49,6 +50,7 @@ MAX_RESERVED_COMPLETION_TOKENS = 16_384
 BYTES_PER_TOKEN = 4
 RESUBSCRIBE_AFTER_S = 0.5
 ALL_MODELS = frozenset({"*", "all-proxy-models"})
+GLOBAL_SCOPE = "global"
 
 
 class Tenancy:
@@ -58,6 +60,7 @@ class Tenancy:
         keys: Keys,
         auth: Authenticator,
         deployments: dict[str, list[Deployment]],
+        settings: LiteLLMSettings | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -68,7 +71,21 @@ class Tenancy:
         self._entities: dict[mirror.Ref, tuple[Entity | None, float]] = {}
         self._callers: dict[str, tuple[Caller, float]] = {}
         self._sha = ""
+        self.refilling: asyncio.Task[Any] | None = None
+        self.ledger: LedgerWriter | None = None
         self._prices = {group: _reserve_price(targets) for group, targets in deployments.items()}
+        settings = settings if settings is not None else LiteLLMSettings()
+        # The proxy-wide budget (litellm_settings.max_budget): a scope every request joins.
+        self._global: Scope | None = None
+        if settings.max_budget is not None:
+            limits = Limits(
+                max_budget=settings.max_budget, budget_duration=settings.budget_duration
+            )
+            self._global = Scope(GLOBAL_SCOPE, limits)
+        # The budget of an end user without a customer row of its own.
+        self._end_user_limits: Limits | None = None
+        if settings.max_end_user_budget is not None:
+            self._end_user_limits = Limits(max_budget=settings.max_end_user_budget)
 
     @property
     def is_enabled(self) -> bool:
@@ -244,14 +261,9 @@ class Tenancy:
         if principal is not None:
             scopes = _scopes(principal, group)
         if end_user:
-            (customer,) = await self._entities_of([(records.CUSTOMER, end_user)])
-            if customer is not None:
-                if customer.blocked:
-                    raise PermissionDenied(
-                        f"end user `{end_user}` is blocked", param="user", code="end_user_blocked"
-                    )
-                (customer,) = await self._with_budgets([customer])
-                scopes.append(Scope(f"customer:{end_user}", customer.limits, customer.spend))
+            scopes += await self._end_user_scope(end_user)
+        if self._global is not None:
+            scopes.append(self._global)
         completion = min(max_tokens or DEFAULT_COMPLETION_TOKENS, MAX_RESERVED_COMPLETION_TOKENS)
         prompt = body_bytes // BYTES_PER_TOKEN + 1
         price_in, price_out = self._prices.get(group, (0.0, 0.0))
@@ -276,6 +288,24 @@ class Tenancy:
             event=events.encode(front),
         )
 
+    async def _end_user_scope(self, end_user: str) -> list[Scope]:
+        """The end user's scope: its customer row's limits, else max_end_user_budget; none
+        for an unknown end user without a default budget (no counters for every name)."""
+        (customer,) = await self._entities_of([(records.CUSTOMER, end_user)])
+        name = mirror.scope_of(records.CUSTOMER, end_user)
+        if customer is None:
+            limits = self._end_user_limits
+            return [] if limits is None else [Scope(name, limits)]
+        if customer.blocked:
+            raise PermissionDenied(
+                f"end user `{end_user}` is blocked", param="user", code="end_user_blocked"
+            )
+        (customer,) = await self._with_budgets([customer])
+        limits = customer.limits
+        if limits.max_budget is None and self._end_user_limits is not None:
+            limits = msgspec.structs.replace(limits, max_budget=self._end_user_limits.max_budget)
+        return [Scope(name, limits, customer.spend)]
+
     async def admit(
         self,
         enqueuer: WriteBatcher,
@@ -299,6 +329,11 @@ class Tenancy:
         return admission.outcome(reply, ticket)
 
 
+LEDGER_TASK = "spend ledger"
+REFILL_WAIT_S = 10.0
+LISTEN_TASK = "tenancy invalidations"
+
+
 def start_tenancy(front: FrontDoorLike, management: ManagementLike) -> None:
     """Database keys on the request path (issue #17): the front door authenticates them
     from the Redis mirror, each committed change refreshes the mirror and tells every
@@ -315,9 +350,23 @@ def start_tenancy(front: FrontDoorLike, management: ManagementLike) -> None:
     management.listeners.append(mirror_change)
     metrics = LedgerMetrics(front.metrics.registry)
     writer = LedgerWriter(front.redis, front.keys, database, f"ledger-{front.id}", metrics)
-    front.tasks.start("tenancy invalidations", tenancy.listen)
-    front.tasks.start("spend ledger", writer.run)
-    front.tasks.spawn(tenancy.refill(), name="tenancy refill")
+    tenancy.ledger = writer
+    front.tasks.start(LISTEN_TASK, tenancy.listen)
+    front.tasks.start(LEDGER_TASK, writer.run)
+    tenancy.refilling = front.tasks.spawn(tenancy.refill(), name="tenancy refill")
+
+
+async def stop_tenancy(front: FrontDoorLike) -> None:
+    """Before the database closes: stop what uses it (a batch the ledger writer had not
+    committed stays in the stream for the next writer)."""
+    refilling = front.tenancy.refilling
+    if refilling is not None:  # let it end rather than cut a transaction short
+        await asyncio.wait([refilling], timeout=REFILL_WAIT_S)
+        refilling.cancel()
+        await asyncio.gather(refilling, return_exceptions=True)
+    if front.tenancy.ledger is not None:
+        await front.tenancy.ledger.stop(lambda: front.tasks.stop(LEDGER_TASK))
+    await front.tasks.stop(LISTEN_TASK)
 
 
 def _check_usable(caller: Caller) -> None:

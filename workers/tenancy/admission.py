@@ -232,7 +232,10 @@ def outcome(reply: Sequence[Any], ticket: Ticket) -> Admitted:
     """The entry id and the headers of an admitted request; raises what refused it."""
     verdict = _text(reply[0])
     if verdict == "ok":
-        return Admitted(bytes(reply[1]), _headers(reply))
+        headers = _headers(reply)
+        if not ticket.scopes or not ticket.scopes[0].name.startswith("key:"):
+            del headers["x-litellm-key-spend"]  # a database key's own spend, or none
+        return Admitted(bytes(reply[1]), headers)
     scope = ticket.scopes[int(reply[1])]
     if verdict == "budget":
         raise _over_budget(scope, float(reply[3]), float(reply[4]), float(reply[2]))

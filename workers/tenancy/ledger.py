@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,6 +94,23 @@ class LedgerWriter:
         self.metrics = metrics
         self.claim_idle_ms = claim_idle_ms
         self._next_sweep = 0.0
+        # Held while the writer uses the database: a stop waits for it, because a
+        # transaction cancelled half-way leaves aiosqlite's connection (and SQLite's write
+        # lock) behind.
+        self.using_database = asyncio.Lock()
+
+    async def stop(self, task_stop: Callable[[], Awaitable[None]], timeout_s: float = 5.0) -> None:
+        """Stop between two uses of the database (or after `timeout_s` if the database
+        holds it up); what was read and not written stays pending for the next writer."""
+        try:
+            await asyncio.wait_for(self.using_database.acquire(), timeout_s)
+        except TimeoutError:
+            await task_stop()
+            return
+        try:
+            await task_stop()
+        finally:
+            self.using_database.release()
 
     async def run(self) -> None:
         """Write events for as long as the process runs (a supervised loop)."""
@@ -120,14 +137,16 @@ class LedgerWriter:
         writers left idle first, then new ones), write it, ack it. How many were written."""
         if time.monotonic() >= self._next_sweep:
             await self.sweep()
-            await self.reset_budgets()
+            async with self.using_database:
+                await self.reset_budgets()
             self._next_sweep = time.monotonic() + SWEEP_EVERY_S
         entries = await self._claim_idle() or await self._read_new()
         if self.metrics is not None:
             self.metrics.backlog.set(await self.redis.xlen(self.tkeys.ledger))
         if not entries:
             return 0
-        await self._write(entries)
+        async with self.using_database:
+            await self._write(entries)
         return len(entries)
 
     async def _claim_idle(self) -> list[tuple[bytes, dict[bytes, bytes]]]:

@@ -16,6 +16,16 @@ from workers.db.engine import Database
 from workers.testing.server import FakeUpstream
 
 HELLO = [{"role": "user", "content": "hi"}]
+# Output tokens only, at a price that makes a reservation of max_tokens worth counting.
+PRICED = """\
+- model_name: priced
+  litellm_params:
+    model: openai/gpt-4o-mini
+    api_base: {base}
+    api_key: sk-fake
+    input_cost_per_token: 0
+    output_cost_per_token: 0.0001
+"""
 
 
 class Gateway:
@@ -48,9 +58,19 @@ class Gateway:
 
 @pytest.fixture
 async def gateway(
-    database: Database, database_url: str, namespace: str, fake: FakeUpstream
+    request: pytest.FixtureRequest,
+    database: Database,
+    database_url: str,
+    namespace: str,
+    fake: FakeUpstream,
 ) -> AsyncIterator[Gateway]:
-    config = make_config(fake.base_url + "/v1", namespace, general=general(database_url))
+    """Parametrize indirectly with config text to append after general_settings."""
+    config = make_config(
+        fake.base_url + "/v1",
+        namespace,
+        general=general(database_url) + getattr(request, "param", ""),
+        extra_models=PRICED.format(base=fake.base_url + "/v1"),
+    )
     async with (
         service(config, workers=1, front_doors=2) as (doors, workers),
         aiohttp.ClientSession() as http,

@@ -8,9 +8,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+from redis.asyncio import Redis
+
 from tests.broker.harness import wait_until
 from tests.broker.tenancy.conftest import MASTER, Gateway
 from tests.scrape import Scrape
+from workers.db import keys as db_keys
+from workers.redis_streams import Keys
 
 TINY = 0.0000001
 
@@ -134,3 +139,47 @@ async def test_an_expired_key_is_refused(gateway: Gateway) -> None:
     await asyncio.sleep(1.1)  # the scenario: the key's lifetime passes
     status, body, _ = await gateway.chat(key)
     assert status == 401 and body["error"]["code"] == "key_expired", body
+
+
+async def test_a_budget_under_50_concurrent_requests_overspends_by_at_most_one_reservation(
+    gateway: Gateway, redis: Redis, namespace: str
+) -> None:
+    """$0.01 and 50 concurrent requests, wave after wave, across both front doors: each
+    reserves 20 output tokens at $0.0001 ($0.002) and costs less; admission only while
+    spent + reserved is under the budget, so the overspend stays under one reservation."""
+    budget, reservation = 0.01, 20 * 0.0001
+    key = await gateway.new_key(max_budget=budget)
+    admitted = 0
+    for _ in range(4):
+        replies = await asyncio.gather(
+            *(gateway.chat(key, door=i % 2, model="priced", max_tokens=20) for i in range(50))
+        )
+        statuses = [status for status, _, _ in replies]
+        assert set(statuses) <= {200, 422}, statuses
+        admitted += statuses.count(200)
+    assert 0 < admitted < 200
+    spend_key = Keys(namespace).tenancy.spend(f"key:{db_keys.hash_token(key)}")
+    spent = float(await redis.hget(spend_key, "s") or 0)  # type: ignore[misc]  # redis-py's union
+    assert budget <= spent <= budget + reservation, (spent, admitted)
+
+
+@pytest.mark.parametrize(
+    "gateway",
+    ["litellm_settings:\n  max_budget: 0.0000001\n  budget_duration: 1d\n"],
+    indirect=True,
+)
+async def test_the_proxy_budget_covers_every_key_and_the_master_key(gateway: Gateway) -> None:
+    first = await gateway.new_key()
+    await spent_then_refused(gateway, first, "the proxy")
+    status, body, _ = await gateway.chat(MASTER)
+    assert status == 422 and "the proxy" in body["error"]["message"], body
+
+
+@pytest.mark.parametrize(
+    "gateway", ["litellm_settings:\n  max_end_user_budget: 0.0000001\n"], indirect=True
+)
+async def test_max_end_user_budget_holds_each_end_user(gateway: Gateway) -> None:
+    key = await gateway.new_key()
+    await spent_then_refused(gateway, key, "end user `someone`", user="someone")
+    status, body, _ = await gateway.chat(key, user="someone-else")
+    assert status == 200, body
