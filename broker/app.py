@@ -21,9 +21,10 @@ from broker.config.loader import Config
 from broker.errors import error_middleware
 from broker.frontdoor import FrontDoor
 from broker.http_server import GuardedRunner
-from broker.management import add_management_routes, management_ctx
+from broker.management import MANAGEMENT, add_management_routes, management_ctx
 from broker.routes import add_operator_routes, add_routes
 from broker.routes.keys import FRONT_DOOR, OPERATOR_PORT
+from broker.tenancy import start_tenancy, stop_tenancy
 from workers.connect import connect
 from workers.settings.switchboard import HttpLimits
 from workers.supervision import TaskDied
@@ -78,6 +79,13 @@ def create_app(
 
     app.cleanup_ctx.append(front_door_ctx)
     app.cleanup_ctx.append(management_ctx(config))
+
+    async def tenancy_ctx(app: web.Application) -> AsyncIterator[None]:
+        start_tenancy(app[FRONT_DOOR], app[MANAGEMENT])  # issue #17: database keys
+        yield
+        await stop_tenancy(app[FRONT_DOOR])
+
+    app.cleanup_ctx.append(tenancy_ctx)
     add_routes(app)
     add_management_routes(app)
     return app

@@ -26,6 +26,7 @@ from broker.frontdoor_metrics import FrontDoorMetrics
 from broker.model_info import describe_deployments
 from broker.monitor import ClusterMonitor
 from broker.reply_hub import ReplyHub, Waiter
+from broker.tenancy import Tenancy
 from workers import envelopes, redis_streams
 from workers.batching import WriteBatcher
 from workers.envelopes import Record
@@ -76,6 +77,10 @@ class FrontDoor:
         master_key = config.general_settings.master_key
         self.auth = Authenticator(
             str(master_key) if master_key else None, config.switchboard_settings.api_keys
+        )
+        # Database keys, limits and budgets (issue #17); enabled once a database is set.
+        self.tenancy = Tenancy(
+            redis, self.keys, self.auth, config.deployments, config.litellm_settings
         )
         self.groups: Mapping[str, object] = config.deployments
         self.aliases, self.listed_models = _aliases(config)

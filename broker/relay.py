@@ -19,6 +19,7 @@ from workers import envelopes, redis_streams
 from workers.envelopes import Envelope, Meta, Record
 from workers.errors import GatewayTimeout, ServiceUnavailable
 from workers.params import GatewayOptions
+from workers.tenancy.admission import Ticket
 
 # The worker enforces the deadline; the front door waits a little longer for its answer.
 DEADLINE_SLACK_S = 2.0
@@ -38,6 +39,7 @@ class Relay:
         stream: bool,
         options: GatewayOptions,
         caller: Caller,
+        ticket: Ticket | None = None,
     ) -> None:
         self.front = front
         self.api_key_alias = caller.alias
@@ -62,7 +64,11 @@ class Relay:
             body=body,
             num_retries=options.num_retries,
             allowed_groups=front.scope_for(caller),
+            scopes=None if ticket is None else ticket.scope_names,
         )
+        # Admission (limits, budgets) happens with the enqueue, in one script (issue #17).
+        self.ticket = ticket
+        self.limit_headers: dict[str, str] = {}
         self.deadline = self.started + timeout_s + DEADLINE_SLACK_S
         self.is_finished = False
         self.status = 200
@@ -109,6 +115,17 @@ class Relay:
     async def _enqueue(self, envelope: bytes) -> bytes:
         front = self.front
         try:
+            if self.ticket is not None:
+                admitted = await front.tenancy.admit(
+                    front.enqueuer,
+                    self.lane,
+                    envelope,
+                    self.request_id,
+                    self.ticket,
+                    self.envelope.deadline_ms,
+                )
+                self.limit_headers = admitted.headers
+                return admitted.entry
             return await front.enqueue(self.lane, envelope)
         except RedisError as exc:
             # Nothing was queued, so the client may simply try again.
@@ -124,7 +141,7 @@ class Relay:
             ) from exc
 
     def _headers(self, meta: Meta | None) -> dict[str, str]:
-        headers = {"x-request-id": self.request_id}
+        headers = {"x-request-id": self.request_id, **self.limit_headers}
         self.meta = meta or self.meta
         if meta is not None and meta.deployment:
             elapsed_ms = (self.loop.time() - self.started) * 1000

@@ -59,6 +59,9 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     # The model groups the caller's key may reach (None: every group). A fallback outside
     # them is skipped (issue #13, item 6).
     allowed_groups: frozenset[str] | None = None
+    # The tenancy scopes admission counted the request against (issue #17; None: admitted
+    # without tenancy). The worker's final record settles them (workers/tenancy/settle.py).
+    scopes: tuple[str, ...] | None = None
 
 
 class Meta(msgspec.Struct, array_like=True, omit_defaults=True):

@@ -16,6 +16,7 @@
     │   └── GatewayTimeout                504   the request's own deadline passed
     ├── RateLimited                       429 rate_limit_error       (retryable, retry_after_s)
     │   └── QuotaExceeded                 429   code insufficient_quota (not retryable; also 402)
+    ├── BudgetExceeded                    422 budget_exceeded        (LiteLLM's; not retryable)
     ├── ServiceUnavailable                503 service_unavailable    (retryable)
     ├── ProviderError                     500/502 api_error          (retryable)
     │   ├── APIConnectionError            502   code connection_error
@@ -53,6 +54,8 @@ class SwitchboardError(Exception):
     # deployment). The worker reports both with the error (upstream_text.py, the Meta).
     deployment: Deployment | None = None
     outcome: Outcome | None = None
+    # Response headers the error carries besides Retry-After (x-ratelimit-* on a 429).
+    headers: dict[str, str] | None = None
 
     def __init__(
         self,
@@ -217,6 +220,15 @@ class QuotaExceeded(RateLimited):
 
     default_code = "insufficient_quota"
     retryable = False
+
+
+class BudgetExceeded(SwitchboardError):
+    """A budget ran out (issue #17): LiteLLM's `budget_exceeded`, 422 as LiteLLM answers by
+    default; waiting helps only once the budget resets, which the message says."""
+
+    status = 422
+    error_type = "budget_exceeded"
+    default_code = "budget_exceeded"
 
 
 class ServiceUnavailable(SwitchboardError):

@@ -14,7 +14,7 @@ from workers.wire import decode_chat_request
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
     chat = decode(decode_chat_request, body)
     validate_chat_request(chat, front.limits)
@@ -26,6 +26,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     group = front.resolve_group(chat.model, caller)
     lane = front.lane_for(request, options)
     front.admit(lane)
+    ticket = await front.tenancy.ticket(
+        caller,
+        call_type="chat.completions",
+        model=chat.model,
+        group=group,
+        body_bytes=len(body),
+        max_tokens=chat.max_completion_tokens or chat.max_tokens,
+        end_user=chat.user,
+    )
     relay = Relay(
         front,
         kind=KIND_CHAT,
@@ -35,5 +44,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         stream=chat.is_stream,
         options=options,
         caller=caller,
+        ticket=ticket,
     )
     return await relay.run(request)

@@ -14,7 +14,7 @@ from workers.wire import decode_embedding_request
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
     embedding = decode(decode_embedding_request, body)
     validate_embedding_request(embedding, front.limits)
@@ -26,6 +26,14 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     group = front.resolve_group(embedding.model, caller)
     lane = front.lane_for(request, options)
     front.admit(lane)
+    ticket = await front.tenancy.ticket(
+        caller,
+        call_type="embeddings",
+        model=embedding.model,
+        group=group,
+        body_bytes=len(body),
+        end_user=embedding.user,
+    )
     relay = Relay(
         front,
         kind=KIND_EMBEDDING,
@@ -35,5 +43,6 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
         stream=False,
         options=options,
         caller=caller,
+        ticket=ticket,
     )
     return await relay.run(request)

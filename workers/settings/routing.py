@@ -11,6 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 from msgspec import Meta
 
+from workers import durations
 from workers.deployment import Secret
 from workers.settings.section import Section, names
 
@@ -160,6 +161,15 @@ class LiteLLMSettings(Section, frozen=True):
     allowed_fails: NonNegativeInt | None = None
     cooldown_time: NonNegativeFloat | None = None
     model_group_alias: dict[str, str | ModelGroupAlias] = {}
+    # The whole proxy's budget (USD) and its period (issue #17); every request counts.
+    max_budget: NonNegativeFloat | None = None
+    budget_duration: str | None = None
+    # The budget of an end user (the request's `user`) that has none of its own.
+    max_end_user_budget: NonNegativeFloat | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget_duration is not None:
+            durations.check(self.budget_duration)  # a ValueError names the field
 
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
@@ -171,8 +181,8 @@ class LiteLLMSettings(Section, frozen=True):
         disable_add_transform_inline_image_block use_chat_completions_url_for_anthropic_messages
         disable_hf_tokenizer_download enable_json_schema_validation
         enable_key_alias_format_validation disable_copilot_system_to_assistant telemetry
-        max_budget budget_duration max_internal_user_budget internal_user_budget_duration
-        max_end_user_budget default_team_settings default_internal_user_params
+        max_internal_user_budget internal_user_budget_duration default_team_settings
+        default_internal_user_params
         default_key_generate_params upperbound_key_generate_params public_teams
         model_alias_map ssl_verify ssl_certificate return_response_headers
         disable_token_counter add_function_to_prompt guardrails
