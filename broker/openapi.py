@@ -19,6 +19,7 @@ import msgspec
 
 from broker.frontdoor import LANE_HEADER
 from broker.management.openapi import MANAGEMENT_BODIES, management_paths
+from workers.ingress.messages_request import MessagesRequest
 from workers.params import GatewayOptions
 from workers.wire import (
     ChatCompletion,
@@ -41,8 +42,22 @@ STRUCTS = (
     EmbeddingResponse,
     ModelList,
     ErrorBody,
+    MessagesRequest,
     *MANAGEMENT_BODIES,
 )
+# /v1/messages answers errors in Anthropic's shape (issue #18), not OpenAI's.
+ANTHROPIC_ERROR = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+    },
+}
 
 # Either header carries the master key or a listed API key (broker/auth.py). A gateway with
 # no key configured is open; the document describes the keyed case.
@@ -133,6 +148,31 @@ def _inference(summary: str, request: str, reply: str, *, streams: bool, op: str
     }
 
 
+def _anthropic(summary: str, *, streams: bool, op: str) -> Any:
+    """An Anthropic Messages operation: its body, its reply (an Anthropic `message`, or its
+    events), its errors in Anthropic's shape."""
+    content = _json({"type": "object"})
+    if streams:
+        content = {**content, **SSE}
+    errors = {
+        status: {"description": description, "content": _json(_ref("AnthropicError"))}
+        for status, description in ERROR_STATUSES.items()
+    }
+    return {
+        "post": {
+            "operationId": op,
+            "summary": summary,
+            "parameters": [
+                LANE_PARAMETER,
+                {"name": "anthropic-version", "in": "header", "schema": {"type": "string"}},
+                {"name": "anthropic-beta", "in": "header", "schema": {"type": "string"}},
+            ],
+            "requestBody": _body("MessagesRequest"),
+            "responses": {"200": {"description": summary, "content": content}, **errors},
+        }
+    }
+
+
 def _get(
     op: str,
     summary: str,
@@ -172,6 +212,16 @@ def _paths() -> dict[str, Any]:
             "ChatCompletion",
             streams=True,
             op="createChatCompletion2",
+        ),
+        "/v1/messages": _anthropic(
+            "Create an Anthropic message, for any deployment (SSE with `stream: true`)",
+            streams=True,
+            op="createMessage",
+        ),
+        "/v1/messages/count_tokens": _anthropic(
+            "Count a message's input tokens (the gateway's estimate)",
+            streams=False,
+            op="countMessageTokens",
         ),
         "/v1/embeddings": _inference(
             embed, "EmbeddingRequest", "EmbeddingResponse", streams=False, op="createEmbedding"
@@ -241,7 +291,7 @@ def build_document() -> dict[str, Any]:
         },
         "paths": {**_paths(), **management_paths()},
         "components": {
-            "schemas": schemas,
+            "schemas": {**schemas, "AnthropicError": ANTHROPIC_ERROR},
             "responses": {
                 f"Error{status}": {**error, "description": description}
                 for status, description in ERROR_STATUSES.items()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from broker.routes import chat, embeddings, health, metrics, models, resume
+from broker.routes import chat, embeddings, health, messages, metrics, models, resume
 from broker.routes.openapi import openapi_document
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat.chat_completions)
     app.router.add_post("/chat/completions", chat.chat_completions)
+    app.router.add_post("/v1/messages", messages.messages)
+    app.router.add_post("/v1/messages/count_tokens", messages.count_tokens)
     app.router.add_post("/v1/embeddings", embeddings.embeddings)
     app.router.add_post("/embeddings", embeddings.embeddings)
     app.router.add_get("/v1/models", models.list_models)

@@ -22,7 +22,7 @@ import orjson
 
 from workers import accounting, envelopes
 from workers.body_limits import check_json_bytes
-from workers.envelopes import KIND_CHAT, Meta, Record
+from workers.envelopes import INGRESS_CHAT, KIND_CHAT, Meta, Record
 from workers.errors import (
     GatewayTimeout,
     InternalError,
@@ -30,6 +30,7 @@ from workers.errors import (
     ProviderError,
     SwitchboardError,
 )
+from workers.ingress import ChatFormatter, Formatter, MessagesFormatter, chat_body
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.routing.attempts import Call, Outcome
@@ -43,6 +44,7 @@ from workers.validation import decode_request
 from workers.wire import (
     ChatCompletionChunk,
     Usage,
+    chat_request_from_dict,
     decode_chat_request,
     decode_embedding_request,
     encode,
@@ -116,7 +118,11 @@ class Executor:
         try:
             if envelope.kind == KIND_CHAT:
                 call = self._chat_call(job)
-                if job.resumes_stream:
+                if job.resumes_stream and envelope.ingress != INGRESS_CHAT:
+                    # Continuation reads the delivered chunks as chat chunks (issue #18).
+                    why = "only Chat Completions streams are continued"
+                    await self._lost(job, continuation.NOT_SUPPORTED, why)
+                elif job.resumes_stream:
                     await self._continue(job, call)
                 elif envelope.stream:
                     await self._stream(job, call)
@@ -131,8 +137,14 @@ class Executor:
 
     def _chat_call(self, job: Job) -> ChatCall:
         body, options = _gateway_body(job)
-        # The front door validated these bytes; another producer may not have.
-        request = decode_request(decode_chat_request, job.envelope.body)
+        ingress = job.envelope.ingress
+        if ingress == INGRESS_CHAT:
+            # The front door validated these bytes; another producer may not have.
+            request = decode_request(decode_chat_request, job.envelope.body)
+        else:
+            drop = bool(options.get("drop_params"))
+            body = decode_request(lambda b: chat_body(ingress, b, drop_params=drop), body)
+            request = decode_request(chat_request_from_dict, body)
         return ChatCall(
             request=request,
             body=body,
@@ -179,7 +191,7 @@ class Executor:
         record = Record(
             seq=job.seq,
             end=envelopes.RESPONSE,
-            body=encode(response),
+            body=_formatter(job, call).response(response),
             meta=self._meta(outcome, response.usage, job),
         )
         await self.writer.write(job, record)
@@ -198,7 +210,7 @@ class Executor:
         splice: Splice | None = None,
     ) -> None:
         """Write a stream's batches as records, then its end with the usage."""
-        include_usage = call.request.include_usage
+        formatter = _formatter(job, call)
         usage: Usage | None = None
         try:
             batch: list[ChatCompletionChunk] | None = first
@@ -206,7 +218,7 @@ class Executor:
             while batch is not None:
                 if splice is not None:
                     batch = splice.batch(batch)
-                chunks, batch_usage = _frame(batch, include_usage)
+                chunks, batch_usage = formatter.frame(batch)
                 usage = batch_usage or usage
                 if batch_usage is not None:
                     # Usage comes last (adapter contract): finish with this record.
@@ -219,6 +231,7 @@ class Executor:
                 chunks = []
         finally:
             await rest.aclose()  # type: ignore[attr-defined]  # an async generator
+        chunks += formatter.finish(usage)
         estimated = splice.lost.total_tokens if splice is not None else 0
         final_meta = self._meta(outcome, usage, job, estimated)
         await self.writer.write(
@@ -314,19 +327,11 @@ _REFUSALS = {
 }
 
 
-def _frame(
-    batch: list[ChatCompletionChunk], include_usage: bool
-) -> tuple[list[bytes], Usage | None]:
-    """Encode a batch once; the usage chunk is kept only when the client asked for it."""
-    chunks: list[bytes] = []
-    usage = None
-    for chunk in batch:
-        if chunk.usage is not None and not chunk.choices:
-            usage = chunk.usage
-            if not include_usage:
-                continue
-        chunks.append(encode(chunk))
-    return chunks, usage
+def _formatter(job: Job, call: ChatCall) -> Formatter:
+    """How this job's reply is written: in the API its client spoke (workers/ingress/)."""
+    if job.envelope.ingress == INGRESS_CHAT:
+        return ChatFormatter(call.request.include_usage)
+    return MessagesFormatter(call.request.model)
 
 
 def _gateway_body(job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
