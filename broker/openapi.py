@@ -19,7 +19,9 @@ import msgspec
 
 from broker.frontdoor import LANE_HEADER
 from broker.management.openapi import MANAGEMENT_BODIES, management_paths
+from workers.ingress.messages_reply import AnthropicError
 from workers.ingress.messages_request import MessagesRequest
+from workers.ingress.responses_request import ResponsesRequest
 from workers.params import GatewayOptions
 from workers.wire import (
     ChatCompletion,
@@ -43,21 +45,10 @@ STRUCTS = (
     ModelList,
     ErrorBody,
     MessagesRequest,
+    AnthropicError,
+    ResponsesRequest,
     *MANAGEMENT_BODIES,
 )
-# /v1/messages answers errors in Anthropic's shape (issue #18), not OpenAI's.
-ANTHROPIC_ERROR = {
-    "type": "object",
-    "required": ["type", "error"],
-    "properties": {
-        "type": {"const": "error"},
-        "error": {
-            "type": "object",
-            "required": ["type", "message"],
-            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
-        },
-    },
-}
 
 # Either header carries the master key or a listed API key (broker/auth.py). A gateway with
 # no key configured is open; the document describes the keyed case.
@@ -170,6 +161,42 @@ def _anthropic(summary: str, *, streams: bool, op: str) -> Any:
             "requestBody": _body("MessagesRequest"),
             "responses": {"200": {"description": summary, "content": content}, **errors},
         }
+    }
+
+
+RESPONSE_ID: dict[str, Any] = {
+    "name": "response_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
+
+def _responses_paths() -> dict[str, Any]:
+    """The Responses API (issue #18): create, and the stored responses' read and delete."""
+    stored = _json({"type": "object"})
+    create = _inference(
+        "Create a model response, for any deployment (SSE with `stream: true`)",
+        "ResponsesRequest",
+        "ResponsesRequest",
+        streams=True,
+        op="createResponse",
+    )
+    create["post"]["responses"]["200"]["content"] = {**stored, **SSE}
+    one = _get("getResponse", "A stored response", stored, parameters=[RESPONSE_ID])
+    deleted = _get("deleteResponse", "Delete a stored response", stored, parameters=[RESPONSE_ID])
+    page = [
+        RESPONSE_ID,
+        {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "after", "in": "query", "schema": {"type": "string"}},
+    ]
+    return {
+        "/v1/responses": create,
+        "/v1/responses/{response_id}": {**one, "delete": deleted["get"]},
+        "/v1/responses/{response_id}/input_items": _get(
+            "listInputItems", "A stored response's input items", stored, parameters=page
+        ),
     }
 
 
@@ -289,9 +316,9 @@ def build_document() -> dict[str, Any]:
             "description": "An OpenAI-compatible LLM gateway. Every error is "
             '`{"error": {"message", "type", "param", "code"}}`.',
         },
-        "paths": {**_paths(), **management_paths()},
+        "paths": {**_paths(), **_responses_paths(), **management_paths()},
         "components": {
-            "schemas": {**schemas, "AnthropicError": ANTHROPIC_ERROR},
+            "schemas": schemas,
             "responses": {
                 f"Error{status}": {**error, "description": description}
                 for status, description in ERROR_STATUSES.items()

@@ -39,6 +39,7 @@ COUNTS = {
     "createEmbedding": 500,
     "createEmbedding2": 300,
     "createMessage": 300,
+    "createResponse": 300,
     "resumeStream": 400,
     "off-route": 200,
     "default": 75,

@@ -2,18 +2,33 @@
 becomes the chat wire model, and how the reply goes back out in that API.
 
 The front door validates and enqueues the client's bytes with `Envelope.ingress`; the worker
-translates them here, runs the chat call through the same routing, and formats each batch
-of chunks (or the whole response) with the ingress's `Formatter`. One queue, one router,
-one counting path: only the two edges differ.
+translates them here (`Ingress.prepare`), runs the chat call through the same routing, and
+formats each batch of chunks (or the whole response) with the ingress's `Formatter`. One
+queue, one router, one counting path: only the two edges differ.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from typing import Any, Protocol
 
-from workers.envelopes import INGRESS_MESSAGES
-from workers.ingress import messages_reply, messages_request
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from workers.envelopes import INGRESS_MESSAGES, INGRESS_RESPONSES, Envelope
+from workers.errors import InvalidRequest
+from workers.ingress import messages_reply, messages_request, response_store
+from workers.ingress.responses_reply import ResponseBuilder
+from workers.ingress.responses_request import ResponsesRequest, Translator, input_items
+from workers.redis_streams import Keys
+from workers.validation import decode_request
 from workers.wire import ChatCompletion, ChatCompletionChunk, Usage, encode
+
+log = logging.getLogger("switchboard.ingress")
+JSONObject = dict[str, Any]
 
 
 class Formatter(Protocol):
@@ -29,6 +44,10 @@ class Formatter(Protocol):
 
     def response(self, response: ChatCompletion) -> bytes:
         """A whole (non-stream) response body."""
+        ...
+
+    async def settle(self, deployment: str) -> None:
+        """After the answer is formed, before its final record: keep what must be kept."""
         ...
 
 
@@ -55,6 +74,9 @@ class ChatFormatter:
     def response(self, response: ChatCompletion) -> bytes:
         return encode(response)
 
+    async def settle(self, deployment: str) -> None:
+        return None
+
 
 class MessagesFormatter(messages_reply.MessagesStream):
     """Anthropic Messages, answered under the model name the client asked for."""
@@ -62,9 +84,99 @@ class MessagesFormatter(messages_reply.MessagesStream):
     def response(self, response: ChatCompletion) -> bytes:
         return messages_reply.message_body(response, self.model)
 
+    async def settle(self, deployment: str) -> None:
+        return None
 
-def chat_body(ingress: int, body: dict[str, Any], *, drop_params: bool) -> dict[str, Any]:
-    """The chat body for a body in the ingress's API (gateway fields already removed)."""
-    if ingress == INGRESS_MESSAGES:
-        return messages_request.to_chat_body(body, drop_params=drop_params)
-    return body
+
+class ResponsesFormatter(ResponseBuilder):
+    """OpenAI Responses; a stored response is saved before its final record, so that a
+    follow-up naming it finds it however soon it comes."""
+
+    def __init__(self, request: ResponsesRequest, response_id: str, store: _Store | None) -> None:
+        super().__init__(request, response_id, int(time.time()))
+        self.store = store
+
+    async def settle(self, deployment: str) -> None:
+        if self.store is None:
+            return
+        try:
+            await self.store.save(self.body("completed"), deployment)
+        except RedisError as exc:
+            # The answer still goes out; only a follow-up naming it will not find it.
+            log.warning("could not store response %s: %s", self.id, exc)
+
+
+class _Store:
+    """Where one stored response goes, and whose it is."""
+
+    def __init__(self, ingress: Ingress, envelope: Envelope, request: ResponsesRequest) -> None:
+        self.ingress = ingress
+        self.owner = envelope.owner
+        self.parent = request.previous_response_id
+        # Ids for the input items that have none, as OpenAI lists them (input_items).
+        self.input = [_listed(item) for item in input_items(request)]
+
+    async def save(self, response: JSONObject, deployment: str) -> None:
+        await response_store.save(
+            self.ingress.redis,
+            self.ingress.keys,
+            response=response,
+            owner=self.owner,
+            parent=self.parent,
+            deployment=deployment,
+            input_items=self.input,
+            ttl_s=self.ingress.responses_ttl_s,
+        )
+
+
+def _listed(item: JSONObject) -> JSONObject:
+    """An input item as OpenAI lists it: with an id, a message's text as parts."""
+    listed = dict(item)
+    if "id" not in listed:
+        listed["id"] = "msg_" + os.urandom(12).hex()
+    is_message = listed.get("type", "message" if "role" in listed else None) == "message"
+    if is_message:
+        listed["type"] = "message"
+        if isinstance(listed.get("content"), str):
+            kind = "output_text" if listed.get("role") == "assistant" else "input_text"
+            listed["content"] = [{"type": kind, "text": listed["content"]}]
+    return listed
+
+
+class Ingress:
+    """A worker's translation of the ingress APIs, with what it needs of Redis."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, responses_ttl_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.responses_ttl_s = responses_ttl_s
+
+    async def prepare(
+        self, envelope: Envelope, body: JSONObject, *, drop_params: bool
+    ) -> tuple[JSONObject, Formatter]:
+        """The chat body for a body in the envelope's ingress API, and its formatter."""
+        if envelope.ingress == INGRESS_MESSAGES:
+            chat = decode_request(
+                lambda b: messages_request.to_chat_body(b, drop_params=drop_params), body
+            )
+            return chat, MessagesFormatter(str(chat["model"]))
+        if envelope.ingress == INGRESS_RESPONSES:
+            return await self._responses(envelope, body, drop_params=drop_params)
+        raise InvalidRequest(f"unknown ingress API {envelope.ingress}")
+
+    async def _responses(
+        self, envelope: Envelope, body: JSONObject, *, drop_params: bool
+    ) -> tuple[JSONObject, Formatter]:
+        request = decode_request(lambda b: msgspec.convert(b, ResponsesRequest), body)
+        parent = request.previous_response_id
+        history = []
+        if parent:
+            history = await response_store.conversation(
+                self.redis, self.keys, parent, envelope.owner
+            )
+        chat = decode_request(
+            lambda b: Translator(drop_params=drop_params).chat_body(request, b, history), body
+        )
+        response_id = response_store.new_response_id(parent)
+        store = _Store(self, envelope, request) if request.is_stored else None
+        return chat, ResponsesFormatter(request, response_id, store)

@@ -5,14 +5,27 @@ relays it without decoding (broker/sse_frames.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 import orjson
 
 from workers.ingress.messages_request import STOP_REASONS
 from workers.wire import ChatCompletion, ChatCompletionChunk, ToolCallDelta, Usage
 
 JSONObject = dict[str, Any]
+
+
+class AnthropicErrorDetail(msgspec.Struct):
+    type: str
+    message: str
+
+
+class AnthropicError(msgspec.Struct):
+    """Anthropic's error body, which /v1/messages answers with (broker/errors.py)."""
+
+    type: Literal["error"]
+    error: AnthropicErrorDetail
 
 
 def event(kind: str, data: JSONObject) -> bytes:

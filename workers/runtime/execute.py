@@ -30,7 +30,7 @@ from workers.errors import (
     ProviderError,
     SwitchboardError,
 )
-from workers.ingress import ChatFormatter, Formatter, MessagesFormatter, chat_body
+from workers.ingress import ChatFormatter, Formatter, Ingress
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.routing.attempts import Call, Outcome
@@ -64,6 +64,7 @@ class Executor:
         *,
         stream_continuation: bool = True,
         metrics: WorkerMetrics | None = None,
+        responses_ttl_s: int = 30 * 24 * 3600,
     ) -> None:
         self.engine = engine
         self.writer = writer
@@ -72,6 +73,8 @@ class Executor:
         # switchboard_settings.stream_continuation (a deployment's own setting wins).
         self.stream_continuation = stream_continuation
         self.metrics = metrics if metrics is not None else WorkerMetrics()
+        # The ingress APIs besides chat (issue #18): their translation and stored responses.
+        self.ingress = Ingress(writer.redis, writer.keys, responses_ttl_s=responses_ttl_s)
 
     async def run(self, job: Job) -> None:
         try:
@@ -117,7 +120,7 @@ class Executor:
         check_json_bytes(envelope.body)
         try:
             if envelope.kind == KIND_CHAT:
-                call = self._chat_call(job)
+                call, formatter = await self._chat_call(job)
                 if job.resumes_stream and envelope.ingress != INGRESS_CHAT:
                     # Continuation reads the delivered chunks as chat chunks (issue #18).
                     why = "only Chat Completions streams are continued"
@@ -125,9 +128,9 @@ class Executor:
                 elif job.resumes_stream:
                     await self._continue(job, call)
                 elif envelope.stream:
-                    await self._stream(job, call)
+                    await self._stream(job, call, formatter)
                 else:
-                    await self._complete(job, call)
+                    await self._complete(job, call, formatter)
             else:
                 await self._embed(job)
         except (GatewayTimeout, TimeoutError) as exc:
@@ -135,15 +138,17 @@ class Executor:
             # timeout_at, a bare TimeoutError) expired first: either way the same 504.
             raise _deadline_passed(job, cause=exc) from exc
 
-    def _chat_call(self, job: Job) -> ChatCall:
+    async def _chat_call(self, job: Job) -> tuple[ChatCall, Formatter]:
+        """The chat call, and how its reply is written in the API its client spoke."""
         body, options = _gateway_body(job)
-        ingress = job.envelope.ingress
-        if ingress == INGRESS_CHAT:
+        drop = bool(options.get("drop_params"))
+        formatter: Formatter
+        if job.envelope.ingress == INGRESS_CHAT:
             # The front door validated these bytes; another producer may not have.
             request = decode_request(decode_chat_request, job.envelope.body)
+            formatter = ChatFormatter(request.include_usage)
         else:
-            drop = bool(options.get("drop_params"))
-            body = decode_request(lambda b: chat_body(ingress, b, drop_params=drop), body)
+            body, formatter = await self.ingress.prepare(job.envelope, body, drop_params=drop)
             request = decode_request(chat_request_from_dict, body)
         return ChatCall(
             request=request,
@@ -152,7 +157,7 @@ class Executor:
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
             media=MediaFetches(self.media_policy),
-        )
+        ), formatter
 
     def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
         """A failed request still says where it went: attempts, fallbacks, last deployment."""
@@ -186,31 +191,32 @@ class Executor:
             estimated_tokens=estimated if usage else 0,
         )
 
-    async def _complete(self, job: Job, call: ChatCall) -> None:
+    async def _complete(self, job: Job, call: ChatCall, formatter: Formatter) -> None:
         response, outcome = await _routed(job, self.engine.chat, call)
+        body = formatter.response(response)
+        await formatter.settle(outcome.deployment.label)
         record = Record(
             seq=job.seq,
             end=envelopes.RESPONSE,
-            body=_formatter(job, call).response(response),
+            body=body,
             meta=self._meta(outcome, response.usage, job),
         )
         await self.writer.write(job, record)
 
-    async def _stream(self, job: Job, call: ChatCall) -> None:
+    async def _stream(self, job: Job, call: ChatCall, formatter: Formatter) -> None:
         first, rest, outcome = await _routed(job, self.engine.stream, call)
-        await self._relay(job, call, first, rest, outcome)
+        await self._relay(job, formatter, first, rest, outcome)
 
     async def _relay(
         self,
         job: Job,
-        call: ChatCall,
+        formatter: Formatter,
         first: list[ChatCompletionChunk],
         rest: Batches,
         outcome: Outcome,
         splice: Splice | None = None,
     ) -> None:
         """Write a stream's batches as records, then its end with the usage."""
-        formatter = _formatter(job, call)
         usage: Usage | None = None
         try:
             batch: list[ChatCompletionChunk] | None = first
@@ -232,6 +238,7 @@ class Executor:
         finally:
             await rest.aclose()  # type: ignore[attr-defined]  # an async generator
         chunks += formatter.finish(usage)
+        await formatter.settle(outcome.deployment.label)
         estimated = splice.lost.total_tokens if splice is not None else 0
         final_meta = self._meta(outcome, usage, job, estimated)
         await self.writer.write(
@@ -278,7 +285,10 @@ class Executor:
         log.info("continuing the stream of %s at %s", job.request_id, target.route.name)
         self.metrics.continuation(job.envelope.model_group, continuation.CONTINUED)
         lost = continuation.lost_usage(call.request, delivered)
-        await self._relay(job, call, first, rest, outcome, Splice(delivered, continued.skip, lost))
+        formatter = ChatFormatter(call.request.include_usage)
+        await self._relay(
+            job, formatter, first, rest, outcome, Splice(delivered, continued.skip, lost)
+        )
 
     async def _lost(self, job: Job, reason: str, why: str) -> None:
         """End a stream an earlier worker began and that cannot go on: `worker_lost`."""
@@ -325,13 +335,6 @@ _REFUSALS = {
     continuation.TOOL_CALL: "it was calling a tool",
     continuation.REASONING: "it carries reasoning, which a continuation cannot",
 }
-
-
-def _formatter(job: Job, call: ChatCall) -> Formatter:
-    """How this job's reply is written: in the API its client spoke (workers/ingress/)."""
-    if job.envelope.ingress == INGRESS_CHAT:
-        return ChatFormatter(call.request.include_usage)
-    return MessagesFormatter(call.request.model)
 
 
 def _gateway_body(job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
