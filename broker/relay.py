@@ -40,6 +40,7 @@ class Relay:
         options: GatewayOptions,
         caller: Caller,
         ingress: int = INGRESS_CHAT,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.front = front
         self.ingress = ingress
@@ -67,6 +68,7 @@ class Relay:
             allowed_groups=front.scope_for(caller),
             ingress=ingress,
             owner=caller.owner,
+            headers=headers,
         )
         self.deadline = self.started + timeout_s + DEADLINE_SLACK_S
         self.is_finished = False

@@ -66,6 +66,8 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     ingress: int = INGRESS_CHAT
     # A hash of the caller's key: who owns what this request stores (a stored response).
     owner: str = ""
+    # Client headers a native pass-through forwards (`anthropic-beta` on /v1/messages).
+    headers: dict[str, str] | None = None
 
 
 class Meta(msgspec.Struct, array_like=True, omit_defaults=True):

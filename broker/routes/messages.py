@@ -26,6 +26,8 @@ from workers.validation import decode_request, validate_chat_request
 from workers.wire import ChatCompletionRequest, chat_request_from_dict
 
 BETA_HEADER = "anthropic-beta"
+# The longest anthropic-beta value forwarded (a list of a few dozen feature names fits).
+MAX_BETA_CHARS = 2048
 # Tells a count_tokens caller the number is the gateway's estimate (workers/tokens.py), not
 # a provider's tokenizer.
 COUNT_HEADER = "x-switchboard-token-count"
@@ -36,9 +38,6 @@ def _chat_request(
 ) -> ChatCompletionRequest:
     """The body's chat translation, checked as a chat request is."""
     drop = bool(options.drop_params)
-    if request.headers.get(BETA_HEADER) and not drop:
-        # Beta features need Anthropic's own API, which the translation does not reach.
-        unsupported(BETA_HEADER, "the /v1/messages translation", "beta features", drop_params=drop)
     raw: dict[str, Any] = orjson.loads(body)
     for name in GATEWAY_FIELDS:
         raw.pop(name, None)
@@ -63,6 +62,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     )
     _chat_request(request, front, body, options)
     group = front.resolve_group(parsed.model, caller)
+    headers = _forwarded(request, front, group, options)
     lane = front.lane_for(request, options)
     front.admit(lane)
     relay = Relay(
@@ -75,8 +75,32 @@ async def messages(request: web.Request) -> web.StreamResponse:
         options=options,
         caller=caller,
         ingress=INGRESS_MESSAGES,
+        headers=headers,
     )
     return await relay.run(request)
+
+
+def _forwarded(
+    request: web.Request, front: FrontDoor, group: str, options: GatewayOptions
+) -> dict[str, str] | None:
+    """The headers an Anthropic deployment is sent as they came: `anthropic-beta`. Beta
+    features need Anthropic's own API, so a group with another provider in it refuses them
+    by name unless drop_params (a fallback group is not checked: its deployments are not
+    known here)."""
+    beta = request.headers.get(BETA_HEADER, "").strip()
+    if not beta:
+        return None
+    providers = {d.provider for d in front.config.deployments.get(group, ())}
+    if providers - {"anthropic"}:
+        others = ", ".join(sorted(providers - {"anthropic"}))
+        unsupported(
+            BETA_HEADER,
+            f"model group `{group}` ({others})",
+            "beta features need Anthropic's own API",
+            drop_params=bool(options.drop_params),
+        )
+        return None
+    return {BETA_HEADER: beta[:MAX_BETA_CHARS]}
 
 
 @anthropic_errors

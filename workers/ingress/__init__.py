@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 from redis.asyncio import Redis
@@ -23,12 +23,16 @@ from workers.errors import InvalidRequest
 from workers.ingress import messages_reply, messages_request, response_store
 from workers.ingress.responses_reply import ResponseBuilder
 from workers.ingress.responses_request import ResponsesRequest, Translator, input_items
+from workers.providers.base import NativeBatch, NativeRequest
 from workers.redis_streams import Keys
 from workers.validation import decode_request
 from workers.wire import ChatCompletion, ChatCompletionChunk, Usage, encode
 
 log = logging.getLogger("switchboard.ingress")
 JSONObject = dict[str, Any]
+
+
+STOP = {"type": "message_stop"}
 
 
 class Formatter(Protocol):
@@ -79,9 +83,33 @@ class ChatFormatter:
 
 
 class MessagesFormatter(messages_reply.MessagesStream):
-    """Anthropic Messages, answered under the model name the client asked for."""
+    """Anthropic Messages, answered under the model name the client asked for; an Anthropic
+    deployment's own reply (a native pass-through) goes out unchanged."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(model)
+        self.is_stopped = False  # a native stream's message_stop went out
+
+    def frame(self, batch: list[ChatCompletionChunk]) -> tuple[list[bytes], Usage | None]:
+        if not isinstance(batch, NativeBatch):
+            return super().frame(batch)
+        self.started = self.native = True
+        usage = next((c.usage for c in batch if c.usage is not None and not c.choices), None)
+        self.is_stopped = self.is_stopped or any(
+            e.startswith(b"event: message_stop") for e in batch.native
+        )
+        return list(batch.native), usage
+
+    def finish(self, usage: Usage | None) -> list[bytes]:
+        if not self.native:
+            return super().finish(usage)
+        # The worker stops reading at the usage chunk, which message_stop itself carries.
+        return [] if self.is_stopped else [messages_reply.event("message_stop", STOP)]
 
     def response(self, response: ChatCompletion) -> bytes:
+        native: bytes | None = getattr(response, "native_body", None)
+        if native is not None:
+            return native
         return messages_reply.message_body(response, self.model)
 
     async def settle(self, deployment: str) -> None:
@@ -143,6 +171,12 @@ def _listed(item: JSONObject) -> JSONObject:
     return listed
 
 
+class Prepared(NamedTuple):
+    body: JSONObject  # the chat body
+    formatter: Formatter
+    native: NativeRequest | None = None
+
+
 class Ingress:
     """A worker's translation of the ingress APIs, with what it needs of Redis."""
 
@@ -151,17 +185,20 @@ class Ingress:
         self.keys = keys
         self.responses_ttl_s = responses_ttl_s
 
-    async def prepare(
-        self, envelope: Envelope, body: JSONObject, *, drop_params: bool
-    ) -> tuple[JSONObject, Formatter]:
+    async def prepare(self, envelope: Envelope, body: JSONObject, *, drop_params: bool) -> Prepared:
         """The chat body for a body in the envelope's ingress API, and its formatter."""
         if envelope.ingress == INGRESS_MESSAGES:
             chat = decode_request(
                 lambda b: messages_request.to_chat_body(b, drop_params=drop_params), body
             )
-            return chat, MessagesFormatter(str(chat["model"]))
+            # An Anthropic deployment gets the client's own body (issue #18).
+            native = NativeRequest(
+                provider="anthropic", body=body, headers=dict(envelope.headers or {})
+            )
+            return Prepared(chat, MessagesFormatter(str(chat["model"])), native)
         if envelope.ingress == INGRESS_RESPONSES:
-            return await self._responses(envelope, body, drop_params=drop_params)
+            chat, formatter = await self._responses(envelope, body, drop_params=drop_params)
+            return Prepared(chat, formatter)
         raise InvalidRequest(f"unknown ingress API {envelope.ingress}")
 
     async def _responses(

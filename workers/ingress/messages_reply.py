@@ -99,6 +99,7 @@ class MessagesStream:
 
     def __init__(self, model: str) -> None:
         self.model = model
+        self.native = False  # the events are an Anthropic deployment's own
         self.started = False
         self.index = -1  # of the open block, -1 before the first
         self.open: str | None = None  # the open block's type

@@ -143,12 +143,15 @@ class Executor:
         body, options = _gateway_body(job)
         drop = bool(options.get("drop_params"))
         formatter: Formatter
+        native = None
         if job.envelope.ingress == INGRESS_CHAT:
             # The front door validated these bytes; another producer may not have.
             request = decode_request(decode_chat_request, job.envelope.body)
             formatter = ChatFormatter(request.include_usage)
         else:
-            body, formatter = await self.ingress.prepare(job.envelope, body, drop_params=drop)
+            body, formatter, native = await self.ingress.prepare(
+                job.envelope, body, drop_params=drop
+            )
             request = decode_request(chat_request_from_dict, body)
         return ChatCall(
             request=request,
@@ -157,6 +160,7 @@ class Executor:
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
             media=MediaFetches(self.media_policy),
+            native=native,
         ), formatter
 
     def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
