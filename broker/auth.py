@@ -56,6 +56,14 @@ class Caller(msgspec.Struct, frozen=True):
             return REQUEST_ID_PREFIX + nonce
         return REQUEST_ID_PREFIX + nonce + self._tag(nonce)
 
+    @property
+    def owner(self) -> str:
+        """Who owns what this caller stores (a stored response, issue #18): a hash of its
+        key's derived secret, never the key; the alias on an open gateway."""
+        if not self.secret:
+            return self.alias
+        return hashlib.sha256(b"owner:" + bytes(self.secret)).hexdigest()[:32]
+
     def may_read(self, request_id: str) -> bool:
         """Whether this caller may resume `request_id`: its own, or any for the master key."""
         if not self.secret or self.alias == MASTER_ALIAS:

@@ -19,6 +19,9 @@ import msgspec
 
 from broker.frontdoor import LANE_HEADER
 from broker.management.openapi import MANAGEMENT_BODIES, management_paths
+from workers.ingress.messages_reply import AnthropicError
+from workers.ingress.messages_request import MessagesRequest
+from workers.ingress.responses_request import ResponsesRequest
 from workers.params import GatewayOptions
 from workers.text_completions import CompletionRequest, TextCompletion
 from workers.wire import (
@@ -46,6 +49,9 @@ STRUCTS = (
     ModelCard,
     ModelList,
     ErrorBody,
+    MessagesRequest,
+    AnthropicError,
+    ResponsesRequest,
     *MANAGEMENT_BODIES,
 )
 
@@ -140,6 +146,67 @@ def _inference(summary: str, request: str, reply: str, *, streams: bool, op: str
     }
 
 
+def _anthropic(summary: str, *, streams: bool, op: str) -> Any:
+    """An Anthropic Messages operation: its body, its reply (an Anthropic `message`, or its
+    events), its errors in Anthropic's shape."""
+    content = _json({"type": "object"})
+    if streams:
+        content = {**content, **SSE}
+    errors = {
+        status: {"description": description, "content": _json(_ref("AnthropicError"))}
+        for status, description in ERROR_STATUSES.items()
+    }
+    return {
+        "post": {
+            "operationId": op,
+            "summary": summary,
+            "parameters": [
+                LANE_PARAMETER,
+                {"name": "anthropic-version", "in": "header", "schema": {"type": "string"}},
+                {"name": "anthropic-beta", "in": "header", "schema": {"type": "string"}},
+            ],
+            "requestBody": _body("MessagesRequest"),
+            "responses": {"200": {"description": summary, "content": content}, **errors},
+        }
+    }
+
+
+RESPONSE_ID: dict[str, Any] = {
+    "name": "response_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
+
+def _responses_paths() -> dict[str, Any]:
+    """The Responses API (issue #18): create, and the stored responses' read and delete."""
+    stored = _json({"type": "object"})
+    create = _inference(
+        "Create a model response, for any deployment (SSE with `stream: true`)",
+        "ResponsesRequest",
+        "ResponsesRequest",
+        streams=True,
+        op="createResponse",
+    )
+    create["post"]["responses"]["200"]["content"] = {**stored, **SSE}
+    one = _get("getResponse", "A stored response", stored, parameters=[RESPONSE_ID])
+    deleted = _get("deleteResponse", "Delete a stored response", stored, parameters=[RESPONSE_ID])
+    page = [
+        RESPONSE_ID,
+        {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "after", "in": "query", "schema": {"type": "string"}},
+    ]
+    return {
+        "/v1/responses": create,
+        "/v1/responses/{response_id}": {**one, "delete": deleted["get"]},
+        "/v1/responses/{response_id}/input_items": _get(
+            "listInputItems", "A stored response's input items", stored, parameters=page
+        ),
+    }
+
+
 def _get(
     op: str,
     summary: str,
@@ -187,6 +254,16 @@ def _paths() -> dict[str, Any]:
         ),
         "/completions": _inference(
             legacy, "CompletionRequest", "TextCompletion", streams=True, op="createCompletion2"
+        ),
+        "/v1/messages": _anthropic(
+            "Create an Anthropic message, for any deployment (SSE with `stream: true`)",
+            streams=True,
+            op="createMessage",
+        ),
+        "/v1/messages/count_tokens": _anthropic(
+            "Count a message's input tokens (the gateway's estimate)",
+            streams=False,
+            op="countMessageTokens",
         ),
         "/v1/embeddings": _inference(
             embed, "EmbeddingRequest", "EmbeddingResponse", streams=False, op="createEmbedding"
@@ -272,7 +349,7 @@ def build_document() -> dict[str, Any]:
             "description": "An OpenAI-compatible LLM gateway. Every error is "
             '`{"error": {"message", "type", "param", "code"}}`.',
         },
-        "paths": {**_paths(), **management_paths()},
+        "paths": {**_paths(), **_responses_paths(), **management_paths()},
         "components": {
             "schemas": schemas,
             "responses": {

@@ -7,16 +7,17 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from broker import sse_frames
 from broker.auth import Caller
-from broker.errors import JSON, error_response, response_for_status
+from broker.errors import JSON, anthropic_error_event, error_response, response_for_status
 from broker.frontdoor import FrontDoor
 from broker.reply_hub import Queued, Waiter
 from workers import envelopes, redis_streams
-from workers.envelopes import Envelope, Meta, Record
+from workers.envelopes import INGRESS_CHAT, INGRESS_MESSAGES, Envelope, Meta, Record
 from workers.errors import GatewayTimeout, ServiceUnavailable
 from workers.params import GatewayOptions
 from workers.tenancy.admission import Ticket
@@ -40,8 +41,11 @@ class Relay:
         options: GatewayOptions,
         caller: Caller,
         ticket: Ticket | None = None,
+        ingress: int = INGRESS_CHAT,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.front = front
+        self.ingress = ingress
         self.api_key_alias = caller.alias
         self.group = group
         self.lane = lane
@@ -65,6 +69,9 @@ class Relay:
             num_retries=options.num_retries,
             allowed_groups=front.scope_for(caller),
             scopes=None if ticket is None else ticket.scope_names,
+            ingress=ingress,
+            owner=caller.owner,
+            headers=headers,
         )
         # Admission (limits, budgets) happens with the enqueue, in one script (issue #17).
         self.ticket = ticket
@@ -208,7 +215,7 @@ class Relay:
                     error = GatewayTimeout(f"stream {self.request_id} stalled")
                     record = envelopes.error_record(waiter.next_seq, error)
                     waiter.next_seq = record.next_seq
-                await response.write(sse_frames.frame(record))
+                await response.write(sse_frames.frame(self._in_api(record)))
                 self.meta = record.meta or self.meta
             self.is_finished = True
             if record.end == envelopes.ERROR:
@@ -216,3 +223,12 @@ class Relay:
         finally:
             self.front.metrics.open_streams.dec()
         return response
+
+    def _in_api(self, record: Record) -> Record:
+        """An in-stream error in the client's API: Anthropic's `event: error` on /v1/messages
+        (other ingress APIs read the OpenAI error event)."""
+        if record.end != envelopes.ERROR or self.ingress != INGRESS_MESSAGES:
+            return record
+        return msgspec.structs.replace(
+            record, body=anthropic_error_event(record.status, record.body)
+        )

@@ -90,6 +90,16 @@ class Keys:
     def worker_info(self, worker_id: str) -> str:
         return f"{self.ns}:{{w}}:worker:{worker_id}"
 
+    def response(self, response_id: str) -> str:
+        """A stored Responses API response (issue #18). Its id carries its conversation's
+        tag (workers/ingress/response_store.py), so a chain of responses shares one slot and
+        one script walks it."""
+        return self.responses(response_id[5:21]) + response_id
+
+    def responses(self, conversation: str) -> str:
+        """The prefix of one conversation's stored responses."""
+        return f"{self.ns}:{{r:{conversation}}}:resp:"
+
     def routing(self, group: str) -> RoutingKeys:
         return RoutingKeys(f"{self.ns}:{{rt:{group}}}")
 

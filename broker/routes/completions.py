@@ -17,7 +17,7 @@ from workers.wire import decode_chat_request
 
 async def completions(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     raw = await read_json_body(request, front.settings.max_body_bytes)
     completion = decode(decode_completion_request, raw)
     # decode() proved it a JSON object of this shape; the chat body keeps every other field.
@@ -32,6 +32,15 @@ async def completions(request: web.Request) -> web.StreamResponse:
     group = front.resolve_group(chat.model, caller)
     lane = front.lane_for(request, options)
     front.admit(lane)
+    ticket = await front.tenancy.ticket(
+        caller,
+        call_type="text_completion",
+        model=chat.model,
+        group=group,
+        body_bytes=len(body),
+        max_tokens=chat.max_completion_tokens or chat.max_tokens,
+        end_user=chat.user,
+    )
     relay = Relay(
         front,
         kind=KIND_TEXT_COMPLETION,
@@ -41,5 +50,6 @@ async def completions(request: web.Request) -> web.StreamResponse:
         stream=chat.is_stream,
         options=options,
         caller=caller,
+        ticket=ticket,
     )
     return await relay.run(request)

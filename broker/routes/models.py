@@ -19,7 +19,7 @@ MAX_ECHOED_MODEL = 200
 
 async def list_models(request: web.Request) -> web.Response:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     models = ModelList(data=[ModelCard(id=name) for name in front.models_for(caller)])
     return web.Response(body=encode(models), content_type=JSON)
 
@@ -27,7 +27,7 @@ async def list_models(request: web.Request) -> web.Response:
 async def retrieve_model(request: web.Request) -> web.Response:
     """`client.models.retrieve(id)`: a listed name, or any name a wildcard group serves."""
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     model = request.match_info["model"]
     try:
         front.resolve_group(model, caller)
@@ -44,7 +44,7 @@ async def retrieve_model(request: web.Request) -> web.Response:
 async def model_info(request: web.Request) -> web.Response:
     """LiteLLM's deployment list; `?litellm_model_id=` narrows it to one deployment."""
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     wanted = request.query.get("litellm_model_id")
     data = [
         entry

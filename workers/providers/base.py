@@ -52,6 +52,28 @@ Refuse = Callable[[str, str], None]
 UNKNOWN_FIELD = "not an OpenAI parameter it can translate"
 
 
+class NativeRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A request in a provider's own API, as its client sent it (issue #18: /v1/messages to
+    an Anthropic deployment). The adapter of that provider sends `body` with only the model
+    replaced, plus `headers` (anthropic-beta); any other adapter uses the translation."""
+
+    provider: str
+    body: dict[str, Any]
+    headers: dict[str, str] = {}
+
+
+class NativeBatch(list[ChatCompletionChunk]):
+    """A stream batch from a native pass-through: the translated chunks (for usage, routing
+    and accounting) and the provider's own SSE events behind them (`event: X\ndata: Y`),
+    which a native client is sent unchanged."""
+
+    __slots__ = ("native",)
+
+    def __init__(self, chunks: Iterable[ChatCompletionChunk], native: list[bytes]) -> None:
+        super().__init__(chunks)
+        self.native = native
+
+
 class ChatCall(msgspec.Struct, kw_only=True):
     """One chat request as an adapter receives it."""
 
@@ -71,6 +93,8 @@ class ChatCall(msgspec.Struct, kw_only=True):
     # A /v1/completions request (workers/text_completions.py): a provider with a native
     # completions API may serve it there.
     is_text_completion: bool = False
+    # The client's own request for a provider that takes it natively (NativeRequest).
+    native: NativeRequest | None = None
 
 
 class Continued(msgspec.Struct, frozen=True, kw_only=True):

@@ -26,6 +26,8 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
     # switchboard_settings.max_reply_bytes: the most of one reply a worker reads and writes.
     max_reply_bytes: int
     media_fetch: MediaFetch
+    # switchboard_settings.responses_ttl_s: how long a stored /v1/responses response lives.
+    responses_ttl_s: int = 30 * 24 * 3600
     # Not a setting: how long an idle read of the lanes blocks in Redis before it is sent
     # again (a stopping worker notices within it).
     block_ms: int = 1000
@@ -51,4 +53,5 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
             stream_continuation=settings.stream_continuation,
             max_reply_bytes=settings.max_reply_bytes,
             media_fetch=settings.media_fetch,
+            responses_ttl_s=settings.responses_ttl_s,
         )

@@ -89,6 +89,7 @@ class Worker:
             MediaPolicy.of(options.media_fetch),
             stream_continuation=options.stream_continuation,
             metrics=self.metrics,
+            responses_ttl_s=options.responses_ttl_s,
         )
         self.memory = MemoryReleaser()
         self.jobs: dict[str, Job] = {}
