@@ -22,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from broker.admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin
 from broker.config import Config, ConfigError
 from broker.config.check import EXIT_INVALID, check_config, report_failure
+from broker.hooks import service_hooks
 from broker.launch import (
     SetupError,
     check_port_free,
@@ -32,6 +33,7 @@ from broker.launch import (
 )
 from broker.reply_hub import SubscribeFailed
 from workers.deployment import Secret
+from workers.log_format import use_json
 from workers.log_redaction import mask_secrets, secrets_in
 from workers.runtime.options import RuntimeOptions
 from workers.supervision import TaskDied
@@ -40,6 +42,12 @@ from workers.supervision import TaskDied
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__.split("\n")[0])
     parser.add_argument("--log-level", default=os.environ.get("SWITCHBOARD_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("SWITCHBOARD_LOG_FORMAT", "text"),
+        help="json: one object a line, with the request id (also litellm_settings.json_logs)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> None:
@@ -96,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    redactor = configure_logging(args.log_level)
+    redactor = configure_logging(args.log_level, args.log_format)
     try:
         if args.command in ADMIN_COMMANDS:
             return run_admin(args)
@@ -108,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_up(args, redactor)
         config = load(args, os.environ)
         redactor.add_secrets(secrets_in(config, Secret))
+        if config.litellm_settings.json_logs:
+            use_json()
         redis_url = required_redis_url(config, os.environ)
         if args.command == "serve":
             if not args.reuse_port:
@@ -178,6 +188,7 @@ async def work(
         worker_id=args.worker_id,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
+        hooks=service_hooks(config),
     )
 
 

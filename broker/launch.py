@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from broker.config import DEMO_UPSTREAM_ENV, Config, load_config, load_demo_config
+from workers.log_format import use_json
 from workers.log_redaction import Redactor, install
 
 
@@ -26,13 +27,16 @@ class SetupError(Exception):
     the CLI prints it and exits 2."""
 
 
-def configure_logging(level: str) -> Redactor:
-    """Every process's log lines, through one filter that masks secrets (issue #13, item 3).
-    The SDK never calls this: its users' logging stays theirs."""
+def configure_logging(level: str, log_format: str = "text") -> Redactor:
+    """Every process's log lines, through one filter that masks secrets (issue #13, item 3),
+    as text or as JSON lines with the request id (issue #19). The SDK never calls this:
+    its users' logging stays theirs."""
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
     )
+    if log_format == "json":
+        use_json()
     redactor = Redactor()
     install(redactor)
     return redactor

@@ -131,7 +131,8 @@ def keep_alive(tasks: Supervisor, children: Sequence[Child], stopping: asyncio.E
 
 def _child_argv(args: argparse.Namespace, command: list[str]) -> list[str]:
     source = ["--demo"] if args.demo else ["--config", str(args.config)]
-    return [sys.executable, "-m", "broker.cli", "--log-level", args.log_level, *command, *source]
+    logging_args = ["--log-level", args.log_level, "--log-format", args.log_format]
+    return [sys.executable, "-m", "broker.cli", *logging_args, *command, *source]
 
 
 async def supervise(

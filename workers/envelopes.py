@@ -74,6 +74,8 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     owner: str = ""
     # Client headers a native pass-through forwards (`anthropic-beta` on /v1/messages).
     headers: dict[str, str] | None = None
+    # The W3C trace context of the front door's span (issue #19); None with tracing off.
+    traceparent: str | None = None
 
 
 class Meta(msgspec.Struct, array_like=True, omit_defaults=True):

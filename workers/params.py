@@ -22,6 +22,10 @@ GATEWAY_FIELDS: frozenset[str] = frozenset(
         "context_window_fallbacks",
         "content_policy_fallbacks",
         "priority",
+        # The response cache's per-request controls (issue #19): the front door's business.
+        "cache",
+        # The guardrails a request names (issue #19): the front door's business too.
+        "guardrails",
     }
 )
 

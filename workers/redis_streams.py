@@ -103,6 +103,11 @@ class Keys:
     def routing(self, group: str) -> RoutingKeys:
         return RoutingKeys(f"{self.ns}:{{rt:{group}}}")
 
+    def cached_answer(self, namespace: str, digest: str) -> str:
+        """A response cache entry (issue #19; broker/response_cache.py): a plain string with
+        its own TTL, read and written on its own, so it needs no hash tag."""
+        return f"{self.ns}:cache:{namespace}:{digest}"
+
     @property
     def tenancy(self) -> TenancyKeys:
         return TenancyKeys(f"{self.ns}:{{q}}:t", f"{self.ns}:tenancy")

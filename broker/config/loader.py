@@ -35,6 +35,7 @@ from workers.settings import (
     RouterSettings,
     SwitchboardSettings,
 )
+from workers.settings.hooks import CallbackSettings, Guardrail
 from workers.settings.routing import DEFAULT_ALLOWED_FAILS, DEFAULT_COOLDOWN_S
 from workers.settings.section import Section, names
 
@@ -97,6 +98,10 @@ class Config(Section, frozen=True):
     # Set over the process environment before `os.environ/` references are resolved.
     environment_variables: dict[str, Secret] = {}
     switchboard_settings: SwitchboardSettings = SwitchboardSettings()
+    # Where the built-in callbacks deliver (issue #19; workers/settings/hooks.py).
+    callback_settings: CallbackSettings = CallbackSettings()
+    # LiteLLM's guardrails (issue #19; workers/hooks/guardrails.py, broker/guardrails.py).
+    guardrails: list[Guardrail] = []
     # Paths of the LiteLLM keys present but not implemented (each was logged as a warning).
     ignored_keys: tuple[str, ...] = ()
     # Every warning the load found as (path, message), ignored keys included; each was logged.
@@ -109,7 +114,7 @@ class Config(Section, frozen=True):
     )
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
-        callback_settings guardrails mcp_servers credential_list assistant_settings
+        mcp_servers credential_list assistant_settings
         files_settings finetune_settings vector_store_registry search_tools prompts
         """
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -129,6 +130,11 @@ class ReplyRefused(Exception):
     503 instead (`ReplyWriter.refused`)."""
 
 
+# Told of every record once it is written: the request's envelope, when its job started
+# (unix ms), the record (a large response whole, not its PARTs). workers/hooks/service.py.
+RecordObserver = Callable[[Envelope, int, Record], None]
+
+
 class ReplyWriter:
     """Writes a job's records; the final one goes out with the ack in the same round trip."""
 
@@ -142,8 +148,11 @@ class ReplyWriter:
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         part_bytes: int = PART_BYTES,
         consumer: str = "",
+        observer: RecordObserver | None = None,
     ) -> None:
         self.redis = redis
+        # The callbacks' view of finished requests (issue #19): after cost is settled.
+        self.observer = observer
         # The writing worker's consumer name in the group (its worker id).
         self.consumer = consumer
         self.keys = keys
@@ -156,9 +165,12 @@ class ReplyWriter:
 
     async def write(self, job: Job, record: Record) -> None:
         self._count_reply_bytes(job, record)
+        whole = record
         if record.end == envelopes.RESPONSE and len(record.body) > self.part_bytes:
             record = await self._write_parts(job, record)
         await self._append(job, record)
+        if self.observer is not None:
+            self.observer(job.envelope, job.started_ms, whole)
 
     async def _write_parts(self, job: Job, record: Record) -> Record:
         """Write all but the last piece of a large response body as PART records, one round

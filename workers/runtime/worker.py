@@ -29,6 +29,9 @@ from workers import envelopes, memory, redis_streams
 from workers.batching import WriteBatcher
 from workers.envelopes import Meta, Record, decode_envelope, decode_record
 from workers.errors import ProviderError
+from workers.hooks import hook_metrics
+from workers.hooks.service import ServiceHooks
+from workers.log_format import REQUEST_ID
 from workers.memory import MemoryReleaser
 from workers.providers.media import MediaPolicy
 from workers.redis_streams import Keys
@@ -66,10 +69,14 @@ class Worker:
         worker_id: str | None = None,
         metrics: WorkerMetrics | None = None,
         batcher: WriteBatcher | None = None,
+        hooks: ServiceHooks | None = None,
     ) -> None:
         self.redis = redis
+        # The config's callbacks (issue #19), fed by the writer, delivered by a loop below.
+        self.hooks = hooks
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.metrics.concurrency.set(options.concurrency)
+        hook_metrics.register(self.metrics.registry, hooks.dispatcher if hooks else None)
         self.options = options
         self.keys = Keys(options.namespace)
         self.worker_id = worker_id or new_worker_id()
@@ -81,6 +88,7 @@ class Worker:
             batcher=batcher,
             max_reply_bytes=options.max_reply_bytes,
             consumer=self.worker_id,
+            observer=hooks.observe if hooks is not None else None,
         )
         self.executor = Executor(
             engine,
@@ -143,6 +151,10 @@ class Worker:
                 background.start("memory", self.memory.run)
                 for name, loop in (loops or {}).items():
                     background.start(name, loop)
+                if self.hooks is not None:
+                    # A delivery loop that dies (a bug) is started again: callbacks are
+                    # no reason to stop serving.
+                    background.start("callbacks", self.hooks.dispatcher.run, restart_after_s=1.0)
                 try:
                     await self._serve(stopping)
                 finally:
@@ -152,6 +164,8 @@ class Worker:
                     await background.stop("takeovers")
                     await self._drain()
                     await self.writer.aclose()  # batched writes already sent must land
+                    if self.hooks is not None:
+                        await self.hooks.dispatcher.aclose()  # deliver what is queued
         finally:
             # After the heartbeats stopped (closing the supervisor), so it stays forgotten.
             with contextlib.suppress(Exception):
@@ -291,6 +305,7 @@ class Worker:
         job.task = asyncio.create_task(self._run_job(job, is_reclaimed), name=job.request_id)
 
     async def _run_job(self, job: Job, is_reclaimed: bool) -> None:
+        REQUEST_ID.set(job.request_id)  # the job's log lines carry it (json logs)
         footprint = memory.track()
         try:
             if is_reclaimed and await self._settled_by_earlier_attempt(job):
@@ -299,6 +314,8 @@ class Worker:
                 return
             if not is_reclaimed and await self._ended_while_queued(job):
                 return
+            if self.hooks is not None:
+                self.hooks.job_started(job.envelope, job.started_ms)
             await self.executor.run(job)
         except asyncio.CancelledError:
             raise
@@ -307,6 +324,8 @@ class Worker:
             log.exception("could not finish request %s; leaving it pending", job.request_id)
         finally:
             self.jobs.pop(job.request_id, None)
+            if self.hooks is not None:
+                self.hooks.forget(job.request_id)
             self.metrics.in_flight.set(len(self.jobs))
             self._slot_free.set()
             self.memory.after_job(footprint)

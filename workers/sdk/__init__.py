@@ -12,11 +12,14 @@ Its public import name is `switchboard` (the top-level package re-exports this o
 - `sync`: the background event loop that runs the async engine for synchronous callers
 - `assemble`: `stream_chunk_builder`, a whole response from stream chunks
 - `exceptions`: the error classes under LiteLLM's names (`RateLimitError`, ...)
+- `callbacks`: LiteLLM's `success_callback`, `failure_callback`, `callbacks` (issue #19)
 """
 
+from workers.hooks.custom_logger import CustomLogger
 from workers.http import close_shared_client as aclose
 from workers.pricing import completion_cost
 from workers.sdk.assemble import stream_chunk_builder
+from workers.sdk.callbacks import flush_callbacks
 from workers.sdk.calls import acompletion, aembedding, completion, embedding
 from workers.sdk.exceptions import (
     APIConnectionError,
@@ -53,6 +56,7 @@ __all__ = [
     "Timeout",
     "UnprocessableEntityError",
     "ChatStream",
+    "CustomLogger",
     "Router",
     "SyncChatStream",
     "acompletion",
@@ -61,5 +65,6 @@ __all__ = [
     "completion",
     "completion_cost",
     "embedding",
+    "flush_callbacks",
     "stream_chunk_builder",
 ]

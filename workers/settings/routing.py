@@ -13,6 +13,7 @@ from msgspec import Meta
 
 from workers import durations
 from workers.deployment import Secret
+from workers.settings.hooks import CacheParams
 from workers.settings.section import Section, names
 
 RoutingStrategy = Literal[
@@ -167,16 +168,28 @@ class LiteLLMSettings(Section, frozen=True):
     # The budget of an end user (the request's `user`) that has none of its own.
     max_end_user_budget: NonNegativeFloat | None = None
 
+    # Callbacks (issue #19, docs/hooks.md): built-in names (jsonl, webhook) or import paths
+    # to a function or a CustomLogger instance (custom_callbacks.proxy_handler_instance).
+    # `callbacks` takes CustomLoggers, called on success and failure alike.
+    success_callback: list[str] = []
+    failure_callback: list[str] = []
+    callbacks: list[str] = []
+    # Callbacks see no message, input or answer text (figures stay).
+    turn_off_message_logging: bool = False
+    # The response cache (issue #19, docs/hooks.md): identical requests answered from
+    # Redis by the front door, without a worker or an upstream call.
+    cache: bool = False
+    cache_params: CacheParams = CacheParams()
+
     def __post_init__(self) -> None:
         if self.budget_duration is not None:
             durations.check(self.budget_duration)  # a ValueError names the field
 
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
-        callbacks success_callback failure_callback service_callbacks input_callback
-        callback_settings turn_off_message_logging redact_messages_in_exceptions
+        service_callbacks input_callback callback_settings redact_messages_in_exceptions
         redact_user_api_key_info langfuse_default_tags modify_params enable_preview_features
-        mcp_aliases force_ipv4 cache cache_params disable_end_user_cost_tracking
+        mcp_aliases force_ipv4 disable_end_user_cost_tracking
         disable_end_user_cost_tracking_prometheus_only key_generation_settings
         disable_add_transform_inline_image_block use_chat_completions_url_for_anthropic_messages
         disable_hf_tokenizer_download enable_json_schema_validation
