@@ -19,6 +19,8 @@ from redis.asyncio import Redis
 
 from broker.config.loader import Config
 from broker.errors import error_middleware
+from broker.files import files_ctx
+from broker.files.routes import add_file_routes
 from broker.frontdoor import FrontDoor
 from broker.http_server import GuardedRunner
 from broker.management import add_management_routes, management_ctx
@@ -78,8 +80,10 @@ def create_app(
 
     app.cleanup_ctx.append(front_door_ctx)
     app.cleanup_ctx.append(management_ctx(config))
+    app.cleanup_ctx.append(files_ctx(config))
     add_routes(app)
     add_management_routes(app)
+    add_file_routes(app)
     return app
 
 

@@ -76,11 +76,20 @@ class Caller(msgspec.Struct, frozen=True):
     def may_list(self, model: str) -> bool:
         return self.models is None or model in self.models
 
+    @property
+    def owner(self) -> str:
+        """Who owns the files and batches this caller makes (issue #20): stable for a key,
+        derived from it, and saying nothing of it; on an open gateway, everyone alike."""
+        if not self.secret:
+            return ANONYMOUS_ALIAS
+        return "key_" + hmac.new(self.secret, OWNER_CONTEXT, hashlib.sha256).hexdigest()[:32]
+
 
 ANONYMOUS = Caller(ANONYMOUS_ALIAS)
 # Request-id tags are keyed by HMAC(key, this), never by the lookup digest: knowing one does
 # not give the other.
 TAG_KEY_CONTEXT = b"switchboard request id tag"
+OWNER_CONTEXT = b"switchboard owner"
 
 
 class Authenticator:
@@ -109,6 +118,16 @@ class Authenticator:
         if caller is None:
             raise AuthenticationFailed("invalid API key")
         return caller
+
+    def caller_by_owner(self, owner: str) -> Caller | None:
+        """The caller owning a batch (its runner calls as that key); None once the key is
+        gone, so a revoked key's batch stops."""
+        if self.is_open:
+            return ANONYMOUS if owner == ANONYMOUS_ALIAS else None
+        for caller in self._callers.values():
+            if caller.owner == owner:
+                return caller
+        return None
 
     def is_operator(self, request: web.Request, metrics_key: str | None) -> bool:
         """Whether the request carries the master key or `metrics_key`: the callers who may
