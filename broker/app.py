@@ -17,6 +17,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from broker.batches.routes import add_batch_routes
+from broker.batches.state import batches_ctx
 from broker.config.loader import Config
 from broker.errors import error_middleware
 from broker.files import files_ctx
@@ -81,9 +83,11 @@ def create_app(
     app.cleanup_ctx.append(front_door_ctx)
     app.cleanup_ctx.append(management_ctx(config))
     app.cleanup_ctx.append(files_ctx(config))
+    app.cleanup_ctx.append(batches_ctx)
     add_routes(app)
     add_management_routes(app)
     add_file_routes(app)
+    add_batch_routes(app)
     return app
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import msgspec
 
-from broker.files.openapi import file_paths
+from broker.batches.records import CreateBatch
+from broker.files.openapi import batch_paths, file_paths
 from broker.frontdoor import LANE_HEADER
 from broker.management.openapi import MANAGEMENT_BODIES, management_paths
 from workers.params import GatewayOptions
@@ -43,6 +44,7 @@ STRUCTS = (
     ModelList,
     ErrorBody,
     *MANAGEMENT_BODIES,
+    CreateBatch,
 )
 
 # Either header carries the master key or a listed API key (broker/auth.py). A gateway with
@@ -71,6 +73,7 @@ ERROR_STATUSES = {
     "404": "Unknown model, route or stream.",
     "405": "Method not allowed on this route.",
     "408": "The upstream provider timed out the request.",
+    "409": "The batch cannot be cancelled (it already ended).",
     "413": "The request body is larger than the gateway accepts.",
     "415": "The body is not `application/json`.",
     "429": "Rate limited, over budget, or the queue is full (see `Retry-After`).",
@@ -240,7 +243,7 @@ def build_document() -> dict[str, Any]:
             "description": "An OpenAI-compatible LLM gateway. Every error is "
             '`{"error": {"message", "type", "param", "code"}}`.',
         },
-        "paths": {**_paths(), **management_paths(), **file_paths()},
+        "paths": {**_paths(), **management_paths(), **file_paths(), **batch_paths()},
         "components": {
             "schemas": schemas,
             "responses": {

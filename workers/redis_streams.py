@@ -81,6 +81,21 @@ class Keys:
     def routing(self, group: str) -> RoutingKeys:
         return RoutingKeys(f"{self.ns}:{{rt:{group}}}")
 
+    def batch(self, batch_id: str) -> BatchKeys:
+        return BatchKeys(self.ns, batch_id)
+
+
+class BatchKeys:
+    """One batch's control keys (issue #20): who runs it, whether it is to stop, and which
+    of its lines are queued."""
+
+    def __init__(self, namespace: str, batch_id: str) -> None:
+        self.active = f"{namespace}:batches:active"
+        self.lease = f"{namespace}:batch:{batch_id}:lease"
+        self.cancel = f"{namespace}:batch:{batch_id}:cancel"
+        # In the lanes' slot: a line's lane entry and its record here are one MULTI.
+        self.sent = f"{namespace}:{{q}}:batch:{batch_id}:sent"
+
 
 class RoutingKeys:
     """One model group's live routing figures (workers/routing/redis_store.py)."""
@@ -434,6 +449,106 @@ def cancel(
     pipe.xadd(keys.reply(request_id), {RECORD_FIELD: record}, id=entry_id(seq))
     pipe.expire(keys.reply(request_id), ttl_s)
     pipe.publish(keys.cancel_channel, request_id)
+
+
+# --------------------------------------------------------------------------- batches (#20)
+
+# Renew or release a lease only while we hold it: a runner that lost its lease (paused past
+# its expiry) must not extend or delete its successor's.
+_RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+async def activate_batch(r: Redis, keys: Keys, batch_id: str) -> None:
+    """A batch that needs a runner until it ends."""
+    await cast("Awaitable[int]", r.sadd(keys.batch(batch_id).active, batch_id))
+
+
+async def active_batches(r: Redis, keys: Keys) -> list[str]:
+    members: Any = await cast("Awaitable[Any]", r.smembers(keys.batch("").active))
+    return sorted(_text(member) for member in members)
+
+
+async def end_batch(r: Redis, keys: Keys, batch_id: str, holder: str) -> None:
+    """The batch is over: no runner needed, its control keys gone, the lease released."""
+    batch = keys.batch(batch_id)
+    pipe = r.pipeline(transaction=False)
+    pipe.srem(batch.active, batch_id)
+    pipe.delete(batch.sent, batch.cancel)
+    pipe.eval(_RELEASE_LEASE, 1, batch.lease, holder)
+    await pipe.execute()
+
+
+async def take_lease(r: Redis, keys: Keys, batch_id: str, holder: str, ttl_ms: int) -> bool:
+    return bool(await r.set(keys.batch(batch_id).lease, holder, nx=True, px=ttl_ms))
+
+
+async def renew_lease(r: Redis, keys: Keys, batch_id: str, holder: str, ttl_ms: int) -> bool:
+    return bool(await _eval(r, _RENEW_LEASE, keys.batch(batch_id).lease, holder, ttl_ms))
+
+
+async def release_lease(r: Redis, keys: Keys, batch_id: str, holder: str) -> None:
+    await _eval(r, _RELEASE_LEASE, keys.batch(batch_id).lease, holder)
+
+
+async def request_batch_cancel(r: Redis, keys: Keys, batch_id: str, at_s: int) -> int:
+    """Ask the batch's runner to stop; when it was first asked (unix seconds)."""
+    key = keys.batch(batch_id).cancel
+    pipe = r.pipeline(transaction=False)
+    pipe.set(key, at_s, nx=True)
+    pipe.get(key)
+    _, first = await pipe.execute()
+    return int(first)
+
+
+async def batch_cancel_requested(r: Redis, keys: Keys, batch_id: str) -> int | None:
+    value: Any = await r.get(keys.batch(batch_id).cancel)
+    return int(value) if value is not None else None
+
+
+async def queue_batch_line(
+    r: Redis, keys: Keys, lane: str, batch_id: str, index: int, request_id: str, envelope: bytes
+) -> bytes:
+    """Queue a batch line and note it as sent, at once (MULTI): a runner that dies between
+    the two would otherwise queue the line again, or never wait for it. The entry id is
+    noted after, for a successor to see whether the entry is still there."""
+    sent = keys.batch(batch_id).sent
+    pipe = r.pipeline(transaction=True)
+    pipe.xadd(keys.lane(lane), {ENVELOPE_FIELD: envelope})
+    pipe.hset(sent, str(index), request_id)
+    entry, _ = await pipe.execute()
+    await cast("Awaitable[int]", r.hset(sent, str(index), f"{request_id} {_text(entry)}"))
+    return bytes(entry)
+
+
+async def sent_lines(r: Redis, keys: Keys, batch_id: str) -> dict[int, tuple[str, str | None]]:
+    """Lines queued and not yet written out: index -> (request id, lane entry if known)."""
+    raw: Any = await cast("Awaitable[Any]", r.hgetall(keys.batch(batch_id).sent))
+    found: dict[int, tuple[str, str | None]] = {}
+    for index, value in raw.items():
+        request_id, _, entry = _text(value).partition(" ")
+        found[int(index)] = (request_id, entry or None)
+    return found
+
+
+async def forget_lines(r: Redis, keys: Keys, batch_id: str, indexes: Sequence[int]) -> None:
+    if indexes:
+        sent = keys.batch(batch_id).sent
+        await cast("Awaitable[int]", r.hdel(sent, *(str(i) for i in indexes)))
+
+
+async def last_records(r: Redis, keys: Keys, request_ids: Sequence[str]) -> list[bytes | None]:
+    """The last record of each reply (None: no reply stream yet), in one round trip."""
+    pipe = r.pipeline(transaction=False)
+    for request_id in request_ids:
+        queue_last_record(pipe, keys, request_id)
+    return [record_of(rows) for rows in await pipe.execute()]
 
 
 # --------------------------------------------------------------------------- workers

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 REF = "#/components/schemas/{name}"
-ERRORS = ("400", "401", "404", "405", "413", "415", "500")
+ERRORS = ("400", "401", "404", "405", "409", "413", "415", "500")
 OBJECT = {"application/json": {"schema": {"type": "object"}}}
 ID_PARAMETERS = {
     name: {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -60,5 +60,26 @@ def file_paths() -> dict[str, Any]:
         },
         "/v1/files/{file_id}/content": {
             "get": _operation("downloadFile", "A file's bytes", parameters=file_id, content=binary),
+        },
+    }
+
+
+def batch_paths() -> dict[str, Any]:
+    batch_id = [ID_PARAMETERS["batch_id"]]
+    body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": REF.format(name="CreateBatch")}}},
+    }
+    limits = [p for p in LIST_PARAMETERS if p["name"] in ("limit", "after")]
+    return {
+        "/v1/batches": {
+            "post": _operation("createBatch", "Create a batch", requestBody=body),
+            "get": _operation("listBatches", "This key's batches", parameters=limits),
+        },
+        "/v1/batches/{batch_id}": {
+            "get": _operation("retrieveBatch", "A batch", parameters=batch_id),
+        },
+        "/v1/batches/{batch_id}/cancel": {
+            "post": _operation("cancelBatch", "Cancel a batch", parameters=batch_id),
         },
     }
