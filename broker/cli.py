@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from broker.admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin
+from broker.batch_cli import add_batch_commands, run_batch_command
 from broker.config import Config, ConfigError
 from broker.launch import SetupError, configure_logging, load, required_redis_url, run_async
 from broker.reply_hub import SubscribeFailed
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=None, help="serve GET /metrics on this port"
     )
     add_admin_commands(commands)
+    add_batch_commands(commands)
     return parser
 
 
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ADMIN_COMMANDS:
             return run_admin(args)
+        if args.command == "batch":
+            return run_batch_command(args)
         if args.command == "up":
             from broker.supervisor import run_up
 
