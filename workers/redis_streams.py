@@ -93,8 +93,7 @@ class BatchKeys:
         self.active = f"{namespace}:batches:active"
         self.lease = f"{namespace}:batch:{batch_id}:lease"
         self.cancel = f"{namespace}:batch:{batch_id}:cancel"
-        # In the lanes' slot: a line's lane entry and its record here are one MULTI.
-        self.sent = f"{namespace}:{{q}}:batch:{batch_id}:sent"
+        self.sent = f"{namespace}:batch:{batch_id}:sent"
 
 
 class RoutingKeys:
@@ -512,29 +511,37 @@ async def batch_cancel_requested(r: Redis, keys: Keys, batch_id: str) -> int | N
     return int(value) if value is not None else None
 
 
-async def queue_batch_line(
-    r: Redis, keys: Keys, lane: str, batch_id: str, index: int, request_id: str, envelope: bytes
-) -> bytes:
-    """Queue a batch line and note it as sent, at once (MULTI): a runner that dies between
-    the two would otherwise queue the line again, or never wait for it. The entry id is
-    noted after, for a successor to see whether the entry is still there."""
-    sent = keys.batch(batch_id).sent
-    pipe = r.pipeline(transaction=True)
-    pipe.xadd(keys.lane(lane), {ENVELOPE_FIELD: envelope})
-    pipe.hset(sent, str(index), request_id)
-    entry, _ = await pipe.execute()
-    await cast("Awaitable[int]", r.hset(sent, str(index), f"{request_id} {_text(entry)}"))
-    return bytes(entry)
+async def note_batch_line(r: Redis, keys: Keys, batch_id: str, index: int, request_id: str) -> None:
+    """Note a batch line as sent, before it is queued: a runner that starts again waits on
+    what is noted rather than queue it twice (`batch_lane_requests` tells it apart from a
+    line whose queuing never happened)."""
+    await cast("Awaitable[int]", r.hset(keys.batch(batch_id).sent, str(index), request_id))
 
 
-async def sent_lines(r: Redis, keys: Keys, batch_id: str) -> dict[int, tuple[str, str | None]]:
-    """Lines queued and not yet written out: index -> (request id, lane entry if known)."""
-    raw: Any = await cast("Awaitable[Any]", r.hgetall(keys.batch(batch_id).sent))
-    found: dict[int, tuple[str, str | None]] = {}
-    for index, value in raw.items():
-        request_id, _, entry = _text(value).partition(" ")
-        found[int(index)] = (request_id, entry or None)
+async def batch_lane_requests(r: Redis, keys: Keys, lane: str, limit: int) -> set[str]:
+    """The request ids queued or running in the batch lane (its runners keep it to a few
+    windows' worth of entries, so reading it whole is cheap)."""
+    rows: Any = await r.xrange(keys.lane(lane), min="-", max="+", count=limit)
+    found: set[str] = set()
+    for _entry, fields in rows:
+        raw = fields.get(ENVELOPE_FIELD) if fields else None
+        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+            if raw:
+                found.add(decode_envelope(raw).request_id)
     return found
+
+
+async def replies_exist(r: Redis, keys: Keys, request_ids: Sequence[str]) -> list[bool]:
+    pipe = r.pipeline(transaction=False)
+    for request_id in request_ids:
+        pipe.exists(keys.reply(request_id))
+    return [bool(n) for n in await pipe.execute()]
+
+
+async def sent_lines(r: Redis, keys: Keys, batch_id: str) -> dict[int, str]:
+    """Lines noted as sent and not yet written out: index -> request id."""
+    raw: Any = await cast("Awaitable[Any]", r.hgetall(keys.batch(batch_id).sent))
+    return {int(index): _text(value) for index, value in raw.items()}
 
 
 async def forget_lines(r: Redis, keys: Keys, batch_id: str, indexes: Sequence[int]) -> None:

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 
 import msgspec
+from redis.exceptions import RedisError
 
 from broker.auth import Caller
 from broker.batches import output
@@ -35,7 +36,7 @@ from broker.frontdoor import FrontDoor
 from broker.relay import Relay
 from workers import envelopes, redis_streams
 from workers.envelopes import Record
-from workers.errors import SwitchboardError
+from workers.errors import ServiceUnavailable, SwitchboardError
 
 log = logging.getLogger("switchboard.batches")
 
@@ -46,6 +47,9 @@ POLL_S = 0.25
 CHECKPOINT_S = 1.0
 # After a cancel, lines already running get this long to finish and be written.
 CANCEL_GRACE_S = 5.0
+# Entries of the batch lane read to learn which noted lines were queued: far above what
+# the runners keep there (a window per running batch).
+LANE_READ_LIMIT = 200_000
 
 
 class Line(msgspec.Struct):
@@ -118,15 +122,11 @@ class BatchJob:
         self.batch.request_counts = RequestCounts(counts.total, completed, len(failed_ids))
         sent = await redis_streams.sent_lines(self.redis, self.keys, self.batch.id)
         lines = await self._custom_ids(set(sent))
-        lane = self.settings.lane
-        known = [(i, rid, entry) for i, (rid, entry) in sent.items() if entry is not None]
-        places = [(rid, lane, entry.encode()) for _, rid, entry in known]
-        present = await redis_streams.still_queued(self.redis, self.keys, places)
-        lost = {i for (i, _, _), is_there in zip(known, present, strict=True) if not is_there}
-        for index, (request_id, _entry) in sent.items():
+        lost = await self._lost(sent)
+        for index, request_id in sent.items():
             custom_id = lines.get(index)
             if custom_id is None or custom_id in self.done or index in lost:
-                continue  # written already, or gone with Redis's data: queued again
+                continue  # written already, or never queued (or gone with Redis's data)
             self.in_flight[request_id] = Line(index, custom_id)
         await redis_streams.forget_lines(self.redis, self.keys, self.batch.id, sorted(lost))
         self._sent_ids = {line.custom_id for line in self.in_flight.values()}
@@ -138,6 +138,24 @@ class BatchJob:
                 len(self.in_flight),
                 len(lost),
             )
+
+    async def _lost(self, sent: dict[int, str]) -> set[int]:
+        """Noted lines Redis has neither queued nor answered: their runner died between
+        the note and the queuing (or Redis lost them). They are queued again."""
+        if not sent:
+            return set()
+        queued = await redis_streams.batch_lane_requests(
+            self.redis, self.keys, self.settings.lane, LANE_READ_LIMIT
+        )
+        noted = list(sent.items())
+        answered = await redis_streams.replies_exist(
+            self.redis, self.keys, [request_id for _, request_id in noted]
+        )
+        return {
+            index
+            for (index, request_id), has_reply in zip(noted, answered, strict=True)
+            if request_id not in queued and not has_reply
+        }
 
     async def _custom_ids(self, indexes: set[int]) -> dict[int, str]:
         found: dict[int, str] = {}
@@ -183,20 +201,23 @@ class BatchJob:
             envelope = msgspec.structs.replace(
                 relay.envelope, deadline_ms=self.batch.expires_at * 1000, reply_to=REPLY_TO
             )
+            relay.envelope = envelope
+            await redis_streams.note_batch_line(
+                self.redis, self.keys, self.batch.id, line.index, request_id
+            )
+            # The interactive path's own enqueue (with whatever admission it does for the
+            # key); a refusal (a budget, a limit) is this line's result.
+            await relay._enqueue(envelopes.encode(envelope))
+        except ServiceUnavailable as exc:
+            # Redis refused the queuing: not this line's fault. The batch pauses and its
+            # runner (here or elsewhere) goes on later; the note makes the line wait or go
+            # again.
+            raise RedisError(exc.message) from exc
         except SwitchboardError as exc:
             written = output.failed_line(line.custom_id, request_id, exc.http_status, exc.to_json())
             self.done.add(line.custom_id)
             await self._write([], [written], [line])
             return
-        await redis_streams.queue_batch_line(
-            self.redis,
-            self.keys,
-            self.settings.lane,
-            self.batch.id,
-            line.index,
-            request_id,
-            envelopes.encode(envelope),
-        )
         self.in_flight[request_id] = line
 
     async def _collect(self) -> None:

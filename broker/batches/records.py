@@ -127,6 +127,14 @@ class BatchStore:
             raise NotFound(f"No batch found with id {ascii(batch_id[:64])}", param="batch_id")
         return record
 
+    async def unfinished(self) -> list[str]:
+        found: list[str] = []
+        for key in await self.store.keys(BATCH_SUFFIX):
+            raw = await self.store.get_small(key)
+            if raw and decode_record(raw).batch.status not in TERMINAL:
+                found.append(key.removesuffix(BATCH_SUFFIX))
+        return found
+
     async def list(self, owner: str) -> list[Batch]:
         """The caller's batches, newest first."""
         found: list[Batch] = []

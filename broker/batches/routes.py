@@ -21,6 +21,7 @@ from broker.batches.records import (
 )
 from broker.batches.state import BATCHES
 from broker.body import decode, read_json_body
+from broker.files.callers import authenticate
 from broker.files.registry import FILES, new_file_id
 from broker.files.routes import json_response
 from broker.routes.keys import FRONT_DOOR
@@ -50,7 +51,7 @@ class BatchList(msgspec.Struct, kw_only=True):
 
 async def create(request: web.Request) -> web.Response:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await authenticate(request)
     body = decode(decode_create, await read_json_body(request, front.settings.max_body_bytes))
     if body.endpoint not in ENDPOINTS:
         raise InvalidRequest(
@@ -114,14 +115,14 @@ async def _shown(request: web.Request, record: BatchRecord) -> Batch:
 
 
 async def retrieve(request: web.Request) -> web.Response:
-    caller = request.app[FRONT_DOOR].auth.check(request)
+    caller = await authenticate(request)
     record = await request.app[BATCHES].get(caller.owner, request.match_info["batch_id"])
     return json_response(await _shown(request, record))
 
 
 async def cancel(request: web.Request) -> web.Response:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await authenticate(request)
     record = await request.app[BATCHES].get(caller.owner, request.match_info["batch_id"])
     batch = record.batch
     if batch.status in TERMINAL:
@@ -133,7 +134,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 async def list_batches(request: web.Request) -> web.Response:
-    caller = request.app[FRONT_DOOR].auth.check(request)
+    caller = await authenticate(request)
     text = request.query.get("limit", "20")
     if not text.isdigit() or not 1 <= int(text) <= MAX_LIST_LIMIT:
         raise InvalidRequest(

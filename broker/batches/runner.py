@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from broker.batches.job import BatchJob, fail_batch
 from broker.batches.records import TERMINAL, BatchStore
+from broker.files.callers import caller_of
 from broker.files.registry import FileRegistry
 from broker.frontdoor import FrontDoor
 from workers import redis_streams
@@ -38,6 +39,10 @@ class BatchRunner:
         self.running: dict[str, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
+        try:
+            await self._reactivate()
+        except (RedisError, OSError) as exc:
+            log.warning("could not look for unfinished batches: %s", exc)
         while True:
             try:
                 await self._scan()
@@ -50,6 +55,12 @@ class BatchRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _reactivate(self) -> None:
+        """Mark every unfinished batch active again: Redis may have lost the set (a
+        restart without persistence) while the records on disk say they must go on."""
+        for batch_id in await self.batches.unfinished():
+            await redis_streams.activate_batch(self.front.redis, self.front.keys, batch_id)
 
     async def _scan(self) -> None:
         redis, keys = self.front.redis, self.front.keys
@@ -111,7 +122,7 @@ class BatchRunner:
             if record is None or record.batch.status in TERMINAL:
                 await redis_streams.end_batch(redis, keys, batch_id, self.holder)
                 return
-            caller = self.front.auth.caller_by_owner(record.owner)
+            caller = caller_of(self.front, record.owner)
             if caller is None:
                 await fail_batch(self.batches, record, "The API key that made this batch is gone.")
             else:

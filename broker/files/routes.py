@@ -11,6 +11,7 @@ from aiohttp import BodyPartReader, web
 
 from broker.body import UnsupportedMediaType
 from broker.errors import JSON
+from broker.files.callers import authenticate
 from broker.files.registry import FILES, UPLOAD_PURPOSES, FileObject, new_file_id
 from broker.files.storage import TooLarge
 from broker.routes.keys import FRONT_DOOR
@@ -45,7 +46,7 @@ def json_response(value: object, status: int = 200) -> web.Response:
 
 async def upload(request: web.Request) -> web.Response:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await authenticate(request)
     files = request.app[FILES]
     limit = front.settings.files.max_upload_bytes
     if not request.content_type.startswith("multipart/"):
@@ -127,7 +128,7 @@ def _too_large(limit: int) -> RequestTooLarge:
 
 
 async def list_files(request: web.Request) -> web.Response:
-    caller = request.app[FRONT_DOOR].auth.check(request)
+    caller = await authenticate(request)
     query = request.query
     limit = _int_param(query.get("limit"), "limit", default=MAX_LIST_LIMIT)
     order = query.get("order", "desc")
@@ -160,12 +161,12 @@ def _int_param(text: str | None, name: str, *, default: int) -> int:
 
 
 async def retrieve(request: web.Request) -> web.Response:
-    caller = request.app[FRONT_DOOR].auth.check(request)
+    caller = await authenticate(request)
     return json_response(await request.app[FILES].get(caller.owner, request.match_info["file_id"]))
 
 
 async def content(request: web.Request) -> web.StreamResponse:
-    caller = request.app[FRONT_DOOR].auth.check(request)
+    caller = await authenticate(request)
     files = request.app[FILES]
     file_id = request.match_info["file_id"]
     chunks = await files.content(caller.owner, file_id)
@@ -178,7 +179,7 @@ async def content(request: web.Request) -> web.StreamResponse:
 
 
 async def delete(request: web.Request) -> web.Response:
-    caller = request.app[FRONT_DOOR].auth.check(request)
+    caller = await authenticate(request)
     file_id = request.match_info["file_id"]
     await request.app[FILES].delete(caller.owner, file_id)
     return json_response(FileDeleted(id=file_id))
