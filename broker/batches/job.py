@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from broker.auth import Caller
 from broker.batches import output
 from broker.batches.lines import ENDPOINTS, parse_line, split_lines
+from broker.batches.metrics import BatchMetrics
 from broker.batches.records import (
     BatchError,
     BatchErrors,
@@ -82,6 +83,7 @@ class BatchJob:
         self._sent_ids: set[str] = set()  # custom_ids a previous run queued, still running
         self.stopping: str | None = None  # "cancelled" or "expired"
         self.last_checkpoint = 0.0
+        self.metrics: BatchMetrics | None = None
 
     # ------------------------------------------------------------------ the run
 
@@ -264,6 +266,9 @@ class BatchJob:
         counts = self.batch.request_counts
         counts.completed += len(good)
         counts.failed += len(bad)
+        if self.metrics is not None:
+            self.metrics.completed.inc(len(good))
+            self.metrics.failed.inc(len(bad))
         indexes = [line.index for line in lines]
         await redis_streams.forget_lines(self.redis, self.keys, self.batch.id, indexes)
         await self._checkpoint()

@@ -18,6 +18,7 @@ import time
 from redis.exceptions import RedisError
 
 from broker.batches.job import BatchJob, fail_batch
+from broker.batches.metrics import BatchMetrics
 from broker.batches.records import TERMINAL, BatchStore
 from broker.files.callers import caller_of
 from broker.files.registry import FileRegistry
@@ -37,6 +38,7 @@ class BatchRunner:
         self.settings = front.settings.batches
         self.holder = f"{front.id}:{os.urandom(4).hex()}"
         self.running: dict[str, asyncio.Task[None]] = {}
+        self.metrics = BatchMetrics(front.metrics.registry)
 
     async def run(self) -> None:
         try:
@@ -71,12 +73,14 @@ class BatchRunner:
             if await redis_streams.take_lease(redis, keys, batch_id, self.holder, ttl_ms):
                 task = asyncio.create_task(self._hold(batch_id), name=f"batch {batch_id}")
                 self.running[batch_id] = task
+                self.metrics.running.set(len(self.running))
                 task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         for batch_id, running in list(self.running.items()):
             if running is task:
                 del self.running[batch_id]
+        self.metrics.running.set(len(self.running))
 
     async def _hold(self, batch_id: str) -> None:
         """Run a batch while its lease renews; stop it when the lease cannot be kept."""
@@ -126,7 +130,9 @@ class BatchRunner:
             if caller is None:
                 await fail_batch(self.batches, record, "The API key that made this batch is gone.")
             else:
-                await BatchJob(self.front, self.files, self.batches, record, caller).run()
+                job = BatchJob(self.front, self.files, self.batches, record, caller)
+                job.metrics = self.metrics
+                await job.run()
             await redis_streams.end_batch(redis, keys, batch_id, self.holder)
         except (RedisError, OSError) as exc:
             # The batch stays active: a later scan (here or elsewhere) goes on with it.

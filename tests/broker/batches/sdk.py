@@ -31,6 +31,7 @@ def batch_config(fake: FakeUpstream, namespace: str, storage: Path, **batches: o
         "renew_interval_ms": 200,
         "heartbeat_interval_s": 0.2,
         "worker_ttl_s": 1.0,
+        "public_metrics": "true",
     }
     failing = f"""\
 - model_name: failing

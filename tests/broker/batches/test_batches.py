@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 import openai
 import pytest
 
@@ -58,6 +59,11 @@ async def test_a_batch_runs_through_the_sdk_and_each_line_appears_once(
         output_file = await sdk.files.retrieve(done.output_file_id)
         assert output_file.purpose == "batch_output"
         assert [b.id for b in (await sdk.batches.list()).data] == [batch.id]
+        async with aiohttp.ClientSession() as http, http.get(door.url + "/metrics") as response:
+            metrics = await response.text()
+        assert 'switchboard_batch_lines_total{outcome="completed"} 60.0' in metrics
+        assert 'switchboard_queue_depth{lane="batches"}' in metrics
+        assert "switchboard_batches_running" in metrics
 
 
 async def test_failed_lines_go_to_the_error_file(
