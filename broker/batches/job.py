@@ -38,6 +38,7 @@ from broker.relay import Relay
 from workers import envelopes, redis_streams
 from workers.envelopes import Record
 from workers.errors import ServiceUnavailable, SwitchboardError
+from workers.loop_lag import LoopLag
 
 log = logging.getLogger("switchboard.batches")
 
@@ -84,6 +85,7 @@ class BatchJob:
         self.stopping: str | None = None  # "cancelled" or "expired"
         self.last_checkpoint = 0.0
         self.metrics: BatchMetrics | None = None
+        self.loop_lag: LoopLag | None = None
 
     # ------------------------------------------------------------------ the run
 
@@ -101,6 +103,8 @@ class BatchJob:
                 await self._should_stop()
             if self.stopping:
                 break
+            if self.loop_lag is not None:
+                await self.loop_lag.wait_until_idle(POLL_S)
             await self._queue(Line(index, parsed.custom_id), bytes(parsed.body))
         while self.in_flight and not await self._should_stop():
             await self._collect()

@@ -24,6 +24,7 @@ from broker.files.callers import caller_of
 from broker.files.registry import FileRegistry
 from broker.frontdoor import FrontDoor
 from workers import redis_streams
+from workers.loop_lag import LoopLag
 
 log = logging.getLogger("switchboard.batches")
 
@@ -39,8 +40,19 @@ class BatchRunner:
         self.holder = f"{front.id}:{os.urandom(4).hex()}"
         self.running: dict[str, asyncio.Task[None]] = {}
         self.metrics = BatchMetrics(front.metrics.registry)
+        # This front door short of CPU queues no batch line (workers/loop_lag.py).
+        self.loop_lag = LoopLag(self.settings.busy_loop_lag_ms)
 
     async def run(self) -> None:
+        lag = asyncio.create_task(self.loop_lag.run(), name="loop lag")
+        try:
+            await self._serve()
+        finally:
+            lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag
+
+    async def _serve(self) -> None:
         try:
             await self._reactivate()
         except (RedisError, OSError) as exc:
@@ -132,6 +144,8 @@ class BatchRunner:
             else:
                 job = BatchJob(self.front, self.files, self.batches, record, caller)
                 job.metrics = self.metrics
+                if self.settings.busy_loop_lag_ms:
+                    job.loop_lag = self.loop_lag
                 await job.run()
             await redis_streams.end_batch(redis, keys, batch_id, self.holder)
         except (RedisError, OSError) as exc:

@@ -30,6 +30,7 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
     # for more than `batch_max_share` of them, so interactive requests always find one free.
     batch_lane: str | None = None
     batch_max_share: float = 1.0
+    batch_busy_loop_lag_ms: float = 0.0
     # Not a setting: how long an idle read of the lanes blocks in Redis before it is sent
     # again (a stopping worker notices within it).
     block_ms: int = 1000
@@ -45,6 +46,7 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
             lanes=(*settings.lanes, settings.batches.lane),
             batch_lane=settings.batches.lane,
             batch_max_share=settings.batches.max_share,
+            batch_busy_loop_lag_ms=settings.batches.busy_loop_lag_ms,
             concurrency=concurrency or settings.worker_concurrency,
             claim_idle_ms=settings.claim_idle_ms,
             renew_interval_ms=settings.renew_interval_ms,

@@ -30,6 +30,7 @@ from workers import envelopes, memory, redis_streams
 from workers.batching import WriteBatcher
 from workers.envelopes import Meta, Record, decode_envelope, decode_record
 from workers.errors import ProviderError
+from workers.loop_lag import LoopLag
 from workers.memory import MemoryReleaser
 from workers.providers.media import MediaPolicy
 from workers.redis_streams import Keys
@@ -99,6 +100,8 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._slot_free.set()
         self._batch_quiet_until = 0.0
+        # A worker short of CPU takes no batch line (workers/loop_lag.py).
+        self.loop_lag = LoopLag(options.batch_busy_loop_lag_ms)
         # Requests whose clients left before this worker read them (from the cancel channel).
         self._cancelled: OrderedDict[str, None] = OrderedDict()
         self.claims = Claims(self)
@@ -138,6 +141,8 @@ class Worker:
                 background.start("takeovers", self.takeovers.run)
                 background.start("notices", self._notices)
                 background.start("memory", self.memory.run)
+                if self.options.batch_lane is not None and self.options.batch_busy_loop_lag_ms:
+                    background.start("loop lag", self.loop_lag.run)
                 for name, loop in (loops or {}).items():
                     background.start(name, loop)
                 try:
@@ -268,13 +273,16 @@ class Worker:
 
     def _batch_room(self, free: int) -> int:
         """Batch lines this worker may start now: within its free slots, and within the
-        share of all its slots batch lines may hold (issue #20)."""
+        share of all its slots batch lines may hold (issue #20). While the worker is short
+        of CPU (its loop runs late) only one at a time: batches trickle on, never stall."""
         batch = self.options.batch_lane
         if batch is None:
             return 0
         share = max(1, int(self.options.concurrency * self.options.batch_max_share))
         if share >= self.options.concurrency and self.options.concurrency > 1:
             share = self.options.concurrency - 1  # one slot always left for interactive
+        if self.options.batch_busy_loop_lag_ms and self.loop_lag.is_busy:
+            share = 1
         held = sum(1 for job in self.jobs.values() if job.lane == batch)
         return max(0, min(free, share - held))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.broker.batches.sdk import KEY_A, Clients, batch_config, chat_lines, clients
+from tests.broker.batches.sdk import KEY_A, Clients, batch_config, chat_lines, clients, finished
 from tests.broker.harness import post, service
 from tests.waiting import eventually
 from workers.redis_streams import Keys
@@ -72,3 +72,35 @@ async def test_interactive_requests_are_served_while_a_batch_backlog_waits(
         watching = False
         await watcher
         assert 1 <= most_batch_jobs <= CONCURRENCY // 2
+
+
+async def test_a_worker_short_of_cpu_takes_one_batch_line_at_a_time(
+    fake: FakeUpstream, namespace: str, tmp_path: Path, clients: Clients
+) -> None:
+    config = batch_config(fake, namespace, tmp_path / "files", window=8)
+    async with service(config, workers=1, concurrency=CONCURRENCY) as ([door], [worker]):
+        # Its loop counts as late whatever it measures (workers/loop_lag.py).
+        worker.worker.loop_lag.busy_ms = -1.0
+        lane_name = config.switchboard_settings.batches.lane
+        most = 0
+        watching = True
+
+        async def watch() -> None:
+            nonlocal most
+            while watching:
+                jobs = worker.worker.jobs.values()
+                most = max(most, sum(1 for job in jobs if job.lane == lane_name))
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        sdk = clients(door.url)
+        data = chat_lines(6, "slow")
+        uploaded = await sdk.files.create(file=("in.jsonl", data), purpose="batch")
+        batch = await sdk.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        done = await finished(sdk, batch.id)
+        watching = False
+        await watcher
+        assert done.status == "completed"  # it trickled on, it did not stall
+        assert most == 1
