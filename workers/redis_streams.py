@@ -550,6 +550,15 @@ async def forget_lines(r: Redis, keys: Keys, batch_id: str, indexes: Sequence[in
         await cast("Awaitable[int]", r.hdel(sent, *(str(i) for i in indexes)))
 
 
+async def all_records(r: Redis, keys: Keys, request_ids: Sequence[str]) -> list[list[bytes]]:
+    """Every record of each reply, in one round trip (ended replies, read once)."""
+    pipe = r.pipeline(transaction=False)
+    for request_id in request_ids:
+        pipe.xrange(keys.reply(request_id), min="-", max="+")
+    rows: list[Any] = await pipe.execute()
+    return [[fields[RECORD_FIELD] for _entry, fields in reply] for reply in rows]
+
+
 async def last_records(r: Redis, keys: Keys, request_ids: Sequence[str]) -> list[bytes | None]:
     """The last record of each reply (None: no reply stream yet), in one round trip."""
     pipe = r.pipeline(transaction=False)

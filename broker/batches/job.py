@@ -239,8 +239,9 @@ class BatchJob:
         good: list[bytes] = []
         bad: list[bytes] = []
         lines: list[Line] = []
-        for request_id in ended:
-            record = await self._final_record(request_id)
+        replies = await redis_streams.all_records(self.redis, self.keys, ended)
+        for request_id, raws in zip(ended, replies, strict=True):
+            record = _final_record(raws)
             line = self.in_flight[request_id]
             lines.append(line)
             if record.end == envelopes.CANCELLED:
@@ -253,12 +254,6 @@ class BatchJob:
         await self._write(good, bad, lines)
         for request_id in ended:
             del self.in_flight[request_id]
-
-    async def _final_record(self, request_id: str) -> Record:
-        rows = await redis_streams.read_records(self.redis, self.keys, request_id)
-        records = [envelopes.decode_record(raw) for _entry, raw in rows]
-        parts = [r.body for r in records if r.end == envelopes.PART]
-        return envelopes.join_parts(parts, records[-1])
 
     async def _write(self, good: list[bytes], bad: list[bytes], lines: list[Line]) -> None:
         """Append, sync, then forget: a crash between leaves the line done and noted, and
@@ -361,6 +356,19 @@ class BatchJob:
         if force or now - self.last_checkpoint >= CHECKPOINT_S:
             self.last_checkpoint = now
             await self.batches.put(self.record)
+
+
+def _final_record(raws: list[bytes]) -> Record:
+    """A reply's final record, a large response's parts joined into it. A reply that
+    expired between two reads (past reply_ttl_s) is an error line, not a line lost."""
+    if not raws:
+        lost = ServiceUnavailable(
+            "the line's reply expired before its runner read it", code="reply_expired"
+        )
+        return envelopes.error_record(1, lost)
+    records = [envelopes.decode_record(raw) for raw in raws]
+    parts = [r.body for r in records if r.end == envelopes.PART]
+    return envelopes.join_parts(parts, records[-1])
 
 
 async def fail_batch(batches: BatchStore, record: BatchRecord, message: str) -> None:
