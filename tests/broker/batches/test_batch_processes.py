@@ -144,3 +144,39 @@ async def test_kill_9_of_a_worker_running_batch_lines_loses_and_repeats_no_line(
         assert await doomed.wait() == -signal.SIGKILL
         await check_each_line_once(sdk, batch_id, fake)
         assert survivor.popen.poll() is None
+
+
+async def test_a_restart_of_the_whole_service_loses_and_repeats_no_line(
+    fake: FakeUpstream, namespace: str, tmp_path: Path, clients: Clients
+) -> None:
+    """Front door and worker killed together (kill -9), then started again on the same
+    Redis and file store: the batch goes on from its files and its notes."""
+    base = fake.base_url + "/v1"
+    storage = tmp_path / "files"
+    models = SLOW_LINE.format(base=base)
+    config = write_config(
+        tmp_path, base, namespace, settings=settings(storage), extra_models=models
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    run: dict[str, Any] = {"directory": tmp_path, "redis_url": REDIS_URL}
+    serve = ("serve", "--config", str(config), "--port", str(port))
+    work = ("worker", "--config", str(config))
+    async with (
+        switchboard(*serve, name="door-1", **run) as door,
+        switchboard(*work, name="worker-1", **run) as worker,
+    ):
+        await wait_ready(url, workers=1, processes=(door, worker))
+        sdk = clients(url, KEY_A)
+        batch_id = await start_batch(sdk)
+        await some_done(sdk, batch_id, LINES // 3)
+        for process in (door, worker):
+            os.kill(process.pid, signal.SIGKILL)
+        for process in (door, worker):
+            assert await process.wait() == -signal.SIGKILL
+    async with (
+        switchboard(*serve, name="door-2", **run) as door,
+        switchboard(*work, name="worker-2", **run) as worker,
+    ):
+        await wait_ready(url, workers=1, processes=(door, worker))
+        await check_each_line_once(clients(url, KEY_A), batch_id, fake)
