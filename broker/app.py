@@ -18,8 +18,12 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from broker.batches.routes import add_batch_routes
+from broker.batches.state import batches_ctx
 from broker.config.loader import Config
 from broker.errors import error_middleware
+from broker.files import files_ctx
+from broker.files.routes import add_file_routes
 from broker.frontdoor import FrontDoor
 from broker.guardrails import guardrails_ctx
 from broker.hooks import front_hooks_ctx
@@ -103,8 +107,12 @@ def create_app(
         await stop_tenancy(app[FRONT_DOOR])
 
     app.cleanup_ctx.append(tenancy_ctx)
+    app.cleanup_ctx.append(files_ctx(config))
+    app.cleanup_ctx.append(batches_ctx)
     add_routes(app)
     add_management_routes(app)
+    add_file_routes(app)
+    add_batch_routes(app)
     return app
 
 

@@ -56,14 +56,6 @@ class Caller(msgspec.Struct, frozen=True):
             return REQUEST_ID_PREFIX + nonce
         return REQUEST_ID_PREFIX + nonce + self._tag(nonce)
 
-    @property
-    def owner(self) -> str:
-        """Who owns what this caller stores (a stored response, issue #18): a hash of its
-        key's derived secret, never the key; the alias on an open gateway."""
-        if not self.secret:
-            return self.alias
-        return hashlib.sha256(b"owner:" + bytes(self.secret)).hexdigest()[:32]
-
     def may_read(self, request_id: str) -> bool:
         """Whether this caller may resume `request_id`: its own, or any for the master key."""
         if not self.secret or self.alias == MASTER_ALIAS:
@@ -89,11 +81,21 @@ class Caller(msgspec.Struct, frozen=True):
     def may_list(self, model: str) -> bool:
         return self.models is None or model in self.models
 
+    @property
+    def owner(self) -> str:
+        """Who owns what this caller stores (files and batches, issue #20; stored responses,
+        issue #18): stable for a key, derived from it, and saying nothing of it; on an open
+        gateway, everyone alike."""
+        if not self.secret:
+            return ANONYMOUS_ALIAS
+        return "key_" + hmac.new(self.secret, OWNER_CONTEXT, hashlib.sha256).hexdigest()[:32]
+
 
 ANONYMOUS = Caller(ANONYMOUS_ALIAS)
 # Request-id tags are keyed by HMAC(key, this), never by the lookup digest: knowing one does
 # not give the other.
 TAG_KEY_CONTEXT = b"switchboard request id tag"
+OWNER_CONTEXT = b"switchboard owner"
 
 
 class Authenticator:
@@ -129,6 +131,16 @@ class Authenticator:
     def static(self, presented: str) -> Caller | None:
         """The master key's or a config key's caller, if `presented` is one of them."""
         return self._callers.get(_digest(presented))
+
+    def caller_by_owner(self, owner: str) -> Caller | None:
+        """The caller owning a batch (its runner calls as that key); None once the key is
+        gone, so a revoked key's batch stops."""
+        if self.is_open:
+            return ANONYMOUS if owner == ANONYMOUS_ALIAS else None
+        for caller in self._callers.values():
+            if caller.owner == owner:
+                return caller
+        return None
 
     def is_operator(self, request: web.Request, metrics_key: str | None) -> bool:
         """Whether the request carries the master key or `metrics_key`: the callers who may

@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin
+from broker.batch_cli import add_batch_commands, run_batch_command
 from broker.config import Config, ConfigError
 from broker.config.check import EXIT_INVALID, check_config, report_failure
 from broker.hooks import service_hooks
@@ -34,7 +35,7 @@ from broker.launch import (
 from broker.reply_hub import SubscribeFailed
 from workers.deployment import Secret
 from workers.log_format import use_json
-from workers.log_redaction import mask_secrets, secrets_in
+from workers.log_redaction import Redactor, mask_secrets, secrets_in
 from workers.runtime.options import RuntimeOptions
 from workers.supervision import TaskDied
 
@@ -99,7 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=None, help="serve GET /metrics on this port"
     )
     add_admin_commands(commands)
+    add_batch_commands(commands)
     return parser
+
+
+def _run_process(args: argparse.Namespace, redactor: Redactor) -> int:
+    """`serve` or `worker`: one process on the config, until it is told to stop."""
+    config = load(args, os.environ)
+    redactor.add_secrets(secrets_in(config, Secret))
+    if config.litellm_settings.json_logs:
+        use_json()
+    redis_url = required_redis_url(config, os.environ)
+    if args.command == "serve":
+        if not args.reuse_port:
+            check_port_free(args.host, args.port)
+        return run_async(lambda stopping: serve(config, redis_url, args, stopping))
+    return run_async(lambda stopping: work(config, redis_url, args, stopping))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,20 +126,13 @@ def main(argv: list[str] | None = None) -> int:
             return run_admin(args)
         if args.command == "check":
             return check(args.config)
+        if args.command == "batch":
+            return run_batch_command(args)
         if args.command == "up":
             from broker.supervisor import run_up
 
             return run_up(args, redactor)
-        config = load(args, os.environ)
-        redactor.add_secrets(secrets_in(config, Secret))
-        if config.litellm_settings.json_logs:
-            use_json()
-        redis_url = required_redis_url(config, os.environ)
-        if args.command == "serve":
-            if not args.reuse_port:
-                check_port_free(args.host, args.port)
-            return run_async(lambda stopping: serve(config, redis_url, args, stopping))
-        return run_async(lambda stopping: work(config, redis_url, args, stopping))
+        return _run_process(args, redactor)
     except ConfigError as exc:
         for line in report_failure(exc, getattr(args, "config", None)):
             print(f"switchboard: {line}", file=sys.stderr)

@@ -64,10 +64,12 @@ class FrontDoor:
         self.metrics = FrontDoorMetrics(registry)
         self.hub = ReplyHub(redis, self.keys, front_door_id, on_reset=self._queue_again)
         self.tasks = Supervisor(f"front door {self.hub.front_door_id}", log)
+        # The batch lane too (issue #20): its depth is a dashboard figure.
+        self.watched_lanes = (*self.settings.lanes, self.settings.batches.lane)
         self.monitor = ClusterMonitor(
             redis,
             self.keys,
-            self.settings.lanes,
+            self.watched_lanes,
             self.metrics,
             worker_ttl_s=self.settings.worker_ttl_s,
             deployments={
@@ -113,7 +115,7 @@ class FrontDoor:
 
     async def start(self) -> None:
         try:
-            await redis_streams.ensure_groups(self.redis, self.keys, self.settings.lanes)
+            await redis_streams.ensure_groups(self.redis, self.keys, self.watched_lanes)
             await self.hub.start(self.tasks)
             await self.monitor.start(self.tasks)
         except BaseException:

@@ -17,6 +17,8 @@ from typing import Any
 
 import msgspec
 
+from broker.batches.records import CreateBatch
+from broker.files.openapi import batch_paths, file_paths
 from broker.frontdoor import LANE_HEADER
 from broker.management.openapi import MANAGEMENT_BODIES, management_paths
 from workers.ingress.messages_reply import AnthropicError
@@ -53,6 +55,7 @@ STRUCTS = (
     AnthropicError,
     ResponsesRequest,
     *MANAGEMENT_BODIES,
+    CreateBatch,
 )
 
 # Either header carries the master key or a listed API key (broker/auth.py). A gateway with
@@ -81,6 +84,7 @@ ERROR_STATUSES = {
     "404": "Unknown model, route or stream.",
     "405": "Method not allowed on this route.",
     "408": "The upstream provider timed out the request.",
+    "409": "The batch cannot be cancelled (it already ended).",
     "413": "The request body is larger than the gateway accepts.",
     "415": "The body is not `application/json`.",
     "429": "Rate limited, over budget, or the queue is full (see `Retry-After`).",
@@ -349,7 +353,13 @@ def build_document() -> dict[str, Any]:
             "description": "An OpenAI-compatible LLM gateway. Every error is "
             '`{"error": {"message", "type", "param", "code"}}`.',
         },
-        "paths": {**_paths(), **_responses_paths(), **management_paths()},
+        "paths": {
+            **_paths(),
+            **_responses_paths(),
+            **management_paths(),
+            **file_paths(),
+            **batch_paths(),
+        },
         "components": {
             "schemas": schemas,
             "responses": {

@@ -26,7 +26,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from broker import shared_metrics
-from broker.admin_cli import data_dir
+from broker.admin_cli import DATA_DIR_ENV, data_dir
 from broker.config import DEMO_UPSTREAM_ENV, Config
 from broker.embedded_redis import EmbeddedRedis
 from broker.launch import check_port_free, load, redis_url_of, run_async
@@ -271,6 +271,8 @@ def run_up(args: argparse.Namespace, redactor: Redactor) -> int:
     env = dict(os.environ)
     # Issue #17: the system of record is SQLite in the data directory unless one is named.
     env.setdefault("DATABASE_URL", sqlite_url(data_dir(args.data_dir, env)))
+    # Issue #20: uploaded files and batch outputs live there too (broker/config/loader.py).
+    env[DATA_DIR_ENV] = str(data_dir(args.data_dir, env))
     with contextlib.ExitStack() as stack:
         if args.front_doors > 1:
             # First: prometheus-client picks its value store when it is imported.

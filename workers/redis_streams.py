@@ -112,6 +112,9 @@ class Keys:
     def tenancy(self) -> TenancyKeys:
         return TenancyKeys(f"{self.ns}:{{q}}:t", f"{self.ns}:tenancy")
 
+    def batch(self, batch_id: str) -> BatchKeys:
+        return BatchKeys(self.ns, batch_id)
+
 
 class TenancyKeys:
     """Keys, limits, budgets and spend of issue #17 (workers/tenancy/). A scope names what a
@@ -150,6 +153,17 @@ class TenancyKeys:
     def scope_keys(self, scope: str) -> tuple[str, str, str]:
         """A scope's counters, in the order the admission and settle scripts take them."""
         return self.window(scope), self.lease(scope), self.spend(scope)
+
+
+class BatchKeys:
+    """One batch's control keys (issue #20): who runs it, whether it is to stop, and which
+    of its lines are queued."""
+
+    def __init__(self, namespace: str, batch_id: str) -> None:
+        self.active = f"{namespace}:batches:active"
+        self.lease = f"{namespace}:batch:{batch_id}:lease"
+        self.cancel = f"{namespace}:batch:{batch_id}:cancel"
+        self.sent = f"{namespace}:batch:{batch_id}:sent"
 
 
 class RoutingKeys:
@@ -504,6 +518,123 @@ def cancel(
     pipe.xadd(keys.reply(request_id), {RECORD_FIELD: record}, id=entry_id(seq))
     pipe.expire(keys.reply(request_id), ttl_s)
     pipe.publish(keys.cancel_channel, request_id)
+
+
+# --------------------------------------------------------------------------- batches (#20)
+
+# Renew or release a lease only while we hold it: a runner that lost its lease (paused past
+# its expiry) must not extend or delete its successor's.
+_RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+async def activate_batch(r: Redis, keys: Keys, batch_id: str) -> None:
+    """A batch that needs a runner until it ends."""
+    await cast("Awaitable[int]", r.sadd(keys.batch(batch_id).active, batch_id))
+
+
+async def active_batches(r: Redis, keys: Keys) -> list[str]:
+    members: Any = await cast("Awaitable[Any]", r.smembers(keys.batch("").active))
+    return sorted(_text(member) for member in members)
+
+
+async def end_batch(r: Redis, keys: Keys, batch_id: str, holder: str) -> None:
+    """The batch is over: no runner needed, its control keys gone, the lease released."""
+    batch = keys.batch(batch_id)
+    pipe = r.pipeline(transaction=False)
+    pipe.srem(batch.active, batch_id)
+    pipe.delete(batch.sent, batch.cancel)
+    pipe.eval(_RELEASE_LEASE, 1, batch.lease, holder)
+    await pipe.execute()
+
+
+async def take_lease(r: Redis, keys: Keys, batch_id: str, holder: str, ttl_ms: int) -> bool:
+    return bool(await r.set(keys.batch(batch_id).lease, holder, nx=True, px=ttl_ms))
+
+
+async def renew_lease(r: Redis, keys: Keys, batch_id: str, holder: str, ttl_ms: int) -> bool:
+    return bool(await _eval(r, _RENEW_LEASE, keys.batch(batch_id).lease, holder, ttl_ms))
+
+
+async def release_lease(r: Redis, keys: Keys, batch_id: str, holder: str) -> None:
+    await _eval(r, _RELEASE_LEASE, keys.batch(batch_id).lease, holder)
+
+
+async def request_batch_cancel(r: Redis, keys: Keys, batch_id: str, at_s: int) -> int:
+    """Ask the batch's runner to stop; when it was first asked (unix seconds)."""
+    key = keys.batch(batch_id).cancel
+    pipe = r.pipeline(transaction=False)
+    pipe.set(key, at_s, nx=True)
+    pipe.get(key)
+    _, first = await pipe.execute()
+    return int(first)
+
+
+async def batch_cancel_requested(r: Redis, keys: Keys, batch_id: str) -> int | None:
+    value: Any = await r.get(keys.batch(batch_id).cancel)
+    return int(value) if value is not None else None
+
+
+async def note_batch_line(r: Redis, keys: Keys, batch_id: str, index: int, request_id: str) -> None:
+    """Note a batch line as sent, before it is queued: a runner that starts again waits on
+    what is noted rather than queue it twice (`batch_lane_requests` tells it apart from a
+    line whose queuing never happened)."""
+    await cast("Awaitable[int]", r.hset(keys.batch(batch_id).sent, str(index), request_id))
+
+
+async def batch_lane_requests(r: Redis, keys: Keys, lane: str, limit: int) -> set[str]:
+    """The request ids queued or running in the batch lane (its runners keep it to a few
+    windows' worth of entries, so reading it whole is cheap)."""
+    rows: Any = await r.xrange(keys.lane(lane), min="-", max="+", count=limit)
+    found: set[str] = set()
+    for _entry, fields in rows:
+        raw = fields.get(ENVELOPE_FIELD) if fields else None
+        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+            if raw:
+                found.add(decode_envelope(raw).request_id)
+    return found
+
+
+async def replies_exist(r: Redis, keys: Keys, request_ids: Sequence[str]) -> list[bool]:
+    pipe = r.pipeline(transaction=False)
+    for request_id in request_ids:
+        pipe.exists(keys.reply(request_id))
+    return [bool(n) for n in await pipe.execute()]
+
+
+async def sent_lines(r: Redis, keys: Keys, batch_id: str) -> dict[int, str]:
+    """Lines noted as sent and not yet written out: index -> request id."""
+    raw: Any = await cast("Awaitable[Any]", r.hgetall(keys.batch(batch_id).sent))
+    return {int(index): _text(value) for index, value in raw.items()}
+
+
+async def forget_lines(r: Redis, keys: Keys, batch_id: str, indexes: Sequence[int]) -> None:
+    if indexes:
+        sent = keys.batch(batch_id).sent
+        await cast("Awaitable[int]", r.hdel(sent, *(str(i) for i in indexes)))
+
+
+async def all_records(r: Redis, keys: Keys, request_ids: Sequence[str]) -> list[list[bytes]]:
+    """Every record of each reply, in one round trip (ended replies, read once)."""
+    pipe = r.pipeline(transaction=False)
+    for request_id in request_ids:
+        pipe.xrange(keys.reply(request_id), min="-", max="+")
+    rows: list[Any] = await pipe.execute()
+    return [[fields[RECORD_FIELD] for _entry, fields in reply] for reply in rows]
+
+
+async def last_records(r: Redis, keys: Keys, request_ids: Sequence[str]) -> list[bytes | None]:
+    """The last record of each reply (None: no reply stream yet), in one round trip."""
+    pipe = r.pipeline(transaction=False)
+    for request_id in request_ids:
+        queue_last_record(pipe, keys, request_id)
+    return [record_of(rows) for rows in await pipe.execute()]
 
 
 # --------------------------------------------------------------------------- workers

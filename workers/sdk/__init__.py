@@ -6,6 +6,7 @@ Its public import name is `switchboard` (the top-level package re-exports this o
     switchboard.completion(model="openai/gpt-4o", messages=[...])
 
 - `calls`: `completion`, `acompletion`, `embedding`, `aembedding` (one deployment per call)
+- `batch`: `batch_completion`, `abatch_completion`: many conversations, bounded concurrency
 - `router`: `Router`, LiteLLM's router over a model_list (retries, fallbacks, strategies)
 - `requests`: what both send: keyword arguments as a body, the body as a validated call
 - `stream`: the stream objects callers iterate
@@ -19,6 +20,7 @@ from workers.hooks.custom_logger import CustomLogger
 from workers.http import close_shared_client as aclose
 from workers.pricing import completion_cost
 from workers.sdk.assemble import stream_chunk_builder
+from workers.sdk.batch import abatch_completion, batch_completion
 from workers.sdk.callbacks import flush_callbacks
 from workers.sdk.calls import acompletion, aembedding, completion, embedding
 from workers.sdk.exceptions import (
@@ -59,9 +61,11 @@ __all__ = [
     "CustomLogger",
     "Router",
     "SyncChatStream",
+    "abatch_completion",
     "acompletion",
     "aclose",
     "aembedding",
+    "batch_completion",
     "completion",
     "completion_cost",
     "embedding",
