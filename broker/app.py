@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from broker.config.loader import Config
+from broker.console.mount import add_console
 from broker.errors import error_middleware
 from broker.frontdoor import FrontDoor
 from broker.http_server import GuardedRunner
@@ -80,6 +81,7 @@ def create_app(
     app.cleanup_ctx.append(management_ctx(config))
     add_routes(app)
     add_management_routes(app)
+    add_console(app)
     return app
 
 

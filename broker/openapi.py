@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from broker.console.openapi import console_paths
 from broker.frontdoor import LANE_HEADER
 from broker.management.openapi import MANAGEMENT_BODIES, management_paths
 from workers.params import GatewayOptions
@@ -239,7 +240,7 @@ def build_document() -> dict[str, Any]:
             "description": "An OpenAI-compatible LLM gateway. Every error is "
             '`{"error": {"message", "type", "param", "code"}}`.',
         },
-        "paths": {**_paths(), **management_paths()},
+        "paths": {**_paths(), **management_paths(), **console_paths()},
         "components": {
             "schemas": schemas,
             "responses": {

@@ -17,6 +17,7 @@ Layout (namespace `ns`: switchboard_settings.namespace):
     {ns}:{rt:<group>}:usage:<min> hash: "rpm|<d>", "tpm|<d>", "fail|<d>|<class>" per minute
     {ns}:{rt:<group>}:cooldowns   hash: deployment -> cooled down until (unix ms)
     {ns}:{rt:<group>}:cursor      counter for round-robin
+    {ns}:console:<sid hash>   string: a console session (broker/console/sessions.py), expires
 
 Braces are Redis Cluster hash tags: a request's keys share a slot, and all lanes share one
 slot so one XREADGROUP reads every lane without a cross-slot command. A model group's
@@ -80,6 +81,9 @@ class Keys:
 
     def routing(self, group: str) -> RoutingKeys:
         return RoutingKeys(f"{self.ns}:{{rt:{group}}}")
+
+    def console_session(self, sid_hash: str) -> str:
+        return f"{self.ns}:console:{sid_hash}"
 
 
 class RoutingKeys:
@@ -520,6 +524,24 @@ async def forget_worker(r: Redis, keys: Keys, worker_id: str) -> None:
     pipe.zrem(keys.heartbeats, worker_id)
     pipe.delete(keys.worker_info(worker_id))
     await pipe.execute()
+
+
+# --------------------------------------------------------------------------- console sessions
+
+
+async def put_console_session(
+    r: Redis, keys: Keys, sid_hash: str, session: bytes, ttl_s: int
+) -> None:
+    await r.set(keys.console_session(sid_hash), session, ex=ttl_s)
+
+
+async def get_console_session(r: Redis, keys: Keys, sid_hash: str) -> bytes | None:
+    value: bytes | None = await r.get(keys.console_session(sid_hash))
+    return value
+
+
+async def drop_console_session(r: Redis, keys: Keys, sid_hash: str) -> None:
+    await r.delete(keys.console_session(sid_hash))
 
 
 # --------------------------------------------------------------------------- front doors

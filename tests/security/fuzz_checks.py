@@ -19,6 +19,8 @@ SHORT_DEADLINE_S = 10.0
 REQUEST_ID = re.compile(r"req_[0-9a-f]+")
 # Error types that stand for a 5xx: inside a 200 stream they are what a status would have said.
 SERVER_ERROR_TYPES = {"api_error", "internal_error", "service_unavailable_error"}
+# What the console's pages and static files answer with (issue #21), besides the API's types.
+PAGE_TYPES = ("text/html", "text/css", "application/javascript", "text/javascript")
 
 
 def kind_of(case: Case) -> str:
@@ -143,7 +145,7 @@ def check(case: Case, status: int, content_type: str, body: bytes, tally: Tally)
             json.loads(body)
         except ValueError:
             tally.problem(("200 body is not JSON", case.operation), where)
-    elif status != 200 or content_type not in ("text/plain", "application/json"):
+    elif status != 200 or content_type not in ("text/plain", "application/json", *PAGE_TYPES):
         tally.problem((f"unexpected status {status} ({content_type})", case.operation), where)
 
 
