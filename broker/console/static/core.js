@@ -168,8 +168,22 @@ export function downloadCsv(name, header, rows) {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
+// Colour-blind-safe (Okabe-Ito), each at least 3:1 against white.
+export const PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
+  "#000000", "#999999"];
+
+export function colour(datasets) {
+  datasets.forEach((d, i) => {
+    const c = PALETTE[i % PALETTE.length];
+    d.borderColor = d.borderColor || c;
+    d.backgroundColor = d.backgroundColor || c;
+  });
+  return datasets;
+}
+
 export function chart(canvas, config) {
   // Chart.js (vendored, MIT): the field's standard canvas charts.
+  colour(config.data.datasets);
   return new window.Chart(canvas, { ...config, options: { responsive: true, animation: false,
     maintainAspectRatio: false, ...(config.options || {}) } });
 }

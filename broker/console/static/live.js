@@ -91,13 +91,14 @@ export async function livePage(main) {
     put("switchboard_deployment_cooldown_remaining_seconds", "cooldown");
     put("switchboard_deployment_minute_requests", "rpm");
     put("switchboard_deployment_minute_failures", "failures");
-    const fmt = (v) => (v === undefined ? "–" : Number(v).toFixed(1));
+    const fmt = (v) => (Number.isFinite(v) ? Number(v).toFixed(1) : "–");
+    const num = (v) => (Number.isFinite(v) ? v : -1);
     deployments.replaceChildren(h("h2", {}, "Deployments"), table([
       { label: "Model group", value: (r) => r.group },
       { label: "Deployment", value: (r) => r.deployment },
       { label: "In flight", value: (r) => r.inflight ?? 0 },
-      { label: "TTFT ms", value: (r) => r.ttft ?? -1, cell: (r) => fmt(r.ttft) },
-      { label: "ms / token", value: (r) => r.lpt ?? -1, cell: (r) => fmt(r.lpt) },
+      { label: "TTFT ms", value: (r) => num(r.ttft), cell: (r) => fmt(r.ttft) },
+      { label: "ms / token", value: (r) => num(r.lpt), cell: (r) => fmt(r.lpt) },
       { label: "Requests this minute", value: (r) => r.rpm ?? 0 },
       { label: "Failures this minute", value: (r) => r.failures ?? 0 },
       { label: "Cooldown s", value: (r) => r.cooldown ?? 0, cell: (r) => (r.cooldown ? fmt(r.cooldown) : "healthy") },

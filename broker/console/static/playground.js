@@ -14,11 +14,12 @@ export async function playgroundPage(main) {
   const prompt = h("textarea", { id: "play-prompt", name: "prompt", rows: 4, required: true });
   const answer = h("div", { class: "answer", "aria-live": "polite", "data-testid": "answer" });
   const facts = h("dl", { class: "record", "data-testid": "facts" });
+  const inspect = h("p");
   const form = h("form", { class: "card" }, field("Model", model), field("Message", prompt),
     h("button", { type: "submit" }, "Send"));
   main.append(h("h1", {}, "Playground"), form, box,
     h("div", { class: "split" }, h("section", {}, h("h2", {}, "Answer"), answer),
-      h("section", {}, h("h2", {}, "Gateway"), facts)));
+      h("section", {}, h("h2", {}, "Gateway"), facts, inspect)));
   if (!models.ok) showError(box, models);
 
   form.addEventListener("submit", async (event) => {
@@ -26,6 +27,7 @@ export async function playgroundPage(main) {
     box.hidden = true;
     answer.textContent = "";
     facts.replaceChildren();
+    inspect.replaceChildren();
     const response = await apiStream("/v1/chat/completions", { model: model.value, stream: true,
       stream_options: { include_usage: true }, messages: [{ role: "user", content: prompt.value }] });
     const shown = (label, value) => facts.append(h("dt", {}, label), h("dd", {}, value));
@@ -34,7 +36,7 @@ export async function playgroundPage(main) {
       if (value) shown(name.replace("x-switchboard-", ""), value);
     }
     const rid = response.headers.get("x-request-id");
-    if (rid) facts.append(h("dd", {}, h("a", { href: `#/inspect/${encodeURIComponent(rid)}` }, "Inspect this request")));
+    if (rid) inspect.append(h("a", { href: `#/inspect/${encodeURIComponent(rid)}` }, "Inspect this request"));
     if (!response.ok) {
       let data = null;
       try { data = await response.json(); } catch { data = null; }

@@ -86,6 +86,11 @@ async def test_sign_in_create_block_chat_and_sign_out_in_chromium(door: RunningF
         )
         await shot(page, "playground")
 
+        # The request inspector opens on that request's id.
+        await page.get_by_role("link", name="Inspect this request").click()
+        await page.get_by_role("heading", name="Request inspector").wait_for()
+        assert (await page.locator("#inspect-id").input_value()).startswith("req_")
+
         for link, heading in [
             ("Teams", "Teams"),
             ("Users", "Users"),
