@@ -152,9 +152,11 @@ async def identify(state: ConsoleState, request: web.Request, key: str) -> Ident
         return await _database_key(state, request, key, info.get("info") or {})
     if status == 400 and (await api.json(request, key, "/user/list?page_size=1"))[0] == 200:
         return Identity(MASTER, "master key")  # /key/info needs `key` only from the master key
+    # Not a management principal, but the API serves it: a config key, or any key on an
+    # open gateway (`up --demo`): the playground and models are its pages.
     models_status, _ = await api.json(request, key, "/v1/models")
-    if models_status == 200 and status == 403:
-        return Identity(API_KEY, "config key")
+    if models_status == 200:
+        return Identity(API_KEY, "config key" if status == 403 else "API key")
     message = _message(info) or "invalid API key"
     raise AuthenticationFailed(f"sign-in refused: {message}", code="console_signin_refused")
 

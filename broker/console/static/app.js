@@ -14,7 +14,8 @@ const PAGES = [
   { path: "teams", label: "Teams", show: () => readsAll() || isTeamAdmin(), render: teamsPage },
   { path: "users", label: "Users", show: readsAll, render: usersPage },
   { path: "spend", label: "Spend", show: managesKeys, render: spendPage },
-  { path: "live", label: "Live", show: readsAll, render: livePage },
+  // /metrics decides: the master key or metrics_key, or anyone on an open gateway.
+  { path: "live", label: "Live", show: () => readsAll() || session.role === "api_key", render: livePage },
   { path: "models", label: "Models", show: () => true, render: modelsPage },
   { path: "inspect", label: "Request inspector", show: managesKeys, render: inspectPage },
   { path: "playground", label: "Playground", show: () => true, render: playgroundPage },

@@ -13,8 +13,9 @@ from yarl import URL
 
 from tests.broker.console.conftest import MASTER, STATIC
 from tests.broker.console.console_client import ConsoleClient
-from tests.broker.harness import RunningFrontDoor
+from tests.broker.harness import RunningFrontDoor, make_config, service
 from tests.broker.management.conftest import Api
+from workers.testing.server import FakeUpstream
 
 
 @pytest.fixture
@@ -188,3 +189,25 @@ async def test_the_playground_streams_through_the_console_with_the_gateways_head
     assert response.headers["x-request-id"].startswith("req_")
     assert "x-switchboard-deployment" in response.headers
     assert "data: [DONE]" in text
+
+
+async def test_an_open_gateway_signs_in_any_key_for_the_playground_and_live_figures(
+    namespace: str, fake: FakeUpstream
+) -> None:
+    # `switchboard up --demo`: no master key, no key list, no database.
+    config = make_config(fake.base_url + "/v1", namespace)
+    async with (
+        service(config, workers=1) as ([door], _),
+        aiohttp.ClientSession(cookie_jar=ConsoleClient.jar()) as http,
+    ):
+        console = ConsoleClient(http, door.url)
+        status, data, _ = await console.sign_in("anything")
+        assert status == 200 and data["role"] == "api_key", data
+        status, _, _ = await console.call("GET", "/metrics")
+        assert status == 200
+        status, text, _ = await console.call(
+            "POST",
+            "/v1/chat/completions",
+            {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert status == 200 and text["choices"], text
