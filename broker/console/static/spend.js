@@ -72,6 +72,11 @@ export async function spendPage(main) {
       const result = await api("GET", `/global/spend/report?group_by=${group.value}&${range}`);
       if (!result.ok) return showError(box, result);
       rows = flatten(result.data);
+      if (group.value === "api_key") {
+        // The report names keys by hash; show the alias (or sk-...abcd) where we know it.
+        const names = new Map((await listKeys()).keys.map((k) => [k.token, k.key_alias || k.key_name]));
+        for (const row of rows) row.group = names.get(row.group) || row.group;
+      }
     } else {
       const result = await api("GET", `/spend/logs?${range}&limit=1000`);
       if (!result.ok) return showError(box, result);

@@ -5,6 +5,9 @@ call without the CSRF token, as the browser sees them. A screenshot of each page
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +15,10 @@ import pytest
 from tests.broker.console.browser import SCREENSHOTS, chromium, require_browser
 from tests.broker.console.conftest import MASTER
 from tests.broker.harness import RunningFrontDoor
+from tests.broker.management.conftest import Api
+from workers.db import spend
+from workers.db.engine import Database
+from workers.db.spend import SpendRecord
 
 pytestmark = pytest.mark.timeout(180)
 WAIT_MS = 15_000
@@ -127,4 +134,90 @@ async def test_the_console_works_on_a_phone_sized_screen(door: RunningFrontDoor)
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 400, "the page scrolls sideways on a phone"
         await shot(page, "keys-phone")
+        await context.close()
+
+
+async def record_requests(database: Database, token: str, count: int, cost: float) -> None:
+    """Finished requests through the ledger's own write (workers/db/spend.py), as the ledger
+    consumer will write them (issue #17's second half)."""
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    records = [
+        SpendRecord(
+            request_id=f"req_browser_{i}",
+            call_type="chat.completions",
+            api_key=token,
+            model="gpt-test",
+            model_group="gpt-test",
+            deployment="gpt-test[0]",
+            provider="openai",
+            start_time=started,
+            end_time=started + timedelta(seconds=1),
+            prompt_tokens=10,
+            completion_tokens=20,
+            spend=cost,
+        )
+        for i in range(count)
+    ]
+    async with database.transaction() as conn:
+        await spend.record_spend(conn, records)
+
+
+async def test_spend_shows_the_ledgers_rows_exports_csv_and_flags_a_budget_near_its_limit(
+    door: RunningFrontDoor, api: Api, console_database: Database
+) -> None:
+    executable = require_browser()
+    created = await api.ok("POST", "/key/generate", {"key_alias": "heavy", "max_budget": 1})
+    await record_requests(console_database, created["token_id"], 3, 0.3)  # 0.9 of 1.0
+    async with chromium(executable) as browser:
+        context = await browser.new_context(
+            viewport={"width": 1280, "height": 900}, accept_downloads=True
+        )
+        page = await context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        await sign_in(page, door.url, MASTER)
+        await page.get_by_role("link", name="Spend", exact=True).click()
+        await page.locator("#spend-group").select_option("api_key")
+        await page.get_by_role("button", name="Show").click()
+        spend_rows = page.locator("table", has_text="Spend rows")
+        await spend_rows.get_by_role("cell", name="heavy", exact=True).wait_for()
+        await spend_rows.get_by_role("cell", name="$0.9000").wait_for()
+        near = page.locator("section", has_text="Budgets near their limit")
+        await near.locator("tr", has_text="heavy").locator(".warn").first.wait_for()
+        await shot(page, "spend-with-rows")
+        async with page.expect_download() as download_info:
+            await page.get_by_role("button", name="Export CSV").click()
+        download = await download_info.value
+        text = await asyncio.to_thread(Path(await download.path()).read_text)
+        assert text.splitlines()[0] == "day,api_key,model,spend_usd,total_tokens,requests"
+        assert ",gpt-test," in text and ",3" in text
+        # The inspector finds a request by its id.
+        await page.get_by_role("link", name="Request inspector").click()
+        await page.locator("#inspect-id").fill("req_browser_1")
+        await page.get_by_role("button", name="Inspect").click()
+        await page.get_by_text("gpt-test[0]").wait_for()
+        await shot(page, "request-inspector-row")
+        await context.close()
+
+
+async def test_an_internal_user_sees_its_own_pages_only(door: RunningFrontDoor, api: Api) -> None:
+    executable = require_browser()
+    user = await api.ok("POST", "/user/new", {"user_id": "ann", "user_role": "internal_user"})
+    await api.ok("POST", "/key/generate", {"key_alias": "someone-elses"})
+    async with chromium(executable) as browser:
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        await sign_in(page, door.url, user["key"])
+        await page.get_by_role("heading", name="Keys").wait_for()
+        nav = page.get_by_role("navigation")
+        for hidden in ("Users", "Teams", "Live"):
+            assert await nav.get_by_role("link", name=hidden, exact=True).count() == 0
+        await page.get_by_text("1 key").wait_for()  # its own, made with the user
+        assert await page.get_by_text("someone-elses").count() == 0
+        # Every field has a label a screen reader announces.
+        unlabelled = await page.evaluate(
+            "[...document.querySelectorAll('input, select, textarea')]"
+            ".filter(e => !e.labels || e.labels.length === 0).length"
+        )
+        assert unlabelled == 0
         await context.close()
