@@ -12,9 +12,14 @@ const LIMITS = [
   ["max_parallel_requests", "Parallel requests", "number"],
 ];
 
-export async function listKeys() {
+export const PAGE_SIZE = 100;
+
+// One page of keys (the API's paging), plus the keys of the teams the caller administers.
+export async function listKeys(page = 1) {
   const found = new Map();
-  const calls = ["/key/list?return_full_object=true&size=100"];
+  const calls = [`/key/list?return_full_object=true&size=${PAGE_SIZE}&page=${page}`];
+  let pages = 1;
+  let total = 0;
   if (isTeamAdmin()) {
     for (const team of session.teamIds) {
       calls.push(`/key/list?return_full_object=true&size=100&team_id=${encodeURIComponent(team)}`);
@@ -24,11 +29,15 @@ export async function listKeys() {
   for (const path of calls) {
     const result = await api("GET", path);
     if (!result.ok) { failure = failure || result; continue; }
+    if (path === calls[0]) {
+      pages = result.data.total_pages || 1;
+      total = result.data.total_count || 0;
+    }
     for (const key of result.data.keys || []) {
       if (typeof key === "object") found.set(key.token, key);
     }
   }
-  return { keys: [...found.values()], failure };
+  return { keys: [...found.values()], failure, pages, total };
 }
 
 function status(key) {
@@ -161,10 +170,17 @@ export async function keysPage(main) {
       del);
   };
 
+  let page = 1;
   async function refresh() {
-    const { keys, failure } = await listKeys();
+    const { keys, failure, pages, total } = await listKeys(page);
     if (failure && !keys.length) showError(box, failure);
-    listing.replaceChildren(table([
+    const pager = h("nav", { class: "pager", "aria-label": "Key pages" },
+      h("button", { type: "button", class: "secondary", disabled: page <= 1,
+        onclick: () => { page -= 1; refresh(); } }, "Previous"),
+      h("span", {}, ` page ${page} of ${pages} `),
+      h("button", { type: "button", class: "secondary", disabled: page >= pages,
+        onclick: () => { page += 1; refresh(); } }, "Next"));
+    listing.replaceChildren(pages > 1 ? pager : "", table([
       { label: "Alias", value: (k) => k.key_alias || "" },
       { label: "Key", value: (k) => k.key_name || "" },
       { label: "Team", value: (k) => k.team_id || "" },
@@ -176,7 +192,7 @@ export async function keysPage(main) {
       { label: "Last used", value: (k) => when(k.last_active) },
       { label: "Status", value: status, cell: (k) => h("span", { class: `badge ${status(k)}` }, status(k)) },
       { label: "Actions", value: () => "", sort: false, cell: actions },
-    ], keys, { caption: `${keys.length} key${keys.length === 1 ? "" : "s"}` }));
+    ], keys, { caption: `${total || keys.length} key${(total || keys.length) === 1 ? "" : "s"}` }));
   }
 
   main.insertBefore(createForm(box, (secret) => { panel.replaceChildren(secret); refresh(); }), listing);

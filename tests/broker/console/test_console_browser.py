@@ -16,11 +16,14 @@ from tests.broker.console.browser import SCREENSHOTS, chromium, require_browser
 from tests.broker.console.conftest import MASTER
 from tests.broker.harness import RunningFrontDoor
 from tests.broker.management.conftest import Api
-from workers.db import spend
+from workers.db import keys, spend
 from workers.db.engine import Database
+from workers.db.rows import now
 from workers.db.spend import SpendRecord
 
 pytestmark = pytest.mark.timeout(180)
+# The keys page's page size (broker/console/static/keys.js).
+PAGE_SIZE = 100
 WAIT_MS = 15_000
 
 
@@ -220,4 +223,35 @@ async def test_an_internal_user_sees_its_own_pages_only(door: RunningFrontDoor, 
             ".filter(e => !e.labels || e.labels.length === 0).length"
         )
         assert unlabelled == 0
+        await context.close()
+
+
+async def test_the_keys_page_pages_through_many_keys(
+    door: RunningFrontDoor, console_database: Database
+) -> None:
+    executable = require_browser()
+    stamp = now()
+    async with console_database.transaction() as conn:
+        for i in range(PAGE_SIZE + 5):
+            key = keys.new_key()
+            await keys.insert(
+                conn,
+                {
+                    "token": keys.hash_token(key),
+                    "key_name": keys.display_name(key),
+                    "key_alias": f"many-{i:03d}",
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                },
+            )
+    async with chromium(executable) as browser:
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        await sign_in(page, door.url, MASTER)
+        await page.get_by_text("page 1 of 2").wait_for()
+        await page.get_by_text(f"{PAGE_SIZE + 5} keys").wait_for()
+        await page.get_by_role("button", name="Next").click()
+        await page.get_by_text("page 2 of 2").wait_for()
+        assert await page.locator("tbody tr").count() == 5
         await context.close()
