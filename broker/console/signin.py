@@ -85,6 +85,8 @@ async def sign_in(request: web.Request) -> web.Response:
             f"a key is 1 to {sessions.MAX_KEY_BYTES} bytes", param="key", code="invalid_key"
         )
     identity = await identify(state, request, key)
+    # Signing in again replaces the session: the old one ends now, not at its expiry.
+    await state.store.end(request.cookies.get(sessions.COOKIE))
     cookie, session = await state.store.create(
         key,
         role=identity.role,

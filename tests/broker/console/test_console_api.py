@@ -211,3 +211,11 @@ async def test_an_open_gateway_signs_in_any_key_for_the_playground_and_live_figu
             {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]},
         )
         assert status == 200 and text["choices"], text
+
+
+async def test_signing_in_again_ends_the_previous_session(
+    console: ConsoleClient, redis: Redis, namespace: str
+) -> None:
+    await console.sign_in(MASTER)
+    await console.sign_in(MASTER)
+    assert len([k async for k in redis.scan_iter(f"{namespace}:console:*")]) == 1
