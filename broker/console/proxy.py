@@ -24,7 +24,8 @@ from workers.errors import AuthenticationFailed, InvalidRequest, NotFound
 ALLOWED: dict[str, re.Pattern[str]] = {
     "GET": re.compile(
         r"/key/(info|list)|/(user|team|organization|customer)/(info|list)|/budget/list"
-        r"|/spend/logs|/global/spend/report|/audit/logs|/v1/models|/metrics|/health/readiness"
+        r"|/spend/logs|/global/spend/report|/audit/logs|/v1/models|/model/info|/metrics"
+        r"|/health/readiness"
     ),
     "POST": re.compile(
         r"/key/(generate|update|delete|regenerate|block|unblock)|/(user|team)/(new|update|delete)"
