@@ -4,6 +4,7 @@ raw key anywhere a browser or Redis could show it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -15,7 +16,8 @@ from yarl import URL
 from tests.broker.console.conftest import MASTER, STATIC
 from tests.broker.console.console_client import ConsoleClient
 from tests.broker.harness import RunningFrontDoor, make_config, service
-from tests.broker.management.conftest import Api
+from tests.broker.management.conftest import Api, general
+from workers.db.engine import Database
 from workers.testing.server import FakeUpstream
 
 UPSTREAM_KEY = "sk-fake"  # every test model's api_key (tests/broker/harness.py)
@@ -235,3 +237,32 @@ async def test_model_info_lists_deployments_with_prices_and_no_secret(
     assert first["model_info"]["max_input_tokens"] > 0
     assert first["model_info"]["routing_strategy"]
     assert UPSTREAM_KEY not in json.dumps(info) and "api_base" not in json.dumps(info)
+
+
+async def test_leaving_the_playground_mid_stream_cancels_the_upstream_call(
+    namespace: str, fake: FakeUpstream, console_database: Database, console_database_url: str
+) -> None:
+    # The console's call is the browser's: its disconnect reaches the provider call too.
+    config = make_config(
+        fake.base_url + "/v1",
+        namespace,
+        general=general(console_database_url),
+        settings={"disconnect_grace_s": 0},
+    )
+    async with (
+        service(config, workers=1) as ([door], _),
+        aiohttp.ClientSession(cookie_jar=ConsoleClient.jar()) as http,
+    ):
+        console = ConsoleClient(http, door.url)
+        await console.sign_in(MASTER)
+        body = {"model": "slow", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        async with http.post(
+            door.url + "/ui/api/call/v1/chat/completions",
+            json=body,
+            headers={"X-CSRF-Token": console.csrf},
+        ) as response:
+            assert response.status == 200
+            await response.content.readuntil(b"\n\n")  # the first event is here
+            response.close()  # the browser leaves the page
+        [gone] = await asyncio.wait_for(fake.wait_for_disconnects(1), 10)
+        assert gone.model.startswith("gpt-4o-mini~")
