@@ -132,11 +132,19 @@ export async function usersPage(main) {
     });
     main.insertBefore(form, listing);
   }
+  let page = 1;
   async function refresh() {
-    const result = await api("GET", "/user/list?page_size=100");
+    const result = await api("GET", `/user/list?page_size=100&page=${page}`);
     if (!result.ok) return showError(box, result);
     const users = result.data.users || [];
-    listing.replaceChildren(table([
+    const pages = result.data.total_pages || 1;
+    const pager = h("nav", { class: "pager", "aria-label": "User pages" },
+      h("button", { type: "button", class: "secondary", disabled: page <= 1,
+        onclick: () => { page -= 1; refresh(); } }, "Previous"),
+      h("span", {}, ` page ${page} of ${pages} `),
+      h("button", { type: "button", class: "secondary", disabled: page >= pages,
+        onclick: () => { page += 1; refresh(); } }, "Next"));
+    listing.replaceChildren(pages > 1 ? pager : "", table([
       { label: "User", value: (u) => u.user_id },
       { label: "Email", value: (u) => u.user_email || "" },
       { label: "Role", value: (u) => u.user_role || "" },
