@@ -37,6 +37,8 @@ PASSED_HEADERS = frozenset({"content-type", "retry-after", "x-request-id"})
 PASSED_PREFIX = "x-switchboard-"
 MAX_QUERY_CHARS = 2048
 STREAM = "text/event-stream"
+# Answers up to this size are read whole; longer ones are passed on as they arrive.
+BUFFERED_BYTES = 1024 * 1024
 
 
 async def call(request: web.Request) -> web.StreamResponse:
@@ -69,8 +71,10 @@ async def call(request: web.Request) -> web.StreamResponse:
             if name.lower() in PASSED_HEADERS or name.lower().startswith(PASSED_PREFIX)
         }
         headers["Cache-Control"] = "no-store"
-        if answer.content_type != STREAM:
+        length = answer.content_length
+        if answer.content_type != STREAM and length is not None and length <= BUFFERED_BYTES:
             return web.Response(status=answer.status, body=await answer.read(), headers=headers)
+        # Streams, and answers too big to hold (a year's spend report by key), pass through.
         response = web.StreamResponse(status=answer.status, headers=headers)
         await response.prepare(request)
         async for chunk in answer.content.iter_any():
