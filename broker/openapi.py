@@ -162,7 +162,6 @@ def _paths() -> dict[str, Any]:
     chat = "Create a chat completion (JSON, or SSE with `stream: true`)"
     embed = "Create embeddings"
     models = "The model groups this key may call"
-    model_info = "Each deployment of those groups: prices, token limits, routing (no secrets)"
     health_body = _json({"type": "object"})
     return {
         "/v1/chat/completions": _inference(
@@ -183,8 +182,6 @@ def _paths() -> dict[str, Any]:
         ),
         "/v1/models": _get("listModels", models, _json(_ref("ModelList"))),
         "/models": _get("listModels2", models, _json(_ref("ModelList"))),
-        "/model/info": _get("modelInfo", model_info, _json({"type": "object"})),
-        "/v1/model/info": _get("modelInfo2", model_info, _json({"type": "object"})),
         "/v1/streams/{request_id}": _get(
             "resumeStream",
             "Replay a reply's events after `Last-Event-ID` (or `after`), then follow it live",

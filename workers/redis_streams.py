@@ -8,6 +8,7 @@ Layout (namespace `ns`: switchboard_settings.namespace):
     {ns}:{<rid>}:state        who owns a disconnected request: "cancelled" or "resumed:<fd>"
     {ns}:live:<front door>    pub/sub: records for the requests a front door waits on
     {ns}:cancel               pub/sub: request ids whose clients went away
+    {ns}:console:<sid hash>   string: a console session (broker/console/sessions.py), expires
     {ns}:gone                 pub/sub: ids of workers known dead (their entries: take over now)
     {ns}:{w}:heartbeats       sorted set: worker id -> last heartbeat (Redis's clock, unix s)
     {ns}:{w}:worker:<id>      hash: a worker's self-description, expires with its heartbeat
@@ -17,7 +18,6 @@ Layout (namespace `ns`: switchboard_settings.namespace):
     {ns}:{rt:<group>}:usage:<min> hash: "rpm|<d>", "tpm|<d>", "fail|<d>|<class>" per minute
     {ns}:{rt:<group>}:cooldowns   hash: deployment -> cooled down until (unix ms)
     {ns}:{rt:<group>}:cursor      counter for round-robin
-    {ns}:console:<sid hash>   string: a console session (broker/console/sessions.py), expires
 
 Braces are Redis Cluster hash tags: a request's keys share a slot, and all lanes share one
 slot so one XREADGROUP reads every lane without a cross-slot command. A model group's
@@ -76,14 +76,14 @@ class Keys:
     def live_channel(self, front_door_id: str) -> str:
         return f"{self.ns}:live:{front_door_id}"
 
+    def console_session(self, sid_hash: str) -> str:
+        return f"{self.ns}:console:{sid_hash}"
+
     def worker_info(self, worker_id: str) -> str:
         return f"{self.ns}:{{w}}:worker:{worker_id}"
 
     def routing(self, group: str) -> RoutingKeys:
         return RoutingKeys(f"{self.ns}:{{rt:{group}}}")
-
-    def console_session(self, sid_hash: str) -> str:
-        return f"{self.ns}:console:{sid_hash}"
 
 
 class RoutingKeys:

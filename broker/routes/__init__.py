@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from broker.routes import chat, embeddings, health, metrics, model_info, models, resume
+from broker.routes import chat, embeddings, health, metrics, models, resume
 from broker.routes.openapi import openapi_document
 
 
@@ -15,8 +15,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/embeddings", embeddings.embeddings)
     app.router.add_get("/v1/models", models.list_models)
     app.router.add_get("/models", models.list_models)
-    app.router.add_get("/model/info", model_info.model_info)
-    app.router.add_get("/v1/model/info", model_info.model_info)
     app.router.add_get("/v1/streams/{request_id}", resume.resume_stream)
     app.router.add_get("/health/liveliness", health.liveliness)
     app.router.add_get("/health/liveness", health.liveliness)

@@ -1,6 +1,6 @@
-// Models: each model group the key may call with its deployments (/model/info: prices,
-// context window, routing strategy; never a secret), and for an admin each deployment's live
-// health from /metrics (cooling down or healthy, in flight).
+// Models: each model group the key may call with its deployments (LiteLLM's /model/info,
+// never a secret; its prices and context window where the config gives them), falling back
+// to /v1/models, and for an admin each deployment's live health from /metrics.
 import { h, alertBox, showError, api, table, readsAll } from "./core.js";
 import { parseMetrics } from "./live.js";
 
@@ -26,9 +26,15 @@ async function health() {
 export async function modelsPage(main) {
   const box = alertBox();
   main.append(h("h1", {}, "Models"), box);
+  let rows = [];
   const result = await api("GET", "/model/info");
-  if (!result.ok) return showError(box, result);
-  const rows = result.data.data || [];
+  if (result.ok) rows = result.data.data || [];
+  else {
+    const groups = await api("GET", "/v1/models");
+    if (!groups.ok) return showError(box, groups);
+    rows = (groups.data.data || []).map((m) => ({ model_name: m.id, litellm_params: {},
+      model_info: {} }));
+  }
   const live = await health();
   const state = (r) => {
     const figures = live.get(`${r.model_name}|${r.model_info.id}`);
@@ -38,8 +44,8 @@ export async function modelsPage(main) {
   const groups = new Set(rows.map((r) => r.model_name));
   main.append(table([
     { label: "Model group", value: (r) => r.model_name },
-    { label: "Deployment", value: (r) => r.model_info.id },
-    { label: "Model", value: (r) => r.litellm_params.model },
+    { label: "Deployment", value: (r) => r.model_info.id || "–" },
+    { label: "Model", value: (r) => r.litellm_params.model || "–" },
     { label: "Input / 1M tokens", value: (r) => r.model_info.input_cost_per_token ?? -1,
       cell: (r) => perMillion(r.model_info.input_cost_per_token) },
     { label: "Output / 1M tokens", value: (r) => r.model_info.output_cost_per_token ?? -1,
@@ -48,7 +54,6 @@ export async function modelsPage(main) {
       cell: (r) => count(r.model_info.max_input_tokens) },
     { label: "Max output", value: (r) => r.model_info.max_output_tokens ?? 0,
       cell: (r) => count(r.model_info.max_output_tokens) },
-    { label: "Routing", value: (r) => r.model_info.routing_strategy || "" },
     { label: "Health", value: state },
   ], rows, { caption: `${groups.size} model groups this key may call, ${rows.length} deployments` }));
 }
