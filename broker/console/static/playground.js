@@ -9,18 +9,21 @@ const HEADERS = ["x-request-id", "x-switchboard-deployment", "x-switchboard-atte
 export async function playgroundPage(main) {
   const box = alertBox();
   const models = await api("GET", "/v1/models");
-  const model = h("select", { id: "play-model", name: "model" },
-    ((models.ok && models.data.data) || []).map((m) => h("option", { value: m.id }, m.id)));
+  // A list to pick from, and free text: a key /v1/models does not list for may still call
+  // a model group by name (the API decides).
+  const names = ((models.ok && models.data.data) || []).map((m) => m.id);
+  const model = h("input", { id: "play-model", name: "model", list: "play-models",
+    required: true, autocomplete: "off", value: names[0] || "" });
+  const choices = h("datalist", { id: "play-models" }, names.map((n) => h("option", { value: n })));
   const prompt = h("textarea", { id: "play-prompt", name: "prompt", rows: 4, required: true });
   const answer = h("div", { class: "answer", "aria-live": "polite", "data-testid": "answer" });
   const facts = h("dl", { class: "record", "data-testid": "facts" });
   const inspect = h("p");
-  const form = h("form", { class: "card" }, field("Model", model), field("Message", prompt),
+  const form = h("form", { class: "card" }, field("Model", model), choices, field("Message", prompt),
     h("button", { type: "submit" }, "Send"));
   main.append(h("h1", {}, "Playground"), form, box,
     h("div", { class: "split" }, h("section", {}, h("h2", {}, "Answer"), answer),
       h("section", {}, h("h2", {}, "Gateway"), facts, inspect)));
-  if (!models.ok) showError(box, models);
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
