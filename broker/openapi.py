@@ -226,6 +226,7 @@ def _paths() -> dict[str, Any]:
         "/openapi.json": _get(
             "openapi", "This document", _json({"type": "object"}), errors=(), security=PUBLIC
         ),
+        **console_paths(),  # the console's routes (issue #21), cookie-authenticated
     }
 
 
@@ -240,7 +241,7 @@ def build_document() -> dict[str, Any]:
             "description": "An OpenAI-compatible LLM gateway. Every error is "
             '`{"error": {"message", "type", "param", "code"}}`.',
         },
-        "paths": {**_paths(), **management_paths(), **console_paths()},
+        "paths": {**_paths(), **management_paths()},
         "components": {
             "schemas": schemas,
             "responses": {

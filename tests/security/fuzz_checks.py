@@ -19,8 +19,6 @@ SHORT_DEADLINE_S = 10.0
 REQUEST_ID = re.compile(r"req_[0-9a-f]+")
 # Error types that stand for a 5xx: inside a 200 stream they are what a status would have said.
 SERVER_ERROR_TYPES = {"api_error", "internal_error", "service_unavailable_error"}
-# What the console's pages and static files answer with (issue #21), besides the API's types.
-PAGE_TYPES = ("text/html", "text/css", "application/javascript", "text/javascript")
 
 
 def kind_of(case: Case) -> str:
@@ -122,6 +120,10 @@ def sse_problem(case: Case, body: bytes) -> str | None:
             if event["error"]["type"] in SERVER_ERROR_TYPES:
                 return "server error event in a 200 stream: " + error_label(line[6:])
     return None
+
+
+# What the console's pages and static files answer with (issue #21), besides the API's types.
+PAGE_TYPES = ("text/html", "text/css", "application/javascript", "text/javascript")
 
 
 def check(case: Case, status: int, content_type: str, body: bytes, tally: Tally) -> None:
