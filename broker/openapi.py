@@ -19,6 +19,7 @@ import msgspec
 
 from broker.batches.records import CreateBatch
 from broker.files.openapi import batch_paths, file_paths
+from broker.console.openapi import console_paths
 from broker.frontdoor import LANE_HEADER
 from broker.management.openapi import MANAGEMENT_BODIES, management_paths
 from workers.ingress.messages_reply import AnthropicError
@@ -339,6 +340,7 @@ def _paths() -> dict[str, Any]:
         "/openapi.json": _get(
             "openapi", "This document", _json({"type": "object"}), errors=(), security=PUBLIC
         ),
+        **console_paths(),  # the console's routes (issue #21), cookie-authenticated
     }
 
 
