@@ -23,7 +23,6 @@ from broker.admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin
 from broker.batch_cli import add_batch_commands, run_batch_command
 from broker.config import Config, ConfigError
 from broker.config.check import EXIT_INVALID, check_config, report_failure
-from broker.hooks import service_hooks
 from broker.launch import (
     SetupError,
     check_port_free,
@@ -186,6 +185,9 @@ async def serve(
 async def work(
     config: Config, redis_url: str, args: argparse.Namespace, stopping: asyncio.Event
 ) -> None:
+    # Imported here, as `up` must set the shared metrics directory before anything imports
+    # prometheus_client (broker/shared_metrics.py), and the hooks reach the front door's.
+    from broker.hooks import service_hooks
     from workers.routing.plan import build_plan
     from workers.runtime.process import serve_worker
 

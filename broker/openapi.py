@@ -18,8 +18,8 @@ from typing import Any
 import msgspec
 
 from broker.batches.records import CreateBatch
-from broker.files.openapi import batch_paths, file_paths
 from broker.console.openapi import console_paths
+from broker.files.openapi import batch_paths, file_paths
 from broker.frontdoor import LANE_HEADER
 from broker.management.openapi import MANAGEMENT_BODIES, management_paths
 from workers.ingress.messages_reply import AnthropicError
