@@ -15,7 +15,7 @@ Its public import name is `switchboard` (the top-level package re-exports this o
 """
 
 from workers.http import close_shared_client as aclose
-from workers.pricing import completion_cost
+from workers.pricing import completion_cost, cost_per_token
 from workers.sdk.assemble import stream_chunk_builder
 from workers.sdk.calls import acompletion, aembedding, completion, embedding
 from workers.sdk.exceptions import (
@@ -60,6 +60,7 @@ __all__ = [
     "aembedding",
     "completion",
     "completion_cost",
+    "cost_per_token",
     "embedding",
     "stream_chunk_builder",
 ]
