@@ -71,6 +71,9 @@ class ChatCall(msgspec.Struct, kw_only=True):
     # A /v1/completions request (workers/text_completions.py): a provider with a native
     # completions API may serve it there.
     is_text_completion: bool = False
+    # LiteLLM's request `mock_response`: answered with this text, no provider call
+    # (workers/providers/mock.py).
+    mock_response: str | None = None
 
 
 class Continued(msgspec.Struct, frozen=True, kw_only=True):

@@ -143,6 +143,7 @@ class Executor:
             media=MediaFetches(self.media_policy),
             tags=request_tags(options.get("tags"), options.get("metadata")),
             is_text_completion=job.envelope.kind == KIND_TEXT_COMPLETION,
+            mock_response=_mock_response(options),
         )
 
     def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
@@ -337,6 +338,12 @@ def _frame(
                 continue
         chunks.append(encode_chunk(chunk))
     return chunks, usage
+
+
+def _mock_response(options: dict[str, Any]) -> str | None:
+    """LiteLLM's request `mock_response` (text only; its exception forms are not served)."""
+    value = options.get("mock_response")
+    return value if isinstance(value, str) else None
 
 
 def _gateway_body(job: Job) -> tuple[dict[str, Any], dict[str, Any]]:

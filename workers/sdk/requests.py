@@ -77,9 +77,11 @@ def chat_call(
     """The body as a validated chat call (a 400 naming the parameter if it is not one)."""
     request = decode_request(chat_request_from_dict, body)
     validate_chat_request(request)
+    mock_response = body.get("mock_response")
     return ChatCall(
         request=request,
         body=_forwarded(body),
+        mock_response=mock_response if isinstance(mock_response, str) else None,
         drop_params=drop_params,
         timeout_s=timeout_s,
         media=MediaFetches(media),
