@@ -24,7 +24,7 @@ SECTIONS: dict[str, type[Section]] = {
     "top level": Config,
 }
 # Keys the loader handles before the Structs see them.
-LOADER_KEYS = {Config: {"include"}}
+LOADER_KEYS: dict[type[Section], set[str]] = {Config: {"include"}}
 
 
 def table() -> dict[str, tuple[list[str], list[str]]]:
