@@ -63,7 +63,8 @@ def test_check_reports_every_problem_with_its_path_and_line_then_a_summary(
         f"supported by Switchboard (supported: {', '.join(PROVIDERS)})",
         "error: model_list[2].litellm_params (line 12): missing required key `model`",
         "error: model_list[3].litellm_params.api_key (line 17): "
-        "environment variable SB_TEST_UNSET is not set",
+        "environment variable SB_TEST_UNSET is not set "
+        "(export it, or set it under environment_variables)",
         "error: model_list[4].model_info.id (line 23): the same id as model_list[3].model_info.id",
         "error: router_settings.routing_stratgy (line 25): unknown key; "
         "did you mean `routing_strategy`?",

@@ -95,7 +95,8 @@ def test_a_missing_environment_variable_fails_naming_path_and_variable() -> None
     )
     assert (
         error_of(text)
-        == "model_list[0].litellm_params.api_key: environment variable NOPE is not set"
+        == "model_list[0].litellm_params.api_key: environment variable NOPE is not set "
+        "(export it, or set it under environment_variables)"
     )
 
 
