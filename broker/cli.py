@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         # One line naming the address (never a password), not redis-py's traceback.
         print(
             f"switchboard: cannot reach Redis: {mask_secrets(str(exc))} (check REDIS_URL or "
-            "switchboard_settings.redis_url; `switchboard up` starts its own Redis)",
+            "switchboard_settings.redis_url; without either, `switchboard up` starts its own "
+            "Redis)",
             file=sys.stderr,
         )
         return 2

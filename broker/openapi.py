@@ -351,7 +351,7 @@ def build_document() -> dict[str, Any]:
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "Switchboard",
-            "version": metadata.version("switchboard"),
+            "version": _version(),
             "description": "An OpenAI-compatible LLM gateway. Every error is "
             '`{"error": {"message", "type", "param", "code"}}`.',
         },
@@ -372,6 +372,17 @@ def build_document() -> dict[str, Any]:
         },
         "security": KEYED,
     }
+
+
+# The distribution's name (pyproject.toml); the import name is `switchboard`.
+DISTRIBUTION = "switchboard-gateway"
+
+
+def _version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "0+unknown"  # run from a source tree that was never installed
 
 
 @functools.cache

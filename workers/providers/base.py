@@ -95,6 +95,9 @@ class ChatCall(msgspec.Struct, kw_only=True):
     is_text_completion: bool = False
     # The client's own request for a provider that takes it natively (NativeRequest).
     native: NativeRequest | None = None
+    # LiteLLM's request `mock_response`: answered with this text, no provider call
+    # (workers/providers/mock.py).
+    mock_response: str | None = None
 
 
 class Continued(msgspec.Struct, frozen=True, kw_only=True):

@@ -175,6 +175,7 @@ class Executor:
             tags=request_tags(options.get("tags"), options.get("metadata")),
             is_text_completion=job.envelope.kind == KIND_TEXT_COMPLETION,
             native=native,
+            mock_response=_mock_response(options),
         ), formatter
 
     def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
@@ -358,6 +359,12 @@ _REFUSALS = {
 
 def _chat_formatter(job: Job, include_usage: bool) -> ChatFormatter:
     return ChatFormatter(include_usage, text_completion=job.envelope.kind == KIND_TEXT_COMPLETION)
+
+
+def _mock_response(options: dict[str, Any]) -> str | None:
+    """LiteLLM's request `mock_response` (text only; its exception forms are not served)."""
+    value = options.get("mock_response")
+    return value if isinstance(value, str) else None
 
 
 def _gateway_body(job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
