@@ -18,16 +18,22 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from broker.batches.routes import add_batch_routes
+from broker.batches.state import batches_ctx
 from broker.config.loader import Config
+from broker.console.mount import add_console
 from broker.errors import error_middleware
+from broker.files import files_ctx
+from broker.files.routes import add_file_routes
 from broker.frontdoor import FrontDoor
 from broker.guardrails import guardrails_ctx
 from broker.hooks import front_hooks_ctx
 from broker.http_server import GuardedRunner
-from broker.management import add_management_routes, management_ctx
+from broker.management import MANAGEMENT, add_management_routes, management_ctx
 from broker.response_cache import response_cache_ctx
 from broker.routes import add_operator_routes, add_routes
 from broker.routes.keys import FRONT_DOOR, OPERATOR_PORT
+from broker.tenancy import start_tenancy, stop_tenancy
 from broker.tracing import front_door_tracing, tracing_ctx, tracing_middleware
 from workers.connect import connect
 from workers.settings.switchboard import HttpLimits
@@ -95,8 +101,20 @@ def create_app(
     app.cleanup_ctx.append(response_cache_ctx(config, FRONT_DOOR))
     app.cleanup_ctx.append(guardrails_ctx(config, FRONT_DOOR))
     app.cleanup_ctx.append(management_ctx(config))
+
+    async def tenancy_ctx(app: web.Application) -> AsyncIterator[None]:
+        start_tenancy(app[FRONT_DOOR], app[MANAGEMENT])  # issue #17: database keys
+        yield
+        await stop_tenancy(app[FRONT_DOOR])
+
+    app.cleanup_ctx.append(tenancy_ctx)
+    app.cleanup_ctx.append(files_ctx(config))
+    app.cleanup_ctx.append(batches_ctx)
     add_routes(app)
     add_management_routes(app)
+    add_file_routes(app)
+    add_batch_routes(app)
+    add_console(app)
     return app
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -63,6 +65,22 @@ def required_redis_url(config: Config, environ: Mapping[str, str]) -> str:
             "(or use `switchboard up`, which starts an embedded Redis)"
         )
     return url
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse at once, in one line, to start on a port another process holds (rather than a
+    traceback from deep inside the server start, issue #16)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise SetupError(f"port {port} is in use; pick another with --port") from None
+            raise SetupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def run_async(body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:

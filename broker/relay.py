@@ -8,20 +8,22 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 
+import msgspec
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from broker import sse_frames
 from broker.auth import Caller
-from broker.errors import JSON, error_response, response_for_status
+from broker.errors import JSON, anthropic_error_event, error_response, response_for_status
 from broker.frontdoor import FrontDoor
 from broker.reply_hub import Queued, Waiter
 from workers import envelopes, redis_streams
-from workers.envelopes import Envelope, Meta, Record
+from workers.envelopes import INGRESS_CHAT, INGRESS_MESSAGES, Envelope, Meta, Record
 from workers.errors import GatewayTimeout, ServiceUnavailable, SwitchboardError
 from workers.hooks.trace_context import ENVELOPE_TRACEPARENT
 from workers.log_format import REQUEST_ID
 from workers.params import GatewayOptions
+from workers.tenancy.admission import Ticket
 
 # The worker enforces the deadline; the front door waits a little longer for its answer.
 DEADLINE_SLACK_S = 2.0
@@ -45,8 +47,12 @@ class Relay:
         stream: bool,
         options: GatewayOptions,
         caller: Caller,
+        ticket: Ticket | None = None,
+        ingress: int = INGRESS_CHAT,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.front = front
+        self.ingress = ingress
         self.api_key_alias = caller.alias
         self.group = group
         self.lane = lane
@@ -70,8 +76,15 @@ class Relay:
             body=body,
             num_retries=options.num_retries,
             allowed_groups=front.scope_for(caller),
+            scopes=None if ticket is None else ticket.scope_names,
+            ingress=ingress,
+            owner=caller.owner,
+            headers=headers,
             traceparent=ENVELOPE_TRACEPARENT.get(),
         )
+        # Admission (limits, budgets) happens with the enqueue, in one script (issue #17).
+        self.ticket = ticket
+        self.limit_headers: dict[str, str] = {}
         self.deadline = self.started + timeout_s + DEADLINE_SLACK_S
         self.is_finished = False
         self.status = 200
@@ -145,6 +158,17 @@ class Relay:
     async def _enqueue(self, envelope: bytes) -> bytes:
         front = self.front
         try:
+            if self.ticket is not None:
+                admitted = await front.tenancy.admit(
+                    front.enqueuer,
+                    self.lane,
+                    envelope,
+                    self.request_id,
+                    self.ticket,
+                    self.envelope.deadline_ms,
+                )
+                self.limit_headers = admitted.headers
+                return admitted.entry
             return await front.enqueue(self.lane, envelope)
         except RedisError as exc:
             # Nothing was queued, so the client may simply try again.
@@ -160,7 +184,7 @@ class Relay:
             ) from exc
 
     def _headers(self, meta: Meta | None) -> dict[str, str]:
-        headers = {"x-request-id": self.request_id, **self.extra_headers}
+        headers = {"x-request-id": self.request_id, **self.limit_headers, **self.extra_headers}
         self.meta = meta or self.meta
         if meta is not None and meta.deployment:
             elapsed_ms = (self.loop.time() - self.started) * 1000
@@ -240,7 +264,7 @@ class Relay:
                     waiter.next_seq = record.next_seq
                 if check is not None:
                     record = await check(record)
-                await response.write(sse_frames.frame(record))
+                await response.write(sse_frames.frame(self._in_api(record)))
                 self.meta = record.meta or self.meta
                 if kept is not None:
                     kept.extend(record.chunks)
@@ -252,3 +276,12 @@ class Relay:
         finally:
             self.front.metrics.open_streams.dec()
         return response
+
+    def _in_api(self, record: Record) -> Record:
+        """An in-stream error in the client's API: Anthropic's `event: error` on /v1/messages
+        (other ingress APIs read the OpenAI error event)."""
+        if record.end != envelopes.ERROR or self.ingress != INGRESS_MESSAGES:
+            return record
+        return msgspec.structs.replace(
+            record, body=anthropic_error_event(record.status, record.body)
+        )

@@ -16,7 +16,7 @@ from workers.wire import decode_chat_request
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
     chat = decode(decode_chat_request, body)
     validate_chat_request(chat, front.limits)
@@ -45,6 +45,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         if hit is not None:
             return hit
     front.admit(lane)
+    ticket = await front.tenancy.ticket(
+        caller,
+        call_type="chat.completions",
+        model=chat.model,
+        group=group,
+        body_bytes=len(body),
+        max_tokens=chat.max_completion_tokens or chat.max_tokens,
+        end_user=chat.user,
+    )
     relay = Relay(
         front,
         kind=KIND_CHAT,
@@ -54,6 +63,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         stream=chat.is_stream,
         options=options,
         caller=caller,
+        ticket=ticket,
     )
     if guards is not None:
         guards.attach(relay, checked, caller, "chat")

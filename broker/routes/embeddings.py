@@ -16,7 +16,7 @@ from workers.wire import decode_embedding_request
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
     embedding = decode(decode_embedding_request, body)
     validate_embedding_request(embedding, front.limits)
@@ -43,6 +43,14 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
         if hit is not None:
             return hit
     front.admit(lane)
+    ticket = await front.tenancy.ticket(
+        caller,
+        call_type="embeddings",
+        model=embedding.model,
+        group=group,
+        body_bytes=len(body),
+        end_user=embedding.user,
+    )
     relay = Relay(
         front,
         kind=KIND_EMBEDDING,
@@ -52,6 +60,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
         stream=False,
         options=options,
         caller=caller,
+        ticket=ticket,
     )
     if guards is not None:
         guards.attach(relay, checked, caller, "embedding")

@@ -319,6 +319,64 @@ def chat_base(target: Target) -> Callable[[DrawFn], dict[str, Any]]:
     return base
 
 
+def messages_base(target: Target) -> Callable[[DrawFn], dict[str, Any]]:
+    """An Anthropic Messages body (issue #18): a user turn, maybe a tool loop, maybe a stream."""
+    blocks = st.sampled_from(
+        [
+            "Say hello",
+            [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}],
+            [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}],
+            [{"type": "image", "source": {"type": "url", "url": "http://127.0.0.1:1/x.png"}}],
+            [{"type": "document", "source": {"type": "text", "data": "a doc"}}],
+            [{"type": "server_tool_use", "id": "x"}],
+            [],
+        ]
+    )
+
+    def base(draw: DrawFn) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": draw(model_names(target.chat_models)),
+            "max_tokens": draw(st.sampled_from([1, 64, 1024, 0, -1, 2**40])),
+            "messages": [{"role": "user", "content": draw(blocks)}],
+        }
+        if draw(st.booleans()):
+            body["stream"] = True
+        return body
+
+    return base
+
+
+def responses_base(target: Target) -> Callable[[DrawFn], dict[str, Any]]:
+    """An OpenAI Responses body (issue #18): text or items, maybe a follow-up, maybe a stream."""
+    inputs = st.sampled_from(
+        [
+            "Say hello",
+            [{"role": "user", "content": "hi"}],
+            [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]}],
+            [{"type": "function_call_output", "call_id": "call_1", "output": "sunny"}],
+            [{"type": "reasoning", "summary": [], "encrypted_content": "sbr1:!!"}],
+            [{"type": "input_image", "image_url": "http://127.0.0.1:1/x.png"}],
+            [{"type": "item_reference", "id": "msg_1"}],
+            [],
+        ]
+    )
+
+    def base(draw: DrawFn) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": draw(model_names(target.chat_models)),
+            "input": draw(inputs),
+        }
+        if draw(one_in(4)):
+            body["previous_response_id"] = draw(
+                st.sampled_from(["resp_" + "0" * 32, "resp_x", "", "resp_" + "a" * 500])
+            )
+        if draw(st.booleans()):
+            body["stream"] = True
+        return body
+
+    return base
+
+
 def embedding_base(target: Target) -> Callable[[DrawFn], dict[str, Any]]:
     def base(draw: DrawFn) -> dict[str, Any]:
         inputs = st.one_of(
@@ -408,6 +466,10 @@ def body_case(
         base = chat_base(target)
     elif any(ref.endswith("/EmbeddingRequest") for ref in refs):
         base = embedding_base(target)
+    elif any(ref.endswith("/MessagesRequest") for ref in refs):
+        base = messages_base(target)
+    elif any(ref.endswith("/ResponsesRequest") for ref in refs):
+        base = responses_base(target)
     else:  # a new body endpoint: whatever its schema generates
 
         def base(draw: DrawFn) -> dict[str, Any]:
@@ -420,6 +482,60 @@ def body_case(
         body, body_tags, timeout = draw(bodies)
         headers, header_tags = draw(header_set(target, is_json_body=True))
         return Case("POST", path, headers, body, name, body_tags + header_tags, timeout)
+
+    return cases()
+
+
+MULTIPART_BOUNDARY = "fuzzboundary"
+UPLOAD_LINES = [
+    b'{"custom_id": "1", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n',
+    b"not json\n",
+    b"\x00\xff" * 50,
+    b"",
+]
+
+
+def multipart_body(parts: list[tuple[str, str | None, bytes]]) -> bytes:
+    lines: list[bytes] = []
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        lines += [
+            f"--{MULTIPART_BOUNDARY}".encode(),
+            f"Content-Disposition: {disposition}".encode(),
+        ]
+        lines += [b"", data]
+    return b"\r\n".join([*lines, f"--{MULTIPART_BOUNDARY}--".encode(), b""])
+
+
+def multipart_case(path: str, target: Target, name: str) -> SearchStrategy[Case]:
+    """Uploads: good and bad purposes, file parts or none, files named anything, bodies cut
+    short or not multipart at all."""
+
+    @st.composite
+    def cases(draw: DrawFn) -> Case:
+        parts: list[tuple[str, str | None, bytes]] = []
+        if draw(st.booleans()):
+            purpose = draw(st.sampled_from(["batch", "user_data", "batch_output", ""]) | TEXT)
+            parts.append(("purpose", None, purpose.encode(errors="replace")))
+        if draw(one_in(4)) is False:
+            filename = draw(st.sampled_from(["in.jsonl", "../../etc/passwd", "é" * 300]) | TEXT)
+            data = b"".join(draw(st.lists(st.sampled_from(UPLOAD_LINES), max_size=5)))
+            parts.append(("file", printable(filename).replace('"', ""), data))
+        if draw(one_in(8)):
+            parts.append((draw(TEXT).replace('"', ""), None, draw(st.binary(max_size=50))))
+        body = multipart_body(parts)
+        if draw(one_in(8)):
+            body = body[: draw(st.integers(0, len(body)))]
+        headers, tags = draw(header_set(target, is_json_body=False))
+        content_type = draw(
+            st.sampled_from([f"multipart/form-data; boundary={MULTIPART_BOUNDARY}"] * 6)
+            | st.sampled_from(CONTENT_TYPES)
+        )
+        if content_type is not None:
+            headers.append(("Content-Type", content_type))
+        return Case("POST", path, headers, body, name, tags)
 
     return cases()
 
@@ -475,7 +591,9 @@ def plan(document: dict[str, Any], target: Target, counts: dict[str, int]) -> li
         for method, operation in item.items():
             name = operation["operationId"]
             count = counts.get(name, counts["default"])
-            if "requestBody" in operation:
+            if "multipart/form-data" in operation.get("requestBody", {}).get("content", {}):
+                strategy = multipart_case(path, target, name)
+            elif "requestBody" in operation:
                 strategy = body_case(strategies, operation, path, target, name)
             else:
                 strategy = parameter_case(operation, method, path, target, name)

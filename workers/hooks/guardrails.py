@@ -20,6 +20,8 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping
 from types import SimpleNamespace
 from typing import Any, NamedTuple, cast
 
+import msgspec
+
 from workers.errors import InvalidRequest
 from workers.settings.hooks import Guardrail, GuardrailMode, GuardrailParams
 from workers.tokens import estimate_tokens
@@ -340,6 +342,11 @@ _BUILTINS: dict[str, Callable[..., CustomGuardrail]] = {
     "regex": RegexGuard,
     "pii": PiiGuard,
     "max_input_tokens": MaxInputTokens,
+    # LiteLLM's Presidio guardrail masks PII through an external analyzer; here the built-in
+    # PII finder does the same job in-process, masking as Presidio does.
+    "presidio": lambda params, **common: PiiGuard(
+        msgspec.structs.replace(params, action="mask"), **common
+    ),
 }
 
 

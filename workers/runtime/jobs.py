@@ -18,8 +18,9 @@ from workers.batching import WriteBatcher
 from workers.envelopes import Envelope, Meta, Record
 from workers.errors import ServiceUnavailable, SwitchboardError
 from workers.http import DEFAULT_MAX_REPLY_BYTES, reply_too_large
-from workers.params import GATEWAY_FIELDS
+from workers.params import CONSUMED_FIELDS, GATEWAY_FIELDS
 from workers.redis_streams import Keys
+from workers.tenancy import settle
 
 # A response body above this is written as several records (see workers.envelopes): small
 # enough for Redis and its readers to pass without strain, large enough that a 64 MiB reply
@@ -108,7 +109,13 @@ class Job:
         """(the request JSON object without gateway fields, the gateway fields)."""
         body: dict[str, Any] = orjson.loads(self.envelope.body)
         options = {name: body.pop(name) for name in GATEWAY_FIELDS if name in body}
+        # Consumed fields stay readable (the request Struct, `metadata` for tags) but are
+        # never forwarded as they were sent.
+        options.update({name: body.pop(name) for name in CONSUMED_FIELDS if name in body})
         return body, options
+
+
+_DROPPED = SwitchboardError("ended without an answer from this worker")
 
 
 class ReplyTaken(Exception):
@@ -194,6 +201,9 @@ class ReplyWriter:
             )
             if final:
                 queued += redis_streams.ack(pipe, self.keys, job.lane, job.entry)
+                # The real cost replaces the reservation, in the same round trip (#17).
+                event = settle.worker_event(record, now_ms())
+                queued += settle.queue(pipe, self.keys, job.envelope, event)
             return queued
 
         job.is_writing = True
@@ -207,6 +217,8 @@ class ReplyWriter:
             raise ReplyTaken(job.request_id) from results[0]
         if redis_streams.is_out_of_memory(results[0]):
             raise ReplyRefused(job.request_id) from results[0]
+        if final and job.envelope.scopes is not None:
+            settle.report(job.request_id, results.pop())
         for result in results:
             if isinstance(result, Exception):
                 raise result
@@ -290,9 +302,17 @@ class ReplyWriter:
         return [envelopes.decode_record(raw) for _, raw in rows]
 
     async def ack_only(self, job: Job) -> None:
-        results = await self.batcher.write(
-            lambda pipe: redis_streams.ack(pipe, self.keys, job.lane, job.entry)
-        )
+        """Ack an entry whose reply ended elsewhere or never will (dropped unrun); a
+        reservation still open is released at no cost (a no-op once settled)."""
+        event = settle.worker_event(envelopes.error_record(job.seq, _DROPPED), now_ms())
+
+        def build(pipe: Pipeline) -> int:
+            queued = redis_streams.ack(pipe, self.keys, job.lane, job.entry)
+            return queued + settle.queue(pipe, self.keys, job.envelope, event)
+
+        results = await self.batcher.write(build)
+        if job.envelope.scopes is not None:
+            settle.report(job.request_id, results.pop())
         for result in results:
             if isinstance(result, Exception):
                 raise result

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ from workers.errors import ProviderError
 from workers.hooks import hook_metrics
 from workers.hooks.service import ServiceHooks
 from workers.log_format import REQUEST_ID
+from workers.loop_lag import LoopLag
 from workers.memory import MemoryReleaser
 from workers.providers.media import MediaPolicy
 from workers.redis_streams import Keys
@@ -54,6 +56,9 @@ RECONNECT_DELAY_S = 0.5
 ENDED_CHECK_AFTER_MS = 1_000
 # Cancellations of requests not (yet) read here: enough for a backlog's worth of clients.
 REMEMBERED_CANCELLATIONS = 10_000
+
+# Seconds an empty batch lane is not read on its own (issue #20); the idle wait covers it.
+BATCH_QUIET_S = 0.1
 
 
 def new_worker_id() -> str:
@@ -97,11 +102,15 @@ class Worker:
             MediaPolicy.of(options.media_fetch),
             stream_continuation=options.stream_continuation,
             metrics=self.metrics,
+            responses_ttl_s=options.responses_ttl_s,
         )
         self.memory = MemoryReleaser()
         self.jobs: dict[str, Job] = {}
         self._slot_free = asyncio.Event()
         self._slot_free.set()
+        self._batch_quiet_until = 0.0
+        # A worker short of CPU takes no batch line (workers/loop_lag.py).
+        self.loop_lag = LoopLag(options.batch_busy_loop_lag_ms)
         # Requests whose clients left before this worker read them (from the cancel channel).
         self._cancelled: OrderedDict[str, None] = OrderedDict()
         self.claims = Claims(self)
@@ -133,6 +142,13 @@ class Worker:
         await redis_streams.ensure_groups(self.redis, self.keys, self.options.lanes)
         # Beat before reading: a consumer holding entries without a heartbeat counts as dead.
         await self.heartbeats.beat()
+        # One line a person joining a worker to a running service can wait for (issue #16).
+        log.info(
+            "worker %s ready: lanes %s, concurrency %d",
+            self.worker_id,
+            ", ".join(self.options.lanes),
+            self.options.concurrency,
+        )
         background = self.background
         try:
             async with background:
@@ -141,6 +157,8 @@ class Worker:
                 background.start("takeovers", self.takeovers.run)
                 background.start("notices", self._notices)
                 background.start("memory", self.memory.run)
+                if self.options.batch_lane is not None and self.options.batch_busy_loop_lag_ms:
+                    background.start("loop lag", self.loop_lag.run)
                 for name, loop in (loops or {}).items():
                     background.start(name, loop)
                 if self.hooks is not None:
@@ -239,9 +257,11 @@ class Worker:
                 self.start(lane, entry, envelope, is_reclaimed=False)
 
     async def _read(self, free: int) -> list[redis_streams.RequestEntry]:
-        lanes = self.options.lanes
+        batch = self.options.batch_lane
+        lanes = tuple(lane for lane in self.options.lanes if lane != batch)
         block = self.options.block_ms
-        if len(lanes) == 1:
+        room = self._batch_room(free)
+        if len(lanes) == 1 and not room:
             return await redis_streams.read_requests(
                 self.redis, self.keys, self.worker_id, lanes, free, block
             )
@@ -253,13 +273,40 @@ class Worker:
             found += await redis_streams.read_requests(
                 self.redis, self.keys, self.worker_id, (lane,), free - len(found), None
             )
+        # The batch lane last, with what the interactive lanes left and the share allows.
+        room = min(room, free - len(found))
+        now = time.monotonic()
+        if batch is not None and room > 0 and now >= self._batch_quiet_until:
+            lines = await redis_streams.read_requests(
+                self.redis, self.keys, self.worker_id, (batch,), room, None
+            )
+            # An empty batch lane is not asked again for a while (the idle wait below still
+            # watches it): no round trip per pass on a service that runs no batch.
+            self._batch_quiet_until = 0.0 if lines else now + BATCH_QUIET_S
+            found += lines
         if not found:
             # Idle: wait on every lane at once, one entry each, on no more lanes than free
             # slots (the most urgent first; the others are read on the next pass).
+            waited = (*lanes, batch) if batch is not None and room > 0 else lanes
             found = await redis_streams.read_requests(
-                self.redis, self.keys, self.worker_id, lanes[:free], 1, block
+                self.redis, self.keys, self.worker_id, waited[:free], 1, block
             )
         return found
+
+    def _batch_room(self, free: int) -> int:
+        """Batch lines this worker may start now: within its free slots, and within the
+        share of all its slots batch lines may hold (issue #20). While the worker is short
+        of CPU (its loop runs late) only one at a time: batches trickle on, never stall."""
+        batch = self.options.batch_lane
+        if batch is None:
+            return 0
+        share = max(1, int(self.options.concurrency * self.options.batch_max_share))
+        if share >= self.options.concurrency and self.options.concurrency > 1:
+            share = self.options.concurrency - 1  # one slot always left for interactive
+        if self.options.batch_busy_loop_lag_ms and self.loop_lag.is_busy:
+            share = 1
+        held = sum(1 for job in self.jobs.values() if job.lane == batch)
+        return max(0, min(free, share - held))
 
     def start(
         self,

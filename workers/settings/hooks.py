@@ -141,14 +141,18 @@ class CacheParams(Section, frozen=True):
 # logging_only: masks only what the callbacks see (built-ins that mask: pii, regex).
 GuardrailMode = Literal["pre_call", "during_call", "post_call", "logging_only"]
 # The guardrails built in (the rest are import paths to a CustomGuardrail class).
-BUILTIN_GUARDRAILS = frozenset({"keywords", "regex", "pii", "max_input_tokens", "llm_judge"})
+# `presidio` is LiteLLM's name for PII masking: the built-in PII finder, masking.
+BUILTIN_GUARDRAILS = frozenset(
+    {"keywords", "regex", "pii", "max_input_tokens", "llm_judge", "presidio"}
+)
 PII_ENTITIES = frozenset({"email", "phone", "credit_card", "iban", "secret"})
 
 
 class GuardrailParams(Section, frozen=True):
     """A guardrail's `litellm_params`, as LiteLLM's `guardrails:` section spells them."""
 
-    # A built-in (keywords, regex, pii, max_input_tokens) or `module.Class`, a CustomGuardrail.
+    # A built-in (keywords, regex, pii, presidio, max_input_tokens) or `module.Class`, a
+    # CustomGuardrail.
     guardrail: str
     mode: GuardrailMode | list[GuardrailMode] = "pre_call"
     # Runs on every request; otherwise only on requests that name it (`guardrails: [...]`).

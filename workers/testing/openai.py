@@ -1,4 +1,5 @@
-"""The OpenAI API as a fake: chat completions (plain and SSE), embeddings and the model list.
+"""The OpenAI API as a fake: chat completions (plain and SSE), embeddings, legacy completions
+(openai_completions.py) and the model list.
 
 `answer_chat` and `answer_embeddings` serve any OpenAI-format provider; a `Flavor` supplies
 what differs (error bodies, headers, the model name it reports, the chunk dressing), so
@@ -30,7 +31,9 @@ from workers.testing.embedding import (
     embedding_vector,
     input_key,
 )
+from workers.testing.json_reply import json_reply
 from workers.testing.large import send_large_completion
+from workers.testing.openai_completions import answer_completion
 from workers.testing.openai_wire import (
     ChatRequest,
     ChatStyle,
@@ -109,6 +112,10 @@ def routes(state: FakeState) -> list[web.RouteDef]:
         body = await record_request(request, state)
         return _denied(request, state) or await answer_embeddings(request, state, OPENAI, body)
 
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await record_request(request, state)
+        return _denied(request, state) or await answer_completion(request, state, body)
+
     async def models(request: web.Request) -> web.StreamResponse:
         await record_request(request, state)
         return _denied(request, state) or json_response(models_body)
@@ -116,6 +123,7 @@ def routes(state: FakeState) -> list[web.RouteDef]:
     return [
         web.post("/v1/chat/completions", chat_completions),
         web.post("/v1/embeddings", embeddings),
+        web.post("/v1/completions", completions),
         web.get("/v1/models", models),
     ]
 
@@ -238,13 +246,18 @@ def _continued(scenario: Scenario, chat: ChatRequest, plan: ReplyPlan) -> ReplyP
 
 
 def _plan(scenario: Scenario, chat: ChatRequest, choices: int) -> ReplyPlan:
-    return plan_reply(
+    if scenario.auto and chat.tools and chat.user_spoke_last():
+        scenario = msgspec.structs.replace(scenario, tools=max(scenario.tools, 1))
+    plan = plan_reply(
         scenario,
         prompt_tokens=count_prompt_tokens(message.text() for message in chat.messages),
         last_user_text=chat.last_user_text(),
         tool_names=chat.tool_names(),
         choices=choices,
     )
+    if scenario.auto and plan.text is not None and chat.response_format:
+        return json_reply(plan, scenario, chat.response_format, chat.last_user_text())
+    return plan
 
 
 async def _stream_chat(
