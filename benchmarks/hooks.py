@@ -1,6 +1,6 @@
 """What the hooks of issue #19 cost per request, side by side in one run:
 
-    python -m benchmarks.hooks                 # 400 requests per case, 8 at a time
+    python -m benchmarks.hooks                 # 400 requests per case, 8 at a time, 3 rounds
     python -m benchmarks.hooks --requests 2000 --concurrency 16
 
 One process holds a front door, a worker, the fake upstream and the client (the test
@@ -111,13 +111,20 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     _unique,
                 ),
             ]
-            for name, general, body in cases:
-                namespace = new_namespace()
-                try:
-                    config = make_config(base, namespace, general=general)
-                    results.append(await _case(name, config, body, args))
-                finally:
-                    await delete_namespace(redis, namespace)
+            # Rounds interleave the cases, and each case keeps its least-CPU round: on a
+            # shared machine other jobs only ever add time.
+            best: dict[str, dict[str, Any]] = {}
+            for _ in range(args.rounds):
+                for name, general, body in cases:
+                    namespace = new_namespace()
+                    try:
+                        config = make_config(base, namespace, general=general)
+                        result = await _case(name, config, body, args)
+                    finally:
+                        await delete_namespace(redis, namespace)
+                    if name not in best or result["cpu_ms"] < best[name]["cpu_ms"]:
+                        best[name] = result
+            results = [best[name] for name, _, _ in cases]
     await redis.aclose()
     return results
 
@@ -140,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hooks", description=__doc__)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="each case's least-CPU round counts")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     text = table(asyncio.run(run(args)))

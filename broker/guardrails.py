@@ -7,6 +7,9 @@ Per-guardrail metrics: checks by result (passed, masked, blocked) and their late
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -22,9 +25,16 @@ from broker.config.loader import Config
 from broker.frontdoor import FrontDoor
 from broker.hooks import FRONT_HOOKS
 from broker.relay import Relay
+from broker.reply_hub import Queued
 from workers import envelopes
-from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, Record
-from workers.hooks.guardrails import GuardrailBlocked, Guardrails, caller_view
+from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, Envelope, Record
+from workers.hooks.guardrails import (
+    GuardrailBlocked,
+    Guardrails,
+    LlmJudge,
+    caller_view,
+    requested,
+)
 from workers.hooks.service import FrontDoorAnswer, ServiceHooks
 from workers.settings.hooks import Guardrail
 
@@ -57,9 +67,22 @@ class GuardrailMetrics:
 
 class FrontDoorGuardrails:
     def __init__(
-        self, entries: list[Guardrail], metrics: GuardrailMetrics, hooks: ServiceHooks | None
+        self,
+        entries: list[Guardrail],
+        metrics: GuardrailMetrics,
+        hooks: ServiceHooks | None,
+        front: FrontDoor | None = None,
     ) -> None:
         self.rules = Guardrails(entries, observer=metrics.observe)
+        # Per key: the guardrails its requests always run (switchboard_settings.api_keys).
+        self.by_key: dict[str, list[str]] = {}
+        if front is not None:
+            for key in front.settings.api_keys:
+                if key.guardrails:
+                    self.by_key[key.alias] = list(key.guardrails)
+            for entry in self.rules.entries.values():
+                if isinstance(entry.guard, LlmJudge):
+                    entry.guard.ask = functools.partial(ask_model, front)
         # The front door's callbacks: a request blocked before queueing no worker sees.
         self.hooks = hooks
 
@@ -68,6 +91,9 @@ class FrontDoorGuardrails:
         A block raises GuardrailBlocked (a 400); nothing has been queued."""
         data: dict[str, Any] = orjson.loads(body)
         self.rules.check_names(data)
+        for_key = self.by_key.get(caller.alias)
+        if for_key:
+            data["guardrails"] = sorted(requested(data) | set(for_key))
         started_s = time.time()
         try:
             if await self.rules.pre_call(data, caller_view(caller.alias), _CALL_TYPES[kind]):
@@ -176,13 +202,70 @@ def guardrails_ctx(
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         metrics = GuardrailMetrics(app[front_door].metrics.registry)
+        _check_key_guardrails(config)
         if config.guardrails:
             try:
+                _check_judges(config)
                 app[GUARDRAILS] = FrontDoorGuardrails(
-                    list(config.guardrails), metrics, app.get(FRONT_HOOKS)
+                    list(config.guardrails), metrics, app.get(FRONT_HOOKS), app[front_door]
                 )
             except ValueError as exc:  # a custom guardrail that cannot be imported
                 raise ConfigError("guardrails", str(exc)) from exc
         yield
 
     return ctx
+
+
+def _check_key_guardrails(config: Config) -> None:
+    names = {entry.guardrail_name for entry in config.guardrails}
+    for i, key in enumerate(config.switchboard_settings.api_keys):
+        unknown = set(key.guardrails) - names
+        if unknown:
+            raise ConfigError(
+                f"switchboard_settings.api_keys[{i}].guardrails",
+                f"{sorted(unknown)} are not in the guardrails section",
+            )
+
+
+def _check_judges(config: Config) -> None:
+    for i, entry in enumerate(config.guardrails):
+        model = entry.litellm_params.model
+        if entry.litellm_params.guardrail == "llm_judge" and model not in config.deployments:
+            raise ConfigError(
+                f"guardrails[{i}].litellm_params.model", f"{model!r} is no model group"
+            )
+
+
+async def ask_model(front: FrontDoor, group: str, messages: list[dict[str, Any]]) -> str:
+    """A question to a model group, queued like any request (an llm_judge's): its answer's
+    text. Bounded by the front door's request_timeout_s; a failure is the judge's error."""
+    timeout_s = front.settings.request_timeout_s
+    now_ms = int(time.time() * 1000)
+    request_id = "req_judge_" + os.urandom(12).hex()
+    envelope = Envelope(
+        request_id=request_id,
+        kind=KIND_CHAT,
+        model_group=group,
+        stream=False,
+        deadline_ms=now_ms + int(timeout_s * 1000),
+        enqueued_ms=now_ms,
+        reply_to=front.id,
+        lane=front.settings.lanes[0],
+        body=orjson.dumps({"model": group, "messages": messages}),
+    )
+    loop = asyncio.get_running_loop()
+    waiter = front.hub.register(request_id)
+    try:
+        entry = await front.enqueue(envelope.lane, envelopes.encode(envelope))
+        waiter.queued = Queued(envelope, entry)
+        parts: list[bytes] = []
+        record = await waiter.next_record(loop.time() + timeout_s)
+        while record.end == envelopes.PART:
+            parts.append(record.body)
+            record = await waiter.next_record(loop.time() + timeout_s)
+    finally:
+        front.hub.unregister(request_id)
+    if record.end != envelopes.RESPONSE:
+        raise ValueError(f"the judge {group!r} failed (status {record.status})")
+    answer = orjson.loads(envelopes.join_parts(parts, record).body)
+    return str(answer["choices"][0]["message"].get("content") or "")

@@ -31,6 +31,7 @@ def service_hooks(config: Config, tracing: Tracing | None = None) -> ServiceHook
             turn_off_message_logging=settings.turn_off_message_logging,
             settings=config.callback_settings,
             tracing=tracing,
+            guardrails=list(config.guardrails),
         )
     except ValueError as exc:  # a name neither built in nor importable, a missing section
         raise ConfigError("litellm_settings.callbacks", str(exc)) from exc

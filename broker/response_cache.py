@@ -8,6 +8,7 @@ serve is a miss, never an error: the request goes upstream as if there were no c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -50,6 +51,8 @@ log = logging.getLogger("switchboard.cache")
 
 CACHE_HEADER = "x-switchboard-cache"
 POOL_SIZE = 32
+# How often a request waiting on an identical one in flight looks for its answer.
+FOLLOW_POLL_S = 0.02
 
 
 class CacheMetrics:
@@ -105,37 +108,100 @@ class ResponseCache:
         key = self.keys.cached_answer(
             control.namespace or self.params.namespace, cache_digest(parsed, group, kind, scope)
         )
-        if not control.no_cache:
-            cached = await self._read(key)
-            if cached is not None and (
-                control.max_age_s is None or cached.age_s <= control.max_age_s
-            ):
-                self.metrics.lookups.labels(group, "hit").inc()
-                if cached.cost_usd:
-                    self.metrics.saved_cost.labels(group).inc(cached.cost_usd)
-                request_id = caller.new_request_id()
-                if self.hooks is not None:
-                    self.hooks.dispatcher.offer(
-                        FrontDoorAnswer(
-                            request_id=request_id,
-                            kind=KIND_CHAT if kind == "chat" else KIND_EMBEDDING,
-                            model_group=group,
-                            body=body,
-                            started_s=started_s,
-                            stream=stream,
-                            api_key_alias=caller.alias,
-                            response=cached.body,
-                        )
-                    )
-                if stream:
-                    return await _replay(request, cached, request_id, include_usage), None
-                headers = {"x-request-id": request_id, CACHE_HEADER: "hit"}
-                headers["x-switchboard-cost-usd"] = "0"
-                return web.Response(body=cached.body, content_type=JSON, headers=headers), None
+        cached = None if control.no_cache else await self._read(key)
+        if cached is not None and (control.max_age_s is None or cached.age_s <= control.max_age_s):
+            return await self._hit(
+                request, cached, body, kind, group, caller, stream, include_usage, started_s
+            ), None
+        lock = None
+        if self.params.coalesce and not control.no_store:
+            # Single flight: one front door's request goes upstream, identical ones wait.
+            lock = self.keys.cached_answer_lock(key)
+            if not await self._lead(lock):
+                cached = await self._follow(key, lock)
+                if cached is not None:
+                    return await self._hit(
+                        request, cached, body, kind, group, caller, stream, include_usage, started_s
+                    ), None
+                lock = None  # the leader gave no answer in time: go upstream too
         self.metrics.lookups.labels(group, "miss").inc()
         if control.no_store:
             return None, Pending(self, key, None)
-        return None, Pending(self, key, control.ttl_s or self.params.ttl)
+        return None, Pending(self, key, control.ttl_s or self.params.ttl, lock)
+
+    async def _hit(
+        self,
+        request: web.Request,
+        cached: CachedAnswer,
+        body: bytes,
+        kind: str,
+        group: str,
+        caller: Caller,
+        stream: bool,
+        include_usage: bool,
+        started_s: float,
+    ) -> web.StreamResponse:
+        self.metrics.lookups.labels(group, "hit").inc()
+        if cached.cost_usd:
+            self.metrics.saved_cost.labels(group).inc(cached.cost_usd)
+        request_id = caller.new_request_id()
+        if self.hooks is not None:
+            self.hooks.dispatcher.offer(
+                FrontDoorAnswer(
+                    request_id=request_id,
+                    kind=KIND_CHAT if kind == "chat" else KIND_EMBEDDING,
+                    model_group=group,
+                    body=body,
+                    started_s=started_s,
+                    stream=stream,
+                    api_key_alias=caller.alias,
+                    response=cached.body,
+                )
+            )
+        if stream:
+            return await _replay(request, cached, request_id, include_usage)
+        headers = {"x-request-id": request_id, CACHE_HEADER: "hit", "x-switchboard-cost-usd": "0"}
+        return web.Response(body=cached.body, content_type=JSON, headers=headers)
+
+    async def _lead(self, lock: str) -> bool:
+        """Whether this request goes upstream for its key (it took the lock)."""
+        try:
+            took = await self.redis.set(
+                lock, b"1", nx=True, px=int(self.params.coalesce_wait_s * 1000)
+            )
+        except RedisError:
+            return True
+        return bool(took)
+
+    async def _follow(self, key: str, lock: str) -> CachedAnswer | None:
+        """Wait for the leader's answer: until it is stored, or the lock is gone without
+        one (the leader failed), or `coalesce_wait_s`."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.params.coalesce_wait_s
+        while loop.time() < give_up_at:
+            await asyncio.sleep(FOLLOW_POLL_S)
+            try:
+                raw, held = await self._read_both(key, lock)
+            except RedisError:
+                return None
+            if raw is not None:
+                return decode_answer(raw)
+            if not held:
+                return None
+        return None
+
+    async def _read_both(self, key: str, lock: str) -> tuple[bytes | None, bool]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(key)
+            pipe.exists(lock)
+            raw, held = await pipe.execute()
+        return raw, bool(held)
+
+    async def release(self, lock: str) -> None:
+        try:
+            await self.redis.delete(lock)
+        except RedisError as exc:
+            log.warning("cache lock not released (%s): it expires", type(exc).__name__)
 
     async def _read(self, key: str) -> CachedAnswer | None:
         try:
@@ -151,6 +217,21 @@ class ResponseCache:
             return None
 
     async def store(
+        self,
+        key: str,
+        ttl_s: float,
+        body: bytes,
+        chunks: list[bytes],
+        meta: Meta | None,
+        lock: str | None = None,
+    ) -> None:
+        try:
+            await self._store(key, ttl_s, body, chunks, meta)
+        finally:
+            if lock is not None:
+                await self.release(lock)
+
+    async def _store(
         self, key: str, ttl_s: float, body: bytes, chunks: list[bytes], meta: Meta | None
     ) -> None:
         if not body and chunks:
@@ -166,12 +247,17 @@ class ResponseCache:
 
 
 class Pending:
-    """A miss: tells the relay to mark its answer `miss`, and stores the answer it gets."""
+    """A miss: tells the relay to mark its answer `miss`, and stores the answer it gets; as
+    a coalescing leader, releases its lock once stored, or at once without an answer."""
 
-    def __init__(self, cache: ResponseCache, key: str, ttl_s: float | None) -> None:
+    def __init__(
+        self, cache: ResponseCache, key: str, ttl_s: float | None, lock: str | None = None
+    ) -> None:
         self.cache = cache
         self.key = key
         self.ttl_s = ttl_s
+        self.lock = lock
+        self.is_answered = False
 
     def attach(self, relay: Relay, tasks: Supervisor) -> None:
         relay.extra_headers[CACHE_HEADER] = "miss"
@@ -180,9 +266,17 @@ class Pending:
             return  # no-store
 
         def stored(body: bytes, chunks: list[bytes], meta: Meta | None) -> None:
-            tasks.spawn(self.cache.store(self.key, ttl_s, body, chunks, meta), "cache store")
+            self.is_answered = True
+            store = self.cache.store(self.key, ttl_s, body, chunks, meta, self.lock)
+            tasks.spawn(store, "cache store")
 
         relay.on_answer = stored
+
+    def settle(self, tasks: Supervisor) -> None:
+        """After the relay: a leader without an answer (an error, a cancellation) lets the
+        requests waiting on it go upstream themselves."""
+        if self.lock is not None and not self.is_answered:
+            tasks.spawn(self.cache.release(self.lock), "cache lock release")
 
 
 async def _replay(

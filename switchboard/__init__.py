@@ -19,24 +19,32 @@ from typing import TYPE_CHECKING, Any
 
 from workers.sdk import *  # noqa: F403  # the SDK's public names, as workers.sdk lists them
 from workers.sdk import __all__ as __all__
+from workers.sdk import cache as _cache
 from workers.sdk import callbacks as _callbacks
 
 if TYPE_CHECKING:
+    from workers.sdk.cache import Cache
+
     success_callback: list[Any]
     failure_callback: list[Any]
     callbacks: list[Any]
     turn_off_message_logging: bool
     callback_settings: dict[str, Any]
+    cache: Cache | None
 
 
 class _Switchboard(types.ModuleType):
     def __getattr__(self, name: str) -> Any:
+        if name == "cache":
+            return _cache.current
         if name in _callbacks.SETTINGS:
             return _callbacks.get_setting(name)
         raise AttributeError(f"module 'switchboard' has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _callbacks.SETTINGS:
+        if name == "cache":
+            _cache.current = value
+        elif name in _callbacks.SETTINGS:
             _callbacks.set_setting(name, value)
         else:
             super().__setattr__(name, value)

@@ -112,6 +112,11 @@ class Keys:
         its own TTL, read and written on its own, so it needs no hash tag."""
         return f"{self.ns}:cache:{namespace}:{digest}"
 
+    def cached_answer_lock(self, answer_key: str) -> str:
+        """Held (SET NX, expiring) by the one request that goes upstream for an answer
+        while identical ones wait for it (`cache_params.coalesce`)."""
+        return f"{answer_key}:lock"
+
     @property
     def tenancy(self) -> TenancyKeys:
         return TenancyKeys(f"{self.ns}:{{q}}:t", f"{self.ns}:tenancy")

@@ -67,6 +67,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     )
     if guards is not None:
         guards.attach(relay, checked, caller, "chat")
-    if pending is not None:
-        pending.attach(relay, front.tasks)
-    return await relay.run(request)
+    if pending is None:
+        return await relay.run(request)
+    pending.attach(relay, front.tasks)
+    try:
+        return await relay.run(request)
+    finally:
+        pending.settle(front.tasks)

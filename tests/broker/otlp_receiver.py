@@ -36,12 +36,16 @@ class OtlpReceiver:
         self.spans: list[ReceivedSpan] = []
         self.headers: list[dict[str, str]] = []
         self.is_down = False
+        # Export attempts refused while down (503, which OTLP exporters retry).
+        self.refused = 0
         self.arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self.base_url = ""
         self.url = ""
 
     async def _traces(self, request: web.Request) -> web.Response:
         if self.is_down:
+            self.refused += 1
             return web.Response(status=503)
         message = ExportTraceServiceRequest()
         message.ParseFromString(await request.read())
@@ -64,12 +68,15 @@ class OtlpReceiver:
     async def __aenter__(self) -> OtlpReceiver:
         app = web.Application()
         app.router.add_post("/v1/traces", self._traces)
+        # Langfuse's OTLP endpoint.
+        app.router.add_post("/api/public/otel/v1/traces", self._traces)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}/v1/traces"
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.url = self.base_url + "/v1/traces"
         return self
 
     async def __aexit__(self, *exc: object) -> None:

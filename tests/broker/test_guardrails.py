@@ -30,6 +30,10 @@ guardrails:
     litellm_params: {guardrail: regex, mode: post_call, patterns: ["fake reply"]}
   - guardrail_name: mask-answers
     litellm_params: {guardrail: regex, mode: post_call, action: mask, patterns: ["fake"]}
+  - guardrail_name: strict-judge
+    litellm_params: {guardrail: llm_judge, mode: pre_call, model: gpt-test, block_if: fake reply}
+  - guardrail_name: lenient-judge
+    litellm_params: {guardrail: llm_judge, mode: during_call, model: gpt-test}
   - guardrail_name: judge
     litellm_params:
       guardrail: tests.broker.callback_targets.Judge
@@ -47,11 +51,12 @@ SLOWER = """\
 """
 
 
-def _config(fake: FakeUpstream, namespace: str, extra: str = "") -> Any:
+def _config(fake: FakeUpstream, namespace: str, extra: str = "", **kwargs: Any) -> Any:
     base = fake.base_url + "/v1"
     return make_config(
         base,
         namespace,
+        **kwargs,
         general=textwrap.dedent(GUARDRAILS) + extra,
         extra_models=SLOWER.format(base=base),
     )
@@ -193,3 +198,38 @@ async def test_post_call_on_a_stream_masks_chunks_and_checks_the_whole_text(
     assert last["error"]["code"] == "guardrail_blocked"
     assert last["error"]["param"] == "no-fake-answers"
     assert all(data != "[DONE]" for _, data in events)
+
+
+async def test_an_llm_judge_asks_a_model_group_through_the_queue(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    async with service(_config(fake, namespace)) as ([door], _), aiohttp.ClientSession() as http:
+        status, body, _ = await post(http, door.url, _body("hi", guardrails=["strict-judge"]))
+        assert status == 400 and body["error"]["param"] == "strict-judge"
+        assert "fake reply" in body["error"]["message"]
+        # Only the judge's question went upstream, with its instructions and the text.
+        [asked] = fake.requests
+        assert asked.json["messages"][0]["role"] == "system"
+        assert asked.json["messages"][1]["content"] == "hi"
+        status, _, _ = await post(http, door.url, _body("hello", guardrails=["lenient-judge"]))
+    assert status == 200 and fake.request_count == 3
+
+
+async def test_a_keys_guardrails_run_on_every_request_it_makes(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    keys = (
+        "[{alias: strict, key: sk-strict-0123456789, guardrails: [short-only]},"
+        " {alias: loose, key: sk-loose-0123456789}]"
+    )
+    long_body = _body("word " * 400)
+    async with (
+        service(_config(fake, namespace, settings={"api_keys": keys})) as ([door], _),
+        aiohttp.ClientSession() as http,
+    ):
+        strict = {"Authorization": "Bearer sk-strict-0123456789"}
+        status, body, _ = await post(http, door.url, long_body, headers=strict)
+        assert status == 400 and body["error"]["param"] == "short-only"
+        loose = {"Authorization": "Bearer sk-loose-0123456789"}
+        status, _, _ = await post(http, door.url, long_body, headers=loose)
+        assert status == 200

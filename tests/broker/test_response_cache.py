@@ -4,6 +4,7 @@ and the key's scope decide what is read and stored."""
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from typing import Any
 
@@ -169,3 +170,22 @@ async def test_a_malformed_cache_object_is_a_400_naming_it(
         status, body, _ = await post(http, door.url, {**BODY, "cache": cache})
     assert status == 400
     assert body["error"]["type"] == "invalid_request_error" and body["error"]["param"] == param
+
+
+async def test_coalesce_sends_one_upstream_call_for_identical_concurrent_misses(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    config = _config(fake, namespace, "coalesce: true\n")
+    body = {"model": "slow", "messages": HELLO}
+    async with service(config, front_doors=2) as (doors, _), aiohttp.ClientSession() as http:
+        results = await asyncio.gather(*(post(http, doors[i % 2].url, body) for i in range(6)))
+        assert fake.request_count == 1
+        # A leader that gets no answer (here its deadline passes) releases its followers at
+        # once: they go upstream themselves instead of waiting out coalesce_wait_s.
+        late = {"model": "slow", "messages": [{"role": "user", "content": "late"}], "timeout": 0.2}
+        statuses = await asyncio.gather(*(post(http, doors[0].url, late) for _ in range(2)))
+    assert [status for status, _, _ in results] == [200] * 6
+    caches = sorted(response.headers["x-switchboard-cache"] for _, _, response in results)
+    assert caches == ["hit"] * 5 + ["miss"]
+    assert len({answer["choices"][0]["message"]["content"] for _, answer, _ in results}) == 1
+    assert [status for status, _, _ in statuses] == [504, 504]

@@ -180,3 +180,31 @@ async def test_answers_the_front_door_gives_itself_reach_the_callbacks(
     # Every worker-served request logged once, not cached: cost counted there.
     served = [line for line in lines if line["status"] == "success" and not line["cache_hit"]]
     assert served and all(line["response_cost"] > 0 for line in served)
+
+
+async def test_a_logging_only_guardrail_masks_what_the_callbacks_see_not_the_call(
+    fake: FakeUpstream, namespace: str, tmp_path: Path
+) -> None:
+    jsonl = tmp_path / "calls.jsonl"
+    general = textwrap.dedent(
+        f"""\
+        litellm_settings:
+          success_callback: ["jsonl"]
+        callback_settings:
+          jsonl: {{path: {jsonl}}}
+        guardrails:
+          - guardrail_name: pii-in-logs
+            litellm_params: {{guardrail: pii, mode: logging_only, default_on: true}}
+        """
+    )
+    config = make_config(fake.base_url + "/v1", namespace, general=general)
+    text = "mail ann@example.com please"
+    async with service(config) as ([door], workers), aiohttp.ClientSession() as http:
+        status, _, _ = await post(
+            http, door.url, {"model": "gpt-test", "messages": [{"role": "user", "content": text}]}
+        )
+        assert status == 200
+        await _flush(workers)
+    assert fake.requests[-1].json["messages"][0]["content"] == text  # the call is untouched
+    [logged] = [orjson.loads(line) for line in jsonl.read_bytes().splitlines()]
+    assert logged["messages"][0]["content"] == "mail [EMAIL] please"

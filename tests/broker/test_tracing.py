@@ -3,6 +3,7 @@ OpenTelemetry SDK over OTLP/HTTP to a receiver that decodes it with opentelemetr
 
 from __future__ import annotations
 
+import base64
 import textwrap
 from typing import Any
 
@@ -10,6 +11,7 @@ import aiohttp
 
 from tests.broker.harness import make_config, post, service
 from tests.broker.otlp_receiver import OtlpReceiver
+from tests.waiting import eventually
 from workers.testing.server import FakeUpstream
 
 HELLO = [{"role": "user", "content": "trace me"}]
@@ -26,7 +28,9 @@ FAILING = """\
 """
 
 
-def _config(fake: FakeUpstream, namespace: str, receiver: OtlpReceiver) -> Any:
+def _config(
+    fake: FakeUpstream, namespace: str, receiver: OtlpReceiver, otel_extra: str = ""
+) -> Any:
     general = textwrap.dedent(
         f"""\
         litellm_settings:
@@ -37,6 +41,7 @@ def _config(fake: FakeUpstream, namespace: str, receiver: OtlpReceiver) -> Any:
             endpoint: {receiver.url}
             headers: {{x-collector-token: sekrit}}
             service_name: sb-test
+            {otel_extra}
         """
     )
     base = fake.base_url + "/v1"
@@ -59,35 +64,28 @@ async def test_one_trace_runs_from_the_client_through_the_queue_to_the_upstream(
             request_id = response.headers["x-request-id"]
         # Leaving the service flushed both processes' batches.
         spans = {span.name: span for span in receiver.spans}
-    assert set(spans) >= {
-        "POST /v1/chat/completions",
-        "switchboard.queue",
-        "switchboard.job",
-        "chat gpt-test",
-    }
+    # A request served at once: three spans, no attempt of its own.
+    assert set(spans) == {"POST /v1/chat/completions", "switchboard.queue", "chat gpt-test"}
     front = spans["POST /v1/chat/completions"]
-    queue, job, call = spans["switchboard.queue"], spans["switchboard.job"], spans["chat gpt-test"]
+    queue, call = spans["switchboard.queue"], spans["chat gpt-test"]
     # One trace, the client's, and each span under the right parent.
     assert {s.trace_id for s in spans.values()} == {CLIENT_TRACE}
     assert front.parent_id == CLIENT_PARENT
-    assert queue.parent_id == front.span_id and job.parent_id == front.span_id
-    assert call.parent_id == job.span_id
-    # Queue wait ends where the job starts.
-    assert queue.end_ns <= job.start_ns + 1_000_000
+    assert queue.parent_id == front.span_id and call.parent_id == front.span_id
+    # Queue wait ends where the worker's span starts.
+    assert queue.end_ns <= call.start_ns + 1_000_000
     # GenAI semantic conventions on the provider call.
     assert call.attributes["gen_ai.operation.name"] == "chat"
     assert call.attributes["gen_ai.request.model"] == "gpt-test"
     assert call.attributes["gen_ai.usage.input_tokens"] > 0
     assert call.attributes["gen_ai.usage.output_tokens"] > 0
     assert call.attributes["gen_ai.provider.name"] == "openai"
-    assert job.attributes["switchboard.request_id"] == request_id
+    assert call.attributes["switchboard.request_id"] == request_id
     assert front.service == "sb-test"
     assert front.attributes["http.response.status_code"] == 200
-    # The provider attempt is a child of the call, and the upstream got its context.
-    attempt = spans["attempt gpt-test[0]"]
-    assert attempt.parent_id == call.span_id
+    # The upstream got the provider call's context.
     upstream = fake.requests[-1].headers["traceparent"]
-    assert upstream == f"00-{CLIENT_TRACE}-{attempt.span_id}-01"
+    assert upstream == f"00-{CLIENT_TRACE}-{call.span_id}-01"
     assert all(h.get("x-collector-token") == "sekrit" for h in receiver.headers)
 
 
@@ -136,6 +134,46 @@ async def test_a_fallback_shows_each_attempt_under_the_provider_call(
     assert failed.attributes["error.type"] and "error.type" not in served.attributes
     assert failed.end_ns <= served.start_ns
     assert call.attributes["switchboard.fallbacks"] == 1
-    # Each upstream request carried its own attempt's context.
+    # The first attempt carried the call's context (it had no span yet), the next its own.
     sent = [r.headers["traceparent"].split("-")[2] for r in fake.requests]
-    assert sent == [failed.span_id, served.span_id]
+    assert sent == [call.span_id, served.span_id]
+
+
+async def test_a_collector_outage_under_load_loses_no_span_and_repeats_none(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    async with OtlpReceiver() as receiver:
+        config = _config(fake, namespace, receiver, "export_interval_s: 0.1")
+        receiver.is_down = True
+        async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+            for _ in range(10):
+                status, _, _ = await post(http, door.url, {"model": "gpt-test", "messages": HELLO})
+                assert status == 200
+            # The exporters tried, and were refused, a few times: the collector was down.
+            await eventually(lambda: receiver.refused >= 3, what="refused exports", timeout_s=20)
+            receiver.is_down = False
+        spans = receiver.spans
+    # Every request's three spans (front door, queue, provider call), each once.
+    assert len({span.span_id for span in spans}) == len(spans) == 30
+    assert len({span.trace_id for span in spans}) == 10
+
+
+async def test_langfuse_gets_the_spans_with_its_basic_auth(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    async with OtlpReceiver() as receiver:
+        general = textwrap.dedent(
+            f"""\
+            litellm_settings:
+              success_callback: ["langfuse"]
+            callback_settings:
+              langfuse: {{host: "{receiver.base_url}", public_key: pk-lf-1, secret_key: sk-lf-2}}
+            """
+        )
+        config = make_config(fake.base_url + "/v1", namespace, general=general)
+        async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+            status, _, _ = await post(http, door.url, {"model": "gpt-test", "messages": HELLO})
+            assert status == 200
+    assert {s.name for s in receiver.spans} >= {"POST /v1/chat/completions", "chat gpt-test"}
+    token = base64.b64encode(b"pk-lf-1:sk-lf-2").decode()
+    assert {h["Authorization"] for h in receiver.headers} == {f"Basic {token}"}

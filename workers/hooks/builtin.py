@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,6 +19,8 @@ from workers.retry import backoff_s
 from workers.settings.hooks import JsonlCallback, WebhookCallback
 
 log = logging.getLogger("switchboard.callbacks")
+# The longest pause between two attempts of one event.
+MAX_PAUSE_S = 5.0
 
 
 def _payload(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -63,14 +66,20 @@ class WebhookLogger(CustomLogger):
         self.settings = settings
         self._session: aiohttp.ClientSession | None = None
 
+    @property
+    def delivery_timeout_s(self) -> float:
+        """The dispatcher lets one event take this long: the retries are the point."""
+        return self.settings.retry_for_s + self.settings.timeout_s
+
     async def _post(self, kwargs: dict[str, Any]) -> None:
         if self._session is None or self._session.closed:
             timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
             self._session = aiohttp.ClientSession(timeout=timeout)
         body = orjson.dumps(_payload(kwargs), default=str)
         headers = {"Content-Type": "application/json", **self.settings.headers}
-        attempts = self.settings.max_retries + 1
-        for attempt in range(attempts):
+        give_up_at = time.monotonic() + self.settings.retry_for_s
+        attempt = 0
+        while True:
             try:
                 async with self._session.post(
                     self.settings.url, data=body, headers=headers
@@ -82,10 +91,14 @@ class WebhookLogger(CustomLogger):
                     why = f"status {response.status}"
             except (aiohttp.ClientError, TimeoutError) as exc:
                 why = type(exc).__name__
-            if attempt + 1 < attempts:
-                log.info("webhook delivery failed (%s); retrying", why)
-                await asyncio.sleep(backoff_s(attempt))
-        raise WebhookRefused(f"the webhook failed {attempts} times (last: {why})")
+            pause_s = min(backoff_s(attempt), MAX_PAUSE_S)
+            if time.monotonic() + pause_s > give_up_at:
+                raise WebhookRefused(
+                    f"the webhook failed for {self.settings.retry_for_s:g}s ({why})"
+                )
+            log.info("webhook delivery failed (%s); retrying in %.1fs", why, pause_s)
+            await asyncio.sleep(pause_s)
+            attempt += 1
 
     async def async_log_success_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any

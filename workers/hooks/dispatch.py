@@ -50,6 +50,8 @@ class CallbackDispatcher:
         callback_timeout_s: float = DEFAULT_CALLBACK_TIMEOUT_S,
     ) -> None:
         self.callbacks = callbacks
+        # Applied to each event before the callbacks see it (logging_only guardrails).
+        self.transform: Callable[[CallEvent], CallEvent] | None = None
         self.max_queue = max_queue
         self.callback_timeout_s = callback_timeout_s
         self._queue: collections.deque[Item] = collections.deque()
@@ -140,6 +142,8 @@ class CallbackDispatcher:
                 self.failed["event"] += 1
                 log.exception("a finished request could not be made into an event")
                 return
+        if self.transform is not None:
+            item = self.transform(item)
         redact = self.callbacks.turn_off_message_logging
         kwargs, response = view(item, redact=redact)
         args = (kwargs, response, kwargs["start_time"], kwargs["end_time"])
@@ -189,8 +193,11 @@ class CallbackDispatcher:
                     await self._call(name, getattr(logger, hook), (model, messages, kwargs))
 
     async def _call(self, name: str, hook: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        # A built-in that retries (webhook) says how long its retries may take.
+        owner = getattr(hook, "__self__", None)
+        timeout_s = max(self.callback_timeout_s, getattr(owner, "delivery_timeout_s", 0.0))
         try:
-            async with asyncio.timeout(self.callback_timeout_s):
+            async with asyncio.timeout(timeout_s):
                 if inspect.iscoroutinefunction(hook):
                     await hook(*args)
                 else:

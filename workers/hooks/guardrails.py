@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import msgspec
 
@@ -298,7 +298,46 @@ class MaxInputTokens(CustomGuardrail):
         self._check(data)
 
 
+# How an llm_judge asks its model group: (group, messages) -> the answer's text. The front
+# door gives one that queues the question like any request (broker/guardrails.py).
+Ask = Callable[[str, list[dict[str, Any]]], Coroutine[Any, Any, str]]
+
+
+class LlmJudge(CustomGuardrail):
+    """A model group judges the request's text; an answer containing `block_if` blocks."""
+
+    def __init__(self, params: GuardrailParams, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = params.model or ""
+        self.prompt = params.prompt
+        self.block_if = params.block_if.lower()
+        self.ask: Ask | None = None
+
+    async def _judge(self, data: dict[str, Any]) -> None:
+        if self.ask is None:
+            raise ValueError("llm_judge runs only in the service (it asks a model group)")
+        question = [
+            {"role": "system", "content": self.prompt},
+            {"role": "user", "content": "\n\n".join(request_texts(data))},
+        ]
+        answer = await self.ask(self.model, question)
+        if self.block_if in answer.lower():
+            raise ValueError(f"the judge ({self.model}) answered {answer[:80]!r}")
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
+    ) -> dict[str, Any] | None:
+        await self._judge(data)
+        return None
+
+    async def async_moderation_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, call_type: str
+    ) -> None:
+        await self._judge(data)
+
+
 _BUILTINS: dict[str, Callable[..., CustomGuardrail]] = {
+    "llm_judge": LlmJudge,
     "keywords": KeywordGuard,
     "regex": RegexGuard,
     "pii": PiiGuard,
@@ -335,11 +374,43 @@ def make_guardrail(entry: Guardrail) -> CustomGuardrail:
 # ------------------------------------------------------------------------------ the set
 
 
+_MODES = frozenset({"pre_call", "during_call", "post_call", "logging_only"})
+
+
+class _Entry(NamedTuple):
+    modes: list[GuardrailMode]
+    default_on: bool
+    guard: CustomGuardrail
+    # A built-in with `action: mask` (it may run on each chunk of a stream).
+    masks: bool
+
+
 class Guardrails:
     """The configured guardrails, and which of them a request runs."""
 
+    @classmethod
+    def of(cls, guards: list[CustomGuardrail]) -> Guardrails:
+        """The SDK's: CustomGuardrail objects (in `switchboard.callbacks`), each with its
+        own `guardrail_name`, `event_hook` (a mode or a list of them) and `default_on`."""
+        made = cls([])
+        for i, guard in enumerate(guards):
+            hook = guard.event_hook or "pre_call"
+            given = [hook] if isinstance(hook, str) else list(hook)
+            modes = [cast(GuardrailMode, m) for m in given if m in _MODES]
+            name = guard.guardrail_name or f"{type(guard).__name__}[{i}]"
+            made.entries[name] = _Entry(modes, guard.default_on, guard, False)
+        return made
+
     def __init__(self, entries: list[Guardrail], observer: GuardrailObserver | None = None) -> None:
-        self.entries = {e.guardrail_name: (e, make_guardrail(e)) for e in entries}
+        self.entries: dict[str, _Entry] = {
+            e.guardrail_name: _Entry(
+                e.litellm_params.modes,
+                e.litellm_params.default_on,
+                make_guardrail(e),
+                e.litellm_params.action == "mask",
+            )
+            for e in entries
+        }
         self.observer = observer
 
     def selected(
@@ -348,9 +419,8 @@ class Guardrails:
         named = requested(data)
         return [
             (name, guard)
-            for name, (entry, guard) in self.entries.items()
-            if mode in entry.litellm_params.modes
-            and (entry.litellm_params.default_on or name in named)
+            for name, (modes, default_on, guard, _) in self.entries.items()
+            if mode in modes and (default_on or name in named)
         ]
 
     def check_names(self, data: dict[str, Any]) -> None:
@@ -380,8 +450,8 @@ class Guardrails:
         return any(self._is_masking(name) for name, _ in self.selected(data, "post_call"))
 
     def _is_masking(self, name: str) -> bool:
-        entry, guard = self.entries[name]
-        return isinstance(guard, _TextGuard) and entry.litellm_params.action == "mask"
+        entry = self.entries[name]
+        return isinstance(entry.guard, _TextGuard) and entry.masks
 
     async def post_call(
         self,
@@ -421,6 +491,26 @@ class Guardrails:
     def _observe(self, name: str, result: str, started: float) -> None:
         if self.observer is not None:
             self.observer(name, result, time.perf_counter() - started)
+
+
+def log_masker(guardrails: Guardrails) -> Callable[[dict[str, Any], Any], None] | None:
+    """What `logging_only` guardrails do: mask the texts of a request and its response as
+    the callbacks will see them (in place, on copies the event owns). None without any."""
+    masks = [
+        entry.guard
+        for entry in guardrails.entries.values()
+        if "logging_only" in entry.modes and isinstance(entry.guard, _TextGuard)
+    ]
+    if not masks:
+        return None
+
+    def mask(request: dict[str, Any], response: Any) -> None:
+        for guard in masks:
+            _rewrite(_text_slots(request), guard.mask)
+            if isinstance(response, dict):
+                _rewrite(response_slots(response), guard.mask)
+
+    return mask
 
 
 def requested(data: Mapping[str, Any]) -> set[str]:

@@ -10,9 +10,12 @@ delivery task.
 
 from __future__ import annotations
 
+import copy
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import orjson
 
 from workers import envelopes
@@ -21,10 +24,11 @@ from workers.errors import RequestCancelled, SwitchboardError, error_for_status
 from workers.hooks.builtin import JsonlLogger, WebhookLogger
 from workers.hooks.custom_logger import CustomLogger
 from workers.hooks.dispatch import CallbackDispatcher
-from workers.hooks.events import CallEvent
+from workers.hooks.events import CallEvent, as_builtins
+from workers.hooks.guardrails import Guardrails, log_masker
 from workers.hooks.registry import Callbacks, Factory
 from workers.sdk.assemble import stream_chunk_builder
-from workers.settings.hooks import CallbackSettings
+from workers.settings.hooks import CallbackSettings, Guardrail
 from workers.wire import decode_chunk
 
 if TYPE_CHECKING:
@@ -190,6 +194,7 @@ class ServiceHooks:
         turn_off_message_logging: bool,
         settings: CallbackSettings,
         tracing: CustomLogger | None = None,
+        guardrails: list[Guardrail] | None = None,
     ) -> ServiceHooks | None:
         """The hooks a config asks for (None without any callback); every name resolved now,
         so a typo or a missing module stops the start."""
@@ -203,7 +208,11 @@ class ServiceHooks:
         if not lists.is_active:
             return None
         lists.check()
-        return cls(lists, settings)
+        hooks = cls(lists, settings)
+        masker = log_masker(Guardrails(guardrails or []))
+        if masker is not None:
+            hooks.dispatcher.transform = _masking(masker)
+        return hooks
 
     def job_started(self, envelope: Envelope, started_ms: int) -> None:
         """In the job's task, before the provider call: its spans, when tracing."""
@@ -229,6 +238,16 @@ class ServiceHooks:
         self._chunks.pop(request_id, None)
         if self.tracing is not None:
             self.tracing.job_abandoned(request_id)
+
+
+def _masking(mask: Callable[[dict[str, Any], Any], None]) -> Callable[[CallEvent], CallEvent]:
+    def transform(event: CallEvent) -> CallEvent:
+        request = copy.deepcopy(event.request)
+        response = as_builtins(event.response)
+        mask(request, response)
+        return msgspec.structs.replace(event, request=request, response=response)
+
+    return transform
 
 
 def find_tracing(callbacks: Callbacks) -> Tracing | None:

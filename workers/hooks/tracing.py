@@ -14,13 +14,15 @@ import asyncio
 import base64
 import contextvars
 import logging
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -37,6 +39,8 @@ log = logging.getLogger("switchboard.tracing")
 _PROPAGATOR = TraceContextTextMapPropagator()
 _OPERATIONS = {envelopes.KIND_CHAT: "chat", envelopes.KIND_EMBEDDING: "embeddings"}
 _NS_PER_MS = 1_000_000
+# How long a stopping process still retries a collector that fails (its spans are then lost).
+SHUTDOWN_GRACE_S = 5.0
 
 
 def traceparent_of(span: Span) -> str:
@@ -58,6 +62,48 @@ def otlp_exporter(endpoint: str, headers: Mapping[str, str]) -> SpanExporter:
     return OTLPSpanExporter(endpoint=endpoint, headers=dict(headers))
 
 
+class DurableExporter(SpanExporter):
+    """Retries a batch the collector refused or could not take until it is delivered, for
+    up to `retry_for_s`, so a collector down for minutes gets every span afterwards. The
+    encoding, the HTTP and each attempt's own retries stay the OTLP exporter's; this only
+    calls it again. While it waits, the batch processor's bounded queue holds new spans
+    (and drops the oldest past it). A stopping process gives up after a short grace."""
+
+    MAX_PAUSE_S = 5.0
+
+    def __init__(self, inner: SpanExporter, retry_for_s: float) -> None:
+        self.inner = inner
+        self.retry_for_s = retry_for_s
+        self.dropped_spans = 0
+        self._stop_by: float | None = None
+        self._wake = threading.Event()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        give_up_at = time.monotonic() + self.retry_for_s
+        pause_s = 0.1
+        while True:
+            if self.inner.export(spans) == SpanExportResult.SUCCESS:
+                return SpanExportResult.SUCCESS
+            now = time.monotonic()
+            deadline = give_up_at if self._stop_by is None else min(give_up_at, self._stop_by)
+            if now >= deadline:
+                self.dropped_spans += len(spans)
+                log.warning("dropped %d spans: the collector failed for too long", len(spans))
+                return SpanExportResult.FAILURE
+            self._wake.wait(min(pause_s, deadline - now))
+            pause_s = min(pause_s * 2, self.MAX_PAUSE_S)
+
+    def stop_retrying_after(self, grace_s: float) -> None:
+        self._stop_by = time.monotonic() + grace_s
+        self._wake.set()
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
 def langfuse_exporter(settings: LangfuseCallback) -> SpanExporter:
     """Langfuse takes OTLP/HTTP at /api/public/otel with basic auth (public:secret key)."""
     token = base64.b64encode(f"{settings.public_key}:{settings.secret_key}".encode()).decode()
@@ -71,6 +117,8 @@ def tracer_provider(
     *,
     sample_rate: float = 1.0,
     batch: bool = True,
+    export_interval_s: float = 5.0,
+    max_queue: int = 20_000,
 ) -> TracerProvider:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
@@ -83,20 +131,31 @@ def tracer_provider(
     )
     for exporter in exporters:
         provider.add_span_processor(
-            BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+            BatchSpanProcessor(
+                exporter,
+                max_queue_size=max_queue,
+                schedule_delay_millis=export_interval_s * 1000,
+            )
+            if batch
+            else SimpleSpanProcessor(exporter)
         )
     return provider
 
 
 class _JobSpans:
-    """A running job's spans; `attempt` is the provider attempt in progress, if any."""
+    """A running job's spans. The first provider attempt is the call span itself; only when
+    one fails do attempts get spans of their own (the failed one after the fact, from the
+    time it was routed), so a request served at once costs no extra span."""
 
-    __slots__ = ("job", "call", "attempt")
+    __slots__ = ("call", "attempt", "routed_ns", "deployment", "group", "has_failed")
 
-    def __init__(self, job: Span, call: Span) -> None:
-        self.job = job
+    def __init__(self, call: Span) -> None:
         self.call = call
         self.attempt: Span | None = None
+        self.routed_ns = 0
+        self.deployment = ""
+        self.group = ""
+        self.has_failed = False
 
 
 # The spans of the job the current task serves (set by job_started, read by TracedRouting).
@@ -115,17 +174,28 @@ class Tracing(CustomLogger):
         # A running job's spans: (job, provider call), ended by its final record.
         self._jobs: dict[str, _JobSpans] = {}
         self._is_closed = False
+        self.exporters: list[DurableExporter] = []
 
     @classmethod
     def from_settings(cls, otel: OtelCallback | None, langfuse: LangfuseCallback | None) -> Tracing:
-        exporters: list[SpanExporter] = []
+        settings = otel if otel is not None else OtelCallback()
+        exporters: list[DurableExporter] = []
         if otel is not None:
-            exporters.append(otlp_exporter(otel.endpoint, otel.headers))
+            exporters.append(
+                DurableExporter(otlp_exporter(otel.endpoint, otel.headers), settings.retry_for_s)
+            )
         if langfuse is not None:
-            exporters.append(langfuse_exporter(langfuse))
-        name = otel.service_name if otel is not None else "switchboard"
-        rate = otel.sample_rate if otel is not None else 1.0
-        return cls(tracer_provider(name, exporters, sample_rate=rate))
+            exporters.append(DurableExporter(langfuse_exporter(langfuse), settings.retry_for_s))
+        provider = tracer_provider(
+            settings.service_name,
+            list(exporters),
+            sample_rate=settings.sample_rate,
+            export_interval_s=settings.export_interval_s,
+            max_queue=settings.max_queue,
+        )
+        tracing = cls(provider)
+        tracing.exporters = exporters
+        return tracing
 
     # ------------------------------------------------------------------ front door
 
@@ -137,8 +207,8 @@ class Tracing(CustomLogger):
     # ------------------------------------------------------------------ worker
 
     def job_started(self, envelope: Envelope, started_ms: int) -> None:
-        """The queue wait (already over) and the job's spans; the provider span's context
-        becomes the upstream request's traceparent for the rest of this task."""
+        """The queue wait (already over) and the worker's span of the provider call, whose
+        context becomes the upstream request's traceparent for the rest of this task."""
         parent = context_of(envelope.traceparent)
         operation = _OPERATIONS.get(envelope.kind, "chat")
         queued = self.tracer.start_span(
@@ -148,22 +218,18 @@ class Tracing(CustomLogger):
             attributes={"messaging.system": "redis", "switchboard.lane": envelope.lane},
         )
         queued.end(end_time=max(envelope.enqueued_ms, started_ms) * _NS_PER_MS)
-        job = self.tracer.start_span(
-            "switchboard.job",
-            context=parent,
-            start_time=started_ms * _NS_PER_MS,
-            attributes={"switchboard.request_id": envelope.request_id},
-        )
         call = self.tracer.start_span(
             f"{operation} {envelope.model_group}",
-            context=set_span_in_context(job),
+            context=parent,
             kind=SpanKind.CLIENT,
+            start_time=started_ms * _NS_PER_MS,
             attributes={
                 "gen_ai.operation.name": operation,
                 "gen_ai.request.model": envelope.model_group,
+                "switchboard.request_id": envelope.request_id,
             },
         )
-        spans = self._jobs[envelope.request_id] = _JobSpans(job, call)
+        spans = self._jobs[envelope.request_id] = _JobSpans(call)
         _CURRENT.set(spans)
         UPSTREAM_TRACEPARENT.set(traceparent_of(call))
 
@@ -171,35 +237,47 @@ class Tracing(CustomLogger):
         return TracedRouting(inner, self)
 
     def attempt_started(self, group: str, deployment: str) -> None:
-        """A provider attempt (a retry or a fallback is another): a child of the call span,
-        whose context the upstream request carries."""
+        """A provider attempt. After a failed one, each attempt (a retry, a fallback) is a
+        child span of the call, and its context is what the upstream request carries."""
         spans = _CURRENT.get()
         if spans is None:
             return
         if spans.attempt is not None:  # routed again without a failure reported: over
             spans.attempt.end()
-        spans.attempt = self.tracer.start_span(
-            f"attempt {deployment}",
-            context=set_span_in_context(spans.call),
-            kind=SpanKind.CLIENT,
-            attributes={"switchboard.model_group": group, "switchboard.deployment": deployment},
-        )
-        UPSTREAM_TRACEPARENT.set(traceparent_of(spans.attempt))
+            spans.attempt = None
+        spans.routed_ns, spans.deployment, spans.group = time.time_ns(), deployment, group
+        if spans.has_failed:
+            spans.attempt = self._attempt_span(spans, spans.routed_ns)
+            UPSTREAM_TRACEPARENT.set(traceparent_of(spans.attempt))
 
     def attempt_failed(self, error_class: str) -> None:
         spans = _CURRENT.get()
-        if spans is None or spans.attempt is None:
+        if spans is None or not spans.deployment:
             return
-        spans.attempt.set_attribute("error.type", error_class)
-        spans.attempt.set_status(Status(StatusCode.ERROR, error_class))
-        spans.attempt.end()
+        failed = spans.attempt or self._attempt_span(spans, spans.routed_ns)
+        failed.set_attribute("error.type", error_class)
+        failed.set_status(Status(StatusCode.ERROR, error_class))
+        failed.end()
         spans.attempt = None
+        spans.has_failed = True
+
+    def _attempt_span(self, spans: _JobSpans, start_ns: int) -> Span:
+        return self.tracer.start_span(
+            f"attempt {spans.deployment}",
+            context=set_span_in_context(spans.call),
+            kind=SpanKind.CLIENT,
+            start_time=start_ns,
+            attributes={
+                "switchboard.model_group": spans.group,
+                "switchboard.deployment": spans.deployment,
+            },
+        )
 
     def job_finished(self, envelope: Envelope, record: Record) -> None:
         spans = self._jobs.pop(envelope.request_id, None)
         if spans is None:
             return
-        job, call = spans.job, spans.call
+        call = spans.call
         meta = record.meta or envelopes.Meta()
         call.set_attributes(
             {
@@ -214,20 +292,17 @@ class Tracing(CustomLogger):
             }
         )
         if record.end == envelopes.ERROR:
-            status = Status(StatusCode.ERROR, f"status {record.status}")
-            call.set_status(status)
-            job.set_status(status)
+            call.set_status(Status(StatusCode.ERROR, f"status {record.status}"))
             call.set_attribute("error.type", str(record.status))
         if spans.attempt is not None:
             spans.attempt.end()
         call.end()
-        job.end()
 
     def job_abandoned(self, request_id: str) -> None:
         """A job that ended without its final record here (shutdown, taken over)."""
         spans = self._jobs.pop(request_id, None)
         if spans is not None:
-            for span in (spans.attempt, spans.call, spans.job):
+            for span in (spans.attempt, spans.call):
                 if span is not None:
                     span.set_status(Status(StatusCode.ERROR, "abandoned by this worker"))
                     span.end()
@@ -237,6 +312,8 @@ class Tracing(CustomLogger):
         # tracer is closed by its middleware's owner and as a callback.
         if not self._is_closed:
             self._is_closed = True
+            for exporter in self.exporters:
+                exporter.stop_retrying_after(SHUTDOWN_GRACE_S)
             await asyncio.to_thread(self.provider.shutdown)
 
 

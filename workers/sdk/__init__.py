@@ -14,13 +14,17 @@ Its public import name is `switchboard` (the top-level package re-exports this o
 - `assemble`: `stream_chunk_builder`, a whole response from stream chunks
 - `exceptions`: the error classes under LiteLLM's names (`RateLimitError`, ...)
 - `callbacks`: LiteLLM's `success_callback`, `failure_callback`, `callbacks` (issue #19)
+- `cache`: `Cache`, LiteLLM's `litellm.cache` (local or Redis) for the calls (issue #19)
+- `around`: the guardrails, the cache and the callbacks' record around every call
 """
 
 from workers.hooks.custom_logger import CustomLogger
+from workers.hooks.guardrails import CustomGuardrail
 from workers.http import close_shared_client as aclose
 from workers.pricing import completion_cost, cost_per_token
 from workers.sdk.assemble import stream_chunk_builder
 from workers.sdk.batch import abatch_completion, batch_completion
+from workers.sdk.cache import Cache
 from workers.sdk.callbacks import flush_callbacks
 from workers.sdk.calls import acompletion, aembedding, completion, embedding
 from workers.sdk.exceptions import (
@@ -43,6 +47,7 @@ from workers.sdk.router import Router
 from workers.sdk.stream import ChatStream, SyncChatStream
 
 __all__ = [
+    "Cache",
     "APIConnectionError",
     "APIError",
     "AuthenticationError",
@@ -58,6 +63,7 @@ __all__ = [
     "Timeout",
     "UnprocessableEntityError",
     "ChatStream",
+    "CustomGuardrail",
     "CustomLogger",
     "Router",
     "SyncChatStream",

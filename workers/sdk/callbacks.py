@@ -30,6 +30,7 @@ from workers.hooks.builtin import JsonlLogger, WebhookLogger
 from workers.hooks.custom_logger import CustomLogger
 from workers.hooks.dispatch import CallbackDispatcher
 from workers.hooks.events import CallEvent
+from workers.hooks.guardrails import CustomGuardrail, Guardrails
 from workers.hooks.registry import Callbacks, Factory
 from workers.sdk.assemble import stream_chunk_builder
 from workers.settings.hooks import CallbackSettings
@@ -189,8 +190,15 @@ class CallRecord:
         if current.callbacks:
             dispatcher.offer((model, request.get("messages"), {"litellm_call_id": self.request_id}))
 
-    def succeeded(self, response: Any, hidden_params: Mapping[str, Any], usage: Any) -> None:
-        self._offer(response=response, hidden=hidden_params, usage=usage)
+    def succeeded(
+        self,
+        response: Any,
+        hidden_params: Mapping[str, Any],
+        usage: Any,
+        *,
+        cache_hit: bool = False,
+    ) -> None:
+        self._offer(response=response, hidden=hidden_params, usage=usage, cache_hit=cache_hit)
 
     def stream_ended(self, hidden_params: Mapping[str, Any], usage: Any) -> None:
         """A stream read to its end: the callbacks get it assembled into one response."""
@@ -209,6 +217,7 @@ class CallRecord:
         hidden: Mapping[str, Any] | None = None,
         usage: Any = None,
         error: SwitchboardError | None = None,
+        cache_hit: bool = False,
     ) -> None:
         hidden = hidden or {}
         _delivery.ensure()
@@ -228,8 +237,15 @@ class CallRecord:
                 prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                 completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
                 cost_usd=hidden.get("cost_usd"),
+                cache_hit=cache_hit,
             )
         )
+
+
+def guardrails() -> Guardrails | None:
+    """The CustomGuardrail objects in `switchboard.callbacks`, as a set (None: none)."""
+    guards = [c for c in current.callbacks if isinstance(c, CustomGuardrail)]
+    return Guardrails.of(guards) if guards else None
 
 
 def start(call_type: str, model: str, request: dict[str, Any], stream: bool) -> CallRecord | None:

@@ -17,7 +17,7 @@ keys of `switchboard_settings.media_fetch`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from workers import accounting
@@ -27,6 +27,7 @@ from workers.providers import create_adapter, make_deployment
 from workers.providers.mock import mock_of
 from workers.retry import with_retries
 from workers.sdk import callbacks
+from workers.sdk.around import DEPLOYMENT_ARGS, around_chat, around_embedding
 from workers.sdk.requests import (
     chat_call,
     check_options,
@@ -40,25 +41,12 @@ from workers.settings.models import DEPLOYMENT_OPTION_KEYS
 from workers.settings.switchboard import MediaFetch
 from workers.wire import ChatCompletion, EmbeddingResponse
 
-# Keyword arguments that configure the call rather than the request body.
-_DEPLOYMENT_ARGS = (
-    "api_base",
-    "base_url",
-    "api_key",
-    "api_version",
-    "organization",
-    "extra_headers",
-    "input_cost_per_token",
-    "output_cost_per_token",
-    "base_model",
-)
-
 
 def _split_kwargs(
     kwargs: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(deployment arguments, provider options, request parameters)."""
-    given = {name: kwargs.pop(name) for name in _DEPLOYMENT_ARGS if name in kwargs}
+    given = {name: kwargs.pop(name) for name in DEPLOYMENT_ARGS if name in kwargs}
     if "base_url" in given:
         given.setdefault("api_base", given.pop("base_url"))
     options = {name: kwargs.pop(name) for name in DEPLOYMENT_OPTION_KEYS if name in kwargs}
@@ -100,9 +88,11 @@ async def acompletion(
 ) -> ChatCompletion | ChatStream:
     """One chat completion; with `stream=True` an async iterator of chunks (ChatStream).
     `media_fetch` widens what image URLs may be fetched (see the module docstring)."""
-    record = callbacks.start("completion", model, _logged(messages, kwargs), stream)
-    try:
-        return await _acompletion(
+
+    def call(
+        messages: list[Any], record: callbacks.CallRecord | None
+    ) -> Coroutine[Any, Any, ChatCompletion | ChatStream]:
+        return _acompletion(
             model,
             messages,
             stream=stream,
@@ -115,17 +105,8 @@ async def acompletion(
             record=record,
             **kwargs,
         )
-    except Exception as exc:
-        if record is not None:
-            record.failed(exc)
-        raise
 
-
-def _logged(messages: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """What callbacks see of a call's arguments: never a credential or a deployment knob."""
-    request = {k: v for k, v in kwargs.items() if k not in _DEPLOYMENT_ARGS}
-    request["messages"] = messages
-    return request
+    return await around_chat(model, messages, kwargs, stream, call)
 
 
 async def _acompletion(
@@ -190,10 +171,9 @@ async def aembedding(
     environ: Mapping[str, str] | None = None,
     **kwargs: Any,
 ) -> EmbeddingResponse:
-    request = {k: v for k, v in kwargs.items() if k not in _DEPLOYMENT_ARGS}
-    record = callbacks.start("embedding", model, {**request, "input": input}, False)
-    try:
-        response = await _aembedding(
+
+    def call() -> Coroutine[Any, Any, EmbeddingResponse]:
+        return _aembedding(
             model,
             input,
             timeout=timeout,
@@ -203,13 +183,8 @@ async def aembedding(
             environ=environ,
             **kwargs,
         )
-    except Exception as exc:
-        if record is not None:
-            record.failed(exc)
-        raise
-    if record is not None:
-        record.succeeded(response, response.hidden_params, response.usage)
-    return response
+
+    return await around_embedding(model, input, kwargs, call)
 
 
 async def _aembedding(

@@ -16,7 +16,7 @@ import contextlib
 import os
 import uuid
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -32,6 +32,7 @@ from workers.routing.memory_store import MemoryFigures
 from workers.routing.plan import RoutingPlan, build_plan
 from workers.routing.wildcards import Patterns
 from workers.sdk import callbacks
+from workers.sdk.around import around_chat, around_embedding
 from workers.sdk.requests import (
     chat_call,
     check_options,
@@ -176,9 +177,11 @@ class Router:
         **params: Any,
     ) -> ChatCompletion | ChatStream:
         """A chat completion routed within model group `model` (with retries and fallbacks)."""
-        record = callbacks.start("completion", model, {**params, "messages": messages}, stream)
-        try:
-            return await self._acompletion(
+
+        def call(
+            messages: list[Any], record: callbacks.CallRecord | None
+        ) -> Coroutine[Any, Any, ChatCompletion | ChatStream]:
+            return self._acompletion(
                 model,
                 messages,
                 stream=stream,
@@ -189,10 +192,8 @@ class Router:
                 record=record,
                 **params,
             )
-        except Exception as exc:
-            if record is not None:
-                record.failed(exc)
-            raise
+
+        return await around_chat(model, messages, params, stream, call)
 
     async def _acompletion(
         self,
@@ -248,20 +249,16 @@ class Router:
         extra_body: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> EmbeddingResponse:
-        record = callbacks.start("embedding", model, {**params, "input": input}, False)
-        try:
+
+        async def call() -> EmbeddingResponse:
             check_options(timeout, num_retries)
             body = request_body({"model": model, "input": input, **params}, extra_body)
-            call = embedding_call(body, drop_params=drop_params, timeout_s=timeout)
-            response, outcome = await self._engine().embed(self._group(model), call, num_retries)
-        except Exception as exc:
-            if record is not None:
-                record.failed(exc)
-            raise
-        accounting.attach(response, outcome.deployment, **_routing_params(outcome))
-        if record is not None:
-            record.succeeded(response, response.hidden_params, response.usage)
-        return response
+            request = embedding_call(body, drop_params=drop_params, timeout_s=timeout)
+            response, outcome = await self._engine().embed(self._group(model), request, num_retries)
+            accounting.attach(response, outcome.deployment, **_routing_params(outcome))
+            return response
+
+        return await around_embedding(model, input, params, call)
 
     def embedding(self, model: str, input: str | list[Any], **kwargs: Any) -> EmbeddingResponse:
         return run_sync(self.aembedding(model, input, **kwargs))

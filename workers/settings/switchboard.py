@@ -37,6 +37,9 @@ class ApiKey(Section, frozen=True):
     key: Secret
     # Model groups or aliases this key may call; empty means every model.
     models: list[str] = []
+    # Guardrails (by guardrail_name) every request with this key runs, besides those
+    # default_on or named by the request (issue #19).
+    guardrails: list[str] = []
 
     def __post_init__(self) -> None:
         if len(self.key) < MIN_KEY_LENGTH:
