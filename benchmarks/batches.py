@@ -176,7 +176,17 @@ async def batch(http: aiohttp.ClientSession, url: str, args: Any) -> tuple[float
     counts = state["request_counts"]
     if state["status"] != "completed" or counts["completed"] != args.lines:
         raise RuntimeError(f"the batch ended {state['status']} with {counts}")
+    await check_output(http, url, state["output_file_id"], args.lines)
     return elapsed, latencies
+
+
+async def check_output(http: aiohttp.ClientSession, url: str, file_id: str, lines: int) -> None:
+    """Every custom_id exactly once in the output file."""
+    async with http.get(f"{url}/v1/files/{file_id}/content") as response:
+        content = await response.read()
+    seen = [json.loads(line)["custom_id"] for line in content.splitlines()]
+    if len(seen) != lines or set(seen) != {f"line-{i}" for i in range(lines)}:
+        raise RuntimeError(f"the output has {len(seen)} lines, {len(set(seen))} distinct")
 
 
 async def measure(url: str, args: Any) -> dict[str, Any]:
