@@ -84,6 +84,7 @@ class BatchJob:
         self._sent_ids: set[str] = set()  # custom_ids a previous run queued, still running
         self.stopping: str | None = None  # "cancelled" or "expired"
         self.last_checkpoint = 0.0
+        self.cancel_checked = 0.0
         self.metrics: BatchMetrics | None = None
         self.loop_lag: LoopLag | None = None
 
@@ -276,9 +277,11 @@ class BatchJob:
 
     async def _should_stop(self) -> bool:
         if self.stopping is None:
+            now = time.monotonic()
             if time.time() >= self.batch.expires_at:
                 self.stopping = "expired"
-            else:
+            elif now - self.cancel_checked >= POLL_S:  # a look per pass, not per line
+                self.cancel_checked = now
                 asked = await redis_streams.batch_cancel_requested(
                     self.redis, self.keys, self.batch.id
                 )
