@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--worker-concurrency", type=int, default=256)
     parser.add_argument("--max-share", type=float, default=None, help="batches.max_share")
     parser.add_argument("--window", type=int, default=None, help="batches.window")
+    parser.add_argument("--busy-lag-ms", type=float, default=None, help="batches.busy_loop_lag_ms")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     return parser.parse_args(argv)
 
@@ -71,7 +72,11 @@ def write_config(directory: Path, upstream_port: int, args: argparse.Namespace) 
             "files": {"storage_dir": str(directory / "files")},
         },
     }
-    batches = {"max_share": args.max_share, "window": args.window}
+    batches = {
+        "max_share": args.max_share,
+        "window": args.window,
+        "busy_loop_lag_ms": args.busy_lag_ms,
+    }
     if any(value is not None for value in batches.values()):
         config["switchboard_settings"]["batches"] = {  # type: ignore[index]
             key: value for key, value in batches.items() if value is not None
