@@ -48,6 +48,8 @@ async def test_a_batch_runs_through_the_sdk_and_each_line_appears_once(
         assert (done.request_counts.completed, done.request_counts.failed) == (60, 0)
         assert done.completed_at and done.in_progress_at and done.finalizing_at
         assert done.error_file_id is None
+        # Switchboard's own field: the cost of the lines so far (gpt-test has a price).
+        assert (done.model_extra or {}).get("cost_usd", 0) > 0
         output = await lines_of(sdk, done.output_file_id)
         assert sorted(line["custom_id"] for line in output) == sorted(f"req-{i}" for i in range(60))
         first = output[0]
