@@ -14,6 +14,7 @@ from aiohttp import web
 
 from workers.errors import AuthenticationFailed, PermissionDenied
 from workers.settings.switchboard import ApiKey
+from workers.tenancy.records import Principal
 
 log = logging.getLogger("switchboard.auth")
 
@@ -42,6 +43,10 @@ class Caller(msgspec.Struct, frozen=True):
     models: frozenset[str] | None = None
     # Derived from the caller's key: signs the request ids it is given (empty: open gateway).
     secret: Hidden = Hidden()
+    # A database key (issue #17): the key and its owners as the Redis mirror has them.
+    principal: Principal | None = None
+    # The key's hash (LiteLLM's hash_token): what spend rows name; None on an open gateway.
+    token: str | None = None
 
     def new_request_id(self) -> str:
         """A fresh request id; with a key, it carries a tag only that key can make, so no
@@ -78,8 +83,9 @@ class Caller(msgspec.Struct, frozen=True):
 
     @property
     def owner(self) -> str:
-        """Who owns the files and batches this caller makes (issue #20): stable for a key,
-        derived from it, and saying nothing of it; on an open gateway, everyone alike."""
+        """Who owns what this caller stores (files and batches, issue #20; stored responses,
+        issue #18): stable for a key, derived from it, and saying nothing of it; on an open
+        gateway, everyone alike."""
         if not self.secret:
             return ANONYMOUS_ALIAS
         return "key_" + hmac.new(self.secret, OWNER_CONTEXT, hashlib.sha256).hexdigest()[:32]
@@ -100,9 +106,12 @@ class Authenticator:
         for api_key in api_keys:
             models = frozenset(api_key.models) if api_key.models else None
             key = str(api_key.key)
-            self._callers[_digest(key)] = Caller(api_key.alias, models, _tag_key(key))
+            token = hashlib.sha256(key.encode()).hexdigest()
+            self._callers[_digest(key)] = Caller(api_key.alias, models, _tag_key(key), None, token)
         if master_key:
-            self._callers[_digest(master_key)] = Caller(MASTER_ALIAS, None, _tag_key(master_key))
+            token = hashlib.sha256(master_key.encode()).hexdigest()
+            master = Caller(MASTER_ALIAS, None, _tag_key(master_key), None, token)
+            self._callers[_digest(master_key)] = master
         self.is_open = not self._callers
         if self.is_open:
             log.warning(
@@ -118,6 +127,10 @@ class Authenticator:
         if caller is None:
             raise AuthenticationFailed("invalid API key")
         return caller
+
+    def static(self, presented: str) -> Caller | None:
+        """The master key's or a config key's caller, if `presented` is one of them."""
+        return self._callers.get(_digest(presented))
 
     def caller_by_owner(self, owner: str) -> Caller | None:
         """The caller owning a batch (its runner calls as that key); None once the key is
@@ -149,6 +162,10 @@ class Authenticator:
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
+
+
+def tag_key(key: str) -> Hidden:
+    return _tag_key(key)
 
 
 def _tag_key(key: str) -> Hidden:

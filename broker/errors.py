@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import math
 
+import msgspec
+import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from redis.exceptions import RedisError
@@ -19,6 +21,7 @@ from workers.errors import (
     ServiceUnavailable,
     SwitchboardError,
 )
+from workers.wire import decode_error_body
 
 log = logging.getLogger("switchboard.http")
 
@@ -34,6 +37,8 @@ def retry_after_header(retry_after_s: float | None) -> dict[str, str]:
 
 def error_response(error: SwitchboardError, *, request_id: str | None = None) -> web.Response:
     headers = retry_after_header(error.retry_after_s)
+    if error.headers:
+        headers.update(error.headers)
     if request_id:
         headers["x-request-id"] = request_id
     return web.Response(
@@ -122,3 +127,85 @@ def served_paths(app: web.Application) -> list[str]:
 
 def _echo(text: str) -> str:
     return text if len(text) <= MAX_ECHOED_PATH else text[:MAX_ECHOED_PATH] + "..."
+
+
+# ------------------------------------------------------------------ Anthropic's shape (#18)
+
+# Anthropic's error types by status (docs.claude.com "Errors"); a status it does not list
+# keeps Anthropic's generic `api_error`.
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_json(status: int, message: str) -> bytes:
+    """`{"type": "error", "error": {"type", "message"}}`, the body /v1/messages answers with."""
+    detail = {"type": ANTHROPIC_TYPES.get(status, "api_error"), "message": message}
+    return orjson.dumps({"type": "error", "error": detail})
+
+
+def anthropic_body(status: int, body: bytes) -> bytes:
+    """A worker's OpenAI-shaped error body in Anthropic's shape."""
+    try:
+        message = decode_error_body(body).error.message
+    except msgspec.DecodeError:
+        message = body.decode(errors="replace")[:500]
+    return anthropic_error_json(status, message)
+
+
+def anthropic_error_event(status: int, body: bytes) -> bytes:
+    """The same, as the in-stream `event: error` (pre-framed for broker/sse_frames.py)."""
+    return b"event: error\ndata: " + anthropic_body(status, body)
+
+
+def anthropic_error_response(
+    error: SwitchboardError, *, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=anthropic_error_json(error.http_status, error.message),
+        status=error.http_status,
+        content_type=JSON,
+        headers={**(headers or {}), **retry_after_header(error.retry_after_s)},
+    )
+
+
+def anthropic_errors(handler: Handler) -> Handler:
+    """A /v1/messages handler whose failures answer in Anthropic's shape."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        response = await error_middleware(request, handler)
+        if response.status < 400 or not isinstance(response, web.Response):
+            return response
+        body = response.body if isinstance(response.body, bytes) else b""
+        if body.startswith(b'{"type":"error"'):
+            return response
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
+        headers.pop("Content-Length", None)
+        return web.Response(
+            body=anthropic_body(response.status, body),
+            status=response.status,
+            content_type=JSON,
+            headers=headers,
+        )
+
+    return wrapped
+
+
+ANTHROPIC_PATH = "/v1/messages"
+
+
+def error_response_at(path: str, error: SwitchboardError) -> web.Response:
+    """`error` in the shape the API at `path` answers with (for what reaches no handler)."""
+    if path == ANTHROPIC_PATH or path.startswith(ANTHROPIC_PATH + "/"):
+        return anthropic_error_response(error)
+    return error_response(error)

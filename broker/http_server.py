@@ -38,7 +38,7 @@ from aiohttp.http_exceptions import (
     LineTooLong,
 )
 
-from broker.errors import error_response
+from broker.errors import error_response_at
 from workers.errors import (
     GatewayTimeout,
     InternalError,
@@ -254,7 +254,7 @@ class GuardedProtocol(web.RequestHandler):
         if request.writer.output_size > 0:
             # Part of a response is out: no status can follow (aiohttp's own rule).
             raise ConnectionError("the response had started; cannot send an error")
-        response = error_response(error)
+        response = error_response_at(request.path, error)
         response.force_close()
         return response
 

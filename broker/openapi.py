@@ -21,7 +21,11 @@ from broker.batches.records import CreateBatch
 from broker.files.openapi import batch_paths, file_paths
 from broker.frontdoor import LANE_HEADER
 from broker.management.openapi import MANAGEMENT_BODIES, management_paths
+from workers.ingress.messages_reply import AnthropicError
+from workers.ingress.messages_request import MessagesRequest
+from workers.ingress.responses_request import ResponsesRequest
 from workers.params import GatewayOptions
+from workers.text_completions import CompletionRequest, TextCompletion
 from workers.wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -29,6 +33,7 @@ from workers.wire import (
     EmbeddingRequest,
     EmbeddingResponse,
     ErrorBody,
+    ModelCard,
     ModelList,
 )
 
@@ -37,12 +42,18 @@ REF = "#/components/schemas/{name}"
 STRUCTS = (
     ChatCompletionRequest,
     EmbeddingRequest,
+    CompletionRequest,
     GatewayOptions,
     ChatCompletion,
+    TextCompletion,
     ChatCompletionChunk,
     EmbeddingResponse,
+    ModelCard,
     ModelList,
     ErrorBody,
+    MessagesRequest,
+    AnthropicError,
+    ResponsesRequest,
     *MANAGEMENT_BODIES,
     CreateBatch,
 )
@@ -117,6 +128,8 @@ LANE_PARAMETER = {
     "schema": {"type": "string"},
 }
 SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+MODEL_PARAMETER = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+MODEL_ID_PARAMETER = {"name": "litellm_model_id", "in": "query", "schema": {"type": "string"}}
 
 
 def _inference(summary: str, request: str, reply: str, *, streams: bool, op: str) -> Any:
@@ -134,6 +147,67 @@ def _inference(summary: str, request: str, reply: str, *, streams: bool, op: str
                 {"200": {"description": summary, "content": content}}, INFERENCE_ERRORS
             ),
         }
+    }
+
+
+def _anthropic(summary: str, *, streams: bool, op: str) -> Any:
+    """An Anthropic Messages operation: its body, its reply (an Anthropic `message`, or its
+    events), its errors in Anthropic's shape."""
+    content = _json({"type": "object"})
+    if streams:
+        content = {**content, **SSE}
+    errors = {
+        status: {"description": description, "content": _json(_ref("AnthropicError"))}
+        for status, description in ERROR_STATUSES.items()
+    }
+    return {
+        "post": {
+            "operationId": op,
+            "summary": summary,
+            "parameters": [
+                LANE_PARAMETER,
+                {"name": "anthropic-version", "in": "header", "schema": {"type": "string"}},
+                {"name": "anthropic-beta", "in": "header", "schema": {"type": "string"}},
+            ],
+            "requestBody": _body("MessagesRequest"),
+            "responses": {"200": {"description": summary, "content": content}, **errors},
+        }
+    }
+
+
+RESPONSE_ID: dict[str, Any] = {
+    "name": "response_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
+
+def _responses_paths() -> dict[str, Any]:
+    """The Responses API (issue #18): create, and the stored responses' read and delete."""
+    stored = _json({"type": "object"})
+    create = _inference(
+        "Create a model response, for any deployment (SSE with `stream: true`)",
+        "ResponsesRequest",
+        "ResponsesRequest",
+        streams=True,
+        op="createResponse",
+    )
+    create["post"]["responses"]["200"]["content"] = {**stored, **SSE}
+    one = _get("getResponse", "A stored response", stored, parameters=[RESPONSE_ID])
+    deleted = _get("deleteResponse", "Delete a stored response", stored, parameters=[RESPONSE_ID])
+    page = [
+        RESPONSE_ID,
+        {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "after", "in": "query", "schema": {"type": "string"}},
+    ]
+    return {
+        "/v1/responses": create,
+        "/v1/responses/{response_id}": {**one, "delete": deleted["get"]},
+        "/v1/responses/{response_id}/input_items": _get(
+            "listInputItems", "A stored response's input items", stored, parameters=page
+        ),
     }
 
 
@@ -164,7 +238,9 @@ def _get(
 def _paths() -> dict[str, Any]:
     chat = "Create a chat completion (JSON, or SSE with `stream: true`)"
     embed = "Create embeddings"
+    legacy = "Create a legacy text completion (JSON, or SSE with `stream: true`)"
     models = "The model groups this key may call"
+    info = "LiteLLM's deployment list: model_name, litellm_params (no secrets), model_info"
     health_body = _json({"type": "object"})
     return {
         "/v1/chat/completions": _inference(
@@ -177,6 +253,22 @@ def _paths() -> dict[str, Any]:
             streams=True,
             op="createChatCompletion2",
         ),
+        "/v1/completions": _inference(
+            legacy, "CompletionRequest", "TextCompletion", streams=True, op="createCompletion"
+        ),
+        "/completions": _inference(
+            legacy, "CompletionRequest", "TextCompletion", streams=True, op="createCompletion2"
+        ),
+        "/v1/messages": _anthropic(
+            "Create an Anthropic message, for any deployment (SSE with `stream: true`)",
+            streams=True,
+            op="createMessage",
+        ),
+        "/v1/messages/count_tokens": _anthropic(
+            "Count a message's input tokens (the gateway's estimate)",
+            streams=False,
+            op="countMessageTokens",
+        ),
         "/v1/embeddings": _inference(
             embed, "EmbeddingRequest", "EmbeddingResponse", streams=False, op="createEmbedding"
         ),
@@ -185,6 +277,24 @@ def _paths() -> dict[str, Any]:
         ),
         "/v1/models": _get("listModels", models, _json(_ref("ModelList"))),
         "/models": _get("listModels2", models, _json(_ref("ModelList"))),
+        "/v1/models/{model}": _get(
+            "retrieveModel",
+            "One model this key may call",
+            _json(_ref("ModelCard")),
+            parameters=[MODEL_PARAMETER],
+        ),
+        "/models/{model}": _get(
+            "retrieveModel2",
+            "One model this key may call",
+            _json(_ref("ModelCard")),
+            parameters=[MODEL_PARAMETER],
+        ),
+        "/model/info": _get(
+            "modelInfo", info, _json({"type": "object"}), parameters=[MODEL_ID_PARAMETER]
+        ),
+        "/v1/model/info": _get(
+            "modelInfo2", info, _json({"type": "object"}), parameters=[MODEL_ID_PARAMETER]
+        ),
         "/v1/streams/{request_id}": _get(
             "resumeStream",
             "Replay a reply's events after `Last-Event-ID` (or `after`), then follow it live",
@@ -243,7 +353,13 @@ def build_document() -> dict[str, Any]:
             "description": "An OpenAI-compatible LLM gateway. Every error is "
             '`{"error": {"message", "type", "param", "code"}}`.',
         },
-        "paths": {**_paths(), **management_paths(), **file_paths(), **batch_paths()},
+        "paths": {
+            **_paths(),
+            **_responses_paths(),
+            **management_paths(),
+            **file_paths(),
+            **batch_paths(),
+        },
         "components": {
             "schemas": schemas,
             "responses": {

@@ -16,6 +16,9 @@ HEADERS = {
     "X-Accel-Buffering": "no",
 }
 DONE = b"[DONE]"
+# A chunk that names its event (the Anthropic and Responses ingress APIs, workers/ingress/)
+# comes pre-framed as `event: <type>\ndata: <json>`; a chat chunk is bare JSON.
+EVENT_PREFIX = b"event: "
 # The last event of a stream whose request was cancelled (a resuming client reads it).
 CANCELLED = RequestCancelled().to_json()
 
@@ -26,13 +29,13 @@ def frame(record: Record, after_seq: int = 0) -> bytes:
     seq = record.seq
     for chunk in record.chunks:
         if seq > after_seq:
-            parts.append(b"id: %d\ndata: %s\n\n" % (seq, chunk))
+            parts.append(_event(seq, chunk))
         seq += 1
     if record.end != envelopes.MORE and seq > after_seq:
         if record.end == envelopes.DONE:
             parts.append(b"id: %d\ndata: [DONE]\n\n" % seq)
         elif record.end == envelopes.ERROR:
-            parts.append(b"id: %d\ndata: %s\n\n" % (seq, record.body))
+            parts.append(_event(seq, record.body))
         elif record.end == envelopes.CANCELLED:
             parts.append(b"id: %d\ndata: %s\n\n" % (seq, CANCELLED))
         elif record.end == envelopes.RESPONSE:
@@ -40,3 +43,9 @@ def frame(record: Record, after_seq: int = 0) -> bytes:
             # (Its PART records, if any, frame nothing: the reader joins them first.)
             parts.append(b"id: %d\ndata: %s\n\n" % (seq, record.body))
     return b"".join(parts)
+
+
+def _event(seq: int, payload: bytes) -> bytes:
+    if payload.startswith(EVENT_PREFIX):
+        return b"id: %d\n%s\n\n" % (seq, payload)
+    return b"id: %d\ndata: %s\n\n" % (seq, payload)

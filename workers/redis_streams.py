@@ -17,9 +17,21 @@ Layout (namespace `ns`: switchboard_settings.namespace):
     {ns}:{rt:<group>}:usage:<min> hash: "rpm|<d>", "tpm|<d>", "fail|<d>|<class>" per minute
     {ns}:{rt:<group>}:cooldowns   hash: deployment -> cooled down until (unix ms)
     {ns}:{rt:<group>}:cursor      counter for round-robin
+    {ns}:{q}:t:mirror:<kind>:<id> string: a key, team, user, member, customer or org as
+                                  mirrored from the database (workers/tenancy/mirror.py)
+    {ns}:{q}:t:win:<scope>        hash: "r<unix s>", "t<unix s>" -> requests, tokens (60 s)
+    {ns}:{q}:t:lease:<scope>      sorted set: request id -> lease expiry (unix ms)
+    {ns}:{q}:t:spend:<scope>      hash: s (spent), r (reserved), e (period end, unix ms)
+    {ns}:{q}:t:res:<rid>          hash: one admitted request's reservation, until settled
+    {ns}:{q}:t:inflight           sorted set: admitted request id -> reservation expiry (ms)
+    {ns}:{q}:t:ledger             stream: spend events; consumer group "ledger"
+    {ns}:{q}:t:mirror-filled      string: the mirror was refilled from the database
+    {ns}:tenancy                  pub/sub: mirrored entities that changed ("<kind>:<id>")
 
 Braces are Redis Cluster hash tags: a request's keys share a slot, and all lanes share one
-slot so one XREADGROUP reads every lane without a cross-slot command. A model group's
+slot so one XREADGROUP reads every lane without a cross-slot command. The tenancy keys
+(`t:`) share the lanes' slot too: admission checks every limit and XADDs the request in one
+script, which in a cluster must touch one slot (issue #17). A model group's
 routing keys share a slot, so each routing script touches one slot (workers/routing/).
 """
 
@@ -78,11 +90,69 @@ class Keys:
     def worker_info(self, worker_id: str) -> str:
         return f"{self.ns}:{{w}}:worker:{worker_id}"
 
+    def response(self, response_id: str) -> str:
+        """A stored Responses API response (issue #18). Its id carries its conversation's
+        tag (workers/ingress/response_store.py), so a chain of responses shares one slot and
+        one script walks it."""
+        return self.responses(response_id[5:21]) + response_id
+
+    def responses(self, conversation: str) -> str:
+        """The prefix of one conversation's stored responses."""
+        return f"{self.ns}:{{r:{conversation}}}:resp:"
+
     def routing(self, group: str) -> RoutingKeys:
         return RoutingKeys(f"{self.ns}:{{rt:{group}}}")
 
+    def cached_answer(self, namespace: str, digest: str) -> str:
+        """A response cache entry (issue #19; broker/response_cache.py): a plain string with
+        its own TTL, read and written on its own, so it needs no hash tag."""
+        return f"{self.ns}:cache:{namespace}:{digest}"
+
+    @property
+    def tenancy(self) -> TenancyKeys:
+        return TenancyKeys(f"{self.ns}:{{q}}:t", f"{self.ns}:tenancy")
+
     def batch(self, batch_id: str) -> BatchKeys:
         return BatchKeys(self.ns, batch_id)
+
+
+class TenancyKeys:
+    """Keys, limits, budgets and spend of issue #17 (workers/tenancy/). A scope names what a
+    limit counts: `key:<hash>`, `team:<id>`, `user:<id>`, `member:<team>:<user>`,
+    `customer:<id>`, `org:<id>`, `model:<key hash>:<group>` or `global`."""
+
+    LEDGER_GROUP = "ledger"
+    EVENT_FIELD = b"e"
+    WORKER_FIELD = b"w"
+    SOFT_FIELD = b"x"
+    REQUEST_FIELD = b"id"
+
+    def __init__(self, prefix: str, channel: str) -> None:
+        self.prefix = prefix
+        self.channel = channel
+        self.inflight = f"{prefix}:inflight"
+        self.ledger = f"{prefix}:ledger"
+        # Set once the mirror was refilled from the database (gone with Redis's data).
+        self.filled = f"{prefix}:mirror-filled"
+
+    def mirror(self, kind: str, object_id: str) -> str:
+        return f"{self.prefix}:mirror:{kind}:{object_id}"
+
+    def window(self, scope: str) -> str:
+        return f"{self.prefix}:win:{scope}"
+
+    def lease(self, scope: str) -> str:
+        return f"{self.prefix}:lease:{scope}"
+
+    def spend(self, scope: str) -> str:
+        return f"{self.prefix}:spend:{scope}"
+
+    def reservation(self, request_id: str) -> str:
+        return f"{self.prefix}:res:{request_id}"
+
+    def scope_keys(self, scope: str) -> tuple[str, str, str]:
+        """A scope's counters, in the order the admission and settle scripts take them."""
+        return self.window(scope), self.lease(scope), self.spend(scope)
 
 
 class BatchKeys:
@@ -746,6 +816,19 @@ async def notices(r: Redis, keys: Keys) -> AsyncGenerator[tuple[bool, str], None
             # Not UTF-8 (another publisher on the channel): names nothing of ours.
             text = bytes(message["data"]).decode(errors="replace")
             yield bytes(message["channel"]) == gone, text
+    finally:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+
+
+async def tenancy_changes(r: Redis, keys: Keys) -> AsyncGenerator[str, None]:
+    """`<kind>:<id>` of each mirrored entity that changed (workers/tenancy/mirror.py), as
+    published, until the subscription fails (the caller subscribes again)."""
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(keys.tenancy.channel)
+        async for message in pubsub.listen():
+            yield bytes(message["data"]).decode(errors="replace")
     finally:
         with contextlib.suppress(Exception):
             await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py

@@ -69,6 +69,9 @@ class Batch(msgspec.Struct, kw_only=True):
 class BatchRecord(msgspec.Struct, kw_only=True):
     batch: Batch
     owner: str
+    # A database key's hash (issue #17): how the runner finds the key again; None for the
+    # master key and config keys, which the owner id finds.
+    token: str | None = None
     # Reserved at creation, so a runner that restarts appends to the same files; they become
     # file objects (listed, readable) when the batch ends.
     output_key: str

@@ -83,6 +83,7 @@ async def create(request: web.Request) -> web.Response:
             metadata=body.metadata,
         ),
         owner=caller.owner,
+        token=caller.token if caller.principal is not None else None,
         output_key=new_file_id(),
         error_key=new_file_id(),
     )

@@ -138,7 +138,7 @@ class BatchRunner:
             if record is None or record.batch.status in TERMINAL:
                 await redis_streams.end_batch(redis, keys, batch_id, self.holder)
                 return
-            caller = caller_of(self.front, record.owner)
+            caller = await caller_of(self.front, record.owner, record.token)
             if caller is None:
                 await fail_batch(self.batches, record, "The API key that made this batch is gone.")
             elif await self.files.store.size(record.batch.input_file_id) is None:

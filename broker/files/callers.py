@@ -11,9 +11,14 @@ from broker.routes.keys import FRONT_DOOR
 
 
 async def authenticate(request: web.Request) -> Caller:
-    return request.app[FRONT_DOOR].auth.check(request)
+    """The master key, a config key or a database key (issue #17's Redis mirror)."""
+    return await request.app[FRONT_DOOR].tenancy.authenticate(request)
 
 
-def caller_of(front: FrontDoor, owner: str) -> Caller | None:
-    """The caller a batch runs as, from the owner id it recorded; None once its key is gone."""
-    return front.auth.caller_by_owner(owner)
+async def caller_of(front: FrontDoor, owner: str, token: str | None) -> Caller | None:
+    """The caller a batch runs as, from the owner id (and, for a database key, the key's
+    hash) it recorded; None once its key is gone, blocked or expired."""
+    caller = front.auth.caller_by_owner(owner)
+    if caller is None and token is not None:
+        caller = await front.tenancy.caller_for_token(token)
+    return caller

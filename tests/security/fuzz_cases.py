@@ -319,6 +319,64 @@ def chat_base(target: Target) -> Callable[[DrawFn], dict[str, Any]]:
     return base
 
 
+def messages_base(target: Target) -> Callable[[DrawFn], dict[str, Any]]:
+    """An Anthropic Messages body (issue #18): a user turn, maybe a tool loop, maybe a stream."""
+    blocks = st.sampled_from(
+        [
+            "Say hello",
+            [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}],
+            [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}],
+            [{"type": "image", "source": {"type": "url", "url": "http://127.0.0.1:1/x.png"}}],
+            [{"type": "document", "source": {"type": "text", "data": "a doc"}}],
+            [{"type": "server_tool_use", "id": "x"}],
+            [],
+        ]
+    )
+
+    def base(draw: DrawFn) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": draw(model_names(target.chat_models)),
+            "max_tokens": draw(st.sampled_from([1, 64, 1024, 0, -1, 2**40])),
+            "messages": [{"role": "user", "content": draw(blocks)}],
+        }
+        if draw(st.booleans()):
+            body["stream"] = True
+        return body
+
+    return base
+
+
+def responses_base(target: Target) -> Callable[[DrawFn], dict[str, Any]]:
+    """An OpenAI Responses body (issue #18): text or items, maybe a follow-up, maybe a stream."""
+    inputs = st.sampled_from(
+        [
+            "Say hello",
+            [{"role": "user", "content": "hi"}],
+            [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]}],
+            [{"type": "function_call_output", "call_id": "call_1", "output": "sunny"}],
+            [{"type": "reasoning", "summary": [], "encrypted_content": "sbr1:!!"}],
+            [{"type": "input_image", "image_url": "http://127.0.0.1:1/x.png"}],
+            [{"type": "item_reference", "id": "msg_1"}],
+            [],
+        ]
+    )
+
+    def base(draw: DrawFn) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": draw(model_names(target.chat_models)),
+            "input": draw(inputs),
+        }
+        if draw(one_in(4)):
+            body["previous_response_id"] = draw(
+                st.sampled_from(["resp_" + "0" * 32, "resp_x", "", "resp_" + "a" * 500])
+            )
+        if draw(st.booleans()):
+            body["stream"] = True
+        return body
+
+    return base
+
+
 def embedding_base(target: Target) -> Callable[[DrawFn], dict[str, Any]]:
     def base(draw: DrawFn) -> dict[str, Any]:
         inputs = st.one_of(
@@ -408,6 +466,10 @@ def body_case(
         base = chat_base(target)
     elif any(ref.endswith("/EmbeddingRequest") for ref in refs):
         base = embedding_base(target)
+    elif any(ref.endswith("/MessagesRequest") for ref in refs):
+        base = messages_base(target)
+    elif any(ref.endswith("/ResponsesRequest") for ref in refs):
+        base = responses_base(target)
     else:  # a new body endpoint: whatever its schema generates
 
         def base(draw: DrawFn) -> dict[str, Any]:

@@ -19,6 +19,7 @@ SHORT_DEADLINE_S = 10.0
 REQUEST_ID = re.compile(r"req_[0-9a-f]+")
 # Error types that stand for a 5xx: inside a 200 stream they are what a status would have said.
 SERVER_ERROR_TYPES = {"api_error", "internal_error", "service_unavailable_error"}
+ANTHROPIC_SERVER_ERROR_TYPES = {"api_error", "overloaded_error"}
 
 
 def kind_of(case: Case) -> str:
@@ -66,12 +67,15 @@ class Tally:
         return "\n".join(lines)
 
 
-def error_shape_problem(body: bytes) -> str | None:
-    """Why `body` is not `{"error": {"message", "type", "param", "code"}}`, or None."""
+def error_shape_problem(body: bytes, *, anthropic: bool = False) -> str | None:
+    """Why `body` is not `{"error": {"message", "type", "param", "code"}}` (or, on the
+    Anthropic Messages routes, `{"type": "error", "error": {"type", "message"}}`), or None."""
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return "error body is not JSON"
+    if anthropic:
+        return anthropic_shape_problem(payload)
     if not isinstance(payload, dict) or set(payload) != {"error"}:
         return "error body is not {'error': ...}"
     error = payload["error"]
@@ -86,12 +90,32 @@ def error_shape_problem(body: bytes) -> str | None:
     return None
 
 
+def anthropic_shape_problem(payload: object) -> str | None:
+    if not isinstance(payload, dict) or set(payload) != {"type", "error"}:
+        return "error body is not {'type': 'error', 'error': ...}"
+    error = payload["error"]
+    if payload["type"] != "error" or not isinstance(error, dict):
+        return "error body's type is not 'error'"
+    if set(error) != {"type", "message"} or not all(isinstance(v, str) for v in error.values()):
+        return "error object lacks type/message strings"
+    return None if error["message"] else "error message is empty"
+
+
+def is_anthropic(case: Case, body: bytes = b"") -> bool:
+    """A request to the Anthropic Messages routes, whose errors take Anthropic's shape. Not
+    a request aiohttp's parser refused (a `Content-Encoding` it cannot decode): it drops the
+    request line with the error, so the gateway cannot know the route, and answers OpenAI's."""
+    if body.startswith(b'{"error":{"message":"malformed HTTP request'):
+        return False
+    return case.path.startswith("/v1/messages")
+
+
 def error_label(body: bytes) -> str:
     """An error's type, code and message start, request ids blanked, to group alike errors."""
     try:
         error = json.loads(body)["error"]
         message = REQUEST_ID.sub("req_...", str(error["message"]))[:60]
-        return f"{error['type']}/{error['code']}: {message}"
+        return f"{error['type']}/{error.get('code')}: {message}"
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return repr(body[:60])
 
@@ -111,6 +135,14 @@ def sse_problem(case: Case, body: bytes) -> str | None:
             event = json.loads(line[6:])
         except ValueError:
             return "SSE event is not JSON"
+        if is_anthropic(case):
+            if isinstance(event, dict) and event.get("type") == "error":
+                shape = error_shape_problem(line[6:], anthropic=True)
+                if shape:
+                    return "SSE error event: " + shape
+                if event["error"]["type"] in ANTHROPIC_SERVER_ERROR_TYPES:
+                    return "server error event in a 200 stream: " + error_label(line[6:])
+            continue
         if isinstance(event, dict) and "error" in event:
             shape = error_shape_problem(line[6:])
             if shape:
@@ -128,7 +160,7 @@ def check(case: Case, status: int, content_type: str, body: bytes, tally: Tally)
     if status >= 500 and not is_own_deadline(case, status, body):
         tally.problem((f"status {status}", case.operation, error_label(body)), where)
     if status >= 400:
-        shape = error_shape_problem(body)
+        shape = error_shape_problem(body, anthropic=is_anthropic(case, body))
         if shape is not None or content_type != "application/json":
             reason = shape or f"content type {content_type}"
             tally.problem(

@@ -38,6 +38,8 @@ COUNTS = {
     "createChatCompletion2": 500,
     "createEmbedding": 500,
     "createEmbedding2": 300,
+    "createMessage": 300,
+    "createResponse": 300,
     "resumeStream": 400,
     "off-route": 200,
     "default": 75,

@@ -52,6 +52,28 @@ Refuse = Callable[[str, str], None]
 UNKNOWN_FIELD = "not an OpenAI parameter it can translate"
 
 
+class NativeRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A request in a provider's own API, as its client sent it (issue #18: /v1/messages to
+    an Anthropic deployment). The adapter of that provider sends `body` with only the model
+    replaced, plus `headers` (anthropic-beta); any other adapter uses the translation."""
+
+    provider: str
+    body: dict[str, Any]
+    headers: dict[str, str] = {}
+
+
+class NativeBatch(list[ChatCompletionChunk]):
+    """A stream batch from a native pass-through: the translated chunks (for usage, routing
+    and accounting) and the provider's own SSE events behind them (`event: X\ndata: Y`),
+    which a native client is sent unchanged."""
+
+    __slots__ = ("native",)
+
+    def __init__(self, chunks: Iterable[ChatCompletionChunk], native: list[bytes]) -> None:
+        super().__init__(chunks)
+        self.native = native
+
+
 class ChatCall(msgspec.Struct, kw_only=True):
     """One chat request as an adapter receives it."""
 
@@ -66,6 +88,13 @@ class ChatCall(msgspec.Struct, kw_only=True):
     # under the operator's media policy. Every attempt of the request (retries, fallbacks)
     # gets this same object, so each URL is fetched once per request.
     media: MediaFetches = msgspec.field(default_factory=MediaFetches)
+    # Routing tags (`tags`, `metadata.tags`; workers/routing/tags.py); never sent upstream.
+    tags: tuple[str, ...] = ()
+    # A /v1/completions request (workers/text_completions.py): a provider with a native
+    # completions API may serve it there.
+    is_text_completion: bool = False
+    # The client's own request for a provider that takes it natively (NativeRequest).
+    native: NativeRequest | None = None
 
 
 class Continued(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +135,7 @@ class EmbeddingCall(msgspec.Struct, kw_only=True):
     request_id: str = ""
     timeout_s: float | None = None
     drop_params: bool = False
+    tags: tuple[str, ...] = ()
 
 
 class Adapter(ABC):

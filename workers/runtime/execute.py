@@ -22,7 +22,14 @@ import orjson
 
 from workers import accounting, envelopes
 from workers.body_limits import check_json_bytes
-from workers.envelopes import KIND_CHAT, Meta, Record
+from workers.envelopes import (
+    INGRESS_CHAT,
+    INGRESS_MESSAGES,
+    KIND_CHAT,
+    KIND_TEXT_COMPLETION,
+    Meta,
+    Record,
+)
 from workers.errors import (
     GatewayTimeout,
     InternalError,
@@ -30,10 +37,12 @@ from workers.errors import (
     ProviderError,
     SwitchboardError,
 )
+from workers.ingress import ChatFormatter, Formatter, Ingress
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.routing.attempts import Call, Outcome
 from workers.routing.engine import Batches, RoutingEngine
+from workers.routing.tags import request_tags
 from workers.runtime import continuation
 from workers.runtime.continuation import Delivered, Splice
 from workers.runtime.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
@@ -43,6 +52,7 @@ from workers.validation import decode_request
 from workers.wire import (
     ChatCompletionChunk,
     Usage,
+    chat_request_from_dict,
     decode_chat_request,
     decode_embedding_request,
     encode,
@@ -62,6 +72,7 @@ class Executor:
         *,
         stream_continuation: bool = True,
         metrics: WorkerMetrics | None = None,
+        responses_ttl_s: int = 30 * 24 * 3600,
     ) -> None:
         self.engine = engine
         self.writer = writer
@@ -70,6 +81,8 @@ class Executor:
         # switchboard_settings.stream_continuation (a deployment's own setting wins).
         self.stream_continuation = stream_continuation
         self.metrics = metrics if metrics is not None else WorkerMetrics()
+        # The ingress APIs besides chat (issue #18): their translation and stored responses.
+        self.ingress = Ingress(writer.redis, writer.keys, responses_ttl_s=responses_ttl_s)
 
     async def run(self, job: Job) -> None:
         try:
@@ -114,14 +127,18 @@ class Executor:
         # The front door checked these bytes; another producer may not have.
         check_json_bytes(envelope.body)
         try:
-            if envelope.kind == KIND_CHAT:
-                call = self._chat_call(job)
-                if job.resumes_stream:
+            if envelope.kind in (KIND_CHAT, KIND_TEXT_COMPLETION):
+                call, formatter = await self._chat_call(job)
+                if job.resumes_stream and envelope.ingress != INGRESS_CHAT:
+                    # Continuation reads the delivered chunks as chat chunks (issue #18).
+                    why = "only Chat Completions streams are continued"
+                    await self._lost(job, continuation.NOT_SUPPORTED, why)
+                elif job.resumes_stream:
                     await self._continue(job, call)
                 elif envelope.stream:
-                    await self._stream(job, call)
+                    await self._stream(job, call, formatter)
                 else:
-                    await self._complete(job, call)
+                    await self._complete(job, call, formatter)
             else:
                 await self._embed(job)
         except (GatewayTimeout, TimeoutError) as exc:
@@ -129,10 +146,25 @@ class Executor:
             # timeout_at, a bare TimeoutError) expired first: either way the same 504.
             raise _deadline_passed(job, cause=exc) from exc
 
-    def _chat_call(self, job: Job) -> ChatCall:
+    async def _chat_call(self, job: Job) -> tuple[ChatCall, Formatter]:
+        """The chat call, and how its reply is written in the API its client spoke."""
         body, options = _gateway_body(job)
-        # The front door validated these bytes; another producer may not have.
-        request = decode_request(decode_chat_request, job.envelope.body)
+        drop = bool(options.get("drop_params"))
+        formatter: Formatter
+        native = None
+        if job.envelope.ingress == INGRESS_CHAT:
+            # The front door validated these bytes; another producer may not have.
+            request = decode_request(decode_chat_request, job.envelope.body)
+            formatter = _chat_formatter(job, request.include_usage)
+        else:
+            if job.envelope.ingress == INGRESS_MESSAGES and "metadata" in options:
+                # On /v1/messages `metadata` is Anthropic's own (`user_id`), not LiteLLM's
+                # request metadata: a native pass-through sends it on.
+                body = {**body, "metadata": options["metadata"]}
+            body, formatter, native = await self.ingress.prepare(
+                job.envelope, body, drop_params=drop
+            )
+            request = decode_request(chat_request_from_dict, body)
         return ChatCall(
             request=request,
             body=body,
@@ -140,7 +172,10 @@ class Executor:
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
             media=MediaFetches(self.media_policy),
-        )
+            tags=request_tags(options.get("tags"), options.get("metadata")),
+            is_text_completion=job.envelope.kind == KIND_TEXT_COMPLETION,
+            native=native,
+        ), formatter
 
     def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
         """A failed request still says where it went: attempts, fallbacks, last deployment."""
@@ -174,31 +209,32 @@ class Executor:
             estimated_tokens=estimated if usage else 0,
         )
 
-    async def _complete(self, job: Job, call: ChatCall) -> None:
+    async def _complete(self, job: Job, call: ChatCall, formatter: Formatter) -> None:
         response, outcome = await _routed(job, self.engine.chat, call)
+        body = formatter.response(response)
+        await formatter.settle(outcome.deployment.label)
         record = Record(
             seq=job.seq,
             end=envelopes.RESPONSE,
-            body=encode(response),
+            body=body,
             meta=self._meta(outcome, response.usage, job),
         )
         await self.writer.write(job, record)
 
-    async def _stream(self, job: Job, call: ChatCall) -> None:
+    async def _stream(self, job: Job, call: ChatCall, formatter: Formatter) -> None:
         first, rest, outcome = await _routed(job, self.engine.stream, call)
-        await self._relay(job, call, first, rest, outcome)
+        await self._relay(job, formatter, first, rest, outcome)
 
     async def _relay(
         self,
         job: Job,
-        call: ChatCall,
+        formatter: Formatter,
         first: list[ChatCompletionChunk],
         rest: Batches,
         outcome: Outcome,
         splice: Splice | None = None,
     ) -> None:
         """Write a stream's batches as records, then its end with the usage."""
-        include_usage = call.request.include_usage
         usage: Usage | None = None
         try:
             batch: list[ChatCompletionChunk] | None = first
@@ -206,7 +242,7 @@ class Executor:
             while batch is not None:
                 if splice is not None:
                     batch = splice.batch(batch)
-                chunks, batch_usage = _frame(batch, include_usage)
+                chunks, batch_usage = formatter.frame(batch)
                 usage = batch_usage or usage
                 if batch_usage is not None:
                     # Usage comes last (adapter contract): finish with this record.
@@ -219,6 +255,8 @@ class Executor:
                 chunks = []
         finally:
             await rest.aclose()  # type: ignore[attr-defined]  # an async generator
+        chunks += formatter.finish(usage)
+        await formatter.settle(outcome.deployment.label)
         estimated = splice.lost.total_tokens if splice is not None else 0
         final_meta = self._meta(outcome, usage, job, estimated)
         await self.writer.write(
@@ -265,7 +303,10 @@ class Executor:
         log.info("continuing the stream of %s at %s", job.request_id, target.route.name)
         self.metrics.continuation(job.envelope.model_group, continuation.CONTINUED)
         lost = continuation.lost_usage(call.request, delivered)
-        await self._relay(job, call, first, rest, outcome, Splice(delivered, continued.skip, lost))
+        formatter = _chat_formatter(job, call.request.include_usage)
+        await self._relay(
+            job, formatter, first, rest, outcome, Splice(delivered, continued.skip, lost)
+        )
 
     async def _lost(self, job: Job, reason: str, why: str) -> None:
         """End a stream an earlier worker began and that cannot go on: `worker_lost`."""
@@ -289,6 +330,7 @@ class Executor:
             request_id=job.request_id,
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
+            tags=request_tags(options.get("tags"), options.get("metadata")),
         )
         response, outcome = await _routed(job, self.engine.embed, call)
         usage = Usage(
@@ -314,19 +356,8 @@ _REFUSALS = {
 }
 
 
-def _frame(
-    batch: list[ChatCompletionChunk], include_usage: bool
-) -> tuple[list[bytes], Usage | None]:
-    """Encode a batch once; the usage chunk is kept only when the client asked for it."""
-    chunks: list[bytes] = []
-    usage = None
-    for chunk in batch:
-        if chunk.usage is not None and not chunk.choices:
-            usage = chunk.usage
-            if not include_usage:
-                continue
-        chunks.append(encode(chunk))
-    return chunks, usage
+def _chat_formatter(job: Job, include_usage: bool) -> ChatFormatter:
+    return ChatFormatter(include_usage, text_completion=job.envelope.kind == KIND_TEXT_COMPLETION)
 
 
 def _gateway_body(job: Job) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -26,6 +26,8 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
     # switchboard_settings.max_reply_bytes: the most of one reply a worker reads and writes.
     max_reply_bytes: int
     media_fetch: MediaFetch
+    # switchboard_settings.responses_ttl_s: how long a stored /v1/responses response lives.
+    responses_ttl_s: int = 30 * 24 * 3600
     # The batch lane (issue #20), the last of `lanes`: read only with spare slots, and never
     # for more than `batch_max_share` of them, so interactive requests always find one free.
     batch_lane: str | None = None
@@ -59,4 +61,5 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
             stream_continuation=settings.stream_continuation,
             max_reply_bytes=settings.max_reply_bytes,
             media_fetch=settings.media_fetch,
+            responses_ttl_s=settings.responses_ttl_s,
         )

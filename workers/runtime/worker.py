@@ -30,6 +30,9 @@ from workers import envelopes, memory, redis_streams
 from workers.batching import WriteBatcher
 from workers.envelopes import Meta, Record, decode_envelope, decode_record
 from workers.errors import ProviderError
+from workers.hooks import hook_metrics
+from workers.hooks.service import ServiceHooks
+from workers.log_format import REQUEST_ID
 from workers.loop_lag import LoopLag
 from workers.memory import MemoryReleaser
 from workers.providers.media import MediaPolicy
@@ -71,10 +74,14 @@ class Worker:
         worker_id: str | None = None,
         metrics: WorkerMetrics | None = None,
         batcher: WriteBatcher | None = None,
+        hooks: ServiceHooks | None = None,
     ) -> None:
         self.redis = redis
+        # The config's callbacks (issue #19), fed by the writer, delivered by a loop below.
+        self.hooks = hooks
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.metrics.concurrency.set(options.concurrency)
+        hook_metrics.register(self.metrics.registry, hooks.dispatcher if hooks else None)
         self.options = options
         self.keys = Keys(options.namespace)
         self.worker_id = worker_id or new_worker_id()
@@ -86,6 +93,7 @@ class Worker:
             batcher=batcher,
             max_reply_bytes=options.max_reply_bytes,
             consumer=self.worker_id,
+            observer=hooks.observe if hooks is not None else None,
         )
         self.executor = Executor(
             engine,
@@ -94,6 +102,7 @@ class Worker:
             MediaPolicy.of(options.media_fetch),
             stream_continuation=options.stream_continuation,
             metrics=self.metrics,
+            responses_ttl_s=options.responses_ttl_s,
         )
         self.memory = MemoryReleaser()
         self.jobs: dict[str, Job] = {}
@@ -133,6 +142,13 @@ class Worker:
         await redis_streams.ensure_groups(self.redis, self.keys, self.options.lanes)
         # Beat before reading: a consumer holding entries without a heartbeat counts as dead.
         await self.heartbeats.beat()
+        # One line a person joining a worker to a running service can wait for (issue #16).
+        log.info(
+            "worker %s ready: lanes %s, concurrency %d",
+            self.worker_id,
+            ", ".join(self.options.lanes),
+            self.options.concurrency,
+        )
         background = self.background
         try:
             async with background:
@@ -145,6 +161,10 @@ class Worker:
                     background.start("loop lag", self.loop_lag.run)
                 for name, loop in (loops or {}).items():
                     background.start(name, loop)
+                if self.hooks is not None:
+                    # A delivery loop that dies (a bug) is started again: callbacks are
+                    # no reason to stop serving.
+                    background.start("callbacks", self.hooks.dispatcher.run, restart_after_s=1.0)
                 try:
                     await self._serve(stopping)
                 finally:
@@ -154,6 +174,8 @@ class Worker:
                     await background.stop("takeovers")
                     await self._drain()
                     await self.writer.aclose()  # batched writes already sent must land
+                    if self.hooks is not None:
+                        await self.hooks.dispatcher.aclose()  # deliver what is queued
         finally:
             # After the heartbeats stopped (closing the supervisor), so it stays forgotten.
             with contextlib.suppress(Exception):
@@ -322,6 +344,7 @@ class Worker:
         job.task = asyncio.create_task(self._run_job(job, is_reclaimed), name=job.request_id)
 
     async def _run_job(self, job: Job, is_reclaimed: bool) -> None:
+        REQUEST_ID.set(job.request_id)  # the job's log lines carry it (json logs)
         footprint = memory.track()
         try:
             if is_reclaimed and await self._settled_by_earlier_attempt(job):
@@ -330,6 +353,8 @@ class Worker:
                 return
             if not is_reclaimed and await self._ended_while_queued(job):
                 return
+            if self.hooks is not None:
+                self.hooks.job_started(job.envelope, job.started_ms)
             await self.executor.run(job)
         except asyncio.CancelledError:
             raise
@@ -338,6 +363,8 @@ class Worker:
             log.exception("could not finish request %s; leaving it pending", job.request_id)
         finally:
             self.jobs.pop(job.request_id, None)
+            if self.hooks is not None:
+                self.hooks.forget(job.request_id)
             self.metrics.in_flight.set(len(self.jobs))
             self._slot_free.set()
             self.memory.after_job(footprint)

@@ -136,6 +136,9 @@ class SwitchboardSettings(Section, frozen=True):
     # the provider can continue a partial answer (docs/providers/README.md); otherwise it
     # ends with a `worker_lost` error event. A deployment's own setting wins.
     stream_continuation: bool = True
+    # Seconds a stored /v1/responses response (its items, for `previous_response_id`, GET
+    # and input_items) stays in Redis (issue #18); 30 days as OpenAI keeps them.
+    responses_ttl_s: Annotated[int, Positive] = 30 * 24 * 3600
     # Client keys besides general_settings.master_key, each with an alias that labels its
     # requests, tokens and cost in /metrics.
     api_keys: list[ApiKey] = []

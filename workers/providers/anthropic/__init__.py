@@ -27,7 +27,14 @@ from workers.providers.anthropic.errors import error_from_response
 from workers.providers.anthropic.request import REFUSED_PARAMS, build_body
 from workers.providers.anthropic.response import parse_completion
 from workers.providers.anthropic.stream import StreamTranslator
-from workers.providers.base import Adapter, ChatCall, Continued, with_prefix
+from workers.providers.base import (
+    Adapter,
+    ChatCall,
+    Continued,
+    NativeBatch,
+    NativeRequest,
+    with_prefix,
+)
 from workers.providers.sse_reader import iter_sse
 from workers.wire import ChatCompletion, ChatCompletionChunk
 
@@ -76,6 +83,10 @@ class AnthropicAdapter(Adapter):
         self.headers = headers
         self.has_credentials = any(name.lower() in _AUTH_HEADERS for name in headers)
 
+    def _native(self, call: ChatCall) -> NativeRequest | None:
+        native = call.native
+        return native if native is not None and native.provider == self.provider else None
+
     def _payload(self, call: ChatCall, *, stream: bool) -> bytes:
         if not self.has_credentials:
             raise AuthenticationFailed(
@@ -83,8 +94,21 @@ class AnthropicAdapter(Adapter):
                 provider=self.provider,
                 model=self.model,
             )
+        native = self._native(call)
+        if native is not None:
+            # The client's body as it sent it, only the model replaced (issue #18).
+            body = {**self.deployment.default_params, **native.body, "model": self.model}
+            return self.encode_body(body)
         body = build_body(call, self.deployment, self.refuser(call), stream=stream)
         return self.encode_body(body)
+
+    def _headers(self, call: ChatCall) -> Mapping[str, str]:
+        native = self._native(call)
+        beta = native.headers.get("anthropic-beta") if native is not None else None
+        if not beta:
+            return self.headers
+        ours = self.headers.get("anthropic-beta")
+        return {**self.headers, "anthropic-beta": f"{ours},{beta}" if ours else beta}
 
     def continuation(self, call: ChatCall, prefix: str) -> Continued | str:
         request = call.request
@@ -103,21 +127,25 @@ class AnthropicAdapter(Adapter):
         timeout = timeout_for(self.timeout_s(call, stream=False), stream=False)
         with transport_errors(self.provider, self.model):
             async with self.http.session.post(
-                self.url, data=payload, headers=self.headers, timeout=timeout
+                self.url, data=payload, headers=self._headers(call), timeout=timeout
             ) as response:
                 raw = await self.http.read_body(response, self.provider, self.model)
                 if response.status >= 400:
                     raise error_from_response(
                         response.status, response.headers, raw, model=self.model
                     )
-        return parse_completion(raw, model=self.model)
+        completion = parse_completion(raw, model=self.model)
+        if self._native(call) is not None:
+            # What a native client is sent, unchanged (workers/ingress/).
+            completion.native_body = raw  # type: ignore[attr-defined]  # a dict=True Struct
+        return completion
 
     async def stream(self, call: ChatCall) -> AsyncIterator[list[ChatCompletionChunk]]:
         payload = self._payload(call, stream=True)
         timeout = timeout_for(self.timeout_s(call, stream=True), stream=True)
         with transport_errors(self.provider, self.model):
             response = await self.http.session.post(
-                self.url, data=payload, headers=self.headers, timeout=timeout
+                self.url, data=payload, headers=self._headers(call), timeout=timeout
             )
             try:
                 if response.status >= 400:
@@ -125,7 +153,10 @@ class AnthropicAdapter(Adapter):
                     raise error_from_response(
                         response.status, response.headers, raw, model=self.model
                     )
-                async for batch in self._batches(response):
+                batches = self._batches(response)
+                if self._native(call) is not None:
+                    batches = self._native_batches(response)
+                async for batch in batches:
                     yield batch
             finally:
                 # Closing (not releasing) an unfinished response drops the connection, which
@@ -143,6 +174,23 @@ class AnthropicAdapter(Adapter):
             if translator.done:
                 return
         yield translator.finish()
+
+    async def _native_batches(
+        self, response: aiohttp.ClientResponse
+    ) -> AsyncIterator[list[ChatCompletionChunk]]:
+        """The same batches, each with the provider's events behind it; events that gave no
+        chunk (ping, a block's stop) ride with the next batch."""
+        translator = StreamTranslator(self.model)
+        pending: list[bytes] = []
+        async for events in iter_sse(self.http.iter_body(response, self.provider, self.model)):
+            batch = translator.read(events)
+            pending += [b"event: %s\ndata: %s" % (e.event or b"message", e.data) for e in events]
+            if batch or translator.done:
+                yield NativeBatch(batch, pending)
+                pending = []
+            if translator.done:
+                return
+        yield NativeBatch(translator.finish(), pending)
 
 
 __all__ = ["API_VERSION", "AnthropicAdapter"]

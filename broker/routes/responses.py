@@ -1,0 +1,129 @@
+"""The OpenAI Responses API as a front door (issue #18): POST /v1/responses (validated
+once, admitted, enqueued and relayed exactly as chat; the worker translates and stores,
+workers/ingress/), and the stored responses' GET, DELETE and input_items, read straight
+from Redis (workers/ingress/response_store.py) on any front door."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from broker.body import decode, gateway_options, max_num_retries, read_json_body
+from broker.errors import JSON
+from broker.relay import Relay
+from broker.routes.keys import FRONT_DOOR
+from workers.envelopes import INGRESS_RESPONSES, KIND_CHAT
+from workers.errors import InvalidRequest
+from workers.ingress import response_store
+from workers.ingress.responses_request import Translator, decode_responses_request
+from workers.params import GATEWAY_FIELDS
+from workers.validation import decode_request, validate_chat_request
+from workers.wire import chat_request_from_dict
+
+MAX_LIST_LIMIT = 100
+
+
+async def create_response(request: web.Request) -> web.StreamResponse:
+    front = request.app[FRONT_DOOR]
+    caller = await front.tenancy.authenticate(request)
+    body = await read_json_body(request, front.settings.max_body_bytes)
+    parsed = decode(decode_responses_request, body)
+    options = gateway_options(
+        body,
+        max_timeout_s=front.settings.request_timeout_s,
+        max_num_retries=max_num_retries(front.config),
+    )
+    raw: dict[str, Any] = orjson.loads(body)
+    for name in GATEWAY_FIELDS:
+        raw.pop(name, None)
+    # The translation refuses what it cannot carry now; the conversation a
+    # previous_response_id names is the worker's to read (one script, workers/ingress/).
+    translator = Translator(drop_params=bool(options.drop_params))
+    chat_body = decode_request(lambda b: translator.chat_body(parsed, b, []), raw)
+    if chat_body["messages"]:
+        validate_chat_request(decode_request(chat_request_from_dict, chat_body), front.limits)
+    elif not parsed.previous_response_id:
+        raise InvalidRequest("`input` is required", param="input", code="invalid_value")
+    group = front.resolve_group(parsed.model, caller)
+    lane = front.lane_for(request, options)
+    front.admit(lane)
+    ticket = await front.tenancy.ticket(
+        caller,
+        call_type="responses",
+        model=parsed.model,
+        group=group,
+        body_bytes=len(body),
+        max_tokens=parsed.max_output_tokens,
+        end_user=parsed.user,
+    )
+    relay = Relay(
+        front,
+        kind=KIND_CHAT,
+        group=group,
+        lane=lane,
+        body=body,
+        stream=bool(parsed.stream),
+        options=options,
+        caller=caller,
+        ingress=INGRESS_RESPONSES,
+        ticket=ticket,
+    )
+    return await relay.run(request)
+
+
+async def get_response(request: web.Request) -> web.Response:
+    front = request.app[FRONT_DOOR]
+    caller = await front.tenancy.authenticate(request)
+    response_id = request.match_info["response_id"]
+    body = await response_store.response_body(front.redis, front.keys, response_id, caller.owner)
+    return web.Response(body=body, content_type=JSON)
+
+
+async def delete_response(request: web.Request) -> web.Response:
+    front = request.app[FRONT_DOOR]
+    caller = await front.tenancy.authenticate(request)
+    response_id = request.match_info["response_id"]
+    await response_store.delete(front.redis, front.keys, response_id, caller.owner)
+    deleted = {"id": response_id, "object": "response", "deleted": True}
+    return web.Response(body=orjson.dumps(deleted), content_type=JSON)
+
+
+async def list_input_items(request: web.Request) -> web.Response:
+    """A response's own input items, as OpenAI pages them: `order` (desc by default),
+    `limit` (20, at most 100) and `after` (an item id)."""
+    front = request.app[FRONT_DOOR]
+    caller = await front.tenancy.authenticate(request)
+    response_id = request.match_info["response_id"]
+    order, limit, after = _page(request)
+    items = await response_store.input_items(front.redis, front.keys, response_id, caller.owner)
+    if order == "desc":
+        items.reverse()
+    if after is not None:
+        ids = [item.get("id") for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    page = items[:limit]
+    listed = {
+        "object": "list",
+        "data": page,
+        "first_id": page[0].get("id") if page else None,
+        "last_id": page[-1].get("id") if page else None,
+        "has_more": len(items) > limit,
+    }
+    return web.Response(body=orjson.dumps(listed), content_type=JSON)
+
+
+def _page(request: web.Request) -> tuple[str, int, str | None]:
+    query = request.query
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("`order` must be asc or desc", param="order", code="invalid_value")
+    text = query.get("limit", "20")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIST_LIMIT:
+        raise InvalidRequest(
+            f"`limit` must be an integer from 1 to {MAX_LIST_LIMIT}",
+            param="limit",
+            code="invalid_value",
+        )
+    return order, int(text), query.get("after")

@@ -1,0 +1,31 @@
+"""The service the ingress API suites (/v1/messages, /v1/responses) run against: a model
+group per (provider, scenario) on the fake upstream, for the four provider families the
+issue names (#18): OpenAI, Anthropic, Gemini and Bedrock."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from broker.config.loader import load_config_text
+from tests.broker.harness import service
+from tests.broker.providers_setup import AWS_CONFIG_ENV, TARGETS, Group, config_text
+from workers.testing.server import FakeUpstream
+
+INGRESS_TARGETS = [t for t in TARGETS if t.provider in ("openai", "anthropic", "gemini", "bedrock")]
+INGRESS_IDS = [t.provider for t in INGRESS_TARGETS]
+SCENARIOS = {"": "", "-tools": "~tools=2", "-429": "~status=429~retry_after=3"}
+GROUPS = [
+    Group(target.provider + suffix, target, directives)
+    for target in INGRESS_TARGETS
+    for suffix, directives in SCENARIOS.items()
+]
+TIMEOUT_S = 20
+
+
+@contextlib.asynccontextmanager
+async def gateway(fake: FakeUpstream, namespace: str) -> AsyncIterator[str]:
+    """The in-process service's URL."""
+    config = load_config_text(config_text(fake.base_url, namespace, GROUPS), AWS_CONFIG_ENV)
+    async with service(config) as ([door], _):
+        yield door.url

@@ -1,0 +1,224 @@
+"""The ingress APIs besides Chat Completions (issue #18): how a body in the client's API
+becomes the chat wire model, and how the reply goes back out in that API.
+
+The front door validates and enqueues the client's bytes with `Envelope.ingress`; the worker
+translates them here (`Ingress.prepare`), runs the chat call through the same routing, and
+formats each batch of chunks (or the whole response) with the ingress's `Formatter`. One
+queue, one router, one counting path: only the two edges differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, NamedTuple, Protocol
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from workers import text_completions
+from workers.envelopes import INGRESS_MESSAGES, INGRESS_RESPONSES, Envelope
+from workers.errors import InvalidRequest
+from workers.ingress import messages_reply, messages_request, response_store
+from workers.ingress.responses_reply import ResponseBuilder
+from workers.ingress.responses_request import ResponsesRequest, Translator, input_items
+from workers.providers.base import NativeBatch, NativeRequest
+from workers.redis_streams import Keys
+from workers.validation import decode_request
+from workers.wire import ChatCompletion, ChatCompletionChunk, Usage, encode
+
+log = logging.getLogger("switchboard.ingress")
+JSONObject = dict[str, Any]
+
+
+STOP = {"type": "message_stop"}
+
+
+class Formatter(Protocol):
+    """How one request's reply is written in its client's API."""
+
+    def frame(self, batch: list[ChatCompletionChunk]) -> tuple[list[bytes], Usage | None]:
+        """A batch's events, and the usage if the batch carried it (it comes last)."""
+        ...
+
+    def finish(self, usage: Usage | None) -> list[bytes]:
+        """The events that end the stream (before the record's terminal event)."""
+        ...
+
+    def response(self, response: ChatCompletion) -> bytes:
+        """A whole (non-stream) response body."""
+        ...
+
+    async def settle(self, deployment: str) -> None:
+        """After the answer is formed, before its final record: keep what must be kept."""
+        ...
+
+
+class ChatFormatter:
+    """Chat Completions: chunks as they are; the usage chunk only when asked for. A legacy
+    text completion (/v1/completions, queued as the chat request it became) goes out in the
+    text completion shape (workers/text_completions.py)."""
+
+    def __init__(self, include_usage: bool, *, text_completion: bool = False) -> None:
+        self.include_usage = include_usage
+        self.encode_chunk = text_completions.from_chunk if text_completion else encode
+        self.encode_response = text_completions.from_chat if text_completion else encode
+
+    def frame(self, batch: list[ChatCompletionChunk]) -> tuple[list[bytes], Usage | None]:
+        chunks: list[bytes] = []
+        usage = None
+        for chunk in batch:
+            if chunk.usage is not None and not chunk.choices:
+                usage = chunk.usage
+                if not self.include_usage:
+                    continue
+            chunks.append(self.encode_chunk(chunk))
+        return chunks, usage
+
+    def finish(self, usage: Usage | None) -> list[bytes]:
+        return []
+
+    def response(self, response: ChatCompletion) -> bytes:
+        return self.encode_response(response)
+
+    async def settle(self, deployment: str) -> None:
+        return None
+
+
+class MessagesFormatter(messages_reply.MessagesStream):
+    """Anthropic Messages, answered under the model name the client asked for; an Anthropic
+    deployment's own reply (a native pass-through) goes out unchanged."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(model)
+        self.is_stopped = False  # a native stream's message_stop went out
+
+    def frame(self, batch: list[ChatCompletionChunk]) -> tuple[list[bytes], Usage | None]:
+        if not isinstance(batch, NativeBatch):
+            return super().frame(batch)
+        self.started = self.native = True
+        usage = next((c.usage for c in batch if c.usage is not None and not c.choices), None)
+        self.is_stopped = self.is_stopped or any(
+            e.startswith(b"event: message_stop") for e in batch.native
+        )
+        return list(batch.native), usage
+
+    def finish(self, usage: Usage | None) -> list[bytes]:
+        if not self.native:
+            return super().finish(usage)
+        # The worker stops reading at the usage chunk, which message_stop itself carries.
+        return [] if self.is_stopped else [messages_reply.event("message_stop", STOP)]
+
+    def response(self, response: ChatCompletion) -> bytes:
+        native: bytes | None = getattr(response, "native_body", None)
+        if native is not None:
+            return native
+        return messages_reply.message_body(response, self.model)
+
+    async def settle(self, deployment: str) -> None:
+        return None
+
+
+class ResponsesFormatter(ResponseBuilder):
+    """OpenAI Responses; a stored response is saved before its final record, so that a
+    follow-up naming it finds it however soon it comes."""
+
+    def __init__(self, request: ResponsesRequest, response_id: str, store: _Store | None) -> None:
+        super().__init__(request, response_id, int(time.time()))
+        self.store = store
+
+    async def settle(self, deployment: str) -> None:
+        if self.store is None:
+            return
+        try:
+            await self.store.save(self.body("completed"), deployment)
+        except RedisError as exc:
+            # The answer still goes out; only a follow-up naming it will not find it.
+            log.warning("could not store response %s: %s", self.id, exc)
+
+
+class _Store:
+    """Where one stored response goes, and whose it is."""
+
+    def __init__(self, ingress: Ingress, envelope: Envelope, request: ResponsesRequest) -> None:
+        self.ingress = ingress
+        self.owner = envelope.owner
+        self.parent = request.previous_response_id
+        # Ids for the input items that have none, as OpenAI lists them (input_items).
+        self.input = [_listed(item) for item in input_items(request)]
+
+    async def save(self, response: JSONObject, deployment: str) -> None:
+        await response_store.save(
+            self.ingress.redis,
+            self.ingress.keys,
+            response=response,
+            owner=self.owner,
+            parent=self.parent,
+            deployment=deployment,
+            input_items=self.input,
+            ttl_s=self.ingress.responses_ttl_s,
+        )
+
+
+def _listed(item: JSONObject) -> JSONObject:
+    """An input item as OpenAI lists it: with an id, a message's text as parts."""
+    listed = dict(item)
+    if "id" not in listed:
+        listed["id"] = "msg_" + os.urandom(12).hex()
+    is_message = listed.get("type", "message" if "role" in listed else None) == "message"
+    if is_message:
+        listed["type"] = "message"
+        if isinstance(listed.get("content"), str):
+            kind = "output_text" if listed.get("role") == "assistant" else "input_text"
+            listed["content"] = [{"type": kind, "text": listed["content"]}]
+    return listed
+
+
+class Prepared(NamedTuple):
+    body: JSONObject  # the chat body
+    formatter: Formatter
+    native: NativeRequest | None = None
+
+
+class Ingress:
+    """A worker's translation of the ingress APIs, with what it needs of Redis."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, responses_ttl_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.responses_ttl_s = responses_ttl_s
+
+    async def prepare(self, envelope: Envelope, body: JSONObject, *, drop_params: bool) -> Prepared:
+        """The chat body for a body in the envelope's ingress API, and its formatter."""
+        if envelope.ingress == INGRESS_MESSAGES:
+            chat = decode_request(
+                lambda b: messages_request.to_chat_body(b, drop_params=drop_params), body
+            )
+            # An Anthropic deployment gets the client's own body (issue #18).
+            native = NativeRequest(
+                provider="anthropic", body=body, headers=dict(envelope.headers or {})
+            )
+            return Prepared(chat, MessagesFormatter(str(chat["model"])), native)
+        if envelope.ingress == INGRESS_RESPONSES:
+            chat, formatter = await self._responses(envelope, body, drop_params=drop_params)
+            return Prepared(chat, formatter)
+        raise InvalidRequest(f"unknown ingress API {envelope.ingress}")
+
+    async def _responses(
+        self, envelope: Envelope, body: JSONObject, *, drop_params: bool
+    ) -> tuple[JSONObject, Formatter]:
+        request = decode_request(lambda b: msgspec.convert(b, ResponsesRequest), body)
+        parent = request.previous_response_id
+        history = []
+        if parent:
+            history = await response_store.conversation(
+                self.redis, self.keys, parent, envelope.owner
+            )
+        chat = decode_request(
+            lambda b: Translator(drop_params=drop_params).chat_body(request, b, history), body
+        )
+        response_id = response_store.new_response_id(parent)
+        store = _Store(self, envelope, request) if request.is_stored else None
+        return chat, ResponsesFormatter(request, response_id, store)

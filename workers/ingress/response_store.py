@@ -1,0 +1,131 @@
+"""Stored /v1/responses responses in Redis (issue #18): what `previous_response_id`, GET,
+DELETE and input_items read, kept `responses_ttl_s` (30 days by default).
+
+One hash per response: its owner (a hash of the caller's key, never the key), its parent,
+the deployment that served it, its own input items, its output items and the response
+object, each item list as JSON. A conversation is never copied into each turn (memory would
+grow with the square of its length); instead a response id carries its conversation's tag,
+`resp_<conversation 16 hex><own 16 hex>`, every response of a chain lives in that tag's
+slot, and one script walks the chain from the newest response to the root: a follow-up is
+rebuilt in one round trip, on any front door or worker, Redis Cluster included. Memory is
+the items themselves (what the clients sent and got) for `responses_ttl_s`; `store: false`
+keeps nothing. The key names are workers/redis_streams.py's (`Keys.response`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, cast
+
+import orjson
+from redis.asyncio import Redis
+
+from workers.errors import NotFound
+from workers.redis_streams import Keys
+
+JSONObject = dict[str, Any]
+ID_PATTERN = re.compile(r"resp_[0-9a-f]{32}")
+# A chain longer than this is cut at its oldest end (a loop of a few hundred turns is long).
+MAX_CHAIN = 1000
+
+# KEYS[1] the newest response; ARGV: the conversation's key prefix, the owner, the hop cap.
+# Returns output, input, output, input, ... newest first; {} when the first is not found or
+# not the caller's. Every key of a chain shares KEYS[1]'s slot (see the module docstring).
+CHAIN_SCRIPT = """
+local items = {}
+local key = KEYS[1]
+for i = 1, tonumber(ARGV[3]) do
+  local f = redis.call('HMGET', key, 'owner', 'parent', 'input', 'output')
+  if not f[1] or f[1] ~= ARGV[2] then
+    if i == 1 then return {} end
+    break
+  end
+  table.insert(items, f[4])
+  table.insert(items, f[3])
+  if not f[2] or f[2] == '' then break end
+  key = ARGV[1] .. f[2]
+end
+return items
+"""
+
+
+def new_response_id(parent: str | None) -> str:
+    """A fresh id in its parent's conversation, or in a new one."""
+    conversation = parent[5:21] if parent else os.urandom(8).hex()
+    return f"resp_{conversation}{os.urandom(8).hex()}"
+
+
+def _not_found(response_id: str) -> NotFound:
+    shown = response_id[:64]
+    return NotFound(
+        f"Response with id '{shown}' not found.", param="response_id", code="response_not_found"
+    )
+
+
+def _checked(response_id: str) -> str:
+    if not ID_PATTERN.fullmatch(response_id):
+        raise _not_found(response_id)
+    return response_id
+
+
+async def conversation(redis: Redis, keys: Keys, response_id: str, owner: str) -> list[JSONObject]:
+    """The items of the chain ending at `response_id`, oldest first: each response's input
+    then its output. A 404 when it is unknown, expired, or another key's."""
+    key = keys.response(_checked(response_id))
+    prefix = keys.responses(response_id[5:21])
+    found = await cast("Any", redis.eval(CHAIN_SCRIPT, 1, key, prefix, owner, MAX_CHAIN))
+    if not found:
+        raise _not_found(response_id)
+    items: list[JSONObject] = []
+    for raw in reversed(found):
+        items += orjson.loads(raw)
+    return items
+
+
+async def save(
+    redis: Redis,
+    keys: Keys,
+    *,
+    response: JSONObject,
+    owner: str,
+    parent: str | None,
+    deployment: str,
+    input_items: list[JSONObject],
+    ttl_s: int,
+) -> None:
+    key = keys.response(response["id"])
+    fields = {
+        "owner": owner,
+        "parent": parent or "",
+        "deployment": deployment,
+        "input": orjson.dumps(input_items),
+        "output": orjson.dumps(response["output"]),
+        "response": orjson.dumps(response),
+    }
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, ttl_s)
+        await pipe.execute()
+
+
+async def _field(redis: Redis, keys: Keys, response_id: str, owner: str, name: str) -> bytes:
+    key = keys.response(_checked(response_id))
+    stored_owner, value = await cast("Any", redis.hmget(key, ["owner", name]))
+    if stored_owner is None or stored_owner.decode() != owner or value is None:
+        raise _not_found(response_id)
+    return cast(bytes, value)
+
+
+async def response_body(redis: Redis, keys: Keys, response_id: str, owner: str) -> bytes:
+    return await _field(redis, keys, response_id, owner, "response")
+
+
+async def input_items(redis: Redis, keys: Keys, response_id: str, owner: str) -> list[JSONObject]:
+    items: list[JSONObject] = orjson.loads(await _field(redis, keys, response_id, owner, "input"))
+    return items
+
+
+async def delete(redis: Redis, keys: Keys, response_id: str, owner: str) -> None:
+    await _field(redis, keys, response_id, owner, "owner")
+    await redis.delete(keys.response(response_id))
