@@ -23,30 +23,39 @@ MAX_REPORTED = 10
 YIELD_EVERY = 32
 
 
+class Request(msgspec.Struct, frozen=True):
+    """What admission needs of a line's body (broker/tenancy.py's ticket)."""
+
+    model: str
+    max_tokens: int | None = None
+    end_user: str | None = None
+
+
 class Endpoint(msgspec.Struct, frozen=True):
     kind: int
-    check: Callable[[bytes, RequestLimits], str]  # the body's model; raises on a bad body
+    call_type: str  # as the spend ledger names it
+    check: Callable[[bytes, RequestLimits], Request]  # raises on a bad body
 
 
-def _check_chat(body: bytes, limits: RequestLimits) -> str:
+def _check_chat(body: bytes, limits: RequestLimits) -> Request:
     chat = decode(decode_chat_request, body)
     validate_chat_request(chat, limits)
     if chat.is_stream:
         raise InvalidRequest("a batch line cannot stream: drop `stream`", param="body.stream")
-    return chat.model
+    return Request(chat.model, chat.max_completion_tokens or chat.max_tokens, chat.user)
 
 
-def _check_embedding(body: bytes, limits: RequestLimits) -> str:
+def _check_embedding(body: bytes, limits: RequestLimits) -> Request:
     embedding = decode(decode_embedding_request, body)
     validate_embedding_request(embedding, limits)
-    return embedding.model
+    return Request(embedding.model, None, embedding.user)
 
 
 # The endpoints a batch may name. /v1/responses and /v1/messages join once the front door
 # serves them (issues #18, #20).
 ENDPOINTS = {
-    "/v1/chat/completions": Endpoint(KIND_CHAT, _check_chat),
-    "/v1/embeddings": Endpoint(KIND_EMBEDDING, _check_embedding),
+    "/v1/chat/completions": Endpoint(KIND_CHAT, "chat.completions", _check_chat),
+    "/v1/embeddings": Endpoint(KIND_EMBEDDING, "embeddings", _check_embedding),
 }
 
 
@@ -149,8 +158,8 @@ def _problem(
         seen.add(parsed.custom_id)
         body = bytes(parsed.body)
         check_json_bytes(body)
-        model = ENDPOINTS[endpoint].check(body, front.limits)
-        front.resolve_group(model, caller)
+        request = ENDPOINTS[endpoint].check(body, front.limits)
+        front.resolve_group(request.model, caller)
     except SwitchboardError as exc:
         return _message(exc)
     return None
