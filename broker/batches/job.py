@@ -22,7 +22,8 @@ from redis.exceptions import RedisError
 
 from broker.auth import Caller
 from broker.batches import output
-from broker.batches.lines import ENDPOINTS, parse_line, split_lines
+from broker.batches.endpoints import ENDPOINTS
+from broker.batches.lines import parse_line, split_lines
 from broker.batches.metrics import BatchMetrics
 from broker.batches.records import (
     BatchError,
@@ -241,6 +242,7 @@ class BatchJob:
             stream=False,
             options=options,
             caller=self.caller,
+            ingress=self.endpoint.ingress,
             ticket=None if ticket is None else _tagged(ticket, self.batch.id),
         )
         # A line may wait in the batch lane as long as the batch's window lasts.
