@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--worker-concurrency", type=int, default=256)
     parser.add_argument("--max-share", type=float, default=None, help="batches.max_share")
     parser.add_argument("--window", type=int, default=None, help="batches.window")
+    parser.add_argument("--busy-lag-ms", type=float, default=None, help="batches.busy_loop_lag_ms")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     return parser.parse_args(argv)
 
@@ -71,7 +72,11 @@ def write_config(directory: Path, upstream_port: int, args: argparse.Namespace) 
             "files": {"storage_dir": str(directory / "files")},
         },
     }
-    batches = {"max_share": args.max_share, "window": args.window}
+    batches = {
+        "max_share": args.max_share,
+        "window": args.window,
+        "busy_loop_lag_ms": args.busy_lag_ms,
+    }
     if any(value is not None for value in batches.values()):
         config["switchboard_settings"]["batches"] = {  # type: ignore[index]
             key: value for key, value in batches.items() if value is not None
@@ -176,7 +181,17 @@ async def batch(http: aiohttp.ClientSession, url: str, args: Any) -> tuple[float
     counts = state["request_counts"]
     if state["status"] != "completed" or counts["completed"] != args.lines:
         raise RuntimeError(f"the batch ended {state['status']} with {counts}")
+    await check_output(http, url, state["output_file_id"], args.lines)
     return elapsed, latencies
+
+
+async def check_output(http: aiohttp.ClientSession, url: str, file_id: str, lines: int) -> None:
+    """Every custom_id exactly once in the output file."""
+    async with http.get(f"{url}/v1/files/{file_id}/content") as response:
+        content = await response.read()
+    seen = [json.loads(line)["custom_id"] for line in content.splitlines()]
+    if len(seen) != lines or set(seen) != {f"line-{i}" for i in range(lines)}:
+        raise RuntimeError(f"the output has {len(seen)} lines, {len(set(seen))} distinct")
 
 
 async def measure(url: str, args: Any) -> dict[str, Any]:

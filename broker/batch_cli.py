@@ -47,6 +47,11 @@ def add_batch_commands(commands: Any) -> None:
     run.add_argument("--output", type=Path, required=True, help="where the results go")
     run.add_argument("--endpoint", default="/v1/chat/completions")
     run.add_argument("--completion-window", default="24h")
+    run.add_argument(
+        "--local", action="store_true", help="run in this process (no service), by --config"
+    )
+    run.add_argument("--config", type=Path, default=None, help="with --local: a config.yaml")
+    run.add_argument("--concurrency", type=int, default=16, help="with --local: calls at once")
     status = client(actions.add_parser("status", help="a batch's state and counts"))
     status.add_argument("batch_id")
     cancel = client(actions.add_parser("cancel", help="cancel a batch"))

@@ -126,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             return check(args.config)
         if args.command == "batch":
+            if getattr(args, "local", False):
+                from broker.batch_local import run_local_command
+
+                return run_local_command(args)
             return run_batch_command(args)
         if args.command == "up":
             from broker.supervisor import run_up

@@ -15,11 +15,17 @@ import logging
 import signal
 import socket
 from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from broker.config import DEMO_UPSTREAM_ENV, Config, load_config, load_demo_config
 from workers.log_format import use_json
 from workers.log_redaction import Redactor, install
+
+# The data directory `up` names for its children (broker/admin_cli.py's `data_dir`).
+DATA_DIR_ENV = "SWITCHBOARD_DATA_DIR"
 
 
 class SetupError(Exception):
@@ -47,9 +53,21 @@ def load(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
     if args.demo:
         if DEMO_UPSTREAM_ENV not in environ:
             raise SetupError(f"--demo needs {DEMO_UPSTREAM_ENV} (`switchboard up --demo` sets it)")
-        return load_demo_config(environ)
+        return with_storage_dir(load_demo_config(environ), environ)
     config: Config = load_config(args.config, environ)
-    return config
+    return with_storage_dir(config, environ)
+
+
+def with_storage_dir(config: Config, environ: Mapping[str, str]) -> Config:
+    """Files live in `files/` of the data directory `up` uses (`--data-dir`, which it
+    passes on as $SWITCHBOARD_DATA_DIR) unless the config names a directory (issue #20)."""
+    settings = config.switchboard_settings
+    data_dir = environ.get(DATA_DIR_ENV)
+    if settings.files.storage_dir is not None or not data_dir:
+        return config
+    files = msgspec.structs.replace(settings.files, storage_dir=str(Path(data_dir) / "files"))
+    settings = msgspec.structs.replace(settings, files=files)
+    return msgspec.structs.replace(config, switchboard_settings=settings)
 
 
 def redis_url_of(config: Config, environ: Mapping[str, str]) -> str | None:

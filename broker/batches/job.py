@@ -22,7 +22,8 @@ from redis.exceptions import RedisError
 
 from broker.auth import Caller
 from broker.batches import output
-from broker.batches.lines import ENDPOINTS, parse_line, split_lines
+from broker.batches.endpoints import ENDPOINTS
+from broker.batches.lines import parse_line, split_lines
 from broker.batches.metrics import BatchMetrics
 from broker.batches.records import (
     BatchError,
@@ -37,8 +38,15 @@ from broker.frontdoor import FrontDoor
 from broker.relay import Relay
 from workers import envelopes, redis_streams
 from workers.envelopes import Record
-from workers.errors import ServiceUnavailable, SwitchboardError
+from workers.errors import (
+    QuotaExceeded,
+    RateLimited,
+    ServiceUnavailable,
+    SwitchboardError,
+)
 from workers.loop_lag import LoopLag
+from workers.tenancy import events as tenancy_events
+from workers.tenancy.admission import Ticket
 
 log = logging.getLogger("switchboard.batches")
 
@@ -52,6 +60,8 @@ CANCEL_GRACE_S = 5.0
 # Entries of the batch lane read to learn which noted lines were queued: far above what
 # the runners keep there (a window per running batch).
 LANE_READ_LIMIT = 200_000
+# The longest a line waits at once for a key's rate limit before it looks again.
+MAX_LIMIT_WAIT_S = 10.0
 
 
 class Line(msgspec.Struct):
@@ -84,6 +94,7 @@ class BatchJob:
         self._sent_ids: set[str] = set()  # custom_ids a previous run queued, still running
         self.stopping: str | None = None  # "cancelled" or "expired"
         self.last_checkpoint = 0.0
+        self.cancel_checked = 0.0
         self.metrics: BatchMetrics | None = None
         self.loop_lag: LoopLag | None = None
 
@@ -180,51 +191,76 @@ class BatchJob:
     # ------------------------------------------------------------------ lines
 
     async def _queue(self, line: Line, body: bytes) -> None:
+        """Queue a line as its own request; wait out a key's rate limit, and write any
+        other refusal (a budget spent, a model no longer allowed) as the line's result."""
+        while True:
+            try:
+                await self._queue_once(line, body)
+                return
+            except RateLimited as exc:
+                if isinstance(exc, QuotaExceeded) or self.stopping:
+                    await self._refused(line, exc)
+                    return
+                # A key's rpm/tpm: the line waits its turn rather than fail.
+                await asyncio.sleep(min(exc.retry_after_s or 1.0, MAX_LIMIT_WAIT_S))
+                await self._should_stop()
+            except ServiceUnavailable as exc:
+                # Redis refused the queuing: not this line's fault. The batch pauses and
+                # its runner (here or elsewhere) goes on later; the note makes the line
+                # wait or go again.
+                raise RedisError(exc.message) from exc
+            except SwitchboardError as exc:
+                await self._refused(line, exc)
+                return
+
+    async def _queue_once(self, line: Line, body: bytes) -> None:
         front = self.front
-        request_id = ""
-        try:
-            model = self.endpoint.check(body, front.limits)
-            group = front.resolve_group(model, self.caller)
-            options = gateway_options(
-                body,
-                max_timeout_s=front.settings.request_timeout_s,
-                max_num_retries=max_num_retries(front.config),
-            )
-            # The interactive path's own envelope: whatever it carries for the key (limits,
-            # budgets, spend) a batch line carries too.
-            relay = Relay(
-                front,
-                kind=self.endpoint.kind,
-                group=group,
-                lane=self.settings.lane,
-                body=body,
-                stream=False,
-                options=options,
-                caller=self.caller,
-            )
-            request_id = relay.request_id
-            # A line may wait in the batch lane as long as the batch's window lasts.
-            envelope = msgspec.structs.replace(
-                relay.envelope, deadline_ms=self.batch.expires_at * 1000, reply_to=REPLY_TO
-            )
-            relay.envelope = envelope
-            await redis_streams.note_batch_line(
-                self.redis, self.keys, self.batch.id, line.index, request_id
-            )
-            # The interactive path's own enqueue (with whatever admission it does for the
-            # key); a refusal (a budget, a limit) is this line's result.
-            await relay._enqueue(envelopes.encode(envelope))
-        except ServiceUnavailable as exc:
-            # Redis refused the queuing: not this line's fault. The batch pauses and its
-            # runner (here or elsewhere) goes on later; the note makes the line wait or go
-            # again.
-            raise RedisError(exc.message) from exc
-        except SwitchboardError as exc:
-            written = output.failed_line(line.custom_id, request_id, exc.http_status, exc.to_json())
-            self.done.add(line.custom_id)
-            await self._write([], [written], [line])
-            return
-        self.in_flight[request_id] = line
+        request = self.endpoint.check(body, front.limits)
+        group = front.resolve_group(request.model, self.caller)
+        options = gateway_options(
+            body,
+            max_timeout_s=front.settings.request_timeout_s,
+            max_num_retries=max_num_retries(front.config),
+        )
+        ticket = await front.tenancy.ticket(
+            self.caller,
+            call_type=self.endpoint.call_type,
+            model=request.model,
+            group=group,
+            body_bytes=len(body),
+            max_tokens=request.max_tokens,
+            end_user=request.end_user,
+        )
+        # The interactive path's own request: the key's limits and budgets (the ticket),
+        # its fallback scope, its spend, with the batch's id among the spend row's tags.
+        relay = Relay(
+            front,
+            kind=self.endpoint.kind,
+            group=group,
+            lane=self.settings.lane,
+            body=body,
+            stream=False,
+            options=options,
+            caller=self.caller,
+            ingress=self.endpoint.ingress,
+            ticket=None if ticket is None else _tagged(ticket, self.batch.id),
+        )
+        # A line may wait in the batch lane as long as the batch's window lasts.
+        envelope = msgspec.structs.replace(
+            relay.envelope, deadline_ms=self.batch.expires_at * 1000, reply_to=REPLY_TO
+        )
+        relay.envelope = envelope
+        await redis_streams.note_batch_line(
+            self.redis, self.keys, self.batch.id, line.index, relay.request_id
+        )
+        # The interactive path's own enqueue, admission included.
+        await relay._enqueue(envelopes.encode(envelope))
+        self.in_flight[relay.request_id] = line
+
+    async def _refused(self, line: Line, exc: SwitchboardError) -> None:
+        written = output.failed_line(line.custom_id, "", exc.http_status, exc.to_json())
+        self.done.add(line.custom_id)
+        await self._write([], [written], [line])
 
     async def _collect(self) -> None:
         """Write out the lines whose replies ended since the last look."""
@@ -276,9 +312,11 @@ class BatchJob:
 
     async def _should_stop(self) -> bool:
         if self.stopping is None:
+            now = time.monotonic()
             if time.time() >= self.batch.expires_at:
                 self.stopping = "expired"
-            else:
+            elif now - self.cancel_checked >= POLL_S:  # a look per pass, not per line
+                self.cancel_checked = now
                 asked = await redis_streams.batch_cancel_requested(
                     self.redis, self.keys, self.batch.id
                 )
@@ -356,6 +394,14 @@ class BatchJob:
         if force or now - self.last_checkpoint >= CHECKPOINT_S:
             self.last_checkpoint = now
             await self.batches.put(self.record)
+
+
+def _tagged(ticket: Ticket, batch_id: str) -> Ticket:
+    """The ticket with `batch:<id>` among its spend event's tags, so the ledger can tell a
+    batch's spend (`switchboard spend --by tag`)."""
+    event = tenancy_events.decode_front(ticket.event)
+    event = msgspec.structs.replace(event, tags=(*event.tags, f"batch:{batch_id}"))
+    return msgspec.structs.replace(ticket, event=tenancy_events.encode(event))
 
 
 def _final_record(raws: list[bytes]) -> Record:

@@ -4,50 +4,20 @@ and each line parsed and checked as the endpoint's own request would be."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import msgspec
 
 from broker.auth import Caller
-from broker.body import decode
+from broker.batches.endpoints import ENDPOINTS
 from broker.frontdoor import FrontDoor
 from workers.body_limits import check_json_bytes
-from workers.envelopes import KIND_CHAT, KIND_EMBEDDING
 from workers.errors import InvalidRequest, SwitchboardError
-from workers.validation import RequestLimits, validate_chat_request, validate_embedding_request
-from workers.wire import decode_chat_request, decode_embedding_request
 
 MAX_CUSTOM_ID_CHARS = 512
 # Bad lines named in one refusal; the rest are counted.
 MAX_REPORTED = 10
 YIELD_EVERY = 32
-
-
-class Endpoint(msgspec.Struct, frozen=True):
-    kind: int
-    check: Callable[[bytes, RequestLimits], str]  # the body's model; raises on a bad body
-
-
-def _check_chat(body: bytes, limits: RequestLimits) -> str:
-    chat = decode(decode_chat_request, body)
-    validate_chat_request(chat, limits)
-    if chat.is_stream:
-        raise InvalidRequest("a batch line cannot stream: drop `stream`", param="body.stream")
-    return chat.model
-
-
-def _check_embedding(body: bytes, limits: RequestLimits) -> str:
-    embedding = decode(decode_embedding_request, body)
-    validate_embedding_request(embedding, limits)
-    return embedding.model
-
-
-# The endpoints a batch may name. /v1/responses and /v1/messages join once the front door
-# serves them (issues #18, #20).
-ENDPOINTS = {
-    "/v1/chat/completions": Endpoint(KIND_CHAT, _check_chat),
-    "/v1/embeddings": Endpoint(KIND_EMBEDDING, _check_embedding),
-}
 
 
 class InputLine(msgspec.Struct):
@@ -149,8 +119,8 @@ def _problem(
         seen.add(parsed.custom_id)
         body = bytes(parsed.body)
         check_json_bytes(body)
-        model = ENDPOINTS[endpoint].check(body, front.limits)
-        front.resolve_group(model, caller)
+        request = ENDPOINTS[endpoint].check(body, front.limits)
+        front.resolve_group(request.model, caller)
     except SwitchboardError as exc:
         return _message(exc)
     return None

@@ -10,7 +10,8 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
-from broker.batches.lines import ENDPOINTS, check_input
+from broker.batches.endpoints import ENDPOINTS
+from broker.batches.lines import check_input
 from broker.batches.records import (
     TERMINAL,
     Batch,

@@ -141,6 +141,8 @@ class BatchRunner:
             caller = await caller_of(self.front, record.owner, record.token)
             if caller is None:
                 await fail_batch(self.batches, record, "The API key that made this batch is gone.")
+            elif await self.files.store.size(record.batch.input_file_id) is None:
+                await fail_batch(self.batches, record, "The batch's input file was deleted.")
             else:
                 job = BatchJob(self.front, self.files, self.batches, record, caller)
                 job.metrics = self.metrics

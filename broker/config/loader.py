@@ -43,10 +43,6 @@ log = logging.getLogger("switchboard.config")
 
 # LiteLLM's default when neither router_settings nor litellm_settings sets num_retries.
 DEFAULT_NUM_RETRIES = 2
-# The data directory, as `broker/admin_cli.py`'s `data_dir` finds it (that module imports
-# this one late, for a fast CLI start, so the names are repeated rather than imported).
-DATA_DIR_ENV = "SWITCHBOARD_DATA_DIR"
-DEFAULT_DATA_DIR = Path("switchboard-data")
 # Where the bundled demo config (data/demo.yaml) finds its fake model: `switchboard up --demo`
 # starts the fake and sets this for every process it runs.
 DEMO_UPSTREAM_ENV = "SWITCHBOARD_DEMO_UPSTREAM"
@@ -168,7 +164,7 @@ def load_config_text(
     warn_unknown_groups(
         config.router_settings, config.litellm_settings, _group_names(config), problems
     )
-    config = _settle(_with_storage_dir(_with_database_url(config, env), env))
+    config = _settle(_with_database_url(config, env))
     _check_api_keys(config, problems)
     deployments = build_deployments(
         config.model_list, config.litellm_settings, config.router_settings, env, problems, indices
@@ -381,18 +377,6 @@ def _effective_switchboard(
         f"redis://{password}{router.redis_host}:{router.redis_port or 6379}/{router.redis_db or 0}"
     )
     return msgspec.structs.replace(settings, redis_url=Secret(url))
-
-
-def _with_storage_dir(config: Config, env: Mapping[str, str]) -> Config:
-    """Files live in `files/` of the data directory `up` uses unless the config names a
-    directory (issue #20)."""
-    settings = config.switchboard_settings
-    if settings.files.storage_dir is not None:
-        return config
-    data_dir = Path(env.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
-    files = msgspec.structs.replace(settings.files, storage_dir=str(data_dir / "files"))
-    settings = msgspec.structs.replace(settings, files=files)
-    return msgspec.structs.replace(config, switchboard_settings=settings)
 
 
 def _with_database_url(config: Config, env: Mapping[str, str]) -> Config:

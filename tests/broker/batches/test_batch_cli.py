@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tests.broker.batches.sdk import KEY_A, Clients, batch_config, chat_lines, clients
 from tests.broker.harness import service
+from tests.broker.processes import write_config
 from tests.waiting import eventually
 from workers.testing.server import FakeUpstream
 
@@ -87,3 +88,37 @@ async def test_an_interrupted_run_follows_the_same_batch_when_started_again(
         assert "following batch" in stderr
         assert len((await clients(door.url).batches.list()).data) == 1
     assert custom_ids(output) == sorted(f"req-{i}" for i in range(20))
+
+
+async def test_a_local_run_routes_by_the_config_and_goes_on_where_it_stopped(
+    fake: FakeUpstream, namespace: str, tmp_path: Path
+) -> None:
+    failing = (
+        "- model_name: failing\n  litellm_params:\n    model: openai/gpt-4o-mini~status=400\n"
+        f"    api_base: {fake.base_url}/v1\n    api_key: sk-fake\n"
+    )
+    config = write_config(tmp_path, fake.base_url + "/v1", namespace, extra_models=failing)
+    source = tmp_path / "input.jsonl"
+    source.write_bytes(chat_lines(10) + chat_lines(2, model="failing", start=10))
+    output = tmp_path / "out.jsonl"
+    # An earlier run wrote two lines and was killed mid-way through a third.
+    earlier = [line for line in chat_lines(2).splitlines()]
+    written = [
+        json.dumps({"id": f"x{i}", "custom_id": json.loads(line)["custom_id"], "response": None})
+        for i, line in enumerate(earlier)
+    ]
+    output.write_text("\n".join(written) + '\n{"id": "torn", "cust')
+    process = await start_cli(
+        "run", str(source), "--output", str(output), "--local", "--config", str(config)
+    )
+    code, stderr = await finish(process)
+    assert code == 0, stderr
+    assert custom_ids(output) == sorted(f"req-{i}" for i in range(10))
+    assert fake.request_count == 8 + 2  # the two written before were not run again
+    errors = tmp_path / "out.errors.jsonl"
+    assert custom_ids(errors) == ["req-10", "req-11"]
+    assert all(
+        json.loads(line)["response"]["status_code"] == 400
+        for line in errors.read_text().splitlines()
+    )
+    assert "10 completed, 2 failed" in stderr

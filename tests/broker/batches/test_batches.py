@@ -4,6 +4,7 @@ cancel and expiry leave consistent partial outputs; another key's batch is a 404
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aiohttp
@@ -24,6 +25,8 @@ from tests.waiting import eventually
 from workers.testing.server import FakeUpstream
 
 __all__ = ["clients"]
+
+HELLO = [{"role": "user", "content": "hi"}]
 
 
 async def test_a_batch_runs_through_the_sdk_and_each_line_appears_once(
@@ -48,6 +51,8 @@ async def test_a_batch_runs_through_the_sdk_and_each_line_appears_once(
         assert (done.request_counts.completed, done.request_counts.failed) == (60, 0)
         assert done.completed_at and done.in_progress_at and done.finalizing_at
         assert done.error_file_id is None
+        # Switchboard's own field: the cost of the lines so far (gpt-test has a price).
+        assert (done.model_extra or {}).get("cost_usd", 0) > 0
         output = await lines_of(sdk, done.output_file_id)
         assert sorted(line["custom_id"] for line in output) == sorted(f"req-{i}" for i in range(60))
         first = output[0]
@@ -122,11 +127,11 @@ async def test_an_endpoint_not_served_is_refused_clearly(
     async with service(config, workers=0) as ([door], _):
         sdk = clients(door.url)
         uploaded = await sdk.files.create(file=("in.jsonl", chat_lines(1)), purpose="batch")
-        for endpoint in ("/v1/responses", "/v1/messages", "/v1/completions"):
+        for endpoint in ("/v1/completions", "/v1/images/generations"):
             with pytest.raises(openai.BadRequestError) as raised:
                 await sdk.batches.create(
                     input_file_id=uploaded.id,
-                    endpoint=endpoint,  # type: ignore[arg-type]
+                    endpoint=endpoint,
                     completion_window="24h",
                 )
             assert "endpoint not supported" in raised.value.body["message"]  # type: ignore[index]
@@ -225,3 +230,36 @@ async def test_a_batch_past_its_window_ends_expired_with_what_finished(
         assert expired and all(line["error"]["code"] == "batch_expired" for line in expired)
         timed_out = [line for line in errors if line["response"] is not None]
         assert all(line["response"]["status_code"] == 504 for line in timed_out)
+
+
+async def test_messages_and_responses_batches_answer_in_their_own_shapes(
+    fake: FakeUpstream, namespace: str, tmp_path: Path, clients: Clients
+) -> None:
+    config = batch_config(fake, namespace, tmp_path / "files")
+    bodies = {
+        "/v1/messages": {"model": "gpt-test", "max_tokens": 20, "messages": HELLO},
+        "/v1/responses": {"model": "gpt-test", "input": "hi"},
+    }
+    async with service(config, workers=1) as ([door], _):
+        sdk = clients(door.url)
+        for endpoint, body in bodies.items():
+            lines = [
+                {"custom_id": f"{i}", "method": "POST", "url": endpoint, "body": body}
+                for i in range(3)
+            ]
+            data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+            uploaded = await sdk.files.create(file=("in.jsonl", data), purpose="batch")
+            batch = await sdk.batches.create(
+                input_file_id=uploaded.id,
+                endpoint=endpoint,  # type: ignore[arg-type]
+                completion_window="24h",
+            )
+            done = await finished(sdk, batch.id)
+            assert done.status == "completed", done
+            output = await lines_of(sdk, done.output_file_id)
+            assert sorted(line["custom_id"] for line in output) == ["0", "1", "2"]
+            reply = output[0]["response"]["body"]
+            if endpoint == "/v1/messages":
+                assert (reply["type"], reply["role"]) == ("message", "assistant"), reply
+            else:
+                assert reply["object"] == "response", reply

@@ -11,7 +11,8 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from broker.config.loader import Config
+from broker.config.loader import Config, load_config_text
+from broker.launch import DATA_DIR_ENV, with_storage_dir
 from tests.broker.harness import RunningFrontDoor, make_config, start_front_door
 from workers.testing.server import FakeUpstream
 
@@ -126,3 +127,13 @@ async def test_bad_uploads_are_openai_errors(door: RunningFrontDoor) -> None:
             assert (await response.json())["error"]["type"] == "not_found_error"
         async with session.get(door.url + "/v1/files") as response:
             assert response.status == 401
+
+
+def test_files_live_in_the_data_directory_up_names(tmp_path: Path) -> None:
+    config = load_config_text("model_list: []\n", {})
+    named = with_storage_dir(config, {DATA_DIR_ENV: str(tmp_path)})
+    assert named.switchboard_settings.files.storage_dir == str(tmp_path / "files")
+    assert with_storage_dir(config, {}).switchboard_settings.files.storage_dir is None
+    chosen = load_config_text("switchboard_settings:\n  files: {storage_dir: /srv/f}\n", {})
+    kept = with_storage_dir(chosen, {DATA_DIR_ENV: str(tmp_path)})
+    assert kept.switchboard_settings.files.storage_dir == "/srv/f"
