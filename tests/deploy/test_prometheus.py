@@ -293,7 +293,8 @@ async def check_panels(api: PromAPI) -> None:
         values = await api.get(f"/api/v1/label/{label}/values", **{"match[]": metric})
         assert {"gpt-test", "broken"} <= set(values)
     lanes = await api.get("/api/v1/label/lane/values", **{"match[]": "switchboard_queue_depth"})
-    assert lanes == ["default"]
+    # The configured lane and the batch lane (issue #20), which every worker reads last.
+    assert lanes == ["batches", "default"]
     deployments = await api.get(
         "/api/v1/label/deployment/values", **{"match[]": "switchboard_requests_total"}
     )
