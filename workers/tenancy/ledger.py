@@ -37,6 +37,7 @@ log = logging.getLogger("switchboard.ledger")
 
 BATCH = 500
 BLOCK_MS = 1000
+LINGER_S = 0.25
 CLAIM_IDLE_MS = 15_000
 SWEEP_EVERY_S = 5.0
 RETRY_FIRST_S = 0.5
@@ -140,7 +141,12 @@ class LedgerWriter:
             async with self.using_database:
                 await self.reset_budgets()
             self._next_sweep = time.monotonic() + SWEEP_EVERY_S
-        entries = await self._claim_idle() or await self._read_new()
+        entries = await self._claim_idle() or await self._read_new(BLOCK_MS)
+        if 0 < len(entries) < BATCH:
+            # Let a batch fill a little: one transaction for many rows costs the database
+            # (and this process) far less than one each, and the rows are not urgent.
+            await asyncio.sleep(LINGER_S)
+            entries += await self._read_new(None, BATCH - len(entries))
         if self.metrics is not None:
             self.metrics.backlog.set(await self.redis.xlen(self.tkeys.ledger))
         if not entries:
@@ -160,13 +166,15 @@ class LedgerWriter:
         )
         return [(bytes(i), fields) for i, fields in reply[1] if fields]
 
-    async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    async def _read_new(
+        self, block_ms: int | None, count: int = BATCH
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
         reply: Any = await self.redis.xreadgroup(
             TenancyKeys.LEDGER_GROUP,
             self.consumer,
             {self.tkeys.ledger: ">"},
-            count=BATCH,
-            block=BLOCK_MS,
+            count=count,
+            block=block_ms,
         )
         if not reply:
             return []

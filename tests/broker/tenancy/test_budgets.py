@@ -158,8 +158,8 @@ async def test_a_budget_under_50_concurrent_requests_overspends_by_at_most_one_r
         assert set(statuses) <= {200, 422}, statuses
         admitted += statuses.count(200)
     assert 0 < admitted < 200
-    spend_key = Keys(namespace).tenancy.spend(f"key:{db_keys.hash_token(key)}")
-    spent = float(await redis.hget(spend_key, "s") or 0)  # type: ignore[misc]  # redis-py's union
+    scope = Keys(namespace).tenancy.scope(f"key:{db_keys.hash_token(key)}")
+    spent = float(await redis.hget(scope, "S") or 0)  # type: ignore[misc]  # redis-py's union
     assert budget <= spent <= budget + reservation, (spent, admitted)
 
 
