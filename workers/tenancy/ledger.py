@@ -50,7 +50,7 @@ class LedgerMetrics:
             "switchboard_ledger_backlog",
             "Spend events in the ledger stream not yet written to the database.",
             registry=registry,
-            multiprocess_mode="max",
+            multiprocess_mode="livemostrecent",
         )
         self.written = Counter(
             "switchboard_ledger_rows",
