@@ -70,6 +70,16 @@ local function expire_buckets(k, from, to)
   redis.call('HDEL', k, unpack(names))
   return r, tk
 end
+-- Seconds until the oldest second that counted anything leaves the window (refusals only).
+local function retry_after(k, from, to, prefix)
+  local names = {}
+  for b = from, to do names[#names + 1] = prefix .. b end
+  local vals = redis.call('HMGET', k, unpack(names))
+  for j = 1, #vals do
+    if (tonumber(vals[j]) or 0) > 0 then return from + j - 1 + 60 - to end
+  end
+  return 1
+end
 for i = 0, n - 1 do
   local k = KEYS[4 + i]
   local a = 9 + 7 * i
@@ -89,9 +99,12 @@ for i = 0, n - 1 do
       local r, tk = expire_buckets(k, oldest, sec - 60)
       reqs, toks, oldest = reqs - r, toks - tk, sec - 59
     end
-    local retry = oldest + 60 - sec
-    if rpm >= 0 and reqs >= rpm then return {'rpm', i, retry, rpm, tpm} end
-    if tpm >= 0 and toks > 0 and toks + tokens > tpm then return {'tpm', i, retry, rpm, tpm} end
+    if rpm >= 0 and reqs >= rpm then
+      return {'rpm', i, retry_after(k, oldest, sec, 'r'), rpm, tpm}
+    end
+    if tpm >= 0 and toks > 0 and toks + tokens > tpm then
+      return {'tpm', i, retry_after(k, oldest, sec, 't'), rpm, tpm}
+    end
     if rpm >= 0 and (rem_r < 0 or rpm - reqs - 1 < rem_r) then
       rem_r = rpm - reqs - 1; lim_r = rpm
     end
