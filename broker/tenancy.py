@@ -231,13 +231,16 @@ class Tenancy:
                 log.warning("tenancy subscription lost: %s", exc)
             await asyncio.sleep(RESUBSCRIBE_AFTER_S)
 
-    async def on_change(self, kind: str, object_id: str) -> None:
+    async def on_change(self, kind: str, object_id: str, spend_reset: bool = False) -> None:
         """A management call committed a change: mirror the entity as the database has it
-        now, and tell every front door."""
+        now, and tell every front door. A call that set the spend or restarted the budget
+        period sets the budget counter to what the database says."""
         if self.database is None or kind not in records.KINDS:
             return
         (entity,) = await mirror.from_database(self.database, [(kind, object_id)])
-        await mirror.publish(self.redis, self.tkeys, kind, object_id, entity)
+        await mirror.publish(
+            self.redis, self.tkeys, kind, object_id, entity, reset_spend=spend_reset
+        )
         self.forget((kind, object_id))
 
     # ------------------------------------------------------------------ admission
@@ -345,7 +348,9 @@ def start_tenancy(front: FrontDoorLike, management: ManagementLike) -> None:
     tenancy.database = database
 
     async def mirror_change(change: Any) -> None:
-        await tenancy.on_change(change.object_type, change.object_id)
+        await tenancy.on_change(
+            change.object_type, change.object_id, _spend_reset(change.before, change.after)
+        )
 
     management.listeners.append(mirror_change)
     metrics = LedgerMetrics(front.metrics.registry)
@@ -367,6 +372,13 @@ async def stop_tenancy(front: FrontDoorLike) -> None:
     if front.tenancy.ledger is not None:
         await front.tenancy.ledger.stop(lambda: front.tasks.stop(LEDGER_TASK))
     await front.tasks.stop(LISTEN_TASK)
+
+
+def _spend_reset(before: dict[str, Any] | None, after: dict[str, Any] | None) -> bool:
+    """Whether a management call set an entity's spend or restarted its budget period."""
+    if before is None or after is None:
+        return False
+    return any(before.get(f) != after.get(f) for f in ("spend", "budget_reset_at"))
 
 
 def _check_usable(caller: Caller) -> None:

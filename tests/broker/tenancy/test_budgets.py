@@ -183,3 +183,20 @@ async def test_max_end_user_budget_holds_each_end_user(gateway: Gateway) -> None
     await spent_then_refused(gateway, key, "end user `someone`", user="someone")
     status, body, _ = await gateway.chat(key, user="someone-else")
     assert status == 200, body
+
+
+async def test_an_admin_setting_the_spend_reaches_the_counter(gateway: Gateway) -> None:
+    key = await gateway.new_key(max_budget=TINY)
+    await spent_then_refused(gateway, key, "Budget has been exceeded")
+
+    async def recorded() -> bool:
+        info = await gateway.api.ok("GET", "/key/info", key=key)
+        return float(info["info"]["spend"]) > 0
+
+    await wait_until(recorded, timeout_s=10.0)  # the ledger wrote it
+    await gateway.api.ok("POST", "/key/update", {"key": key, "spend": 0})
+
+    async def admitted_again() -> bool:
+        return (await gateway.chat(key, door=1))[0] == 200
+
+    await wait_until(admitted_again, timeout_s=1.0)
