@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import time
 from collections.abc import Sequence
@@ -49,6 +50,7 @@ DEFAULT_COMPLETION_TOKENS = 1024
 MAX_RESERVED_COMPLETION_TOKENS = 16_384
 BYTES_PER_TOKEN = 4
 RESUBSCRIBE_AFTER_S = 0.5
+MAX_LOCAL_ENTRIES = 100_000
 ALL_MODELS = frozenset({"*", "all-proxy-models"})
 GLOBAL_SCOPE = "global"
 
@@ -107,7 +109,9 @@ class Tenancy:
         now = time.monotonic()
         if found is None or now - found[1] > LOCAL_TTL_S:
             caller = await self._load_caller(presented, token)
+            self._callers.pop(token, None)
             self._callers[token] = (caller, now)
+            _bound(self._callers)
         else:
             caller = found[0]
         _check_usable(caller)
@@ -158,7 +162,9 @@ class Tenancy:
         if wanted:
             for ref, entity in zip(wanted, await self._from_mirror(wanted), strict=True):
                 result[ref] = entity
+                self._entities.pop(ref, None)  # re-inserted last: the newest
                 self._entities[ref] = (entity, now)
+            _bound(self._entities)
         return [result[ref] for ref in refs]
 
     async def _from_mirror(self, refs: list[mirror.Ref]) -> list[Entity | None]:
@@ -372,6 +378,15 @@ async def stop_tenancy(front: FrontDoorLike) -> None:
     if front.tenancy.ledger is not None:
         await front.tenancy.ledger.stop(lambda: front.tasks.stop(LEDGER_TASK))
     await front.tasks.stop(LISTEN_TASK)
+
+
+def _bound(cache: dict[Any, Any]) -> None:
+    """Keep a local cache under MAX_LOCAL_ENTRIES by dropping its oldest tenth: made-up
+    keys and end-user names (clients choose both) must not grow a front door's memory."""
+    if len(cache) <= MAX_LOCAL_ENTRIES:
+        return
+    for stale in list(itertools.islice(cache, len(cache) // 10)):
+        del cache[stale]
 
 
 def _spend_reset(before: dict[str, Any] | None, after: dict[str, Any] | None) -> bool:

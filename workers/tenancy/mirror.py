@@ -141,6 +141,8 @@ async def refill(redis: Redis, keys: TenancyKeys, database: Database) -> int:
                     entity = records.entity_of(kind, oid, row)
                     pipe.set(keys.mirror(kind, oid), records.encode(entity), nx=True)
                     written += 1
+                    if len(pipe) >= snapshot.PAGE:  # bounded pipelines, however many rows
+                        await pipe.execute()
                 await pipe.execute()
     except BaseException:
         await redis.delete(keys.filled)  # the next front door to start tries again
