@@ -63,6 +63,7 @@ class Tenancy:
         auth: Authenticator,
         deployments: dict[str, list[Deployment]],
         settings: LiteLLMSettings | None = None,
+        proxy_budget: tuple[float | None, str | None] = (None, None),
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -77,12 +78,14 @@ class Tenancy:
         self.ledger: LedgerWriter | None = None
         self._prices = {group: _reserve_price(targets) for group, targets in deployments.items()}
         settings = settings if settings is not None else LiteLLMSettings()
-        # The proxy-wide budget (litellm_settings.max_budget): a scope every request joins.
+        # The proxy-wide budget: a scope every request joins. general_settings' (issue #17's
+        # words) wins over litellm_settings' (LiteLLM's documented place).
         self._global: Scope | None = None
-        if settings.max_budget is not None:
-            limits = Limits(
-                max_budget=settings.max_budget, budget_duration=settings.budget_duration
-            )
+        max_budget, duration = proxy_budget
+        if max_budget is None:
+            max_budget, duration = settings.max_budget, settings.budget_duration
+        if max_budget is not None:
+            limits = Limits(max_budget=max_budget, budget_duration=duration)
             self._global = Scope(GLOBAL_SCOPE, limits)
         # The budget of an end user without a customer row of its own.
         self._end_user_limits: Limits | None = None

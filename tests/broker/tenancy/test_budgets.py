@@ -165,8 +165,12 @@ async def test_a_budget_under_50_concurrent_requests_overspends_by_at_most_one_r
 
 @pytest.mark.parametrize(
     "gateway",
-    ["litellm_settings:\n  max_budget: 0.0000001\n  budget_duration: 1d\n"],
+    [
+        "litellm_settings:\n  max_budget: 0.0000001\n  budget_duration: 1d\n",
+        "  max_budget: 0.0000001\n  budget_duration: 1d\n",  # under general_settings
+    ],
     indirect=True,
+    ids=["litellm_settings", "general_settings"],
 )
 async def test_the_proxy_budget_covers_every_key_and_the_master_key(gateway: Gateway) -> None:
     first = await gateway.new_key()
