@@ -43,10 +43,11 @@ from workers.tenancy.records import Limits
 
 # KEYS[1] lane, KEYS[2] reservation, KEYS[3] in-flight set, KEYS[4..] one hash per scope.
 # ARGV[1] envelope, [2] request id, [3] tokens, [4] cost, [5] lease ms, [6] event,
-# [7] envelope field, [8] the scope names (msgpack, for the sweeper), then per scope (7
-# each): rpm, tpm, parallel, budget, seed spend, period end (ms), next period end (ms),
-# then soft budgets (one per scope). -1 means "no limit". Each scope costs one HMGET and
-# one HSET (and, once a second at most, the expiry of the buckets that left the window).
+# [7] envelope field, [8] the scope names (msgpack, for the sweeper), [9] the soft budgets
+# (space-separated, one per scope), then one argument per scope, space-separated: rpm, tpm,
+# parallel, budget, seed spend, period end (ms), next period end (ms) (one argument, not
+# seven: redis-py's packing costs per argument). -1 means "no limit". Each scope costs one
+# HMGET and one HSET (and, once a second at most, expiring buckets that left the window).
 # Floats go back as strings: Lua numbers become integers in a reply.
 ADMIT: Final = """
 local t = redis.call('TIME')
@@ -82,9 +83,9 @@ local function retry_after(k, from, to, prefix)
 end
 for i = 0, n - 1 do
   local k = KEYS[4 + i]
-  local a = 9 + 7 * i
-  local rpm, tpm = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local par, maxb = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local v = {}
+  for x in string.gmatch(ARGV[10 + i], '%S+') do v[#v + 1] = x end
+  local rpm, tpm, par, maxb = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
   local h = redis.call('HMGET', k, 'R', 'T', 'o', 'l', 'S', 'V', 'E', 'P', 'r' .. sec, 't' .. sec)
   local w = {}
   local f = ''
@@ -122,8 +123,8 @@ for i = 0, n - 1 do
     f = f .. 'l'
   end
   local spent, reserved, ends = tonumber(h[5]), tonumber(h[6]) or 0, tonumber(h[7]) or -1
-  if spent == nil then spent, ends = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]) end
-  if ends >= 0 and now >= ends then spent, ends = 0, tonumber(ARGV[a + 6]) end
+  if spent == nil then spent, ends = tonumber(v[5]), tonumber(v[6]) end
+  if ends >= 0 and now >= ends then spent, ends = 0, tonumber(v[7]) end
   if maxb >= 0 and spent + reserved >= maxb then
     return {'budget', i, tostring(ends), tostring(spent), tostring(maxb)}
   end
@@ -134,10 +135,8 @@ for i = 0, n - 1 do
   flags[i + 1] = (f == '' and '-' or f)
 end
 for i = 0, n - 1 do redis.call('HSET', KEYS[4 + i], unpack(writes[i + 1])) end
-local soft = {}
-for i = 0, n - 1 do soft[i + 1] = ARGV[9 + 7 * n + i] end
 redis.call('HSET', KEYS[2], 'c', ARGV[4], 'k', tokens, 's', sec, 'e', ARGV[6],
-  'f', table.concat(flags, ' '), 'b', table.concat(soft, ' '), 'n', ARGV[8])
+  'f', table.concat(flags, ' '), 'b', ARGV[9], 'n', ARGV[8])
 redis.call('PEXPIRE', KEYS[2], lease_ms + 86400000)
 redis.call('ZADD', KEYS[3], now + lease_ms, ARGV[2])
 local id = redis.call('XADD', KEYS[1], '*', ARGV[7], ARGV[1])
@@ -218,21 +217,16 @@ def script_call(
         ticket.event,
         ENVELOPE_FIELD,
         encode_names(ticket.scope_names),
+        " ".join(_num(scope.limits.soft_budget) for scope in ticket.scopes),
     ]
     for scope in ticket.scopes:
         script_keys.append(tenancy.scope(scope.name))
         limits = scope.limits
         current, following = _period(limits, now_s)
-        args += [
-            _num(limits.rpm),
-            _num(limits.tpm),
-            _num(limits.parallel),
-            _num(limits.max_budget),
-            repr(scope.seed_spend),
-            current,
-            following,
-        ]
-    args += [_num(scope.limits.soft_budget) for scope in ticket.scopes]
+        args.append(
+            f"{_num(limits.rpm)} {_num(limits.tpm)} {_num(limits.parallel)} "
+            f"{_num(limits.max_budget)} {scope.seed_spend!r} {current} {following}"
+        )
     return script_keys, args
 
 
