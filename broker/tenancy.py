@@ -316,7 +316,7 @@ class Tenancy:
         limits = customer.limits
         if limits.max_budget is None and self._end_user_limits is not None:
             limits = msgspec.structs.replace(limits, max_budget=self._end_user_limits.max_budget)
-        return [Scope(name, limits, customer.spend)]
+        return [Scope(name, limits, customer.spend)] if limits.limits_anything else []
 
     async def admit(
         self,
@@ -447,14 +447,16 @@ def _organization(principal: Principal | None) -> str | None:
 def _scopes(principal: Principal, group: str) -> list[Scope]:
     """The scopes a database key's request counts against, the key's first (its spend is
     the x-litellm-key-spend header). A user's own budget applies to its keys outside a
-    team; inside one, the member's budget in the team does (LiteLLM's rule)."""
+    team; inside one, the member's budget in the team does (LiteLLM's rule). An owner
+    that limits nothing is left out: two Redis calls fewer each way, and its spend is in
+    the ledger (a limit set later seeds its counter from the database)."""
     key = principal.key
     scopes = [Scope(f"key:{principal.token}", key.limits, key.spend)]
     model_budget = key.limits.model_max_budget.get(group)
     if model_budget is not None:
         scopes.append(Scope(f"model:{principal.token}:{group}", Limits(max_budget=model_budget)))
     for entity in principal.owners:
-        if entity.kind == records.USER and key.team_id:
+        if (entity.kind == records.USER and key.team_id) or not entity.limits.limits_anything:
             continue
         scopes.append(Scope(mirror.scope_of(entity.kind, entity.id), entity.limits, entity.spend))
     return scopes
