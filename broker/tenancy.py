@@ -51,6 +51,7 @@ MAX_RESERVED_COMPLETION_TOKENS = 16_384
 BYTES_PER_TOKEN = 4
 RESUBSCRIBE_AFTER_S = 0.5
 MAX_LOCAL_ENTRIES = 100_000
+MAX_ID_CHARS = 255
 ALL_MODELS = frozenset({"*", "all-proxy-models"})
 GLOBAL_SCOPE = "global"
 
@@ -273,6 +274,7 @@ class Tenancy:
         if principal is not None:
             scopes = _scopes(principal, group)
         if end_user:
+            end_user = end_user[:MAX_ID_CHARS]  # the database's width of an id
             scopes += await self._end_user_scope(end_user)
         if self._global is not None:
             scopes.append(self._global)

@@ -26,6 +26,7 @@ Layout (namespace `ns`: switchboard_settings.namespace):
     {ns}:{q}:t:inflight           sorted set: admitted request id -> reservation expiry (ms)
     {ns}:{q}:t:ledger             stream: spend events; consumer group "ledger"
     {ns}:{q}:t:mirror-filled      string: the mirror was refilled from the database
+    {ns}:{q}:t:ledger-dead        stream: spend events the database refused, with the error
     {ns}:tenancy                  pub/sub: mirrored entities that changed ("<kind>:<id>")
 
 Braces are Redis Cluster hash tags: a request's keys share a slot, and all lanes share one
@@ -114,6 +115,8 @@ class TenancyKeys:
         self.channel = channel
         self.inflight = f"{prefix}:inflight"
         self.ledger = f"{prefix}:ledger"
+        # Spend events the database refused to store (a row it cannot hold), kept to see.
+        self.ledger_dead = f"{prefix}:ledger-dead"
         # Set once the mirror was refilled from the database (gone with Redis's data).
         self.filled = f"{prefix}:mirror-filled"
 

@@ -26,6 +26,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+from sqlalchemy.exc import SQLAlchemyError
 
 from workers.db import resets
 from workers.db.engine import Database, DatabaseUnavailable
@@ -194,12 +195,39 @@ class LedgerWriter:
                     self.metrics.failures.inc()
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX_S, delay * 2)
+            except SQLAlchemyError:
+                # The database refused the batch itself (a value it cannot store): write
+                # the rows one by one, so one bad row cannot hold the ledger up forever.
+                new = await self._write_each(entries, spend_records)
+                break
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.redis.pipeline(transaction=False)
         pipe.xack(self.tkeys.ledger, TenancyKeys.LEDGER_GROUP, *ids)
         pipe.xdel(self.tkeys.ledger, *ids)
         await pipe.execute()
         self._count(spend_records, new, crossed)
+
+    async def _write_each(
+        self,
+        entries: Sequence[tuple[bytes, dict[bytes, bytes]]],
+        spend_records: list[SpendRecord],
+    ) -> int:
+        """Each row in its own transaction; a row the database refuses is kept in the
+        ledger's dead-letter stream (with the error), not dropped."""
+        new = 0
+        by_request = {
+            fields.get(TenancyKeys.REQUEST_FIELD, b"").decode(): fields for _, fields in entries
+        }
+        for record in spend_records:
+            try:
+                async with self.database.transaction() as conn:
+                    new += await record_spend(conn, [record])
+            except SQLAlchemyError as exc:  # an outage raises DatabaseUnavailable instead
+                log.error("the database refused the spend row of %s: %s", record.request_id, exc)
+                fields = dict(by_request.get(record.request_id, {}))
+                fields[b"error"] = str(exc)[:1000].encode()
+                await self.redis.xadd(self.tkeys.ledger_dead, fields)  # type: ignore[arg-type]  # redis-py types fields narrowly
+        return new
 
     def _count(self, spend_records: list[SpendRecord], new: int, crossed: list[str]) -> None:
         metrics = self.metrics
