@@ -13,19 +13,17 @@ import os
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import msgspec
 import msgspec.inspect as mi
 import yaml
-from msgspec import Meta
 
 from broker.config.deployments import build_deployments, check_default_params, warn_unknown_groups
 from broker.config.env import overlay
 from broker.config.errors import ConfigError, from_validation_error
 from broker.config.tree import TreeWalk
-from workers import durations
 from workers.deployment import Deployment, Secret
 from workers.settings import (
     REQUEST_PARAM_KEYS,
@@ -55,10 +53,15 @@ class GeneralSettings(Section, frozen=True):
     database_connection_timeout: float = 60.0
     # The whole proxy's budget, as issue #17 quotes LiteLLM's users; litellm_settings'
     # max_budget/budget_duration (where LiteLLM documents them) are used when these are unset.
-    max_budget: Annotated[float, Meta(ge=0)] | None = None
+    max_budget: float | None = None
     budget_duration: str | None = None
 
     def __post_init__(self) -> None:
+        # Imported here so that this change to a shared module stays one block (issue #17).
+        from workers import durations
+
+        if self.max_budget is not None and self.max_budget < 0:
+            raise ValueError("max_budget must be at least 0")
         if self.budget_duration is not None:
             durations.check(self.budget_duration)
 
