@@ -23,7 +23,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
-from broker.auth import Authenticator, Caller, presented_key, tag_key
+from broker.auth import Authenticator, Caller, Hidden, presented_key, tag_key
 from workers import pricing, redis_streams
 from workers.batching import WriteBatcher
 from workers.db.engine import Database, DatabaseUnavailable
@@ -112,7 +112,7 @@ class Tenancy:
         found = self._callers.get(token)
         now = time.monotonic()
         if found is None or now - found[1] > LOCAL_TTL_S:
-            caller = await self._load_caller(presented, token)
+            caller = await self._load_caller(token, tag_key(presented))
             self._callers.pop(token, None)
             self._callers[token] = (caller, now)
             _bound(self._callers)
@@ -121,7 +121,19 @@ class Tenancy:
         _check_usable(caller)
         return caller
 
-    async def _load_caller(self, presented: str, token: str) -> Caller:
+    async def caller_for_token(self, token: str) -> Caller | None:
+        """The database key `token` (its hash) as a caller, for work it started earlier
+        (a batch's lines, issue #20); None once the key is gone, blocked or expired."""
+        if not self.is_enabled:
+            return None
+        try:
+            caller = await self._load_caller(token, Hidden())
+            _check_usable(caller)
+        except (AuthenticationFailed, PermissionDenied):
+            return None
+        return caller
+
+    async def _load_caller(self, token: str, secret: Hidden) -> Caller:
         (key,) = await self._entities_of([(records.KEY, token)])
         if key is None:
             raise AuthenticationFailed("invalid API key")
@@ -136,7 +148,7 @@ class Tenancy:
         principal = Principal(token, key, tuple(owners))
         models = _models(key, team)
         alias = key.alias or f"key-{token[:8]}"
-        return Caller(alias, models, tag_key(presented), principal, token)
+        return Caller(alias, models, secret, principal, token)
 
     async def _with_budgets(self, entities: list[Entity]) -> list[Entity]:
         """Each entity with what its budget row sets and it does not."""
