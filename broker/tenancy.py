@@ -113,11 +113,10 @@ class Tenancy:
         now = time.monotonic()
         if found is None or now - found[1] > LOCAL_TTL_S:
             caller = await self._load_caller(token, tag_key(presented))
-            self._callers.pop(token, None)
             self._callers[token] = (caller, now)
-            _bound(self._callers)
         else:
             caller = found[0]
+        _bound(self._callers)
         _check_usable(caller)
         return caller
 
