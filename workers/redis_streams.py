@@ -109,6 +109,7 @@ class TenancyKeys:
     WORKER_FIELD = b"w"
     SOFT_FIELD = b"x"
     REQUEST_FIELD = b"id"
+    CHARGED_FIELD = b"c"
 
     def __init__(self, prefix: str, channel: str) -> None:
         self.prefix = prefix

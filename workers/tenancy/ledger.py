@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -297,6 +298,9 @@ def _decode(
             log.error("dropping malformed ledger entry %r: %s", entry_id, exc)
             continue
         request_id = _request_id(fields)
+        if worker.spend < 0:  # charged its reservation: the script says how much
+            charged = float(fields.get(TenancyKeys.CHARGED_FIELD, b"0"))
+            worker = msgspec.structs.replace(worker, spend=charged)
         spend_records.append(events.spend_record(request_id, front, worker))
         crossed += fields.get(TenancyKeys.SOFT_FIELD, b"").decode().split()
     return spend_records, crossed

@@ -23,7 +23,8 @@ log = logging.getLogger("switchboard.tenancy")
 # KEYS[1] reservation, KEYS[2] in-flight set, KEYS[3] ledger, KEYS[4..] one hash per scope.
 # ARGV[1] request id, [2] cost, [3] tokens, [4] worker event, [5] the event field, [6] the
 # worker field, [7] the field of the scopes whose soft budget this crossed (also returned;
-# nil when the request was already settled), [8] the request id field.
+# nil when the request was already settled), [8] the request id field, [9] the field of the
+# cost charged (ARGV[2], or the reservation when ARGV[2] is negative: CHARGE_RESERVATION).
 SETTLE: Final = """
 local h = redis.call('HMGET', KEYS[1], 'c', 'k', 's', 'e', 'f', 'b')
 if not h[1] then return false end
@@ -31,6 +32,7 @@ redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 local reserved, est, sec = tonumber(h[1]), tonumber(h[2]), tonumber(h[3])
 local cost, tokens = tonumber(ARGV[2]), tonumber(ARGV[3])
+if cost < 0 then cost = reserved end
 local flags, soft = {}, {}
 for w in string.gmatch(h[5] or '', '%S+') do flags[#flags + 1] = w end
 for w in string.gmatch(h[6] or '', '%S+') do soft[#soft + 1] = tonumber(w) end
@@ -59,15 +61,22 @@ for i = 1, #KEYS - 3 do
   end
 end
 redis.call('XADD', KEYS[3], '*', ARGV[8], ARGV[1], ARGV[5], h[4], ARGV[6], ARGV[4], ARGV[7],
-  table.concat(crossed, ' '))
+  table.concat(crossed, ' '), ARGV[9], string.format('%.17g', cost))
 return crossed
 """
 
 
-def worker_event(record: Record, end_ms: int) -> events.WorkerEvent:
-    """The worker's half of the spend event, from the final record's bookkeeping."""
+def worker_event(record: Record, end_ms: int, *, delivered: bool = False) -> events.WorkerEvent:
+    """The worker's half of the spend event, from the final record's bookkeeping.
+
+    A request that ends without a cost (its client left mid-stream, before the provider
+    counted) after `delivered` output is charged its reservation (CHARGE_RESERVATION): an
+    upper bound, where charging nothing would let a client spend past any budget by
+    cancelling each stream before its end (LiteLLM #26672)."""
     meta = record.meta
     status = events.SUCCESS if record.end in (DONE, RESPONSE) else events.FAILURE
+    if delivered and (meta is None or meta.cost_usd is None):
+        return events.WorkerEvent(end_ms=end_ms, status=status, spend=CHARGE_RESERVATION)
     if meta is None:
         return events.WorkerEvent(end_ms=end_ms, status=status)
     return events.WorkerEvent(
@@ -79,6 +88,10 @@ def worker_event(record: Record, end_ms: int) -> events.WorkerEvent:
         completion_tokens=meta.completion_tokens,
         spend=meta.cost_usd or 0.0,
     )
+
+
+# The spend that says: charge what was reserved (the script knows it, the worker not).
+CHARGE_RESERVATION: Final = -1.0
 
 
 def script_call(
@@ -96,6 +109,7 @@ def script_call(
         TenancyKeys.WORKER_FIELD,
         TenancyKeys.SOFT_FIELD,
         TenancyKeys.REQUEST_FIELD,
+        TenancyKeys.CHARGED_FIELD,
     ]
     return script_keys, args
 

@@ -25,6 +25,13 @@ PRICED = """\
     api_key: sk-fake
     input_cost_per_token: 0
     output_cost_per_token: 0.0001
+- model_name: priced-slow
+  litellm_params:
+    model: openai/gpt-4o-mini~chunk_delay=0.1~chunks=30
+    api_base: {base}
+    api_key: sk-fake
+    input_cost_per_token: 0
+    output_cost_per_token: 0.0001
 """
 
 
