@@ -60,13 +60,14 @@ async def load(
     duration_s: float,
     warmup_s: float,
     drain_s: float,
+    api_key: str = MASTER_KEY,
 ) -> dict[str, Any]:
     """Closed loop: `concurrency` connections, each sending its next request on an answer."""
     model = target.stream_model if stream else target.model
     check = StreamCheck(None, MIN_STREAM_EVENTS) if stream else None
     client = Client(
         target.port,
-        build_request(target.port, model, stream=stream, api_key=MASTER_KEY),
+        build_request(target.port, model, stream=stream, api_key=api_key),
         stream_check=check,
     )
     conns = await client.open(concurrency)

@@ -82,7 +82,15 @@ class FrontDoor:
         )
         # Database keys, limits and budgets (issue #17); enabled once a database is set.
         self.tenancy = Tenancy(
-            redis, self.keys, self.auth, config.deployments, config.litellm_settings
+            redis,
+            self.keys,
+            self.auth,
+            config.deployments,
+            config.litellm_settings,
+            proxy_budget=(
+                config.general_settings.max_budget,
+                config.general_settings.budget_duration,
+            ),
         )
         self.groups: Mapping[str, object] = config.deployments
         self.aliases, self.listed_models = _aliases(config)

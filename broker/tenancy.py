@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import time
 from collections.abc import Sequence
@@ -49,6 +50,8 @@ DEFAULT_COMPLETION_TOKENS = 1024
 MAX_RESERVED_COMPLETION_TOKENS = 16_384
 BYTES_PER_TOKEN = 4
 RESUBSCRIBE_AFTER_S = 0.5
+MAX_LOCAL_ENTRIES = 100_000
+MAX_ID_CHARS = 255
 ALL_MODELS = frozenset({"*", "all-proxy-models"})
 GLOBAL_SCOPE = "global"
 
@@ -61,6 +64,7 @@ class Tenancy:
         auth: Authenticator,
         deployments: dict[str, list[Deployment]],
         settings: LiteLLMSettings | None = None,
+        proxy_budget: tuple[float | None, str | None] = (None, None),
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -75,12 +79,14 @@ class Tenancy:
         self.ledger: LedgerWriter | None = None
         self._prices = {group: _reserve_price(targets) for group, targets in deployments.items()}
         settings = settings if settings is not None else LiteLLMSettings()
-        # The proxy-wide budget (litellm_settings.max_budget): a scope every request joins.
+        # The proxy-wide budget: a scope every request joins. general_settings' (issue #17's
+        # words) wins over litellm_settings' (LiteLLM's documented place).
         self._global: Scope | None = None
-        if settings.max_budget is not None:
-            limits = Limits(
-                max_budget=settings.max_budget, budget_duration=settings.budget_duration
-            )
+        max_budget, duration = proxy_budget
+        if max_budget is None:
+            max_budget, duration = settings.max_budget, settings.budget_duration
+        if max_budget is not None:
+            limits = Limits(max_budget=max_budget, budget_duration=duration)
             self._global = Scope(GLOBAL_SCOPE, limits)
         # The budget of an end user without a customer row of its own.
         self._end_user_limits: Limits | None = None
@@ -110,6 +116,7 @@ class Tenancy:
             self._callers[token] = (caller, now)
         else:
             caller = found[0]
+        _bound(self._callers)
         _check_usable(caller)
         return caller
 
@@ -170,7 +177,9 @@ class Tenancy:
         if wanted:
             for ref, entity in zip(wanted, await self._from_mirror(wanted), strict=True):
                 result[ref] = entity
+                self._entities.pop(ref, None)  # re-inserted last: the newest
                 self._entities[ref] = (entity, now)
+            _bound(self._entities)
         return [result[ref] for ref in refs]
 
     async def _from_mirror(self, refs: list[mirror.Ref]) -> list[Entity | None]:
@@ -243,13 +252,16 @@ class Tenancy:
                 log.warning("tenancy subscription lost: %s", exc)
             await asyncio.sleep(RESUBSCRIBE_AFTER_S)
 
-    async def on_change(self, kind: str, object_id: str) -> None:
+    async def on_change(self, kind: str, object_id: str, spend_reset: bool = False) -> None:
         """A management call committed a change: mirror the entity as the database has it
-        now, and tell every front door."""
+        now, and tell every front door. A call that set the spend or restarted the budget
+        period sets the budget counter to what the database says."""
         if self.database is None or kind not in records.KINDS:
             return
         (entity,) = await mirror.from_database(self.database, [(kind, object_id)])
-        await mirror.publish(self.redis, self.tkeys, kind, object_id, entity)
+        await mirror.publish(
+            self.redis, self.tkeys, kind, object_id, entity, reset_spend=spend_reset
+        )
         self.forget((kind, object_id))
 
     # ------------------------------------------------------------------ admission
@@ -273,6 +285,7 @@ class Tenancy:
         if principal is not None:
             scopes = _scopes(principal, group)
         if end_user:
+            end_user = end_user[:MAX_ID_CHARS]  # the database's width of an id
             scopes += await self._end_user_scope(end_user)
         if self._global is not None:
             scopes.append(self._global)
@@ -316,7 +329,7 @@ class Tenancy:
         limits = customer.limits
         if limits.max_budget is None and self._end_user_limits is not None:
             limits = msgspec.structs.replace(limits, max_budget=self._end_user_limits.max_budget)
-        return [Scope(name, limits, customer.spend)]
+        return [Scope(name, limits, customer.spend)] if limits.limits_anything else []
 
     async def admit(
         self,
@@ -357,7 +370,9 @@ def start_tenancy(front: FrontDoorLike, management: ManagementLike) -> None:
     tenancy.database = database
 
     async def mirror_change(change: Any) -> None:
-        await tenancy.on_change(change.object_type, change.object_id)
+        await tenancy.on_change(
+            change.object_type, change.object_id, _spend_reset(change.before, change.after)
+        )
 
     management.listeners.append(mirror_change)
     metrics = LedgerMetrics(front.metrics.registry)
@@ -379,6 +394,22 @@ async def stop_tenancy(front: FrontDoorLike) -> None:
     if front.tenancy.ledger is not None:
         await front.tenancy.ledger.stop(lambda: front.tasks.stop(LEDGER_TASK))
     await front.tasks.stop(LISTEN_TASK)
+
+
+def _bound(cache: dict[Any, Any]) -> None:
+    """Keep a local cache under MAX_LOCAL_ENTRIES by dropping its oldest tenth: made-up
+    keys and end-user names (clients choose both) must not grow a front door's memory."""
+    if len(cache) <= MAX_LOCAL_ENTRIES:
+        return
+    for stale in list(itertools.islice(cache, len(cache) // 10)):
+        del cache[stale]
+
+
+def _spend_reset(before: dict[str, Any] | None, after: dict[str, Any] | None) -> bool:
+    """Whether a management call set an entity's spend or restarted its budget period."""
+    if before is None or after is None:
+        return False
+    return any(before.get(f) != after.get(f) for f in ("spend", "budget_reset_at"))
 
 
 def _check_usable(caller: Caller) -> None:
@@ -429,14 +460,16 @@ def _organization(principal: Principal | None) -> str | None:
 def _scopes(principal: Principal, group: str) -> list[Scope]:
     """The scopes a database key's request counts against, the key's first (its spend is
     the x-litellm-key-spend header). A user's own budget applies to its keys outside a
-    team; inside one, the member's budget in the team does (LiteLLM's rule)."""
+    team; inside one, the member's budget in the team does (LiteLLM's rule). An owner
+    that limits nothing is left out: two Redis calls fewer each way, and its spend is in
+    the ledger (a limit set later seeds its counter from the database)."""
     key = principal.key
     scopes = [Scope(f"key:{principal.token}", key.limits, key.spend)]
     model_budget = key.limits.model_max_budget.get(group)
     if model_budget is not None:
         scopes.append(Scope(f"model:{principal.token}:{group}", Limits(max_budget=model_budget)))
     for entity in principal.owners:
-        if entity.kind == records.USER and key.team_id:
+        if (entity.kind == records.USER and key.team_id) or not entity.limits.limits_anything:
             continue
         scopes.append(Scope(mirror.scope_of(entity.kind, entity.id), entity.limits, entity.spend))
     return scopes

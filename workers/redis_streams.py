@@ -20,13 +20,14 @@ Layout (namespace `ns`: switchboard_settings.namespace):
     {ns}:{rt:<group>}:cursor      counter for round-robin
     {ns}:{q}:t:mirror:<kind>:<id> string: a key, team, user, member, customer or org as
                                   mirrored from the database (workers/tenancy/mirror.py)
-    {ns}:{q}:t:win:<scope>        hash: "r<unix s>", "t<unix s>" -> requests, tokens (60 s)
-    {ns}:{q}:t:lease:<scope>      sorted set: request id -> lease expiry (unix ms)
-    {ns}:{q}:t:spend:<scope>      hash: s (spent), r (reserved), e (period end, unix ms)
+    {ns}:{q}:t:scope:<scope>      hash: one scope's window ("r<unix s>", "t<unix s>"
+                                  buckets, totals R, T, oldest o, newest l), leases P,
+                                  budget S (spent), V (reserved), E (period end, ms)
     {ns}:{q}:t:res:<rid>          hash: one admitted request's reservation, until settled
     {ns}:{q}:t:inflight           sorted set: admitted request id -> reservation expiry (ms)
     {ns}:{q}:t:ledger             stream: spend events; consumer group "ledger"
     {ns}:{q}:t:mirror-filled      string: the mirror was refilled from the database
+    {ns}:{q}:t:ledger-dead        stream: spend events the database refused, with the error
     {ns}:tenancy                  pub/sub: mirrored entities that changed ("<kind>:<id>")
 
 Braces are Redis Cluster hash tags: a request's keys share a slot, and all lanes share one
@@ -135,33 +136,27 @@ class TenancyKeys:
     WORKER_FIELD = b"w"
     SOFT_FIELD = b"x"
     REQUEST_FIELD = b"id"
+    CHARGED_FIELD = b"c"
 
     def __init__(self, prefix: str, channel: str) -> None:
         self.prefix = prefix
         self.channel = channel
         self.inflight = f"{prefix}:inflight"
         self.ledger = f"{prefix}:ledger"
+        # Spend events the database refused to store (a row it cannot hold), kept to see.
+        self.ledger_dead = f"{prefix}:ledger-dead"
         # Set once the mirror was refilled from the database (gone with Redis's data).
         self.filled = f"{prefix}:mirror-filled"
 
     def mirror(self, kind: str, object_id: str) -> str:
         return f"{self.prefix}:mirror:{kind}:{object_id}"
 
-    def window(self, scope: str) -> str:
-        return f"{self.prefix}:win:{scope}"
-
-    def lease(self, scope: str) -> str:
-        return f"{self.prefix}:lease:{scope}"
-
-    def spend(self, scope: str) -> str:
-        return f"{self.prefix}:spend:{scope}"
+    def scope(self, scope: str) -> str:
+        """One scope's counters (workers/tenancy/admission.py names the fields)."""
+        return f"{self.prefix}:scope:{scope}"
 
     def reservation(self, request_id: str) -> str:
         return f"{self.prefix}:res:{request_id}"
-
-    def scope_keys(self, scope: str) -> tuple[str, str, str]:
-        """A scope's counters, in the order the admission and settle scripts take them."""
-        return self.window(scope), self.lease(scope), self.spend(scope)
 
 
 class BatchKeys:

@@ -56,6 +56,19 @@ class GeneralSettings(Section, frozen=True):
     database_url: Secret | None = None
     database_connection_pool_limit: int = 10
     database_connection_timeout: float = 60.0
+    # The whole proxy's budget, as issue #17 quotes LiteLLM's users; litellm_settings'
+    # max_budget/budget_duration (where LiteLLM documents them) are used when these are unset.
+    max_budget: float | None = None
+    budget_duration: str | None = None
+
+    def __post_init__(self) -> None:
+        # Imported here so that this change to a shared module stays one block (issue #17).
+        from workers import durations
+
+        if self.max_budget is not None and self.max_budget < 0:
+            raise ValueError("max_budget must be at least 0")
+        if self.budget_duration is not None:
+            durations.check(self.budget_duration)
 
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """

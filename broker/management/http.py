@@ -80,7 +80,13 @@ class Call:
             after=after,
         )
         self.changes.append(
-            Change(action=action, object_type=object_type, object_id=object_id, after=after)
+            Change(
+                action=action,
+                object_type=object_type,
+                object_id=object_id,
+                after=after,
+                before=before,
+            )
         )
 
     # ------------------------------------------------------------------ query parameters

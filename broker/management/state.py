@@ -25,6 +25,7 @@ class Change(msgspec.Struct, frozen=True, kw_only=True):
     object_type: str  # key | user | team | team_member | organization | customer | budget
     object_id: str  # a key's hash, a user id, ...
     after: dict[str, Any] | None = None  # the row after the change; None once deleted
+    before: dict[str, Any] | None = None  # the row before it; None when it is new
 
 
 ChangeListener = Callable[[Change], Awaitable[None]]

@@ -19,7 +19,7 @@ from tests.deploy.dashboards import (
     variables,
 )
 
-EXPECTED_DASHBOARDS = {"overview", "queue", "providers"}
+EXPECTED_DASHBOARDS = {"overview", "queue", "providers", "spend"}
 EXPECTED_ALERTS = {
     "SwitchboardHighErrorRate",
     "SwitchboardLatencySLOFastBurn",
@@ -28,6 +28,8 @@ EXPECTED_ALERTS = {
     "SwitchboardNoLiveWorkers",
     "SwitchboardDeadLetters",
     "SwitchboardDeploymentCooledDownLong",
+    "SwitchboardLedgerBacklog",
+    "SwitchboardSoftBudgetCrossed",
 }
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 

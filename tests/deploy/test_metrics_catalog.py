@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -79,10 +80,12 @@ async def worker_with_metrics(config: Config) -> AsyncIterator[int]:
 
 
 async def test_catalog_matches_what_front_doors_and_workers_export(
-    fake: FakeUpstream, namespace: str
+    fake: FakeUpstream, namespace: str, tmp_path: Path
 ) -> None:
     catalog = read_catalog()
-    config = make_config(fake.base_url + "/v1", namespace)
+    # With a database, as `switchboard up` runs: the spend ledger's metrics are exported.
+    database = f"general_settings:\n  database_url: sqlite:///{tmp_path / 'switchboard.db'}\n"
+    config = make_config(fake.base_url + "/v1", namespace, general=database)
     async with (
         service(config, workers=0) as ([door], _),
         worker_with_metrics(config) as worker_port,

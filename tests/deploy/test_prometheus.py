@@ -43,7 +43,6 @@ HELLO = [{"role": "user", "content": "hello"}]
 MASTER = "sk-master-prometheus"
 TEAM_A = "sk-team-a-prometheus"
 START_TIMEOUT_S = 30.0
-# Panels whose feature the load cannot exercise; each needs a reason.
 # Panels whose series the live test's config does not produce, and why.
 NOT_EXERCISED: dict[str, str] = {
     "Response cache lookups by result": "the test's config has no cache",
@@ -51,6 +50,8 @@ NOT_EXERCISED: dict[str, str] = {
     "Guardrail checks by result": "the test's config has no guardrails",
     "Guardrail latency p95": "the test's config has no guardrails",
     "Callback delivery": "the test's config has no callbacks (no delivery series)",
+    "Soft budgets crossed": "needs a database key with a soft budget (tests/broker/tenancy)",
+    "Refused by limits and budgets (requests/s)": "the load stays within every limit",
 }
 
 

@@ -97,15 +97,18 @@ async def record_spend(conn: AsyncConnection, records: Sequence[SpendRecord]) ->
     if not unique:
         return 0
     new_ids: set[str] = set()
-    # In chunks: PostgreSQL takes at most 32767 parameters in one statement.
+    # One statement executed with many parameter sets: SQLAlchemy compiles it once (and
+    # caches it), then sends the rows in batches ("insertmanyvalues"). Building a VALUES
+    # list of the rows instead compiled a new statement per batch, about a millisecond
+    # of CPU per row (benchmarks/tenancy.py's profile).
+    insert = (
+        rows.dialect_insert(conn, spend_logs)
+        .on_conflict_do_nothing(index_elements=[spend_logs.c.request_id])
+        .returning(spend_logs.c.request_id)
+    )
     for start in range(0, len(unique), INSERT_CHUNK):
         chunk = [_log_row(r) for r in unique[start : start + INSERT_CHUNK]]
-        insert = rows.dialect_insert(conn, spend_logs).values(chunk)
-        inserted = await conn.execute(
-            insert.on_conflict_do_nothing(index_elements=[spend_logs.c.request_id]).returning(
-                spend_logs.c.request_id
-            )
-        )
+        inserted = await conn.execute(insert, chunk)
         new_ids.update(inserted.scalars())
     fresh = [record for record in unique if record.request_id in new_ids]
     if fresh:

@@ -30,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from workers import envelopes, redis_streams
 from workers.envelopes import Meta, decode_envelope, decode_record
 from workers.errors import ServiceUnavailable
+from workers.tenancy import settle
 
 if TYPE_CHECKING:
     from workers.runtime.worker import Worker
@@ -139,6 +140,10 @@ class Claims:
                 envelopes.encode(record),
                 reply_to=envelope.reply_to,
                 ttl_s=self.options.reply_ttl_s,
+            )
+            # Its reservation and lease go back now, not at its deadline (issue #17).
+            settle.queue(
+                pipe, self.keys, envelope, settle.worker_event(record, int(time.time() * 1000))
             )
         redis_streams.dead_letter(pipe, self.keys, lane, entry, raw, reason)
         await pipe.execute()

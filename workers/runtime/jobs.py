@@ -202,7 +202,7 @@ class ReplyWriter:
             if final:
                 queued += redis_streams.ack(pipe, self.keys, job.lane, job.entry)
                 # The real cost replaces the reservation, in the same round trip (#17).
-                event = settle.worker_event(record, now_ms())
+                event = settle.worker_event(record, now_ms(), delivered=job.reply_bytes > 0)
                 queued += settle.queue(pipe, self.keys, job.envelope, event)
             return queued
 

@@ -4,16 +4,21 @@ counted and, only if all pass, the request is XADDed to its lane, in one EVALSHA
 hold exactly across any number of front doors (LiteLLM #40291, #18518: tpm kept in each
 process's memory), and admission costs no round trip of its own: it replaces the XADD.
 
-- rpm and tpm are sliding 60 s windows of one-second buckets (`r<s>`, `t<s>` in a hash).
-  tpm counts the request's estimate at admission; the worker's settlement corrects its
-  bucket to the real tokens.
-- `max_parallel_requests` is a lease per request (a sorted set scored by expiry), taken
-  here and released when the request settles; one that is never settled (no worker ever
-  finished it) expires at the request's deadline.
-- a budget is a hash of spent `s`, reserved `r` and the period's end `e`. A request is
-  admitted while spent + reserved is under the budget, and reserves its estimate; the
-  settlement replaces the reservation with the real cost. So concurrent requests overspend
-  by at most what is in flight. A period that ended resets `s` at the next admission (the
+Each scope is one hash (`{ns}:{q}:t:scope:<scope>`), read with one HMGET and written
+with one HSET, so a scope costs two Redis calls however many of its limits are set:
+- rpm and tpm are sliding 60 s windows of one-second buckets (`r<s>`, `t<s>`) with
+  running totals (`R`, `T`), the oldest bucket (`o`) and the newest (`l`): an admission
+  expires only the buckets that left the window since the last one, so its cost does not
+  grow with the traffic. tpm counts the request's estimate at admission; the worker's
+  settlement corrects its bucket and the total to the real tokens.
+- `max_parallel_requests` is a count of leases (`P`), taken here and given back when the
+  request settles: by the worker that answers it (the one that took it over from a dead
+  worker included), or by the ledger writer's sweep once the request's deadline passed
+  unsettled (no worker could finish it).
+- a budget is spent `S`, reserved `V` and the period's end `E`. A request is admitted
+  while spent + reserved is under the budget, and reserves its estimate; the settlement
+  replaces the reservation with the real cost. So concurrent requests overspend by at
+  most what is in flight. A period that ended resets `S` at the next admission (the
   check, not a timer, decides, so a budget resets also when no request came in between).
 - the reservation (`res:<rid>`) keeps what the settlement needs: the reserved cost and
   tokens, the window second, each scope's flags and soft budget, and the front door's half
@@ -22,6 +27,7 @@ process's memory), and admission costs no round trip of its own: it replaces the
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -35,93 +41,102 @@ from workers.errors import BudgetExceeded, RateLimited
 from workers.redis_streams import ENVELOPE_FIELD, Keys
 from workers.tenancy.records import Limits
 
-# KEYS[1] lane, KEYS[2] reservation, KEYS[3] in-flight set, KEYS[4..] per scope: window,
-# lease, spend. ARGV[1] envelope, [2] request id, [3] tokens, [4] cost, [5] lease ms,
-# [6] event, [7] envelope field, [8] the scope names (msgpack, for the sweeper), then per
-# scope (7 each): rpm, tpm, parallel, budget,
-# seed spend, period end (ms), next period end (ms), then soft budgets (one per scope).
-# -1 means "no limit". Floats go back as strings: Lua numbers become integers in a reply.
+# KEYS[1] lane, KEYS[2] reservation, KEYS[3] in-flight set, KEYS[4..] one hash per scope.
+# ARGV[1] envelope, [2] request id, [3] tokens, [4] cost, [5] lease ms, [6] event,
+# [7] envelope field, [8] the scope names (msgpack, for the sweeper), [9] the soft budgets
+# (space-separated, one per scope), then one argument per scope, space-separated: rpm, tpm,
+# parallel, budget, seed spend, period end (ms), next period end (ms) (one argument, not
+# seven: redis-py's packing costs per argument). -1 means "no limit". Each scope costs one
+# HMGET and one HSET (and, once a second at most, expiring buckets that left the window).
+# Floats go back as strings: Lua numbers become integers in a reply.
 ADMIT: Final = """
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tokens, cost, lease_ms = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local n = (#KEYS - 3) / 3
+local n = #KEYS - 3
 local rem_r, rem_t, lim_r, lim_t = -1, -1, -1, -1
-local flags = {}
+local flags, writes = {}, {}
 local first_spend = '0'
+local function expire_buckets(k, from, to)
+  local names = {}
+  for b = from, to do names[#names + 1] = 'r' .. b; names[#names + 1] = 't' .. b end
+  if #names == 0 then return 0, 0 end
+  local vals = redis.call('HMGET', k, unpack(names))
+  local r, tk = 0, 0
+  for j = 1, #vals, 2 do
+    r = r + (tonumber(vals[j]) or 0)
+    tk = tk + (tonumber(vals[j + 1]) or 0)
+  end
+  redis.call('HDEL', k, unpack(names))
+  return r, tk
+end
+-- Seconds until the oldest second that counted anything leaves the window (refusals only).
+local function retry_after(k, from, to, prefix)
+  local names = {}
+  for b = from, to do names[#names + 1] = prefix .. b end
+  local vals = redis.call('HMGET', k, unpack(names))
+  for j = 1, #vals do
+    if (tonumber(vals[j]) or 0) > 0 then return from + j - 1 + 60 - to end
+  end
+  return 1
+end
 for i = 0, n - 1 do
-  local win, lease, spend = KEYS[4 + 3 * i], KEYS[5 + 3 * i], KEYS[6 + 3 * i]
-  local a = 9 + 7 * i
-  local rpm, tpm = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local par, maxb = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local k = KEYS[4 + i]
+  local v = {}
+  for x in string.gmatch(ARGV[10 + i], '%S+') do v[#v + 1] = x end
+  local rpm, tpm, par, maxb = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
+  local h = redis.call('HMGET', k, 'R', 'T', 'o', 'l', 'S', 'V', 'E', 'P', 'r' .. sec, 't' .. sec)
+  local w = {}
   local f = ''
   if rpm >= 0 or tpm >= 0 then
-    local raw = redis.call('HGETALL', win)
-    local reqs, toks, oldest = 0, 0, sec
-    local stale = {}
-    for j = 1, #raw, 2 do
-      local s = tonumber(string.sub(raw[j], 2))
-      if s <= sec - 60 then
-        stale[#stale + 1] = raw[j]
-      else
-        if string.sub(raw[j], 1, 1) == 'r' then reqs = reqs + tonumber(raw[j + 1])
-        else toks = toks + tonumber(raw[j + 1]) end
-        if s < oldest then oldest = s end
-      end
+    local reqs, toks = tonumber(h[1]) or 0, tonumber(h[2]) or 0
+    local oldest, last = tonumber(h[3]), tonumber(h[4])
+    local rb, tb = tonumber(h[9]) or 0, tonumber(h[10]) or 0
+    if oldest == nil or last == nil or last <= sec - 60 then
+      if oldest ~= nil and last ~= nil then expire_buckets(k, oldest, last) end
+      reqs, toks, oldest, rb, tb = 0, 0, sec, 0, 0
+    elseif oldest <= sec - 60 then
+      local r, tk = expire_buckets(k, oldest, sec - 60)
+      reqs, toks, oldest = reqs - r, toks - tk, sec - 59
     end
-    if #stale > 0 then redis.call('HDEL', win, unpack(stale)) end
-    local retry = oldest + 60 - sec
-    if rpm >= 0 and reqs >= rpm then return {'rpm', i, retry, rpm, tpm} end
-    if tpm >= 0 and toks > 0 and toks + tokens > tpm then return {'tpm', i, retry, rpm, tpm} end
+    if rpm >= 0 and reqs >= rpm then
+      return {'rpm', i, retry_after(k, oldest, sec, 'r'), rpm, tpm}
+    end
+    if tpm >= 0 and toks > 0 and toks + tokens > tpm then
+      return {'tpm', i, retry_after(k, oldest, sec, 't'), rpm, tpm}
+    end
     if rpm >= 0 and (rem_r < 0 or rpm - reqs - 1 < rem_r) then
       rem_r = rpm - reqs - 1; lim_r = rpm
     end
     if tpm >= 0 and (rem_t < 0 or tpm - toks - tokens < rem_t) then
       rem_t = math.max(0, tpm - toks - tokens); lim_t = tpm
     end
+    w = {'R', reqs + 1, 'T', toks + tokens, 'o', oldest, 'l', sec,
+         'r' .. sec, rb + 1, 't' .. sec, tb + tokens}
     f = f .. 'w'
   end
   if par >= 0 then
-    redis.call('ZREMRANGEBYSCORE', lease, '-inf', now)
-    if redis.call('ZCARD', lease) >= par then return {'parallel', i, 1, par, -1} end
+    local running = tonumber(h[8]) or 0
+    if running >= par then return {'parallel', i, 1, par, -1} end
+    w[#w + 1] = 'P'; w[#w + 1] = running + 1
     f = f .. 'l'
   end
-  local h = redis.call('HMGET', spend, 's', 'r', 'e')
-  local s, r, e = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or -1
-  if s == nil then
-    s, e = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
-    redis.call('HSET', spend, 's', ARGV[a + 4], 'r', 0, 'e', ARGV[a + 5])
+  local spent, reserved, ends = tonumber(h[5]), tonumber(h[6]) or 0, tonumber(h[7]) or -1
+  if spent == nil then spent, ends = tonumber(v[5]), tonumber(v[6]) end
+  if ends >= 0 and now >= ends then spent, ends = 0, tonumber(v[7]) end
+  if maxb >= 0 and spent + reserved >= maxb then
+    return {'budget', i, tostring(ends), tostring(spent), tostring(maxb)}
   end
-  if e >= 0 and now >= e then
-    s, e = 0, tonumber(ARGV[a + 6])
-    redis.call('HSET', spend, 's', 0, 'e', ARGV[a + 6])
-  end
-  if maxb >= 0 and s + r >= maxb then
-    return {'budget', i, tostring(e), tostring(s), tostring(maxb)}
-  end
-  if i == 0 then first_spend = tostring(s) end
-  flags[i + 1] = f
-end
-for i = 0, n - 1 do
-  local win, lease, spend = KEYS[4 + 3 * i], KEYS[5 + 3 * i], KEYS[6 + 3 * i]
-  local f = flags[i + 1]
-  if string.find(f, 'w', 1, true) then
-    redis.call('HINCRBY', win, 'r' .. sec, 1)
-    redis.call('HINCRBY', win, 't' .. sec, tokens)
-    redis.call('EXPIRE', win, 61)
-  end
-  if string.find(f, 'l', 1, true) then
-    redis.call('ZADD', lease, now + lease_ms, ARGV[2])
-    redis.call('PEXPIRE', lease, lease_ms + 1000)
-  end
-  if cost > 0 then redis.call('HINCRBYFLOAT', spend, 'r', ARGV[4]) end
+  if i == 0 then first_spend = tostring(spent) end
+  for _, v in ipairs({'S', string.format('%.17g', spent), 'E', ends,
+                      'V', string.format('%.17g', reserved + cost)}) do w[#w + 1] = v end
+  writes[i + 1] = w
   flags[i + 1] = (f == '' and '-' or f)
 end
-local soft = {}
-for i = 0, n - 1 do soft[i + 1] = ARGV[9 + 7 * n + i] end
+for i = 0, n - 1 do redis.call('HSET', KEYS[4 + i], unpack(writes[i + 1])) end
 redis.call('HSET', KEYS[2], 'c', ARGV[4], 'k', tokens, 's', sec, 'e', ARGV[6],
-  'f', table.concat(flags, ' '), 'b', table.concat(soft, ' '), 'n', ARGV[8])
+  'f', table.concat(flags, ' '), 'b', ARGV[9], 'n', ARGV[8])
 redis.call('PEXPIRE', KEYS[2], lease_ms + 86400000)
 redis.call('ZADD', KEYS[3], now + lease_ms, ARGV[2])
 local id = redis.call('XADD', KEYS[1], '*', ARGV[7], ARGV[1])
@@ -173,10 +188,16 @@ def _period(limits: Limits, now_s: float) -> tuple[int, int]:
     """(the end of the current budget period, the end of a period starting now), unix ms."""
     if not limits.budget_duration:
         return NONE, NONE
-    start = datetime.fromtimestamp(now_s, UTC)
-    following = int(durations.after(start, limits.budget_duration).timestamp() * 1000)
+    following = _period_end(limits.budget_duration, int(now_s))
     current = limits.reset_at_ms if limits.reset_at_ms is not None else following
     return current, following
+
+
+@functools.lru_cache(maxsize=256)
+def _period_end(duration: str, now_s: int) -> int:
+    # Per whole second: every request of a second shares the date arithmetic.
+    start = datetime.fromtimestamp(now_s, UTC)
+    return int(durations.after(start, duration).timestamp() * 1000)
 
 
 def script_call(
@@ -196,21 +217,16 @@ def script_call(
         ticket.event,
         ENVELOPE_FIELD,
         encode_names(ticket.scope_names),
+        " ".join(_num(scope.limits.soft_budget) for scope in ticket.scopes),
     ]
     for scope in ticket.scopes:
-        script_keys.extend(tenancy.scope_keys(scope.name))
+        script_keys.append(tenancy.scope(scope.name))
         limits = scope.limits
         current, following = _period(limits, now_s)
-        args += [
-            _num(limits.rpm),
-            _num(limits.tpm),
-            _num(limits.parallel),
-            _num(limits.max_budget),
-            repr(scope.seed_spend),
-            current,
-            following,
-        ]
-    args += [_num(scope.limits.soft_budget) for scope in ticket.scopes]
+        args.append(
+            f"{_num(limits.rpm)} {_num(limits.tpm)} {_num(limits.parallel)} "
+            f"{_num(limits.max_budget)} {scope.seed_spend!r} {current} {following}"
+        )
     return script_keys, args
 
 

@@ -23,9 +23,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+from sqlalchemy.exc import SQLAlchemyError
 
 from workers.db import resets
 from workers.db.engine import Database, DatabaseUnavailable
@@ -37,6 +39,7 @@ log = logging.getLogger("switchboard.ledger")
 
 BATCH = 500
 BLOCK_MS = 1000
+LINGER_S = 0.25
 CLAIM_IDLE_MS = 15_000
 SWEEP_EVERY_S = 5.0
 RETRY_FIRST_S = 0.5
@@ -49,7 +52,7 @@ class LedgerMetrics:
             "switchboard_ledger_backlog",
             "Spend events in the ledger stream not yet written to the database.",
             registry=registry,
-            multiprocess_mode="max",
+            multiprocess_mode="livemostrecent",
         )
         self.written = Counter(
             "switchboard_ledger_rows",
@@ -140,7 +143,12 @@ class LedgerWriter:
             async with self.using_database:
                 await self.reset_budgets()
             self._next_sweep = time.monotonic() + SWEEP_EVERY_S
-        entries = await self._claim_idle() or await self._read_new()
+        entries = await self._claim_idle() or await self._read_new(BLOCK_MS)
+        if 0 < len(entries) < BATCH:
+            # Let a batch fill a little: one transaction for many rows costs the database
+            # (and this process) far less than one each, and the rows are not urgent.
+            await asyncio.sleep(LINGER_S)
+            entries += await self._read_new(None, BATCH - len(entries))
         if self.metrics is not None:
             self.metrics.backlog.set(await self.redis.xlen(self.tkeys.ledger))
         if not entries:
@@ -160,13 +168,15 @@ class LedgerWriter:
         )
         return [(bytes(i), fields) for i, fields in reply[1] if fields]
 
-    async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    async def _read_new(
+        self, block_ms: int | None, count: int = BATCH
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
         reply: Any = await self.redis.xreadgroup(
             TenancyKeys.LEDGER_GROUP,
             self.consumer,
             {self.tkeys.ledger: ">"},
-            count=BATCH,
-            block=BLOCK_MS,
+            count=count,
+            block=block_ms,
         )
         if not reply:
             return []
@@ -186,12 +196,39 @@ class LedgerWriter:
                     self.metrics.failures.inc()
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX_S, delay * 2)
+            except SQLAlchemyError:
+                # The database refused the batch itself (a value it cannot store): write
+                # the rows one by one, so one bad row cannot hold the ledger up forever.
+                new = await self._write_each(entries, spend_records)
+                break
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.redis.pipeline(transaction=False)
         pipe.xack(self.tkeys.ledger, TenancyKeys.LEDGER_GROUP, *ids)
         pipe.xdel(self.tkeys.ledger, *ids)
         await pipe.execute()
         self._count(spend_records, new, crossed)
+
+    async def _write_each(
+        self,
+        entries: Sequence[tuple[bytes, dict[bytes, bytes]]],
+        spend_records: list[SpendRecord],
+    ) -> int:
+        """Each row in its own transaction; a row the database refuses is kept in the
+        ledger's dead-letter stream (with the error), not dropped."""
+        new = 0
+        by_request = {
+            fields.get(TenancyKeys.REQUEST_FIELD, b"").decode(): fields for _, fields in entries
+        }
+        for record in spend_records:
+            try:
+                async with self.database.transaction() as conn:
+                    new += await record_spend(conn, [record])
+            except SQLAlchemyError as exc:  # an outage raises DatabaseUnavailable instead
+                log.error("the database refused the spend row of %s: %s", record.request_id, exc)
+                fields = dict(by_request.get(record.request_id, {}))
+                fields[b"error"] = str(exc)[:1000].encode()
+                await self.redis.xadd(self.tkeys.ledger_dead, fields)  # type: ignore[arg-type]  # redis-py types fields narrowly
+        return new
 
     def _count(self, spend_records: list[SpendRecord], new: int, crossed: list[str]) -> None:
         metrics = self.metrics
@@ -261,6 +298,9 @@ def _decode(
             log.error("dropping malformed ledger entry %r: %s", entry_id, exc)
             continue
         request_id = _request_id(fields)
+        if worker.spend < 0:  # charged its reservation: the script says how much
+            charged = float(fields.get(TenancyKeys.CHARGED_FIELD, b"0"))
+            worker = msgspec.structs.replace(worker, spend=charged)
         spend_records.append(events.spend_record(request_id, front, worker))
         crossed += fields.get(TenancyKeys.SOFT_FIELD, b"").decode().split()
     return spend_records, crossed

@@ -78,17 +78,29 @@ async def store(
 
 
 async def publish(
-    redis: Redis, keys: TenancyKeys, kind: str, oid: str, entity: Entity | None
+    redis: Redis,
+    keys: TenancyKeys,
+    kind: str,
+    oid: str,
+    entity: Entity | None,
+    *,
+    reset_spend: bool = False,
 ) -> None:
     """A changed entity: mirror it (or forget it), and tell every front door to drop its copy.
-    A deleted entity's counters go with it."""
+    A deleted entity's counters go with it; with `reset_spend` (an admin set its spend or
+    restarted its period), its budget counter takes the database's spend and period end."""
     pipe = redis.pipeline(transaction=False)
     if entity is None:
         pipe.delete(keys.mirror(kind, oid))
         if kind in SCOPE_PREFIX:
-            pipe.delete(*keys.scope_keys(scope_of(kind, oid)))
+            pipe.delete(keys.scope(scope_of(kind, oid)))
     else:
         pipe.set(keys.mirror(kind, oid), records.encode(entity))
+        if reset_spend and kind in SCOPE_PREFIX:
+            ends = entity.limits.reset_at_ms
+            # Field names: workers/tenancy/admission.py (S spent, E period end).
+            fields: dict[str, Any] = {"S": repr(entity.spend), "E": -1 if ends is None else ends}
+            pipe.hset(keys.scope(scope_of(kind, oid)), mapping=fields)
     pipe.publish(keys.channel, f"{kind}:{oid}")
     await pipe.execute()
 
@@ -129,6 +141,8 @@ async def refill(redis: Redis, keys: TenancyKeys, database: Database) -> int:
                     entity = records.entity_of(kind, oid, row)
                     pipe.set(keys.mirror(kind, oid), records.encode(entity), nx=True)
                     written += 1
+                    if len(pipe) >= snapshot.PAGE:  # bounded pipelines, however many rows
+                        await pipe.execute()
                 await pipe.execute()
     except BaseException:
         await redis.delete(keys.filled)  # the next front door to start tries again

@@ -46,6 +46,18 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     def is_empty(self) -> bool:
         return self == NO_LIMITS
 
+    @property
+    def limits_anything(self) -> bool:
+        """Whether a request must be counted against these: a rate, a parallel limit or a
+        budget (hard or soft). Spend alone is the ledger's to record."""
+        return (
+            self.rpm is not None
+            or self.tpm is not None
+            or self.parallel is not None
+            or self.max_budget is not None
+            or self.soft_budget is not None
+        )
+
 
 NO_LIMITS: Final = Limits()
 

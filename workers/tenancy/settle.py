@@ -20,10 +20,11 @@ from workers.tenancy import events
 
 log = logging.getLogger("switchboard.tenancy")
 
-# KEYS[1] reservation, KEYS[2] in-flight set, KEYS[3] ledger, KEYS[4..] per scope: window,
-# lease, spend. ARGV[1] request id, [2] cost, [3] tokens, [4] worker event, [5] the event
-# field, [6] the worker field, [7] the field of the scopes whose soft budget this crossed
-# (also returned; nil when the request was already settled), [8] the request id field.
+# KEYS[1] reservation, KEYS[2] in-flight set, KEYS[3] ledger, KEYS[4..] one hash per scope.
+# ARGV[1] request id, [2] cost, [3] tokens, [4] worker event, [5] the event field, [6] the
+# worker field, [7] the field of the scopes whose soft budget this crossed (also returned;
+# nil when the request was already settled), [8] the request id field, [9] the field of the
+# cost charged (ARGV[2], or the reservation when ARGV[2] is negative: CHARGE_RESERVATION).
 SETTLE: Final = """
 local h = redis.call('HMGET', KEYS[1], 'c', 'k', 's', 'e', 'f', 'b')
 if not h[1] then return false end
@@ -31,41 +32,51 @@ redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 local reserved, est, sec = tonumber(h[1]), tonumber(h[2]), tonumber(h[3])
 local cost, tokens = tonumber(ARGV[2]), tonumber(ARGV[3])
-local now = tonumber(redis.call('TIME')[1])
+if cost < 0 then cost = reserved end
 local flags, soft = {}, {}
 for w in string.gmatch(h[5] or '', '%S+') do flags[#flags + 1] = w end
 for w in string.gmatch(h[6] or '', '%S+') do soft[#soft + 1] = tonumber(w) end
 local crossed = {}
-local n = (#KEYS - 3) / 3
-for i = 0, n - 1 do
-  local win, lease, spend = KEYS[4 + 3 * i], KEYS[5 + 3 * i], KEYS[6 + 3 * i]
-  local f = flags[i + 1] or '-'
-  if string.find(f, 'w', 1, true) and tokens ~= est and now - sec < 60
-      and redis.call('HEXISTS', win, 't' .. sec) == 1 then
-    redis.call('HINCRBY', win, 't' .. sec, tokens - est)
-  end
-  if string.find(f, 'l', 1, true) then redis.call('ZREM', lease, ARGV[1]) end
-  if redis.call('EXISTS', spend) == 1 then
-    if reserved > 0 then redis.call('HINCRBYFLOAT', spend, 'r', -reserved) end
-    if cost > 0 then
-      local after = tonumber(redis.call('HINCRBYFLOAT', spend, 's', ARGV[2]))
-      local sb = soft[i + 1] or -1
-      if sb >= 0 and after >= sb and after - cost < sb then
-        crossed[#crossed + 1] = string.match(spend, ':spend:(.*)$')
-      end
+for i = 1, #KEYS - 3 do
+  local k = KEYS[3 + i]
+  local f = flags[i] or '-'
+  local s = redis.call('HMGET', k, 'S', 'V', 'P', 'T', 't' .. sec, 'o')
+  if s[1] then
+    local spent = tonumber(s[1]) + cost
+    local w = {'S', string.format('%.17g', spent),
+               'V', string.format('%.17g', math.max(0, (tonumber(s[2]) or 0) - reserved))}
+    if string.find(f, 'l', 1, true) then
+      w[#w + 1] = 'P'; w[#w + 1] = math.max(0, (tonumber(s[3]) or 0) - 1)
+    end
+    if string.find(f, 'w', 1, true) and tokens ~= est and s[5]
+        and sec >= (tonumber(s[6]) or sec) then
+      w[#w + 1] = 't' .. sec; w[#w + 1] = tonumber(s[5]) + tokens - est
+      w[#w + 1] = 'T'; w[#w + 1] = (tonumber(s[4]) or 0) + tokens - est
+    end
+    redis.call('HSET', k, unpack(w))
+    local sb = soft[i] or -1
+    if cost > 0 and sb >= 0 and spent >= sb and spent - cost < sb then
+      crossed[#crossed + 1] = string.match(k, ':scope:(.*)$')
     end
   end
 end
 redis.call('XADD', KEYS[3], '*', ARGV[8], ARGV[1], ARGV[5], h[4], ARGV[6], ARGV[4], ARGV[7],
-  table.concat(crossed, ' '))
+  table.concat(crossed, ' '), ARGV[9], string.format('%.17g', cost))
 return crossed
 """
 
 
-def worker_event(record: Record, end_ms: int) -> events.WorkerEvent:
-    """The worker's half of the spend event, from the final record's bookkeeping."""
+def worker_event(record: Record, end_ms: int, *, delivered: bool = False) -> events.WorkerEvent:
+    """The worker's half of the spend event, from the final record's bookkeeping.
+
+    A request that ends without a cost (its client left mid-stream, before the provider
+    counted) after `delivered` output is charged its reservation (CHARGE_RESERVATION): an
+    upper bound, where charging nothing would let a client spend past any budget by
+    cancelling each stream before its end (LiteLLM #26672)."""
     meta = record.meta
     status = events.SUCCESS if record.end in (DONE, RESPONSE) else events.FAILURE
+    if delivered and (meta is None or meta.cost_usd is None):
+        return events.WorkerEvent(end_ms=end_ms, status=status, spend=CHARGE_RESERVATION)
     if meta is None:
         return events.WorkerEvent(end_ms=end_ms, status=status)
     return events.WorkerEvent(
@@ -79,12 +90,16 @@ def worker_event(record: Record, end_ms: int) -> events.WorkerEvent:
     )
 
 
+# The spend that says: charge what was reserved (the script knows it, the worker not).
+CHARGE_RESERVATION: Final = -1.0
+
+
 def script_call(
     tenancy: TenancyKeys, request_id: str, scopes: Sequence[str], event: events.WorkerEvent
 ) -> tuple[list[str], list[Any]]:
     script_keys = [tenancy.reservation(request_id), tenancy.inflight, tenancy.ledger]
     for scope in scopes:
-        script_keys.extend(tenancy.scope_keys(scope))
+        script_keys.append(tenancy.scope(scope))
     args = [
         request_id,
         repr(event.spend),
@@ -94,6 +109,7 @@ def script_call(
         TenancyKeys.WORKER_FIELD,
         TenancyKeys.SOFT_FIELD,
         TenancyKeys.REQUEST_FIELD,
+        TenancyKeys.CHARGED_FIELD,
     ]
     return script_keys, args
 

@@ -3,7 +3,7 @@ upstream, and clients for the management API and for inference."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -21,6 +21,13 @@ PRICED = """\
 - model_name: priced
   litellm_params:
     model: openai/gpt-4o-mini
+    api_base: {base}
+    api_key: sk-fake
+    input_cost_per_token: 0
+    output_cost_per_token: 0.0001
+- model_name: priced-slow
+  litellm_params:
+    model: openai/gpt-4o-mini~chunk_delay=0.1~chunks=30
     api_base: {base}
     api_key: sk-fake
     input_cost_per_token: 0
@@ -46,14 +53,15 @@ class Gateway:
 
     async def chat(
         self, key: str, *, door: int = 0, model: str = "gpt-test", **body: Any
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    ) -> tuple[int, dict[str, Any], Mapping[str, str]]:
         payload = {"model": model, "messages": HELLO, **body}
         async with self.http.post(
             self.doors[door].url + "/v1/chat/completions",
             json=payload,
             headers={"Authorization": f"Bearer {key}"},
         ) as reply:
-            return reply.status, await reply.json(content_type=None), dict(reply.headers)
+            # Case-insensitive, as HTTP headers are.
+            return reply.status, await reply.json(content_type=None), reply.headers.copy()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.broker.harness import wait_until
-from tests.broker.tenancy.conftest import MASTER, Gateway
+from tests.broker.tenancy.conftest import HELLO, MASTER, Gateway
 from tests.scrape import Scrape
 from workers.db import keys as db_keys
 from workers.redis_streams import Keys
@@ -158,15 +158,19 @@ async def test_a_budget_under_50_concurrent_requests_overspends_by_at_most_one_r
         assert set(statuses) <= {200, 422}, statuses
         admitted += statuses.count(200)
     assert 0 < admitted < 200
-    spend_key = Keys(namespace).tenancy.spend(f"key:{db_keys.hash_token(key)}")
-    spent = float(await redis.hget(spend_key, "s") or 0)  # type: ignore[misc]  # redis-py's union
+    scope = Keys(namespace).tenancy.scope(f"key:{db_keys.hash_token(key)}")
+    spent = float(await redis.hget(scope, "S") or 0)  # type: ignore[misc]  # redis-py's union
     assert budget <= spent <= budget + reservation, (spent, admitted)
 
 
 @pytest.mark.parametrize(
     "gateway",
-    ["litellm_settings:\n  max_budget: 0.0000001\n  budget_duration: 1d\n"],
+    [
+        "litellm_settings:\n  max_budget: 0.0000001\n  budget_duration: 1d\n",
+        "  max_budget: 0.0000001\n  budget_duration: 1d\n",  # under general_settings
+    ],
     indirect=True,
+    ids=["litellm_settings", "general_settings"],
 )
 async def test_the_proxy_budget_covers_every_key_and_the_master_key(gateway: Gateway) -> None:
     first = await gateway.new_key()
@@ -183,3 +187,51 @@ async def test_max_end_user_budget_holds_each_end_user(gateway: Gateway) -> None
     await spent_then_refused(gateway, key, "end user `someone`", user="someone")
     status, body, _ = await gateway.chat(key, user="someone-else")
     assert status == 200, body
+
+
+async def test_an_admin_setting_the_spend_reaches_the_counter(gateway: Gateway) -> None:
+    key = await gateway.new_key(max_budget=TINY)
+    await spent_then_refused(gateway, key, "Budget has been exceeded")
+
+    async def recorded() -> bool:
+        info = await gateway.api.ok("GET", "/key/info", key=key)
+        return float(info["info"]["spend"]) > 0
+
+    await wait_until(recorded, timeout_s=10.0)  # the ledger wrote it
+    await gateway.api.ok("POST", "/key/update", {"key": key, "spend": 0})
+
+    async def admitted_again() -> bool:
+        return (await gateway.chat(key, door=1))[0] == 200
+
+    await wait_until(admitted_again, timeout_s=1.0)
+
+
+async def test_a_stream_left_mid_way_is_charged_its_reservation(
+    gateway: Gateway, redis: Redis, namespace: str
+) -> None:
+    """A client that leaves before the provider counted must not stream for free: its
+    request is charged what it reserved (an upper bound), so cancelling every stream
+    before its end cannot spend past a budget."""
+    key = await gateway.new_key(max_budget=1.0)
+    body = {"model": "priced-slow", "messages": HELLO, "stream": True, "max_tokens": 100}
+    async with gateway.http.post(
+        gateway.doors[0].url + "/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+    ) as reply:
+        assert reply.status == 200
+        await reply.content.readline()  # the first event, then the client goes away
+    scope = Keys(namespace).tenancy.scope(f"key:{db_keys.hash_token(key)}")
+
+    async def charged() -> bool:
+        return float(await redis.hget(scope, "S") or 0) > 0  # type: ignore[misc]  # redis-py's union
+
+    await wait_until(charged, timeout_s=15.0)
+    rows: list[dict[str, Any]] = []
+
+    async def recorded() -> bool:
+        rows[:] = await gateway.api.ok("GET", "/spend/logs", api_key=key)
+        return len(rows) == 1
+
+    await wait_until(recorded, timeout_s=10.0)
+    assert rows[0]["spend"] > 0 and rows[0]["status"] == "failure"

@@ -85,3 +85,30 @@ async def test_max_parallel_requests_never_admits_one_more(gateway: Gateway) -> 
     # Both leases went back with the answers.
     replies = await asyncio.gather(*(gateway.chat(key, door=i % 2) for i in range(2)))
     assert [status for status, _, _ in replies] == [200, 200]
+
+
+async def test_every_answered_request_gets_one_spend_row_embeddings_included(
+    gateway: Gateway,
+) -> None:
+    key = await gateway.new_key(key_alias="rows")
+    status, _, headers = await gateway.chat(key)
+    assert status == 200
+    chat_id = headers["x-request-id"]
+    async with gateway.http.post(
+        gateway.doors[1].url + "/v1/embeddings",
+        json={"model": "embed-test", "input": "hi"},
+        headers={"Authorization": f"Bearer {key}"},
+    ) as reply:
+        assert reply.status == 200
+        embedding_id = reply.headers["x-request-id"]
+    rows: list[dict[str, object]] = []
+
+    async def written() -> bool:
+        rows[:] = await gateway.api.ok("GET", "/spend/logs", api_key=key)
+        return len(rows) == 2
+
+    await wait_until(written, timeout_s=10.0)
+    by_id = {row["request_id"]: row for row in rows}
+    assert by_id[chat_id]["call_type"] == "chat.completions"
+    assert by_id[embedding_id]["call_type"] == "embeddings"
+    assert by_id[chat_id]["key_alias"] == "rows" and by_id[chat_id]["status"] == "success"

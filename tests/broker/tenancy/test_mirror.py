@@ -5,8 +5,10 @@ a key Redis never had is a 503 that says why."""
 
 from __future__ import annotations
 
+import pytest
 from redis.asyncio import Redis
 
+from broker import tenancy as broker_tenancy
 from tests.broker.tenancy.conftest import Gateway
 from workers.db import keys as db_keys
 from workers.db.engine import Database
@@ -66,3 +68,13 @@ async def test_mirrored_keys_work_while_the_database_is_unreachable(gateway: Gat
     finally:
         tenancy.database = database
         await down.close()
+
+
+async def test_made_up_keys_do_not_grow_a_front_doors_memory(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(broker_tenancy, "MAX_LOCAL_ENTRIES", 10)
+    for i in range(30):
+        status, _, _ = await gateway.chat(f"sk-made-up-{i:04d}")
+        assert status == 401
+    assert len(gateway.doors[0].front.tenancy._entities) <= 10
