@@ -27,7 +27,8 @@ from redis.exceptions import RedisError
 
 from broker import shared_metrics
 from broker.admin_cli import DATA_DIR_ENV, data_dir
-from broker.config import DEMO_UPSTREAM_ENV, Config
+from broker.config import DEMO_MASTER_KEY_ENV, DEMO_UPSTREAM_ENV, Config
+from broker.demo_key import demo_master_key
 from broker.embedded_redis import EmbeddedRedis
 from broker.launch import check_port_free, load, redis_url_of, run_async
 from workers import redis_streams
@@ -240,6 +241,11 @@ async def _announce(ready: asyncio.Event, args: argparse.Namespace, redis_url: s
         f"Add a worker: REDIS_URL={mask_secrets(redis_url)} switchboard worker {config_arg}",
         flush=True,
     )
+    print(f"Console: http://{args.host}:{args.port}/ui", flush=True)
+    key_file = getattr(args, "demo_key_file", None)
+    if key_file is not None:
+        # The file, never the key: what `up` prints may end up in a log.
+        print(f"Demo master key (API, SDKs, console): in {key_file}", flush=True)
 
 
 def _start_demo_upstream(stack: contextlib.ExitStack, env: dict[str, str]) -> None:
@@ -279,6 +285,10 @@ def run_up(args: argparse.Namespace, redactor: Redactor) -> int:
             stack.enter_context(shared_metrics.shared_directory(env))
         if args.demo:
             _start_demo_upstream(stack, env)
+            if not env.get(DEMO_MASTER_KEY_ENV):
+                key, path = demo_master_key(data_dir(args.data_dir, env))
+                env[DEMO_MASTER_KEY_ENV] = key
+                args.demo_key_file = path
         config = load(args, env)
         redactor.add_secrets(secrets_in(config, Secret))
         check_port_free(args.host, args.port)

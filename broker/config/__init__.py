@@ -11,6 +11,7 @@ The sections' Structs live with the code that consumes them (`workers/settings/`
 
 from broker.config.errors import ConfigError
 from broker.config.loader import (
+    DEMO_MASTER_KEY_ENV,
     DEMO_UPSTREAM_ENV,
     Config,
     load_config,
@@ -19,6 +20,7 @@ from broker.config.loader import (
 )
 
 __all__ = [
+    "DEMO_MASTER_KEY_ENV",
     "DEMO_UPSTREAM_ENV",
     "Config",
     "ConfigError",

@@ -46,6 +46,9 @@ DEFAULT_NUM_RETRIES = 2
 # Where the bundled demo config (data/demo.yaml) finds its fake model: `switchboard up --demo`
 # starts the fake and sets this for every process it runs.
 DEMO_UPSTREAM_ENV = "SWITCHBOARD_DEMO_UPSTREAM"
+# The demo's master key: `switchboard up --demo` makes one in its data directory and hands
+# it to its children here, so the demo's keys, budgets and console work as in production.
+DEMO_MASTER_KEY_ENV = "SWITCHBOARD_DEMO_MASTER_KEY"
 
 
 class GeneralSettings(Section, frozen=True):
@@ -199,7 +202,12 @@ def load_config_text(
 def load_demo_config(environ: Mapping[str, str] | None = None) -> Config:
     """The bundled demo config; `environ` must set DEMO_UPSTREAM_ENV (the fake's URL)."""
     text = resources.files("broker").joinpath("data/demo.yaml").read_text(encoding="utf-8")
-    return load_config_text(text, environ)
+    config = load_config_text(text, environ)
+    master_key = (os.environ if environ is None else environ).get(DEMO_MASTER_KEY_ENV)
+    if not master_key:
+        return config  # an open gateway: any key is accepted, nothing is metered per key
+    general = msgspec.structs.replace(config.general_settings, master_key=Secret(master_key))
+    return msgspec.structs.replace(config, general_settings=general)
 
 
 def _read(path: Path, where: str) -> str:

@@ -64,10 +64,10 @@ def slow_models(base: str, *, latency: float, delay: float, chunks: int) -> str:
     return SLOW_MODELS.format(base=base, latency=latency, delay=delay, chunks=chunks)
 
 
-def clients(port: int) -> tuple[openai.OpenAI, openai.AsyncOpenAI]:
+def clients(port: int, api_key: str = "sk-anything") -> tuple[openai.OpenAI, openai.AsyncOpenAI]:
     options: Any = {
         "base_url": f"http://127.0.0.1:{port}/v1",
-        "api_key": "sk-anything",
+        "api_key": api_key,
         "max_retries": 0,
         "timeout": 60,
     }
@@ -362,13 +362,33 @@ def test_an_invalid_config_exits_2_naming_the_bad_value(command: str, tmp_path: 
 
 async def test_up_demo_serves_a_stream_on_an_embedded_redis(tmp_path: Path) -> None:
     port = free_port()
-    args = ("up", "--demo", "--port", str(port))
+    data = tmp_path / "data"
+    args = ("up", "--demo", "--port", str(port), "--data-dir", str(data))
     async with switchboard(*args, directory=tmp_path, redis_url=None) as up:
         ready = await wait_ready(f"http://127.0.0.1:{port}", workers=1, processes=(up,))
         assert ready["redis"] == "ok"
-        _, client = clients(port)
+        # The demo's master key is in its data directory, readable by its owner only.
+        key_file = data / "demo-master-key"
+        assert key_file.stat().st_mode & 0o077 == 0
+        key = key_file.read_text(encoding="utf-8").strip()
+        _, client = clients(port, key)
         async with client:
             _, _, text = await stream_text(client, "demo")
         assert text.startswith("This is a fake reply from gpt-4o")
+        _, stranger = clients(port, "sk-not-a-key")
+        async with stranger:
+            with pytest.raises(openai.AuthenticationError):
+                await stranger.models.list()
         assert await up.stop() == 0
-    assert "Redis: embedded" in up.output()
+    output = up.output()
+    assert "Redis: embedded" in output
+    assert f"Demo master key (API, SDKs, console): in {key_file}" in output
+    assert key not in output  # the file is named, the key never printed
+
+
+async def test_up_demo_keeps_its_master_key_across_restarts(tmp_path: Path) -> None:
+    from broker.demo_key import demo_master_key
+
+    first, path = demo_master_key(tmp_path)
+    assert demo_master_key(tmp_path) == (first, path)
+    assert first.startswith("sk-demo-") and len(first) > 30
