@@ -24,6 +24,7 @@ from broker.http_server import GuardedRunner
 from broker.management import add_management_routes, management_ctx
 from broker.routes import add_operator_routes, add_routes
 from broker.routes.keys import FRONT_DOOR, OPERATOR_PORT
+from broker.routes.passthrough import add_passthrough_routes, passthrough_ctx
 from workers.connect import connect
 from workers.settings.switchboard import HttpLimits
 from workers.supervision import TaskDied
@@ -78,7 +79,9 @@ def create_app(
 
     app.cleanup_ctx.append(front_door_ctx)
     app.cleanup_ctx.append(management_ctx(config))
+    app.cleanup_ctx.append(passthrough_ctx)
     add_routes(app)
+    add_passthrough_routes(app)
     add_management_routes(app)
     return app
 

@@ -23,6 +23,7 @@ from workers.ingress.messages_reply import AnthropicError
 from workers.ingress.messages_request import MessagesRequest
 from workers.ingress.responses_request import ResponsesRequest
 from workers.params import GatewayOptions
+from workers.providers.passthrough import PROVIDERS as PASSTHROUGH_PROVIDERS
 from workers.wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -200,6 +201,33 @@ def _responses_paths() -> dict[str, Any]:
     }
 
 
+def _passthrough_paths() -> dict[str, Any]:
+    """Provider pass-through (issue #18): any path under a configured provider's API."""
+    path = {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
+    relayed: dict[str, Any] = {"*/*": {"schema": {}}}
+    paths: dict[str, Any] = {}
+    for name in PASSTHROUGH_PROVIDERS:
+        summary = f"Forward to the configured {name} deployment's API, answer unchanged"
+        title = name.capitalize()
+        operations: dict[str, Any] = {}
+        for method in ("get", "post", "delete"):
+            operation: dict[str, Any] = {
+                "operationId": f"{method}{title}PassThrough",
+                "summary": summary,
+                "parameters": [path],
+                "responses": _responses(
+                    {"200": {"description": summary, "content": relayed}}, READ_ERRORS
+                ),
+            }
+            if method == "post":
+                # The provider's own body; the gateway reads nothing of it but its size.
+                body = {"type": "object", "properties": {"model": {"type": "string"}}}
+                operation["requestBody"] = {"content": _json(body)}
+            operations[method] = operation
+        paths[f"/{name}/{{path}}"] = operations
+    return paths
+
+
 def _get(
     op: str,
     summary: str,
@@ -316,7 +344,12 @@ def build_document() -> dict[str, Any]:
             "description": "An OpenAI-compatible LLM gateway. Every error is "
             '`{"error": {"message", "type", "param", "code"}}`.',
         },
-        "paths": {**_paths(), **_responses_paths(), **management_paths()},
+        "paths": {
+            **_paths(),
+            **_responses_paths(),
+            **_passthrough_paths(),
+            **management_paths(),
+        },
         "components": {
             "schemas": schemas,
             "responses": {
