@@ -9,12 +9,14 @@ queue, one router, one counting path: only the two edges differ.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
 from typing import Any, NamedTuple, Protocol
 
 import msgspec
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -175,6 +177,21 @@ class Prepared(NamedTuple):
     body: JSONObject  # the chat body
     formatter: Formatter
     native: NativeRequest | None = None
+    affinity: str | None = None
+
+
+# The bytes of a conversation's start that make its affinity key (workers/routing/engine.py
+# `rendezvous`): enough to tell conversations apart, bounded whatever their size.
+AFFINITY_BYTES = 64 * 1024
+
+
+def messages_affinity(owner: str, body: JSONObject) -> str:
+    """A Messages conversation's key: its caller, system prompt and first message, which
+    every turn of it repeats (Claude Code's prompt cache is keyed on that prefix too)."""
+    messages = body.get("messages")
+    start = orjson.dumps([body.get("system"), messages[:1] if isinstance(messages, list) else None])
+    digest = hashlib.blake2b(owner.encode() + b"|" + start[:AFFINITY_BYTES], digest_size=16)
+    return digest.hexdigest()
 
 
 class Ingress:
@@ -195,15 +212,18 @@ class Ingress:
             native = NativeRequest(
                 provider="anthropic", body=body, headers=dict(envelope.headers or {})
             )
-            return Prepared(chat, MessagesFormatter(str(chat["model"])), native)
+            affinity = messages_affinity(envelope.owner, body)
+            return Prepared(chat, MessagesFormatter(str(chat["model"])), native, affinity)
         if envelope.ingress == INGRESS_RESPONSES:
             chat, formatter = await self._responses(envelope, body, drop_params=drop_params)
-            return Prepared(chat, formatter)
+            # A response id carries its conversation's tag: every turn of one conversation
+            # (and so its encrypted reasoning) goes to the same deployment.
+            return Prepared(chat, formatter, affinity=formatter.id[5:21])
         raise InvalidRequest(f"unknown ingress API {envelope.ingress}")
 
     async def _responses(
         self, envelope: Envelope, body: JSONObject, *, drop_params: bool
-    ) -> tuple[JSONObject, Formatter]:
+    ) -> tuple[JSONObject, ResponsesFormatter]:
         request = decode_request(lambda b: msgspec.convert(b, ResponsesRequest), body)
         parent = request.previous_response_id
         history = []

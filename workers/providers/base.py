@@ -90,6 +90,10 @@ class ChatCall(msgspec.Struct, kw_only=True):
     media: MediaFetches = msgspec.field(default_factory=MediaFetches)
     # The client's own request for a provider that takes it natively (NativeRequest).
     native: NativeRequest | None = None
+    # Keeps one conversation on one deployment of a group (its prompt cache, its encrypted
+    # reasoning): routing picks by rendezvous hash of this among the eligible deployments
+    # (workers/routing/engine.py). None: the group's routing strategy decides.
+    affinity: str | None = None
 
 
 class Continued(msgspec.Struct, frozen=True, kw_only=True):

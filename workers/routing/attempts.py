@@ -181,7 +181,12 @@ class Attempts(Generic[T]):
             chosen: Target | None = None
             try:
                 chosen = await engine.choose(
-                    group, targets, self.estimate, self.kind.is_stream, failed
+                    group,
+                    targets,
+                    self.estimate,
+                    self.kind.is_stream,
+                    failed,
+                    affinity=getattr(self.call, "affinity", None),
                 )
                 self.attempts += 1
                 self.deployment = chosen.route.deployment

@@ -143,13 +143,13 @@ class Executor:
         body, options = _gateway_body(job)
         drop = bool(options.get("drop_params"))
         formatter: Formatter
-        native = None
+        native = affinity = None
         if job.envelope.ingress == INGRESS_CHAT:
             # The front door validated these bytes; another producer may not have.
             request = decode_request(decode_chat_request, job.envelope.body)
             formatter = ChatFormatter(request.include_usage)
         else:
-            body, formatter, native = await self.ingress.prepare(
+            body, formatter, native, affinity = await self.ingress.prepare(
                 job.envelope, body, drop_params=drop
             )
             request = decode_request(chat_request_from_dict, body)
@@ -161,6 +161,7 @@ class Executor:
             drop_params=bool(options.get("drop_params")),
             media=MediaFetches(self.media_policy),
             native=native,
+            affinity=affinity,
         ), formatter
 
     def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
