@@ -226,3 +226,15 @@ async def test_key_by_x_api_key_or_bearer_and_401_in_anthropics_shape(fake, name
             with pytest.raises(anthropic.AuthenticationError) as refused:
                 await sdk.messages.create(model="gpt-test", max_tokens=10, messages=HELLO)
         assert body_of(refused)["error"]["type"] == "authentication_error"
+
+
+@pytest.mark.parametrize("target", INGRESS_TARGETS, ids=INGRESS_IDS)
+async def test_a_mid_stream_failure_is_an_error_event(fake, namespace, target: Target):
+    async with client(fake, namespace) as (sdk, _):
+        with pytest.raises(anthropic.APIStatusError) as failed:
+            async with sdk.messages.stream(
+                model=target.provider + "-broken", max_tokens=256, messages=HELLO
+            ) as stream:
+                async for _ in stream:
+                    pass
+        assert body_of(failed)["type"] == "error"

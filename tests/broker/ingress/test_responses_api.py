@@ -203,3 +203,14 @@ async def test_json_schema_and_max_output_tokens_reach_the_provider(fake, namesp
         assert sent.json["max_completion_tokens"] == 64
         assert sent.json["temperature"] == 0.2
         assert sent.json["response_format"]["json_schema"]["schema"] == schema
+
+
+@pytest.mark.parametrize("target", INGRESS_TARGETS, ids=INGRESS_IDS)
+async def test_upstream_failures_reach_the_sdk_as_its_errors(fake, namespace, target: Target):
+    async with client(fake, namespace) as sdk:
+        with pytest.raises(openai.RateLimitError):
+            await sdk.responses.create(model=target.provider + "-429", input="hi")
+        with pytest.raises(openai.APIError):
+            async with sdk.responses.stream(model=target.provider + "-broken", input="hi") as s:
+                async for _ in s:
+                    pass
