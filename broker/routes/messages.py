@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import msgspec
 import orjson
 from aiohttp import web
@@ -17,15 +18,20 @@ from broker.errors import JSON, anthropic_errors
 from broker.frontdoor import FrontDoor
 from broker.relay import Relay
 from broker.routes.keys import FRONT_DOOR
+from broker.routes.passthrough import PASSTHROUGH_HTTP
+from workers.deployment import Deployment
 from workers.envelopes import INGRESS_MESSAGES, KIND_CHAT
-from workers.errors import InvalidRequest
+from workers.errors import APIConnectionError, InvalidRequest
 from workers.ingress.messages_request import decode_messages_request, to_chat_body
 from workers.params import GATEWAY_FIELDS, GatewayOptions, unsupported
+from workers.providers.anthropic import API_VERSION
+from workers.providers.passthrough import upstream_for
 from workers.tokens import estimate_prompt_tokens
 from workers.validation import decode_request, validate_chat_request
 from workers.wire import ChatCompletionRequest, chat_request_from_dict
 
 BETA_HEADER = "anthropic-beta"
+COUNT_TIMEOUT_S = 30.0
 # The longest anthropic-beta value forwarded (a list of a few dozen feature names fits).
 MAX_BETA_CHARS = 2048
 # Tells a count_tokens caller the number is the gateway's estimate (workers/tokens.py), not
@@ -80,6 +86,41 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return await relay.run(request)
 
 
+async def count_at_anthropic(
+    request: web.Request, deployment: Deployment, body: bytes
+) -> web.Response:
+    """Anthropic's /v1/messages/count_tokens for the client's body (the model replaced),
+    through the front door's pass-through session; its answer as it comes."""
+    raw: dict[str, Any] = orjson.loads(body)
+    for name in GATEWAY_FIELDS:
+        raw.pop(name, None)
+    raw["model"] = deployment.model
+    upstream = upstream_for(deployment)
+    headers = {
+        "content-type": JSON,
+        "anthropic-version": request.headers.get("anthropic-version", API_VERSION),
+        **upstream.headers,
+    }
+    if request.headers.get(BETA_HEADER):
+        headers[BETA_HEADER] = request.headers[BETA_HEADER][:MAX_BETA_CHARS]
+    session = request.app[PASSTHROUGH_HTTP].session
+    url = upstream.url("v1/messages/count_tokens", {})
+    timeout = aiohttp.ClientTimeout(total=COUNT_TIMEOUT_S)
+    try:
+        async with session.post(
+            url, data=orjson.dumps(raw), headers=headers, timeout=timeout, allow_redirects=False
+        ) as reply:
+            answer = await reply.read()
+            status = reply.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise APIConnectionError(
+            f"Anthropic's token counter could not be reached ({type(exc).__name__})"
+        ) from None
+    return web.Response(
+        body=answer, status=status, content_type=JSON, headers={COUNT_HEADER: "provider"}
+    )
+
+
 def _forwarded(
     request: web.Request, front: FrontDoor, group: str, options: GatewayOptions
 ) -> dict[str, str] | None:
@@ -105,7 +146,8 @@ def _forwarded(
 
 @anthropic_errors
 async def count_tokens(request: web.Request) -> web.StreamResponse:
-    """The gateway's own estimate, flagged as such in a header: no provider is called."""
+    """Anthropic's own counter when the group is Anthropic's; otherwise the gateway's
+    estimate. A header says which."""
     front = request.app[FRONT_DOOR]
     caller = front.auth.check(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
@@ -116,7 +158,10 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         max_num_retries=max_num_retries(front.config),
     )
     chat = _chat_request(request, front, body, options)
-    front.resolve_group(parsed.model, caller)
+    group = front.resolve_group(parsed.model, caller)
+    deployments = front.config.deployments.get(group, ())
+    if deployments and all(d.provider == "anthropic" for d in deployments):
+        return await count_at_anthropic(request, deployments[0], body)
     tokens = estimate_prompt_tokens(chat)
     if chat.tools:
         tokens += len(msgspec.json.encode(chat.tools)) // 4

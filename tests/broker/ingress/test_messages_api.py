@@ -197,15 +197,23 @@ async def test_errors_come_in_anthropics_shape(fake, namespace):
                 }
 
 
-async def test_count_tokens_is_a_flagged_estimate(fake, namespace):
+async def test_count_tokens_asks_anthropic_or_says_it_estimates(fake, namespace):
     async with client(fake, namespace) as (sdk, _):
+        fake.state.clear()
         raw = await sdk.messages.with_raw_response.count_tokens(
-            model="anthropic", messages=HELLO, tools=TOOLS
+            model="openai", messages=HELLO, tools=TOOLS
         )
         counted = await raw.parse()
         assert counted.input_tokens > 0
         assert raw.headers["x-switchboard-token-count"] == "estimate"
         assert fake.state.request_count == 0
+        raw = await sdk.messages.with_raw_response.count_tokens(model="anthropic", messages=HELLO)
+        counted = await raw.parse()
+        assert counted.input_tokens > 0
+        assert raw.headers["x-switchboard-token-count"] == "provider"
+        (sent,) = fake.state.requests
+        assert sent.path == "/v1/messages/count_tokens"
+        assert sent.json == {"model": "claude-sonnet-4-5", "messages": HELLO}
 
 
 async def test_key_by_x_api_key_or_bearer_and_401_in_anthropics_shape(fake, namespace):
