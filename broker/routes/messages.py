@@ -39,11 +39,18 @@ MAX_BETA_CHARS = 2048
 COUNT_HEADER = "x-switchboard-token-count"
 
 
-def _chat_request(
-    request: web.Request, front: FrontDoor, body: bytes, options: GatewayOptions
-) -> ChatCompletionRequest:
+def group_drops(front: FrontDoor, group: str, options: GatewayOptions) -> bool:
+    """Whether the body says drop_params, or every deployment of `group` does (in its
+    litellm_params or litellm_settings): clients such as Claude Code and Codex cannot add
+    drop_params to their bodies. The worker decides the same (runtime/execute.py)."""
+    if options.drop_params:
+        return True
+    deployments = front.config.deployments.get(group, ())
+    return bool(deployments) and all(d.drop_params for d in deployments)
+
+
+def _chat_request(front: FrontDoor, body: bytes, *, drop: bool) -> ChatCompletionRequest:
     """The body's chat translation, checked as a chat request is."""
-    drop = bool(options.drop_params)
     raw: dict[str, Any] = orjson.loads(body)
     for name in GATEWAY_FIELDS:
         raw.pop(name, None)
@@ -66,8 +73,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         max_timeout_s=front.settings.request_timeout_s,
         max_num_retries=max_num_retries(front.config),
     )
-    _chat_request(request, front, body, options)
     group = front.resolve_group(parsed.model, caller)
+    _chat_request(front, body, drop=group_drops(front, group, options))
     headers = _forwarded(request, front, group, options)
     lane = front.lane_for(request, options)
     front.admit(lane)
@@ -131,14 +138,17 @@ def _forwarded(
     beta = request.headers.get(BETA_HEADER, "").strip()
     if not beta:
         return None
-    providers = {d.provider for d in front.config.deployments.get(group, ())}
-    if providers - {"anthropic"}:
-        others = ", ".join(sorted(providers - {"anthropic"}))
+    deployments = front.config.deployments.get(group, ())
+    others = [d for d in deployments if d.provider != "anthropic"]
+    if others:
+        # Dropped when the body or every one of those deployments says drop_params (Claude
+        # Code sends betas on every request and cannot add drop_params to its bodies).
+        names = ", ".join(sorted({d.provider for d in others}))
         unsupported(
             BETA_HEADER,
-            f"model group `{group}` ({others})",
+            f"model group `{group}` ({names})",
             "beta features need Anthropic's own API",
-            drop_params=bool(options.drop_params),
+            drop_params=bool(options.drop_params) or all(d.drop_params for d in others),
         )
         return None
     return {BETA_HEADER: beta[:MAX_BETA_CHARS]}
@@ -157,8 +167,8 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         max_timeout_s=front.settings.request_timeout_s,
         max_num_retries=max_num_retries(front.config),
     )
-    chat = _chat_request(request, front, body, options)
     group = front.resolve_group(parsed.model, caller)
+    chat = _chat_request(front, body, drop=group_drops(front, group, options))
     deployments = front.config.deployments.get(group, ())
     if deployments and all(d.provider == "anthropic" for d in deployments):
         return await count_at_anthropic(request, deployments[0], body)

@@ -141,7 +141,7 @@ class Executor:
     async def _chat_call(self, job: Job) -> tuple[ChatCall, Formatter]:
         """The chat call, and how its reply is written in the API its client spoke."""
         body, options = _gateway_body(job)
-        drop = bool(options.get("drop_params"))
+        drop = bool(options.get("drop_params")) or self._group_drops(job.envelope.model_group)
         formatter: Formatter
         native = affinity = None
         if job.envelope.ingress == INGRESS_CHAT:
@@ -163,6 +163,14 @@ class Executor:
             native=native,
             affinity=affinity,
         ), formatter
+
+    def _group_drops(self, group: str) -> bool:
+        """Whether every deployment of `group` drops what it cannot take (drop_params in
+        its litellm_params or litellm_settings): then so does an ingress translation, which
+        runs before a deployment is chosen (a client such as Claude Code cannot add
+        drop_params to its bodies)."""
+        targets = self.engine.targets.get(group) or ()
+        return bool(targets) and all(t.route.deployment.drop_params for t in targets)
 
     def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
         """A failed request still says where it went: attempts, fallbacks, last deployment."""
