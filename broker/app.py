@@ -14,17 +14,27 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from broker.batches.routes import add_batch_routes
+from broker.batches.state import batches_ctx
 from broker.config.loader import Config
 from broker.errors import error_middleware
+from broker.files import files_ctx
+from broker.files.routes import add_file_routes
 from broker.frontdoor import FrontDoor
+from broker.guardrails import guardrails_ctx
+from broker.hooks import front_hooks_ctx
 from broker.http_server import GuardedRunner
-from broker.management import add_management_routes, management_ctx
+from broker.management import MANAGEMENT, add_management_routes, management_ctx
+from broker.response_cache import response_cache_ctx
 from broker.routes import add_operator_routes, add_routes
 from broker.routes.keys import FRONT_DOOR, OPERATOR_PORT
 from broker.routes.passthrough import add_passthrough_routes, passthrough_ctx
+from broker.tenancy import start_tenancy, stop_tenancy
+from broker.tracing import front_door_tracing, tracing_ctx, tracing_middleware
 from workers.connect import connect
 from workers.settings.switchboard import HttpLimits
 from workers.supervision import TaskDied
@@ -56,7 +66,13 @@ def create_app(
     registry: CollectorRegistry | None = None,
 ) -> web.Application:
     settings = config.switchboard_settings
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    # Traces when a callback list names otel or langfuse (issue #19): outermost, so the
+    # span sees the status the client got.
+    tracing = front_door_tracing(config)
+    middlewares: list[Middleware] = [error_middleware]
+    if tracing is not None:
+        middlewares.insert(0, tracing_middleware(tracing))
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
 
     async def front_door_ctx(app: web.Application) -> AsyncIterator[None]:
         redis = redis_client(redis_url, REDIS_POOL_SIZE)
@@ -77,12 +93,29 @@ def create_app(
             await follow.aclose()
             await redis.aclose()
 
+    if tracing is not None:
+        app.cleanup_ctx.append(tracing_ctx(tracing))
     app.cleanup_ctx.append(front_door_ctx)
+    # The callbacks first: the cache and the guardrails tell them what they answer.
+    app.cleanup_ctx.append(front_hooks_ctx(config, FRONT_DOOR, tracing))
+    app.cleanup_ctx.append(response_cache_ctx(config, FRONT_DOOR))
+    app.cleanup_ctx.append(guardrails_ctx(config, FRONT_DOOR))
     app.cleanup_ctx.append(management_ctx(config))
+
+    async def tenancy_ctx(app: web.Application) -> AsyncIterator[None]:
+        start_tenancy(app[FRONT_DOOR], app[MANAGEMENT])  # issue #17: database keys
+        yield
+        await stop_tenancy(app[FRONT_DOOR])
+
+    app.cleanup_ctx.append(tenancy_ctx)
+    app.cleanup_ctx.append(files_ctx(config))
+    app.cleanup_ctx.append(batches_ctx)
     app.cleanup_ctx.append(passthrough_ctx)
     add_routes(app)
     add_passthrough_routes(app)
     add_management_routes(app)
+    add_file_routes(app)
+    add_batch_routes(app)
     return app
 
 

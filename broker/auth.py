@@ -14,6 +14,7 @@ from aiohttp import web
 
 from workers.errors import AuthenticationFailed, PermissionDenied
 from workers.settings.switchboard import ApiKey
+from workers.tenancy.records import Principal
 
 log = logging.getLogger("switchboard.auth")
 
@@ -42,6 +43,10 @@ class Caller(msgspec.Struct, frozen=True):
     models: frozenset[str] | None = None
     # Derived from the caller's key: signs the request ids it is given (empty: open gateway).
     secret: Hidden = Hidden()
+    # A database key (issue #17): the key and its owners as the Redis mirror has them.
+    principal: Principal | None = None
+    # The key's hash (LiteLLM's hash_token): what spend rows name; None on an open gateway.
+    token: str | None = None
 
     def new_request_id(self) -> str:
         """A fresh request id; with a key, it carries a tag only that key can make, so no
@@ -50,14 +55,6 @@ class Caller(msgspec.Struct, frozen=True):
         if not self.secret:
             return REQUEST_ID_PREFIX + nonce
         return REQUEST_ID_PREFIX + nonce + self._tag(nonce)
-
-    @property
-    def owner(self) -> str:
-        """Who owns what this caller stores (a stored response, issue #18): a hash of its
-        key's derived secret, never the key; the alias on an open gateway."""
-        if not self.secret:
-            return self.alias
-        return hashlib.sha256(b"owner:" + bytes(self.secret)).hexdigest()[:32]
 
     def may_read(self, request_id: str) -> bool:
         """Whether this caller may resume `request_id`: its own, or any for the master key."""
@@ -84,11 +81,21 @@ class Caller(msgspec.Struct, frozen=True):
     def may_list(self, model: str) -> bool:
         return self.models is None or model in self.models
 
+    @property
+    def owner(self) -> str:
+        """Who owns what this caller stores (files and batches, issue #20; stored responses,
+        issue #18): stable for a key, derived from it, and saying nothing of it; on an open
+        gateway, everyone alike."""
+        if not self.secret:
+            return ANONYMOUS_ALIAS
+        return "key_" + hmac.new(self.secret, OWNER_CONTEXT, hashlib.sha256).hexdigest()[:32]
+
 
 ANONYMOUS = Caller(ANONYMOUS_ALIAS)
 # Request-id tags are keyed by HMAC(key, this), never by the lookup digest: knowing one does
 # not give the other.
 TAG_KEY_CONTEXT = b"switchboard request id tag"
+OWNER_CONTEXT = b"switchboard owner"
 
 
 class Authenticator:
@@ -99,9 +106,12 @@ class Authenticator:
         for api_key in api_keys:
             models = frozenset(api_key.models) if api_key.models else None
             key = str(api_key.key)
-            self._callers[_digest(key)] = Caller(api_key.alias, models, _tag_key(key))
+            token = hashlib.sha256(key.encode()).hexdigest()
+            self._callers[_digest(key)] = Caller(api_key.alias, models, _tag_key(key), None, token)
         if master_key:
-            self._callers[_digest(master_key)] = Caller(MASTER_ALIAS, None, _tag_key(master_key))
+            token = hashlib.sha256(master_key.encode()).hexdigest()
+            master = Caller(MASTER_ALIAS, None, _tag_key(master_key), None, token)
+            self._callers[_digest(master_key)] = master
         self.is_open = not self._callers
         if self.is_open:
             log.warning(
@@ -117,6 +127,20 @@ class Authenticator:
         if caller is None:
             raise AuthenticationFailed("invalid API key")
         return caller
+
+    def static(self, presented: str) -> Caller | None:
+        """The master key's or a config key's caller, if `presented` is one of them."""
+        return self._callers.get(_digest(presented))
+
+    def caller_by_owner(self, owner: str) -> Caller | None:
+        """The caller owning a batch (its runner calls as that key); None once the key is
+        gone, so a revoked key's batch stops."""
+        if self.is_open:
+            return ANONYMOUS if owner == ANONYMOUS_ALIAS else None
+        for caller in self._callers.values():
+            if caller.owner == owner:
+                return caller
+        return None
 
     def is_operator(self, request: web.Request, metrics_key: str | None) -> bool:
         """Whether the request carries the master key or `metrics_key`: the callers who may
@@ -138,6 +162,10 @@ class Authenticator:
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
+
+
+def tag_key(key: str) -> Hidden:
+    return _tag_key(key)
 
 
 def _tag_key(key: str) -> Hidden:

@@ -4,22 +4,38 @@
   one or more front doors and N worker processes, all stopped together.
 - `serve` runs one front door; `worker` one worker. Both need REDIS_URL (or the config's
   `switchboard_settings.redis_url`). Any number of them on one Redis form one service.
+- `check` reports every problem in a config, as `up` would find it, and runs nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from broker.admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin
+from broker.batch_cli import add_batch_commands, run_batch_command
 from broker.config import Config, ConfigError
-from broker.launch import SetupError, configure_logging, load, required_redis_url, run_async
+from broker.config.check import EXIT_INVALID, check_config, report_failure
+from broker.hooks import service_hooks
+from broker.launch import (
+    SetupError,
+    check_port_free,
+    configure_logging,
+    load,
+    required_redis_url,
+    run_async,
+)
 from broker.reply_hub import SubscribeFailed
 from workers.deployment import Secret
-from workers.log_redaction import secrets_in
+from workers.log_format import use_json
+from workers.log_redaction import Redactor, mask_secrets, secrets_in
 from workers.runtime.options import RuntimeOptions
 from workers.supervision import TaskDied
 
@@ -27,6 +43,12 @@ from workers.supervision import TaskDied
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__.split("\n")[0])
     parser.add_argument("--log-level", default=os.environ.get("SWITCHBOARD_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("SWITCHBOARD_LOG_FORMAT", "text"),
+        help="json: one object a line, with the request id (also litellm_settings.json_logs)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> None:
@@ -35,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         source.add_argument(
             "--demo", action="store_true", help="serve a built-in fake model (no keys, no network)"
         )
+
+    check = commands.add_parser(
+        "check", help="report every problem in a config (exit 0: `up` would start, 2: not)"
+    )
+    check.add_argument("--config", type=Path, required=True, help="a LiteLLM proxy config.yaml")
 
     up = commands.add_parser("up", help="front door + workers + embedded Redis, one command")
     with_config(up)
@@ -73,35 +100,67 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=None, help="serve GET /metrics on this port"
     )
     add_admin_commands(commands)
+    add_batch_commands(commands)
     return parser
+
+
+def _run_process(args: argparse.Namespace, redactor: Redactor) -> int:
+    """`serve` or `worker`: one process on the config, until it is told to stop."""
+    config = load(args, os.environ)
+    redactor.add_secrets(secrets_in(config, Secret))
+    if config.litellm_settings.json_logs:
+        use_json()
+    redis_url = required_redis_url(config, os.environ)
+    if args.command == "serve":
+        if not args.reuse_port:
+            check_port_free(args.host, args.port)
+        return run_async(lambda stopping: serve(config, redis_url, args, stopping))
+    return run_async(lambda stopping: work(config, redis_url, args, stopping))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    redactor = configure_logging(args.log_level)
+    redactor = configure_logging(args.log_level, args.log_format)
     try:
         if args.command in ADMIN_COMMANDS:
             return run_admin(args)
+        if args.command == "check":
+            return check(args.config)
+        if args.command == "batch":
+            return run_batch_command(args)
         if args.command == "up":
             from broker.supervisor import run_up
 
             return run_up(args, redactor)
-        config = load(args, os.environ)
-        redactor.add_secrets(secrets_in(config, Secret))
-        redis_url = required_redis_url(config, os.environ)
-        if args.command == "serve":
-            return run_async(lambda stopping: serve(config, redis_url, args, stopping))
-        return run_async(lambda stopping: work(config, redis_url, args, stopping))
+        return _run_process(args, redactor)
     except ConfigError as exc:
-        print(f"switchboard: invalid config: {exc}", file=sys.stderr)
-        return 2
+        for line in report_failure(exc, getattr(args, "config", None)):
+            print(f"switchboard: {line}", file=sys.stderr)
+        return EXIT_INVALID
     except SetupError as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        # One line naming the address (never a password), not redis-py's traceback.
+        print(
+            f"switchboard: cannot reach Redis: {mask_secrets(str(exc))} (check REDIS_URL or "
+            "switchboard_settings.redis_url; `switchboard up` starts its own Redis)",
+            file=sys.stderr,
+        )
         return 2
     except (TaskDied, SubscribeFailed) as exc:
         # Logged where it happened; the exit code is for whoever starts the process again.
         print(f"switchboard: {exc}", file=sys.stderr)
         return 1
+
+
+def check(path: Path) -> int:
+    # The report lists every warning itself; the loader's log lines would repeat them.
+    logging.getLogger("switchboard.config").setLevel(logging.ERROR)
+    status, lines = check_config(path, os.environ)
+    for line in lines:
+        print(line)
+    return status
 
 
 def runtime_options(config: Config, concurrency: int | None = None) -> RuntimeOptions:
@@ -138,6 +197,7 @@ async def work(
         worker_id=args.worker_id,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
+        hooks=service_hooks(config),
     )
 
 

@@ -37,6 +37,8 @@ def retry_after_header(retry_after_s: float | None) -> dict[str, str]:
 
 def error_response(error: SwitchboardError, *, request_id: str | None = None) -> web.Response:
     headers = retry_after_header(error.retry_after_s)
+    if error.headers:
+        headers.update(error.headers)
     if request_id:
         headers["x-request-id"] = request_id
     return web.Response(

@@ -23,8 +23,10 @@ from redis.exceptions import RedisError
 from broker.auth import Authenticator, Caller
 from broker.config.loader import Config
 from broker.frontdoor_metrics import FrontDoorMetrics
+from broker.model_info import describe_deployments
 from broker.monitor import ClusterMonitor
 from broker.reply_hub import ReplyHub, Waiter
+from broker.tenancy import Tenancy
 from workers import envelopes, redis_streams
 from workers.batching import WriteBatcher
 from workers.envelopes import Record
@@ -32,6 +34,7 @@ from workers.errors import InvalidRequest, ModelNotFound, PermissionDenied, Rate
 from workers.params import GatewayOptions
 from workers.redis_streams import Keys
 from workers.routing.scope import may_reach, scope_of
+from workers.routing.wildcards import Patterns, is_wildcard, listed_names
 from workers.supervision import Supervisor, TaskDied
 
 log = logging.getLogger("switchboard.frontdoor")
@@ -61,10 +64,12 @@ class FrontDoor:
         self.metrics = FrontDoorMetrics(registry)
         self.hub = ReplyHub(redis, self.keys, front_door_id, on_reset=self._queue_again)
         self.tasks = Supervisor(f"front door {self.hub.front_door_id}", log)
+        # The batch lane too (issue #20): its depth is a dashboard figure.
+        self.watched_lanes = (*self.settings.lanes, self.settings.batches.lane)
         self.monitor = ClusterMonitor(
             redis,
             self.keys,
-            self.settings.lanes,
+            self.watched_lanes,
             self.metrics,
             worker_ttl_s=self.settings.worker_ttl_s,
             deployments={
@@ -75,8 +80,16 @@ class FrontDoor:
         self.auth = Authenticator(
             str(master_key) if master_key else None, config.switchboard_settings.api_keys
         )
+        # Database keys, limits and budgets (issue #17); enabled once a database is set.
+        self.tenancy = Tenancy(
+            redis, self.keys, self.auth, config.deployments, config.litellm_settings
+        )
         self.groups: Mapping[str, object] = config.deployments
         self.aliases, self.listed_models = _aliases(config)
+        # Wildcard model groups (`*`, `anthropic/*`), most specific first.
+        self.patterns = Patterns(config.deployments)
+        # GET /model/info's entries, one per deployment, nothing secret in them.
+        self.model_info = describe_deployments(config)
         # The cancellations not sent yet (the supervisor owns them; this only tells).
         self.cancellations: set[asyncio.Task[None]] = set()
         self.is_draining = False
@@ -102,7 +115,7 @@ class FrontDoor:
 
     async def start(self) -> None:
         try:
-            await redis_streams.ensure_groups(self.redis, self.keys, self.settings.lanes)
+            await redis_streams.ensure_groups(self.redis, self.keys, self.watched_lanes)
             await self.hub.start(self.tasks)
             await self.monitor.start(self.tasks)
         except BaseException:
@@ -124,6 +137,8 @@ class FrontDoor:
     def resolve_group(self, model: str, caller: Caller) -> str:
         """The model group `model` names, if this caller may call it."""
         group = self.aliases.get(model, model)
+        if group not in self.groups:
+            group = self.patterns.group_for(model) or group
         if group in self.groups:
             caller.check_model(model, group)
             if not may_reach(self.scope_for(caller), group):  # the check fallbacks pass too
@@ -149,7 +164,8 @@ class FrontDoor:
         return [
             name
             for name in self.listed_models
-            if caller.may_list(name) or caller.may_list(self.aliases.get(name, name))
+            if caller.may_list(name)
+            or caller.may_list(self.aliases.get(name) or self.patterns.group_for(name) or name)
         ]
 
     def lane_for(self, request: web.Request, options: GatewayOptions) -> str:
@@ -255,7 +271,11 @@ class FrontDoor:
 
 def _aliases(config: Config) -> tuple[dict[str, str], list[str]]:
     aliases: dict[str, str] = {}
-    listed = list(config.deployments)
+    # A wildcard group is listed as the names it serves that the price table knows.
+    listed = [group for group in config.deployments if not is_wildcard(group)]
+    for group, deployments in config.deployments.items():
+        if is_wildcard(group):
+            listed += [n for n in listed_names(group, deployments) if n not in config.deployments]
     for alias, target in config.router_settings.model_group_alias.items():
         if isinstance(target, str):
             aliases[alias] = target
@@ -264,4 +284,4 @@ def _aliases(config: Config) -> tuple[dict[str, str], list[str]]:
             aliases[alias] = target.model
             if not target.hidden:
                 listed.append(alias)
-    return aliases, listed
+    return aliases, list(dict.fromkeys(listed))

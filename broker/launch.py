@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from broker.config import DEMO_UPSTREAM_ENV, Config, load_config, load_demo_config
+from workers.log_format import use_json
 from workers.log_redaction import Redactor, install
 
 
@@ -24,13 +27,16 @@ class SetupError(Exception):
     the CLI prints it and exits 2."""
 
 
-def configure_logging(level: str) -> Redactor:
-    """Every process's log lines, through one filter that masks secrets (issue #13, item 3).
-    The SDK never calls this: its users' logging stays theirs."""
+def configure_logging(level: str, log_format: str = "text") -> Redactor:
+    """Every process's log lines, through one filter that masks secrets (issue #13, item 3),
+    as text or as JSON lines with the request id (issue #19). The SDK never calls this:
+    its users' logging stays theirs."""
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
     )
+    if log_format == "json":
+        use_json()
     redactor = Redactor()
     install(redactor)
     return redactor
@@ -59,6 +65,22 @@ def required_redis_url(config: Config, environ: Mapping[str, str]) -> str:
             "(or use `switchboard up`, which starts an embedded Redis)"
         )
     return url
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse at once, in one line, to start on a port another process holds (rather than a
+    traceback from deep inside the server start, issue #16)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise SetupError(f"port {port} is in use; pick another with --port") from None
+            raise SetupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def run_async(body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:

@@ -17,6 +17,8 @@ from typing import Any
 
 import msgspec
 
+from broker.batches.records import CreateBatch
+from broker.files.openapi import batch_paths, file_paths
 from broker.frontdoor import LANE_HEADER
 from broker.management.openapi import MANAGEMENT_BODIES, management_paths
 from workers.ingress.messages_reply import AnthropicError
@@ -24,6 +26,7 @@ from workers.ingress.messages_request import MessagesRequest
 from workers.ingress.responses_request import ResponsesRequest
 from workers.params import GatewayOptions
 from workers.providers.passthrough import PROVIDERS as PASSTHROUGH_PROVIDERS
+from workers.text_completions import CompletionRequest, TextCompletion
 from workers.wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -31,6 +34,7 @@ from workers.wire import (
     EmbeddingRequest,
     EmbeddingResponse,
     ErrorBody,
+    ModelCard,
     ModelList,
 )
 
@@ -39,16 +43,20 @@ REF = "#/components/schemas/{name}"
 STRUCTS = (
     ChatCompletionRequest,
     EmbeddingRequest,
+    CompletionRequest,
     GatewayOptions,
     ChatCompletion,
+    TextCompletion,
     ChatCompletionChunk,
     EmbeddingResponse,
+    ModelCard,
     ModelList,
     ErrorBody,
     MessagesRequest,
     AnthropicError,
     ResponsesRequest,
     *MANAGEMENT_BODIES,
+    CreateBatch,
 )
 
 # Either header carries the master key or a listed API key (broker/auth.py). A gateway with
@@ -77,6 +85,7 @@ ERROR_STATUSES = {
     "404": "Unknown model, route or stream.",
     "405": "Method not allowed on this route.",
     "408": "The upstream provider timed out the request.",
+    "409": "The batch cannot be cancelled (it already ended).",
     "413": "The request body is larger than the gateway accepts.",
     "415": "The body is not `application/json`.",
     "429": "Rate limited, over budget, or the queue is full (see `Retry-After`).",
@@ -120,6 +129,8 @@ LANE_PARAMETER = {
     "schema": {"type": "string"},
 }
 SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+MODEL_PARAMETER = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+MODEL_ID_PARAMETER = {"name": "litellm_model_id", "in": "query", "schema": {"type": "string"}}
 
 
 def _inference(summary: str, request: str, reply: str, *, streams: bool, op: str) -> Any:
@@ -255,7 +266,9 @@ def _get(
 def _paths() -> dict[str, Any]:
     chat = "Create a chat completion (JSON, or SSE with `stream: true`)"
     embed = "Create embeddings"
+    legacy = "Create a legacy text completion (JSON, or SSE with `stream: true`)"
     models = "The model groups this key may call"
+    info = "LiteLLM's deployment list: model_name, litellm_params (no secrets), model_info"
     health_body = _json({"type": "object"})
     return {
         "/v1/chat/completions": _inference(
@@ -267,6 +280,12 @@ def _paths() -> dict[str, Any]:
             "ChatCompletion",
             streams=True,
             op="createChatCompletion2",
+        ),
+        "/v1/completions": _inference(
+            legacy, "CompletionRequest", "TextCompletion", streams=True, op="createCompletion"
+        ),
+        "/completions": _inference(
+            legacy, "CompletionRequest", "TextCompletion", streams=True, op="createCompletion2"
         ),
         "/v1/messages": _anthropic(
             "Create an Anthropic message, for any deployment (SSE with `stream: true`)",
@@ -286,6 +305,24 @@ def _paths() -> dict[str, Any]:
         ),
         "/v1/models": _get("listModels", models, _json(_ref("ModelList"))),
         "/models": _get("listModels2", models, _json(_ref("ModelList"))),
+        "/v1/models/{model}": _get(
+            "retrieveModel",
+            "One model this key may call",
+            _json(_ref("ModelCard")),
+            parameters=[MODEL_PARAMETER],
+        ),
+        "/models/{model}": _get(
+            "retrieveModel2",
+            "One model this key may call",
+            _json(_ref("ModelCard")),
+            parameters=[MODEL_PARAMETER],
+        ),
+        "/model/info": _get(
+            "modelInfo", info, _json({"type": "object"}), parameters=[MODEL_ID_PARAMETER]
+        ),
+        "/v1/model/info": _get(
+            "modelInfo2", info, _json({"type": "object"}), parameters=[MODEL_ID_PARAMETER]
+        ),
         "/v1/streams/{request_id}": _get(
             "resumeStream",
             "Replay a reply's events after `Last-Event-ID` (or `after`), then follow it live",
@@ -349,6 +386,8 @@ def build_document() -> dict[str, Any]:
             **_responses_paths(),
             **_passthrough_paths(),
             **management_paths(),
+            **file_paths(),
+            **batch_paths(),
         },
         "components": {
             "schemas": schemas,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 
 import msgspec
 from aiohttp import web
@@ -18,11 +19,18 @@ from broker.frontdoor import FrontDoor
 from broker.reply_hub import Queued, Waiter
 from workers import envelopes, redis_streams
 from workers.envelopes import INGRESS_CHAT, INGRESS_MESSAGES, Envelope, Meta, Record
-from workers.errors import GatewayTimeout, ServiceUnavailable
+from workers.errors import GatewayTimeout, ServiceUnavailable, SwitchboardError
+from workers.hooks.trace_context import ENVELOPE_TRACEPARENT
+from workers.log_format import REQUEST_ID
 from workers.params import GatewayOptions
+from workers.tenancy.admission import Ticket
 
 # The worker enforces the deadline; the front door waits a little longer for its answer.
 DEADLINE_SLACK_S = 2.0
+
+
+# Told of a successful answer: (response body, or b"" for a stream; its chunks; its meta).
+AnswerObserver = Callable[[bytes, list[bytes], Meta | None], None]
 
 
 class Relay:
@@ -39,6 +47,7 @@ class Relay:
         stream: bool,
         options: GatewayOptions,
         caller: Caller,
+        ticket: Ticket | None = None,
         ingress: int = INGRESS_CHAT,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -53,6 +62,7 @@ class Relay:
         timeout_s = options.timeout or front.settings.request_timeout_s
         self.timeout_s = timeout_s
         self.request_id = caller.new_request_id()
+        REQUEST_ID.set(self.request_id)  # this handler's log lines carry it (json logs)
         now_ms = int(time.time() * 1000)
         self.envelope = Envelope(
             request_id=self.request_id,
@@ -66,16 +76,32 @@ class Relay:
             body=body,
             num_retries=options.num_retries,
             allowed_groups=front.scope_for(caller),
+            scopes=None if ticket is None else ticket.scope_names,
             ingress=ingress,
             owner=caller.owner,
             headers=headers,
+            traceparent=ENVELOPE_TRACEPARENT.get(),
         )
+        # Admission (limits, budgets) happens with the enqueue, in one script (issue #17).
+        self.ticket = ticket
+        self.limit_headers: dict[str, str] = {}
         self.deadline = self.started + timeout_s + DEADLINE_SLACK_S
         self.is_finished = False
         self.status = 200
         self.overhead_s: float | None = None
         # The latest bookkeeping from the worker; the final record's carries usage and cost.
         self.meta: Meta | None = None
+        # The response cache's part (issue #19, broker/response_cache.py): its header, and
+        # what it is told of a successful answer (the body, or a stream's chunks).
+        self.extra_headers: dict[str, str] = {}
+        self.on_answer: AnswerObserver | None = None
+        # Guardrails (issue #19, broker/guardrails.py): a check that runs beside the
+        # provider call and must pass before any byte goes out, and one that may refuse or
+        # rewrite a whole answer.
+        self.gate: Awaitable[None] | None = None
+        self.check_answer: Callable[[bytes], Awaitable[bytes]] | None = None
+        # ... and the stream's form of the latter: each record, before it is framed.
+        self.check_record: Callable[[Record], Awaitable[Record]] | None = None
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         front = self.front
@@ -84,6 +110,8 @@ class Relay:
         try:
             entry = await self._enqueue(envelopes.encode(self.envelope))
             waiter.queued = Queued(self.envelope, entry)
+            if self.gate is not None:
+                await self._pass_gate(waiter)
             if self.stream:
                 return await self._relay_stream(request, waiter)
             return await self._relay_response(waiter)
@@ -102,6 +130,8 @@ class Relay:
                 front.cancel_later(self.request_id, waiter.next_seq)
             raise
         finally:
+            if isinstance(self.gate, Coroutine):
+                self.gate.close()  # never awaited when the enqueue failed
             front.hub.unregister(self.request_id)
             front.metrics.in_flight.dec()
             front.metrics.observe(
@@ -113,9 +143,32 @@ class Relay:
                 self.meta,
             )
 
+    async def _pass_gate(self, waiter: Waiter) -> None:
+        """Wait for the during_call check (the provider call runs meanwhile); a block
+        cancels the request, which stops the provider call, and is the answer."""
+        assert self.gate is not None
+        try:
+            await self.gate
+        except SwitchboardError as exc:
+            self.status = exc.http_status
+            self.is_finished = True
+            self.front.cancel_later(self.request_id, waiter.next_seq)
+            raise
+
     async def _enqueue(self, envelope: bytes) -> bytes:
         front = self.front
         try:
+            if self.ticket is not None:
+                admitted = await front.tenancy.admit(
+                    front.enqueuer,
+                    self.lane,
+                    envelope,
+                    self.request_id,
+                    self.ticket,
+                    self.envelope.deadline_ms,
+                )
+                self.limit_headers = admitted.headers
+                return admitted.entry
             return await front.enqueue(self.lane, envelope)
         except RedisError as exc:
             # Nothing was queued, so the client may simply try again.
@@ -131,7 +184,7 @@ class Relay:
             ) from exc
 
     def _headers(self, meta: Meta | None) -> dict[str, str]:
-        headers = {"x-request-id": self.request_id}
+        headers = {"x-request-id": self.request_id, **self.limit_headers, **self.extra_headers}
         self.meta = meta or self.meta
         if meta is not None and meta.deployment:
             elapsed_ms = (self.loop.time() - self.started) * 1000
@@ -168,6 +221,10 @@ class Relay:
         headers = self._headers(record.meta)
         if record.end == envelopes.RESPONSE:
             body = envelopes.join_parts(parts, record).body
+            if self.check_answer is not None:
+                body = await self.check_answer(body)
+            if self.on_answer is not None:
+                self.on_answer(body, [], record.meta)
             return web.Response(body=body, content_type=JSON, headers=headers)
         self.status = record.status if record.end == envelopes.ERROR else 499
         return response_for_status(
@@ -189,8 +246,15 @@ class Relay:
         await response.prepare(request)
         self.front.metrics.observe_ttft(self.group, record.meta, self.loop.time() - self.started)
         self.front.metrics.open_streams.inc()
+        # A stream's chunks, kept only for the response cache.
+        kept: list[bytes] | None = [] if self.on_answer is not None else None
+        check = self.check_record
         try:
+            if check is not None:
+                record = await check(record)
             await response.write(sse_frames.frame(record))
+            if kept is not None:
+                kept.extend(record.chunks)
             while not record.is_final:
                 try:
                     record = await waiter.next_record(self.loop.time() + self.timeout_s)
@@ -198,11 +262,17 @@ class Relay:
                     error = GatewayTimeout(f"stream {self.request_id} stalled")
                     record = envelopes.error_record(waiter.next_seq, error)
                     waiter.next_seq = record.next_seq
+                if check is not None:
+                    record = await check(record)
                 await response.write(sse_frames.frame(self._in_api(record)))
                 self.meta = record.meta or self.meta
+                if kept is not None:
+                    kept.extend(record.chunks)
             self.is_finished = True
             if record.end == envelopes.ERROR:
                 self.status = record.status
+            elif record.end == envelopes.DONE and kept is not None and self.on_answer:
+                self.on_answer(b"", kept, self.meta)
         finally:
             self.front.metrics.open_streams.dec()
         return response

@@ -26,15 +26,15 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from broker import shared_metrics
-from broker.admin_cli import data_dir
+from broker.admin_cli import DATA_DIR_ENV, data_dir
 from broker.config import DEMO_UPSTREAM_ENV, Config
 from broker.embedded_redis import EmbeddedRedis
-from broker.launch import load, redis_url_of, run_async
+from broker.launch import check_port_free, load, redis_url_of, run_async
 from workers import redis_streams
 from workers.connect import connect
 from workers.db.engine import sqlite_url
 from workers.deployment import Secret
-from workers.log_redaction import Redactor, secrets_in
+from workers.log_redaction import Redactor, mask_secrets, secrets_in
 from workers.redis_streams import Keys
 from workers.supervision import Supervisor
 
@@ -131,7 +131,8 @@ def keep_alive(tasks: Supervisor, children: Sequence[Child], stopping: asyncio.E
 
 def _child_argv(args: argparse.Namespace, command: list[str]) -> list[str]:
     source = ["--demo"] if args.demo else ["--config", str(args.config)]
-    return [sys.executable, "-m", "broker.cli", "--log-level", args.log_level, *command, *source]
+    logging_args = ["--log-level", args.log_level, "--log-format", args.log_format]
+    return [sys.executable, "-m", "broker.cli", *logging_args, *command, *source]
 
 
 async def supervise(
@@ -233,6 +234,12 @@ async def _announce(ready: asyncio.Event, args: argparse.Namespace, redis_url: s
         f"({args.front_doors} front door(s), {args.workers} worker(s), Redis: {where})",
         flush=True,
     )
+    # How to add a worker to this service from another shell (issue #16).
+    config_arg = "--demo" if args.demo else f"--config {args.config}"
+    print(
+        f"Add a worker: REDIS_URL={mask_secrets(redis_url)} switchboard worker {config_arg}",
+        flush=True,
+    )
 
 
 def _start_demo_upstream(stack: contextlib.ExitStack, env: dict[str, str]) -> None:
@@ -264,6 +271,8 @@ def run_up(args: argparse.Namespace, redactor: Redactor) -> int:
     env = dict(os.environ)
     # Issue #17: the system of record is SQLite in the data directory unless one is named.
     env.setdefault("DATABASE_URL", sqlite_url(data_dir(args.data_dir, env)))
+    # Issue #20: uploaded files and batch outputs live there too (broker/config/loader.py).
+    env[DATA_DIR_ENV] = str(data_dir(args.data_dir, env))
     with contextlib.ExitStack() as stack:
         if args.front_doors > 1:
             # First: prometheus-client picks its value store when it is imported.
@@ -272,6 +281,7 @@ def run_up(args: argparse.Namespace, redactor: Redactor) -> int:
             _start_demo_upstream(stack, env)
         config = load(args, env)
         redactor.add_secrets(secrets_in(config, Secret))
+        check_port_free(args.host, args.port)
         redis_url = redis_url_of(config, env)
         if redis_url is None:
             embedded = EmbeddedRedis(config.switchboard_settings.embedded_redis_maxmemory)

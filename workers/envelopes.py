@@ -28,6 +28,9 @@ from workers.errors import SwitchboardError
 
 KIND_CHAT: Final = 1
 KIND_EMBEDDING: Final = 2
+# A legacy text completion, queued as the chat request it became; answered in the text
+# completion shape (workers/text_completions.py).
+KIND_TEXT_COMPLETION: Final = 3
 
 # Envelope.ingress: the API the client spoke, which decides how the worker translates the
 # body into the wire model and formats the reply (issue #18; workers/ingress/).
@@ -62,12 +65,17 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     # The model groups the caller's key may reach (None: every group). A fallback outside
     # them is skipped (issue #13, item 6).
     allowed_groups: frozenset[str] | None = None
+    # The tenancy scopes admission counted the request against (issue #17; None: admitted
+    # without tenancy). The worker's final record settles them (workers/tenancy/settle.py).
+    scopes: tuple[str, ...] | None = None
     # The API the client spoke (INGRESS_*): the body is in its shape, the reply goes out in it.
     ingress: int = INGRESS_CHAT
     # A hash of the caller's key: who owns what this request stores (a stored response).
     owner: str = ""
     # Client headers a native pass-through forwards (`anthropic-beta` on /v1/messages).
     headers: dict[str, str] | None = None
+    # The W3C trace context of the front door's span (issue #19); None with tracing off.
+    traceparent: str | None = None
 
 
 class Meta(msgspec.Struct, array_like=True, omit_defaults=True):

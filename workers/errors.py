@@ -5,15 +5,18 @@
     │   ├── ContextWindowExceeded         400   code context_length_exceeded
     │   ├── ContentPolicyViolation        400   code content_policy_violation
     │   ├── UnsupportedParams             400   code unsupported_parameter
+    │   ├── UnprocessableEntity           422   the provider's 422
     │   └── RequestTooLarge               413   code request_too_large
     ├── AuthenticationFailed              401 authentication_error
     ├── PermissionDenied                  403 permission_error
     ├── NotFound                          404 not_found_error
     │   └── ModelNotFound                 404   code model_not_found
-    ├── RequestTimeout                    408 timeout_error          (retryable)
-    ├── GatewayTimeout                    504 timeout_error          (retryable)
+    ├── TimedOut                          408 timeout_error          (retryable)
+    │   ├── RequestTimeout                408   an upstream attempt timed out
+    │   └── GatewayTimeout                504   the request's own deadline passed
     ├── RateLimited                       429 rate_limit_error       (retryable, retry_after_s)
     │   └── QuotaExceeded                 429   code insufficient_quota (not retryable; also 402)
+    ├── BudgetExceeded                    422 budget_exceeded        (LiteLLM's; not retryable)
     ├── ServiceUnavailable                503 service_unavailable    (retryable)
     ├── ProviderError                     500/502 api_error          (retryable)
     │   ├── APIConnectionError            502   code connection_error
@@ -51,6 +54,8 @@ class SwitchboardError(Exception):
     # deployment). The worker reports both with the error (upstream_text.py, the Meta).
     deployment: Deployment | None = None
     outcome: Outcome | None = None
+    # Response headers the error carries besides Retry-After (x-ratelimit-* on a 429).
+    headers: dict[str, str] | None = None
 
     def __init__(
         self,
@@ -74,6 +79,16 @@ class SwitchboardError(Exception):
         self.retry_after_s = retry_after_s
         # A few classes cover a range (ProviderError keeps the upstream's 5xx).
         self.http_status = status if status is not None else self.status
+
+    # LiteLLM's attribute names (its exceptions carry both), so handlers written for
+    # `litellm.RateLimitError` read the same fields here (issue #16).
+    @property
+    def status_code(self) -> int:
+        return self.http_status
+
+    @property
+    def llm_provider(self) -> str | None:
+        return self.provider
 
     def to_body(self) -> ErrorBody:
         return ErrorBody(
@@ -139,6 +154,12 @@ class UnsupportedParams(InvalidRequest):
     default_code = "unsupported_parameter"
 
 
+class UnprocessableEntity(InvalidRequest):
+    """The provider understood the request but refused its content (its HTTP 422)."""
+
+    status = 422
+
+
 class RequestTooLarge(InvalidRequest):
     status = 413
     default_code = "request_too_large"
@@ -165,14 +186,20 @@ class ModelNotFound(NotFound):
     default_code = "model_not_found"
 
 
-class RequestTimeout(SwitchboardError):
+class TimedOut(SwitchboardError):
+    """Either timeout: one `except` for both, as LiteLLM's `Timeout` is."""
+
     status = 408
     error_type = "timeout_error"
     default_code = "timeout"
     retryable = True
 
 
-class GatewayTimeout(SwitchboardError):
+class RequestTimeout(TimedOut):
+    pass
+
+
+class GatewayTimeout(TimedOut):
     """The request's own deadline passed inside the gateway (queued too long)."""
 
     status = 504
@@ -193,6 +220,15 @@ class QuotaExceeded(RateLimited):
 
     default_code = "insufficient_quota"
     retryable = False
+
+
+class BudgetExceeded(SwitchboardError):
+    """A budget ran out (issue #17): LiteLLM's `budget_exceeded`, 422 as LiteLLM answers by
+    default; waiting helps only once the budget resets, which the message says."""
+
+    status = 422
+    error_type = "budget_exceeded"
+    default_code = "budget_exceeded"
 
 
 class ServiceUnavailable(SwitchboardError):
@@ -281,6 +317,8 @@ def _bad_request(
         return ContextWindowExceeded(message, **{**kwargs, "param": kwargs["param"] or "messages"})
     if status == 413:
         return RequestTooLarge(message, **kwargs)
+    if status == 422:
+        return UnprocessableEntity(message, code=code, **kwargs)
     return InvalidRequest(message, code=code, **kwargs)
 
 

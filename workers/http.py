@@ -28,6 +28,7 @@ from workers.errors import (
     error_for_status,
 )
 from workers.fetch_guard import GuardedFetcher
+from workers.hooks.trace_context import upstream_trace_config
 from workers.net_guard import AddressPolicy
 from workers.upstream_text import LOG_TEXT_CHARS, excerpt
 
@@ -81,6 +82,8 @@ class HttpClient:
             auto_decompress=True,
             # Upstream JSON is decoded by msgspec from bytes; skip aiohttp's cookie handling.
             cookie_jar=aiohttp.DummyCookieJar(),
+            # The request's trace context goes upstream as `traceparent` (issue #19).
+            trace_configs=[upstream_trace_config()],
         )
 
     def guarded(self, policy: AddressPolicy) -> GuardedFetcher:

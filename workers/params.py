@@ -22,6 +22,35 @@ GATEWAY_FIELDS: frozenset[str] = frozenset(
         "context_window_fallbacks",
         "content_policy_fallbacks",
         "priority",
+        # The response cache's per-request controls (issue #19): the front door's business.
+        "cache",
+        # The guardrails a request names (issue #19): the front door's business too.
+        "guardrails",
+    }
+)
+
+
+# LiteLLM request fields LiteLLM consumes itself rather than send upstream (issue #16): kept
+# on the request (logs, routing tags, spend) and removed from the body every OpenAI-family
+# adapter forwards. `metadata` is LiteLLM's request metadata (user ids, tags, trace names),
+# not OpenAI's stored-completion tags; an adapter whose API takes it as the same thing reads
+# it from the request (Bedrock's requestMetadata, Anthropic's metadata.user_id).
+CONSUMED_FIELDS: frozenset[str] = frozenset(
+    {
+        "metadata",
+        "litellm_metadata",
+        "tags",
+        "mock_response",
+        "mock_timeout",
+        "mock_testing_fallbacks",
+        "caching",
+        "cache",
+        "no-log",
+        "guardrails",
+        "context_window_fallback_dict",
+        "model_list",
+        "input_cost_per_token",
+        "output_cost_per_token",
     }
 )
 
@@ -55,6 +84,7 @@ class GatewayOptions(msgspec.Struct, kw_only=True):
     num_retries: int | None = None
     drop_params: bool | None = None
     priority: int | None = None
+    tags: list[str] | None = None
 
 
 decode_gateway_options = msgspec.json.Decoder(GatewayOptions).decode

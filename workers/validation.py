@@ -87,10 +87,39 @@ def validate_chat_request(
         )
     if request.top_logprobs is not None and not request.logprobs:
         raise _bad("`top_logprobs` requires `logprobs` to be true", "top_logprobs")
+    _validate_tools(request)
     _validate_tool_choice(request)
     _validate_response_format(request)
     _validate_messages(request)
     _check_prompt_size(request, "messages", limits)
+
+
+# OpenAI's bound on a function name; providers agree on at most this many characters.
+MAX_TOOL_NAME = 64
+
+
+def _validate_tools(request: ChatCompletionRequest) -> None:
+    """A function tool names its function, and its parameters are a JSON Schema object: a
+    malformed tool must be a 400 here, not a provider's puzzling error (issue #16)."""
+    for i, tool in enumerate(request.tools or ()):
+        if tool.type != "function":
+            continue
+        where = f"tools[{i}].function"
+        if tool.function is None:
+            raise _bad(
+                f"`{where}` is missing: a function tool needs {{name, parameters}}",
+                where,
+                "missing_required_parameter",
+            )
+        name = tool.function.name
+        if not name or len(name) > MAX_TOOL_NAME:
+            raise _bad(f"`{where}.name` must be 1 to {MAX_TOOL_NAME} characters", f"{where}.name")
+        parameters = tool.function.parameters
+        if parameters is not None and parameters.get("type", "object") != "object":
+            raise _bad(
+                f"`{where}.parameters` must be a JSON Schema of type object",
+                f"{where}.parameters",
+            )
 
 
 def _validate_numbers(request: ChatCompletionRequest) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from broker.config.errors import ConfigError, from_validation_error
+from broker.config.problems import Problems
 from workers.deployment import Deployment, Secret
 from workers.errors import ModelNotFound
 from workers.providers import make_deployment
@@ -47,22 +48,29 @@ def build_deployments(
     litellm: LiteLLMSettings,
     router: RouterSettings,
     environ: Mapping[str, str],
+    problems: Problems,
+    indices: list[int] | None = None,
 ) -> dict[str, list[Deployment]]:
-    """Model group name -> its deployments, in config order."""
+    """Model group name -> its deployments, in config order; a bad entry is recorded in
+    `problems` and left out. `indices` are the entries' places in the file's model_list."""
     groups: dict[str, list[Deployment]] = {}
     seen_ids: dict[str, int] = {}
-    for index, entry in enumerate(entries):
-        path = f"model_list[{index}]"
+    for place, entry in zip(indices or range(len(entries)), entries, strict=True):
+        path = f"model_list[{place}]"
         deployment_id = entry.model_info.id
         if deployment_id is not None:
             if deployment_id in seen_ids:
                 first = f"model_list[{seen_ids[deployment_id]}].model_info.id"
-                raise ConfigError(f"{path}.model_info.id", f"the same id as {first}")
-            seen_ids[deployment_id] = index
+                problems.error(ConfigError(f"{path}.model_info.id", f"the same id as {first}"))
+                continue
+            seen_ids[deployment_id] = place
         group = groups.setdefault(entry.model_name, [])
         name = deployment_id or f"{entry.model_name}[{len(group)}]"
-        group.append(_deployment(entry, name, litellm, router, environ, path))
-    return groups
+        try:
+            group.append(_deployment(entry, name, litellm, router, environ, path))
+        except ConfigError as exc:
+            problems.error(exc)
+    return {name: group for name, group in groups.items() if group}
 
 
 def _deployment(
@@ -116,20 +124,27 @@ def _first(*values: Any) -> Any:
 
 
 def warn_unknown_groups(
-    router: RouterSettings, litellm: LiteLLMSettings, groups: Collection[str]
+    router: RouterSettings,
+    litellm: LiteLLMSettings,
+    groups: Collection[str],
+    problems: Problems,
 ) -> None:
     """Fallbacks and aliases naming no model group fail only when used: say so at start.
 
     A warning, not an error: LiteLLM starts with such a config, and it must run here too."""
-    known = set(groups) | set(router.model_group_alias) | {"*"}
+    known = set(groups) | set(router.model_group_alias) | set(litellm.model_group_alias) | {"*"}
     referenced = [*_referenced_groups("router_settings", router)]
     referenced += _referenced_groups("litellm_settings", litellm)
-    for alias, value in router.model_group_alias.items():
-        group = value if isinstance(value, str) else value.model
-        referenced.append((f"router_settings.model_group_alias.{alias}", group))
+    for section, aliases in (
+        ("router_settings", router.model_group_alias),
+        ("litellm_settings", litellm.model_group_alias),
+    ):
+        for alias, value in aliases.items():
+            group = value if isinstance(value, str) else value.model
+            referenced.append((f"{section}.model_group_alias.{alias}", group))
     for path, name in referenced:
         if name not in known:
-            log.warning("%s: no model group is named %r", path, name)
+            problems.warn(path, f"no model group is named {name!r}")
 
 
 def _referenced_groups(

@@ -3,7 +3,9 @@
 Loading goes: parse YAML -> merge `include`d files -> overlay `environment_variables` on the
 process environment -> walk the tree (sort keys, resolve `os.environ/` references) ->
 `msgspec.convert` into typed Structs -> settle cross-section defaults -> build each model
-group's Deployments. Anything wrong stops the start with a `ConfigError` naming its path.
+group's Deployments. Every step records what is wrong and carries on without it, so one load
+finds every problem; any error then stops the start with an `InvalidConfig` listing them all,
+each named by its path (issue #16).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 import msgspec
@@ -23,6 +25,7 @@ import yaml
 from broker.config.deployments import build_deployments, check_default_params, warn_unknown_groups
 from broker.config.env import overlay
 from broker.config.errors import ConfigError, from_validation_error
+from broker.config.problems import InvalidConfig, Problems, drop
 from broker.config.tree import TreeWalk
 from workers.deployment import Deployment, Secret
 from workers.settings import (
@@ -32,12 +35,18 @@ from workers.settings import (
     RouterSettings,
     SwitchboardSettings,
 )
+from workers.settings.hooks import CallbackSettings, Guardrail
+from workers.settings.routing import DEFAULT_ALLOWED_FAILS, DEFAULT_COOLDOWN_S
 from workers.settings.section import Section, names
 
 log = logging.getLogger("switchboard.config")
 
 # LiteLLM's default when neither router_settings nor litellm_settings sets num_retries.
 DEFAULT_NUM_RETRIES = 2
+# The data directory, as `broker/admin_cli.py`'s `data_dir` finds it (that module imports
+# this one late, for a fast CLI start, so the names are repeated rather than imported).
+DATA_DIR_ENV = "SWITCHBOARD_DATA_DIR"
+DEFAULT_DATA_DIR = Path("switchboard-data")
 # Where the bundled demo config (data/demo.yaml) finds its fake model: `switchboard up --demo`
 # starts the fake and sets this for every process it runs.
 DEMO_UPSTREAM_ENV = "SWITCHBOARD_DEMO_UPSTREAM"
@@ -76,6 +85,10 @@ class GeneralSettings(Section, frozen=True):
         spend_report_frequency ui_access_mode litellm_jwtauth litellm_license
         pass_through_endpoints forward_openai_org_id forward_client_headers_to_llm_api
         maximum_spend_logs_retention_period maximum_spend_logs_retention_interval
+        use_redis_transaction_buffer use_shared_health_check disable_error_logs
+        proxy_batch_write_at database_args mcp_* ui_* sso_* alert* health_check_*
+        disable_* enable_* use_* allow_* proxy_* spend_* litellm_* key_* store_* reject_*
+        enforce_* default_* custom_* forward_* maximum_* jwt_* prisma_* team_*
         """
     )
 
@@ -89,15 +102,23 @@ class Config(Section, frozen=True):
     # Set over the process environment before `os.environ/` references are resolved.
     environment_variables: dict[str, Secret] = {}
     switchboard_settings: SwitchboardSettings = SwitchboardSettings()
+    # Where the built-in callbacks deliver (issue #19; workers/settings/hooks.py).
+    callback_settings: CallbackSettings = CallbackSettings()
+    # LiteLLM's guardrails (issue #19; workers/hooks/guardrails.py, broker/guardrails.py).
+    guardrails: list[Guardrail] = []
     # Paths of the LiteLLM keys present but not implemented (each was logged as a warning).
     ignored_keys: tuple[str, ...] = ()
+    # Every warning the load found as (path, message), ignored keys included; each was logged.
+    warnings: tuple[tuple[str, str], ...] = ()
     # Model group name -> its deployments, in config order.
     deployments: dict[str, list[Deployment]] = {}
 
-    derived_fields: ClassVar[frozenset[str]] = frozenset({"ignored_keys", "deployments"})
+    derived_fields: ClassVar[frozenset[str]] = frozenset(
+        {"ignored_keys", "warnings", "deployments"}
+    )
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
-        callback_settings guardrails mcp_servers credential_list assistant_settings
+        mcp_servers credential_list assistant_settings
         files_settings finetune_settings vector_store_registry search_tools prompts
         """
     )
@@ -127,25 +148,41 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
 def load_config_text(
     text: str, environ: Mapping[str, str] | None = None, *, base_dir: Path | None = None
 ) -> Config:
-    """Load a config from YAML text; `include`d files are found relative to `base_dir`."""
+    """Load a config from YAML text; `include`d files are found relative to `base_dir`.
+
+    Raises `InvalidConfig` (a `ConfigError`) naming every problem found."""
+    problems = Problems()
     raw = _include(_parse(text, ""), base_dir or Path.cwd())
     env = overlay(os.environ if environ is None else environ, raw.get("environment_variables"))
     if isinstance(raw.get("environment_variables"), dict):
         raw["environment_variables"] = {k: env[k] for k in raw["environment_variables"]}
     walk = TreeWalk(env)
     tree = walk.struct(raw, _CONFIG_TYPE, "")
-    _gather_default_params(tree, walk.env_refs)
-    config = _convert(tree, walk.env_refs)
-    warn_unknown_groups(config.router_settings, config.litellm_settings, _group_names(config))
-    config = _settle(_with_database_url(config, env))
-    _check_api_keys(config)
-    deployments = build_deployments(
-        config.model_list, config.litellm_settings, config.router_settings, env
-    )
+    for exc in walk.errors:
+        problems.error(exc)
+    _gather_default_params(tree, walk.env_refs, problems)
+    config, indices = _convert(tree, walk.env_refs, problems)
     for key_path in walk.ignored:
-        log.warning("%s: a LiteLLM setting Switchboard does not implement; ignored", key_path)
+        problems.warn(key_path, "not implemented by Switchboard, ignored")
+    warn_unknown_groups(
+        config.router_settings, config.litellm_settings, _group_names(config), problems
+    )
+    config = _settle(_with_storage_dir(_with_database_url(config, env), env))
+    _check_api_keys(config, problems)
+    deployments = build_deployments(
+        config.model_list, config.litellm_settings, config.router_settings, env, problems, indices
+    )
+    if not config.model_list and not problems.errors:
+        problems.warn("model_list", "no models: every request will be answered 404")
+    if problems.errors:
+        raise InvalidConfig(problems.errors, problems.warnings)
+    for warning in problems.warnings:
+        log.warning("%s", warning)
     return msgspec.structs.replace(
-        config, ignored_keys=tuple(walk.ignored), deployments=deployments
+        config,
+        ignored_keys=tuple(walk.ignored),
+        warnings=tuple((w.path, w.message) for w in problems.warnings),
+        deployments=deployments,
     )
 
 
@@ -198,7 +235,9 @@ def _include(raw: dict[Any, Any], base_dir: Path) -> dict[Any, Any]:
     return raw
 
 
-def _gather_default_params(tree: dict[str, Any], env_refs: Mapping[str, str]) -> None:
+def _gather_default_params(
+    tree: dict[str, Any], env_refs: Mapping[str, str], problems: Problems
+) -> None:
     """Move each deployment's request parameters (temperature, ...) into `default_params`."""
     entries = tree.get("model_list")
     for i, entry in enumerate(entries if isinstance(entries, list) else []):
@@ -209,18 +248,59 @@ def _gather_default_params(tree: dict[str, Any], env_refs: Mapping[str, str]) ->
         defaults = {k: params.pop(k) for k in list(params) if k in REQUEST_PARAM_KEYS}
         extra_body = defaults.pop("extra_body", None)
         if extra_body is not None and not isinstance(extra_body, dict):
-            raise ConfigError(f"{path}.extra_body", "expected mapping")
+            problems.error(ConfigError(f"{path}.extra_body", "expected mapping"))
+            extra_body = None
         # LiteLLM merges extra_body into the request; the named parameters win.
         defaults = {**(extra_body or {}), **defaults}
-        check_default_params(defaults, path, env_refs)
+        try:
+            check_default_params(defaults, path, env_refs)
+        except ConfigError as exc:
+            problems.error(exc)
+            defaults = {}
         params["default_params"] = defaults
 
 
-def _convert(tree: dict[str, Any], env_refs: Mapping[str, str]) -> Config:
-    try:
-        return msgspec.convert(tree, Config, dec_hook=_decode_custom)
-    except msgspec.ValidationError as exc:
-        raise from_validation_error(exc, env_refs) from None
+def _convert(
+    tree: dict[str, Any], env_refs: Mapping[str, str], problems: Problems
+) -> tuple[Config, list[int]]:
+    """The typed Config, less whatever was wrong; and each kept entry's index in model_list.
+
+    Entries convert one at a time, so a bad one is left out without hiding the others."""
+    entries = tree.pop("model_list", [])
+    config = _convert_part(tree, Config, "", env_refs, problems) or Config()
+    if not isinstance(entries, list):
+        problems.error(ConfigError("model_list", "expected list"))
+        entries = []
+    model_list: list[ModelEntry] = []
+    indices: list[int] = []
+    for i, entry in enumerate(entries):
+        converted = _convert_part(entry, ModelEntry, f"model_list[{i}]", env_refs, problems)
+        if converted is not None:
+            model_list.append(converted)
+            indices.append(i)
+    return msgspec.structs.replace(config, model_list=model_list), indices
+
+
+_T = TypeVar("_T")
+# A bound on fix-and-retry rounds per part; each round drops a key, so it is rarely reached.
+_MAX_ROUNDS = 100
+
+
+def _convert_part(
+    value: Any, kind: type[_T], prefix: str, env_refs: Mapping[str, str], problems: Problems
+) -> _T | None:
+    """Convert `value`; on each error, record it, drop the key it names and try again."""
+    for _ in range(_MAX_ROUNDS):
+        try:
+            return msgspec.convert(value, kind, dec_hook=_decode_custom)
+        except msgspec.ValidationError as exc:
+            error = from_validation_error(exc, env_refs, prefix=prefix)
+            if not problems.covers(error.path):
+                problems.error(error)
+            inner = error.path[len(prefix) :] if prefix else error.path
+            if not drop(value, inner):
+                return None
+    return None
 
 
 def _decode_custom(kind: type, value: Any) -> Any:
@@ -257,6 +337,8 @@ def _settle_entry(entry: ModelEntry) -> ModelEntry:
 
 def _effective_router(router: RouterSettings, litellm: LiteLLMSettings) -> RouterSettings:
     # LiteLLM: "settings on router_settings will override those on litellm_settings".
+    # allowed_fails and cooldown_time have defaults, so litellm_settings' values apply
+    # when router_settings leaves the default in place.
     return msgspec.structs.replace(
         router,
         num_retries=_first(router.num_retries, litellm.num_retries, DEFAULT_NUM_RETRIES),
@@ -269,7 +351,18 @@ def _effective_router(router: RouterSettings, litellm: LiteLLMSettings) -> Route
             router.content_policy_fallbacks, litellm.content_policy_fallbacks
         ),
         default_fallbacks=_first(router.default_fallbacks, litellm.default_fallbacks),
+        allowed_fails=_unless_default(
+            router.allowed_fails, DEFAULT_ALLOWED_FAILS, litellm.allowed_fails
+        ),
+        cooldown_time=_unless_default(
+            router.cooldown_time, DEFAULT_COOLDOWN_S, litellm.cooldown_time
+        ),
+        model_group_alias={**litellm.model_group_alias, **router.model_group_alias},
     )
+
+
+def _unless_default(value: Any, default: Any, fallback: Any) -> Any:
+    return fallback if value == default and fallback is not None else value
 
 
 def _effective_switchboard(
@@ -289,6 +382,18 @@ def _effective_switchboard(
     return msgspec.structs.replace(settings, redis_url=Secret(url))
 
 
+def _with_storage_dir(config: Config, env: Mapping[str, str]) -> Config:
+    """Files live in `files/` of the data directory `up` uses unless the config names a
+    directory (issue #20)."""
+    settings = config.switchboard_settings
+    if settings.files.storage_dir is not None:
+        return config
+    data_dir = Path(env.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+    files = msgspec.structs.replace(settings.files, storage_dir=str(data_dir / "files"))
+    settings = msgspec.structs.replace(settings, files=files)
+    return msgspec.structs.replace(config, switchboard_settings=settings)
+
+
 def _with_database_url(config: Config, env: Mapping[str, str]) -> Config:
     """LiteLLM's precedence: general_settings.database_url, else DATABASE_URL."""
     general = config.general_settings
@@ -299,21 +404,25 @@ def _with_database_url(config: Config, env: Mapping[str, str]) -> Config:
     return msgspec.structs.replace(config, general_settings=general)
 
 
-def _check_api_keys(config: Config) -> None:
+def _check_api_keys(config: Config, problems: Problems) -> None:
     """A key's model list names model groups or their aliases (a typo would lock it out),
     and no key is the master key (it would silently get the master key's powers)."""
     known = _group_names(config) | set(config.router_settings.model_group_alias)
     master_key = config.general_settings.master_key
     for i, api_key in enumerate(config.switchboard_settings.api_keys):
         if master_key is not None and str(api_key.key) == str(master_key):
-            raise ConfigError(
-                f"switchboard_settings.api_keys[{i}].key", "is general_settings.master_key"
+            problems.error(
+                ConfigError(
+                    f"switchboard_settings.api_keys[{i}].key", "is general_settings.master_key"
+                )
             )
         for j, model in enumerate(api_key.models):
             if model not in known:
-                raise ConfigError(
-                    f"switchboard_settings.api_keys[{i}].models[{j}]",
-                    f"no model group or alias named {model!r}",
+                problems.error(
+                    ConfigError(
+                        f"switchboard_settings.api_keys[{i}].models[{j}]",
+                        f"no model group or alias named {model!r}",
+                    )
                 )
 
 

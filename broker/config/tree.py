@@ -3,6 +3,7 @@
 It does what msgspec's decoding cannot, before msgspec sees the tree:
 - sorts every key: a field, a LiteLLM key we accept but ignore (recorded, warned about
   once loaded), or a typo (refused, with the key probably meant);
+- records every problem and drops the key it sits under, so one pass finds them all;
 - resolves `os.environ/NAME` references, reading a number or flag where the field wants one
   (environment values are always strings), and remembers which paths came from where;
 - smooths YAML 1.1 quirks (an unquoted `api_version: 2024-02-01` parses as a date).
@@ -33,6 +34,8 @@ class TreeWalk:
         self.ignored: list[str] = []
         # Path -> environment variable read there (for error messages).
         self.env_refs: dict[str, str] = {}
+        # Every key refused, in document order; the key is left out of the tree.
+        self.errors: list[ConfigError] = []
 
     def value(self, raw: Any, t: mi.Type, path: str) -> Any:
         t = _unwrap(t)
@@ -61,20 +64,38 @@ class TreeWalk:
         out: dict[str, Any] = {}
         for key, raw_value in raw.items():
             key_path = _key_path(path, key)
-            if not isinstance(key, str):
-                raise ConfigError(key_path, "keys must be strings")
-            if key in fields:
-                out[key] = self.value(raw_value, fields[key].type, key_path)
-            elif key in cls.passthrough_keys:
-                out[key] = self.untyped(raw_value, key_path)
-            elif _is_ignored(key, cls.litellm_ignored):
-                # Not resolved either: an unset variable behind an ignored key must not
-                # stop a LiteLLM config from starting.
-                self.ignored.append(key_path)
-            else:
-                known = [*fields, *cls.passthrough_keys, *cls.litellm_ignored]
-                raise ConfigError(key_path, _unknown_key(key, known))
+            try:
+                self._key(cls, fields, out, key, raw_value, key_path)
+            except ConfigError as exc:
+                self.errors.append(exc)
         return out
+
+    def _key(
+        self,
+        cls: type[Section],
+        fields: dict[str, mi.Field],
+        out: dict[str, Any],
+        key: Any,
+        raw_value: Any,
+        key_path: str,
+    ) -> None:
+        if not isinstance(key, str):
+            raise ConfigError(key_path, "keys must be strings")
+        if key in fields:
+            out[key] = self.value(raw_value, fields[key].type, key_path)
+        elif key in cls.passthrough_keys:
+            out[key] = self.untyped(raw_value, key_path)
+        elif _is_ignored(key, cls.litellm_ignored):
+            # Not resolved either: an unset variable behind an ignored key must not
+            # stop a LiteLLM config from starting.
+            self.ignored.append(key_path)
+        elif cls.free_form_field:
+            # LiteLLM keeps whatever else this section holds (model_info is free-form).
+            extra = out.setdefault(cls.free_form_field, {})
+            extra[key] = self.untyped(raw_value, key_path)
+        else:
+            known = [*fields, *cls.passthrough_keys, *cls.litellm_ignored]
+            raise ConfigError(key_path, _unknown_key(key, known))
 
     def untyped(self, raw: Any, path: str) -> Any:
         """Any value: only its environment references are resolved."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from broker.body import decode, gateway_options, max_num_retries, read_json_body
+from broker.guardrails import GUARDRAILS
 from broker.relay import Relay
+from broker.response_cache import RESPONSE_CACHE
 from broker.routes.keys import FRONT_DOOR
 from workers.envelopes import KIND_CHAT
 from workers.validation import validate_chat_request
@@ -14,7 +16,7 @@ from workers.wire import decode_chat_request
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
     chat = decode(decode_chat_request, body)
     validate_chat_request(chat, front.limits)
@@ -25,7 +27,33 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     )
     group = front.resolve_group(chat.model, caller)
     lane = front.lane_for(request, options)
+    guards = request.app.get(GUARDRAILS)
+    if guards is not None:  # issue #19: a block is a 400 before anything is queued
+        body, checked = await guards.before(body, caller, "chat")
+    pending = None
+    cache = request.app.get(RESPONSE_CACHE)
+    if cache is not None:  # issue #19: a hit is answered here, before admission
+        hit, pending = await cache.answer(
+            request,
+            body,
+            kind="chat",
+            group=group,
+            caller=caller,
+            stream=chat.is_stream,
+            include_usage=chat.include_usage,
+        )
+        if hit is not None:
+            return hit
     front.admit(lane)
+    ticket = await front.tenancy.ticket(
+        caller,
+        call_type="chat.completions",
+        model=chat.model,
+        group=group,
+        body_bytes=len(body),
+        max_tokens=chat.max_completion_tokens or chat.max_tokens,
+        end_user=chat.user,
+    )
     relay = Relay(
         front,
         kind=KIND_CHAT,
@@ -35,5 +63,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         stream=chat.is_stream,
         options=options,
         caller=caller,
+        ticket=ticket,
     )
+    if guards is not None:
+        guards.attach(relay, checked, caller, "chat")
+    if pending is not None:
+        pending.attach(relay, front.tasks)
     return await relay.run(request)

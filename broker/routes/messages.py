@@ -63,7 +63,7 @@ def _chat_request(front: FrontDoor, body: bytes, *, drop: bool) -> ChatCompletio
 @anthropic_errors
 async def messages(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
     parsed = decode(decode_messages_request, body)
     if parsed.max_tokens is None:
@@ -78,6 +78,15 @@ async def messages(request: web.Request) -> web.StreamResponse:
     headers = _forwarded(request, front, group, options)
     lane = front.lane_for(request, options)
     front.admit(lane)
+    ticket = await front.tenancy.ticket(
+        caller,
+        call_type="messages",
+        model=parsed.model,
+        group=group,
+        body_bytes=len(body),
+        max_tokens=parsed.max_tokens,
+        end_user=_end_user(parsed.metadata),
+    )
     relay = Relay(
         front,
         kind=KIND_CHAT,
@@ -89,8 +98,15 @@ async def messages(request: web.Request) -> web.StreamResponse:
         caller=caller,
         ingress=INGRESS_MESSAGES,
         headers=headers,
+        ticket=ticket,
     )
     return await relay.run(request)
+
+
+def _end_user(metadata: dict[str, Any] | None) -> str | None:
+    """Anthropic's end user is `metadata.user_id`."""
+    user = (metadata or {}).get("user_id")
+    return user if isinstance(user, str) and user else None
 
 
 async def count_at_anthropic(
@@ -159,7 +175,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     """Anthropic's own counter when the group is Anthropic's; otherwise the gateway's
     estimate. A header says which."""
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
     parsed = decode(decode_messages_request, body)
     options = gateway_options(

@@ -83,7 +83,7 @@ def _check_scope(caller: Caller, provider: str) -> None:
 
 async def forward(request: web.Request, provider: str) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     _check_scope(caller, provider)
     path = checked_path(request.match_info["path"])
     upstream = upstream_for(_deployment(front, provider))

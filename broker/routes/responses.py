@@ -28,7 +28,7 @@ MAX_LIST_LIMIT = 100
 
 async def create_response(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
     parsed = decode(decode_responses_request, body)
     options = gateway_options(
@@ -50,6 +50,15 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         raise InvalidRequest("`input` is required", param="input", code="invalid_value")
     lane = front.lane_for(request, options)
     front.admit(lane)
+    ticket = await front.tenancy.ticket(
+        caller,
+        call_type="responses",
+        model=parsed.model,
+        group=group,
+        body_bytes=len(body),
+        max_tokens=parsed.max_output_tokens,
+        end_user=parsed.user,
+    )
     relay = Relay(
         front,
         kind=KIND_CHAT,
@@ -60,13 +69,14 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         options=options,
         caller=caller,
         ingress=INGRESS_RESPONSES,
+        ticket=ticket,
     )
     return await relay.run(request)
 
 
 async def get_response(request: web.Request) -> web.Response:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     response_id = request.match_info["response_id"]
     body = await response_store.response_body(front.redis, front.keys, response_id, caller.owner)
     return web.Response(body=body, content_type=JSON)
@@ -74,7 +84,7 @@ async def get_response(request: web.Request) -> web.Response:
 
 async def delete_response(request: web.Request) -> web.Response:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     response_id = request.match_info["response_id"]
     await response_store.delete(front.redis, front.keys, response_id, caller.owner)
     deleted = {"id": response_id, "object": "response", "deleted": True}
@@ -85,7 +95,7 @@ async def list_input_items(request: web.Request) -> web.Response:
     """A response's own input items, as OpenAI pages them: `order` (desc by default),
     `limit` (20, at most 100) and `after` (an item id)."""
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     response_id = request.match_info["response_id"]
     order, limit, after = _page(request)
     items = await response_store.input_items(front.redis, front.keys, response_id, caller.owner)

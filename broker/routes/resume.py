@@ -44,7 +44,7 @@ def _not_found(request_id: str, reply_ttl_s: int) -> NotFound:
 
 async def resume_stream(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
-    caller = front.auth.check(request)
+    caller = await front.tenancy.authenticate(request)
     request_id = request.match_info["request_id"]
     after = _after(request)
     if not caller.may_read(request_id):

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from broker.app import create_app, front_door_runner
 from broker.config.loader import Config, load_config_text
+from broker.hooks import service_hooks
 from broker.routes.keys import FRONT_DOOR
 from tests.redis_helpers import REDIS_URL
 from tests.waiting import eventually
@@ -133,7 +134,8 @@ async def start_worker(
     http = HttpClient(max_reply_bytes=options.max_reply_bytes)
     redis = Redis.from_url(redis_url, max_connections=64)
     plan = build_plan(config.deployments, config.model_list, config.router_settings)
-    worker, figures = routed_worker(redis, http, plan, options)
+    # The config's callbacks, as `switchboard worker` sets them up (issue #19).
+    worker, figures = routed_worker(redis, http, plan, options, hooks=service_hooks(config))
     stopping = asyncio.Event()
     task = asyncio.create_task(run_routed_worker(worker, figures, plan, stopping))
     return RunningWorker(worker, task, stopping, http, redis)

@@ -112,6 +112,16 @@ TARGETS = (
         {"logit_bias": {"50256": -100}},
         503,
     ),
+    # Ollama's native API (/api/chat, NDJSON streams), no key (issue #16).
+    Target("ollama", "ollama/llama3.1", {}, {"logit_bias": {"50256": -100}}, 503),
+    # A bare endpoint address, as Hugging Face's dedicated endpoints are written (issue #16).
+    Target(
+        "huggingface",
+        "huggingface/meta-llama/Llama-3.1-8B-Instruct",
+        {"api_key": "hf-fake"},
+        {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+        503,
+    ),
 )
 TARGET_IDS = [t.provider for t in TARGETS]
 NATIVE_TARGETS = [t for t in TARGETS if t.provider in ("anthropic", "gemini", "bedrock")]

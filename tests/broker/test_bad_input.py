@@ -124,6 +124,44 @@ CASES: list[tuple[str, dict[str, Any], int, str | None, str | None]] = [
         "missing_required_parameter",
     ),
     (
+        "function tool without its function",
+        {"json": {"model": "gpt-test", "messages": HELLO, "tools": [{"type": "function"}]}},
+        400,
+        "tools[0].function",
+        "missing_required_parameter",
+    ),
+    (
+        "function tool whose parameters are not an object schema",
+        {
+            "json": {
+                "model": "gpt-test",
+                "messages": HELLO,
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {"name": "f", "parameters": {"type": "string"}},
+                    }
+                ],
+            }
+        },
+        400,
+        "tools[0].function.parameters",
+        "invalid_value",
+    ),
+    (
+        "function tool with an empty name",
+        {
+            "json": {
+                "model": "gpt-test",
+                "messages": HELLO,
+                "tools": [{"type": "function", "function": {"name": ""}}],
+            }
+        },
+        400,
+        "tools[0].function.name",
+        "invalid_value",
+    ),
+    (
         "negative timeout",
         {"json": {"model": "gpt-test", "messages": HELLO, "timeout": -1}},
         400,

@@ -486,6 +486,60 @@ def body_case(
     return cases()
 
 
+MULTIPART_BOUNDARY = "fuzzboundary"
+UPLOAD_LINES = [
+    b'{"custom_id": "1", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n',
+    b"not json\n",
+    b"\x00\xff" * 50,
+    b"",
+]
+
+
+def multipart_body(parts: list[tuple[str, str | None, bytes]]) -> bytes:
+    lines: list[bytes] = []
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        lines += [
+            f"--{MULTIPART_BOUNDARY}".encode(),
+            f"Content-Disposition: {disposition}".encode(),
+        ]
+        lines += [b"", data]
+    return b"\r\n".join([*lines, f"--{MULTIPART_BOUNDARY}--".encode(), b""])
+
+
+def multipart_case(path: str, target: Target, name: str) -> SearchStrategy[Case]:
+    """Uploads: good and bad purposes, file parts or none, files named anything, bodies cut
+    short or not multipart at all."""
+
+    @st.composite
+    def cases(draw: DrawFn) -> Case:
+        parts: list[tuple[str, str | None, bytes]] = []
+        if draw(st.booleans()):
+            purpose = draw(st.sampled_from(["batch", "user_data", "batch_output", ""]) | TEXT)
+            parts.append(("purpose", None, purpose.encode(errors="replace")))
+        if draw(one_in(4)) is False:
+            filename = draw(st.sampled_from(["in.jsonl", "../../etc/passwd", "é" * 300]) | TEXT)
+            data = b"".join(draw(st.lists(st.sampled_from(UPLOAD_LINES), max_size=5)))
+            parts.append(("file", printable(filename).replace('"', ""), data))
+        if draw(one_in(8)):
+            parts.append((draw(TEXT).replace('"', ""), None, draw(st.binary(max_size=50))))
+        body = multipart_body(parts)
+        if draw(one_in(8)):
+            body = body[: draw(st.integers(0, len(body)))]
+        headers, tags = draw(header_set(target, is_json_body=False))
+        content_type = draw(
+            st.sampled_from([f"multipart/form-data; boundary={MULTIPART_BOUNDARY}"] * 6)
+            | st.sampled_from(CONTENT_TYPES)
+        )
+        if content_type is not None:
+            headers.append(("Content-Type", content_type))
+        return Case("POST", path, headers, body, name, tags)
+
+    return cases()
+
+
 OFF_ROUTE = [
     ("GET", "/v1/chat/completions"),
     ("PUT", "/v1/chat/completions"),
@@ -537,7 +591,9 @@ def plan(document: dict[str, Any], target: Target, counts: dict[str, int]) -> li
         for method, operation in item.items():
             name = operation["operationId"]
             count = counts.get(name, counts["default"])
-            if "requestBody" in operation:
+            if "multipart/form-data" in operation.get("requestBody", {}).get("content", {}):
+                strategy = multipart_case(path, target, name)
+            elif "requestBody" in operation:
                 strategy = body_case(strategies, operation, path, target, name)
             else:
                 strategy = parameter_case(operation, method, path, target, name)

@@ -53,7 +53,9 @@ COUNTS = {
 GENERATED_PROBES = 150
 
 
-def config_text(fake_url: str, namespace: str, database_url: str | None = None) -> str:
+def config_text(
+    fake_url: str, namespace: str, database_url: str | None = None, storage_dir: str | None = None
+) -> str:
     models = {
         "gpt": ("openai/gpt-4o-mini", fake_url + "/v1", "sk-fake"),
         "claude": ("anthropic/claude-sonnet-4-5", fake_url, "sk-ant-fake"),
@@ -71,6 +73,8 @@ def config_text(fake_url: str, namespace: str, database_url: str | None = None) 
         lines += [f"  database_url: {database_url}"]
     lines += ["switchboard_settings:", f"  namespace: {namespace}", f"  lanes: {LANES}"]
     lines += [f"  max_body_bytes: {MAX_BODY_BYTES}", f"  request_timeout_s: {REQUEST_TIMEOUT_S}"]
+    if storage_dir is not None:  # uploads and batch outputs (issue #20)
+        lines += [f"  files: {{storage_dir: '{storage_dir}', max_upload_bytes: 100000}}"]
     lines += ["  api_keys:"]
     lines += [f"    - alias: team-a\n      key: {TEAM_A_KEY}\n      models: [gpt, claude, embed]"]
     lines += [f"    - alias: team-b\n      key: {TEAM_B_KEY}\n      models: [gemini, gemini-embed]"]

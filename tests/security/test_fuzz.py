@@ -183,7 +183,10 @@ async def fuzzed(
 ) -> AsyncIterator[tuple[RunningFrontDoor, fuzz_plan.Plan, str]]:
     generated = await asyncio.to_thread(fuzz_plan.load)
     database_url = f"sqlite:///{tmp_path / 'switchboard.db'}"
-    config = load_config_text(fuzz_plan.config_text(fake.base_url, namespace, database_url))
+    storage_dir = str(tmp_path / "files")
+    config = load_config_text(
+        fuzz_plan.config_text(fake.base_url, namespace, database_url, storage_dir)
+    )
     async with service(config) as ([door], _workers):
         yield door, generated, fake.base_url
 

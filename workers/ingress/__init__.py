@@ -20,6 +20,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from workers import text_completions
 from workers.envelopes import INGRESS_MESSAGES, INGRESS_RESPONSES, Envelope
 from workers.errors import InvalidRequest
 from workers.ingress import messages_reply, messages_request, response_store
@@ -58,10 +59,14 @@ class Formatter(Protocol):
 
 
 class ChatFormatter:
-    """Chat Completions: chunks as they are; the usage chunk only when asked for."""
+    """Chat Completions: chunks as they are; the usage chunk only when asked for. A legacy
+    text completion (/v1/completions, queued as the chat request it became) goes out in the
+    text completion shape (workers/text_completions.py)."""
 
-    def __init__(self, include_usage: bool) -> None:
+    def __init__(self, include_usage: bool, *, text_completion: bool = False) -> None:
         self.include_usage = include_usage
+        self.encode_chunk = text_completions.from_chunk if text_completion else encode
+        self.encode_response = text_completions.from_chat if text_completion else encode
 
     def frame(self, batch: list[ChatCompletionChunk]) -> tuple[list[bytes], Usage | None]:
         chunks: list[bytes] = []
@@ -71,14 +76,14 @@ class ChatFormatter:
                 usage = chunk.usage
                 if not self.include_usage:
                     continue
-            chunks.append(encode(chunk))
+            chunks.append(self.encode_chunk(chunk))
         return chunks, usage
 
     def finish(self, usage: Usage | None) -> list[bytes]:
         return []
 
     def response(self, response: ChatCompletion) -> bytes:
-        return encode(response)
+        return self.encode_response(response)
 
     async def settle(self, deployment: str) -> None:
         return None

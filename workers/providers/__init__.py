@@ -21,6 +21,11 @@ _NATIVE: dict[str, tuple[str, str]] = {
     "anthropic": ("workers.providers.anthropic", "AnthropicAdapter"),
     "gemini": ("workers.providers.gemini", "GeminiAdapter"),
     "bedrock": ("workers.providers.bedrock", "BedrockAdapter"),
+    "ollama": ("workers.providers.ollama", "OllamaAdapter"),
+    "text-completion-openai": (
+        "workers.providers.text_completion_openai",
+        "TextCompletionOpenAIAdapter",
+    ),
 }
 _COMPATIBLE = (
     "mistral",
@@ -34,8 +39,22 @@ _COMPATIBLE = (
     "hosted_vllm",
     "ollama_chat",
     "lm_studio",
+    "huggingface",
 )
 PROVIDERS: tuple[str, ...] = (*_NATIVE, *_COMPATIBLE)
+# LiteLLM provider prefixes no adapter here serves: a config naming one is told so plainly,
+# rather than that its model string cannot be read (issue #16).
+UNSUPPORTED_LITELLM_PROVIDERS = frozenset(
+    """
+    sagemaker sagemaker_chat vertex_ai vertex_ai_beta cohere cohere_chat replicate databricks
+    watsonx watsonx_text cloudflare ai21 ai21_chat nlp_cloud aleph_alpha petals palm vllm
+    triton predibase clarifai voyage jina_ai anyscale baseten friendliai sambanova cerebras
+    nvidia_nim github azure_ai azure_text codestral text-completion-codestral dashscope
+    volcengine infinity elevenlabs assemblyai deepgram bedrock_converse nscale featherless_ai
+    novita nebius galadriel topaz litellm_proxy llamafile oobabooga maritalk empower
+    custom custom_openai cometapi heroku oci snowflake datarobot lambda_ai hyperbolic
+    """.split()
+)
 
 # How a bare model name (no `provider/` prefix) is attributed, as LiteLLM does.
 _BARE_NAME_PREFIXES: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -78,6 +97,12 @@ def split_model(model: str) -> tuple[str, str]:
         if not rest:
             raise ModelNotFound(f"model `{model}` names a provider but no model", param="model")
         return provider, rest
+    if sep and provider in UNSUPPORTED_LITELLM_PROVIDERS:
+        raise ModelNotFound(
+            f"provider `{provider}` is not supported by Switchboard "
+            f"(supported: {', '.join(PROVIDERS)})",
+            param="model",
+        )
     for prefixes, owner in _BARE_NAME_PREFIXES:
         if model.startswith(prefixes):
             return owner, model

@@ -88,6 +88,11 @@ class ChatCall(msgspec.Struct, kw_only=True):
     # under the operator's media policy. Every attempt of the request (retries, fallbacks)
     # gets this same object, so each URL is fetched once per request.
     media: MediaFetches = msgspec.field(default_factory=MediaFetches)
+    # Routing tags (`tags`, `metadata.tags`; workers/routing/tags.py); never sent upstream.
+    tags: tuple[str, ...] = ()
+    # A /v1/completions request (workers/text_completions.py): a provider with a native
+    # completions API may serve it there.
+    is_text_completion: bool = False
     # The client's own request for a provider that takes it natively (NativeRequest).
     native: NativeRequest | None = None
     # Keeps one conversation on one deployment of a group (its prompt cache, its encrypted
@@ -134,6 +139,7 @@ class EmbeddingCall(msgspec.Struct, kw_only=True):
     request_id: str = ""
     timeout_s: float | None = None
     drop_params: bool = False
+    tags: tuple[str, ...] = ()
 
 
 class Adapter(ABC):

@@ -146,6 +146,16 @@ HOSTS: dict[str, Host] = {
         refused={"logit_bias": "Ollama has no logit bias", "thinking": _THINKING},
         embeddings=True,
     ),
+    # Hugging Face's router (serverless inference providers) and dedicated Inference
+    # Endpoints / TGI servers both speak OpenAI's chat API under /v1.
+    "huggingface": Host(
+        defaults=ProviderDefaults(
+            api_base="https://router.huggingface.co/v1",
+            api_base_env=("HUGGINGFACE_API_BASE", "HF_API_BASE"),
+            api_key_env=("HF_TOKEN", "HUGGINGFACE_API_KEY"),
+        ),
+        refused={"thinking": _THINKING},
+    ),
     "lm_studio": Host(
         defaults=ProviderDefaults(
             api_base="http://localhost:1234/v1",
@@ -168,7 +178,9 @@ class CompatibleAdapter(OpenAIAdapter):
         super().__init__(*args, **kwargs)
         # Ollama's and LM Studio's OpenAI surfaces live under /v1; LiteLLM configs often give
         # the bare server address.
-        if self.provider in ("ollama_chat", "lm_studio") and not self.base_url.endswith("/v1"):
+        # So do TGI endpoints (`https://<name>.endpoints.huggingface.cloud`).
+        bare_base = ("ollama_chat", "lm_studio", "huggingface")
+        if self.provider in bare_base and not self.base_url.endswith("/v1"):
             self.base_url += "/v1"
 
     def adapt_body(self, body: dict[str, Any], call: ChatCall) -> None:

@@ -174,7 +174,7 @@ class Attempts(Generic[T]):
         """Attempt after attempt at `group`'s deployments, avoiding those that failed,
         until one answers or the retries (by error class), or the deadline, run out."""
         engine = self.engine
-        targets = engine.targets_of(group)
+        targets = engine.tagged(group, engine.targets_of(group), self.call.tags)
         failed: set[str] = set()
         retry = 0
         while True:
@@ -231,7 +231,8 @@ class Attempts(Generic[T]):
         call = attempt_call(self.call, route, self.kind.is_stream, self.deadline)
         started = time.perf_counter()
         try:
-            value, result = await self.kind.run(target.adapter, call, self.estimate)
+            adapter = self.engine.adapter_for(group, target, call.request.model)
+            value, result = await self.kind.run(adapter, call, self.estimate)
             return value, result, (time.perf_counter() - started) * 1000
         except SwitchboardError as exc:
             blame(exc, route.deployment)

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -47,7 +48,9 @@ from workers.routing.plan import Route, RoutingPlan, plan_without_limits
 from workers.routing.scope import may_reach
 from workers.routing.store import AttemptResult, FiguresStore
 from workers.routing.strategies import STRATEGIES, PickContext, Reason
+from workers.routing.tags import tagged_indices
 from workers.routing.tracked_stream import Batches, TrackedBatches, finished
+from workers.routing.wildcards import is_wildcard, upstream_model
 from workers.settings import RouterSettings
 from workers.supervision import Supervisor
 from workers.wire import ChatCompletion, ChatCompletionChunk, EmbeddingResponse
@@ -56,6 +59,9 @@ __all__ = ["Batches", "Outcome", "RoutingEngine", "Target"]
 
 log = logging.getLogger("switchboard.routing")
 T = TypeVar("T")
+# Adapters made for the models wildcard groups were asked for, kept most recent first: a
+# client names any model it likes, so the cache is bounded.
+MAX_WILDCARD_ADAPTERS = 1024
 
 
 class Target(msgspec.Struct, frozen=True):
@@ -125,10 +131,12 @@ class RoutingEngine:
         self.rng = rng or random.Random()
         self.strategy_name = self.settings.routing_strategy
         self._strategy = STRATEGIES[self.strategy_name]
+        self.http = http
         self.targets: dict[str, list[Target]] = {
             group: [Target(route, create_adapter(route.deployment, http)) for route in routes]
             for group, routes in plan.groups.items()
         }
+        self._wildcard_adapters: OrderedDict[tuple[str, str], Adapter] = OrderedDict()
         # Releases of streams abandoned unclosed (TrackedBatches), owned until they finish.
         self.tasks = Supervisor("routing", log)
 
@@ -214,7 +222,8 @@ class RoutingEngine:
         self.observer.routed(group, route.name)
         started = time.perf_counter()
         try:
-            first, batches = await target.adapter.open_stream(
+            adapter = self.adapter_for(group, target, call.request.model)
+            first, batches = await adapter.open_stream(
                 attempt_call(call, route, True, request_deadline(call))
             )
         except SwitchboardError as exc:
@@ -251,6 +260,37 @@ class RoutingEngine:
                 param="model",
             )
         return targets
+
+    def tagged(self, group: str, targets: list[Target], tags: Sequence[str]) -> list[Target]:
+        """The targets a request with `tags` may use (all, without tag filtering)."""
+        if not self.settings.enable_tag_filtering:
+            return targets
+        indices = tagged_indices(
+            group,
+            [t.route.tags for t in targets],
+            tags,
+            match_any=self.settings.tag_filtering_match_any,
+        )
+        return [targets[i] for i in indices]
+
+    def adapter_for(self, group: str, target: Target, requested: str) -> Adapter:
+        """The target's adapter; for a wildcard group, one for the model the request named."""
+        deployment = target.route.deployment
+        if not is_wildcard(group):
+            return target.adapter
+        model = upstream_model(deployment.model, group, requested)
+        if model == deployment.model:
+            return target.adapter
+        key = (target.route.name, model)
+        adapter = self._wildcard_adapters.get(key)
+        if adapter is None:
+            concrete = msgspec.structs.replace(deployment, model=model)
+            adapter = self._wildcard_adapters[key] = create_adapter(concrete, self.http)
+            if len(self._wildcard_adapters) > MAX_WILDCARD_ADAPTERS:
+                self._wildcard_adapters.popitem(last=False)
+        else:
+            self._wildcard_adapters.move_to_end(key)
+        return adapter
 
     def fallbacks(self, group: str, failure: SwitchboardError, scope: Scope) -> Iterator[str]:
         """The fallback groups to try, in order, after `group` failed: none once out of

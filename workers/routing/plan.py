@@ -27,6 +27,8 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     # USD per token (overrides, else the price table); None when unknown.
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None
+    # litellm_params.tags: which tagged requests it takes (router_settings.enable_tag_filtering).
+    tags: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -89,6 +91,7 @@ def route_for(deployment: Deployment, entry: ModelEntry | None, settings: Router
             max_parallel_requests=max_parallel or settings.default_max_parallel_requests,
         ),
         weight=params.weight if params else None,
+        tags=tuple(params.tags) if params else (),
         order=params.order if params else None,
         max_input_tokens=(info.max_input_tokens if info else None)
         or pricing.context_window(deployment.provider, price_model),

@@ -22,7 +22,13 @@ import orjson
 
 from workers import accounting, envelopes
 from workers.body_limits import check_json_bytes
-from workers.envelopes import INGRESS_CHAT, KIND_CHAT, Meta, Record
+from workers.envelopes import (
+    INGRESS_CHAT,
+    KIND_CHAT,
+    KIND_TEXT_COMPLETION,
+    Meta,
+    Record,
+)
 from workers.errors import (
     GatewayTimeout,
     InternalError,
@@ -35,6 +41,7 @@ from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.routing.attempts import Call, Outcome
 from workers.routing.engine import Batches, RoutingEngine
+from workers.routing.tags import request_tags
 from workers.runtime import continuation
 from workers.runtime.continuation import Delivered, Splice
 from workers.runtime.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
@@ -119,7 +126,7 @@ class Executor:
         # The front door checked these bytes; another producer may not have.
         check_json_bytes(envelope.body)
         try:
-            if envelope.kind == KIND_CHAT:
+            if envelope.kind in (KIND_CHAT, KIND_TEXT_COMPLETION):
                 call, formatter = await self._chat_call(job)
                 if job.resumes_stream and envelope.ingress != INGRESS_CHAT:
                     # Continuation reads the delivered chunks as chat chunks (issue #18).
@@ -147,8 +154,13 @@ class Executor:
         if job.envelope.ingress == INGRESS_CHAT:
             # The front door validated these bytes; another producer may not have.
             request = decode_request(decode_chat_request, job.envelope.body)
-            formatter = ChatFormatter(request.include_usage)
+            formatter = _chat_formatter(job, request.include_usage)
         else:
+            if "metadata" in options:
+                # On /v1/messages `metadata` is Anthropic's own (`user_id`), not LiteLLM's
+                # request metadata: a native pass-through sends it on. On /v1/responses it
+                # is the response's own, echoed and stored with it.
+                body = {**body, "metadata": options["metadata"]}
             body, formatter, native, affinity = await self.ingress.prepare(
                 job.envelope, body, drop_params=drop
             )
@@ -160,6 +172,8 @@ class Executor:
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
             media=MediaFetches(self.media_policy),
+            tags=request_tags(options.get("tags"), options.get("metadata")),
+            is_text_completion=job.envelope.kind == KIND_TEXT_COMPLETION,
             native=native,
             affinity=affinity,
         ), formatter
@@ -298,7 +312,7 @@ class Executor:
         log.info("continuing the stream of %s at %s", job.request_id, target.route.name)
         self.metrics.continuation(job.envelope.model_group, continuation.CONTINUED)
         lost = continuation.lost_usage(call.request, delivered)
-        formatter = ChatFormatter(call.request.include_usage)
+        formatter = _chat_formatter(job, call.request.include_usage)
         await self._relay(
             job, formatter, first, rest, outcome, Splice(delivered, continued.skip, lost)
         )
@@ -325,6 +339,7 @@ class Executor:
             request_id=job.request_id,
             timeout_s=job.remaining_s(),
             drop_params=bool(options.get("drop_params")),
+            tags=request_tags(options.get("tags"), options.get("metadata")),
         )
         response, outcome = await _routed(job, self.engine.embed, call)
         usage = Usage(
@@ -348,6 +363,10 @@ _REFUSALS = {
     continuation.TOOL_CALL: "it was calling a tool",
     continuation.REASONING: "it carries reasoning, which a continuation cannot",
 }
+
+
+def _chat_formatter(job: Job, include_usage: bool) -> ChatFormatter:
+    return ChatFormatter(include_usage, text_completion=job.envelope.kind == KIND_TEXT_COMPLETION)
 
 
 def _gateway_body(job: Job) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -17,8 +18,9 @@ from workers.batching import WriteBatcher
 from workers.envelopes import Envelope, Meta, Record
 from workers.errors import ServiceUnavailable, SwitchboardError
 from workers.http import DEFAULT_MAX_REPLY_BYTES, reply_too_large
-from workers.params import GATEWAY_FIELDS
+from workers.params import CONSUMED_FIELDS, GATEWAY_FIELDS
 from workers.redis_streams import Keys
+from workers.tenancy import settle
 
 # A response body above this is written as several records (see workers.envelopes): small
 # enough for Redis and its readers to pass without strain, large enough that a 64 MiB reply
@@ -107,7 +109,13 @@ class Job:
         """(the request JSON object without gateway fields, the gateway fields)."""
         body: dict[str, Any] = orjson.loads(self.envelope.body)
         options = {name: body.pop(name) for name in GATEWAY_FIELDS if name in body}
+        # Consumed fields stay readable (the request Struct, `metadata` for tags) but are
+        # never forwarded as they were sent.
+        options.update({name: body.pop(name) for name in CONSUMED_FIELDS if name in body})
         return body, options
+
+
+_DROPPED = SwitchboardError("ended without an answer from this worker")
 
 
 class ReplyTaken(Exception):
@@ -120,6 +128,11 @@ class ReplyRefused(Exception):
     """Redis refused to store a record: it reached its `maxmemory` (with `noeviction`, the
     policy a queue needs, writes fail rather than evict). The job tells its client with a
     503 instead (`ReplyWriter.refused`)."""
+
+
+# Told of every record once it is written: the request's envelope, when its job started
+# (unix ms), the record (a large response whole, not its PARTs). workers/hooks/service.py.
+RecordObserver = Callable[[Envelope, int, Record], None]
 
 
 class ReplyWriter:
@@ -135,8 +148,11 @@ class ReplyWriter:
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         part_bytes: int = PART_BYTES,
         consumer: str = "",
+        observer: RecordObserver | None = None,
     ) -> None:
         self.redis = redis
+        # The callbacks' view of finished requests (issue #19): after cost is settled.
+        self.observer = observer
         # The writing worker's consumer name in the group (its worker id).
         self.consumer = consumer
         self.keys = keys
@@ -149,9 +165,12 @@ class ReplyWriter:
 
     async def write(self, job: Job, record: Record) -> None:
         self._count_reply_bytes(job, record)
+        whole = record
         if record.end == envelopes.RESPONSE and len(record.body) > self.part_bytes:
             record = await self._write_parts(job, record)
         await self._append(job, record)
+        if self.observer is not None:
+            self.observer(job.envelope, job.started_ms, whole)
 
     async def _write_parts(self, job: Job, record: Record) -> Record:
         """Write all but the last piece of a large response body as PART records, one round
@@ -182,6 +201,9 @@ class ReplyWriter:
             )
             if final:
                 queued += redis_streams.ack(pipe, self.keys, job.lane, job.entry)
+                # The real cost replaces the reservation, in the same round trip (#17).
+                event = settle.worker_event(record, now_ms())
+                queued += settle.queue(pipe, self.keys, job.envelope, event)
             return queued
 
         job.is_writing = True
@@ -195,6 +217,8 @@ class ReplyWriter:
             raise ReplyTaken(job.request_id) from results[0]
         if redis_streams.is_out_of_memory(results[0]):
             raise ReplyRefused(job.request_id) from results[0]
+        if final and job.envelope.scopes is not None:
+            settle.report(job.request_id, results.pop())
         for result in results:
             if isinstance(result, Exception):
                 raise result
@@ -278,9 +302,17 @@ class ReplyWriter:
         return [envelopes.decode_record(raw) for _, raw in rows]
 
     async def ack_only(self, job: Job) -> None:
-        results = await self.batcher.write(
-            lambda pipe: redis_streams.ack(pipe, self.keys, job.lane, job.entry)
-        )
+        """Ack an entry whose reply ended elsewhere or never will (dropped unrun); a
+        reservation still open is released at no cost (a no-op once settled)."""
+        event = settle.worker_event(envelopes.error_record(job.seq, _DROPPED), now_ms())
+
+        def build(pipe: Pipeline) -> int:
+            queued = redis_streams.ack(pipe, self.keys, job.lane, job.entry)
+            return queued + settle.queue(pipe, self.keys, job.envelope, event)
+
+        results = await self.batcher.write(build)
+        if job.envelope.scopes is not None:
+            settle.report(job.request_id, results.pop())
         for result in results:
             if isinstance(result, Exception):
                 raise result

@@ -28,6 +28,11 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
     media_fetch: MediaFetch
     # switchboard_settings.responses_ttl_s: how long a stored /v1/responses response lives.
     responses_ttl_s: int = 30 * 24 * 3600
+    # The batch lane (issue #20), the last of `lanes`: read only with spare slots, and never
+    # for more than `batch_max_share` of them, so interactive requests always find one free.
+    batch_lane: str | None = None
+    batch_max_share: float = 1.0
+    batch_busy_loop_lag_ms: float = 0.0
     # Not a setting: how long an idle read of the lanes blocks in Redis before it is sent
     # again (a stopping worker notices within it).
     block_ms: int = 1000
@@ -40,7 +45,10 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
         --concurrency) overrides worker_concurrency."""
         return cls(
             namespace=settings.namespace,
-            lanes=tuple(settings.lanes),
+            lanes=(*settings.lanes, settings.batches.lane),
+            batch_lane=settings.batches.lane,
+            batch_max_share=settings.batches.max_share,
+            batch_busy_loop_lag_ms=settings.batches.busy_loop_lag_ms,
             concurrency=concurrency or settings.worker_concurrency,
             claim_idle_ms=settings.claim_idle_ms,
             renew_interval_ms=settings.renew_interval_ms,

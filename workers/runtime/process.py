@@ -11,9 +11,11 @@ from redis.asyncio import Redis
 
 from workers.batching import WriteBatcher
 from workers.connect import connect
+from workers.hooks.service import ServiceHooks
 from workers.http import HttpClient
 from workers.redis_streams import Keys
 from workers.routing.engine import RoutingEngine
+from workers.routing.observer import RoutingObserver
 from workers.routing.plan import RoutingPlan
 from workers.routing.redis_store import RedisFigures
 from workers.runtime.options import RuntimeOptions
@@ -33,6 +35,7 @@ def routed_worker(
     options: RuntimeOptions,
     worker_id: str | None = None,
     metrics: WorkerMetrics | None = None,
+    hooks: ServiceHooks | None = None,
 ) -> tuple[Worker, RedisFigures]:
     """A Worker whose routing reads and writes the cluster's live figures in Redis."""
     worker_id = worker_id or new_worker_id()
@@ -47,8 +50,12 @@ def routed_worker(
         stats_ttl_s=plan.settings.routing_strategy_args.ttl,
         batcher=batcher,
     )
-    engine = RoutingEngine(plan, http, figures, observer=metrics.routing)
-    return Worker(redis, engine, options, worker_id, metrics, batcher), figures
+    observer: RoutingObserver = metrics.routing
+    if hooks is not None and hooks.tracing is not None:
+        # Each provider attempt (retries, fallbacks) becomes a span of its own (issue #19).
+        observer = hooks.tracing.routing_observer(observer)
+    engine = RoutingEngine(plan, http, figures, observer=observer)
+    return Worker(redis, engine, options, worker_id, metrics, batcher, hooks), figures
 
 
 async def run_routed_worker(
@@ -77,8 +84,10 @@ async def serve_worker(
     worker_id: str | None = None,
     metrics_host: str = "127.0.0.1",
     metrics_port: int | None = None,
+    hooks: ServiceHooks | None = None,
 ) -> None:
-    """Serve until `stopping` is set; with `metrics_port`, also GET /metrics on that port."""
+    """Serve until `stopping` is set; with `metrics_port`, also GET /metrics on that port;
+    with `hooks`, the config's callbacks get every finished request."""
     http = HttpClient(max_reply_bytes=options.max_reply_bytes)
     redis = connect(redis_url, max_connections=REDIS_POOL_SIZE)
     metrics = WorkerMetrics()
@@ -89,7 +98,7 @@ async def serve_worker(
                     metrics_endpoint(metrics.registry, metrics_host, metrics_port)
                 )
                 log.info("worker metrics on http://%s:%d/metrics", metrics_host, port)
-            worker, figures = routed_worker(redis, http, plan, options, worker_id, metrics)
+            worker, figures = routed_worker(redis, http, plan, options, worker_id, metrics, hooks)
             await run_routed_worker(worker, figures, plan, stopping)
     finally:
         await http.close()

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -29,6 +30,10 @@ from workers import envelopes, memory, redis_streams
 from workers.batching import WriteBatcher
 from workers.envelopes import Meta, Record, decode_envelope, decode_record
 from workers.errors import ProviderError
+from workers.hooks import hook_metrics
+from workers.hooks.service import ServiceHooks
+from workers.log_format import REQUEST_ID
+from workers.loop_lag import LoopLag
 from workers.memory import MemoryReleaser
 from workers.providers.media import MediaPolicy
 from workers.redis_streams import Keys
@@ -52,6 +57,9 @@ ENDED_CHECK_AFTER_MS = 1_000
 # Cancellations of requests not (yet) read here: enough for a backlog's worth of clients.
 REMEMBERED_CANCELLATIONS = 10_000
 
+# Seconds an empty batch lane is not read on its own (issue #20); the idle wait covers it.
+BATCH_QUIET_S = 0.1
+
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -66,10 +74,14 @@ class Worker:
         worker_id: str | None = None,
         metrics: WorkerMetrics | None = None,
         batcher: WriteBatcher | None = None,
+        hooks: ServiceHooks | None = None,
     ) -> None:
         self.redis = redis
+        # The config's callbacks (issue #19), fed by the writer, delivered by a loop below.
+        self.hooks = hooks
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.metrics.concurrency.set(options.concurrency)
+        hook_metrics.register(self.metrics.registry, hooks.dispatcher if hooks else None)
         self.options = options
         self.keys = Keys(options.namespace)
         self.worker_id = worker_id or new_worker_id()
@@ -81,6 +93,7 @@ class Worker:
             batcher=batcher,
             max_reply_bytes=options.max_reply_bytes,
             consumer=self.worker_id,
+            observer=hooks.observe if hooks is not None else None,
         )
         self.executor = Executor(
             engine,
@@ -95,6 +108,9 @@ class Worker:
         self.jobs: dict[str, Job] = {}
         self._slot_free = asyncio.Event()
         self._slot_free.set()
+        self._batch_quiet_until = 0.0
+        # A worker short of CPU takes no batch line (workers/loop_lag.py).
+        self.loop_lag = LoopLag(options.batch_busy_loop_lag_ms)
         # Requests whose clients left before this worker read them (from the cancel channel).
         self._cancelled: OrderedDict[str, None] = OrderedDict()
         self.claims = Claims(self)
@@ -126,6 +142,13 @@ class Worker:
         await redis_streams.ensure_groups(self.redis, self.keys, self.options.lanes)
         # Beat before reading: a consumer holding entries without a heartbeat counts as dead.
         await self.heartbeats.beat()
+        # One line a person joining a worker to a running service can wait for (issue #16).
+        log.info(
+            "worker %s ready: lanes %s, concurrency %d",
+            self.worker_id,
+            ", ".join(self.options.lanes),
+            self.options.concurrency,
+        )
         background = self.background
         try:
             async with background:
@@ -134,8 +157,14 @@ class Worker:
                 background.start("takeovers", self.takeovers.run)
                 background.start("notices", self._notices)
                 background.start("memory", self.memory.run)
+                if self.options.batch_lane is not None and self.options.batch_busy_loop_lag_ms:
+                    background.start("loop lag", self.loop_lag.run)
                 for name, loop in (loops or {}).items():
                     background.start(name, loop)
+                if self.hooks is not None:
+                    # A delivery loop that dies (a bug) is started again: callbacks are
+                    # no reason to stop serving.
+                    background.start("callbacks", self.hooks.dispatcher.run, restart_after_s=1.0)
                 try:
                     await self._serve(stopping)
                 finally:
@@ -145,6 +174,8 @@ class Worker:
                     await background.stop("takeovers")
                     await self._drain()
                     await self.writer.aclose()  # batched writes already sent must land
+                    if self.hooks is not None:
+                        await self.hooks.dispatcher.aclose()  # deliver what is queued
         finally:
             # After the heartbeats stopped (closing the supervisor), so it stays forgotten.
             with contextlib.suppress(Exception):
@@ -226,9 +257,11 @@ class Worker:
                 self.start(lane, entry, envelope, is_reclaimed=False)
 
     async def _read(self, free: int) -> list[redis_streams.RequestEntry]:
-        lanes = self.options.lanes
+        batch = self.options.batch_lane
+        lanes = tuple(lane for lane in self.options.lanes if lane != batch)
         block = self.options.block_ms
-        if len(lanes) == 1:
+        room = self._batch_room(free)
+        if len(lanes) == 1 and not room:
             return await redis_streams.read_requests(
                 self.redis, self.keys, self.worker_id, lanes, free, block
             )
@@ -240,13 +273,40 @@ class Worker:
             found += await redis_streams.read_requests(
                 self.redis, self.keys, self.worker_id, (lane,), free - len(found), None
             )
+        # The batch lane last, with what the interactive lanes left and the share allows.
+        room = min(room, free - len(found))
+        now = time.monotonic()
+        if batch is not None and room > 0 and now >= self._batch_quiet_until:
+            lines = await redis_streams.read_requests(
+                self.redis, self.keys, self.worker_id, (batch,), room, None
+            )
+            # An empty batch lane is not asked again for a while (the idle wait below still
+            # watches it): no round trip per pass on a service that runs no batch.
+            self._batch_quiet_until = 0.0 if lines else now + BATCH_QUIET_S
+            found += lines
         if not found:
             # Idle: wait on every lane at once, one entry each, on no more lanes than free
             # slots (the most urgent first; the others are read on the next pass).
+            waited = (*lanes, batch) if batch is not None and room > 0 else lanes
             found = await redis_streams.read_requests(
-                self.redis, self.keys, self.worker_id, lanes[:free], 1, block
+                self.redis, self.keys, self.worker_id, waited[:free], 1, block
             )
         return found
+
+    def _batch_room(self, free: int) -> int:
+        """Batch lines this worker may start now: within its free slots, and within the
+        share of all its slots batch lines may hold (issue #20). While the worker is short
+        of CPU (its loop runs late) only one at a time: batches trickle on, never stall."""
+        batch = self.options.batch_lane
+        if batch is None:
+            return 0
+        share = max(1, int(self.options.concurrency * self.options.batch_max_share))
+        if share >= self.options.concurrency and self.options.concurrency > 1:
+            share = self.options.concurrency - 1  # one slot always left for interactive
+        if self.options.batch_busy_loop_lag_ms and self.loop_lag.is_busy:
+            share = 1
+        held = sum(1 for job in self.jobs.values() if job.lane == batch)
+        return max(0, min(free, share - held))
 
     def start(
         self,
@@ -284,6 +344,7 @@ class Worker:
         job.task = asyncio.create_task(self._run_job(job, is_reclaimed), name=job.request_id)
 
     async def _run_job(self, job: Job, is_reclaimed: bool) -> None:
+        REQUEST_ID.set(job.request_id)  # the job's log lines carry it (json logs)
         footprint = memory.track()
         try:
             if is_reclaimed and await self._settled_by_earlier_attempt(job):
@@ -292,6 +353,8 @@ class Worker:
                 return
             if not is_reclaimed and await self._ended_while_queued(job):
                 return
+            if self.hooks is not None:
+                self.hooks.job_started(job.envelope, job.started_ms)
             await self.executor.run(job)
         except asyncio.CancelledError:
             raise
@@ -300,6 +363,8 @@ class Worker:
             log.exception("could not finish request %s; leaving it pending", job.request_id)
         finally:
             self.jobs.pop(job.request_id, None)
+            if self.hooks is not None:
+                self.hooks.forget(job.request_id)
             self.metrics.in_flight.set(len(self.jobs))
             self._slot_free.set()
             self.memory.after_job(footprint)

@@ -25,6 +25,7 @@ from workers.deployment import Deployment
 from workers.http import shared_client
 from workers.providers import create_adapter, make_deployment
 from workers.retry import with_retries
+from workers.sdk import callbacks
 from workers.sdk.requests import (
     chat_call,
     check_options,
@@ -98,6 +99,48 @@ async def acompletion(
 ) -> ChatCompletion | ChatStream:
     """One chat completion; with `stream=True` an async iterator of chunks (ChatStream).
     `media_fetch` widens what image URLs may be fetched (see the module docstring)."""
+    record = callbacks.start("completion", model, _logged(messages, kwargs), stream)
+    try:
+        return await _acompletion(
+            model,
+            messages,
+            stream=stream,
+            timeout=timeout,
+            num_retries=num_retries,
+            drop_params=drop_params,
+            extra_body=extra_body,
+            environ=environ,
+            media_fetch=media_fetch,
+            record=record,
+            **kwargs,
+        )
+    except Exception as exc:
+        if record is not None:
+            record.failed(exc)
+        raise
+
+
+def _logged(messages: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """What callbacks see of a call's arguments: never a credential or a deployment knob."""
+    request = {k: v for k, v in kwargs.items() if k not in _DEPLOYMENT_ARGS}
+    request["messages"] = messages
+    return request
+
+
+async def _acompletion(
+    model: str,
+    messages: list[Any],
+    *,
+    stream: bool,
+    timeout: float | None,  # noqa: ASYNC109  # LiteLLM's signature: a per-call HTTP timeout
+    num_retries: int,
+    drop_params: bool,
+    extra_body: Mapping[str, Any] | None,
+    environ: Mapping[str, str] | None,
+    media_fetch: MediaFetch | Mapping[str, Any] | None,
+    record: callbacks.CallRecord | None,
+    **kwargs: Any,
+) -> ChatCompletion | ChatStream:
     check_options(timeout, num_retries)
     given, options, params = _split_kwargs(kwargs)
     deployment = _deployment(
@@ -111,10 +154,16 @@ async def acompletion(
     if stream:
         first, rest = await open_stream(adapter, call, num_retries)
         return ChatStream(
-            first, rest, include_usage=call.request.include_usage, deployment=deployment
+            first,
+            rest,
+            include_usage=call.request.include_usage,
+            deployment=deployment,
+            record=record,
         )
     response = await with_retries(lambda: adapter.chat(call), num_retries)
     accounting.attach(response, deployment)
+    if record is not None:
+        record.succeeded(response, response.hidden_params, response.usage)
     return response
 
 
@@ -137,6 +186,39 @@ async def aembedding(
     drop_params: bool = False,
     extra_body: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> EmbeddingResponse:
+    request = {k: v for k, v in kwargs.items() if k not in _DEPLOYMENT_ARGS}
+    record = callbacks.start("embedding", model, {**request, "input": input}, False)
+    try:
+        response = await _aembedding(
+            model,
+            input,
+            timeout=timeout,
+            num_retries=num_retries,
+            drop_params=drop_params,
+            extra_body=extra_body,
+            environ=environ,
+            **kwargs,
+        )
+    except Exception as exc:
+        if record is not None:
+            record.failed(exc)
+        raise
+    if record is not None:
+        record.succeeded(response, response.hidden_params, response.usage)
+    return response
+
+
+async def _aembedding(
+    model: str,
+    input: str | list[Any],
+    *,
+    timeout: float | None,  # noqa: ASYNC109  # LiteLLM's signature: a per-call HTTP timeout
+    num_retries: int,
+    drop_params: bool,
+    extra_body: Mapping[str, Any] | None,
+    environ: Mapping[str, str] | None,
     **kwargs: Any,
 ) -> EmbeddingResponse:
     check_options(timeout, num_retries)

@@ -11,7 +11,12 @@ import msgspec
 
 from workers.body_limits import MAX_DEPTH, check_json_object
 from workers.errors import InvalidRequest
-from workers.params import GATEWAY_FIELDS, GatewayOptions, validate_gateway_options
+from workers.params import (
+    CONSUMED_FIELDS,
+    GATEWAY_FIELDS,
+    GatewayOptions,
+    validate_gateway_options,
+)
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.settings.switchboard import MediaFetch
@@ -22,7 +27,7 @@ from workers.wire import chat_request_from_dict, embedding_request_from_dict
 def request_body(params: dict[str, Any], extra_body: Mapping[str, Any] | None) -> dict[str, Any]:
     """The JSON object a call's request parameters and `extra_body` make (None values
     left out), under the limits the front door puts on a body's bytes."""
-    refused = sorted(set(params) & GATEWAY_FIELDS)
+    refused = sorted(set(params) & (GATEWAY_FIELDS - CONSUMED_FIELDS))
     if refused:
         raise InvalidRequest(
             f"`{refused[0]}` is not supported by the in-process SDK call",
@@ -74,7 +79,7 @@ def chat_call(
     validate_chat_request(request)
     return ChatCall(
         request=request,
-        body=body,
+        body=_forwarded(body),
         drop_params=drop_params,
         timeout_s=timeout_s,
         media=MediaFetches(media),
@@ -87,7 +92,16 @@ def embedding_call(
     """The body as a validated embedding call (a 400 naming the parameter if it is not one)."""
     request = decode_request(embedding_request_from_dict, body)
     validate_embedding_request(request)
-    return EmbeddingCall(request=request, body=body, drop_params=drop_params, timeout_s=timeout_s)
+    return EmbeddingCall(
+        request=request, body=_forwarded(body), drop_params=drop_params, timeout_s=timeout_s
+    )
+
+
+def _forwarded(body: dict[str, Any]) -> dict[str, Any]:
+    """The body without the fields LiteLLM consumes (workers.params.CONSUMED_FIELDS)."""
+    if CONSUMED_FIELDS.isdisjoint(body):
+        return body
+    return {k: v for k, v in body.items() if k not in CONSUMED_FIELDS}
 
 
 def media_policy(media_fetch: MediaFetch | Mapping[str, Any] | None) -> MediaPolicy:

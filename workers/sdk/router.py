@@ -30,6 +30,7 @@ from workers.routing.attempts import Outcome
 from workers.routing.engine import RoutingEngine
 from workers.routing.memory_store import MemoryFigures
 from workers.routing.plan import RoutingPlan, build_plan
+from workers.sdk import callbacks
 from workers.sdk.requests import (
     chat_call,
     check_options,
@@ -167,6 +168,37 @@ class Router:
         **params: Any,
     ) -> ChatCompletion | ChatStream:
         """A chat completion routed within model group `model` (with retries and fallbacks)."""
+        record = callbacks.start("completion", model, {**params, "messages": messages}, stream)
+        try:
+            return await self._acompletion(
+                model,
+                messages,
+                stream=stream,
+                num_retries=num_retries,
+                timeout=timeout,
+                drop_params=drop_params,
+                extra_body=extra_body,
+                record=record,
+                **params,
+            )
+        except Exception as exc:
+            if record is not None:
+                record.failed(exc)
+            raise
+
+    async def _acompletion(
+        self,
+        model: str,
+        messages: list[Any],
+        *,
+        stream: bool,
+        num_retries: int | None,
+        timeout: float | None,  # noqa: ASYNC109  # LiteLLM's signature: seconds per request
+        drop_params: bool,
+        extra_body: Mapping[str, Any] | None,
+        record: callbacks.CallRecord | None,
+        **params: Any,
+    ) -> ChatCompletion | ChatStream:
         check_options(timeout, num_retries)
         body = request_body({"model": model, "messages": messages, **params}, extra_body)
         if stream:
@@ -176,10 +208,16 @@ class Router:
         if stream:
             first, rest, outcome = await engine.stream(model, call, num_retries)
             return ChatStream(
-                first, rest, include_usage=call.request.include_usage, deployment=outcome.deployment
+                first,
+                rest,
+                include_usage=call.request.include_usage,
+                deployment=outcome.deployment,
+                record=record,
             )
         response, outcome = await engine.chat(model, call, num_retries)
         accounting.attach(response, outcome.deployment, **_routing_params(outcome))
+        if record is not None:
+            record.succeeded(response, response.hidden_params, response.usage)
         return response
 
     def completion(
@@ -201,11 +239,19 @@ class Router:
         extra_body: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> EmbeddingResponse:
-        check_options(timeout, num_retries)
-        body = request_body({"model": model, "input": input, **params}, extra_body)
-        call = embedding_call(body, drop_params=drop_params, timeout_s=timeout)
-        response, outcome = await self._engine().embed(model, call, num_retries)
+        record = callbacks.start("embedding", model, {**params, "input": input}, False)
+        try:
+            check_options(timeout, num_retries)
+            body = request_body({"model": model, "input": input, **params}, extra_body)
+            call = embedding_call(body, drop_params=drop_params, timeout_s=timeout)
+            response, outcome = await self._engine().embed(model, call, num_retries)
+        except Exception as exc:
+            if record is not None:
+                record.failed(exc)
+            raise
         accounting.attach(response, outcome.deployment, **_routing_params(outcome))
+        if record is not None:
+            record.succeeded(response, response.hidden_params, response.usage)
         return response
 
     def embedding(self, model: str, input: str | list[Any], **kwargs: Any) -> EmbeddingResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workers import accounting
 from workers.deployment import Deployment
@@ -13,6 +13,9 @@ from workers.providers.base import Adapter, ChatCall
 from workers.retry import with_retries
 from workers.sdk.sync import iterate_sync
 from workers.wire import ChatCompletionChunk, Usage
+
+if TYPE_CHECKING:
+    from workers.sdk.callbacks import CallRecord
 
 Batches = AsyncIterator[list[ChatCompletionChunk]]
 
@@ -37,7 +40,10 @@ class ChatStream:
         *,
         include_usage: bool,
         deployment: Deployment,
+        record: CallRecord | None = None,
     ) -> None:
+        # The callbacks' record of this call (issue #19): it sees every chunk and the end.
+        self._record = record
         self._rest = rest
         self._include_usage = include_usage
         self._deployment = deployment
@@ -59,10 +65,16 @@ class ChatStream:
             except StopAsyncIteration:
                 self._finish()
                 raise
+            except Exception as exc:
+                if self._record is not None:
+                    self._record.failed(exc)
+                raise
             self._accept(batch)
         return self._pending.popleft()
 
     def _accept(self, batch: list[ChatCompletionChunk]) -> None:
+        if self._record is not None:
+            self._record.chunks.extend(batch)
         for chunk in batch:
             if chunk.usage is not None and not chunk.choices:
                 self.usage = chunk.usage
@@ -73,6 +85,8 @@ class ChatStream:
     def _finish(self) -> None:
         self._ended = True
         self.hidden_params = accounting.hidden_params(self._deployment, self.usage)
+        if self._record is not None:
+            self._record.stream_ended(self.hidden_params, self.usage)
 
     async def aclose(self) -> None:
         """Stop early: closes the upstream connection so the provider stops generating."""

@@ -109,7 +109,9 @@ class LiteLLMParams(Section, frozen=True):
     derived_fields: ClassVar[frozenset[str]] = frozenset({"default_params"})
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
-        itpm otpm num_retries cooldown_time metadata mock_response model_info
+        itpm otpm num_retries cooldown_time metadata mock_response mock_timeout mock_testing_*
+        model_info prompt_id cache_control_injection_points additional_drop_params
+        litellm_metadata guardrails fallbacks context_window_fallback_dict
         configurable_clientside_auth_params litellm_credential_name provider_affinity_header
         litellm_trace_id max_file_size_mb default_api_key_tpm_limit default_api_key_rpm_limit
         max_budget budget_duration keepalive_seconds allow_client_keepalive_override
@@ -165,7 +167,12 @@ class ModelInfo(Section, frozen=True):
     supports_web_search: bool | None = None
     supports_reasoning: bool | None = None
     supports_url_context: bool | None = None
+    # Every other key, kept as written: LiteLLM's model_info is free-form (`version`,
+    # `supported_endpoints`, a team's own labels), and /model/info shows it back.
+    extra: dict[str, Any] = {}
 
+    derived_fields: ClassVar[frozenset[str]] = frozenset({"extra"})
+    free_form_field: ClassVar[str] = "extra"
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
         db_model updated_at updated_by created_at created_by tier team_id

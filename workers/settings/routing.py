@@ -11,7 +11,9 @@ from typing import Annotated, ClassVar, Literal
 
 from msgspec import Meta
 
+from workers import durations
 from workers.deployment import Secret
+from workers.settings.hooks import CacheParams
 from workers.settings.section import Section, names
 
 RoutingStrategy = Literal[
@@ -29,6 +31,9 @@ RoutingStrategy = Literal[
 FallbackRules = list[dict[str, list[str]]]
 
 NonNegativeInt = Annotated[int, Meta(ge=0)]
+# LiteLLM's defaults; litellm_settings' values apply where router_settings keeps them.
+DEFAULT_ALLOWED_FAILS = 3
+DEFAULT_COOLDOWN_S = 5.0
 NonNegativeFloat = Annotated[float, Meta(ge=0)]
 
 
@@ -91,10 +96,10 @@ class RouterSettings(Section, frozen=True):
     # Minimum seconds before a retry, unless the provider's Retry-After says otherwise.
     retry_after: NonNegativeFloat = 0.0
     # Failures a deployment may have per minute before it cools down.
-    allowed_fails: NonNegativeInt = 3
+    allowed_fails: NonNegativeInt = DEFAULT_ALLOWED_FAILS
     allowed_fails_policy: AllowedFailsPolicy | None = None
     # Seconds a deployment stays out of rotation after exceeding allowed_fails.
-    cooldown_time: NonNegativeFloat = 5.0
+    cooldown_time: NonNegativeFloat = DEFAULT_COOLDOWN_S
     disable_cooldowns: bool = False
     retry_policy: RetryPolicy | None = None
     # Unset (None) inherits litellm_settings' value.
@@ -132,6 +137,7 @@ class RouterSettings(Section, frozen=True):
         deployment_affinity_ttl_seconds ignore_invalid_deployments search_tools
         guardrail_list routing_groups default_litellm_params debug_level set_verbose
         polling_interval default_priority weights tag_routing_prefix max_retries
+        redis_transaction_buffer* cache_* disable_* enable_* pre_call_checks
         """
     )
 
@@ -152,24 +158,50 @@ class LiteLLMSettings(Section, frozen=True):
     set_verbose: bool = False
     # Log lines as JSON objects.
     json_logs: bool = False
+    # As router_settings' keys of the same names, which win when set.
+    allowed_fails: NonNegativeInt | None = None
+    cooldown_time: NonNegativeFloat | None = None
+    model_group_alias: dict[str, str | ModelGroupAlias] = {}
+    # The whole proxy's budget (USD) and its period (issue #17); every request counts.
+    max_budget: NonNegativeFloat | None = None
+    budget_duration: str | None = None
+    # The budget of an end user (the request's `user`) that has none of its own.
+    max_end_user_budget: NonNegativeFloat | None = None
+
+    # Callbacks (issue #19, docs/hooks.md): built-in names (jsonl, webhook) or import paths
+    # to a function or a CustomLogger instance (custom_callbacks.proxy_handler_instance).
+    # `callbacks` takes CustomLoggers, called on success and failure alike.
+    success_callback: list[str] = []
+    failure_callback: list[str] = []
+    callbacks: list[str] = []
+    # Callbacks see no message, input or answer text (figures stay).
+    turn_off_message_logging: bool = False
+    # The response cache (issue #19, docs/hooks.md): identical requests answered from
+    # Redis by the front door, without a worker or an upstream call.
+    cache: bool = False
+    cache_params: CacheParams = CacheParams()
+
+    def __post_init__(self) -> None:
+        if self.budget_duration is not None:
+            durations.check(self.budget_duration)  # a ValueError names the field
 
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
-        callbacks success_callback failure_callback service_callbacks input_callback
-        callback_settings turn_off_message_logging redact_messages_in_exceptions
+        service_callbacks input_callback callback_settings redact_messages_in_exceptions
         redact_user_api_key_info langfuse_default_tags modify_params enable_preview_features
-        mcp_aliases force_ipv4 cache cache_params disable_end_user_cost_tracking
+        mcp_aliases force_ipv4 disable_end_user_cost_tracking
         disable_end_user_cost_tracking_prometheus_only key_generation_settings
         disable_add_transform_inline_image_block use_chat_completions_url_for_anthropic_messages
         disable_hf_tokenizer_download enable_json_schema_validation
         enable_key_alias_format_validation disable_copilot_system_to_assistant telemetry
-        max_budget budget_duration max_internal_user_budget internal_user_budget_duration
-        max_end_user_budget default_team_settings default_internal_user_params
+        max_internal_user_budget internal_user_budget_duration default_team_settings
+        default_internal_user_params
         default_key_generate_params upperbound_key_generate_params public_teams
         model_alias_map ssl_verify ssl_certificate return_response_headers
         disable_token_counter add_function_to_prompt guardrails
-        prometheus_initialize_budget_metrics max_parallel_requests allowed_fails
-        cooldown_time retry_policy enable_caching_on_provider_specific_optional_params
-        context_window_fallback_dict
+        prometheus_initialize_budget_metrics max_parallel_requests retry_policy
+        enable_caching_on_provider_specific_optional_params
+        context_window_fallback_dict *_callback *_callbacks *_callback_params redact_* langfuse_*
+        disable_* enable_* default_* max_* mcp_* ssl_* prometheus_* datadog_* s3_* gcs_*
         """
     )

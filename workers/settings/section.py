@@ -19,11 +19,14 @@ class Section(
     - `passthrough_keys`: keys with no field of their own that the loader gathers elsewhere
       (a deployment's default request parameters).
     - `derived_fields`: fields the loader fills; writing them in YAML is an error.
+    - `free_form_field`: where a free-form section (LiteLLM's `model_info`) keeps keys it has
+      no field for, instead of refusing them; "" for the usual strict section.
     """
 
     litellm_ignored: ClassVar[frozenset[str]] = frozenset()
     passthrough_keys: ClassVar[frozenset[str]] = frozenset()
     derived_fields: ClassVar[frozenset[str]] = frozenset()
+    free_form_field: ClassVar[str] = ""
 
 
 def names(text: str) -> frozenset[str]:

@@ -13,6 +13,7 @@ from msgspec import Meta
 
 from workers.deployment import Secret
 from workers.http import DEFAULT_MAX_REPLY_BYTES
+from workers.settings.batches import BatchSettings, FileSettings
 from workers.settings.section import Section
 from workers.validation import DEFAULT_LIMITS, RequestLimits
 
@@ -169,6 +170,9 @@ class SwitchboardSettings(Section, frozen=True):
     # URLs a client names that a worker fetches (image_url for Gemini and Bedrock): which
     # non-public hosts or networks may be fetched, and the size and time caps.
     media_fetch: MediaFetch = MediaFetch()
+    # Uploaded files (/v1/files) and batches (/v1/batches, issue #20).
+    files: FileSettings = FileSettings()
+    batches: BatchSettings = BatchSettings()
 
     @property
     def takeover_grace(self) -> float:
@@ -188,6 +192,8 @@ class SwitchboardSettings(Section, frozen=True):
         # Cross-field rules; msgspec reports a ValueError here at `switchboard_settings`.
         if len(set(self.lanes)) != len(self.lanes):
             raise ValueError("lanes must be distinct")
+        if self.batches.lane in self.lanes:
+            raise ValueError("batches.lane must not be one of lanes (it is read after them)")
         if self.renew_interval_ms >= self.claim_idle_ms:
             raise ValueError("renew_interval_ms must be less than claim_idle_ms")
         if self.heartbeat_interval_s >= self.worker_ttl_s:

@@ -1,4 +1,5 @@
-"""The OpenAI API as a fake: chat completions (plain and SSE), embeddings and the model list.
+"""The OpenAI API as a fake: chat completions (plain and SSE), embeddings, legacy completions
+(openai_completions.py) and the model list.
 
 `answer_chat` and `answer_embeddings` serve any OpenAI-format provider; a `Flavor` supplies
 what differs (error bodies, headers, the model name it reports, the chunk dressing), so
@@ -31,6 +32,7 @@ from workers.testing.embedding import (
     input_key,
 )
 from workers.testing.large import send_large_completion
+from workers.testing.openai_completions import answer_completion
 from workers.testing.openai_wire import (
     ChatRequest,
     ChatStyle,
@@ -109,6 +111,10 @@ def routes(state: FakeState) -> list[web.RouteDef]:
         body = await record_request(request, state)
         return _denied(request, state) or await answer_embeddings(request, state, OPENAI, body)
 
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await record_request(request, state)
+        return _denied(request, state) or await answer_completion(request, state, body)
+
     async def models(request: web.Request) -> web.StreamResponse:
         await record_request(request, state)
         return _denied(request, state) or json_response(models_body)
@@ -116,6 +122,7 @@ def routes(state: FakeState) -> list[web.RouteDef]:
     return [
         web.post("/v1/chat/completions", chat_completions),
         web.post("/v1/embeddings", embeddings),
+        web.post("/v1/completions", completions),
         web.get("/v1/models", models),
     ]
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from workers.testing import anthropic, azure, bedrock, gemini, media, openai
+from workers.testing import anthropic, azure, bedrock, gemini, media, ollama, openai
 from workers.testing.state import Disconnect, FakeState, RecordedRequest, Timing
 
 RouteFactory = Callable[[FakeState], list[web.RouteDef]]
@@ -27,6 +27,7 @@ PROVIDERS: dict[str, RouteFactory] = {
     "anthropic": anthropic.routes,
     "bedrock": bedrock.routes,
     "gemini": gemini.routes,
+    "ollama": ollama.routes,
     # Not a provider: images for the adapters that fetch an image_url themselves.
     "media": media.routes,
 }

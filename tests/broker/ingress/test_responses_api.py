@@ -102,8 +102,12 @@ async def test_codex_like_function_call_loop(fake, namespace, target: Target, st
 
 async def test_stored_responses_retrieve_list_and_delete(fake, namespace):
     async with client(fake, namespace) as sdk:
-        response = await sdk.responses.create(model="openai", input="Say hello")
+        response = await sdk.responses.create(
+            model="openai", input="Say hello", metadata={"ticket": "T-1"}
+        )
+        assert response.metadata == {"ticket": "T-1"}
         again = await sdk.responses.retrieve(response.id)
+        assert again.metadata == {"ticket": "T-1"}
         assert again.id == response.id and again.output_text == response.output_text
         items = await sdk.responses.input_items.list(response.id)
         assert [item.type for item in items.data] == ["message"]

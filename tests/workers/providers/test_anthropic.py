@@ -676,7 +676,6 @@ REFUSED: dict[str, dict[str, Any]] = {
     "prediction": {"prediction": {"type": "content", "content": "x"}},
     "functions": {"functions": [{"name": "f", "parameters": {"type": "object"}}]},
     "function_call": {"function_call": "auto"},
-    "metadata": {"metadata": {"tag": "x"}},
     "store": {"store": True},
     "service_tier": {"service_tier": "flex"},
     "prompt_cache_key": {"prompt_cache_key": "k"},

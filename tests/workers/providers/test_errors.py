@@ -19,7 +19,7 @@ HELLO = [{"role": "user", "content": "hello"}]
         (413, "Request Entity Too Large", None, errors.RequestTooLarge, 413),
         (402, "Payment Required: add credit", None, errors.QuotaExceeded, 429),
         (400, "bad value", "invalid_value", errors.InvalidRequest, 400),
-        (422, "unprocessable", None, errors.InvalidRequest, 400),
+        (422, "unprocessable", None, errors.UnprocessableEntity, 422),
         (400, "filtered", "content_filter", errors.ContentPolicyViolation, 400),
         (429, "slow down", None, errors.RateLimited, 429),
         (429, "You exceeded your quota", "insufficient_quota", errors.QuotaExceeded, 429),

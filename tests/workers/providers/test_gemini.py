@@ -759,7 +759,6 @@ TOP_LEVEL_REFUSALS = [
     ("user", {"user": "u-1"}),
     ("safety_identifier", {"safety_identifier": "u-1"}),
     ("logit_bias", {"logit_bias": {"50256": -100}}),
-    ("metadata", {"metadata": {"k": "v"}}),
     ("prediction", {"prediction": {"type": "content", "content": "x"}}),
     ("prompt_cache_key", {"prompt_cache_key": "k"}),
     ("verbosity", {"verbosity": "low"}),

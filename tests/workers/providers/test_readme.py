@@ -23,7 +23,7 @@ COLUMNS = [
     "Embeddings",
     "Refused parameters",
 ]
-NATIVE_DOCS = {"anthropic", "gemini", "bedrock"}
+NATIVE_DOCS = {"anthropic", "gemini", "bedrock", "ollama"}
 
 
 def table() -> dict[str, dict[str, str]]:

@@ -40,8 +40,6 @@ REFUSED_PARAMS: Mapping[str, str] = {
     "prediction": "Anthropic has no predicted outputs",
     "functions": "legacy functions are not translated; use tools",
     "function_call": "legacy function_call is not translated; use tool_choice",
-    "metadata": "OpenAI's metadata tags stored completions; Anthropic's metadata takes only "
-    "user_id, which `user` sets",
     "store": "Anthropic does not store completions (store: true)",
     "service_tier": "Anthropic's service_tier values (auto, standard_only) are not OpenAI's",
     "prompt_cache_key": "Anthropic caches by explicit cache_control breakpoints",
@@ -156,7 +154,11 @@ def _add_sampling(out: dict[str, Any], request: ChatCompletionRequest) -> None:
     if stop:
         out["stop_sequences"] = stop
     # safety_identifier is OpenAI's newer name for the end-user id `user` carried.
+    # LiteLLM's request metadata may name the user too (`metadata.user_id`): the same
+    # thing as Anthropic's metadata.user_id; its other keys are the gateway's (issue #16).
+    metadata_user = (request.metadata or {}).get("user_id")
     user_id = request.safety_identifier or request.user
+    user_id = user_id or (metadata_user if isinstance(metadata_user, str) else None)
     if user_id:
         out["metadata"] = {"user_id": user_id}
 

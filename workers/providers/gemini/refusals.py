@@ -25,7 +25,6 @@ REFUSED: dict[str, str] = {
     "function_call": "legacy; send `tool_choice`",
     "functions": "legacy; send `tools`",
     "logit_bias": "Gemini has no token biasing",
-    "metadata": "the Gemini API stores no completions to tag",
     "prediction": "Gemini has no predicted outputs",
     "prompt_cache_key": _IMPLICIT_CACHE,
     "safety_identifier": "the Gemini API has no end-user field",

@@ -1,0 +1,244 @@
+"""The batch lane's benchmark (issue #20): how fast a batch drains, and what it costs the
+interactive traffic running beside it.
+
+    python -m benchmarks.batches [--lines 20000] [--upstream-latency 0.02] [--out DIR]
+
+Starts the fake upstream and `switchboard up` (1 front door, 1 worker, embedded Redis),
+then measures, in order:
+1. interactive alone: c=8 closed-loop chat requests for `--interactive-s` seconds (p50/p99);
+2. the same `--lines` requests sent directly, `--direct-concurrency` at a time (drain rate);
+3. the same lines as one batch (upload, create, poll to the end) while the c=8 interactive
+   load runs again (the batch's drain rate, interactive p50/p99 during it).
+
+The issue's bar: the batch adds at most 20% to interactive p99 (on the 2-core machine).
+Results go to `<out>/batches.json` and are printed as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from benchmarks.procs import Service, wait_http_ready
+from benchmarks.run import upstream
+from tests.broker.processes import free_port
+
+KEY = "sk-bench-batches-0123456789"
+HELLO = [{"role": "user", "content": "hi"}]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.batches", description=__doc__)
+    parser.add_argument("--lines", type=int, default=20_000)
+    parser.add_argument("--upstream-latency", type=float, default=0.02, help="seconds")
+    parser.add_argument("--interactive-concurrency", type=int, default=8)
+    parser.add_argument("--interactive-s", type=float, default=10.0)
+    parser.add_argument("--direct-concurrency", type=int, default=64)
+    parser.add_argument("--worker-concurrency", type=int, default=256)
+    parser.add_argument("--max-share", type=float, default=None, help="batches.max_share")
+    parser.add_argument("--window", type=int, default=None, help="batches.window")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    return parser.parse_args(argv)
+
+
+def write_config(directory: Path, upstream_port: int, args: argparse.Namespace) -> Path:
+    model = f"openai/gpt-4o-mini~latency={args.upstream_latency}"
+    config = {
+        "model_list": [
+            {
+                "model_name": "bench",
+                "litellm_params": {
+                    "model": model,
+                    "api_base": f"http://127.0.0.1:{upstream_port}/v1",
+                    "api_key": "sk-bench",
+                },
+            }
+        ],
+        "general_settings": {"master_key": KEY},
+        "switchboard_settings": {
+            "worker_concurrency": args.worker_concurrency,
+            "max_queue_depth": 100_000,
+            "files": {"storage_dir": str(directory / "files")},
+        },
+    }
+    batches = {"max_share": args.max_share, "window": args.window}
+    if any(value is not None for value in batches.values()):
+        config["switchboard_settings"]["batches"] = {  # type: ignore[index]
+            key: value for key, value in batches.items() if value is not None
+        }
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    if not ordered:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "count": 0}
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return {
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": p99 * 1000,
+        "count": len(ordered),
+    }
+
+
+async def chat(http: aiohttp.ClientSession, url: str) -> float:
+    started = time.perf_counter()
+    body = {"model": "bench", "messages": HELLO}
+    async with http.post(url + "/v1/chat/completions", json=body) as response:
+        await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"interactive request failed: {response.status}")
+    return time.perf_counter() - started
+
+
+async def interactive(
+    http: aiohttp.ClientSession, url: str, concurrency: int, until: asyncio.Event
+) -> list[float]:
+    """Closed-loop requests, `concurrency` at a time, until `until` is set."""
+    latencies: list[float] = []
+
+    async def loop() -> None:
+        while not until.is_set():
+            latencies.append(await chat(http, url))
+
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    return latencies
+
+
+async def timed_interactive(http: aiohttp.ClientSession, url: str, args: Any) -> list[float]:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(args.interactive_s, stop.set)
+    return await interactive(http, url, args.interactive_concurrency, stop)
+
+
+async def direct(http: aiohttp.ClientSession, url: str, args: Any) -> float:
+    """Seconds to send `--lines` requests, `--direct-concurrency` at a time."""
+    gate = asyncio.Semaphore(args.direct_concurrency)
+
+    async def one() -> None:
+        async with gate:
+            await chat(http, url)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(args.lines)))
+    return time.perf_counter() - started
+
+
+def batch_input(lines: int) -> bytes:
+    return b"".join(
+        json.dumps(
+            {
+                "custom_id": f"line-{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"model": "bench", "messages": HELLO},
+            }
+        ).encode()
+        + b"\n"
+        for i in range(lines)
+    )
+
+
+async def batch(http: aiohttp.ClientSession, url: str, args: Any) -> tuple[float, list[float]]:
+    """Seconds from create to completed, and the interactive latencies meanwhile."""
+    form = aiohttp.FormData()
+    form.add_field("purpose", "batch")
+    form.add_field("file", batch_input(args.lines), filename="bench.jsonl")
+    async with http.post(url + "/v1/files", data=form) as response:
+        file_id = (await response.json())["id"]
+    stop = asyncio.Event()
+    load = asyncio.create_task(interactive(http, url, args.interactive_concurrency, stop))
+    started = time.perf_counter()
+    body = {"input_file_id": file_id, "endpoint": "/v1/chat/completions"}
+    async with http.post(url + "/v1/batches", json=body) as response:
+        batch_id = (await response.json())["id"]
+    while True:
+        await asyncio.sleep(0.5)
+        async with http.get(f"{url}/v1/batches/{batch_id}") as response:
+            state = await response.json()
+        if state["status"] in ("completed", "failed", "expired", "cancelled"):
+            break
+    elapsed = time.perf_counter() - started
+    stop.set()
+    latencies = await load
+    counts = state["request_counts"]
+    if state["status"] != "completed" or counts["completed"] != args.lines:
+        raise RuntimeError(f"the batch ended {state['status']} with {counts}")
+    return elapsed, latencies
+
+
+async def measure(url: str, args: Any) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    connector = aiohttp.TCPConnector(limit=args.direct_concurrency + 16)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
+        await timed_interactive(http, url, argparse.Namespace(**{**vars(args), "interactive_s": 2}))
+        alone = percentiles(await timed_interactive(http, url, args))
+        direct_s = await direct(http, url, args)
+        batch_s, during = await batch(http, url, args)
+    beside = percentiles(during)
+    return {
+        "lines": args.lines,
+        "upstream_latency_s": args.upstream_latency,
+        "interactive_alone": alone,
+        "interactive_during_batch": beside,
+        "p99_added_pct": (beside["p99_ms"] / alone["p99_ms"] - 1) * 100,
+        "direct": {"seconds": direct_s, "lines_per_s": args.lines / direct_s},
+        "batch": {"seconds": batch_s, "lines_per_s": args.lines / batch_s},
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    alone, during = result["interactive_alone"], result["interactive_during_batch"]
+    return "\n".join(
+        [
+            f"| {result['lines']} lines, upstream {result['upstream_latency_s'] * 1000:.0f} ms "
+            "| lines/s | interactive p50 (ms) | interactive p99 (ms) |",
+            "|---|---|---|---|",
+            f"| interactive alone (c=8) | | {alone['p50_ms']:.1f} | {alone['p99_ms']:.1f} |",
+            f"| sent directly | {result['direct']['lines_per_s']:.0f} | | |",
+            f"| as a batch, c=8 interactive beside it | {result['batch']['lines_per_s']:.0f} "
+            f"| {during['p50_ms']:.1f} | {during['p99_ms']:.1f} "
+            f"({result['p99_added_pct']:+.0f}%) |",
+        ]
+    )
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch, upstream(args.out, None) as upstream_port:
+        directory = Path(scratch)
+        config = write_config(directory, upstream_port, args)
+        port = free_port()
+        argv = [sys.executable, "-m", "broker.cli", "--log-level", "WARNING", "up"]
+        argv += ["--config", str(config), "--port", str(port), "--data-dir", str(directory)]
+        service = Service("switchboard-batches", argv, log_path=args.out / "batches-up.log")
+        service.start()
+        try:
+            await wait_http_ready(port, "/health/readiness", 60, service)
+            return await measure(f"http://127.0.0.1:{port}", args)
+        finally:
+            service.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = asyncio.run(run(args))
+    (args.out / "batches.json").write_text(json.dumps(result, indent=2))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

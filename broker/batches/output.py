@@ -1,0 +1,98 @@
+"""A batch's output and error files: OpenAI's line format, and what a runner that starts
+again learns from them (which lines are done, so that none is written twice).
+
+Each finished line is one JSON line: `{"id", "custom_id", "response": {"status_code",
+"request_id", "body"}, "error"}`; a 200 goes to the output file, anything else to the error
+file, and a line that never ran (the window passed) has `response: null` and an `error`.
+The files are appended to and synced before a line counts as done, so they are the truth:
+after a crash a line is done exactly when its custom_id is in one of them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+from broker.batches.lines import split_lines
+from broker.files.storage import BlobStore
+from workers.envelopes import ERROR, RESPONSE, Record
+
+BATCH_REQUEST_PREFIX = "batch_req_"
+# An output line holds one response (the reply cap) plus its wrapping.
+MAX_OUTPUT_LINE_BYTES = 1 << 30
+
+
+class LineResponse(msgspec.Struct):
+    status_code: int
+    request_id: str
+    body: msgspec.Raw
+
+
+class LineError(msgspec.Struct):
+    code: str
+    message: str
+
+
+class OutputLine(msgspec.Struct):
+    id: str
+    custom_id: str
+    response: LineResponse | None
+    error: LineError | None
+
+
+class DoneLine(msgspec.Struct):
+    custom_id: str
+
+
+encode = msgspec.json.Encoder().encode
+decode_done = msgspec.json.Decoder(DoneLine).decode
+
+
+def _compact(body: bytes) -> msgspec.Raw:
+    """A reply body on one line (an upstream may pretty-print), as JSON in any case."""
+    try:
+        return msgspec.Raw(msgspec.json.format(body, indent=-1))
+    except msgspec.DecodeError:
+        return msgspec.Raw(encode(body.decode(errors="replace")))
+
+
+def result_line(custom_id: str, request_id: str, record: Record) -> tuple[bool, bytes]:
+    """(is_success, the output line) for a finished RESPONSE or ERROR record."""
+    status = 200 if record.end == RESPONSE else record.status
+    response = LineResponse(status, request_id, _compact(record.body))
+    line = OutputLine(_line_id(), custom_id, response, None)
+    return record.end == RESPONSE and status == 200, encode(line) + b"\n"
+
+
+def error_line(custom_id: str, code: str, message: str) -> bytes:
+    """A line that never got a response (the batch's window passed)."""
+    return encode(OutputLine(_line_id(), custom_id, None, LineError(code, message))) + b"\n"
+
+
+def failed_line(custom_id: str, request_id: str, status: int, body: bytes) -> bytes:
+    """A line refused before it was queued (its model no longer reachable by the key)."""
+    record = Record(seq=1, end=ERROR, body=body, status=status)
+    return result_line(custom_id, request_id, record)[1]
+
+
+def _line_id() -> str:
+    return BATCH_REQUEST_PREFIX + os.urandom(12).hex()
+
+
+async def done_lines(store: BlobStore, key: str) -> set[str]:
+    """The custom_ids a file holds; a torn last line (a crash mid-append) is cut off first."""
+    size = await store.size(key)
+    if not size:
+        return set()
+    done: set[str] = set()
+    kept = 0
+    async for line in split_lines(store.read_stream(key), MAX_OUTPUT_LINE_BYTES):
+        if kept + len(line) + 1 > size:
+            break  # the last line has no newline: torn
+        kept += len(line) + 1
+        if line:
+            done.add(decode_done(line).custom_id)
+    if kept < size:
+        await store.truncate(key, kept)
+    return done

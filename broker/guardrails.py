@@ -1,0 +1,188 @@
+"""The front door's guardrails (issue #19; the rules are workers/hooks/guardrails.py):
+`pre_call` before anything is queued, `during_call` beside the worker's provider call
+(a block cancels it), `post_call` on a whole answer before the client gets it.
+
+Per-guardrail metrics: checks by result (passed, masked, blocked) and their latency.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from broker.auth import Caller
+from broker.config.errors import ConfigError
+from broker.config.loader import Config
+from broker.frontdoor import FrontDoor
+from broker.hooks import FRONT_HOOKS
+from broker.relay import Relay
+from workers import envelopes
+from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, Record
+from workers.hooks.guardrails import GuardrailBlocked, Guardrails, caller_view
+from workers.hooks.service import FrontDoorAnswer, ServiceHooks
+from workers.settings.hooks import Guardrail
+
+# A check takes from microseconds (a regex) to seconds (a model as judge).
+DURATION_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0)
+_CALL_TYPES = {"chat": "completion", "embedding": "embeddings"}
+
+
+class GuardrailMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.checks = Counter(
+            "switchboard_guardrail_checks_total",
+            "Guardrail checks, by guardrail and result: passed, masked (the text was "
+            "rewritten) or blocked (the request or its answer was refused).",
+            ["guardrail", "result"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "switchboard_guardrail_duration_seconds",
+            "Time one guardrail check took.",
+            ["guardrail"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+
+    def observe(self, name: str, result: str, seconds: float) -> None:
+        self.checks.labels(name, result).inc()
+        self.duration.labels(name).observe(seconds)
+
+
+class FrontDoorGuardrails:
+    def __init__(
+        self, entries: list[Guardrail], metrics: GuardrailMetrics, hooks: ServiceHooks | None
+    ) -> None:
+        self.rules = Guardrails(entries, observer=metrics.observe)
+        # The front door's callbacks: a request blocked before queueing no worker sees.
+        self.hooks = hooks
+
+    async def before(self, body: bytes, caller: Caller, kind: str) -> tuple[bytes, dict[str, Any]]:
+        """pre_call: the body to queue (rewritten if a guardrail masked it) and its object.
+        A block raises GuardrailBlocked (a 400); nothing has been queued."""
+        data: dict[str, Any] = orjson.loads(body)
+        self.rules.check_names(data)
+        started_s = time.time()
+        try:
+            if await self.rules.pre_call(data, caller_view(caller.alias), _CALL_TYPES[kind]):
+                body = orjson.dumps(data)
+        except GuardrailBlocked as exc:
+            if self.hooks is not None:
+                self.hooks.dispatcher.offer(
+                    FrontDoorAnswer(
+                        request_id=caller.new_request_id(),
+                        kind=KIND_CHAT if kind == "chat" else KIND_EMBEDDING,
+                        model_group=str(data.get("model", "")),
+                        body=body,
+                        started_s=started_s,
+                        stream=bool(data.get("stream")),
+                        api_key_alias=caller.alias,
+                        error=exc,
+                    )
+                )
+            raise
+        return body, data
+
+    def attach(self, relay: Relay, data: dict[str, Any], caller: Caller, kind: str) -> None:
+        """during_call beside the provider call; post_call on a whole (non-stream) answer."""
+        who = caller_view(caller.alias)
+        if self.rules.selected(data, "during_call"):
+            relay.gate = self.rules.during_call(data, who, _CALL_TYPES[kind])
+        if not relay.stream and self.rules.selected(data, "post_call"):
+
+            async def check(body: bytes) -> bytes:
+                response = orjson.loads(body)
+                if await self.rules.post_call(data, who, response):
+                    return orjson.dumps(response)
+                return body
+
+            relay.check_answer = check
+        elif relay.stream and self.rules.selected(data, "post_call"):
+            relay.check_record = StreamCheck(self.rules, data, who)
+
+
+class StreamCheck:
+    """post_call on a stream: masking built-ins rewrite each chunk's text as it passes (a
+    match split across two chunks slips through); at the end every post_call guardrail
+    checks the assembled text, and a block ends the stream with its error event instead
+    of `[DONE]` (the text already sent stays sent)."""
+
+    def __init__(self, rules: Guardrails, data: dict[str, Any], who: Any) -> None:
+        self.rules = rules
+        self.data = data
+        self.who = who
+        self.masks = rules.masks_answers(data)
+        self.texts: dict[int, list[str]] = {}
+
+    async def __call__(self, record: Record) -> Record:
+        if record.chunks:
+            record = msgspec.structs.replace(
+                record, chunks=[await self._chunk(raw) for raw in record.chunks]
+            )
+        if record.end != envelopes.DONE:
+            return record
+        answer = {
+            "choices": [
+                {"index": i, "message": {"role": "assistant", "content": "".join(parts)}}
+                for i, parts in sorted(self.texts.items())
+            ]
+        }
+        try:
+            await self.rules.post_call(self.data, self.who, answer)
+        except GuardrailBlocked as exc:
+            return Record(
+                seq=record.seq,
+                chunks=record.chunks,
+                end=envelopes.ERROR,
+                body=exc.to_json(),
+                status=exc.http_status,
+                meta=record.meta,
+            )
+        return record
+
+    async def _chunk(self, raw: bytes) -> bytes:
+        chunk = orjson.loads(raw)
+        changed = False
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if not isinstance(text, str) or not text:
+                continue
+            if self.masks:
+                message: dict[str, Any] = {"content": text}
+                piece: dict[str, Any] = {"choices": [{"index": 0, "message": message}]}
+                if await self.rules.post_call(self.data, self.who, piece, masking_only=True):
+                    text = str(message["content"])
+                    delta["content"] = text
+                    changed = True
+            self.texts.setdefault(int(choice.get("index") or 0), []).append(text)
+        return orjson.dumps(chunk) if changed else raw
+
+
+GUARDRAILS = web.AppKey("guardrails", FrontDoorGuardrails)
+
+
+def guardrails_ctx(
+    config: Config, front_door: web.AppKey[FrontDoor]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Its metrics always (the catalog lists them); the guardrails when the config has any.
+    A custom guardrail that cannot be imported stops the start."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        metrics = GuardrailMetrics(app[front_door].metrics.registry)
+        if config.guardrails:
+            try:
+                app[GUARDRAILS] = FrontDoorGuardrails(
+                    list(config.guardrails), metrics, app.get(FRONT_HOOKS)
+                )
+            except ValueError as exc:  # a custom guardrail that cannot be imported
+                raise ConfigError("guardrails", str(exc)) from exc
+        yield
+
+    return ctx

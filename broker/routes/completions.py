@@ -1,0 +1,55 @@
+"""POST /v1/completions: a legacy text completion, served as the chat request it becomes
+(workers/text_completions.py) by any provider; stream and non-stream."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from broker.body import decode, gateway_options, max_num_retries, read_json_body
+from broker.relay import Relay
+from broker.routes.keys import FRONT_DOOR
+from workers.envelopes import KIND_TEXT_COMPLETION
+from workers.text_completions import chat_body, decode_completion_request
+from workers.validation import validate_chat_request
+from workers.wire import decode_chat_request
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    front = request.app[FRONT_DOOR]
+    caller = await front.tenancy.authenticate(request)
+    raw = await read_json_body(request, front.settings.max_body_bytes)
+    completion = decode(decode_completion_request, raw)
+    # decode() proved it a JSON object of this shape; the chat body keeps every other field.
+    body = orjson.dumps(chat_body(orjson.loads(raw), completion))
+    chat = decode(decode_chat_request, body)
+    validate_chat_request(chat, front.limits)
+    options = gateway_options(
+        body,
+        max_timeout_s=front.settings.request_timeout_s,
+        max_num_retries=max_num_retries(front.config),
+    )
+    group = front.resolve_group(chat.model, caller)
+    lane = front.lane_for(request, options)
+    front.admit(lane)
+    ticket = await front.tenancy.ticket(
+        caller,
+        call_type="text_completion",
+        model=chat.model,
+        group=group,
+        body_bytes=len(body),
+        max_tokens=chat.max_completion_tokens or chat.max_tokens,
+        end_user=chat.user,
+    )
+    relay = Relay(
+        front,
+        kind=KIND_TEXT_COMPLETION,
+        group=group,
+        lane=lane,
+        body=body,
+        stream=chat.is_stream,
+        options=options,
+        caller=caller,
+        ticket=ticket,
+    )
+    return await relay.run(request)

@@ -1,0 +1,48 @@
+"""Callbacks and guardrails a test config names by import path, as LiteLLM's proxy config names
+`custom_callbacks.proxy_handler_instance`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from workers.hooks.custom_logger import CustomLogger
+from workers.hooks.guardrails import CustomGuardrail
+
+
+class Recorder(CustomLogger):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any], Any]] = []
+
+    async def async_log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self.events.append(("success", kwargs, response_obj))
+
+    def log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self.events.append(("failure", kwargs, response_obj))
+
+
+proxy_handler_instance = Recorder()
+seen_by_function: list[dict[str, Any]] = []
+
+
+def log_success(kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+    seen_by_function.append(kwargs)
+
+
+class Judge(CustomGuardrail):
+    """A during_call guardrail that takes a moment, like a model as judge would."""
+
+    def __init__(self, *, delay_s: float = 0.05, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.delay_s = delay_s
+
+    async def async_moderation_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, call_type: str
+    ) -> None:
+        await asyncio.sleep(self.delay_s)
+        if "forbidden" in str(data.get("messages")):
+            raise ValueError("the judge said no")

@@ -1,0 +1,182 @@
+"""The service's callbacks (litellm_settings.success_callback / failure_callback /
+callbacks, callback_settings) through a real front door, Redis and worker, against the
+fake upstream: every finished request reaches them once, off the request path."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from broker.config import ConfigError
+from broker.hooks import FRONT_HOOKS, service_hooks
+from tests.broker import callback_targets
+from tests.broker.harness import make_config, post, read_sse, service
+from workers.testing.server import FakeUpstream
+
+HELLO = [{"role": "user", "content": "hello gateway"}]
+FAILING = """\
+- model_name: failing
+  litellm_params:
+    model: openai/gpt-4o-mini~status=429
+    api_base: {base}
+    api_key: sk-fake
+"""
+
+
+@pytest.fixture(autouse=True)
+def clean_targets() -> Iterator[None]:
+    callback_targets.proxy_handler_instance.events.clear()
+    callback_targets.seen_by_function.clear()
+    yield
+
+
+def _config(fake: FakeUpstream, namespace: str, jsonl: Path, *, redact: bool = False) -> Any:
+    base = fake.base_url + "/v1"
+    general = textwrap.dedent(
+        f"""\
+        litellm_settings:
+          success_callback: ["jsonl", "tests.broker.callback_targets.log_success"]
+          failure_callback: ["jsonl"]
+          callbacks: ["tests.broker.callback_targets.proxy_handler_instance"]
+          turn_off_message_logging: {"true" if redact else "false"}
+        callback_settings:
+          jsonl:
+            path: {jsonl}
+        """
+    )
+    return make_config(base, namespace, general=general, extra_models=FAILING.format(base=base))
+
+
+async def _flush(workers: list[Any]) -> None:
+    for running in workers:
+        await running.worker.hooks.dispatcher.flush()
+
+
+async def test_every_finished_request_reaches_the_callbacks_once(
+    fake: FakeUpstream, namespace: str, tmp_path: Path
+) -> None:
+    jsonl = tmp_path / "calls.jsonl"
+    config = _config(fake, namespace, jsonl)
+    async with service(config) as ([door], workers), aiohttp.ClientSession() as http:
+        status, body, response = await post(
+            http, door.url, {"model": "gpt-test", "messages": HELLO, "metadata": {"app": "x"}}
+        )
+        assert status == 200
+        request_id = response.headers["x-request-id"]
+        stream_body = {"model": "gpt-test", "messages": HELLO, "stream": True}
+        async with http.post(door.url + "/v1/chat/completions", json=stream_body) as streamed:
+            events = await read_sse(streamed)
+            stream_id = streamed.headers["x-request-id"]
+        async with http.post(
+            door.url + "/v1/embeddings", json={"model": "embed-test", "input": "hi"}
+        ) as embedded:
+            assert embedded.status == 200
+        status, _, _ = await post(http, door.url, {"model": "failing", "messages": HELLO})
+        assert status == 429
+        await _flush(workers)
+    lines = [orjson.loads(line) for line in jsonl.read_bytes().splitlines()]
+    by_id = {line["id"]: line for line in lines}
+    assert len(lines) == 4 == len(by_id)
+    first = by_id[request_id]
+    assert first["status"] == "success" and first["model_group"] == "gpt-test"
+    assert first["model_id"] == "gpt-test[0]" and first["custom_llm_provider"] == "openai"
+    assert first["response_cost"] > 0 and first["prompt_tokens"] > 0
+    assert first["queue_time_ms"] >= 0 and first["metadata"]["app"] == "x"
+    assert (
+        first["response"]["choices"][0]["message"]["content"]
+        == body["choices"][0]["message"]["content"]
+    )
+    # A stream is logged assembled, with the text the client read.
+    text = "".join(
+        orjson.loads(data)["choices"][0]["delta"].get("content") or ""
+        for _, data in events
+        if data != "[DONE]" and orjson.loads(data)["choices"]
+    )
+    assert by_id[stream_id]["stream"] is True
+    assert by_id[stream_id]["response"]["choices"][0]["message"]["content"] == text
+    assert [x["call_type"] for x in lines].count("embedding") == 1
+    [failed] = [x for x in lines if x["status"] == "failure"]
+    assert failed["status_code"] == 429 and failed["model_group"] == "failing"
+    # The import-path callbacks: a function in success_callback, a CustomLogger instance.
+    assert len(callback_targets.seen_by_function) == 3
+    kinds = sorted(kind for kind, *_ in callback_targets.proxy_handler_instance.events)
+    assert kinds == ["failure", "success", "success", "success"]
+    [(_, kwargs, _)] = [
+        e for e in callback_targets.proxy_handler_instance.events if e[0] == "failure"
+    ]
+    assert kwargs["exception"].http_status == 429
+
+
+async def test_message_logging_off_keeps_text_out_of_every_callback(
+    fake: FakeUpstream, namespace: str, tmp_path: Path
+) -> None:
+    jsonl = tmp_path / "calls.jsonl"
+    config = _config(fake, namespace, jsonl, redact=True)
+    async with service(config) as ([door], workers), aiohttp.ClientSession() as http:
+        status, body, _ = await post(http, door.url, {"model": "gpt-test", "messages": HELLO})
+        assert status == 200
+        await _flush(workers)
+    written = jsonl.read_text()
+    assert "hello gateway" not in written
+    assert body["choices"][0]["message"]["content"] not in written
+    assert orjson.loads(written)["prompt_tokens"] > 0
+
+
+def test_a_callback_that_cannot_be_imported_fails_the_start(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    general = "litellm_settings:\n  callbacks: [no_such_module.handler]\n"
+    config = make_config(fake.base_url + "/v1", namespace, general=general)
+    with pytest.raises(ConfigError, match="no_such_module"):
+        service_hooks(config)
+    general = "litellm_settings:\n  success_callback: [jsonl]\n"
+    config = make_config(fake.base_url + "/v1", namespace, general=general)
+    with pytest.raises(ConfigError, match="callback_settings.jsonl"):
+        service_hooks(config)
+
+
+async def test_answers_the_front_door_gives_itself_reach_the_callbacks(
+    fake: FakeUpstream, namespace: str, tmp_path: Path
+) -> None:
+    jsonl = tmp_path / "calls.jsonl"
+    general = textwrap.dedent(
+        f"""\
+        litellm_settings:
+          success_callback: ["jsonl"]
+          failure_callback: ["jsonl"]
+          cache: true
+        callback_settings:
+          jsonl: {{path: {jsonl}}}
+        guardrails:
+          - guardrail_name: no-codes
+            litellm_params: {{guardrail: keywords, default_on: true, keywords: [codes]}}
+        """
+    )
+    config = make_config(fake.base_url + "/v1", namespace, general=general)
+    async with service(config) as ([door], workers), aiohttp.ClientSession() as http:
+        for _ in range(50):
+            _, _, response = await post(http, door.url, {"model": "gpt-test", "messages": HELLO})
+            if response.headers["x-switchboard-cache"] == "hit":
+                break
+        hit_id = response.headers["x-request-id"]
+        blocked = {"model": "gpt-test", "messages": [{"role": "user", "content": "the codes"}]}
+        status, _, _ = await post(http, door.url, blocked)
+        assert status == 400
+        await _flush(workers)
+        await door.app[FRONT_HOOKS].dispatcher.flush()
+    lines = [orjson.loads(line) for line in jsonl.read_bytes().splitlines()]
+    by_id = {line["id"]: line for line in lines}
+    hit = by_id[hit_id]
+    assert hit["cache_hit"] is True and hit["response_cost"] == 0.0
+    assert hit["status"] == "success" and hit["response"]["choices"]
+    [refused] = [line for line in lines if line["status"] == "failure"]
+    assert refused["error_code"] == "guardrail_blocked" and refused["status_code"] == 400
+    # Every worker-served request logged once, not cached: cost counted there.
+    served = [line for line in lines if line["status"] == "success" and not line["cache_hit"]]
+    assert served and all(line["response_cost"] > 0 for line in served)

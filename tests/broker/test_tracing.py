@@ -1,0 +1,141 @@
+"""One trace per request across front door, queue, worker and provider, exported by the
+OpenTelemetry SDK over OTLP/HTTP to a receiver that decodes it with opentelemetry-proto."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+import aiohttp
+
+from tests.broker.harness import make_config, post, service
+from tests.broker.otlp_receiver import OtlpReceiver
+from workers.testing.server import FakeUpstream
+
+HELLO = [{"role": "user", "content": "trace me"}]
+CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
+CLIENT_PARENT = "b7ad6b7169203331"
+
+
+FAILING = """\
+- model_name: failing
+  litellm_params:
+    model: openai/gpt-4o-mini~status=500
+    api_base: {base}
+    api_key: sk-fake
+"""
+
+
+def _config(fake: FakeUpstream, namespace: str, receiver: OtlpReceiver) -> Any:
+    general = textwrap.dedent(
+        f"""\
+        litellm_settings:
+          callbacks: ["otel"]
+          fallbacks: [{{failing: [gpt-test]}}]
+        callback_settings:
+          otel:
+            endpoint: {receiver.url}
+            headers: {{x-collector-token: sekrit}}
+            service_name: sb-test
+        """
+    )
+    base = fake.base_url + "/v1"
+    return make_config(base, namespace, general=general, extra_models=FAILING.format(base=base))
+
+
+async def test_one_trace_runs_from_the_client_through_the_queue_to_the_upstream(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    async with OtlpReceiver() as receiver:
+        config = _config(fake, namespace, receiver)
+        async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+            status, _, response = await post(
+                http,
+                door.url,
+                {"model": "gpt-test", "messages": HELLO},
+                headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_PARENT}-01"},
+            )
+            assert status == 200
+            request_id = response.headers["x-request-id"]
+        # Leaving the service flushed both processes' batches.
+        spans = {span.name: span for span in receiver.spans}
+    assert set(spans) >= {
+        "POST /v1/chat/completions",
+        "switchboard.queue",
+        "switchboard.job",
+        "chat gpt-test",
+    }
+    front = spans["POST /v1/chat/completions"]
+    queue, job, call = spans["switchboard.queue"], spans["switchboard.job"], spans["chat gpt-test"]
+    # One trace, the client's, and each span under the right parent.
+    assert {s.trace_id for s in spans.values()} == {CLIENT_TRACE}
+    assert front.parent_id == CLIENT_PARENT
+    assert queue.parent_id == front.span_id and job.parent_id == front.span_id
+    assert call.parent_id == job.span_id
+    # Queue wait ends where the job starts.
+    assert queue.end_ns <= job.start_ns + 1_000_000
+    # GenAI semantic conventions on the provider call.
+    assert call.attributes["gen_ai.operation.name"] == "chat"
+    assert call.attributes["gen_ai.request.model"] == "gpt-test"
+    assert call.attributes["gen_ai.usage.input_tokens"] > 0
+    assert call.attributes["gen_ai.usage.output_tokens"] > 0
+    assert call.attributes["gen_ai.provider.name"] == "openai"
+    assert job.attributes["switchboard.request_id"] == request_id
+    assert front.service == "sb-test"
+    assert front.attributes["http.response.status_code"] == 200
+    # The provider attempt is a child of the call, and the upstream got its context.
+    attempt = spans["attempt gpt-test[0]"]
+    assert attempt.parent_id == call.span_id
+    upstream = fake.requests[-1].headers["traceparent"]
+    assert upstream == f"00-{CLIENT_TRACE}-{attempt.span_id}-01"
+    assert all(h.get("x-collector-token") == "sekrit" for h in receiver.headers)
+
+
+async def test_a_request_without_traceparent_starts_a_trace_and_a_bad_one_is_ignored(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    async with OtlpReceiver() as receiver:
+        config = _config(fake, namespace, receiver)
+        async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+            for headers in ({}, {"traceparent": "00-" + "0" * 32 + "-" + "1" * 16 + "-01"}):
+                status, _, _ = await post(
+                    http, door.url, {"model": "gpt-test", "messages": HELLO}, headers=headers
+                )
+                assert status == 200
+    fronts = [s for s in receiver.spans if s.name == "POST /v1/chat/completions"]
+    assert len(fronts) == 2 and all(s.parent_id == "" for s in fronts)
+    upstream = [r.headers["traceparent"] for r in fake.requests]
+    assert [t.split("-")[1] for t in upstream] == [s.trace_id for s in fronts]
+
+
+async def test_without_tracing_nothing_is_sent_upstream(fake: FakeUpstream, namespace: str) -> None:
+    config = make_config(fake.base_url + "/v1", namespace)
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        status, _, _ = await post(
+            http,
+            door.url,
+            {"model": "gpt-test", "messages": HELLO},
+            headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_PARENT}-01"},
+        )
+    assert status == 200
+    assert "traceparent" not in fake.requests[-1].headers
+
+
+async def test_a_fallback_shows_each_attempt_under_the_provider_call(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    async with OtlpReceiver() as receiver:
+        config = _config(fake, namespace, receiver)
+        async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+            status, _, _ = await post(http, door.url, {"model": "failing", "messages": HELLO})
+            assert status == 200
+    spans = {span.name: span for span in receiver.spans}
+    call = spans["chat failing"]
+    failed, served = spans["attempt failing[0]"], spans["attempt gpt-test[0]"]
+    assert failed.parent_id == call.span_id and served.parent_id == call.span_id
+    assert failed.attributes["error.type"] and "error.type" not in served.attributes
+    assert failed.end_ns <= served.start_ns
+    assert call.attributes["switchboard.fallbacks"] == 1
+    # Each upstream request carried its own attempt's context.
+    sent = [r.headers["traceparent"].split("-")[2] for r in fake.requests]
+    assert sent == [failed.span_id, served.span_id]

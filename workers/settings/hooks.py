@@ -1,0 +1,186 @@
+"""`callback_settings` (LiteLLM's top-level section): where the built-in callbacks deliver,
+and how the delivery queue is bounded (issue #19).
+
+The callbacks themselves are named in `litellm_settings` (`success_callback`,
+`failure_callback`, `callbacks`), as LiteLLM spells them; this section configures the
+built-ins those lists may name, and `switchboard check` accounts for every key here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+import msgspec
+from msgspec import Meta
+
+from workers.deployment import Secret
+from workers.settings.section import Section, names
+
+Positive = Meta(gt=0)
+NonNegativeInt = Annotated[int, Meta(ge=0)]
+
+# The callback names built in (the rest of a list is import paths).
+BUILTIN_CALLBACKS = frozenset({"jsonl", "webhook", "otel", "langfuse"})
+
+
+class JsonlCallback(Section, frozen=True):
+    """`jsonl`: one JSON line per finished call, appended to a file."""
+
+    path: str
+
+
+class WebhookCallback(Section, frozen=True):
+    """`webhook`: each finished call POSTed as JSON (LiteLLM's generic API logger)."""
+
+    url: Secret  # may carry a token in its query
+    headers: dict[str, Secret] = {}
+    # Attempts after the first when the endpoint fails or answers 5xx/429, with backoff.
+    max_retries: NonNegativeInt = 3
+    timeout_s: Annotated[float, Positive] = 10.0
+
+
+class OtelCallback(Section, frozen=True):
+    """`otel`: spans over OTLP/HTTP (needs the `otel` extra)."""
+
+    # The collector's traces URL, e.g. http://collector:4318/v1/traces.
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    headers: dict[str, Secret] = {}
+    service_name: str = "switchboard"
+    # The share of traces kept (a client's sampled flag decides for its own traces).
+    # Tracing every request costs CPU per request: see benchmarks/HOOKS.md.
+    sample_rate: Annotated[float, Meta(ge=0, le=1)] = 1.0
+
+
+class LangfuseCallback(Section, frozen=True):
+    """`langfuse`: Langfuse's OTLP endpoint with its basic auth (needs the `otel` extra)."""
+
+    public_key: Secret
+    secret_key: Secret
+    host: str = "https://cloud.langfuse.com"
+
+
+class CallbackSettings(Section, frozen=True):
+    jsonl: JsonlCallback | None = None
+    webhook: WebhookCallback | None = None
+    otel: OtelCallback | None = None
+    langfuse: LangfuseCallback | None = None
+    # Events waiting for delivery per process; past it the oldest are dropped and counted
+    # (switchboard_callback_events_dropped_total).
+    max_queue: Annotated[int, Positive] = 10_000
+    # Seconds one callback may take for one event before it is abandoned (and counted).
+    callback_timeout_s: Annotated[float, Positive] = 30.0
+
+    # LiteLLM's per-integration switches for integrations Switchboard does not ship.
+    litellm_ignored: ClassVar[frozenset[str]] = names(
+        "datadog langsmith lunary helicone s3 gcs_bucket arize braintrust"
+    )
+
+
+# The call types a cache may answer (LiteLLM's names; the `a` forms are the same calls).
+CACHEABLE_CALL_TYPES = frozenset({"completion", "acompletion", "embedding", "aembedding"})
+
+
+class CacheParams(Section, frozen=True):
+    """`litellm_settings.cache_params`: the response cache (with `cache: true`)."""
+
+    # Only Redis: the broker's own (no host or url given), or another one.
+    type: Literal["redis"] = "redis"
+    host: str | None = None
+    port: int | str | None = None
+    password: Secret | None = None
+    # Switchboard's spelling of another Redis (`redis://`, `rediss://`, `redis+cluster://`).
+    url: Secret | None = None
+    # Prefix of the cache's keys, under the service's namespace; a request may name its own.
+    namespace: str = "cache"
+    # Seconds an answer stays cached; a request's `cache.ttl` may choose another.
+    ttl: Annotated[float, Positive] = 3600.0
+    supported_call_types: list[str] = msgspec.field(
+        default_factory=lambda: ["completion", "acompletion", "embedding", "aembedding"]
+    )
+    # default_off: only requests that ask (`cache: {"use-cache": true}`) read or write it.
+    mode: Literal["default_on", "default_off"] = "default_on"
+    # Switchboard's: whose requests share answers. `key`: one API key never reads another's.
+    scope: Literal["global", "key"] = "global"
+    # Larger answers are not stored (bytes of the response JSON).
+    max_entry_bytes: Annotated[int, Positive] = 1024 * 1024
+
+    litellm_ignored: ClassVar[frozenset[str]] = names(
+        """
+        redis_startup_nodes service_name sentinel_nodes ssl ssl_cert_reqs s3_bucket_name
+        s3_region_name s3_api_key s3_endpoint_url qdrant_semantic_cache_embedding_model
+        similarity_threshold qdrant_collection_name qdrant_api_base qdrant_api_key
+        redis_semantic_cache_embedding_model redis_semantic_cache_index_name
+        disk_cache_dir gcs_bucket_name gcs_path_service_account azure_account_url
+        azure_blob_container coalesce default_in_memory_ttl default_in_redis_ttl
+        """
+    )
+
+    def __post_init__(self) -> None:
+        unknown = set(self.supported_call_types) - CACHEABLE_CALL_TYPES
+        if unknown:
+            raise ValueError(
+                f"supported_call_types: {sorted(unknown)} cannot be cached here "
+                f"(choose from {sorted(CACHEABLE_CALL_TYPES)})"
+            )
+
+
+GuardrailMode = Literal["pre_call", "during_call", "post_call"]
+# The guardrails built in (the rest are import paths to a CustomGuardrail class).
+# `presidio` is LiteLLM's name for PII masking: the built-in PII finder, masking.
+BUILTIN_GUARDRAILS = frozenset({"keywords", "regex", "pii", "max_input_tokens", "presidio"})
+PII_ENTITIES = frozenset({"email", "phone", "credit_card", "iban", "secret"})
+
+
+class GuardrailParams(Section, frozen=True):
+    """A guardrail's `litellm_params`, as LiteLLM's `guardrails:` section spells them."""
+
+    # A built-in (keywords, regex, pii, presidio, max_input_tokens) or `module.Class`, a
+    # CustomGuardrail.
+    guardrail: str
+    mode: GuardrailMode | list[GuardrailMode] = "pre_call"
+    # Runs on every request; otherwise only on requests that name it (`guardrails: [...]`).
+    default_on: bool = False
+    # keywords: refused words or phrases (case-insensitive, whole words).
+    keywords: list[str] = []
+    # regex: refused patterns (Python syntax).
+    patterns: list[str] = []
+    # pii: which kinds to find (empty: all of email, phone, credit_card, iban, secret).
+    entities: list[str] = []
+    # What a match does: refuse the request (400), or mask it and go on (pii, regex).
+    action: Literal["block", "mask"] = "block"
+    # max_input_tokens: the most a request's input may estimate at.
+    max_input_tokens: Annotated[int, Positive] | None = None
+    # A custom guardrail's own keyword arguments.
+    params: dict[str, Any] = {}
+
+    litellm_ignored: ClassVar[frozenset[str]] = names(
+        """
+        api_key api_base guard_name guardrailIdentifier guardrailVersion
+        presidio_analyzer_api_base presidio_anonymizer_api_base output_parse_pii
+        presidio_ad_hoc_recognizers pii_entities_config mask_request_content
+        mask_response_content category_thresholds guardrail_info
+        """
+    )
+
+    @property
+    def modes(self) -> list[GuardrailMode]:
+        return [self.mode] if isinstance(self.mode, str) else list(self.mode)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.entities) - PII_ENTITIES
+        if unknown:
+            raise ValueError(f"entities: unknown {sorted(unknown)}; known: {sorted(PII_ENTITIES)}")
+        if self.guardrail not in BUILTIN_GUARDRAILS and "." not in self.guardrail:
+            raise ValueError(
+                f"guardrail {self.guardrail!r} is not built in (built in: "
+                f"{', '.join(sorted(BUILTIN_GUARDRAILS))}) nor an import path (`module.Class`)"
+            )
+
+
+class Guardrail(Section, frozen=True):
+    """One entry of the top-level `guardrails:` list."""
+
+    guardrail_name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    litellm_params: GuardrailParams
+
+    litellm_ignored: ClassVar[frozenset[str]] = names("guardrail_info guardrail_id")

@@ -1,0 +1,316 @@
+"""Admission in one script (issue #17): every limit of every scope a request falls under
+(key, team, user, team member, organization, customer, per-model, proxy-wide) is checked,
+counted and, only if all pass, the request is XADDed to its lane, in one EVALSHA. So limits
+hold exactly across any number of front doors (LiteLLM #40291, #18518: tpm kept in each
+process's memory), and admission costs no round trip of its own: it replaces the XADD.
+
+- rpm and tpm are sliding 60 s windows of one-second buckets (`r<s>`, `t<s>` in a hash).
+  tpm counts the request's estimate at admission; the worker's settlement corrects its
+  bucket to the real tokens.
+- `max_parallel_requests` is a lease per request (a sorted set scored by expiry), taken
+  here and released when the request settles; one that is never settled (no worker ever
+  finished it) expires at the request's deadline.
+- a budget is a hash of spent `s`, reserved `r` and the period's end `e`. A request is
+  admitted while spent + reserved is under the budget, and reserves its estimate; the
+  settlement replaces the reservation with the real cost. So concurrent requests overspend
+  by at most what is in flight. A period that ended resets `s` at the next admission (the
+  check, not a timer, decides, so a budget resets also when no request came in between).
+- the reservation (`res:<rid>`) keeps what the settlement needs: the reserved cost and
+  tokens, the window second, each scope's flags and soft budget, and the front door's half
+  of the spend event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+from redis.asyncio.client import Pipeline
+
+from workers import durations
+from workers.errors import BudgetExceeded, RateLimited
+from workers.redis_streams import ENVELOPE_FIELD, Keys
+from workers.tenancy.records import Limits
+
+# KEYS[1] lane, KEYS[2] reservation, KEYS[3] in-flight set, KEYS[4..] per scope: window,
+# lease, spend. ARGV[1] envelope, [2] request id, [3] tokens, [4] cost, [5] lease ms,
+# [6] event, [7] envelope field, [8] the scope names (msgpack, for the sweeper), then per
+# scope (7 each): rpm, tpm, parallel, budget,
+# seed spend, period end (ms), next period end (ms), then soft budgets (one per scope).
+# -1 means "no limit". Floats go back as strings: Lua numbers become integers in a reply.
+ADMIT: Final = """
+local t = redis.call('TIME')
+local sec = tonumber(t[1])
+local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tokens, cost, lease_ms = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local n = (#KEYS - 3) / 3
+local rem_r, rem_t, lim_r, lim_t = -1, -1, -1, -1
+local flags = {}
+local first_spend = '0'
+for i = 0, n - 1 do
+  local win, lease, spend = KEYS[4 + 3 * i], KEYS[5 + 3 * i], KEYS[6 + 3 * i]
+  local a = 9 + 7 * i
+  local rpm, tpm = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local par, maxb = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local f = ''
+  if rpm >= 0 or tpm >= 0 then
+    local raw = redis.call('HGETALL', win)
+    local reqs, toks, oldest = 0, 0, sec
+    local stale = {}
+    for j = 1, #raw, 2 do
+      local s = tonumber(string.sub(raw[j], 2))
+      if s <= sec - 60 then
+        stale[#stale + 1] = raw[j]
+      else
+        if string.sub(raw[j], 1, 1) == 'r' then reqs = reqs + tonumber(raw[j + 1])
+        else toks = toks + tonumber(raw[j + 1]) end
+        if s < oldest then oldest = s end
+      end
+    end
+    if #stale > 0 then redis.call('HDEL', win, unpack(stale)) end
+    local retry = oldest + 60 - sec
+    if rpm >= 0 and reqs >= rpm then return {'rpm', i, retry, rpm, tpm} end
+    if tpm >= 0 and toks > 0 and toks + tokens > tpm then return {'tpm', i, retry, rpm, tpm} end
+    if rpm >= 0 and (rem_r < 0 or rpm - reqs - 1 < rem_r) then
+      rem_r = rpm - reqs - 1; lim_r = rpm
+    end
+    if tpm >= 0 and (rem_t < 0 or tpm - toks - tokens < rem_t) then
+      rem_t = math.max(0, tpm - toks - tokens); lim_t = tpm
+    end
+    f = f .. 'w'
+  end
+  if par >= 0 then
+    redis.call('ZREMRANGEBYSCORE', lease, '-inf', now)
+    if redis.call('ZCARD', lease) >= par then return {'parallel', i, 1, par, -1} end
+    f = f .. 'l'
+  end
+  local h = redis.call('HMGET', spend, 's', 'r', 'e')
+  local s, r, e = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or -1
+  if s == nil then
+    s, e = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+    redis.call('HSET', spend, 's', ARGV[a + 4], 'r', 0, 'e', ARGV[a + 5])
+  end
+  if e >= 0 and now >= e then
+    s, e = 0, tonumber(ARGV[a + 6])
+    redis.call('HSET', spend, 's', 0, 'e', ARGV[a + 6])
+  end
+  if maxb >= 0 and s + r >= maxb then
+    return {'budget', i, tostring(e), tostring(s), tostring(maxb)}
+  end
+  if i == 0 then first_spend = tostring(s) end
+  flags[i + 1] = f
+end
+for i = 0, n - 1 do
+  local win, lease, spend = KEYS[4 + 3 * i], KEYS[5 + 3 * i], KEYS[6 + 3 * i]
+  local f = flags[i + 1]
+  if string.find(f, 'w', 1, true) then
+    redis.call('HINCRBY', win, 'r' .. sec, 1)
+    redis.call('HINCRBY', win, 't' .. sec, tokens)
+    redis.call('EXPIRE', win, 61)
+  end
+  if string.find(f, 'l', 1, true) then
+    redis.call('ZADD', lease, now + lease_ms, ARGV[2])
+    redis.call('PEXPIRE', lease, lease_ms + 1000)
+  end
+  if cost > 0 then redis.call('HINCRBYFLOAT', spend, 'r', ARGV[4]) end
+  flags[i + 1] = (f == '' and '-' or f)
+end
+local soft = {}
+for i = 0, n - 1 do soft[i + 1] = ARGV[9 + 7 * n + i] end
+redis.call('HSET', KEYS[2], 'c', ARGV[4], 'k', tokens, 's', sec, 'e', ARGV[6],
+  'f', table.concat(flags, ' '), 'b', table.concat(soft, ' '), 'n', ARGV[8])
+redis.call('PEXPIRE', KEYS[2], lease_ms + 86400000)
+redis.call('ZADD', KEYS[3], now + lease_ms, ARGV[2])
+local id = redis.call('XADD', KEYS[1], '*', ARGV[7], ARGV[1])
+return {'ok', id, rem_r, rem_t, lim_r, lim_t, first_spend}
+"""
+
+NONE: Final = -1
+# A lease and a reservation outlive the request's deadline by this much before they expire.
+LEASE_SLACK_MS: Final = 30_000
+
+
+class Scope(msgspec.Struct, frozen=True):
+    """One thing a request counts against: its name (workers.redis_streams.TenancyKeys),
+    what it may spend, and the spend the database holds (the seed of a lost counter)."""
+
+    name: str
+    limits: Limits
+    seed_spend: float = 0.0
+
+
+class Ticket(msgspec.Struct, frozen=True, kw_only=True):
+    """What admission reserves for one request."""
+
+    scopes: tuple[Scope, ...]
+    tokens: int
+    cost_usd: float
+    # The front door's half of the spend event (workers.tenancy.events.FrontEvent).
+    event: bytes
+
+    @property
+    def scope_names(self) -> tuple[str, ...]:
+        return tuple(scope.name for scope in self.scopes)
+
+
+encode_names = msgspec.msgpack.Encoder().encode
+decode_names = msgspec.msgpack.Decoder(tuple[str, ...]).decode
+
+
+class Admitted(msgspec.Struct, frozen=True):
+    entry: bytes
+    headers: dict[str, str]
+
+
+def _num(value: float | int | None) -> str:
+    return str(NONE) if value is None else repr(value)
+
+
+def _period(limits: Limits, now_s: float) -> tuple[int, int]:
+    """(the end of the current budget period, the end of a period starting now), unix ms."""
+    if not limits.budget_duration:
+        return NONE, NONE
+    start = datetime.fromtimestamp(now_s, UTC)
+    following = int(durations.after(start, limits.budget_duration).timestamp() * 1000)
+    current = limits.reset_at_ms if limits.reset_at_ms is not None else following
+    return current, following
+
+
+def script_call(
+    keys: Keys, lane: str, envelope: bytes, request_id: str, ticket: Ticket, deadline_ms: int
+) -> tuple[list[str], list[Any]]:
+    """The ADMIT script's keys and arguments."""
+    tenancy = keys.tenancy
+    script_keys = [keys.lane(lane), tenancy.reservation(request_id), tenancy.inflight]
+    now_s = time.time()
+    lease_ms = max(1000, deadline_ms - int(now_s * 1000)) + LEASE_SLACK_MS
+    args: list[Any] = [
+        envelope,
+        request_id,
+        ticket.tokens,
+        repr(ticket.cost_usd),
+        lease_ms,
+        ticket.event,
+        ENVELOPE_FIELD,
+        encode_names(ticket.scope_names),
+    ]
+    for scope in ticket.scopes:
+        script_keys.extend(tenancy.scope_keys(scope.name))
+        limits = scope.limits
+        current, following = _period(limits, now_s)
+        args += [
+            _num(limits.rpm),
+            _num(limits.tpm),
+            _num(limits.parallel),
+            _num(limits.max_budget),
+            repr(scope.seed_spend),
+            current,
+            following,
+        ]
+    args += [_num(scope.limits.soft_budget) for scope in ticket.scopes]
+    return script_keys, args
+
+
+def queue(pipe: Pipeline, sha: str, call: tuple[list[str], list[Any]]) -> int:
+    """The admission on a pipeline (for workers.batching); its reply goes to `outcome`."""
+    script_keys, args = call
+    pipe.evalsha(sha, len(script_keys), *script_keys, *args)
+    return 1
+
+
+def queue_text(pipe: Pipeline, call: tuple[list[str], list[Any]]) -> int:
+    """As `queue`, sending the script itself: after a Redis restart forgot it (NOSCRIPT)."""
+    script_keys, args = call
+    pipe.eval(ADMIT, len(script_keys), *script_keys, *args)
+    return 1
+
+
+def outcome(reply: Sequence[Any], ticket: Ticket) -> Admitted:
+    """The entry id and the headers of an admitted request; raises what refused it."""
+    verdict = _text(reply[0])
+    if verdict == "ok":
+        headers = _headers(reply)
+        if not ticket.scopes or not ticket.scopes[0].name.startswith("key:"):
+            del headers["x-litellm-key-spend"]  # a database key's own spend, or none
+        return Admitted(bytes(reply[1]), headers)
+    scope = ticket.scopes[int(reply[1])]
+    if verdict == "budget":
+        raise _over_budget(scope, float(reply[3]), float(reply[4]), float(reply[2]))
+    retry_s = max(1, int(reply[2]))
+    what = {"rpm": "requests per minute", "tpm": "tokens per minute"}.get(verdict)
+    if what is None:
+        message = f"max_parallel_requests of {_describe(scope.name)} reached ({reply[3]})"
+    else:
+        limit = reply[3] if verdict == "rpm" else reply[4]
+        message = f"{what} limit of {_describe(scope.name)} reached ({limit})"
+    error = RateLimited(
+        f"Rate limit exceeded: {message}; retry after {retry_s}s",
+        code="rate_limit_exceeded",
+        retry_after_s=float(retry_s),
+    )
+    error.headers = _limit_headers(scope.limits, verdict)
+    raise error
+
+
+def _headers(reply: Sequence[Any]) -> dict[str, str]:
+    rem_r, rem_t, lim_r, lim_t = (int(value) for value in reply[2:6])
+    headers = {"x-litellm-key-spend": _text(reply[6])}
+    if lim_r >= 0:
+        headers["x-ratelimit-limit-requests"] = str(lim_r)
+        headers["x-ratelimit-remaining-requests"] = str(max(0, rem_r))
+    if lim_t >= 0:
+        headers["x-ratelimit-limit-tokens"] = str(lim_t)
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, rem_t))
+    return headers
+
+
+def _limit_headers(limits: Limits, verdict: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if limits.rpm is not None:
+        headers["x-ratelimit-limit-requests"] = str(limits.rpm)
+        headers["x-ratelimit-remaining-requests"] = "0" if verdict == "rpm" else ""
+    if limits.tpm is not None:
+        headers["x-ratelimit-limit-tokens"] = str(limits.tpm)
+        headers["x-ratelimit-remaining-tokens"] = "0" if verdict == "tpm" else ""
+    return {k: v for k, v in headers.items() if v}
+
+
+def _over_budget(scope: Scope, spent: float, budget: float, ends_ms: float) -> BudgetExceeded:
+    if ends_ms >= 0:
+        reset = datetime.fromtimestamp(ends_ms / 1000, UTC).isoformat(timespec="seconds")
+        when = f"; it resets at {reset}"
+    else:
+        when = "; it does not reset (no budget_duration)"
+    return BudgetExceeded(
+        f"Budget has been exceeded! {_describe(scope.name)}: current cost {spent:.6g}, "
+        f"max budget {budget:.6g}{when}",
+        param=scope.name.partition(":")[0],
+    )
+
+
+SCOPE_WORDS = {
+    "key": "key",
+    "team": "team",
+    "user": "user",
+    "member": "team member",
+    "org": "organization",
+    "customer": "end user",
+    "model": "model budget of key",
+    "global": "the proxy",
+}
+
+
+def _describe(scope: str) -> str:
+    kind, _, rest = scope.partition(":")
+    if kind == "global":
+        return "the proxy"
+    if kind == "key":
+        rest = f"...{rest[-8:]}" if len(rest) > 8 else rest  # its hash's end, never the key
+    return f"{SCOPE_WORDS.get(kind, kind)} `{rest}`"
+
+
+def _text(value: bytes | str | int) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

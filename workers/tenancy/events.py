@@ -1,0 +1,71 @@
+"""The spend event of one finished request, in two halves: what the front door knew at
+admission (who, which model) and what the worker learnt (tokens, cost, status). The
+settlement script joins them on the ledger stream; the ledger writer makes a spend row."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from workers.db.spend import SpendRecord
+
+SUCCESS = "success"
+FAILURE = "failure"
+
+
+class FrontEvent(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
+    call_type: str
+    api_key: str  # the key's hash
+    model: str
+    model_group: str
+    start_ms: int
+    key_alias: str | None = None
+    user_id: str | None = None
+    team_id: str | None = None
+    organization_id: str | None = None
+    end_user: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+class WorkerEvent(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
+    end_ms: int
+    status: str = SUCCESS
+    deployment: str | None = None
+    provider: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    spend: float = 0.0
+
+
+encode = msgspec.msgpack.Encoder().encode
+decode_front = msgspec.msgpack.Decoder(FrontEvent).decode
+decode_worker = msgspec.msgpack.Decoder(WorkerEvent).decode
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def spend_record(request_id: str, front: FrontEvent, worker: WorkerEvent) -> SpendRecord:
+    return SpendRecord(
+        request_id=request_id,
+        call_type=front.call_type,
+        api_key=front.api_key,
+        model=front.model,
+        model_group=front.model_group,
+        start_time=_time(front.start_ms),
+        end_time=_time(worker.end_ms),
+        key_alias=front.key_alias,
+        user_id=front.user_id,
+        team_id=front.team_id,
+        organization_id=front.organization_id,
+        end_user=front.end_user,
+        deployment=worker.deployment,
+        provider=worker.provider,
+        prompt_tokens=worker.prompt_tokens,
+        completion_tokens=worker.completion_tokens,
+        spend=worker.spend,
+        status=worker.status,
+        tags=front.tags,
+    )
