@@ -183,6 +183,7 @@ class Prepared(NamedTuple):
     formatter: Formatter
     native: NativeRequest | None = None
     affinity: str | None = None
+    served_by: str | None = None  # the deployment that served the conversation's last turn
 
 
 # The bytes of a conversation's start that make its affinity key (workers/routing/engine.py
@@ -220,20 +221,24 @@ class Ingress:
             affinity = messages_affinity(envelope.owner, body)
             return Prepared(chat, MessagesFormatter(str(chat["model"])), native, affinity)
         if envelope.ingress == INGRESS_RESPONSES:
-            chat, formatter = await self._responses(envelope, body, drop_params=drop_params)
-            # A response id carries its conversation's tag: every turn of one conversation
-            # (and so its encrypted reasoning) goes to the same deployment.
-            return Prepared(chat, formatter, affinity=formatter.id[5:21])
+            chat, formatter, served_by = await self._responses(
+                envelope, body, drop_params=drop_params
+            )
+            # A follow-up goes back to the deployment that served its parent (its encrypted
+            # reasoning is that deployment's); failing that, a response id carries its
+            # conversation's tag, so every turn of one conversation picks alike.
+            return Prepared(chat, formatter, None, formatter.id[5:21], served_by)
         raise InvalidRequest(f"unknown ingress API {envelope.ingress}")
 
     async def _responses(
         self, envelope: Envelope, body: JSONObject, *, drop_params: bool
-    ) -> tuple[JSONObject, ResponsesFormatter]:
+    ) -> tuple[JSONObject, ResponsesFormatter, str | None]:
         request = decode_request(lambda b: msgspec.convert(b, ResponsesRequest), body)
         parent = request.previous_response_id
-        history = []
+        history: list[JSONObject] = []
+        served_by = None
         if parent:
-            history = await response_store.conversation(
+            history, served_by = await response_store.conversation(
                 self.redis, self.keys, parent, envelope.owner
             )
         chat = decode_request(
@@ -241,4 +246,4 @@ class Ingress:
         )
         response_id = response_store.new_response_id(parent)
         store = _Store(self, envelope, request) if request.is_stored else None
-        return chat, ResponsesFormatter(request, response_id, store)
+        return chat, ResponsesFormatter(request, response_id, store), served_by or None

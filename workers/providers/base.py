@@ -99,6 +99,9 @@ class ChatCall(msgspec.Struct, kw_only=True):
     # reasoning): routing picks by rendezvous hash of this among the eligible deployments
     # (workers/routing/engine.py). None: the group's routing strategy decides.
     affinity: str | None = None
+    # The deployment that served this conversation so far (a Responses follow-up's parent):
+    # chosen when eligible, before the affinity key (its encrypted reasoning is its own).
+    served_by: str | None = None
 
 
 class Continued(msgspec.Struct, frozen=True, kw_only=True):

@@ -187,6 +187,7 @@ class Attempts(Generic[T]):
                     self.kind.is_stream,
                     failed,
                     affinity=getattr(self.call, "affinity", None),
+                    served_by=getattr(self.call, "served_by", None),
                 )
                 self.attempts += 1
                 self.deployment = chosen.route.deployment

@@ -346,6 +346,7 @@ class RoutingEngine:
         failed: set[str],
         *,
         affinity: str | None = None,
+        served_by: str | None = None,
     ) -> Target:
         """A deployment of `group` for the next attempt, admitted (its slot taken), or the
         error that says why none can take it."""
@@ -372,7 +373,10 @@ class RoutingEngine:
                     found.cooldown_left_s = self.settings.cooldown_time
                 raise nothing_eligible(group, found, estimate)
             reason: Reason | str
-            if affinity is not None and len(found.routes) > 1:
+            served = [r for r in found.routes if r.deployment.label == served_by]
+            if served_by is not None and served:
+                route, reason = served[0], "the deployment that served the conversation"
+            elif affinity is not None and len(found.routes) > 1:
                 route, reason = rendezvous(found.routes, affinity), "conversation affinity"
             else:
                 route, reason = await self._pick(group, found.routes, figures, is_stream)

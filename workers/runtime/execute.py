@@ -150,7 +150,7 @@ class Executor:
         body, options = _gateway_body(job)
         drop = bool(options.get("drop_params")) or self._group_drops(job.envelope.model_group)
         formatter: Formatter
-        native = affinity = None
+        native = affinity = served_by = None
         if job.envelope.ingress == INGRESS_CHAT:
             # The front door validated these bytes; another producer may not have.
             request = decode_request(decode_chat_request, job.envelope.body)
@@ -161,7 +161,7 @@ class Executor:
                 # request metadata: a native pass-through sends it on. On /v1/responses it
                 # is the response's own, echoed and stored with it.
                 body = {**body, "metadata": options["metadata"]}
-            body, formatter, native, affinity = await self.ingress.prepare(
+            body, formatter, native, affinity, served_by = await self.ingress.prepare(
                 job.envelope, body, drop_params=drop
             )
             request = decode_request(chat_request_from_dict, body)
@@ -176,6 +176,7 @@ class Executor:
             is_text_completion=job.envelope.kind == KIND_TEXT_COMPLETION,
             native=native,
             affinity=affinity,
+            served_by=served_by,
         ), formatter
 
     def _group_drops(self, group: str) -> bool:

@@ -16,6 +16,7 @@ from broker.config.loader import load_config_text
 from tests.broker.harness import service
 from tests.broker.ingress.setup import TIMEOUT_S
 from tests.broker.providers_setup import AWS_CONFIG_ENV, TARGETS, Group, config_text
+from workers.redis_streams import Keys
 
 OPENAI = next(t for t in TARGETS if t.provider == "openai")
 PAIR = [
@@ -23,6 +24,7 @@ PAIR = [
     Group("pair", OPENAI._replace(model="openai/gpt-4o"), ""),
 ]
 CONVERSATIONS = 12
+LABELS = ("pair[0]", "pair[1]")  # the deployments as their group names them
 
 
 @contextlib.asynccontextmanager
@@ -73,3 +75,20 @@ async def test_each_responses_chain_stays_on_one_deployment(fake, namespace):
             assert len(served) == 1, served
             chosen |= served
         assert len(chosen) == 2
+
+
+async def test_a_follow_up_goes_back_to_the_deployment_that_served_its_parent(
+    fake, namespace, redis
+):
+    """Whatever the conversation's hash would pick: the stored deployment wins while it is
+    eligible (its encrypted reasoning is its own)."""
+    async with pair(fake, namespace) as url, aiohttp.ClientSession() as session:
+        first, response = await served_by(
+            session, url + "/v1/responses", {"model": "pair", "input": "hello"}
+        )
+        other = next(label for label in LABELS if label != first)
+        # As if the other deployment had served it.
+        await redis.hset(Keys(namespace).response(response["id"]), "deployment", other)
+        body = {"model": "pair", "input": "again", "previous_response_id": response["id"]}
+        second, _ = await served_by(session, url + "/v1/responses", body)
+    assert second == other
