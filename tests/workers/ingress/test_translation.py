@@ -291,3 +291,15 @@ def test_a_bad_item_is_a_400_not_a_500() -> None:
         responses_to_chat(
             {"model": "m", "text": {"format": {"type": "yaml"}}}, [], drop_params=False
         )
+
+
+def test_a_reasoning_items_text_is_carried_when_it_has_no_summary() -> None:
+    item = {
+        "type": "reasoning",
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": "r"}],
+    }
+    chat = responses_to_chat(
+        {"model": "m", "input": [item, {"role": "user", "content": "x"}]}, [], drop_params=False
+    )
+    assert chat["messages"][0]["reasoning_content"] == "r"
