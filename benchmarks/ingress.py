@@ -63,7 +63,11 @@ class EndCheck:
 
     def is_good(self, body: bytes) -> bool:
         self.last_body = body
-        return self.last_event in body
+        if self.last_event in body:
+            return True
+        # Some gateways send the event's type only in its data, without an `event:` line.
+        kind = self.last_event.removeprefix(b"event: ")
+        return b'"type":"%s"' % kind in body or b'"type": "%s"' % kind in body
 
 
 def request_bytes(port: int, route: str, body: dict[str, Any]) -> bytes:
@@ -144,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--apis", default="chat,messages,responses")
     parser.add_argument("--litellm", action="store_true", help="LiteLLM's proxy too")
+    parser.add_argument(
+        "--provider",
+        default="openai",
+        help="the deployments' provider: openai (default) or anthropic, where /v1/messages "
+        "is a native pass-through on both gateways (LiteLLM sends /v1/messages and "
+        "/v1/responses for openai/ and hosted_vllm/ deployments to the upstream's own "
+        "/v1/responses, which the fake upstream does not serve)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -153,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         config = gateways.write_config(
             args.out / "config.yaml", f"http://127.0.0.1:{upstream_port}"
         )
+        if args.provider != "openai":
+            text = config.read_text().replace("model: openai/", f"model: {args.provider}/")
+            if args.provider == "anthropic":  # Anthropic's base has no /v1
+                text = text.replace(f"{upstream_port}/v1", str(upstream_port))
+            config.write_text(text)
         logs = args.out / "logs"
         targets = [
             gateways.switchboard(free_port(), config, logs, front_doors=1, workers=1, cpus=None)
