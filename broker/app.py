@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from broker.batches.routes import add_batch_routes
 from broker.batches.state import batches_ctx
 from broker.config.loader import Config
+from broker.console.mount import add_console
 from broker.errors import error_middleware
 from broker.files import files_ctx
 from broker.files.routes import add_file_routes
@@ -116,6 +117,7 @@ def create_app(
     add_management_routes(app)
     add_file_routes(app)
     add_batch_routes(app)
+    add_console(app)
     return app
 
 

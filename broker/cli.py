@@ -23,7 +23,6 @@ from broker.admin_cli import ADMIN_COMMANDS, add_admin_commands, run_admin
 from broker.batch_cli import add_batch_commands, run_batch_command
 from broker.config import Config, ConfigError
 from broker.config.check import EXIT_INVALID, check_config, report_failure
-from broker.hooks import service_hooks
 from broker.launch import (
     SetupError,
     check_port_free,
@@ -144,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         # One line naming the address (never a password), not redis-py's traceback.
         print(
             f"switchboard: cannot reach Redis: {mask_secrets(str(exc))} (check REDIS_URL or "
-            "switchboard_settings.redis_url; `switchboard up` starts its own Redis)",
+            "switchboard_settings.redis_url; without either, `switchboard up` starts its own "
+            "Redis)",
             file=sys.stderr,
         )
         return 2
@@ -186,6 +186,9 @@ async def serve(
 async def work(
     config: Config, redis_url: str, args: argparse.Namespace, stopping: asyncio.Event
 ) -> None:
+    # Imported here, as `up` must set the shared metrics directory before anything imports
+    # prometheus_client (broker/shared_metrics.py), and the hooks reach the front door's.
+    from broker.hooks import service_hooks
     from workers.routing.plan import build_plan
     from workers.runtime.process import serve_worker
 

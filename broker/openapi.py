@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from broker.batches.records import CreateBatch
+from broker.console.openapi import console_paths
 from broker.files.openapi import batch_paths, file_paths
 from broker.frontdoor import LANE_HEADER
 from broker.management.openapi import MANAGEMENT_BODIES, management_paths
@@ -367,6 +368,7 @@ def _paths() -> dict[str, Any]:
         "/openapi.json": _get(
             "openapi", "This document", _json({"type": "object"}), errors=(), security=PUBLIC
         ),
+        **console_paths(),  # the console's routes (issue #21), cookie-authenticated
     }
 
 
@@ -377,7 +379,7 @@ def build_document() -> dict[str, Any]:
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "Switchboard",
-            "version": metadata.version("switchboard"),
+            "version": _version(),
             "description": "An OpenAI-compatible LLM gateway. Every error is "
             '`{"error": {"message", "type", "param", "code"}}`.',
         },
@@ -399,6 +401,17 @@ def build_document() -> dict[str, Any]:
         },
         "security": KEYED,
     }
+
+
+# The distribution's name (pyproject.toml); the import name is `switchboard`.
+DISTRIBUTION = "switchboard-gateway"
+
+
+def _version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "0+unknown"  # run from a source tree that was never installed
 
 
 @functools.cache

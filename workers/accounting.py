@@ -35,6 +35,9 @@ def hidden_params(deployment: Deployment, usage: Usage | None, **extra: Any) -> 
         "deployment": deployment.label,
         "api_base": deployment.api_base,
         "cost_usd": cost.cost_usd,
+        # Where LiteLLM users read the cost and the provider (issue #16).
+        "response_cost": cost.cost_usd,
+        "custom_llm_provider": deployment.provider,
         "cost_known": cost.is_known,
         **extra,
     }

@@ -61,6 +61,10 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     # Whether a stream cut off by its worker's death continues here (issue #15); None: the
     # service-wide switchboard_settings.stream_continuation decides.
     stream_continuation: bool | None = None
+    # LiteLLM's mock parameters (workers/providers/mock.py): answer with this text, or time
+    # out, without calling the provider.
+    mock_response: str | None = None
+    mock_timeout: bool = False
 
     @property
     def label(self) -> str:

@@ -147,13 +147,46 @@ _clients_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HttpClien
 
 
 def shared_client() -> HttpClient:
-    """The HttpClient of the running event loop (the in-process SDK's shared session)."""
+    """The HttpClient of the running event loop (the in-process SDK's shared session).
+
+    It closes itself when its loop shuts down (issue #16: `asyncio.run(main())` with an
+    SDK call in it printed `Unclosed client session` at exit); `aclose()` closes it sooner."""
     loop = asyncio.get_running_loop()
     client = _clients_by_loop.get(loop)
     if client is None:
         client = HttpClient()
         _clients_by_loop[loop] = client
+        _close_with_loop(loop, client)
     return client
+
+
+# The first step of each closer (below) until it has run: a task of its own, held here.
+_starting: set[asyncio.Task[None]] = set()
+_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _close_with_loop(loop: asyncio.AbstractEventLoop, client: HttpClient) -> None:
+    """An async generator paused at its `yield` holding `client`: `asyncio.run` (and any
+    runner that calls `loop.shutdown_asyncgens()`, as it does before closing the loop) closes
+    every such generator, which closes the client inside the loop, where that must happen."""
+
+    async def closer() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await client.close()
+
+    async def start(generator: AsyncIterator[None]) -> None:
+        await anext(generator)
+
+    generator = closer()
+    # Held for as long as the loop holds the client: collected, it would close at once.
+    _closers[loop] = generator
+    task = loop.create_task(start(generator))
+    _starting.add(task)
+    task.add_done_callback(_starting.discard)
 
 
 def timeout_for(timeout_s: float | None, *, stream: bool) -> aiohttp.ClientTimeout:

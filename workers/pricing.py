@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from workers.errors import NotFound
 from workers.providers import HOSTS, MODEL_MAKERS
 from workers.wire import ChatCompletion, EmbeddingResponse, Usage, make_usage
 
@@ -277,6 +278,33 @@ def completion_cost(
         )
     price = resolve_price(model, custom_llm_provider) if model else None
     return cost_of(usage, price, override).cost_usd
+
+
+def cost_per_token(
+    model: str,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    *,
+    custom_llm_provider: str | None = None,
+) -> tuple[float, float]:
+    """LiteLLM's `cost_per_token`: (prompt cost, completion cost) in USD for token counts.
+
+    Raises NotFound when the price table does not know the model (no silent zero)."""
+    price = resolve_price(model, custom_llm_provider)
+    if price is None:
+        raise NotFound(
+            f"no price is known for model `{model}`; pass custom prices to completion_cost",
+            param="model",
+            code="model_price_unknown",
+        )
+    output = price.output_cost_per_token
+    if output is None and completion_tokens:
+        raise NotFound(
+            f"model `{model}` has no output price (an embedding model?)",
+            param="model",
+            code="model_price_unknown",
+        )
+    return prompt_tokens * price.input_cost_per_token, completion_tokens * (output or 0.0)
 
 
 def _merge_overrides(

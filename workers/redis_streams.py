@@ -8,6 +8,7 @@ Layout (namespace `ns`: switchboard_settings.namespace):
     {ns}:{<rid>}:state        who owns a disconnected request: "cancelled" or "resumed:<fd>"
     {ns}:live:<front door>    pub/sub: records for the requests a front door waits on
     {ns}:cancel               pub/sub: request ids whose clients went away
+    {ns}:console:<sid hash>   string: a console session (broker/console/sessions.py), expires
     {ns}:gone                 pub/sub: ids of workers known dead (their entries: take over now)
     {ns}:{w}:heartbeats       sorted set: worker id -> last heartbeat (Redis's clock, unix s)
     {ns}:{w}:worker:<id>      hash: a worker's self-description, expires with its heartbeat
@@ -86,6 +87,9 @@ class Keys:
 
     def live_channel(self, front_door_id: str) -> str:
         return f"{self.ns}:live:{front_door_id}"
+
+    def console_session(self, sid_hash: str) -> str:
+        return f"{self.ns}:console:{sid_hash}"
 
     def worker_info(self, worker_id: str) -> str:
         return f"{self.ns}:{{w}}:worker:{worker_id}"
@@ -721,6 +725,24 @@ async def forget_worker(r: Redis, keys: Keys, worker_id: str) -> None:
     pipe.zrem(keys.heartbeats, worker_id)
     pipe.delete(keys.worker_info(worker_id))
     await pipe.execute()
+
+
+# --------------------------------------------------------------------------- console sessions
+
+
+async def put_console_session(
+    r: Redis, keys: Keys, sid_hash: str, session: bytes, ttl_s: int
+) -> None:
+    await r.set(keys.console_session(sid_hash), session, ex=ttl_s)
+
+
+async def get_console_session(r: Redis, keys: Keys, sid_hash: str) -> bytes | None:
+    value: bytes | None = await r.get(keys.console_session(sid_hash))
+    return value
+
+
+async def drop_console_session(r: Redis, keys: Keys, sid_hash: str) -> None:
+    await r.delete(keys.console_session(sid_hash))
 
 
 # --------------------------------------------------------------------------- front doors

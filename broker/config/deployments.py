@@ -99,6 +99,8 @@ def _deployment(
         "input_cost_per_token": _first(params.input_cost_per_token, info.input_cost_per_token),
         "output_cost_per_token": _first(params.output_cost_per_token, info.output_cost_per_token),
         "stream_continuation": params.stream_continuation,
+        "mock_response": params.mock_response,
+        "mock_timeout": params.mock_timeout,
     }
     model = _provider_model(params.model, params.custom_llm_provider)
     try:

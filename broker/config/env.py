@@ -32,7 +32,11 @@ def lookup(environ: Mapping[str, str], name: str, path: str) -> Secret:
     """The variable's value, which no repr, log line or error message will show."""
     value = environ.get(name)
     if value is None:
-        raise ConfigError(path, f"environment variable {name} is not set")
+        raise ConfigError(
+            path,
+            f"environment variable {name} is not set "
+            "(export it, or set it under environment_variables)",
+        )
     return Secret(value)
 
 

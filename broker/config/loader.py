@@ -89,6 +89,7 @@ class GeneralSettings(Section, frozen=True):
         proxy_batch_write_at database_args mcp_* ui_* sso_* alert* health_check_*
         disable_* enable_* use_* allow_* proxy_* spend_* litellm_* key_* store_* reject_*
         enforce_* default_* custom_* forward_* maximum_* jwt_* prisma_* team_*
+        token_* user_* max_* db_* role_* control_plane_url
         """
     )
 

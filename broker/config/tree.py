@@ -185,5 +185,5 @@ def _is_ignored(key: str, ignored: frozenset[str]) -> bool:
 def _unknown_key(key: str, known: list[str]) -> str:
     candidates = [k for k in known if not k.endswith("*")]
     close = difflib.get_close_matches(key, candidates, n=1)
-    hint = f"; did you mean `{close[0]}`?" if close else ""
+    hint = f"; did you mean `{close[0]}`?" if close else " (docs/config.md lists every key)"
     return f"unknown key{hint}"

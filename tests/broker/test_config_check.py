@@ -18,7 +18,7 @@ model_list:
       model: openai/a
       rpm: lots
       temprature: 0
-      mock_timeout: true
+      itpm: 5
   - model_name: b
     litellm_params:
       model: sagemaker/x
@@ -63,12 +63,13 @@ def test_check_reports_every_problem_with_its_path_and_line_then_a_summary(
         f"supported by Switchboard (supported: {', '.join(PROVIDERS)})",
         "error: model_list[2].litellm_params (line 12): missing required key `model`",
         "error: model_list[3].litellm_params.api_key (line 17): "
-        "environment variable SB_TEST_UNSET is not set",
+        "environment variable SB_TEST_UNSET is not set "
+        "(export it, or set it under environment_variables)",
         "error: model_list[4].model_info.id (line 23): the same id as model_list[3].model_info.id",
         "error: router_settings.routing_stratgy (line 25): unknown key; "
         "did you mean `routing_strategy`?",
         "error: router_settings.num_retries (line 26): expected int >= 0",
-        "warning: model_list[0].litellm_params.mock_timeout (line 7): "
+        "warning: model_list[0].litellm_params.itpm (line 7): "
         "not implemented by Switchboard, ignored",
         "warning: general_settings.use_redis_transaction_buffer (line 28): "
         "not implemented by Switchboard, ignored",
@@ -82,7 +83,7 @@ def test_check_passes_a_config_with_warnings_and_summarizes_it(
 ) -> None:
     text = (
         "model_list:\n"
-        "  - {model_name: a, litellm_params: {model: openai/a, api_key: k, mock_timeout: 1}}\n"
+        "  - {model_name: a, litellm_params: {model: openai/a, api_key: k, itpm: 1}}\n"
         "  - {model_name: a, litellm_params: {model: openai/b, api_key: k}}\n"
     )
     status, out = run_check(tmp_path, text, capsys)

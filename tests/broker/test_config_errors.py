@@ -72,13 +72,16 @@ def test_an_invalid_value_fails_with_its_path_and_what_was_expected(
             "model_list: [{model_name: a, litellm_params: {model: openai/a, temprature: 0}}]",
             "model_list[0].litellm_params.temprature: unknown key; did you mean `temperature`?",
         ),
-        ("general_settings: {zzz: 1}", "general_settings.zzz: unknown key"),
+        (
+            "general_settings: {zzz: 1}",
+            "general_settings.zzz: unknown key (docs/config.md lists every key)",
+        ),
         (
             "switchboard_setting: {}",
             "switchboard_setting: unknown key; did you mean `switchboard_settings`?",
         ),
         # The loader fills these; a config cannot.
-        ("ignored_keys: [a]", "ignored_keys: unknown key"),
+        ("ignored_keys: [a]", "ignored_keys: unknown key (docs/config.md lists every key)"),
         (
             "model_list: [{model_name: a, litellm_params: {model: openai/a, default_params: {}}}]",
             "model_list[0].litellm_params.default_params: unknown key; did you mean `drop_params`?",
@@ -95,7 +98,8 @@ def test_a_missing_environment_variable_fails_naming_path_and_variable() -> None
     )
     assert (
         error_of(text)
-        == "model_list[0].litellm_params.api_key: environment variable NOPE is not set"
+        == "model_list[0].litellm_params.api_key: environment variable NOPE is not set "
+        "(export it, or set it under environment_variables)"
     )
 
 

@@ -1,4 +1,4 @@
-"""Fields LiteLLM consumes itself (`metadata`, `mock_response`, `caching`, `tags`, ...) are
+"""Fields LiteLLM consumes itself (`metadata`, `caching`, `tags`, ...) are
 kept by the gateway and never forwarded as sent; LiteLLM's `metadata` works with every
 provider (issue #16)."""
 
@@ -18,7 +18,6 @@ from workers.wire import ChatCompletion
 
 LITELLM_FIELDS: dict[str, Any] = {
     "metadata": {"user_id": "user-123", "project": "evalcheck", "tags": ["teamA"]},
-    "mock_response": "canned",
     "caching": True,
     "cache": {"no-cache": True},
     "tags": ["teamA"],
@@ -75,4 +74,5 @@ async def test_the_sdk_takes_litellm_metadata_for_every_provider(fake: FakeUpstr
 
 
 def test_the_consumed_list_names_litellm_fields() -> None:
-    assert set(LITELLM_FIELDS) <= CONSUMED_FIELDS
+    # mock_response is consumed too, by answering (tests/broker/test_mock_params.py).
+    assert {*LITELLM_FIELDS, "mock_response", "mock_timeout"} <= CONSUMED_FIELDS

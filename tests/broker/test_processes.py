@@ -355,7 +355,9 @@ def test_an_invalid_config_exits_2_naming_the_bad_value(command: str, tmp_path: 
         timeout=60,
     )
     assert result.returncode == 2
-    assert "model_list[1].litellm_params.rpm: expected int" in result.stderr
+    # Every problem with its path and line (issue #16), then a one-line summary.
+    assert "error: model_list[1].litellm_params.rpm (line 5): expected int" in result.stderr
+    assert result.stderr.rstrip().endswith("would not start: 1 error, 0 warnings")
 
 
 async def test_up_demo_serves_a_stream_on_an_embedded_redis(tmp_path: Path) -> None:

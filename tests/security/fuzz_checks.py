@@ -154,6 +154,10 @@ def sse_problem(case: Case, body: bytes) -> str | None:
     return None
 
 
+# What the console's pages and static files answer with (issue #21), besides the API's types.
+PAGE_TYPES = ("text/html", "text/css", "application/javascript", "text/javascript")
+
+
 def check(case: Case, status: int, content_type: str, body: bytes, tally: Tally) -> None:
     tally.statuses[status] += 1
     where = describe(case)
@@ -175,7 +179,7 @@ def check(case: Case, status: int, content_type: str, body: bytes, tally: Tally)
             json.loads(body)
         except ValueError:
             tally.problem(("200 body is not JSON", case.operation), where)
-    elif status != 200 or content_type not in ("text/plain", "application/json"):
+    elif status != 200 or content_type not in ("text/plain", "application/json", *PAGE_TYPES):
         tally.problem((f"unexpected status {status} ({content_type})", case.operation), where)
 
 

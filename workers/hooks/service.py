@@ -275,7 +275,7 @@ def builtin_factories(
             except ImportError as exc:
                 raise ValueError(
                     f"the otel and langfuse callbacks need the otel extra "
-                    f"(pip install 'switchboard[otel]'): {exc}"
+                    f"(pip install 'switchboard-gateway[otel]'): {exc}"
                 ) from exc
             shared.append(Tracing.from_settings(settings.otel, settings.langfuse))
         return shared[0]

@@ -58,7 +58,14 @@ UNSUPPORTED_LITELLM_PROVIDERS = frozenset(
 
 # How a bare model name (no `provider/` prefix) is attributed, as LiteLLM does.
 _BARE_NAME_PREFIXES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "davinci", "babbage"), "openai"),
+    (
+        (
+            *("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "davinci", "babbage"),
+            # OpenAI's image, audio and moderation models, as LiteLLM attributes them.
+            *("dall-e-", "tts-", "whisper-", "omni-moderation", "text-moderation"),
+        ),
+        "openai",
+    ),
     (("claude-",), "anthropic"),
     (("gemini-", "text-embedding-004", "gemini-embedding"), "gemini"),
     (("mistral-", "codestral-", "magistral-", "open-mistral", "pixtral-"), "mistral"),
@@ -95,7 +102,10 @@ def split_model(model: str) -> tuple[str, str]:
     provider, sep, rest = model.partition("/")
     if sep and provider in PROVIDERS:
         if not rest:
-            raise ModelNotFound(f"model `{model}` names a provider but no model", param="model")
+            raise ModelNotFound(
+                f"model `{model}` names a provider but no model: write `{provider}/<model>`",
+                param="model",
+            )
         return provider, rest
     if sep and provider in UNSUPPORTED_LITELLM_PROVIDERS:
         raise ModelNotFound(

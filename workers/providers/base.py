@@ -102,6 +102,9 @@ class ChatCall(msgspec.Struct, kw_only=True):
     # The deployment that served this conversation so far (a Responses follow-up's parent):
     # chosen when eligible, before the affinity key (its encrypted reasoning is its own).
     served_by: str | None = None
+    # LiteLLM's request `mock_response`: answered with this text, no provider call
+    # (workers/providers/mock.py).
+    mock_response: str | None = None
 
 
 class Continued(msgspec.Struct, frozen=True, kw_only=True):

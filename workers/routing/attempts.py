@@ -232,7 +232,7 @@ class Attempts(Generic[T]):
         call = attempt_call(self.call, route, self.kind.is_stream, self.deadline)
         started = time.perf_counter()
         try:
-            adapter = self.engine.adapter_for(group, target, call.request.model)
+            adapter = self.engine.adapter_for(group, target, call)
             value, result = await self.kind.run(adapter, call, self.estimate)
             return value, result, (time.perf_counter() - started) * 1000
         except SwitchboardError as exc:

@@ -29,6 +29,7 @@ from workers.errors import GatewayTimeout, ModelNotFound, SwitchboardError
 from workers.http import HttpClient
 from workers.providers import create_adapter
 from workers.providers.base import Adapter, ChatCall, EmbeddingCall
+from workers.providers.mock import mock_of
 from workers.routing import reliability
 from workers.routing.attempts import (
     AttemptKind,
@@ -222,7 +223,7 @@ class RoutingEngine:
         self.observer.routed(group, route.name)
         started = time.perf_counter()
         try:
-            adapter = self.adapter_for(group, target, call.request.model)
+            adapter = self.adapter_for(group, target, call)
             first, batches = await adapter.open_stream(
                 attempt_call(call, route, True, request_deadline(call))
             )
@@ -273,8 +274,13 @@ class RoutingEngine:
         )
         return [targets[i] for i in indices]
 
-    def adapter_for(self, group: str, target: Target, requested: str) -> Adapter:
-        """The target's adapter; for a wildcard group, one for the model the request named."""
+    def adapter_for(self, group: str, target: Target, call: Call) -> Adapter:
+        """The adapter for this call: a mock when it or the deployment asks for one, else the
+        target's, or for a wildcard group one for the model the request named."""
+        adapter = self._model_adapter(group, target, call.request.model)
+        return mock_of(adapter, call) or adapter
+
+    def _model_adapter(self, group: str, target: Target, requested: str) -> Adapter:
         deployment = target.route.deployment
         if not is_wildcard(group):
             return target.adapter

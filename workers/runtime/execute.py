@@ -177,6 +177,7 @@ class Executor:
             native=native,
             affinity=affinity,
             served_by=served_by,
+            mock_response=_mock_response(options),
         ), formatter
 
     def _group_drops(self, group: str) -> bool:
@@ -368,6 +369,12 @@ _REFUSALS = {
 
 def _chat_formatter(job: Job, include_usage: bool) -> ChatFormatter:
     return ChatFormatter(include_usage, text_completion=job.envelope.kind == KIND_TEXT_COMPLETION)
+
+
+def _mock_response(options: dict[str, Any]) -> str | None:
+    """LiteLLM's request `mock_response` (text only; its exception forms are not served)."""
+    value = options.get("mock_response")
+    return value if isinstance(value, str) else None
 
 
 def _gateway_body(job: Job) -> tuple[dict[str, Any], dict[str, Any]]:

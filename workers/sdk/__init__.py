@@ -18,7 +18,7 @@ Its public import name is `switchboard` (the top-level package re-exports this o
 
 from workers.hooks.custom_logger import CustomLogger
 from workers.http import close_shared_client as aclose
-from workers.pricing import completion_cost
+from workers.pricing import completion_cost, cost_per_token
 from workers.sdk.assemble import stream_chunk_builder
 from workers.sdk.batch import abatch_completion, batch_completion
 from workers.sdk.callbacks import flush_callbacks
@@ -68,6 +68,7 @@ __all__ = [
     "batch_completion",
     "completion",
     "completion_cost",
+    "cost_per_token",
     "embedding",
     "flush_callbacks",
     "stream_chunk_builder",

@@ -24,6 +24,7 @@ from workers import accounting
 from workers.deployment import Deployment
 from workers.http import shared_client
 from workers.providers import create_adapter, make_deployment
+from workers.providers.mock import mock_of
 from workers.retry import with_retries
 from workers.sdk import callbacks
 from workers.sdk.requests import (
@@ -151,6 +152,7 @@ async def _acompletion(
         body["stream"] = True
     call = chat_call(body, drop_params=drop_params, media=media_policy(media_fetch))
     adapter = create_adapter(deployment, shared_client())
+    adapter = mock_of(adapter, call) or adapter
     if stream:
         first, rest = await open_stream(adapter, call, num_retries)
         return ChatStream(

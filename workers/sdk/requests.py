@@ -19,6 +19,7 @@ from workers.params import (
 )
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
+from workers.routing.tags import request_tags
 from workers.settings.switchboard import MediaFetch
 from workers.validation import decode_request, validate_chat_request, validate_embedding_request
 from workers.wire import chat_request_from_dict, embedding_request_from_dict
@@ -77,9 +78,12 @@ def chat_call(
     """The body as a validated chat call (a 400 naming the parameter if it is not one)."""
     request = decode_request(chat_request_from_dict, body)
     validate_chat_request(request)
+    mock_response = body.get("mock_response")
     return ChatCall(
         request=request,
         body=_forwarded(body),
+        mock_response=mock_response if isinstance(mock_response, str) else None,
+        tags=request_tags(body.get("tags"), body.get("metadata")),
         drop_params=drop_params,
         timeout_s=timeout_s,
         media=MediaFetches(media),

@@ -30,6 +30,7 @@ from workers.routing.attempts import Outcome
 from workers.routing.engine import RoutingEngine
 from workers.routing.memory_store import MemoryFigures
 from workers.routing.plan import RoutingPlan, build_plan
+from workers.routing.wildcards import Patterns
 from workers.sdk import callbacks
 from workers.sdk.requests import (
     chat_call,
@@ -114,6 +115,7 @@ class Router:
             name = entry.model_info.id or f"{entry.model_name}[{len(group)}]"
             group.append(_deployment(entry, name, settings, env))
         self.plan: RoutingPlan = build_plan(groups, entries, settings)
+        self._patterns = Patterns(self.plan.groups)
         self.media_policy = media_policy(media_fetch)
         self.redis_url = redis_url
         self.namespace = namespace
@@ -154,6 +156,12 @@ class Router:
                 )
             self._loops[loop] = state
         return state.engine
+
+    def _group(self, model: str) -> str:
+        """The model group serving `model`: its own, else the wildcard group matching it."""
+        if model in self.plan.groups:
+            return model
+        return self._patterns.group_for(model) or model
 
     async def acompletion(
         self,
@@ -205,8 +213,9 @@ class Router:
             body["stream"] = True
         call = chat_call(body, drop_params=drop_params, media=self.media_policy, timeout_s=timeout)
         engine = self._engine()
+        group = self._group(model)
         if stream:
-            first, rest, outcome = await engine.stream(model, call, num_retries)
+            first, rest, outcome = await engine.stream(group, call, num_retries)
             return ChatStream(
                 first,
                 rest,
@@ -214,7 +223,7 @@ class Router:
                 deployment=outcome.deployment,
                 record=record,
             )
-        response, outcome = await engine.chat(model, call, num_retries)
+        response, outcome = await engine.chat(group, call, num_retries)
         accounting.attach(response, outcome.deployment, **_routing_params(outcome))
         if record is not None:
             record.succeeded(response, response.hidden_params, response.usage)
@@ -244,7 +253,7 @@ class Router:
             check_options(timeout, num_retries)
             body = request_body({"model": model, "input": input, **params}, extra_body)
             call = embedding_call(body, drop_params=drop_params, timeout_s=timeout)
-            response, outcome = await self._engine().embed(model, call, num_retries)
+            response, outcome = await self._engine().embed(self._group(model), call, num_retries)
         except Exception as exc:
             if record is not None:
                 record.failed(exc)

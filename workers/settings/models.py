@@ -86,6 +86,10 @@ class LiteLLMParams(Section, frozen=True):
     # Whether a stream whose worker died continues on another worker (where the provider
     # can continue a partial answer); None: switchboard_settings.stream_continuation.
     stream_continuation: bool | None = None
+    # LiteLLM's test and health-check knobs: answer with this text without calling the
+    # provider; or fail every attempt as timed out.
+    mock_response: str | None = None
+    mock_timeout: bool = False
     extra_headers: dict[str, str] = {}
     # For tag-based routing (router_settings.enable_tag_filtering).
     tags: list[str] = []
@@ -109,7 +113,7 @@ class LiteLLMParams(Section, frozen=True):
     derived_fields: ClassVar[frozenset[str]] = frozenset({"default_params"})
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
-        itpm otpm num_retries cooldown_time metadata mock_response mock_timeout mock_testing_*
+        itpm otpm num_retries cooldown_time metadata mock_testing_*
         model_info prompt_id cache_control_injection_points additional_drop_params
         litellm_metadata guardrails fallbacks context_window_fallback_dict
         configurable_clientside_auth_params litellm_credential_name provider_affinity_header

@@ -203,5 +203,6 @@ class LiteLLMSettings(Section, frozen=True):
         enable_caching_on_provider_specific_optional_params
         context_window_fallback_dict *_callback *_callbacks *_callback_params redact_* langfuse_*
         disable_* enable_* default_* max_* mcp_* ssl_* prometheus_* datadog_* s3_* gcs_*
+        log_* public_* upperbound_* aiohttp_* use_* num_retries_per_request
         """
     )

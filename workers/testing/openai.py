@@ -31,6 +31,7 @@ from workers.testing.embedding import (
     embedding_vector,
     input_key,
 )
+from workers.testing.json_reply import json_reply
 from workers.testing.large import send_large_completion
 from workers.testing.openai_completions import answer_completion
 from workers.testing.openai_wire import (
@@ -245,13 +246,18 @@ def _continued(scenario: Scenario, chat: ChatRequest, plan: ReplyPlan) -> ReplyP
 
 
 def _plan(scenario: Scenario, chat: ChatRequest, choices: int) -> ReplyPlan:
-    return plan_reply(
+    if scenario.auto and chat.tools and chat.user_spoke_last():
+        scenario = msgspec.structs.replace(scenario, tools=max(scenario.tools, 1))
+    plan = plan_reply(
         scenario,
         prompt_tokens=count_prompt_tokens(message.text() for message in chat.messages),
         last_user_text=chat.last_user_text(),
         tool_names=chat.tool_names(),
         choices=choices,
     )
+    if scenario.auto and plan.text is not None and chat.response_format:
+        return json_reply(plan, scenario, chat.response_format, chat.last_user_text())
+    return plan
 
 
 async def _stream_chat(

@@ -58,6 +58,7 @@ class ChatRequest(msgspec.Struct):
     stream_options: StreamOptions | None = None
     n: int | None = None
     tools: list[InputTool] | None = None
+    response_format: dict[str, Any] | None = None
     # vLLM's extra parameters (OpenAI refuses them as unknown arguments).
     continue_final_message: bool | None = None
     add_generation_prompt: bool | None = None
@@ -67,6 +68,9 @@ class ChatRequest(msgspec.Struct):
             if message.role == "user":
                 return message.text()
         return ""
+
+    def user_spoke_last(self) -> bool:
+        return bool(self.messages) and self.messages[-1].role == "user"
 
     def tool_names(self) -> tuple[str, ...]:
         return tuple(t.function.name for t in self.tools or () if t.function and t.function.name)

@@ -78,6 +78,9 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True):
     length: bool = False
     reply_bytes: int | None = None
     vllm: bool = False
+    # Behave like a model for a demo (issue #16): call one of the request's tools when it
+    # has some and the user spoke last, answer valid JSON when response_format asks for it.
+    auto: bool = False
 
     @property
     def has_failure(self) -> bool:
@@ -138,7 +141,13 @@ _VALUED: dict[str, tuple[str, Callable[[str], Any]]] = {
     "reasoning": ("reasoning_tokens", _count),
     "reply_bytes": ("reply_bytes", _positive),
 }
-_FLAGS: dict[str, str] = {"hang": "hang", "echo": "echo", "length": "length", "vllm": "vllm"}
+_FLAGS: dict[str, str] = {
+    "hang": "hang",
+    "echo": "echo",
+    "length": "length",
+    "vllm": "vllm",
+    "auto": "auto",
+}
 KNOWN_DIRECTIVES: tuple[str, ...] = ("status", *_VALUED, *_FLAGS)
 
 

@@ -405,7 +405,7 @@ def test_region_and_endpoint_come_from_options() -> None:
 
 def test_without_botocore_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "botocore", None)
-    with pytest.raises(InternalError, match=r"switchboard\[bedrock\]"):
+    with pytest.raises(InternalError, match=r"switchboard-gateway\[bedrock\].*-e .\.\[bedrock\]"):
         BedrockAdapter(Deployment(provider="bedrock", model=MODEL_ID, options=AWS), HttpClient())
 
 

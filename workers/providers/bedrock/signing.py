@@ -23,7 +23,7 @@ from workers.providers.bedrock.errors import PROVIDER
 
 SIGNING_NAME = "bedrock"  # the scope's service is `bedrock`, not the `bedrock-runtime` host
 DEFAULT_SESSION_NAME = "switchboard"
-EXTRA = "pip install 'switchboard[bedrock]'"
+EXTRA = "pip install 'switchboard-gateway[bedrock]' (from a clone: pip install -e '.[bedrock]')"
 # bedrock-runtime.us-east-1.amazonaws.com, bedrock-runtime-fips.us-gov-west-1.amazonaws.com,
 # vpce-...bedrock-runtime.eu-west-1.vpce.amazonaws.com
 _ENDPOINT_REGION = re.compile(r"bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.(?:vpce\.)?amazonaws\.")

@@ -1,0 +1,259 @@
+"""How fast the console's pages get their data with a big database (issue #21: within 200 ms
+per page with 10,000 keys and 1,000,000 spend rows). A benchmark, not a test: it seeds a
+database with the rows the ledger writes (spend rows and daily aggregates), starts a front
+door in this process, signs in to the console with the master key and times, per page, the
+API calls that page makes through the console's proxy, in the order it makes them.
+
+    python -m benchmarks.console                              # 10,000 keys, 1,000,000 rows
+    python -m benchmarks.console --keys 10000 --rows 200000 --repeat 20
+    python -m benchmarks.console --database-url postgresql://127.0.0.1:5432/bench
+
+Needs a Redis (`$REDIS_URL`, default redis://127.0.0.1:6379/0); uses a namespace of its own
+and deletes it at the end. docs/console.md records the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import sqlalchemy as sa
+from aiohttp import web
+from redis.asyncio import Redis
+
+from broker.app import create_app, front_door_runner
+from broker.config.loader import load_config_text
+from workers.db import keys, tables
+from workers.db.engine import Database
+from workers.db.rows import now
+
+MASTER = "sk-console-bench-master"
+TEAMS = 20
+MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet")
+DAYS = 30
+CHUNK = 5000
+TARGET_MS = 200.0
+
+
+def pages(today: date, request_id: str) -> dict[str, list[str]]:
+    """Each page's API calls (broker/console/static/*.js), as the browser makes them."""
+    start = (today - timedelta(days=DAYS - 1)).isoformat()
+    span = f"start_date={start}&end_date={today.isoformat()}"
+    key_list = "/key/list?return_full_object=true&size=100"
+    return {
+        "keys": [key_list],
+        "teams": ["/team/list"],
+        "users": ["/user/list?page_size=100"],
+        "spend by team": [f"/global/spend/report?group_by=team&{span}", key_list],
+        "spend by key": [f"/global/spend/report?group_by=api_key&{span}", key_list],
+        "spend by model": [f"/global/spend/report?group_by=model&{span}", key_list],
+        "live": ["/metrics"],
+        "models": ["/v1/models", "/metrics"],
+        "request inspector": [f"/spend/logs?request_id={request_id}&limit=1"],
+    }
+
+
+def config_text(namespace: str, database_url: str) -> str:
+    return f"""\
+model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: http://127.0.0.1:9/v1
+      api_key: sk-unused
+general_settings:
+  master_key: {MASTER}
+  database_url: {database_url}
+switchboard_settings:
+  namespace: {namespace}
+"""
+
+
+async def seed(database: Database, n_keys: int, n_rows: int) -> str:
+    """`n_keys` keys over TEAMS teams, and `n_rows` finished requests over DAYS days: the
+    spend rows and the daily aggregates the ledger (`workers.db.spend.record_spend`) writes,
+    inserted in bulk (the ledger's row-by-row upserts would take most of an hour for a
+    million; what is timed is the reading). Answers one request id."""
+    stamp = now()
+    key_rows: list[dict[str, Any]] = []
+    for i in range(n_keys):
+        key = keys.new_key()
+        key_rows.append(
+            {
+                "token": keys.hash_token(key),
+                "key_name": keys.display_name(key),
+                "key_alias": f"key-{i}",
+                "team_id": f"team-{i % TEAMS}",
+                "max_budget": 100.0,
+                "spend": float(i % 120),
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+        )
+    async with database.transaction() as conn:
+        for chunk in range(0, n_keys, CHUNK):
+            await conn.execute(sa.insert(tables.api_keys), key_rows[chunk : chunk + CHUNK])
+    first = datetime.now(UTC) - timedelta(days=DAYS - 1)
+    daily: dict[tuple[Any, ...], list[float]] = {}
+    request_id = ""
+    for done in range(0, n_rows, CHUNK):
+        rows = []
+        for i in range(done, min(done + CHUNK, n_rows)):
+            owner = key_rows[i % n_keys]
+            started = first + timedelta(seconds=(i * 2_592_000 // max(n_rows, 1)) % 2_592_000)
+            request_id = f"req_bench_{i:08d}"
+            model = MODELS[i % len(MODELS)]
+            rows.append(
+                {
+                    "request_id": request_id,
+                    "call_type": "chat.completions",
+                    "api_key": owner["token"],
+                    "key_alias": owner["key_alias"],
+                    "team_id": owner["team_id"],
+                    "model": model,
+                    "model_group": model,
+                    "deployment": f"{model}[0]",
+                    "provider": "openai",
+                    "prompt_tokens": 100,
+                    "completion_tokens": 50,
+                    "total_tokens": 150,
+                    "spend": 0.0001,
+                    "start_time": started,
+                    "end_time": started + timedelta(milliseconds=800),
+                    "status": "success",
+                    "request_tags": [f"tag-{i % 5}"],
+                    "metadata": {},
+                }
+            )
+            day = started.date().isoformat()
+            sums = daily.setdefault((day, owner["token"], owner["team_id"], model), [0, 0, 0.0, 0])
+            sums[0] += 100
+            sums[1] += 50
+            sums[2] += 0.0001
+            sums[3] += 1
+        async with database.transaction() as conn:
+            await conn.execute(sa.insert(tables.spend_logs), rows)
+    aggregates = [
+        {
+            "day": day,
+            "api_key": token,
+            "user_id": "",
+            "team_id": team,
+            "organization_id": "",
+            "model_group": model,
+            "provider": "openai",
+            "prompt_tokens": p,
+            "completion_tokens": c,
+            "spend": cost,
+            "api_requests": n,
+            "successful_requests": n,
+            "failed_requests": 0,
+            "updated_at": stamp,
+        }
+        for (day, token, team, model), (p, c, cost, n) in daily.items()
+    ]
+    async with database.transaction() as conn:
+        for chunk in range(0, len(aggregates), CHUNK):
+            await conn.execute(sa.insert(tables.daily_spend), aggregates[chunk : chunk + CHUNK])
+    return request_id
+
+
+async def time_pages(url: str, plan: dict[str, list[str]], repeat: int) -> dict[str, list[float]]:
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        async with http.get(url + "/ui/api/session") as response:
+            csrf = (await response.json())["csrf_token"]
+        async with http.post(
+            url + "/ui/api/session", json={"key": MASTER}, headers={"X-CSRF-Token": csrf}
+        ) as response:
+            assert response.status == 200, await response.text()
+            csrf = (await response.json())["csrf_token"]
+        timings: dict[str, list[float]] = {name: [] for name in ["page shell", *plan]}
+        for _ in range(repeat):
+            started = time.perf_counter()
+            async with http.get(url + "/ui") as response:
+                await response.read()
+            timings["page shell"].append((time.perf_counter() - started) * 1000)
+            for name, calls in plan.items():
+                started = time.perf_counter()
+                for call in calls:
+                    async with http.get(
+                        url + "/ui/api/call" + call, headers={"X-CSRF-Token": csrf}
+                    ) as response:
+                        await response.read()
+                        assert response.status == 200, (call, response.status)
+                timings[name].append((time.perf_counter() - started) * 1000)
+        return timings
+
+
+def report(timings: dict[str, list[float]], n_keys: int, n_rows: int, backend: str) -> str:
+    lines = [
+        f"Console pages with {n_keys:,} keys and {n_rows:,} spend rows ({backend}); "
+        f"ms per page, all of its API calls through the console:",
+        "",
+        "| page | median | p95 | max | within 200 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for name, values in timings.items():
+        ordered = sorted(values)
+        p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+        ok = "yes" if p95 <= TARGET_MS else "no"
+        lines.append(
+            f"| {name} | {statistics.median(values):.1f} | {p95:.1f} | {ordered[-1]:.1f} | {ok} |"
+        )
+    return "\n".join(lines)
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        database_url = args.database_url or f"sqlite:///{Path(scratch) / 'bench.db'}"
+        database = Database(database_url)
+        await database.migrate()
+        began = time.perf_counter()
+        request_id = await seed(database, args.keys, args.rows)
+        print(f"seeded in {time.perf_counter() - began:.0f} s")
+        await database.close()
+        namespace = f"bench-console-{uuid.uuid4().hex[:8]}"
+        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        app = create_app(load_config_text(config_text(namespace, database_url)), redis_url)
+        runner = front_door_runner(
+            app,
+            load_config_text(config_text(namespace, database_url)).switchboard_settings.http,
+            shutdown_timeout_s=5,
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            timings = await time_pages(url, pages(date.today(), request_id), args.repeat)
+        finally:
+            await runner.cleanup()
+            redis = Redis.from_url(redis_url)
+            async for key in redis.scan_iter(f"{namespace}:*"):
+                await redis.delete(key)
+            await redis.aclose()
+        backend = database_url.split(":", 1)[0]
+        print(report(timings, args.keys, args.rows, backend))
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keys", type=int, default=10_000)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--database-url", default=None)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))

@@ -1,0 +1,59 @@
+// Models: each model group the key may call with its deployments (LiteLLM's /model/info,
+// never a secret; its prices and context window where the config gives them), falling back
+// to /v1/models, and for an admin each deployment's live health from /metrics.
+import { h, alertBox, showError, api, table, readsAll } from "./core.js";
+import { parseMetrics } from "./live.js";
+
+const perMillion = (v) => (v === null || v === undefined ? "–" : `$${(v * 1e6).toFixed(2)}`);
+const count = (v) => (v ? Number(v).toLocaleString() : "–");
+
+async function health() {
+  const byDeployment = new Map();
+  if (!readsAll()) return byDeployment;
+  const metrics = await api("GET", "/metrics");
+  if (!metrics.ok) return byDeployment;
+  for (const x of parseMetrics(metrics.data || "")) {
+    if (!x.labels.deployment) continue;
+    const id = `${x.labels.model_group}|${x.labels.deployment}`;
+    const row = byDeployment.get(id) || {};
+    if (x.name === "switchboard_deployment_cooldown_remaining_seconds") row.cooldown = x.value;
+    if (x.name === "switchboard_deployment_in_flight_requests") row.inflight = x.value;
+    byDeployment.set(id, row);
+  }
+  return byDeployment;
+}
+
+export async function modelsPage(main) {
+  const box = alertBox();
+  main.append(h("h1", {}, "Models"), box);
+  let rows = [];
+  const result = await api("GET", "/model/info");
+  if (result.ok) rows = result.data.data || [];
+  else {
+    const groups = await api("GET", "/v1/models");
+    if (!groups.ok) return showError(box, groups);
+    rows = (groups.data.data || []).map((m) => ({ model_name: m.id, litellm_params: {},
+      model_info: {} }));
+  }
+  const live = await health();
+  const state = (r) => {
+    const figures = live.get(`${r.model_name}|${r.model_info.id}`);
+    if (!figures) return "–";
+    return `${figures.cooldown ? "cooling down" : "healthy"}, ${figures.inflight ?? 0} in flight`;
+  };
+  const groups = new Set(rows.map((r) => r.model_name));
+  main.append(table([
+    { label: "Model group", value: (r) => r.model_name },
+    { label: "Deployment", value: (r) => r.model_info.id || "–" },
+    { label: "Model", value: (r) => r.litellm_params.model || "–" },
+    { label: "Input / 1M tokens", value: (r) => r.model_info.input_cost_per_token ?? -1,
+      cell: (r) => perMillion(r.model_info.input_cost_per_token) },
+    { label: "Output / 1M tokens", value: (r) => r.model_info.output_cost_per_token ?? -1,
+      cell: (r) => perMillion(r.model_info.output_cost_per_token) },
+    { label: "Context window", value: (r) => r.model_info.max_input_tokens ?? 0,
+      cell: (r) => count(r.model_info.max_input_tokens) },
+    { label: "Max output", value: (r) => r.model_info.max_output_tokens ?? 0,
+      cell: (r) => count(r.model_info.max_output_tokens) },
+    { label: "Health", value: state },
+  ], rows, { caption: `${groups.size} model groups this key may call, ${rows.length} deployments` }));
+}

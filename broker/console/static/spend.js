@@ -1,0 +1,120 @@
+// Spend over a range, by day and by key, team, user, model or tag (/global/spend/report,
+// LiteLLM's shape), as a stacked bar chart, a table and a CSV file. A key that may not read
+// the report sees its own rows from /spend/logs, summed here per day and model.
+import { h, field, input, alertBox, showError, api, money, table, downloadCsv, chart,
+  readsAll } from "./core.js";
+import { listKeys } from "./keys.js";
+
+const GROUPS = [["team", "Team"], ["api_key", "Key"], ["user", "User"], ["model", "Model"],
+  ["tag", "Tag"], ["organization", "Organization"]];
+
+const isoDay = (d) => d.toISOString().slice(0, 10);
+
+// Report entries -> flat rows {day, group, model, spend, tokens, requests}.
+function flatten(report) {
+  const rows = [];
+  for (const day of report || []) {
+    const listName = Object.keys(day).find((k) => Array.isArray(day[k]));
+    for (const entry of day[listName] || []) {
+      const groupField = Object.keys(entry).find((k) => !["total_spend", "metadata"].includes(k));
+      for (const m of entry.metadata || [{ model: "", spend: entry.total_spend }]) {
+        rows.push({ day: day.group_by_day, group: String(entry[groupField] ?? "–"), model: m.model,
+          spend: Number(m.spend || 0), tokens: m.total_tokens || 0, requests: m.api_requests || 0 });
+      }
+    }
+  }
+  return rows;
+}
+
+function fromLogs(logs) {
+  const sums = new Map();
+  for (const row of logs || []) {
+    const day = String(row.start_time || row.startTime || "").slice(0, 10);
+    const id = `${day}|${row.model_group || row.model}`;
+    const sum = sums.get(id) || { day, group: "own key", model: row.model_group || row.model,
+      spend: 0, tokens: 0, requests: 0 };
+    sum.spend += Number(row.spend || 0);
+    sum.tokens += Number(row.total_tokens || 0);
+    sum.requests += 1;
+    sums.set(id, sum);
+  }
+  return [...sums.values()];
+}
+
+export async function spendPage(main) {
+  const box = alertBox();
+  const today = new Date();
+  const start = input("start_date", { id: "spend-start", type: "date",
+    value: isoDay(new Date(today.getTime() - 29 * 86400e3)) });
+  const end = input("end_date", { id: "spend-end", type: "date", value: isoDay(today) });
+  const group = h("select", { name: "group_by", id: "spend-group" },
+    GROUPS.map(([v, l]) => h("option", { value: v }, l)));
+  const canvas = h("canvas", { role: "img", "aria-label": "Spend per day, stacked by group" });
+  const totals = h("p", { class: "totals", "aria-live": "polite" });
+  const tableBox = h("section");
+  const budgets = h("section");
+  let rows = [];
+  let graph = null;
+  const exportButton = h("button", { type: "button", class: "secondary", onclick: () =>
+    downloadCsv(`spend-${start.value}-${end.value}-${group.value}.csv`,
+      ["day", group.value, "model", "spend_usd", "total_tokens", "requests"],
+      rows.map((r) => [r.day, r.group, r.model, r.spend, r.tokens, r.requests])) }, "Export CSV");
+  const form = h("form", { class: "card inline", onsubmit: (e) => { e.preventDefault(); load(); } },
+    field("From", start), field("To", end), readsAll() ? field("Group by", group) : null,
+    h("button", { type: "submit" }, "Show"), exportButton);
+  main.append(h("h1", {}, "Spend"), form, box, totals,
+    h("div", { class: "chart" }, canvas), tableBox, budgets);
+
+  async function load() {
+    box.hidden = true;
+    const range = `start_date=${start.value}&end_date=${end.value}`;
+    if (readsAll()) {
+      const result = await api("GET", `/global/spend/report?group_by=${group.value}&${range}`);
+      if (!result.ok) return showError(box, result);
+      rows = flatten(result.data);
+      if (group.value === "api_key") {
+        // The report names keys by hash; show the alias (or sk-...abcd) where we know it.
+        const names = new Map((await listKeys()).keys.map((k) => [k.token, k.key_alias || k.key_name]));
+        for (const row of rows) row.group = names.get(row.group) || row.group;
+      }
+    } else {
+      const result = await api("GET", `/spend/logs?${range}&limit=1000`);
+      if (!result.ok) return showError(box, result);
+      rows = fromLogs(result.data);
+    }
+    draw();
+  }
+
+  function draw() {
+    const days = [...new Set(rows.map((r) => r.day))].sort();
+    const groups = [...new Set(rows.map((r) => r.group))];
+    const total = rows.reduce((s, r) => s + r.spend, 0);
+    totals.textContent = `Total ${money(total)} over ${rows.reduce((s, r) => s + r.requests, 0)} requests`;
+    if (graph) graph.destroy();
+    graph = chart(canvas, { type: "bar", data: { labels: days, datasets: groups.map((g) => ({
+      label: g, data: days.map((d) => rows.filter((r) => r.day === d && r.group === g)
+        .reduce((s, r) => s + r.spend, 0)) })) },
+      options: { scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: "USD" } } } } });
+    tableBox.replaceChildren(table([
+      { label: "Day", value: (r) => r.day },
+      { label: "Group", value: (r) => r.group },
+      { label: "Model", value: (r) => r.model || "" },
+      { label: "Spend", value: (r) => r.spend, cell: (r) => money(r.spend) },
+      { label: "Tokens", value: (r) => r.tokens },
+      { label: "Requests", value: (r) => r.requests },
+    ], rows, { caption: "Spend rows" }));
+  }
+
+  async function nearLimits() {
+    const { keys } = await listKeys();
+    const near = keys.filter((k) => k.max_budget && Number(k.spend || 0) >= 0.8 * Number(k.max_budget));
+    budgets.replaceChildren(h("h2", {}, "Budgets near their limit"), table([
+      { label: "Key", value: (k) => k.key_alias || k.key_name },
+      { label: "Spend", value: (k) => Number(k.spend || 0), cell: (k) => h("span", { class: "warn" }, money(k.spend)) },
+      { label: "Budget", value: (k) => Number(k.max_budget), cell: (k) => money(k.max_budget) },
+    ], near));
+  }
+  await load();
+  await nearLimits();
+  return () => { if (graph) graph.destroy(); };
+}
