@@ -33,6 +33,7 @@ from broker.management import MANAGEMENT, add_management_routes, management_ctx
 from broker.response_cache import response_cache_ctx
 from broker.routes import add_operator_routes, add_routes
 from broker.routes.keys import FRONT_DOOR, OPERATOR_PORT
+from broker.routes.passthrough import add_passthrough_routes, passthrough_ctx
 from broker.tenancy import start_tenancy, stop_tenancy
 from broker.tracing import front_door_tracing, tracing_ctx, tracing_middleware
 from workers.connect import connect
@@ -110,7 +111,9 @@ def create_app(
     app.cleanup_ctx.append(tenancy_ctx)
     app.cleanup_ctx.append(files_ctx(config))
     app.cleanup_ctx.append(batches_ctx)
+    app.cleanup_ctx.append(passthrough_ctx)
     add_routes(app)
+    add_passthrough_routes(app)
     add_management_routes(app)
     add_file_routes(app)
     add_batch_routes(app)

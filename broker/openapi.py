@@ -26,6 +26,7 @@ from workers.ingress.messages_reply import AnthropicError
 from workers.ingress.messages_request import MessagesRequest
 from workers.ingress.responses_request import ResponsesRequest
 from workers.params import GatewayOptions
+from workers.providers.passthrough import PROVIDERS as PASSTHROUGH_PROVIDERS
 from workers.text_completions import CompletionRequest, TextCompletion
 from workers.wire import (
     ChatCompletion,
@@ -212,6 +213,33 @@ def _responses_paths() -> dict[str, Any]:
     }
 
 
+def _passthrough_paths() -> dict[str, Any]:
+    """Provider pass-through (issue #18): any path under a configured provider's API."""
+    path = {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
+    relayed: dict[str, Any] = {"*/*": {"schema": {}}}
+    paths: dict[str, Any] = {}
+    for name in PASSTHROUGH_PROVIDERS:
+        summary = f"Forward to the configured {name} deployment's API, answer unchanged"
+        title = name.capitalize()
+        operations: dict[str, Any] = {}
+        for method in ("get", "post", "delete"):
+            operation: dict[str, Any] = {
+                "operationId": f"{method}{title}PassThrough",
+                "summary": summary,
+                "parameters": [path],
+                "responses": _responses(
+                    {"200": {"description": summary, "content": relayed}}, READ_ERRORS
+                ),
+            }
+            if method == "post":
+                # The provider's own body; the gateway reads nothing of it but its size.
+                body = {"type": "object", "properties": {"model": {"type": "string"}}}
+                operation["requestBody"] = {"content": _json(body)}
+            operations[method] = operation
+        paths[f"/{name}/{{path}}"] = operations
+    return paths
+
+
 def _get(
     op: str,
     summary: str,
@@ -358,6 +386,7 @@ def build_document() -> dict[str, Any]:
         "paths": {
             **_paths(),
             **_responses_paths(),
+            **_passthrough_paths(),
             **management_paths(),
             **file_paths(),
             **batch_paths(),

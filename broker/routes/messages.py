@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import msgspec
 import orjson
 from aiohttp import web
@@ -17,15 +18,20 @@ from broker.errors import JSON, anthropic_errors
 from broker.frontdoor import FrontDoor
 from broker.relay import Relay
 from broker.routes.keys import FRONT_DOOR
+from broker.routes.passthrough import PASSTHROUGH_HTTP
+from workers.deployment import Deployment
 from workers.envelopes import INGRESS_MESSAGES, KIND_CHAT
-from workers.errors import InvalidRequest
+from workers.errors import APIConnectionError, InvalidRequest
 from workers.ingress.messages_request import decode_messages_request, to_chat_body
 from workers.params import GATEWAY_FIELDS, GatewayOptions, unsupported
+from workers.providers.anthropic import API_VERSION
+from workers.providers.passthrough import upstream_for
 from workers.tokens import estimate_prompt_tokens
 from workers.validation import decode_request, validate_chat_request
 from workers.wire import ChatCompletionRequest, chat_request_from_dict
 
 BETA_HEADER = "anthropic-beta"
+COUNT_TIMEOUT_S = 30.0
 # The longest anthropic-beta value forwarded (a list of a few dozen feature names fits).
 MAX_BETA_CHARS = 2048
 # Tells a count_tokens caller the number is the gateway's estimate (workers/tokens.py), not
@@ -33,11 +39,18 @@ MAX_BETA_CHARS = 2048
 COUNT_HEADER = "x-switchboard-token-count"
 
 
-def _chat_request(
-    request: web.Request, front: FrontDoor, body: bytes, options: GatewayOptions
-) -> ChatCompletionRequest:
+def group_drops(front: FrontDoor, group: str, options: GatewayOptions) -> bool:
+    """Whether the body says drop_params, or every deployment of `group` does (in its
+    litellm_params or litellm_settings): clients such as Claude Code and Codex cannot add
+    drop_params to their bodies. The worker decides the same (runtime/execute.py)."""
+    if options.drop_params:
+        return True
+    deployments = front.config.deployments.get(group, ())
+    return bool(deployments) and all(d.drop_params for d in deployments)
+
+
+def _chat_request(front: FrontDoor, body: bytes, *, drop: bool) -> ChatCompletionRequest:
     """The body's chat translation, checked as a chat request is."""
-    drop = bool(options.drop_params)
     raw: dict[str, Any] = orjson.loads(body)
     for name in GATEWAY_FIELDS:
         raw.pop(name, None)
@@ -60,8 +73,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         max_timeout_s=front.settings.request_timeout_s,
         max_num_retries=max_num_retries(front.config),
     )
-    _chat_request(request, front, body, options)
     group = front.resolve_group(parsed.model, caller)
+    _chat_request(front, body, drop=group_drops(front, group, options))
     headers = _forwarded(request, front, group, options)
     lane = front.lane_for(request, options)
     front.admit(lane)
@@ -96,6 +109,41 @@ def _end_user(metadata: dict[str, Any] | None) -> str | None:
     return user if isinstance(user, str) and user else None
 
 
+async def count_at_anthropic(
+    request: web.Request, deployment: Deployment, body: bytes
+) -> web.Response:
+    """Anthropic's /v1/messages/count_tokens for the client's body (the model replaced),
+    through the front door's pass-through session; its answer as it comes."""
+    raw: dict[str, Any] = orjson.loads(body)
+    for name in GATEWAY_FIELDS:
+        raw.pop(name, None)
+    raw["model"] = deployment.model
+    upstream = upstream_for(deployment)
+    headers = {
+        "content-type": JSON,
+        "anthropic-version": request.headers.get("anthropic-version", API_VERSION),
+        **upstream.headers,
+    }
+    if request.headers.get(BETA_HEADER):
+        headers[BETA_HEADER] = request.headers[BETA_HEADER][:MAX_BETA_CHARS]
+    session = request.app[PASSTHROUGH_HTTP].session
+    url = upstream.url("v1/messages/count_tokens", {})
+    timeout = aiohttp.ClientTimeout(total=COUNT_TIMEOUT_S)
+    try:
+        async with session.post(
+            url, data=orjson.dumps(raw), headers=headers, timeout=timeout, allow_redirects=False
+        ) as reply:
+            answer = await reply.read()
+            status = reply.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise APIConnectionError(
+            f"Anthropic's token counter could not be reached ({type(exc).__name__})"
+        ) from None
+    return web.Response(
+        body=answer, status=status, content_type=JSON, headers={COUNT_HEADER: "provider"}
+    )
+
+
 def _forwarded(
     request: web.Request, front: FrontDoor, group: str, options: GatewayOptions
 ) -> dict[str, str] | None:
@@ -106,14 +154,17 @@ def _forwarded(
     beta = request.headers.get(BETA_HEADER, "").strip()
     if not beta:
         return None
-    providers = {d.provider for d in front.config.deployments.get(group, ())}
-    if providers - {"anthropic"}:
-        others = ", ".join(sorted(providers - {"anthropic"}))
+    deployments = front.config.deployments.get(group, ())
+    others = [d for d in deployments if d.provider != "anthropic"]
+    if others:
+        # Dropped when the body or every one of those deployments says drop_params (Claude
+        # Code sends betas on every request and cannot add drop_params to its bodies).
+        names = ", ".join(sorted({d.provider for d in others}))
         unsupported(
             BETA_HEADER,
-            f"model group `{group}` ({others})",
+            f"model group `{group}` ({names})",
             "beta features need Anthropic's own API",
-            drop_params=bool(options.drop_params),
+            drop_params=bool(options.drop_params) or all(d.drop_params for d in others),
         )
         return None
     return {BETA_HEADER: beta[:MAX_BETA_CHARS]}
@@ -121,7 +172,8 @@ def _forwarded(
 
 @anthropic_errors
 async def count_tokens(request: web.Request) -> web.StreamResponse:
-    """The gateway's own estimate, flagged as such in a header: no provider is called."""
+    """Anthropic's own counter when the group is Anthropic's; otherwise the gateway's
+    estimate. A header says which."""
     front = request.app[FRONT_DOOR]
     caller = await front.tenancy.authenticate(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
@@ -131,8 +183,11 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         max_timeout_s=front.settings.request_timeout_s,
         max_num_retries=max_num_retries(front.config),
     )
-    chat = _chat_request(request, front, body, options)
-    front.resolve_group(parsed.model, caller)
+    group = front.resolve_group(parsed.model, caller)
+    chat = _chat_request(front, body, drop=group_drops(front, group, options))
+    deployments = front.config.deployments.get(group, ())
+    if deployments and all(d.provider == "anthropic" for d in deployments):
+        return await count_at_anthropic(request, deployments[0], body)
     tokens = estimate_prompt_tokens(chat)
     if chat.tools:
         tokens += len(msgspec.json.encode(chat.tools)) // 4

@@ -14,6 +14,7 @@ from broker.body import decode, gateway_options, max_num_retries, read_json_body
 from broker.errors import JSON
 from broker.relay import Relay
 from broker.routes.keys import FRONT_DOOR
+from broker.routes.messages import group_drops
 from workers.envelopes import INGRESS_RESPONSES, KIND_CHAT
 from workers.errors import InvalidRequest
 from workers.ingress import response_store
@@ -40,13 +41,13 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         raw.pop(name, None)
     # The translation refuses what it cannot carry now; the conversation a
     # previous_response_id names is the worker's to read (one script, workers/ingress/).
-    translator = Translator(drop_params=bool(options.drop_params))
+    group = front.resolve_group(parsed.model, caller)
+    translator = Translator(drop_params=group_drops(front, group, options))
     chat_body = decode_request(lambda b: translator.chat_body(parsed, b, []), raw)
     if chat_body["messages"]:
         validate_chat_request(decode_request(chat_request_from_dict, chat_body), front.limits)
     elif not parsed.previous_response_id:
         raise InvalidRequest("`input` is required", param="input", code="invalid_value")
-    group = front.resolve_group(parsed.model, caller)
     lane = front.lane_for(request, options)
     front.admit(lane)
     ticket = await front.tenancy.ticket(

@@ -43,6 +43,12 @@ COUNTS = {
     "resumeStream": 400,
     "off-route": 200,
     "default": 75,
+    # Provider pass-through (issue #18): fifteen operations answered by the fake itself.
+    **{
+        f"{method}{name.capitalize()}PassThrough": 30
+        for name in ("openai", "anthropic", "gemini", "azure", "bedrock")
+        for method in ("get", "post", "delete")
+    },
 }
 GENERATED_PROBES = 150
 

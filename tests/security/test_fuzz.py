@@ -92,6 +92,7 @@ class Sender:
                     answer = await response.read()
                     status, content_type = response.status, response.content_type
                     request_id = response.headers.get("x-request-id")
+                    relayed = "x-switchboard-passthrough" in response.headers
             except ValueError as exc:  # the client would not send it
                 self.tally.unsent[str(exc)[:60]] += 1
                 return
@@ -101,6 +102,7 @@ class Sender:
                 probe = raw_case(case, path, body)
                 reply = await raw_http.send(self.port, probe, timeout_s=RAW_TIMEOUT_S)
                 status, answer, request_id = reply.status, reply.body, None
+                relayed = "x-switchboard-passthrough" in reply.headers
                 content_type = reply.headers.get("content-type", "").split(";")[0].strip()
         self.tally.sent[case.operation] += 1
         if request_id and case.method == "POST":
@@ -109,6 +111,15 @@ class Sender:
             what = "closed without a response" if status == raw_http.CLOSED else "no response"
             self.tally.statuses[status] += 1
             self.tally.problem((what, case.operation, kind_of(case)), describe(case))
+            return
+        if relayed:
+            # A provider pass-through's answer is the provider's own, in its own shape (the
+            # fake's here); only a 5xx from it would be a finding.
+            self.tally.statuses[status] += 1
+            if status >= 500:
+                self.tally.problem(
+                    (f"pass-through status {status}", case.operation), describe(case)
+                )
             return
         check(case, status, content_type, answer, self.tally)
 

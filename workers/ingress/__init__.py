@@ -9,12 +9,14 @@ queue, one router, one counting path: only the two edges differ.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
 from typing import Any, NamedTuple, Protocol
 
 import msgspec
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -180,6 +182,22 @@ class Prepared(NamedTuple):
     body: JSONObject  # the chat body
     formatter: Formatter
     native: NativeRequest | None = None
+    affinity: str | None = None
+    served_by: str | None = None  # the deployment that served the conversation's last turn
+
+
+# The bytes of a conversation's start that make its affinity key (workers/routing/engine.py
+# `rendezvous`): enough to tell conversations apart, bounded whatever their size.
+AFFINITY_BYTES = 64 * 1024
+
+
+def messages_affinity(owner: str, body: JSONObject) -> str:
+    """A Messages conversation's key: its caller, system prompt and first message, which
+    every turn of it repeats (Claude Code's prompt cache is keyed on that prefix too)."""
+    messages = body.get("messages")
+    start = orjson.dumps([body.get("system"), messages[:1] if isinstance(messages, list) else None])
+    digest = hashlib.blake2b(owner.encode() + b"|" + start[:AFFINITY_BYTES], digest_size=16)
+    return digest.hexdigest()
 
 
 class Ingress:
@@ -200,20 +218,27 @@ class Ingress:
             native = NativeRequest(
                 provider="anthropic", body=body, headers=dict(envelope.headers or {})
             )
-            return Prepared(chat, MessagesFormatter(str(chat["model"])), native)
+            affinity = messages_affinity(envelope.owner, body)
+            return Prepared(chat, MessagesFormatter(str(chat["model"])), native, affinity)
         if envelope.ingress == INGRESS_RESPONSES:
-            chat, formatter = await self._responses(envelope, body, drop_params=drop_params)
-            return Prepared(chat, formatter)
+            chat, formatter, served_by = await self._responses(
+                envelope, body, drop_params=drop_params
+            )
+            # A follow-up goes back to the deployment that served its parent (its encrypted
+            # reasoning is that deployment's); failing that, a response id carries its
+            # conversation's tag, so every turn of one conversation picks alike.
+            return Prepared(chat, formatter, None, formatter.id[5:21], served_by)
         raise InvalidRequest(f"unknown ingress API {envelope.ingress}")
 
     async def _responses(
         self, envelope: Envelope, body: JSONObject, *, drop_params: bool
-    ) -> tuple[JSONObject, Formatter]:
+    ) -> tuple[JSONObject, ResponsesFormatter, str | None]:
         request = decode_request(lambda b: msgspec.convert(b, ResponsesRequest), body)
         parent = request.previous_response_id
-        history = []
+        history: list[JSONObject] = []
+        served_by = None
         if parent:
-            history = await response_store.conversation(
+            history, served_by = await response_store.conversation(
                 self.redis, self.keys, parent, envelope.owner
             )
         chat = decode_request(
@@ -221,4 +246,4 @@ class Ingress:
         )
         response_id = response_store.new_response_id(parent)
         store = _Store(self, envelope, request) if request.is_stored else None
-        return chat, ResponsesFormatter(request, response_id, store)
+        return chat, ResponsesFormatter(request, response_id, store), served_by or None

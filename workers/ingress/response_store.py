@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -30,10 +30,11 @@ ID_PATTERN = re.compile(r"resp_[0-9a-f]{32}")
 MAX_CHAIN = 1000
 
 # KEYS[1] the newest response; ARGV: the conversation's key prefix, the owner, the hop cap.
-# Returns output, input, output, input, ... newest first; {} when the first is not found or
-# not the caller's. Every key of a chain shares KEYS[1]'s slot (see the module docstring).
+# Returns the newest response's deployment, then output, input, output, input, ... newest
+# first; {} when the first is not found or not the caller's. Every key of a chain shares
+# KEYS[1]'s slot (see the module docstring).
 CHAIN_SCRIPT = """
-local items = {}
+local items = {redis.call('HGET', KEYS[1], 'deployment') or ''}
 local key = KEYS[1]
 for i = 1, tonumber(ARGV[3]) do
   local f = redis.call('HMGET', key, 'owner', 'parent', 'input', 'output')
@@ -69,18 +70,23 @@ def _checked(response_id: str) -> str:
     return response_id
 
 
-async def conversation(redis: Redis, keys: Keys, response_id: str, owner: str) -> list[JSONObject]:
-    """The items of the chain ending at `response_id`, oldest first: each response's input
-    then its output. A 404 when it is unknown, expired, or another key's."""
+class Conversation(NamedTuple):
+    items: list[JSONObject]  # oldest first: each response's input, then its output
+    deployment: str  # the deployment that served the newest response
+
+
+async def conversation(redis: Redis, keys: Keys, response_id: str, owner: str) -> Conversation:
+    """The chain ending at `response_id`. A 404 when it is unknown, expired, or another
+    key's."""
     key = keys.response(_checked(response_id))
     prefix = keys.responses(response_id[5:21])
     found = await cast("Any", redis.eval(CHAIN_SCRIPT, 1, key, prefix, owner, MAX_CHAIN))
-    if not found:
+    if len(found) < 2:  # the deployment alone: the response was not found
         raise _not_found(response_id)
     items: list[JSONObject] = []
-    for raw in reversed(found):
+    for raw in reversed(found[1:]):
         items += orjson.loads(raw)
-    return items
+    return Conversation(items, bytes(found[0]).decode())
 
 
 async def save(

@@ -243,8 +243,9 @@ class Translator:
 
     def _reasoning(self, item: JSONObject) -> None:
         turn = self._turn(fresh=True)
-        summary = item.get("summary") or []
-        text = "".join(str(s.get("text", "")) for s in summary if isinstance(s, dict))
+        # The summary, else the reasoning text itself (`content`, reasoning_text parts).
+        parts = item.get("summary") or item.get("content") or []
+        text = "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
         if text:
             turn["reasoning_content"] = text
         encrypted = item.get("encrypted_content")

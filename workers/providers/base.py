@@ -95,6 +95,13 @@ class ChatCall(msgspec.Struct, kw_only=True):
     is_text_completion: bool = False
     # The client's own request for a provider that takes it natively (NativeRequest).
     native: NativeRequest | None = None
+    # Keeps one conversation on one deployment of a group (its prompt cache, its encrypted
+    # reasoning): routing picks by rendezvous hash of this among the eligible deployments
+    # (workers/routing/engine.py). None: the group's routing strategy decides.
+    affinity: str | None = None
+    # The deployment that served this conversation so far (a Responses follow-up's parent):
+    # chosen when eligible, before the affinity key (its encrypted reasoning is its own).
+    served_by: str | None = None
     # LiteLLM's request `mock_response`: answered with this text, no provider call
     # (workers/providers/mock.py).
     mock_response: str | None = None

@@ -181,7 +181,13 @@ class Attempts(Generic[T]):
             chosen: Target | None = None
             try:
                 chosen = await engine.choose(
-                    group, targets, self.estimate, self.kind.is_stream, failed
+                    group,
+                    targets,
+                    self.estimate,
+                    self.kind.is_stream,
+                    failed,
+                    affinity=getattr(self.call, "affinity", None),
+                    served_by=getattr(self.call, "served_by", None),
                 )
                 self.attempts += 1
                 self.deployment = chosen.route.deployment

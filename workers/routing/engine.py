@@ -14,6 +14,7 @@ limits (the request was admitted there once already).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -101,6 +102,17 @@ async def _open_stream(adapter: Adapter, call: ChatCall, estimate: int) -> tuple
 CHAT: AttemptKind[ChatCompletion] = AttemptKind(_chat)
 EMBED: AttemptKind[EmbeddingResponse] = AttemptKind(_embed)
 STREAM: AttemptKind[Opened] = AttemptKind(_open_stream, is_stream=True)
+
+
+def rendezvous(routes: Sequence[Route], key: str) -> Route:
+    """The route with the highest hash of (key, name): the same key picks the same
+    deployment on every worker, with no state, and a deployment that drops out of the
+    eligible set moves only its own keys (issue #18, prompt-cache affinity)."""
+
+    def weight(route: Route) -> bytes:
+        return hashlib.blake2b(f"{key}|{route.name}".encode(), digest_size=8).digest()
+
+    return max(routes, key=weight)
 
 
 class RoutingEngine:
@@ -338,6 +350,9 @@ class RoutingEngine:
         estimate: int,
         is_stream: bool,
         failed: set[str],
+        *,
+        affinity: str | None = None,
+        served_by: str | None = None,
     ) -> Target:
         """A deployment of `group` for the next attempt, admitted (its slot taken), or the
         error that says why none can take it."""
@@ -363,7 +378,14 @@ class RoutingEngine:
                 if "cooldown" in refused.values() and found.cooldown_left_s is None:
                     found.cooldown_left_s = self.settings.cooldown_time
                 raise nothing_eligible(group, found, estimate)
-            route, reason = await self._pick(group, found.routes, figures, is_stream)
+            reason: Reason | str
+            served = [r for r in found.routes if r.deployment.label == served_by]
+            if served_by is not None and served:
+                route, reason = served[0], "the deployment that served the conversation"
+            elif affinity is not None and len(found.routes) > 1:
+                route, reason = rendezvous(found.routes, affinity), "conversation affinity"
+            else:
+                route, reason = await self._pick(group, found.routes, figures, is_stream)
             if self._is_alone(group) and route.limits.is_unlimited:
                 # Nothing can refuse it (it never cools down, it has no limits), so the
                 # request need not wait for the count.

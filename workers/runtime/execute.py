@@ -24,7 +24,6 @@ from workers import accounting, envelopes
 from workers.body_limits import check_json_bytes
 from workers.envelopes import (
     INGRESS_CHAT,
-    INGRESS_MESSAGES,
     KIND_CHAT,
     KIND_TEXT_COMPLETION,
     Meta,
@@ -149,19 +148,20 @@ class Executor:
     async def _chat_call(self, job: Job) -> tuple[ChatCall, Formatter]:
         """The chat call, and how its reply is written in the API its client spoke."""
         body, options = _gateway_body(job)
-        drop = bool(options.get("drop_params"))
+        drop = bool(options.get("drop_params")) or self._group_drops(job.envelope.model_group)
         formatter: Formatter
-        native = None
+        native = affinity = served_by = None
         if job.envelope.ingress == INGRESS_CHAT:
             # The front door validated these bytes; another producer may not have.
             request = decode_request(decode_chat_request, job.envelope.body)
             formatter = _chat_formatter(job, request.include_usage)
         else:
-            if job.envelope.ingress == INGRESS_MESSAGES and "metadata" in options:
+            if "metadata" in options:
                 # On /v1/messages `metadata` is Anthropic's own (`user_id`), not LiteLLM's
-                # request metadata: a native pass-through sends it on.
+                # request metadata: a native pass-through sends it on. On /v1/responses it
+                # is the response's own, echoed and stored with it.
                 body = {**body, "metadata": options["metadata"]}
-            body, formatter, native = await self.ingress.prepare(
+            body, formatter, native, affinity, served_by = await self.ingress.prepare(
                 job.envelope, body, drop_params=drop
             )
             request = decode_request(chat_request_from_dict, body)
@@ -175,8 +175,18 @@ class Executor:
             tags=request_tags(options.get("tags"), options.get("metadata")),
             is_text_completion=job.envelope.kind == KIND_TEXT_COMPLETION,
             native=native,
+            affinity=affinity,
+            served_by=served_by,
             mock_response=_mock_response(options),
         ), formatter
+
+    def _group_drops(self, group: str) -> bool:
+        """Whether every deployment of `group` drops what it cannot take (drop_params in
+        its litellm_params or litellm_settings): then so does an ingress translation, which
+        runs before a deployment is chosen (a client such as Claude Code cannot add
+        drop_params to its bodies)."""
+        targets = self.engine.targets.get(group) or ()
+        return bool(targets) and all(t.route.deployment.drop_params for t in targets)
 
     def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
         """A failed request still says where it went: attempts, fallbacks, last deployment."""

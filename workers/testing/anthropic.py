@@ -65,7 +65,21 @@ def routes(state: FakeState) -> list[web.RouteDef]:
         denied = _denied(request, state, request_id)
         return denied or await answer_messages(request, state, body, request_id)
 
-    return [web.post("/v1/messages", messages)]
+    async def count_tokens(request: web.Request) -> web.StreamResponse:
+        body = await record_request(request, state)
+        request_id = errors.request_id(next(state.ids))
+        denied = _denied(request, state, request_id)
+        if denied is not None:
+            return denied
+        try:
+            native = decode_request(body)
+        except msgspec.DecodeError as exc:
+            return errors.invalid_request(f"Invalid request body: {exc}", request=request_id)
+        tokens = count_prompt_tokens(native.prompt_texts())
+        body = msgspec.json.encode({"input_tokens": tokens})
+        return json_response(body, headers={"request-id": request_id})
+
+    return [web.post("/v1/messages", messages), web.post("/v1/messages/count_tokens", count_tokens)]
 
 
 def _denied(request: web.Request, state: FakeState, request_id: str) -> web.Response | None:

@@ -14,7 +14,13 @@ from workers.testing.server import FakeUpstream
 
 INGRESS_TARGETS = [t for t in TARGETS if t.provider in ("openai", "anthropic", "gemini", "bedrock")]
 INGRESS_IDS = [t.provider for t in INGRESS_TARGETS]
-SCENARIOS = {"": "", "-tools": "~tools=2", "-429": "~status=429~retry_after=3"}
+SCENARIOS = {
+    "": "",
+    "-tools": "~tools=2",
+    "-429": "~status=429~retry_after=3",
+    # The delay lets the first chunks leave before the error (test_provider_conformance).
+    "-broken": "~stream_error_after=2~chunk_delay=0.1",
+}
 GROUPS = [
     Group(target.provider + suffix, target, directives)
     for target in INGRESS_TARGETS

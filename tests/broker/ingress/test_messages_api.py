@@ -197,15 +197,23 @@ async def test_errors_come_in_anthropics_shape(fake, namespace):
                 }
 
 
-async def test_count_tokens_is_a_flagged_estimate(fake, namespace):
+async def test_count_tokens_asks_anthropic_or_says_it_estimates(fake, namespace):
     async with client(fake, namespace) as (sdk, _):
+        fake.state.clear()
         raw = await sdk.messages.with_raw_response.count_tokens(
-            model="anthropic", messages=HELLO, tools=TOOLS
+            model="openai", messages=HELLO, tools=TOOLS
         )
         counted = await raw.parse()
         assert counted.input_tokens > 0
         assert raw.headers["x-switchboard-token-count"] == "estimate"
         assert fake.state.request_count == 0
+        raw = await sdk.messages.with_raw_response.count_tokens(model="anthropic", messages=HELLO)
+        counted = await raw.parse()
+        assert counted.input_tokens > 0
+        assert raw.headers["x-switchboard-token-count"] == "provider"
+        (sent,) = fake.state.requests
+        assert sent.path == "/v1/messages/count_tokens"
+        assert sent.json == {"model": "claude-sonnet-4-5", "messages": HELLO}
 
 
 async def test_key_by_x_api_key_or_bearer_and_401_in_anthropics_shape(fake, namespace):
@@ -226,3 +234,15 @@ async def test_key_by_x_api_key_or_bearer_and_401_in_anthropics_shape(fake, name
             with pytest.raises(anthropic.AuthenticationError) as refused:
                 await sdk.messages.create(model="gpt-test", max_tokens=10, messages=HELLO)
         assert body_of(refused)["error"]["type"] == "authentication_error"
+
+
+@pytest.mark.parametrize("target", INGRESS_TARGETS, ids=INGRESS_IDS)
+async def test_a_mid_stream_failure_is_an_error_event(fake, namespace, target: Target):
+    async with client(fake, namespace) as (sdk, _):
+        with pytest.raises(anthropic.APIStatusError) as failed:
+            async with sdk.messages.stream(
+                model=target.provider + "-broken", max_tokens=256, messages=HELLO
+            ) as stream:
+                async for _ in stream:
+                    pass
+        assert body_of(failed)["type"] == "error"

@@ -13,8 +13,16 @@ from typing import Any
 import aiohttp
 import orjson
 
+from broker.config.loader import load_config_text
+from tests.broker.harness import service
 from tests.broker.ingress.setup import TIMEOUT_S, gateway
-from tests.broker.providers_setup import no_ambient_aws  # noqa: F401 (autouse fixture)
+from tests.broker.providers_setup import (
+    AWS_CONFIG_ENV,
+    TARGETS,
+    Group,
+    config_text,
+    no_ambient_aws,  # noqa: F401 (autouse fixture)
+)
 
 # Everything a translation could lose: system blocks, cache_control on a message block and a
 # tool, metadata, top_k, stop_sequences, a tool loop with its ids.
@@ -119,3 +127,23 @@ async def test_anthropic_beta_reaches_anthropic_and_is_refused_elsewhere(fake, n
             dropped = {**hello, "model": "openai", "drop_params": True}
             status, _ = await post(session, url, dropped, headers=beta)
             assert status == 200
+
+
+async def test_a_group_that_drops_params_takes_claude_codes_betas_and_extras(fake, namespace):
+    """Claude Code sends anthropic-beta and newer fields on every request and cannot add
+    drop_params to its bodies: a group whose deployments drop params takes them."""
+    openai = next(t for t in TARGETS if t.provider == "openai")
+    groups = [Group("lenient", openai, "", {"drop_params": "true"})]
+    config = load_config_text(config_text(fake.base_url, namespace, groups), AWS_CONFIG_ENV)
+    body = {
+        "model": "lenient",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "hi"}],
+        "context_management": {"edits": []},
+    }
+    headers = {"anthropic-beta": "context-management-2025-06-27"}
+    async with asyncio.timeout(TIMEOUT_S), service(config) as ([door], _):
+        async with aiohttp.ClientSession() as session:
+            status, reply = await post(session, door.url, body, headers=headers)
+    assert status == 200, reply
+    assert orjson.loads(reply)["content"][0]["type"] == "text"

@@ -102,8 +102,12 @@ async def test_codex_like_function_call_loop(fake, namespace, target: Target, st
 
 async def test_stored_responses_retrieve_list_and_delete(fake, namespace):
     async with client(fake, namespace) as sdk:
-        response = await sdk.responses.create(model="openai", input="Say hello")
+        response = await sdk.responses.create(
+            model="openai", input="Say hello", metadata={"ticket": "T-1"}
+        )
+        assert response.metadata == {"ticket": "T-1"}
         again = await sdk.responses.retrieve(response.id)
+        assert again.metadata == {"ticket": "T-1"}
         assert again.id == response.id and again.output_text == response.output_text
         items = await sdk.responses.input_items.list(response.id)
         assert [item.type for item in items.data] == ["message"]
@@ -203,3 +207,14 @@ async def test_json_schema_and_max_output_tokens_reach_the_provider(fake, namesp
         assert sent.json["max_completion_tokens"] == 64
         assert sent.json["temperature"] == 0.2
         assert sent.json["response_format"]["json_schema"]["schema"] == schema
+
+
+@pytest.mark.parametrize("target", INGRESS_TARGETS, ids=INGRESS_IDS)
+async def test_upstream_failures_reach_the_sdk_as_its_errors(fake, namespace, target: Target):
+    async with client(fake, namespace) as sdk:
+        with pytest.raises(openai.RateLimitError):
+            await sdk.responses.create(model=target.provider + "-429", input="hi")
+        with pytest.raises(openai.APIError):
+            async with sdk.responses.stream(model=target.provider + "-broken", input="hi") as s:
+                async for _ in s:
+                    pass

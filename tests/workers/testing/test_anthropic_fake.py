@@ -440,3 +440,8 @@ async def test_prefills_the_service_refuses_are_refused_in_its_words(
     messages: list[MessageParam] = [*HI, {"role": "assistant", "content": prefill}]
     with pytest.raises(anthropic.BadRequestError, match=message):
         await create(claude, model, messages=messages, **fields)
+
+
+async def test_sdk_parses_the_token_count(claude):
+    counted = await claude.messages.count_tokens(model=MODEL, messages=HI)
+    assert counted.input_tokens > 0

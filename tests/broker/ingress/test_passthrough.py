@@ -1,0 +1,85 @@
+"""Provider pass-through (`/openai/...`, `/anthropic/...`, `/gemini/...`, `/bedrock/...`):
+the official clients work through it, the provider gets the configured credentials and never
+the client's, answers (streams included) come back unchanged, and no path reaches past the
+configured base."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+from anthropic import AsyncAnthropic
+from openai import AsyncOpenAI
+from yarl import URL
+
+from tests.broker.ingress.setup import TIMEOUT_S, gateway
+from tests.broker.providers_setup import no_ambient_aws  # noqa: F401 (autouse fixture)
+
+HELLO = [{"role": "user", "content": "Say hello"}]
+CLIENT_KEY = "sk-client-secret-0123456789"
+
+
+async def test_openai_and_anthropic_clients_work_through_the_pass_through(fake, namespace):
+    async with asyncio.timeout(TIMEOUT_S), gateway(fake, namespace) as url:
+        openai_sdk: Any = AsyncOpenAI(base_url=url + "/openai/v1", api_key=CLIENT_KEY)
+        async with openai_sdk:
+            fake.state.clear()
+            completion = await openai_sdk.chat.completions.create(
+                model="gpt-4o-mini", messages=HELLO
+            )
+            assert completion.choices[0].message.content == (
+                "This is a fake reply from gpt-4o-mini."
+            )
+            (sent,) = fake.state.requests
+            assert sent.headers["Authorization"] == "Bearer sk-fake"
+            stream = await openai_sdk.chat.completions.create(
+                model="gpt-4o-mini", messages=HELLO, stream=True
+            )
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+            assert text == "This is a fake reply from gpt-4o-mini."
+        anthropic_sdk: Any = AsyncAnthropic(base_url=url + "/anthropic", api_key=CLIENT_KEY)
+        async with anthropic_sdk:
+            fake.state.clear()
+            message = await anthropic_sdk.messages.create(
+                model="claude-sonnet-4-5", max_tokens=64, messages=HELLO
+            )
+            assert message.content[0].text == "This is a fake reply from claude-sonnet-4-5."
+            (sent,) = fake.state.requests
+            assert sent.headers["x-api-key"] == "sk-ant-fake"
+            assert CLIENT_KEY not in str(dict(sent.headers))
+
+
+async def test_gemini_and_bedrock_are_signed_with_the_configured_credentials(fake, namespace):
+    body = {"contents": [{"role": "user", "parts": [{"text": "Say hello"}]}]}
+    converse = {"messages": [{"role": "user", "content": [{"text": "Say hello"}]}]}
+    model = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+    async with asyncio.timeout(TIMEOUT_S), gateway(fake, namespace) as url:
+        async with aiohttp.ClientSession() as session:
+            fake.state.clear()
+            gemini = url + "/gemini/v1beta/models/gemini-2.5-flash:generateContent"
+            async with session.post(gemini, json=body, headers={"x-goog-api-key": CLIENT_KEY}) as r:
+                assert r.status == 200, await r.text()
+                assert "fake reply" in await r.text()
+            (sent,) = fake.state.requests
+            assert sent.headers["x-goog-api-key"] == "gemini-fake"
+            bedrock = URL(
+                url + f"/bedrock/model/{model.replace(':', '%3A')}/converse", encoded=True
+            )
+            async with session.post(bedrock, json=converse) as r:
+                assert r.status == 200, await r.text()
+                assert "fake reply" in await r.text()
+
+
+async def test_no_path_reaches_past_the_configured_base(fake, namespace):
+    async with asyncio.timeout(TIMEOUT_S), gateway(fake, namespace) as url:
+        async with aiohttp.ClientSession() as session:
+            fake.state.clear()
+            for path in ("/openai/%2e%2e/%2e%2e/admin", "/openai//evil.example/x", "/openai/a%5Cb"):
+                async with session.get(URL(url + path, encoded=True)) as reply:
+                    assert reply.status == 400, path
+                    assert (await reply.json())["error"]["code"] == "invalid_path"
+            async with session.get(url + "/azure/openai/deployments") as reply:
+                assert reply.status == 404
+                assert (await reply.json())["error"]["code"] == "provider_not_configured"
+            assert fake.state.request_count == 0

@@ -1,0 +1,111 @@
+"""Where a provider pass-through (`/openai/{path}`, `/anthropic/{path}`, `/gemini/{path}`,
+`/azure/{path}`, `/bedrock/{path}`; issue #18) goes: the base URL and credentials of a
+configured deployment of that provider. The client names only a path under that base, and
+the path may not climb out of it, so a pass-through never reaches a host the operator did
+not configure; the client's own credentials are never forwarded."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import msgspec
+from yarl import URL
+
+from workers.deployment import Deployment
+from workers.errors import InvalidRequest
+from workers.providers import provider_defaults
+from workers.providers.bedrock.signing import Signer, make_signer, resolve_region
+
+# The route names, as LiteLLM spells them, and the provider each reaches.
+PROVIDERS: Mapping[str, str] = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "gemini": "gemini",
+    "azure": "azure",
+    "bedrock": "bedrock",
+}
+# The characters a forwarded path may hold: RFC 3986 path characters, no backslash, no
+# whitespace, no `?` or `#` (the query travels apart).
+_PATH = re.compile(r"[A-Za-z0-9._~:@!$&'()*+,;=%/-]*")
+MAX_PATH_CHARS = 2048
+# Client headers forwarded: what describes the body and the provider's own API options.
+FORWARDED_HEADERS = (
+    "content-type",
+    "accept",
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-beta",
+)
+# Query parameters that carry credentials: the gateway's, never the client's.
+CREDENTIAL_QUERY = frozenset({"key", "api-key", "api_key"})
+
+
+class Upstream(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider's base URL and what authenticates a request to it."""
+
+    root: str
+    headers: dict[str, str] = {}
+    query: dict[str, str] = {}
+    signer: Signer | None = None
+
+    def url(self, path: str, query: Mapping[str, str]) -> str:
+        """The upstream URL for a forwarded `path` (already checked) and query."""
+        params = {k: v for k, v in query.items() if k.lower() not in CREDENTIAL_QUERY}
+        params = {**self.query, **params}
+        url = URL(self.root.rstrip("/") + "/" + path.lstrip("/"), encoded=True)
+        return str(url.with_query(params) if params else url)
+
+
+def checked_path(path: str) -> str:
+    """`path` if it stays under the base: no `..` segment, no doubled slash, nothing that
+    would make it another URL."""
+    if len(path) > MAX_PATH_CHARS or not _PATH.fullmatch(path):
+        raise _bad_path()
+    decoded = URL("/" + path, encoded=True).path  # %2e%2e is `..` too
+    segments = decoded.split("/")[1:]
+    if any(s in (".", "..") for s in segments) or "//" in "/" + path or "\\" in decoded:
+        raise _bad_path()
+    return path
+
+
+def _bad_path() -> InvalidRequest:
+    return InvalidRequest(
+        "the pass-through path must be a plain path under the provider's API",
+        param="path",
+        code="invalid_path",
+    )
+
+
+def upstream_for(deployment: Deployment) -> Upstream:
+    provider = deployment.provider
+    base = (deployment.api_base or provider_defaults(provider).api_base or "").rstrip("/")
+    key = str(deployment.api_key) if deployment.api_key else None
+    headers = dict(deployment.extra_headers)
+    if provider == "openai":
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        if deployment.organization:
+            headers["OpenAI-Organization"] = deployment.organization
+        return Upstream(root=base.removesuffix("/v1"), headers=headers)
+    if provider == "anthropic":
+        if key:
+            headers["x-api-key"] = key
+        root = base.removesuffix("/messages").removesuffix("/v1")
+        return Upstream(root=root, headers=headers)
+    if provider == "gemini":
+        if key:
+            headers["x-goog-api-key"] = key
+        return Upstream(root=base, headers=headers)
+    if provider == "azure":
+        if key:
+            headers["api-key"] = key
+        query = {"api-version": deployment.api_version} if deployment.api_version else {}
+        return Upstream(root=base.removesuffix("/openai"), headers=headers, query=query)
+    if provider == "bedrock":
+        options = deployment.options
+        endpoint = base or options.get("aws_bedrock_runtime_endpoint")
+        region = "" if key and endpoint else resolve_region(options, endpoint)
+        root = (endpoint or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
+        return Upstream(root=root, headers=headers, signer=make_signer(options, key, region))
+    raise InvalidRequest(f"no pass-through for provider {provider}", code="unsupported_provider")
