@@ -110,17 +110,25 @@ async def switchboard(
         await process.stop()
 
 
+def _bearer(key_file: Path | None) -> dict[str, str]:
+    if key_file is None or not key_file.exists():
+        return {}
+    return {"Authorization": f"Bearer {key_file.read_text(encoding='utf-8').strip()}"}
+
+
 async def wait_ready(
-    base_url: str, *, workers: int, processes: tuple[Process, ...]
+    base_url: str, *, workers: int, processes: tuple[Process, ...], key_file: Path | None = None
 ) -> dict[str, Any]:
-    """Wait until the front door reports ready with `workers` live workers."""
+    """Wait until the front door reports ready with `workers` live workers. With a master
+    key (`key_file`, as `up --demo` writes it), readiness shows its figures to that key."""
     async with aiohttp.ClientSession() as http, asyncio.timeout(START_TIMEOUT_S):
         while True:
             for process in processes:
                 if process.popen.poll() is not None:
                     raise AssertionError(f"{process.argv} exited early:\n{process.output()}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(base_url + "/health/readiness") as response:
+            headers = _bearer(key_file)
+            with contextlib.suppress(aiohttp.ClientError, KeyError):
+                async with http.get(base_url + "/health/readiness", headers=headers) as response:
                     body: dict[str, Any] = await response.json()
                     if response.status == 200 and body["live_workers"] >= workers:
                         return body

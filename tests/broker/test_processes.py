@@ -365,7 +365,12 @@ async def test_up_demo_serves_a_stream_on_an_embedded_redis(tmp_path: Path) -> N
     data = tmp_path / "data"
     args = ("up", "--demo", "--port", str(port), "--data-dir", str(data))
     async with switchboard(*args, directory=tmp_path, redis_url=None) as up:
-        ready = await wait_ready(f"http://127.0.0.1:{port}", workers=1, processes=(up,))
+        ready = await wait_ready(
+            f"http://127.0.0.1:{port}",
+            workers=1,
+            processes=(up,),
+            key_file=data / "demo-master-key",
+        )
         assert ready["redis"] == "ok"
         # The demo's master key is in its data directory, readable by its owner only.
         key_file = data / "demo-master-key"
