@@ -4,7 +4,7 @@
     redis+cluster://host:7000           a Redis Cluster; any node serves as the seed
     rediss+cluster://host:7000          the same over TLS
 
-Key names need nothing more for a cluster: workers/redis_streams.py hash-tags them so that a
+Key names need nothing more for a cluster: workers/redis_streams/ hash-tags them so that a
 request's keys share a slot, and every lane shares one, so no command crosses slots.
 """
 

@@ -3,7 +3,7 @@ as the request it names (the path chat completions takes: the key's model access
 gateway options, the Relay's envelope), its reply collected, its output line written once.
 
 Crash safety (issue #20): a line is queued together with a note of its request id
-(redis_streams.queue_batch_line, one MULTI), and written out before the note is dropped.
+(redis_streams.note_batch_line, one MULTI), and written out before the note is dropped.
 A runner that starts again reads the output and error files (a line is done exactly when
 its custom_id is there), waits on the noted lines rather than queue them again (unless
 Redis no longer has them), and queues the rest. A line running when its runner died may

@@ -74,7 +74,7 @@ def _unb64(text: str) -> bytes:
 
 
 class SessionStore:
-    """Sessions in Redis under the namespace's key names (workers/redis_streams.py)."""
+    """Sessions in Redis under the namespace's key names (workers/redis_streams/)."""
 
     def __init__(self, redis: Redis, keys: Keys, ttl_s: int = SESSION_TTL_S) -> None:
         self.redis = redis

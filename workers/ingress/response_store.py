@@ -9,7 +9,7 @@ grow with the square of its length); instead a response id carries its conversat
 slot, and one script walks the chain from the newest response to the root: a follow-up is
 rebuilt in one round trip, on any front door or worker, Redis Cluster included. Memory is
 the items themselves (what the clients sent and got) for `responses_ttl_s`; `store: false`
-keeps nothing. The key names are workers/redis_streams.py's (`Keys.response`).
+keeps nothing. The key names are workers/redis_streams/'s (`Keys.response`).
 """
 
 from __future__ import annotations
