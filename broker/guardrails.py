@@ -28,13 +28,9 @@ from broker.relay import Relay
 from broker.reply_hub import Queued
 from workers import envelopes
 from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, Envelope, Record
-from workers.hooks.guardrails import (
-    GuardrailBlocked,
-    Guardrails,
-    LlmJudge,
-    caller_view,
-    requested,
-)
+from workers.hooks.guardrail_base import GuardrailBlocked
+from workers.hooks.guardrail_builtins import LlmJudge
+from workers.hooks.guardrails import Guardrails, caller_view, requested
 from workers.hooks.service import FrontDoorAnswer, ServiceHooks
 from workers.settings.hooks import Guardrail
 

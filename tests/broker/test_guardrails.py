@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from tests.broker.harness import make_config, post, read_sse, service
-from workers.hooks.guardrails import PiiGuard, iban_ok, luhn_ok
+from workers.hooks.guardrail_builtins import PiiGuard, iban_ok, luhn_ok
 from workers.settings.hooks import GuardrailParams
 from workers.testing.server import FakeUpstream
 

@@ -1,0 +1,229 @@
+"""The guardrails built in, needing no service (issue #19): `keywords`, `regex`, `pii`
+(emails, phone numbers, Luhn-checked cards, mod-97 IBANs, key-like secrets; LiteLLM's
+`presidio` masks with it), `max_input_tokens`, and `llm_judge` (a model group of the config)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+from workers.hooks.guardrail_base import (
+    CustomGuardrail,
+    request_texts,
+    response_slots,
+    rewrite_texts,
+    text_slots,
+)
+from workers.settings.hooks import GuardrailParams
+from workers.tokens import estimate_tokens
+
+
+class TextGuard(CustomGuardrail):
+    """A built-in that looks at texts: `find` names what it found, `mask` replaces it."""
+
+    action = "block"
+
+    def find(self, text: str) -> str | None:
+        raise NotImplementedError
+
+    def mask(self, text: str) -> str:
+        return text
+
+    def _apply(self, slots: Iterator[tuple[tuple[Any, Any], str]]) -> bool:
+        if self.action == "mask":
+            return rewrite_texts(slots, self.mask)
+        for _, text in slots:
+            found = self.find(text)
+            if found is not None:
+                raise ValueError(found)
+        return False
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
+    ) -> dict[str, Any] | None:
+        return data if self._apply(text_slots(data)) else None
+
+    async def async_moderation_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, call_type: str
+    ) -> None:
+        for _, text in text_slots(data):
+            found = self.find(text)
+            if found is not None:
+                raise ValueError(found)
+
+    async def async_post_call_success_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, response: Any
+    ) -> Any:
+        return response if self._apply(response_slots(response)) else None
+
+
+class KeywordGuard(TextGuard):
+    def __init__(self, params: GuardrailParams, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        words = "|".join(re.escape(k) for k in params.keywords if k)
+        self._pattern = re.compile(rf"(?<!\w)(?:{words})(?!\w)", re.IGNORECASE) if words else None
+
+    def find(self, text: str) -> str | None:
+        if self._pattern is None:
+            return None
+        match = self._pattern.search(text)
+        return None if match is None else f"a banned keyword ({match.group(0)!r})"
+
+
+class RegexGuard(TextGuard):
+    def __init__(self, params: GuardrailParams, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.action = params.action
+        self._patterns = [re.compile(p) for p in params.patterns]
+
+    def find(self, text: str) -> str | None:
+        for i, pattern in enumerate(self._patterns):
+            if pattern.search(text):
+                return f"text matching pattern #{i + 1}"
+        return None
+
+    def mask(self, text: str) -> str:
+        for pattern in self._patterns:
+            text = pattern.sub("[REDACTED]", text)
+        return text
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        n = int(char)
+        if i % 2 == 1:
+            n = n * 2 - 9 if n > 4 else n * 2
+        total += n
+    return total % 10 == 0
+
+
+def iban_ok(iban: str) -> bool:
+    compact = iban.replace(" ", "").upper()
+    moved = compact[4:] + compact[:4]
+    number = "".join(str(int(c, 36)) for c in moved)
+    return int(number) % 97 == 1
+
+
+_EMAIL = re.compile(
+    r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+"
+)
+_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
+_PHONE = re.compile(r"(?<![\w+])\+?\(?\d{1,4}\)?(?:[ .-]?\(?\d{2,4}\)?){2,4}(?!\w)")
+_SECRET = re.compile(
+    r"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}"
+    r"|\bAKIA[0-9A-Z]{16}\b"
+    r"|\bgh[pousr]_[A-Za-z0-9]{30,}"
+    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}"
+    r"|\bAIza[0-9A-Za-z_-]{35}"
+)
+
+
+def _card(match: re.Match[str]) -> bool:
+    digits = re.sub(r"\D", "", match.group(0))
+    return 13 <= len(digits) <= 19 and luhn_ok(digits)
+
+
+def _iban(match: re.Match[str]) -> bool:
+    return iban_ok(match.group(0))
+
+
+def _phone(match: re.Match[str]) -> bool:
+    return 9 <= len(re.sub(r"\D", "", match.group(0))) <= 15
+
+
+# Order matters: secrets and cards before phone numbers, which are the loosest pattern.
+_PII: list[tuple[str, re.Pattern[str], Callable[[re.Match[str]], bool] | None, str]] = [
+    ("secret", _SECRET, None, "[SECRET]"),
+    ("email", _EMAIL, None, "[EMAIL]"),
+    ("iban", _IBAN, _iban, "[IBAN]"),
+    ("credit_card", _CARD, _card, "[CREDIT_CARD]"),
+    ("phone", _PHONE, _phone, "[PHONE]"),
+]
+
+
+class PiiGuard(TextGuard):
+    def __init__(self, params: GuardrailParams, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.action = params.action
+        wanted = set(params.entities) or {name for name, *_ in _PII}
+        self._kinds = [kind for kind in _PII if kind[0] in wanted]
+
+    def find(self, text: str) -> str | None:
+        for name, pattern, check, _ in self._kinds:
+            for match in pattern.finditer(text):
+                if check is None or check(match):
+                    return f"personal data ({name})"
+        return None
+
+    def mask(self, text: str) -> str:
+        for _, pattern, check, label in self._kinds:
+
+            def replace(match: re.Match[str], check: Any = check, label: str = label) -> str:
+                return label if check is None or check(match) else match.group(0)
+
+            text = pattern.sub(replace, text)
+        return text
+
+
+class MaxInputTokens(CustomGuardrail):
+    def __init__(self, params: GuardrailParams, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.limit = params.max_input_tokens or 0
+
+    def _check(self, data: dict[str, Any]) -> None:
+        given = data.get("messages") if "messages" in data else data.get("input")
+        estimate = estimate_tokens(given)
+        if self.limit and estimate > self.limit:
+            raise ValueError(f"the input is about {estimate} tokens, over {self.limit}")
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
+    ) -> dict[str, Any] | None:
+        self._check(data)
+        return None
+
+    async def async_moderation_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, call_type: str
+    ) -> None:
+        self._check(data)
+
+
+# How an llm_judge asks its model group: (group, messages) -> the answer's text. The front
+# door gives one that queues the question like any request (broker/guardrails.py).
+Ask = Callable[[str, list[dict[str, Any]]], Coroutine[Any, Any, str]]
+
+
+class LlmJudge(CustomGuardrail):
+    """A model group judges the request's text; an answer containing `block_if` blocks."""
+
+    def __init__(self, params: GuardrailParams, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = params.model or ""
+        self.prompt = params.prompt
+        self.block_if = params.block_if.lower()
+        self.ask: Ask | None = None
+
+    async def _judge(self, data: dict[str, Any]) -> None:
+        if self.ask is None:
+            raise ValueError("llm_judge runs only in the service (it asks a model group)")
+        question = [
+            {"role": "system", "content": self.prompt},
+            {"role": "user", "content": "\n\n".join(request_texts(data))},
+        ]
+        answer = await self.ask(self.model, question)
+        if self.block_if in answer.lower():
+            raise ValueError(f"the judge ({self.model}) answered {answer[:80]!r}")
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
+    ) -> dict[str, Any] | None:
+        await self._judge(data)
+        return None
+
+    async def async_moderation_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, call_type: str
+    ) -> None:
+        await self._judge(data)
