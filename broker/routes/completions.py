@@ -6,8 +6,8 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from broker.body import decode, gateway_options, max_num_retries, read_json_body
-from broker.relay import Relay
+from broker.body import decode, read_json_body
+from broker.routes.admitted import admitted_relay, request_options
 from broker.routes.keys import FRONT_DOOR
 from workers.envelopes import KIND_TEXT_COMPLETION
 from workers.text_completions import chat_body, decode_completion_request
@@ -24,32 +24,20 @@ async def completions(request: web.Request) -> web.StreamResponse:
     body = orjson.dumps(chat_body(orjson.loads(raw), completion))
     chat = decode(decode_chat_request, body)
     validate_chat_request(chat, front.limits)
-    options = gateway_options(
-        body,
-        max_timeout_s=front.settings.request_timeout_s,
-        max_num_retries=max_num_retries(front.config),
-    )
+    options = request_options(front, body)
     group = front.resolve_group(chat.model, caller)
-    lane = front.lane_for(request, options)
-    front.admit(lane)
-    ticket = await front.tenancy.ticket(
-        caller,
-        call_type="text_completion",
-        model=chat.model,
-        group=group,
-        body_bytes=len(body),
-        max_tokens=chat.max_completion_tokens or chat.max_tokens,
-        end_user=chat.user,
-    )
-    relay = Relay(
+    relay = await admitted_relay(
+        request,
         front,
+        caller,
         kind=KIND_TEXT_COMPLETION,
         group=group,
-        lane=lane,
         body=body,
         stream=chat.is_stream,
         options=options,
-        caller=caller,
-        ticket=ticket,
+        call_type="text_completion",
+        model=chat.model,
+        max_tokens=chat.max_completion_tokens or chat.max_tokens,
+        end_user=chat.user,
     )
     return await relay.run(request)

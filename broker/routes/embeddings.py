@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from broker.body import decode, gateway_options, max_num_retries, read_json_body
+from broker.body import decode, read_json_body
 from broker.guardrails import GUARDRAILS
-from broker.relay import Relay
 from broker.response_cache import RESPONSE_CACHE
+from broker.routes.admitted import admitted_relay, request_options
 from broker.routes.keys import FRONT_DOOR
 from workers.envelopes import KIND_EMBEDDING
 from workers.validation import validate_embedding_request
@@ -20,13 +20,8 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     body = await read_json_body(request, front.settings.max_body_bytes)
     embedding = decode(decode_embedding_request, body)
     validate_embedding_request(embedding, front.limits)
-    options = gateway_options(
-        body,
-        max_timeout_s=front.settings.request_timeout_s,
-        max_num_retries=max_num_retries(front.config),
-    )
+    options = request_options(front, body)
     group = front.resolve_group(embedding.model, caller)
-    lane = front.lane_for(request, options)
     guards = request.app.get(GUARDRAILS)
     if guards is not None:  # issue #19: a block is a 400 before anything is queued
         body, checked = await guards.before(body, caller, "embedding")
@@ -42,25 +37,18 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
         )
         if hit is not None:
             return hit
-    front.admit(lane)
-    ticket = await front.tenancy.ticket(
-        caller,
-        call_type="embeddings",
-        model=embedding.model,
-        group=group,
-        body_bytes=len(body),
-        end_user=embedding.user,
-    )
-    relay = Relay(
+    relay = await admitted_relay(
+        request,
         front,
+        caller,
         kind=KIND_EMBEDDING,
         group=group,
-        lane=lane,
         body=body,
         stream=False,
         options=options,
-        caller=caller,
-        ticket=ticket,
+        call_type="embeddings",
+        model=embedding.model,
+        end_user=embedding.user,
     )
     if guards is not None:
         guards.attach(relay, checked, caller, "embedding")

@@ -13,10 +13,10 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from broker.body import decode, gateway_options, max_num_retries, read_json_body
+from broker.body import decode, read_json_body
 from broker.errors import JSON, anthropic_errors
 from broker.frontdoor import FrontDoor
-from broker.relay import Relay
+from broker.routes.admitted import admitted_relay, request_options
 from broker.routes.keys import FRONT_DOOR
 from broker.routes.passthrough import PASSTHROUGH_HTTP
 from workers.deployment import Deployment
@@ -68,37 +68,25 @@ async def messages(request: web.Request) -> web.StreamResponse:
     parsed = decode(decode_messages_request, body)
     if parsed.max_tokens is None:
         raise InvalidRequest("`max_tokens` is required", param="max_tokens", code="invalid_value")
-    options = gateway_options(
-        body,
-        max_timeout_s=front.settings.request_timeout_s,
-        max_num_retries=max_num_retries(front.config),
-    )
+    options = request_options(front, body)
     group = front.resolve_group(parsed.model, caller)
     _chat_request(front, body, drop=group_drops(front, group, options))
     headers = _forwarded(request, front, group, options)
-    lane = front.lane_for(request, options)
-    front.admit(lane)
-    ticket = await front.tenancy.ticket(
-        caller,
-        call_type="messages",
-        model=parsed.model,
-        group=group,
-        body_bytes=len(body),
-        max_tokens=parsed.max_tokens,
-        end_user=_end_user(parsed.metadata),
-    )
-    relay = Relay(
+    relay = await admitted_relay(
+        request,
         front,
+        caller,
         kind=KIND_CHAT,
         group=group,
-        lane=lane,
         body=body,
         stream=bool(parsed.stream),
         options=options,
-        caller=caller,
         ingress=INGRESS_MESSAGES,
         headers=headers,
-        ticket=ticket,
+        call_type="messages",
+        model=parsed.model,
+        max_tokens=parsed.max_tokens,
+        end_user=_end_user(parsed.metadata),
     )
     return await relay.run(request)
 
@@ -178,11 +166,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     caller = await front.tenancy.authenticate(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
     parsed = decode(decode_messages_request, body)
-    options = gateway_options(
-        body,
-        max_timeout_s=front.settings.request_timeout_s,
-        max_num_retries=max_num_retries(front.config),
-    )
+    options = request_options(front, body)
     group = front.resolve_group(parsed.model, caller)
     chat = _chat_request(front, body, drop=group_drops(front, group, options))
     deployments = front.config.deployments.get(group, ())

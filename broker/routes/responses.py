@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from broker.body import decode, gateway_options, max_num_retries, read_json_body
+from broker.body import decode, read_json_body
 from broker.errors import JSON
-from broker.relay import Relay
+from broker.routes.admitted import admitted_relay, request_options
 from broker.routes.keys import FRONT_DOOR
 from broker.routes.messages import group_drops
 from workers.envelopes import INGRESS_RESPONSES, KIND_CHAT
@@ -31,11 +31,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     caller = await front.tenancy.authenticate(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
     parsed = decode(decode_responses_request, body)
-    options = gateway_options(
-        body,
-        max_timeout_s=front.settings.request_timeout_s,
-        max_num_retries=max_num_retries(front.config),
-    )
+    options = request_options(front, body)
     raw: dict[str, Any] = orjson.loads(body)
     for name in GATEWAY_FIELDS:
         raw.pop(name, None)
@@ -48,28 +44,20 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         validate_chat_request(decode_request(chat_request_from_dict, chat_body), front.limits)
     elif not parsed.previous_response_id:
         raise InvalidRequest("`input` is required", param="input", code="invalid_value")
-    lane = front.lane_for(request, options)
-    front.admit(lane)
-    ticket = await front.tenancy.ticket(
-        caller,
-        call_type="responses",
-        model=parsed.model,
-        group=group,
-        body_bytes=len(body),
-        max_tokens=parsed.max_output_tokens,
-        end_user=parsed.user,
-    )
-    relay = Relay(
+    relay = await admitted_relay(
+        request,
         front,
+        caller,
         kind=KIND_CHAT,
         group=group,
-        lane=lane,
         body=body,
         stream=bool(parsed.stream),
         options=options,
-        caller=caller,
         ingress=INGRESS_RESPONSES,
-        ticket=ticket,
+        call_type="responses",
+        model=parsed.model,
+        max_tokens=parsed.max_output_tokens,
+        end_user=parsed.user,
     )
     return await relay.run(request)
 
