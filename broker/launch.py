@@ -43,6 +43,10 @@ def configure_logging(level: str, log_format: str = "text") -> Redactor:
     )
     if log_format == "json":
         use_json()
+    if logging.getLogger().level > logging.DEBUG:
+        # Alembic announces each of its plugins and its SQLite dialect at INFO on every start;
+        # switchboard.db still says once that the schema is at its newest.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     redactor = Redactor()
     install(redactor)
     return redactor
