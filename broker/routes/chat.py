@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from broker.body import decode, read_json_body
-from broker.guardrails import GUARDRAILS
-from broker.response_cache import RESPONSE_CACHE
+from broker.relay import Relay
 from broker.routes.admitted import admitted_relay, request_options
+from broker.routes.hooked import run_hooked
 from broker.routes.keys import FRONT_DOOR
 from workers.envelopes import KIND_CHAT
 from workers.validation import validate_chat_request
@@ -22,43 +22,31 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     validate_chat_request(chat, front.limits)
     options = request_options(front, body)
     group = front.resolve_group(chat.model, caller)
-    guards = request.app.get(GUARDRAILS)
-    if guards is not None:  # issue #19: a block is a 400 before anything is queued
-        body, checked = await guards.before(body, caller, "chat")
-    pending = None
-    cache = request.app.get(RESPONSE_CACHE)
-    if cache is not None:  # issue #19: a hit is answered here, before admission
-        hit, pending = await cache.answer(
+
+    async def admit(checked_body: bytes) -> Relay:
+        return await admitted_relay(
             request,
-            body,
-            kind="chat",
+            front,
+            caller,
+            kind=KIND_CHAT,
             group=group,
-            caller=caller,
+            body=checked_body,
             stream=chat.is_stream,
-            include_usage=chat.include_usage,
+            options=options,
+            call_type="chat.completions",
+            model=chat.model,
+            max_tokens=chat.max_completion_tokens or chat.max_tokens,
+            end_user=chat.user,
         )
-        if hit is not None:
-            return hit
-    relay = await admitted_relay(
+
+    return await run_hooked(
         request,
         front,
         caller,
-        kind=KIND_CHAT,
-        group=group,
+        kind="chat",
         body=body,
+        group=group,
+        admit=admit,
         stream=chat.is_stream,
-        options=options,
-        call_type="chat.completions",
-        model=chat.model,
-        max_tokens=chat.max_completion_tokens or chat.max_tokens,
-        end_user=chat.user,
+        include_usage=chat.include_usage,
     )
-    if guards is not None:
-        guards.attach(relay, checked, caller, "chat")
-    if pending is None:
-        return await relay.run(request)
-    pending.attach(relay, front.tasks)
-    try:
-        return await relay.run(request)
-    finally:
-        pending.settle(front.tasks)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from broker.body import decode, read_json_body
-from broker.guardrails import GUARDRAILS
-from broker.response_cache import RESPONSE_CACHE
+from broker.relay import Relay
 from broker.routes.admitted import admitted_relay, request_options
+from broker.routes.hooked import run_hooked
 from broker.routes.keys import FRONT_DOOR
 from workers.envelopes import KIND_EMBEDDING
 from workers.validation import validate_embedding_request
@@ -22,40 +22,28 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     validate_embedding_request(embedding, front.limits)
     options = request_options(front, body)
     group = front.resolve_group(embedding.model, caller)
-    guards = request.app.get(GUARDRAILS)
-    if guards is not None:  # issue #19: a block is a 400 before anything is queued
-        body, checked = await guards.before(body, caller, "embedding")
-    pending = None
-    cache = request.app.get(RESPONSE_CACHE)
-    if cache is not None:  # issue #19: a hit is answered here, before admission
-        hit, pending = await cache.answer(
+
+    async def admit(checked_body: bytes) -> Relay:
+        return await admitted_relay(
             request,
-            body,
-            kind="embedding",
+            front,
+            caller,
+            kind=KIND_EMBEDDING,
             group=group,
-            caller=caller,
+            body=checked_body,
+            stream=False,
+            options=options,
+            call_type="embeddings",
+            model=embedding.model,
+            end_user=embedding.user,
         )
-        if hit is not None:
-            return hit
-    relay = await admitted_relay(
+
+    return await run_hooked(
         request,
         front,
         caller,
-        kind=KIND_EMBEDDING,
-        group=group,
+        kind="embedding",
         body=body,
-        stream=False,
-        options=options,
-        call_type="embeddings",
-        model=embedding.model,
-        end_user=embedding.user,
+        group=group,
+        admit=admit,
     )
-    if guards is not None:
-        guards.attach(relay, checked, caller, "embedding")
-    if pending is None:
-        return await relay.run(request)
-    pending.attach(relay, front.tasks)
-    try:
-        return await relay.run(request)
-    finally:
-        pending.settle(front.tasks)

@@ -1,0 +1,60 @@
+"""A route's request run with the hooks of issue #19 around it: the pre_call guardrails (a
+block is a 400 before anything is queued), the response cache (a hit is answered here,
+before admission; a miss is stored when it ends), then the during/post_call guardrails on
+the relay."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from broker.auth import Caller
+from broker.frontdoor import FrontDoor
+from broker.guardrails import GUARDRAILS
+from broker.relay import Relay
+from broker.response_cache import RESPONSE_CACHE
+
+
+async def run_hooked(
+    request: web.Request,
+    front: FrontDoor,
+    caller: Caller,
+    *,
+    kind: str,
+    body: bytes,
+    group: str,
+    admit: Callable[[bytes], Awaitable[Relay]],
+    stream: bool = False,
+    include_usage: bool = False,
+) -> web.StreamResponse:
+    """Answer `body` (of the hooks' `kind`: chat, embedding) through `admit`, which makes
+    the admitted relay for the body the guardrails let through."""
+    guards = request.app.get(GUARDRAILS)
+    checked = None
+    if guards is not None:
+        body, checked = await guards.before(body, caller, kind)
+    pending = None
+    cache = request.app.get(RESPONSE_CACHE)
+    if cache is not None:
+        hit, pending = await cache.answer(
+            request,
+            body,
+            kind=kind,
+            group=group,
+            caller=caller,
+            stream=stream,
+            include_usage=include_usage,
+        )
+        if hit is not None:
+            return hit
+    relay = await admit(body)
+    if guards is not None and checked is not None:
+        guards.attach(relay, checked, caller, kind)
+    if pending is None:
+        return await relay.run(request)
+    pending.attach(relay, front.tasks)
+    try:
+        return await relay.run(request)
+    finally:
+        pending.settle(front.tasks)
