@@ -14,9 +14,11 @@ from typing import Any
 import aiohttp
 import openai
 import orjson
+import pytest
 
 from tests.broker.ingress.setup import TIMEOUT_S, gateway
 from tests.broker.providers_setup import no_ambient_aws  # noqa: F401 (autouse fixture)
+from tests.scrape import Scrape, scrape_url
 
 BODY: dict[str, Any] = {
     "model": "openai-native",
@@ -97,3 +99,40 @@ async def test_the_sdk_parses_the_relayed_reply_and_usage_is_metered(fake, names
             stream = await sdk.responses.create(model="openai-native", input="hi", stream=True)
             events = [event async for event in stream]
             assert events[-1].type == "response.completed"
+
+
+def metered(scrape: Scrape) -> tuple[float, float, float]:
+    """The openai-native group's prompt and completion tokens and cost, as /metrics counts."""
+    values = scrape.values.items()
+    in_group = [
+        (name, labels, v)
+        for (name, labels), v in values
+        if ("model_group", "openai-native") in labels
+    ]
+
+    def tokens(kind: str) -> float:
+        return sum(
+            v
+            for name, labels, v in in_group
+            if name == "switchboard_tokens_total" and ("kind", kind) in labels
+        )
+
+    cost = sum(v for name, _, v in in_group if name == "switchboard_cost_usd_total")
+    return tokens("prompt"), tokens("completion"), cost
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_usage_and_cost_are_the_responses_usage(fake, namespace, stream: bool):
+    async with asyncio.timeout(TIMEOUT_S), gateway(fake, namespace) as url:
+        async with aiohttp.ClientSession() as session:
+            body = {"model": "openai-native", "input": "Say hello", "stream": stream}
+            status, raw = await post(session, url + "/v1/responses", body)
+            assert status == 200, raw
+            counted = metered(await scrape_url(session, url + "/metrics"))
+    if stream:
+        completed = raw.split(b"event: response.completed\ndata: ")[1].split(b"\n")[0]
+        usage = orjson.loads(completed)["response"]["usage"]
+    else:
+        usage = orjson.loads(raw)["usage"]
+    assert counted[:2] == (usage["input_tokens"], usage["output_tokens"])
+    assert counted[2] > 0
