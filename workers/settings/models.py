@@ -108,10 +108,10 @@ class LiteLLMParams(Section, frozen=True):
     vertex_project: str | None = None
     vertex_location: str | None = None
     # Switchboard's own: how an OpenAI or Azure deployment serves /v1/responses — `native`
-    # (the default: its own /responses endpoint, the reply relayed unchanged) or `chat`
-    # (translated through chat completions, the gateway storing the responses; for an
-    # Azure api-version without Responses, or to keep previous_response_id chains in the
-    # gateway). docs/ingress.md.
+    # (its own /responses endpoint, the reply relayed unchanged; OpenAI's default, and
+    # Azure's from api-version 2025-03-01) or `chat` (translated through chat completions,
+    # the gateway storing the responses and their previous_response_id chains).
+    # docs/ingress.md.
     responses_api: Literal["native", "chat"] | None = None
     # Filled by the loader from the request-parameter keys (temperature, max_tokens, ...).
     default_params: dict[str, Any] = {}
