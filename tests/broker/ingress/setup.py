@@ -34,7 +34,14 @@ GROUPS = [
     )
     for target in INGRESS_TARGETS
     for suffix, directives in SCENARIOS.items()
-] + [Group("openai-native", next(t for t in INGRESS_TARGETS if t.provider == "openai"), "")]
+] + [
+    Group(
+        "openai-native",
+        next(t for t in INGRESS_TARGETS if t.provider == "openai"),
+        "",
+        {"responses_api": "native"},
+    )
+]
 TIMEOUT_S = 20
 
 
