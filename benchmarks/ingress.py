@@ -152,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         "--provider",
         default="openai",
         help="the deployments' provider: openai (default) or anthropic, where /v1/messages "
-        "is a native pass-through on both gateways (LiteLLM sends /v1/messages and "
-        "/v1/responses for openai/ and hosted_vllm/ deployments to the upstream's own "
-        "/v1/responses, which the fake upstream does not serve)",
+        "is a native pass-through on both gateways (both send /v1/responses for openai/ "
+        "deployments to the upstream's own /v1/responses, which the fake upstream serves "
+        "since issue #18's native Responses; LiteLLM sends /v1/messages there too)",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)

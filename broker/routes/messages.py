@@ -13,7 +13,7 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from broker.body import decode, read_json_body
+from broker.body import decode, json_object, read_json_body
 from broker.errors import JSON, anthropic_errors
 from broker.frontdoor import FrontDoor
 from broker.routes.admitted import admitted_relay, request_options
@@ -51,7 +51,7 @@ def group_drops(front: FrontDoor, group: str, options: GatewayOptions) -> bool:
 
 def _chat_request(front: FrontDoor, body: bytes, *, drop: bool) -> ChatCompletionRequest:
     """The body's chat translation, checked as a chat request is."""
-    raw: dict[str, Any] = orjson.loads(body)
+    raw = json_object(body)
     for name in GATEWAY_FIELDS:
         raw.pop(name, None)
     chat_body = decode_request(lambda b: to_chat_body(b, drop_params=drop), raw)
@@ -102,7 +102,7 @@ async def count_at_anthropic(
 ) -> web.Response:
     """Anthropic's /v1/messages/count_tokens for the client's body (the model replaced),
     through the front door's pass-through session; its answer as it comes."""
-    raw: dict[str, Any] = orjson.loads(body)
+    raw = json_object(body)
     for name in GATEWAY_FIELDS:
         raw.pop(name, None)
     raw["model"] = deployment.model

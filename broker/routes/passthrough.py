@@ -1,5 +1,6 @@
 """Provider pass-through (issue #18): `/openai/{path}`, `/anthropic/{path}`,
-`/gemini/{path}`, `/azure/{path}`, `/bedrock/{path}` forward a request, authenticated with
+`/gemini/{path}`, `/azure/{path}`, `/bedrock/{path}` (and `/vertex_ai/{path}` where Vertex's
+path maps onto a Gemini deployment's) forward a request, authenticated with
 the gateway's key, to a configured deployment of that provider with its credentials, and
 stream the provider's answer back unchanged. Only the configured base is reachable
 (workers/providers/passthrough.py checks the path), redirects are not followed, and the
@@ -28,6 +29,7 @@ from workers.providers.passthrough import (
     Upstream,
     checked_path,
     upstream_for,
+    vertex_path,
 )
 
 PASSTHROUGH_HTTP = web.AppKey("passthrough_http", HttpClient)
@@ -47,14 +49,14 @@ async def passthrough_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def add_passthrough_routes(app: web.Application) -> None:
     for name, provider in PROVIDERS.items():
-        handler = _handler(provider)
+        handler = _handler(name, provider)
         for method in METHODS:
             app.router.add_route(method, f"/{name}/{{path:.*}}", handler)
 
 
-def _handler(provider: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _handler(name: str, provider: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        return await forward(request, provider)
+        return await forward(request, provider, vertex=name == "vertex_ai")
 
     return handle
 
@@ -81,11 +83,15 @@ def _check_scope(caller: Caller, provider: str) -> None:
         )
 
 
-async def forward(request: web.Request, provider: str) -> web.StreamResponse:
+async def forward(
+    request: web.Request, provider: str, *, vertex: bool = False
+) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
     caller = await front.tenancy.authenticate(request)
     _check_scope(caller, provider)
     path = checked_path(request.match_info["path"])
+    if vertex:
+        path = vertex_path(path)
     upstream = upstream_for(_deployment(front, provider))
     body = await request.read()
     url = upstream.url(path, request.query)

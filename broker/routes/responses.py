@@ -5,12 +5,10 @@ from Redis (workers/ingress/response_store.py) on any front door."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from aiohttp import web
 
-from broker.body import decode, read_json_body
+from broker.body import decode, json_object, read_json_body
 from broker.errors import JSON
 from broker.routes.admitted import admitted_relay, request_options
 from broker.routes.keys import FRONT_DOOR
@@ -20,6 +18,7 @@ from workers.errors import InvalidRequest
 from workers.ingress import response_store
 from workers.ingress.responses_request import Translator, decode_responses_request
 from workers.params import GATEWAY_FIELDS
+from workers.providers.openai_responses import serves_natively
 from workers.validation import decode_request, validate_chat_request
 from workers.wire import chat_request_from_dict
 
@@ -32,13 +31,19 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     body = await read_json_body(request, front.settings.max_body_bytes)
     parsed = decode(decode_responses_request, body)
     options = request_options(front, body)
-    raw: dict[str, Any] = orjson.loads(body)
+    raw = json_object(body)
     for name in GATEWAY_FIELDS:
         raw.pop(name, None)
     # The translation refuses what it cannot carry now; the conversation a
     # previous_response_id names is the worker's to read (one script, workers/ingress/).
     group = front.resolve_group(parsed.model, caller)
-    translator = Translator(drop_params=group_drops(front, group, options))
+    # A group served natively (OpenAI, Azure) takes what the translation cannot carry
+    # (built-in tools, background, ...): the provider judges its own API. A follow-up of a
+    # gateway-stored response is translated, so it is checked as one.
+    deployments = front.config.deployments.get(group, ())
+    native = bool(deployments) and all(serves_natively(d) for d in deployments)
+    drop = group_drops(front, group, options) or (native and not parsed.previous_response_id)
+    translator = Translator(drop_params=drop)
     chat_body = decode_request(lambda b: translator.chat_body(parsed, b, []), raw)
     if chat_body["messages"]:
         validate_chat_request(decode_request(chat_request_from_dict, chat_body), front.limits)

@@ -43,10 +43,11 @@ COUNTS = {
     "resumeStream": 400,
     "off-route": 200,
     "default": 75,
-    # Provider pass-through (issue #18): fifteen operations answered by the fake itself.
+    # Provider pass-through (issue #18): eighteen operations answered by the fake itself
+    # (vertex_ai: by the Gemini deployment where the path maps, else a 404).
     **{
         f"{method}{name.capitalize()}PassThrough": 30
-        for name in ("openai", "anthropic", "gemini", "azure", "bedrock")
+        for name in ("openai", "anthropic", "gemini", "azure", "bedrock", "vertex_ai")
         for method in ("get", "post", "delete")
     },
 }

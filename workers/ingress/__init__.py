@@ -27,6 +27,7 @@ from workers.ingress import messages_reply, messages_request, response_store
 from workers.ingress.responses_reply import ResponseBuilder
 from workers.ingress.responses_request import ResponsesRequest, Translator, input_items
 from workers.providers.base import NativeBatch, NativeRequest
+from workers.providers.openai import RESPONSES
 from workers.redis_streams import Keys
 from workers.validation import decode_request
 from workers.wire import ChatCompletion, ChatCompletionChunk, Usage, encode
@@ -125,14 +126,35 @@ class MessagesFormatter(messages_reply.MessagesStream):
 
 class ResponsesFormatter(ResponseBuilder):
     """OpenAI Responses; a stored response is saved before its final record, so that a
-    follow-up naming it finds it however soon it comes."""
+    follow-up naming it finds it however soon it comes. An OpenAI or Azure deployment's own
+    reply (a native pass-through) goes out unchanged and is that provider's to store: its
+    id is the provider's, which the gateway's store cannot hold (docs/ingress.md)."""
 
     def __init__(self, request: ResponsesRequest, response_id: str, store: _Store | None) -> None:
         super().__init__(request, response_id, int(time.time()))
         self.store = store
+        self.native = False  # the reply is the deployment's own
+
+    def frame(self, batch: list[ChatCompletionChunk]) -> tuple[list[bytes], Usage | None]:
+        if not isinstance(batch, NativeBatch):
+            return super().frame(batch)
+        self.started = self.native = True
+        usage = next((c.usage for c in batch if c.usage is not None and not c.choices), None)
+        return list(batch.native), usage
+
+    def finish(self, usage: Usage | None) -> list[bytes]:
+        # A native stream's terminal event (response.completed, ...) carried the usage.
+        return [] if self.native else super().finish(usage)
+
+    def response(self, response: ChatCompletion) -> bytes:
+        native: bytes | None = getattr(response, "native_body", None)
+        if native is None:
+            return super().response(response)
+        self.native = True
+        return native
 
     async def settle(self, deployment: str) -> None:
-        if self.store is None:
+        if self.store is None or self.native:
             return
         try:
             await self.store.save(self.body("completed"), deployment)
@@ -227,7 +249,14 @@ class Ingress:
             # A follow-up goes back to the deployment that served its parent (its encrypted
             # reasoning is that deployment's); failing that, a response id carries its
             # conversation's tag, so every turn of one conversation picks alike.
-            return Prepared(chat, formatter, None, formatter.id[5:21], served_by)
+            # With no parent in the gateway's store, an OpenAI or Azure deployment takes the
+            # client's own body (issue #18); a follow-up of a stored response is translated,
+            # so its chain stays in the one store that has it. The gateway's own fields were
+            # stripped from `body` already (Job.gateway_body; `metadata` is put back).
+            direct = None
+            if not body.get("previous_response_id"):
+                direct = NativeRequest(provider=RESPONSES, body=body)
+            return Prepared(chat, formatter, direct, formatter.id[5:21], served_by)
         raise InvalidRequest(f"unknown ingress API {envelope.ingress}")
 
     async def _responses(

@@ -54,6 +54,13 @@ class AzureAdapter(OpenAIAdapter):
             return f"{self._prefix}/chat/completions"
         return f"{self._prefix}/chat/completions{self._query}"
 
+    def responses_url(self) -> str:
+        # Azure serves Responses at the resource, not under a deployment: the body's model
+        # names the deployment (which `self.model` is).
+        if self.is_v1_surface:
+            return f"{self._prefix}/responses"
+        return f"{self.base_url}/openai/responses{self._query}"
+
     def embeddings_url(self) -> str:
         if self.is_v1_surface:
             return f"{self._prefix}/embeddings"

@@ -24,7 +24,8 @@ from workers.http import (
     timeout_for,
     transport_errors,
 )
-from workers.providers.base import Adapter, ChatCall, EmbeddingCall
+from workers.providers import openai_responses
+from workers.providers.base import Adapter, ChatCall, EmbeddingCall, NativeBatch, NativeRequest
 from workers.providers.sse_reader import iter_sse
 from workers.wire import (
     ChatCompletion,
@@ -36,6 +37,8 @@ from workers.wire import (
     new_chunk,
 )
 
+# NativeRequest.provider of a /v1/responses body: every host that serves `/responses`.
+RESPONSES = "openai-responses"
 # o-series and gpt-5 reasoning models accept only `max_completion_tokens`.
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
@@ -89,6 +92,9 @@ class OpenAIAdapter(Adapter):
     def embeddings_url(self) -> str:
         return f"{self.base_url}/embeddings"
 
+    def responses_url(self) -> str:
+        return f"{self.base_url}/responses"
+
     def adapt_body(self, body: dict[str, Any], call: ChatCall) -> None:
         """Host-specific edits to the outgoing body (in place)."""
         if self.model.startswith(_REASONING_PREFIXES) and "max_tokens" in body:
@@ -127,7 +133,58 @@ class OpenAIAdapter(Adapter):
             body.pop("stream_options", None)
         return body
 
+    # ------------------------------------------------------------------ native Responses
+
+    def _native(self, call: ChatCall) -> NativeRequest | None:
+        native = call.native
+        if native is None or native.provider != RESPONSES:
+            return None
+        return native if openai_responses.serves_natively(self.deployment) else None
+
+    def responses_body(self, native: NativeRequest, *, stream: bool) -> bytes:
+        """The client's Responses body as it sent it, the deployment's defaults under it and
+        its model in place of the group's name."""
+        self.check_credentials()
+        body = {**self.deployment.default_params, **native.body, "model": self.model}
+        if not stream:
+            body.pop("stream", None)
+        return self.encode_body(body)
+
+    async def _native_response(self, native: NativeRequest, call: ChatCall) -> ChatCompletion:
+        payload = self.responses_body(native, stream=False)
+        timeout = timeout_for(self.timeout_s(call, stream=False), stream=False)
+        with transport_errors(self.provider, self.model):
+            async with self.http.session.post(
+                self.responses_url(), data=payload, headers=self.headers, timeout=timeout
+            ) as response:
+                raw = await self.http.read_body(response, self.provider, self.model)
+                if response.status >= 400:
+                    raise self.error(response, raw)
+        return openai_responses.parse_response(raw, provider=self.provider, model=self.model)
+
+    async def _native_events(
+        self, response: aiohttp.ClientResponse
+    ) -> AsyncIterator[list[ChatCompletionChunk]]:
+        """The translated chunks, each batch with the provider's own events behind it (the
+        events that gave no chunk ride with the next batch)."""
+        reader = openai_responses.EventReader(self.provider, self.model, self.stream_error)
+        pending: list[bytes] = []
+        async for events in iter_sse(self.http.iter_body(response, self.provider, self.model)):
+            batch = reader.read(events)
+            pending += [b"event: %s\ndata: %s" % (e.event or b"message", e.data) for e in events]
+            if batch or reader.done:
+                yield NativeBatch(batch, pending)
+                pending = []
+            if reader.done:
+                return
+        yield NativeBatch(reader.finish(), pending)
+
+    # ------------------------------------------------------------------ chat
+
     async def chat(self, call: ChatCall) -> ChatCompletion:
+        native = self._native(call)
+        if native is not None:
+            return await self._native_response(native, call)
         payload = self.encode_body(self.chat_body(call, stream=False))
         timeout = timeout_for(self.timeout_s(call, stream=False), stream=False)
         with transport_errors(self.provider, self.model):
@@ -148,18 +205,25 @@ class OpenAIAdapter(Adapter):
             ) from exc
 
     async def stream(self, call: ChatCall) -> AsyncIterator[list[ChatCompletionChunk]]:
-        payload = self.encode_body(self.chat_body(call, stream=True))
+        native = self._native(call)
+        if native is not None:
+            url, payload = self.responses_url(), self.responses_body(native, stream=True)
+        else:
+            url, payload = self.chat_url(), self.encode_body(self.chat_body(call, stream=True))
         timeout = timeout_for(self.timeout_s(call, stream=True), stream=True)
         with transport_errors(self.provider, self.model):
             response = await self.http.session.post(
-                self.chat_url(), data=payload, headers=self.headers, timeout=timeout
+                url, data=payload, headers=self.headers, timeout=timeout
             )
             try:
                 if response.status >= 400:
                     raise self.error(
                         response, await self.http.read_body(response, self.provider, self.model)
                     )
-                async for batch in self._chunks(response):
+                batches = self._chunks(response)
+                if native is not None:
+                    batches = self._native_events(response)
+                async for batch in batches:
                     yield batch
             finally:
                 # Closing (not releasing) an unfinished response drops the connection, which

@@ -1,8 +1,8 @@
 """Where a provider pass-through (`/openai/{path}`, `/anthropic/{path}`, `/gemini/{path}`,
-`/azure/{path}`, `/bedrock/{path}`; issue #18) goes: the base URL and credentials of a
-configured deployment of that provider. The client names only a path under that base, and
-the path may not climb out of it, so a pass-through never reaches a host the operator did
-not configure; the client's own credentials are never forwarded."""
+`/azure/{path}`, `/bedrock/{path}`, `/vertex_ai/{path}`; issue #18) goes: the base URL and
+credentials of a configured deployment of that provider. The client names only a path under
+that base, and the path may not climb out of it, so a pass-through never reaches a host the
+operator did not configure; the client's own credentials are never forwarded."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import msgspec
 from yarl import URL
 
 from workers.deployment import Deployment
-from workers.errors import InvalidRequest
+from workers.errors import InvalidRequest, NotFound
 from workers.providers import provider_defaults
 from workers.providers.bedrock.signing import Signer, make_signer, resolve_region
 
@@ -24,7 +24,17 @@ PROVIDERS: Mapping[str, str] = {
     "gemini": "gemini",
     "azure": "azure",
     "bedrock": "bedrock",
+    # LiteLLM's Vertex AI pass-through: served by a Gemini deployment where Vertex's path
+    # maps onto the Gemini API (`vertex_path`); Switchboard has no Vertex credentials.
+    "vertex_ai": "gemini",
 }
+# A Vertex publisher-model path: version, project, location, then `models/<model>:<method>`.
+_VERTEX_MODEL = re.compile(
+    r"(?P<version>v1|v1beta1)/projects/[^/]+/locations/[^/]+/publishers/google/"
+    r"(?P<rest>models/[^/]+)"
+)
+# Vertex API version -> the Gemini API's.
+_VERTEX_VERSIONS = {"v1": "v1", "v1beta1": "v1beta"}
 # The characters a forwarded path may hold: RFC 3986 path characters, no backslash, no
 # whitespace, no `?` or `#` (the query travels apart).
 _PATH = re.compile(r"[A-Za-z0-9._~:@!$&'()*+,;=%/-]*")
@@ -67,6 +77,22 @@ def checked_path(path: str) -> str:
     if any(s in (".", "..") for s in segments) or "//" in "/" + path or "\\" in decoded:
         raise _bad_path()
     return path
+
+
+def vertex_path(path: str) -> str:
+    """The Gemini API path for a Vertex AI one, where they map: a Google publisher model's
+    methods (`v1/projects/P/locations/L/publishers/google/models/M:generateContent` ->
+    `v1/models/M:generateContent`, `v1beta1` -> `v1beta`), whose bodies the two APIs share.
+    Anything else (tuned models, endpoints, other publishers) has no Gemini counterpart."""
+    match = _VERTEX_MODEL.fullmatch(path.lstrip("/"))
+    if match is None:
+        raise NotFound(
+            "this Vertex AI path has no Gemini API counterpart: only "
+            "`{v1|v1beta1}/projects/*/locations/*/publishers/google/models/<model>:<method>` "
+            "is served (by a Gemini deployment)",
+            code="vertex_path_not_mapped",
+        )
+    return f"{_VERTEX_VERSIONS[match['version']]}/{match['rest']}"
 
 
 def _bad_path() -> InvalidRequest:

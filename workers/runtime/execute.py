@@ -24,6 +24,7 @@ from workers import accounting, envelopes
 from workers.body_limits import check_json_bytes
 from workers.envelopes import (
     INGRESS_CHAT,
+    INGRESS_RESPONSES,
     KIND_CHAT,
     KIND_TEXT_COMPLETION,
     Meta,
@@ -39,6 +40,7 @@ from workers.errors import (
 from workers.ingress import ChatFormatter, Formatter, Ingress
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
+from workers.providers.openai_responses import serves_natively
 from workers.routing.attempts import Call, Outcome
 from workers.routing.engine import Batches, RoutingEngine
 from workers.routing.tags import request_tags
@@ -149,6 +151,9 @@ class Executor:
         """The chat call, and how its reply is written in the API its client spoke."""
         body, options = _gateway_body(job)
         drop = bool(options.get("drop_params")) or self._group_drops(job.envelope.model_group)
+        if job.envelope.ingress == INGRESS_RESPONSES and not body.get("previous_response_id"):
+            # As the front door decided: a group served natively judges its own API.
+            drop = drop or self._group_native(job.envelope.model_group)
         formatter: Formatter
         native = affinity = served_by = None
         if job.envelope.ingress == INGRESS_CHAT:
@@ -187,6 +192,11 @@ class Executor:
         drop_params to its bodies)."""
         targets = self.engine.targets.get(group) or ()
         return bool(targets) and all(t.route.deployment.drop_params for t in targets)
+
+    def _group_native(self, group: str) -> bool:
+        """Whether every deployment of `group` serves /v1/responses natively."""
+        targets = self.engine.targets.get(group) or ()
+        return bool(targets) and all(serves_natively(t.route.deployment) for t in targets)
 
     def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
         """A failed request still says where it went: attempts, fallbacks, last deployment."""

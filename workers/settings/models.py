@@ -6,7 +6,7 @@ unchanged; `broker/config/loader.py` turns each entry into a `workers.deployment
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -48,6 +48,7 @@ DEPLOYMENT_OPTION_KEYS: tuple[str, ...] = (
     "azure_ad_token",
     "vertex_project",
     "vertex_location",
+    "responses_api",
 )
 
 
@@ -106,6 +107,12 @@ class LiteLLMParams(Section, frozen=True):
     azure_ad_token: Secret | None = None
     vertex_project: str | None = None
     vertex_location: str | None = None
+    # Switchboard's own: how an OpenAI or Azure deployment serves /v1/responses — `native`
+    # (its own /responses endpoint, the reply relayed unchanged; for OpenAI, and Azure
+    # from api-version 2025-03-01) or `chat`, the default (translated through chat
+    # completions, the gateway storing the responses and their previous_response_id chains).
+    # docs/ingress.md.
+    responses_api: Literal["native", "chat"] | None = None
     # Filled by the loader from the request-parameter keys (temperature, max_tokens, ...).
     default_params: dict[str, Any] = {}
 

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from workers import wire
 from workers.testing import openai_errors as errors
+from workers.testing import openai_responses
 from workers.testing.embedding import (
     FIXED_SIZE_MODELS,
     default_dimensions,
@@ -116,6 +117,10 @@ def routes(state: FakeState) -> list[web.RouteDef]:
         body = await record_request(request, state)
         return _denied(request, state) or await answer_completion(request, state, body)
 
+    async def responses(request: web.Request) -> web.StreamResponse:
+        body = await record_request(request, state)
+        return _denied(request, state) or await answer_responses(request, state, body)
+
     async def models(request: web.Request) -> web.StreamResponse:
         await record_request(request, state)
         return _denied(request, state) or json_response(models_body)
@@ -124,6 +129,7 @@ def routes(state: FakeState) -> list[web.RouteDef]:
         web.post("/v1/chat/completions", chat_completions),
         web.post("/v1/embeddings", embeddings),
         web.post("/v1/completions", completions),
+        web.post("/v1/responses", responses),
         web.get("/v1/models", models),
     ]
 
@@ -166,6 +172,44 @@ async def _fail_or_wait(
     if delay_s > 0:
         await asyncio.sleep(delay_s)
     return None
+
+
+# --------------------------------------------------------------------------- responses
+
+
+async def answer_responses(
+    request: web.Request, state: FakeState, raw: bytes
+) -> web.StreamResponse:
+    """Answer a Responses request (openai_responses.py renders it) under the scenario its
+    model name gives, like chat."""
+    body = openai_responses.parse_body(raw)
+    if isinstance(body, str):
+        return errors.invalid_request(body)
+    name = body.get("model")
+    admitted = _admit(state, name if isinstance(name, str) else "")
+    if isinstance(admitted, web.Response):
+        return admitted
+    texts = openai_responses.input_texts(body)
+    with ClientWatch(state, request.path, admitted.name) as watch:
+        stream = body.get("stream") is True
+        delay_s = 0.0 if stream else state.timing.latency_for(admitted.scenario)
+        failure = await _fail_or_wait(request, state, OPENAI, admitted, delay_s)
+        if failure is not None:
+            return failure
+        plan = plan_reply(
+            admitted.scenario,
+            prompt_tokens=count_prompt_tokens([str(body.get("instructions") or ""), *texts]),
+            last_user_text=texts[-1] if texts else "",
+        )
+        ids = openai_responses.new_ids(next(state.ids))
+        model = OPENAI.chat_model(admitted.scenario)
+        headers = OPENAI.headers(state)
+        if stream:
+            events = openai_responses.render_stream(body, ids, model, plan)
+            sse = {"Content-Type": SSE_CONTENT_TYPE, **headers}
+            return await send_events(request, watch, events, headers=sse)
+        rendered = openai_responses.render_whole(body, ids, model, plan)
+        return json_response(rendered, headers=headers)
 
 
 # --------------------------------------------------------------------------- chat

@@ -21,10 +21,26 @@ SCENARIOS = {
     # The delay lets the first chunks leave before the error (test_provider_conformance).
     "-broken": "~stream_error_after=2~chunk_delay=0.1",
 }
+# The suites test the translation on every provider: OpenAI's groups are kept on it
+# (`responses_api: chat`); `openai-native` serves /v1/responses natively
+# (test_responses_native.py).
+TRANSLATED = {"responses_api": "chat"}
 GROUPS = [
-    Group(target.provider + suffix, target, directives)
+    Group(
+        target.provider + suffix,
+        target,
+        directives,
+        TRANSLATED if target.provider == "openai" else {},
+    )
     for target in INGRESS_TARGETS
     for suffix, directives in SCENARIOS.items()
+] + [
+    Group(
+        "openai-native",
+        next(t for t in INGRESS_TARGETS if t.provider == "openai"),
+        "",
+        {"responses_api": "native"},
+    )
 ]
 TIMEOUT_S = 20
 

@@ -14,14 +14,15 @@ import aiohttp
 
 from broker.config.loader import load_config_text
 from tests.broker.harness import service
-from tests.broker.ingress.setup import TIMEOUT_S
+from tests.broker.ingress.setup import TIMEOUT_S, TRANSLATED
 from tests.broker.providers_setup import AWS_CONFIG_ENV, TARGETS, Group, config_text
 from workers.redis_streams import Keys
 
 OPENAI = next(t for t in TARGETS if t.provider == "openai")
+# On the translation (`responses_api: chat`): the chains under test are the gateway's own.
 PAIR = [
-    Group("pair", OPENAI._replace(model="openai/gpt-4o-mini"), ""),
-    Group("pair", OPENAI._replace(model="openai/gpt-4o"), ""),
+    Group("pair", OPENAI._replace(model="openai/gpt-4o-mini"), "", TRANSLATED),
+    Group("pair", OPENAI._replace(model="openai/gpt-4o"), "", TRANSLATED),
 ]
 CONVERSATIONS = 12
 LABELS = ("pair[0]", "pair[1]")  # the deployments as their group names them

@@ -83,3 +83,26 @@ async def test_no_path_reaches_past_the_configured_base(fake, namespace):
                 assert reply.status == 404
                 assert (await reply.json())["error"]["code"] == "provider_not_configured"
             assert fake.state.request_count == 0
+
+
+async def test_vertex_ai_paths_that_map_reach_the_gemini_deployment(fake, namespace):
+    """LiteLLM's `/vertex_ai/...`: a Google publisher model's method goes to the Gemini
+    deployment as the Gemini API path (the bodies are the same), with its key; a path
+    without a Gemini counterpart is a 404 naming what is served."""
+    body = {"contents": [{"role": "user", "parts": [{"text": "Say hello"}]}]}
+    vertex = "/vertex_ai/v1beta1/projects/p-1/locations/us-central1/publishers/google/models/"
+    async with asyncio.timeout(TIMEOUT_S), gateway(fake, namespace) as url:
+        async with aiohttp.ClientSession() as session:
+            fake.state.clear()
+            target = url + vertex + "gemini-2.5-flash:generateContent"
+            async with session.post(target, json=body, headers={"Authorization": "Bearer x"}) as r:
+                assert r.status == 200, await r.text()
+                assert "fake reply" in await r.text()
+            (sent,) = fake.state.requests
+            assert sent.path == "/v1beta/models/gemini-2.5-flash:generateContent"
+            assert sent.headers["x-goog-api-key"] == "gemini-fake"
+            assert "Authorization" not in sent.headers
+            unmapped = url + "/vertex_ai/v1/projects/p-1/locations/l/endpoints/123:predict"
+            async with session.post(unmapped, json=body) as r:
+                assert r.status == 404
+                assert (await r.json())["error"]["code"] == "vertex_path_not_mapped"

@@ -131,19 +131,31 @@ async def test_another_keys_response_is_a_404(fake, namespace):
         "api_keys": "[{alias: a, key: sk-key-a-0123456789}, {alias: b, key: sk-key-b-0123456789}]"
     }
     general = "general_settings:\n  master_key: sk-master-0123456789\n"
-    config = make_config(fake.base_url + "/v1", namespace, general=general, settings=settings)
+    # On the translation: the stored responses under test are the gateway's own (a native
+    # OpenAI deployment's are OpenAI's).
+    translated = (
+        "- model_name: gpt-chat\n  litellm_params:\n    model: openai/gpt-4o\n"
+        f"    api_base: {fake.base_url}/v1\n    api_key: sk-fake\n    responses_api: chat\n"
+    )
+    config = make_config(
+        fake.base_url + "/v1",
+        namespace,
+        general=general,
+        settings=settings,
+        extra_models=translated,
+    )
     async with asyncio.timeout(TIMEOUT_S), service(config) as ([door], _):
         url = door.url + "/v1"
         owner: Any = AsyncOpenAI(base_url=url, api_key="sk-key-a-0123456789", max_retries=0)
         other: Any = AsyncOpenAI(base_url=url, api_key="sk-key-b-0123456789", max_retries=0)
         async with owner, other:
-            response = await owner.responses.create(model="gpt-test", input="Say hello")
+            response = await owner.responses.create(model="gpt-chat", input="Say hello")
             assert (await owner.responses.retrieve(response.id)).id == response.id
             with pytest.raises(openai.NotFoundError):
                 await other.responses.retrieve(response.id)
             with pytest.raises(openai.NotFoundError):
                 await other.responses.create(
-                    model="gpt-test", input="more", previous_response_id=response.id
+                    model="gpt-chat", input="more", previous_response_id=response.id
                 )
             with pytest.raises(openai.NotFoundError):
                 await other.responses.delete(response.id)
