@@ -322,3 +322,53 @@ async def report(
         .order_by(table.c.day, table.c[column], table.c.model_group)
     )
     return await rows.fetch_all(conn, statement)
+
+
+def _sums(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+    # PostgreSQL sums BIGINT as NUMERIC; cast back so callers get ints, not Decimals.
+    return [
+        sa.cast(sa.func.sum(table.c[name]), table.c[name].type).label(name) for name in MEASURES
+    ]
+
+
+async def totals(
+    conn: AsyncConnection, group_by: str, *, first_day: str, last_day: str
+) -> list[Row]:
+    """Spend per group between two days (both included), biggest first: one pass over the
+    group's report index (tables.REPORT_INDEXES), in group order, without the table."""
+    table, column = GROUPS[group_by]
+    spent = sa.func.sum(table.c.spend)
+    statement = (
+        sa.select(table.c[column].label("group"), *_sums(table))
+        .where(table.c.day >= first_day, table.c.day <= last_day)
+        .group_by(table.c[column])
+        .order_by(spent.desc(), table.c[column])
+    )
+    return await rows.fetch_all(conn, statement)
+
+
+async def report_of_groups(
+    conn: AsyncConnection,
+    group_by: str,
+    groups: Sequence[str],
+    *,
+    first_day: str,
+    last_day: str,
+) -> tuple[list[Row], list[Row]]:
+    """Spend per day x group x model group for `groups` only, and per day x model group for
+    every group (what the others spent is the second less the first). Both read an index
+    in its order: the groups' own days, and the model index's days."""
+    table, column = GROUPS[group_by]
+    window = (table.c.day >= first_day, table.c.day <= last_day)
+    named = (
+        sa.select(table.c.day, table.c[column].label("group"), table.c.model_group, *_sums(table))
+        .where(table.c[column].in_(list(groups)), *window)
+        .group_by(table.c[column], table.c.day, table.c.model_group)
+    )
+    every = (
+        sa.select(table.c.day, table.c.model_group, *_sums(table))
+        .where(*window)
+        .group_by(table.c.model_group, table.c.day)
+    )
+    found = await rows.fetch_all(conn, named) if groups else []
+    return found, await rows.fetch_all(conn, every)
