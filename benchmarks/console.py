@@ -32,9 +32,10 @@ from redis.asyncio import Redis
 
 from broker.app import create_app, front_door_runner
 from broker.config.loader import load_config_text
-from workers.db import keys, tables
+from workers.db import keys, spend, tables
 from workers.db.engine import Database
 from workers.db.rows import now
+from workers.db.tables import DAILY_DIMENSIONS
 
 MASTER = "sk-console-bench-master"
 TEAMS = 20
@@ -164,7 +165,28 @@ async def seed(database: Database, n_keys: int, n_rows: int) -> str:
     async with database.transaction() as conn:
         for chunk in range(0, len(aggregates), CHUNK):
             await conn.execute(sa.insert(tables.daily_spend), aggregates[chunk : chunk + CHUNK])
+        await sum_daily_groups(conn)
     return request_id
+
+
+async def sum_daily_groups(conn: Any) -> None:
+    """The ledger's days per team, user, organization and model (tables.daily_group_spend),
+    summed from the days per key as migration 0002 does."""
+    daily, target = tables.daily_spend, tables.daily_group_spend
+    measures = ("prompt_tokens", "completion_tokens", "spend", "api_requests")
+    counts = ("successful_requests", "failed_requests")
+    for group_by, place in spend.ROLLED_UP.items():
+        column = daily.c[DAILY_DIMENSIONS[place]]
+        select = sa.select(
+            daily.c.day,
+            sa.literal(group_by),
+            column,
+            daily.c.model_group,
+            *(sa.func.sum(daily.c[name]) for name in (*measures, *counts)),
+            sa.literal(now()),
+        ).group_by(daily.c.day, column, daily.c.model_group)
+        names = ["day", "group_by", "group_id", "model_group", *measures, *counts, "updated_at"]
+        await conn.execute(sa.insert(target).from_select(names, select))
 
 
 async def time_pages(url: str, plan: dict[str, list[str]], repeat: int) -> dict[str, list[float]]:

@@ -249,20 +249,29 @@ daily_spend = sa.Table(
     sa.UniqueConstraint(*DAILY_DIMENSIONS, "provider", name="uq_daily_spend_row"),
 )
 
-# The spend report sums a range of days per group (issue #21). An index per group column,
-# led by the group and the day and carrying the measures, lets the database sum from the
-# index alone, in group order, without reading the table or sorting (SQLite has no INCLUDE,
-# so the measures are trailing key columns). The model index also serves per-day totals.
+# The spend report sums a range of days per group (issue #21). Teams, users, organizations
+# and model groups are few beside keys, so the ledger also keeps their days in a table of
+# their own (`group_by` names the dimension), a few thousand rows where `daily_spend` has a
+# row per key; the model rows double as each day's total. Keys are summed from `daily_spend`
+# through an index led by the key and the day that carries the measures: the database sums
+# from the index alone, in key order (SQLite has no INCLUDE, so they are key columns).
 REPORT_MEASURES = ("spend", "prompt_tokens", "completion_tokens", "api_requests")
-REPORT_INDEXES = {
-    "ix_daily_spend_report_api_key": "api_key",
-    "ix_daily_spend_report_user_id": "user_id",
-    "ix_daily_spend_report_team_id": "team_id",
-    "ix_daily_spend_report_organization_id": "organization_id",
-    "ix_daily_spend_report_model_group": "model_group",
-}
-for _name, _column in REPORT_INDEXES.items():
-    sa.Index(_name, daily_spend.c[_column], daily_spend.c.day, *REPORT_MEASURES)
+sa.Index(
+    "ix_daily_spend_report_api_key", daily_spend.c.api_key, daily_spend.c.day, *REPORT_MEASURES
+)
+daily_group_spend = sa.Table(
+    "daily_group_spend",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("day", sa.String(10), nullable=False),
+    sa.Column("group_by", sa.String(16), nullable=False),  # team | user | organization | model
+    sa.Column("group_id", sa.String(255), nullable=False),
+    sa.Column("model_group", sa.String(255), nullable=False),
+    *_measures(),
+    sa.UniqueConstraint(
+        "group_by", "day", "group_id", "model_group", name="uq_daily_group_spend_row"
+    ),
+)
 
 daily_tag_spend = sa.Table(
     "daily_tag_spend",
