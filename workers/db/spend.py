@@ -355,17 +355,32 @@ def _sums(table: sa.Table) -> list[sa.ColumnElement[Any]]:
 async def totals(
     conn: AsyncConnection, group_by: str, *, first_day: str, last_day: str
 ) -> list[Row]:
-    """Spend per group between two days (both included), biggest first: one pass over the
-    group's report index (tables.REPORT_INDEXES), in group order, without the table."""
+    """Spend per group between two days (both included), biggest first: for keys one pass
+    over their covering index (tables.py), in key order, without the table; the rest read
+    daily_group_spend."""
     table, column, rows_of = GROUPS[group_by]
     spent = sa.func.sum(table.c.spend)
     statement = (
         sa.select(table.c[column].label("group"), *_sums(table))
-        .where(table.c.day >= first_day, table.c.day <= last_day, *rows_of)
+        .where(*_window(table, first_day, last_day, scan=True), *rows_of)
         .group_by(table.c[column])
         .order_by(spent.desc(), table.c[column])
     )
     return await rows.fetch_all(conn, statement)
+
+
+async def rank(conn: AsyncConnection, group_by: str, *, first_day: str, last_day: str) -> list[str]:
+    """Every group that spent between two days, biggest first: the one pass over all of
+    them sums the spend alone (a quarter of `totals`' work)."""
+    table, column, rows_of = GROUPS[group_by]
+    spent = sa.func.sum(table.c.spend)
+    statement = (
+        sa.select(table.c[column])
+        .where(*_window(table, first_day, last_day, scan=True), *rows_of)
+        .group_by(table.c[column])
+        .order_by(spent.desc(), table.c[column])
+    )
+    return list((await conn.execute(statement)).scalars())
 
 
 async def report_of_groups(
@@ -396,5 +411,14 @@ async def report_of_groups(
     return found, await rows.fetch_all(conn, every)
 
 
-def _window(table: sa.Table, first_day: str, last_day: str) -> tuple[sa.ColumnElement[bool], ...]:
-    return (table.c.day >= first_day, table.c.day <= last_day)
+def _window(
+    table: sa.Table, first_day: str, last_day: str, *, scan: bool = False
+) -> tuple[sa.ColumnElement[Any], ...]:
+    """The days from `first_day` to `last_day`. To `scan` every group, the day is wrapped in
+    a no-op CAST: without statistics SQLite would take the day index and fetch each of the
+    range's rows from the table (4x slower than reading the group's covering index, which
+    the CAST leaves it); PostgreSQL's planner has statistics either way."""
+    day: sa.ColumnElement[Any] = table.c.day
+    if scan and table is daily_spend:
+        day = sa.cast(day, sa.String)
+    return (day >= first_day, day <= last_day)

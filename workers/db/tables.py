@@ -227,7 +227,7 @@ def _measures() -> list[sa.Column[object]]:
     ]
 
 
-# Daily aggregates, two tables instead of LiteLLM's one per entity. A key belongs to one user,
+# Daily aggregates, our own tables instead of LiteLLM's one per entity. A key belongs to one user,
 # team and organization, so one row per day x key x model group x provider carries all four
 # dimensions without multiplying rows, and every "by key/user/team/org/model" report is one
 # GROUP BY. Tags are many per request, so they get their own table (summing a request into

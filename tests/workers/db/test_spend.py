@@ -164,3 +164,12 @@ async def test_report_totals_and_the_named_groups_sum_in_the_database(database: 
             1.0,
         )
         assert await spend.report_of_groups(conn, "tag", [], **window) != ([], [])
+        assert await spend.rank(conn, "api_key", **window) == [token]
+        by_key = await spend.totals(conn, "api_key", **window)
+        assert [(r["group"], r["spend"], r["prompt_tokens"]) for r in by_key] == [(token, 1.75, 30)]
+        named, _ = await spend.report_of_groups(conn, "api_key", [token], **window)
+        assert sorted((r["day"], r["model_group"], r["api_requests"]) for r in named) == [
+            ("2026-03-01", "gpt-test", 1),
+            ("2026-03-01", "other-model", 1),
+            ("2026-03-02", "gpt-test", 1),
+        ]
