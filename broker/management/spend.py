@@ -85,12 +85,11 @@ async def report(call: Call) -> list[dict[str, Any]] | dict[str, Any]:
             return shape_totals(found, group_by, top_n or DEFAULT_TOP_N)
         if not top_n:
             return shape_report(await spend.report(conn, group_by, **days), group_by)
-        ranked = await spend.rank(conn, group_by, **days)
-        top = ranked[:top_n]
+        top, n_groups = await spend.rank(conn, group_by, top_n, **days)
         named, every = await spend.report_of_groups(conn, group_by, top, **days)
     rank = {group: i for i, group in enumerate(top)}
     named.sort(key=lambda row: rank[row["group"]])  # biggest first within each day
-    return shape_report(named + others_of(named, every), group_by, len(ranked) - len(top))
+    return shape_report(named + others_of(named, every), group_by, n_groups - len(top))
 
 
 MAX_TOP_N = 1000

@@ -369,18 +369,23 @@ async def totals(
     return await rows.fetch_all(conn, statement)
 
 
-async def rank(conn: AsyncConnection, group_by: str, *, first_day: str, last_day: str) -> list[str]:
-    """Every group that spent between two days, biggest first: the one pass over all of
-    them sums the spend alone (a quarter of `totals`' work)."""
+async def rank(
+    conn: AsyncConnection, group_by: str, top_n: int, *, first_day: str, last_day: str
+) -> tuple[list[str], int]:
+    """The `top_n` groups that spent most between two days, biggest first, and how many
+    groups spent: one pass over them all that sums the spend alone (a quarter of `totals`'
+    work) and hands back N rows, not one per key."""
     table, column, rows_of = GROUPS[group_by]
     spent = sa.func.sum(table.c.spend)
     statement = (
-        sa.select(table.c[column])
+        sa.select(table.c[column], sa.func.count().over())  # over the groups, before LIMIT
         .where(*_window(table, first_day, last_day, scan=True), *rows_of)
         .group_by(table.c[column])
         .order_by(spent.desc(), table.c[column])
+        .limit(top_n)
     )
-    return list((await conn.execute(statement)).scalars())
+    found = (await conn.execute(statement)).all()
+    return [group for group, _ in found], found[0][1] if found else 0
 
 
 async def report_of_groups(

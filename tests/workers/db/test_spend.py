@@ -164,7 +164,12 @@ async def test_report_totals_and_the_named_groups_sum_in_the_database(database: 
             1.0,
         )
         assert await spend.report_of_groups(conn, "tag", [], **window) != ([], [])
-        assert await spend.rank(conn, "api_key", **window) == [token]
+        assert await spend.rank(conn, "api_key", 5, **window) == ([token], 1)
+        assert await spend.rank(conn, "model", 1, **window) == ([by_model[0]["group"]], 2)
+        assert await spend.rank(conn, "team", 1, first_day="2027-01-01", last_day="2027-01-02") == (
+            [],
+            0,
+        )
         by_key = await spend.totals(conn, "api_key", **window)
         assert [(r["group"], r["spend"], r["prompt_tokens"]) for r in by_key] == [(token, 1.75, 30)]
         named, _ = await spend.report_of_groups(conn, "api_key", [token], **window)
