@@ -62,30 +62,72 @@ async def logs(call: Call) -> list[Row]:
 
 
 @endpoint
-async def report(call: Call) -> list[dict[str, Any]]:
+async def report(call: Call) -> list[dict[str, Any]] | dict[str, Any]:
+    """LiteLLM's report; `top_n` (ours) names the N biggest groups and sums the rest into
+    one entry per day marked `"is_other": true`; `view=totals` (ours) answers one total per
+    group over the range instead of one entry per day."""
     call.principal.require_reader("read the spend report")
     group_by = call.query("group_by") or "team"
     if group_by not in REPORT_SHAPES:
         raise InvalidRequest(
             f"`group_by` must be one of {', '.join(REPORT_SHAPES)}", param="group_by"
         )
+    view = call.query("view") or "days"
+    if view not in ("days", "totals"):
+        raise InvalidRequest("`view` must be `days` or `totals`", param="view")
+    top_n = call.query_int("top_n", 0, low=1, high=MAX_TOP_N)
     last = call.query_date("end_date") or now().date()
     first = call.query_date("start_date") or last - timedelta(days=DEFAULT_REPORT_DAYS)
+    days = {"first_day": first.isoformat(), "last_day": last.isoformat()}
     async with call.transaction() as conn:
-        found = await spend.report(
-            conn, group_by, first_day=first.isoformat(), last_day=last.isoformat()
-        )
-    return shape_report(found, group_by)
+        if view == "totals":
+            found = await spend.totals(conn, group_by, **days)
+            return shape_totals(found, group_by, top_n or DEFAULT_TOP_N)
+        if not top_n:
+            return shape_report(await spend.report(conn, group_by, **days), group_by)
+        top, n_groups = await spend.rank(conn, group_by, top_n, **days)
+        named, every = await spend.report_of_groups(conn, group_by, top, **days)
+    rank = {group: i for i, group in enumerate(top)}
+    named.sort(key=lambda row: rank[row["group"]])  # biggest first within each day
+    return shape_report(named + others_of(named, every), group_by, n_groups - len(top))
 
 
-def shape_report(found: list[Row], group_by: str) -> list[dict[str, Any]]:
+MAX_TOP_N = 1000
+DEFAULT_TOP_N = 100
+OTHER = "other"
+
+
+def others_of(named: list[Row], every: list[Row]) -> list[Row]:
+    """Per day and model group, what every group spent less what the named groups did."""
+    taken: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * len(MEASURES))
+    for row in named:
+        sums = taken[(row["day"], row["model_group"])]
+        for i, name in enumerate(MEASURES):
+            sums[i] += row[name] or 0
+    rest: list[Row] = []
+    for row in every:
+        sums = taken.get((row["day"], row["model_group"]), [0.0] * len(MEASURES))
+        left = {name: (row[name] or 0) - sums[i] for i, name in enumerate(MEASURES)}
+        if left["api_requests"] > 0 or left["spend"] > 1e-12:
+            rest.append(
+                {"day": row["day"], "group": None, "model_group": row["model_group"], **left}
+            )
+    return rest
+
+
+MEASURES = ("spend", "prompt_tokens", "completion_tokens", "api_requests")
+
+
+def shape_report(found: list[Row], group_by: str, n_others: int = 0) -> list[dict[str, Any]]:
     plural, field = REPORT_SHAPES[group_by]
-    days: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for row in found:
+    days: dict[str, dict[str | None, dict[str, Any]]] = defaultdict(dict)
+    for row in sorted(found, key=lambda r: r["day"]):
         groups = days[row["day"]]
-        group = groups.setdefault(
-            row["group"], {field: row["group"], "total_spend": 0.0, "metadata": []}
-        )
+        group = groups.get(row["group"])
+        if group is None:
+            group = groups[row["group"]] = {field: row["group"], "total_spend": 0.0, "metadata": []}
+            if row["group"] is None:  # the others of `top_n`
+                group.update({field: OTHER, "is_other": True, "groups": n_others})
         group["total_spend"] += row["spend"] or 0.0
         group["metadata"].append(
             {
@@ -96,6 +138,30 @@ def shape_report(found: list[Row], group_by: str) -> list[dict[str, Any]]:
             }
         )
     return [{"group_by_day": day, plural: list(groups.values())} for day, groups in days.items()]
+
+
+def shape_totals(found: list[Row], group_by: str, top_n: int) -> dict[str, Any]:
+    plural, field = REPORT_SHAPES[group_by]
+
+    def entry(group: Any, rows: list[Row]) -> dict[str, Any]:
+        return {
+            field: group,
+            "total_spend": sum(r["spend"] or 0.0 for r in rows),
+            "total_tokens": sum(
+                (r["prompt_tokens"] or 0) + (r["completion_tokens"] or 0) for r in rows
+            ),
+            "api_requests": sum(r["api_requests"] or 0 for r in rows),
+        }
+
+    rest = found[top_n:]
+    other = None if not rest else {**entry(OTHER, rest), "is_other": True, "groups": len(rest)}
+    return {
+        "group_by": group_by,
+        plural: [entry(row["group"], [row]) for row in found[:top_n]],
+        "other": other,
+        "total_spend": sum(r["spend"] or 0.0 for r in found),
+        "groups": len(found),
+    }
 
 
 @endpoint

@@ -24,6 +24,7 @@ from workers.db import rows
 from workers.db.rows import Row
 from workers.db.tables import (
     api_keys,
+    daily_group_spend,
     daily_spend,
     daily_tag_spend,
     end_users,
@@ -230,9 +231,29 @@ async def _add_to_daily(conn: AsyncConnection, fresh: Sequence[SpendRecord]) -> 
     for row_key, group in by_row.items():
         values = dict(zip((*row_columns, "provider"), row_key, strict=True))
         await _upsert_daily(conn, daily_spend, "uq_daily_spend_row", values, group)
+    await _add_to_daily_groups(conn, by_row)
     for tag_key, group in by_tag.items():
         values = dict(zip(("day", "tag", "api_key", "model_group"), tag_key, strict=True))
         await _upsert_daily(conn, daily_tag_spend, "uq_daily_tag_spend_row", values, group)
+
+
+# group_by -> the place of its value in a daily_spend row's key (see _add_to_daily)
+ROLLED_UP = {"user": 2, "team": 3, "organization": 4, "model": 5}
+
+
+async def _add_to_daily_groups(
+    conn: AsyncConnection, by_row: dict[tuple[str, ...], list[SpendRecord]]
+) -> None:
+    """The same days summed per team, user, organization and model group: the rows the
+    spend report reads for those (tables.daily_group_spend)."""
+    by_group: dict[tuple[str, ...], list[SpendRecord]] = defaultdict(list)
+    for row_key, group in by_row.items():
+        for group_by, place in ROLLED_UP.items():
+            by_group[(row_key[0], group_by, row_key[place], row_key[5])].extend(group)
+    names = ("day", "group_by", "group_id", "model_group")
+    for group_key, group in by_group.items():
+        values = dict(zip(names, group_key, strict=True))
+        await _upsert_daily(conn, daily_group_spend, "uq_daily_group_spend_row", values, group)
 
 
 def _utc_day(moment: datetime) -> str:
@@ -286,14 +307,14 @@ async def logs(
     return await rows.fetch_all(conn, statement.limit(max(1, min(limit, rows.MAX_PAGE_SIZE))))
 
 
-# The daily table and column each report groups by.
-GROUPS: dict[str, tuple[sa.Table, str]] = {
-    "team": (daily_spend, "team_id"),
-    "api_key": (daily_spend, "api_key"),
-    "user": (daily_spend, "user_id"),
-    "organization": (daily_spend, "organization_id"),
-    "model": (daily_spend, "model_group"),
-    "tag": (daily_tag_spend, "tag"),
+# The daily table and column each report groups by, and the rows of the table it reads.
+GROUPS: dict[str, tuple[sa.Table, str, tuple[sa.ColumnElement[bool], ...]]] = {
+    "api_key": (daily_spend, "api_key", ()),
+    "tag": (daily_tag_spend, "tag", ()),
+    **{
+        group_by: (daily_group_spend, "group_id", (daily_group_spend.c.group_by == group_by,))
+        for group_by in ROLLED_UP
+    },
 }
 
 
@@ -305,7 +326,7 @@ async def report(
     last_day: str,
 ) -> list[Row]:
     """Spend per day x group x model group between two days (YYYY-MM-DD, both included)."""
-    table, column = GROUPS[group_by]
+    table, column, rows_of = GROUPS[group_by]
     statement = (
         sa.select(
             table.c.day,
@@ -317,8 +338,92 @@ async def report(
                 for name in MEASURES
             ),
         )
-        .where(table.c.day >= first_day, table.c.day <= last_day)
+        .where(table.c.day >= first_day, table.c.day <= last_day, *rows_of)
         .group_by(table.c.day, table.c[column], table.c.model_group)
         .order_by(table.c.day, table.c[column], table.c.model_group)
     )
     return await rows.fetch_all(conn, statement)
+
+
+def _sums(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+    # PostgreSQL sums BIGINT as NUMERIC; cast back so callers get ints, not Decimals.
+    return [
+        sa.cast(sa.func.sum(table.c[name]), table.c[name].type).label(name) for name in MEASURES
+    ]
+
+
+async def totals(
+    conn: AsyncConnection, group_by: str, *, first_day: str, last_day: str
+) -> list[Row]:
+    """Spend per group between two days (both included), biggest first: for keys one pass
+    over their covering index (tables.py), in key order, without the table; the rest read
+    daily_group_spend."""
+    table, column, rows_of = GROUPS[group_by]
+    spent = sa.func.sum(table.c.spend)
+    statement = (
+        sa.select(table.c[column].label("group"), *_sums(table))
+        .where(*_window(table, first_day, last_day, scan=True), *rows_of)
+        .group_by(table.c[column])
+        .order_by(spent.desc(), table.c[column])
+    )
+    return await rows.fetch_all(conn, statement)
+
+
+async def rank(
+    conn: AsyncConnection, group_by: str, top_n: int, *, first_day: str, last_day: str
+) -> tuple[list[str], int]:
+    """The `top_n` groups that spent most between two days, biggest first, and how many
+    groups spent: one pass over them all that sums the spend alone (a quarter of `totals`'
+    work) and hands back N rows, not one per key."""
+    table, column, rows_of = GROUPS[group_by]
+    spent = sa.func.sum(table.c.spend)
+    statement = (
+        sa.select(table.c[column], sa.func.count().over())  # over the groups, before LIMIT
+        .where(*_window(table, first_day, last_day, scan=True), *rows_of)
+        .group_by(table.c[column])
+        .order_by(spent.desc(), table.c[column])
+        .limit(top_n)
+    )
+    found = (await conn.execute(statement)).all()
+    return [group for group, _ in found], found[0][1] if found else 0
+
+
+async def report_of_groups(
+    conn: AsyncConnection,
+    group_by: str,
+    groups: Sequence[str],
+    *,
+    first_day: str,
+    last_day: str,
+) -> tuple[list[Row], list[Row]]:
+    """Spend per day x group x model group for `groups` only, and per day x model group for
+    every group (what the others spent is the second less the first). Keys come from their
+    index, the rest from daily_group_spend; every group's days are the model rows there
+    (tags have their own: a request counts once in each of its tags)."""
+    table, column, rows_of = GROUPS[group_by]
+    named = (
+        sa.select(table.c.day, table.c[column].label("group"), table.c.model_group, *_sums(table))
+        .where(table.c[column].in_(list(groups)), *_window(table, first_day, last_day), *rows_of)
+        .group_by(table.c[column], table.c.day, table.c.model_group)
+    )
+    every_table, _, every_rows = GROUPS["tag" if group_by == "tag" else "model"]
+    every = (
+        sa.select(every_table.c.day, every_table.c.model_group, *_sums(every_table))
+        .where(*_window(every_table, first_day, last_day), *every_rows)
+        .group_by(every_table.c.model_group, every_table.c.day)
+    )
+    found = await rows.fetch_all(conn, named) if groups else []
+    return found, await rows.fetch_all(conn, every)
+
+
+def _window(
+    table: sa.Table, first_day: str, last_day: str, *, scan: bool = False
+) -> tuple[sa.ColumnElement[Any], ...]:
+    """The days from `first_day` to `last_day`. To `scan` every group, the day is wrapped in
+    a no-op CAST: without statistics SQLite would take the day index and fetch each of the
+    range's rows from the table (4x slower than reading the group's covering index, which
+    the CAST leaves it); PostgreSQL's planner has statistics either way."""
+    day: sa.ColumnElement[Any] = table.c.day
+    if scan and table is daily_spend:
+        day = sa.cast(day, sa.String)
+    return (day >= first_day, day <= last_day)

@@ -227,7 +227,7 @@ def _measures() -> list[sa.Column[object]]:
     ]
 
 
-# Daily aggregates, two tables instead of LiteLLM's one per entity. A key belongs to one user,
+# Daily aggregates, our own tables instead of LiteLLM's one per entity. A key belongs to one user,
 # team and organization, so one row per day x key x model group x provider carries all four
 # dimensions without multiplying rows, and every "by key/user/team/org/model" report is one
 # GROUP BY. Tags are many per request, so they get their own table (summing a request into
@@ -249,6 +249,30 @@ daily_spend = sa.Table(
     sa.UniqueConstraint(*DAILY_DIMENSIONS, "provider", name="uq_daily_spend_row"),
 )
 
+# The spend report sums a range of days per group (issue #21). Teams, users, organizations
+# and model groups are few beside keys, so the ledger also keeps their days in a table of
+# their own (`group_by` names the dimension), a few thousand rows where `daily_spend` has a
+# row per key; the model rows double as each day's total. Keys are summed from `daily_spend`
+# through an index led by the key and the day that carries the measures: the database sums
+# from the index alone, in key order (SQLite has no INCLUDE, so they are key columns).
+REPORT_MEASURES = ("spend", "prompt_tokens", "completion_tokens", "api_requests")
+sa.Index(
+    "ix_daily_spend_report_api_key", daily_spend.c.api_key, daily_spend.c.day, *REPORT_MEASURES
+)
+daily_group_spend = sa.Table(
+    "daily_group_spend",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("day", sa.String(10), nullable=False),
+    sa.Column("group_by", sa.String(16), nullable=False),  # team | user | organization | model
+    sa.Column("group_id", sa.String(255), nullable=False),
+    sa.Column("model_group", sa.String(255), nullable=False),
+    *_measures(),
+    sa.UniqueConstraint(
+        "group_by", "day", "group_id", "model_group", name="uq_daily_group_spend_row"
+    ),
+)
+
 daily_tag_spend = sa.Table(
     "daily_tag_spend",
     metadata,
@@ -259,6 +283,9 @@ daily_tag_spend = sa.Table(
     sa.Column("model_group", sa.String(255), nullable=False),
     *_measures(),
     sa.UniqueConstraint("day", "tag", "api_key", "model_group", name="uq_daily_tag_spend_row"),
+)
+sa.Index(
+    "ix_daily_tag_spend_report_tag", daily_tag_spend.c.tag, daily_tag_spend.c.day, *REPORT_MEASURES
 )
 
 # Every management call that changes something (issue #17). Values are masked before they

@@ -1,5 +1,7 @@
 // Spend over a range, by day and by key, team, user, model or tag (/global/spend/report,
-// LiteLLM's shape), as a stacked bar chart, a table and a CSV file. A key that may not read
+// LiteLLM's shape), as a stacked bar chart, a table and a CSV file. The API sums: `top_n`
+// names the biggest groups and sums the rest into one "other" entry per day, so the page
+// gets a few hundred rows whatever the size of the database. A key that may not read
 // the report sees its own rows from /spend/logs, summed here per day and model.
 import { h, field, input, alertBox, showError, api, money, table, downloadCsv, chart,
   readsAll } from "./core.js";
@@ -8,6 +10,7 @@ import { listKeys } from "./keys.js";
 const GROUPS = [["team", "Team"], ["api_key", "Key"], ["user", "User"], ["model", "Model"],
   ["tag", "Tag"], ["organization", "Organization"]];
 
+const TOP_N = 10;
 const isoDay = (d) => d.toISOString().slice(0, 10);
 
 // Report entries -> flat rows {day, group, model, spend, tokens, requests}.
@@ -16,9 +19,11 @@ function flatten(report) {
   for (const day of report || []) {
     const listName = Object.keys(day).find((k) => Array.isArray(day[k]));
     for (const entry of day[listName] || []) {
-      const groupField = Object.keys(entry).find((k) => !["total_spend", "metadata"].includes(k));
+      const groupField = Object.keys(entry).find((k) =>
+        !["total_spend", "metadata", "is_other", "groups"].includes(k));
+      const name = entry.is_other ? `other (${entry.groups} more)` : String(entry[groupField] ?? "–");
       for (const m of entry.metadata || [{ model: "", spend: entry.total_spend }]) {
-        rows.push({ day: day.group_by_day, group: String(entry[groupField] ?? "–"), model: m.model,
+        rows.push({ day: day.group_by_day, group: name, model: m.model, isOther: !!entry.is_other,
           spend: Number(m.spend || 0), tokens: m.total_tokens || 0, requests: m.api_requests || 0 });
       }
     }
@@ -69,13 +74,14 @@ export async function spendPage(main) {
     box.hidden = true;
     const range = `start_date=${start.value}&end_date=${end.value}`;
     if (readsAll()) {
-      const result = await api("GET", `/global/spend/report?group_by=${group.value}&${range}`);
+      const result = await api("GET",
+        `/global/spend/report?group_by=${group.value}&top_n=${TOP_N}&${range}`);
       if (!result.ok) return showError(box, result);
       rows = flatten(result.data);
       if (group.value === "api_key") {
         // The report names keys by hash; show the alias (or sk-...abcd) where we know it.
         const names = new Map((await listKeys()).keys.map((k) => [k.token, k.key_alias || k.key_name]));
-        for (const row of rows) row.group = names.get(row.group) || row.group;
+        for (const row of rows) if (!row.isOther) row.group = names.get(row.group) || row.group;
       }
     } else {
       const result = await api("GET", `/spend/logs?${range}&limit=1000`);

@@ -111,6 +111,69 @@ async def test_spend_is_read_by_key_user_team_and_date_and_reported_by_group(
     assert keys.hash_token(key["key"]) == key["token_id"]
 
 
+async def test_the_report_names_the_top_groups_and_sums_the_rest_as_other(
+    api: Api, database: Database
+) -> None:
+    key = await api.ok("POST", "/key/generate", {})
+    day = datetime(2026, 4, 1, 10, tzinfo=UTC)
+    spent = {"t-big": 0.5, "t-mid": 0.25, "t-small": 0.125, "t-tiny": 0.0625}
+    records = [
+        spend.SpendRecord(
+            request_id=f"req_{team}_{i}",
+            call_type="chat.completions",
+            api_key=key["token_id"],
+            model="m",
+            model_group="m" if i == 0 else "n",
+            start_time=day + timedelta(days=i),
+            end_time=day + timedelta(days=i),
+            team_id=team,
+            spend=cost,
+            prompt_tokens=1,
+            completion_tokens=1,
+        )
+        for team, cost in spent.items()
+        for i in range(2)
+    ]
+    async with database.transaction() as conn:
+        await spend.record_spend(conn, records)
+    span = {"start_date": "2026-04-01", "end_date": "2026-04-30"}
+
+    report = await api.ok("GET", "/global/spend/report", group_by="team", top_n="2", **span)
+    assert [d["group_by_day"] for d in report] == ["2026-04-01", "2026-04-02"]
+    first = report[0]["teams"]
+    assert [g["team_name"] for g in first] == ["t-big", "t-mid", "other"]
+    other = first[2]
+    assert other["is_other"] is True and other["groups"] == 2
+    assert other["total_spend"] == 0.1875 and other["metadata"][0]["api_requests"] == 2
+    assert other["metadata"][0]["total_tokens"] == 4 and other["metadata"][0]["model"] == "m"
+    assert report[1]["teams"][2]["metadata"][0]["model"] == "n"
+
+    totals = await api.ok(
+        "GET", "/global/spend/report", group_by="team", view="totals", top_n="3", **span
+    )
+    assert [g["team_name"] for g in totals["teams"]] == ["t-big", "t-mid", "t-small"]
+    assert totals["teams"][0] == {
+        "team_name": "t-big",
+        "total_spend": 1.0,
+        "total_tokens": 4,
+        "api_requests": 2,
+    }
+    assert totals["other"] == {
+        "team_name": "other",
+        "total_spend": 0.125,
+        "total_tokens": 4,
+        "api_requests": 2,
+        "is_other": True,
+        "groups": 1,
+    }
+    assert totals["total_spend"] == 1.875 and totals["groups"] == 4
+    everyone = await api.ok("GET", "/global/spend/report", group_by="team", view="totals", **span)
+    assert len(everyone["teams"]) == 4 and everyone["other"] is None
+    for bad in ({"top_n": "0"}, {"top_n": "many"}, {"view": "weeks"}):
+        status, answer = await api.get("/global/spend/report", **bad)
+        assert status == 400 and answer["error"]["param"] == next(iter(bad))
+
+
 async def test_listeners_hear_each_committed_change(api: Api, door: RunningFrontDoor) -> None:
     heard: list[Change] = []
 

@@ -9,12 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from tests import db_servers
+from workers.db import spend
 from workers.db.engine import Database
-from workers.db.tables import metadata
+from workers.db.migrations import alembic_config
+from workers.db.rows import now
+from workers.db.tables import daily_spend, metadata
 
 
 def _differences(connection) -> list[Any]:
@@ -58,3 +63,45 @@ async def test_processes_starting_together_migrate_once_and_again_harmlessly(
                 assert await conn.run_sync(_differences) == []
         finally:
             await asyncio.gather(*(db.close() for db in databases))
+
+
+async def test_revision_0002_sums_the_days_already_written_per_team_user_org_and_model(
+    empty_urls: list[str],
+) -> None:
+
+    database = Database(empty_urls[0])
+    try:
+        async with database.engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0001"))
+            day = {"day": "2026-03-01", "user_id": "u1", "team_id": "t1", "organization_id": ""}
+            measures = {"prompt_tokens": 1, "completion_tokens": 2, "api_requests": 1}
+            counts = {"successful_requests": 1, "failed_requests": 0, "updated_at": now()}
+            await conn.execute(
+                sa.insert(daily_spend),
+                [
+                    {
+                        **day,
+                        "api_key": k,
+                        "model_group": m,
+                        "provider": "p",
+                        "spend": 0.5,
+                        **measures,
+                        **counts,
+                    }
+                    for k, m in (("k1", "gpt"), ("k2", "gpt"), ("k2", "claude"))
+                ],
+            )
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "head"))
+            window = {"first_day": "2026-03-01", "last_day": "2026-03-01"}
+            by_team = await spend.totals(conn, "team", **window)
+            assert [(r["group"], r["spend"], r["api_requests"]) for r in by_team] == [
+                ("t1", 1.5, 3)
+            ]
+            by_model = await spend.totals(conn, "model", **window)
+            assert [(r["group"], r["prompt_tokens"]) for r in by_model] == [
+                ("gpt", 2),
+                ("claude", 1),
+            ]
+            assert [r["group"] for r in await spend.totals(conn, "organization", **window)] == [""]
+    finally:
+        await database.close()

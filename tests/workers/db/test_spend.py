@@ -136,3 +136,45 @@ async def test_daily_aggregates_count_each_request_once_and_each_tag_once(
         assert [(r["group"], r["api_requests"]) for r in by_team] == [("t1", 2)]
         logs = await spend.logs(conn, api_key=token, start=START, end=START + timedelta(hours=1))
         assert {log["request_id"] for log in logs} == {"req_a", "req_b"}
+
+
+async def test_report_totals_and_the_named_groups_sum_in_the_database(database: Database) -> None:
+    token = await seed(database)
+    async with database.transaction() as conn:
+        await spend.record_spend(
+            conn,
+            [
+                record(token, "req_a", 0.25),
+                record(token, "req_b", 0.5, model_group="other-model"),
+                record(token, "req_c", 1.0, start_time=START + timedelta(days=1)),
+            ],
+        )
+        window = {"first_day": "2026-03-01", "last_day": "2026-03-31"}
+        by_model = await spend.totals(conn, "model", **window)
+        assert [(r["group"], r["spend"], r["api_requests"]) for r in by_model][0][1:] == (1.25, 2)
+        assert [r["group"] for r in by_model][1] == "other-model"
+        assert all(isinstance(r["prompt_tokens"], int) for r in by_model)
+        named, every = await spend.report_of_groups(conn, "model", ["other-model"], **window)
+        assert [(r["day"], r["group"], r["spend"]) for r in named] == [
+            ("2026-03-01", "other-model", 0.5)
+        ]
+        assert sorted((r["day"], r["model_group"], r["spend"]) for r in every)[-1] == (
+            "2026-03-02",
+            by_model[0]["group"],
+            1.0,
+        )
+        assert await spend.report_of_groups(conn, "tag", [], **window) != ([], [])
+        assert await spend.rank(conn, "api_key", 5, **window) == ([token], 1)
+        assert await spend.rank(conn, "model", 1, **window) == ([by_model[0]["group"]], 2)
+        assert await spend.rank(conn, "team", 1, first_day="2027-01-01", last_day="2027-01-02") == (
+            [],
+            0,
+        )
+        by_key = await spend.totals(conn, "api_key", **window)
+        assert [(r["group"], r["spend"], r["prompt_tokens"]) for r in by_key] == [(token, 1.75, 30)]
+        named, _ = await spend.report_of_groups(conn, "api_key", [token], **window)
+        assert sorted((r["day"], r["model_group"], r["api_requests"]) for r in named) == [
+            ("2026-03-01", "gpt-test", 1),
+            ("2026-03-01", "other-model", 1),
+            ("2026-03-02", "gpt-test", 1),
+        ]
