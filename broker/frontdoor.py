@@ -25,7 +25,7 @@ from broker.config.loader import Config
 from broker.frontdoor_metrics import FrontDoorMetrics
 from broker.model_info import describe_deployments
 from broker.monitor import ClusterMonitor
-from broker.reply_hub import ReplyHub, Waiter
+from broker.reply_hub import Queued, ReplyHub, Waiter
 from broker.tenancy import Tenancy
 from workers import envelopes, redis_streams
 from workers.batching import WriteBatcher
@@ -36,6 +36,7 @@ from workers.redis_streams import Keys
 from workers.routing.scope import may_reach, scope_of
 from workers.routing.wildcards import Patterns, is_wildcard, listed_names
 from workers.supervision import Supervisor, TaskDied
+from workers.tenancy import settle
 
 log = logging.getLogger("switchboard.frontdoor")
 
@@ -252,13 +253,13 @@ class FrontDoor:
 
     # ------------------------------------------------------------------ cancellation
 
-    def cancel_later(self, request_id: str, seq: int) -> None:
+    def cancel_later(self, request_id: str, seq: int, queued: Queued | None = None) -> None:
         """The client left: cancel after the grace period unless a resume claims it first."""
-        task = self.tasks.spawn(self._cancel(request_id, seq), name=f"cancel {request_id}")
+        task = self.tasks.spawn(self._cancel(request_id, seq, queued), name=f"cancel {request_id}")
         self.cancellations.add(task)
         task.add_done_callback(self.cancellations.discard)
 
-    async def _cancel(self, request_id: str, seq: int) -> None:
+    async def _cancel(self, request_id: str, seq: int, queued: Queued | None) -> None:
         grace = self.settings.disconnect_grace_s
         ttl = int(self.settings.reply_ttl_s)
         try:
@@ -273,6 +274,9 @@ class FrontDoor:
                 self.redis, self.keys, request_id, seq=seq, record=record, ttl_s=ttl
             )
             log.info("cancelled %s after its client disconnected", request_id)
+            if queued is not None:
+                # No worker read it yet: its lease and reservation go back now (#17).
+                await settle.release_unstarted(self.redis, self.keys, queued.envelope, queued.entry)
         except RedisError as exc:
             log.warning("could not cancel %s: %s", request_id, exc)
 
