@@ -34,6 +34,7 @@ from workers.settings.routing import LiteLLMSettings
 from workers.tenancy import admission, events, mirror, records
 from workers.tenancy.admission import Admitted, Scope, Ticket
 from workers.tenancy.ledger import LedgerMetrics, LedgerWriter
+from workers.tenancy.proxy_budget import ProxyBudget
 from workers.tenancy.records import Entity, Limits, Principal
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ RESUBSCRIBE_AFTER_S = 0.5
 MAX_LOCAL_ENTRIES = 100_000
 MAX_ID_CHARS = 255
 ALL_MODELS = frozenset({"*", "all-proxy-models"})
-GLOBAL_SCOPE = "global"
+# A fresh front door waits this long at most for the proxy's spend (ProxyBudget).
+PROXY_SPEND_WAIT_S = 10.0
 
 
 class Tenancy:
@@ -81,13 +83,12 @@ class Tenancy:
         settings = settings if settings is not None else LiteLLMSettings()
         # The proxy-wide budget: a scope every request joins. general_settings' (issue #17's
         # words) wins over litellm_settings' (LiteLLM's documented place).
-        self._global: Scope | None = None
+        self.proxy_budget: ProxyBudget | None = None
         max_budget, duration = proxy_budget
         if max_budget is None:
             max_budget, duration = settings.max_budget, settings.budget_duration
         if max_budget is not None:
-            limits = Limits(max_budget=max_budget, budget_duration=duration)
-            self._global = Scope(GLOBAL_SCOPE, limits)
+            self.proxy_budget = ProxyBudget(max_budget, duration)
         # The budget of an end user without a customer row of its own.
         self._end_user_limits: Limits | None = None
         if settings.max_end_user_budget is not None:
@@ -287,8 +288,10 @@ class Tenancy:
         if end_user:
             end_user = end_user[:MAX_ID_CHARS]  # the database's width of an id
             scopes += await self._end_user_scope(end_user)
-        if self._global is not None:
-            scopes.append(self._global)
+        if self.proxy_budget is not None:
+            if not self.proxy_budget.is_read.is_set():  # only while a front door starts
+                await asyncio.wait_for(self.proxy_budget.is_read.wait(), PROXY_SPEND_WAIT_S)
+            scopes.append(self.proxy_budget.scope)
         completion = min(max_tokens or DEFAULT_COMPLETION_TOKENS, MAX_RESERVED_COMPLETION_TOKENS)
         prompt = body_bytes // BYTES_PER_TOKEN + 1
         price_in, price_out = self._prices.get(group, (0.0, 0.0))
@@ -357,6 +360,8 @@ class Tenancy:
 LEDGER_TASK = "spend ledger"
 REFILL_WAIT_S = 10.0
 LISTEN_TASK = "tenancy invalidations"
+PROXY_BUDGET_TASK = "proxy spend"
+RESTART_AFTER_S = 5.0
 
 
 def start_tenancy(front: FrontDoorLike, management: ManagementLike) -> None:
@@ -380,6 +385,11 @@ def start_tenancy(front: FrontDoorLike, management: ManagementLike) -> None:
     tenancy.ledger = writer
     front.tasks.start(LISTEN_TASK, tenancy.listen)
     front.tasks.start(LEDGER_TASK, writer.run)
+    if tenancy.proxy_budget is not None:
+        budget = tenancy.proxy_budget
+        front.tasks.start(
+            PROXY_BUDGET_TASK, lambda: budget.follow(database), restart_after_s=RESTART_AFTER_S
+        )
     tenancy.refilling = front.tasks.spawn(tenancy.refill(), name="tenancy refill")
 
 
@@ -394,6 +404,7 @@ async def stop_tenancy(front: FrontDoorLike) -> None:
     if front.tenancy.ledger is not None:
         await front.tenancy.ledger.stop(lambda: front.tasks.stop(LEDGER_TASK))
     await front.tasks.stop(LISTEN_TASK)
+    await front.tasks.stop(PROXY_BUDGET_TASK)
 
 
 def _bound(cache: dict[Any, Any]) -> None:
