@@ -70,7 +70,7 @@ async def test_the_proxy_budget_survives_a_flushdb(
             assert budget is not None
 
             async def read_back() -> bool:  # the ledger wrote it, the front door read it
-                return budget.scope.seed_spend > 0
+                return bool(budget.scope.seed_spend > 0)
 
             await wait_until(read_back, timeout_s=20.0)
             await redis.flushdb()
