@@ -287,7 +287,7 @@ class Tenancy:
             scopes = _scopes(principal, group)
         if end_user:
             end_user = end_user[:MAX_ID_CHARS]  # the database's width of an id
-            scopes += await self._end_user_scope(end_user)
+            scopes += await self._end_user_scope(end_user, group)
         if self.proxy_budget is not None:
             if not self.proxy_budget.is_read.is_set():  # only while a front door starts
                 await asyncio.wait_for(self.proxy_budget.is_read.wait(), PROXY_SPEND_WAIT_S)
@@ -316,7 +316,7 @@ class Tenancy:
             event=events.encode(front),
         )
 
-    async def _end_user_scope(self, end_user: str) -> list[Scope]:
+    async def _end_user_scope(self, end_user: str, group: str) -> list[Scope]:
         """The end user's scope: its customer row's limits, else max_end_user_budget; none
         for an unknown end user without a default budget (no counters for every name)."""
         (customer,) = await self._entities_of([(records.CUSTOMER, end_user)])
@@ -332,7 +332,7 @@ class Tenancy:
         limits = customer.limits
         if limits.max_budget is None and self._end_user_limits is not None:
             limits = msgspec.structs.replace(limits, max_budget=self._end_user_limits.max_budget)
-        return [Scope(name, limits, customer.spend)] if limits.limits_anything else []
+        return _entity_scopes(_replace(customer, limits), group)
 
     async def admit(
         self,
@@ -473,16 +473,29 @@ def _scopes(principal: Principal, group: str) -> list[Scope]:
     the x-litellm-key-spend header). A user's own budget applies to its keys outside a
     team; inside one, the member's budget in the team does (LiteLLM's rule). An owner
     that limits nothing is left out: two Redis calls fewer each way, and its spend is in
-    the ledger (a limit set later seeds its counter from the database)."""
+    the ledger (a limit set later seeds its counter from the database). Each of them with
+    a budget on the request's model group (model_max_budget) adds that budget's scope."""
     key = principal.key
     scopes = [Scope(f"key:{principal.token}", key.limits, key.spend)]
-    model_budget = key.limits.model_max_budget.get(group)
+    model_budget = key.limits.model_budget(group)
     if model_budget is not None:
-        scopes.append(Scope(f"model:{principal.token}:{group}", Limits(max_budget=model_budget)))
+        scopes.append(Scope(f"model:{principal.token}:{group}", model_budget))
     for entity in principal.owners:
-        if (entity.kind == records.USER and key.team_id) or not entity.limits.limits_anything:
+        if entity.kind == records.USER and key.team_id:
             continue
-        scopes.append(Scope(mirror.scope_of(entity.kind, entity.id), entity.limits, entity.spend))
+        scopes += _entity_scopes(entity, group)
+    return scopes
+
+
+def _entity_scopes(entity: Entity, group: str) -> list[Scope]:
+    """An owner's scope when it limits anything, and its budget on `group` when it has
+    one (`model-<scope>:<group>`)."""
+    name = mirror.scope_of(entity.kind, entity.id)
+    limits = entity.limits
+    scopes = [Scope(name, limits, entity.spend)] if limits.limits_anything else []
+    model_budget = limits.model_budget(group)
+    if model_budget is not None:
+        scopes.append(Scope(f"model-{name}:{group}", model_budget))
     return scopes
 
 

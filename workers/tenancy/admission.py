@@ -317,6 +317,10 @@ SCOPE_WORDS = {
     "model": "model budget of key",
     "global": "the proxy",
 }
+# An owner's budget on one model group: `model-<scope>:<group>` (broker/tenancy.py).
+SCOPE_WORDS.update(
+    {f"model-{kind}": f"model budget of {SCOPE_WORDS[kind]}" for kind in list(SCOPE_WORDS)[1:6]}
+)
 
 
 def _describe(scope: str) -> str:
