@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from broker.auth import Authenticator, Caller, Hidden, presented_key, tag_key
-from workers import pricing, redis_streams
+from workers import redis_streams
 from workers.batching import WriteBatcher
 from workers.db.engine import Database, DatabaseUnavailable
 from workers.deployment import Deployment
@@ -36,6 +36,7 @@ from workers.tenancy.admission import Admitted, Scope, Ticket
 from workers.tenancy.ledger import LedgerMetrics, LedgerWriter
 from workers.tenancy.proxy_budget import ProxyBudget
 from workers.tenancy.records import Entity, Limits, Principal
+from workers.tenancy.reserve_prices import ReservePrices
 
 if TYPE_CHECKING:
     from broker.frontdoor import FrontDoor as FrontDoorLike
@@ -79,7 +80,7 @@ class Tenancy:
         self._sha = ""
         self.refilling: asyncio.Task[Any] | None = None
         self.ledger: LedgerWriter | None = None
-        self._prices = {group: _reserve_price(targets) for group, targets in deployments.items()}
+        self._prices = ReservePrices(deployments)
         settings = settings if settings is not None else LiteLLMSettings()
         # The proxy-wide budget: a scope every request joins. general_settings' (issue #17's
         # words) wins over litellm_settings' (LiteLLM's documented place).
@@ -294,7 +295,7 @@ class Tenancy:
             scopes.append(self.proxy_budget.scope)
         completion = min(max_tokens or DEFAULT_COMPLETION_TOKENS, MAX_RESERVED_COMPLETION_TOKENS)
         prompt = body_bytes // BYTES_PER_TOKEN + 1
-        price_in, price_out = self._prices.get(group, (0.0, 0.0))
+        price_in, price_out = self._prices.per_token(group, model)
         key = principal.key if principal is not None else None
         front = events.FrontEvent(
             call_type=call_type,
@@ -497,20 +498,3 @@ def _entity_scopes(entity: Entity, group: str) -> list[Scope]:
     if model_budget is not None:
         scopes.append(Scope(f"model-{name}:{group}", model_budget))
     return scopes
-
-
-def _reserve_price(targets: Sequence[Deployment]) -> tuple[float, float]:
-    """The dearest input and output price per token among a group's deployments: what a
-    reservation assumes before the router picks one."""
-    price_in = price_out = 0.0
-    for target in targets:
-        base = pricing.lookup_price(target.provider, target.base_model or target.model)
-        override = pricing.PriceOverride(
-            input_cost_per_token=target.input_cost_per_token,
-            output_cost_per_token=target.output_cost_per_token,
-        )
-        price = pricing.apply_override(base, override)
-        if price is not None:
-            price_in = max(price_in, price.input_cost_per_token or 0.0)
-            price_out = max(price_out, price.output_cost_per_token or 0.0)
-    return price_in, price_out

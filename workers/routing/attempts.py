@@ -233,6 +233,8 @@ class Attempts(Generic[T]):
         started = time.perf_counter()
         try:
             adapter = self.engine.adapter_for(group, target, call)
+            # A wildcard group's request is served (and priced) as the model it named.
+            self.deployment = adapter.deployment
             value, result = await self.kind.run(adapter, call, self.estimate)
             return value, result, (time.perf_counter() - started) * 1000
         except SwitchboardError as exc:

@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.broker.harness import wait_until
-from tests.broker.tenancy.conftest import HELLO, MASTER, Gateway
+from tests.broker.tenancy.conftest import MASTER, Gateway
 from tests.scrape import Scrape
 from workers.db import keys as db_keys
 from workers.redis_streams import Keys

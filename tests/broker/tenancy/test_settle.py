@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 from redis.asyncio import Redis
 
 from tests.broker.harness import wait_until
@@ -98,3 +99,35 @@ async def test_a_request_left_before_any_worker_read_it_is_released_at_once(
     assert await _scope(redis, namespace, key, "S") == 0
     (row,) = await _spend_rows(gateway, key)
     assert row["status"] == "failure" and row["spend"] == 0
+
+
+async def test_a_wildcard_groups_request_reserves_and_settles_at_its_models_price(
+    gateway: Gateway, redis: Redis, namespace: str
+) -> None:
+    """`openai/*` has no price of its own: the request for openai/gpt-4o is reserved and
+    charged at gpt-4o's, not at $0 (which let such traffic spend past any budget)."""
+    key = await gateway.new_key(max_budget=1.0)
+    status, answer, headers = await gateway.chat(key, model="openai/gpt-4o", max_tokens=50)
+    assert status == 200, answer
+    assert float(headers["x-switchboard-cost-usd"]) > 0
+    (row,) = await _spend_rows(gateway, key)
+    assert row["spend"] == pytest.approx(float(headers["x-switchboard-cost-usd"]))
+    assert row["spend"] == pytest.approx(await _scope(redis, namespace, key, "S"))
+    tenancy = gateway.doors[0].front.tenancy
+    ticket = await tenancy.ticket(
+        await _caller(gateway, key),
+        call_type="chat",
+        model="openai/gpt-4o",
+        group="openai/*",
+        body_bytes=400,
+        max_tokens=50,
+    )
+    assert ticket is not None and ticket.cost_usd > 50 * 1e-5 * 0.99  # gpt-4o's output
+
+
+async def _caller(gateway: Gateway, key: str) -> Any:
+    """The front door's caller for `key`, as a request carrying it is authenticated."""
+    tenancy = gateway.doors[0].front.tenancy
+    found = await tenancy.caller_for_token(db_keys.hash_token(key))
+    assert found is not None
+    return found
