@@ -112,8 +112,9 @@ for i = 0, n - 1 do
     if tpm >= 0 and (rem_t < 0 or tpm - toks - tokens < rem_t) then
       rem_t = math.max(0, tpm - toks - tokens); lim_t = tpm
     end
-    w = {'R', reqs + 1, 'T', toks + tokens, 'o', oldest, 'l', sec,
-         'r' .. sec, rb + 1, 't' .. sec, tb + tokens}
+    w = {'R', reqs + 1, 'T', toks + tokens, 'r' .. sec, rb + 1, 't' .. sec, tb + tokens}
+    if oldest ~= tonumber(h[3]) then w[#w + 1] = 'o'; w[#w + 1] = oldest end
+    if sec ~= tonumber(h[4]) then w[#w + 1] = 'l'; w[#w + 1] = sec end
     f = f .. 'w'
   end
   if par >= 0 then
@@ -123,18 +124,28 @@ for i = 0, n - 1 do
     f = f .. 'l'
   end
   local spent, reserved, ends = tonumber(h[5]), tonumber(h[6]) or 0, tonumber(h[7]) or -1
-  if spent == nil then spent, ends = tonumber(v[5]), tonumber(v[6]) end
-  if ends >= 0 and now >= ends then spent, ends = 0, tonumber(v[7]) end
+  local is_reset = spent == nil
+  if is_reset then spent, ends = tonumber(v[5]), tonumber(v[6]) end
+  if ends >= 0 and now >= ends then spent, ends, is_reset = 0, tonumber(v[7]), true end
   if maxb >= 0 and spent + reserved >= maxb then
     return {'budget', i, tostring(ends), tostring(spent), tostring(maxb)}
   end
-  if i == 0 then first_spend = tostring(spent) end
-  for _, v in ipairs({'S', string.format('%.17g', spent), 'E', ends,
-                      'V', string.format('%.17g', reserved + cost)}) do w[#w + 1] = v end
+  if i == 0 then first_spend = h[5] or tostring(spent) end
+  -- Only what changed is written: most admissions leave spent and the period alone.
+  if is_reset then
+    w[#w + 1] = 'S'; w[#w + 1] = string.format('%.17g', spent)
+    w[#w + 1] = 'E'; w[#w + 1] = ends
+    if i == 0 then first_spend = tostring(spent) end
+  end
+  if cost ~= 0 then
+    w[#w + 1] = 'V'; w[#w + 1] = string.format('%.17g', reserved + cost)
+  end
   writes[i + 1] = w
   flags[i + 1] = (f == '' and '-' or f)
 end
-for i = 0, n - 1 do redis.call('HSET', KEYS[4 + i], unpack(writes[i + 1])) end
+for i = 0, n - 1 do
+  if #writes[i + 1] > 0 then redis.call('HSET', KEYS[4 + i], unpack(writes[i + 1])) end
+end
 redis.call('HSET', KEYS[2], 'c', ARGV[4], 'k', tokens, 's', sec, 'e', ARGV[6],
   'f', table.concat(flags, ' '), 'b', ARGV[9], 'n', ARGV[8])
 redis.call('PEXPIRE', KEYS[2], lease_ms + 86400000)
