@@ -35,6 +35,7 @@ from benchmarks import scenarios
 from benchmarks.gateways import MASTER_KEY, switchboard, write_config
 from benchmarks.procs import TreeMonitor, cpu_s, descendants, is_redis, wait_http_ready
 from benchmarks.run import free_port, upstream
+from benchmarks.tenancy_scripts import script_cpu
 
 HERE = Path(__file__).parent
 # Limits far above the load, so every request is admitted and every one is counted.
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_before = os.getloadavg()
     rows = asyncio.run(run(args))
+    scripts = asyncio.run(script_cpu())
     load_after = os.getloadavg()
     text = "\n".join(
         [
@@ -239,6 +241,15 @@ def main(argv: list[str] | None = None) -> int:
             "| extra (median of the rounds' pairs) | front door | worker | Redis | <= 0.1 ms |",
             "|---|---|---|---|---|---|---|---|",
             *summary(rows),
+            "",
+            "Redis alone (`benchmarks/tenancy_scripts.py`): a private redis-server's CPU µs",
+            "per request on the admission and settlement scripts, by the number of scopes a",
+            "request counts against, each with rpm, tpm, parallel requests and a budget (0:",
+            "the master key; 2: the database key above, and its team).",
+            "",
+            "| scopes | admission µs | settlement µs | both | extra |",
+            "|---|---|---|---|---|",
+            *scripts,
             "",
             "| key | offered | rps | p50 ms | p99 ms | CPU ms/req | net CPU ms/req "
             "| front door | worker | Redis | errors |",

@@ -28,13 +28,13 @@ log = logging.getLogger("switchboard.tenancy")
 # The gateway's estimate of a token in bytes (as admission's).
 BYTES_PER_TOKEN: Final = 4
 
-# KEYS[1] reservation, KEYS[2] in-flight set, KEYS[3] ledger, KEYS[4..] one hash per scope
-# (RELEASE_UNSTARTED: then the lane last). ARGV[1] request id, [2] cost, [3] tokens, [4]
-# worker event, [5] the event field, [6] the worker field, [7] the field of the scopes whose
-# soft budget this crossed (also returned; nil when the request was already settled), [8]
-# the request id field, [9] the field of the cost charged (ARGV[2], or the reservation when
-# ARGV[2] is negative: CHARGE_RESERVATION); RELEASE_UNSTARTED: [10] the lane's group, [11]
-# the request's entry.
+# KEYS[1] reservation, KEYS[2] in-flight set, KEYS[3] ledger, KEYS[4..3+n] one hash per
+# scope, KEYS[4+n..3+2n] their windows (RELEASE_UNSTARTED: then the lane last). ARGV[1]
+# request id, [2] cost, [3] tokens, [4] worker event, [5] the event field, [6] the worker
+# field, [7] the field of the scopes whose soft budget this crossed (also returned; nil
+# when the request was already settled), [8] the request id field, [9] the field of the
+# cost charged (ARGV[2], or the reservation when ARGV[2] is negative: CHARGE_RESERVATION);
+# RELEASE_UNSTARTED: [10] the lane's group, [11] the request's entry.
 _SETTLE_BODY = """
 local h = redis.call('HMGET', KEYS[1], 'c', 'k', 's', 'e', 'f', 'b')
 if not h[1] then return false end
@@ -47,10 +47,11 @@ local flags, soft = {}, {}
 for w in string.gmatch(h[5] or '', '%S+') do flags[#flags + 1] = w end
 for w in string.gmatch(h[6] or '', '%S+') do soft[#soft + 1] = tonumber(w) end
 local crossed = {}
-for i = 1, #KEYS - 3 - LANE_KEYS do
+local n = (#KEYS - 3 - LANE_KEYS) / 2
+for i = 1, n do
   local k = KEYS[3 + i]
   local f = flags[i] or '-'
-  local s = redis.call('HMGET', k, 'S', 'V', 'P', 'T', 't' .. sec, 'o')
+  local s = redis.call('HMGET', k, 'S', 'V', 'P', 'T', 'o')
   if s[1] then
     local spent = tonumber(s[1]) + cost
     local w = {'S', string.format('%.17g', spent),
@@ -58,15 +59,15 @@ for i = 1, #KEYS - 3 - LANE_KEYS do
     if string.find(f, 'l', 1, true) then
       w[#w + 1] = 'P'; w[#w + 1] = math.max(0, (tonumber(s[3]) or 0) - 1)
     end
-    if string.find(f, 'w', 1, true) and tokens ~= est and s[5]
-        and sec >= (tonumber(s[6]) or sec) then
-      w[#w + 1] = 't' .. sec; w[#w + 1] = tonumber(s[5]) + tokens - est
+    -- The bucket is corrected while it is in the window (expiring it subtracted it).
+    if string.find(f, 'w', 1, true) and tokens ~= est and sec >= (tonumber(s[5]) or sec) then
+      redis.call('HINCRBY', KEYS[3 + n + i], 't' .. sec, tokens - est)
       w[#w + 1] = 'T'; w[#w + 1] = (tonumber(s[4]) or 0) + tokens - est
     end
     redis.call('HSET', k, unpack(w))
     local sb = soft[i] or -1
     if cost > 0 and sb >= 0 and spent >= sb and spent - cost < sb then
-      crossed[#crossed + 1] = string.match(k, ':scope:(.*)$')
+      crossed[#crossed + 1] = string.match(k, ':sc:(.*)$')
     end
   end
 end
@@ -170,6 +171,7 @@ def script_call(
     script_keys = [tenancy.reservation(request_id), tenancy.inflight, tenancy.ledger]
     for scope in scopes:
         script_keys.append(tenancy.scope(scope))
+    script_keys += [tenancy.window(scope) for scope in scopes]
     args = [
         request_id,
         repr(event.spend),
