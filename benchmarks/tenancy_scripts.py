@@ -34,7 +34,9 @@ LIMITS: Final = Limits(
 ENVELOPE: Final = b"x" * 600
 
 
-async def _phase(redis: Redis, pid: int, sha: str, scopes: int, round_: int) -> tuple[float, float]:
+async def _phase(
+    redis: Redis, pid: int, sha: str, scopes: int, round_: int, per_pipeline: int
+) -> tuple[float, float]:
     """(admission, settlement) Redis CPU µs per request."""
     keys = Keys(f"bench{round_}-{scopes}")
     ticket = Ticket(
@@ -50,8 +52,8 @@ async def _phase(redis: Redis, pid: int, sha: str, scopes: int, round_: int) -> 
     spent = events.WorkerEvent(end_ms=2, status=events.SUCCESS, prompt_tokens=9, spend=0.0005)
     await _steady(redis, keys, ticket.scope_names)
     admit_s = settle_s = 0.0
-    for batch in range(REQUESTS // PER_PIPELINE):
-        ids = [f"r{batch}-{i}" for i in range(PER_PIPELINE)]
+    for batch in range(REQUESTS // per_pipeline):
+        ids = [f"r{batch}-{i}" for i in range(per_pipeline)]
         pipe = redis.pipeline(transaction=False)
         deadline_ms = int(time.time() * 1000) + 60_000
         for rid in ids:
@@ -86,8 +88,9 @@ async def _steady(redis: Redis, keys: Keys, scopes: tuple[str, ...]) -> None:
         await redis.hset(keys.tenancy.scope(scope), mapping=totals)  # type: ignore[misc]  # as above
 
 
-async def script_cpu(rounds: int = 7) -> list[str]:
-    """Markdown rows: scopes, admission µs, settlement µs, both, extra over 0 scopes."""
+async def script_cpu(rounds: int = 7, per_pipeline: int = PER_PIPELINE) -> list[str]:
+    """Markdown rows: scopes, admission µs, settlement µs, both, extra over 0 scopes;
+    `per_pipeline` requests a round trip (1: as a lone request, the caches cold)."""
     port = free_port()
     argv = [redis_server_binary(), "--port", str(port), "--save", "", "--appendonly", "no"]
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)  # noqa: ASYNC220  (started once)
@@ -102,7 +105,8 @@ async def script_cpu(rounds: int = 7) -> list[str]:
         found: dict[int, list[tuple[float, float]]] = {0: [], 1: [], 2: []}
         for round_ in range(rounds):
             for scopes in found:
-                found[scopes].append(await _phase(redis, server.pid, sha, scopes, round_))
+                sample = await _phase(redis, server.pid, sha, scopes, round_, per_pipeline)
+                found[scopes].append(sample)
     finally:
         await redis.aclose()
         server.kill()
@@ -114,7 +118,7 @@ async def script_cpu(rounds: int = 7) -> list[str]:
         settled = statistics.median(s for _, s in samples)
         base = base or admit + settled
         rows.append(
-            f"| {scopes} | {admit:.1f} | {settled:.1f} | {admit + settled:.1f} "
+            f"| {per_pipeline} | {scopes} | {admit:.1f} | {settled:.1f} | {admit + settled:.1f} "
             f"| {admit + settled - base:+.1f} |"
         )
     return rows
