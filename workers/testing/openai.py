@@ -23,8 +23,8 @@ import msgspec
 from aiohttp import web
 
 from workers import wire
+from workers.testing import openai_batches, openai_responses
 from workers.testing import openai_errors as errors
-from workers.testing import openai_responses
 from workers.testing.embedding import (
     FIXED_SIZE_MODELS,
     default_dimensions,
@@ -131,6 +131,8 @@ def routes(state: FakeState) -> list[web.RouteDef]:
         web.post("/v1/completions", completions),
         web.post("/v1/responses", responses),
         web.get("/v1/models", models),
+        # /v1/files and /v1/batches (issue #20's native batches).
+        *openai_batches.routes(state),
     ]
 
 
