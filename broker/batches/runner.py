@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from broker.batches.job import BatchJob, fail_batch
 from broker.batches.metrics import BatchMetrics
+from broker.batches.native_poll import NativeJob
 from broker.batches.records import TERMINAL, BatchStore
 from broker.files.callers import caller_of
 from broker.files.registry import FileRegistry
@@ -143,6 +144,11 @@ class BatchRunner:
                 await fail_batch(self.batches, record, "The API key that made this batch is gone.")
             elif await self.files.store.size(record.batch.input_file_id) is None:
                 await fail_batch(self.batches, record, "The batch's input file was deleted.")
+            elif record.native is not None:
+                # The provider's own batch API runs it (broker/batches/native_poll.py).
+                native = NativeJob(self.front, self.files, self.batches, record, caller)
+                native.metrics = self.metrics
+                await native.run()
             else:
                 job = BatchJob(self.front, self.files, self.batches, record, caller)
                 job.metrics = self.metrics
