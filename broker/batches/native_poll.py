@@ -85,6 +85,13 @@ class NativeJob:
             await fail_batch(self.batches, self.record, message)
             return
         await self._start()
+        if self.native.batch_id is not None:
+            log.info(
+                "batch %s resumes: polling its provider batch %s, %d lines written",
+                self.batch.id,
+                self.native.batch_id,
+                len(self.done),
+            )
         async with HttpClient(max_reply_bytes=self.front.settings.max_reply_bytes) as http:
             api = self._api(deployment, http)
             delay_s = self.settings.native_poll_s
