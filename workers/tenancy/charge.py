@@ -18,7 +18,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 
 from workers.redis_streams import TenancyKeys
-from workers.tenancy import events
+from workers.tenancy import admission, events
 from workers.tenancy.admission import Scope
 
 # A batch's guard outlives any batch window (7 days at most) with room to spare.
@@ -27,15 +27,23 @@ GUARD_TTL_S = 30 * 86400
 # KEYS[1] the guard set, KEYS[2] the ledger, KEYS[3..] one hash per scope.
 # ARGV[1] the line's member in the guard, [2] request id, [3] cost, [4] front event,
 # [5] worker event, [6] event field, [7] worker field, [8] request id field, [9] charged
-# field, [10] guard ttl.
+# field, [10] guard ttl, then per scope "seed spend, period end, next period end" as the
+# admission script takes them: a counter Redis does not hold yet starts from the
+# database's spend, and one whose period ended starts again, as admission would.
 CHARGE: Final = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[10]))
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cost = tonumber(ARGV[3])
 for i = 3, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('HINCRBYFLOAT', KEYS[i], 'S', cost)
-  end
+  local v = {}
+  for x in string.gmatch(ARGV[8 + i], '%S+') do v[#v + 1] = x end
+  local h = redis.call('HMGET', KEYS[i], 'S', 'E')
+  local spent, ends = tonumber(h[1]), tonumber(h[2]) or -1
+  if spent == nil then spent, ends = tonumber(v[1]), tonumber(v[2]) end
+  if ends >= 0 and now >= ends then spent, ends = 0, tonumber(v[3]) end
+  redis.call('HSET', KEYS[i], 'S', string.format('%.17g', spent + cost), 'E', ends)
 end
 redis.call('XADD', KEYS[2], '*', ARGV[8], ARGV[2], ARGV[6], ARGV[4], ARGV[7], ARGV[5],
   ARGV[9], string.format('%.17g', cost))
@@ -55,6 +63,8 @@ async def charge_lines(
     if not charges:
         return 0
     script_keys = [tkeys.charged(batch_id), tkeys.ledger, *(tkeys.scope(s.name) for s in scopes)]
+    now_s = time.time()
+    per_scope = [_budget_args(scope, now_s) for scope in scopes]
     pipe = redis.pipeline(transaction=False)
     for member, request_id, event in charges:
         args: list[Any] = [
@@ -68,9 +78,15 @@ async def charge_lines(
             TenancyKeys.REQUEST_FIELD,
             TenancyKeys.CHARGED_FIELD,
             GUARD_TTL_S,
+            *per_scope,
         ]
         pipe.eval(CHARGE, len(script_keys), *script_keys, *args)
     return sum(int(n) for n in await pipe.execute())
+
+
+def _budget_args(scope: Scope, now_s: float) -> str:
+    current, following = admission.budget_period(scope.limits, now_s)
+    return f"{scope.seed_spend!r} {current} {following}"
 
 
 async def spent_scopes(redis: Redis, tkeys: TenancyKeys, scopes: Sequence[Scope]) -> list[str]:
@@ -82,11 +98,14 @@ async def spent_scopes(redis: Redis, tkeys: TenancyKeys, scopes: Sequence[Scope]
     for scope in limited:
         pipe.hmget(tkeys.scope(scope.name), ["S", "E"])
     counters: list[Any] = await pipe.execute()
-    now_ms = time.time() * 1000
+    now_s = time.time()
     found = []
     for scope, (spent, period_end) in zip(limited, counters, strict=True):
         value = float(spent) if spent is not None else scope.seed_spend
-        if period_end is not None and float(period_end) <= now_ms:
+        ends = float(period_end) if period_end is not None else None
+        if ends is None and spent is None:
+            ends = admission.budget_period(scope.limits, now_s)[0]
+        if ends is not None and 0 <= ends <= now_s * 1000:
             value = 0.0  # the period ended: the next admission resets the counter
         if scope.limits.max_budget is not None and value >= scope.limits.max_budget:
             found.append(scope.name)
