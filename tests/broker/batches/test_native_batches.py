@@ -229,3 +229,30 @@ def test_native_mode_needs_a_provider_with_a_batch_api() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config_text(config_text("http://127.0.0.1:9/v1", "ns", extra_models=groq))
     assert "batch_mode" in str(caught.value) and "groq" in str(caught.value)
+
+
+async def test_a_native_batch_past_its_window_ends_expired_with_what_finished(
+    provider: FakeUpstream, namespace: str, tmp_path: Path, clients: Clients
+) -> None:
+    config = native_config(provider, namespace, tmp_path)
+    async with service(config, workers=1) as ([door], _):
+        sdk = clients(door.url)
+        uploaded = await sdk.files.create(
+            file=("in.jsonl", jsonl(lines(200, "gpt-native-slow"))), purpose="batch"
+        )
+        batch = await sdk.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/v1/chat/completions",
+            completion_window="3s",  # type: ignore[arg-type]  # ours may be shorter than 24h
+        )
+        done = await finished(sdk, batch.id)
+        assert done.status == "expired", done
+        output = await lines_of(sdk, done.output_file_id)
+        expired = await lines_of(sdk, done.error_file_id)
+        ids = Counter(line["custom_id"] for line in output + expired)
+        assert sorted(ids) == sorted(f"req-{i}" for i in range(200))
+        assert max(ids.values()) == 1
+        assert output and expired
+        assert {line["error"]["code"] for line in expired} == {"batch_expired"}
+    # The window's end was forwarded to the provider as a cancel.
+    assert [r for r in provider.requests if r.path.endswith("/cancel")]
