@@ -81,10 +81,12 @@ _decode_line = msgspec.json.Decoder(_Line).decode
 
 
 class AnthropicBatches:
-    def __init__(self, deployment: Deployment, http: HttpClient) -> None:
+    def __init__(self, deployment: Deployment, http: HttpClient, endpoint: str) -> None:
         self.adapter = AnthropicAdapter(deployment, http)
         self.http = http
         self.url = self.adapter.url + "/batches"  # {api_base}/v1/messages/batches
+        # /v1/messages lines are Anthropic's own requests: sent and answered as they are.
+        self.is_messages = endpoint == "/v1/messages"
 
     def line(self, custom_id: str, body: bytes) -> bytes:
         """One request of the batch (`{custom_id, params}`); a parameter Anthropic cannot
@@ -93,6 +95,10 @@ class AnthropicBatches:
         drop = bool(raw.get("drop_params"))
         for name in GATEWAY_FIELDS:
             raw.pop(name, None)
+        if self.is_messages:
+            model = self.adapter.model
+            params = {**self.adapter.deployment.default_params, **raw, "model": model}
+            return orjson.dumps({"custom_id": custom_id, "params": params})
         request = decode_request(chat_request_from_dict, raw)
         call = ChatCall(request=request, body=raw, drop_params=drop)
         adapter = self.adapter
@@ -150,11 +156,12 @@ class AnthropicBatches:
             raise ProviderError(f"anthropic sent a batch result that is not one: {exc}") from exc
         outcome = parsed.result
         if outcome.type == "succeeded" and bytes(outcome.message) != b"null":
-            completion = parse_completion(bytes(outcome.message), model=model)
+            message = bytes(outcome.message)
+            completion = parse_completion(message, model=model)
             return Result(
                 custom_id=parsed.custom_id,
                 status=200,
-                body=wire.encode(completion),
+                body=message if self.is_messages else wire.encode(completion),
                 request_id=completion.id,
                 usage=completion.usage,
             )
@@ -162,9 +169,10 @@ class AnthropicBatches:
             error = (outcome.error or _ErrorBody()).error
             status = ERROR_STATUS.get(error.type, 500)
             failure = classify(status, error.type, error.message or error.type, model=model)
-            return Result(
-                custom_id=parsed.custom_id, status=failure.http_status, body=failure.to_json()
-            )
+            body = failure.to_json()
+            if self.is_messages:  # the error as Anthropic's API says it
+                body = orjson.dumps({"type": "error", "error": msgspec.to_builtins(error)})
+            return Result(custom_id=parsed.custom_id, status=failure.http_status, body=body)
         # canceled or expired: the line never ran.
         return Result(
             custom_id=parsed.custom_id,

@@ -119,7 +119,7 @@ class NativeJob:
 
     def _api(self, deployment: Deployment, http: HttpClient) -> ProviderBatches:
         if deployment.provider == "anthropic":
-            return AnthropicBatches(deployment, http)
+            return AnthropicBatches(deployment, http, self.batch.endpoint)
         return OpenAIBatches(deployment, http, self.batch.endpoint)
 
     async def _start(self) -> None:

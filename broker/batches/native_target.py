@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 from broker.batches.records import NativeState
 from workers.deployment import Deployment
 
-# The endpoints each provider's batch API runs (Anthropic's takes Messages requests,
-# which the chat lines are translated to: broker/batches/native_anthropic.py).
+# The endpoints each provider's batch API runs (Anthropic's takes Messages requests:
+# /v1/messages lines as they are, chat lines translated: native_anthropic.py).
 NATIVE_ENDPOINTS: Mapping[str, frozenset[str]] = {
     "openai": frozenset({"/v1/chat/completions", "/v1/embeddings", "/v1/responses"}),
-    "anthropic": frozenset({"/v1/chat/completions"}),
+    "anthropic": frozenset({"/v1/chat/completions", "/v1/messages"}),
 }
 
 

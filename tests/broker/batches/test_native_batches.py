@@ -256,3 +256,41 @@ async def test_a_native_batch_past_its_window_ends_expired_with_what_finished(
         assert {line["error"]["code"] for line in expired} == {"batch_expired"}
     # The window's end was forwarded to the provider as a cancel.
     assert [r for r in provider.requests if r.path.endswith("/cancel")]
+
+
+async def test_messages_lines_go_to_anthropic_as_they_are_and_come_back_as_messages(
+    provider: FakeUpstream, namespace: str, tmp_path: Path, clients: Clients
+) -> None:
+    config = native_config(provider, namespace, tmp_path)
+    rows = [
+        {
+            "custom_id": f"m-{i}",
+            "method": "POST",
+            "url": "/v1/messages",
+            "body": {
+                "model": "claude-native",
+                "max_tokens": 50,
+                "system": "be brief",
+                "messages": [{"role": "user", "content": f"hi {i}"}],
+            },
+        }
+        for i in range(5)
+    ]
+    async with service(config, workers=1) as ([door], _):
+        sdk = clients(door.url)
+        uploaded = await sdk.files.create(file=("in.jsonl", jsonl(rows)), purpose="batch")
+        batch = await sdk.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/v1/messages",  # type: ignore[arg-type]  # Switchboard serves it too
+            completion_window="24h",
+        )
+        done = await finished(sdk, batch.id)
+        assert done.status == "completed", done
+        output = await lines_of(sdk, done.output_file_id)
+        assert sorted(line["custom_id"] for line in output) == [f"m-{i}" for i in range(5)]
+        message = output[0]["response"]["body"]
+        assert message["type"] == "message" and message["content"][0]["type"] == "text"
+        assert (done.model_extra or {})["cost_usd"] > 0
+    (created,) = calls(provider, "POST", "/v1/messages/batches")
+    params = created.json["requests"][0]["params"]
+    assert params["system"] == "be brief" and params["model"] == "claude-haiku-4-5"
