@@ -80,6 +80,16 @@ _decode_batch = msgspec.json.Decoder(_Batch).decode
 _decode_line = msgspec.json.Decoder(_Line).decode
 
 
+async def _requests(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`{"requests": [...]}` written as the lines are read (the body is streamed)."""
+    yield b'{"requests":['
+    separator = b""
+    async for line in lines:
+        yield separator + line
+        separator = b","
+    yield b"]}"
+
+
 class AnthropicBatches:
     def __init__(self, deployment: Deployment, http: HttpClient, endpoint: str) -> None:
         self.adapter = AnthropicAdapter(deployment, http)
@@ -105,7 +115,7 @@ class AnthropicBatches:
         params = build_body(call, adapter.deployment, adapter.refuser(call), stream=False)
         return orjson.dumps({"custom_id": custom_id, "params": params})
 
-    async def _call(self, method: str, url: str, data: bytes | None = None) -> bytes:
+    async def _call(self, method: str, url: str, data: AsyncIterator[bytes] | None = None) -> bytes:
         adapter = self.adapter
         with transport_errors(adapter.provider, adapter.model):
             async with self.http.session.request(
@@ -123,9 +133,8 @@ class AnthropicBatches:
         # the create call and recording its answer submits again (docs/batches.md).
         return None
 
-    async def submit(self, batch_id: str, lines: list[tuple[str, bytes]]) -> str:
-        body = b'{"requests":[' + b",".join(line for _, line in lines) + b"]}"
-        return _decode_batch(await self._call("POST", self.url, body)).id
+    async def submit(self, batch_id: str, lines: AsyncIterator[bytes]) -> str:
+        return _decode_batch(await self._call("POST", self.url, _requests(lines))).id
 
     async def look(self, provider_id: str) -> Look:
         batch = _decode_batch(await self._call("GET", f"{self.url}/{provider_id}"))

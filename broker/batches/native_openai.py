@@ -128,18 +128,17 @@ class OpenAIBatches:
                 return batch.id
         return None
 
-    async def submit(self, batch_id: str, lines: list[tuple[str, bytes]]) -> str:
+    async def submit(self, batch_id: str, lines: AsyncIterator[bytes]) -> str:
         # A crash between the two calls leaves an unused file at the provider, never a
         # second batch: find() adopts a batch that was made.
         file_id = await self._upload(batch_id, lines)
         return await self._create(batch_id, file_id)
 
-    async def _upload(self, batch_id: str, lines: list[tuple[str, bytes]]) -> str:
+    async def _upload(self, batch_id: str, lines: AsyncIterator[bytes]) -> str:
         form = aiohttp.FormData()
         form.add_field("purpose", "batch")
-        content = b"".join(line + b"\n" for _, line in lines)
         form.add_field(
-            "file", content, filename=f"{batch_id}.jsonl", content_type="application/jsonl"
+            "file", _jsonl(lines), filename=f"{batch_id}.jsonl", content_type="application/jsonl"
         )
         return _decode_file(await self._call("POST", "/files", data=form)).id
 
@@ -178,6 +177,11 @@ class OpenAIBatches:
                 async for line in split_lines(chunks, MAX_LINE_BYTES):
                     if line.strip():
                         yield _result(line)
+
+
+async def _jsonl(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async for line in lines:
+        yield line + b"\n"
 
 
 def _result(line: bytes) -> Result:

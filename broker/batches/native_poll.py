@@ -160,15 +160,15 @@ class NativeJob:
             return
         if await self._over_budget():
             return
-        lines = await self._provider_lines(api)
-        if not lines:
+        count = await self._refuse_untranslatable(api)
+        if not count:
             native.ended = True
             return
         native.submitted_at = int(time.time())
         await self.batches.put(self.record)
-        native.batch_id = await api.submit(self.batch.id, lines)
+        native.batch_id = await api.submit(self.batch.id, self._provider_lines(api))
         await self.batches.put(self.record)
-        log.info("batch %s: %d lines handed to %s", self.batch.id, len(lines), native.deployment)
+        log.info("batch %s: %d lines handed to %s", self.batch.id, count, native.deployment)
 
     async def _over_budget(self) -> bool:
         """A budget already spent fails every line with the budget error (as the batch
@@ -196,19 +196,26 @@ class NativeJob:
                 if parsed.custom_id not in self.done:
                     yield parsed.custom_id, bytes(parsed.body)
 
-    async def _provider_lines(self, api: ProviderBatches) -> list[tuple[str, bytes]]:
-        """Each pending line in the provider's form; one it refuses (a parameter it
-        cannot take) gets its error line now, as it would interactively."""
-        lines: list[tuple[str, bytes]] = []
+    async def _refuse_untranslatable(self, api: ProviderBatches) -> int:
+        """A pending line the provider's form refuses (a parameter it cannot take) gets
+        its error line now, as it would interactively; how many lines remain to send."""
+        count = 0
         refused: list[bytes] = []
         async for custom_id, body in self._pending():
             try:
-                lines.append((custom_id, api.line(custom_id, body)))
+                api.line(custom_id, body)
+                count += 1
             except SwitchboardError as exc:
                 refused.append(output.failed_line(custom_id, "", exc.http_status, exc.to_json()))
                 self.done.add(custom_id)
         await self._append([], refused, 0.0)
-        return lines
+        return count
+
+    async def _provider_lines(self, api: ProviderBatches) -> AsyncIterator[bytes]:
+        """The lines to send, in the provider's form, read from the input file as they go
+        out (the upload is streamed, not held)."""
+        async for custom_id, body in self._pending():
+            yield api.line(custom_id, body)
 
     # ------------------------------------------------------------------ polling
 

@@ -47,8 +47,9 @@ class ProviderBatches(Protocol):
         recorded the id; None when the provider cannot tell (then it is submitted again)."""
         ...
 
-    async def submit(self, batch_id: str, lines: list[tuple[str, bytes]]) -> str:
-        """Send the lines (custom_id, the provider's request) as one batch; its id."""
+    async def submit(self, batch_id: str, lines: AsyncIterator[bytes]) -> str:
+        """Send the lines (each a request in the provider's form) as one batch, streamed;
+        the provider's batch id."""
         ...
 
     async def look(self, provider_id: str) -> Look: ...
