@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.broker.batches.sdk import API_KEYS, KEY_A, Clients, clients, finished, lines_of
 from tests.broker.processes import free_port, switchboard, wait_ready, write_config
 from tests.redis_helpers import REDIS_URL
@@ -28,7 +30,19 @@ NATIVE = """\
     api_key: sk-native
   model_info:
     batch_mode: native
+- model_name: claude-native
+  litellm_params:
+    model: anthropic/claude-haiku-4-5
+    api_base: {base}
+    api_key: sk-ant-native
+  model_info:
+    batch_mode: native
 """
+# model group -> the provider's create path and the path each line runs on there.
+PROVIDERS = {
+    "gpt-native": ("/v1/batches", "/v1/chat/completions"),
+    "claude-native": ("/v1/messages/batches", "/v1/messages"),
+}
 
 
 def settings(storage: Path) -> dict[str, Any]:
@@ -44,13 +58,13 @@ def settings(storage: Path) -> dict[str, Any]:
     }
 
 
-def input_file() -> bytes:
+def input_file(model: str) -> bytes:
     rows = [
         {
             "custom_id": f"req-{i}",
             "method": "POST",
             "url": "/v1/chat/completions",
-            "body": {"model": "gpt-native", "messages": [{"role": "user", "content": f"{i}"}]},
+            "body": {"model": model, "messages": [{"role": "user", "content": f"{i}"}]},
         }
         for i in range(LINES)
     ]
@@ -61,9 +75,11 @@ def provider_calls(provider: FakeUpstream, path: str) -> int:
     return sum(1 for r in provider.requests if r.method == "POST" and r.path == path)
 
 
+@pytest.mark.parametrize("model", list(PROVIDERS))
 async def test_kill_9_of_the_front_door_polling_a_native_batch_resumes_without_resubmitting(
-    namespace: str, tmp_path: Path, clients: Clients
+    namespace: str, tmp_path: Path, clients: Clients, model: str
 ) -> None:
+    create_path, line_path = PROVIDERS[model]
     async with FakeUpstream(batch_delay_s=4.0) as provider:
         base = provider.base_url
         config = write_config(
@@ -83,7 +99,7 @@ async def test_kill_9_of_the_front_door_polling_a_native_batch_resumes_without_r
         ):
             await wait_ready(urls[0], workers=1, processes=(doomed, worker))
             sdk = clients(urls[0], KEY_A)
-            uploaded = await sdk.files.create(file=("in.jsonl", input_file()), purpose="batch")
+            uploaded = await sdk.files.create(file=("in.jsonl", input_file(model)), purpose="batch")
             batch = await sdk.batches.create(
                 input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
             )
@@ -95,7 +111,7 @@ async def test_kill_9_of_the_front_door_polling_a_native_batch_resumes_without_r
             )
             os.kill(doomed.pid, signal.SIGKILL)
             assert await doomed.wait() == -signal.SIGKILL
-            assert provider_calls(provider, "/v1/chat/completions") == 0  # still queued there
+            assert provider_calls(provider, line_path) == 0  # still queued there
             async with switchboard(*serve, str(ports[1]), name="survivor", **run) as survivor:
                 await wait_ready(urls[1], workers=1, processes=(survivor, worker))
                 done = await finished(clients(urls[1], KEY_A), batch.id, timeout_s=60)
@@ -105,6 +121,5 @@ async def test_kill_9_of_the_front_door_polling_a_native_batch_resumes_without_r
                 assert sorted(counted) == sorted(f"req-{i}" for i in range(LINES))
                 assert max(counted.values()) == 1
                 assert "resumes: polling its provider batch" in survivor.output()
-        assert provider_calls(provider, "/v1/batches") == 1
-        assert provider_calls(provider, "/v1/files") == 1
-        assert provider_calls(provider, "/v1/chat/completions") == LINES
+        assert provider_calls(provider, create_path) == 1
+        assert provider_calls(provider, line_path) == LINES
