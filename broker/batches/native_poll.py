@@ -14,13 +14,12 @@ skipped, so after any crash each custom_id appears once and is charged once.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
 
 from broker.auth import Caller
-from broker.batches import output
+from broker.batches import native_lines, output
 from broker.batches.endpoints import ENDPOINTS
 from broker.batches.job import _tagged, fail_batch
 from broker.batches.lines import parse_line, split_lines
@@ -32,12 +31,11 @@ from broker.batches.native_target import find_deployment
 from broker.batches.records import BatchRecord, BatchStore, NativeState, RequestCounts
 from broker.files.registry import BATCH_OUTPUT, FileRegistry
 from broker.frontdoor import FrontDoor
-from workers import accounting, redis_streams
+from workers import redis_streams
 from workers.deployment import Deployment
-from workers.envelopes import RESPONSE, Record
 from workers.errors import BudgetExceeded, SwitchboardError
 from workers.http import HttpClient
-from workers.tenancy import charge, events
+from workers.tenancy import charge
 from workers.tenancy.admission import Ticket
 
 log = logging.getLogger("switchboard.batches")
@@ -49,7 +47,6 @@ WRITE_EVERY = 256  # results appended (and charged) per round
 # Failures in a row (a provider down, its answers unreadable) before the batch fails:
 # with the backoff capped at native_max_poll_s, half an hour at the default.
 MAX_ATTEMPTS = 30
-NOT_RUN = frozenset({"batch_canceled", "batch_cancelled"})
 
 
 class NativeJob:
@@ -240,25 +237,37 @@ class NativeJob:
         delay_s = self.settings.native_poll_s
         while not native.ended:
             await self._stopping()
-            if self.stopping is not None and not native.cancel_sent:
-                await api.cancel(native.batch_id)
-                native.cancel_sent = True
-                await self.batches.put(self.record)
             look = await api.look(native.batch_id)
             self.provider_status = look.status
             if look.is_ended:
                 native.ended = True
                 await self.batches.put(self.record)
                 return
+            if self.stopping is not None and not native.cancel_sent:
+                await self._forward_cancel(api, native.batch_id)
             await self._sleep(delay_s)
             delay_s = min(delay_s * BACKOFF, self.settings.native_max_poll_s)
 
+    async def _forward_cancel(self, api: ProviderBatches, provider_id: str) -> None:
+        try:
+            await api.cancel(provider_id)
+        except SwitchboardError as exc:
+            if _is_transient(exc):
+                raise
+            # The provider's batch most likely ended meanwhile: its results are copied.
+            log.warning("batch %s: the provider refused the cancel: %s", self.batch.id, exc)
+        self.native.cancel_sent = True
+        await self.batches.put(self.record)
+
     async def _sleep(self, delay_s: float) -> None:
-        """Sleep between looks, waking for a cancel or the window's end."""
+        """Sleep between looks; a cancel asked for (or the window's end) wakes it."""
+        was_stopping = self.stopping is not None
         deadline = time.monotonic() + delay_s
-        while (left := deadline - time.monotonic()) > 0 and self.stopping is None:
+        while (left := deadline - time.monotonic()) > 0:
             await asyncio.sleep(min(left, CANCEL_CHECK_S))
             await self._stopping()
+            if self.stopping is not None and not was_stopping:
+                return
 
     # ------------------------------------------------------------------ results
 
@@ -275,29 +284,8 @@ class NativeJob:
         await self._write(results, deployment)
 
     async def _write(self, results: list[Result], deployment: Deployment) -> None:
-        good: list[bytes] = []
-        bad: list[bytes] = []
-        charges: list[tuple[str, str, events.WorkerEvent]] = []
-        cost_usd = 0.0
-        now_ms = int(time.time() * 1000)
-        for result in results:
-            if result.status is None:
-                if result.error_code not in NOT_RUN:
-                    code, message = result.error_code, result.error_message
-                    bad.append(output.error_line(result.custom_id, code, message))
-                continue
-            if result.status == 200:
-                record = Record(seq=1, end=RESPONSE, body=result.body)
-                good.append(output.result_line(result.custom_id, result.request_id, record)[1])
-            else:
-                bad.append(
-                    output.failed_line(
-                        result.custom_id, result.request_id, result.status, result.body
-                    )
-                )
-            line_cost = self._cost(result, deployment)
-            cost_usd += line_cost
-            charges.append(self._charge(result, deployment, line_cost, now_ms))
+        factor = self.settings.native_price_factor
+        written = native_lines.written(results, self.batch.id, deployment, factor)
         if self.ticket is not None:
             await charge.charge_lines(
                 self.front.redis,
@@ -305,31 +293,10 @@ class NativeJob:
                 self.batch.id,
                 self.ticket.scopes,
                 self.ticket.event,
-                charges,
+                written.charges,
             )
-        await self._append(good, bad, cost_usd)
+        await self._append(written.good, written.bad, written.cost_usd)
         self.done.update(result.custom_id for result in results)
-
-    def _cost(self, result: Result, deployment: Deployment) -> float:
-        """The interactive price of the line's usage times the batch discount."""
-        cost = accounting.cost_for(result.usage, deployment).cost_usd or 0.0
-        return cost * self.settings.native_price_factor
-
-    def _charge(
-        self, result: Result, deployment: Deployment, cost_usd: float, now_ms: int
-    ) -> tuple[str, str, events.WorkerEvent]:
-        usage = result.usage
-        event = events.WorkerEvent(
-            end_ms=now_ms,
-            status=events.SUCCESS if result.status == 200 else events.FAILURE,
-            deployment=deployment.label,
-            provider=deployment.provider,
-            prompt_tokens=usage.prompt_tokens if usage is not None else 0,
-            completion_tokens=usage.completion_tokens if usage is not None else 0,
-            spend=cost_usd,
-        )
-        digest = hashlib.sha256(f"{self.batch.id}\n{result.custom_id}".encode()).hexdigest()
-        return result.custom_id, f"batchreq-{digest[:32]}", event
 
     async def _append(self, good: list[bytes], bad: list[bytes], cost_usd: float) -> None:
         """Append and sync before counting: the files are the truth after a crash."""
