@@ -1,7 +1,8 @@
 """The OpenAI Responses API as a front door (issue #18): POST /v1/responses (validated
 once, admitted, enqueued and relayed exactly as chat; the worker translates and stores,
 workers/ingress/), and the stored responses' GET, DELETE and input_items, read straight
-from Redis (workers/ingress/response_store.py) on any front door."""
+from Redis (workers/ingress/response_store.py) on any front door, or, for a response a
+provider holds, from that deployment (broker/routes/responses_held.py), as is cancel."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from aiohttp import web
 
 from broker.body import decode, json_object, read_json_body
 from broker.errors import JSON
+from broker.routes import responses_held
 from broker.routes.admitted import admitted_relay, request_options
 from broker.routes.keys import FRONT_DOOR
 from broker.routes.messages import group_drops
 from workers.envelopes import INGRESS_RESPONSES, KIND_CHAT
 from workers.errors import InvalidRequest
-from workers.ingress import response_store
+from workers.ingress import background_refused, response_store
 from workers.ingress.responses_request import Translator, decode_responses_request
 from workers.params import GATEWAY_FIELDS
 from workers.providers.openai_responses import serves_natively
@@ -37,17 +39,25 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     # The translation refuses what it cannot carry now; the conversation a
     # previous_response_id names is the worker's to read (one script, workers/ingress/).
     group = front.resolve_group(parsed.model, caller)
-    # A group served natively (OpenAI, Azure) takes what the translation cannot carry
-    # (built-in tools, background, ...): the provider judges its own API. A follow-up of a
-    # gateway-stored response is translated, so it is checked as one.
-    deployments = front.config.deployments.get(group, ())
-    native = bool(deployments) and all(serves_natively(d) for d in deployments)
-    drop = group_drops(front, group, options) or (native and not parsed.previous_response_id)
+    # A request served natively (OpenAI, Azure) takes what the translation cannot carry
+    # (built-in tools, background, ...): the provider judges its own API. That is a new
+    # response in a group whose deployments are all native, or a follow-up of a response a
+    # provider holds (it goes to that deployment; another key's id is a 404 here). A
+    # follow-up of a gateway-stored response is translated, so it is checked as one.
+    parent = parsed.previous_response_id
+    if parent:
+        is_native = await responses_held.holder(front, caller, parent) is not None
+    else:
+        deployments = front.config.deployments.get(group, ())
+        is_native = bool(deployments) and all(serves_natively(d) for d in deployments)
+    if parsed.background and not is_native:
+        raise background_refused()
+    drop = group_drops(front, group, options) or is_native
     translator = Translator(drop_params=drop)
     chat_body = decode_request(lambda b: translator.chat_body(parsed, b, []), raw)
     if chat_body["messages"]:
         validate_chat_request(decode_request(chat_request_from_dict, chat_body), front.limits)
-    elif not parsed.previous_response_id:
+    elif not parent:
         raise InvalidRequest("`input` is required", param="input", code="invalid_value")
     relay = await admitted_relay(
         request,
@@ -67,30 +77,62 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     return await relay.run(request)
 
 
-async def get_response(request: web.Request) -> web.Response:
+async def get_response(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
     caller = await front.tenancy.authenticate(request)
     response_id = request.match_info["response_id"]
+    held_by = await responses_held.holder(front, caller, response_id)
+    if held_by is not None:
+        return await responses_held.forward(request, front, caller, held_by, response_id)
     body = await response_store.response_body(front.redis, front.keys, response_id, caller.owner)
     return web.Response(body=body, content_type=JSON)
 
 
-async def delete_response(request: web.Request) -> web.Response:
+async def delete_response(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
     caller = await front.tenancy.authenticate(request)
     response_id = request.match_info["response_id"]
+    held_by = await responses_held.holder(front, caller, response_id)
+    if held_by is not None:
+        reply = await responses_held.forward(request, front, caller, held_by, response_id)
+        if reply.status < 300:
+            await response_store.forget_provider_id(front.redis, front.keys, response_id)
+        return reply
     await response_store.delete(front.redis, front.keys, response_id, caller.owner)
     deleted = {"id": response_id, "object": "response", "deleted": True}
     return web.Response(body=orjson.dumps(deleted), content_type=JSON)
 
 
-async def list_input_items(request: web.Request) -> web.Response:
+async def cancel_response(request: web.Request) -> web.StreamResponse:
+    """Cancel a background response: only a native deployment runs those (the translation
+    refuses `background: true`), so the cancel goes to the deployment holding it. A
+    gateway-stored response was never a background one, as OpenAI answers for those."""
+    front = request.app[FRONT_DOOR]
+    caller = await front.tenancy.authenticate(request)
+    response_id = request.match_info["response_id"]
+    held_by = await responses_held.holder(front, caller, response_id)
+    if held_by is not None:
+        return await responses_held.forward(request, front, caller, held_by, response_id, "/cancel")
+    await response_store.response_body(front.redis, front.keys, response_id, caller.owner)
+    raise InvalidRequest(
+        "Only responses created with `background: true` can be cancelled.",
+        param="response_id",
+        code="invalid_value",
+    )
+
+
+async def list_input_items(request: web.Request) -> web.StreamResponse:
     """A response's own input items, as OpenAI pages them: `order` (desc by default),
     `limit` (20, at most 100) and `after` (an item id)."""
     front = request.app[FRONT_DOOR]
     caller = await front.tenancy.authenticate(request)
     response_id = request.match_info["response_id"]
     order, limit, after = _page(request)
+    held_by = await responses_held.holder(front, caller, response_id)
+    if held_by is not None:
+        return await responses_held.forward(
+            request, front, caller, held_by, response_id, "/input_items"
+        )
     items = await response_store.input_items(front.redis, front.keys, response_id, caller.owner)
     if order == "desc":
         items.reverse()

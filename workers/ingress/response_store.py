@@ -26,6 +26,9 @@ from workers.redis_streams import Keys
 
 JSONObject = dict[str, Any]
 ID_PATTERN = re.compile(r"resp_[0-9a-f]{32}")
+# A provider's response id as it may be looked up (OpenAI's are `resp_` and 48 hex, Azure's
+# `resp_` and 32): anything else is not one, and not worth a round trip.
+PROVIDER_ID_PATTERN = re.compile(r"resp_[A-Za-z0-9_-]{8,200}")
 # A chain longer than this is cut at its oldest end (a loop of a few hundred turns is long).
 MAX_CHAIN = 1000
 
@@ -130,6 +133,40 @@ async def response_body(redis: Redis, keys: Keys, response_id: str, owner: str) 
 async def input_items(redis: Redis, keys: Keys, response_id: str, owner: str) -> list[JSONObject]:
     items: list[JSONObject] = orjson.loads(await _field(redis, keys, response_id, owner, "input"))
     return items
+
+
+# ------------------------------------------------------------ provider-made response ids
+# A native reply's id is the provider's, and the provider keeps the response: the gateway
+# keeps only whose it is and which deployment holds it, so another key's id is a 404 and a
+# follow-up, GET, DELETE, input_items or cancel goes to the deployment that has it.
+
+
+async def save_provider_id(
+    redis: Redis, keys: Keys, response_id: str, *, owner: str, deployment: str, ttl_s: int
+) -> None:
+    key = keys.provider_response(response_id)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(key, mapping={"owner": owner, "deployment": deployment})
+        pipe.expire(key, ttl_s)
+        await pipe.execute()
+
+
+async def provider_deployment(redis: Redis, keys: Keys, response_id: str, owner: str) -> str | None:
+    """The deployment that holds a provider-made response of `owner`'s; None when the id is
+    not a provider's the gateway relayed; a 404 when it is another key's."""
+    if not PROVIDER_ID_PATTERN.fullmatch(response_id):
+        return None
+    key = keys.provider_response(response_id)
+    stored_owner, deployment = await cast("Any", redis.hmget(key, ["owner", "deployment"]))
+    if stored_owner is None:
+        return None
+    if stored_owner.decode() != owner or deployment is None:
+        raise _not_found(response_id)
+    return cast(bytes, deployment).decode()
+
+
+async def forget_provider_id(redis: Redis, keys: Keys, response_id: str) -> None:
+    await redis.delete(keys.provider_response(response_id))
 
 
 async def delete(redis: Redis, keys: Keys, response_id: str, owner: str) -> None:
