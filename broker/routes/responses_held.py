@@ -19,7 +19,7 @@ from broker.routes.passthrough import relay_upstream
 from workers.deployment import Deployment
 from workers.errors import NotFound
 from workers.ingress import response_store
-from workers.providers.openai_responses import (
+from workers.providers.held_responses import (
     held_response_headers,
     held_response_query,
     held_response_url,

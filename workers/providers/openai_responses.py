@@ -10,14 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 
 from workers.deployment import Deployment
 from workers.errors import ProviderError, SwitchboardError
 from workers.http import describe_body
-from workers.providers import provider_defaults
 from workers.providers.sse_reader import SSEEvent
 from workers.wire import (
     ChatCompletion,
@@ -54,44 +52,6 @@ def serves_natively(deployment: Deployment) -> bool:
     version = deployment.api_version or ""
     on_v1 = (deployment.api_base or "").rstrip("/").endswith("/openai/v1")
     return on_v1 or version in ("preview", "latest") or version[:10] >= AZURE_RESPONSES_FROM
-
-
-def held_response_url(deployment: Deployment, response_id: str, tail: str = "") -> str:
-    """Where a deployment keeps one of its responses (`tail`: `/input_items`, `/cancel`),
-    as its adapter's `responses_url` names the collection; the query travels apart."""
-    base = (deployment.api_base or provider_defaults(deployment.provider).api_base or "").rstrip(
-        "/"
-    )
-    path = f"/responses/{quote(response_id, safe='')}{tail}"
-    if deployment.provider == "azure" and not base.endswith("/openai/v1"):
-        return f"{base}/openai{path}"
-    return base + path
-
-
-def held_response_query(deployment: Deployment) -> dict[str, str]:
-    """The query every call to that URL carries (Azure's api-version off its v1 surface)."""
-    base = (deployment.api_base or "").rstrip("/")
-    if deployment.provider == "azure" and not base.endswith("/openai/v1"):
-        return {"api-version": deployment.api_version or ""}
-    return {}
-
-
-def held_response_headers(deployment: Deployment) -> dict[str, str]:
-    """The deployment's credentials, as its adapter sends them."""
-    headers = dict(deployment.extra_headers)
-    key = str(deployment.api_key) if deployment.api_key else None
-    if deployment.provider == "azure":
-        token = deployment.options.get("azure_ad_token")
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        elif key:
-            headers["api-key"] = key
-        return headers
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    if deployment.organization:
-        headers["OpenAI-Organization"] = deployment.organization
-    return headers
 
 
 # The events that end a Responses stream, and the chat finish reason each stands for.

@@ -152,9 +152,7 @@ async def test_store_false_keeps_nothing(fake, namespace, redis: Redis):
         with pytest.raises(openai.NotFoundError):
             await sdk.responses.retrieve(unstored.id)
         with pytest.raises(openai.NotFoundError):
-            await sdk.responses.create(
-                model="held", input="more", previous_response_id=unstored.id
-            )
+            await sdk.responses.create(model="held", input="more", previous_response_id=unstored.id)
         assert list(fake.state.requests) == []
 
 
