@@ -107,6 +107,13 @@ async def test_a_follow_up_goes_to_the_deployment_holding_its_parent(fake, names
             events = [event async for event in stream]
             assert events[-1].type == "response.completed"
             assert account_of(fake, first.id) == [parent_account]
+            # A Codex-like turn: only a tool's output, the rest of the history at the provider.
+            output = [{"type": "function_call_output", "call_id": "call_1", "output": "sunny"}]
+            third = await sdk.responses.create(
+                model="held", input=output, previous_response_id=events[-1].response.id
+            )
+            assert third.status == "completed"
+            assert account_of(fake, events[-1].response.id) == [parent_account]
         assert len(holders) == 2  # both deployments served first turns
 
 
