@@ -11,13 +11,13 @@ from aiohttp import web
 
 from broker.body import decode, json_object, read_json_body
 from broker.errors import JSON
-from broker.routes import responses_held
+from broker.routes import responses_background, responses_held
 from broker.routes.admitted import admitted_relay, request_options
 from broker.routes.keys import FRONT_DOOR
 from broker.routes.messages import group_drops
 from workers.envelopes import INGRESS_RESPONSES, KIND_CHAT
 from workers.errors import InvalidRequest
-from workers.ingress import background_refused, response_store
+from workers.ingress import response_store
 from workers.ingress.responses_request import Translator, decode_responses_request
 from workers.params import GATEWAY_FIELDS
 from workers.providers.openai_responses import serves_natively
@@ -50,11 +50,12 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     else:
         deployments = front.config.deployments.get(group, ())
         is_native = bool(deployments) and all(serves_natively(d) for d in deployments)
-    if parsed.background and not is_native:
-        raise background_refused()
+    # Background where translated: the front door queues it and answers at once.
+    background = bool(parsed.background) and not is_native
+    checked = responses_background.check(parsed) if background else parsed
     drop = group_drops(front, group, options) or is_native
     translator = Translator(drop_params=drop)
-    chat_body = decode_request(lambda b: translator.chat_body(parsed, b, []), raw)
+    chat_body = decode_request(lambda b: translator.chat_body(checked, b, []), raw)
     if chat_body["messages"]:
         validate_chat_request(decode_request(chat_request_from_dict, chat_body), front.limits)
     elif not parent:
@@ -74,6 +75,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         max_tokens=parsed.max_output_tokens,
         end_user=parsed.user,
     )
+    if background:
+        return await responses_background.start(front, caller, parsed, relay)
     return await relay.run(request)
 
 
@@ -104,21 +107,15 @@ async def delete_response(request: web.Request) -> web.StreamResponse:
 
 
 async def cancel_response(request: web.Request) -> web.StreamResponse:
-    """Cancel a background response: only a native deployment runs those (the translation
-    refuses `background: true`), so the cancel goes to the deployment holding it. A
-    gateway-stored response was never a background one, as OpenAI answers for those."""
+    """Cancel a background response: at the deployment holding it when a native one runs
+    it, else in the queue (broker/routes/responses_background.py)."""
     front = request.app[FRONT_DOOR]
     caller = await front.tenancy.authenticate(request)
     response_id = request.match_info["response_id"]
     held_by = await responses_held.holder(front, caller, response_id)
     if held_by is not None:
         return await responses_held.forward(request, front, caller, held_by, response_id, "/cancel")
-    await response_store.response_body(front.redis, front.keys, response_id, caller.owner)
-    raise InvalidRequest(
-        "Only responses created with `background: true` can be cancelled.",
-        param="response_id",
-        code="invalid_value",
-    )
+    return await responses_background.cancel(front, caller, response_id)
 
 
 async def list_input_items(request: web.Request) -> web.StreamResponse:

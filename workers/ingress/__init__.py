@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import time
 from typing import Any, NamedTuple, Protocol
 
 import msgspec
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from workers import text_completions
 from workers.envelopes import INGRESS_MESSAGES, INGRESS_RESPONSES, Envelope
-from workers.errors import InvalidRequest, SwitchboardError
+from workers.errors import InvalidRequest, NotFound, SwitchboardError
 from workers.ingress import messages_reply, messages_request, response_store
-from workers.ingress.responses_failure import NativeEvents, failure_of
-from workers.ingress.responses_reply import ResponseBuilder
-from workers.ingress.responses_request import ResponsesRequest, Translator, input_items
+from workers.ingress.responses_failure import failure_of
+from workers.ingress.responses_formatter import ResponsesFormatter, Store, background_refused
+from workers.ingress.responses_request import ResponsesRequest, Translator
 from workers.providers.base import NativeBatch, NativeRequest
 from workers.providers.openai import RESPONSES
 from workers.redis_streams import Keys
@@ -137,108 +134,6 @@ class MessagesFormatter(messages_reply.MessagesStream):
         return None
 
 
-class ResponsesFormatter(ResponseBuilder):
-    """OpenAI Responses; a stored response is saved before its final record, so that a
-    follow-up naming it finds it however soon it comes. An OpenAI or Azure deployment's own
-    reply (a native pass-through) goes out unchanged and the provider keeps it: the gateway
-    records only whose its id is and which deployment holds it (docs/ingress.md)."""
-
-    def __init__(self, request: ResponsesRequest, response_id: str, store: _Store | None) -> None:
-        super().__init__(request, response_id, int(time.time()))
-        self.store = store
-        self.native = False  # the reply is the deployment's own
-        self.native_id = ""  # the provider's id for it
-        self.relayed = NativeEvents()
-
-    def frame(self, batch: list[ChatCompletionChunk]) -> tuple[list[bytes], Usage | None]:
-        if not isinstance(batch, NativeBatch):
-            return super().frame(batch)
-        self.started = self.native = True
-        usage = next((c.usage for c in batch if c.usage is not None and not c.choices), None)
-        self.native_id = self.native_id or next((c.id for c in batch if c.id), "")
-        self.relayed.read(batch.native)
-        return list(batch.native), usage
-
-    def finish(self, usage: Usage | None) -> list[bytes]:
-        # A native stream's terminal event (response.completed, ...) carried the usage.
-        return [] if self.native else super().finish(usage)
-
-    def failed(self, error: SwitchboardError) -> list[bytes]:
-        if not self.started:
-            return []
-        if self.native:
-            return self.relayed.failed(error)
-        response = {**self.body("failed"), "error": failure_of(error)}
-        return [self._event("response.failed", response=response)]
-
-    def response(self, response: ChatCompletion) -> bytes:
-        native: bytes | None = getattr(response, "native_body", None)
-        if native is None:
-            return super().response(response)
-        self.native = True
-        self.native_id = response.id
-        return native
-
-    async def settle(self, deployment: str) -> None:
-        if self.store is None:
-            return
-        try:
-            if not self.native:
-                await self.store.save(self.body("completed"), deployment)
-            elif self.native_id:
-                await self.store.save_provider_id(self.native_id, deployment)
-        except RedisError as exc:
-            # The answer still goes out; only a follow-up naming it will not find it.
-            log.warning("could not store response %s: %s", self.native_id or self.id, exc)
-
-
-class _Store:
-    """Where one stored response goes, and whose it is."""
-
-    def __init__(self, ingress: Ingress, envelope: Envelope, request: ResponsesRequest) -> None:
-        self.ingress = ingress
-        self.owner = envelope.owner
-        self.parent = request.previous_response_id
-        # Ids for the input items that have none, as OpenAI lists them (input_items).
-        self.input = [_listed(item) for item in input_items(request)]
-
-    async def save(self, response: JSONObject, deployment: str) -> None:
-        await response_store.save(
-            self.ingress.redis,
-            self.ingress.keys,
-            response=response,
-            owner=self.owner,
-            parent=self.parent,
-            deployment=deployment,
-            input_items=self.input,
-            ttl_s=self.ingress.responses_ttl_s,
-        )
-
-    async def save_provider_id(self, response_id: str, deployment: str) -> None:
-        await response_store.save_provider_id(
-            self.ingress.redis,
-            self.ingress.keys,
-            response_id,
-            owner=self.owner,
-            deployment=deployment,
-            ttl_s=self.ingress.responses_ttl_s,
-        )
-
-
-def _listed(item: JSONObject) -> JSONObject:
-    """An input item as OpenAI lists it: with an id, a message's text as parts."""
-    listed = dict(item)
-    if "id" not in listed:
-        listed["id"] = "msg_" + os.urandom(12).hex()
-    is_message = listed.get("type", "message" if "role" in listed else None) == "message"
-    if is_message:
-        listed["type"] = "message"
-        if isinstance(listed.get("content"), str):
-            kind = "output_text" if listed.get("role") == "assistant" else "input_text"
-            listed["content"] = [{"type": kind, "text": listed["content"]}]
-    return listed
-
-
 class Prepared(NamedTuple):
     body: JSONObject  # the chat body
     formatter: Formatter
@@ -291,6 +186,32 @@ class Ingress:
             )
         raise InvalidRequest(f"unknown ingress API {envelope.ingress}")
 
+    async def _history(self, envelope: Envelope, parent: str) -> response_store.Conversation:
+        """The chain a follow-up continues; a background response whose parent cannot be
+        read is stored as failed, as its client polls for it."""
+        try:
+            return await response_store.conversation(self.redis, self.keys, parent, envelope.owner)
+        except NotFound as exc:
+            if envelope.response_id:
+                await self._fail_queued(envelope, parent, exc)
+            raise
+
+    async def _fail_queued(self, envelope: Envelope, parent: str, error: NotFound) -> None:
+        assert envelope.response_id is not None
+        raw = await response_store.response_body(
+            self.redis, self.keys, envelope.response_id, envelope.owner
+        )
+        failed = {**orjson.loads(raw), "status": "failed", "error": failure_of(error)}
+        await response_store.save_background(
+            self.redis,
+            self.keys,
+            response=failed,
+            owner=envelope.owner,
+            parent=parent,
+            status="failed",
+            ttl_s=self.responses_ttl_s,
+        )
+
     async def _responses(
         self, envelope: Envelope, body: JSONObject, *, drop_params: bool, native_group: bool
     ) -> Prepared:
@@ -309,33 +230,36 @@ class Ingress:
                 self.redis, self.keys, parent, envelope.owner
             )
             if holder is None:
-                history, served_by = await response_store.conversation(
-                    self.redis, self.keys, parent, envelope.owner
-                )
+                history, served_by = await self._history(envelope, parent)
         is_native = holder is not None or (not parent and native_group)
-        if request.background and not is_native:
+        background = envelope.response_id is not None  # the front door queued it so
+        if background:
+            # Run here, translated; the front door answered `queued` under this id.
+            request = msgspec.structs.replace(request, background=None)
+            is_native = False
+        elif request.background and not is_native:
             raise background_refused()
         # A native call's chat body only meters it: what the translation cannot carry is
         # the provider's to judge.
         translator = Translator(drop_params=drop_params or is_native)
         chat = decode_request(lambda b: translator.chat_body(request, b, history), body)
-        response_id = response_store.new_response_id(None if holder else parent)
-        store = _Store(self, envelope, request) if request.is_stored else None
+        response_id = envelope.response_id or response_store.new_response_id(
+            None if holder else parent
+        )
+        store = (
+            Store(self.redis, self.keys, self.responses_ttl_s, envelope, request)
+            if request.is_stored or background
+            else None
+        )
         formatter = ResponsesFormatter(request, response_id, store)
-        direct = NativeRequest(provider=RESPONSES, body=body) if holder or not parent else None
+        direct = None
+        if not background and (holder or not parent):
+            direct = NativeRequest(provider=RESPONSES, body=body)
+        if background and store is not None:
+            formatter.background = True
+            await store.save_background(formatter.body("in_progress"), "in_progress")
         # A response id carries its conversation's tag, so every turn of one conversation
         # picks alike when nothing pins it.
         return Prepared(
             chat, formatter, direct, response_id[5:21], holder or served_by or None, bool(holder)
         )
-
-
-def background_refused() -> InvalidRequest:
-    """`background: true` where the reply would be translated: never silently ignored."""
-    return InvalidRequest(
-        "`background: true` is supported only where a model group's deployments serve the "
-        "Responses API natively (OpenAI, Azure); this request is translated through chat "
-        "completions, which cannot run in the background",
-        param="background",
-        code="unsupported_parameter",
-    )

@@ -54,6 +54,34 @@ return items
 """
 
 
+# A background response's statuses (OpenAI's): it is saved `queued` by the front door, then
+# `in_progress`, then one of the final three; a final status is never overwritten, so a
+# cancel and the worker's answer cannot both win.
+FINAL_STATUSES = ("completed", "failed", "cancelled", "incomplete")
+
+# KEYS[1] the response; ARGV[1] its TTL, ARGV[2] the new status, then field/value pairs.
+# Refused (0) when the stored status is final.
+SAVE_BACKGROUND_SCRIPT = """
+local now = redis.call('HGET', KEYS[1], 'status')
+if now == 'completed' or now == 'failed' or now == 'cancelled' or now == 'incomplete' then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+# KEYS[1] the response; ARGV: the owner, the cancelled response object. Returns the outcome:
+# 'cancelled', 'not_found', 'not_background' or the final status it already had.
+CANCEL_SCRIPT = """
+local f = redis.call('HMGET', KEYS[1], 'owner', 'request', 'status')
+if not f[1] or f[1] ~= ARGV[1] then return 'not_found' end
+if not f[2] then return 'not_background' end
+if f[3] ~= 'queued' and f[3] ~= 'in_progress' then return f[3] end
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'response', ARGV[2])
+return 'cancelled'
+"""
+
+
 def new_response_id(parent: str | None) -> str:
     """A fresh id in its parent's conversation, or in a new one."""
     conversation = parent[5:21] if parent else os.urandom(8).hex()
@@ -116,6 +144,64 @@ async def save(
         pipe.hset(key, mapping=fields)
         pipe.expire(key, ttl_s)
         await pipe.execute()
+
+
+async def save_background(
+    redis: Redis,
+    keys: Keys,
+    *,
+    response: JSONObject,
+    owner: str,
+    parent: str | None,
+    status: str,
+    ttl_s: int,
+    request_id: str = "",
+    deployment: str = "",
+    input_items: list[JSONObject] | None = None,
+) -> bool:
+    """Save a background response at `status` unless it already reached a final one;
+    whether it was saved. The front door's first save (`queued`) names the request that
+    runs it, which a cancel cancels."""
+    fields: dict[str, str | bytes] = {
+        "owner": owner,
+        "parent": parent or "",
+        "response": orjson.dumps(response),
+        "output": orjson.dumps(response.get("output") or []),
+    }
+    if request_id:
+        fields["request"] = request_id
+    if deployment:
+        fields["deployment"] = deployment
+    if input_items is not None:
+        fields["input"] = orjson.dumps(input_items)
+    elif status == "queued":
+        fields["input"] = b"[]"
+    pairs = [part for item in fields.items() for part in item]
+    key = keys.response(response["id"])
+    saved = await cast("Any", redis.eval(SAVE_BACKGROUND_SCRIPT, 1, key, ttl_s, status, *pairs))
+    return bool(saved)
+
+
+async def cancel_background(
+    redis: Redis, keys: Keys, response_id: str, owner: str
+) -> tuple[str, JSONObject, str]:
+    """Cancel a background response: (the outcome, the response as it now is, the request
+    that runs it). The outcome is `cancelled`, `not_background`, or the final status it
+    already had; a 404 when it is unknown or another key's."""
+    key = keys.response(_checked(response_id))
+    stored_owner, request_id, raw = await cast(
+        "Any", redis.hmget(key, ["owner", "request", "response"])
+    )
+    if stored_owner is None or stored_owner.decode() != owner or raw is None:
+        raise _not_found(response_id)
+    response: JSONObject = orjson.loads(raw)
+    cancelled = {**response, "status": "cancelled"}
+    outcome = await cast("Any", redis.eval(CANCEL_SCRIPT, 1, key, owner, orjson.dumps(cancelled)))
+    outcome = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+    if outcome == "not_found":
+        raise _not_found(response_id)
+    shown = cancelled if outcome == "cancelled" else response
+    return outcome, shown, request_id.decode() if request_id else ""
 
 
 async def _field(redis: Redis, keys: Keys, response_id: str, owner: str, name: str) -> bytes:

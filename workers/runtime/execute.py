@@ -38,6 +38,7 @@ from workers.errors import (
     SwitchboardError,
 )
 from workers.ingress import ChatFormatter, Formatter, Ingress
+from workers.ingress.responses_formatter import ResponsesFormatter
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.providers.openai_responses import serves_natively
@@ -234,7 +235,14 @@ class Executor:
         )
 
     async def _complete(self, job: Job, call: ChatCall, formatter: Formatter) -> None:
-        response, outcome = await _routed(job, self.engine.chat, call)
+        try:
+            response, outcome = await _routed(job, self.engine.chat, call)
+        except (SwitchboardError, TimeoutError) as exc:
+            if isinstance(formatter, ResponsesFormatter):
+                # A background response's client polls the store, not this reply.
+                error = exc if isinstance(exc, SwitchboardError) else _deadline_passed(job)
+                await formatter.fail_stored(for_client(error, error.deployment, job.request_id))
+            raise
         body = formatter.response(response)
         await formatter.settle(outcome.deployment.label)
         record = Record(
