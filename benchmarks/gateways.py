@@ -36,6 +36,8 @@ UPSTREAM_SLOW_STREAM_MODEL = f"gpt-4o-mini~chunks={STREAM_CHUNKS}~chunk_delay=0.
 SOAK_WORKER_CONCURRENCY = 1024
 # Both gateways check it on every request (LiteLLM refuses to start without one).
 MASTER_KEY = "sk-bench-5f0c9d3e8a7b41c2a6e9d0f1b2c3d4e5"
+# The name suffix of a Switchboard target in issue #22's "everything on" configuration.
+EVERYTHING_ON = "-on"
 
 
 def write_config(path: Path, upstream_url: str) -> Path:
@@ -85,6 +87,8 @@ class Target:
     ready_timeout_s: float = 60.0
     # Sent with every request: how a header-routed gateway (Portkey) finds the upstream.
     headers: tuple[tuple[str, str], ...] = ()
+    # The key the load sends (the "everything on" target gets a database key at start).
+    api_key: str = MASTER_KEY
 
     @property
     def is_direct(self) -> bool:
@@ -115,7 +119,14 @@ def _clean_env() -> dict[str, str]:
 
 
 def switchboard(
-    port: int, config: Path, logs: Path, *, front_doors: int, workers: int, cpus: str | None
+    port: int,
+    config: Path,
+    logs: Path,
+    *,
+    front_doors: int,
+    workers: int,
+    cpus: str | None,
+    suffix: str = "",
 ) -> Target:
     argv = [
         sys.executable,
@@ -133,11 +144,12 @@ def switchboard(
         "--front-doors",
         str(front_doors),
     ]
-    name = f"switchboard-{front_doors}x{workers}"
+    name = f"switchboard-{front_doors}x{workers}{suffix}"
     service = Service(name, pinned(argv, cpus), env=_clean_env(), log_path=logs / f"{name}.log")
     return Target(
         name,
-        f"Switchboard {front_doors} front door + {workers} worker",
+        f"Switchboard {front_doors} front door + {workers} worker"
+        + (", everything on" if suffix == EVERYTHING_ON else ""),
         port,
         front_doors + workers + 1,
         cpus,

@@ -82,28 +82,39 @@ def issue_5(
     return checks
 
 
-def issue_22(points: Points, ratios: list[Point], burst: Point | None) -> list[dict[str, Any]]:
-    """Issue 22's targets for the one-core layout (the configuration the run used)."""
+def issue_22(
+    points: Points, ratios: list[Point], burst: Point | None, *, sb: str = SB, label: str = ""
+) -> list[dict[str, Any]]:
+    """Issue 22's targets for one of the one-core Switchboard targets (`sb`): everything off
+    (the plain config) or on (benchmarks/realistic.py); `label` prefixes each row."""
+
+    def field(mode: str, concurrency: int, name: str) -> float | None:
+        return _field(points, sb, mode, concurrency, name)
+
     checks = [
-        _at_most("non-stream c=1 added p50", _field(points, "non-stream", 1, "added_p50_ms"), 0.8),
-        _at_most("non-stream c=1 added p99", _field(points, "non-stream", 1, "added_p99_ms"), 2.0),
+        _at_most(f"{label}non-stream c=1 added p50", field("non-stream", 1, "added_p50_ms"), 0.8),
+        _at_most(f"{label}non-stream c=1 added p99", field("non-stream", 1, "added_p99_ms"), 2.0),
         _at_most(
-            "stream c=1 added TTFT p50", _field(points, "stream", 1, "ttft_overhead_p50_ms"), 0.9
+            f"{label}stream c=1 added TTFT p50", field("stream", 1, "ttft_overhead_p50_ms"), 0.9
         ),
     ]
     for r in ratios:
-        if r["ours"] != SB or r["concurrency"] != 64:
+        if r["ours"] != sb or r["concurrency"] != 64:
             continue
         floor = 30.0 if r["mode"] == "non-stream" else 60.0
-        checks.append(_at_least(f"{r['mode']} c=64 rps vs LiteLLM", r["rps_ratio"], floor))
+        checks.append(_at_least(f"{label}{r['mode']} c=64 rps vs LiteLLM", r["rps_ratio"], floor))
         if r["mode"] == "non-stream":
             checks.append(
-                _at_least("non-stream c=64 CPU/request, LiteLLM's over ours", r["cpu_ratio"], 30.0)
+                _at_least(
+                    f"{label}non-stream c=64 CPU/request, LiteLLM's over ours",
+                    r["cpu_ratio"],
+                    30.0,
+                )
             )
     for mode in ("non-stream", "stream"):
-        latency = points.get((SB, mode, 64), {}).get("latency_ms")
+        latency = points.get((sb, mode, 64), {}).get("latency_ms")
         spread = None if not latency else latency["p99"] / latency["p50"]
-        checks.append(_at_most(f"{mode} c=64 p99 / p50", spread, 2.0, "x"))
+        checks.append(_at_most(f"{label}{mode} c=64 p99 / p50", spread, 2.0, "x"))
     if burst is not None:
         after = burst.get("rss_after_mib")
         checks.append(_at_most("tree RSS (Redis included) after the burst", after, 250, "MiB"))
@@ -113,6 +124,6 @@ def issue_22(points: Points, ratios: list[Point], burst: Point | None) -> list[d
     return checks
 
 
-def _field(points: Points, mode: str, concurrency: int, name: str) -> float | None:
-    value = points.get((SB, mode, concurrency), {}).get(name)
+def _field(points: Points, sb: str, mode: str, concurrency: int, name: str) -> float | None:
+    value = points.get((sb, mode, concurrency), {}).get(name)
     return value if isinstance(value, float | int) else None

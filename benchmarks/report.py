@@ -9,7 +9,11 @@ from typing import Any
 from benchmarks import goals
 
 Point = dict[str, Any]
-PAIRS = {"switchboard-1x1": "litellm-1", "switchboard-2x2": "litellm-2"}
+PAIRS = {
+    "switchboard-1x1": "litellm-1",
+    "switchboard-2x2": "litellm-2",
+    "switchboard-1x1-on": "litellm-1",
+}
 
 
 def _f(value: float | None, digits: int = 1) -> str:
@@ -92,7 +96,10 @@ def summarize(document: dict[str, Any]) -> dict[str, Any]:
         "vs_litellm": ratios,
         "vs_portkey": _peer_ratios(points, "switchboard-1x1", "portkey"),
         "targets": goals.issue_5(document, points, ratios),
-        "targets_issue_22": goals.issue_22(points, ratios, _burst(document)),
+        "targets_issue_22": [
+            *goals.issue_22(points, ratios, _burst(document), label="off: "),
+            *goals.issue_22(points, ratios, None, sb="switchboard-1x1-on", label="on: "),
+        ],
     }
 
 

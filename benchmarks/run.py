@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks import gateways, report, scenarios
+from benchmarks import gateways, realistic, report, scenarios
 from benchmarks.gateways import Target
 from benchmarks.procs import MIB, descendants, pinned, rss_bytes, wait_http_ready
 
@@ -62,6 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--soak-streams", type=int)
     parser.add_argument("--burst-requests", type=int)
     parser.add_argument("--burst-connections", type=int)
+    parser.add_argument(
+        "--everything-on",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also Switchboard 1+1 with a database key, the ledger and an otel callback",
+    )
     parser.add_argument("--settle-s", type=float, help="idle seconds before the burst's last RSS")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--no-plots", action="store_true")
@@ -124,6 +130,8 @@ async def measure(
     try:
         if service is not None:
             await wait_http_ready(target.port, target.ready_path, target.ready_timeout_s, service)
+        if target.name.endswith(gateways.EVERYTHING_ON):
+            target.api_key = await realistic.database_key(target.port)
         points = []
         for stream in (False, True):
             for concurrency in args.concurrency_list:
@@ -134,6 +142,7 @@ async def measure(
                     duration_s=args.duration,
                     warmup_s=args.warmup,
                     drain_s=15.0,
+                    api_key=target.api_key,
                 )
                 log(report.point_line(point))
                 points.append(point)
@@ -240,6 +249,16 @@ def build_targets(
                 free_port(), config, logs, front_doors=front_doors, workers=workers, cpus=cpus
             )
         )
+    if args.everything_on:
+        on = realistic.everything_on(
+            config, args.out / "config-on.yaml", args.out / "data-on", args.otlp_sink.url
+        )
+        suffix = gateways.EVERYTHING_ON
+        targets.append(
+            gateways.switchboard(
+                free_port(), on, logs, front_doors=1, workers=1, cpus=plan["gateway"], suffix=suffix
+            )
+        )
     if not args.skip_litellm:
         for workers in (int(n) for n in args.litellm_workers.split(",")):
             cpus = plan["gateway"] if workers == 1 else None
@@ -252,9 +271,13 @@ def build_targets(
 
 async def run_all(args: argparse.Namespace, targets: list[Target]) -> list[dict[str, Any]]:
     results = []
-    for target in targets:
-        print(f"== {target.label}", flush=True)
-        results.append(await measure(target, args, lambda line: print(line, flush=True)))
+    async with args.otlp_sink as sink:
+        for target in targets:
+            print(f"== {target.label}", flush=True)
+            exports = sink.exports
+            result = await measure(target, args, lambda line: print(line, flush=True))
+            result["otlp_exports"] = sink.exports - exports
+            results.append(result)
     return results
 
 
@@ -264,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     litellm_version = None if args.skip_litellm else gateways.ensure_litellm()
     args.portkey_version = None if args.skip_portkey else gateways.ensure_portkey()
+    args.otlp_sink = realistic.OtlpSink(free_port())
     plan = cpu_plan(args.no_pin)
     if plan["client"] is not None:
         os.sched_setaffinity(0, {int(plan["client"])})

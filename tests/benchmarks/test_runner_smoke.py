@@ -27,6 +27,7 @@ def test_quick_run_without_litellm_produces_every_figure(tmp_path: Path) -> None
         "--quick",
         "--skip-litellm",
         "--skip-portkey",
+        "--settle-s=0.2",
         "--no-pin",
         "--no-plots",
         "--duration=0.3",
@@ -46,6 +47,7 @@ def test_quick_run_without_litellm_produces_every_figure(tmp_path: Path) -> None
         "direct",
         "switchboard-1x1",
         "switchboard-2x2",
+        "switchboard-1x1-on",  # issue 22's everything on: a database key, ledger, otel
     ]
     for target in results["targets"]:
         points = {(p["mode"], p["concurrency"]) for p in target["points"]}
@@ -66,6 +68,12 @@ def test_quick_run_without_litellm_produces_every_figure(tmp_path: Path) -> None
         assert scenario["peak_processes_rss_mib"] > 0 and scenario["peak_redis_rss_mib"] > 0
     assert {c["target"] for c in results["summary"]["targets"]}
     assert "## Targets (issue 5)" in (tmp_path / "RESULTS.md").read_text()
+    ours_on = results["targets"][3]
+    # The everything-on target really ran with a database key whose spend was counted.
+    log = (tmp_path / "logs" / "switchboard-1x1-on.log").read_text()
+    assert "Traceback" not in log, log[-2000:]
+    assert (tmp_path / "data-on" / "switchboard.db").exists()
+    assert all(p["errors"] == 0 for p in ours_on["points"])
 
 
 @pytest.mark.slow
