@@ -133,6 +133,8 @@ class Relay:
             if isinstance(self.gate, Coroutine):
                 self.gate.close()  # never awaited when the enqueue failed
             front.hub.unregister(self.request_id)
+            if self.is_finished and self.status != 499:
+                front.delivered.delivered(self.request_id)
             front.metrics.in_flight.dec()
             front.metrics.observe(
                 self.group,
