@@ -266,8 +266,13 @@ class FrontDoor:
         self.cancellations.add(task)
         task.add_done_callback(self.cancellations.discard)
 
-    async def _cancel(self, request_id: str, seq: int) -> None:
-        grace = self.settings.disconnect_grace_s
+    async def cancel_now(self, request_id: str) -> None:
+        """Cancel a request nobody waits on (a background /v1/responses request): the queue's
+        cancellation, as for a client that left, without the grace."""
+        await self._cancel(request_id, 0, grace_s=0.0)
+
+    async def _cancel(self, request_id: str, seq: int, *, grace_s: float | None = None) -> None:
+        grace = self.settings.disconnect_grace_s if grace_s is None else grace_s
         ttl = int(self.settings.reply_ttl_s)
         try:
             if grace:
