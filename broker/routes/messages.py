@@ -17,6 +17,7 @@ from broker.body import decode, json_object, read_json_body
 from broker.errors import JSON, anthropic_errors
 from broker.frontdoor import FrontDoor
 from broker.routes.admitted import admitted_relay, request_options
+from broker.routes.gemini_count import count_at_gemini
 from broker.routes.keys import FRONT_DOOR
 from broker.routes.passthrough import PASSTHROUGH_HTTP
 from workers.deployment import Deployment
@@ -160,8 +161,9 @@ def _forwarded(
 
 @anthropic_errors
 async def count_tokens(request: web.Request) -> web.StreamResponse:
-    """Anthropic's own counter when the group is Anthropic's; otherwise the gateway's
-    estimate. A header says which."""
+    """Anthropic's own counter when the group is Anthropic's, Gemini's when it is
+    Gemini's (broker/routes/gemini_count.py); otherwise the gateway's estimate. A header
+    says which."""
     front = request.app[FRONT_DOOR]
     caller = await front.tenancy.authenticate(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
@@ -172,6 +174,9 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     deployments = front.config.deployments.get(group, ())
     if deployments and all(d.provider == "anthropic" for d in deployments):
         return await count_at_anthropic(request, deployments[0], body)
+    if deployments and all(d.provider == "gemini" for d in deployments):
+        drop = group_drops(front, group, options)
+        return await count_at_gemini(request, front, deployments[0], body, drop=drop)
     tokens = estimate_prompt_tokens(chat)
     if chat.tools:
         tokens += len(msgspec.json.encode(chat.tools)) // 4

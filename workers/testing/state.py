@@ -106,6 +106,8 @@ class FakeState:
         self.ids = itertools.count(1)  # response and request ids, unique per server
         # Background work the server owns (its batches' runs), cancelled when it stops.
         self.tasks: set[asyncio.Task[None]] = set()
+        # Stored Responses API responses by (account, id) (openai_responses_store.py).
+        self.kept_responses: dict[tuple[str, str], Any] = {}
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
 
     def accepts_key(self, key: str | None) -> bool:
