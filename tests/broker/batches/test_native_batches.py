@@ -294,3 +294,29 @@ async def test_messages_lines_go_to_anthropic_as_they_are_and_come_back_as_messa
     (created,) = calls(provider, "POST", "/v1/messages/batches")
     params = created.json["requests"][0]["params"]
     assert params["system"] == "be brief" and params["model"] == "claude-haiku-4-5"
+
+
+async def test_a_native_batch_waiting_on_its_provider_leaves_the_runners_to_lane_batches(
+    namespace: str, tmp_path: Path, clients: Clients
+) -> None:
+    async with FakeUpstream(batch_delay_s=60.0) as slow_provider:
+        config = batch_config(
+            slow_provider,
+            namespace,
+            tmp_path / "files",
+            extra_models=NATIVE_MODELS.format(base=slow_provider.base_url),
+            max_running=1,
+            native_poll_s=0.1,
+        )
+        async with service(config, workers=1) as ([door], _):
+            sdk = clients(door.url)
+            native_id = await submit(sdk, lines(3, "gpt-native"))
+            await eventually(
+                lambda: bool(calls(slow_provider, "POST", "/v1/batches")),
+                what="the native batch handed over",
+                timeout_s=20,
+            )
+            lane = await finished(sdk, await submit(sdk, lines(3, "gpt-test")))
+            assert lane.status == "completed", lane
+            still = await sdk.batches.retrieve(native_id)
+            assert still.status == "in_progress"
