@@ -32,7 +32,8 @@ from workers.providers.base import ChatCall
 from workers.validation import decode_request
 from workers.wire import chat_request_from_dict
 
-MAX_LINE_BYTES = 1 << 30
+# A result line holds one response (at most the reply cap) plus its wrapping.
+LINE_SLACK = 64 * 1024
 # Anthropic's error types -> the HTTP status the interactive call would have had.
 ERROR_STATUS: Mapping[str, int] = {
     "invalid_request_error": 400,
@@ -152,8 +153,10 @@ class AnthropicBatches:
                 if response.status >= 400:
                     raw = await self.http.read_body(response, provider, model)
                     raise error_from_response(response.status, response.headers, raw, model=model)
-                chunks = self.http.iter_body(response, provider, model)
-                async for line in split_lines(chunks, MAX_LINE_BYTES):
+                # The file holds every line's response: the reply cap bounds each line
+                # (split_lines refuses a longer one), not the whole file.
+                chunks = response.content.iter_any()
+                async for line in split_lines(chunks, self.http.max_reply_bytes + LINE_SLACK):
                     if line.strip():
                         yield self._result(line)
 

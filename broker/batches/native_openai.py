@@ -32,8 +32,8 @@ METADATA_KEY = "switchboard_batch_id"
 # OpenAI's only window; our own batch's window is enforced by its runner (a cancel).
 WINDOW = "24h"
 LIST_LIMIT = 100
-# An output line holds one response (the reply cap) plus its wrapping.
-MAX_LINE_BYTES = 1 << 30
+# A result line holds one response (at most the reply cap) plus its wrapping.
+LINE_SLACK = 64 * 1024
 
 
 class _Batch(msgspec.Struct):
@@ -173,8 +173,10 @@ class OpenAIBatches:
                 if response.status >= 400:
                     raw = await self.http.read_body(response, provider, model)
                     raise self.adapter.error(response, raw)
-                chunks = self.http.iter_body(response, provider, model)
-                async for line in split_lines(chunks, MAX_LINE_BYTES):
+                # The file holds every line's response: the reply cap bounds each line
+                # (split_lines refuses a longer one), not the whole file.
+                chunks = response.content.iter_any()
+                async for line in split_lines(chunks, self.http.max_reply_bytes + LINE_SLACK):
                     if line.strip():
                         yield _result(line)
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from broker.config import ConfigError
@@ -320,3 +321,18 @@ async def test_a_native_batch_waiting_on_its_provider_leaves_the_runners_to_lane
             assert lane.status == "completed", lane
             still = await sdk.batches.retrieve(native_id)
             assert still.status == "in_progress"
+
+
+async def test_result_files_larger_than_the_reply_cap_are_read_line_by_line(
+    provider: FakeUpstream, namespace: str, tmp_path: Path, clients: Clients
+) -> None:
+    config = native_config(provider, namespace, tmp_path)
+    # The cap bounds one response; the provider's output file holds 40 of them.
+    settings = msgspec.structs.replace(config.switchboard_settings, max_reply_bytes=4096)
+    config = msgspec.structs.replace(config, switchboard_settings=settings)
+    async with service(config, workers=1) as ([door], _):
+        sdk = clients(door.url)
+        done = await finished(sdk, await submit(sdk, lines(40, "gpt-native")))
+        assert done.status == "completed", done
+        output = await lines_of(sdk, done.output_file_id)
+        assert len(output) == 40 and sum(len(json.dumps(line)) for line in output) > 4096
