@@ -22,7 +22,7 @@ from broker.auth import Caller
 from broker.batches import native_lines, output
 from broker.batches.endpoints import ENDPOINTS
 from broker.batches.job import _tagged, fail_batch
-from broker.batches.lines import parse_line, split_lines
+from broker.batches.lines import LineTooLong, parse_line, split_lines
 from broker.batches.metrics import BatchMetrics
 from broker.batches.native_anthropic import AnthropicBatches
 from broker.batches.native_openai import OpenAIBatches
@@ -105,6 +105,10 @@ class NativeJob:
                     log.warning("batch %s: the provider failed (%s); retrying", self.batch.id, exc)
                     await self._sleep(delay_s)
                     delay_s = min(delay_s * BACKOFF, self.settings.native_max_poll_s)
+                except LineTooLong:
+                    message = "The provider sent a result longer than max_reply_bytes."
+                    await fail_batch(self.batches, self.record, message)
+                    return
         await self._finish()
 
     async def _hand_over(self, api: ProviderBatches, deployment: Deployment) -> None:
