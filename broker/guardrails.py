@@ -27,7 +27,8 @@ from broker.hooks import FRONT_HOOKS
 from broker.relay import Relay
 from broker.reply_hub import Queued
 from workers import envelopes
-from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, Envelope, Record
+from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, KIND_TEXT_COMPLETION, Envelope, Record
+from workers.hooks.api_shapes import frame_event, parse_event, stream_slots
 from workers.hooks.guardrail_base import GuardrailBlocked
 from workers.hooks.guardrail_builtins import LlmJudge
 from workers.hooks.guardrails import Guardrails, caller_view, requested
@@ -36,7 +37,15 @@ from workers.settings.hooks import Guardrail
 
 # A check takes from microseconds (a regex) to seconds (a model as judge).
 DURATION_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0)
-_CALL_TYPES = {"chat": "completion", "embedding": "embeddings"}
+# LiteLLM's call type for each API a request came in (a custom guardrail's `call_type`).
+_CALL_TYPES = {
+    "chat": "completion",
+    "embedding": "embeddings",
+    "text_completion": "text_completion",
+    "messages": "anthropic_messages",
+    "responses": "responses",
+}
+_KINDS = {"embedding": KIND_EMBEDDING, "text_completion": KIND_TEXT_COMPLETION}
 
 
 class GuardrailMetrics:
@@ -99,7 +108,7 @@ class FrontDoorGuardrails:
                 self.hooks.dispatcher.offer(
                     FrontDoorAnswer(
                         request_id=caller.new_request_id(),
-                        kind=KIND_CHAT if kind == "chat" else KIND_EMBEDDING,
+                        kind=_KINDS.get(kind, KIND_CHAT),
                         model_group=str(data.get("model", "")),
                         body=body,
                         started_s=started_s,
@@ -169,22 +178,28 @@ class StreamCheck:
         return record
 
     async def _chunk(self, raw: bytes) -> bytes:
-        chunk = orjson.loads(raw)
+        """One event, in any API's shape (api_shapes.stream_slots): its new text kept for
+        the check at the end, and masked as it passes; a text it repeats (a Responses
+        `*.done` event) masked alike."""
+        name, data = parse_event(raw)
         changed = False
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if not isinstance(text, str) or not text:
-                continue
-            if self.masks:
-                message: dict[str, Any] = {"content": text}
-                piece: dict[str, Any] = {"choices": [{"index": 0, "message": message}]}
-                if await self.rules.post_call(self.data, self.who, piece, masking_only=True):
-                    text = str(message["content"])
-                    delta["content"] = text
+        for (container, key), text, index in (
+            (slot, text, index) for (slot, text), index in stream_slots(data)
+        ):
+            if self.masks and text:
+                masked = await self._mask(text)
+                if masked != text:
+                    container[key] = text = masked
                     changed = True
-            self.texts.setdefault(int(choice.get("index") or 0), []).append(text)
-        return orjson.dumps(chunk) if changed else raw
+            if index is not None:
+                self.texts.setdefault(index, []).append(text)
+        return frame_event(name, data) if changed else raw
+
+    async def _mask(self, text: str) -> str:
+        message: dict[str, Any] = {"content": text}
+        piece: dict[str, Any] = {"choices": [{"index": 0, "message": message}]}
+        await self.rules.post_call(self.data, self.who, piece, masking_only=True)
+        return str(message["content"])
 
 
 GUARDRAILS = web.AppKey("guardrails", FrontDoorGuardrails)

@@ -1,7 +1,7 @@
-"""A route's request run with the hooks of issue #19 around it: the pre_call guardrails (a
-block is a 400 before anything is queued), the response cache (a hit is answered here,
-before admission; a miss is stored when it ends), then the during/post_call guardrails on
-the relay."""
+"""A route's request run with the hooks of issue #19 around it, whatever its API: the
+pre_call guardrails (a block is a 400 before anything is queued), the response cache (a hit
+is answered here, before admission; a miss is stored when it ends), then the
+during/post_call guardrails on the relay."""
 
 from __future__ import annotations
 
@@ -27,9 +27,12 @@ async def run_hooked(
     admit: Callable[[bytes], Awaitable[Relay]],
     stream: bool = False,
     include_usage: bool = False,
+    vary: dict[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Answer `body` (of the hooks' `kind`: chat, embedding) through `admit`, which makes
-    the admitted relay for the body the guardrails let through."""
+    """Answer `body` (of the hooks' `kind`, its API: chat, embedding, text_completion,
+    messages, responses; workers/hooks/api_shapes.py) through `admit`, which makes the
+    admitted relay for the body the guardrails let through. `vary`: request headers that
+    change the answer (the cache keys on them too)."""
     guards = request.app.get(GUARDRAILS)
     checked = None
     if guards is not None:
@@ -45,6 +48,7 @@ async def run_hooked(
             caller=caller,
             stream=stream,
             include_usage=include_usage,
+            vary=vary,
         )
         if hit is not None:
             return hit

@@ -175,7 +175,9 @@ class MaxInputTokens(CustomGuardrail):
 
     def _check(self, data: dict[str, Any]) -> None:
         given = data.get("messages") if "messages" in data else data.get("input")
-        estimate = estimate_tokens(given)
+        # Anthropic's `system` and Responses' `instructions` are input too.
+        extra = [data[name] for name in ("system", "instructions") if data.get(name)]
+        estimate = estimate_tokens(given) + sum(estimate_tokens(part) for part in extra)
         if self.limit and estimate > self.limit:
             raise ValueError(f"the input is about {estimate} tokens, over {self.limit}")
 

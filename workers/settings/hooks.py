@@ -87,7 +87,19 @@ class CallbackSettings(Section, frozen=True):
 
 
 # The call types a cache may answer (LiteLLM's names; the `a` forms are the same calls).
-CACHEABLE_CALL_TYPES = frozenset({"completion", "acompletion", "embedding", "aembedding"})
+CACHEABLE_CALL_TYPES = frozenset(
+    {
+        "completion",
+        "acompletion",
+        "embedding",
+        "aembedding",
+        "text_completion",
+        "atext_completion",
+        "anthropic_messages",
+        "responses",
+        "aresponses",
+    }
+)
 
 
 class CacheParams(Section, frozen=True):
@@ -104,8 +116,9 @@ class CacheParams(Section, frozen=True):
     namespace: str = "cache"
     # Seconds an answer stays cached; a request's `cache.ttl` may choose another.
     ttl: Annotated[float, Positive] = 3600.0
+    # Every API the front door serves; LiteLLM's names (`anthropic_messages` is /v1/messages).
     supported_call_types: list[str] = msgspec.field(
-        default_factory=lambda: ["completion", "acompletion", "embedding", "aembedding"]
+        default_factory=lambda: sorted(CACHEABLE_CALL_TYPES)
     )
     # default_off: only requests that ask (`cache: {"use-cache": true}`) read or write it.
     mode: Literal["default_on", "default_off"] = "default_on"
