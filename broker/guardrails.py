@@ -96,9 +96,13 @@ class FrontDoorGuardrails:
         A block raises GuardrailBlocked (a 400); nothing has been queued."""
         data: dict[str, Any] = orjson.loads(body)
         self.rules.check_names(data)
-        for_key = self.by_key.get(caller.alias)
+        for_key = [*self.by_key.get(caller.alias, ()), *key_guardrails(caller)]
         if for_key:
             data["guardrails"] = sorted(requested(data) | set(for_key))
+            # A database key may name a guardrail the config dropped since: refused, not
+            # skipped. The body carries the key's list, so the cache keys on it too.
+            self.rules.check_names(data)
+            body = orjson.dumps(data)
         started_s = time.time()
         try:
             if await self.rules.pre_call(data, caller_view(caller.alias), _CALL_TYPES[kind]):
@@ -136,6 +140,12 @@ class FrontDoorGuardrails:
             relay.check_answer = check
         elif relay.stream and self.rules.selected(data, "post_call"):
             relay.check_record = StreamCheck(self.rules, data, who)
+
+
+def key_guardrails(caller: Caller) -> tuple[str, ...]:
+    """The guardrails a database key carries (/key/generate's `guardrails`)."""
+    principal = caller.principal
+    return () if principal is None else principal.key.guardrails
 
 
 class StreamCheck:

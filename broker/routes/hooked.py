@@ -11,9 +11,10 @@ from aiohttp import web
 
 from broker.auth import Caller
 from broker.frontdoor import FrontDoor
-from broker.guardrails import GUARDRAILS
+from broker.guardrails import GUARDRAILS, key_guardrails
 from broker.relay import Relay
 from broker.response_cache import RESPONSE_CACHE
+from workers.errors import InvalidRequest
 
 
 async def run_hooked(
@@ -37,6 +38,12 @@ async def run_hooked(
     checked = None
     if guards is not None:
         body, checked = await guards.before(body, caller, kind)
+    elif key_guardrails(caller):
+        # The key's guardrails cannot run without the config's: refused, never skipped.
+        raise InvalidRequest(
+            f"this key's guardrails {list(key_guardrails(caller))} are not configured",
+            param="guardrails",
+        )
     pending = None
     cache = request.app.get(RESPONSE_CACHE)
     if cache is not None:
