@@ -30,9 +30,10 @@ from workers import envelopes
 from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, KIND_TEXT_COMPLETION, Envelope, Record
 from workers.hooks.api_shapes import frame_event, parse_event, stream_slots
 from workers.hooks.guardrail_base import GuardrailBlocked
-from workers.hooks.guardrail_builtins import LlmJudge
+from workers.hooks.guardrail_builtins import LlmJudge, OpenAIModeration, SessionSource
 from workers.hooks.guardrails import Guardrails, caller_view, requested
 from workers.hooks.service import FrontDoorAnswer, ServiceHooks
+from workers.http import HttpClient
 from workers.settings.hooks import Guardrail
 
 # A check takes from microseconds (a regex) to seconds (a model as judge).
@@ -77,6 +78,7 @@ class FrontDoorGuardrails:
         metrics: GuardrailMetrics,
         hooks: ServiceHooks | None,
         front: FrontDoor | None = None,
+        session: SessionSource | None = None,
     ) -> None:
         self.rules = Guardrails(entries, observer=metrics.observe)
         # Per key: the guardrails its requests always run (switchboard_settings.api_keys).
@@ -88,6 +90,9 @@ class FrontDoorGuardrails:
             for entry in self.rules.entries.values():
                 if isinstance(entry.guard, LlmJudge):
                     entry.guard.ask = functools.partial(ask_model, front)
+                elif isinstance(entry.guard, OpenAIModeration) and session is not None:
+                    group = front.config.deployments.get(entry.guard.model)
+                    entry.guard.connect(session, list(group) if group else None)
         # The front door's callbacks: a request blocked before queueing no worker sees.
         self.hooks = hooks
 
@@ -216,10 +221,12 @@ GUARDRAILS = web.AppKey("guardrails", FrontDoorGuardrails)
 
 
 def guardrails_ctx(
-    config: Config, front_door: web.AppKey[FrontDoor]
+    config: Config, front_door: web.AppKey[FrontDoor], http: web.AppKey[HttpClient]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """Its metrics always (the catalog lists them); the guardrails when the config has any.
-    A custom guardrail that cannot be imported stops the start."""
+    A custom guardrail that cannot be imported stops the start. `http`: the front door's
+    upstream session (openai_moderation calls through it; opened by a later context, so
+    looked up at each call)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         metrics = GuardrailMetrics(app[front_door].metrics.registry)
@@ -228,7 +235,11 @@ def guardrails_ctx(
             try:
                 _check_judges(config)
                 app[GUARDRAILS] = FrontDoorGuardrails(
-                    list(config.guardrails), metrics, app.get(FRONT_HOOKS), app[front_door]
+                    list(config.guardrails),
+                    metrics,
+                    app.get(FRONT_HOOKS),
+                    app[front_door],
+                    lambda: app[http].session,
                 )
             except ValueError as exc:  # a custom guardrail that cannot be imported
                 raise ConfigError("guardrails", str(exc)) from exc
@@ -249,8 +260,18 @@ def _check_key_guardrails(config: Config) -> None:
 
 
 def _check_judges(config: Config) -> None:
+    """An llm_judge's model group exists; an openai_moderation's model group, when `model`
+    names one, is OpenAI's (its /v1/moderations)."""
     for i, entry in enumerate(config.guardrails):
         model = entry.litellm_params.model
+        group = config.deployments.get(model or "", ())
+        if entry.litellm_params.guardrail == "openai_moderation" and group:
+            if group[0].provider != "openai":
+                raise ConfigError(
+                    f"guardrails[{i}].litellm_params.model",
+                    f"{model!r} is served by {group[0].provider}; openai_moderation needs "
+                    "an OpenAI deployment (or LiteLLM's api_base and api_key)",
+                )
         if entry.litellm_params.guardrail == "llm_judge" and model not in config.deployments:
             raise ConfigError(
                 f"guardrails[{i}].litellm_params.model", f"{model!r} is no model group"
