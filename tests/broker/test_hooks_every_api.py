@@ -344,3 +344,26 @@ async def test_a_blocked_request_is_refused_before_the_body_is_read_by_any_worke
     assert reply.status_code == 400
     assert reply.json()["type"] == "error"
     assert reply.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("model", ["gpt-test", "gpt-native"])
+async def test_a_responses_stream_is_masked_in_every_event_that_carries_its_text(
+    fake: FakeUpstream, namespace: str, model: str
+) -> None:
+    masked = {"guardrails": ["mask-answers"]}
+    async with service(_config(fake, namespace)) as ([door], _), _clients(door.url) as (_, client):
+        stream = await client.responses.create(
+            model=model, input="hi", stream=True, extra_body=masked
+        )
+        events = [event async for event in stream]
+        with pytest.raises(openai.APIError) as refused:
+            stream = await client.responses.create(
+                model=model, input="hi", stream=True, extra_body={"guardrails": ["no-fake-answers"]}
+            )
+            _ = [event async for event in stream]
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    completed = next(e for e in events if e.type == "response.completed")
+    done = [e.text for e in events if e.type == "response.output_text.done"]
+    assert "[REDACTED]" in deltas and "fake" not in deltas
+    assert completed.response.output_text == deltas and done == [deltas]
+    assert "no-fake-answers" in str(refused.value)
