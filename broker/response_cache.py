@@ -241,7 +241,11 @@ class ResponseCache:
         self, kind: str, key: str, ttl_s: float, body: bytes, chunks: list[bytes], meta: Meta | None
     ) -> None:
         if not body and chunks:
-            body = api_shapes.assemble(kind, chunks) or b""
+            try:
+                body = api_shapes.assemble(kind, chunks) or b""
+            except (KeyError, TypeError, ValueError) as exc:  # events outside their API's shape
+                log.warning("streamed %s answer not stored (%s)", kind, type(exc).__name__)
+                return
         if not body or len(body) > self.params.max_entry_bytes:
             return
         cost = meta.cost_usd if meta is not None else None
