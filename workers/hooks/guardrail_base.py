@@ -105,10 +105,15 @@ def _part_slots(parts: list[Any]) -> Iterator[tuple[tuple[Any, Any], str]]:
     for part in parts:
         if not isinstance(part, dict):
             continue
+        source = part.get("source")
         if isinstance(part.get("text"), str):
             yield (part, "text"), part["text"]
         elif part.get("type") == "tool_result":
             yield from _content_slots(part)
+        elif isinstance(source, dict) and source.get("type") == "text":
+            # An Anthropic plain-text document: its text is input like any other.
+            if isinstance(source.get("data"), str):
+                yield (source, "data"), source["data"]
 
 
 def response_slots(response: dict[str, Any]) -> Iterator[tuple[tuple[Any, Any], str]]:

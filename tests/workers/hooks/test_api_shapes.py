@@ -11,6 +11,7 @@ import pytest
 
 from workers.hooks import api_shapes
 from workers.hooks.api_shapes import assemble, parse_event, stream_slots
+from workers.hooks.guardrail_base import response_slots, text_slots
 from workers.hooks.replay import replay
 
 MESSAGE: dict[str, Any] = {
@@ -107,3 +108,40 @@ def test_events_that_make_no_answer_assemble_to_nothing() -> None:
     assert assemble(api_shapes.RESPONSES, [b'event: response.created\ndata: {"type":"x"}']) is None
     assert assemble(api_shapes.MESSAGES, [b"event: ping\ndata: {}"]) is None
     assert assemble(api_shapes.CHAT, []) is None
+
+
+def test_every_input_text_of_each_api_is_found() -> None:
+    anthropic_body = {
+        "system": [{"type": "text", "text": "s1"}],
+        "messages": [
+            {"role": "user", "content": "m1"},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "m2"},
+                    {"type": "tool_result", "tool_use_id": "t", "content": "r1"},
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t",
+                        "content": [{"type": "text", "text": "r2"}],
+                    },
+                    {"type": "document", "source": {"type": "text", "data": "d1"}},
+                    {"type": "image", "source": {"type": "base64", "data": "AAAA"}},
+                ],
+            },
+        ],
+    }
+    responses_body = {
+        "instructions": "i1",
+        "input": [
+            {"role": "user", "content": "u1"},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "u2"}]},
+            {"type": "function_call_output", "call_id": "c", "output": "o1"},
+        ],
+    }
+    assert [t for _, t in text_slots(anthropic_body)] == ["s1", "m1", "m2", "r1", "r2", "d1"]
+    assert [t for _, t in text_slots(responses_body)] == ["i1", "u1", "u2", "o1"]
+    assert [t for _, t in text_slots({"input": ["e1", "e2"]})] == ["e1", "e2"]
+    assert [t for _, t in response_slots(MESSAGE)] == ["Sunny in Paris."]
+    assert [t for _, t in response_slots(RESPONSE)] == ["Sunny."]
+    assert [t for _, t in response_slots(TEXT)] == ["one", "two"]
