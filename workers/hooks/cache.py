@@ -141,6 +141,10 @@ def cache_digest(
     if guardrails:
         decisive["__guardrails"] = sorted(guardrails)
     decisive["__kind"] = kind
+    if kind == "responses":
+        # A stored response's id can be continued (`previous_response_id`); an unstored
+        # one's cannot, so the two never answer each other.
+        decisive["__stored"] = body.get("store") is not False
     if scope is not None:
         decisive["__scope"] = scope
     if vary:

@@ -11,6 +11,7 @@ import pytest
 
 from workers.hooks import api_shapes
 from workers.hooks.api_shapes import assemble, parse_event, stream_slots
+from workers.hooks.cache import cache_digest
 from workers.hooks.guardrail_base import response_slots, text_slots
 from workers.hooks.replay import replay
 
@@ -145,3 +146,15 @@ def test_every_input_text_of_each_api_is_found() -> None:
     assert [t for _, t in response_slots(MESSAGE)] == ["Sunny in Paris."]
     assert [t for _, t in response_slots(RESPONSE)] == ["Sunny."]
     assert [t for _, t in response_slots(TEXT)] == ["one", "two"]
+
+
+def test_a_stored_and_an_unstored_response_are_two_cache_entries() -> None:
+    body = {"model": "gpt", "input": "hi"}
+    stored = cache_digest(body, "gpt", api_shapes.RESPONSES, None)
+    assert stored == cache_digest({**body, "store": True}, "gpt", api_shapes.RESPONSES, None)
+    assert stored != cache_digest({**body, "store": False}, "gpt", api_shapes.RESPONSES, None)
+    # Chat's `store` (OpenAI's stored completions) decides nothing of the answer.
+    chat = {"model": "gpt", "messages": []}
+    assert cache_digest(chat, "gpt", "chat", None) == cache_digest(
+        {**chat, "store": True}, "gpt", "chat", None
+    )
