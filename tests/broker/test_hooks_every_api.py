@@ -33,6 +33,8 @@ guardrails:
     litellm_params: {guardrail: regex, mode: post_call, patterns: ["fake reply"]}
   - guardrail_name: mask-answers
     litellm_params: {guardrail: regex, mode: post_call, action: mask, patterns: ["fake"]}
+  - guardrail_name: beside-the-call
+    litellm_params: {guardrail: keywords, mode: during_call, keywords: [forbidden]}
 """
 MODELS = """\
 - model_name: claude
@@ -367,3 +369,32 @@ async def test_a_responses_stream_is_masked_in_every_event_that_carries_its_text
     assert "[REDACTED]" in deltas and "fake" not in deltas
     assert completed.response.output_text == deltas and done == [deltas]
     assert "no-fake-answers" in str(refused.value)
+
+
+async def test_a_during_call_block_answers_in_each_apis_shape(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    named = {"guardrails": ["beside-the-call"]}
+    async with (
+        service(_config(fake, namespace)) as ([door], _),
+        _clients(door.url) as (claude, client),
+    ):
+        with pytest.raises(anthropic.BadRequestError) as on_messages:
+            await claude.messages.create(
+                model="claude",
+                max_tokens=16,
+                messages=[{"role": "user", "content": "something forbidden"}],
+                extra_body=named,
+            )
+        with pytest.raises(openai.BadRequestError) as on_responses:
+            await client.responses.create(
+                model="gpt-test", input="something forbidden", extra_body=named
+            )
+        with pytest.raises(openai.BadRequestError) as on_completions:
+            await client.completions.create(
+                model="gpt-test", prompt="something forbidden", extra_body=named
+            )
+    anthropic_error = on_messages.value.response.json()
+    assert anthropic_error["type"] == "error" and "beside-the-call" in str(anthropic_error)
+    for caught in (on_responses, on_completions):
+        assert caught.value.response.json()["error"]["param"] == "beside-the-call"
