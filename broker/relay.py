@@ -268,7 +268,8 @@ class Relay:
         try:
             if check is not None:
                 record = await check(record)
-            await response.write(sse_frames.frame(record))
+            # A post_call guardrail may end even the first record with an error event.
+            await response.write(sse_frames.frame(self._in_api(record)))
             if kept is not None:
                 kept.extend(record.chunks)
             while not record.is_final:

@@ -11,8 +11,10 @@ from aiohttp import web
 
 from broker.body import decode, json_object, read_json_body
 from broker.errors import JSON
+from broker.relay import Relay
 from broker.routes import responses_background, responses_held
 from broker.routes.admitted import admitted_relay, request_options
+from broker.routes.hooked import run_hooked
 from broker.routes.keys import FRONT_DOOR
 from broker.routes.messages import group_drops
 from workers.envelopes import INGRESS_RESPONSES, KIND_CHAT
@@ -60,24 +62,38 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         validate_chat_request(decode_request(chat_request_from_dict, chat_body), front.limits)
     elif not parent:
         raise InvalidRequest("`input` is required", param="input", code="invalid_value")
-    relay = await admitted_relay(
+
+    async def admit(checked_body: bytes) -> Relay:
+        return await admitted_relay(
+            request,
+            front,
+            caller,
+            kind=KIND_CHAT,
+            group=group,
+            body=checked_body,
+            stream=bool(parsed.stream),
+            options=options,
+            ingress=INGRESS_RESPONSES,
+            call_type="responses",
+            model=parsed.model,
+            max_tokens=parsed.max_output_tokens,
+            end_user=parsed.user,
+        )
+
+    return await run_hooked(
         request,
         front,
         caller,
-        kind=KIND_CHAT,
-        group=group,
+        kind="responses",
         body=body,
+        group=group,
+        admit=admit,
         stream=bool(parsed.stream),
-        options=options,
-        ingress=INGRESS_RESPONSES,
-        call_type="responses",
-        model=parsed.model,
-        max_tokens=parsed.max_output_tokens,
-        end_user=parsed.user,
+        # A translated background response is answered at once, from the front door.
+        start=(lambda relay: responses_background.start(front, caller, parsed, relay))
+        if background
+        else None,
     )
-    if background:
-        return await responses_background.start(front, caller, parsed, relay)
-    return await relay.run(request)
 
 
 async def get_response(request: web.Request) -> web.StreamResponse:

@@ -1,5 +1,5 @@
 """The OpenAI API as a fake: chat completions (plain and SSE), embeddings, legacy completions
-(openai_completions.py) and the model list.
+(openai_completions.py), moderations (openai_moderations.py) and the model list.
 
 `answer_chat` and `answer_embeddings` serve any OpenAI-format provider; a `Flavor` supplies
 what differs (error bodies, headers, the model name it reports, the chunk dressing), so
@@ -37,6 +37,7 @@ from workers.testing.embedding import (
 from workers.testing.json_reply import json_reply
 from workers.testing.large import send_large_completion
 from workers.testing.openai_completions import answer_completion
+from workers.testing.openai_moderations import answer_moderation
 from workers.testing.openai_wire import (
     ChatRequest,
     ChatStyle,
@@ -123,6 +124,10 @@ def routes(state: FakeState) -> list[web.RouteDef]:
         body = await record_request(request, state)
         return _denied(request, state) or await answer_responses(request, state, body)
 
+    async def moderations(request: web.Request) -> web.StreamResponse:
+        body = await record_request(request, state)
+        return _denied(request, state) or await answer_moderation(request, state, body)
+
     async def models(request: web.Request) -> web.StreamResponse:
         await record_request(request, state)
         return _denied(request, state) or json_response(models_body)
@@ -132,6 +137,7 @@ def routes(state: FakeState) -> list[web.RouteDef]:
         web.post("/v1/embeddings", embeddings),
         web.post("/v1/completions", completions),
         web.post("/v1/responses", responses),
+        web.post("/v1/moderations", moderations),
         web.get("/v1/models", models),
         *responses_store.routes("/v1", state, _denied),
         # /v1/files and /v1/batches (issue #20's native batches).
