@@ -151,6 +151,11 @@ class TenancyKeys:
     def reservation(self, request_id: str) -> str:
         return f"{self.prefix}:res:{request_id}"
 
+    def charged(self, batch_id: str) -> str:
+        """The lines of a native batch already charged (workers/tenancy/charge.py): a set,
+        so a runner that starts again never charges a line twice."""
+        return f"{self.prefix}:charged:{batch_id}"
+
 
 class BatchKeys:
     """One batch's control keys (issue #20): who runs it, whether it is to stop, and which

@@ -149,7 +149,13 @@ class ModelInfo(Section, frozen=True):
     # nothing about its model).
     base_model: str | None = None
     # chat, completion, embedding, image_generation, audio_transcription, rerank, ...
+    # LiteLLM's `batch` marks a batch model: on an OpenAI or Anthropic deployment it means
+    # batch_mode `native`, unless batch_mode says otherwise.
     mode: str | None = None
+    # Where /v1/batches runs this deployment's lines (issue #20, docs/batches.md): `queue`
+    # (Switchboard's own batch lane) or `native` (the provider's batch API, OpenAI and
+    # Anthropic only, usually half price). Unset: `native` for mode `batch`, else `queue`.
+    batch_mode: Literal["queue", "native"] | None = None
     max_tokens: int | None = None
     max_input_tokens: int | None = None
     max_output_tokens: int | None = None

@@ -27,6 +27,7 @@ import re
 import msgspec
 from aiohttp import web
 
+from workers.testing import anthropic_batches
 from workers.testing import anthropic_errors as errors
 from workers.testing.anthropic_reply import (
     DEFAULT_THINKING_TOKENS,
@@ -79,7 +80,12 @@ def routes(state: FakeState) -> list[web.RouteDef]:
         body = msgspec.json.encode({"input_tokens": tokens})
         return json_response(body, headers={"request-id": request_id})
 
-    return [web.post("/v1/messages", messages), web.post("/v1/messages/count_tokens", count_tokens)]
+    return [
+        web.post("/v1/messages", messages),
+        web.post("/v1/messages/count_tokens", count_tokens),
+        # The Message Batches API (issue #20's native batches).
+        *anthropic_batches.routes(state),
+    ]
 
 
 def _denied(request: web.Request, state: FakeState, request_id: str) -> web.Response | None:

@@ -24,8 +24,8 @@ import orjson
 from aiohttp import web
 
 from workers import wire
+from workers.testing import openai_batches, openai_responses
 from workers.testing import openai_errors as errors
-from workers.testing import openai_responses
 from workers.testing import openai_responses_store as responses_store
 from workers.testing.embedding import (
     FIXED_SIZE_MODELS,
@@ -140,6 +140,8 @@ def routes(state: FakeState) -> list[web.RouteDef]:
         web.post("/v1/moderations", moderations),
         web.get("/v1/models", models),
         *responses_store.routes("/v1", state, _denied),
+        # /v1/files and /v1/batches (issue #20's native batches).
+        *openai_batches.routes(state),
     ]
 
 
