@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -35,6 +34,7 @@ from workers.providers.bedrock.invoke import (
     ChunkReader,
     invoke_body,
     is_claude,
+    model_path,
     split_route,
     takes_messages,
 )
@@ -60,10 +60,6 @@ from workers.wire import (
     unknown_fields,
 )
 
-# The same path encoding botocore applies to the modelId label (`:` -> %3A, `/` -> %2F);
-# the SigV4 canonical URI is computed from this encoded path.
-_PATH_SAFE = "-._~"
-
 
 class BedrockAdapter(Adapter):
     provider: ClassVar[str] = PROVIDER
@@ -87,7 +83,7 @@ class BedrockAdapter(Adapter):
         self.signer = make_signer(options, api_key, region)
         # `converse/` and `invoke/` (LiteLLM's route prefixes) are not part of the id.
         model_id = split_route(self.model)[1]
-        model_url = f"{base}/model/{quote(model_id, safe=_PATH_SAFE)}"
+        model_url = f"{base}/{model_path(self.model)}"
         self.converse_url = f"{model_url}/converse"
         self.stream_url = f"{model_url}/converse-stream"
         self.invoke_url = f"{model_url}/invoke"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -40,6 +41,9 @@ BETA_HEADER = "anthropic-beta"
 ROUTES = ("converse", "invoke")
 # Body fields the URL carries instead (the SDK pops them alike).
 _URL_FIELDS = ("model", "stream")
+# The same path encoding botocore applies to the modelId label (`:` -> %3A, `/` -> %2F);
+# the SigV4 canonical URI is computed from this encoded path.
+_PATH_SAFE = "-._~"
 
 
 def split_route(model: str) -> tuple[str | None, str]:
@@ -48,6 +52,11 @@ def split_route(model: str) -> tuple[str | None, str]:
     if sep and route in ROUTES:
         return route, rest
     return None, model
+
+
+def model_path(model: str) -> str:
+    """`model/<the encoded Bedrock model id>` for a deployment's model."""
+    return f"model/{quote(split_route(model)[1], safe=_PATH_SAFE)}"
 
 
 def is_claude(model: str) -> bool:
@@ -76,6 +85,14 @@ def invoke_body(native: NativeRequest, defaults: dict[str, Any]) -> dict[str, An
     if betas:
         body["anthropic_beta"] = betas
     return body
+
+
+def count_tokens_body(native: NativeRequest) -> bytes:
+    """The CountTokens request (`POST /model/{modelId}/count-tokens`) for a Messages body:
+    the InvokeModel body it would send, base64 in `input.invokeModel.body`. Bedrock answers
+    `{"inputTokens": n}`."""
+    body = base64.b64encode(orjson.dumps(invoke_body(native, {}))).decode()
+    return orjson.dumps({"input": {"invokeModel": {"body": body}}})
 
 
 class ChunkReader:
