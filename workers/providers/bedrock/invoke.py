@@ -120,6 +120,9 @@ class ChunkReader:
         return self.translator.read(events), native
 
     def finish(self) -> list[ChatCompletionChunk]:
+        """The body ended: nothing more after message_stop, a failure in a frame."""
+        if self.done:
+            return []
         if self.decoder.pending_bytes:
             raise self._error("Bedrock ended the stream in the middle of a frame")
         return self.translator.finish()
