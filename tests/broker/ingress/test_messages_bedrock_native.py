@@ -107,7 +107,11 @@ async def test_anthropic_beta_becomes_the_bodys_list(fake, namespace):
             fake.state.clear()
             status, reply = await post(session, url, hello, headers={"anthropic-beta": betas})
             assert status == 200, reply
-    (received,) = fake.state.requests
+            (received,) = fake.state.requests
+            # A Claude deployment pinned to Converse cannot take betas: refused by name.
+            converse = {**hello, "model": "bedrock"}
+            status, refused = await post(session, url, converse, headers={"anthropic-beta": betas})
+            assert status == 400 and b"anthropic-beta" in refused
     assert received.json["anthropic_beta"] == [
         "interleaved-thinking-2025-05-14",
         "context-1m-2025-08-07",

@@ -141,9 +141,12 @@ def test_an_exception_frame_mid_stream_is_bedrocks_error():
     throttled = exception_frame("throttlingException", {"message": "Too many tokens"})
     reader = ChunkReader("m")
     reader.feed(b"".join(frames[:3]))
-    with pytest.raises(SwitchboardError, match="ThrottlingException: Too many tokens") as caught:
-        reader.feed(throttled)
-    assert caught.value.status == 429
+    # The events before the exception in the same read still go out; the error follows.
+    _, relayed = reader.feed(frames[3] + throttled + frames[4])
+    assert len(relayed) == 1 and relayed[0].startswith(b"event: content_block_delta")
+    failure = reader.failure
+    assert isinstance(failure, SwitchboardError) and failure.status == 429
+    assert "ThrottlingException: Too many tokens" in str(failure)
 
 
 def test_a_corrupt_or_cut_stream_is_a_provider_error():

@@ -218,9 +218,11 @@ class BedrockAdapter(Adapter):
                 async for data in self.http.iter_body(response, self.provider, self.model):
                     batch, events = reader.feed(data)
                     pending += events
-                    if batch or reader.done:
+                    if batch or reader.done or reader.failure:
                         yield NativeBatch(batch, pending)
                         pending = []
+                    if reader.failure is not None:
+                        raise reader.failure  # after what Bedrock sent before it
                     if reader.done:
                         return
                 yield NativeBatch(reader.finish(), pending)

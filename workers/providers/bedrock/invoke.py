@@ -26,7 +26,7 @@ from urllib.parse import quote
 import orjson
 
 from workers.deployment import Deployment
-from workers.errors import ProviderError
+from workers.errors import ProviderError, SwitchboardError
 from workers.providers.anthropic.stream import StreamTranslator
 from workers.providers.base import NativeRequest
 from workers.providers.bedrock.errors import PROVIDER, bedrock_error, stream_exception
@@ -99,12 +99,15 @@ class ChunkReader:
     """InvokeModelWithResponseStream bytes -> (chat chunks, Anthropic SSE events), per read.
 
     The chunks (Anthropic's own stream translation) feed routing, usage and cost exactly as
-    the native Anthropic path's do; the events go to the client unchanged."""
+    the native Anthropic path's do; the events go to the client unchanged. A failure frame
+    ends the read: the events before it in the same read are still returned, and `failure`
+    holds the error to raise once they are sent."""
 
     def __init__(self, model: str) -> None:
         self.model = model
         self.decoder = EventStreamDecoder()
         self.translator = StreamTranslator(model)
+        self.failure: SwitchboardError | None = None
 
     @property
     def done(self) -> bool:
@@ -115,7 +118,15 @@ class ChunkReader:
             frames = self.decoder.feed(data)
         except FrameError as exc:
             raise self._error(f"Bedrock sent a corrupt event stream: {exc}") from exc
-        events = [event for frame in frames if (event := self._event(frame)) is not None]
+        events: list[SSEEvent] = []
+        for frame in frames:
+            try:
+                event = self._event(frame)
+            except SwitchboardError as exc:
+                self.failure = exc
+                break
+            if event is not None:
+                events.append(event)
         native = [b"event: %s\ndata: %s" % (e.event or b"message", e.data) for e in events]
         return self.translator.read(events), native
 
