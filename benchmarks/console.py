@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 
 from broker.app import create_app, front_door_runner
 from broker.config.loader import load_config_text
-from workers.db import keys, spend, tables
+from workers.db import key_blocks, keys, spend, tables
 from workers.db.engine import Database
 from workers.db.rows import now
 from workers.db.tables import DAILY_DIMENSIONS
@@ -166,6 +166,7 @@ async def seed(database: Database, n_keys: int, n_rows: int) -> str:
         for chunk in range(0, len(aggregates), CHUNK):
             await conn.execute(sa.insert(tables.daily_spend), aggregates[chunk : chunk + CHUNK])
         await sum_daily_groups(conn)
+        await sum_key_blocks(conn, daily)
     return request_id
 
 
@@ -187,6 +188,34 @@ async def sum_daily_groups(conn: Any) -> None:
         ).group_by(daily.c.day, column, daily.c.model_group)
         names = ["day", "group_by", "group_id", "model_group", *measures, *counts, "updated_at"]
         await conn.execute(sa.insert(target).from_select(names, select))
+
+
+async def sum_key_blocks(conn: Any, daily: dict[tuple[Any, ...], list[float]]) -> None:
+    """The ledger's spend per key over aligned blocks of days (tables.key_spend_blocks)."""
+    blocks: dict[tuple[int, str, str], list[float]] = {}
+    for (day, token, _team, _model), measures in daily.items():
+        for level, first in key_blocks.blocks_of(day):
+            sums = blocks.setdefault((level, first, token), [0, 0, 0.0, 0])
+            for i, value in enumerate(measures):
+                sums[i] += value
+    stamp = now()
+    found = [
+        {
+            "level": level,
+            "day": first,
+            "api_key": token,
+            "prompt_tokens": p,
+            "completion_tokens": c,
+            "spend": cost,
+            "api_requests": n,
+            "successful_requests": n,
+            "failed_requests": 0,
+            "updated_at": stamp,
+        }
+        for (level, first, token), (p, c, cost, n) in blocks.items()
+    ]
+    for chunk in range(0, len(found), CHUNK):
+        await conn.execute(sa.insert(tables.key_spend_blocks), found[chunk : chunk + CHUNK])
 
 
 async def time_pages(url: str, plan: dict[str, list[str]], repeat: int) -> dict[str, list[float]]:
