@@ -6,6 +6,8 @@ call without the CSRF token, as the browser sees them. A screenshot of each page
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -166,6 +168,15 @@ async def record_requests(database: Database, token: str, count: int, cost: floa
         await spend.record_spend(conn, records)
 
 
+async def download_csv(page: Any, button: str) -> list[list[str]]:
+    """Click `button` and read the CSV file the page makes."""
+    async with page.expect_download() as download_info:
+        await page.get_by_role("button", name=button).click()
+    download = await download_info.value
+    text = await asyncio.to_thread(Path(await download.path()).read_text)
+    return list(csv.reader(io.StringIO(text)))
+
+
 async def test_spend_shows_the_ledgers_rows_exports_csv_and_flags_a_budget_near_its_limit(
     door: RunningFrontDoor, api: Api, console_database: Database
 ) -> None:
@@ -188,12 +199,28 @@ async def test_spend_shows_the_ledgers_rows_exports_csv_and_flags_a_budget_near_
         near = page.locator("section", has_text="Budgets near their limit")
         await near.locator("tr", has_text="heavy").locator(".warn").first.wait_for()
         await shot(page, "spend-with-rows")
-        async with page.expect_download() as download_info:
-            await page.get_by_role("button", name="Export CSV").click()
-        download = await download_info.value
-        text = await asyncio.to_thread(Path(await download.path()).read_text)
-        assert text.splitlines()[0] == "day,api_key,model,spend_usd,total_tokens,requests"
-        assert ",gpt-test," in text and ",3" in text
+        daily = await download_csv(page, "Export daily CSV")
+        assert daily[0] == ["day", "api_key", "model", "spend_usd", "total_tokens", "requests"]
+        (row,) = daily[1:]  # one day, one key, one model
+        assert row[1:3] == ["heavy", "gpt-test"] and row[4:] == ["90", "3"]
+        assert float(row[3]) == pytest.approx(0.9)
+        # The totals: one row per key over the range, from the API's view=totals.
+        totals = await download_csv(page, "Export totals CSV")
+        start, end = (
+            await page.locator("#spend-start").input_value(),
+            await page.locator("#spend-end").input_value(),
+        )
+        assert totals[0] == [
+            "start_date",
+            "end_date",
+            "api_key",
+            "spend_usd",
+            "total_tokens",
+            "requests",
+        ]
+        (total,) = totals[1:]
+        assert total[:3] == [start, end, "heavy"] and total[4:] == ["90", "3"]
+        assert float(total[3]) == pytest.approx(0.9)
         # The inspector finds a request by its id.
         await page.get_by_role("link", name="Request inspector").click()
         await page.locator("#inspect-id").fill("req_browser_1")
