@@ -118,6 +118,10 @@ async def test_sign_in_create_block_chat_and_sign_out_in_chromium(door: RunningF
             await shot(page, link.lower().replace(" ", "-"))
             if link in ("Spend", "Live"):  # Chart.js drew its chart
                 assert await page.locator("canvas").count() == 1
+            if link == "Live":  # each lane's depth and how long its oldest entry waited
+                lanes = page.locator("table", has_text="Queues per lane")
+                await lanes.get_by_role("button", name="Oldest waiting s").wait_for()
+                await lanes.locator("tr", has_text="default").wait_for()
 
         # Sign out: back to the form, and the session is gone server-side.
         await page.get_by_role("button", name="Sign out").click()
