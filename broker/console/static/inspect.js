@@ -3,7 +3,8 @@
 // metadata: the lane it waited on and how long, then each try at a deployment (status,
 // latency, why it was made: retry or fallback, and whether it cooled the deployment down).
 // The API decides who may read it.
-import { h, field, input, alertBox, showError, api, money, table } from "./core.js";
+import { h, field, input, alertBox, showError, api, money, table, session, readsAll }
+  from "./core.js";
 
 const REASONS = { "": "first try", retry: "retry", fallback: "fallback" };
 
@@ -52,9 +53,16 @@ export async function inspectPage(main, [given]) {
     out.replaceChildren();
     const rid = id.value.trim();
     if (!rid) return;
-    const result = await api("GET", `/spend/logs?request_id=${encodeURIComponent(rid)}&limit=1`);
+    const path = `/spend/logs?request_id=${encodeURIComponent(rid)}&limit=1`;
+    const result = await api("GET", path);
     if (!result.ok) return showError(box, result);
-    const row = (result.data || [])[0];
+    let row = (result.data || [])[0];
+    // Without a team, the API answers a team admin's own requests: ask for each of its teams.
+    for (const team of readsAll() ? [] : session.teamIds) {
+      if (row) break;
+      const more = await api("GET", `${path}&team_id=${encodeURIComponent(team)}`);
+      if (more.ok) row = (more.data || [])[0];
+    }
     if (!row) {
       out.append(h("p", {}, "No record of this request yet: its row is written when it finishes."));
       return;

@@ -362,7 +362,11 @@ async def test_a_key_chats_in_the_playground_its_spend_appears_and_once_blocked_
         await page.get_by_role("link", name="Request inspector").click()
         await page.locator("#inspect-id").fill(request_id)
         await page.get_by_role("button", name="Inspect").click()
-        await page.get_by_text("gpt-test[0]").wait_for()
+        await page.locator("dl.record").get_by_text("gpt-test[0]").wait_for()
+        # Its one attempt, answered at the first try.
+        attempt = page.locator("table", has_text="Attempts").locator("tbody tr")
+        await attempt.get_by_text("first try").wait_for()
+        assert await attempt.count() == 1
         await shot(page, "request-inspector-flow")
         await page.get_by_role("button", name="Sign out").click()
 
