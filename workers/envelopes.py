@@ -76,6 +76,9 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     headers: dict[str, str] | None = None
     # The W3C trace context of the front door's span (issue #19); None with tracing off.
     traceparent: str | None = None
+    # A translated `background: true` /v1/responses request: the id the front door gave
+    # the response (and stored as queued) before answering; the worker fills it in.
+    response_id: str | None = None
 
 
 class Attempt(msgspec.Struct, array_like=True, omit_defaults=True):

@@ -16,7 +16,10 @@ from aiohttp import web
 from broker.body import decode, json_object, read_json_body
 from broker.errors import JSON, anthropic_errors
 from broker.frontdoor import FrontDoor
+from broker.relay import Relay
 from broker.routes.admitted import admitted_relay, request_options
+from broker.routes.gemini_count import count_at_gemini
+from broker.routes.hooked import run_hooked
 from broker.routes.keys import FRONT_DOOR
 from broker.routes.passthrough import PASSTHROUGH_HTTP
 from workers.deployment import Deployment
@@ -72,23 +75,36 @@ async def messages(request: web.Request) -> web.StreamResponse:
     group = front.resolve_group(parsed.model, caller)
     _chat_request(front, body, drop=group_drops(front, group, options))
     headers = _forwarded(request, front, group, options)
-    relay = await admitted_relay(
+
+    async def admit(checked_body: bytes) -> Relay:
+        return await admitted_relay(
+            request,
+            front,
+            caller,
+            kind=KIND_CHAT,
+            group=group,
+            body=checked_body,
+            stream=bool(parsed.stream),
+            options=options,
+            ingress=INGRESS_MESSAGES,
+            headers=headers,
+            call_type="messages",
+            model=parsed.model,
+            max_tokens=parsed.max_tokens,
+            end_user=_end_user(parsed.metadata),
+        )
+
+    return await run_hooked(
         request,
         front,
         caller,
-        kind=KIND_CHAT,
-        group=group,
+        kind="messages",
         body=body,
+        group=group,
+        admit=admit,
         stream=bool(parsed.stream),
-        options=options,
-        ingress=INGRESS_MESSAGES,
-        headers=headers,
-        call_type="messages",
-        model=parsed.model,
-        max_tokens=parsed.max_tokens,
-        end_user=_end_user(parsed.metadata),
+        vary=headers,
     )
-    return await relay.run(request)
 
 
 def _end_user(metadata: dict[str, Any] | None) -> str | None:
@@ -160,8 +176,9 @@ def _forwarded(
 
 @anthropic_errors
 async def count_tokens(request: web.Request) -> web.StreamResponse:
-    """Anthropic's own counter when the group is Anthropic's; otherwise the gateway's
-    estimate. A header says which."""
+    """Anthropic's own counter when the group is Anthropic's, Gemini's when it is
+    Gemini's (broker/routes/gemini_count.py); otherwise the gateway's estimate. A header
+    says which."""
     front = request.app[FRONT_DOOR]
     caller = await front.tenancy.authenticate(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
@@ -172,6 +189,9 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     deployments = front.config.deployments.get(group, ())
     if deployments and all(d.provider == "anthropic" for d in deployments):
         return await count_at_anthropic(request, deployments[0], body)
+    if deployments and all(d.provider == "gemini" for d in deployments):
+        drop = group_drops(front, group, options)
+        return await count_at_gemini(request, front, deployments[0], body, drop=drop)
     tokens = estimate_prompt_tokens(chat)
     if chat.tools:
         tokens += len(msgspec.json.encode(chat.tools)) // 4

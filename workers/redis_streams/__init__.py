@@ -86,6 +86,7 @@ from workers.redis_streams.reply_records import (
     read_records,
     record_of,
     send_cancel,
+    shorten_replies,
 )
 from workers.redis_streams.request_queue import (
     RequestEntry,
@@ -195,6 +196,7 @@ __all__ = [
     "request_batch_cancel",
     "run_script",
     "send_cancel",
+    "shorten_replies",
     "sent_lines",
     "seq_of",
     "silent_workers",

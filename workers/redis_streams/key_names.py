@@ -92,6 +92,12 @@ class Keys:
         """The prefix of one conversation's stored responses."""
         return f"{self.ns}:{{r:{conversation}}}:resp:"
 
+    def provider_response(self, response_id: str) -> str:
+        """Whose a provider-made response id is (a native /v1/responses reply, issue #18):
+        a hash of the owner and the deployment that holds the response. Its own slot: the
+        id is the provider's and carries no conversation tag."""
+        return f"{self.ns}:presp:{response_id}"
+
     def routing(self, group: str) -> RoutingKeys:
         return RoutingKeys(f"{self.ns}:{{rt:{group}}}")
 

@@ -23,7 +23,7 @@ import msgspec
 
 from workers.deployment import Deployment
 from workers.envelopes import Attempt
-from workers.errors import GatewayTimeout, RequestTimeout, SwitchboardError
+from workers.errors import GatewayTimeout, InvalidRequest, RequestTimeout, SwitchboardError
 from workers.providers.base import Adapter, ChatCall, EmbeddingCall
 from workers.routing import reliability
 from workers.routing.observer import NO_DEPLOYMENT
@@ -152,6 +152,8 @@ class Attempts(Generic[T]):
         try:
             return await self.in_group(self.group)
         except SwitchboardError as exc:
+            if _pinned_to(self.call) is not None:
+                raise  # only the pinned deployment holds what the call refers to
             original = exc
         is_out_of_time = isinstance(original, GatewayTimeout)
         for fallback in engine.fallbacks(self.group, original, self.scope):
@@ -181,7 +183,11 @@ class Attempts(Generic[T]):
         """Attempt after attempt at `group`'s deployments, avoiding those that failed,
         until one answers or the retries (by error class), or the deadline, run out."""
         engine = self.engine
-        targets = engine.tagged(group, engine.targets_of(group), self.call.tags)
+        pinned = _pinned_to(self.call)
+        if pinned is None:
+            targets = engine.tagged(group, engine.targets_of(group), self.call.tags)
+        else:
+            targets = _pinned_targets(group, engine.targets_of(group), pinned)
         failed: set[str] = set()
         retry = 0
         while True:
@@ -318,3 +324,22 @@ def attempt_call(call: Call, route: Route, is_stream: bool, deadline: float | No
     if timeout_s == call.timeout_s:
         return call
     return msgspec.structs.replace(call, timeout_s=timeout_s)
+
+
+def _pinned_to(call: Call) -> str | None:
+    """The one deployment a call must go to (a native Responses follow-up: the provider
+    holds its parent), or None."""
+    return call.served_by if isinstance(call, ChatCall) and call.is_pinned else None
+
+
+def _pinned_targets(group: str, targets: list[Target], label: str) -> list[Target]:
+    kept = [t for t in targets if t.route.deployment.label == label]
+    if not kept:
+        raise InvalidRequest(
+            f"previous_response_id names a response held by deployment `{label}`, which "
+            f"model group `{group}` does not include: send the follow-up to that "
+            "deployment's model group",
+            param="previous_response_id",
+            code="invalid_value",
+        )
+    return kept

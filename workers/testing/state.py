@@ -101,6 +101,8 @@ class FakeState:
         self.open_streams = 0
         self.is_closing = False
         self.ids = itertools.count(1)  # response and request ids, unique per server
+        # Stored Responses API responses by (account, id) (openai_responses_store.py).
+        self.kept_responses: dict[tuple[str, str], Any] = {}
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
 
     def accepts_key(self, key: str | None) -> bool:

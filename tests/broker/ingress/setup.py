@@ -22,9 +22,9 @@ SCENARIOS = {
     "-broken": "~stream_error_after=2~chunk_delay=0.1",
 }
 # The suites test the translation on every provider: OpenAI's groups are kept on it
-# (`responses_api: chat`); `openai-native` serves /v1/responses natively
+# (`responses_api: translate`); `openai-native` serves /v1/responses natively, the default
 # (test_responses_native.py).
-TRANSLATED = {"responses_api": "chat"}
+TRANSLATED = {"responses_api": "translate"}
 GROUPS = [
     Group(
         target.provider + suffix,
@@ -39,7 +39,7 @@ GROUPS = [
         "openai-native",
         next(t for t in INGRESS_TARGETS if t.provider == "openai"),
         "",
-        {"responses_api": "native"},
+        {},  # native: the default for OpenAI
     )
 ]
 TIMEOUT_S = 20
