@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -17,7 +18,9 @@ from tests.broker.console.conftest import MASTER, STATIC
 from tests.broker.console.test_console_browser import WAIT_MS, shot, sign_in
 from tests.broker.harness import RunningFrontDoor, make_config, service
 from tests.broker.management.conftest import Api, general
+from workers.db import spend
 from workers.db.engine import Database
+from workers.db.spend import SpendRecord
 from workers.testing.server import FakeUpstream
 
 pytestmark = pytest.mark.timeout(120)
@@ -130,4 +133,49 @@ async def test_the_inspector_page_shows_the_attempts(flaky_door: RunningFrontDoo
         second = await rows.nth(1).text_content() or ""
         assert "ok" in second and "retry" in second
         await shot(page, "request-inspector-attempts")
+        await context.close()
+
+
+async def test_a_team_admin_inspects_its_teams_requests_and_no_others(
+    door: RunningFrontDoor, api: Api, console_database: Database
+) -> None:
+    """/spend/logs by request id alone answers a team admin's own requests; the page also
+    asks with each team it administers, and the API still refuses other teams'."""
+    executable = require_browser()
+    await api.ok("POST", "/team/new", {"team_id": "core"})
+    lead = await api.ok("POST", "/user/new", {"user_id": "lead", "teams": ["core"]})
+    await api.ok(
+        "POST", "/team/member_update", {"team_id": "core", "user_id": "lead", "role": "admin"}
+    )
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    rows = [
+        SpendRecord(
+            request_id=f"req_{team}",
+            call_type="chat.completions",
+            api_key=f"{team}-key-hash",
+            model="gpt-test",
+            model_group="gpt-test",
+            deployment=f"{team}-deployment",
+            start_time=started,
+            end_time=started,
+            user_id="someone",
+            team_id=team,
+        )
+        for team in ("core", "elsewhere")
+    ]
+    async with console_database.transaction() as conn:
+        await spend.record_spend(conn, rows)
+    async with chromium(executable) as browser:
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        await sign_in(page, door.url, lead["key"])
+        await page.get_by_role("link", name="Request inspector").click()
+        await page.locator("#inspect-id").fill("req_core")
+        await page.get_by_role("button", name="Inspect").click()
+        await page.locator("dl.record").get_by_text("core-deployment").wait_for()
+        await page.locator("#inspect-id").fill("req_elsewhere")
+        await page.get_by_role("button", name="Inspect").click()
+        await page.get_by_text("No record of this request yet").wait_for()
+        assert await page.get_by_text("elsewhere-deployment").count() == 0
         await context.close()
