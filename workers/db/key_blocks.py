@@ -85,15 +85,23 @@ async def add(conn: AsyncConnection, sums: Mapping[tuple[str, str], Mapping[str,
     """Add each (day, key)'s measures to the key's blocks holding that day: one statement
     executed with every row's parameters (one round trip per batch of rows)."""
     table = key_spend_blocks
+    # A key's days in one batch share their bigger blocks: one row each, summed here.
+    blocks: dict[tuple[int, str, str], dict[str, Any]] = {}
+    for (day, key), measures in sums.items():
+        for level, first in blocks_of(day):
+            found = blocks.get((level, first, key))
+            if found is None:
+                blocks[(level, first, key)] = {m: measures[m] for m in MEASURES}
+            else:
+                for m in MEASURES:
+                    found[m] += measures[m]
+    if not blocks:
+        return
     stamp = rows.now()
     params = [
-        {"level": level, "day": first, "api_key": key, **{m: measures[m] for m in MEASURES}}
-        | {"updated_at": stamp}
-        for (day, key), measures in sums.items()
-        for level, first in blocks_of(day)
+        {"level": level, "day": first, "api_key": key, **measures, "updated_at": stamp}
+        for (level, first, key), measures in blocks.items()
     ]
-    if not params:
-        return
     insert = rows.dialect_insert(conn, table)
     changes: dict[str, Any] = {name: table.c[name] + insert.excluded[name] for name in MEASURES}
     changes["updated_at"] = insert.excluded.updated_at
