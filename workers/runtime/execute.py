@@ -205,7 +205,7 @@ class Executor:
     def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
         """A failed request still says where it went: attempts, fallbacks, last deployment."""
         if exc.outcome is None:
-            return Meta(worker=self.worker_id, takeovers=job.takeovers)
+            return Meta(worker=self.worker_id, takeovers=job.takeovers, **_queue_facts(job))
         return self._meta(exc.outcome, job=job)
 
     def _meta(
@@ -232,6 +232,8 @@ class Executor:
             cached_tokens=usage.cached_tokens if usage else 0,
             takeovers=takeovers,
             estimated_tokens=estimated if usage else 0,
+            tried=outcome.tried,
+            **(_queue_facts(job) if job is not None else {}),
         )
 
     async def _complete(self, job: Job, call: ChatCall, formatter: Formatter) -> None:
@@ -455,3 +457,8 @@ def _loop_deadline(job: Job) -> float:
     """The job's deadline on the event loop's clock (for asyncio.timeout_at)."""
     loop = asyncio.get_running_loop()
     return loop.time() + job.remaining_s()
+
+
+def _queue_facts(job: Job) -> dict[str, Any]:
+    """The lane a request waited on and how long, for the request inspector (issue #21)."""
+    return {"lane": job.lane, "queue_wait_ms": max(0, job.started_ms - job.envelope.enqueued_ms)}
