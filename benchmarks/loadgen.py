@@ -209,8 +209,13 @@ class Client:
         *,
         stream_check: StreamCheck | None = None,
         total_requests: int | None = None,
+        rate_per_s: float | None = None,
     ) -> None:
         self.port = port
+        # Open loop: requests start at this rate (spread over the connections) rather
+        # than each as soon as the last one's answer came; None: closed loop.
+        self.interval_s = 1 / rate_per_s if rate_per_s else 0.0
+        self._next_slot = 0.0
         self.request = request
         self.stream_check = stream_check
         self.sample = Sample()
@@ -228,6 +233,23 @@ class Client:
             self.total_requests is not None and self.sent >= self.total_requests
         ):
             conn.started = 0.0
+            if self.in_flight == 0:
+                self.idle.set()
+            return
+        if self.interval_s:
+            now = time.perf_counter()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self.interval_s
+            if slot > now:
+                conn.started = 0.0
+                asyncio.get_running_loop().call_later(slot - now, self._send_paced, conn)
+                return
+        self.sent += 1
+        self.in_flight += 1
+        conn.send()
+
+    def _send_paced(self, conn: _Connection) -> None:
+        if conn.transport is None or conn.transport.is_closing() or not self.is_sending:
             if self.in_flight == 0:
                 self.idle.set()
             return

@@ -61,14 +61,17 @@ async def load(
     warmup_s: float,
     drain_s: float,
     api_key: str = MASTER_KEY,
+    rate_per_s: float | None = None,
 ) -> dict[str, Any]:
-    """Closed loop: `concurrency` connections, each sending its next request on an answer."""
+    """Closed loop: `concurrency` connections, each sending its next request on an answer;
+    with `rate_per_s`, open loop: requests start at that rate on those connections."""
     model = target.stream_model if stream else target.model
     check = StreamCheck(None, MIN_STREAM_EVENTS) if stream else None
     client = Client(
         target.port,
         build_request(target.port, model, stream=stream, api_key=api_key, headers=target.headers),
         stream_check=check,
+        rate_per_s=rate_per_s,
     )
     conns = await client.open(concurrency)
     monitor = TreeMonitor(target.service.pid) if target.service is not None else None

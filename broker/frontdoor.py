@@ -25,7 +25,7 @@ from broker.config.loader import Config
 from broker.frontdoor_metrics import FrontDoorMetrics
 from broker.model_info import describe_deployments
 from broker.monitor import ClusterMonitor
-from broker.reply_hub import ReplyHub, Waiter
+from broker.reply_hub import Queued, ReplyHub, Waiter
 from broker.reply_trim import DeliveredReplies
 from broker.tenancy import Tenancy
 from workers import envelopes, redis_streams
@@ -37,6 +37,7 @@ from workers.redis_streams import Keys
 from workers.routing.scope import may_reach, scope_of
 from workers.routing.wildcards import Patterns, is_wildcard, listed_names
 from workers.supervision import Supervisor, TaskDied
+from workers.tenancy import settle
 
 log = logging.getLogger("switchboard.frontdoor")
 
@@ -260,18 +261,20 @@ class FrontDoor:
 
     # ------------------------------------------------------------------ cancellation
 
-    def cancel_later(self, request_id: str, seq: int) -> None:
+    def cancel_later(self, request_id: str, seq: int, queued: Queued | None = None) -> None:
         """The client left: cancel after the grace period unless a resume claims it first."""
-        task = self.tasks.spawn(self._cancel(request_id, seq), name=f"cancel {request_id}")
+        task = self.tasks.spawn(self._cancel(request_id, seq, queued), name=f"cancel {request_id}")
         self.cancellations.add(task)
         task.add_done_callback(self.cancellations.discard)
 
     async def cancel_now(self, request_id: str) -> None:
         """Cancel a request nobody waits on (a background /v1/responses request): the queue's
         cancellation, as for a client that left, without the grace."""
-        await self._cancel(request_id, 0, grace_s=0.0)
+        await self._cancel(request_id, 0, None, grace_s=0.0)
 
-    async def _cancel(self, request_id: str, seq: int, *, grace_s: float | None = None) -> None:
+    async def _cancel(
+        self, request_id: str, seq: int, queued: Queued | None, *, grace_s: float | None = None
+    ) -> None:
         grace = self.settings.disconnect_grace_s if grace_s is None else grace_s
         ttl = int(self.settings.reply_ttl_s)
         try:
@@ -286,6 +289,9 @@ class FrontDoor:
                 self.redis, self.keys, request_id, seq=seq, record=record, ttl_s=ttl
             )
             log.info("cancelled %s after its client disconnected", request_id)
+            if queued is not None:
+                # No worker read it yet: its lease and reservation go back now (#17).
+                await settle.release_unstarted(self.redis, self.keys, queued.envelope, queued.entry)
         except RedisError as exc:
             log.warning("could not cancel %s: %s", request_id, exc)
 

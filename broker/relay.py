@@ -119,7 +119,7 @@ class Relay:
             # No answer in time (no live worker?): drop the entry too, so nobody runs it later.
             self.status = exc.http_status
             if waiter.queued is not None:
-                front.cancel_later(self.request_id, waiter.next_seq)
+                front.cancel_later(self.request_id, waiter.next_seq, waiter.queued)
             return error_response(exc, request_id=self.request_id)
         except ServiceUnavailable as exc:
             self.status = exc.http_status
@@ -127,7 +127,7 @@ class Relay:
         except (asyncio.CancelledError, ConnectionResetError):
             self.status = 499  # nginx's "client closed request", for metrics only
             if waiter.queued is not None and not self.is_finished:
-                front.cancel_later(self.request_id, waiter.next_seq)
+                front.cancel_later(self.request_id, waiter.next_seq, waiter.queued)
             raise
         finally:
             if isinstance(self.gate, Coroutine):
@@ -168,7 +168,7 @@ class Relay:
         except SwitchboardError as exc:
             self.status = exc.http_status
             self.is_finished = True
-            self.front.cancel_later(self.request_id, waiter.next_seq)
+            self.front.cancel_later(self.request_id, waiter.next_seq, waiter.queued)
             raise
 
     async def _enqueue(self, envelope: bytes) -> bytes:

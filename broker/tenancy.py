@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from broker.auth import Authenticator, Caller, Hidden, presented_key, tag_key
-from workers import pricing, redis_streams
+from workers import redis_streams
 from workers.batching import WriteBatcher
 from workers.db.engine import Database, DatabaseUnavailable
 from workers.deployment import Deployment
@@ -34,7 +34,9 @@ from workers.settings.routing import LiteLLMSettings
 from workers.tenancy import admission, events, mirror, records
 from workers.tenancy.admission import Admitted, Scope, Ticket
 from workers.tenancy.ledger import LedgerMetrics, LedgerWriter
+from workers.tenancy.proxy_budget import ProxyBudget
 from workers.tenancy.records import Entity, Limits, Principal
+from workers.tenancy.reserve_prices import ReservePrices
 
 if TYPE_CHECKING:
     from broker.frontdoor import FrontDoor as FrontDoorLike
@@ -53,7 +55,8 @@ RESUBSCRIBE_AFTER_S = 0.5
 MAX_LOCAL_ENTRIES = 100_000
 MAX_ID_CHARS = 255
 ALL_MODELS = frozenset({"*", "all-proxy-models"})
-GLOBAL_SCOPE = "global"
+# A fresh front door waits this long at most for the proxy's spend (ProxyBudget).
+PROXY_SPEND_WAIT_S = 10.0
 
 
 class Tenancy:
@@ -77,17 +80,16 @@ class Tenancy:
         self._sha = ""
         self.refilling: asyncio.Task[Any] | None = None
         self.ledger: LedgerWriter | None = None
-        self._prices = {group: _reserve_price(targets) for group, targets in deployments.items()}
+        self._prices = ReservePrices(deployments)
         settings = settings if settings is not None else LiteLLMSettings()
         # The proxy-wide budget: a scope every request joins. general_settings' (issue #17's
         # words) wins over litellm_settings' (LiteLLM's documented place).
-        self._global: Scope | None = None
+        self.proxy_budget: ProxyBudget | None = None
         max_budget, duration = proxy_budget
         if max_budget is None:
             max_budget, duration = settings.max_budget, settings.budget_duration
         if max_budget is not None:
-            limits = Limits(max_budget=max_budget, budget_duration=duration)
-            self._global = Scope(GLOBAL_SCOPE, limits)
+            self.proxy_budget = ProxyBudget(max_budget, duration)
         # The budget of an end user without a customer row of its own.
         self._end_user_limits: Limits | None = None
         if settings.max_end_user_budget is not None:
@@ -286,12 +288,14 @@ class Tenancy:
             scopes = _scopes(principal, group)
         if end_user:
             end_user = end_user[:MAX_ID_CHARS]  # the database's width of an id
-            scopes += await self._end_user_scope(end_user)
-        if self._global is not None:
-            scopes.append(self._global)
+            scopes += await self._end_user_scope(end_user, group)
+        if self.proxy_budget is not None:
+            if not self.proxy_budget.is_read.is_set():  # only while a front door starts
+                await asyncio.wait_for(self.proxy_budget.is_read.wait(), PROXY_SPEND_WAIT_S)
+            scopes.append(self.proxy_budget.scope)
         completion = min(max_tokens or DEFAULT_COMPLETION_TOKENS, MAX_RESERVED_COMPLETION_TOKENS)
         prompt = body_bytes // BYTES_PER_TOKEN + 1
-        price_in, price_out = self._prices.get(group, (0.0, 0.0))
+        price_in, price_out = self._prices.per_token(group, model)
         key = principal.key if principal is not None else None
         front = events.FrontEvent(
             call_type=call_type,
@@ -313,7 +317,7 @@ class Tenancy:
             event=events.encode(front),
         )
 
-    async def _end_user_scope(self, end_user: str) -> list[Scope]:
+    async def _end_user_scope(self, end_user: str, group: str) -> list[Scope]:
         """The end user's scope: its customer row's limits, else max_end_user_budget; none
         for an unknown end user without a default budget (no counters for every name)."""
         (customer,) = await self._entities_of([(records.CUSTOMER, end_user)])
@@ -329,7 +333,7 @@ class Tenancy:
         limits = customer.limits
         if limits.max_budget is None and self._end_user_limits is not None:
             limits = msgspec.structs.replace(limits, max_budget=self._end_user_limits.max_budget)
-        return [Scope(name, limits, customer.spend)] if limits.limits_anything else []
+        return _entity_scopes(_replace(customer, limits), group)
 
     async def admit(
         self,
@@ -357,6 +361,8 @@ class Tenancy:
 LEDGER_TASK = "spend ledger"
 REFILL_WAIT_S = 10.0
 LISTEN_TASK = "tenancy invalidations"
+PROXY_BUDGET_TASK = "proxy spend"
+RESTART_AFTER_S = 5.0
 
 
 def start_tenancy(front: FrontDoorLike, management: ManagementLike) -> None:
@@ -380,6 +386,11 @@ def start_tenancy(front: FrontDoorLike, management: ManagementLike) -> None:
     tenancy.ledger = writer
     front.tasks.start(LISTEN_TASK, tenancy.listen)
     front.tasks.start(LEDGER_TASK, writer.run)
+    if tenancy.proxy_budget is not None:
+        budget = tenancy.proxy_budget
+        front.tasks.start(
+            PROXY_BUDGET_TASK, lambda: budget.follow(database), restart_after_s=RESTART_AFTER_S
+        )
     tenancy.refilling = front.tasks.spawn(tenancy.refill(), name="tenancy refill")
 
 
@@ -394,6 +405,7 @@ async def stop_tenancy(front: FrontDoorLike) -> None:
     if front.tenancy.ledger is not None:
         await front.tenancy.ledger.stop(lambda: front.tasks.stop(LEDGER_TASK))
     await front.tasks.stop(LISTEN_TASK)
+    await front.tasks.stop(PROXY_BUDGET_TASK)
 
 
 def _bound(cache: dict[Any, Any]) -> None:
@@ -462,31 +474,27 @@ def _scopes(principal: Principal, group: str) -> list[Scope]:
     the x-litellm-key-spend header). A user's own budget applies to its keys outside a
     team; inside one, the member's budget in the team does (LiteLLM's rule). An owner
     that limits nothing is left out: two Redis calls fewer each way, and its spend is in
-    the ledger (a limit set later seeds its counter from the database)."""
+    the ledger (a limit set later seeds its counter from the database). Each of them with
+    a budget on the request's model group (model_max_budget) adds that budget's scope."""
     key = principal.key
     scopes = [Scope(f"key:{principal.token}", key.limits, key.spend)]
-    model_budget = key.limits.model_max_budget.get(group)
+    model_budget = key.limits.model_budget(group)
     if model_budget is not None:
-        scopes.append(Scope(f"model:{principal.token}:{group}", Limits(max_budget=model_budget)))
+        scopes.append(Scope(f"model:{principal.token}:{group}", model_budget))
     for entity in principal.owners:
-        if (entity.kind == records.USER and key.team_id) or not entity.limits.limits_anything:
+        if entity.kind == records.USER and key.team_id:
             continue
-        scopes.append(Scope(mirror.scope_of(entity.kind, entity.id), entity.limits, entity.spend))
+        scopes += _entity_scopes(entity, group)
     return scopes
 
 
-def _reserve_price(targets: Sequence[Deployment]) -> tuple[float, float]:
-    """The dearest input and output price per token among a group's deployments: what a
-    reservation assumes before the router picks one."""
-    price_in = price_out = 0.0
-    for target in targets:
-        base = pricing.lookup_price(target.provider, target.base_model or target.model)
-        override = pricing.PriceOverride(
-            input_cost_per_token=target.input_cost_per_token,
-            output_cost_per_token=target.output_cost_per_token,
-        )
-        price = pricing.apply_override(base, override)
-        if price is not None:
-            price_in = max(price_in, price.input_cost_per_token or 0.0)
-            price_out = max(price_out, price.output_cost_per_token or 0.0)
-    return price_in, price_out
+def _entity_scopes(entity: Entity, group: str) -> list[Scope]:
+    """An owner's scope when it limits anything, and its budget on `group` when it has
+    one (`model-<scope>:<group>`)."""
+    name = mirror.scope_of(entity.kind, entity.id)
+    limits = entity.limits
+    scopes = [Scope(name, limits, entity.spend)] if limits.limits_anything else []
+    model_budget = limits.model_budget(group)
+    if model_budget is not None:
+        scopes.append(Scope(f"model-{name}:{group}", model_budget))
+    return scopes

@@ -17,8 +17,10 @@ from workers.db import rows
 from workers.db.tables import (
     api_keys,
     budgets,
+    daily_group_spend,
     end_users,
     organizations,
+    spend_logs,
     team_memberships,
     teams,
     users,
@@ -97,3 +99,19 @@ async def _reset_sharers(conn: AsyncConnection, budget_id: str) -> list[tuple[st
     )
     changed += [("team_member", f"{team}/{user}") for team, user in members.all()]
     return changed
+
+
+async def proxy_spend(conn: AsyncConnection, since: datetime | None) -> float:
+    """What the whole proxy spent since `since` (None: ever): the seed of the proxy-wide
+    budget's counter when Redis lost it (general_settings.max_budget has no row of its
+    own). Since a moment: the spend log's rows from then (its start_time is indexed); ever:
+    the daily model-group totals, a few rows a day."""
+    if since is None:
+        total = sa.select(sa.func.coalesce(sa.func.sum(daily_group_spend.c.spend), 0.0)).where(
+            daily_group_spend.c.group_by == "model"
+        )
+    else:
+        total = sa.select(sa.func.coalesce(sa.func.sum(spend_logs.c.spend), 0.0)).where(
+            spend_logs.c.start_time >= since
+        )
+    return float((await conn.execute(total)).scalar_one())

@@ -21,9 +21,10 @@ Layout (namespace `ns`: switchboard_settings.namespace):
     {ns}:{rt:<group>}:cursor      counter for round-robin
     {ns}:{q}:t:mirror:<kind>:<id> string: a key, team, user, member, customer or org as
                                   mirrored from the database (workers/tenancy/mirror.py)
-    {ns}:{q}:t:scope:<scope>      hash: one scope's window ("r<unix s>", "t<unix s>"
-                                  buckets, totals R, T, oldest o, newest l), leases P,
-                                  budget S (spent), V (reserved), E (period end, ms)
+    {ns}:{q}:t:sc:<scope>         hash: one scope's window totals R, T, oldest o, newest
+                                  l; leases P; budget S (spent), V (reserved), E (period
+                                  end, ms)
+    {ns}:{q}:t:win:<scope>        hash: that window's buckets "r<unix s>", "t<unix s>"
     {ns}:{q}:t:res:<rid>          hash: one admitted request's reservation, until settled
     {ns}:{q}:t:inflight           sorted set: admitted request id -> reservation expiry (ms)
     {ns}:{q}:t:ledger             stream: spend events; consumer group "ledger"
@@ -145,8 +146,15 @@ class TenancyKeys:
         return f"{self.prefix}:mirror:{kind}:{object_id}"
 
     def scope(self, scope: str) -> str:
-        """One scope's counters (workers/tenancy/admission.py names the fields)."""
-        return f"{self.prefix}:scope:{scope}"
+        """One scope's counters (workers/tenancy/admission.py names the fields). `sc`, not
+        the first layout's `scope`, whose hashes also held the window's buckets: those are
+        left behind, and a counter missing here is seeded from the database."""
+        return f"{self.prefix}:sc:{scope}"
+
+    def window(self, scope: str) -> str:
+        """One scope's rpm/tpm buckets, a field per second (kept apart from its counters:
+        see workers/tenancy/admission.py)."""
+        return f"{self.prefix}:win:{scope}"
 
     def reservation(self, request_id: str) -> str:
         return f"{self.prefix}:res:{request_id}"

@@ -251,6 +251,8 @@ class Attempts(Generic[T]):
         started = time.perf_counter()
         try:
             adapter = self.engine.adapter_for(group, target, call)
+            # A wildcard group's request is served (and priced) as the model it named.
+            self.deployment = adapter.deployment
             value, result = await self.kind.run(adapter, call, self.estimate)
             took_ms = (time.perf_counter() - started) * 1000
             self._note(group, route, reason, latency_ms=took_ms)

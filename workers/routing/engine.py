@@ -237,7 +237,8 @@ class RoutingEngine:
         ttft_ms = (time.perf_counter() - started) * 1000
         result = AttemptResult(ttft_ms=ttft_ms)
         rest = TrackedBatches(self, group, route, batches, started, result, estimate, first)
-        return first, rest, Outcome(deployment=route.deployment, upstream_ms=ttft_ms)
+        # A wildcard group's stream is priced as the model it named (adapter_for).
+        return first, rest, Outcome(deployment=adapter.deployment, upstream_ms=ttft_ms)
 
     def attempts(
         self, group: str, call: Call, kind: AttemptKind[T], num_retries: int | None, scope: Scope

@@ -49,6 +49,7 @@ from workers.runtime import continuation
 from workers.runtime.continuation import Delivered, Splice
 from workers.runtime.jobs import Job, ReplyRefused, ReplyTaken, ReplyWriter, now_ms
 from workers.runtime.worker_metrics import WorkerMetrics
+from workers.tenancy import settle
 from workers.upstream_text import for_client
 from workers.validation import decode_request
 from workers.wire import (
@@ -109,8 +110,10 @@ class Executor:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
+            # Charged what its provider produced so far, as a finished request (#17).
+            meta = job.produced.meta(self.worker_id) if job.produced is not None else None
             await asyncio.shield(
-                self.writer.write(job, Record(seq=job.seq, end=envelopes.CANCELLED))
+                self.writer.write(job, Record(seq=job.seq, end=envelopes.CANCELLED, meta=meta))
             )
         except (ReplyTaken, ReplyRefused):
             raise
@@ -270,12 +273,14 @@ class Executor:
     ) -> None:
         """Write a stream's batches as records, then its end with the usage."""
         usage: Usage | None = None
+        job.produced = settle.Produced(outcome.deployment, len(job.envelope.body))
         meta: Meta | None = self._meta(outcome, job=job)
         try:
             batch: list[ChatCompletionChunk] | None = first
             while batch is not None:
                 if splice is not None:
                     batch = splice.batch(batch)
+                job.produced.add(batch)
                 chunks, batch_usage = formatter.frame(batch)
                 usage = batch_usage or usage
                 if batch_usage is not None:

@@ -47,6 +47,7 @@ class Job:
         "taken_from",
         "is_taken_over",
         "resumes_stream",
+        "produced",
     )
 
     def __init__(
@@ -78,6 +79,8 @@ class Job:
         self.is_taken_over = False
         # Its reply already has chunks from an earlier worker: continue that stream.
         self.resumes_stream = False
+        # What its stream's provider produced so far: the cost of a cancellation (#17).
+        self.produced: settle.Produced | None = None
 
     @property
     def takeovers(self) -> int:
@@ -271,14 +274,21 @@ class ReplyWriter:
             pass
         encoded = envelopes.encode(envelopes.error_record(job.seq, error))
         reply_to = job.envelope.reply_to
+        event = settle.worker_event(envelopes.error_record(job.seq, error), now_ms())
 
         def build(pipe: Pipeline) -> int:
             queued = redis_streams.publish_record(
                 pipe, self.keys, job.request_id, encoded, reply_to
             )
-            return queued + redis_streams.ack(pipe, self.keys, job.lane, job.entry)
+            queued += redis_streams.ack(pipe, self.keys, job.lane, job.entry)
+            # Its lease and reservation go back now, not at the sweep (#17).
+            return queued + settle.queue(pipe, self.keys, job.envelope, event)
 
-        for result in await self.batcher.write(build):
+        results = await self.batcher.write(build)
+        if job.envelope.scopes is not None:
+            # Redis may refuse it too (full): logged; the sweep settles it at its deadline.
+            settle.report(job.request_id, results.pop())
+        for result in results:
             if isinstance(result, Exception):
                 raise result
 

@@ -4,8 +4,9 @@ counted and, only if all pass, the request is XADDed to its lane, in one EVALSHA
 hold exactly across any number of front doors (LiteLLM #40291, #18518: tpm kept in each
 process's memory), and admission costs no round trip of its own: it replaces the XADD.
 
-Each scope is one hash (`{ns}:{q}:t:scope:<scope>`), read with one HMGET and written
-with one HSET, so a scope costs two Redis calls however many of its limits are set:
+Each scope is one small hash (`{ns}:{q}:t:sc:<scope>`), read with one HMGET and written
+with one HSET however many of its limits are set, and, with rpm or tpm, a hash of its
+window's buckets (`{ns}:{q}:t:win:<scope>`) that an admission adds to with two HINCRBYs:
 - rpm and tpm are sliding 60 s windows of one-second buckets (`r<s>`, `t<s>`) with
   running totals (`R`, `T`), the oldest bucket (`o`) and the newest (`l`): an admission
   expires only the buckets that left the window since the last one, so its cost does not
@@ -41,22 +42,26 @@ from workers.errors import BudgetExceeded, RateLimited
 from workers.redis_streams import ENVELOPE_FIELD, Keys
 from workers.tenancy.records import Limits
 
-# KEYS[1] lane, KEYS[2] reservation, KEYS[3] in-flight set, KEYS[4..] one hash per scope.
+# KEYS[1] lane, KEYS[2] reservation, KEYS[3] in-flight set, KEYS[4..3+n] one hash per
+# scope, KEYS[4+n..3+2n] each scope's window (its per-second buckets).
 # ARGV[1] envelope, [2] request id, [3] tokens, [4] cost, [5] lease ms, [6] event,
 # [7] envelope field, [8] the scope names (msgpack, for the sweeper), [9] the soft budgets
 # (space-separated, one per scope), then one argument per scope, space-separated: rpm, tpm,
 # parallel, budget, seed spend, period end (ms), next period end (ms) (one argument, not
 # seven: redis-py's packing costs per argument). -1 means "no limit". Each scope costs one
-# HMGET and one HSET (and, once a second at most, expiring buckets that left the window).
+# HMGET and one HSET of its small hash, and with rpm or tpm two HINCRBYs of its window (and,
+# once a second at most, expiring buckets that left the window). The buckets have a hash of
+# their own because a hash of ~130 fields is a listpack Redis scans field by field: kept
+# beside the counters, they made every read and write of a scope four times dearer.
 # Floats go back as strings: Lua numbers become integers in a reply.
 ADMIT: Final = """
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tokens, cost, lease_ms = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local n = #KEYS - 3
+local n = (#KEYS - 3) / 2
 local rem_r, rem_t, lim_r, lim_t = -1, -1, -1, -1
-local flags, writes = {}, {}
+local flags, writes, buckets, fresh = {}, {}, {}, {}
 local first_spend = '0'
 local function expire_buckets(k, from, to)
   local names = {}
@@ -82,29 +87,29 @@ local function retry_after(k, from, to, prefix)
   return 1
 end
 for i = 0, n - 1 do
-  local k = KEYS[4 + i]
+  local k, kw = KEYS[4 + i], KEYS[4 + n + i]
   local v = {}
   for x in string.gmatch(ARGV[10 + i], '%S+') do v[#v + 1] = x end
   local rpm, tpm, par, maxb = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
-  local h = redis.call('HMGET', k, 'R', 'T', 'o', 'l', 'S', 'V', 'E', 'P', 'r' .. sec, 't' .. sec)
+  local h = redis.call('HMGET', k, 'R', 'T', 'o', 'l', 'S', 'V', 'E', 'P')
   local w = {}
   local f = ''
   if rpm >= 0 or tpm >= 0 then
     local reqs, toks = tonumber(h[1]) or 0, tonumber(h[2]) or 0
     local oldest, last = tonumber(h[3]), tonumber(h[4])
-    local rb, tb = tonumber(h[9]) or 0, tonumber(h[10]) or 0
     if oldest == nil or last == nil or last <= sec - 60 then
-      if oldest ~= nil and last ~= nil then expire_buckets(k, oldest, last) end
-      reqs, toks, oldest, rb, tb = 0, 0, sec, 0, 0
+      if oldest ~= nil and last ~= nil then expire_buckets(kw, oldest, last) end
+      reqs, toks, oldest = 0, 0, sec
+      fresh[i + 1] = true
     elseif oldest <= sec - 60 then
-      local r, tk = expire_buckets(k, oldest, sec - 60)
+      local r, tk = expire_buckets(kw, oldest, sec - 60)
       reqs, toks, oldest = reqs - r, toks - tk, sec - 59
     end
     if rpm >= 0 and reqs >= rpm then
-      return {'rpm', i, retry_after(k, oldest, sec, 'r'), rpm, tpm}
+      return {'rpm', i, retry_after(kw, oldest, sec, 'r'), rpm, tpm}
     end
     if tpm >= 0 and toks > 0 and toks + tokens > tpm then
-      return {'tpm', i, retry_after(k, oldest, sec, 't'), rpm, tpm}
+      return {'tpm', i, retry_after(kw, oldest, sec, 't'), rpm, tpm}
     end
     if rpm >= 0 and (rem_r < 0 or rpm - reqs - 1 < rem_r) then
       rem_r = rpm - reqs - 1; lim_r = rpm
@@ -112,8 +117,10 @@ for i = 0, n - 1 do
     if tpm >= 0 and (rem_t < 0 or tpm - toks - tokens < rem_t) then
       rem_t = math.max(0, tpm - toks - tokens); lim_t = tpm
     end
-    w = {'R', reqs + 1, 'T', toks + tokens, 'o', oldest, 'l', sec,
-         'r' .. sec, rb + 1, 't' .. sec, tb + tokens}
+    w = {'R', reqs + 1, 'T', toks + tokens}
+    buckets[i + 1] = true
+    if oldest ~= tonumber(h[3]) then w[#w + 1] = 'o'; w[#w + 1] = oldest end
+    if sec ~= tonumber(h[4]) then w[#w + 1] = 'l'; w[#w + 1] = sec end
     f = f .. 'w'
   end
   if par >= 0 then
@@ -123,18 +130,38 @@ for i = 0, n - 1 do
     f = f .. 'l'
   end
   local spent, reserved, ends = tonumber(h[5]), tonumber(h[6]) or 0, tonumber(h[7]) or -1
-  if spent == nil then spent, ends = tonumber(v[5]), tonumber(v[6]) end
-  if ends >= 0 and now >= ends then spent, ends = 0, tonumber(v[7]) end
+  local is_reset = spent == nil
+  if is_reset then spent, ends = tonumber(v[5]), tonumber(v[6]) end
+  if ends >= 0 and now >= ends then spent, ends, is_reset = 0, tonumber(v[7]), true end
   if maxb >= 0 and spent + reserved >= maxb then
     return {'budget', i, tostring(ends), tostring(spent), tostring(maxb)}
   end
-  if i == 0 then first_spend = tostring(spent) end
-  for _, v in ipairs({'S', string.format('%.17g', spent), 'E', ends,
-                      'V', string.format('%.17g', reserved + cost)}) do w[#w + 1] = v end
+  if i == 0 then first_spend = h[5] or tostring(spent) end
+  -- Only what changed is written: most admissions leave spent and the period alone.
+  if is_reset then
+    w[#w + 1] = 'S'; w[#w + 1] = string.format('%.17g', spent)
+    w[#w + 1] = 'E'; w[#w + 1] = ends
+    if i == 0 then first_spend = tostring(spent) end
+  end
+  if cost ~= 0 then
+    w[#w + 1] = 'V'; w[#w + 1] = string.format('%.17g', reserved + cost)
+  end
   writes[i + 1] = w
   flags[i + 1] = (f == '' and '-' or f)
 end
-for i = 0, n - 1 do redis.call('HSET', KEYS[4 + i], unpack(writes[i + 1])) end
+for i = 0, n - 1 do
+  if #writes[i + 1] > 0 then redis.call('HSET', KEYS[4 + i], unpack(writes[i + 1])) end
+  if fresh[i + 1] then
+    -- A value longer than hash-max-listpack-value (64 by default) makes Redis keep the
+    -- window as a hash table: a minute of buckets as a listpack is scanned field by
+    -- field at every HINCRBY (measured: half the cost of a scope).
+    redis.call('HSET', KEYS[4 + n + i], '~', string.rep('~', 65))
+  end
+  if buckets[i + 1] then
+    redis.call('HINCRBY', KEYS[4 + n + i], 'r' .. sec, 1)
+    redis.call('HINCRBY', KEYS[4 + n + i], 't' .. sec, tokens)
+  end
+end
 redis.call('HSET', KEYS[2], 'c', ARGV[4], 'k', tokens, 's', sec, 'e', ARGV[6],
   'f', table.concat(flags, ' '), 'b', ARGV[9], 'n', ARGV[8])
 redis.call('PEXPIRE', KEYS[2], lease_ms + 86400000)
@@ -231,6 +258,7 @@ def script_call(
             f"{_num(limits.rpm)} {_num(limits.tpm)} {_num(limits.parallel)} "
             f"{_num(limits.max_budget)} {scope.seed_spend!r} {current} {following}"
         )
+    script_keys += [tenancy.window(scope.name) for scope in ticket.scopes]
     return script_keys, args
 
 
@@ -321,6 +349,10 @@ SCOPE_WORDS = {
     "model": "model budget of key",
     "global": "the proxy",
 }
+# An owner's budget on one model group: `model-<scope>:<group>` (broker/tenancy.py).
+SCOPE_WORDS.update(
+    {f"model-{kind}": f"model budget of {SCOPE_WORDS[kind]}" for kind in list(SCOPE_WORDS)[1:6]}
+)
 
 
 def _describe(scope: str) -> str:

@@ -93,7 +93,7 @@ async def publish(
     if entity is None:
         pipe.delete(keys.mirror(kind, oid))
         if kind in SCOPE_PREFIX:
-            pipe.delete(keys.scope(scope_of(kind, oid)))
+            pipe.delete(keys.scope(scope_of(kind, oid)), keys.window(scope_of(kind, oid)))
     else:
         pipe.set(keys.mirror(kind, oid), records.encode(entity))
         if reset_spend and kind in SCOPE_PREFIX:

@@ -30,8 +30,10 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     budget_duration: str | None = None
     # The end of the current budget period (unix ms), as the database has it.
     reset_at_ms: int | None = None
-    # Per model group: its own budget (LiteLLM's model_max_budget), in USD.
+    # Per model group: its own budget (LiteLLM's model_max_budget), in USD, and the
+    # period it resets on, for a group whose entry names one.
     model_max_budget: dict[str, float] = {}
+    model_budget_duration: dict[str, str] = {}
 
     def under(self, budget: Limits | None) -> Limits:
         """These limits, with what is unset taken from `budget` (the entity's budget row)."""
@@ -57,6 +59,13 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             or self.max_budget is not None
             or self.soft_budget is not None
         )
+
+    def model_budget(self, group: str) -> Limits | None:
+        """The limits of this owner's budget on model group `group`, if it has one."""
+        limit = self.model_max_budget.get(group)
+        if limit is None:
+            return None
+        return Limits(max_budget=limit, budget_duration=self.model_budget_duration.get(group))
 
 
 NO_LIMITS: Final = Limits()
@@ -105,17 +114,26 @@ def _ms(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1000)
 
 
-def _model_budgets(raw: Any) -> dict[str, float]:
-    """LiteLLM's `model_max_budget`: `{"gpt-4o": 10}` or `{"gpt-4o": {"budget_limit": 10}}`."""
+def _model_budgets(raw: Any) -> tuple[dict[str, float], dict[str, str]]:
+    """LiteLLM's `model_max_budget`: `{"gpt-4o": 10}` or `{"gpt-4o": {"budget_limit": 10,
+    "time_period": "1d"}}` (also `max_budget` / `budget_duration`, as LiteLLM's budget
+    rows spell them): each group's limit in USD, and the period of those that reset."""
     budgets: dict[str, float] = {}
+    periods: dict[str, str] = {}
     for model, value in (raw or {}).items():
-        limit = value.get("budget_limit") if isinstance(value, dict) else value
-        if limit is not None:
-            budgets[str(model)] = float(limit)
-    return budgets
+        entry = value if isinstance(value, dict) else {"budget_limit": value}
+        limit = entry.get("budget_limit", entry.get("max_budget"))
+        if limit is None:
+            continue
+        budgets[str(model)] = float(limit)
+        period = entry.get("time_period") or entry.get("budget_duration")
+        if period:
+            periods[str(model)] = str(period)
+    return budgets, periods
 
 
 def limits_of(row: dict[str, Any]) -> Limits:
+    model_budgets, model_periods = _model_budgets(row.get("model_max_budget"))
     return Limits(
         rpm=row.get("rpm_limit"),
         tpm=row.get("tpm_limit"),
@@ -124,7 +142,8 @@ def limits_of(row: dict[str, Any]) -> Limits:
         soft_budget=row.get("soft_budget"),
         budget_duration=row.get("budget_duration"),
         reset_at_ms=_ms(row.get("budget_reset_at")),
-        model_max_budget=_model_budgets(row.get("model_max_budget")),
+        model_max_budget=model_budgets,
+        model_budget_duration=model_periods,
     )
 
 

@@ -9,23 +9,33 @@ request is counted twice and no spend event is written twice."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from workers.envelopes import DONE, RESPONSE, Envelope, Record
-from workers.redis_streams import Keys, TenancyKeys
+from workers import accounting
+from workers.deployment import Deployment
+from workers.envelopes import DONE, RESPONSE, Envelope, Meta, Record
+from workers.redis_streams import GROUP, Keys, TenancyKeys
 from workers.tenancy import events
+from workers.wire import ChatCompletionChunk, Usage
 
 log = logging.getLogger("switchboard.tenancy")
 
-# KEYS[1] reservation, KEYS[2] in-flight set, KEYS[3] ledger, KEYS[4..] one hash per scope.
-# ARGV[1] request id, [2] cost, [3] tokens, [4] worker event, [5] the event field, [6] the
-# worker field, [7] the field of the scopes whose soft budget this crossed (also returned;
-# nil when the request was already settled), [8] the request id field, [9] the field of the
-# cost charged (ARGV[2], or the reservation when ARGV[2] is negative: CHARGE_RESERVATION).
-SETTLE: Final = """
+# The gateway's estimate of a token in bytes (as admission's).
+BYTES_PER_TOKEN: Final = 4
+
+# KEYS[1] reservation, KEYS[2] in-flight set, KEYS[3] ledger, KEYS[4..3+n] one hash per
+# scope, KEYS[4+n..3+2n] their windows (RELEASE_UNSTARTED: then the lane last). ARGV[1]
+# request id, [2] cost, [3] tokens, [4] worker event, [5] the event field, [6] the worker
+# field, [7] the field of the scopes whose soft budget this crossed (also returned; nil
+# when the request was already settled), [8] the request id field, [9] the field of the
+# cost charged (ARGV[2], or the reservation when ARGV[2] is negative: CHARGE_RESERVATION);
+# RELEASE_UNSTARTED: [10] the lane's group, [11] the request's entry.
+_SETTLE_BODY = """
 local h = redis.call('HMGET', KEYS[1], 'c', 'k', 's', 'e', 'f', 'b')
 if not h[1] then return false end
 redis.call('DEL', KEYS[1])
@@ -37,10 +47,11 @@ local flags, soft = {}, {}
 for w in string.gmatch(h[5] or '', '%S+') do flags[#flags + 1] = w end
 for w in string.gmatch(h[6] or '', '%S+') do soft[#soft + 1] = tonumber(w) end
 local crossed = {}
-for i = 1, #KEYS - 3 do
+local n = (#KEYS - 3 - LANE_KEYS) / 2
+for i = 1, n do
   local k = KEYS[3 + i]
   local f = flags[i] or '-'
-  local s = redis.call('HMGET', k, 'S', 'V', 'P', 'T', 't' .. sec, 'o')
+  local s = redis.call('HMGET', k, 'S', 'V', 'P', 'T', 'o')
   if s[1] then
     local spent = tonumber(s[1]) + cost
     local w = {'S', string.format('%.17g', spent),
@@ -48,15 +59,15 @@ for i = 1, #KEYS - 3 do
     if string.find(f, 'l', 1, true) then
       w[#w + 1] = 'P'; w[#w + 1] = math.max(0, (tonumber(s[3]) or 0) - 1)
     end
-    if string.find(f, 'w', 1, true) and tokens ~= est and s[5]
-        and sec >= (tonumber(s[6]) or sec) then
-      w[#w + 1] = 't' .. sec; w[#w + 1] = tonumber(s[5]) + tokens - est
+    -- The bucket is corrected while it is in the window (expiring it subtracted it).
+    if string.find(f, 'w', 1, true) and tokens ~= est and sec >= (tonumber(s[5]) or sec) then
+      redis.call('HINCRBY', KEYS[3 + n + i], 't' .. sec, tokens - est)
       w[#w + 1] = 'T'; w[#w + 1] = (tonumber(s[4]) or 0) + tokens - est
     end
     redis.call('HSET', k, unpack(w))
     local sb = soft[i] or -1
     if cost > 0 and sb >= 0 and spent >= sb and spent - cost < sb then
-      crossed[#crossed + 1] = string.match(k, ':scope:(.*)$')
+      crossed[#crossed + 1] = string.match(k, ':sc:(.*)$')
     end
   end
 end
@@ -64,18 +75,34 @@ redis.call('XADD', KEYS[3], '*', ARGV[8], ARGV[1], ARGV[5], h[4], ARGV[6], ARGV[
   table.concat(crossed, ' '), ARGV[9], string.format('%.17g', cost))
 return crossed
 """
+SETTLE: Final = "local LANE_KEYS = 0\n" + _SETTLE_BODY
+# A request its client left before any worker read it (its entry is in no worker's pending
+# list): settled at once at no cost, so its lease and reservation do not wait for a worker
+# to reach the entry (or for the sweep, when none is running). An entry a worker holds is
+# left to that worker, which settles what it produced when the cancellation reaches it.
+RELEASE_UNSTARTED: Final = (
+    """local LANE_KEYS = 1
+if #redis.call('XPENDING', KEYS[#KEYS], ARGV[10], ARGV[11], ARGV[11], 1) > 0 then
+  return false
+end
+"""
+    + _SETTLE_BODY
+)
 
 
 def worker_event(record: Record, end_ms: int, *, delivered: bool = False) -> events.WorkerEvent:
     """The worker's half of the spend event, from the final record's bookkeeping.
 
-    A request that ends without a cost (its client left mid-stream, before the provider
-    counted) after `delivered` output is charged its reservation (CHARGE_RESERVATION): an
-    upper bound, where charging nothing would let a client spend past any budget by
-    cancelling each stream before its end (LiteLLM #26672)."""
+    A request that ended unfinished (cancelled, failed) after `delivered` output and without
+    a cost (the executor estimates what a stream produced, `Produced`; a path that could
+    not) is charged its reservation (CHARGE_RESERVATION): an upper bound, where charging
+    nothing would let a client spend past any budget by cancelling each stream before its
+    end (LiteLLM #26672). A finished request costs what its record says (0 when its
+    deployment has no price, as in LiteLLM)."""
     meta = record.meta
-    status = events.SUCCESS if record.end in (DONE, RESPONSE) else events.FAILURE
-    charges_reservation = delivered and (meta is None or meta.cost_usd is None)
+    is_finished = record.end in (DONE, RESPONSE)
+    status = events.SUCCESS if is_finished else events.FAILURE
+    charges_reservation = delivered and not is_finished and (meta is None or meta.cost_usd is None)
     if meta is None:
         spend = CHARGE_RESERVATION if charges_reservation else 0.0
         return events.WorkerEvent(end_ms=end_ms, status=status, spend=spend)
@@ -94,6 +121,50 @@ def worker_event(record: Record, end_ms: int, *, delivered: bool = False) -> eve
     )
 
 
+class Produced:
+    """What a stream's provider produced so far, counted as its batches are relayed, so a
+    stream its client cancels is charged what it cost (its prompt and the completion so
+    far, estimated at the gateway's 4 bytes a token) rather than its whole reservation."""
+
+    __slots__ = ("deployment", "prompt_tokens", "completion_chars")
+
+    def __init__(self, deployment: Deployment, prompt_bytes: int) -> None:
+        self.deployment = deployment
+        self.prompt_tokens = prompt_bytes // BYTES_PER_TOKEN + 1
+        self.completion_chars = 0
+
+    def add(self, batch: Sequence[ChatCompletionChunk]) -> None:
+        chars = 0
+        for chunk in batch:
+            for choice in chunk.choices:
+                delta = choice.delta
+                chars += len(delta.content or "") + len(delta.reasoning_content or "")
+                for call in delta.tool_calls or ():
+                    if call.function is not None:
+                        chars += len(call.function.arguments or "")
+        self.completion_chars += chars
+
+    def meta(self, worker: str) -> Meta:
+        """The cancelled stream's bookkeeping: its estimated usage and what that cost (0 on
+        a deployment without a price, as a finished request there)."""
+        completion = -(-self.completion_chars // BYTES_PER_TOKEN)
+        usage = Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=completion,
+            total_tokens=self.prompt_tokens + completion,
+        )
+        cost = accounting.cost_for(usage, self.deployment).cost_usd
+        return Meta(
+            deployment=self.deployment.label,
+            provider=self.deployment.provider,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=completion,
+            cost_usd=cost or 0.0,
+            worker=worker,
+            estimated_tokens=usage.total_tokens,
+        )
+
+
 # The spend that says: charge what was reserved (the script knows it, the worker not).
 CHARGE_RESERVATION: Final = -1.0
 
@@ -104,6 +175,7 @@ def script_call(
     script_keys = [tenancy.reservation(request_id), tenancy.inflight, tenancy.ledger]
     for scope in scopes:
         script_keys.append(tenancy.scope(scope))
+    script_keys += [tenancy.window(scope) for scope in scopes]
     args = [
         request_id,
         repr(event.spend),
@@ -136,3 +208,20 @@ def report(request_id: str, result: Any) -> None:
         log.warning("could not settle the spend of %s: %s", request_id, result)
     elif result:
         log.warning("request %s crossed the soft budget of %s", request_id, result)
+
+
+async def release_unstarted(redis: Redis, keys: Keys, envelope: Envelope, entry: bytes) -> bool:
+    """Settle, at no cost, a request its client left before any worker read its entry
+    (RELEASE_UNSTARTED); whether it did. One round trip, off the latency path."""
+    if envelope.scopes is None:
+        return False
+    script_keys, args = script_call(
+        keys.tenancy,
+        envelope.request_id,
+        envelope.scopes,
+        events.WorkerEvent(end_ms=int(time.time() * 1000), status=events.FAILURE),
+    )
+    script_keys.append(keys.lane(envelope.lane))
+    args += [GROUP, entry]
+    result = await redis.eval(RELEASE_UNSTARTED, len(script_keys), *script_keys, *args)  # type: ignore[misc]  # redis-py's sync-or-async union
+    return result is not None

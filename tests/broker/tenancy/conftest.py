@@ -32,6 +32,11 @@ PRICED = """\
     api_key: sk-fake
     input_cost_per_token: 0
     output_cost_per_token: 0.0001
+- model_name: "openai/*"
+  litellm_params:
+    model: "openai/*"
+    api_base: {base}
+    api_key: sk-fake
 """
 
 

@@ -46,33 +46,30 @@ def _in_a_minute() -> int:
 
 async def test_buckets_that_left_the_window_no_longer_count(redis: Any, keys: Keys) -> None:
     now = int(time.time())
-    scope = keys.tenancy.scope(SCOPE)
+    scope, window = keys.tenancy.scope(SCOPE), keys.tenancy.window(SCOPE)
     # 3 requests 70 s ago (gone from the window), 2 requests 30 s ago (still in it).
+    await redis.hset(scope, mapping={"R": 5, "T": 50, "o": now - 70, "l": now - 30})
     await redis.hset(
-        scope,
-        mapping={
-            "R": 5, "T": 50, "o": now - 70, "l": now - 30,
-            f"r{now - 70}": 3, f"t{now - 70}": 30, f"r{now - 30}": 2, f"t{now - 30}": 20,
-        },
-    )  # fmt: skip
+        window,
+        mapping={f"r{now - 70}": 3, f"t{now - 70}": 30, f"r{now - 30}": 2, f"t{now - 30}": 20},
+    )
     await admit(redis, keys, "req_1", ticket(Limits(rpm=3)))  # 2 in the window: admitted
     with pytest.raises(RateLimited) as refused:
         await admit(redis, keys, "req_2", ticket(Limits(rpm=3)))
     assert refused.value.retry_after_s == 30.0  # when the requests of 30 s ago leave
     fields = await redis.hgetall(scope)
-    assert f"r{now - 70}".encode() not in fields
+    assert f"r{now - 70}".encode() not in await redis.hgetall(window)
     assert int(fields[b"R"]) == 3 and int(fields[b"o"]) == now - 59
 
 
 async def test_a_window_idle_past_a_minute_starts_empty(redis: Any, keys: Keys) -> None:
     now = int(time.time())
-    scope = keys.tenancy.scope(SCOPE)
-    await redis.hset(
-        scope, mapping={"R": 9, "T": 90, "o": now - 200, "l": now - 100, f"r{now - 100}": 9}
-    )
+    scope, window = keys.tenancy.scope(SCOPE), keys.tenancy.window(SCOPE)
+    await redis.hset(scope, mapping={"R": 9, "T": 90, "o": now - 200, "l": now - 100})
+    await redis.hset(window, mapping={f"r{now - 100}": 9})
     admitted = await admit(redis, keys, "req_1", ticket(Limits(rpm=2)))
     assert admitted.headers["x-ratelimit-remaining-requests"] == "1"
-    assert f"r{now - 100}".encode() not in await redis.hgetall(scope)
+    assert f"r{now - 100}".encode() not in await redis.hgetall(window)
 
 
 async def test_tpm_refuses_past_the_limit_and_settlement_corrects_the_estimate(
