@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import time
 
+from prometheus_client import Gauge
+
 from workers.loop_lag import LoopLag
 
 # How often the cap moves: a tick long enough for the last move to show in the lag.
@@ -39,14 +41,26 @@ def batch_share(concurrency: int, max_share: float) -> int:
 
 
 class BatchPace:
-    def __init__(self, concurrency: int, max_share: float, busy_loop_lag_ms: float) -> None:
+    def __init__(
+        self,
+        concurrency: int,
+        max_share: float,
+        busy_loop_lag_ms: float,
+        gauge: Gauge | None = None,
+    ) -> None:
         self.share = batch_share(concurrency, max_share)
+        self.gauge = gauge
         self.lag = LoopLag(busy_loop_lag_ms)
         self.is_adaptive = busy_loop_lag_ms > 0
         # Start small: a worker joining a busy service ramps up rather than burst.
         self.cap = 1.0 if self.is_adaptive else float(self.share)
         self._interactive_at = -INTERACTIVE_RECENT_S
         self._cut_at = 0.0
+        self._show()
+
+    def _show(self) -> None:
+        if self.gauge is not None:
+            self.gauge.set(int(self.cap))
 
     def saw_interactive(self, now: float) -> None:
         self._interactive_at = now
@@ -66,6 +80,7 @@ class BatchPace:
                 self._cut_at = now
         else:
             self.cap = min(float(self.share), self.cap + 1)
+        self._show()
 
     async def run(self) -> None:
         """Measure the loop's lag and move the cap, for as long as the worker runs."""

@@ -113,7 +113,10 @@ class Worker:
         self._batch_quiet_until = 0.0
         # How many batch lines this worker may hold now (workers/runtime/batch_pace.py).
         self.batch_pace = BatchPace(
-            options.concurrency, options.batch_max_share, options.batch_busy_loop_lag_ms
+            options.concurrency,
+            options.batch_max_share,
+            options.batch_busy_loop_lag_ms,
+            self.metrics.batch_pace,
         )
         # Requests whose clients left before this worker read them (from the cancel channel).
         self._cancelled: OrderedDict[str, None] = OrderedDict()
