@@ -33,10 +33,13 @@ from workers.testing.server import FakeUpstream
 __all__ = ["clients"]
 
 # The processes tests' line model, priced: each line costs something.
-PRICED_LINE = SLOW_LINE + """\
+PRICED_LINE = (
+    SLOW_LINE
+    + """\
   model_info:
     base_model: gpt-4o-mini
 """
+)
 
 
 async def api(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Any:
