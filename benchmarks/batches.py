@@ -4,20 +4,24 @@ interactive traffic running beside it.
     python -m benchmarks.batches [--lines 20000] [--upstream-latency 0.02] [--out DIR]
 
 Starts the fake upstream and `switchboard up` (1 front door, 1 worker, embedded Redis),
-then measures, in order:
-1. interactive alone: c=8 closed-loop chat requests for `--interactive-s` seconds (p50/p99);
-2. the same `--lines` requests sent directly, `--direct-concurrency` at a time (drain rate);
-3. the same lines as one batch (upload, create, poll to the end) while the c=8 interactive
-   load runs again (the batch's drain rate, interactive p50/p99 during it).
+then measures:
+1. the `--lines` requests sent directly, `--direct-concurrency` at a time (drain rate);
+2. `--rounds` times, side by side: interactive alone (c=8 closed-loop chat requests for
+   `--interactive-s` seconds), then the same lines as one batch (upload, create, poll to
+   the end) with the c=8 interactive load beside it. Alternating the two spreads the
+   noise of a shared machine over both; the latencies of all rounds are pooled.
 
-The issue's bar: the batch adds at most 20% to interactive p99 (on the 2-core machine).
-Results go to `<out>/batches.json` and are printed as a table.
+Each phase also records each process's CPU seconds, the workers' queue wait per lane and
+the load average (benchmarks/batch_probes.py); `--py-spy` profiles the front door and the
+worker during the first batch. The issue's bar: the batch adds at most 20% to interactive
+p99 (on the 2-core machine). Results go to `<out>/batches.json` and are printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -29,6 +33,7 @@ from typing import Any
 import aiohttp
 import yaml
 
+from benchmarks.batch_probes import Phase, process_roles, profiled
 from benchmarks.procs import Service, wait_http_ready
 from benchmarks.run import upstream
 from tests.broker.processes import free_port
@@ -42,7 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lines", type=int, default=20_000)
     parser.add_argument("--upstream-latency", type=float, default=0.02, help="seconds")
     parser.add_argument("--interactive-concurrency", type=int, default=8)
-    parser.add_argument("--interactive-s", type=float, default=10.0)
+    parser.add_argument("--interactive-s", type=float, default=15.0)
+    parser.add_argument("--rounds", type=int, default=2, help="alone/batch pairs")
+    parser.add_argument("--py-spy", action="store_true", help="profile the first batch")
     parser.add_argument("--direct-concurrency", type=int, default=64)
     parser.add_argument("--worker-concurrency", type=int, default=256)
     parser.add_argument("--max-share", type=float, default=None, help="batches.max_share")
@@ -194,40 +201,96 @@ async def check_output(http: aiohttp.ClientSession, url: str, file_id: str, line
         raise RuntimeError(f"the output has {len(seen)} lines, {len(set(seen))} distinct")
 
 
-async def measure(url: str, args: Any) -> dict[str, Any]:
+class Probe:
+    """The service's processes and metrics ports, read around each phase."""
+
+    def __init__(self, service_pid: int, metrics_port: int, out: Path) -> None:
+        self.by_role = process_roles(service_pid)
+        # `up --metrics-port`: the front door at the port, the worker at the next.
+        self.metrics_urls = [f"http://127.0.0.1:{metrics_port + 1}/metrics"]
+        self.out = out
+
+    def phase(self) -> Phase:
+        return Phase(self.by_role, self.metrics_urls)
+
+
+async def measure(url: str, args: Any, probe: Probe) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {KEY}"}
     connector = aiohttp.TCPConnector(limit=args.direct_concurrency + 16)
+    rounds: list[dict[str, Any]] = []
+    alone_all: list[float] = []
+    during_all: list[float] = []
     async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
         await timed_interactive(http, url, argparse.Namespace(**{**vars(args), "interactive_s": 2}))
-        alone = percentiles(await timed_interactive(http, url, args))
+        phase = probe.phase()
+        await phase.start(http)
         direct_s = await direct(http, url, args)
-        batch_s, during = await batch(http, url, args)
-    beside = percentiles(during)
+        direct_phase = await phase.stop(http, direct_s)
+        for number in range(args.rounds):
+            phase = probe.phase()
+            await phase.start(http)
+            alone = await timed_interactive(http, url, args)
+            alone_phase = await phase.stop(http, args.interactive_s)
+            phase = probe.phase()
+            await phase.start(http)
+            spy = args.py_spy and number == 0
+            with profiled(probe.by_role, probe.out, 20.0) if spy else contextlib.nullcontext():
+                batch_s, during = await batch(http, url, args)
+            batch_phase = await phase.stop(http, batch_s)
+            rounds.append(
+                {
+                    "alone": {**percentiles(alone), **alone_phase},
+                    "batch": {**percentiles(during), **batch_phase},
+                    "batch_lines_per_s": args.lines / batch_s,
+                }
+            )
+            alone_all += alone
+            during_all += during
+    pooled_alone, pooled_during = percentiles(alone_all), percentiles(during_all)
     return {
         "lines": args.lines,
         "upstream_latency_s": args.upstream_latency,
-        "interactive_alone": alone,
-        "interactive_during_batch": beside,
-        "p99_added_pct": (beside["p99_ms"] / alone["p99_ms"] - 1) * 100,
-        "direct": {"seconds": direct_s, "lines_per_s": args.lines / direct_s},
-        "batch": {"seconds": batch_s, "lines_per_s": args.lines / batch_s},
+        "interactive_alone": pooled_alone,
+        "interactive_during_batch": pooled_during,
+        "p99_added_pct": (pooled_during["p99_ms"] / pooled_alone["p99_ms"] - 1) * 100,
+        "direct": {"lines_per_s": args.lines / direct_s, **direct_phase},
+        "batch": {
+            "lines_per_s": statistics.median(r["batch_lines_per_s"] for r in rounds),
+        },
+        "rounds": rounds,
     }
 
 
 def markdown(result: dict[str, Any]) -> str:
     alone, during = result["interactive_alone"], result["interactive_during_batch"]
-    return "\n".join(
-        [
-            f"| {result['lines']} lines, upstream {result['upstream_latency_s'] * 1000:.0f} ms "
-            "| lines/s | interactive p50 (ms) | interactive p99 (ms) |",
-            "|---|---|---|---|",
-            f"| interactive alone (c=8) | | {alone['p50_ms']:.1f} | {alone['p99_ms']:.1f} |",
-            f"| sent directly | {result['direct']['lines_per_s']:.0f} | | |",
-            f"| as a batch, c=8 interactive beside it | {result['batch']['lines_per_s']:.0f} "
-            f"| {during['p50_ms']:.1f} | {during['p99_ms']:.1f} "
-            f"({result['p99_added_pct']:+.0f}%) |",
-        ]
-    )
+    lines = [
+        f"| {result['lines']} lines, upstream {result['upstream_latency_s'] * 1000:.0f} ms "
+        "| lines/s | interactive p50 (ms) | interactive p99 (ms) |",
+        "|---|---|---|---|",
+        f"| interactive alone (c=8) | | {alone['p50_ms']:.1f} | {alone['p99_ms']:.1f} |",
+        f"| sent directly | {result['direct']['lines_per_s']:.0f} | | |",
+        f"| as a batch, c=8 interactive beside it | {result['batch']['lines_per_s']:.0f} "
+        f"| {during['p50_ms']:.1f} | {during['p99_ms']:.1f} "
+        f"({result['p99_added_pct']:+.0f}%) |",
+        "",
+        "| round, phase | p50 / p99 (ms) | queue wait p99 (ms): lanes | CPU s by process "
+        "| load average |",
+        "|---|---|---|---|---|",
+    ]
+    phases = [("direct", result["direct"] | {"p50_ms": 0.0, "p99_ms": 0.0})]
+    for number, found in enumerate(result["rounds"], 1):
+        phases += [(f"{number} {name}", found[name]) for name in ("alone", "batch")]
+    for name, phase in phases:
+        waits = ", ".join(
+            f"{lane} {wait['p99_ms']:.0f}" for lane, wait in sorted(phase["queue_wait"].items())
+        )
+        cpu = ", ".join(f"{role} {used:.1f}" for role, used in phase["cpu_s"].items())
+        load = "-".join(f"{value:.1f}" for value in phase["load_average"])
+        lines.append(
+            f"| {name} ({phase['seconds']:.0f} s) "
+            f"| {phase['p50_ms']:.1f} / {phase['p99_ms']:.1f} | {waits} | {cpu} | {load} |"
+        )
+    return "\n".join(lines)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -235,14 +298,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch, upstream(args.out, None) as upstream_port:
         directory = Path(scratch)
         config = write_config(directory, upstream_port, args)
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         argv = [sys.executable, "-m", "broker.cli", "--log-level", "WARNING", "up"]
         argv += ["--config", str(config), "--port", str(port), "--data-dir", str(directory)]
+        argv += ["--metrics-port", str(metrics_port)]
         service = Service("switchboard-batches", argv, log_path=args.out / "batches-up.log")
         service.start()
         try:
             await wait_http_ready(port, "/health/readiness", 60, service)
-            return await measure(f"http://127.0.0.1:{port}", args)
+            probe = Probe(service.pid, metrics_port, args.out)
+            return await measure(f"http://127.0.0.1:{port}", args, probe)
         finally:
             service.stop()
 

@@ -137,6 +137,9 @@ class BatchJob:
         self.done |= failed_ids
         counts = self.batch.request_counts
         self.batch.request_counts = RequestCounts(counts.total, completed, len(failed_ids))
+        # The cost of every line done, those finished after the last checkpoint included.
+        costs = await output.line_costs(self.store, output.cost_key(self.batch.id))
+        self.batch.cost_usd = sum(costs.get(custom_id, 0.0) for custom_id in self.done)
         sent = await redis_streams.sent_lines(self.redis, self.keys, self.batch.id)
         lines = await self._custom_ids(set(sent))
         lost = await self._lost(sent)
@@ -275,6 +278,7 @@ class BatchJob:
         good: list[bytes] = []
         bad: list[bytes] = []
         lines: list[Line] = []
+        costs: list[tuple[str, float]] = []
         replies = await redis_streams.all_records(self.redis, self.keys, ended)
         for request_id, raws in zip(ended, replies, strict=True):
             record = _final_record(raws)
@@ -286,7 +290,11 @@ class BatchJob:
             (good if is_ok else bad).append(written)
             self.done.add(line.custom_id)
             if record.meta is not None and record.meta.cost_usd:
-                self.batch.cost_usd += record.meta.cost_usd
+                costs.append((line.custom_id, record.meta.cost_usd))
+        if costs:
+            # Before the output: a line written out always has its cost on file.
+            await self.store.append(output.cost_key(self.batch.id), output.cost_lines(costs))
+            self.batch.cost_usd += sum(cost for _, cost in costs)
         await self._write(good, bad, lines)
         for request_id in ended:
             del self.in_flight[request_id]

@@ -6,11 +6,16 @@ Each finished line is one JSON line: `{"id", "custom_id", "response": {"status_c
 file, and a line that never ran (the window passed) has `response: null` and an `error`.
 The files are appended to and synced before a line counts as done, so they are the truth:
 after a crash a line is done exactly when its custom_id is in one of them.
+
+Beside them, `<batch id>.cost` holds each line's cost (`{"custom_id", "cost_usd"}` lines),
+appended before the line's output: a runner that starts again sums it over the lines
+done, so the batch's running cost loses nothing to a crash between two checkpoints.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
 import msgspec
 
@@ -45,8 +50,15 @@ class DoneLine(msgspec.Struct):
     custom_id: str
 
 
+class LineCost(msgspec.Struct):
+    custom_id: str
+    cost_usd: float
+
+
+COST_SUFFIX = ".cost"
 encode = msgspec.json.Encoder().encode
 decode_done = msgspec.json.Decoder(DoneLine).decode
+decode_cost = msgspec.json.Decoder(LineCost).decode
 
 
 def _compact(body: bytes) -> msgspec.Raw:
@@ -80,19 +92,40 @@ def _line_id() -> str:
     return BATCH_REQUEST_PREFIX + os.urandom(12).hex()
 
 
+def cost_key(batch_id: str) -> str:
+    return batch_id + COST_SUFFIX
+
+
+def cost_lines(costs: list[tuple[str, float]]) -> bytes:
+    return b"".join(encode(LineCost(custom_id, cost)) + b"\n" for custom_id, cost in costs)
+
+
 async def done_lines(store: BlobStore, key: str) -> set[str]:
     """The custom_ids a file holds; a torn last line (a crash mid-append) is cut off first."""
+    return {decode_done(line).custom_id async for line in whole_lines(store, key)}
+
+
+async def line_costs(store: BlobStore, key: str) -> dict[str, float]:
+    """Each line's cost from a batch's cost file (the last one written, if a line's reply
+    was read twice: its runner died between the cost and the output)."""
+    costs: dict[str, float] = {}
+    async for line in whole_lines(store, key):
+        cost = decode_cost(line)
+        costs[cost.custom_id] = cost.cost_usd
+    return costs
+
+
+async def whole_lines(store: BlobStore, key: str) -> AsyncIterator[bytes]:
+    """A file's complete lines; a torn last line (a crash mid-append) is cut off after."""
     size = await store.size(key)
     if not size:
-        return set()
-    done: set[str] = set()
+        return
     kept = 0
     async for line in split_lines(store.read_stream(key), MAX_OUTPUT_LINE_BYTES):
         if kept + len(line) + 1 > size:
             break  # the last line has no newline: torn
         kept += len(line) + 1
         if line:
-            done.add(decode_done(line).custom_id)
+            yield line
     if kept < size:
         await store.truncate(key, kept)
-    return done

@@ -94,3 +94,18 @@ def test_dashboards_and_alerts_read_only_catalogued_metrics() -> None:
 
 def test_the_alert_rules_cover_the_failure_modes() -> None:
     assert set(alert_rules()) == EXPECTED_ALERTS
+
+
+def test_the_queue_dashboard_shows_the_batch_panels_issue_20_names() -> None:
+    """Batches in progress, lines per second, the batch lane's depth (and the workers'
+    pace); the live Prometheus test (test_prometheus.py) checks each returns data."""
+    queue = next(path for path in DASHBOARDS if path.stem == "queue")
+    queries = {panel["title"]: panel["targets"] for panel in panels(load_dashboard(queue))}
+    wanted = {
+        "Batches in progress": "switchboard_batches_running",
+        "Batch lines per second": "switchboard_batch_lines_total",
+        "Batch lane depth": "switchboard_worker_batch_lines_allowed",
+    }
+    for title, metric in wanted.items():
+        assert title in queries, title
+        assert any(metric in target["expr"] for target in queries[title]), title

@@ -33,11 +33,11 @@ from workers.errors import ProviderError
 from workers.hooks import hook_metrics
 from workers.hooks.service import ServiceHooks
 from workers.log_format import REQUEST_ID
-from workers.loop_lag import LoopLag
 from workers.memory import MemoryReleaser
 from workers.providers.media import MediaPolicy
 from workers.redis_streams import Keys
 from workers.routing.engine import RoutingEngine
+from workers.runtime.batch_pace import BatchPace
 from workers.runtime.claims import Claims
 from workers.runtime.execute import Executor
 from workers.runtime.heartbeats import Heartbeats
@@ -59,6 +59,8 @@ REMEMBERED_CANCELLATIONS = 10_000
 
 # Seconds an empty batch lane is not read on its own (issue #20); the idle wait covers it.
 BATCH_QUIET_S = 0.1
+# The longest an idle read blocks while batch lines hold their pace's every slot.
+BATCH_BLOCK_MS = 20
 
 
 def new_worker_id() -> str:
@@ -109,8 +111,13 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._slot_free.set()
         self._batch_quiet_until = 0.0
-        # A worker short of CPU takes no batch line (workers/loop_lag.py).
-        self.loop_lag = LoopLag(options.batch_busy_loop_lag_ms)
+        # How many batch lines this worker may hold now (workers/runtime/batch_pace.py).
+        self.batch_pace = BatchPace(
+            options.concurrency,
+            options.batch_max_share,
+            options.batch_busy_loop_lag_ms,
+            self.metrics.batch_pace,
+        )
         # Requests whose clients left before this worker read them (from the cancel channel).
         self._cancelled: OrderedDict[str, None] = OrderedDict()
         self.claims = Claims(self)
@@ -158,7 +165,7 @@ class Worker:
                 background.start("notices", self._notices)
                 background.start("memory", self.memory.run)
                 if self.options.batch_lane is not None and self.options.batch_busy_loop_lag_ms:
-                    background.start("loop lag", self.loop_lag.run)
+                    background.start("batch pace", self.batch_pace.run)
                 for name, loop in (loops or {}).items():
                     background.start(name, loop)
                 if self.hooks is not None:
@@ -261,6 +268,10 @@ class Worker:
         lanes = tuple(lane for lane in self.options.lanes if lane != batch)
         block = self.options.block_ms
         room = self._batch_room(free)
+        if not room and batch is not None and self._batch_held():
+            # Batch lines held at their pace: an idle read waits briefly, so that the next
+            # line starts soon after one ends.
+            block = min(block, BATCH_BLOCK_MS)
         if len(lanes) == 1 and not room:
             return await redis_streams.read_requests(
                 self.redis, self.keys, self.worker_id, lanes, free, block
@@ -294,19 +305,14 @@ class Worker:
         return found
 
     def _batch_room(self, free: int) -> int:
-        """Batch lines this worker may start now: within its free slots, and within the
-        share of all its slots batch lines may hold (issue #20). While the worker is short
-        of CPU (its loop runs late) only one at a time: batches trickle on, never stall."""
-        batch = self.options.batch_lane
-        if batch is None:
+        """Batch lines this worker may start now: within its free slots and its batch pace
+        (issue #20)."""
+        if self.options.batch_lane is None:
             return 0
-        share = max(1, int(self.options.concurrency * self.options.batch_max_share))
-        if share >= self.options.concurrency and self.options.concurrency > 1:
-            share = self.options.concurrency - 1  # one slot always left for interactive
-        if self.options.batch_busy_loop_lag_ms and self.loop_lag.is_busy:
-            share = 1
-        held = sum(1 for job in self.jobs.values() if job.lane == batch)
-        return max(0, min(free, share - held))
+        return self.batch_pace.room(free, self._batch_held())
+
+    def _batch_held(self) -> int:
+        return sum(1 for job in self.jobs.values() if job.lane == self.options.batch_lane)
 
     def start(
         self,
@@ -336,6 +342,8 @@ class Worker:
             running.lane, running.entry = lane, entry
             return
         job = Job(envelope, lane, entry, deliveries=deliveries, taken_from=taken_from)
+        if lane != self.options.batch_lane:
+            self.batch_pace.saw_interactive(time.monotonic())
         self.jobs[envelope.request_id] = job
         self.metrics.job_started(lane, envelope.enqueued_ms, is_reclaimed=is_reclaimed)
         self.metrics.in_flight.set(len(self.jobs))

@@ -82,6 +82,12 @@ class WorkerMetrics:
             "Requests this worker may run at once (its slots).",
             registry=registry,
         )
+        self.batch_pace = Gauge(
+            "switchboard_worker_batch_lines_allowed",
+            "Batch lines this worker may hold now: its batch pace, which halves while "
+            "interactive requests run on a late event loop (issue #20).",
+            registry=registry,
+        )
         self.jobs_started = Counter(
             "switchboard_worker_jobs_started_total",
             "Request entries this worker started, new or reclaimed, per lane.",

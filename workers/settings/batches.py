@@ -32,9 +32,10 @@ class BatchSettings(Section, frozen=True):
     # The share of a worker's slots batch lines may hold: the rest stays free for
     # interactive requests, which never wait behind a batch for a slot.
     max_share: Annotated[float, Meta(gt=0, le=1)] = 0.75
-    # Milliseconds of event-loop lag (a process short of CPU) past which workers stop
-    # taking batch lines and runners stop queuing them, until the lag falls: batch lines
-    # use the CPU interactive traffic leaves, not only its free slots. 0: never back off.
+    # Milliseconds of event-loop lag (a process short of CPU) past which a worker running
+    # interactive requests halves the batch lines it may hold (its pace, which otherwise
+    # grows a line every 0.1 s) and a runner pauses queuing: batch lines use the CPU
+    # interactive traffic leaves, not only its free slots. 0: never back off.
     busy_loop_lag_ms: Annotated[float, Meta(ge=0)] = 5.0
     # Lines one batch may hold.
     max_lines: Annotated[int, Positive] = DEFAULT_MAX_BATCH_LINES

@@ -1,11 +1,13 @@
 """The batch lane takes only what interactive traffic leaves: a worker holds batch lines
 in at most `batches.max_share` of its slots, so an interactive request finds a free slot
-at once and is answered while a batch backlog still waits."""
+at once and is answered while a batch backlog still waits; and while interactive requests
+run on a worker short of CPU, its batch pace falls to one line (workers/runtime/batch_pace.py)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -74,33 +76,67 @@ async def test_interactive_requests_are_served_while_a_batch_backlog_waits(
         assert 1 <= most_batch_jobs <= CONCURRENCY // 2
 
 
-async def test_a_worker_short_of_cpu_takes_one_batch_line_at_a_time(
+async def held_batch_lines(
+    worker: Any, lane_name: str, most: list[int], stop: asyncio.Event
+) -> None:
+    """The most batch lines the worker held at once, sampled until `stop`."""
+    while not stop.is_set():
+        jobs = worker.worker.jobs.values()
+        most[0] = max(most[0], sum(1 for job in jobs if job.lane == lane_name))
+        await asyncio.sleep(0.005)
+
+
+async def test_a_worker_short_of_cpu_holds_one_batch_line_while_interactive_requests_run(
     fake: FakeUpstream, namespace: str, tmp_path: Path, clients: Clients
 ) -> None:
     config = batch_config(fake, namespace, tmp_path / "files", window=8)
     async with service(config, workers=1, concurrency=CONCURRENCY) as ([door], [worker]):
         # Its loop counts as late whatever it measures (workers/loop_lag.py).
-        worker.worker.loop_lag.busy_ms = -1.0
+        worker.worker.batch_pace.lag.busy_ms = -1.0
         lane_name = config.switchboard_settings.batches.lane
-        most = 0
-        watching = True
+        stop, most = asyncio.Event(), [0]
+        headers = {"Authorization": f"Bearer {KEY_A}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
 
-        async def watch() -> None:
-            nonlocal most
-            while watching:
-                jobs = worker.worker.jobs.values()
-                most = max(most, sum(1 for job in jobs if job.lane == lane_name))
-                await asyncio.sleep(0.005)
+            async def interactive() -> None:
+                while not stop.is_set():
+                    body = {"model": "gpt-test", "messages": HELLO}
+                    assert (await post(http, door.url, body))[0] == 200
 
-        watcher = asyncio.create_task(watch())
+            load = asyncio.create_task(interactive())
+            await asyncio.sleep(0.2)  # interactive traffic is about before the batch comes
+            watcher = asyncio.create_task(held_batch_lines(worker, lane_name, most, stop))
+            sdk = clients(door.url)
+            data = chat_lines(6, "slow")
+            uploaded = await sdk.files.create(file=("in.jsonl", data), purpose="batch")
+            batch = await sdk.batches.create(
+                input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            done = await finished(sdk, batch.id)
+            stop.set()
+            await asyncio.gather(load, watcher)
+        assert done.status == "completed"  # it trickled on, it did not stall
+        assert most[0] == 1
+
+
+async def test_without_interactive_traffic_a_batch_takes_its_whole_share(
+    fake: FakeUpstream, namespace: str, tmp_path: Path, clients: Clients
+) -> None:
+    """A late loop alone is no reason to yield: nothing interactive waits for the CPU."""
+    config = batch_config(fake, namespace, tmp_path / "files", window=8)
+    async with service(config, workers=1, concurrency=CONCURRENCY) as ([door], [worker]):
+        worker.worker.batch_pace.lag.busy_ms = -1.0
+        lane_name = config.switchboard_settings.batches.lane
+        stop, most = asyncio.Event(), [0]
+        watcher = asyncio.create_task(held_batch_lines(worker, lane_name, most, stop))
         sdk = clients(door.url)
-        data = chat_lines(6, "slow")
+        data = chat_lines(12, "slow")
         uploaded = await sdk.files.create(file=("in.jsonl", data), purpose="batch")
         batch = await sdk.batches.create(
             input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
         )
         done = await finished(sdk, batch.id)
-        watching = False
+        stop.set()
         await watcher
-        assert done.status == "completed"  # it trickled on, it did not stall
-        assert most == 1
+        assert done.status == "completed"
+        assert most[0] == CONCURRENCY - 1  # max_share 0.75 of 4 slots, one left
