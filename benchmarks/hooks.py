@@ -74,9 +74,9 @@ async def _case(
         cpu, wall = time.process_time(), time.perf_counter()
         latencies = await _load(door.url, body, args.requests, args.concurrency)
         for running in workers:
-            hooks = running.worker.hooks
-            if hooks is not None:
-                await hooks.dispatcher.flush(60)  # delivery is part of the cost
+            consumer = running.worker.callback_consumer
+            if consumer is not None:
+                await consumer.flush(60)  # delivery is part of the cost
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     latencies.sort()
     return {

@@ -76,6 +76,12 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     headers: dict[str, str] | None = None
     # The W3C trace context of the front door's span (issue #19); None with tracing off.
     traceparent: str | None = None
+    # The client's span the front door's continues ("" when the trace began at the front
+    # door), and when the front door's span began (unix ns): the callbacks' consumer makes
+    # the front door's span from them (workers/hooks/spans.py), so no process builds a span
+    # object on the request's path.
+    trace_parent_span: str = ""
+    trace_start_ns: int = 0
 
 
 class Meta(msgspec.Struct, array_like=True, omit_defaults=True):
