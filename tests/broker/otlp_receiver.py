@@ -99,3 +99,17 @@ class OtlpReceiver:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def _serve(port: int) -> None:
+    async with OtlpReceiver(port) as receiver:
+        print(receiver.url, flush=True)
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    # A collector in a process of its own (benchmarks/hooks.py): what it spends decoding
+    # is not the gateway's cost. `python -m tests.broker.otlp_receiver PORT`
+    import sys
+
+    asyncio.run(_serve(int(sys.argv[1])))
