@@ -36,6 +36,10 @@ class FrontDoorEvents(CallbackDispatcher):
         self.redis = redis
         self.keys = keys
 
+    @property
+    def is_active(self) -> bool:
+        return True  # the stream's consumer decides who gets it (a team's lists, say)
+
     async def _deliver(self, item: Item) -> None:
         if not isinstance(item, FrontDoorAnswer):
             return  # the front door offers nothing else
