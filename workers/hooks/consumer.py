@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
+from workers import envelopes
 from workers.hooks.custom_logger import CustomLogger, overrides
 from workers.hooks.events import CallEvent, view
 from workers.hooks.registry import Callbacks
@@ -54,18 +55,50 @@ CLOSE_GRACE_S = 5.0
 
 
 class _Event:
-    """One entry of a batch, made into what the callbacks receive (lazily, once)."""
+    """One entry of a batch, made into what the callbacks receive lazily, once: a config
+    with only span exports never decodes a body or builds LiteLLM's kwargs."""
 
-    __slots__ = ("entry_id", "request_id", "call", "event", "team_id", "_view", "_spans")
+    __slots__ = ("entry_id", "request_id", "call", "who", "hooks", "_event", "_view", "_spans")
 
-    def __init__(self, entry_id: bytes, request_id: str, call: FinishedCall, event: CallEvent):
+    def __init__(
+        self,
+        entry_id: bytes,
+        request_id: str,
+        call: FinishedCall,
+        who: events.FrontEvent | None,
+        hooks: ServiceHooks,
+    ) -> None:
         self.entry_id = entry_id
         self.request_id = request_id
         self.call = call
-        self.event = event
-        self.team_id = event.team_id
+        self.who = who
+        self.hooks = hooks
+        self._event: CallEvent | None = None
         self._view: tuple[dict[str, Any], Any] | None = None
         self._spans: list[Any] | None = None
+
+    @property
+    def team_id(self) -> str | None:
+        return self.who.team_id if self.who is not None else None
+
+    @property
+    def is_success(self) -> bool:
+        return self.call.end not in (envelopes.ERROR, envelopes.CANCELLED)
+
+    @property
+    def event(self) -> CallEvent:
+        if self._event is None:
+            who = self.who
+            event = call_event(
+                self.request_id,
+                self.call,
+                key_alias=who.key_alias if who else None,
+                team_id=who.team_id if who else None,
+            )
+            if self.hooks.transform is not None:
+                event = self.hooks.transform(event)
+            self._event = event
+        return self._event
 
     def view(self, redact: bool) -> tuple[dict[str, Any], Any]:
         if self._view is None:
@@ -111,6 +144,7 @@ class CallbackConsumer:
         settings = hooks.settings
         self.cap = settings.max_queue
         self.batch_size = settings.batch_size
+        self.linger_s = settings.linger_s
         self.retry_for_s = settings.retry_for_s
         self.callback_timeout_s = settings.callback_timeout_s
         self.redact = hooks.callbacks.turn_off_message_logging
@@ -147,6 +181,18 @@ class CallbackConsumer:
             entries = await finished_events.read_group(
                 self.redis, self.stream, self.group, self.consumer, self.batch_size, block
             )
+            if 0 < len(entries) < self.batch_size and self._closing_at is None:
+                # Let a batch fill: one export (an HTTP POST, a protobuf message) for many
+                # requests costs far less CPU than one each, and callbacks are not urgent.
+                await asyncio.sleep(self.linger_s)
+                entries += await finished_events.read_group(
+                    self.redis,
+                    self.stream,
+                    self.group,
+                    self.consumer,
+                    self.batch_size - len(entries),
+                    None,
+                )
         if not entries:
             if self._closing_at is not None:
                 await asyncio.sleep(0.05)
@@ -176,19 +222,11 @@ class CallbackConsumer:
             front = fields.get(TenancyKeys.EVENT_FIELD)
             who = events.decode_front(front) if front is not None else None
             request_id = fields[TenancyKeys.REQUEST_FIELD].decode()
-            event = call_event(
-                request_id,
-                call,
-                key_alias=who.key_alias if who else None,
-                team_id=who.team_id if who else None,
-            )
-            if self.hooks.transform is not None:
-                event = self.hooks.transform(event)
         except Exception:
             self.failed["event"] += 1
             log.exception("the finished-request event %r could not be read", entry_id)
             return None
-        return _Event(entry_id, request_id, call, event)
+        return _Event(entry_id, request_id, call, who, self.hooks)
 
     # ------------------------------------------------------------------ delivery
 
@@ -205,7 +243,7 @@ class CallbackConsumer:
         return list(owed.values())
 
     def _targets(self, item: _Event) -> list[tuple[tuple[str | None, str], str, Any]]:
-        ok = item.event.is_success
+        ok = item.is_success
         team = self.hooks.teams.get(item.team_id) if item.team_id else None
         team_names = set(_named(team, ok)) if team is not None else set()
         chosen: list[tuple[tuple[str | None, str], str, Any]] = []
@@ -291,7 +329,7 @@ class CallbackConsumer:
         if isinstance(target, CustomLogger):
             names = (
                 ("log_success_event", "async_log_success_event")
-                if item.event.is_success
+                if item.is_success
                 else ("log_failure_event", "async_log_failure_event")
             )
             hooks = [getattr(target, n) for n in names if overrides(target, n)]

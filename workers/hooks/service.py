@@ -199,9 +199,20 @@ class ServiceHooks:
         self.transform: Callable[[CallEvent], CallEvent] | None = None
         # A stream's chunks so far, per request, while message logging is on.
         self._chunks: dict[str, list[bytes]] = {}
-        self._keeps_text = not callbacks.turn_off_message_logging
+        # Message text rides the event only for callbacks that read it: not when message
+        # logging is off, nor when the only callbacks are span exports (ids and times).
+        self._keeps_text = not callbacks.turn_off_message_logging and self._reads_requests
+        self._sends_body = self._reads_requests
         # Each job's trace ids and times, when a list names `otel` or `langfuse`.
         self.traces: JobTraces | None = JobTraces() if self.is_traced else None
+
+    @property
+    def _reads_requests(self) -> bool:
+        return any(
+            name not in TRACED_NAMES
+            for c in (self.callbacks, *self.teams.values())
+            for name in (*c.success_callback, *c.failure_callback, *c.callbacks)
+        )
 
     @property
     def is_traced(self) -> bool:
@@ -274,10 +285,12 @@ class ServiceHooks:
         body, response = envelope.body, record.body
         if record.end == envelopes.DONE:
             chunks = [*chunks, *record.chunks] if self._keeps_text else []
-        if not self._keeps_text:
+        if not self._sends_body:
+            body = b""
+        elif not self._keeps_text:
             body = without_text(body)
-            if record.end == envelopes.RESPONSE:
-                response = b""
+        if not self._keeps_text and record.end == envelopes.RESPONSE:
+            response = b""
         return events.encode(
             FinishedCall(
                 kind=envelope.kind,

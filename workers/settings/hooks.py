@@ -108,6 +108,9 @@ class CallbackSettings(Section, frozen=True):
     # batch a callback failed is retried with backoff (up to 5 s apart) for `retry_for_s`,
     # then given up (counted), so a collector down for ten minutes gets every event after.
     batch_size: Annotated[int, Positive] = 200
+    # Seconds a consumer waits for a batch to fill once an event arrived (fewer, larger
+    # exports: an OTLP POST per request would cost more CPU than the spans themselves).
+    linger_s: Annotated[float, Meta(ge=0)] = 0.5
     retry_for_s: Annotated[float, Meta(ge=0)] = 3600.0
     # Seconds one callback may take for one event before it is abandoned (and counted).
     callback_timeout_s: Annotated[float, Positive] = 30.0
