@@ -19,6 +19,9 @@ from redis.exceptions import ResponseError
 from workers.redis_streams.key_names import Keys, TenancyKeys
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+# A callbacks group none of whose consumers was seen for this long no longer holds the
+# stream (a live consumer is seen every few seconds, retrying included).
+ABANDONED_MS = 3_600_000
 
 # Lua helpers: a stream id as {ms, seq} numbers (ms < 2^53 is exact in a double), and the
 # floor of one group: its oldest pending entry, or the entry after the last it was given.
@@ -48,16 +51,34 @@ local function floor_of(key, info)
 end
 """
 
-# KEYS[1] the stream; ARGV[1] the group, ARGV[2..] the ids it is done with. Acks, then
-# trims the stream below the slowest group's floor (exactly: the backlog gauges read XLEN).
+# KEYS[1] the stream; ARGV[1] the group, ARGV[2] the group that may be abandoned, ARGV[3]
+# after how long (ms), ARGV[4..] the ids ARGV[1] is done with. Acks, then trims the stream
+# below the slowest group's floor (exactly). The callbacks group holds the stream only while
+# some consumer of it was seen within ARGV[3]: callbacks turned off for good must not keep
+# every spend event in Redis forever. The ledger's group always holds it (spend is kept).
 ACK_AND_TRIM: Final = (
     _FLOOR_HELPERS
     + """
-redis.call('XACK', KEYS[1], unpack(ARGV))
+local ids = {}
+for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+local function abandoned(name)
+  if name ~= ARGV[2] then return false end
+  local consumers = redis.call('XINFO', 'CONSUMERS', KEYS[1], name)
+  if #consumers == 0 then return false end  -- just made: its first reader is on its way
+  for _, c in ipairs(consumers) do
+    for i = 1, #c, 2 do
+      if c[i] == 'idle' and tonumber(c[i + 1]) < tonumber(ARGV[3]) then return false end
+    end
+  end
+  return true
+end
 local floor = nil
 for _, info in ipairs(group_info(KEYS[1])) do
-  local f = floor_of(KEYS[1], info)
-  if floor == nil or less(f, floor) then floor = f end
+  if not abandoned(info['name']) then
+    local f = floor_of(KEYS[1], info)
+    if floor == nil or less(f, floor) then floor = f end
+  end
 end
 if floor ~= nil then
   redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f-%d', floor[1], floor[2]))
@@ -124,7 +145,9 @@ async def ack_and_trim(redis: Redis, stream: str, group: str, ids: list[bytes]) 
     left (the entries some group still has to write or deliver)."""
     if not ids:
         return int(await redis.xlen(stream))
-    left: Any = await redis.eval(ACK_AND_TRIM, 1, stream, group, *ids)  # type: ignore[misc]  # redis-py's eval is typed as sync or async
+    left: Any = await redis.eval(  # type: ignore[misc]  # redis-py's eval is typed as sync or async
+        ACK_AND_TRIM, 1, stream, group, TenancyKeys.CALLBACKS_GROUP, ABANDONED_MS, *ids
+    )
     return int(left)
 
 

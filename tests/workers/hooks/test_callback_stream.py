@@ -142,3 +142,22 @@ async def test_a_callback_that_keeps_failing_is_given_up_and_counted(
     await consumer.step()
     assert consumer.given_up == 2
     assert await finished_events.backlog(redis, keys.tenancy.ledger, CALLBACKS) == 0
+
+
+async def test_a_callbacks_group_nobody_reads_any_more_stops_holding_the_stream(
+    redis: Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = keys.tenancy.ledger
+    await _add(redis, keys, 3)
+    for group in (LEDGER, CALLBACKS):
+        await finished_events.ensure_group(redis, stream, group)
+    await finished_events.read_group(redis, stream, CALLBACKS, "gone-worker", 1, None)
+    ledger = await finished_events.read_group(redis, stream, LEDGER, "l1", 10, None)
+    ids = [i for i, _ in ledger]
+    # Its one consumer was seen just now: the group still holds what it has not acked.
+    monkeypatch.setattr(finished_events, "ABANDONED_MS", 60_000)
+    assert await finished_events.ack_and_trim(redis, stream, LEDGER, ids) == 3
+    # Callbacks turned off for good (no consumer seen for the threshold): the ledger trims.
+    monkeypatch.setattr(finished_events, "ABANDONED_MS", 0)
+    assert await finished_events.ack_and_trim(redis, stream, LEDGER, []) == 3  # no ids: no trim
+    assert await finished_events.ack_and_trim(redis, stream, LEDGER, ids[:1]) == 0
