@@ -349,7 +349,7 @@ class CallbackConsumer:
         """Wait until the group has delivered everything on the stream (tests, benchmarks)."""
         async with asyncio.timeout(timeout_s):
             while await finished_events.backlog(self.redis, self.stream, self.group):  # noqa: ASYNC110  # the backlog is in Redis, shared by processes: no event to wait on
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.05)
 
     async def aclose(self, grace_s: float = CLOSE_GRACE_S) -> None:
         """Deliver what is on the stream for up to `grace_s` (the loop must still run),
