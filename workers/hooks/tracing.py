@@ -198,15 +198,17 @@ def _provider_span(
         "gen_ai.operation.name": operation,
         "gen_ai.request.model": call.model_group,
         "gen_ai.provider.name": meta.provider,
-        "gen_ai.system": meta.provider,
         "gen_ai.response.model": meta.deployment,
         "gen_ai.usage.input_tokens": meta.prompt_tokens,
         "gen_ai.usage.output_tokens": meta.completion_tokens,
         "switchboard.request_id": request_id,
         "switchboard.attempts": meta.attempts,
-        "switchboard.fallbacks": meta.fallbacks,
         "switchboard.cost_usd": meta.cost_usd or 0.0,
     }
+    # Each attribute is a protobuf message to encode (most of tracing's CPU): the usual
+    # zero is left out, and `gen_ai.system` (deprecated for gen_ai.provider.name) too.
+    if meta.fallbacks:
+        attributes["switchboard.fallbacks"] = meta.fallbacks
     status = _OK
     if call.end == envelopes.ERROR:
         attributes["error.type"] = str(call.status)
