@@ -105,7 +105,14 @@ for _, info in ipairs(group_info(KEYS[1])) do
       local last = info['last-delivered-id']
       local skipped = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', skip)
       if #skipped > 0 then
-        redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], skipped[#skipped][1])
+        -- With ENTRIESREAD the group's lag stays exact (without it Redis forgets it).
+        local read = tonumber(info['entries-read'])
+        if read then
+          redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], skipped[#skipped][1],
+            'ENTRIESREAD', read + #skipped)
+        else
+          redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], skipped[#skipped][1])
+        end
       end
       return {pending + lag - #skipped, #skipped}
     end

@@ -110,6 +110,8 @@ async def test_the_backlog_is_held_to_the_cap_the_oldest_skipped_and_counted(
     ]
     assert seen == [f"req-{i}" for i in range(6, 10)]  # the newest four
     assert consumer.dropped == 6 and consumer.offered == 4
+    # The group's backlog is known exactly after the skip (nothing left for it).
+    assert await finished_events.backlog(redis, keys.tenancy.ledger, CALLBACKS) == 0
     # The ledger's group still has all ten: the cap skips them for the callbacks only.
     assert await finished_events.backlog(redis, keys.tenancy.ledger, LEDGER) == 10
     assert await redis.xlen(keys.tenancy.ledger) == 10
