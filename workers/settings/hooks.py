@@ -50,10 +50,11 @@ class OtelCallback(Section, frozen=True):
     endpoint: str = "http://127.0.0.1:4318/v1/traces"
     headers: dict[str, Secret] = {}
     service_name: str = "switchboard"
-    # Seconds between exports of the batched spans.
+    # The spans of requests a front door answers itself (cache hits, refusals), which it
+    # exports on its own: seconds between exports, how long a refused batch is retried, and
+    # how many wait meanwhile (oldest dropped past it). Worker-served requests' spans go
+    # through the callbacks' stream (callback_settings.batch_size, linger_s, retry_for_s).
     export_interval_s: Annotated[float, Positive] = 5.0
-    # Seconds a batch is retried while the collector is down or failing, before it is
-    # dropped; meanwhile new spans wait in a queue of `max_queue` (oldest dropped past it).
     retry_for_s: Annotated[float, Meta(ge=0)] = 600.0
     max_queue: Annotated[int, Positive] = 20_000
     # The share of traces kept (a client's sampled flag decides for its own traces).
