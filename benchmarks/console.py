@@ -32,7 +32,8 @@ from redis.asyncio import Redis
 
 from broker.app import create_app, front_door_runner
 from broker.config.loader import load_config_text
-from workers.db import keys, spend, tables
+from broker.routes.keys import FRONT_DOOR
+from workers.db import key_blocks, keys, spend, tables
 from workers.db.engine import Database
 from workers.db.rows import now
 from workers.db.tables import DAILY_DIMENSIONS
@@ -166,6 +167,7 @@ async def seed(database: Database, n_keys: int, n_rows: int) -> str:
         for chunk in range(0, len(aggregates), CHUNK):
             await conn.execute(sa.insert(tables.daily_spend), aggregates[chunk : chunk + CHUNK])
         await sum_daily_groups(conn)
+        await sum_key_blocks(conn, daily)
     return request_id
 
 
@@ -189,7 +191,40 @@ async def sum_daily_groups(conn: Any) -> None:
         await conn.execute(sa.insert(target).from_select(names, select))
 
 
-async def time_pages(url: str, plan: dict[str, list[str]], repeat: int) -> dict[str, list[float]]:
+async def sum_key_blocks(conn: Any, daily: dict[tuple[Any, ...], list[float]]) -> None:
+    """The ledger's spend per key over aligned blocks of days (tables.key_spend_blocks)."""
+    blocks: dict[tuple[int, str, str], list[float]] = {}
+    for (day, token, _team, _model), measures in daily.items():
+        for level, first in key_blocks.blocks_of(day):
+            sums = blocks.setdefault((level, first, token), [0, 0, 0.0, 0])
+            for i, value in enumerate(measures):
+                sums[i] += value
+    stamp = now()
+    found = [
+        {
+            "level": level,
+            "day": first,
+            "api_key": token,
+            "prompt_tokens": p,
+            "completion_tokens": c,
+            "spend": cost,
+            "api_requests": n,
+            "successful_requests": n,
+            "failed_requests": 0,
+            "updated_at": stamp,
+        }
+        for (level, first, token), (p, c, cost, n) in blocks.items()
+    ]
+    for chunk in range(0, len(found), CHUNK):
+        await conn.execute(sa.insert(tables.key_spend_blocks), found[chunk : chunk + CHUNK])
+
+
+async def time_pages(
+    url: str, plan: dict[str, list[str]], repeat: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per page, the wall-clock ms of its calls and the CPU ms this process spent on them
+    (the front door runs here, SQLite in its threads: on a shared machine the CPU time is
+    the steadier figure; PostgreSQL's own work is in its server, so not in it)."""
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(cookie_jar=jar) as http:
         async with http.get(url + "/ui/api/session") as response:
@@ -200,13 +235,15 @@ async def time_pages(url: str, plan: dict[str, list[str]], repeat: int) -> dict[
             assert response.status == 200, await response.text()
             csrf = (await response.json())["csrf_token"]
         timings: dict[str, list[float]] = {name: [] for name in ["page shell", *plan]}
+        cpu: dict[str, list[float]] = {name: [] for name in timings}
         for _ in range(repeat):
-            started = time.perf_counter()
+            started, used = time.perf_counter(), time.process_time()
             async with http.get(url + "/ui") as response:
                 await response.read()
             timings["page shell"].append((time.perf_counter() - started) * 1000)
+            cpu["page shell"].append((time.process_time() - used) * 1000)
             for name, calls in plan.items():
-                started = time.perf_counter()
+                started, used = time.perf_counter(), time.process_time()
                 for call in calls:
                     async with http.get(
                         url + "/ui/api/call" + call, headers={"X-CSRF-Token": csrf}
@@ -214,23 +251,31 @@ async def time_pages(url: str, plan: dict[str, list[str]], repeat: int) -> dict[
                         await response.read()
                         assert response.status == 200, (call, response.status)
                 timings[name].append((time.perf_counter() - started) * 1000)
-        return timings
+                cpu[name].append((time.process_time() - used) * 1000)
+        return timings, cpu
 
 
-def report(timings: dict[str, list[float]], n_keys: int, n_rows: int, backend: str) -> str:
+def report(
+    timings: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+    n_keys: int,
+    n_rows: int,
+    backend: str,
+) -> str:
     lines = [
         f"Console pages with {n_keys:,} keys and {n_rows:,} spend rows ({backend}); "
-        f"ms per page, all of its API calls through the console:",
+        f"ms per page, all of its API calls through the console (load {os.getloadavg()[0]:.1f}):",
         "",
-        "| page | median | p95 | max | within 200 ms |",
-        "|---|---|---|---|---|",
+        "| page | median | p95 | max | CPU median | within 200 ms (p95) |",
+        "|---|---|---|---|---|---|",
     ]
     for name, values in timings.items():
         ordered = sorted(values)
         p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
         ok = "yes" if p95 <= TARGET_MS else "no"
         lines.append(
-            f"| {name} | {statistics.median(values):.1f} | {p95:.1f} | {ordered[-1]:.1f} | {ok} |"
+            f"| {name} | {statistics.median(values):.1f} | {p95:.1f} | {ordered[-1]:.1f} "
+            f"| {statistics.median(cpu[name]):.1f} | {ok} |"
         )
     return "\n".join(lines)
 
@@ -241,7 +286,10 @@ async def main(args: argparse.Namespace) -> None:
         database = Database(database_url)
         await database.migrate()
         began = time.perf_counter()
-        request_id = await seed(database, args.keys, args.rows)
+        if args.seeded:  # a database an earlier run seeded (and kept): its last request
+            request_id = f"req_bench_{args.rows - 1:08d}"
+        else:
+            request_id = await seed(database, args.keys, args.rows)
         if database.dialect == "postgresql":
             # What autovacuum does to a database that has been running: statistics for the
             # planner, and a visibility map so index-only scans skip the table. SQLite is
@@ -264,7 +312,12 @@ async def main(args: argparse.Namespace) -> None:
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
             url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-            timings = await time_pages(url, pages(date.today(), request_id), args.repeat)
+            # A front door that just started copies every key into the Redis mirror in the
+            # background (10,000 here): a running gateway has done that long before.
+            refilling = app[FRONT_DOOR].tenancy.refilling
+            if refilling is not None:
+                await refilling
+            timings, cpu = await time_pages(url, pages(date.today(), request_id), args.repeat)
         finally:
             await runner.cleanup()
             redis = Redis.from_url(redis_url)
@@ -272,7 +325,7 @@ async def main(args: argparse.Namespace) -> None:
                 await redis.delete(key)
             await redis.aclose()
         backend = database_url.split(":", 1)[0]
-        print(report(timings, args.keys, args.rows, backend))
+        print(report(timings, cpu, args.keys, args.rows, backend))
 
 
 def parse() -> argparse.Namespace:
@@ -281,6 +334,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--seeded",
+        action="store_true",
+        help="the database at --database-url was seeded before (by this benchmark, with "
+        "the same --keys and --rows): time it as it is",
+    )
     return parser.parse_args()
 
 

@@ -1,9 +1,12 @@
-"""What the runner measures: the fake upstream itself, Switchboard (`switchboard up`) and
-LiteLLM's proxy (installed from PyPI into its own venv), all reading one config.yaml."""
+"""What the runner measures: the fake upstream itself, Switchboard (`switchboard up`),
+LiteLLM's proxy (installed from PyPI into its own venv), all reading one config.yaml, and
+Portkey's open-source gateway (installed from npm into a cache folder), routed by headers."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,6 +22,10 @@ from benchmarks.procs import Service, pinned
 LITELLM_VERSION = "1.106.12"
 LITELLM_VENV = Path(__file__).parent / ".litellm-venv"
 ROOT = Path(__file__).resolve().parent.parent
+# Portkey's gateway from npm, run as one Node.js process (`node build/start-server.js`).
+PORTKEY_VERSION = "1.15.2"
+PORTKEY_DIR = Path(__file__).parent / ".portkey"
+PORTKEY_PACKAGE = PORTKEY_DIR / "node_modules" / "@portkey-ai" / "gateway"
 
 # Model names at the upstream: the fake reads its behaviour from them.
 UPSTREAM_MODEL = "gpt-4o-mini"
@@ -29,6 +36,8 @@ UPSTREAM_SLOW_STREAM_MODEL = f"gpt-4o-mini~chunks={STREAM_CHUNKS}~chunk_delay=0.
 SOAK_WORKER_CONCURRENCY = 1024
 # Both gateways check it on every request (LiteLLM refuses to start without one).
 MASTER_KEY = "sk-bench-5f0c9d3e8a7b41c2a6e9d0f1b2c3d4e5"
+# The name suffix of a Switchboard target in issue #22's "everything on" configuration.
+EVERYTHING_ON = "-on"
 
 
 def write_config(path: Path, upstream_url: str) -> Path:
@@ -76,6 +85,10 @@ class Target:
     service: Service | None = None
     ready_path: str = "/health/liveliness"
     ready_timeout_s: float = 60.0
+    # Sent with every request: how a header-routed gateway (Portkey) finds the upstream.
+    headers: tuple[tuple[str, str], ...] = ()
+    # The key the load sends (the "everything on" target gets a database key at start).
+    api_key: str = MASTER_KEY
 
     @property
     def is_direct(self) -> bool:
@@ -106,7 +119,14 @@ def _clean_env() -> dict[str, str]:
 
 
 def switchboard(
-    port: int, config: Path, logs: Path, *, front_doors: int, workers: int, cpus: str | None
+    port: int,
+    config: Path,
+    logs: Path,
+    *,
+    front_doors: int,
+    workers: int,
+    cpus: str | None,
+    suffix: str = "",
 ) -> Target:
     argv = [
         sys.executable,
@@ -124,11 +144,12 @@ def switchboard(
         "--front-doors",
         str(front_doors),
     ]
-    name = f"switchboard-{front_doors}x{workers}"
+    name = f"switchboard-{front_doors}x{workers}{suffix}"
     service = Service(name, pinned(argv, cpus), env=_clean_env(), log_path=logs / f"{name}.log")
     return Target(
         name,
-        f"Switchboard {front_doors} front door + {workers} worker",
+        f"Switchboard {front_doors} front door + {workers} worker"
+        + (", everything on" if suffix == EVERYTHING_ON else ""),
         port,
         front_doors + workers + 1,
         cpus,
@@ -202,3 +223,67 @@ def ensure_litellm() -> str:
         check=True,
     )
     return LITELLM_VERSION
+
+
+def portkey(port: int, upstream_url: str, logs: Path, *, cpus: str | None) -> Target:
+    """Portkey's gateway, told per request (its documented headers) to call our upstream."""
+    argv = ["node", str(PORTKEY_PACKAGE / "build" / "start-server.js"), f"--port={port}"]
+    argv.append("--headless")  # no web console: the lightest documented mode
+    service = Service(
+        "portkey", pinned(argv, cpus), env=_clean_env(), log_path=logs / "portkey.log"
+    )
+    return Target(
+        "portkey",
+        f"Portkey gateway {PORTKEY_VERSION} (1 Node.js process)",
+        port,
+        1,
+        cpus,
+        UPSTREAM_MODEL,
+        UPSTREAM_STREAM_MODEL,
+        UPSTREAM_SLOW_STREAM_MODEL,
+        service,
+        ready_path="/",
+        headers=(("x-portkey-provider", "openai"), ("x-portkey-custom-host", f"{upstream_url}/v1")),
+    )
+
+
+def portkey_installed_version() -> str | None:
+    manifest = PORTKEY_PACKAGE / "package.json"
+    if not manifest.exists():
+        return None
+    version = json.loads(manifest.read_text()).get("version")
+    return version if isinstance(version, str) else None
+
+
+def ensure_portkey() -> str | None:
+    """Install the pinned Portkey gateway into benchmarks/.portkey with npm unless it is there.
+
+    None, with the reason printed, when Node.js or npm is missing or the install fails: the
+    run then measures the other targets and says Portkey was skipped.
+    """
+    if portkey_installed_version() == PORTKEY_VERSION:
+        return PORTKEY_VERSION
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        print("Node.js/npm not found: the Portkey gateway is skipped", flush=True)
+        return None
+    print(f"installing @portkey-ai/gateway@{PORTKEY_VERSION} into {PORTKEY_DIR} ...", flush=True)
+    PORTKEY_DIR.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [
+            "npm",
+            "install",
+            "--prefix",
+            str(PORTKEY_DIR),
+            "--no-audit",
+            "--no-fund",
+            # Its postinstall only patches dev tooling; the built server needs no script.
+            "--ignore-scripts",
+            f"@portkey-ai/gateway@{PORTKEY_VERSION}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0 or portkey_installed_version() != PORTKEY_VERSION:
+        print(f"npm could not install Portkey's gateway, skipped: {done.stderr[-400:]}", flush=True)
+        return None
+    return PORTKEY_VERSION

@@ -49,7 +49,9 @@ def _unique(i: int) -> dict[str, Any]:
     return {"model": "gpt-test", "messages": [{"role": "user", "content": text}]}
 
 
-async def _load(url: str, body: Body, requests: int, concurrency: int) -> list[float]:
+async def _load(
+    url: str, body: Body, requests: int, concurrency: int, path: str = "/v1/chat/completions"
+) -> list[float]:
     latencies: list[float] = []
     counter = iter(range(requests))
     async with aiohttp.ClientSession() as http:
@@ -57,7 +59,7 @@ async def _load(url: str, body: Body, requests: int, concurrency: int) -> list[f
         async def one_client() -> None:
             for i in counter:
                 started = time.perf_counter()
-                async with http.post(url + "/v1/chat/completions", json=body(i)) as response:
+                async with http.post(url + path, json=body(i)) as response:
                     await response.read()
                     assert response.status == 200, response.status
                 latencies.append(time.perf_counter() - started)
@@ -72,13 +74,14 @@ async def _case(
     body: Body,
     args: argparse.Namespace,
     before: Callable[[str], Awaitable[None]] | None = None,
+    path: str = "/v1/chat/completions",
 ) -> dict[str, Any]:
     async with service(config) as ([door], workers):
         if before is not None:
             await before(door.url)
-        await _load(door.url, body, min(50, args.requests), args.concurrency)  # warm up
+        await _load(door.url, body, min(50, args.requests), args.concurrency, path)  # warm up
         cpu, wall = time.process_time(), time.perf_counter()
-        latencies = await _load(door.url, body, args.requests, args.concurrency)
+        latencies = await _load(door.url, body, args.requests, args.concurrency, path)
         for running in workers:
             consumer = running.worker.callback_consumer
             if consumer is not None:

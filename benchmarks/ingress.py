@@ -142,6 +142,20 @@ async def measure(target: Target, args: argparse.Namespace) -> list[dict[str, An
         target.service.stop()
 
 
+# A Claude id on Bedrock: /v1/messages goes through InvokeModel natively, chat through Converse.
+BEDROCK_CLAUDE = "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+
+def provider_config(text: str, provider: str, upstream_port: int) -> str:
+    """The benchmark config with its deployments on `provider`'s API of the fake upstream."""
+    # Anthropic's and Bedrock's bases have no /v1.
+    text = text.replace(f"{upstream_port}/v1", str(upstream_port))
+    if provider == "bedrock":
+        # The key is sent as a Bedrock API key (bearer), so no SigV4 credentials are needed.
+        return text.replace("model: openai/gpt-4o-mini", f"model: {BEDROCK_CLAUDE}")
+    return text.replace("model: openai/", f"model: {provider}/")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ingress", description=__doc__)
     parser.add_argument("--concurrency", type=int, default=64)
@@ -151,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--provider",
         default="openai",
-        help="the deployments' provider: openai (default) or anthropic, where /v1/messages "
+        help="the deployments' provider: openai (default), bedrock (a Claude id: /v1/messages "
+        "natively through InvokeModel, chat through Converse) or anthropic, where /v1/messages "
         "is a native pass-through on both gateways (both send /v1/responses for openai/ "
         "deployments to the upstream's own /v1/responses, which the fake upstream serves "
         "since issue #18's native Responses; LiteLLM sends /v1/messages there too)",
@@ -166,10 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out / "config.yaml", f"http://127.0.0.1:{upstream_port}"
         )
         if args.provider != "openai":
-            text = config.read_text().replace("model: openai/", f"model: {args.provider}/")
-            if args.provider == "anthropic":  # Anthropic's base has no /v1
-                text = text.replace(f"{upstream_port}/v1", str(upstream_port))
-            config.write_text(text)
+            config.write_text(provider_config(config.read_text(), args.provider, upstream_port))
         logs = args.out / "logs"
         targets = [
             gateways.switchboard(free_port(), config, logs, front_doors=1, workers=1, cpus=None)

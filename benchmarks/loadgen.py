@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -35,7 +35,9 @@ class Sample:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
-def build_request(port: int, model: str, *, stream: bool, api_key: str) -> bytes:
+def build_request(
+    port: int, model: str, *, stream: bool, api_key: str, headers: Sequence[tuple[str, str]] = ()
+) -> bytes:
     payload: dict[str, object] = {
         "model": model,
         "messages": [{"role": "user", "content": "Say hello."}],
@@ -47,7 +49,8 @@ def build_request(port: int, model: str, *, stream: bool, api_key: str) -> bytes
     head = (
         f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Authorization: Bearer {api_key}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in headers)
+        + f"Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 

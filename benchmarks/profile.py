@@ -20,7 +20,9 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from benchmarks import gateways
 from benchmarks.loadgen import Client, build_request
@@ -68,6 +70,54 @@ def roles(root: int) -> dict[str, list[int]]:
     return found
 
 
+def redis_url_of(worker_pid: int) -> str:
+    """The embedded Redis's URL, as `up` handed it to its worker."""
+    for item in Path(f"/proc/{worker_pid}/environ").read_bytes().split(b"\0"):
+        if item.startswith(b"REDIS_URL="):
+            return item.split(b"=", 1)[1].decode()
+    raise RuntimeError("the worker has no REDIS_URL")
+
+
+def redis_counters(url: str) -> Counter[str]:
+    """Calls per command, and the bytes in and out, so far (INFO over redis-py, synchronous:
+    read twice, outside the measured window's hot path)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = cast(dict[str, object], client.info("stats"))
+        commands = cast(dict[str, dict[str, int]], client.info("commandstats"))
+    finally:
+        client.close()
+    found: Counter[str] = Counter()
+    for name, figures in commands.items():
+        found[name.removeprefix("cmdstat_")] = int(figures["calls"])
+    found["(bytes in)"] = int(str(stats["total_net_input_bytes"]))
+    found["(bytes out)"] = int(str(stats["total_net_output_bytes"]))
+    return found
+
+
+def redis_lines(before: Counter[str], after: Counter[str], done: int) -> list[str]:
+    """Redis commands and bytes per request: the capacity model's inputs. Commands a script
+    runs count under their own names (INFO commandstats does so), beside the EVAL(SHA)."""
+    used = after.copy()
+    used.subtract(before)
+    # The two INFO calls that read the counters are not the requests'.
+    used["info"] -= 2
+    calls = {name: n for name, n in used.items() if not name.startswith("(") and n > 0}
+    lines = ["", "Redis per request (INFO commandstats and stats, over the same window):", ""]
+    lines += ["| command | calls / request |", "|---|---:|"]
+    for name, n in sorted(calls.items(), key=lambda item: -item[1]):
+        lines.append(f"| {name} | {n / done:.2f} |")
+    lines.append(f"| **all** | **{sum(calls.values()) / done:.2f}** |")
+    lines += [
+        "",
+        f"Bytes per request into Redis {used['(bytes in)'] / done:,.0f}, "
+        f"out of Redis {used['(bytes out)'] / done:,.0f}.",
+    ]
+    return lines
+
+
 def area_of(frame: str) -> str:
     for area, marker in AREAS:
         if marker in frame:
@@ -92,14 +142,24 @@ def read_collapsed(path: Path) -> tuple[Counter[str], Counter[str], int]:
     return areas, functions, total
 
 
-async def drive(port: int, model: str, *, stream: bool, args: argparse.Namespace) -> int:
+async def drive(
+    port: int,
+    model: str,
+    *,
+    stream: bool,
+    args: argparse.Namespace,
+    on_window: Callable[[], None] = lambda: None,
+) -> int:
+    """Closed-loop load; `on_window` is called as the measured window opens and closes."""
     client = Client(port, build_request(port, model, stream=stream, api_key=gateways.MASTER_KEY))
     conns = await client.open(args.concurrency)
     client.start(conns)
     await asyncio.sleep(1.0)  # warm up before measuring
+    on_window()
     client.is_measuring = True
     await asyncio.sleep(args.duration)
     client.is_measuring = False
+    on_window()
     await client.stop(conns, 15.0)
     if client.sample.errors:
         raise RuntimeError(f"requests failed: {dict(client.sample.errors)}")
@@ -131,6 +191,8 @@ async def profile_mode(
         outputs = {
             role: Path(tmp, f"{role.replace(' ', '-')}.txt") for role in ("front door", "worker")
         }
+        redis_url = redis_url_of(by_role["worker"][0])
+        window: list[Counter[str]] = []
         before = {role: cpu_s(pids) for role, pids in by_role.items()}
         samplers = []
         if use_py_spy:
@@ -140,7 +202,13 @@ async def profile_mode(
                     start_py_spy(by_role[role][0], path, args.duration + 1, client_cpus)
                 )
         model = target.stream_model if stream else target.model
-        done = await drive(target.port, model, stream=stream, args=args)
+        done = await drive(
+            target.port,
+            model,
+            stream=stream,
+            args=args,
+            on_window=lambda: window.append(redis_counters(redis_url)),
+        )
         used = {role: cpu_s(pids) - before[role] for role, pids in by_role.items()}
         for sampler in samplers:
             await asyncio.to_thread(sampler.wait, 60)
@@ -159,6 +227,7 @@ async def profile_mode(
         for role, seconds in used.items():
             lines.append(f"| {role} | {seconds * 1e6 / done:,.0f} |")
         lines.append(f"| **all** | **{sum(used.values()) * 1e6 / done:,.0f}** |")
+        lines += redis_lines(window[0], window[1], done)
         if use_py_spy:
             for role, path in outputs.items():
                 lines += ["", *render_profile(role, path, args.top)]

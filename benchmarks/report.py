@@ -6,8 +6,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+from benchmarks import goals
+
 Point = dict[str, Any]
-PAIRS = {"switchboard-1x1": "litellm-1", "switchboard-2x2": "litellm-2"}
+PAIRS = {
+    "switchboard-1x1": "litellm-1",
+    "switchboard-2x2": "litellm-2",
+    "switchboard-1x1-on": "litellm-1",
+}
 
 
 def _f(value: float | None, digits: int = 1) -> str:
@@ -86,71 +92,48 @@ def summarize(document: dict[str, Any]) -> dict[str, Any]:
                     ),
                 }
             )
-    return {"vs_litellm": ratios, "targets": _targets(document, points, ratios)}
+    return {
+        "vs_litellm": ratios,
+        "vs_portkey": _peer_ratios(points, "switchboard-1x1", "portkey"),
+        "targets": goals.issue_5(document, points, ratios),
+        "targets_issue_22": [
+            *goals.issue_22(points, ratios, _burst(document), label="off: "),
+            *goals.issue_22(points, ratios, None, sb="switchboard-1x1-on", label="on: "),
+        ],
+    }
 
 
-def _check(name: str, value: float | None, goal: str, is_met: bool | None) -> dict[str, Any]:
-    return {"target": name, "value": value, "goal": goal, "met": is_met}
+def _burst(document: dict[str, Any]) -> Point | None:
+    for target in document["targets"]:
+        if "burst" in target:
+            burst: Point = target["burst"]
+            return burst
+    return None
 
 
-def _targets(
-    document: dict[str, Any], points: dict[tuple[str, str, int], Point], ratios: list[Point]
-) -> list[dict[str, Any]]:
-    sb = "switchboard-1x1"
-    checks = []
-    for r in ratios:
-        if r["ours"] == sb and r["concurrency"] == 64:
-            v = r["rps_ratio"]
-            checks.append(
-                _check(
-                    f"{r['mode']} c=64 rps vs LiteLLM", v, ">= 20x", None if v is None else v >= 20
-                )
-            )
-            v = r["cpu_ratio"]
-            checks.append(
-                _check(
-                    f"{r['mode']} c=64 CPU/request, LiteLLM's over ours",
-                    v,
-                    ">= 20x",
-                    None if v is None else v >= 20,
-                )
-            )
-    for mode, c, field, limit in (
-        ("non-stream", 1, "added_p50_ms", 1.5),
-        ("non-stream", 1, "added_p99_ms", 4.0),
-        ("non-stream", 8, "added_p50_ms", 2.0),
-        ("non-stream", 64, "added_p99_ms", 25.0),
-        ("stream", 8, "ttft_overhead_p50_ms", 2.0),
-    ):
-        v = points.get((sb, mode, c), {}).get(field)
-        checks.append(
-            _check(f"{mode} c={c} {field}", v, f"<= {limit} ms", None if v is None else v <= limit)
+def _peer_ratios(points: dict[tuple[str, str, int], Point], ours: str, theirs: str) -> list[Point]:
+    """Per point: their added latency and CPU beside ours (both on one core)."""
+    rows = []
+    for (name, mode, c), point in sorted(points.items()):
+        other = points.get((theirs, mode, c))
+        if name != ours or other is None:
+            continue
+        rows.append(
+            {
+                "mode": mode,
+                "concurrency": c,
+                "rps_ratio": _ratio(point["rps"], other["rps"]),
+                "cpu_ratio": _ratio(
+                    other.get("cpu_ms_per_request"), point.get("cpu_ms_per_request")
+                ),
+                "ours_added_p50_ms": point.get("added_p50_ms"),
+                "theirs_added_p50_ms": other.get("added_p50_ms"),
+                "ours_added_p99_ms": point.get("added_p99_ms"),
+                "theirs_added_p99_ms": other.get("added_p99_ms"),
+                "theirs_errors": other["errors"] + other.get("unfinished_at_end", 0),
+            }
         )
-    for t in document["targets"]:
-        if "soak" in t:
-            s = t["soak"]
-            ok = s["all_completed"] and s["bad_streams"] == 0 and s["errors"] == 0
-            checks.append(
-                _check(f"soak {s['requests']} streams all complete in order", None, "all", ok)
-            )
-            v = s["peak_root_rss_mib"]
-            checks.append(
-                _check("soak front door peak RSS MiB", v, "<= 400", v is not None and v <= 400)
-            )
-        if "burst" in t:
-            b = t["burst"]
-            ok = b["all_completed"] and b["server_errors_5xx"] == 0
-            checks.append(_check(f"burst {b['requests']} all complete, no 5xx", None, "all", ok))
-            v = b.get("peak_processes_rss_mib")
-            checks.append(
-                _check(
-                    "burst front door + worker peak RSS MiB (the queue is in Redis)",
-                    v,
-                    "<= 400",
-                    v is not None and v <= 400,
-                )
-            )
-    return checks
+    return rows
 
 
 COLUMNS = (
@@ -201,9 +184,34 @@ def _ratios_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _targets_table(summary: dict[str, Any]) -> str:
+def _portkey_table(summary: dict[str, Any]) -> str:
+    rows = summary.get("vs_portkey") or []
+    if not rows:
+        return "Not measured (no Node.js, or `--skip-portkey`)."
+    lines = [
+        "| mode | c | rps ratio (ours / theirs) | CPU/request ratio (theirs / ours) | "
+        "+p50 ms ours / theirs | +p99 ms ours / theirs | Portkey errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['mode']} | {r['concurrency']} | {_f(r['rps_ratio'], 2)}x | "
+            f"{_f(r['cpu_ratio'], 2)}x | {_f(r['ours_added_p50_ms'], 2)} / "
+            f"{_f(r['theirs_added_p50_ms'], 2)} | {_f(r['ours_added_p99_ms'], 2)} / "
+            f"{_f(r['theirs_added_p99_ms'], 2)} | {r['theirs_errors']} |"
+        )
+    if any(r["mode"] == "stream" and r["rps_ratio"] is None for r in rows):
+        lines.append(
+            "\nPortkey answered no stream in this run (its log is logs/portkey.log in the run's "
+            "folder). Version 1.15.2 on Node.js 20 throws `TypeError: immutable` for every "
+            "stream: it appends a header to the immutable headers of a `fetch()` response."
+        )
+    return "\n".join(lines)
+
+
+def _targets_table(summary: dict[str, Any], key: str = "targets") -> str:
     lines = ["| target (Switchboard 1+1, one core) | measured | goal | met |", "|---|---|---|---|"]
-    for c in summary["targets"]:
+    for c in summary[key]:
         met = {True: "yes", False: "**no**", None: "not measured"}[c["met"]]
         lines.append(f"| {c['target']} | {_f(c['value'], 2)} | {c['goal']} | {met} |")
     return "\n".join(lines)
@@ -249,7 +257,8 @@ run against the same fake upstream (`python -m workers.testing`) and the same cl
 - Machine: {m["cpus"]} CPUs ({m["cpu_model"]}), kernel {m["kernel"]}; load average before
   {" ".join(m["loadavg_before"])}, after {" ".join(m["loadavg_after"])}
 - Versions: Switchboard {v["switchboard_commit"]}, Python {v["python"]}, aiohttp {v["aiohttp"]},
-  redis-py {v["redis_py"]}, LiteLLM {v["litellm"] or "not measured"}
+  redis-py {v["redis_py"]}, LiteLLM {v["litellm"] or "not measured"}, Portkey gateway
+  {v.get("portkey") or "not measured"}
 - Load: closed loop, {s["duration_s"]:g} s measured after {s["warmup_s"]:g} s warm-up per point;
   streams carry {s["stream_chunks"]} content chunks with include_usage
 - Pinning: {pinning}
@@ -263,9 +272,17 @@ run against the same fake upstream (`python -m workers.testing`) and the same cl
 
 {_targets_table(document["summary"])}
 
+## Targets (issue 22)
+
+{_targets_table(document["summary"], "targets_issue_22")}
+
 ## Against LiteLLM (same process count)
 
 {_ratios_table(document["summary"])}
+
+## Against Portkey's gateway (both on one core)
+
+{_portkey_table(document["summary"])}
 
 ## Soak and burst
 

@@ -5,14 +5,15 @@
     python -m benchmarks.run --quick --skip-litellm
 
 Starts the fake OpenAI upstream (`python -m workers.testing`), then for each target (direct,
-Switchboard 1+1 and 2+2, LiteLLM 1 and 2 workers) runs non-stream and stream load at each
+Switchboard 1+1 and 2+2, LiteLLM 1 and 2 workers, Portkey's gateway as one Node.js process when
+Node.js is present) runs non-stream and stream load at each
 concurrency, and on Switchboard 1+1 a soak of concurrent streams and a queued burst. Writes
 results.json, RESULTS.md and latency plots into --out, and (unless --quick) RESULTS.md and
 the plots into benchmarks/.
 
 Pinning (2+ cores): this client and the upstream share CPU 0; single-process-count gateways
-(Switchboard 1+1 with its Redis, LiteLLM 1 worker) get CPU 1 to themselves, so their figures
-are "one core". The 2-process layouts run unpinned across every core, client included.
+(Switchboard 1+1 with its Redis, LiteLLM 1 worker, Portkey) get CPU 1 to themselves, so
+their figures are "one core". The 2-process layouts run unpinned across every core, client included.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks import gateways, report, scenarios
+from benchmarks import gateways, realistic, report, scenarios
 from benchmarks.gateways import Target
-from benchmarks.procs import pinned, wait_http_ready
+from benchmarks.procs import MIB, descendants, pinned, rss_bytes, wait_http_ready
 
 HERE = Path(__file__).resolve().parent
 
@@ -42,7 +43,10 @@ HERE = Path(__file__).resolve().parent
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short points, smaller soak/burst")
-    parser.add_argument("--skip-litellm", action="store_true", help="measure only ourselves")
+    parser.add_argument("--skip-litellm", action="store_true", help="no LiteLLM proxy target")
+    parser.add_argument(
+        "--skip-portkey", action="store_true", help="no Portkey gateway target (needs Node.js)"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument(
         "--results-md",
@@ -58,6 +62,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--soak-streams", type=int)
     parser.add_argument("--burst-requests", type=int)
     parser.add_argument("--burst-connections", type=int)
+    parser.add_argument(
+        "--everything-on",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also Switchboard 1+1 with a database key, the ledger and an otel callback",
+    )
+    parser.add_argument("--settle-s", type=float, help="idle seconds before the burst's last RSS")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args(argv)
@@ -70,6 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "soak_streams": 300 if quick else 2000,
         "burst_requests": 2000 if quick else 20_000,
         "burst_connections": 500 if quick else 5000,
+        "settle_s": 2.0 if quick else 60.0,
     }
     if args.results_md is None:
         args.results_md = not quick
@@ -118,6 +130,8 @@ async def measure(
     try:
         if service is not None:
             await wait_http_ready(target.port, target.ready_path, target.ready_timeout_s, service)
+        if target.name.endswith(gateways.EVERYTHING_ON):
+            target.api_key = await realistic.database_key(target.port)
         points = []
         for stream in (False, True):
             for concurrency in args.concurrency_list:
@@ -128,6 +142,7 @@ async def measure(
                     duration_s=args.duration,
                     warmup_s=args.warmup,
                     drain_s=15.0,
+                    api_key=target.api_key,
                 )
                 log(report.point_line(point))
                 points.append(point)
@@ -135,18 +150,42 @@ async def measure(
         result.update(processes=target.processes, cpus=target.cpus)
         if target.name == "switchboard-1x1":
             result["soak"] = await soak(target, args, log)
-            result["burst"] = await scenarios.many(
-                target,
-                stream=False,
-                requests=args.burst_requests,
-                connections=min(args.burst_connections, args.burst_requests),
-                timeout_s=600,
-            )
-            log(report.many_line("burst", result["burst"]))
+            result["burst"] = await burst(target, args, log)
         return result
     finally:
         if service is not None:
             service.stop()
+
+
+async def burst(
+    target: Target, args: argparse.Namespace, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The queued burst, with the tree's RSS (Redis included) idle, right after, and settled."""
+    assert target.service is not None
+    await asyncio.sleep(args.settle_s / 4)  # what the soak left behind drains first
+    idle = tree_rss_mib(target.service.pid)
+    result = await scenarios.many(
+        target,
+        stream=False,
+        requests=args.burst_requests,
+        connections=min(args.burst_connections, args.burst_requests),
+        timeout_s=600,
+    )
+    result["rss_idle_mib"] = idle
+    result["rss_after_mib"] = tree_rss_mib(target.service.pid)
+    await asyncio.sleep(args.settle_s)
+    result["rss_settled_mib"] = tree_rss_mib(target.service.pid)
+    result["settle_s"] = args.settle_s
+    log(report.many_line("burst", result))
+    log(
+        f"  tree RSS idle {result['rss_idle_mib']:.0f} MiB, after {result['rss_after_mib']:.0f}, "
+        f"{args.settle_s:g} s later {result['rss_settled_mib']:.0f}"
+    )
+    return result
+
+
+def tree_rss_mib(root: int) -> float:
+    return rss_bytes(descendants(root)) / MIB
 
 
 async def soak(
@@ -165,7 +204,7 @@ async def soak(
     return result
 
 
-def versions(litellm_version: str | None) -> dict[str, Any]:
+def versions(litellm_version: str | None, portkey_version: str | None) -> dict[str, Any]:
     import aiohttp
     import redis
 
@@ -177,6 +216,7 @@ def versions(litellm_version: str | None) -> dict[str, Any]:
         "aiohttp": aiohttp.__version__,
         "redis_py": redis.__version__,
         "litellm": litellm_version,
+        "portkey": portkey_version,
     }
 
 
@@ -209,18 +249,35 @@ def build_targets(
                 free_port(), config, logs, front_doors=front_doors, workers=workers, cpus=cpus
             )
         )
+    if args.everything_on:
+        on = realistic.everything_on(
+            config, args.out / "config-on.yaml", args.out / "data-on", args.otlp_sink.url
+        )
+        suffix = gateways.EVERYTHING_ON
+        targets.append(
+            gateways.switchboard(
+                free_port(), on, logs, front_doors=1, workers=1, cpus=plan["gateway"], suffix=suffix
+            )
+        )
     if not args.skip_litellm:
         for workers in (int(n) for n in args.litellm_workers.split(",")):
             cpus = plan["gateway"] if workers == 1 else None
             targets.append(gateways.litellm(free_port(), config, logs, workers=workers, cpus=cpus))
+    if args.portkey_version is not None:
+        upstream_url = f"http://127.0.0.1:{upstream_port}"
+        targets.append(gateways.portkey(free_port(), upstream_url, logs, cpus=plan["gateway"]))
     return targets
 
 
 async def run_all(args: argparse.Namespace, targets: list[Target]) -> list[dict[str, Any]]:
     results = []
-    for target in targets:
-        print(f"== {target.label}", flush=True)
-        results.append(await measure(target, args, lambda line: print(line, flush=True)))
+    async with args.otlp_sink as sink:
+        for target in targets:
+            print(f"== {target.label}", flush=True)
+            exports = sink.exports
+            result = await measure(target, args, lambda line: print(line, flush=True))
+            result["otlp_exports"] = sink.exports - exports
+            results.append(result)
     return results
 
 
@@ -229,11 +286,17 @@ def main(argv: list[str] | None = None) -> int:
     args.concurrency_list = [int(c) for c in args.concurrency.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     litellm_version = None if args.skip_litellm else gateways.ensure_litellm()
+    args.portkey_version = None if args.skip_portkey else gateways.ensure_portkey()
+    args.otlp_sink = realistic.OtlpSink(free_port())
     plan = cpu_plan(args.no_pin)
     if plan["client"] is not None:
         os.sched_setaffinity(0, {int(plan["client"])})
     started = time.time()
-    info = {"machine": machine(), "versions": versions(litellm_version), "pinning": plan}
+    info = {
+        "machine": machine(),
+        "versions": versions(litellm_version, args.portkey_version),
+        "pinning": plan,
+    }
     with upstream(args.out, plan["client"]) as upstream_port:
         args.direct_target = gateways.direct(upstream_port)
         targets = build_targets(args, plan, upstream_port)
@@ -254,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             "soak_streams": args.soak_streams,
             "burst_requests": args.burst_requests,
             "burst_connections": args.burst_connections,
+            "settle_s": args.settle_s,
         },
         **info,
         "targets": results,

@@ -67,7 +67,7 @@ async def load(
     check = StreamCheck(None, MIN_STREAM_EVENTS) if stream else None
     client = Client(
         target.port,
-        build_request(target.port, model, stream=stream, api_key=api_key),
+        build_request(target.port, model, stream=stream, api_key=api_key, headers=target.headers),
         stream_check=check,
     )
     conns = await client.open(concurrency)
@@ -137,7 +137,9 @@ async def many(
     check = StreamCheck(expected_text, MIN_STREAM_EVENTS) if stream else None
     client = Client(
         target.port,
-        build_request(target.port, model, stream=stream, api_key=MASTER_KEY),
+        build_request(
+            target.port, model, stream=stream, api_key=MASTER_KEY, headers=target.headers
+        ),
         stream_check=check,
         total_requests=requests,
     )

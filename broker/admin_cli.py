@@ -77,6 +77,9 @@ def add_admin_commands(commands: Any) -> None:
     create.add_argument("--tpm", type=int, default=None)
     create.add_argument("--max-parallel", type=int, default=None)
     create.add_argument("--tags", default=None, help="comma-separated")
+    create.add_argument(
+        "--guardrails", default=None, help="comma-separated: the config's guardrails it runs"
+    )
     listing = client(key_commands.add_parser("list", help="keys, their spend and budgets"))
     listing.add_argument("--team", default=None)
     listing.add_argument("--user", default=None)
@@ -222,6 +225,7 @@ def keys_create(api: Api, args: argparse.Namespace) -> tuple[Any, str]:
         "tpm_limit": args.tpm,
         "max_parallel_requests": args.max_parallel,
         "tags": _csv(args.tags),
+        "guardrails": _csv(args.guardrails),
     }
     answer = api.call("POST", "/key/generate", {k: v for k, v in body.items() if v is not None})
     shown = table([answer], ["key", *KEY_COLUMNS])

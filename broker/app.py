@@ -33,7 +33,7 @@ from broker.management import MANAGEMENT, add_management_routes, management_ctx
 from broker.response_cache import response_cache_ctx
 from broker.routes import add_operator_routes, add_routes
 from broker.routes.keys import FRONT_DOOR, OPERATOR_PORT
-from broker.routes.passthrough import add_passthrough_routes, passthrough_ctx
+from broker.routes.passthrough import PASSTHROUGH_HTTP, add_passthrough_routes, passthrough_ctx
 from broker.tenancy import start_tenancy, stop_tenancy
 from broker.tracing import front_door_tracing, tracing_ctx, tracing_middleware
 from workers.connect import connect
@@ -100,7 +100,7 @@ def create_app(
     # The callbacks first: the cache and the guardrails tell them what they answer.
     app.cleanup_ctx.append(front_hooks_ctx(config, FRONT_DOOR))
     app.cleanup_ctx.append(response_cache_ctx(config, FRONT_DOOR))
-    app.cleanup_ctx.append(guardrails_ctx(config, FRONT_DOOR))
+    app.cleanup_ctx.append(guardrails_ctx(config, FRONT_DOOR, PASSTHROUGH_HTTP))
     app.cleanup_ctx.append(management_ctx(config))
 
     async def tenancy_ctx(app: web.Application) -> AsyncIterator[None]:

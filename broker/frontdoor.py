@@ -26,6 +26,7 @@ from broker.frontdoor_metrics import FrontDoorMetrics
 from broker.model_info import describe_deployments
 from broker.monitor import ClusterMonitor
 from broker.reply_hub import ReplyHub, Waiter
+from broker.reply_trim import DeliveredReplies
 from broker.tenancy import Tenancy
 from workers import envelopes, redis_streams
 from workers.batching import WriteBatcher
@@ -100,6 +101,10 @@ class FrontDoor:
         self.model_info = describe_deployments(config)
         # The cancellations not sent yet (the supervisor owns them; this only tells).
         self.cancellations: set[asyncio.Task[None]] = set()
+        # Replies relayed whole, whose TTL is shortened in batches (broker/reply_trim.py).
+        self.delivered = DeliveredReplies(
+            lambda: self.redis, self.keys, self.settings.delivered_reply_ttl_s
+        )
         self.is_draining = False
 
     @property
@@ -126,6 +131,8 @@ class FrontDoor:
             await redis_streams.ensure_groups(self.redis, self.keys, self.watched_lanes)
             await self.hub.start(self.tasks)
             await self.monitor.start(self.tasks)
+            if self.delivered.is_enabled:
+                self.tasks.start("delivered replies", self.delivered.run, restart_after_s=1.0)
         except BaseException:
             await self.tasks.aclose()
             raise
@@ -133,6 +140,7 @@ class FrontDoor:
     async def stop(self) -> None:
         # Pending cancellations must still reach the workers: closing gives them the grace.
         await self.tasks.aclose(spawned_grace_s=self.settings.disconnect_grace_s + 2)
+        await self.delivered.flush()
         await self.enqueuer.aclose()
 
     @property
@@ -258,8 +266,13 @@ class FrontDoor:
         self.cancellations.add(task)
         task.add_done_callback(self.cancellations.discard)
 
-    async def _cancel(self, request_id: str, seq: int) -> None:
-        grace = self.settings.disconnect_grace_s
+    async def cancel_now(self, request_id: str) -> None:
+        """Cancel a request nobody waits on (a background /v1/responses request): the queue's
+        cancellation, as for a client that left, without the grace."""
+        await self._cancel(request_id, 0, grace_s=0.0)
+
+    async def _cancel(self, request_id: str, seq: int, *, grace_s: float | None = None) -> None:
+        grace = self.settings.disconnect_grace_s if grace_s is None else grace_s
         ttl = int(self.settings.reply_ttl_s)
         try:
             if grace:

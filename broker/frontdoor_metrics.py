@@ -225,6 +225,13 @@ class FrontDoorMetrics:
             registry=registry,
             multiprocess_mode=CLUSTER,
         )
+        self.queue_oldest_wait = Gauge(
+            "switchboard_queue_oldest_wait_seconds",
+            "How long the oldest entry no worker has taken yet has waited, per lane (0: none).",
+            ["lane"],
+            registry=registry,
+            multiprocess_mode=CLUSTER,
+        )
         self.dead_letters = Gauge(
             "switchboard_dead_letter_entries",
             "Entries in the dead-letter stream (cluster-wide).",

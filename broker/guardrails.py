@@ -27,16 +27,26 @@ from broker.hooks import FRONT_HOOKS
 from broker.relay import Relay
 from broker.reply_hub import Queued
 from workers import envelopes
-from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, Envelope, Record
+from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, KIND_TEXT_COMPLETION, Envelope, Record
+from workers.hooks.api_shapes import frame_event, parse_event, stream_slots
 from workers.hooks.guardrail_base import GuardrailBlocked
-from workers.hooks.guardrail_builtins import LlmJudge
+from workers.hooks.guardrail_builtins import LlmJudge, OpenAIModeration, SessionSource
 from workers.hooks.guardrails import Guardrails, caller_view, requested
 from workers.hooks.service import FrontDoorAnswer, ServiceHooks
+from workers.http import HttpClient
 from workers.settings.hooks import Guardrail
 
 # A check takes from microseconds (a regex) to seconds (a model as judge).
 DURATION_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0)
-_CALL_TYPES = {"chat": "completion", "embedding": "embeddings"}
+# LiteLLM's call type for each API a request came in (a custom guardrail's `call_type`).
+_CALL_TYPES = {
+    "chat": "completion",
+    "embedding": "embeddings",
+    "text_completion": "text_completion",
+    "messages": "anthropic_messages",
+    "responses": "responses",
+}
+_KINDS = {"embedding": KIND_EMBEDDING, "text_completion": KIND_TEXT_COMPLETION}
 
 
 class GuardrailMetrics:
@@ -68,6 +78,7 @@ class FrontDoorGuardrails:
         metrics: GuardrailMetrics,
         hooks: ServiceHooks | None,
         front: FrontDoor | None = None,
+        session: SessionSource | None = None,
     ) -> None:
         self.rules = Guardrails(entries, observer=metrics.observe)
         # Per key: the guardrails its requests always run (switchboard_settings.api_keys).
@@ -79,6 +90,9 @@ class FrontDoorGuardrails:
             for entry in self.rules.entries.values():
                 if isinstance(entry.guard, LlmJudge):
                     entry.guard.ask = functools.partial(ask_model, front)
+                elif isinstance(entry.guard, OpenAIModeration) and session is not None:
+                    group = front.config.deployments.get(entry.guard.model)
+                    entry.guard.connect(session, list(group) if group else None)
         # The front door's callbacks: a request blocked before queueing no worker sees.
         self.hooks = hooks
 
@@ -87,9 +101,13 @@ class FrontDoorGuardrails:
         A block raises GuardrailBlocked (a 400); nothing has been queued."""
         data: dict[str, Any] = orjson.loads(body)
         self.rules.check_names(data)
-        for_key = self.by_key.get(caller.alias)
+        for_key = [*self.by_key.get(caller.alias, ()), *key_guardrails(caller)]
         if for_key:
             data["guardrails"] = sorted(requested(data) | set(for_key))
+            # A database key may name a guardrail the config dropped since: refused, not
+            # skipped. The body carries the key's list, so the cache keys on it too.
+            self.rules.check_names(data)
+            body = orjson.dumps(data)
         started_s = time.time()
         try:
             if await self.rules.pre_call(data, caller_view(caller.alias), _CALL_TYPES[kind]):
@@ -99,7 +117,7 @@ class FrontDoorGuardrails:
                 self.hooks.dispatcher.offer(
                     FrontDoorAnswer(
                         request_id=caller.new_request_id(),
-                        kind=KIND_CHAT if kind == "chat" else KIND_EMBEDDING,
+                        kind=_KINDS.get(kind, KIND_CHAT),
                         model_group=str(data.get("model", "")),
                         body=body,
                         started_s=started_s,
@@ -127,6 +145,12 @@ class FrontDoorGuardrails:
             relay.check_answer = check
         elif relay.stream and self.rules.selected(data, "post_call"):
             relay.check_record = StreamCheck(self.rules, data, who)
+
+
+def key_guardrails(caller: Caller) -> tuple[str, ...]:
+    """The guardrails a database key carries (/key/generate's `guardrails`)."""
+    principal = caller.principal
+    return () if principal is None else principal.key.guardrails
 
 
 class StreamCheck:
@@ -169,32 +193,40 @@ class StreamCheck:
         return record
 
     async def _chunk(self, raw: bytes) -> bytes:
-        chunk = orjson.loads(raw)
+        """One event, in any API's shape (api_shapes.stream_slots): its new text kept for
+        the check at the end, and masked as it passes; a text it repeats (a Responses
+        `*.done` event) masked alike."""
+        name, data = parse_event(raw)
         changed = False
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if not isinstance(text, str) or not text:
-                continue
-            if self.masks:
-                message: dict[str, Any] = {"content": text}
-                piece: dict[str, Any] = {"choices": [{"index": 0, "message": message}]}
-                if await self.rules.post_call(self.data, self.who, piece, masking_only=True):
-                    text = str(message["content"])
-                    delta["content"] = text
+        for (container, key), text, index in (
+            (slot, text, index) for (slot, text), index in stream_slots(data)
+        ):
+            if self.masks and text:
+                masked = await self._mask(text)
+                if masked != text:
+                    container[key] = text = masked
                     changed = True
-            self.texts.setdefault(int(choice.get("index") or 0), []).append(text)
-        return orjson.dumps(chunk) if changed else raw
+            if index is not None:
+                self.texts.setdefault(index, []).append(text)
+        return frame_event(name, data) if changed else raw
+
+    async def _mask(self, text: str) -> str:
+        message: dict[str, Any] = {"content": text}
+        piece: dict[str, Any] = {"choices": [{"index": 0, "message": message}]}
+        await self.rules.post_call(self.data, self.who, piece, masking_only=True)
+        return str(message["content"])
 
 
 GUARDRAILS = web.AppKey("guardrails", FrontDoorGuardrails)
 
 
 def guardrails_ctx(
-    config: Config, front_door: web.AppKey[FrontDoor]
+    config: Config, front_door: web.AppKey[FrontDoor], http: web.AppKey[HttpClient]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """Its metrics always (the catalog lists them); the guardrails when the config has any.
-    A custom guardrail that cannot be imported stops the start."""
+    A custom guardrail that cannot be imported stops the start. `http`: the front door's
+    upstream session (openai_moderation calls through it; opened by a later context, so
+    looked up at each call)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         metrics = GuardrailMetrics(app[front_door].metrics.registry)
@@ -203,7 +235,11 @@ def guardrails_ctx(
             try:
                 _check_judges(config)
                 app[GUARDRAILS] = FrontDoorGuardrails(
-                    list(config.guardrails), metrics, app.get(FRONT_HOOKS), app[front_door]
+                    list(config.guardrails),
+                    metrics,
+                    app.get(FRONT_HOOKS),
+                    app[front_door],
+                    lambda: app[http].session,
                 )
             except ValueError as exc:  # a custom guardrail that cannot be imported
                 raise ConfigError("guardrails", str(exc)) from exc
@@ -224,8 +260,18 @@ def _check_key_guardrails(config: Config) -> None:
 
 
 def _check_judges(config: Config) -> None:
+    """An llm_judge's model group exists; an openai_moderation's model group, when `model`
+    names one, is OpenAI's (its /v1/moderations)."""
     for i, entry in enumerate(config.guardrails):
         model = entry.litellm_params.model
+        group = config.deployments.get(model or "", ())
+        if entry.litellm_params.guardrail == "openai_moderation" and group:
+            if group[0].provider != "openai":
+                raise ConfigError(
+                    f"guardrails[{i}].litellm_params.model",
+                    f"{model!r} is served by {group[0].provider}; openai_moderation needs "
+                    "an OpenAI deployment (or LiteLLM's api_base and api_key)",
+                )
         if entry.litellm_params.guardrail == "llm_judge" and model not in config.deployments:
             raise ConfigError(
                 f"guardrails[{i}].litellm_params.model", f"{model!r} is no model group"

@@ -52,6 +52,7 @@ class ClusterMonitor:
             lane: (metrics.queue_depth.labels(lane), metrics.queue_pending.labels(lane))
             for lane in self.lanes
         }
+        self._wait_gauges = {lane: metrics.queue_oldest_wait.labels(lane) for lane in self.lanes}
         # Model group -> deployment names whose routing figures /metrics shows.
         self.deployments = {group: list(names) for group, names in (deployments or {}).items()}
         families = FigureFamilies(
@@ -89,6 +90,9 @@ class ClusterMonitor:
             depth_gauge, pending_gauge = self._gauges[lane]
             depth_gauge.set(waiting)
             pending_gauge.set(held)
+        waits = await redis_streams.queue_waits(self.redis, self.keys, self.lanes)
+        for lane, wait_s in waits.items():
+            self._wait_gauges[lane].set(wait_s)
         self.live_workers = await redis_streams.live_workers(
             self.redis, self.keys, now, self.worker_ttl_s
         )

@@ -186,7 +186,8 @@ RESPONSE_ID: dict[str, Any] = {
 
 
 def _responses_paths() -> dict[str, Any]:
-    """The Responses API (issue #18): create, and the stored responses' read and delete."""
+    """The Responses API (issue #18): create, and the stored responses' read, delete and
+    (a native background response's) cancel."""
     stored = _json({"type": "object"})
     create = _inference(
         "Create a model response, for any deployment (SSE with `stream: true`)",
@@ -198,6 +199,12 @@ def _responses_paths() -> dict[str, Any]:
     create["post"]["responses"]["200"]["content"] = {**stored, **SSE}
     one = _get("getResponse", "A stored response", stored, parameters=[RESPONSE_ID])
     deleted = _get("deleteResponse", "Delete a stored response", stored, parameters=[RESPONSE_ID])
+    cancel = _get(
+        "cancelResponse",
+        "Cancel a background response (one a native deployment runs)",
+        stored,
+        parameters=[RESPONSE_ID],
+    )
     page = [
         RESPONSE_ID,
         {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
@@ -210,6 +217,7 @@ def _responses_paths() -> dict[str, Any]:
         "/v1/responses/{response_id}/input_items": _get(
             "listInputItems", "A stored response's input items", stored, parameters=page
         ),
+        "/v1/responses/{response_id}/cancel": {"post": cancel["get"]},
     }
 
 

@@ -138,6 +138,8 @@ class Relay:
             if isinstance(self.gate, Coroutine):
                 self.gate.close()  # never awaited when the enqueue failed
             front.hub.unregister(self.request_id)
+            if self.is_finished and self.status != 499:
+                front.delivered.delivered(self.request_id)
             front.metrics.in_flight.dec()
             front.metrics.observe(
                 self.group,
@@ -147,6 +149,20 @@ class Relay:
                 self.overhead_s,
                 self.meta,
             )
+
+    async def detach(self) -> str:
+        """Enqueue without waiting for the answer (a background /v1/responses request: the
+        worker stores it, the client polls the store); the request id."""
+        try:
+            await self._enqueue(envelopes.encode(self.envelope))
+            self.status = 200
+        except ServiceUnavailable as exc:
+            self.status = exc.http_status
+            raise
+        finally:
+            elapsed = self.loop.time() - self.started
+            self.front.metrics.observe(self.group, self.api_key_alias, self.status, elapsed, None)
+        return self.request_id
 
     async def _pass_gate(self, waiter: Waiter) -> None:
         """Wait for the during_call check (the provider call runs meanwhile); a block
@@ -257,7 +273,8 @@ class Relay:
         try:
             if check is not None:
                 record = await check(record)
-            await response.write(sse_frames.frame(record))
+            # A post_call guardrail may end even the first record with an error event.
+            await response.write(sse_frames.frame(self._in_api(record)))
             if kept is not None:
                 kept.extend(record.chunks)
             while not record.is_final:

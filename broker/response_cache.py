@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -30,7 +29,8 @@ from broker.hooks import FRONT_HOOKS
 from broker.relay import Relay
 from workers import envelopes
 from workers.connect import connect
-from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, Meta, Record
+from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, KIND_TEXT_COMPLETION, Meta, Record
+from workers.hooks import api_shapes
 from workers.hooks.cache import (
     CachedAnswer,
     cache_digest,
@@ -38,18 +38,18 @@ from workers.hooks.cache import (
     decode_answer,
     encode_answer,
     is_cacheable,
-    replay_chunks,
 )
+from workers.hooks.replay import replay
 from workers.hooks.service import FrontDoorAnswer, ServiceHooks
 from workers.redis_streams import Keys
-from workers.sdk.assemble import stream_chunk_builder
 from workers.settings.hooks import CacheParams
 from workers.supervision import Supervisor
-from workers.wire import decode_chunk, encode
 
 log = logging.getLogger("switchboard.cache")
 
 CACHE_HEADER = "x-switchboard-cache"
+# What the callbacks are told a hit was (an Anthropic or Responses hit is a chat call).
+_KINDS = {"embedding": KIND_EMBEDDING, "text_completion": KIND_TEXT_COMPLETION}
 POOL_SIZE = 32
 # How often a request waiting on an identical one in flight looks for its answer.
 FOLLOW_POLL_S = 0.02
@@ -97,17 +97,22 @@ class ResponseCache:
         caller: Caller,
         stream: bool = False,
         include_usage: bool = False,
+        vary: dict[str, str] | None = None,
     ) -> tuple[web.StreamResponse | None, Pending | None]:
-        """(a hit's response, or None; what a miss should store, or None)."""
+        """(a hit's response, or None; what a miss should store, or None). `vary`: request
+        headers that change the answer."""
         started_s = time.time()
         parsed = orjson.loads(body)
         control = control_of(parsed, request.headers.get("Cache-Control"))
-        if not is_cacheable(self.params, kind, control):
+        if not is_cacheable(self.params, kind, control) or parsed.get("background") is True:
             return None, None
         scope = caller.alias if self.params.scope == "key" else None
-        key = self.keys.cached_answer(
-            control.namespace or self.params.namespace, cache_digest(parsed, group, kind, scope)
-        )
+        if kind == api_shapes.RESPONSES:
+            # A response is its caller's stored object, and a follow-up reads the caller's
+            # own conversation: one caller never gets another's response (or its id).
+            scope = "owner:" + caller.owner
+        digest = cache_digest(parsed, group, kind, scope, vary)
+        key = self.keys.cached_answer(control.namespace or self.params.namespace, digest)
         cached = None if control.no_cache else await self._read(key)
         if cached is not None and (control.max_age_s is None or cached.age_s <= control.max_age_s):
             return await self._hit(
@@ -126,8 +131,8 @@ class ResponseCache:
                 lock = None  # the leader gave no answer in time: go upstream too
         self.metrics.lookups.labels(group, "miss").inc()
         if control.no_store:
-            return None, Pending(self, key, None)
-        return None, Pending(self, key, control.ttl_s or self.params.ttl, lock)
+            return None, Pending(self, kind, key, None)
+        return None, Pending(self, kind, key, control.ttl_s or self.params.ttl, lock)
 
     async def _hit(
         self,
@@ -149,7 +154,7 @@ class ResponseCache:
             self.hooks.dispatcher.offer(
                 FrontDoorAnswer(
                     request_id=request_id,
-                    kind=KIND_CHAT if kind == "chat" else KIND_EMBEDDING,
+                    kind=_KINDS.get(kind, KIND_CHAT),
                     model_group=group,
                     body=body,
                     started_s=started_s,
@@ -159,7 +164,7 @@ class ResponseCache:
                 )
             )
         if stream:
-            return await _replay(request, cached, request_id, include_usage)
+            return await _replay(request, kind, cached, request_id, include_usage)
         headers = {"x-request-id": request_id, CACHE_HEADER: "hit", "x-switchboard-cost-usd": "0"}
         return web.Response(body=cached.body, content_type=JSON, headers=headers)
 
@@ -218,6 +223,7 @@ class ResponseCache:
 
     async def store(
         self,
+        kind: str,
         key: str,
         ttl_s: float,
         body: bytes,
@@ -226,16 +232,20 @@ class ResponseCache:
         lock: str | None = None,
     ) -> None:
         try:
-            await self._store(key, ttl_s, body, chunks, meta)
+            await self._store(kind, key, ttl_s, body, chunks, meta)
         finally:
             if lock is not None:
                 await self.release(lock)
 
     async def _store(
-        self, key: str, ttl_s: float, body: bytes, chunks: list[bytes], meta: Meta | None
+        self, kind: str, key: str, ttl_s: float, body: bytes, chunks: list[bytes], meta: Meta | None
     ) -> None:
         if not body and chunks:
-            body = encode(stream_chunk_builder([decode_chunk(c) for c in chunks]))
+            try:
+                body = api_shapes.assemble(kind, chunks) or b""
+            except (KeyError, TypeError, ValueError) as exc:  # events outside their API's shape
+                log.warning("streamed %s answer not stored (%s)", kind, type(exc).__name__)
+                return
         if not body or len(body) > self.params.max_entry_bytes:
             return
         cost = meta.cost_usd if meta is not None else None
@@ -251,9 +261,15 @@ class Pending:
     a coalescing leader, releases its lock once stored, or at once without an answer."""
 
     def __init__(
-        self, cache: ResponseCache, key: str, ttl_s: float | None, lock: str | None = None
+        self,
+        cache: ResponseCache,
+        kind: str,
+        key: str,
+        ttl_s: float | None,
+        lock: str | None = None,
     ) -> None:
         self.cache = cache
+        self.kind = kind
         self.key = key
         self.ttl_s = ttl_s
         self.lock = lock
@@ -267,7 +283,7 @@ class Pending:
 
         def stored(body: bytes, chunks: list[bytes], meta: Meta | None) -> None:
             self.is_answered = True
-            store = self.cache.store(self.key, ttl_s, body, chunks, meta, self.lock)
+            store = self.cache.store(self.kind, self.key, ttl_s, body, chunks, meta, self.lock)
             tasks.spawn(store, "cache store")
 
         relay.on_answer = stored
@@ -280,10 +296,11 @@ class Pending:
 
 
 async def _replay(
-    request: web.Request, cached: CachedAnswer, request_id: str, include_usage: bool
+    request: web.Request, kind: str, cached: CachedAnswer, request_id: str, include_usage: bool
 ) -> web.StreamResponse:
-    completion: dict[str, Any] = orjson.loads(cached.body)
-    chunks = replay_chunks(completion, include_usage=include_usage)
+    """A hit as the stream the caller's API sends (workers/hooks/replay.py), framed as the
+    relay frames a worker's events."""
+    chunks = replay(kind, cached.body, include_usage=include_usage)
     headers = {**sse_frames.HEADERS, "x-request-id": request_id, CACHE_HEADER: "hit"}
     headers["x-switchboard-cost-usd"] = "0"
     response = web.StreamResponse(headers=headers)

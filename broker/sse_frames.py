@@ -19,6 +19,7 @@ DONE = b"[DONE]"
 # A chunk that names its event (the Anthropic and Responses ingress APIs, workers/ingress/)
 # comes pre-framed as `event: <type>\ndata: <json>`; a chat chunk is bare JSON.
 EVENT_PREFIX = b"event: "
+FAILED_PREFIX = b"event: response.failed\n"
 # The last event of a stream whose request was cancelled (a resuming client reads it).
 CANCELLED = RequestCancelled().to_json()
 
@@ -34,7 +35,7 @@ def frame(record: Record, after_seq: int = 0) -> bytes:
     if record.end != envelopes.MORE and seq > after_seq:
         if record.end == envelopes.DONE:
             parts.append(b"id: %d\ndata: [DONE]\n\n" % seq)
-        elif record.end == envelopes.ERROR:
+        elif record.end == envelopes.ERROR and not _tells_failure(record):
             parts.append(_event(seq, record.body))
         elif record.end == envelopes.CANCELLED:
             parts.append(b"id: %d\ndata: %s\n\n" % (seq, CANCELLED))
@@ -43,6 +44,13 @@ def frame(record: Record, after_seq: int = 0) -> bytes:
             # (Its PART records, if any, frame nothing: the reader joins them first.)
             parts.append(b"id: %d\ndata: %s\n\n" % (seq, record.body))
     return b"".join(parts)
+
+
+def _tells_failure(record: Record) -> bool:
+    """Whether the record's last event already tells its error: a Responses stream ends
+    with `response.failed` (workers/ingress/responses_failure.py), which the SDKs read as
+    the end, so the error body is not framed after it."""
+    return bool(record.chunks) and record.chunks[-1].startswith(FAILED_PREFIX)
 
 
 def _event(seq: int, payload: bytes) -> bytes:

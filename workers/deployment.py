@@ -65,6 +65,9 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     # out, without calling the provider.
     mock_response: str | None = None
     mock_timeout: bool = False
+    # Whether /v1/batches sends this deployment's lines to the provider's own batch API
+    # (model_info.batch_mode `native`; issue #20) rather than Switchboard's batch lane.
+    native_batches: bool = False
 
     @property
     def label(self) -> str:

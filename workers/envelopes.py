@@ -76,12 +76,34 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     headers: dict[str, str] | None = None
     # The W3C trace context of the front door's span (issue #19); None with tracing off.
     traceparent: str | None = None
+    # A translated `background: true` /v1/responses request: the id the front door gave
+    # the response (and stored as queued) before answering; the worker fills it in.
+    response_id: str | None = None
     # The client's span the front door's continues ("" when the trace began at the front
     # door), and when the front door's span began (unix ns): the callbacks' consumer makes
-    # the front door's span from them (workers/hooks/spans.py), so no process builds a span
+    # the front door's span from them (workers/hooks/tracing.py), so no process builds a span
     # object on the request's path.
     trace_parent_span: str = ""
     trace_start_ns: int = 0
+
+
+class Attempt(msgspec.Struct, array_like=True, omit_defaults=True):
+    """One try at a deployment, as the request inspector shows it (issue #21): kept in the
+    request's spend row, so it lives as long; never any message content."""
+
+    deployment: str  # its label; "" when no deployment could take the request
+    model_group: str
+    # "ok", or why it failed: LiteLLM's exception name (RateLimitError, TimeoutError, ...);
+    # "no_deployments_available" when every deployment was cooling down or at its limits.
+    status: str = "ok"
+    latency_ms: float = 0.0
+    # Why this try was made: "" (the first), "retry" (the try before it failed), "fallback"
+    # (the group before it failed: this is the fallback group's first try).
+    reason: str = ""
+    # Its failure put the deployment in cooldown (routing skips it for `cooldown_time`).
+    cooled_down: bool = False
+    # Why nothing could take it (ours: which limits or cooldowns), for a try without one.
+    detail: str = ""
 
 
 class Meta(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -106,6 +128,11 @@ class Meta(msgspec.Struct, array_like=True, omit_defaults=True):
     # The part of prompt_tokens + completion_tokens the gateway estimated: the usage of an
     # attempt that died with its worker, whose stream another worker continued.
     estimated_tokens: int = 0
+    # Each try at a deployment, in order (retries, fallbacks): the request inspector's.
+    tried: list[Attempt] = []
+    # The lane it was queued on, and how long it waited there for a worker.
+    lane: str = ""
+    queue_wait_ms: int = 0
 
 
 class Record(msgspec.Struct, array_like=True, omit_defaults=True):

@@ -99,6 +99,9 @@ UNKNOWN_COST = Cost(cost_usd=None, is_known=False)
 
 # Providers that also serve another provider's models under that provider's names.
 _HOSTED_NAMES: dict[str, tuple[str, ...]] = {"azure": ("openai",)}
+# LiteLLM's API-route prefixes, which say how a model is called, not which it is
+# (`bedrock/converse/<id>`, `bedrock/invoke/<id>`).
+_ROUTE_PREFIXES: dict[str, tuple[str, ...]] = {"bedrock": ("converse/", "invoke/")}
 # Order in which a bare model name (no `provider/`) is looked for: the provider registry's
 # model makers first, then the hosts, so `gpt-4o` is OpenAI's price rather than Azure's.
 _BARE_NAME_ORDER: tuple[str, ...] = (*MODEL_MAKERS, *HOSTS)
@@ -133,6 +136,8 @@ def lookup_price(provider: str, model: str) -> ModelPrice | None:
 
 def _candidate_keys(provider: str, model: str) -> Iterator[str]:
     model = model.removeprefix(f"{provider}/")
+    for route in _ROUTE_PREFIXES.get(provider, ()):
+        model = model.removeprefix(route)
     providers = (provider, *_HOSTED_NAMES.get(provider, ()))
     for owner in providers:
         yield f"{owner}/{model}"

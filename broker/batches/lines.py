@@ -66,6 +66,8 @@ def parse_line(line: bytes, endpoint: str) -> InputLine:
 
 class Checked(msgspec.Struct):
     lines: int
+    # Model group -> the first model name that resolved to it (native mode's choice).
+    groups: dict[str, str] = {}
 
 
 async def check_input(
@@ -76,6 +78,7 @@ async def check_input(
     settings = front.settings
     problems: list[str] = []
     seen: set[str] = set()
+    groups: dict[str, str] = {}
     count = 0
     number = 0
     try:
@@ -88,7 +91,7 @@ async def check_input(
                 # A 50,000-line check must not hold the front door's loop (the requests it
                 # relays meanwhile) for its whole length.
                 await asyncio.sleep(0)
-            problem = _problem(line, endpoint, front, caller, seen)
+            problem = _problem(line, endpoint, front, caller, seen, groups)
             if problem is not None:
                 problems.append(f"line {number}: {problem}")
             if count > settings.batches.max_lines:
@@ -106,11 +109,16 @@ async def check_input(
             param="input_file_id",
             code="invalid_batch_input",
         )
-    return Checked(lines=count)
+    return Checked(lines=count, groups=groups)
 
 
 def _problem(
-    line: bytes, endpoint: str, front: FrontDoor, caller: Caller, seen: set[str]
+    line: bytes,
+    endpoint: str,
+    front: FrontDoor,
+    caller: Caller,
+    seen: set[str],
+    groups: dict[str, str],
 ) -> str | None:
     try:
         parsed = parse_line(line, endpoint)
@@ -120,7 +128,7 @@ def _problem(
         body = bytes(parsed.body)
         check_json_bytes(body)
         request = ENDPOINTS[endpoint].check(body, front.limits)
-        front.resolve_group(request.model, caller)
+        groups.setdefault(front.resolve_group(request.model, caller), request.model)
     except SwitchboardError as exc:
         return _message(exc)
     return None

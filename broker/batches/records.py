@@ -66,6 +66,24 @@ class Batch(msgspec.Struct, kw_only=True):
     cost_usd: float = 0.0
 
 
+class NativeState(msgspec.Struct, kw_only=True):
+    """A batch sent to its provider's own batch API (broker/batches/native_poll.py): which
+    deployment, and how far the hand-over went. Each step is recorded before the next
+    starts, so a runner that starts again goes on instead of submitting twice."""
+
+    provider: str  # "openai" or "anthropic"
+    group: str
+    deployment: str  # the deployment's label, found again in the config
+    model: str  # the model the lines named (the spend rows say it)
+    # When the provider's create call went out: a runner that finds it set without a
+    # batch_id looks for the batch before it submits again.
+    submitted_at: int | None = None
+    batch_id: str | None = None  # the provider's batch
+    cancel_sent: bool = False
+    # The provider said its batch ended: the results are being (or were) copied.
+    ended: bool = False
+
+
 class BatchRecord(msgspec.Struct, kw_only=True):
     batch: Batch
     owner: str
@@ -76,6 +94,8 @@ class BatchRecord(msgspec.Struct, kw_only=True):
     # file objects (listed, readable) when the batch ends.
     output_key: str
     error_key: str
+    # Set when the lines go to the provider's batch API rather than the batch lane.
+    native: NativeState | None = None
 
 
 class CreateBatch(msgspec.Struct):

@@ -10,6 +10,7 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
+from broker.batches import native_target
 from broker.batches.endpoints import ENDPOINTS
 from broker.batches.lines import check_input
 from broker.batches.records import (
@@ -87,6 +88,8 @@ async def create(request: web.Request) -> web.Response:
         token=caller.token if caller.principal is not None else None,
         output_key=new_file_id(),
         error_key=new_file_id(),
+        # The provider's own batch API, when the config says so (native_target.py).
+        native=native_target.choose(front.config.deployments, body.endpoint, checked.groups),
     )
     await request.app[BATCHES].put(record)
     await redis_streams.activate_batch(front.redis, front.keys, record.batch.id)

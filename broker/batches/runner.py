@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from broker.batches.job import BatchJob, fail_batch
 from broker.batches.metrics import BatchMetrics
+from broker.batches.native_poll import NativeJob
 from broker.batches.records import TERMINAL, BatchStore
 from broker.files.callers import caller_of
 from broker.files.registry import FileRegistry
@@ -39,6 +40,9 @@ class BatchRunner:
         self.settings = front.settings.batches
         self.holder = f"{front.id}:{os.urandom(4).hex()}"
         self.running: dict[str, asyncio.Task[None]] = {}
+        # Native batches among them: they wait on their provider, not on workers, so they
+        # do not count against max_running (broker/batches/native_poll.py).
+        self.native_ids: set[str] = set()
         self.metrics = BatchMetrics(front.metrics.registry)
         # This front door short of CPU queues no batch line (workers/loop_lag.py).
         self.loop_lag = LoopLag(self.settings.busy_loop_lag_ms)
@@ -79,7 +83,8 @@ class BatchRunner:
     async def _scan(self) -> None:
         redis, keys = self.front.redis, self.front.keys
         for batch_id in await redis_streams.active_batches(redis, keys):
-            if batch_id in self.running or len(self.running) >= self.settings.max_running:
+            lane_running = len(self.running) - len(self.native_ids)
+            if batch_id in self.running or lane_running >= self.settings.max_running:
                 continue
             ttl_ms = int(self.settings.lease_s * 1000)
             if await redis_streams.take_lease(redis, keys, batch_id, self.holder, ttl_ms):
@@ -143,6 +148,15 @@ class BatchRunner:
                 await fail_batch(self.batches, record, "The API key that made this batch is gone.")
             elif await self.files.store.size(record.batch.input_file_id) is None:
                 await fail_batch(self.batches, record, "The batch's input file was deleted.")
+            elif record.native is not None:
+                # The provider's own batch API runs it (broker/batches/native_poll.py).
+                native = NativeJob(self.front, self.files, self.batches, record, caller)
+                native.metrics = self.metrics
+                self.native_ids.add(batch_id)
+                try:
+                    await native.run()
+                finally:
+                    self.native_ids.discard(batch_id)
             else:
                 job = BatchJob(self.front, self.files, self.batches, record, caller)
                 job.metrics = self.metrics

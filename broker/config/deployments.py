@@ -24,6 +24,7 @@ from workers.settings import (
     ModelEntry,
     RouterSettings,
 )
+from workers.settings.models import ModelInfo
 from workers.wire import ChatCompletionRequest, EmbeddingRequest
 
 log = logging.getLogger("switchboard.config")
@@ -104,7 +105,7 @@ def _deployment(
     }
     model = _provider_model(params.model, params.custom_llm_provider)
     try:
-        return make_deployment(model, environ, **given)
+        made = make_deployment(model, environ, **given)
     except ModelNotFound as exc:
         # The model string may itself come from the environment; then it stays unsaid.
         secret = isinstance(params.model, Secret) or isinstance(params.custom_llm_provider, Secret)
@@ -113,6 +114,26 @@ def _deployment(
     except ImportError as exc:
         detail = f"the provider's support could not be loaded ({exc})"
         raise ConfigError(f"{path}.litellm_params.model", detail) from None
+    return _with_batch_mode(made, info, path)
+
+
+# Providers with a batch API Switchboard drives (broker/batches/native_*.py).
+NATIVE_BATCH_PROVIDERS = frozenset({"openai", "anthropic"})
+
+
+def _with_batch_mode(deployment: Deployment, info: ModelInfo, path: str) -> Deployment:
+    """model_info.batch_mode (or LiteLLM's mode `batch`) applied: `native` only where the
+    provider has a batch API."""
+    mode = info.batch_mode
+    if mode is None and info.mode == "batch" and deployment.provider in NATIVE_BATCH_PROVIDERS:
+        mode = "native"
+    if mode != "native":
+        return deployment
+    if deployment.provider not in NATIVE_BATCH_PROVIDERS:
+        known = ", ".join(sorted(NATIVE_BATCH_PROVIDERS))
+        detail = f"`native` needs a provider with a batch API ({known}), not {deployment.provider}"
+        raise ConfigError(f"{path}.model_info.batch_mode", detail)
+    return msgspec.structs.replace(deployment, native_batches=True)
 
 
 def _provider_model(model: str, custom_llm_provider: str | None) -> str:

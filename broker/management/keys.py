@@ -115,8 +115,35 @@ def _lifetimes(values: dict[str, Any], duration: str | None) -> dict[str, Any]:
     return with_reset(values, moment)
 
 
+def _with_guardrails(
+    call: Call, body: schemas.KeyFields, values: dict[str, Any], before: Row | None = None
+) -> dict[str, Any]:
+    """LiteLLM's per-key guardrails, `guardrails: [...]` or `metadata.guardrails`, kept in
+    the key's metadata as LiteLLM keeps them (the Redis mirror carries them to the request
+    path); each must be a guardrail of the config."""
+    metadata = values.get("metadata")
+    names: Any = body.guardrails
+    if names is None and isinstance(metadata, dict):
+        names = metadata.get("guardrails")
+    if names is None:
+        return values
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InvalidRequest("`guardrails` must be a list of guardrail names", param="guardrails")
+    known = call.management.guardrail_names
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise InvalidRequest(
+            f"unknown guardrails {unknown}: the config's guardrails are "
+            f"{sorted(known) if known else 'none'}",
+            param="guardrails",
+            code="unknown_guardrail",
+        )
+    base = metadata if metadata is not None else (before or {}).get("metadata") or {}
+    return {**values, "metadata": {**base, "guardrails": list(dict.fromkeys(names))}}
+
+
 async def create_key(conn: AsyncConnection, call: Call, body: schemas.KeyFields, key: str) -> Row:
-    values = given(body, OWNED_FIELDS)
+    values = _with_guardrails(call, body, given(body, OWNED_FIELDS))
     if not call.principal.is_admin and body.user_id is None and body.team_id is None:
         values["user_id"] = call.principal.user_id  # an internal user's key is its own
     _check_ownership(call.principal, values, "create", values)
@@ -162,7 +189,7 @@ async def update(call: Call) -> dict[str, Any]:
     body = await call.body(schemas.UpdateKeyRequest)
     async with call.transaction() as conn:
         before = await _managed(conn, call, body.key)
-        values = given(body, OWNED_FIELDS)
+        values = _with_guardrails(call, body, given(body, OWNED_FIELDS), before)
         _check_ownership(call.principal, {**before, **values}, "update", values)
         await _check_team(conn, {**values, "models": values.get("models", before["models"])})
         await _check_alias(conn, values.get("key_alias"), before["token"])
@@ -274,7 +301,7 @@ async def regenerate(call: Call) -> dict[str, Any]:
     async with call.transaction() as conn:
         before = await _managed(conn, call, name)
         call.principal.require_writer("regenerate keys")
-        changed = given(body, OWNED_FIELDS)
+        changed = _with_guardrails(call, body, given(body, OWNED_FIELDS), before)
         values = {**before, **changed}
         _check_ownership(call.principal, values, "regenerate", changed)
         token = keys.hash_token(new_key)

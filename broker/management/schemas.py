@@ -78,9 +78,12 @@ class KeyFields(Limits, kw_only=True):
     blocked: bool | None = None
     spend: Usd | None = None
     key_type: Literal["default"] | None = None
+    # The config's guardrails every request with this key runs (kept in metadata.guardrails,
+    # as LiteLLM keeps them).
+    guardrails: Names | None = None
 
     litellm_unimplemented: ClassVar[frozenset[str]] = UNIMPLEMENTED_LIMITS | frozenset(
-        """aliases config permissions guardrails policies prompts allowed_cache_controls
+        """aliases config permissions policies prompts allowed_cache_controls
         enforced_params allowed_passthrough_routes allowed_vector_store_indexes rpm_limit_type
         tpm_limit_type router_settings access_group_ids agent_id project_id auto_rotate
         rotation_interval send_invite_email temp_budget_increase temp_budget_expiry""".split()

@@ -10,6 +10,8 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from broker.management.access import denied
 from broker.management.http import Call, day_start, endpoint
 from workers.db import audit, keys, spend
@@ -82,14 +84,31 @@ async def report(call: Call) -> list[dict[str, Any]] | dict[str, Any]:
     async with call.transaction() as conn:
         if view == "totals":
             found = await spend.totals(conn, group_by, **days)
-            return shape_totals(found, group_by, top_n or DEFAULT_TOP_N)
+            totals = shape_totals(found, group_by, top_n or DEFAULT_TOP_N)
+            await name_keys(conn, group_by, totals[REPORT_SHAPES[group_by][0]])
+            return totals
         if not top_n:
             return shape_report(await spend.report(conn, group_by, **days), group_by)
         top, n_groups = await spend.rank(conn, group_by, top_n, **days)
         named, every = await spend.report_of_groups(conn, group_by, top, **days)
-    rank = {group: i for i, group in enumerate(top)}
-    named.sort(key=lambda row: rank[row["group"]])  # biggest first within each day
-    return shape_report(named + others_of(named, every), group_by, n_groups - len(top))
+        rank = {group: i for i, group in enumerate(top)}
+        named.sort(key=lambda row: rank[row["group"]])  # biggest first within each day
+        found = shape_report(named + others_of(named, every), group_by, n_groups - len(top))
+        plural = REPORT_SHAPES[group_by][0]
+        await name_keys(conn, group_by, [entry for day in found for entry in day[plural]])
+    return found
+
+
+async def name_keys(conn: AsyncConnection, group_by: str, entries: list[dict[str, Any]]) -> None:
+    """Give each key the report names its alias and display name (`sk-...abcd`), so a page
+    shows who spent without listing every key (the `top_n` named: a few dozen at most)."""
+    if group_by != "api_key":
+        return
+    found = await keys.names(conn, {e["api_key"] for e in entries if not e.get("is_other")})
+    for entry in entries:
+        key = found.get(entry["api_key"])
+        if key is not None:
+            entry["key_alias"], entry["key_name"] = key["key_alias"], key["key_name"]
 
 
 MAX_TOP_N = 1000

@@ -37,6 +37,8 @@ class Management:
         master_key = str(general.master_key) if general.master_key else None
         self.auth = ManagementAuth(master_key, config.switchboard_settings.api_keys)
         self.max_body_bytes = config.switchboard_settings.max_body_bytes
+        # What a key's `guardrails` may name (issue #19).
+        self.guardrail_names = frozenset(entry.guardrail_name for entry in config.guardrails)
         self.database: Database | None = None
         if general.database_url is not None:
             self.database = Database(

@@ -29,6 +29,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/responses/{response_id}", responses.get_response)
     app.router.add_delete("/v1/responses/{response_id}", responses.delete_response)
     app.router.add_get("/v1/responses/{response_id}/input_items", responses.list_input_items)
+    app.router.add_post("/v1/responses/{response_id}/cancel", responses.cancel_response)
     app.router.add_post("/v1/embeddings", embeddings.embeddings)
     app.router.add_post("/embeddings", embeddings.embeddings)
     app.router.add_get("/v1/models", models.list_models)

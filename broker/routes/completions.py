@@ -7,7 +7,9 @@ import orjson
 from aiohttp import web
 
 from broker.body import decode, read_json_body
+from broker.relay import Relay
 from broker.routes.admitted import admitted_relay, request_options
+from broker.routes.hooked import run_hooked
 from broker.routes.keys import FRONT_DOOR
 from workers.envelopes import KIND_TEXT_COMPLETION
 from workers.text_completions import chat_body, decode_completion_request
@@ -26,18 +28,33 @@ async def completions(request: web.Request) -> web.StreamResponse:
     validate_chat_request(chat, front.limits)
     options = request_options(front, body)
     group = front.resolve_group(chat.model, caller)
-    relay = await admitted_relay(
+
+    async def admit(checked_body: bytes) -> Relay:
+        return await admitted_relay(
+            request,
+            front,
+            caller,
+            kind=KIND_TEXT_COMPLETION,
+            group=group,
+            body=checked_body,
+            stream=chat.is_stream,
+            options=options,
+            call_type="text_completion",
+            model=chat.model,
+            max_tokens=chat.max_completion_tokens or chat.max_tokens,
+            end_user=chat.user,
+        )
+
+    # The hooks see the chat body it became (guardrails read its one user message); the
+    # cache keeps and replays the answer in the text completion shape.
+    return await run_hooked(
         request,
         front,
         caller,
-        kind=KIND_TEXT_COMPLETION,
-        group=group,
+        kind="text_completion",
         body=body,
+        group=group,
+        admit=admit,
         stream=chat.is_stream,
-        options=options,
-        call_type="text_completion",
-        model=chat.model,
-        max_tokens=chat.max_completion_tokens or chat.max_tokens,
-        end_user=chat.user,
+        include_usage=chat.include_usage,
     )
-    return await relay.run(request)

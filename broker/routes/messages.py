@@ -12,19 +12,26 @@ import aiohttp
 import msgspec
 import orjson
 from aiohttp import web
+from yarl import URL
 
 from broker.body import decode, json_object, read_json_body
 from broker.errors import JSON, anthropic_errors
 from broker.frontdoor import FrontDoor
+from broker.relay import Relay
 from broker.routes.admitted import admitted_relay, request_options
+from broker.routes.gemini_count import count_at_gemini
+from broker.routes.hooked import run_hooked
 from broker.routes.keys import FRONT_DOOR
 from broker.routes.passthrough import PASSTHROUGH_HTTP
 from workers.deployment import Deployment
 from workers.envelopes import INGRESS_MESSAGES, KIND_CHAT
-from workers.errors import APIConnectionError, InvalidRequest
+from workers.errors import APIConnectionError, InvalidRequest, ProviderError
 from workers.ingress.messages_request import decode_messages_request, to_chat_body
 from workers.params import GATEWAY_FIELDS, GatewayOptions, unsupported
 from workers.providers.anthropic import API_VERSION
+from workers.providers.base import NativeRequest
+from workers.providers.bedrock import invoke as bedrock_invoke
+from workers.providers.bedrock.errors import http_error as bedrock_http_error
 from workers.providers.passthrough import upstream_for
 from workers.tokens import estimate_prompt_tokens
 from workers.validation import decode_request, validate_chat_request
@@ -37,6 +44,12 @@ MAX_BETA_CHARS = 2048
 # Tells a count_tokens caller the number is the gateway's estimate (workers/tokens.py), not
 # a provider's tokenizer.
 COUNT_HEADER = "x-switchboard-token-count"
+
+
+def speaks_messages(deployment: Deployment) -> bool:
+    """Whether /v1/messages reaches `deployment` in Anthropic's own API (the body and
+    anthropic-beta as sent): Anthropic, and Claude on Bedrock through InvokeModel."""
+    return deployment.provider == "anthropic" or bedrock_invoke.takes_messages(deployment)
 
 
 def group_drops(front: FrontDoor, group: str, options: GatewayOptions) -> bool:
@@ -72,23 +85,36 @@ async def messages(request: web.Request) -> web.StreamResponse:
     group = front.resolve_group(parsed.model, caller)
     _chat_request(front, body, drop=group_drops(front, group, options))
     headers = _forwarded(request, front, group, options)
-    relay = await admitted_relay(
+
+    async def admit(checked_body: bytes) -> Relay:
+        return await admitted_relay(
+            request,
+            front,
+            caller,
+            kind=KIND_CHAT,
+            group=group,
+            body=checked_body,
+            stream=bool(parsed.stream),
+            options=options,
+            ingress=INGRESS_MESSAGES,
+            headers=headers,
+            call_type="messages",
+            model=parsed.model,
+            max_tokens=parsed.max_tokens,
+            end_user=_end_user(parsed.metadata),
+        )
+
+    return await run_hooked(
         request,
         front,
         caller,
-        kind=KIND_CHAT,
-        group=group,
+        kind="messages",
         body=body,
+        group=group,
+        admit=admit,
         stream=bool(parsed.stream),
-        options=options,
-        ingress=INGRESS_MESSAGES,
-        headers=headers,
-        call_type="messages",
-        model=parsed.model,
-        max_tokens=parsed.max_tokens,
-        end_user=_end_user(parsed.metadata),
+        vary=headers,
     )
-    return await relay.run(request)
 
 
 def _end_user(metadata: dict[str, Any] | None) -> str | None:
@@ -102,9 +128,7 @@ async def count_at_anthropic(
 ) -> web.Response:
     """Anthropic's /v1/messages/count_tokens for the client's body (the model replaced),
     through the front door's pass-through session; its answer as it comes."""
-    raw = json_object(body)
-    for name in GATEWAY_FIELDS:
-        raw.pop(name, None)
+    raw = _client_body(body)
     raw["model"] = deployment.model
     upstream = upstream_for(deployment)
     headers = {
@@ -132,6 +156,64 @@ async def count_at_anthropic(
     )
 
 
+def _client_body(body: bytes) -> dict[str, Any]:
+    raw = json_object(body)
+    for name in GATEWAY_FIELDS:
+        raw.pop(name, None)
+    return raw
+
+
+async def count_at_bedrock(
+    request: web.Request, deployment: Deployment, body: bytes
+) -> web.Response:
+    """Bedrock's CountTokens for the InvokeModel body this request would send to a Claude
+    deployment, signed as the deployment's calls are; `{"input_tokens": n}` as Anthropic
+    answers, and Bedrock's errors in Anthropic's shape."""
+    beta = request.headers.get(BETA_HEADER, "")[:MAX_BETA_CHARS]
+    native = NativeRequest(
+        provider="anthropic", body=_client_body(body), headers={BETA_HEADER: beta}
+    )
+    payload = bedrock_invoke.count_tokens_body(native)
+    upstream = upstream_for(deployment)
+    url = upstream.url(bedrock_invoke.model_path(deployment.model) + "/count-tokens", {})
+    headers = {"content-type": JSON, **upstream.headers}
+    if upstream.signer is not None:
+        headers = await upstream.signer.headers(url, payload, headers)
+    session = request.app[PASSTHROUGH_HTTP].session
+    timeout = aiohttp.ClientTimeout(total=COUNT_TIMEOUT_S)
+    try:
+        async with session.post(
+            URL(url, encoded=True),  # the path exactly as signed
+            data=payload,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+        ) as reply:
+            answer, status, reply_headers = await reply.read(), reply.status, reply.headers
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise APIConnectionError(
+            f"Bedrock's token counter could not be reached ({type(exc).__name__})"
+        ) from None
+    if status >= 400:
+        raise bedrock_http_error(status, reply_headers, answer, model=deployment.model)
+    tokens = _input_tokens(answer)
+    return web.Response(
+        body=orjson.dumps({"input_tokens": tokens}),
+        content_type=JSON,
+        headers={COUNT_HEADER: "provider"},
+    )
+
+
+def _input_tokens(answer: bytes) -> int:
+    try:
+        tokens = orjson.loads(answer).get("inputTokens")
+    except (orjson.JSONDecodeError, AttributeError):
+        tokens = None
+    if not isinstance(tokens, int):
+        raise ProviderError("Bedrock's token counter sent no inputTokens", provider="bedrock")
+    return tokens
+
+
 def _forwarded(
     request: web.Request, front: FrontDoor, group: str, options: GatewayOptions
 ) -> dict[str, str] | None:
@@ -143,7 +225,7 @@ def _forwarded(
     if not beta:
         return None
     deployments = front.config.deployments.get(group, ())
-    others = [d for d in deployments if d.provider != "anthropic"]
+    others = [d for d in deployments if not speaks_messages(d)]
     if others:
         # Dropped when the body or every one of those deployments says drop_params (Claude
         # Code sends betas on every request and cannot add drop_params to its bodies).
@@ -151,7 +233,7 @@ def _forwarded(
         unsupported(
             BETA_HEADER,
             f"model group `{group}` ({names})",
-            "beta features need Anthropic's own API",
+            "beta features need Anthropic's own API (Anthropic, or Claude on Bedrock)",
             drop_params=bool(options.drop_params) or all(d.drop_params for d in others),
         )
         return None
@@ -160,8 +242,9 @@ def _forwarded(
 
 @anthropic_errors
 async def count_tokens(request: web.Request) -> web.StreamResponse:
-    """Anthropic's own counter when the group is Anthropic's; otherwise the gateway's
-    estimate. A header says which."""
+    """The provider's own counter when the group has one: Anthropic's, Bedrock's CountTokens
+    for Claude there (every deployment taking the Messages API as is), or Gemini's
+    (broker/routes/gemini_count.py); otherwise the gateway's estimate. A header says which."""
     front = request.app[FRONT_DOOR]
     caller = await front.tenancy.authenticate(request)
     body = await read_json_body(request, front.settings.max_body_bytes)
@@ -170,8 +253,13 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     group = front.resolve_group(parsed.model, caller)
     chat = _chat_request(front, body, drop=group_drops(front, group, options))
     deployments = front.config.deployments.get(group, ())
-    if deployments and all(d.provider == "anthropic" for d in deployments):
-        return await count_at_anthropic(request, deployments[0], body)
+    if deployments and all(speaks_messages(d) for d in deployments):
+        if deployments[0].provider == "anthropic":
+            return await count_at_anthropic(request, deployments[0], body)
+        return await count_at_bedrock(request, deployments[0], body)
+    if deployments and all(d.provider == "gemini" for d in deployments):
+        drop = group_drops(front, group, options)
+        return await count_at_gemini(request, front, deployments[0], body, drop=drop)
     tokens = estimate_prompt_tokens(chat)
     if chat.tools:
         tokens += len(msgspec.json.encode(chat.tools)) // 4

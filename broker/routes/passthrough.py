@@ -99,7 +99,7 @@ async def forward(
     started = time.perf_counter()
     status = 502
     try:
-        response = await _relay(request, front, url, headers, body)
+        response = await relay_upstream(request, front, url, headers, body)
         status = response.status
         return response
     finally:
@@ -117,9 +117,11 @@ async def _headers(
     return headers
 
 
-async def _relay(
+async def relay_upstream(
     request: web.Request, front: FrontDoor, url: str, headers: dict[str, str], body: bytes
 ) -> web.StreamResponse:
+    """Send the request on to `url` and stream its answer back unchanged (also how a
+    provider-held Responses response is read, broker/routes/responses_held.py)."""
     session = request.app[PASSTHROUGH_HTTP].session
     timeout = aiohttp.ClientTimeout(total=front.settings.request_timeout_s)
     try:

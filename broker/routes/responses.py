@@ -1,7 +1,8 @@
 """The OpenAI Responses API as a front door (issue #18): POST /v1/responses (validated
 once, admitted, enqueued and relayed exactly as chat; the worker translates and stores,
 workers/ingress/), and the stored responses' GET, DELETE and input_items, read straight
-from Redis (workers/ingress/response_store.py) on any front door."""
+from Redis (workers/ingress/response_store.py) on any front door, or, for a response a
+provider holds, from that deployment (broker/routes/responses_held.py), as is cancel."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from aiohttp import web
 
 from broker.body import decode, json_object, read_json_body
 from broker.errors import JSON
+from broker.relay import Relay
+from broker.routes import responses_background, responses_held
 from broker.routes.admitted import admitted_relay, request_options
+from broker.routes.hooked import run_hooked
 from broker.routes.keys import FRONT_DOOR
 from broker.routes.messages import group_drops
 from workers.envelopes import INGRESS_RESPONSES, KIND_CHAT
@@ -37,60 +41,111 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     # The translation refuses what it cannot carry now; the conversation a
     # previous_response_id names is the worker's to read (one script, workers/ingress/).
     group = front.resolve_group(parsed.model, caller)
-    # A group served natively (OpenAI, Azure) takes what the translation cannot carry
-    # (built-in tools, background, ...): the provider judges its own API. A follow-up of a
-    # gateway-stored response is translated, so it is checked as one.
-    deployments = front.config.deployments.get(group, ())
-    native = bool(deployments) and all(serves_natively(d) for d in deployments)
-    drop = group_drops(front, group, options) or (native and not parsed.previous_response_id)
+    # A request served natively (OpenAI, Azure) takes what the translation cannot carry
+    # (built-in tools, background, ...): the provider judges its own API. That is a new
+    # response in a group whose deployments are all native, or a follow-up of a response a
+    # provider holds (it goes to that deployment; another key's id is a 404 here). A
+    # follow-up of a gateway-stored response is translated, so it is checked as one.
+    parent = parsed.previous_response_id
+    if parent:
+        is_native = await responses_held.holder(front, caller, parent) is not None
+    else:
+        deployments = front.config.deployments.get(group, ())
+        is_native = bool(deployments) and all(serves_natively(d) for d in deployments)
+    # Background where translated: the front door queues it and answers at once.
+    background = bool(parsed.background) and not is_native
+    checked = responses_background.check(parsed) if background else parsed
+    drop = group_drops(front, group, options) or is_native
     translator = Translator(drop_params=drop)
-    chat_body = decode_request(lambda b: translator.chat_body(parsed, b, []), raw)
+    chat_body = decode_request(lambda b: translator.chat_body(checked, b, []), raw)
     if chat_body["messages"]:
         validate_chat_request(decode_request(chat_request_from_dict, chat_body), front.limits)
-    elif not parsed.previous_response_id:
+    elif not parent:
         raise InvalidRequest("`input` is required", param="input", code="invalid_value")
-    relay = await admitted_relay(
+
+    async def admit(checked_body: bytes) -> Relay:
+        return await admitted_relay(
+            request,
+            front,
+            caller,
+            kind=KIND_CHAT,
+            group=group,
+            body=checked_body,
+            stream=bool(parsed.stream),
+            options=options,
+            ingress=INGRESS_RESPONSES,
+            call_type="responses",
+            model=parsed.model,
+            max_tokens=parsed.max_output_tokens,
+            end_user=parsed.user,
+        )
+
+    return await run_hooked(
         request,
         front,
         caller,
-        kind=KIND_CHAT,
-        group=group,
+        kind="responses",
         body=body,
+        group=group,
+        admit=admit,
         stream=bool(parsed.stream),
-        options=options,
-        ingress=INGRESS_RESPONSES,
-        call_type="responses",
-        model=parsed.model,
-        max_tokens=parsed.max_output_tokens,
-        end_user=parsed.user,
+        # A translated background response is answered at once, from the front door.
+        start=(lambda relay: responses_background.start(front, caller, parsed, relay))
+        if background
+        else None,
     )
-    return await relay.run(request)
 
 
-async def get_response(request: web.Request) -> web.Response:
+async def get_response(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
     caller = await front.tenancy.authenticate(request)
     response_id = request.match_info["response_id"]
+    held_by = await responses_held.holder(front, caller, response_id)
+    if held_by is not None:
+        return await responses_held.forward(request, front, caller, held_by, response_id)
     body = await response_store.response_body(front.redis, front.keys, response_id, caller.owner)
     return web.Response(body=body, content_type=JSON)
 
 
-async def delete_response(request: web.Request) -> web.Response:
+async def delete_response(request: web.Request) -> web.StreamResponse:
     front = request.app[FRONT_DOOR]
     caller = await front.tenancy.authenticate(request)
     response_id = request.match_info["response_id"]
+    held_by = await responses_held.holder(front, caller, response_id)
+    if held_by is not None:
+        reply = await responses_held.forward(request, front, caller, held_by, response_id)
+        if reply.status < 300:
+            await response_store.forget_provider_id(front.redis, front.keys, response_id)
+        return reply
     await response_store.delete(front.redis, front.keys, response_id, caller.owner)
     deleted = {"id": response_id, "object": "response", "deleted": True}
     return web.Response(body=orjson.dumps(deleted), content_type=JSON)
 
 
-async def list_input_items(request: web.Request) -> web.Response:
+async def cancel_response(request: web.Request) -> web.StreamResponse:
+    """Cancel a background response: at the deployment holding it when a native one runs
+    it, else in the queue (broker/routes/responses_background.py)."""
+    front = request.app[FRONT_DOOR]
+    caller = await front.tenancy.authenticate(request)
+    response_id = request.match_info["response_id"]
+    held_by = await responses_held.holder(front, caller, response_id)
+    if held_by is not None:
+        return await responses_held.forward(request, front, caller, held_by, response_id, "/cancel")
+    return await responses_background.cancel(front, caller, response_id)
+
+
+async def list_input_items(request: web.Request) -> web.StreamResponse:
     """A response's own input items, as OpenAI pages them: `order` (desc by default),
     `limit` (20, at most 100) and `after` (an item id)."""
     front = request.app[FRONT_DOOR]
     caller = await front.tenancy.authenticate(request)
     response_id = request.match_info["response_id"]
     order, limit, after = _page(request)
+    held_by = await responses_held.holder(front, caller, response_id)
+    if held_by is not None:
+        return await responses_held.forward(
+            request, front, caller, held_by, response_id, "/input_items"
+        )
     items = await response_store.input_items(front.redis, front.keys, response_id, caller.owner)
     if order == "desc":
         items.reverse()

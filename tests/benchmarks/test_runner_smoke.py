@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,8 @@ def test_quick_run_without_litellm_produces_every_figure(tmp_path: Path) -> None
         "benchmarks.run",
         "--quick",
         "--skip-litellm",
+        "--skip-portkey",
+        "--settle-s=0.2",
         "--no-pin",
         "--no-plots",
         "--duration=0.3",
@@ -44,6 +47,7 @@ def test_quick_run_without_litellm_produces_every_figure(tmp_path: Path) -> None
         "direct",
         "switchboard-1x1",
         "switchboard-2x2",
+        "switchboard-1x1-on",  # issue 22's everything on: a database key, ledger, otel
     ]
     for target in results["targets"]:
         points = {(p["mode"], p["concurrency"]) for p in target["points"]}
@@ -64,6 +68,52 @@ def test_quick_run_without_litellm_produces_every_figure(tmp_path: Path) -> None
         assert scenario["peak_processes_rss_mib"] > 0 and scenario["peak_redis_rss_mib"] > 0
     assert {c["target"] for c in results["summary"]["targets"]}
     assert "## Targets (issue 5)" in (tmp_path / "RESULTS.md").read_text()
+    ours_on = results["targets"][3]
+    # The everything-on target really ran with a database key whose spend was counted.
+    log = (tmp_path / "logs" / "switchboard-1x1-on.log").read_text()
+    assert "Traceback" not in log, log[-2000:]
+    assert (tmp_path / "data-on" / "switchboard.db").exists()
+    assert all(p["errors"] == 0 for p in ours_on["points"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("npm") is None, reason="Node.js/npm not installed")
+def test_quick_run_measures_portkeys_gateway_beside_ours(tmp_path: Path) -> None:
+    argv = [
+        sys.executable,
+        "-m",
+        "benchmarks.run",
+        "--quick",
+        "--skip-litellm",
+        "--no-pin",
+        "--no-plots",
+        "--duration=0.3",
+        "--warmup=0.1",
+        "--concurrency=1",
+        "--layouts=1x1",
+        "--soak-streams=5",
+        "--burst-requests=20",
+        "--burst-connections=5",
+        "--settle-s=0.2",
+        f"--out={tmp_path}",
+    ]
+    # The first run installs the gateway from npm into benchmarks/.portkey.
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["versions"]["portkey"]
+    portkey = next(t for t in results["targets"] if t["target"] == "portkey")
+    modes = {p["mode"]: p for p in portkey["points"]}
+    assert set(modes) == {"non-stream", "stream"}
+    non_stream = modes["non-stream"]
+    assert non_stream["requests"] > 0 and non_stream["errors"] == 0
+    assert non_stream["cpu_ms_per_request"] > 0
+    # Its streams are measured too; whether they succeed is Portkey's (see report.py).
+    assert modes["stream"]["requests"] + modes["stream"]["errors"] > 0
+    assert [r["mode"] for r in results["summary"]["vs_portkey"]] == ["non-stream", "stream"]
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "## Against Portkey's gateway" in text and "## Targets (issue 22)" in text
 
 
 @pytest.mark.slow

@@ -54,7 +54,8 @@ class Target(NamedTuple):
 
     @property
     def base_model(self) -> str:
-        return self.model.partition("/")[2]
+        # Without LiteLLM's route prefix (`bedrock/converse/<id>`): it says how, not which.
+        return self.model.partition("/")[2].removeprefix("converse/").removeprefix("invoke/")
 
     @property
     def reply_text(self) -> str:

@@ -237,3 +237,44 @@ async def test_a_reply_stream_unreadable_for_a_while_does_not_end_a_live_stream(
             events += await read_sse(response)
     assert [int(event_id or 0) for event_id, _ in events] == list(range(1, len(events) + 1))
     assert events[-1][1] == "[DONE]"
+
+
+async def test_a_reply_relayed_whole_is_kept_only_delivered_reply_ttl_s(
+    fake: FakeUpstream, namespace: str, redis: Redis
+) -> None:
+    # Issue #22: answered traffic must not sit in Redis for reply_ttl_s; an interrupted
+    # stream must (a resume needs it).
+    settings = {"reply_ttl_s": 300, "delivered_reply_ttl_s": 5, "disconnect_grace_s": 3}
+    config = make_config(fake.base_url + "/v1", namespace, settings=settings)
+    keys = Keys(namespace)
+    async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+        delivered = []
+        for body in (
+            {"model": "gpt-test", "messages": HELLO},
+            {"model": "gpt-test", "messages": HELLO, "stream": True},
+        ):
+            async with http.post(door.url + "/v1/chat/completions", json=body) as response:
+                assert response.status == 200
+                await response.read()
+                delivered.append(response.headers["x-request-id"])
+        stream = {"model": "slow", "messages": HELLO, "stream": True}
+        async with http.post(door.url + "/v1/chat/completions", json=stream) as response:
+            interrupted = response.headers["x-request-id"]
+            await read_sse(response, limit=2)
+            response.close()
+
+        async def shortened() -> bool:
+            ttls = [await redis.ttl(keys.reply(rid)) for rid in delivered]
+            return all(0 < ttl <= 5 for ttl in ttls)
+
+        await eventually(shortened, what="the delivered replies' TTL to be shortened")
+
+        async def finished() -> bool:
+            return await redis_streams.last_record(redis, keys, interrupted) is not None
+
+        await eventually(finished, what="the interrupted stream to finish", timeout_s=15)
+        await asyncio.sleep(0.6)  # past a flush of the delivered replies
+        assert await redis.ttl(keys.reply(interrupted)) > 60
+        # The delivered one is still readable (a late reconnect) until its short TTL ends.
+        async with http.get(f"{door.url}/v1/streams/{delivered[1]}?after=0") as response:
+            assert response.status == 200

@@ -45,10 +45,6 @@ TEAM_A = "sk-team-a-prometheus"
 START_TIMEOUT_S = 30.0
 # Panels whose series the live test's config does not produce, and why.
 NOT_EXERCISED: dict[str, str] = {
-    "Response cache lookups by result": "the test's config has no cache",
-    "Cost saved by the cache per hour": "the test's config has no cache",
-    "Guardrail checks by result": "the test's config has no guardrails",
-    "Guardrail latency p95": "the test's config has no guardrails",
     "Callback delivery": "the test's config has no callbacks (no delivery series)",
     "Soft budgets crossed": "needs a database key with a soft budget (tests/broker/tenancy)",
     "Refused by limits and budgets (requests/s)": "the load stays within every limit",
@@ -89,6 +85,13 @@ def config_yaml(upstream_v1: str, namespace: str) -> str:
               api_key: sk-fake
         router_settings:
           num_retries: 0
+        litellm_settings:
+          cache: true
+          cache_params: {{mode: default_off}}  # only hooks_load's requests use it
+        guardrails:
+          - guardrail_name: no-launch-codes
+            litellm_params:
+              {{guardrail: keywords, mode: pre_call, default_on: true, keywords: [launch codes]}}
         general_settings:
           master_key: {MASTER}
         switchboard_settings:
@@ -207,6 +210,23 @@ async def load(http: aiohttp.ClientSession, url: str) -> int:
     return len(calls)
 
 
+async def hooks_load(http: aiohttp.ClientSession, url: str) -> None:
+    """What the cache and guardrail panels show: a request the guardrail blocks, and one
+    answered upstream and then from the cache (opt-in: the counted load never hits)."""
+    headers = {"Authorization": f"Bearer {MASTER}"}
+    refused = {"model": "gpt-test", "messages": [{"role": "user", "content": "launch codes"}]}
+    async with http.post(url + "/v1/chat/completions", json=refused, headers=headers) as reply:
+        assert reply.status == 400, await reply.text()
+    cached = {"model": "gpt-test", "messages": HELLO, "cache": {"use-cache": True}}
+
+    async def hit() -> bool:
+        async with http.post(url + "/v1/chat/completions", json=cached, headers=headers) as reply:
+            await reply.read()
+            return reply.headers.get("x-switchboard-cache") == "hit"
+
+    await eventually(hit, timeout_s=10, poll_s=0.1, what="a cache hit")
+
+
 def run_promtool(*args: str) -> None:
     assert PROMTOOL is not None
     done = subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=30)
@@ -265,6 +285,7 @@ async def test_every_panel_and_alert_query_runs_on_prometheus_scraping_a_live_se
         await wait_for(api, 'count(up{job="api-port-with-key"} == 1)', 1)
         await wait_for(api, 'count(up{job="api-port-without-key"} == 0)', 1)
         sent = await load(http, service_url)
+        await hooks_load(http, service_url)
         await wait_for(api, "sum(switchboard_requests_total)", sent)
         await wait_for(api, "sum(switchboard_worker_jobs_started_total)", sent)
         # Two more scrapes after the load, so every rate over 30s has its points.

@@ -62,6 +62,15 @@ async def find(conn: AsyncConnection, key_hash_or_alias: str) -> Row | None:
     return await get_by_alias(conn, key_hash_or_alias)
 
 
+async def names(conn: AsyncConnection, tokens: Iterable[str]) -> dict[str, Row]:
+    """The alias and display name of each key in `tokens` (by hash): what a report shows
+    for the few keys it names, without the caller listing every key."""
+    statement = sa.select(api_keys.c.token, api_keys.c.key_alias, api_keys.c.key_name).where(
+        api_keys.c.token.in_(list(tokens))
+    )
+    return {row["token"]: row for row in await rows.fetch_all(conn, statement)}
+
+
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> Row:
     return await rows.insert(conn, api_keys, values)
 

@@ -20,7 +20,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workers.db import rows
+from workers.db import key_blocks, rows
 from workers.db.rows import Row
 from workers.db.tables import (
     api_keys,
@@ -220,11 +220,13 @@ COUNTS = ("successful_requests", "failed_requests")
 async def _add_to_daily(conn: AsyncConnection, fresh: Sequence[SpendRecord]) -> None:
     by_row: dict[tuple[str, ...], list[SpendRecord]] = defaultdict(list)
     by_tag: dict[tuple[str, ...], list[SpendRecord]] = defaultdict(list)
+    by_key_day: dict[tuple[str, str], list[SpendRecord]] = defaultdict(list)
     for record in fresh:
         day = _utc_day(record.start_time)
         owners = (record.user_id or "", record.team_id or "", record.organization_id or "")
         key = (day, record.api_key, *owners, record.model_group, record.provider or "")
         by_row[key].append(record)
+        by_key_day[(day, record.api_key)].append(record)
         for tag in dict.fromkeys(record.tags):
             by_tag[(day, tag, record.api_key, record.model_group)].append(record)
     row_columns = ("day", "api_key", "user_id", "team_id", "organization_id", "model_group")
@@ -232,6 +234,7 @@ async def _add_to_daily(conn: AsyncConnection, fresh: Sequence[SpendRecord]) -> 
         values = dict(zip((*row_columns, "provider"), row_key, strict=True))
         await _upsert_daily(conn, daily_spend, "uq_daily_spend_row", values, group)
     await _add_to_daily_groups(conn, by_row)
+    await key_blocks.add(conn, {k: _measures(group) for k, group in by_key_day.items()})
     for tag_key, group in by_tag.items():
         values = dict(zip(("day", "tag", "api_key", "model_group"), tag_key, strict=True))
         await _upsert_daily(conn, daily_tag_spend, "uq_daily_tag_spend_row", values, group)
@@ -345,7 +348,7 @@ async def report(
     return await rows.fetch_all(conn, statement)
 
 
-def _sums(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+def _sums(table: sa.FromClause) -> list[sa.ColumnElement[Any]]:
     # PostgreSQL sums BIGINT as NUMERIC; cast back so callers get ints, not Decimals.
     return [
         sa.cast(sa.func.sum(table.c[name]), table.c[name].type).label(name) for name in MEASURES
@@ -355,14 +358,13 @@ def _sums(table: sa.Table) -> list[sa.ColumnElement[Any]]:
 async def totals(
     conn: AsyncConnection, group_by: str, *, first_day: str, last_day: str
 ) -> list[Row]:
-    """Spend per group between two days (both included), biggest first: for keys one pass
-    over their covering index (tables.py), in key order, without the table; the rest read
-    daily_group_spend."""
-    table, column, rows_of = GROUPS[group_by]
+    """Spend per group between two days (both included), biggest first: keys from the blocks
+    of days that cover the range (key_blocks.py), the rest from daily_group_spend."""
+    table, column, where = _every_group(group_by, first_day, last_day)
     spent = sa.func.sum(table.c.spend)
     statement = (
         sa.select(table.c[column].label("group"), *_sums(table))
-        .where(*_window(table, first_day, last_day, scan=True), *rows_of)
+        .where(*where)
         .group_by(table.c[column])
         .order_by(spent.desc(), table.c[column])
     )
@@ -373,13 +375,13 @@ async def rank(
     conn: AsyncConnection, group_by: str, top_n: int, *, first_day: str, last_day: str
 ) -> tuple[list[str], int]:
     """The `top_n` groups that spent most between two days, biggest first, and how many
-    groups spent: one pass over them all that sums the spend alone (a quarter of `totals`'
-    work) and hands back N rows, not one per key."""
-    table, column, rows_of = GROUPS[group_by]
+    groups spent: one pass over them all that sums the spend alone and hands back N rows,
+    not one per key."""
+    table, column, where = _every_group(group_by, first_day, last_day)
     spent = sa.func.sum(table.c.spend)
     statement = (
         sa.select(table.c[column], sa.func.count().over())  # over the groups, before LIMIT
-        .where(*_window(table, first_day, last_day, scan=True), *rows_of)
+        .where(*where)
         .group_by(table.c[column])
         .order_by(spent.desc(), table.c[column])
         .limit(top_n)
@@ -416,14 +418,17 @@ async def report_of_groups(
     return found, await rows.fetch_all(conn, every)
 
 
-def _window(
-    table: sa.Table, first_day: str, last_day: str, *, scan: bool = False
-) -> tuple[sa.ColumnElement[Any], ...]:
-    """The days from `first_day` to `last_day`. To `scan` every group, the day is wrapped in
-    a no-op CAST: without statistics SQLite would take the day index and fetch each of the
-    range's rows from the table (4x slower than reading the group's covering index, which
-    the CAST leaves it); PostgreSQL's planner has statistics either way."""
-    day: sa.ColumnElement[Any] = table.c.day
-    if scan and table is daily_spend:
-        day = sa.cast(day, sa.String)
-    return (day >= first_day, day <= last_day)
+def _every_group(
+    group_by: str, first_day: str, last_day: str
+) -> tuple[sa.FromClause, str, tuple[sa.ColumnElement[bool], ...]]:
+    """Where every group's spend over the range is summed from: keys from the few blocks of
+    days that cover the range (workers/db/key_blocks.py), the rest from their daily rows."""
+    if group_by == "api_key":
+        return key_blocks.covering(first_day, last_day), "api_key", ()
+    table, column, rows_of = GROUPS[group_by]
+    return table, column, (*_window(table, first_day, last_day), *rows_of)
+
+
+def _window(table: sa.Table, first_day: str, last_day: str) -> tuple[sa.ColumnElement[Any], ...]:
+    """The days from `first_day` to `last_day`."""
+    return (table.c.day >= first_day, table.c.day <= last_day)

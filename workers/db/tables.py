@@ -273,6 +273,30 @@ daily_group_spend = sa.Table(
     ),
 )
 
+# Spend per key over aligned blocks of days (issue #21): `level` L holds the 2**L days from
+# `day` (a day number divisible by 2**L since 1970-01-01; workers/db/key_blocks.py), L from 0
+# to 8. Any range of days is the union of a few such blocks (at most two per level), so
+# ranking every key over 30 days reads a few index entries per key, not one per key, day and
+# model as daily_spend would (and not the key's whole history, as an index led by the key
+# did). The ledger writes a request into one block per level.
+key_spend_blocks = sa.Table(
+    "key_spend_blocks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("level", sa.SmallInteger, nullable=False),
+    sa.Column("day", sa.String(10), nullable=False),  # the block's first day, YYYY-MM-DD, UTC
+    sa.Column("api_key", sa.String(64), nullable=False),
+    *_measures(),
+    sa.UniqueConstraint("level", "day", "api_key", name="uq_key_spend_blocks_row"),
+)
+sa.Index(
+    "ix_key_spend_blocks_report",
+    key_spend_blocks.c.level,
+    key_spend_blocks.c.day,
+    key_spend_blocks.c.api_key,
+    *(key_spend_blocks.c[name] for name in REPORT_MEASURES),
+)
+
 daily_tag_spend = sa.Table(
     "daily_tag_spend",
     metadata,

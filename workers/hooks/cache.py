@@ -35,7 +35,14 @@ _NOT_IN_KEY = GATEWAY_FIELDS | {
     "service_tier",
     "prompt_cache_key",
 }
-_CALL_TYPES = {"chat": ("completion", "acompletion"), "embedding": ("embedding", "aembedding")}
+# The LiteLLM call types that name each API's requests (`cache_params.supported_call_types`).
+_CALL_TYPES = {
+    "chat": ("completion", "acompletion"),
+    "embedding": ("embedding", "aembedding"),
+    "text_completion": ("text_completion", "atext_completion"),
+    "messages": ("anthropic_messages",),
+    "responses": ("responses", "aresponses"),
+}
 MAX_TTL_S = 30 * 86400.0
 
 
@@ -118,8 +125,15 @@ def is_cacheable(params: CacheParams, kind: str, control: CacheControl) -> bool:
     return control.use_cache is not False
 
 
-def cache_digest(body: Mapping[str, Any], model_group: str, kind: str, scope: str | None) -> str:
-    """The hex SHA-256 that names a request's answer."""
+def cache_digest(
+    body: Mapping[str, Any],
+    model_group: str,
+    kind: str,
+    scope: str | None,
+    vary: Mapping[str, str] | None = None,
+) -> str:
+    """The hex SHA-256 that names a request's answer; `vary`: request headers that change
+    it (Anthropic's `anthropic-beta`)."""
     decisive = {k: v for k, v in body.items() if k not in _NOT_IN_KEY}
     decisive["model"] = model_group
     # The guardrails a request names decide what answer it may get (a post_call check).
@@ -127,8 +141,14 @@ def cache_digest(body: Mapping[str, Any], model_group: str, kind: str, scope: st
     if guardrails:
         decisive["__guardrails"] = sorted(guardrails)
     decisive["__kind"] = kind
+    if kind == "responses":
+        # A stored response's id can be continued (`previous_response_id`); an unstored
+        # one's cannot, so the two never answer each other.
+        decisive["__stored"] = body.get("store") is not False
     if scope is not None:
         decisive["__scope"] = scope
+    if vary:
+        decisive["__vary"] = dict(vary)
     return hashlib.sha256(orjson.dumps(decisive, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -147,32 +167,3 @@ class CachedAnswer(msgspec.Struct, array_like=True, frozen=True):
 
 encode_answer = msgspec.msgpack.Encoder().encode
 decode_answer = msgspec.msgpack.Decoder(CachedAnswer).decode
-
-
-def replay_chunks(completion: Mapping[str, Any], *, include_usage: bool) -> list[bytes]:
-    """A cached chat completion as the chunks a stream of it would carry: per choice its
-    whole message in one delta, then its finish_reason; the usage chunk when asked."""
-    base = {
-        "id": completion.get("id", ""),
-        "object": "chat.completion.chunk",
-        "created": completion.get("created", int(time.time())),
-        "model": completion.get("model", ""),
-    }
-    chunks: list[dict[str, Any]] = []
-    for choice in completion.get("choices") or []:
-        index = choice.get("index", 0)
-        message = dict(choice.get("message") or {})
-        delta: dict[str, Any] = {"role": message.get("role", "assistant")}
-        for name in ("content", "refusal", "reasoning_content"):
-            if message.get(name) is not None:
-                delta[name] = message[name]
-        if message.get("tool_calls"):
-            delta["tool_calls"] = [
-                {**call, "index": i} for i, call in enumerate(message["tool_calls"])
-            ]
-        chunks.append({**base, "choices": [{"index": index, "delta": delta}]})
-        finish = {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}
-        chunks.append({**base, "choices": [finish]})
-    if include_usage and completion.get("usage") is not None:
-        chunks.append({**base, "choices": [], "usage": completion["usage"]})
-    return [orjson.dumps(chunk) for chunk in chunks]

@@ -1,6 +1,7 @@
-"""The guardrails built in, needing no service (issue #19): `keywords`, `regex`, `pii`
-(emails, phone numbers, Luhn-checked cards, mod-97 IBANs, key-like secrets; LiteLLM's
-`presidio` masks with it), `max_input_tokens`, and `llm_judge` (a model group of the config)."""
+"""The guardrails built in (issue #19): `keywords`, `regex`, `pii` (emails, phone numbers,
+Luhn-checked cards, mod-97 IBANs, key-like secrets; LiteLLM's `presidio` masks with it),
+`max_input_tokens`, needing no service; `llm_judge` (a model group of the config) and
+`openai_moderation` (an OpenAI deployment's /v1/moderations)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import re
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
+import aiohttp
+import orjson
+
+from workers.deployment import Deployment, Secret
 from workers.hooks.guardrail_base import (
     CustomGuardrail,
     request_texts,
@@ -15,7 +20,8 @@ from workers.hooks.guardrail_base import (
     rewrite_texts,
     text_slots,
 )
-from workers.settings.hooks import GuardrailParams
+from workers.providers.passthrough import upstream_for
+from workers.settings.hooks import DEFAULT_MODERATION_MODEL, OPENAI_API_BASE, GuardrailParams
 from workers.tokens import estimate_tokens
 
 
@@ -175,7 +181,9 @@ class MaxInputTokens(CustomGuardrail):
 
     def _check(self, data: dict[str, Any]) -> None:
         given = data.get("messages") if "messages" in data else data.get("input")
-        estimate = estimate_tokens(given)
+        # Anthropic's `system` and Responses' `instructions` are input too.
+        extra = [data[name] for name in ("system", "instructions") if data.get(name)]
+        estimate = estimate_tokens(given) + sum(estimate_tokens(part) for part in extra)
         if self.limit and estimate > self.limit:
             raise ValueError(f"the input is about {estimate} tokens, over {self.limit}")
 
@@ -227,3 +235,98 @@ class LlmJudge(CustomGuardrail):
         self, data: dict[str, Any], user_api_key_dict: Any, call_type: str
     ) -> None:
         await self._judge(data)
+
+
+# The upstream HTTP session a moderation call goes through (the front door's own, shared
+# with its pass-through routes: one session per process).
+SessionSource = Callable[[], aiohttp.ClientSession]
+MODERATION_TIMEOUT_S = 30.0
+
+
+class OpenAIModeration(CustomGuardrail):
+    """OpenAI's moderation endpoint on the request's texts (pre_call, during_call) or the
+    answer's (post_call): a flagged result blocks, naming its categories. The deployment is
+    a model group of the config (`model` names it) or LiteLLM's `api_base` and `api_key`
+    with `model` as the moderation model. A moderation that cannot be had blocks too: the
+    check fails closed."""
+
+    def __init__(self, params: GuardrailParams, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = params.model or DEFAULT_MODERATION_MODEL
+        key = params.api_key
+        self.deployment = Deployment(
+            provider="openai",
+            model=self.model,
+            api_base=params.api_base or OPENAI_API_BASE,
+            api_key=Secret(key) if key else None,
+        )
+        self.session: SessionSource | None = None
+
+    def connect(self, session: SessionSource, group: list[Deployment] | None = None) -> None:
+        """Set by the front door: its session, and the model group `model` names, if any."""
+        self.session = session
+        if group:
+            self.deployment = group[0]
+
+    async def moderate(self, texts: list[str]) -> None:
+        texts = [text for text in texts if text]
+        if not texts:
+            return
+        if self.session is None:
+            raise ValueError("openai_moderation runs only in the service")
+        results = await self._results(texts)
+        if any(result.get("flagged") for result in results):
+            found = sorted(
+                {
+                    name
+                    for result in results
+                    for name, on in (result.get("categories") or {}).items()
+                    if on is True
+                }
+            )
+            raise ValueError(f"flagged by OpenAI moderation ({', '.join(found) or 'flagged'})")
+
+    async def _results(self, texts: list[str]) -> list[dict[str, Any]]:
+        assert self.session is not None
+        upstream = upstream_for(self.deployment)
+        body = orjson.dumps({"model": self.deployment.model, "input": texts})
+        headers = {**upstream.headers, "Content-Type": "application/json"}
+        try:
+            async with self.session().post(
+                upstream.url("v1/moderations", {}),
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=MODERATION_TIMEOUT_S),
+                allow_redirects=False,
+            ) as reply:
+                answer = await reply.read()
+                status = reply.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ValueError(
+                f"the moderation endpoint is unreachable ({type(exc).__name__})"
+            ) from None
+        if status != 200:
+            raise ValueError(f"the moderation endpoint answered {status}")
+        try:
+            results = orjson.loads(answer)["results"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise ValueError("the moderation endpoint's answer has no results") from None
+        return [r for r in results if isinstance(r, dict)] if isinstance(results, list) else []
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
+    ) -> dict[str, Any] | None:
+        await self.moderate(list(request_texts(data)))
+        return None
+
+    async def async_moderation_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, call_type: str
+    ) -> None:
+        await self.moderate(list(request_texts(data)))
+
+    async def async_post_call_success_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, response: Any
+    ) -> Any:
+        if isinstance(response, dict):
+            await self.moderate([text for _, text in response_slots(response)])
+        return None

@@ -33,6 +33,7 @@ from workers.hooks.guardrail_builtins import (
     KeywordGuard,
     LlmJudge,
     MaxInputTokens,
+    OpenAIModeration,
     PiiGuard,
     RegexGuard,
     TextGuard,
@@ -51,6 +52,7 @@ _BUILTINS: dict[str, Callable[..., CustomGuardrail]] = {
     "regex": RegexGuard,
     "pii": PiiGuard,
     "max_input_tokens": MaxInputTokens,
+    "openai_moderation": OpenAIModeration,
     # LiteLLM's Presidio guardrail masks PII through an external analyzer; here the built-in
     # PII finder does the same job in-process, masking as Presidio does.
     "presidio": lambda params, **common: PiiGuard(

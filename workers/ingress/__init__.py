@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import time
 from typing import Any, NamedTuple, Protocol
 
 import msgspec
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from workers import text_completions
 from workers.envelopes import INGRESS_MESSAGES, INGRESS_RESPONSES, Envelope
-from workers.errors import InvalidRequest
+from workers.errors import InvalidRequest, NotFound, SwitchboardError
 from workers.ingress import messages_reply, messages_request, response_store
-from workers.ingress.responses_reply import ResponseBuilder
-from workers.ingress.responses_request import ResponsesRequest, Translator, input_items
+from workers.ingress.responses_failure import failure_of
+from workers.ingress.responses_formatter import ResponsesFormatter, Store, background_refused
+from workers.ingress.responses_request import ResponsesRequest, Translator
 from workers.providers.base import NativeBatch, NativeRequest
 from workers.providers.openai import RESPONSES
 from workers.redis_streams import Keys
@@ -52,6 +50,12 @@ class Formatter(Protocol):
 
     def response(self, response: ChatCompletion) -> bytes:
         """A whole (non-stream) response body."""
+        ...
+
+    def failed(self, error: SwitchboardError) -> list[bytes]:
+        """The events that end a stream failing after its first event, in the API's own
+        words; none where the error record's event says it (chat, and Messages, whose
+        front door words it)."""
         ...
 
     async def settle(self, deployment: str) -> None:
@@ -85,6 +89,9 @@ class ChatFormatter:
 
     def response(self, response: ChatCompletion) -> bytes:
         return self.encode_response(response)
+
+    def failed(self, error: SwitchboardError) -> list[bytes]:
+        return []
 
     async def settle(self, deployment: str) -> None:
         return None
@@ -120,84 +127,11 @@ class MessagesFormatter(messages_reply.MessagesStream):
             return native
         return messages_reply.message_body(response, self.model)
 
+    def failed(self, error: SwitchboardError) -> list[bytes]:
+        return []
+
     async def settle(self, deployment: str) -> None:
         return None
-
-
-class ResponsesFormatter(ResponseBuilder):
-    """OpenAI Responses; a stored response is saved before its final record, so that a
-    follow-up naming it finds it however soon it comes. An OpenAI or Azure deployment's own
-    reply (a native pass-through) goes out unchanged and is that provider's to store: its
-    id is the provider's, which the gateway's store cannot hold (docs/ingress.md)."""
-
-    def __init__(self, request: ResponsesRequest, response_id: str, store: _Store | None) -> None:
-        super().__init__(request, response_id, int(time.time()))
-        self.store = store
-        self.native = False  # the reply is the deployment's own
-
-    def frame(self, batch: list[ChatCompletionChunk]) -> tuple[list[bytes], Usage | None]:
-        if not isinstance(batch, NativeBatch):
-            return super().frame(batch)
-        self.started = self.native = True
-        usage = next((c.usage for c in batch if c.usage is not None and not c.choices), None)
-        return list(batch.native), usage
-
-    def finish(self, usage: Usage | None) -> list[bytes]:
-        # A native stream's terminal event (response.completed, ...) carried the usage.
-        return [] if self.native else super().finish(usage)
-
-    def response(self, response: ChatCompletion) -> bytes:
-        native: bytes | None = getattr(response, "native_body", None)
-        if native is None:
-            return super().response(response)
-        self.native = True
-        return native
-
-    async def settle(self, deployment: str) -> None:
-        if self.store is None or self.native:
-            return
-        try:
-            await self.store.save(self.body("completed"), deployment)
-        except RedisError as exc:
-            # The answer still goes out; only a follow-up naming it will not find it.
-            log.warning("could not store response %s: %s", self.id, exc)
-
-
-class _Store:
-    """Where one stored response goes, and whose it is."""
-
-    def __init__(self, ingress: Ingress, envelope: Envelope, request: ResponsesRequest) -> None:
-        self.ingress = ingress
-        self.owner = envelope.owner
-        self.parent = request.previous_response_id
-        # Ids for the input items that have none, as OpenAI lists them (input_items).
-        self.input = [_listed(item) for item in input_items(request)]
-
-    async def save(self, response: JSONObject, deployment: str) -> None:
-        await response_store.save(
-            self.ingress.redis,
-            self.ingress.keys,
-            response=response,
-            owner=self.owner,
-            parent=self.parent,
-            deployment=deployment,
-            input_items=self.input,
-            ttl_s=self.ingress.responses_ttl_s,
-        )
-
-
-def _listed(item: JSONObject) -> JSONObject:
-    """An input item as OpenAI lists it: with an id, a message's text as parts."""
-    listed = dict(item)
-    if "id" not in listed:
-        listed["id"] = "msg_" + os.urandom(12).hex()
-    is_message = listed.get("type", "message" if "role" in listed else None) == "message"
-    if is_message:
-        listed["type"] = "message"
-        if isinstance(listed.get("content"), str):
-            kind = "output_text" if listed.get("role") == "assistant" else "input_text"
-            listed["content"] = [{"type": kind, "text": listed["content"]}]
-    return listed
 
 
 class Prepared(NamedTuple):
@@ -206,6 +140,7 @@ class Prepared(NamedTuple):
     native: NativeRequest | None = None
     affinity: str | None = None
     served_by: str | None = None  # the deployment that served the conversation's last turn
+    is_pinned: bool = False  # only `served_by` may serve it (the provider holds the parent)
 
 
 # The bytes of a conversation's start that make its affinity key (workers/routing/engine.py
@@ -230,8 +165,11 @@ class Ingress:
         self.keys = keys
         self.responses_ttl_s = responses_ttl_s
 
-    async def prepare(self, envelope: Envelope, body: JSONObject, *, drop_params: bool) -> Prepared:
-        """The chat body for a body in the envelope's ingress API, and its formatter."""
+    async def prepare(
+        self, envelope: Envelope, body: JSONObject, *, drop_params: bool, native_group: bool
+    ) -> Prepared:
+        """The chat body for a body in the envelope's ingress API, and its formatter;
+        `native_group`: every deployment of the group serves /v1/responses natively."""
         if envelope.ingress == INGRESS_MESSAGES:
             chat = decode_request(
                 lambda b: messages_request.to_chat_body(b, drop_params=drop_params), body
@@ -243,36 +181,85 @@ class Ingress:
             affinity = messages_affinity(envelope.owner, body)
             return Prepared(chat, MessagesFormatter(str(chat["model"])), native, affinity)
         if envelope.ingress == INGRESS_RESPONSES:
-            chat, formatter, served_by = await self._responses(
-                envelope, body, drop_params=drop_params
+            return await self._responses(
+                envelope, body, drop_params=drop_params, native_group=native_group
             )
-            # A follow-up goes back to the deployment that served its parent (its encrypted
-            # reasoning is that deployment's); failing that, a response id carries its
-            # conversation's tag, so every turn of one conversation picks alike.
-            # With no parent in the gateway's store, an OpenAI or Azure deployment takes the
-            # client's own body (issue #18); a follow-up of a stored response is translated,
-            # so its chain stays in the one store that has it. The gateway's own fields were
-            # stripped from `body` already (Job.gateway_body; `metadata` is put back).
-            direct = None
-            if not body.get("previous_response_id"):
-                direct = NativeRequest(provider=RESPONSES, body=body)
-            return Prepared(chat, formatter, direct, formatter.id[5:21], served_by)
         raise InvalidRequest(f"unknown ingress API {envelope.ingress}")
 
+    async def _history(self, envelope: Envelope, parent: str) -> response_store.Conversation:
+        """The chain a follow-up continues; a background response whose parent cannot be
+        read is stored as failed, as its client polls for it."""
+        try:
+            return await response_store.conversation(self.redis, self.keys, parent, envelope.owner)
+        except NotFound as exc:
+            if envelope.response_id:
+                await self._fail_queued(envelope, parent, exc)
+            raise
+
+    async def _fail_queued(self, envelope: Envelope, parent: str, error: NotFound) -> None:
+        assert envelope.response_id is not None
+        raw = await response_store.response_body(
+            self.redis, self.keys, envelope.response_id, envelope.owner
+        )
+        failed = {**orjson.loads(raw), "status": "failed", "error": failure_of(error)}
+        await response_store.save_background(
+            self.redis,
+            self.keys,
+            response=failed,
+            owner=envelope.owner,
+            parent=parent,
+            status="failed",
+            ttl_s=self.responses_ttl_s,
+        )
+
     async def _responses(
-        self, envelope: Envelope, body: JSONObject, *, drop_params: bool
-    ) -> tuple[JSONObject, ResponsesFormatter, str | None]:
+        self, envelope: Envelope, body: JSONObject, *, drop_params: bool, native_group: bool
+    ) -> Prepared:
+        """A /v1/responses body as a chat call. With no parent, an OpenAI or Azure
+        deployment takes the client's own body (issue #18). A follow-up of a provider-made
+        response goes natively to the deployment that holds its parent, and only there; a
+        follow-up of a gateway-stored response is translated, its chain read in one script,
+        preferring the deployment that served it (its encrypted reasoning is its own). The
+        gateway's own fields were stripped from `body` already (Job.gateway_body)."""
         request = decode_request(lambda b: msgspec.convert(b, ResponsesRequest), body)
         parent = request.previous_response_id
         history: list[JSONObject] = []
-        served_by = None
+        served_by = holder = None
         if parent:
-            history, served_by = await response_store.conversation(
+            holder = await response_store.provider_deployment(
                 self.redis, self.keys, parent, envelope.owner
             )
-        chat = decode_request(
-            lambda b: Translator(drop_params=drop_params).chat_body(request, b, history), body
+            if holder is None:
+                history, served_by = await self._history(envelope, parent)
+        is_native = holder is not None or (not parent and native_group)
+        background = envelope.response_id is not None  # the front door queued it so
+        if background:
+            # Run here, translated; the front door answered `queued` under this id.
+            request = msgspec.structs.replace(request, background=None)
+            is_native = False
+        elif request.background and not is_native:
+            raise background_refused()
+        # A native call's chat body only meters it: what the translation cannot carry is
+        # the provider's to judge.
+        translator = Translator(drop_params=drop_params or is_native)
+        chat = decode_request(lambda b: translator.chat_body(request, b, history), body)
+        response_id = envelope.response_id or response_store.new_response_id(
+            None if holder else parent
         )
-        response_id = response_store.new_response_id(parent)
-        store = _Store(self, envelope, request) if request.is_stored else None
-        return chat, ResponsesFormatter(request, response_id, store), served_by or None
+        store = (
+            Store(self.redis, self.keys, self.responses_ttl_s, envelope, request)
+            if request.is_stored or background
+            else None
+        )
+        formatter = ResponsesFormatter(request, response_id, store)
+        direct = None
+        if not background and (holder or not parent):
+            direct = NativeRequest(provider=RESPONSES, body=body)
+        if background and store is not None:
+            formatter.background = True
+            await store.save_background(formatter.body("in_progress"), "in_progress")
+        # A response id carries its conversation's tag, so every turn of one conversation
+        # picks alike when nothing pins it.
+        return Prepared(
+            chat, formatter, direct, response_id[5:21], holder or served_by or None, bool(holder)
+        )

@@ -56,6 +56,7 @@ class ResponseBuilder:
         self.output: list[JSONObject] = []
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self.background = False  # run in the background (a translated background: true)
         # Streaming state: the sequence number, the open item and what it has gathered.
         self.seq = 0
         self.started = False
@@ -78,7 +79,7 @@ class ResponseBuilder:
             "object": "response",
             "created_at": self.created_at,
             "status": status,
-            "background": False,
+            "background": self.background,
             "error": None,
             "incomplete_details": {"reason": incomplete} if status == "incomplete" else None,
             "instructions": request.instructions,

@@ -102,6 +102,9 @@ class ChatCall(msgspec.Struct, kw_only=True):
     # The deployment that served this conversation so far (a Responses follow-up's parent):
     # chosen when eligible, before the affinity key (its encrypted reasoning is its own).
     served_by: str | None = None
+    # Whether only `served_by` may serve the call (a native Responses follow-up: the
+    # provider holds its parent, so no other deployment, retry target or fallback could).
+    is_pinned: bool = False
     # LiteLLM's request `mock_response`: answered with this text, no provider call
     # (workers/providers/mock.py).
     mock_response: str | None = None

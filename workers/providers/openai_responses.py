@@ -33,14 +33,25 @@ from workers.wire import (
 NATIVE_PROVIDERS = frozenset({"openai", "azure"})
 
 
+# Azure serves Responses from this API version on (and on its /openai/v1 surface).
+AZURE_RESPONSES_FROM = "2025-03-01"
+# `responses_api` values that keep a deployment on the translation (`chat` is the old name).
+TRANSLATE = frozenset({"translate", "chat"})
+
+
 def serves_natively(deployment: Deployment) -> bool:
-    """Whether /v1/responses goes to this deployment's own `/responses`: only when the
-    deployment says `responses_api: native` (OpenAI, or Azure from api-version 2025-03-01).
-    The translation is the default because it keeps every response in the gateway's store,
-    so `previous_response_id` chains work across deployments and keys stay apart; a native
-    reply's id is the provider's, which the gateway cannot check the owner of."""
+    """Whether /v1/responses goes to this deployment's own `/responses`: OpenAI's always,
+    Azure's when its api-version (or surface) has Responses; `responses_api: native` or
+    `translate` overrides. A native reply's id is the provider's: the gateway records whose
+    it is and which deployment holds it (workers/ingress/response_store.py)."""
     chosen = deployment.options.get("responses_api")
-    return deployment.provider in NATIVE_PROVIDERS and chosen == "native"
+    if deployment.provider not in NATIVE_PROVIDERS or chosen in TRANSLATE:
+        return False
+    if chosen == "native" or deployment.provider == "openai":
+        return True
+    version = deployment.api_version or ""
+    on_v1 = (deployment.api_base or "").rstrip("/").endswith("/openai/v1")
+    return on_v1 or version in ("preview", "latest") or version[:10] >= AZURE_RESPONSES_FROM
 
 
 # The events that end a Responses stream, and the chat finish reason each stands for.

@@ -87,6 +87,7 @@ from workers.redis_streams.reply_records import (
     read_records,
     record_of,
     send_cancel,
+    shorten_replies,
 )
 from workers.redis_streams.request_queue import (
     RequestEntry,
@@ -102,6 +103,7 @@ from workers.redis_streams.request_queue import (
     join_epoch,
     queue_depths,
     queue_request,
+    queue_waits,
     read_requests,
     reclaim,
     still_queued,
@@ -183,6 +185,7 @@ __all__ = [
     "queue_depths",
     "queue_last_record",
     "queue_request",
+    "queue_waits",
     "read_records",
     "read_requests",
     "reclaim",
@@ -194,6 +197,7 @@ __all__ = [
     "request_batch_cancel",
     "run_script",
     "send_cancel",
+    "shorten_replies",
     "sent_lines",
     "seq_of",
     "silent_workers",

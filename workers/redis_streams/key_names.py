@@ -93,6 +93,12 @@ class Keys:
         """The prefix of one conversation's stored responses."""
         return f"{self.ns}:{{r:{conversation}}}:resp:"
 
+    def provider_response(self, response_id: str) -> str:
+        """Whose a provider-made response id is (a native /v1/responses reply, issue #18):
+        a hash of the owner and the deployment that holds the response. Its own slot: the
+        id is the provider's and carries no conversation tag."""
+        return f"{self.ns}:presp:{response_id}"
+
     def routing(self, group: str) -> RoutingKeys:
         return RoutingKeys(f"{self.ns}:{{rt:{group}}}")
 
@@ -149,6 +155,11 @@ class TenancyKeys:
 
     def reservation(self, request_id: str) -> str:
         return f"{self.prefix}:res:{request_id}"
+
+    def charged(self, batch_id: str) -> str:
+        """The lines of a native batch already charged (workers/tenancy/charge.py): a set,
+        so a runner that starts again never charges a line twice."""
+        return f"{self.prefix}:charged:{batch_id}"
 
 
 class BatchKeys:

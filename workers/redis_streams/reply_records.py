@@ -4,6 +4,7 @@ owns a disconnected request (cancelled, or resumed by a front door)."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -55,6 +56,15 @@ def append_record(
         request_id + "|",
     )
     return 1
+
+
+async def shorten_replies(r: Redis, keys: Keys, request_ids: Sequence[str], ttl_s: int) -> None:
+    """Let delivered replies expire within `ttl_s`, in one round trip; LT, so a reply that
+    something else already set to expire sooner keeps its time."""
+    async with r.pipeline(transaction=False) as pipe:
+        for request_id in request_ids:
+            pipe.expire(keys.reply(request_id), ttl_s, lt=True)
+        await pipe.execute()
 
 
 def is_seq_taken(error: Exception) -> bool:

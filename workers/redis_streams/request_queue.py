@@ -206,6 +206,36 @@ async def queue_depths(r: Redis, keys: Keys, lanes: Sequence[str]) -> dict[str, 
     return depths
 
 
+async def queue_waits(r: Redis, keys: Keys, lanes: Sequence[str]) -> dict[str, float]:
+    """Per lane: how long (seconds) the oldest entry no worker has taken yet has waited; 0
+    when none waits. That entry is the first after the group's last delivered id, and its
+    id is Redis's clock when it was queued (XADD *), read against Redis's clock (TIME): two
+    round trips, whatever the number of entries waiting."""
+    pipe = r.pipeline(transaction=False)
+    pipe.time()
+    for lane in lanes:
+        pipe.xinfo_groups(keys.lane(lane))
+    results: Any = await pipe.execute(raise_on_error=False)
+    seconds, micros = results[0]
+    now_ms = seconds * 1000 + micros // 1000
+    last_ids: dict[str, bytes] = {}
+    for lane, groups in zip(lanes, results[1:], strict=True):
+        for group in groups if isinstance(groups, list) else ():
+            if group.get("name") in (GROUP, GROUP.encode()):
+                last_ids[lane] = group["last-delivered-id"]
+    pipe = r.pipeline(transaction=False)
+    for lane, last_id in last_ids.items():
+        last = last_id.decode() if isinstance(last_id, bytes) else str(last_id)
+        pipe.xrange(keys.lane(lane), min="(" + last, max="+", count=1)
+    firsts: Any = await pipe.execute(raise_on_error=False) if last_ids else []
+    waits = dict.fromkeys(lanes, 0.0)
+    for lane, first in zip(last_ids, firsts, strict=True):
+        if isinstance(first, list) and first:
+            queued_ms = int(first[0][0].split(b"-")[0])
+            waits[lane] = max(0, now_ms - queued_ms) / 1000
+    return waits
+
+
 async def dead_letter_length(r: Redis, keys: Keys) -> int:
     return int(await r.xlen(keys.dead_letter))
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 
 from workers.deployment import Deployment
-from workers.errors import GatewayTimeout, RequestTimeout, SwitchboardError
+from workers.envelopes import Attempt
+from workers.errors import GatewayTimeout, InvalidRequest, RequestTimeout, SwitchboardError
 from workers.providers.base import Adapter, ChatCall, EmbeddingCall
 from workers.routing import reliability
 from workers.routing.observer import NO_DEPLOYMENT
@@ -41,6 +42,8 @@ T = TypeVar("T")
 # An attempt that times out this close to the request's deadline timed out because of it
 # (its timeout was the time left): the request is out of time, not the deployment at fault.
 DEADLINE_TOLERANCE_S = 0.05
+# The code of routing's own refusal when no deployment may take a request (checks.py).
+NOTHING_ELIGIBLE = "no_deployments_available"
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -50,6 +53,8 @@ class Outcome(msgspec.Struct, kw_only=True):
     attempts: int = 1
     fallbacks: int = 0
     upstream_ms: float = 0.0
+    # Each try, in order: the request inspector's list (issue #21).
+    tried: list[Attempt] = []
 
 
 class AttemptKind(Generic[T]):
@@ -119,6 +124,7 @@ class Attempts(Generic[T]):
         self.attempts = 0
         self.fallbacks = 0
         self.deployment: Deployment | None = None
+        self.tried: list[Attempt] = []
 
     def outcome(self, upstream_ms: float = 0.0) -> Outcome:
         assert self.deployment is not None
@@ -127,6 +133,7 @@ class Attempts(Generic[T]):
             attempts=self.attempts,
             fallbacks=self.fallbacks,
             upstream_ms=upstream_ms,
+            tried=list(self.tried),
         )
 
     def is_out_of_time(self, failure: SwitchboardError | None = None) -> bool:
@@ -145,6 +152,8 @@ class Attempts(Generic[T]):
         try:
             return await self.in_group(self.group)
         except SwitchboardError as exc:
+            if _pinned_to(self.call) is not None:
+                raise  # only the pinned deployment holds what the call refers to
             original = exc
         is_out_of_time = isinstance(original, GatewayTimeout)
         for fallback in engine.fallbacks(self.group, original, self.scope):
@@ -174,11 +183,16 @@ class Attempts(Generic[T]):
         """Attempt after attempt at `group`'s deployments, avoiding those that failed,
         until one answers or the retries (by error class), or the deadline, run out."""
         engine = self.engine
-        targets = engine.tagged(group, engine.targets_of(group), self.call.tags)
+        pinned = _pinned_to(self.call)
+        if pinned is None:
+            targets = engine.tagged(group, engine.targets_of(group), self.call.tags)
+        else:
+            targets = _pinned_targets(group, engine.targets_of(group), pinned)
         failed: set[str] = set()
         retry = 0
         while True:
             chosen: Target | None = None
+            reason = "retry" if retry else ("fallback" if group != self.group else "")
             try:
                 chosen = await engine.choose(
                     group,
@@ -191,8 +205,10 @@ class Attempts(Generic[T]):
                 )
                 self.attempts += 1
                 self.deployment = chosen.route.deployment
-                value, result, upstream_ms = await self._attempt(group, chosen)
+                value, result, upstream_ms = await self._attempt(group, chosen, reason)
             except SwitchboardError as exc:
+                if chosen is None:  # nothing could take it: cooling down, or at its limits
+                    self._note(group, None, reason, exc)
                 if self.is_out_of_time(exc):
                     raise out_of_time(exc) from exc
                 allowed = reliability.retries_for(exc, engine.settings, self.retries)
@@ -225,7 +241,9 @@ class Attempts(Generic[T]):
                 await engine.store.release(group, chosen.route.name, result)
             return Served(value, self.outcome(upstream_ms), group, chosen.route, result)
 
-    async def _attempt(self, group: str, target: Target) -> tuple[T, AttemptResult, float]:
+    async def _attempt(
+        self, group: str, target: Target, reason: str
+    ) -> tuple[T, AttemptResult, float]:
         """One call to one deployment, with how long it took (to the first batch for a
         stream); its failure is recorded (and may cool the deployment down)."""
         route = target.route
@@ -234,14 +252,48 @@ class Attempts(Generic[T]):
         try:
             adapter = self.engine.adapter_for(group, target, call)
             value, result = await self.kind.run(adapter, call, self.estimate)
-            return value, result, (time.perf_counter() - started) * 1000
+            took_ms = (time.perf_counter() - started) * 1000
+            self._note(group, route, reason, latency_ms=took_ms)
+            return value, result, took_ms
         except SwitchboardError as exc:
+            took_ms = (time.perf_counter() - started) * 1000
             blame(exc, route.deployment)
-            await self.engine.record_failure(group, route, exc)
+            cooled = await self.engine.record_failure(group, route, exc)
+            self._note(group, route, reason, exc, latency_ms=took_ms, cooled_down=cooled)
             raise
         except BaseException:
             await self.engine.store.release(group, route.name, AttemptResult())
             raise
+
+    def _note(
+        self,
+        group: str,
+        route: Route | None,
+        reason: str,
+        failure: SwitchboardError | None = None,
+        *,
+        latency_ms: float = 0.0,
+        cooled_down: bool = False,
+    ) -> None:
+        """Add a try to the request's list: its deployment (none when nothing could take it),
+        its status (ok, or the failure's class) and why it was made. Never message content: a
+        try without a deployment keeps our own message (which limits or cooldowns refused)."""
+        status = "ok" if failure is None else reliability.error_class(failure)
+        if route is None and failure is not None and failure.code == NOTHING_ELIGIBLE:
+            status = failure.code
+        self.tried.append(
+            Attempt(
+                deployment="" if route is None else route.deployment.label,
+                model_group=group,
+                status=status,
+                latency_ms=round(latency_ms, 3),
+                reason=reason,
+                cooled_down=cooled_down,
+                detail=failure.message
+                if failure is not None and status == NOTHING_ELIGIBLE
+                else "",
+            )
+        )
 
 
 def request_deadline(call: Call) -> float | None:
@@ -272,3 +324,22 @@ def attempt_call(call: Call, route: Route, is_stream: bool, deadline: float | No
     if timeout_s == call.timeout_s:
         return call
     return msgspec.structs.replace(call, timeout_s=timeout_s)
+
+
+def _pinned_to(call: Call) -> str | None:
+    """The one deployment a call must go to (a native Responses follow-up: the provider
+    holds its parent), or None."""
+    return call.served_by if isinstance(call, ChatCall) and call.is_pinned else None
+
+
+def _pinned_targets(group: str, targets: list[Target], label: str) -> list[Target]:
+    kept = [t for t in targets if t.route.deployment.label == label]
+    if not kept:
+        raise InvalidRequest(
+            f"previous_response_id names a response held by deployment `{label}`, which "
+            f"model group `{group}` does not include: send the follow-up to that "
+            "deployment's model group",
+            param="previous_response_id",
+            code="invalid_value",
+        )
+    return kept

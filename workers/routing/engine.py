@@ -317,7 +317,8 @@ class RoutingEngine:
 
     # ------------------------------------------------------------------ deployments
 
-    async def record_failure(self, group: str, route: Route, exc: SwitchboardError) -> None:
+    async def record_failure(self, group: str, route: Route, exc: SwitchboardError) -> bool:
+        """Count a failed attempt against its deployment; whether that cooled it down."""
         allowed = reliability.allowed_fails_for(exc, self.settings)
         name = reliability.error_class(exc)
         can_cool = (
@@ -342,6 +343,7 @@ class RoutingEngine:
                 allowed,
                 name,
             )
+        return cooled
 
     async def choose(
         self,

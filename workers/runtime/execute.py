@@ -38,6 +38,7 @@ from workers.errors import (
     SwitchboardError,
 )
 from workers.ingress import ChatFormatter, Formatter, Ingress
+from workers.ingress.responses_formatter import ResponsesFormatter
 from workers.providers.base import ChatCall, EmbeddingCall
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.providers.openai_responses import serves_natively
@@ -151,11 +152,9 @@ class Executor:
         """The chat call, and how its reply is written in the API its client spoke."""
         body, options = _gateway_body(job)
         drop = bool(options.get("drop_params")) or self._group_drops(job.envelope.model_group)
-        if job.envelope.ingress == INGRESS_RESPONSES and not body.get("previous_response_id"):
-            # As the front door decided: a group served natively judges its own API.
-            drop = drop or self._group_native(job.envelope.model_group)
         formatter: Formatter
         native = affinity = served_by = None
+        is_pinned = False
         if job.envelope.ingress == INGRESS_CHAT:
             # The front door validated these bytes; another producer may not have.
             request = decode_request(decode_chat_request, job.envelope.body)
@@ -166,8 +165,12 @@ class Executor:
                 # request metadata: a native pass-through sends it on. On /v1/responses it
                 # is the response's own, echoed and stored with it.
                 body = {**body, "metadata": options["metadata"]}
-            body, formatter, native, affinity, served_by = await self.ingress.prepare(
-                job.envelope, body, drop_params=drop
+            # As the front door decided: a group served natively judges its own API.
+            native_group = job.envelope.ingress == INGRESS_RESPONSES and self._group_native(
+                job.envelope.model_group
+            )
+            body, formatter, native, affinity, served_by, is_pinned = await self.ingress.prepare(
+                job.envelope, body, drop_params=drop, native_group=native_group
             )
             request = decode_request(chat_request_from_dict, body)
         return ChatCall(
@@ -182,6 +185,7 @@ class Executor:
             native=native,
             affinity=affinity,
             served_by=served_by,
+            is_pinned=is_pinned,
             mock_response=_mock_response(options),
         ), formatter
 
@@ -201,7 +205,7 @@ class Executor:
     def _error_meta(self, exc: SwitchboardError, job: Job) -> Meta:
         """A failed request still says where it went: attempts, fallbacks, last deployment."""
         if exc.outcome is None:
-            return Meta(worker=self.worker_id, takeovers=job.takeovers)
+            return Meta(worker=self.worker_id, takeovers=job.takeovers, **_queue_facts(job))
         return self._meta(exc.outcome, job=job)
 
     def _meta(
@@ -228,10 +232,19 @@ class Executor:
             cached_tokens=usage.cached_tokens if usage else 0,
             takeovers=takeovers,
             estimated_tokens=estimated if usage else 0,
+            tried=outcome.tried,
+            **(_queue_facts(job) if job is not None else {}),
         )
 
     async def _complete(self, job: Job, call: ChatCall, formatter: Formatter) -> None:
-        response, outcome = await _routed(job, self.engine.chat, call)
+        try:
+            response, outcome = await _routed(job, self.engine.chat, call)
+        except (SwitchboardError, TimeoutError) as exc:
+            if isinstance(formatter, ResponsesFormatter):
+                # A background response's client polls the store, not this reply.
+                error = exc if isinstance(exc, SwitchboardError) else _deadline_passed(job)
+                await formatter.fail_stored(for_client(error, error.deployment, job.request_id))
+            raise
         body = formatter.response(response)
         await formatter.settle(outcome.deployment.label)
         record = Record(
@@ -257,9 +270,9 @@ class Executor:
     ) -> None:
         """Write a stream's batches as records, then its end with the usage."""
         usage: Usage | None = None
+        meta: Meta | None = self._meta(outcome, job=job)
         try:
             batch: list[ChatCompletionChunk] | None = first
-            meta: Meta | None = self._meta(outcome, job=job)
             while batch is not None:
                 if splice is not None:
                     batch = splice.batch(batch)
@@ -274,6 +287,10 @@ class Executor:
                 batch = await anext(rest, None)
             else:
                 chunks = []
+        except SwitchboardError as exc:
+            if meta is not None:
+                raise  # nothing went out yet: an HTTP error
+            return await self._failed_midstream(job, formatter, exc)
         finally:
             await rest.aclose()  # type: ignore[attr-defined]  # an async generator
         chunks += formatter.finish(usage)
@@ -283,6 +300,18 @@ class Executor:
         await self.writer.write(
             job, Record(seq=job.seq, chunks=chunks, end=envelopes.DONE, meta=final_meta)
         )
+
+    async def _failed_midstream(
+        self, job: Job, formatter: Formatter, exc: SwitchboardError
+    ) -> None:
+        """A stream that failed after its first record: the error record, led by the
+        events the client's API ends a failed stream with (Responses: response.failed)."""
+        error = for_client(exc, exc.deployment, job.request_id)
+        record = envelopes.error_record(job.seq, error, self._error_meta(exc, job))
+        closing = formatter.failed(error)
+        if closing:
+            record = msgspec.structs.replace(record, chunks=closing)
+        await self.writer.write(job, record)
 
     async def _continue(self, job: Job, call: ChatCall) -> None:
         """Go on with a stream an earlier worker began: the same deployment, the text so far
@@ -428,3 +457,8 @@ def _loop_deadline(job: Job) -> float:
     """The job's deadline on the event loop's clock (for asyncio.timeout_at)."""
     loop = asyncio.get_running_loop()
     return loop.time() + job.remaining_s()
+
+
+def _queue_facts(job: Job) -> dict[str, Any]:
+    """The lane a request waited on and how long, for the request inspector (issue #21)."""
+    return {"lane": job.lane, "queue_wait_ms": max(0, job.started_ms - job.envelope.enqueued_ms)}

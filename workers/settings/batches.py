@@ -45,3 +45,10 @@ class BatchSettings(Section, frozen=True):
     # Seconds a batch runner's lease lasts without renewal: after a front door dies, its
     # batches go on elsewhere (or after its restart) within this.
     lease_s: Annotated[float, Positive] = 5.0
+    # Native batches (model_info.batch_mode `native`): seconds before the first look at
+    # the provider's batch, growing by half each look up to native_max_poll_s.
+    native_poll_s: Annotated[float, Positive] = 5.0
+    native_max_poll_s: Annotated[float, Positive] = 60.0
+    # A native line's cost as a share of the interactive price: OpenAI's and Anthropic's
+    # batch APIs both bill half, and the price table lists standard prices only.
+    native_price_factor: Annotated[float, Meta(ge=0)] = 0.5

@@ -123,7 +123,19 @@ class CallbackSettings(Section, frozen=True):
 
 
 # The call types a cache may answer (LiteLLM's names; the `a` forms are the same calls).
-CACHEABLE_CALL_TYPES = frozenset({"completion", "acompletion", "embedding", "aembedding"})
+CACHEABLE_CALL_TYPES = frozenset(
+    {
+        "completion",
+        "acompletion",
+        "embedding",
+        "aembedding",
+        "text_completion",
+        "atext_completion",
+        "anthropic_messages",
+        "responses",
+        "aresponses",
+    }
+)
 
 
 class CacheParams(Section, frozen=True):
@@ -140,8 +152,13 @@ class CacheParams(Section, frozen=True):
     namespace: str = "cache"
     # Seconds an answer stays cached; a request's `cache.ttl` may choose another.
     ttl: Annotated[float, Positive] = 3600.0
+    # Every API the front door serves; LiteLLM's names (`anthropic_messages` is /v1/messages).
     supported_call_types: list[str] = msgspec.field(
-        default_factory=lambda: ["completion", "acompletion", "embedding", "aembedding"]
+        default_factory=lambda: [
+            *("completion", "acompletion", "embedding", "aembedding"),
+            *("text_completion", "atext_completion", "anthropic_messages"),
+            *("responses", "aresponses"),
+        ]
     )
     # default_off: only requests that ask (`cache: {"use-cache": true}`) read or write it.
     mode: Literal["default_on", "default_off"] = "default_on"
@@ -179,8 +196,11 @@ GuardrailMode = Literal["pre_call", "during_call", "post_call", "logging_only"]
 # The guardrails built in (the rest are import paths to a CustomGuardrail class).
 # `presidio` is LiteLLM's name for PII masking: the built-in PII finder, masking.
 BUILTIN_GUARDRAILS = frozenset(
-    {"keywords", "regex", "pii", "max_input_tokens", "llm_judge", "presidio"}
+    {"keywords", "regex", "pii", "max_input_tokens", "llm_judge", "presidio", "openai_moderation"}
 )
+# openai_moderation's defaults, as LiteLLM's.
+DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
+OPENAI_API_BASE = "https://api.openai.com/v1"
 PII_ENTITIES = frozenset({"email", "phone", "credit_card", "iban", "secret"})
 
 
@@ -214,10 +234,16 @@ class GuardrailParams(Section, frozen=True):
     block_if: Annotated[str, Meta(min_length=1)] = "UNSAFE"
     # A custom guardrail's own keyword arguments.
     params: dict[str, Any] = {}
+    # openai_moderation, as LiteLLM: where its moderation endpoint is, unless `model` names
+    # a model group of the config (whose deployment then answers); `model` is otherwise the
+    # moderation model (omni-moderation-latest).
+    api_base: str | None = None
+    # openai_moderation: the key its endpoint takes (a model group's deployment has its own).
+    api_key: Secret | None = None
 
     litellm_ignored: ClassVar[frozenset[str]] = names(
         """
-        api_key api_base guard_name guardrailIdentifier guardrailVersion
+        guard_name guardrailIdentifier guardrailVersion
         presidio_analyzer_api_base presidio_anonymizer_api_base output_parse_pii
         presidio_ad_hoc_recognizers pii_entities_config mask_request_content
         mask_response_content category_thresholds guardrail_info
@@ -234,6 +260,11 @@ class GuardrailParams(Section, frozen=True):
             raise ValueError(f"entities: unknown {sorted(unknown)}; known: {sorted(PII_ENTITIES)}")
         if self.guardrail == "llm_judge" and not self.model:
             raise ValueError("llm_judge needs `model`: the model group that judges")
+        if (self.api_base or self.api_key) and self.guardrail != "openai_moderation":
+            raise ValueError(
+                "`api_base` and `api_key` are openai_moderation's (and LiteLLM's "
+                "hosted guardrails', which Switchboard does not ship)"
+            )
         if self.guardrail not in BUILTIN_GUARDRAILS and "." not in self.guardrail:
             raise ValueError(
                 f"guardrail {self.guardrail!r} is not built in (built in: "

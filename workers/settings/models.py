@@ -108,11 +108,12 @@ class LiteLLMParams(Section, frozen=True):
     vertex_project: str | None = None
     vertex_location: str | None = None
     # Switchboard's own: how an OpenAI or Azure deployment serves /v1/responses — `native`
-    # (its own /responses endpoint, the reply relayed unchanged; for OpenAI, and Azure
-    # from api-version 2025-03-01) or `chat`, the default (translated through chat
-    # completions, the gateway storing the responses and their previous_response_id chains).
-    # docs/ingress.md.
-    responses_api: Literal["native", "chat"] | None = None
+    # (its own /responses endpoint, the reply relayed unchanged, the gateway keeping only
+    # whose each response id is; the default for OpenAI, and for Azure from api-version
+    # 2025-03-01 or on its v1 surface) or `translate` (`chat` is the same: through chat
+    # completions, the gateway storing the responses and their previous_response_id
+    # chains). docs/ingress.md.
+    responses_api: Literal["native", "translate", "chat"] | None = None
     # Filled by the loader from the request-parameter keys (temperature, max_tokens, ...).
     default_params: dict[str, Any] = {}
 
@@ -148,7 +149,13 @@ class ModelInfo(Section, frozen=True):
     # nothing about its model).
     base_model: str | None = None
     # chat, completion, embedding, image_generation, audio_transcription, rerank, ...
+    # LiteLLM's `batch` marks a batch model: on an OpenAI or Anthropic deployment it means
+    # batch_mode `native`, unless batch_mode says otherwise.
     mode: str | None = None
+    # Where /v1/batches runs this deployment's lines (issue #20, docs/batches.md): `queue`
+    # (Switchboard's own batch lane) or `native` (the provider's batch API, OpenAI and
+    # Anthropic only, usually half price). Unset: `native` for mode `batch`, else `queue`.
+    batch_mode: Literal["queue", "native"] | None = None
     max_tokens: int | None = None
     max_input_tokens: int | None = None
     max_output_tokens: int | None = None

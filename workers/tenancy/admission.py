@@ -193,6 +193,10 @@ def _period(limits: Limits, now_s: float) -> tuple[int, int]:
     return current, following
 
 
+# For charges that skip admission (workers/tenancy/charge.py): the same periods.
+budget_period = _period
+
+
 @functools.lru_cache(maxsize=256)
 def _period_end(duration: str, now_s: int) -> int:
     # Per whole second: every request of a second shares the date arithmetic.

@@ -11,11 +11,12 @@ reads it (workers/hooks/consumer.py); the ledger writer never decodes it."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
 from workers.db.spend import SpendRecord
-from workers.envelopes import Meta
+from workers.envelopes import Attempt, Meta
 
 SUCCESS = "success"
 FAILURE = "failure"
@@ -43,6 +44,11 @@ class WorkerEvent(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     spend: float = 0.0
+    # What the request inspector shows of the request's life (issue #21): its lane, the
+    # wait there, each try at a deployment. Kept in the spend row's metadata.
+    lane: str = ""
+    queue_wait_ms: int = 0
+    attempts: tuple[Attempt, ...] = ()
 
 
 class AttemptTrace(msgspec.Struct, array_like=True, frozen=True):
@@ -128,4 +134,16 @@ def spend_record(request_id: str, front: FrontEvent, worker: WorkerEvent) -> Spe
         spend=worker.spend,
         status=worker.status,
         tags=front.tags,
+        metadata=inspector_metadata(worker),
     )
+
+
+def inspector_metadata(worker: WorkerEvent) -> dict[str, Any]:
+    """The request's life as the inspector shows it, for the spend row's metadata; empty
+    when the worker told nothing (an event from before issue #21, a request never run)."""
+    if not worker.lane and not worker.attempts:
+        return {}
+    return {
+        "queue": {"lane": worker.lane, "waited_ms": worker.queue_wait_ms},
+        "attempts": [msgspec.structs.asdict(attempt) for attempt in worker.attempts],
+    }

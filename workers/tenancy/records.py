@@ -79,6 +79,9 @@ class Entity(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     expires_ms: int | None = None
     tags: tuple[str, ...] = ()
     role: str | None = None
+    # A key's guardrails (its metadata.guardrails, LiteLLM's per-key guardrails): every
+    # request with it runs them (issue #19).
+    guardrails: tuple[str, ...] = ()
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -142,4 +145,13 @@ def entity_of(kind: str, object_id: str, row: dict[str, Any]) -> Entity:
         expires_ms=_ms(row.get("expires")),
         tags=tuple(row.get("tags") or ()),
         role=row.get("user_role") or row.get("role"),
+        guardrails=_guardrails(row) if kind == KEY else (),
     )
+
+
+def _guardrails(row: dict[str, Any]) -> tuple[str, ...]:
+    metadata = row.get("metadata")
+    names = metadata.get("guardrails") if isinstance(metadata, dict) else None
+    if not isinstance(names, list):
+        return ()
+    return tuple(name for name in names if isinstance(name, str))

@@ -82,10 +82,11 @@ def worker_event(record: Record, end_ms: int, *, delivered: bool = False) -> eve
     cancelling each stream before its end (LiteLLM #26672)."""
     meta = record.meta
     status = events.SUCCESS if record.end in (DONE, RESPONSE) else events.FAILURE
-    if delivered and (meta is None or meta.cost_usd is None):
-        return events.WorkerEvent(end_ms=end_ms, status=status, spend=CHARGE_RESERVATION)
+    charges_reservation = delivered and (meta is None or meta.cost_usd is None)
     if meta is None:
-        return events.WorkerEvent(end_ms=end_ms, status=status)
+        spend = CHARGE_RESERVATION if charges_reservation else 0.0
+        return events.WorkerEvent(end_ms=end_ms, status=status, spend=spend)
+    # Charged its reservation or not, the row keeps where the request went and its tokens.
     return events.WorkerEvent(
         end_ms=end_ms,
         status=status,
@@ -93,7 +94,10 @@ def worker_event(record: Record, end_ms: int, *, delivered: bool = False) -> eve
         provider=meta.provider or None,
         prompt_tokens=meta.prompt_tokens,
         completion_tokens=meta.completion_tokens,
-        spend=meta.cost_usd or 0.0,
+        spend=CHARGE_RESERVATION if charges_reservation else meta.cost_usd or 0.0,
+        lane=meta.lane,
+        queue_wait_ms=meta.queue_wait_ms,
+        attempts=tuple(meta.tried),
     )
 
 

@@ -25,6 +25,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency", type=float, default=0.0, help="non-stream delay, s")
     parser.add_argument("--ttft", type=float, default=0.0, help="delay before a stream, s")
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="between chunks, s")
+    parser.add_argument(
+        "--batch-delay", type=float, default=0.0, help="before a batch's lines run, s"
+    )
     parser.add_argument("--api-key", default=None, help="accept only this key")
     parser.add_argument(
         "--providers", default=",".join(PROVIDERS), help="comma-separated subset to serve"
@@ -46,6 +49,7 @@ async def serve(args: argparse.Namespace) -> None:
         latency_s=args.latency,
         ttft_s=args.ttft,
         chunk_delay_s=args.chunk_delay,
+        batch_delay_s=args.batch_delay,
         record_limit=args.record_limit,
     )
     async with fake:

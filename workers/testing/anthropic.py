@@ -27,6 +27,7 @@ import re
 import msgspec
 from aiohttp import web
 
+from workers.testing import anthropic_batches
 from workers.testing import anthropic_errors as errors
 from workers.testing.anthropic_reply import (
     DEFAULT_THINKING_TOKENS,
@@ -79,7 +80,12 @@ def routes(state: FakeState) -> list[web.RouteDef]:
         body = msgspec.json.encode({"input_tokens": tokens})
         return json_response(body, headers={"request-id": request_id})
 
-    return [web.post("/v1/messages", messages), web.post("/v1/messages/count_tokens", count_tokens)]
+    return [
+        web.post("/v1/messages", messages),
+        web.post("/v1/messages/count_tokens", count_tokens),
+        # The Message Batches API (issue #20's native batches).
+        *anthropic_batches.routes(state),
+    ]
 
 
 def _denied(request: web.Request, state: FakeState, request_id: str) -> web.Response | None:
@@ -172,7 +178,13 @@ async def answer_messages(
 
 
 def _reply(admitted: _Admitted, native: MessagesRequest, body: bytes) -> Reply:
-    scenario = admitted.scenario
+    return messages_reply(admitted.scenario, native, body, admitted.stop_reason)
+
+
+def messages_reply(
+    scenario: Scenario, native: MessagesRequest, body: bytes, stop_reason: str | None
+) -> Reply:
+    """The answer to a Messages body under a scenario (shared with Claude on Bedrock)."""
     if native.thinks and not scenario.reasoning_tokens:
         scenario = msgspec.structs.replace(scenario, reasoning_tokens=DEFAULT_THINKING_TOKENS)
     plan = plan_reply(
@@ -185,7 +197,7 @@ def _reply(admitted: _Admitted, native: MessagesRequest, body: bytes) -> Reply:
         plan,
         native,
         chunks=scenario.chunks,
-        stop_reason=admitted.stop_reason,
+        stop_reason=stop_reason,
         # Any breakpoint (system, tools, messages) makes a first request write the cache.
         writes_cache=b'"cache_control"' in body,
     )
@@ -204,7 +216,7 @@ async def _stream(
     limits = [n for n in (error_after, cut_after) if n is not None]
     sent = [event for event, _ in events]
     if limits:
-        sent = _until_content_chunk(events, min(limits))
+        sent = until_content_chunk(events, min(limits))
         if min(limits) == error_after:
             sent.append(STREAM_ERROR_EVENT)
     timing = watch.state.timing
@@ -219,7 +231,7 @@ async def _stream(
     )
 
 
-def _until_content_chunk(events: list[tuple[bytes, bool]], count: int) -> list[bytes]:
+def until_content_chunk(events: list[tuple[bytes, bool]], count: int) -> list[bytes]:
     """The events before content chunk number `count + 1` (0: up to the first chunk)."""
     kept: list[bytes] = []
     seen = 0

@@ -1,4 +1,6 @@
-"""Azure OpenAI as a fake: OpenAI bodies behind deployment URLs, `api-version` and `api-key`.
+"""Azure OpenAI as a fake: OpenAI bodies behind deployment URLs, `api-version` and `api-key`;
+and the Responses API at the resource (`/openai/responses?api-version=...`, or
+`/openai/v1/responses` on the v1 surface), with its stored responses.
 
 The deployment name in the path is the model name the scenario is read from. What Azure adds
 or words differently (azure.md): a leading prompt-filter chunk, `content_filter_results` on
@@ -15,7 +17,8 @@ import msgspec
 from aiohttp import web
 
 from workers.testing import openai_errors
-from workers.testing.openai import answer_chat, answer_embeddings
+from workers.testing import openai_responses_store as responses_store
+from workers.testing.openai import answer_chat, answer_embeddings, answer_responses
 from workers.testing.openai_wire import ChatStyle
 from workers.testing.responses import format_seconds, json_response
 from workers.testing.scenario import Scenario
@@ -145,6 +148,19 @@ def _azure_error(
 
 def _denied(request: web.Request, state: FakeState) -> web.Response | None:
     """401 without a key (api-key, or an Entra ID bearer token); 404/400 on a bad version."""
+    refused = _denied_v1(request, state)
+    if refused is not None:
+        return refused
+    version = request.query.get("api-version")
+    if version is None:
+        return _azure_error(404, {"code": "404", "message": "Resource not found"})
+    if not _API_VERSION.fullmatch(version):
+        return _azure_error(400, {"code": "BadRequest", "message": "API version not supported"})
+    return None
+
+
+def _denied_v1(request: web.Request, state: FakeState) -> web.Response | None:
+    """The v1 surface (`/openai/v1/...`) needs a key and no api-version."""
     key = request.headers.get("api-key")
     if key is None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -154,11 +170,6 @@ def _denied(request: web.Request, state: FakeState) -> web.Response | None:
     if not state.accepts_key(key):
         code, message = _ERRORS[401]
         return _azure_error(401, {"code": code, "message": message})
-    version = request.query.get("api-version")
-    if version is None:
-        return _azure_error(404, {"code": "404", "message": "Resource not found"})
-    if not _API_VERSION.fullmatch(version):
-        return _azure_error(400, {"code": "BadRequest", "message": "API version not supported"})
     return None
 
 
@@ -177,7 +188,21 @@ def routes(state: FakeState) -> list[web.RouteDef]:
             request, state, AZURE, body, model=deployment
         )
 
+    async def responses(request: web.Request) -> web.StreamResponse:
+        # The Responses API is the resource's, not a deployment's: the body's model names
+        # the deployment (from api-version 2025-03-01-preview, or on the v1 surface).
+        body = await record_request(request, state)
+        return _denied(request, state) or await answer_responses(request, state, body)
+
+    async def responses_v1(request: web.Request) -> web.StreamResponse:
+        body = await record_request(request, state)
+        return _denied_v1(request, state) or await answer_responses(request, state, body)
+
     return [
         web.post("/openai/deployments/{deployment}/chat/completions", chat_completions),
         web.post("/openai/deployments/{deployment}/embeddings", embeddings),
+        web.post("/openai/responses", responses),
+        web.post("/openai/v1/responses", responses_v1),
+        *responses_store.routes("/openai", state, _denied),
+        *responses_store.routes("/openai/v1", state, _denied_v1),
     ]

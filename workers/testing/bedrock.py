@@ -1,7 +1,9 @@
 """Amazon Bedrock as a fake: Converse (JSON) and ConverseStream (AWS event-stream frames).
 
     POST /model/{modelId}/converse           POST /model/{modelId}/converse-stream
-    POST /model/{modelId}/invoke             (Titan text embeddings: bedrock_invoke)
+    POST /model/{modelId}/invoke             (Titan text embeddings: bedrock_invoke;
+                                              Claude's Messages API: bedrock_claude)
+    POST /model/{modelId}/invoke-with-response-stream, /count-tokens   (Claude: bedrock_claude)
 
 The model id in the path (URL-encoded by clients: `:` is `%3A`) is the model name the
 scenario is read from, with the Bedrock-only directives of `bedrock_errors`. Requests must be
@@ -17,7 +19,7 @@ import asyncio
 
 from aiohttp import web
 
-from workers.testing import bedrock_invoke, bedrock_sts
+from workers.testing import bedrock_claude, bedrock_invoke, bedrock_sts
 from workers.testing.bedrock_auth import check_auth
 from workers.testing.bedrock_errors import (
     BedrockScenario,
@@ -47,7 +49,8 @@ def routes(state: FakeState) -> list[web.RouteDef]:
     return [
         web.post("/model/{model_id:.+}/converse", converse),
         web.post("/model/{model_id:.+}/converse-stream", converse_stream),
-        *bedrock_invoke.routes(state),  # InvokeModel, for Titan text embeddings
+        *bedrock_invoke.routes(state),  # InvokeModel, for Titan text embeddings and Claude
+        *bedrock_claude.routes(state),  # Claude's streams and token counts
         *bedrock_sts.routes(state),  # AssumeRole, for deployments that name a role
     ]
 

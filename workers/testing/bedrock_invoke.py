@@ -1,4 +1,5 @@
-"""Bedrock InvokeModel for Amazon Titan text embeddings, as a fake.
+"""Bedrock InvokeModel for Amazon Titan text embeddings, as a fake (a Claude model's
+InvokeModel is Anthropic's Messages API: `bedrock_claude`).
 
     POST /model/amazon.titan-embed-text-v1/invoke     {"inputText"}
          -> {"embedding": [1536 floats], "inputTextTokenCount"}
@@ -18,6 +19,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from workers.testing import bedrock_claude
 from workers.testing.bedrock_auth import check_auth
 from workers.testing.bedrock_errors import (
     parse_bedrock_scenario,
@@ -40,6 +42,8 @@ _encode = msgspec.json.Encoder().encode
 
 def routes(state: FakeState) -> list[web.RouteDef]:
     async def invoke(request: web.Request) -> web.StreamResponse:
+        if bedrock_claude.is_claude(request.match_info["model_id"]):
+            return await bedrock_claude.answer(request, state, stream=False)
         return await _invoke(request, state)
 
     return [web.post("/model/{model_id:.+}/invoke", invoke)]

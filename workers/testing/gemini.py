@@ -22,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import secrets
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import orjson
 from aiohttp import web
 
 from workers.testing import gemini_errors as errors
+from workers.testing import gemini_tokens
 from workers.testing.embedding import embedding_vector, input_key
 from workers.testing.gemini_render import (
     SSE_CONTENT_TYPE,
@@ -334,9 +336,21 @@ def _embed_problem(
     return None
 
 
-_METHODS = {
+async def _count(
+    request: web.Request, state: FakeState, model: str, body: bytes
+) -> web.StreamResponse:
+    admitted = _admit(state, model)
+    if isinstance(admitted, web.Response):
+        return admitted
+    failure = await _fail_or_wait(admitted, 0.0, "countTokens")
+    return failure or await gemini_tokens.count_tokens(request, state, model, body)
+
+
+Method = Callable[[web.Request, FakeState, str, bytes], Awaitable[web.StreamResponse]]
+_METHODS: dict[str, Method] = {
     "generateContent": functools.partial(_generate, stream=False),
     "streamGenerateContent": functools.partial(_generate, stream=True),
     "embedContent": functools.partial(_embed, batch=False),
     "batchEmbedContents": functools.partial(_embed, batch=True),
+    "countTokens": _count,
 }

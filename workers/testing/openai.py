@@ -1,5 +1,5 @@
 """The OpenAI API as a fake: chat completions (plain and SSE), embeddings, legacy completions
-(openai_completions.py) and the model list.
+(openai_completions.py), moderations (openai_moderations.py) and the model list.
 
 `answer_chat` and `answer_embeddings` serve any OpenAI-format provider; a `Flavor` supplies
 what differs (error bodies, headers, the model name it reports, the chunk dressing), so
@@ -17,14 +17,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
+import orjson
 from aiohttp import web
 
 from workers import wire
+from workers.testing import openai_batches, openai_responses
 from workers.testing import openai_errors as errors
-from workers.testing import openai_responses
+from workers.testing import openai_responses_store as responses_store
 from workers.testing.embedding import (
     FIXED_SIZE_MODELS,
     default_dimensions,
@@ -35,6 +37,7 @@ from workers.testing.embedding import (
 from workers.testing.json_reply import json_reply
 from workers.testing.large import send_large_completion
 from workers.testing.openai_completions import answer_completion
+from workers.testing.openai_moderations import answer_moderation
 from workers.testing.openai_wire import (
     ChatRequest,
     ChatStyle,
@@ -121,6 +124,10 @@ def routes(state: FakeState) -> list[web.RouteDef]:
         body = await record_request(request, state)
         return _denied(request, state) or await answer_responses(request, state, body)
 
+    async def moderations(request: web.Request) -> web.StreamResponse:
+        body = await record_request(request, state)
+        return _denied(request, state) or await answer_moderation(request, state, body)
+
     async def models(request: web.Request) -> web.StreamResponse:
         await record_request(request, state)
         return _denied(request, state) or json_response(models_body)
@@ -130,7 +137,11 @@ def routes(state: FakeState) -> list[web.RouteDef]:
         web.post("/v1/embeddings", embeddings),
         web.post("/v1/completions", completions),
         web.post("/v1/responses", responses),
+        web.post("/v1/moderations", moderations),
         web.get("/v1/models", models),
+        *responses_store.routes("/v1", state, _denied),
+        # /v1/files and /v1/batches (issue #20's native batches).
+        *openai_batches.routes(state),
     ]
 
 
@@ -181,7 +192,7 @@ async def answer_responses(
     request: web.Request, state: FakeState, raw: bytes
 ) -> web.StreamResponse:
     """Answer a Responses request (openai_responses.py renders it) under the scenario its
-    model name gives, like chat."""
+    model name gives, like chat; a stored one is kept (openai_responses_store.py)."""
     body = openai_responses.parse_body(raw)
     if isinstance(body, str):
         return errors.invalid_request(body)
@@ -189,6 +200,9 @@ async def answer_responses(
     admitted = _admit(state, name if isinstance(name, str) else "")
     if isinstance(admitted, web.Response):
         return admitted
+    missing = responses_store.missing_parent(state, request, body)
+    if missing is not None:
+        return missing
     texts = openai_responses.input_texts(body)
     with ClientWatch(state, request.path, admitted.name) as watch:
         stream = body.get("stream") is True
@@ -203,13 +217,50 @@ async def answer_responses(
         )
         ids = openai_responses.new_ids(next(state.ids))
         model = OPENAI.chat_model(admitted.scenario)
-        headers = OPENAI.headers(state)
         if stream:
-            events = openai_responses.render_stream(body, ids, model, plan)
-            sse = {"Content-Type": SSE_CONTENT_TYPE, **headers}
-            return await send_events(request, watch, events, headers=sse)
+            return await _stream_response(request, state, watch, admitted, body, ids, plan)
+        if body.get("background") is True:
+            queued, final = openai_responses.render_whole_background(body, ids, model, plan)
+            responses_store.keep(state, request, body, queued, final)
+            return json_response(orjson.dumps(queued), headers=OPENAI.headers(state))
         rendered = openai_responses.render_whole(body, ids, model, plan)
-        return json_response(rendered, headers=headers)
+        whole = orjson.loads(rendered)
+        responses_store.keep(state, request, body, whole, whole)
+        return json_response(rendered, headers=OPENAI.headers(state))
+
+
+async def _stream_response(
+    request: web.Request,
+    state: FakeState,
+    watch: ClientWatch,
+    admitted: _Admitted,
+    body: dict[str, Any],
+    ids: dict[str, Any],
+    plan: ReplyPlan,
+) -> web.StreamResponse:
+    """A streamed response: cut short by the scenario's stream_error_after (an `error`
+    event) or disconnect_after (the connection closed), else kept once complete."""
+    scenario = admitted.scenario
+    error_after = scenario.stream_error_after if admitted.is_failing else None
+    cut_after = scenario.disconnect_after if admitted.is_failing else None
+    model = OPENAI.chat_model(scenario)
+    events = openai_responses.render_stream(
+        body, ids, model, plan, error_after=error_after if cut_after is None else cut_after
+    )
+    if cut_after is not None:
+        events = events[:-1]  # the cut comes where the error event would
+    final = openai_responses.final_response(events)
+    if final is not None:
+        responses_store.keep(state, request, body, final, final)
+    sse = {"Content-Type": SSE_CONTENT_TYPE, **OPENAI.headers(state)}
+    return await send_events(
+        request,
+        watch,
+        events,
+        headers=sse,
+        chunk_delay_s=state.timing.chunk_delay_for(scenario),
+        cut_connection=cut_after is not None,
+    )
 
 
 # --------------------------------------------------------------------------- chat

@@ -18,6 +18,7 @@ import orjson
 from workers.testing.reply import ReplyPlan
 
 JSONObject = dict[str, Any]
+STREAM_ERROR = "The server had an error while processing your request. Sorry about that!"
 
 
 def input_texts(body: JSONObject) -> list[str]:
@@ -129,7 +130,26 @@ def parse_body(raw: bytes) -> JSONObject | str:
     return body if isinstance(body, dict) else "The request body must be a JSON object."
 
 
-def render_stream(body: JSONObject, ids: JSONObject, model: str, plan: ReplyPlan) -> list[bytes]:
+def render_whole_background(
+    body: JSONObject, ids: JSONObject, model: str, plan: ReplyPlan
+) -> tuple[JSONObject, JSONObject]:
+    """A `background: true` response as first answered (`queued`), and as it ends."""
+    final = orjson.loads(render_whole(body, ids, model, plan))
+    final["background"] = True
+    queued = {**_response(body, ids, model, "queued"), "background": True}
+    return queued, final
+
+
+def render_stream(
+    body: JSONObject,
+    ids: JSONObject,
+    model: str,
+    plan: ReplyPlan,
+    *,
+    error_after: int | None = None,
+) -> list[bytes]:
+    """Every event of the stream; with `error_after`, the stream's `error` event after that
+    many text deltas, and nothing after it (OpenAI's in-stream failure)."""
     text = plan.text or ""
     item_id = ids["item"]
     events = _Events()
@@ -141,7 +161,10 @@ def render_stream(body: JSONObject, ids: JSONObject, model: str, plan: ReplyPlan
     at = {"item_id": item_id, "output_index": 0, "content_index": 0}
     empty = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
     events.add("response.content_part.added", **at, part=empty)
-    for piece in plan.pieces or ((text,) if text else ()):
+    for index, piece in enumerate(plan.pieces or ((text,) if text else ())):
+        if index == error_after:
+            events.add("error", code="server_error", message=STREAM_ERROR, param=None)
+            return events.out
         events.add("response.output_text.delta", **at, delta=piece, logprobs=[])
     events.add("response.output_text.done", **at, text=text, logprobs=[])
     events.add("response.content_part.done", **at, part={**empty, "text": text})
@@ -150,3 +173,12 @@ def render_stream(body: JSONObject, ids: JSONObject, model: str, plan: ReplyPlan
     final = {**_response(body, ids, model, "completed"), "output": [done], "usage": _usage(plan)}
     events.add("response.completed", response=final)
     return events.out
+
+
+def final_response(events: list[bytes]) -> JSONObject | None:
+    """The response a rendered stream ends with (what the provider stores), if it ends."""
+    last = events[-1] if events else b""
+    if not last.startswith(b"event: response.completed\n"):
+        return None
+    data: JSONObject = orjson.loads(last.split(b"\ndata: ", 1)[1])
+    return dict(data["response"])

@@ -86,9 +86,15 @@ class FakeUpstream(_StateViews):
         latency_s: float = 0.0,
         ttft_s: float = 0.0,
         chunk_delay_s: float = 0.0,
+        batch_delay_s: float = 0.0,
         record_limit: int | None = None,
     ) -> None:
-        timing = Timing(latency_s=latency_s, ttft_s=ttft_s, chunk_delay_s=chunk_delay_s)
+        timing = Timing(
+            latency_s=latency_s,
+            ttft_s=ttft_s,
+            chunk_delay_s=chunk_delay_s,
+            batch_delay_s=batch_delay_s,
+        )
         self.state = FakeState(api_key=api_key, timing=timing, record_limit=record_limit)
         self.host = host
         self.port = port
@@ -121,6 +127,7 @@ class FakeUpstream(_StateViews):
     async def close(self) -> None:
         if self._runner is not None:
             self.state.is_closing = True
+            await self.state.cancel_tasks()
             await self._runner.cleanup()
             self._runner = None
 

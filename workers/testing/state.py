@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -27,6 +27,9 @@ class Timing(msgspec.Struct, frozen=True, kw_only=True):
     latency_s: float = 0.0
     ttft_s: float = 0.0
     chunk_delay_s: float = 0.0
+    # How long a batch (OpenAI's /v1/batches, Anthropic's Message Batches) waits before
+    # its lines run: a provider's queue, kept short so tests see every status.
+    batch_delay_s: float = 0.0
 
     def latency_for(self, scenario: Scenario) -> float:
         return self.latency_s if scenario.latency_s is None else scenario.latency_s
@@ -101,11 +104,27 @@ class FakeState:
         self.open_streams = 0
         self.is_closing = False
         self.ids = itertools.count(1)  # response and request ids, unique per server
+        # Background work the server owns (its batches' runs), cancelled when it stops.
+        self.tasks: set[asyncio.Task[None]] = set()
+        # Stored Responses API responses by (account, id) (openai_responses_store.py).
+        self.kept_responses: dict[tuple[str, str], Any] = {}
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
 
     def accepts_key(self, key: str | None) -> bool:
         """Any non-empty key, unless the server was built with a specific one."""
         return bool(key) and (self.api_key is None or key == self.api_key)
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` as the server's own task (a batch's run): cancelled on close."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def cancel_tasks(self) -> None:
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def record(self, recorded: RecordedRequest) -> None:
         self.requests.append(recorded)

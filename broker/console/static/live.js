@@ -1,5 +1,5 @@
 // Live: the figures /metrics exports (no second source of truth), read every few seconds:
-// queues per lane, workers, in flight, latency and TTFT per deployment, cooldowns, rates.
+// queues per lane (depth, pending, how long the oldest entry has waited), workers, in flight, latency and TTFT per deployment, cooldowns, rates.
 import { h, alertBox, showError, api, table, chart } from "./core.js";
 
 const REFRESH_MS = 3000;
@@ -70,12 +70,14 @@ export async function livePage(main) {
       ["Dead letters", sum(s, "switchboard_dead_letter_entries")],
     ].map(([label, value]) => h("div", { class: "tile" }, h("span", {}, label), h("strong", {}, String(value)))));
     const depth = pick(s, "switchboard_queue_depth");
+    const ofLane = (name, x) => pick(s, name).find((p) => p.labels.lane === x.labels.lane)?.value ?? 0;
     lanes.replaceChildren(h("h2", {}, "Queues"), table([
       { label: "Lane", value: (x) => x.labels.lane },
       { label: "Waiting", value: (x) => x.value },
-      { label: "Pending (taken, not done)", value: (x) => pick(s, "switchboard_queue_pending")
-        .find((p) => p.labels.lane === x.labels.lane)?.value ?? 0 },
-    ], depth));
+      { label: "Pending (taken, not done)", value: (x) => ofLane("switchboard_queue_pending", x) },
+      { label: "Oldest waiting s", value: (x) => ofLane("switchboard_queue_oldest_wait_seconds", x),
+        cell: (x) => ofLane("switchboard_queue_oldest_wait_seconds", x).toFixed(1) },
+    ], depth, { caption: "Queues per lane" }));
     const byDeployment = new Map();
     const put = (name, field, scale = 1) => {
       for (const x of pick(s, name)) {

@@ -11,7 +11,19 @@ const GROUPS = [["team", "Team"], ["api_key", "Key"], ["user", "User"], ["model"
   ["tag", "Tag"], ["organization", "Organization"]];
 
 const TOP_N = 10;
+const TOP_TOTALS = 1000; // the API's most; a CSV of totals names that many groups
 const isoDay = (d) => d.toISOString().slice(0, 10);
+
+// An entry's group as a person reads it: a key by its alias or sk-...abcd (the API names
+// the keys it reports), "other (N more)" for the rest summed.
+function groupName(entry) {
+  if (entry.is_other) return `other (${entry.groups} more)`;
+  if (entry.key_alias || entry.key_name) return entry.key_alias || entry.key_name;
+  const field = Object.keys(entry).find((k) => !NOT_GROUP.includes(k));
+  return String(entry[field] ?? "–");
+}
+const NOT_GROUP = ["total_spend", "total_tokens", "api_requests", "metadata", "is_other", "groups",
+  "key_alias", "key_name"];
 
 // Report entries -> flat rows {day, group, model, spend, tokens, requests}.
 function flatten(report) {
@@ -19,9 +31,7 @@ function flatten(report) {
   for (const day of report || []) {
     const listName = Object.keys(day).find((k) => Array.isArray(day[k]));
     for (const entry of day[listName] || []) {
-      const groupField = Object.keys(entry).find((k) =>
-        !["total_spend", "metadata", "is_other", "groups"].includes(k));
-      const name = entry.is_other ? `other (${entry.groups} more)` : String(entry[groupField] ?? "–");
+      const name = groupName(entry);
       for (const m of entry.metadata || [{ model: "", spend: entry.total_spend }]) {
         rows.push({ day: day.group_by_day, group: name, model: m.model, isOther: !!entry.is_other,
           spend: Number(m.spend || 0), tokens: m.total_tokens || 0, requests: m.api_requests || 0 });
@@ -60,13 +70,17 @@ export async function spendPage(main) {
   const budgets = h("section");
   let rows = [];
   let graph = null;
-  const exportButton = h("button", { type: "button", class: "secondary", onclick: () =>
-    downloadCsv(`spend-${start.value}-${end.value}-${group.value}.csv`,
-      ["day", group.value, "model", "spend_usd", "total_tokens", "requests"],
-      rows.map((r) => [r.day, r.group, r.model, r.spend, r.tokens, r.requests])) }, "Export CSV");
+  const groupOf = () => (readsAll() ? group.value : "key");
+  const exportDays = h("button", { type: "button", class: "secondary", onclick: () =>
+    downloadCsv(`spend-${start.value}-${end.value}-${groupOf()}-daily.csv`,
+      ["day", groupOf(), "model", "spend_usd", "total_tokens", "requests"],
+      rows.map((r) => [r.day, r.group, r.model, r.spend, r.tokens, r.requests])) },
+  "Export daily CSV");
+  const exportTotals = h("button", { type: "button", class: "secondary", onclick: () => totalsCsv() },
+    "Export totals CSV");
   const form = h("form", { class: "card inline", onsubmit: (e) => { e.preventDefault(); load(); } },
     field("From", start), field("To", end), readsAll() ? field("Group by", group) : null,
-    h("button", { type: "submit" }, "Show"), exportButton);
+    h("button", { type: "submit" }, "Show"), exportDays, exportTotals);
   main.append(h("h1", {}, "Spend"), form, box, totals,
     h("div", { class: "chart" }, canvas), tableBox, budgets);
 
@@ -78,17 +92,37 @@ export async function spendPage(main) {
         `/global/spend/report?group_by=${group.value}&top_n=${TOP_N}&${range}`);
       if (!result.ok) return showError(box, result);
       rows = flatten(result.data);
-      if (group.value === "api_key") {
-        // The report names keys by hash; show the alias (or sk-...abcd) where we know it.
-        const names = new Map((await listKeys()).keys.map((k) => [k.token, k.key_alias || k.key_name]));
-        for (const row of rows) if (!row.isOther) row.group = names.get(row.group) || row.group;
-      }
     } else {
       const result = await api("GET", `/spend/logs?${range}&limit=1000`);
       if (!result.ok) return showError(box, result);
       rows = fromLogs(result.data);
     }
     draw();
+  }
+
+  // One row per group over the whole range: the API's `view=totals` (the TOP_TOTALS that
+  // spent most, the rest as one "other" row); a key without the report sums its own rows.
+  async function totalsCsv() {
+    let lines;
+    if (readsAll()) {
+      const result = await api("GET", `/global/spend/report?group_by=${group.value}&view=totals`
+        + `&top_n=${TOP_TOTALS}&start_date=${start.value}&end_date=${end.value}`);
+      if (!result.ok) return showError(box, result);
+      const listName = Object.keys(result.data).find((k) => Array.isArray(result.data[k]));
+      const entries = [...result.data[listName], ...(result.data.other ? [result.data.other] : [])];
+      lines = entries.map((e) => [groupName(e), e.total_spend, e.total_tokens, e.api_requests]);
+    } else {
+      const sums = new Map();
+      for (const r of rows) {
+        const sum = sums.get(r.group) || [r.group, 0, 0, 0];
+        sum[1] += r.spend; sum[2] += r.tokens; sum[3] += r.requests;
+        sums.set(r.group, sum);
+      }
+      lines = [...sums.values()];
+    }
+    downloadCsv(`spend-${start.value}-${end.value}-${groupOf()}-totals.csv`,
+      ["start_date", "end_date", groupOf(), "spend_usd", "total_tokens", "requests"],
+      lines.map((l) => [start.value, end.value, ...l]));
   }
 
   function draw() {

@@ -21,7 +21,9 @@ KEY_B = "sk-key-b-0123456789"
 API_KEYS = "[{alias: a, key: " + KEY_A + "}, {alias: b, key: " + KEY_B + "}]"
 
 
-def batch_config(fake: FakeUpstream, namespace: str, storage: Path, **batches: object) -> Config:
+def batch_config(
+    fake: FakeUpstream, namespace: str, storage: Path, extra_models: str = "", **batches: object
+) -> Config:
     options = {"lease_s": 1.0, "window": 16, **batches}
     settings = {
         "files": f"{{storage_dir: '{storage}'}}",
@@ -40,7 +42,9 @@ def batch_config(fake: FakeUpstream, namespace: str, storage: Path, **batches: o
     api_base: {fake.base_url}/v1
     api_key: sk-fake
 """
-    return make_config(fake.base_url + "/v1", namespace, settings=settings, extra_models=failing)
+    return make_config(
+        fake.base_url + "/v1", namespace, settings=settings, extra_models=failing + extra_models
+    )
 
 
 def chat_lines(count: int, model: str = "gpt-test", start: int = 0) -> bytes:

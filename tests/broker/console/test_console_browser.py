@@ -6,6 +6,8 @@ call without the CSRF token, as the browser sees them. A screenshot of each page
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,10 @@ async def test_sign_in_create_block_chat_and_sign_out_in_chromium(door: RunningF
             await shot(page, link.lower().replace(" ", "-"))
             if link in ("Spend", "Live"):  # Chart.js drew its chart
                 assert await page.locator("canvas").count() == 1
+            if link == "Live":  # each lane's depth and how long its oldest entry waited
+                lanes = page.locator("table", has_text="Queues per lane")
+                await lanes.get_by_role("button", name="Oldest waiting s").wait_for()
+                await lanes.locator("tr", has_text="default").wait_for()
 
         # Sign out: back to the form, and the session is gone server-side.
         await page.get_by_role("button", name="Sign out").click()
@@ -166,6 +172,15 @@ async def record_requests(database: Database, token: str, count: int, cost: floa
         await spend.record_spend(conn, records)
 
 
+async def download_csv(page: Any, button: str) -> list[list[str]]:
+    """Click `button` and read the CSV file the page makes."""
+    async with page.expect_download() as download_info:
+        await page.get_by_role("button", name=button).click()
+    download = await download_info.value
+    text = await asyncio.to_thread(Path(await download.path()).read_text)
+    return list(csv.reader(io.StringIO(text)))
+
+
 async def test_spend_shows_the_ledgers_rows_exports_csv_and_flags_a_budget_near_its_limit(
     door: RunningFrontDoor, api: Api, console_database: Database
 ) -> None:
@@ -188,12 +203,28 @@ async def test_spend_shows_the_ledgers_rows_exports_csv_and_flags_a_budget_near_
         near = page.locator("section", has_text="Budgets near their limit")
         await near.locator("tr", has_text="heavy").locator(".warn").first.wait_for()
         await shot(page, "spend-with-rows")
-        async with page.expect_download() as download_info:
-            await page.get_by_role("button", name="Export CSV").click()
-        download = await download_info.value
-        text = await asyncio.to_thread(Path(await download.path()).read_text)
-        assert text.splitlines()[0] == "day,api_key,model,spend_usd,total_tokens,requests"
-        assert ",gpt-test," in text and ",3" in text
+        daily = await download_csv(page, "Export daily CSV")
+        assert daily[0] == ["day", "api_key", "model", "spend_usd", "total_tokens", "requests"]
+        (row,) = daily[1:]  # one day, one key, one model
+        assert row[1:3] == ["heavy", "gpt-test"] and row[4:] == ["90", "3"]
+        assert float(row[3]) == pytest.approx(0.9)
+        # The totals: one row per key over the range, from the API's view=totals.
+        totals = await download_csv(page, "Export totals CSV")
+        start, end = (
+            await page.locator("#spend-start").input_value(),
+            await page.locator("#spend-end").input_value(),
+        )
+        assert totals[0] == [
+            "start_date",
+            "end_date",
+            "api_key",
+            "spend_usd",
+            "total_tokens",
+            "requests",
+        ]
+        (total,) = totals[1:]
+        assert total[:3] == [start, end, "heavy"] and total[4:] == ["90", "3"]
+        assert float(total[3]) == pytest.approx(0.9)
         # The inspector finds a request by its id.
         await page.get_by_role("link", name="Request inspector").click()
         await page.locator("#inspect-id").fill("req_browser_1")
@@ -331,7 +362,11 @@ async def test_a_key_chats_in_the_playground_its_spend_appears_and_once_blocked_
         await page.get_by_role("link", name="Request inspector").click()
         await page.locator("#inspect-id").fill(request_id)
         await page.get_by_role("button", name="Inspect").click()
-        await page.get_by_text("gpt-test[0]").wait_for()
+        await page.locator("dl.record").get_by_text("gpt-test[0]").wait_for()
+        # Its one attempt, answered at the first try.
+        attempt = page.locator("table", has_text="Attempts").locator("tbody tr")
+        await attempt.get_by_text("first try").wait_for()
+        assert await attempt.count() == 1
         await shot(page, "request-inspector-flow")
         await page.get_by_role("button", name="Sign out").click()
 

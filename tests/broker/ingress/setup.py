@@ -12,7 +12,15 @@ from tests.broker.harness import service
 from tests.broker.providers_setup import AWS_CONFIG_ENV, TARGETS, Group, config_text
 from workers.testing.server import FakeUpstream
 
-INGRESS_TARGETS = [t for t in TARGETS if t.provider in ("openai", "anthropic", "gemini", "bedrock")]
+# Bedrock's groups are pinned to Converse (`bedrock/converse/<id>`, LiteLLM's route prefix),
+# so the suites test the translation there; Claude on Bedrock natively (InvokeModel) is
+# `bedrock-claude` (test_messages_bedrock_native.py).
+BEDROCK_CLAUDE = next(t for t in TARGETS if t.provider == "bedrock")
+INGRESS_TARGETS = [
+    t._replace(model=t.model.replace("bedrock/", "bedrock/converse/", 1))
+    for t in TARGETS
+    if t.provider in ("openai", "anthropic", "gemini", "bedrock")
+]
 INGRESS_IDS = [t.provider for t in INGRESS_TARGETS]
 SCENARIOS = {
     "": "",
@@ -22,26 +30,33 @@ SCENARIOS = {
     "-broken": "~stream_error_after=2~chunk_delay=0.1",
 }
 # The suites test the translation on every provider: OpenAI's groups are kept on it
-# (`responses_api: chat`); `openai-native` serves /v1/responses natively
+# (`responses_api: translate`); `openai-native` serves /v1/responses natively, the default
 # (test_responses_native.py).
-TRANSLATED = {"responses_api": "chat"}
-GROUPS = [
-    Group(
-        target.provider + suffix,
-        target,
-        directives,
-        TRANSLATED if target.provider == "openai" else {},
-    )
-    for target in INGRESS_TARGETS
-    for suffix, directives in SCENARIOS.items()
-] + [
-    Group(
-        "openai-native",
-        next(t for t in INGRESS_TARGETS if t.provider == "openai"),
-        "",
-        {"responses_api": "native"},
-    )
-]
+TRANSLATED = {"responses_api": "translate"}
+GROUPS = (
+    [
+        Group(
+            target.provider + suffix,
+            target,
+            directives,
+            TRANSLATED if target.provider == "openai" else {},
+        )
+        for target in INGRESS_TARGETS
+        for suffix, directives in SCENARIOS.items()
+    ]
+    + [
+        Group("bedrock-claude" + suffix, BEDROCK_CLAUDE, directives)
+        for suffix, directives in SCENARIOS.items()
+    ]
+    + [
+        Group(
+            "openai-native",
+            next(t for t in INGRESS_TARGETS if t.provider == "openai"),
+            "",
+            {},  # native: the default for OpenAI
+        )
+    ]
+)
 TIMEOUT_S = 20
 
 

@@ -1,7 +1,8 @@
 """The two agent loops the issue names, end to end through a real `switchboard up`: a
 Claude-Code-like Messages tool loop (assistant tool_use -> user tool_result -> final text,
 streamed) and a Codex-like Responses loop (function_call -> function_call_output through
-previous_response_id, streamed), for each provider family."""
+previous_response_id, streamed), for each provider family, and the Messages loop to Claude
+on Bedrock natively."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from anthropic import AsyncAnthropic
 from openai import AsyncOpenAI
 
-from tests.broker.ingress.setup import GROUPS, INGRESS_TARGETS
+from tests.broker.ingress.setup import BEDROCK_CLAUDE, GROUPS, INGRESS_TARGETS
 from tests.broker.providers_setup import (
     AWS_CONFIG_ENV,
     Target,
@@ -83,3 +84,7 @@ async def test_agent_loops_through_switchboard_up(fake, namespace, tmp_path):
             for target in INGRESS_TARGETS:
                 await claude_code_loop(anthropic_sdk, target)
                 await codex_loop(openai_sdk, target)
+            # Claude on Bedrock natively (InvokeModel): the `bedrock-claude` groups.
+            await claude_code_loop(
+                anthropic_sdk, BEDROCK_CLAUDE._replace(provider="bedrock-claude")
+            )

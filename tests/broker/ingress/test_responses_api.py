@@ -191,8 +191,9 @@ async def test_what_cannot_be_translated_is_refused_by_name(fake, namespace):
                 model="anthropic", input="hi", tools=[{"type": "web_search"}]
             )
         assert "tools.web_search" in str(builtin.value)
+        # background: true is run (test_responses_background.py), but not as a stream.
         with pytest.raises(openai.BadRequestError) as background:
-            await sdk.responses.create(model="openai", input="hi", background=True)
+            await sdk.responses.create(model="openai", input="hi", background=True, stream=True)
         assert "background" in str(background.value)
         # With drop_params the built-in tool is dropped (logged) and the call goes through.
         dropped = await sdk.responses.create(
@@ -226,7 +227,20 @@ async def test_upstream_failures_reach_the_sdk_as_its_errors(fake, namespace, ta
     async with client(fake, namespace) as sdk:
         with pytest.raises(openai.RateLimitError):
             await sdk.responses.create(model=target.provider + "-429", input="hi")
-        with pytest.raises(openai.APIError):
-            async with sdk.responses.stream(model=target.provider + "-broken", input="hi") as s:
-                async for _ in s:
-                    pass
+        # A stream that breaks after it began ends with response.failed, as OpenAI's does.
+        async with sdk.responses.stream(model=target.provider + "-broken", input="hi") as s:
+            events = [event async for event in s]
+        assert_failed_after_deltas(events)
+
+
+def assert_failed_after_deltas(events: list[Any]) -> None:
+    """The stream began (text deltas), then ended with response.failed: the response so
+    far, status failed, its error; numbered on from the events before it."""
+    kinds = [event.type for event in events]
+    assert "response.output_text.delta" in kinds
+    last = events[-1]
+    assert last.type == "response.failed", kinds
+    assert last.response.status == "failed"
+    assert last.response.error is not None and last.response.error.message
+    assert last.response.id == events[0].response.id
+    assert [e.sequence_number for e in events] == list(range(len(events)))

@@ -62,6 +62,9 @@ async def test_keys_are_created_listed_blocked_and_deleted_from_the_command_line
     assert code == 0 and "deleted cli-key" in out
     code, _, err = await cli(capsys, door, "keys", "delete", "cli-key")
     assert code == 1 and "404" in err
+    # --guardrails reaches /key/generate, which checks the names against the config's.
+    code, _, err = await cli(capsys, door, "keys", "create", "--alias", "g", "--guardrails", "pii")
+    assert code == 1 and "unknown guardrails ['pii']" in err
 
 
 async def test_teams_and_spend_tables(

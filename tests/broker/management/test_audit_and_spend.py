@@ -169,6 +169,16 @@ async def test_the_report_names_the_top_groups_and_sums_the_rest_as_other(
     assert totals["total_spend"] == 1.875 and totals["groups"] == 4
     everyone = await api.ok("GET", "/global/spend/report", group_by="team", view="totals", **span)
     assert len(everyone["teams"]) == 4 and everyone["other"] is None
+    # Keys come with their alias and display name, so a page need not list every key.
+    by_key = await api.ok("GET", "/global/spend/report", group_by="api_key", top_n="1", **span)
+    named = by_key[0]["api_keys"][0]
+    assert named["api_key"] == key["token_id"] and named["key_name"] == key["key_name"]
+    assert "key_alias" in named
+    key_totals = await api.ok(
+        "GET", "/global/spend/report", group_by="api_key", view="totals", **span
+    )
+    assert key_totals["api_keys"][0]["key_name"] == key["key_name"]
+    assert key_totals["api_keys"][0]["total_spend"] == 1.875
     for bad in ({"top_n": "0"}, {"top_n": "many"}, {"view": "weeks"}):
         status, answer = await api.get("/global/spend/report", **bad)
         assert status == 400 and answer["error"]["param"] == next(iter(bad))

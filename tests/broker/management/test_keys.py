@@ -83,7 +83,7 @@ async def test_key_bodies_are_checked_and_unknown_fields_named(api: Api) -> None
         ({"budget_duration": "forever"}, "budget_duration"),
         ({"duration": "3x"}, "duration"),
         ({"modles": ["gpt-test"]}, "modles"),  # a typo is named, never dropped
-        ({"guardrails": ["pii"]}, "guardrails"),  # LiteLLM's, not implemented
+        ({"guardrails": ["pii"]}, "guardrails"),  # no such guardrail in the config
         ({"rpm_limit": 1e400}, None),
         ({"key_alias": "a\u0000b"}, "key_alias"),
         ({"team_id": "no-such-team"}, "team_id"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -103,5 +104,50 @@ async def test_revision_0002_sums_the_days_already_written_per_team_user_org_and
                 ("claude", 1),
             ]
             assert [r["group"] for r in await spend.totals(conn, "organization", **window)] == [""]
+    finally:
+        await database.close()
+
+
+async def test_revision_0003_sums_the_days_already_written_into_key_blocks(
+    empty_urls: list[str],
+) -> None:
+    first_day = date(2026, 1, 1)
+    database = Database(empty_urls[0])
+    try:
+        async with database.engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0002"))
+            common = {"user_id": "", "team_id": "", "organization_id": "", "provider": "p"}
+            counts = {"successful_requests": 1, "failed_requests": 0, "updated_at": now()}
+            days = [0, 1, 5, 31, 32, 63, 64, 200]
+            await conn.execute(
+                sa.insert(daily_spend),
+                [
+                    {
+                        **common,
+                        **counts,
+                        "day": (first_day + timedelta(days=d)).isoformat(),
+                        "api_key": key,
+                        "model_group": model,
+                        "spend": float(d + 1),
+                        "prompt_tokens": 2,
+                        "completion_tokens": 1,
+                        "api_requests": 1,
+                    }
+                    for d in days
+                    for key, model in (("k1", "gpt"), ("k1", "claude"), ("k2", "gpt"))
+                ],
+            )
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "head"))
+            for first, last in ((0, 0), (0, 63), (1, 64), (5, 200), (32, 300)):
+                window = {
+                    "first_day": (first_day + timedelta(days=first)).isoformat(),
+                    "last_day": (first_day + timedelta(days=last)).isoformat(),
+                }
+                inside = [d + 1.0 for d in days if first <= d <= last]
+                found = await spend.totals(conn, "api_key", **window)
+                assert [(r["group"], r["spend"]) for r in found] == [
+                    ("k1", 2 * sum(inside)),
+                    ("k2", sum(inside)),
+                ]
     finally:
         await database.close()

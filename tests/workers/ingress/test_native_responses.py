@@ -34,11 +34,14 @@ def failed(error: Any) -> SwitchboardError:
 @pytest.mark.parametrize(
     ("provider", "version", "options", "native"),
     [
-        ("openai", None, {}, False),
-        ("openai", None, {"responses_api": "native"}, True),
+        ("openai", None, {}, True),
+        ("openai", None, {"responses_api": "translate"}, False),
         ("openai", None, {"responses_api": "chat"}, False),
-        ("azure", "2025-03-01-preview", {}, False),
-        ("azure", "2025-03-01-preview", {"responses_api": "native"}, True),
+        ("azure", "2024-10-21", {}, False),
+        ("azure", "2024-10-21", {"responses_api": "native"}, True),
+        ("azure", "2025-03-01-preview", {}, True),
+        ("azure", "preview", {}, True),
+        ("azure", "2025-04-01-preview", {"responses_api": "translate"}, False),
         ("anthropic", None, {}, False),
         ("groq", None, {"responses_api": "native"}, False),
     ],

@@ -1,5 +1,8 @@
 """Amazon Bedrock through Converse (`POST /model/{modelId}/converse`) and ConverseStream
-(`/converse-stream`, AWS event-stream frames), signed with SigV4 or a Bedrock API key."""
+(`/converse-stream`, AWS event-stream frames), signed with SigV4 or a Bedrock API key.
+
+A /v1/messages request to a Claude deployment goes in Anthropic's own API instead, through
+InvokeModel and InvokeModelWithResponseStream (`invoke.py`, issue #18)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -18,7 +20,8 @@ from workers import pricing
 from workers.deployment import Deployment, ProviderDefaults
 from workers.errors import InvalidRequest, ProviderError
 from workers.http import HttpClient, describe_body, timeout_for, transport_errors
-from workers.providers.base import Adapter, ChatCall, EmbeddingCall
+from workers.providers.anthropic.response import parse_completion
+from workers.providers.base import Adapter, ChatCall, EmbeddingCall, NativeBatch, NativeRequest
 from workers.providers.bedrock import converse
 from workers.providers.bedrock.embeddings import (
     CONCURRENCY,
@@ -27,6 +30,14 @@ from workers.providers.bedrock.embeddings import (
     titan_bodies,
 )
 from workers.providers.bedrock.errors import PROVIDER, http_error
+from workers.providers.bedrock.invoke import (
+    ChunkReader,
+    invoke_body,
+    is_claude,
+    model_path,
+    split_route,
+    takes_messages,
+)
 from workers.providers.bedrock.media import remote_image_urls
 from workers.providers.bedrock.messages import translate_messages
 from workers.providers.bedrock.request import (
@@ -49,10 +60,6 @@ from workers.wire import (
     unknown_fields,
 )
 
-# The same path encoding botocore applies to the modelId label (`:` -> %3A, `/` -> %2F);
-# the SigV4 canonical URI is computed from this encoded path.
-_PATH_SAFE = "-._~"
-
 
 class BedrockAdapter(Adapter):
     provider: ClassVar[str] = PROVIDER
@@ -74,15 +81,19 @@ class BedrockAdapter(Adapter):
         region = "" if api_key and endpoint else resolve_region(options, endpoint)
         base = (endpoint or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
         self.signer = make_signer(options, api_key, region)
-        model_url = f"{base}/model/{quote(self.model, safe=_PATH_SAFE)}"
+        # `converse/` and `invoke/` (LiteLLM's route prefixes) are not part of the id.
+        model_id = split_route(self.model)[1]
+        model_url = f"{base}/{model_path(self.model)}"
         self.converse_url = f"{model_url}/converse"
         self.stream_url = f"{model_url}/converse-stream"
         self.invoke_url = f"{model_url}/invoke"
+        self.invoke_stream_url = f"{model_url}/invoke-with-response-stream"
         self.headers = {"Content-Type": "application/json", **deployment.extra_headers}
-        priced = deployment.base_model or deployment.model
+        self.takes_messages = takes_messages(deployment)
+        priced = deployment.base_model or model_id
         self.target = Target(
-            model=self.model,
-            is_claude=_is_claude(priced) or _is_claude(self.model),
+            model=model_id,
+            is_claude=is_claude(priced) or is_claude(model_id),
             max_output_tokens=pricing.max_output_tokens(PROVIDER, priced),
         )
 
@@ -119,9 +130,19 @@ class BedrockAdapter(Adapter):
             URL(url, encoded=True), data=body, headers=headers, timeout=client_timeout
         )
 
+    def _native(self, call: ChatCall) -> NativeRequest | None:
+        """The client's Anthropic body when this deployment takes it as is (invoke.py)."""
+        native = call.native
+        if native is None or native.provider != "anthropic" or not self.takes_messages:
+            return None
+        return native
+
     # ------------------------------------------------------------------ chat
 
     async def chat(self, call: ChatCall) -> ChatCompletion:
+        direct = self._native(call)
+        if direct is not None:
+            return await self._invoke_message(direct, call)
         body = await self.converse_body(call)
         timeout = timeout_for(self.timeout_s(call, stream=False), stream=False)
         with transport_errors(PROVIDER, self.model):
@@ -142,6 +163,11 @@ class BedrockAdapter(Adapter):
         return completion_from(native, response_id=response_id, model=self.model)
 
     async def stream(self, call: ChatCall) -> AsyncIterator[list[ChatCompletionChunk]]:
+        direct = self._native(call)
+        if direct is not None:
+            async for batch in self._invoke_stream(direct, call):
+                yield batch
+            return
         body = await self.converse_body(call)
         timeout = timeout_for(self.timeout_s(call, stream=True), stream=True)
         with transport_errors(PROVIDER, self.model):
@@ -162,6 +188,46 @@ class BedrockAdapter(Adapter):
                 # Closing (not releasing) an unfinished response drops the connection, so
                 # Bedrock stops generating for a client that stopped reading.
                 response.close()
+
+    # ------------------------------------------------------------------ Claude, natively
+
+    async def _invoke_message(self, native: NativeRequest, call: ChatCall) -> ChatCompletion:
+        body = self.encode_body(invoke_body(native, self.deployment.default_params))
+        timeout = timeout_for(self.timeout_s(call, stream=False), stream=False)
+        raw = await self._invoke(body, timeout)
+        completion = parse_completion(raw, model=self.model)
+        # What the client is sent, unchanged (workers/ingress/), as from Anthropic itself.
+        completion.native_body = raw  # type: ignore[attr-defined]  # a dict=True Struct
+        return completion
+
+    async def _invoke_stream(
+        self, native: NativeRequest, call: ChatCall
+    ) -> AsyncIterator[list[ChatCompletionChunk]]:
+        """Batches of Anthropic's stream translation, each with the Anthropic events behind
+        it; events that gave no chunk (ping, a block's stop) ride with the next batch."""
+        body = self.encode_body(invoke_body(native, self.deployment.default_params))
+        timeout = timeout_for(self.timeout_s(call, stream=True), stream=True)
+        with transport_errors(PROVIDER, self.model):
+            response = await self._post(self.invoke_stream_url, body, timeout)
+            try:
+                if response.status >= 400:
+                    raw = await self.http.read_body(response, self.provider, self.model)
+                    raise http_error(response.status, response.headers, raw, model=self.model)
+                reader = ChunkReader(self.model)
+                pending: list[bytes] = []
+                async for data in self.http.iter_body(response, self.provider, self.model):
+                    batch, events = reader.feed(data)
+                    pending += events
+                    if batch or reader.done or reader.failure:
+                        yield NativeBatch(batch, pending)
+                        pending = []
+                    if reader.failure is not None:
+                        raise reader.failure  # after what Bedrock sent before it
+                    if reader.done:
+                        return
+                yield NativeBatch(reader.finish(), pending)
+            finally:
+                response.close()  # as in stream(): Bedrock stops generating
 
     # ------------------------------------------------------------------ embeddings
 
@@ -192,10 +258,6 @@ class BedrockAdapter(Adapter):
                 if response.status >= 400:
                     raise http_error(response.status, response.headers, raw, model=self.model)
         return raw
-
-
-def _is_claude(model: str) -> bool:
-    return "anthropic." in model or "claude" in model.lower()
 
 
 def _response_id(headers: Any) -> str:

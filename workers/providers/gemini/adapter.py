@@ -1,7 +1,8 @@
 """GeminiAdapter: the Gemini API (generativelanguage.googleapis.com) behind the Adapter contract.
 
 Chat goes to `models/{model}:generateContent` and `:streamGenerateContent?alt=sse`, embeddings
-to `:embedContent` / `:batchEmbedContents`. The key travels in the `x-goog-api-key` header,
+to `:embedContent` / `:batchEmbedContents`, a token count (/v1/messages/count_tokens) to
+`:countTokens`. The key travels in the `x-goog-api-key` header,
 never in the URL, so it stays out of logs and error messages.
 """
 
@@ -69,9 +70,12 @@ class GeminiAdapter(Adapter):
     # ------------------------------------------------------------------ chat
 
     async def payload(self, call: ChatCall, *, stream: bool) -> bytes:
+        return self.encode_body(await self._native(call, stream=stream))
+
+    async def _native(self, call: ChatCall, *, stream: bool) -> dict[str, Any]:
         self.check_credentials()
         request, body = with_defaults(call.request, call.body, self.default_params)
-        native = await build_body(
+        return await build_body(
             request,
             body,
             self.http,
@@ -80,7 +84,18 @@ class GeminiAdapter(Adapter):
             model=self.model,
             timeout_s=self.timeout_s(call, stream=stream),
         )
-        return self.encode_body(native)
+
+    async def count_tokens(self, call: ChatCall) -> int:
+        """Gemini's own count of the request's input (`:countTokens` with the whole
+        GenerateContentRequest: system instruction and tools count too)."""
+        native = {"model": self.model_path, **await self._native(call, stream=False)}
+        payload = self.encode_body({"generateContentRequest": native})
+        raw = await self._post(self.url("countTokens"), payload, call)
+        try:
+            counted = msgspec.json.decode(raw)
+            return int(counted["totalTokens"])
+        except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+            raise self._unreadable("a countTokens response", raw) from exc
 
     async def chat(self, call: ChatCall) -> ChatCompletion:
         payload = await self.payload(call, stream=False)

@@ -1,0 +1,125 @@
+"""A native batch on real processes: kill -9 of the front door polling the provider's
+batch, then another front door takes the lease and polls the same provider batch (never
+submits a second one), and the output holds every custom_id exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.broker.batches.sdk import API_KEYS, KEY_A, Clients, clients, finished, lines_of
+from tests.broker.processes import free_port, switchboard, wait_ready, write_config
+from tests.redis_helpers import REDIS_URL
+from tests.waiting import eventually
+from workers.testing.server import FakeUpstream
+
+__all__ = ["clients"]
+
+LINES = 80
+NATIVE = """\
+- model_name: gpt-native
+  litellm_params:
+    model: openai/gpt-4o-mini
+    api_base: {base}/v1
+    api_key: sk-native
+  model_info:
+    batch_mode: native
+- model_name: claude-native
+  litellm_params:
+    model: anthropic/claude-haiku-4-5
+    api_base: {base}
+    api_key: sk-ant-native
+  model_info:
+    batch_mode: native
+"""
+# model group -> the provider's create path and the path each line runs on there.
+PROVIDERS = {
+    "gpt-native": ("/v1/batches", "/v1/chat/completions"),
+    "claude-native": ("/v1/messages/batches", "/v1/messages"),
+}
+
+
+def settings(storage: Path) -> dict[str, Any]:
+    return {
+        "claim_idle_ms": 2000,
+        "renew_interval_ms": 300,
+        "heartbeat_interval_s": 0.2,
+        "worker_ttl_s": 1.5,
+        "public_metrics": "true",  # readiness shows the live workers (wait_ready)
+        "api_keys": API_KEYS,
+        "files": f"{{storage_dir: '{storage}'}}",
+        "batches": "{lease_s: 1.0, native_poll_s: 0.2, native_max_poll_s: 0.5}",
+    }
+
+
+def input_file(model: str) -> bytes:
+    rows = [
+        {
+            "custom_id": f"req-{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": model, "messages": [{"role": "user", "content": f"{i}"}]},
+        }
+        for i in range(LINES)
+    ]
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def provider_calls(provider: FakeUpstream, path: str) -> int:
+    return sum(1 for r in provider.requests if r.method == "POST" and r.path == path)
+
+
+@pytest.mark.parametrize("model", list(PROVIDERS))
+async def test_kill_9_of_the_front_door_polling_a_native_batch_resumes_without_resubmitting(
+    namespace: str, tmp_path: Path, clients: Clients, model: str
+) -> None:
+    create_path, line_path = PROVIDERS[model]
+    async with FakeUpstream(batch_delay_s=4.0) as provider:
+        base = provider.base_url
+        config = write_config(
+            tmp_path,
+            base + "/v1",
+            namespace,
+            settings=settings(tmp_path / "files"),
+            extra_models=NATIVE.format(base=base),
+        )
+        ports = free_port(), free_port()
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        run: dict[str, Any] = {"directory": tmp_path, "redis_url": REDIS_URL}
+        serve = ("serve", "--config", str(config), "--port")
+        async with (
+            switchboard("worker", "--config", str(config), name="worker", **run) as worker,
+            switchboard(*serve, str(ports[0]), name="doomed", **run) as doomed,
+        ):
+            await wait_ready(urls[0], workers=1, processes=(doomed, worker))
+            sdk = clients(urls[0], KEY_A)
+            uploaded = await sdk.files.create(file=("in.jsonl", input_file(model)), purpose="batch")
+            batch = await sdk.batches.create(
+                input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            # Handed over and polled at least once: the provider's id is in the record.
+            await eventually(
+                lambda: sum(1 for r in provider.requests if r.method == "GET") >= 2,
+                what="the front door polling the provider",
+                timeout_s=30,
+            )
+            os.kill(doomed.pid, signal.SIGKILL)
+            assert await doomed.wait() == -signal.SIGKILL
+            assert provider_calls(provider, line_path) == 0  # still queued there
+            async with switchboard(*serve, str(ports[1]), name="survivor", **run) as survivor:
+                await wait_ready(urls[1], workers=1, processes=(survivor, worker))
+                done = await finished(clients(urls[1], KEY_A), batch.id, timeout_s=60)
+                assert done.status == "completed", done
+                output = await lines_of(clients(urls[1], KEY_A), done.output_file_id)
+                counted = Counter(line["custom_id"] for line in output)
+                assert sorted(counted) == sorted(f"req-{i}" for i in range(LINES))
+                assert max(counted.values()) == 1
+                assert "resumes: polling its provider batch" in survivor.output()
+        assert provider_calls(provider, create_path) == 1
+        assert provider_calls(provider, line_path) == LINES
