@@ -137,6 +137,13 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     _unique,
                 ),
                 (
+                    # A function that does nothing: what the stream's delivery itself costs.
+                    "callbacks on (no-op function)",
+                    "litellm_settings:\n"
+                    "  success_callback: [tests.broker.callback_targets.log_success]\n",
+                    _unique,
+                ),
+                (
                     "tracing on (otel)",
                     "litellm_settings:\n  callbacks: [otel]\n"
                     f"callback_settings:\n  otel: {{endpoint: {collector_url}}}\n",
