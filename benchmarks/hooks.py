@@ -3,10 +3,13 @@
     python -m benchmarks.hooks                 # 400 requests per case, 8 at a time, 3 rounds
     python -m benchmarks.hooks --requests 2000 --concurrency 16
 
-One process holds a front door, a worker, the fake upstream and the client (the test
-harness, on the local Redis at SWITCHBOARD_TEST_REDIS_URL), so CPU is the whole system's:
-`time.process_time()` over the run, every thread included (the OTLP exporter's too),
-divided by the requests. Cases: plain (no hooks); cache on, every request a miss; cache on,
+One process holds a front door, a worker (with its callbacks consumer), the fake upstream
+and the client (the test harness, on the local Redis at SWITCHBOARD_TEST_REDIS_URL), so CPU
+is the whole gateway's: `time.process_time()` over the run, every thread included (the
+OTLP exporter's too), divided by the requests; delivery to the callbacks is waited for
+before the clock stops. The OTLP receiver runs in a process of its own (a collector's
+decoding is not the gateway's cost; --collector-in-process puts it back). Redis's own CPU
+is not counted, in any case. Cases: plain (no hooks); cache on, every request a miss; cache on,
 every request a hit; callbacks on (`otel` to a local OTLP/HTTP receiver, and `jsonl`).
 Writes a Markdown table to stdout (and --out).
 """
@@ -15,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ from redis.asyncio import Redis
 
 from tests.broker.harness import make_config, service
 from tests.broker.otlp_receiver import OtlpReceiver
+from tests.broker.processes import free_port
 from tests.redis_helpers import REDIS_URL, delete_namespace, new_namespace
 from workers.testing.server import FakeUpstream
 
@@ -77,9 +83,9 @@ async def _case(
         cpu, wall = time.process_time(), time.perf_counter()
         latencies = await _load(door.url, body, args.requests, args.concurrency, path)
         for running in workers:
-            hooks = running.worker.hooks
-            if hooks is not None:
-                await hooks.dispatcher.flush(60)  # delivery is part of the cost
+            consumer = running.worker.callback_consumer
+            if consumer is not None:
+                await consumer.flush(60)  # delivery is part of the cost
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     latencies.sort()
     return {
@@ -91,10 +97,33 @@ async def _case(
     }
 
 
+@contextlib.asynccontextmanager
+async def _collector(in_process: bool) -> AsyncIterator[str]:
+    """The OTLP receiver's URL: in a process of its own (the collector's CPU is not the
+    gateway's), or in this one (--collector-in-process, as the first runs measured)."""
+    if in_process:
+        async with OtlpReceiver() as receiver:
+            yield receiver.url
+        return
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.broker.otlp_receiver",
+        str(free_port()),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        yield (await asyncio.wait_for(process.stdout.readline(), 60)).decode().strip()
+    finally:
+        process.terminate()
+        await process.wait()
+
+
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     redis = Redis.from_url(REDIS_URL)
     results = []
-    async with FakeUpstream() as fake, OtlpReceiver() as receiver:
+    async with FakeUpstream() as fake, _collector(args.collector_in_process) as collector_url:
         base = fake.base_url + "/v1"
         with tempfile.TemporaryDirectory() as tmp:
             cases: list[tuple[str, str, Body]] = [
@@ -108,9 +137,16 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     _unique,
                 ),
                 (
+                    # A function that does nothing: what the stream's delivery itself costs.
+                    "callbacks on (no-op function)",
+                    "litellm_settings:\n"
+                    "  success_callback: [tests.broker.callback_targets.log_success]\n",
+                    _unique,
+                ),
+                (
                     "tracing on (otel)",
                     "litellm_settings:\n  callbacks: [otel]\n"
-                    f"callback_settings:\n  otel: {{endpoint: {receiver.url}}}\n",
+                    f"callback_settings:\n  otel: {{endpoint: {collector_url}}}\n",
                     _unique,
                 ),
             ]
@@ -152,6 +188,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="each case's least-CPU round counts")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--collector-in-process",
+        action="store_true",
+        help="run the OTLP receiver in this process (its decoding then counts as CPU)",
+    )
     args = parser.parse_args(argv)
     text = table(asyncio.run(run(args)))
     print(text)

@@ -98,7 +98,7 @@ def create_app(
         app.cleanup_ctx.append(tracing_ctx(tracing))
     app.cleanup_ctx.append(front_door_ctx)
     # The callbacks first: the cache and the guardrails tell them what they answer.
-    app.cleanup_ctx.append(front_hooks_ctx(config, FRONT_DOOR, tracing))
+    app.cleanup_ctx.append(front_hooks_ctx(config, FRONT_DOOR))
     app.cleanup_ctx.append(response_cache_ctx(config, FRONT_DOOR))
     app.cleanup_ctx.append(guardrails_ctx(config, FRONT_DOOR, PASSTHROUGH_HTTP))
     app.cleanup_ctx.append(management_ctx(config))

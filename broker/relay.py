@@ -20,7 +20,7 @@ from broker.reply_hub import Queued, Waiter
 from workers import envelopes, redis_streams
 from workers.envelopes import INGRESS_CHAT, INGRESS_MESSAGES, Envelope, Meta, Record
 from workers.errors import GatewayTimeout, ServiceUnavailable, SwitchboardError
-from workers.hooks.trace_context import ENVELOPE_TRACEPARENT
+from workers.hooks.trace_context import FRONT_TRACE
 from workers.log_format import REQUEST_ID
 from workers.params import GatewayOptions
 from workers.tenancy.admission import Ticket
@@ -64,6 +64,9 @@ class Relay:
         self.request_id = caller.new_request_id()
         REQUEST_ID.set(self.request_id)  # this handler's log lines carry it (json logs)
         now_ms = int(time.time() * 1000)
+        trace = FRONT_TRACE.get()
+        if trace is not None:
+            trace.is_queued = True  # the span is the callbacks consumer's to make
         self.envelope = Envelope(
             request_id=self.request_id,
             kind=kind,
@@ -80,7 +83,9 @@ class Relay:
             ingress=ingress,
             owner=caller.owner,
             headers=headers,
-            traceparent=ENVELOPE_TRACEPARENT.get(),
+            traceparent=None if trace is None else trace.traceparent,
+            trace_parent_span="" if trace is None else trace.parent_span,
+            trace_start_ns=0 if trace is None else trace.start_ns,
         )
         # Admission (limits, budgets) happens with the enqueue, in one script (issue #17).
         self.ticket = ticket

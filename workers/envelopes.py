@@ -79,6 +79,12 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     # A translated `background: true` /v1/responses request: the id the front door gave
     # the response (and stored as queued) before answering; the worker fills it in.
     response_id: str | None = None
+    # The client's span the front door's continues ("" when the trace began at the front
+    # door), and when the front door's span began (unix ns): the callbacks' consumer makes
+    # the front door's span from them (workers/hooks/tracing.py), so no process builds a span
+    # object on the request's path.
+    trace_parent_span: str = ""
+    trace_start_ns: int = 0
 
 
 class Attempt(msgspec.Struct, array_like=True, omit_defaults=True):

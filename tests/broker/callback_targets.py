@@ -46,3 +46,25 @@ class Judge(CustomGuardrail):
         await asyncio.sleep(self.delay_s)
         if "forbidden" in str(data.get("messages")):
             raise ValueError("the judge said no")
+
+
+class Flaky(CustomLogger):
+    """Fails its first `fail_times` calls (a collector that is down for a while)."""
+
+    def __init__(self) -> None:
+        self.fail_times = 0
+        self.calls = 0
+        self.seen: list[str] = []
+
+    async def async_log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        self.calls += 1
+        if self.calls <= self.fail_times:
+            raise ConnectionError("the collector is down")
+        self.seen.append(kwargs["litellm_call_id"])
+
+
+flaky_instance = Flaky()
+# Per-team callbacks (default_team_settings) record here.
+team_a_instance = Recorder()

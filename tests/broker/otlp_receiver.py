@@ -32,7 +32,14 @@ def _value(value: Any) -> Any:
 
 
 class OtlpReceiver:
-    def __init__(self) -> None:
+    """`port` 0 picks a free one; a fixed port lets a test `stop()` the receiver (its
+    listener closed: connections refused, as a collector that is down) and `start()` it
+    again where the exporters expect it."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.port = port
+        # Each accepted export: its headers and its spans.
+        self.batches: list[tuple[dict[str, str], list[ReceivedSpan]]] = []
         self.spans: list[ReceivedSpan] = []
         self.headers: list[dict[str, str]] = []
         self.is_down = False
@@ -50,6 +57,8 @@ class OtlpReceiver:
         message = ExportTraceServiceRequest()
         message.ParseFromString(await request.read())
         self.headers.append(dict(request.headers))
+        batch: list[ReceivedSpan] = []
+        self.batches.append((dict(request.headers), batch))
         for resource_spans in message.resource_spans:
             service = next(
                 (
@@ -60,25 +69,47 @@ class OtlpReceiver:
                 "",
             )
             for scope_spans in resource_spans.scope_spans:
-                self.spans.extend(ReceivedSpan(s, service) for s in scope_spans.spans)
+                batch.extend(ReceivedSpan(s, service) for s in scope_spans.spans)
+        self.spans.extend(batch)
         self.arrived.set()
         body = ExportTraceServiceResponse().SerializeToString()
         return web.Response(body=body, content_type="application/x-protobuf")
 
     async def __aenter__(self) -> OtlpReceiver:
+        await self.start()
+        return self
+
+    async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/traces", self._traces)
         # Langfuse's OTLP endpoint.
         app.router.add_post("/api/public/otel/v1/traces", self._traces)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
         self.url = self.base_url + "/v1/traces"
-        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
+        await self.stop()
+
+
+async def _serve(port: int) -> None:
+    async with OtlpReceiver(port) as receiver:
+        print(receiver.url, flush=True)
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    # A collector in a process of its own (benchmarks/hooks.py): what it spends decoding
+    # is not the gateway's cost. `python -m tests.broker.otlp_receiver PORT`
+    import sys
+
+    asyncio.run(_serve(int(sys.argv[1])))

@@ -54,8 +54,9 @@ def _config(fake: FakeUpstream, namespace: str, jsonl: Path, *, redact: bool = F
 
 
 async def _flush(workers: list[Any]) -> None:
+    """Wait until the callbacks group delivered every event on the stream."""
     for running in workers:
-        await running.worker.hooks.dispatcher.flush()
+        await running.worker.callback_consumer.flush()
 
 
 async def test_every_finished_request_reaches_the_callbacks_once(
@@ -168,8 +169,8 @@ async def test_answers_the_front_door_gives_itself_reach_the_callbacks(
         blocked = {"model": "gpt-test", "messages": [{"role": "user", "content": "the codes"}]}
         status, _, _ = await post(http, door.url, blocked)
         assert status == 400
+        await door.app[FRONT_HOOKS].dispatcher.flush()  # onto the stream
         await _flush(workers)
-        await door.app[FRONT_HOOKS].dispatcher.flush()
     lines = [orjson.loads(line) for line in jsonl.read_bytes().splitlines()]
     by_id = {line["id"]: line for line in lines}
     hit = by_id[hit_id]

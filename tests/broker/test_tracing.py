@@ -177,3 +177,24 @@ async def test_langfuse_gets_the_spans_with_its_basic_auth(
     assert {s.name for s in receiver.spans} >= {"POST /v1/chat/completions", "chat gpt-test"}
     token = base64.b64encode(b"pk-lf-1:sk-lf-2").decode()
     assert {h["Authorization"] for h in receiver.headers} == {f"Basic {token}"}
+
+
+async def test_a_request_the_front_door_answers_itself_has_its_span_from_there(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    async with OtlpReceiver() as receiver:
+        config = _config(fake, namespace, receiver, "export_interval_s: 0.1")
+        async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+            status, _, _ = await post(
+                http,
+                door.url,
+                {"model": "gpt-test", "messages": "not a list"},
+                headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_PARENT}-01"},
+            )
+            assert status == 400
+    # No worker saw it: one span, the front door's, made and exported there.
+    [span] = receiver.spans
+    assert span.name == "POST /v1/chat/completions" and span.trace_id == CLIENT_TRACE
+    assert span.parent_id == CLIENT_PARENT
+    assert span.attributes["http.response.status_code"] == 400
+    assert fake.requests == []

@@ -30,6 +30,8 @@ EXPECTED_ALERTS = {
     "SwitchboardDeploymentCooledDownLong",
     "SwitchboardLedgerBacklog",
     "SwitchboardSoftBudgetCrossed",
+    "SwitchboardCallbackBacklog",
+    "SwitchboardCallbackEventsDropped",
 }
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 

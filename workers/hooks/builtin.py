@@ -42,15 +42,17 @@ class JsonlLogger(CustomLogger):
         self._file.write(line)
         self._file.flush()
 
-    async def async_log_success_event(
+    # Sync hooks: the delivery runs them in a worker thread (the service's consumer a whole
+    # batch in one), so the file write never blocks a loop.
+    def log_success_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        await asyncio.to_thread(self._write, kwargs)
+        self._write(kwargs)
 
-    async def async_log_failure_event(
+    def log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        await asyncio.to_thread(self._write, kwargs)
+        self._write(kwargs)
 
     async def aclose(self) -> None:
         if self._file is not None:

@@ -68,6 +68,11 @@ class CallbackDispatcher:
         self.failed: collections.Counter[str] = collections.Counter()
 
     @property
+    def is_active(self) -> bool:
+        """Whether offered events go anywhere (the SDK's lists can change at any time)."""
+        return self.callbacks.is_active
+
+    @property
     def depth(self) -> int:
         return len(self._queue)
 
@@ -75,7 +80,7 @@ class CallbackDispatcher:
 
     def offer(self, event: Item) -> None:
         """Queue an event for delivery; drops the oldest past `max_queue`. Never blocks."""
-        if not self.callbacks.is_active:
+        if not self.is_active:
             return
         with self._lock:
             if len(self._queue) >= self.max_queue:

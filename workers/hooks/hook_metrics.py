@@ -1,9 +1,13 @@
 """The delivery metrics of a process's callbacks (catalogued in docs/metrics.md), read from
-the dispatcher's own counters when Prometheus scrapes: a request pays nothing for them."""
+the delivery's own counters when Prometheus scrapes: a request pays nothing for them. The
+worker's delivery is its consumer of the finished-request stream (workers/hooks/consumer.py),
+the front door's its in-process dispatcher (for what it answers itself)."""
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -13,15 +17,25 @@ from workers.hooks.dispatch import CallbackDispatcher
 from workers.hooks.registry import Callbacks
 
 
+class Delivery(Protocol):
+    offered: int
+    dropped: int
+    delivered: collections.Counter[str]
+    failed: collections.Counter[str]
+
+    @property
+    def depth(self) -> int: ...
+
+
 class CallbackCollector(Collector):
     """A worker exports these with or without callbacks (zeros without), so its series are
     the same whatever the config."""
 
-    def __init__(self, dispatcher: CallbackDispatcher | None) -> None:
-        self.dispatcher = dispatcher
+    def __init__(self, delivery: Delivery | None) -> None:
+        self.delivery = delivery
 
     def collect(self) -> Iterator[Metric]:
-        d = self.dispatcher or _NONE
+        d = self.delivery or _NONE
         delivered = CounterMetricFamily(
             "switchboard_callback_deliveries",
             "Events handed to each callback, by callback and outcome (delivered, failed: it "
@@ -48,10 +62,22 @@ class CallbackCollector(Collector):
             "Events waiting for delivery to the callbacks.",
             value=d.depth,
         )
+        # The service's backlog on the finished-request stream (the same figure as the
+        # depth above, named for the alert) and what its give-up policy dropped.
+        yield GaugeMetricFamily(
+            "switchboard_callback_backlog",
+            "Finished-request events on the stream the callbacks group has not delivered.",
+            value=d.depth,
+        )
+        yield CounterMetricFamily(
+            "switchboard_callback_events_given_up",
+            "Events a callback failed for longer than its retries allow (then acknowledged).",
+            value=getattr(d, "given_up", 0),
+        )
 
 
 _NONE = CallbackDispatcher(Callbacks())
 
 
-def register(registry: CollectorRegistry, dispatcher: CallbackDispatcher | None) -> None:
-    registry.register(CallbackCollector(dispatcher))
+def register(registry: CollectorRegistry, delivery: Delivery | None) -> None:
+    registry.register(CallbackCollector(delivery))

@@ -1,11 +1,11 @@
-"""The worker's side of the callbacks: each request's final reply record becomes a
-`CallEvent` for the process's dispatcher (issue #19).
+"""The service's side of the callbacks (issue #19): each finished request becomes an event
+on the ledger stream, and the callbacks' consumer group delivers it (workers/hooks/consumer.py).
 
-`ServiceHooks.observe` is the ReplyWriter's observer: it runs after every record is written
-(so after the request's cost was settled in its final record's Meta) and does no more than
-keep a stream's chunk bytes and, at the end, queue a small `FinishedRequest`. Decoding the
-request body, the response, the error and assembling a stream happen in `event()`, on the
-delivery task.
+On the request's path the worker's reply writer only asks `ServiceHooks.finished_call` for
+the event's bytes, which ride the final record's round trip: the request body as the client
+sent it (without its messages when message logging is off), the answer as written (a
+stream's chunks kept as they passed), the times, the bookkeeping and the trace's ids. Every
+decoding (the body, the answer, assembling a stream) happens in the consumer, off the path.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import orjson
@@ -27,61 +27,69 @@ from workers.hooks.dispatch import CallbackDispatcher
 from workers.hooks.events import CallEvent, as_builtins
 from workers.hooks.guardrails import Guardrails, log_masker
 from workers.hooks.registry import Callbacks, Factory
+from workers.hooks.trace_record import JobTraces
 from workers.sdk.assemble import stream_chunk_builder
-from workers.settings.hooks import CallbackSettings, Guardrail
+from workers.settings.hooks import CallbackSettings, Guardrail, OtelCallback, TeamCallbacks
+from workers.tenancy import events
+from workers.tenancy.events import FinishedCall
 from workers.wire import decode_chunk
 
-if TYPE_CHECKING:
-    from workers.hooks.tracing import Tracing
-
-# The envelope fields a callback reads (the rest of a Job is the worker's business).
 _CALL_TYPES = {envelopes.KIND_CHAT: "completion", envelopes.KIND_EMBEDDING: "embedding"}
+# The built-ins that make spans (workers/hooks/tracing.py).
+TRACED_NAMES = ("otel", "langfuse")
+# Body fields that are message text (dropped from the event with message logging off).
+_TEXT_FIELDS = ("messages", "input", "prompt", "instructions", "system")
 
 
-class FinishedRequest:
-    """A request's end as the writer saw it; `event()` turns it into a CallEvent later."""
+def call_event(
+    request_id: str,
+    call: FinishedCall,
+    *,
+    key_alias: str | None = None,
+    team_id: str | None = None,
+) -> CallEvent:
+    """The CallEvent callbacks see, from a finished request's event (in the consumer)."""
+    meta = call.meta or envelopes.Meta()
+    return CallEvent(
+        call_type=_CALL_TYPES.get(call.kind, "completion"),
+        request_id=request_id,
+        model=call.model_group,
+        start_time=call.enqueued_ms / 1000,
+        end_time=call.ended_ms / 1000,
+        request=_request_of(call.body),
+        stream=call.stream,
+        response=_response(call, meta),
+        error=_error_of(call),
+        deployment=meta.deployment,
+        provider=meta.provider,
+        prompt_tokens=meta.prompt_tokens,
+        completion_tokens=meta.completion_tokens,
+        cost_usd=meta.cost_usd,
+        cache_hit=call.cache_hit,
+        queue_ms=None if call.cache_hit else max(0, call.started_ms - call.enqueued_ms),
+        api_key_alias=key_alias if key_alias is not None else call.key_alias,
+        team_id=team_id,
+    )
 
-    __slots__ = ("envelope", "started_ms", "ended_s", "record", "chunks")
 
-    def __init__(
-        self, envelope: Envelope, started_ms: int, record: Record, chunks: list[bytes] | None
-    ) -> None:
-        self.envelope = envelope
-        self.started_ms = started_ms
-        self.ended_s = time.time()
-        self.record = record
-        self.chunks = chunks
+def _response(call: FinishedCall, meta: envelopes.Meta) -> Any:
+    if call.end == envelopes.RESPONSE and call.response:
+        return call.response
+    if call.end == envelopes.DONE and call.chunks:
+        return stream_chunk_builder([decode_chunk(c) for c in call.chunks])
+    if call.end in (envelopes.RESPONSE, envelopes.DONE):
+        # Message logging off: the figures without the text.
+        usage = {
+            "prompt_tokens": meta.prompt_tokens,
+            "completion_tokens": meta.completion_tokens,
+            "total_tokens": meta.prompt_tokens + meta.completion_tokens,
+        }
+        return {"model": meta.deployment, "usage": usage}
+    return None
 
-    def event(self) -> CallEvent:
-        envelope, record = self.envelope, self.record
-        meta = record.meta or envelopes.Meta()
-        request = _request_of(envelope.body)
-        return CallEvent(
-            call_type=_CALL_TYPES.get(envelope.kind, "completion"),
-            request_id=envelope.request_id,
-            model=envelope.model_group,
-            start_time=envelope.enqueued_ms / 1000,
-            end_time=self.ended_s,
-            request=request,
-            stream=envelope.stream,
-            response=self._response(),
-            error=_error(record),
-            deployment=meta.deployment,
-            provider=meta.provider,
-            prompt_tokens=meta.prompt_tokens,
-            completion_tokens=meta.completion_tokens,
-            cost_usd=meta.cost_usd,
-            queue_ms=max(0, self.started_ms - envelope.enqueued_ms),
-        )
 
-    def _response(self) -> Any:
-        record = self.record
-        if record.end == envelopes.RESPONSE:
-            return record.body
-        if record.end == envelopes.DONE and self.chunks is not None:
-            chunks = [decode_chunk(c) for c in (*self.chunks, *record.chunks)]
-            return stream_chunk_builder(chunks) if chunks else None
-        return None
+def _error_of(call: FinishedCall) -> SwitchboardError | None:
+    return _error(Record(seq=0, end=call.end, body=call.response, status=call.status))
 
 
 def _error(record: Record) -> SwitchboardError | None:
@@ -169,20 +177,50 @@ def _request_of(body: bytes) -> dict[str, Any]:
 
 
 class ServiceHooks:
-    """A process's callbacks: the config's lists, the dispatcher and the writer's observer."""
+    """A process's callbacks: the config's lists (global, and each team's), the front
+    door's in-process dispatcher (for what it answers itself), and the worker's part on the
+    request's path (chunks kept, the event's bytes, the trace's ids)."""
 
-    def __init__(self, callbacks: Callbacks, settings: CallbackSettings) -> None:
+    def __init__(
+        self,
+        callbacks: Callbacks,
+        settings: CallbackSettings,
+        teams: dict[str, Callbacks] | None = None,
+    ) -> None:
         self.callbacks = callbacks
+        self.settings = settings
+        self.teams: dict[str, Callbacks] = teams or {}
         self.dispatcher = CallbackDispatcher(
             callbacks,
             max_queue=settings.max_queue,
             callback_timeout_s=settings.callback_timeout_s,
         )
+        # Applied to each event before the callbacks see it (logging_only guardrails).
+        self.transform: Callable[[CallEvent], CallEvent] | None = None
         # A stream's chunks so far, per request, while message logging is on.
         self._chunks: dict[str, list[bytes]] = {}
-        self._keeps_chunks = not callbacks.turn_off_message_logging
-        # Spans of each job when a list names `otel` or `langfuse` (workers/hooks/tracing.py).
-        self.tracing: Tracing | None = find_tracing(callbacks)
+        # Message text rides the event only for callbacks that read it: not when message
+        # logging is off, nor when the only callbacks are span exports (ids and times).
+        self._keeps_text = not callbacks.turn_off_message_logging and self._reads_requests
+        self._sends_body = self._reads_requests
+        # Each job's trace ids and times, when a list names `otel` or `langfuse`.
+        self.traces: JobTraces | None = JobTraces() if self.is_traced else None
+
+    @property
+    def _reads_requests(self) -> bool:
+        return any(
+            name not in TRACED_NAMES
+            for c in (self.callbacks, *self.teams.values())
+            for name in (*c.success_callback, *c.failure_callback, *c.callbacks)
+        )
+
+    @property
+    def is_traced(self) -> bool:
+        return any(
+            name in (*c.success_callback, *c.failure_callback, *c.callbacks)
+            for c in (self.callbacks, *self.teams.values())
+            for name in TRACED_NAMES
+        )
 
     @classmethod
     def from_config(
@@ -193,51 +231,105 @@ class ServiceHooks:
         callbacks: list[str],
         turn_off_message_logging: bool,
         settings: CallbackSettings,
-        tracing: CustomLogger | None = None,
         guardrails: list[Guardrail] | None = None,
+        team_settings: list[TeamCallbacks] | None = None,
     ) -> ServiceHooks | None:
         """The hooks a config asks for (None without any callback); every name resolved now,
         so a typo or a missing module stops the start."""
+        shared = builtin_factories(settings)
         lists = Callbacks(
             success_callback=list(success_callback),
             failure_callback=list(failure_callback),
             callbacks=list(callbacks),
             turn_off_message_logging=turn_off_message_logging,
-            builtins=builtin_factories(settings, tracing),
+            builtins=shared,
         )
-        if not lists.is_active:
+        teams = {
+            team.team_id: Callbacks(
+                success_callback=list(team.success_callback),
+                failure_callback=list(team.failure_callback),
+                callbacks=list(team.callbacks),
+                turn_off_message_logging=turn_off_message_logging,
+                builtins={**shared, **team_factories(team, settings)},
+            )
+            for team in team_settings or []
+        }
+        if not lists.is_active and not any(t.is_active for t in teams.values()):
             return None
         lists.check()
-        hooks = cls(lists, settings)
+        for team in teams.values():
+            team.check()
+        hooks = cls(lists, settings, teams)
         masker = log_masker(Guardrails(guardrails or []))
         if masker is not None:
-            hooks.dispatcher.transform = _masking(masker)
+            hooks.transform = hooks.dispatcher.transform = _masking(masker)
         return hooks
 
+    # ------------------------------------------------------------------ the worker's path
+
     def job_started(self, envelope: Envelope, started_ms: int) -> None:
-        """In the job's task, before the provider call: its spans, when tracing."""
-        if self.tracing is not None:
-            self.tracing.job_started(envelope, started_ms)
+        """In the job's task, before the provider call: its trace's ids, when tracing."""
+        if self.traces is not None:
+            self.traces.job_started(envelope)
 
     def observe(self, job_envelope: Envelope, started_ms: int, record: Record) -> None:
-        """After each record is written: keep a stream's chunks; queue the end."""
-        request_id = job_envelope.request_id
-        if not record.is_final:
-            if self._keeps_chunks and record.chunks and job_envelope.stream:
-                self._chunks.setdefault(request_id, []).extend(record.chunks)
-            return
-        if self.tracing is not None:
-            self.tracing.job_finished(job_envelope, record)
-        chunks = self._chunks.pop(request_id, None)
-        if job_envelope.stream and self._keeps_chunks and chunks is None:
-            chunks = []
-        self.dispatcher.offer(FinishedRequest(job_envelope, started_ms, record, chunks))
+        """After each record is written: keep a stream's chunks (message logging on)."""
+        if self._keeps_text and not record.is_final and record.chunks and job_envelope.stream:
+            self._chunks.setdefault(job_envelope.request_id, []).extend(record.chunks)
+
+    def finished_call(self, envelope: Envelope, started_ms: int, record: Record) -> bytes:
+        """The final record's event for the callbacks (msgpack), written in its round trip."""
+        request_id = envelope.request_id
+        chunks = self._chunks.pop(request_id, None) or []
+        trace = self.traces.finished(request_id) if self.traces is not None else None
+        body, response = envelope.body, record.body
+        if record.end == envelopes.DONE:
+            chunks = [*chunks, *record.chunks] if self._keeps_text else []
+        if not self._sends_body:
+            body = b""
+        elif not self._keeps_text:
+            body = without_text(body)
+        if not self._keeps_text and record.end == envelopes.RESPONSE:
+            response = b""
+        return events.encode(
+            FinishedCall(
+                kind=envelope.kind,
+                ingress=envelope.ingress,
+                model_group=envelope.model_group,
+                stream=envelope.stream,
+                lane=envelope.lane,
+                enqueued_ms=envelope.enqueued_ms,
+                started_ms=started_ms,
+                ended_ms=time.time_ns() // 1_000_000,
+                end=record.end,
+                status=record.status,
+                body=body,
+                response=response,
+                chunks=chunks,
+                meta=record.meta,
+                trace=trace,
+            )
+        )
 
     def forget(self, request_id: str) -> None:
         """A job that ended without a final record here (shutdown, taken over)."""
         self._chunks.pop(request_id, None)
-        if self.tracing is not None:
-            self.tracing.job_abandoned(request_id)
+        if self.traces is not None:
+            self.traces.forget(request_id)
+
+
+def without_text(body: bytes) -> bytes:
+    """The request body without message text (turn_off_message_logging): it never reaches
+    the stream the callbacks read. Only with logging off does the worker decode the body."""
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return b"{}"
+    if not isinstance(request, dict):
+        return b"{}"
+    for field in _TEXT_FIELDS:
+        request.pop(field, None)
+    return orjson.dumps(request)
 
 
 def _masking(mask: Callable[[dict[str, Any], Any], None]) -> Callable[[CallEvent], CallEvent]:
@@ -250,21 +342,23 @@ def _masking(mask: Callable[[dict[str, Any], Any], None]) -> Callable[[CallEvent
     return transform
 
 
-def find_tracing(callbacks: Callbacks) -> Tracing | None:
-    for name in ("otel", "langfuse"):
-        lists = (*callbacks.success_callback, *callbacks.failure_callback, *callbacks.callbacks)
-        if name in lists:
-            target = callbacks.resolve(name)
-            return target  # type: ignore[no-any-return]  # the otel/langfuse factories make Tracing
-    return None
+def team_factories(team: TeamCallbacks, settings: CallbackSettings) -> dict[str, Factory]:
+    """A team's own built-ins: `langfuse` with the team's project keys."""
+    langfuse = team.langfuse(None)
+    if langfuse is None:
+        return {}
+
+    def team_langfuse() -> CustomLogger:
+        from workers.hooks.tracing import span_exports
+
+        return span_exports(None, langfuse)["langfuse"]
+
+    return {"langfuse": team_langfuse}
 
 
-def builtin_factories(
-    settings: CallbackSettings, tracing: CustomLogger | None = None
-) -> dict[str, Factory]:
+def builtin_factories(settings: CallbackSettings) -> dict[str, Factory]:
     """The built-ins this config can name; each is made at the start when a list names it,
-    and one whose section is missing fails the start saying so. `tracing`: the process's
-    tracer, when it already has one (the front door's), for `otel` and `langfuse`."""
+    and one whose section is missing fails the start saying so."""
 
     def needs(name: str, section: object) -> None:
         if section is None:
@@ -282,21 +376,27 @@ def builtin_factories(
         assert settings.webhook is not None
         return WebhookLogger(settings.webhook)
 
-    shared: list[CustomLogger] = [tracing] if tracing is not None else []
+    made: dict[str, CustomLogger] = {}
 
-    def make_tracing() -> CustomLogger:
-        # `otel` and `langfuse` share one tracer provider, each adding its exporter.
-        if not shared:
-            if settings.otel is None and settings.langfuse is None:
-                needs("otel", None)
+    def span_export(name: str) -> CustomLogger:
+        # `otel` and `langfuse`: where the consumer sends each batch's spans.
+        if name not in made:
+            if name == "langfuse" and settings.langfuse is None:
+                needs("langfuse", None)
             try:
-                from workers.hooks.tracing import Tracing
+                from workers.hooks.tracing import span_exports
             except ImportError as exc:
                 raise ValueError(
                     f"the otel and langfuse callbacks need the otel extra "
                     f"(pip install 'switchboard-gateway[otel]'): {exc}"
                 ) from exc
-            shared.append(Tracing.from_settings(settings.otel, settings.langfuse))
-        return shared[0]
+            # `otel` without a section: the OTLP defaults (a collector on this host).
+            made.update(span_exports(settings.otel or OtelCallback(), settings.langfuse))
+        return made[name]
 
-    return {"jsonl": jsonl, "webhook": webhook, "otel": make_tracing, "langfuse": make_tracing}
+    return {
+        "jsonl": jsonl,
+        "webhook": webhook,
+        "otel": lambda: span_export("otel"),
+        "langfuse": lambda: span_export("langfuse"),
+    }

@@ -3,7 +3,9 @@ the front door puts its span's `traceparent` in the envelope, the worker puts it
 span's on the upstream request.
 
 Both hops use a ContextVar set in the task that serves the request, so no signature between
-the route and the adapter changes; with tracing off both stay None and nothing is sent.
+the route and the adapter changes; with tracing off both stay None and nothing is sent. No
+span object is made on the way: the spans are made later, from ids and times
+(workers/hooks/tracing.py).
 """
 
 from __future__ import annotations
@@ -14,9 +16,25 @@ from types import SimpleNamespace
 
 import aiohttp
 
-# The front door's span, for the envelope it is about to queue (broker/tracing.py sets it).
-ENVELOPE_TRACEPARENT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "switchboard_envelope_traceparent", default=None
+
+class FrontTrace:
+    """One request's trace at the front door: its span's context (for the envelope), the
+    client's span it continues, when it began, and whether a worker took the request (then
+    the callbacks' consumer makes the span; otherwise the front door does)."""
+
+    __slots__ = ("traceparent", "parent_span", "start_ns", "is_queued")
+
+    def __init__(self, traceparent: str, parent_span: str, start_ns: int) -> None:
+        self.traceparent = traceparent
+        self.parent_span = parent_span
+        self.start_ns = start_ns
+        self.is_queued = False
+
+
+# The front door's trace of the request it serves (broker/tracing.py sets it, the relay puts
+# it in the envelope it queues).
+FRONT_TRACE: contextvars.ContextVar[FrontTrace | None] = contextvars.ContextVar(
+    "switchboard_front_trace", default=None
 )
 # The worker's provider-call span, sent upstream as the `traceparent` header.
 UPSTREAM_TRACEPARENT: contextvars.ContextVar[str | None] = contextvars.ContextVar(

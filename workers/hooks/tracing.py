@@ -1,59 +1,54 @@
 """Distributed tracing with the OpenTelemetry SDK (issue #19; the `otel` extra).
 
-One trace per request, across processes: the front door's server span (broker/tracing.py)
-travels in the envelope as a W3C `traceparent`; the worker adds the time the request waited
-in its queue (a span made from the envelope's enqueue time and the job's start), its job,
-and the provider call, a GenAI client span (`gen_ai.*` semantic conventions) whose context
-goes upstream as `traceparent`. Spans are exported by the SDK's BatchSpanProcessor over
-OTLP/HTTP (its own thread: never on the request path), to any collector or to Langfuse.
+One trace per request, across processes, with no span object made on the request's path:
+the front door picks its span's id and passes it in the envelope (`traceparent`, with the
+client's parent span and its start time); the worker picks the provider call's span id,
+sends it upstream as `traceparent` and notes its attempts (workers/hooks/trace_record.py).
+The callbacks' consumer (workers/hooks/consumer.py) reads each finished request's event
+from the ledger stream and makes its spans here, from the recorded ids and times: the
+front door's server span, the queue wait, the provider call (a GenAI client span with the
+`gen_ai.*` semantic conventions) and, after a failure, each attempt. It hands a batch at a
+time to the SDK's OTLP/HTTP exporter and acknowledges the events once the collector took
+them, so a collector that is down loses nothing: the stream holds the backlog.
+
+A request the front door answers itself (a cache hit, a refusal) has only the front door's
+span, made and exported by the front door (`FrontDoorTracing`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextvars
+import hashlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from workers import envelopes
-from workers.envelopes import Envelope, Record
 from workers.hooks.custom_logger import CustomLogger
-from workers.hooks.trace_context import UPSTREAM_TRACEPARENT
-from workers.routing.figures import DeploymentFigures
-from workers.routing.observer import RoutingObserver
+from workers.hooks.trace_context import FrontTrace
+from workers.hooks.trace_record import new_span_id, new_trace_id
 from workers.settings.hooks import LangfuseCallback, OtelCallback
+from workers.tenancy.events import CallTrace, FinishedCall
 
 log = logging.getLogger("switchboard.tracing")
 
-_PROPAGATOR = TraceContextTextMapPropagator()
 _OPERATIONS = {envelopes.KIND_CHAT: "chat", envelopes.KIND_EMBEDDING: "embeddings"}
 _NS_PER_MS = 1_000_000
-# How long a stopping process still retries a collector that fails (its spans are then lost).
+_SCOPE = InstrumentationScope("switchboard")
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_OK = Status(StatusCode.UNSET)
+# How long a stopping front door still retries a collector that fails (its spans are lost).
 SHUTDOWN_GRACE_S = 5.0
-
-
-def traceparent_of(span: Span) -> str:
-    """The W3C traceparent of `span` (what the propagator would write, without building a
-    context and a carrier per request)."""
-    context = span.get_span_context()
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
-
-
-def context_of(traceparent: str | None) -> Context | None:
-    if traceparent is None:
-        return None
-    return _PROPAGATOR.extract({"traceparent": traceparent})
 
 
 def otlp_exporter(endpoint: str, headers: Mapping[str, str]) -> SpanExporter:
@@ -62,12 +57,210 @@ def otlp_exporter(endpoint: str, headers: Mapping[str, str]) -> SpanExporter:
     return OTLPSpanExporter(endpoint=endpoint, headers=dict(headers))
 
 
+def langfuse_exporter(settings: LangfuseCallback) -> SpanExporter:
+    """Langfuse takes OTLP/HTTP at /api/public/otel with basic auth (public:secret key)."""
+    token = base64.b64encode(f"{settings.public_key}:{settings.secret_key}".encode()).decode()
+    endpoint = settings.host.rstrip("/") + "/api/public/otel/v1/traces"
+    return otlp_exporter(endpoint, {"Authorization": f"Basic {token}"})
+
+
+class SpanExport(CustomLogger):
+    """A built-in (`otel`, `langfuse`, a team's `langfuse`): where spans go. The consumer
+    hands it a batch of requests' spans at a time; `export` says whether the collector took
+    them (the consumer retries, with backoff, until it does or gives up)."""
+
+    def __init__(self, exporter: SpanExporter, resource: Resource) -> None:
+        self.exporter = exporter
+        self.resource = resource
+
+    def export(self, spans: Sequence[ReadableSpan]) -> bool:
+        """Blocking HTTP: run it in a thread."""
+        return not spans or self.exporter.export(spans) == SpanExportResult.SUCCESS
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.exporter.shutdown)
+
+
+def span_exports(
+    otel: OtelCallback | None, langfuse: LangfuseCallback | None
+) -> dict[str, SpanExport]:
+    """The `otel` and `langfuse` built-ins a config's sections set up (by name)."""
+    resource = Resource.create({"service.name": (otel or OtelCallback()).service_name})
+    exports: dict[str, SpanExport] = {}
+    if otel is not None:
+        exports["otel"] = SpanExport(otlp_exporter(otel.endpoint, otel.headers), resource)
+    if langfuse is not None:
+        exports["langfuse"] = SpanExport(langfuse_exporter(langfuse), resource)
+    return exports
+
+
+def is_sampled(traceparent: str) -> bool:
+    return bool(int(traceparent[53:55], 16) & 1)
+
+
+def _context(trace_id: int, span_hex: str) -> SpanContext:
+    return SpanContext(trace_id, int(span_hex, 16), False, _SAMPLED)
+
+
+def _derived_span(request_id: str, what: bytes) -> str:
+    """A span id that is the same each time one request's event is made into spans (a
+    redelivered event repeats ids, so a collector can tell)."""
+    digest = hashlib.blake2b(request_id.encode() + what, digest_size=8).digest()
+    return digest.hex() if any(digest) else "0000000000000001"
+
+
+def ingress_route(call: FinishedCall) -> str:
+    if call.ingress == envelopes.INGRESS_MESSAGES:
+        return "/v1/messages"
+    if call.ingress == envelopes.INGRESS_RESPONSES:
+        return "/v1/responses"
+    if call.kind == envelopes.KIND_EMBEDDING:
+        return "/v1/embeddings"
+    if call.kind == envelopes.KIND_TEXT_COMPLETION:
+        return "/v1/completions"
+    return "/v1/chat/completions"
+
+
+def server_span(
+    resource: Resource,
+    traceparent: str,
+    parent_span: str,
+    start_ns: int,
+    end_ns: int,
+    route: str,
+    status: int,
+) -> ReadableSpan:
+    trace_id = int(traceparent[3:35], 16)
+    return ReadableSpan(
+        f"POST {route}",
+        context=_context(trace_id, traceparent[36:52]),
+        parent=_context(trace_id, parent_span) if parent_span else None,
+        resource=resource,
+        attributes={
+            "http.request.method": "POST",
+            "http.route": route,
+            "http.response.status_code": status,
+        },
+        kind=SpanKind.SERVER,
+        status=Status(StatusCode.ERROR, f"status {status}") if status >= 500 else _OK,
+        start_time=start_ns,
+        end_time=max(start_ns, end_ns),
+        instrumentation_scope=_SCOPE,
+    )
+
+
+def call_spans(request_id: str, call: FinishedCall, resource: Resource) -> list[ReadableSpan]:
+    """A worker-served request's spans, from its event; none when the trace is unsampled."""
+    trace = call.trace
+    if trace is None or not is_sampled(trace.traceparent) or not trace.call_span:
+        return []
+    trace_id = int(trace.traceparent[3:35], 16)
+    front = _context(trace_id, trace.traceparent[36:52])
+    end_ns = call.ended_ms * _NS_PER_MS
+    started_ns = call.started_ms * _NS_PER_MS
+    spans = [
+        server_span(
+            resource,
+            trace.traceparent,
+            trace.parent_span,
+            trace.front_start_ns or call.enqueued_ms * _NS_PER_MS,
+            end_ns,
+            ingress_route(call),
+            call.status,
+        ),
+        ReadableSpan(
+            "switchboard.queue",
+            context=_context(trace_id, _derived_span(request_id, b"queue")),
+            parent=front,
+            resource=resource,
+            attributes={"messaging.system": "redis", "switchboard.lane": call.lane},
+            start_time=call.enqueued_ms * _NS_PER_MS,
+            end_time=max(call.enqueued_ms * _NS_PER_MS, started_ns),
+            instrumentation_scope=_SCOPE,
+        ),
+        _provider_span(request_id, call, trace, trace_id, front, resource),
+    ]
+    spans += _attempt_spans(trace, trace_id, resource)
+    return spans
+
+
+def _provider_span(
+    request_id: str,
+    call: FinishedCall,
+    trace: CallTrace,
+    trace_id: int,
+    front: SpanContext,
+    resource: Resource,
+) -> ReadableSpan:
+    operation = _OPERATIONS.get(call.kind, "chat")
+    meta = call.meta or envelopes.Meta()
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.request.model": call.model_group,
+        "gen_ai.provider.name": meta.provider,
+        "gen_ai.response.model": meta.deployment,
+        "gen_ai.usage.input_tokens": meta.prompt_tokens,
+        "gen_ai.usage.output_tokens": meta.completion_tokens,
+        "switchboard.request_id": request_id,
+        "switchboard.attempts": meta.attempts,
+        "switchboard.cost_usd": meta.cost_usd or 0.0,
+    }
+    # Each attribute is a protobuf message to encode (most of tracing's CPU): the usual
+    # zero is left out, and `gen_ai.system` (deprecated for gen_ai.provider.name) too.
+    if meta.fallbacks:
+        attributes["switchboard.fallbacks"] = meta.fallbacks
+    status = _OK
+    if call.end == envelopes.ERROR:
+        attributes["error.type"] = str(call.status)
+        status = Status(StatusCode.ERROR, f"status {call.status}")
+    started_ns = call.started_ms * _NS_PER_MS
+    return ReadableSpan(
+        f"{operation} {call.model_group}",
+        context=_context(trace_id, trace.call_span),
+        parent=front,
+        resource=resource,
+        attributes=attributes,
+        kind=SpanKind.CLIENT,
+        status=status,
+        start_time=started_ns,
+        end_time=max(started_ns, call.ended_ms * _NS_PER_MS),
+        instrumentation_scope=_SCOPE,
+    )
+
+
+def _attempt_spans(trace: CallTrace, trace_id: int, resource: Resource) -> list[ReadableSpan]:
+    parent = _context(trace_id, trace.call_span)
+    spans = []
+    for attempt in trace.attempts:
+        attributes: dict[str, Any] = {
+            "switchboard.model_group": attempt.group,
+            "switchboard.deployment": attempt.deployment,
+        }
+        status = _OK
+        if attempt.error:
+            attributes["error.type"] = attempt.error
+            status = Status(StatusCode.ERROR, attempt.error)
+        spans.append(
+            ReadableSpan(
+                f"attempt {attempt.deployment}",
+                context=_context(trace_id, attempt.span_id),
+                parent=parent,
+                resource=resource,
+                attributes=attributes,
+                kind=SpanKind.CLIENT,
+                status=status,
+                start_time=attempt.start_ns,
+                end_time=max(attempt.start_ns, attempt.end_ns),
+                instrumentation_scope=_SCOPE,
+            )
+        )
+    return spans
+
+
 class DurableExporter(SpanExporter):
-    """Retries a batch the collector refused or could not take until it is delivered, for
-    up to `retry_for_s`, so a collector down for minutes gets every span afterwards. The
-    encoding, the HTTP and each attempt's own retries stay the OTLP exporter's; this only
-    calls it again. While it waits, the batch processor's bounded queue holds new spans
-    (and drops the oldest past it). A stopping process gives up after a short grace."""
+    """The front door's exporter for the spans it makes itself: retries a batch the
+    collector refused until it is delivered, for up to `retry_for_s`; meanwhile the batch
+    processor's bounded queue holds new spans (dropping the oldest past it)."""
 
     MAX_PAUSE_S = 5.0
 
@@ -104,246 +297,58 @@ class DurableExporter(SpanExporter):
         return True
 
 
-def langfuse_exporter(settings: LangfuseCallback) -> SpanExporter:
-    """Langfuse takes OTLP/HTTP at /api/public/otel with basic auth (public:secret key)."""
-    token = base64.b64encode(f"{settings.public_key}:{settings.secret_key}".encode()).decode()
-    endpoint = settings.host.rstrip("/") + "/api/public/otel/v1/traces"
-    return otlp_exporter(endpoint, {"Authorization": f"Basic {token}"})
+class FrontDoorTracing:
+    """The front door's part: a span context per API request (continuing a client's valid
+    traceparent, sampling a new trace at `sample_rate`), and the span of a request it
+    answered itself, exported by the SDK's batch processor on its own thread."""
 
-
-def tracer_provider(
-    service_name: str,
-    exporters: list[SpanExporter],
-    *,
-    sample_rate: float = 1.0,
-    batch: bool = True,
-    export_interval_s: float = 5.0,
-    max_queue: int = 20_000,
-) -> TracerProvider:
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-
-    # ParentBased: a trace the client (or the front door) sampled is sampled throughout,
-    # so a request's spans are all kept or all dropped, whichever process makes them.
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": service_name}),
-        sampler=ParentBased(TraceIdRatioBased(sample_rate)),
-    )
-    for exporter in exporters:
-        provider.add_span_processor(
+    def __init__(self, settings: OtelCallback, exports: Mapping[str, SpanExport]) -> None:
+        self.sample_rate = settings.sample_rate
+        self.resource = Resource.create({"service.name": settings.service_name})
+        self.durable = [DurableExporter(e.exporter, settings.retry_for_s) for e in exports.values()]
+        self.processors = [
             BatchSpanProcessor(
                 exporter,
-                max_queue_size=max_queue,
-                schedule_delay_millis=export_interval_s * 1000,
+                max_queue_size=settings.max_queue,
+                schedule_delay_millis=settings.export_interval_s * 1000,
             )
-            if batch
-            else SimpleSpanProcessor(exporter)
-        )
-    return provider
-
-
-class _JobSpans:
-    """A running job's spans. The first provider attempt is the call span itself; only when
-    one fails do attempts get spans of their own (the failed one after the fact, from the
-    time it was routed), so a request served at once costs no extra span."""
-
-    __slots__ = ("call", "attempt", "routed_ns", "deployment", "group", "has_failed")
-
-    def __init__(self, call: Span) -> None:
-        self.call = call
-        self.attempt: Span | None = None
-        self.routed_ns = 0
-        self.deployment = ""
-        self.group = ""
-        self.has_failed = False
-
-
-# The spans of the job the current task serves (set by job_started, read by TracedRouting).
-_CURRENT: contextvars.ContextVar[_JobSpans | None] = contextvars.ContextVar(
-    "switchboard_job_spans", default=None
-)
-
-
-class Tracing(CustomLogger):
-    """A process's tracer; as the `otel` (or `langfuse`) callback it is closed with the
-    other callbacks, which flushes the spans still batched."""
-
-    def __init__(self, provider: TracerProvider) -> None:
-        self.provider = provider
-        self.tracer = provider.get_tracer("switchboard")
-        # A running job's spans: (job, provider call), ended by its final record.
-        self._jobs: dict[str, _JobSpans] = {}
+            for exporter in self.durable
+        ]
         self._is_closed = False
-        self.exporters: list[DurableExporter] = []
 
-    @classmethod
-    def from_settings(cls, otel: OtelCallback | None, langfuse: LangfuseCallback | None) -> Tracing:
-        settings = otel if otel is not None else OtelCallback()
-        exporters: list[DurableExporter] = []
-        if otel is not None:
-            exporters.append(
-                DurableExporter(otlp_exporter(otel.endpoint, otel.headers), settings.retry_for_s)
+    def start(self, client_traceparent: str | None) -> FrontTrace:
+        if client_traceparent is not None:
+            prefix, flags = client_traceparent[:36], client_traceparent[53:]
+            span_id = new_span_id()
+            return FrontTrace(
+                f"{prefix}{span_id}-{flags}", client_traceparent[36:52], time.time_ns()
             )
-        if langfuse is not None:
-            exporters.append(DurableExporter(langfuse_exporter(langfuse), settings.retry_for_s))
-        provider = tracer_provider(
-            settings.service_name,
-            list(exporters),
-            sample_rate=settings.sample_rate,
-            export_interval_s=settings.export_interval_s,
-            max_queue=settings.max_queue,
-        )
-        tracing = cls(provider)
-        tracing.exporters = exporters
-        return tracing
+        flags = "01" if random.random() < self.sample_rate else "00"
+        traceparent = f"00-{new_trace_id()}-{new_span_id()}-{flags}"
+        return FrontTrace(traceparent, "", time.time_ns())
 
-    # ------------------------------------------------------------------ front door
-
-    def server_span(self, name: str, traceparent: str | None, attributes: dict[str, Any]) -> Span:
-        return self.tracer.start_span(
-            name, context=context_of(traceparent), kind=SpanKind.SERVER, attributes=attributes
-        )
-
-    # ------------------------------------------------------------------ worker
-
-    def job_started(self, envelope: Envelope, started_ms: int) -> None:
-        """The queue wait (already over) and the worker's span of the provider call, whose
-        context becomes the upstream request's traceparent for the rest of this task."""
-        parent = context_of(envelope.traceparent)
-        operation = _OPERATIONS.get(envelope.kind, "chat")
-        queued = self.tracer.start_span(
-            "switchboard.queue",
-            context=parent,
-            start_time=envelope.enqueued_ms * _NS_PER_MS,
-            attributes={"messaging.system": "redis", "switchboard.lane": envelope.lane},
-        )
-        queued.end(end_time=max(envelope.enqueued_ms, started_ms) * _NS_PER_MS)
-        call = self.tracer.start_span(
-            f"{operation} {envelope.model_group}",
-            context=parent,
-            kind=SpanKind.CLIENT,
-            start_time=started_ms * _NS_PER_MS,
-            attributes={
-                "gen_ai.operation.name": operation,
-                "gen_ai.request.model": envelope.model_group,
-                "switchboard.request_id": envelope.request_id,
-            },
-        )
-        spans = self._jobs[envelope.request_id] = _JobSpans(call)
-        _CURRENT.set(spans)
-        UPSTREAM_TRACEPARENT.set(traceparent_of(call))
-
-    def routing_observer(self, inner: RoutingObserver) -> RoutingObserver:
-        return TracedRouting(inner, self)
-
-    def attempt_started(self, group: str, deployment: str) -> None:
-        """A provider attempt. After a failed one, each attempt (a retry, a fallback) is a
-        child span of the call, and its context is what the upstream request carries."""
-        spans = _CURRENT.get()
-        if spans is None:
+    def answered_here(self, trace: FrontTrace, route: str, status: int) -> None:
+        """The span of a request no worker saw (a cache hit, a refusal before queueing)."""
+        if not is_sampled(trace.traceparent):
             return
-        if spans.attempt is not None:  # routed again without a failure reported: over
-            spans.attempt.end()
-            spans.attempt = None
-        spans.routed_ns, spans.deployment, spans.group = time.time_ns(), deployment, group
-        if spans.has_failed:
-            spans.attempt = self._attempt_span(spans, spans.routed_ns)
-            UPSTREAM_TRACEPARENT.set(traceparent_of(spans.attempt))
-
-    def attempt_failed(self, error_class: str) -> None:
-        spans = _CURRENT.get()
-        if spans is None or not spans.deployment:
-            return
-        failed = spans.attempt or self._attempt_span(spans, spans.routed_ns)
-        failed.set_attribute("error.type", error_class)
-        failed.set_status(Status(StatusCode.ERROR, error_class))
-        failed.end()
-        spans.attempt = None
-        spans.has_failed = True
-
-    def _attempt_span(self, spans: _JobSpans, start_ns: int) -> Span:
-        return self.tracer.start_span(
-            f"attempt {spans.deployment}",
-            context=set_span_in_context(spans.call),
-            kind=SpanKind.CLIENT,
-            start_time=start_ns,
-            attributes={
-                "switchboard.model_group": spans.group,
-                "switchboard.deployment": spans.deployment,
-            },
+        span = server_span(
+            self.resource,
+            trace.traceparent,
+            trace.parent_span,
+            trace.start_ns,
+            time.time_ns(),
+            route,
+            status,
         )
-
-    def job_finished(self, envelope: Envelope, record: Record) -> None:
-        spans = self._jobs.pop(envelope.request_id, None)
-        if spans is None:
-            return
-        call = spans.call
-        meta = record.meta or envelopes.Meta()
-        call.set_attributes(
-            {
-                "gen_ai.provider.name": meta.provider,
-                "gen_ai.system": meta.provider,
-                "gen_ai.response.model": meta.deployment,
-                "gen_ai.usage.input_tokens": meta.prompt_tokens,
-                "gen_ai.usage.output_tokens": meta.completion_tokens,
-                "switchboard.attempts": meta.attempts,
-                "switchboard.fallbacks": meta.fallbacks,
-                "switchboard.cost_usd": meta.cost_usd or 0.0,
-            }
-        )
-        if record.end == envelopes.ERROR:
-            call.set_status(Status(StatusCode.ERROR, f"status {record.status}"))
-            call.set_attribute("error.type", str(record.status))
-        if spans.attempt is not None:
-            spans.attempt.end()
-        call.end()
-
-    def job_abandoned(self, request_id: str) -> None:
-        """A job that ended without its final record here (shutdown, taken over)."""
-        spans = self._jobs.pop(request_id, None)
-        if spans is not None:
-            for span in (spans.attempt, spans.call):
-                if span is not None:
-                    span.set_status(Status(StatusCode.ERROR, "abandoned by this worker"))
-                    span.end()
+        for processor in self.processors:
+            processor.on_end(span)
 
     async def aclose(self) -> None:
-        # Exports what is batched: blocking HTTP, so in a thread. Once: the front door's
-        # tracer is closed by its middleware's owner and as a callback.
-        if not self._is_closed:
-            self._is_closed = True
-            for exporter in self.exporters:
-                exporter.stop_retrying_after(SHUTDOWN_GRACE_S)
-            await asyncio.to_thread(self.provider.shutdown)
-
-
-class TracedRouting:
-    """The worker's routing observer, plus an attempt span per provider attempt (so retries
-    and fallbacks show as children of the provider call). Cheap: it runs on the path."""
-
-    def __init__(self, inner: RoutingObserver, tracing: Tracing) -> None:
-        self.inner = inner
-        self.tracing = tracing
-
-    def figures_read(self, group: str, figures: Mapping[str, DeploymentFigures]) -> None:
-        self.inner.figures_read(group, figures)
-
-    def routed(self, group: str, deployment: str) -> None:
-        self.inner.routed(group, deployment)
-        self.tracing.attempt_started(group, deployment)
-
-    def failed(self, group: str, deployment: str, error_class: str) -> None:
-        self.inner.failed(group, deployment, error_class)
-        self.tracing.attempt_failed(error_class)
-
-    def retried(self, group: str, deployment: str) -> None:
-        self.inner.retried(group, deployment)
-
-    def fell_back(self, group: str, fallback: str) -> None:
-        self.inner.fell_back(group, fallback)
-
-    def cooled_down(self, group: str, deployment: str) -> None:
-        self.inner.cooled_down(group, deployment)
-
-    def fallback_skipped(self, group: str, fallback: str, reason: str) -> None:
-        self.inner.fallback_skipped(group, fallback, reason)
+        """Exports what is batched (blocking HTTP, so in a thread)."""
+        if self._is_closed:
+            return
+        self._is_closed = True
+        for exporter in self.durable:
+            exporter.stop_retrying_after(SHUTDOWN_GRACE_S)
+        for processor in self.processors:
+            await asyncio.to_thread(processor.shutdown)

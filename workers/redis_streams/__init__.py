@@ -9,6 +9,7 @@ owner of what Switchboard keeps in Redis, one module per part (issue #14).
 - `pubsub_notices`: workers gone, tenancy changes
 - `batch_leases`: batch runners' leases, cancel flags and queued lines
 - `console_sessions`: the console's sessions
+- `finished_events`: the finished-request stream two groups share (ledger, callbacks)
 
 Callers use `from workers import redis_streams` (or import names from here): the modules
 are where each part lives, this package is how it is reached."""

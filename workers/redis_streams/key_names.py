@@ -27,7 +27,8 @@ Layout (namespace `ns`: switchboard_settings.namespace):
     {ns}:{q}:t:win:<scope>        hash: that window's buckets "r<unix s>", "t<unix s>"
     {ns}:{q}:t:res:<rid>          hash: one admitted request's reservation, until settled
     {ns}:{q}:t:inflight           sorted set: admitted request id -> reservation expiry (ms)
-    {ns}:{q}:t:ledger             stream: spend events; consumer group "ledger"
+    {ns}:{q}:t:ledger             stream: finished-request events; groups "ledger" (spend)
+                                  and "callbacks" (issue #19)
     {ns}:{q}:t:mirror-filled      string: the mirror was refilled from the database
     {ns}:{q}:t:ledger-dead        stream: spend events the database refused, with the error
     {ns}:tenancy                  pub/sub: mirrored entities that changed ("<kind>:<id>")
@@ -131,6 +132,10 @@ class TenancyKeys:
     SOFT_FIELD = b"x"
     REQUEST_FIELD = b"id"
     CHARGED_FIELD = b"c"
+    # The callbacks' part of a finished request's event (workers/tenancy/events.py
+    # FinishedCall), read by its own consumer group (issue #19).
+    CALL_FIELD = b"cb"
+    CALLBACKS_GROUP = "callbacks"
 
     def __init__(self, prefix: str, channel: str) -> None:
         self.prefix = prefix

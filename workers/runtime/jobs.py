@@ -136,6 +136,9 @@ class ReplyRefused(Exception):
 # Told of every record once it is written: the request's envelope, when its job started
 # (unix ms), the record (a large response whole, not its PARTs). workers/hooks/service.py.
 RecordObserver = Callable[[Envelope, int, Record], None]
+# Asked for the callbacks' event of a final record (its bytes ride the record's round trip,
+# onto the finished-request stream; issue #19).
+CallEventMaker = Callable[[Envelope, int, Record], bytes]
 
 
 class ReplyWriter:
@@ -152,8 +155,10 @@ class ReplyWriter:
         part_bytes: int = PART_BYTES,
         consumer: str = "",
         observer: RecordObserver | None = None,
+        call_event: CallEventMaker | None = None,
     ) -> None:
         self.redis = redis
+        self.call_event = call_event
         # The callbacks' view of finished requests (issue #19): after cost is settled.
         self.observer = observer
         # The writing worker's consumer name in the group (its worker id).
@@ -169,9 +174,12 @@ class ReplyWriter:
     async def write(self, job: Job, record: Record) -> None:
         self._count_reply_bytes(job, record)
         whole = record
+        call = b""
+        if record.is_final and self.call_event is not None:
+            call = self.call_event(job.envelope, job.started_ms, whole)
         if record.end == envelopes.RESPONSE and len(record.body) > self.part_bytes:
             record = await self._write_parts(job, record)
-        await self._append(job, record)
+        await self._append(job, record, call=call)
         if self.observer is not None:
             self.observer(job.envelope, job.started_ms, whole)
 
@@ -186,7 +194,9 @@ class ReplyWriter:
             await self._append(job, piece, publish=False)
         return msgspec.structs.replace(record, seq=job.seq, body=body[last:])
 
-    async def _append(self, job: Job, record: Record, *, publish: bool = True) -> None:
+    async def _append(
+        self, job: Job, record: Record, *, publish: bool = True, call: bytes = b""
+    ) -> None:
         final = record.is_final
         ttl = self._ttl_s(job, record)
         encoded = envelopes.encode(record)
@@ -206,7 +216,7 @@ class ReplyWriter:
                 queued += redis_streams.ack(pipe, self.keys, job.lane, job.entry)
                 # The real cost replaces the reservation, in the same round trip (#17).
                 event = settle.worker_event(record, now_ms(), delivered=job.reply_bytes > 0)
-                queued += settle.queue(pipe, self.keys, job.envelope, event)
+                queued += settle.queue(pipe, self.keys, job.envelope, event, call)
             return queued
 
         job.is_writing = True

@@ -51,9 +51,9 @@ def routed_worker(
         batcher=batcher,
     )
     observer: RoutingObserver = metrics.routing
-    if hooks is not None and hooks.tracing is not None:
-        # Each provider attempt (retries, fallbacks) becomes a span of its own (issue #19).
-        observer = hooks.tracing.routing_observer(observer)
+    if hooks is not None and hooks.traces is not None:
+        # Each provider attempt (retries, fallbacks) is noted for its span (issue #19).
+        observer = hooks.traces.routing_observer(observer)
     engine = RoutingEngine(plan, http, figures, observer=observer)
     return Worker(redis, engine, options, worker_id, metrics, batcher, hooks), figures
 

@@ -31,6 +31,7 @@ from workers.batching import WriteBatcher
 from workers.envelopes import Meta, Record, decode_envelope, decode_record
 from workers.errors import ProviderError
 from workers.hooks import hook_metrics
+from workers.hooks.consumer import CallbackConsumer
 from workers.hooks.service import ServiceHooks
 from workers.log_format import REQUEST_ID
 from workers.memory import MemoryReleaser
@@ -83,10 +84,15 @@ class Worker:
         self.hooks = hooks
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.metrics.concurrency.set(options.concurrency)
-        hook_metrics.register(self.metrics.registry, hooks.dispatcher if hooks else None)
         self.options = options
         self.keys = Keys(options.namespace)
         self.worker_id = worker_id or new_worker_id()
+        # Delivers the finished-request events to the callbacks: a consumer group of the
+        # stream the final records feed (workers/hooks/consumer.py).
+        self.callback_consumer = (
+            CallbackConsumer(redis, self.keys, hooks, self.worker_id) if hooks else None
+        )
+        hook_metrics.register(self.metrics.registry, self.callback_consumer)
         self.engine = engine
         self.writer = ReplyWriter(
             redis,
@@ -96,6 +102,7 @@ class Worker:
             max_reply_bytes=options.max_reply_bytes,
             consumer=self.worker_id,
             observer=hooks.observe if hooks is not None else None,
+            call_event=hooks.finished_call if hooks is not None else None,
         )
         self.executor = Executor(
             engine,
@@ -168,10 +175,10 @@ class Worker:
                     background.start("batch pace", self.batch_pace.run)
                 for name, loop in (loops or {}).items():
                     background.start(name, loop)
-                if self.hooks is not None:
+                if self.callback_consumer is not None:
                     # A delivery loop that dies (a bug) is started again: callbacks are
                     # no reason to stop serving.
-                    background.start("callbacks", self.hooks.dispatcher.run, restart_after_s=1.0)
+                    background.start("callbacks", self.callback_consumer.run, restart_after_s=1.0)
                 try:
                     await self._serve(stopping)
                 finally:
@@ -181,8 +188,8 @@ class Worker:
                     await background.stop("takeovers")
                     await self._drain()
                     await self.writer.aclose()  # batched writes already sent must land
-                    if self.hooks is not None:
-                        await self.hooks.dispatcher.aclose()  # deliver what is queued
+                    if self.callback_consumer is not None:
+                        await self.callback_consumer.aclose()  # deliver what is on the stream
         finally:
             # After the heartbeats stopped (closing the supervisor), so it stays forgotten.
             with contextlib.suppress(Exception):

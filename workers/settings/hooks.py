@@ -50,10 +50,11 @@ class OtelCallback(Section, frozen=True):
     endpoint: str = "http://127.0.0.1:4318/v1/traces"
     headers: dict[str, Secret] = {}
     service_name: str = "switchboard"
-    # Seconds between exports of the batched spans.
+    # The spans of requests a front door answers itself (cache hits, refusals), which it
+    # exports on its own: seconds between exports, how long a refused batch is retried, and
+    # how many wait meanwhile (oldest dropped past it). Worker-served requests' spans go
+    # through the callbacks' stream (callback_settings.batch_size, linger_s, retry_for_s).
     export_interval_s: Annotated[float, Positive] = 5.0
-    # Seconds a batch is retried while the collector is down or failing, before it is
-    # dropped; meanwhile new spans wait in a queue of `max_queue` (oldest dropped past it).
     retry_for_s: Annotated[float, Meta(ge=0)] = 600.0
     max_queue: Annotated[int, Positive] = 20_000
     # The share of traces kept (a client's sampled flag decides for its own traces).
@@ -69,14 +70,49 @@ class LangfuseCallback(Section, frozen=True):
     host: str = "https://cloud.langfuse.com"
 
 
+class TeamCallbacks(Section, frozen=True):
+    """One entry of `litellm_settings.default_team_settings` (LiteLLM's team-based logging):
+    the callbacks a team's requests go to besides the global ones, and the team's own
+    Langfuse project."""
+
+    team_id: str
+    success_callback: list[str] = []
+    failure_callback: list[str] = []
+    callbacks: list[str] = []
+    langfuse_public_key: Secret | None = None
+    # LiteLLM's docs spell it both ways.
+    langfuse_secret: Secret | None = None
+    langfuse_secret_key: Secret | None = None
+    langfuse_host: str | None = None
+
+    litellm_ignored: ClassVar[frozenset[str]] = names("cache caching_groups")
+
+    def langfuse(self, default: LangfuseCallback | None) -> LangfuseCallback | None:
+        """The team's Langfuse project (its keys, else the global section's)."""
+        secret = self.langfuse_secret_key or self.langfuse_secret
+        if self.langfuse_public_key is None or secret is None:
+            return default
+        host = self.langfuse_host or (default.host if default else LangfuseCallback.host)
+        return LangfuseCallback(public_key=self.langfuse_public_key, secret_key=secret, host=host)
+
+
 class CallbackSettings(Section, frozen=True):
     jsonl: JsonlCallback | None = None
     webhook: WebhookCallback | None = None
     otel: OtelCallback | None = None
     langfuse: LangfuseCallback | None = None
-    # Events waiting for delivery per process; past it the oldest are dropped and counted
+    # Events waiting for delivery: the SDK's per process; the service's on the ledger stream
+    # (its callbacks group's backlog). Past it the oldest are dropped and counted
     # (switchboard_callback_events_dropped_total).
     max_queue: Annotated[int, Positive] = 10_000
+    # The service's delivery (issue #19): events taken from the stream a batch at a time; a
+    # batch a callback failed is retried with backoff (up to 5 s apart) for `retry_for_s`,
+    # then given up (counted), so a collector down for ten minutes gets every event after.
+    batch_size: Annotated[int, Positive] = 200
+    # Seconds a consumer waits for a batch to fill once an event arrived (fewer, larger
+    # exports: an OTLP POST per request would cost more CPU than the spans themselves).
+    linger_s: Annotated[float, Meta(ge=0)] = 0.5
+    retry_for_s: Annotated[float, Meta(ge=0)] = 3600.0
     # Seconds one callback may take for one event before it is abandoned (and counted).
     callback_timeout_s: Annotated[float, Positive] = 30.0
 

@@ -13,7 +13,7 @@ from msgspec import Meta
 
 from workers import durations
 from workers.deployment import Secret
-from workers.settings.hooks import CacheParams
+from workers.settings.hooks import CacheParams, TeamCallbacks
 from workers.settings.section import Section, names
 
 RoutingStrategy = Literal[
@@ -176,6 +176,8 @@ class LiteLLMSettings(Section, frozen=True):
     callbacks: list[str] = []
     # Callbacks see no message, input or answer text (figures stay).
     turn_off_message_logging: bool = False
+    # Per-team callbacks (LiteLLM's team-based logging): a team's requests also go to these.
+    default_team_settings: list[TeamCallbacks] = []
     # The response cache (issue #19, docs/hooks.md): identical requests answered from
     # Redis by the front door, without a worker or an upstream call.
     cache: bool = False
@@ -194,7 +196,7 @@ class LiteLLMSettings(Section, frozen=True):
         disable_add_transform_inline_image_block use_chat_completions_url_for_anthropic_messages
         disable_hf_tokenizer_download enable_json_schema_validation
         enable_key_alias_format_validation disable_copilot_system_to_assistant telemetry
-        max_internal_user_budget internal_user_budget_duration default_team_settings
+        max_internal_user_budget internal_user_budget_duration
         default_internal_user_params
         default_key_generate_params upperbound_key_generate_params public_teams
         model_alias_map ssl_verify ssl_certificate return_response_headers

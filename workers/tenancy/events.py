@@ -1,6 +1,12 @@
-"""The spend event of one finished request, in two halves: what the front door knew at
-admission (who, which model) and what the worker learnt (tokens, cost, status). The
-settlement script joins them on the ledger stream; the ledger writer makes a spend row."""
+"""The event of one finished request on the ledger stream. The spend event comes in two
+halves: what the front door knew at admission (who, which model) and what the worker learnt
+(tokens, cost, status). The settlement script joins them on the ledger stream; the ledger
+writer makes a spend row.
+
+When the config names callbacks, the same stream entry carries a third field, the
+`FinishedCall`: what the callbacks and the trace need that the spend row does not (the
+request body, the answer, the times, the trace context). The callbacks' consumer group
+reads it (workers/hooks/consumer.py); the ledger writer never decodes it."""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from typing import Any
 import msgspec
 
 from workers.db.spend import SpendRecord
-from workers.envelopes import Attempt
+from workers.envelopes import Attempt, Meta
 
 SUCCESS = "success"
 FAILURE = "failure"
@@ -45,9 +51,62 @@ class WorkerEvent(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
     attempts: tuple[Attempt, ...] = ()
 
 
+class AttemptTrace(msgspec.Struct, array_like=True, frozen=True):
+    """A provider attempt that got a span of its own (after an earlier one failed)."""
+
+    span_id: str  # 16 hex digits: the traceparent its upstream request carried
+    deployment: str
+    group: str
+    start_ns: int
+    end_ns: int
+    error: str = ""  # the error class of a failed attempt
+
+
+class CallTrace(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
+    """A request's trace as the worker recorded it (issue #19): ids and times, no span
+    objects; the consumer makes the spans from them."""
+
+    traceparent: str  # the front door's span: 00-<trace id>-<span id>-<flags>
+    parent_span: str = ""  # the client's span, parent of the front door's
+    front_start_ns: int = 0
+    call_span: str = ""  # the provider call's span id, as the upstream request carried it
+    attempts: tuple[AttemptTrace, ...] = ()
+
+
+class FinishedCall(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
+    """What the callbacks need of a finished request beyond its spend event. Bytes stay
+    bytes (the body as the client sent it, the answer as written): decoding them is the
+    consumer's work, off the request's path."""
+
+    kind: int
+    ingress: int
+    model_group: str
+    stream: bool
+    lane: str
+    enqueued_ms: int
+    started_ms: int
+    ended_ms: int
+    end: int  # the final record's end (envelopes.DONE, RESPONSE, ERROR, CANCELLED)
+    status: int = 200
+    # The request body; without its messages or input when message logging is off.
+    body: bytes = b""
+    # A RESPONSE's body or an ERROR's; empty for an answer when message logging is off.
+    response: bytes = b""
+    # A stream's chunks, as relayed (message logging on).
+    chunks: list[bytes] = []
+    meta: Meta | None = None
+    trace: CallTrace | None = None
+    # Who called, when the request was admitted without tenancy (the spend event says it
+    # otherwise).
+    key_alias: str | None = None
+    # A front door's answer from the response cache (no worker, no cost).
+    cache_hit: bool = False
+
+
 encode = msgspec.msgpack.Encoder().encode
 decode_front = msgspec.msgpack.Decoder(FrontEvent).decode
 decode_worker = msgspec.msgpack.Decoder(WorkerEvent).decode
+decode_call = msgspec.msgpack.Decoder(FinishedCall).decode
 
 
 def _time(ms: int) -> datetime:

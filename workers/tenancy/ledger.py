@@ -1,7 +1,8 @@
 """The spend ledger's writer (issue #17): a consumer group on the ledger stream that writes
 spend events to the database in batches, idempotently by request id.
 
-An event is acknowledged (and deleted) only after the transaction holding its row
+An event is acknowledged (and trimmed, once the callbacks' group is done with it too:
+workers/redis_streams/finished_events.py) only after the transaction holding its row
 committed. A writer killed between the commit and the ack leaves the entry pending: another
 writer (or its successor) claims it after `claim_idle_ms` and writes it again, which
 changes nothing (`workers.db.spend.record_spend` inserts ON CONFLICT DO NOTHING and moves
@@ -32,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from workers.db import resets
 from workers.db.engine import Database, DatabaseUnavailable
 from workers.db.spend import SpendRecord, record_spend
-from workers.redis_streams import Keys, TenancyKeys
+from workers.redis_streams import Keys, TenancyKeys, finished_events
 from workers.tenancy import admission, events, mirror, settle
 
 log = logging.getLogger("switchboard.ledger")
@@ -150,7 +151,13 @@ class LedgerWriter:
             await asyncio.sleep(LINGER_S)
             entries += await self._read_new(None, BATCH - len(entries))
         if self.metrics is not None:
-            self.metrics.backlog.set(await self.redis.xlen(self.tkeys.ledger))
+            # The ledger group's own backlog: the stream may also hold entries only the
+            # callbacks' group still has to read.
+            self.metrics.backlog.set(
+                await finished_events.backlog(
+                    self.redis, self.tkeys.ledger, TenancyKeys.LEDGER_GROUP
+                )
+            )
         if not entries:
             return 0
         async with self.using_database:
@@ -202,10 +209,11 @@ class LedgerWriter:
                 new = await self._write_each(entries, spend_records)
                 break
         ids = [entry_id for entry_id, _ in entries]
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xack(self.tkeys.ledger, TenancyKeys.LEDGER_GROUP, *ids)
-        pipe.xdel(self.tkeys.ledger, *ids)
-        await pipe.execute()
+        # Acked, and trimmed only as far as every group is done: the callbacks' group
+        # (issue #19) may not have read these yet.
+        await finished_events.ack_and_trim(
+            self.redis, self.tkeys.ledger, TenancyKeys.LEDGER_GROUP, ids
+        )
         self._count(spend_records, new, crossed)
 
     async def _write_each(
@@ -291,6 +299,8 @@ def _decode(
     spend_records = []
     crossed: list[str] = []
     for entry_id, fields in entries:
+        if TenancyKeys.EVENT_FIELD not in fields and TenancyKeys.CALL_FIELD in fields:
+            continue  # a callbacks event of a request admitted without tenancy: no spend
         try:
             front = events.decode_front(fields[TenancyKeys.EVENT_FIELD])
             worker = events.decode_worker(fields[TenancyKeys.WORKER_FIELD])

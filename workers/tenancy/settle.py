@@ -19,7 +19,7 @@ from redis.asyncio.client import Pipeline
 from workers import accounting
 from workers.deployment import Deployment
 from workers.envelopes import DONE, RESPONSE, Envelope, Meta, Record
-from workers.redis_streams import GROUP, Keys, TenancyKeys
+from workers.redis_streams import GROUP, Keys, TenancyKeys, finished_events
 from workers.tenancy import events
 from workers.wire import ChatCompletionChunk, Usage
 
@@ -33,11 +33,16 @@ BYTES_PER_TOKEN: Final = 4
 # request id, [2] cost, [3] tokens, [4] worker event, [5] the event field, [6] the worker
 # field, [7] the field of the scopes whose soft budget this crossed (also returned; nil
 # when the request was already settled), [8] the request id field, [9] the field of the
-# cost charged (ARGV[2], or the reservation when ARGV[2] is negative: CHARGE_RESERVATION);
-# RELEASE_UNSTARTED: [10] the lane's group, [11] the request's entry.
+# cost charged (ARGV[2], or the reservation when ARGV[2] is negative: CHARGE_RESERVATION),
+# [10] the callbacks' field and [11] its value (issue #19; "" without callbacks), which is
+# appended even when the request was already settled: the callbacks still get the event;
+# RELEASE_UNSTARTED: [12] the lane's group, [13] the request's entry.
 _SETTLE_BODY = """
 local h = redis.call('HMGET', KEYS[1], 'c', 'k', 's', 'e', 'f', 'b')
-if not h[1] then return false end
+if not h[1] then
+  if ARGV[11] ~= '' then redis.call('XADD', KEYS[3], '*', ARGV[8], ARGV[1], ARGV[10], ARGV[11]) end
+  return false
+end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 local reserved, est, sec = tonumber(h[1]), tonumber(h[2]), tonumber(h[3])
@@ -71,8 +76,10 @@ for i = 1, n do
     end
   end
 end
-redis.call('XADD', KEYS[3], '*', ARGV[8], ARGV[1], ARGV[5], h[4], ARGV[6], ARGV[4], ARGV[7],
-  table.concat(crossed, ' '), ARGV[9], string.format('%.17g', cost))
+local entry = {ARGV[8], ARGV[1], ARGV[5], h[4], ARGV[6], ARGV[4], ARGV[7],
+  table.concat(crossed, ' '), ARGV[9], string.format('%.17g', cost)}
+if ARGV[11] ~= '' then entry[#entry + 1] = ARGV[10]; entry[#entry + 1] = ARGV[11] end
+redis.call('XADD', KEYS[3], '*', unpack(entry))
 return crossed
 """
 SETTLE: Final = "local LANE_KEYS = 0\n" + _SETTLE_BODY
@@ -82,7 +89,7 @@ SETTLE: Final = "local LANE_KEYS = 0\n" + _SETTLE_BODY
 # left to that worker, which settles what it produced when the cancellation reaches it.
 RELEASE_UNSTARTED: Final = (
     """local LANE_KEYS = 1
-if #redis.call('XPENDING', KEYS[#KEYS], ARGV[10], ARGV[11], ARGV[11], 1) > 0 then
+if #redis.call('XPENDING', KEYS[#KEYS], ARGV[12], ARGV[13], ARGV[13], 1) > 0 then
   return false
 end
 """
@@ -170,7 +177,11 @@ CHARGE_RESERVATION: Final = -1.0
 
 
 def script_call(
-    tenancy: TenancyKeys, request_id: str, scopes: Sequence[str], event: events.WorkerEvent
+    tenancy: TenancyKeys,
+    request_id: str,
+    scopes: Sequence[str],
+    event: events.WorkerEvent,
+    call: bytes = b"",
 ) -> tuple[list[str], list[Any]]:
     script_keys = [tenancy.reservation(request_id), tenancy.inflight, tenancy.ledger]
     for scope in scopes:
@@ -186,16 +197,24 @@ def script_call(
         TenancyKeys.SOFT_FIELD,
         TenancyKeys.REQUEST_FIELD,
         TenancyKeys.CHARGED_FIELD,
+        TenancyKeys.CALL_FIELD,
+        call,
     ]
     return script_keys, args
 
 
-def queue(pipe: Pipeline, keys: Keys, envelope: Envelope, event: events.WorkerEvent) -> int:
+def queue(
+    pipe: Pipeline, keys: Keys, envelope: Envelope, event: events.WorkerEvent, call: bytes = b""
+) -> int:
     """Settle `envelope`'s request on a pipeline (workers.batching); 0 commands when it was
-    admitted without tenancy (the master key on a gateway without a database)."""
+    admitted without tenancy (the master key on a gateway without a database). `call`: the
+    callbacks' event (issue #19), on the same stream entry, or on one of its own without
+    tenancy (so the settlement, when there is one, is still the pipeline's last command)."""
     if envelope.scopes is None:
-        return 0
-    script_keys, args = script_call(keys.tenancy, envelope.request_id, envelope.scopes, event)
+        if not call:
+            return 0
+        return finished_events.append_call(pipe, keys, envelope.request_id, call)
+    script_keys, args = script_call(keys.tenancy, envelope.request_id, envelope.scopes, event, call)
     pipe.eval(SETTLE, len(script_keys), *script_keys, *args)
     return 1
 

@@ -1,0 +1,95 @@
+"""Per-team callbacks (issue #19), as LiteLLM's `litellm_settings.default_team_settings`:
+a request made with a key of team X goes to the global callbacks and to team X's, and a
+built-in both name (`langfuse`) goes to the team's own project (its keys) instead of the
+global one. Through two front doors, a worker, the database and the callbacks' consumer."""
+
+from __future__ import annotations
+
+import base64
+import textwrap
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from tests.broker import callback_targets
+from tests.broker.harness import make_config, service
+from tests.broker.management.conftest import general
+from tests.broker.otlp_receiver import OtlpReceiver
+from tests.broker.tenancy.conftest import PRICED, Gateway
+from tests.db_fixtures import *  # noqa: F403  (database_url, database: both backends)
+from workers.testing.server import FakeUpstream
+
+
+@pytest.fixture(autouse=True)
+def clean_targets() -> Iterator[None]:
+    callback_targets.proxy_handler_instance.events.clear()
+    callback_targets.team_a_instance.events.clear()
+    yield
+
+
+def _basic(public: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{public}:{secret}".encode()).decode()
+
+
+async def test_a_teams_requests_go_to_its_callbacks_and_its_langfuse_project(
+    database: object, database_url: str, namespace: str, fake: FakeUpstream
+) -> None:
+    async with OtlpReceiver() as receiver:
+        teams = textwrap.dedent(
+            f"""\
+            litellm_settings:
+              callbacks: ["tests.broker.callback_targets.proxy_handler_instance"]
+              success_callback: ["langfuse"]
+              default_team_settings:
+                - team_id: team-a
+                  success_callback: ["langfuse"]
+                  callbacks: ["tests.broker.callback_targets.team_a_instance"]
+                  langfuse_public_key: pk-team-a
+                  langfuse_secret: sk-team-a
+                  langfuse_host: "{receiver.base_url}"
+            callback_settings:
+              langfuse: {{host: "{receiver.base_url}", public_key: pk-all, secret_key: sk-all}}
+            """
+        )
+        config = make_config(
+            fake.base_url + "/v1",
+            namespace,
+            general=general(database_url) + teams,
+            extra_models=PRICED.format(base=fake.base_url + "/v1"),
+        )
+        async with (
+            service(config, workers=1, front_doors=1) as (doors, workers),
+            aiohttp.ClientSession() as http,
+        ):
+            gateway = Gateway(doors, workers, http)
+            await gateway.api.ok("POST", "/team/new", {"team_id": "team-a"})
+            await gateway.api.ok("POST", "/team/new", {"team_id": "team-b"})
+            in_a = await gateway.new_key(team_id="team-a")
+            in_b = await gateway.new_key(team_id="team-b")
+            ids = {}
+            for name, key in (("a", in_a), ("b", in_b)):
+                status, body, headers = await gateway.chat(key)
+                assert status == 200, body
+                ids[name] = headers["x-request-id"]
+            for running in workers:
+                assert running.worker.callback_consumer is not None
+                await running.worker.callback_consumer.flush()
+    # The global CustomLogger saw both, each with its team; team A's saw only its own.
+    seen = {
+        kw["litellm_call_id"]: kw for _, kw, _ in callback_targets.proxy_handler_instance.events
+    }
+    assert set(seen) == {ids["a"], ids["b"]}
+    assert seen[ids["a"]]["litellm_params"]["metadata"]["user_api_key_team_id"] == "team-a"
+    assert seen[ids["b"]]["litellm_params"]["metadata"]["user_api_key_team_id"] == "team-b"
+    team_a = [kw["litellm_call_id"] for _, kw, _ in callback_targets.team_a_instance.events]
+    assert team_a == [ids["a"]]
+    # Langfuse: team A's spans with team A's keys, team B's (no project of its own) global.
+    sent_with: dict[str, set[str]] = {}
+    for headers, spans in receiver.batches:
+        for span in spans:
+            request_id = span.attributes.get("switchboard.request_id")
+            if request_id is not None:
+                sent_with.setdefault(str(request_id), set()).add(headers["Authorization"])
+    assert sent_with[ids["a"]] == {_basic("pk-team-a", "sk-team-a")}
+    assert sent_with[ids["b"]] == {_basic("pk-all", "sk-all")}
