@@ -206,17 +206,24 @@ async def queue_depths(r: Redis, keys: Keys, lanes: Sequence[str]) -> dict[str, 
     return depths
 
 
+LANE_CLOCK_SCRIPT = "return redis.call('TIME')"
+
+
 async def queue_waits(r: Redis, keys: Keys, lanes: Sequence[str]) -> dict[str, float]:
     """Per lane: how long (seconds) the oldest entry no worker has taken yet has waited; 0
     when none waits. That entry is the first after the group's last delivered id, and its
     id is Redis's clock when it was queued (XADD *), read against Redis's clock (TIME): two
     round trips, whatever the number of entries waiting."""
+    if not lanes:
+        return {}
     pipe = r.pipeline(transaction=False)
-    pipe.time()
+    # TIME through a script on the lanes' key: a cluster pipeline refuses keyless commands,
+    # and this reads the clock of the shard that stamped the entries.
+    pipe.eval(LANE_CLOCK_SCRIPT, 1, keys.lane(lanes[0]))
     for lane in lanes:
         pipe.xinfo_groups(keys.lane(lane))
     results: Any = await pipe.execute(raise_on_error=False)
-    seconds, micros = results[0]
+    seconds, micros = (int(part) for part in results[0])
     now_ms = seconds * 1000 + micros // 1000
     last_ids: dict[str, bytes] = {}
     for lane, groups in zip(lanes, results[1:], strict=True):
