@@ -109,7 +109,7 @@ def redis_lines(before: Counter[str], after: Counter[str], done: int) -> list[st
     lines += ["| command | calls / request |", "|---|---:|"]
     for name, n in sorted(calls.items(), key=lambda item: -item[1]):
         lines.append(f"| {name} | {n / done:.2f} |")
-    lines.append(f"| **all** | **{sum(calls.values()) / done:.2f}** |")
+    lines.append(f"| **every command** | **{sum(calls.values()) / done:.2f}** |")
     lines += [
         "",
         f"Bytes per request into Redis {used['(bytes in)'] / done:,.0f}, "
