@@ -28,18 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import yaml
-
 from benchmarks import scenarios
 from benchmarks.gateways import MASTER_KEY, switchboard, write_config
 from benchmarks.procs import TreeMonitor, cpu_s, descendants, is_redis, wait_http_ready
+from benchmarks.realistic import database_key, with_database
 from benchmarks.run import free_port, upstream
 from benchmarks.tenancy_scripts import script_cpu
 
 HERE = Path(__file__).parent
-# Limits far above the load, so every request is admitted and every one is counted.
-LIMITS = {"rpm_limit": 10**9, "tpm_limit": 10**12, "max_parallel_requests": 10_000}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,25 +53,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--idle", type=float, default=5.0, help="seconds measured idle")
     parser.add_argument("--out", type=Path, default=HERE / "TENANCY.md")
     return parser.parse_args(argv)
-
-
-def with_database(config: Path, data_dir: Path) -> None:
-    text: dict[str, Any] = yaml.safe_load(config.read_text())
-    text["general_settings"]["database_url"] = f"sqlite:///{data_dir / 'switchboard.db'}"
-    config.write_text(yaml.safe_dump(text, sort_keys=False))
-
-
-async def database_key(port: int) -> str:
-    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession(headers=headers) as http:
-        team = {"team_id": "bench", "max_budget": 10**9, **LIMITS}
-        async with http.post(base + "/team/new", json=team) as reply:
-            assert reply.status == 200, await reply.text()
-        key = {"team_id": "bench", "max_budget": 10**9, "budget_duration": "30d", **LIMITS}
-        async with http.post(base + "/key/generate", json=key) as reply:
-            assert reply.status == 200, await reply.text()
-            return str((await reply.json())["key"])
 
 
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
