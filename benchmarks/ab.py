@@ -4,10 +4,12 @@ rounds interleaved A, B, A, B so that a change in the machine's load hits both a
 
     python -m benchmarks.ab /path/to/base /path/to/head --rounds 3 --duration 5
 
-Each checkout runs from its own `.venv` (its own installed code). For each round and mode it
-prints the CPU per request of each process (from /proc: on a shared machine this moves far
-less than requests per second), the Redis commands per request, requests per second, and for
-c=1 the p50/p99 latency. The `uptime` load average is printed with every round.
+Each checkout runs from its own `.venv` (its own installed code), or without one from this
+venv with the checkout first on PYTHONPATH; `PATH,NAME=VALUE` gives it environment (e.g.
+`DATABASE_URL=` for no database). For each round and mode it prints the CPU per request of
+each process (from /proc: on a shared machine this moves far less than requests per second),
+the Redis commands per request, requests per second and the p50/p99 latency, with the load
+average. `--py-spy DIR` keeps each window's stacks of the front door and the worker.
 """
 
 from __future__ import annotations
@@ -62,13 +64,18 @@ def service_for(spec: str, config: Path, logs: Path, cpus: str | None) -> tuple[
     path, *assignments = spec.split(",")
     checkout = Path(path).resolve()
     port = free_port()
+    # Its own venv when it has one; else this one's packages with its code first on the path.
     python = checkout / ".venv" / "bin" / "python"
+    code_path = {} if python.exists() else {"PYTHONPATH": str(checkout)}
+    if not python.exists():
+        python = Path(sys.executable)
     argv = [str(python), "-m", "broker.cli", "--log-level", "WARNING", "up"]
     argv += ["--config", str(config), "--port", str(port), "--workers", "1", "--front-doors", "1"]
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
     env["PYTHONUNBUFFERED"] = "1"
     # Not the current folder first on sys.path: each checkout imports its own installed code.
     env["PYTHONSAFEPATH"] = "1"
+    env.update(code_path)
     env.update(item.split("=", 1) for item in assignments)  # type: ignore[misc]
     name = ",".join([checkout.name, *assignments])
     service = Service(name, pinned(argv, cpus), env=env, log_path=logs / f"{name}.log")
