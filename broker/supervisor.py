@@ -33,7 +33,7 @@ from broker.embedded_redis import EmbeddedRedis
 from broker.launch import check_port_free, load, redis_url_of, run_async
 from workers import redis_streams
 from workers.connect import connect
-from workers.db.engine import sqlite_url
+from workers.db.plain import sqlite_url
 from workers.deployment import Secret
 from workers.log_redaction import Redactor, mask_secrets, secrets_in
 from workers.redis_streams import Keys

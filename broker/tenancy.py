@@ -26,21 +26,22 @@ from redis.exceptions import NoScriptError, RedisError
 from broker.auth import Authenticator, Caller, Hidden, presented_key, tag_key
 from workers import redis_streams
 from workers.batching import WriteBatcher
-from workers.db.engine import Database, DatabaseUnavailable
+from workers.db.plain import DatabaseUnavailable
 from workers.deployment import Deployment
 from workers.errors import AuthenticationFailed, PermissionDenied, ServiceUnavailable
 from workers.redis_streams import Keys
 from workers.settings.routing import LiteLLMSettings
 from workers.tenancy import admission, events, mirror, records
 from workers.tenancy.admission import Admitted, Scope, Ticket
-from workers.tenancy.ledger import LedgerMetrics, LedgerWriter
-from workers.tenancy.proxy_budget import ProxyBudget
 from workers.tenancy.records import Entity, Limits, Principal
 from workers.tenancy.reserve_prices import ReservePrices
 
 if TYPE_CHECKING:
     from broker.frontdoor import FrontDoor as FrontDoorLike
     from broker.management.state import Management as ManagementLike
+    from workers.db.engine import Database
+    from workers.tenancy.ledger import LedgerWriter
+    from workers.tenancy.proxy_budget import ProxyBudget
 
 log = logging.getLogger("switchboard.tenancy")
 
@@ -89,6 +90,8 @@ class Tenancy:
         if max_budget is None:
             max_budget, duration = settings.max_budget, settings.budget_duration
         if max_budget is not None:
+            from workers.tenancy.proxy_budget import ProxyBudget  # it needs the database's
+
             self.proxy_budget = ProxyBudget(max_budget, duration)
         # The budget of an end user without a customer row of its own.
         self._end_user_limits: Limits | None = None
@@ -372,6 +375,9 @@ def start_tenancy(front: FrontDoorLike, management: ManagementLike) -> None:
     database = management.database
     if database is None:
         return
+    # Here, not at the top: without a database they (and SQLAlchemy) are never loaded.
+    from workers.tenancy.ledger import LedgerMetrics, LedgerWriter
+
     tenancy = front.tenancy
     tenancy.database = database
 

@@ -14,7 +14,7 @@ from msgspec import Meta
 
 from broker.management.bodies import Body
 from workers import durations
-from workers.db.users import ROLES
+from workers.db.plain import ROLES
 from workers.errors import InvalidRequest
 
 Id = Annotated[str, Meta(min_length=1, max_length=255)]

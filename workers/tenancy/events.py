@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from workers.db.spend import SpendRecord
+from workers.db.plain import SpendRecord
 from workers.envelopes import Attempt, Meta
 
 SUCCESS = "success"

@@ -11,17 +11,18 @@ database one query per key per few seconds, not one per request."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workers.db import budgets, customers, organizations, snapshot, teams, users
-from workers.db import keys as db_keys
-from workers.db.engine import Database
 from workers.redis_streams import TenancyKeys
 from workers.tenancy import records
 from workers.tenancy.records import Entity
+
+if TYPE_CHECKING:  # the database's modules load with a database (issue #22's memory)
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from workers.db.engine import Database
 
 ABSENT = b"-"
 ABSENT_TTL_S = 5
@@ -29,6 +30,9 @@ Ref = tuple[str, str]  # (kind, id)
 
 
 async def _row(conn: AsyncConnection, kind: str, object_id: str) -> dict[str, Any] | None:
+    from workers.db import budgets, customers, organizations, teams, users
+    from workers.db import keys as db_keys
+
     if kind == records.KEY:
         return await db_keys.get(conn, object_id)
     if kind == records.MEMBER:
@@ -130,6 +134,8 @@ async def refill(redis: Redis, keys: TenancyKeys, database: Database) -> int:
     """Mirror every key, team, user, member, organization, customer and budget, once per
     Redis dataset (the first front door to start after Redis lost its data does it); an
     entry already there is newer and stays. How many entries were written."""
+    from workers.db import snapshot
+
     if not await redis.set(keys.filled, b"1", nx=True):
         return 0
     written = 0
