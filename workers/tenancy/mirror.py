@@ -19,9 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from workers.db import budgets, customers, organizations, snapshot, teams, users
 from workers.db import keys as db_keys
 from workers.db.engine import Database
+from workers.db.rows import now
 from workers.redis_streams import TenancyKeys
 from workers.tenancy import records
 from workers.tenancy.records import Entity
+from workers.tenancy.seeds import Seeder
 
 ABSENT = b"-"
 ABSENT_TTL_S = 5
@@ -49,9 +51,11 @@ async def from_database(database: Database, refs: Sequence[Ref]) -> list[Entity 
     Raises DatabaseUnavailable when it cannot be reached."""
     found: list[Entity | None] = []
     async with database.transaction() as conn:
+        seeder = Seeder(conn, now())
         for kind, object_id in refs:
             row = await _row(conn, kind, object_id)
-            found.append(None if row is None else records.entity_of(kind, object_id, row))
+            entity = None if row is None else records.entity_of(kind, object_id, row)
+            found.append(None if entity is None else await seeder.seeded(entity))
     return found
 
 
@@ -135,10 +139,11 @@ async def refill(redis: Redis, keys: TenancyKeys, database: Database) -> int:
     written = 0
     try:
         async with database.transaction() as conn:
+            seeder = Seeder(conn, now())
             for kind in records.KINDS:
                 pipe = redis.pipeline(transaction=False)
                 async for oid, row in snapshot.every_row(conn, kind):
-                    entity = records.entity_of(kind, oid, row)
+                    entity = await seeder.seeded(records.entity_of(kind, oid, row))
                     pipe.set(keys.mirror(kind, oid), records.encode(entity), nx=True)
                     written += 1
                     if len(pipe) >= snapshot.PAGE:  # bounded pipelines, however many rows
