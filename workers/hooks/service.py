@@ -120,6 +120,7 @@ class FrontDoorAnswer:
         "error",
         "stream",
         "api_key_alias",
+        "team_id",
     )
 
     def __init__(
@@ -131,9 +132,10 @@ class FrontDoorAnswer:
         body: bytes,
         started_s: float,
         stream: bool,
-        api_key_alias: str,
+        api_key_alias: str | None,
         response: bytes | None = None,
         error: SwitchboardError | None = None,
+        team_id: str | None = None,
     ) -> None:
         self.request_id = request_id
         self.kind = kind
@@ -145,6 +147,7 @@ class FrontDoorAnswer:
         self.api_key_alias = api_key_alias
         self.response = response
         self.error = error
+        self.team_id = team_id
 
     def event(self) -> CallEvent:
         request = _request_of(self.body)
@@ -165,6 +168,7 @@ class FrontDoorAnswer:
             cost_usd=0.0 if self.response is not None else None,
             cache_hit=self.response is not None,
             api_key_alias=self.api_key_alias,
+            team_id=self.team_id,
         )
 
 
