@@ -24,7 +24,7 @@ from broker.auth import REQUEST_ID_PREFIX, Caller
 from broker.config.errors import ConfigError
 from broker.config.loader import Config
 from broker.frontdoor import FrontDoor
-from broker.tracing import finish_relay_span, note_first_byte
+from broker.tracing import FRONT_TRACING, finish_relay_span, note_first_byte
 from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, KIND_TEXT_COMPLETION
 from workers.errors import SwitchboardError, error_for_status
 from workers.hooks.front_events import FrontDoorEvents
@@ -119,6 +119,7 @@ def add_request_hooks(
     app.middlewares.insert(0, request_hooks(tracing, front_door))
     if tracing is not None:
         app.on_response_prepare.append(note_first_byte)
+        app[FRONT_TRACING] = tracing
 
 
 def request_hooks(
@@ -191,7 +192,8 @@ def answered_here(hooks: ServiceHooks, answer: FrontDoorAnswer) -> None:
     trace = FRONT_TRACE.get()
     if trace is not None:
         trace.is_reported = True
-    hooks.dispatcher.offer(answer)
+    if hooks.reads_calls:  # span exports alone: the front door made its span already
+        hooks.dispatcher.offer(answer)
 
 
 async def report_refusal(
@@ -207,8 +209,8 @@ async def report_refusal(
     Who asked is the route's caller, or the key checked again here (a refusal before the
     route knew it); the body goes with it only for a caller that authenticated."""
     hooks = request.app.get(FRONT_HOOKS)
-    if hooks is None or not isinstance(response, web.Response):
-        return
+    if hooks is None or not hooks.reads_calls or not isinstance(response, web.Response):
+        return  # span exports alone: the front door makes the refusal's span itself
     if trace.key_alias is None and response.status != 401:
         try:
             note_caller(await front.tenancy.authenticate(request))

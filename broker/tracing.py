@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from workers.hooks.tracing import FrontDoorTracing, SpanExport
 
 TRACED_NAMES = ("otel", "langfuse")
+# The front door's tracing, when on (benchmarks flush it).
+FRONT_TRACING: web.AppKey[FrontDoorTracing] = web.AppKey("front_tracing")
 
 
 def front_door_tracing(config: Config) -> FrontDoorTracing | None:

@@ -83,7 +83,7 @@ async def test_one_trace_runs_from_the_client_through_the_queue_to_the_upstream(
     assert relay.parent_id == front.span_id
     assert relay.start_ns <= call.start_ns + 1_000_000 and relay.end_ns >= call.end_ns
     assert relay.attributes["switchboard.relay.outcome"] == "ok"
-    assert relay.attributes["http.response.status_code"] == 200
+    assert "http.response.status_code" not in relay.attributes  # 200, the usual: left out
     assert relay.attributes["switchboard.relay.bytes"] > int(response.headers["Content-Length"])
     ttfb_ms = relay.attributes["switchboard.relay.ttfb_ms"]
     assert 0 < ttfb_ms <= (relay.end_ns - front.start_ns) / 1e6

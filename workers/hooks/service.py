@@ -27,6 +27,7 @@ from workers.hooks.dispatch import CallbackDispatcher
 from workers.hooks.events import CallEvent, as_builtins
 from workers.hooks.guardrails import Guardrails, log_masker
 from workers.hooks.registry import Callbacks, Factory
+from workers.hooks.trace_context import is_sampled
 from workers.hooks.trace_record import JobTraces
 from workers.sdk.assemble import stream_chunk_builder
 from workers.settings.hooks import CallbackSettings, Guardrail, OtelCallback, TeamCallbacks
@@ -211,6 +212,12 @@ class ServiceHooks:
         self.traces: JobTraces | None = JobTraces() if self.is_traced else None
 
     @property
+    def reads_calls(self) -> bool:
+        """Whether a callback besides the span exports is named: else an event without a
+        sampled trace is of no use to anyone."""
+        return self._sends_body
+
+    @property
     def _reads_requests(self) -> bool:
         return any(
             name not in TRACED_NAMES
@@ -286,6 +293,8 @@ class ServiceHooks:
         request_id = envelope.request_id
         chunks = self._chunks.pop(request_id, None) or []
         trace = self.traces.finished(request_id) if self.traces is not None else None
+        if not self._sends_body and (trace is None or not is_sampled(trace.traceparent)):
+            return b""  # only span exports, and no span to make: no event at all
         body, response = envelope.body, record.body
         if record.end == envelopes.DONE:
             chunks = [*chunks, *record.chunks] if self._keeps_text else []

@@ -82,6 +82,11 @@ UPSTREAM_TRACEPARENT: contextvars.ContextVar[str | None] = contextvars.ContextVa
 _TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
+def is_sampled(traceparent: str) -> bool:
+    """The traceparent's sampled flag (its last two hex digits' lowest bit)."""
+    return bool(int(traceparent[53:55], 16) & 1)
+
+
 def valid_traceparent(value: str | None) -> str | None:
     """`value` if it is a well-formed traceparent, else None (a client's header is only
     ever continued, never copied, when it is one)."""
