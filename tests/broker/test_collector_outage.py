@@ -1,6 +1,6 @@
 """A collector outage under load, with the service as users run it (issue #19): a real
 `switchboard serve` and `switchboard worker` on the test Redis, and the test's OTLP/HTTP
-receiver on a fixed port, stopped (its port refusing connections) while requests keep
+receiver on a port it holds throughout, stopped (its port refusing connections) while requests keep
 coming, then started again. Requests are answered throughout (tracing is off their path);
 the worker-made spans wait on the finished-request stream, the front door's relay span in
 its exporter's queue, and each request's four spans arrive once the collector is back:
@@ -47,7 +47,7 @@ async def _load(url: str, answered: list[str]) -> None:
 async def test_a_collector_down_under_load_gets_every_span_once_it_is_back(
     fake: FakeUpstream, namespace: str, tmp_path: Path
 ) -> None:
-    receiver = OtlpReceiver(port=free_port())
+    receiver = OtlpReceiver(restartable=True)  # its port stays ours while it is down
     await receiver.start()
     general = textwrap.dedent(
         f"""\
@@ -86,7 +86,7 @@ async def test_a_collector_down_under_load_gets_every_span_once_it_is_back(
             )
             await asyncio.sleep(1.0)  # anything sent twice would have arrived by now
     finally:
-        await receiver.stop()
+        await receiver.close()
     spans = receiver.spans
     # Each request's four spans, once.
     assert len(spans) == SPANS_EACH * REQUESTS
