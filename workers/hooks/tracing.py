@@ -393,11 +393,20 @@ class FrontDoorTracing:
         self._export(trace, span)
 
     def relayed(self, trace: FrontTrace, sent_bytes: int | None, end_ns: int) -> None:
+        """The relay's span, exported: see `relay_span`."""
+        span = self.relay_span(trace, sent_bytes, end_ns)
+        if span is not None:
+            self._export(trace, span)
+
+    def relay_span(
+        self, trace: FrontTrace, sent_bytes: int | None, end_ns: int
+    ) -> ReadableSpan | None:
         """The relay's span: from the enqueue to the answer's last byte, under the front
-        door's span, with the client's time to first byte, the bytes sent and the outcome."""
+        door's span, with the client's time to first byte, the bytes sent and the outcome;
+        None when the trace is not sampled."""
         traceparent = trace.traceparent
         if traceparent is None or not is_sampled(traceparent):
-            return
+            return None
         trace_id = int(traceparent[3:35], 16)
         status = trace.relay_status or 500
         outcome = _relay_outcome(status)
@@ -412,7 +421,7 @@ class FrontDoorTracing:
         if first_byte_ns:
             attributes["switchboard.relay.ttfb_ms"] = (first_byte_ns - trace.start_ns) / 1e6
         start_ns = trace.queued_ns or trace.start_ns
-        span = ReadableSpan(
+        return ReadableSpan(
             "switchboard.relay",
             context=_context(trace_id, new_span_id()),
             parent=_context(trace_id, traceparent[36:52]),
@@ -423,7 +432,6 @@ class FrontDoorTracing:
             end_time=max(start_ns, end_ns),
             instrumentation_scope=_SCOPE,
         )
-        self._export(trace, span)
 
     async def flush(self) -> None:
         """Exports what is batched now (tests, benchmarks)."""
