@@ -153,6 +153,14 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     f"callback_settings:\n  otel: {{endpoint: {collector_url}}}\n",
                     _unique,
                 ),
+                (
+                    # Sampling is decided first: an unsampled request builds nothing.
+                    "tracing on (otel, sample_rate 0.1)",
+                    "litellm_settings:\n  callbacks: [otel]\n"
+                    "callback_settings:\n"
+                    f"  otel: {{endpoint: {collector_url}, sample_rate: 0.1}}\n",
+                    _unique,
+                ),
             ]
             # Rounds interleave the cases, and each case keeps its least-CPU round: on a
             # shared machine other jobs only ever add time.

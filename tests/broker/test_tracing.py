@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from broker.hooks import FRONT_HOOKS
 from tests.broker.harness import make_config, post, service
 from tests.broker.otlp_receiver import OtlpReceiver
 from tests.waiting import eventually
@@ -241,3 +242,24 @@ async def test_a_streams_relay_span_times_its_first_byte_and_counts_its_bytes(
     ttfb_ns = done.attributes["switchboard.relay.ttfb_ms"] * 1e6
     assert front.start_ns + ttfb_ns < done.end_ns - 500_000_000
     assert done.attributes["switchboard.relay.bytes"] > received
+
+
+async def test_an_unsampled_request_builds_nothing_for_its_trace(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    """Sampling is decided first: with span exports alone, an unsampled request has no
+    finished-request event, no span made anywhere; its context still goes upstream."""
+    async with OtlpReceiver() as receiver:
+        config = _config(fake, namespace, receiver, "sample_rate: 0.0")
+        async with service(config) as ([door], workers), aiohttp.ClientSession() as http:
+            status, _, _ = await post(http, door.url, {"model": "gpt-test", "messages": HELLO})
+            assert status == 200
+            bad = {"model": "gpt-test", "messages": "not a list"}
+            assert (await post(http, door.url, bad))[0] == 400
+            await door.app[FRONT_HOOKS].dispatcher.flush()
+            [consumer] = [running.worker.callback_consumer for running in workers]
+            assert consumer is not None
+            await consumer.flush()
+            assert consumer.offered == 0  # no event reached the callbacks' stream
+    assert receiver.spans == []
+    assert fake.requests[-1].headers["traceparent"].endswith("-00")
