@@ -132,44 +132,51 @@ def request_hooks(
         resource = request.match_info.route.resource
         path = resource.canonical if resource is not None else request.path
         kind = CALL_ROUTES.get(path)
-        is_traced = tracing is not None and request.path.startswith("/v1/")
-        if kind is None and not is_traced:
+        traced = tracing if request.path.startswith("/v1/") else None
+        if kind is None and traced is None:
             return await handler(request)
-        if is_traced:
-            assert tracing is not None
-            trace = tracing.start(valid_traceparent(request.headers.get("traceparent")))
+        if traced is not None:
+            trace = traced.start(valid_traceparent(request.headers.get("traceparent")))
         else:
             trace = FrontTrace(None, "", 0)
         started_s = time.time()
         token = FRONT_TRACE.set(trace)
         status = 499  # unless the handler returns or raises an HTTP error
+        is_relay_spanned = False
         try:
             response = await handler(request)
             status = response.status
             if kind is not None and status >= 400 and not trace.is_queued:
-                if not trace.is_reported:
-                    front = request.app[front_door]
-                    await report_refusal(request, front, trace, kind, response, started_s)
-            if is_traced and trace.is_relayed:
-                assert tracing is not None
-                await finish_relay_span(tracing, request, trace, response)
+                front = request.app[front_door]
+                await report_refusal(request, front, trace, kind, response, started_s)
+            if traced is not None and trace.is_relayed:
+                is_relay_spanned = True
+                await finish_relay_span(traced, request, trace, response)
             return response
         except web.HTTPException as exc:
             status = exc.status
             raise
+        except ConnectionResetError:
+            raise  # the client went away: 499
         except Exception:
             status = 500
             raise
         finally:
             FRONT_TRACE.reset(token)
-            if is_traced and not trace.is_queued:  # no worker saw it: its span is made here
-                assert tracing is not None
-                tracing.answered_here(trace, path, status)
-            elif is_traced and trace.is_relayed and status == 499:
-                assert tracing is not None
-                tracing.relayed(trace, None, time.time_ns())  # the client left mid-relay
+            if traced is not None:
+                _front_spans(traced, trace, path, status, is_relay_spanned)
 
     return hooks
+
+
+def _front_spans(
+    tracing: FrontDoorTracing, trace: FrontTrace, route: str, status: int, is_relay_spanned: bool
+) -> None:
+    """The spans the front door makes itself, once the handler is done."""
+    if not trace.is_queued:  # no worker saw it: its span is made here
+        tracing.answered_here(trace, route, status)
+    elif trace.is_relayed and not is_relay_spanned:  # the relay ended by an error
+        tracing.relayed(trace, None, time.time_ns())
 
 
 def note_caller(caller: Caller) -> None:
@@ -209,8 +216,10 @@ async def report_refusal(
     Who asked is the route's caller, or the key checked again here (a refusal before the
     route knew it); the body goes with it only for a caller that authenticated."""
     hooks = request.app.get(FRONT_HOOKS)
-    if hooks is None or not hooks.reads_calls or not isinstance(response, web.Response):
-        return  # span exports alone: the front door makes the refusal's span itself
+    if trace.is_reported or hooks is None or not hooks.reads_calls:
+        return  # told already; or span exports alone (the front door makes the span)
+    if not isinstance(response, web.Response):
+        return
     if trace.key_alias is None and response.status != 401:
         try:
             note_caller(await front.tenancy.authenticate(request))
