@@ -241,6 +241,7 @@ class WebhookCollector:
         await self._runner.cleanup()
 
 
+JSON = "application/json"
 MASTER = "sk-master-callbacks-0123"
 TEAM_KEY = "sk-team-a-callbacks-0123456789"
 STOLEN = "sk-not-a-key-of-this-gateway-42"
@@ -275,9 +276,21 @@ async def test_refusals_before_queueing_reach_the_failure_callbacks(
                     http, door.url, body, headers={"Authorization": f"Bearer {key}"}
                 )
                 assert status == expected
+            # Hostile bodies: not JSON, not an object, nested past any decoder.
+            for raw in (b"\xff\xfe{", b"[1, 2]", b"[" * 5000 + b"]" * 5000):
+                async with http.post(
+                    door.url + "/v1/chat/completions",
+                    data=raw,
+                    headers={"Authorization": f"Bearer {TEAM_KEY}", "Content-Type": JSON},
+                ) as reply:
+                    assert reply.status == 400
             await door.app[FRONT_HOOKS].dispatcher.flush()  # onto the stream
             await _flush(workers)
         assert fake.requests == []  # none of them was queued
+    hostile = collector.events[3:]
+    assert len(hostile) == 3 and {e["status_code"] for e in hostile} == {400}
+    assert all(e["model_group"] == "" for e in hostile)
+    collector.events = collector.events[:3]
     by_status = {event["status_code"]: event for event in collector.events}
     assert len(collector.events) == 3 and set(by_status) == {401, 400, 403}
     assert all(event["status"] == "failure" for event in collector.events)
