@@ -27,7 +27,7 @@ from broker.files import files_ctx
 from broker.files.routes import add_file_routes
 from broker.frontdoor import FrontDoor
 from broker.guardrails import guardrails_ctx
-from broker.hooks import front_hooks_ctx
+from broker.hooks import add_request_hooks, front_hooks_ctx
 from broker.http_server import GuardedRunner
 from broker.management import MANAGEMENT, add_management_routes, management_ctx
 from broker.response_cache import response_cache_ctx
@@ -35,7 +35,7 @@ from broker.routes import add_operator_routes, add_routes
 from broker.routes.keys import FRONT_DOOR, OPERATOR_PORT
 from broker.routes.passthrough import PASSTHROUGH_HTTP, add_passthrough_routes, passthrough_ctx
 from broker.tenancy import start_tenancy, stop_tenancy
-from broker.tracing import front_door_tracing, tracing_ctx, tracing_middleware
+from broker.tracing import front_door_tracing, tracing_ctx
 from workers.connect import connect
 from workers.settings.switchboard import HttpLimits
 from workers.supervision import TaskDied
@@ -67,13 +67,11 @@ def create_app(
     registry: CollectorRegistry | None = None,
 ) -> web.Application:
     settings = config.switchboard_settings
-    # Traces when a callback list names otel or langfuse (issue #19): outermost, so the
-    # span sees the status the client got.
+    # Traces when a callback list names otel or langfuse (issue #19).
     tracing = front_door_tracing(config)
     middlewares: list[Middleware] = [error_middleware]
-    if tracing is not None:
-        middlewares.insert(0, tracing_middleware(tracing))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
+    add_request_hooks(app, config, tracing, FRONT_DOOR)
 
     async def front_door_ctx(app: web.Application) -> AsyncIterator[None]:
         redis = redis_client(redis_url, REDIS_POOL_SIZE)
