@@ -58,15 +58,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--busy-lag-ms", type=float, default=None, help="batches.busy_loop_lag_ms")
     parser.add_argument(
         "--modes",
-        default="beside,alone",
+        default="beside,idle",
         help="where batches run, compared side by side: `beside` (up --batch-workers 0: the "
-        "front door and the worker, paced) and/or `alone` (a batch worker at a lower priority)",
+        "front door and the worker, paced), `nice` (a batch process at nice 19), `idle` "
+        "(the same, under SCHED_IDLE too: up's default)",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     return parser.parse_args(argv)
 
 
-def write_config(directory: Path, upstream_port: int, args: argparse.Namespace) -> Path:
+def write_config(directory: Path, upstream_port: int, args: argparse.Namespace, mode: str) -> Path:
     model = f"openai/gpt-4o-mini~latency={args.upstream_latency}"
     config = {
         "model_list": [
@@ -90,6 +91,7 @@ def write_config(directory: Path, upstream_port: int, args: argparse.Namespace) 
         "max_share": args.max_share,
         "window": args.window,
         "busy_loop_lag_ms": args.busy_lag_ms,
+        **MODE_SETTINGS[mode],
     }
     if any(value is not None for value in batches.values()):
         config["switchboard_settings"]["batches"] = {  # type: ignore[index]
@@ -208,7 +210,11 @@ async def check_output(http: aiohttp.ClientSession, url: str, file_id: str, line
         raise RuntimeError(f"the output has {len(seen)} lines, {len(set(seen))} distinct")
 
 
-BATCH_WORKERS = {"beside": 0, "alone": 1}
+# Where batches run in each mode: `beside` the interactive requests in the front door and
+# the worker (paced); in a batch process at nice 19 (`nice`); the same under SCHED_IDLE too
+# (`idle`, the default of `up`).
+BATCH_WORKERS = {"beside": 0, "nice": 1, "idle": 1}
+MODE_SETTINGS: dict[str, dict[str, Any]] = {"beside": {}, "nice": {"sched_idle": False}, "idle": {}}
 
 
 class Probe:
@@ -344,7 +350,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         started: list[tuple[str, int, int, Service]] = []
         for name in names:
             directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            config = write_config(directory, upstream_port, args)
+            config = write_config(directory, upstream_port, args, name)
             port, metrics_port = free_port(), free_port_run(3)
             argv = [sys.executable, "-m", "broker.cli", "--log-level", "WARNING", "up"]
             argv += ["--config", str(config), "--port", str(port), "--data-dir", str(directory)]

@@ -7,8 +7,9 @@ processes, that CPU is taken from them through the event loop: an interactive st
 behind batch steps, however the lines are paced (benchmarks/BATCHES.md). So this process
 holds all of a batch's own work, the runners (as a front door without a socket: the same
 admission, limits, budgets and spend per line) and a worker that reads the batch lane only,
-and lowers its priority (`batches.nice`) before it starts: the kernel gives the CPU to the
-interactive processes whenever they want it, and batch lines run on what they leave.
+and lowers its priority (`batches.nice`, and Linux's SCHED_IDLE: `batches.sched_idle`)
+before it starts: the kernel gives the CPU to the interactive processes whenever they want
+it, and batch lines run on what they leave.
 
 The rest of the service is then told to leave batches alone: `serve --no-batches` (no
 runner), `worker --no-batches` (the interactive lanes only). `switchboard up` does this
@@ -43,15 +44,21 @@ def interactive_options(options: RuntimeOptions, settings: SwitchboardSettings) 
     return msgspec.structs.replace(options, lanes=tuple(settings.lanes), batch_lane=None)
 
 
-def lower_priority(steps: int) -> int:
-    """Lower this process's CPU priority by `steps` (as `nice -n`); the niceness it has now."""
+def lower_priority(steps: int, *, is_idle: bool) -> str:
+    """Lower this process's CPU priority by `steps` (as `nice -n`) and, with `is_idle`, to
+    SCHED_IDLE (Linux); before any thread starts, so that its threads inherit it. What it
+    is now, for the log."""
     niceness = os.nice(0)
-    if steps:
-        try:
+    policy = "normal"
+    try:
+        if steps:
             niceness = os.nice(steps)
-        except OSError as exc:  # a sandbox may refuse even this; the batch still runs
-            log.warning("could not lower the batch process's priority: %s", exc)
-    return niceness
+        if is_idle and hasattr(os, "SCHED_IDLE"):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            policy = "idle"
+    except OSError as exc:  # a sandbox may refuse even this; the batch still runs
+        log.warning("could not lower the batch process's priority: %s", exc)
+    return f"nice {niceness}, scheduling policy {policy}"
 
 
 async def serve_batches(
@@ -65,11 +72,11 @@ async def serve_batches(
     from workers.runtime.process import serve_worker
 
     settings = config.switchboard_settings
-    niceness = lower_priority(settings.batches.nice)
+    priority = lower_priority(settings.batches.nice, is_idle=settings.batches.sched_idle)
     app = create_app(config, redis_url, batch_role="alone")
     runners = web.AppRunner(app, handle_signals=False, access_log=None)
     await runners.setup()  # opens the front door's parts and starts the runners; no socket
-    log.info("batch process ready: runners and lane %s at nice %d", settings.batches.lane, niceness)
+    log.info("batch process ready: runners and lane %s at %s", settings.batches.lane, priority)
     try:
         await serve_worker(
             build_plan(config.deployments, config.model_list, config.router_settings),

@@ -30,8 +30,17 @@ from workers.testing.server import FakeUpstream
 __all__ = ["clients"]
 
 
+def stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat's fields from the third (state) on."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def niceness(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    return int(stat(pid)[16])
+
+
+def policy(pid: int) -> int:
+    return int(stat(pid)[38])
 
 
 async def consumers(redis: Redis, namespace: str, lane: str) -> set[str]:
@@ -68,6 +77,8 @@ async def test_a_batch_process_runs_the_batch_alone_at_a_lower_priority(
     ):
         await wait_ready(url, workers=2, processes=(door, doomed))
         assert niceness(doomed.pid) == min(19, niceness(os.getpid()) + 19)
+        assert policy(doomed.pid) == os.SCHED_IDLE
+        assert policy(door.pid) == os.SCHED_OTHER
         sdk = clients(url, KEY_A)
         batch_id = await start_batch(sdk)
         await some_done(sdk, batch_id, LINES // 4)
