@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from broker.batches.routes import add_batch_routes
-from broker.batches.state import batches_ctx
+from broker.batches.state import BATCH_ROLE, BatchRole, batches_ctx
 from broker.config.loader import Config
 from broker.console.mount import add_console
 from broker.errors import error_middleware
@@ -65,13 +65,16 @@ def create_app(
     *,
     front_door_id: str | None = None,
     registry: CollectorRegistry | None = None,
+    batch_role: BatchRole = "beside",
 ) -> web.Application:
+    """The front door's app; `batch_role`: whether it runs batches (broker/batches/state.py)."""
     settings = config.switchboard_settings
     # Traces when a callback list names otel or langfuse (issue #19).
     tracing = front_door_tracing(config)
     middlewares: list[Middleware] = [error_middleware]
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     add_request_hooks(app, config, tracing, FRONT_DOOR)
+    app[BATCH_ROLE] = batch_role
 
     async def front_door_ctx(app: web.Application) -> AsyncIterator[None]:
         redis = redis_client(redis_url, REDIS_POOL_SIZE)
@@ -153,12 +156,13 @@ async def serve_front_door(
     reuse_port: bool = False,
     registry: CollectorRegistry | None = None,
     metrics_port: int | None = None,
+    batch_role: BatchRole = "beside",
 ) -> None:
     """Serve until `stopping` is set, then drain. `metrics_port` adds a listener of this
     process alone serving only /metrics and health, for scraping and probes when several
     front doors share `port`. If a background task of the front door dies, drain all the
     same, then raise its `TaskDied`."""
-    app = create_app(config, redis_url, registry=registry)
+    app = create_app(config, redis_url, registry=registry, batch_role=batch_role)
     settings = config.switchboard_settings
     runner = front_door_runner(app, settings.http, shutdown_timeout_s=settings.drain_timeout_s)
     await runner.setup()

@@ -161,14 +161,36 @@ async def supervise(
         if shared_metrics.is_shared() and child.process is not None:
             shared_metrics.forget(child.process.pid)
 
+    # Issue #20: batches in processes of their own, at a lower CPU priority
+    # (broker/batch_process.py); the others then leave them alone.
+    batch_workers = getattr(args, "batch_workers", 0)
+    no_batches = ["--no-batches"] if batch_workers else []
     children: list[Child] = [
         WorkerChild(
             f"worker {i + 1}",
-            _child_argv(args, ["worker", *metrics(args.front_doors + i, "--metrics-host")]),
+            _child_argv(
+                args, ["worker", *no_batches, *metrics(args.front_doors + i, "--metrics-host")]
+            ),
             shared_metrics.without_directory(env),
             on_exit=worker_exited,
         )
         for i in range(args.workers)
+    ]
+    children += [
+        WorkerChild(
+            f"batch worker {i + 1}",
+            _child_argv(
+                args,
+                [
+                    "worker",
+                    "--batches",
+                    *metrics(args.front_doors + args.workers + i, "--metrics-host"),
+                ],
+            ),
+            shared_metrics.without_directory(env),
+            on_exit=worker_exited,
+        )
+        for i in range(batch_workers)
     ]
     shares_port = args.front_doors > 1
     children += [
@@ -179,6 +201,7 @@ async def supervise(
                 [
                     "serve",
                     *("--host", args.host, "--port", str(args.port), "--reuse-port"),
+                    *no_batches,
                     *metrics(i + 1, None),
                 ],
             ),
@@ -203,6 +226,7 @@ async def supervise(
             ready=ready,
             reuse_port=shares_port,
             metrics_port=args.metrics_port,
+            batch_role="none" if batch_workers else "beside",
         )
     finally:
         stopping.set()
