@@ -88,6 +88,7 @@ ROUTES: list[Route] = [
             "key_alias",
             "key_hash",
             "return_full_object",
+            "min_budget_percent",
         ),
     ),
     Route("POST", "/key/delete", keys.delete, "Delete keys", schemas.KeyRequest),
