@@ -1,7 +1,7 @@
 """`switchboard up --demo` opens on a console with data (issue #21): a database key
 `demo-key` made through the API, kept 0600 beside the master key, with streamed and
 non-streamed requests on two model groups already in its spend; run again on the same
-data directory, it makes no second key."""
+data directory, it makes no second key, even when the key's file was lost."""
 
 from __future__ import annotations
 
@@ -76,3 +76,7 @@ async def test_up_demo_makes_a_demo_key_with_traffic_once(tmp_path: Path) -> Non
     assert row["max_budget"] > 0 and row["spend"] > 0, row
     again, listed = await _up_once(tmp_path, data, "second")
     assert again == key and listed["total_count"] == 1
+    # The file lost, the key kept: the same key gets a new secret, not a twin.
+    (data / "demo-key").unlink()
+    regenerated, listed = await _up_once(tmp_path, data, "third")
+    assert regenerated != key and listed["total_count"] == 1
