@@ -33,6 +33,8 @@ from workers.providers.base import NativeRequest
 from workers.providers.bedrock import invoke as bedrock_invoke
 from workers.providers.bedrock.errors import http_error as bedrock_http_error
 from workers.providers.passthrough import upstream_for
+from workers.providers.vertex import endpoint as vertex_endpoint
+from workers.providers.vertex import takes_messages as vertex_takes_messages
 from workers.tokens import estimate_prompt_tokens
 from workers.validation import decode_request, validate_chat_request
 from workers.wire import ChatCompletionRequest, chat_request_from_dict
@@ -48,8 +50,13 @@ COUNT_HEADER = "x-switchboard-token-count"
 
 def speaks_messages(deployment: Deployment) -> bool:
     """Whether /v1/messages reaches `deployment` in Anthropic's own API (the body and
-    anthropic-beta as sent): Anthropic, and Claude on Bedrock through InvokeModel."""
-    return deployment.provider == "anthropic" or bedrock_invoke.takes_messages(deployment)
+    anthropic-beta as sent): Anthropic, Claude on Bedrock through InvokeModel, and Claude
+    on Vertex AI through rawPredict."""
+    return (
+        deployment.provider == "anthropic"
+        or bedrock_invoke.takes_messages(deployment)
+        or vertex_takes_messages(deployment)
+    )
 
 
 def group_drops(front: FrontDoor, group: str, options: GatewayOptions) -> bool:
@@ -204,6 +211,40 @@ async def count_at_bedrock(
     )
 
 
+async def count_at_vertex(
+    request: web.Request, deployment: Deployment, body: bytes
+) -> web.Response:
+    """Vertex's count-tokens for Claude (`.../models/count-tokens:rawPredict`, the model
+    named in the body), with the deployment's Google token; its answer is Anthropic's
+    `{"input_tokens": n}` and comes back as it is."""
+    payload = orjson.dumps(vertex_endpoint.count_tokens_body(_client_body(body), deployment.model))
+    upstream = upstream_for(deployment)
+    url = vertex_endpoint.model_url(deployment, vertex_endpoint.COUNT_TOKENS_MODEL)
+    headers = {"content-type": JSON, **upstream.headers}
+    if request.headers.get(BETA_HEADER):
+        headers[BETA_HEADER] = request.headers[BETA_HEADER][:MAX_BETA_CHARS]
+    if upstream.signer is not None:
+        headers = await upstream.signer.headers(url + ":rawPredict", payload, headers)
+    session = request.app[PASSTHROUGH_HTTP].session
+    timeout = aiohttp.ClientTimeout(total=COUNT_TIMEOUT_S)
+    try:
+        async with session.post(
+            URL(url + ":rawPredict", encoded=True),
+            data=payload,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+        ) as reply:
+            answer, status = await reply.read(), reply.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise APIConnectionError(
+            f"Vertex AI's token counter could not be reached ({type(exc).__name__})"
+        ) from None
+    return web.Response(
+        body=answer, status=status, content_type=JSON, headers={COUNT_HEADER: "provider"}
+    )
+
+
 def _input_tokens(answer: bytes) -> int:
     try:
         tokens = orjson.loads(answer).get("inputTokens")
@@ -233,7 +274,7 @@ def _forwarded(
         unsupported(
             BETA_HEADER,
             f"model group `{group}` ({names})",
-            "beta features need Anthropic's own API (Anthropic, or Claude on Bedrock)",
+            "beta features need Anthropic's own API (Anthropic, or Claude on Bedrock or Vertex)",
             drop_params=bool(options.drop_params) or all(d.drop_params for d in others),
         )
         return None
@@ -243,7 +284,8 @@ def _forwarded(
 @anthropic_errors
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     """The provider's own counter when the group has one: Anthropic's, Bedrock's CountTokens
-    for Claude there (every deployment taking the Messages API as is), or Gemini's
+    or Vertex's count-tokens for Claude there (every deployment taking the Messages API as
+    is), or Gemini's
     (broker/routes/gemini_count.py); otherwise the gateway's estimate. A header says which."""
     front = request.app[FRONT_DOOR]
     caller = await front.tenancy.authenticate(request)
@@ -256,6 +298,8 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     if deployments and all(speaks_messages(d) for d in deployments):
         if deployments[0].provider == "anthropic":
             return await count_at_anthropic(request, deployments[0], body)
+        if deployments[0].provider == vertex_endpoint.PROVIDER:
+            return await count_at_vertex(request, deployments[0], body)
         return await count_at_bedrock(request, deployments[0], body)
     if deployments and all(d.provider == "gemini" for d in deployments):
         drop = group_drops(front, group, options)
