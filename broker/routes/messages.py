@@ -22,6 +22,7 @@ from broker.routes.admitted import admitted_relay, request_options
 from broker.routes.gemini_count import count_at_gemini
 from broker.routes.hooked import run_hooked
 from broker.routes.keys import FRONT_DOOR
+from broker.routes.messages_vertex_count import count_at_vertex
 from broker.routes.passthrough import PASSTHROUGH_HTTP
 from workers.deployment import Deployment
 from workers.envelopes import INGRESS_MESSAGES, KIND_CHAT
@@ -208,40 +209,6 @@ async def count_at_bedrock(
         body=orjson.dumps({"input_tokens": tokens}),
         content_type=JSON,
         headers={COUNT_HEADER: "provider"},
-    )
-
-
-async def count_at_vertex(
-    request: web.Request, deployment: Deployment, body: bytes
-) -> web.Response:
-    """Vertex's count-tokens for Claude (`.../models/count-tokens:rawPredict`, the model
-    named in the body), with the deployment's Google token; its answer is Anthropic's
-    `{"input_tokens": n}` and comes back as it is."""
-    payload = orjson.dumps(vertex_endpoint.count_tokens_body(_client_body(body), deployment.model))
-    upstream = upstream_for(deployment)
-    url = vertex_endpoint.model_url(deployment, vertex_endpoint.COUNT_TOKENS_MODEL)
-    headers = {"content-type": JSON, **upstream.headers}
-    if request.headers.get(BETA_HEADER):
-        headers[BETA_HEADER] = request.headers[BETA_HEADER][:MAX_BETA_CHARS]
-    if upstream.signer is not None:
-        headers = await upstream.signer.headers(url + ":rawPredict", payload, headers)
-    session = request.app[PASSTHROUGH_HTTP].session
-    timeout = aiohttp.ClientTimeout(total=COUNT_TIMEOUT_S)
-    try:
-        async with session.post(
-            URL(url + ":rawPredict", encoded=True),
-            data=payload,
-            headers=headers,
-            timeout=timeout,
-            allow_redirects=False,
-        ) as reply:
-            answer, status = await reply.read(), reply.status
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise APIConnectionError(
-            f"Vertex AI's token counter could not be reached ({type(exc).__name__})"
-        ) from None
-    return web.Response(
-        body=answer, status=status, content_type=JSON, headers={COUNT_HEADER: "provider"}
     )
 
 

@@ -258,9 +258,10 @@ async def test_a_key_google_refuses_is_the_gateways_failure(fake, namespace, tmp
         info["private_key"] = other["private_key"]
         (tmp_path / "service-account.json").write_text(json.dumps(info))
         token_for.cache_clear()
-        status, reply = await post(
-            session, url, {"model": GROUP, "max_tokens": 9, "messages": HELLO}
-        )
+        hello = {"model": GROUP, "max_tokens": 9, "messages": HELLO}
+        status, reply = await post(session, url, hello)
+        async with session.post(url + "/v1/messages/count_tokens", json=hello) as counted:
+            count_status, count_reply = counted.status, await counted.read()
     # The gateway's own credentials failing is the gateway's failure (workers/upstream_text.py):
     # a 502 naming the deployment; Google's words go to the log only.
     answer = orjson.loads(reply)
@@ -268,6 +269,10 @@ async def test_a_key_google_refuses_is_the_gateways_failure(fake, namespace, tmp
     assert "vertex-claude" in answer["error"]["message"]
     assert "rejected the gateway's credentials" in answer["error"]["message"]
     assert "PRIVATE KEY" not in reply.decode() and "JWT" not in reply.decode()
+    # count_tokens mints its token the same way, and says so in Anthropic's shape.
+    counted_error = orjson.loads(count_reply)
+    assert count_status == 502 and counted_error["type"] == "error"
+    assert counted_error["error"]["type"] == "api_error" and b"JWT" not in count_reply
 
 
 async def test_count_tokens_asks_vertex(fake, namespace, tmp_path):
