@@ -17,11 +17,12 @@ fake), no proxy from the environment, no redirects, a bounded wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
@@ -76,7 +77,8 @@ class GoogleToken:
                 if self._credentials is None:
                     self._credentials = self._load()
                 if not self._credentials.valid:
-                    self._credentials.refresh(_request())
+                    with _token_transport() as request:
+                        self._credentials.refresh(request)
             except (google_auth.exceptions.GoogleAuthError, ValueError) as exc:
                 refused = isinstance(exc, google_auth.exceptions.RefreshError)
                 raise AuthenticationFailed(
@@ -160,17 +162,19 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _request() -> Any:
+@contextlib.contextmanager
+def _token_transport() -> Iterator[Any]:
     """google-auth's transport on a session that follows no redirect and no proxy from the
-    environment, within TOKEN_TIMEOUT_S."""
+    environment, within TOKEN_TIMEOUT_S; closed after the one refresh it serves (an hour
+    apart, so no connection is worth keeping)."""
     import google.auth.transport.requests
     import requests
 
-    session = requests.Session()
-    session.trust_env = False
-    session.max_redirects = 0
-    transport = google.auth.transport.requests.Request(session)
-    return functools.partial(_bounded, transport)
+    with requests.Session() as session:
+        session.trust_env = False
+        session.max_redirects = 0
+        transport = google.auth.transport.requests.Request(session)
+        yield functools.partial(_bounded, transport)
 
 
 def _bounded(
