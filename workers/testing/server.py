@@ -17,7 +17,17 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from workers.testing import anthropic, azure, bedrock, gemini, media, ollama, openai
+from workers.testing import (
+    anthropic,
+    azure,
+    bedrock,
+    gemini,
+    google_oauth,
+    media,
+    ollama,
+    openai,
+    vertex,
+)
 from workers.testing.state import Disconnect, FakeState, RecordedRequest, Timing
 
 RouteFactory = Callable[[FakeState], list[web.RouteDef]]
@@ -28,6 +38,9 @@ PROVIDERS: dict[str, RouteFactory] = {
     "bedrock": bedrock.routes,
     "gemini": gemini.routes,
     "ollama": ollama.routes,
+    # Claude on Vertex AI, and the Google OAuth token endpoint its credentials name.
+    "vertex_ai": vertex.routes,
+    "google_oauth": google_oauth.routes,
     # Not a provider: images for the adapters that fetch an image_url themselves.
     "media": media.routes,
 }
