@@ -6,7 +6,7 @@ figures measured by benchmarks/capacity.py; rendering them as markdown lives her
 The fleet model:
 
     rps(N, M, K) = min(N * U / fd_s, M * U / worker_s, REDIS_UTILISATION / (redis_s * hot(K)))
-    hot(K)       = h + (1 - h) / K
+    hot(K)       = h + (1 - h) / K          (hot(1) = 1: a single Redis)
 
 `fd_s`, `worker_s`, `redis_s` are CPU seconds per request; `U` the share of a core planned
 for a front door or worker (1.0 for the raw figure, 0.8 to size with headroom). A Redis shard
@@ -14,7 +14,9 @@ is one thread: at 80% of its core its latency still holds. `h` is the share of a
 Redis work that stays on one shard however many there are: the lanes' slot ({q}: every lane
 stream and the tenancy keys) and the model group's routing slot ({rt:group}). With the rest
 spread over K shards, the busiest shard does `hot(K)` of the work; `h` comes from the busiest
-shard's share in a K-shard run: `h = (K * share - 1) / (K - 1)`.
+shard's share in a K-shard run: `h = (K * share - 1) / (K - 1)`. For K > 1, `redis_s` is the
+cluster's own cost per request, measured on the cluster: a request costs Redis more there.
+Assuming every pinned slot on one shard makes the ceiling `0.8 / (redis_s * h)` a floor.
 """
 
 from __future__ import annotations
@@ -102,7 +104,10 @@ class Model:
 
     fd_s: float
     worker_s: float
-    redis_s: float
+    redis_s: float  # on a single Redis
+    # On a cluster a request costs Redis more (module docstring of benchmarks.capacity);
+    # the K-shard figures use the cluster's own cost when one was measured.
+    cluster_redis_s: float
     pinned: float  # h
 
     @property
@@ -119,7 +124,16 @@ class Model:
         return REDIS_UTILISATION / self.redis_s
 
     def redis_rps(self, shards: int) -> float:
-        return self.shard_rps / (self.pinned + (1 - self.pinned) / shards)
+        if shards == 1:
+            return self.shard_rps
+        busiest = self.cluster_redis_s * (self.pinned + (1 - self.pinned) / shards)
+        return REDIS_UTILISATION / busiest
+
+    @property
+    def redis_ceiling_rps(self) -> float:
+        """What no number of shards passes: the pinned slots' shard at 80%."""
+        pinned = self.cluster_redis_s * self.pinned
+        return REDIS_UTILISATION / pinned if pinned else math.inf
 
     def fleet(
         self, front_doors: int, workers: int, shards: int, utilisation: float = 1.0
@@ -145,11 +159,12 @@ class Model:
 
 
 def model_of(single: Phase, cluster: Phase | None) -> Model:
-    """Costs from the single-Redis run; `h` from the cluster run's busiest shard."""
-    pinned = 1.0
-    if cluster is not None and len(cluster.shards) > 1:
-        pinned = pinned_share(cluster.busiest_share, len(cluster.shards))
-    return Model(single.fd_s, single.worker_s, single.redis_s, pinned)
+    """Costs from the single-Redis run; the cluster's Redis cost and `h` (from its busiest
+    shard) from the cluster run, when there is one."""
+    if cluster is None or len(cluster.shards) < 2:
+        return Model(single.fd_s, single.worker_s, single.redis_s, single.redis_s, 1.0)
+    pinned = pinned_share(cluster.busiest_share, len(cluster.shards))
+    return Model(single.fd_s, single.worker_s, single.redis_s, cluster.redis_s, pinned)
 
 
 # ------------------------------------------------------------------------------ rendering
@@ -177,14 +192,16 @@ def per_request_table(phases: list[Phase]) -> list[str]:
 
 def model_table(models: dict[str, Model], shards: int) -> list[str]:
     lines = [
-        "| key, mode | rps per front-door core | rps per worker core | rps per Redis shard "
-        f"(80% of a core) | pinned share h | Redis rps with {shards} shards |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| key, mode | rps per front-door core | rps per worker core | rps per Redis "
+        "(one instance, 80% of a core) | cluster Redis CPU µs / request | pinned share h | "
+        f"Redis rps with {shards} shards | Redis ceiling (any number of shards) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in models.items():
         lines.append(
             f"| {name} | {m.fd_rps_per_core:,.0f} | {m.worker_rps_per_core:,.0f} | "
-            f"{m.shard_rps:,.0f} | {m.pinned:.2f} | {m.redis_rps(shards):,.0f} |"
+            f"{m.shard_rps:,.0f} | {us(m.cluster_redis_s)} | {m.pinned:.2f} | "
+            f"{m.redis_rps(shards):,.0f} | {m.redis_ceiling_rps:,.0f} |"
         )
     return lines
 
@@ -273,8 +290,7 @@ def sizing_lines(models: dict[str, Model], target_rps: float) -> list[str]:
     ]
     for name, model in models.items():
         n, m, k = model.size(target_rps)
-        ceiling = model.shard_rps / model.pinned if model.pinned else math.inf
-        cap = f"none: the pinned slot caps Redis at {ceiling:,.0f}"
+        cap = f"none: the pinned slots cap Redis at {model.redis_ceiling_rps:,.0f}"
         lines.append(f"| {name} | {n} | {m} | {k if k is not None else cap} |")
     return lines
 
@@ -283,3 +299,32 @@ def idle_lines(setup: str, phase: Phase) -> list[str]:
     """What each part spends per second with no request (left out of the figures above)."""
     cells = ", ".join(f"{part} {rate * 1e3:.1f}" for part, rate in phase.idle_per_s.items())
     return [f"Idle CPU, {setup} (ms per second, left out of the per-request figures): {cells}."]
+
+
+def command_table(single: Phase, cluster: Phase | None, top: int = 14) -> list[str]:
+    """Redis commands per request by name, side by side: what the cluster adds."""
+
+    def by_name(phase: Phase) -> Counter[str]:
+        calls: Counter[str] = Counter()
+        for used in phase.shards.values():
+            calls.update({c: n for c, n in used.items() if c[0] != "(" and n > 0})
+        return calls
+
+    ours = by_name(single)
+    theirs = by_name(cluster) if cluster is not None else Counter[str]()
+    names = [name for name, _ in (ours + theirs).most_common(top)]
+    if cluster is not None:  # and whatever differs by a fifth of a call or more
+        differ = {
+            n
+            for n in ours | theirs
+            if abs(theirs[n] / cluster.requests - ours[n] / single.requests) >= 0.2
+        }
+        names += sorted(differ - set(names))
+    lines = [
+        f"| command ({single.key}, {single.mode}) | single Redis / request | cluster / request |",
+        "|---|---:|---:|",
+    ]
+    for name in names:
+        there = f"{cluster.per_request(theirs[name]):.2f}" if cluster is not None else "-"
+        lines.append(f"| {name} | {single.per_request(ours[name]):.2f} | {there} |")
+    return lines

@@ -27,7 +27,9 @@ def test_capacity_measures_both_setups_and_checks_the_model(tmp_path: Path) -> N
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stdout + done.stderr
 
-    phases = json.loads(out.with_suffix(".json").read_text())
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["meta"]["commit"] and saved["meta"]["loads"]
+    phases = saved["phases"]
     measured = {(p["setup"], p["key"], p["mode"]) for p in phases}
     assert measured == {
         (setup, key, mode)
@@ -48,3 +50,10 @@ def test_capacity_measures_both_setups_and_checks_the_model(tmp_path: Path) -> N
         assert heading in text
     # The lanes' slot was found on one of the cluster's nodes.
     assert "`{q}`" in text
+
+    # The report is written again from the JSON alone, the same.
+    again = tmp_path / "again.md"
+    argv = [sys.executable, "-m", "benchmarks.capacity", f"--render={out.with_suffix('.json')}"]
+    rendered = subprocess.run([*argv, f"--out={again}"], cwd=ROOT, capture_output=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    assert again.read_text() == text
