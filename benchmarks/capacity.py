@@ -239,8 +239,7 @@ def slot_owners(ports: list[int]) -> dict[str, list[str]]:
     return owners
 
 
-async def run(args: argparse.Namespace) -> None:
-    plan = cpu_plan(no_pin=args.no_pin)
+async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> None:
     loads_before = capacity_report.load_average()
     clustered: list[cm.Phase] = []
     slots: dict[str, list[str]] = {}
@@ -302,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     from workers.testing.__main__ import loop_factory
 
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(run(args))
+        # The plan made before this process pinned itself: made after, it would see one CPU.
+        runner.run(run(args, plan))
     return 0
 
 
