@@ -106,6 +106,7 @@ ROUTES: list[Route] = [
             "key_alias",
             "key_hash",
             "return_full_object",
+            "min_budget_percent",
         ),
     ),
     Route("POST", "/key/delete", _handler("keys", "delete"), "Delete keys", schemas.KeyRequest),
