@@ -67,6 +67,8 @@ def roles(root: int) -> dict[str, list[int]]:
                 found["redis"].append(pid)
             elif " worker" in command:
                 found["worker"].append(pid)
+            elif " serve " in command:  # front doors 2..N of `up --front-doors N`
+                found["front door"].append(pid)
     return found
 
 
@@ -79,31 +81,39 @@ def redis_url_of(worker_pid: int) -> str:
 
 
 def redis_counters(url: str) -> Counter[str]:
-    """Calls per command, and the bytes in and out, so far (INFO over redis-py, synchronous:
-    read twice, outside the measured window's hot path)."""
+    """Calls per command, the bytes in and out, and the CPU µs, so far (one INFO over
+    redis-py, synchronous: read twice, outside the measured window's hot path)."""
     import redis
 
     client = redis.Redis.from_url(url)
     try:
-        stats = cast(dict[str, object], client.info("stats"))
-        commands = cast(dict[str, dict[str, int]], client.info("commandstats"))
+        info = cast(dict[str, object], client.info("everything"))
     finally:
         client.close()
     found: Counter[str] = Counter()
-    for name, figures in commands.items():
-        found[name.removeprefix("cmdstat_")] = int(figures["calls"])
-    found["(bytes in)"] = int(str(stats["total_net_input_bytes"]))
-    found["(bytes out)"] = int(str(stats["total_net_output_bytes"]))
+    for name, figures in info.items():
+        if name.startswith("cmdstat_"):
+            found[name.removeprefix("cmdstat_")] = int(cast(dict[str, int], figures)["calls"])
+    found["(bytes in)"] = int(str(info["total_net_input_bytes"]))
+    found["(bytes out)"] = int(str(info["total_net_output_bytes"]))
+    cpu_s = float(str(info["used_cpu_user"])) + float(str(info["used_cpu_sys"]))
+    found["(cpu µs)"] = round(cpu_s * 1e6)
     return found
+
+
+def redis_used(before: Counter[str], after: Counter[str]) -> Counter[str]:
+    """What the requests used between two reads: the later read's INFO call counts the
+    earlier's, which was not theirs."""
+    used = after.copy()
+    used.subtract(before)
+    used["info"] -= 1
+    return used
 
 
 def redis_lines(before: Counter[str], after: Counter[str], done: int) -> list[str]:
     """Redis commands and bytes per request: the capacity model's inputs. Commands a script
     runs count under their own names (INFO commandstats does so), beside the EVAL(SHA)."""
-    used = after.copy()
-    used.subtract(before)
-    # The two INFO calls that read the counters are not the requests'.
-    used["info"] -= 2
+    used = redis_used(before, after)
     calls = {name: n for name, n in used.items() if not name.startswith("(") and n > 0}
     lines = ["", "Redis per request (INFO commandstats and stats, over the same window):", ""]
     lines += ["| command | calls / request |", "|---|---:|"]
@@ -119,6 +129,9 @@ def redis_lines(before: Counter[str], after: Counter[str], done: int) -> list[st
 
 
 def area_of(frame: str) -> str:
+    # py-spy names a file relative to its sys.path entry ("(aiohttp/web.py:1)"): anchor it,
+    # so that "/aiohttp/" matches it as it matches an absolute path.
+    frame = frame.replace("(", "(/")
     for area, marker in AREAS:
         if marker in frame:
             return area
@@ -149,9 +162,10 @@ async def drive(
     stream: bool,
     args: argparse.Namespace,
     on_window: Callable[[], None] = lambda: None,
+    api_key: str = gateways.MASTER_KEY,
 ) -> int:
     """Closed-loop load; `on_window` is called as the measured window opens and closes."""
-    client = Client(port, build_request(port, model, stream=stream, api_key=gateways.MASTER_KEY))
+    client = Client(port, build_request(port, model, stream=stream, api_key=api_key))
     conns = await client.open(args.concurrency)
     client.start(conns)
     await asyncio.sleep(1.0)  # warm up before measuring

@@ -100,6 +100,7 @@ class FakeUpstream(_StateViews):
         ttft_s: float = 0.0,
         chunk_delay_s: float = 0.0,
         batch_delay_s: float = 0.0,
+        batch_answer_delay_s: float = 0.0,
         record_limit: int | None = None,
     ) -> None:
         timing = Timing(
@@ -107,6 +108,7 @@ class FakeUpstream(_StateViews):
             ttft_s=ttft_s,
             chunk_delay_s=chunk_delay_s,
             batch_delay_s=batch_delay_s,
+            batch_answer_delay_s=batch_answer_delay_s,
         )
         self.state = FakeState(api_key=api_key, timing=timing, record_limit=record_limit)
         self.host = host

@@ -1,0 +1,330 @@
+"""The capacity model: from what one request costs each part (front door CPU, worker CPU,
+Redis CPU, split over shards), how many requests per second each part carries and what a
+fleet of N front doors, M workers and K Redis Cluster shards sustains. Pure arithmetic over
+figures measured by benchmarks/capacity.py; rendering them as markdown lives here too.
+
+The fleet model:
+
+    rps(N, M, K) = min(N * U / fd_s, M * U / worker_s, REDIS_UTILISATION / (redis_s * hot(K)))
+    hot(K)       = h + (1 - h) / K          (hot(1) = 1: a single Redis)
+
+`fd_s`, `worker_s`, `redis_s` are CPU seconds per request; `U` the share of a core planned
+for a front door or worker (1.0 for the raw figure, 0.8 to size with headroom). A Redis shard
+is one thread: at 80% of its core its latency still holds. `h` is the share of a request's
+Redis work that stays on one shard however many there are: the lanes' slot ({q}: every lane
+stream and the tenancy keys) and the model group's routing slot ({rt:group}). With the rest
+spread over K shards, the busiest shard does `hot(K)` of the work; `h` comes from the busiest
+shard's share in a K-shard run: `h = (K * share - 1) / (K - 1)`. For K > 1, `redis_s` is the
+cluster's own cost per request, measured on the cluster: a request costs Redis more there.
+Assuming every pinned slot on one shard makes the ceiling `0.8 / (redis_s * h)` a floor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+REDIS_UTILISATION = 0.8
+PLANNED_UTILISATION = 0.8
+ROLES = ("front door", "worker", "upstream", "client")
+
+
+@dataclass
+class Phase:
+    """One measured window: a setup (single Redis or cluster), a key path and a mode."""
+
+    setup: str
+    key: str
+    mode: str
+    requests: int
+    window_s: float
+    cpu_s: dict[str, float]  # by role (ROLES); Redis is in `shards`
+    shards: dict[str, Counter[str]] = field(default_factory=dict)  # INFO deltas by node
+    # CPU s/s with no load, by role and by node: left out of the per-request figures.
+    idle_per_s: dict[str, float] = field(default_factory=dict)
+
+    def per_request(self, seconds: float) -> float:
+        return seconds / self.requests if self.requests else math.nan
+
+    def busy_s(self, part: str) -> float:
+        """A role's or a Redis node's CPU seconds in the window, less its idle rate's."""
+        spent = self.cpu_s[part] if part in self.cpu_s else self.shards[part]["(cpu µs)"] / 1e6
+        return spent - self.idle_per_s.get(part, 0.0) * self.window_s
+
+    @property
+    def fd_s(self) -> float:
+        return self.per_request(self.busy_s("front door"))
+
+    @property
+    def worker_s(self) -> float:
+        return self.per_request(self.busy_s("worker"))
+
+    def shard_cpu_s(self, node: str) -> float:
+        return self.per_request(self.busy_s(node))
+
+    @property
+    def redis_s(self) -> float:
+        return sum(self.shard_cpu_s(node) for node in self.shards)
+
+    def commands(self, node: str | None = None) -> float:
+        """Redis commands per request (a script's commands count beside its EVALSHA)."""
+        nodes = [node] if node is not None else list(self.shards)
+        calls = sum(n for name in nodes for c, n in self.shards[name].items() if c[0] != "(")
+        return self.per_request(calls)
+
+    def redis_bytes(self, which: str) -> float:
+        return self.per_request(sum(used[f"(bytes {which})"] for used in self.shards.values()))
+
+    @property
+    def gateway_s(self) -> float:
+        return self.fd_s + self.worker_s + self.redis_s
+
+    @property
+    def busiest_share(self) -> float:
+        """The busiest shard's share of the Redis CPU (1.0 with a single Redis)."""
+        total = self.redis_s
+        return max(self.shard_cpu_s(n) for n in self.shards) / total if total else math.nan
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.window_s
+
+
+def pinned_share(busiest_share: float, shards: int) -> float:
+    """`h`: the share of the Redis work that no number of shards spreads."""
+    if shards < 2:
+        return 1.0
+    return min(1.0, max(0.0, (shards * busiest_share - 1) / (shards - 1)))
+
+
+@dataclass
+class Model:
+    """Per-request costs of one key path and mode, and what they allow."""
+
+    fd_s: float
+    worker_s: float
+    redis_s: float  # on a single Redis
+    # On a cluster a request costs Redis more (module docstring of benchmarks.capacity);
+    # the K-shard figures use the cluster's own cost when one was measured.
+    cluster_redis_s: float
+    pinned: float  # h
+
+    @property
+    def fd_rps_per_core(self) -> float:
+        return 1 / self.fd_s
+
+    @property
+    def worker_rps_per_core(self) -> float:
+        return 1 / self.worker_s
+
+    @property
+    def shard_rps(self) -> float:
+        """A single Redis (or one shard carrying every slot) at 80% of its core."""
+        return REDIS_UTILISATION / self.redis_s
+
+    def redis_rps(self, shards: int) -> float:
+        if shards == 1:
+            return self.shard_rps
+        busiest = self.cluster_redis_s * (self.pinned + (1 - self.pinned) / shards)
+        return REDIS_UTILISATION / busiest
+
+    @property
+    def redis_ceiling_rps(self) -> float:
+        """What no number of shards passes: the pinned slots' shard at 80%."""
+        pinned = self.cluster_redis_s * self.pinned
+        return REDIS_UTILISATION / pinned if pinned else math.inf
+
+    def fleet(
+        self, front_doors: int, workers: int, shards: int, utilisation: float = 1.0
+    ) -> tuple[float, str]:
+        """Requests per second the fleet sustains, and the part that saturates first."""
+        limits = {
+            "front doors": front_doors * utilisation * self.fd_rps_per_core,
+            "workers": workers * utilisation * self.worker_rps_per_core,
+            "Redis": self.redis_rps(shards),
+        }
+        first = min(limits, key=lambda part: limits[part])
+        return limits[first], first
+
+    def size(self, target_rps: float, max_shards: int = 64) -> tuple[int, int, int | None]:
+        """Front doors, workers and shards for `target_rps` at 80% of every core; shards
+        None when the pinned slot alone caps Redis below the target."""
+        front_doors = math.ceil(target_rps / (PLANNED_UTILISATION * self.fd_rps_per_core))
+        workers = math.ceil(target_rps / (PLANNED_UTILISATION * self.worker_rps_per_core))
+        shards = next(
+            (k for k in range(1, max_shards + 1) if self.redis_rps(k) >= target_rps), None
+        )
+        return front_doors, workers, shards
+
+
+def model_of(single: Phase, cluster: Phase | None) -> Model:
+    """Costs from the single-Redis run; the cluster's Redis cost and `h` (from its busiest
+    shard) from the cluster run, when there is one."""
+    if cluster is None or len(cluster.shards) < 2:
+        return Model(single.fd_s, single.worker_s, single.redis_s, single.redis_s, 1.0)
+    pinned = pinned_share(cluster.busiest_share, len(cluster.shards))
+    return Model(single.fd_s, single.worker_s, single.redis_s, cluster.redis_s, pinned)
+
+
+# ------------------------------------------------------------------------------ rendering
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.0f}"
+
+
+def per_request_table(phases: list[Phase]) -> list[str]:
+    lines = [
+        "| key, mode | requests | front door CPU µs | worker CPU µs | Redis CPU µs | "
+        "Redis commands | bytes into / out of Redis | upstream + client CPU µs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in phases:
+        others = p.per_request(p.busy_s("upstream") + p.busy_s("client"))
+        lines.append(
+            f"| {p.key}, {p.mode} | {p.requests:,} | {us(p.fd_s)} | {us(p.worker_s)} | "
+            f"{us(p.redis_s)} | {p.commands():.1f} | {p.redis_bytes('in'):,.0f} / "
+            f"{p.redis_bytes('out'):,.0f} | {us(others)} |"
+        )
+    return lines
+
+
+def model_table(models: dict[str, Model], shards: int) -> list[str]:
+    lines = [
+        "| key, mode | rps per front-door core | rps per worker core | rps per Redis "
+        "(one instance, 80% of a core) | cluster Redis CPU µs / request | pinned share h | "
+        f"Redis rps with {shards} shards | Redis ceiling (any number of shards) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in models.items():
+        lines.append(
+            f"| {name} | {m.fd_rps_per_core:,.0f} | {m.worker_rps_per_core:,.0f} | "
+            f"{m.shard_rps:,.0f} | {us(m.cluster_redis_s)} | {m.pinned:.2f} | "
+            f"{m.redis_rps(shards):,.0f} | {m.redis_ceiling_rps:,.0f} |"
+        )
+    return lines
+
+
+def shard_table(phase: Phase, slots: dict[str, list[str]]) -> list[str]:
+    lines = [
+        f"{phase.key}, {phase.mode}, per shard:",
+        "",
+        "| shard | holds | commands / request | CPU µs / request | share of Redis CPU |",
+        "|---|---|---:|---:|---:|",
+    ]
+    total = phase.redis_s
+    for node in phase.shards:
+        cpu = phase.shard_cpu_s(node)
+        held = ", ".join(f"`{tag}`" for tag in slots.get(node, [])) or "(request keys only)"
+        lines.append(
+            f"| {node} | {held} | {phase.commands(node):.1f} | {us(cpu)} | {cpu / total:.0%} |"
+        )
+    return lines
+
+
+def check_rows(single: Phase, cluster: Phase, gateway_cores: float) -> list[str]:
+    """Predicted (from the single-Redis run) against measured (on the cluster)."""
+    shards = len(cluster.shards)
+    # The cores the gateway's processes really got in the window (the machine is shared):
+    # predicting on them checks that a request costs the same CPU on the cluster.
+    got_cores = cluster.gateway_s * cluster.rps
+    rows = [
+        ("front door CPU µs / request", us(single.fd_s), us(cluster.fd_s)),
+        ("worker CPU µs / request", us(single.worker_s), us(cluster.worker_s)),
+        ("Redis CPU µs / request, all shards", us(single.redis_s), us(cluster.redis_s)),
+        (
+            f"Redis CPU µs / request, busiest shard (even spread: 1/{shards})",
+            us(single.redis_s / shards),
+            us(cluster.redis_s * cluster.busiest_share),
+        ),
+        ("Redis commands / request", f"{single.commands():.1f}", f"{cluster.commands():.1f}"),
+        (
+            "bytes into Redis / request",
+            f"{single.redis_bytes('in'):,.0f}",
+            f"{cluster.redis_bytes('in'):,.0f}",
+        ),
+        (
+            f"rps on {gateway_cores:g} idle core(s) for the gateway",
+            f"{gateway_cores / single.gateway_s:,.0f}",
+            f"{cluster.rps:,.0f}",
+        ),
+        (
+            f"rps on the CPU the gateway got ({got_cores:.2f} cores)",
+            f"{got_cores / single.gateway_s:,.0f}",
+            f"{cluster.rps:,.0f}",
+        ),
+    ]
+    lines = [
+        f"| {cluster.key}, {cluster.mode} | predicted | measured | measured / predicted |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, predicted, measured in rows:
+        ratio = _number(measured) / _number(predicted) if _number(predicted) else math.nan
+        lines.append(f"| {name} | {predicted} | {measured} | {ratio:.2f} |")
+    return lines
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def fleet_table(models: dict[str, Model], fleets: list[tuple[int, int, int]]) -> list[str]:
+    lines = [
+        "| key, mode | " + " | ".join(f"{n} FD + {m} W + {k} shards" for n, m, k in fleets) + " |",
+        "|---|" + "---:|" * len(fleets),
+    ]
+    for name, model in models.items():
+        cells = []
+        for n, m, k in fleets:
+            rps, first = model.fleet(n, m, k)
+            cells.append(f"{rps:,.0f} ({first})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def sizing_lines(models: dict[str, Model], target_rps: float) -> list[str]:
+    lines = [
+        f"| key, mode | for {target_rps:,.0f} rps at 80%: front doors | workers | shards |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, model in models.items():
+        n, m, k = model.size(target_rps)
+        cap = f"none: the pinned slots cap Redis at {model.redis_ceiling_rps:,.0f}"
+        lines.append(f"| {name} | {n} | {m} | {k if k is not None else cap} |")
+    return lines
+
+
+def idle_lines(setup: str, phase: Phase) -> list[str]:
+    """What each part spends per second with no request (left out of the figures above)."""
+    cells = ", ".join(f"{part} {rate * 1e3:.1f}" for part, rate in phase.idle_per_s.items())
+    return [f"Idle CPU, {setup} (ms per second, left out of the per-request figures): {cells}."]
+
+
+def command_table(single: Phase, cluster: Phase | None, top: int = 14) -> list[str]:
+    """Redis commands per request by name, side by side: what the cluster adds."""
+
+    def by_name(phase: Phase) -> Counter[str]:
+        calls: Counter[str] = Counter()
+        for used in phase.shards.values():
+            calls.update({c: n for c, n in used.items() if c[0] != "(" and n > 0})
+        return calls
+
+    ours = by_name(single)
+    theirs = by_name(cluster) if cluster is not None else Counter[str]()
+    names = [name for name, _ in (ours + theirs).most_common(top)]
+    if cluster is not None:  # and whatever differs by a fifth of a call or more
+        differ = {
+            n
+            for n in ours | theirs
+            if abs(theirs[n] / cluster.requests - ours[n] / single.requests) >= 0.2
+        }
+        names += sorted(differ - set(names))
+    lines = [
+        f"| command ({single.key}, {single.mode}) | single Redis / request | cluster / request |",
+        "|---|---:|---:|",
+    ]
+    for name in names:
+        there = f"{cluster.per_request(theirs[name]):.2f}" if cluster is not None else "-"
+        lines.append(f"| {name} | {single.per_request(ours[name]):.2f} | {there} |")
+    return lines
