@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from workers.deployment import Deployment
+from workers.deployment import Deployment, Secret
 from workers.errors import AuthenticationFailed
 from workers.providers.vertex.auth import read_credentials
 from workers.providers.vertex.endpoint import (
@@ -63,6 +63,11 @@ def test_what_would_leave_vertex_is_refused(options: dict[str, str], field: str)
     deployment = Deployment(provider="vertex_ai", model=MODEL, options=options)
     problem = config_problem(deployment)
     assert problem is not None and problem[0] == field
+
+
+def test_an_api_key_is_refused_not_ignored():
+    problem = config_problem(vertex(api_key=Secret("sk-x")))
+    assert problem is not None and problem[0] == "api_key"
 
 
 def test_only_claude_is_served():

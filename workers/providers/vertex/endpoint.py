@@ -56,6 +56,13 @@ def config_problem(deployment: Deployment) -> tuple[str, str] | None:
         )
     if not _MODEL.fullmatch(model):
         return "model", "a Vertex AI model id is letters, digits and `._@-`"
+    if deployment.api_key:
+        # Never silently unused: a key here is a credential the operator thinks is in play.
+        return (
+            "api_key",
+            "Vertex AI takes Google credentials, not an api_key: vertex_credentials (a "
+            "service account's JSON key) or Application Default Credentials",
+        )
     options = deployment.options
     project, location = options.get("vertex_project"), options.get("vertex_location")
     if not project:
