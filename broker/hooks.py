@@ -29,7 +29,7 @@ from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, KIND_TEXT_COMPLETION
 from workers.errors import SwitchboardError, error_for_status
 from workers.hooks.front_events import FrontDoorEvents
 from workers.hooks.service import FrontDoorAnswer, ServiceHooks
-from workers.hooks.trace_context import FRONT_TRACE, FrontTrace, valid_traceparent
+from workers.hooks.trace_context import FRONT_TRACE, FrontTrace, is_sampled, valid_traceparent
 
 if TYPE_CHECKING:
     from workers.hooks.tracing import FrontDoorTracing
@@ -137,6 +137,8 @@ def request_hooks(
             return await handler(request)
         if traced is not None:
             trace = traced.start(valid_traceparent(request.headers.get("traceparent")))
+            if trace.traceparent is None or not is_sampled(trace.traceparent):
+                traced = None  # an unsampled trace: no span here (its context still travels)
         else:
             trace = FrontTrace(None, "", 0)
         started_s = time.time()

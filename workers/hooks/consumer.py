@@ -156,6 +156,10 @@ class CallbackConsumer:
         self.delivered: collections.Counter[str] = collections.Counter()
         self.failed: collections.Counter[str] = collections.Counter()
         self._closing_at: float | None = None
+        # Who gets an event, by (success, team): see `_targets`.
+        self._chosen: dict[
+            tuple[bool, str | None], list[tuple[tuple[str | None, str], str, Any]]
+        ] = {}
 
     # ------------------------------------------------------------------ the loop
 
@@ -243,11 +247,23 @@ class CallbackConsumer:
         return list(owed.values())
 
     def _targets(self, item: _Event) -> list[tuple[tuple[str | None, str], str, Any]]:
-        ok = item.is_success
-        team = self.hooks.teams.get(item.team_id) if item.team_id else None
+        # The lists never change while the process runs: worked out once per outcome and
+        # configured team (a team without settings of its own has the global lists), not
+        # for every event of every batch.
+        team_id = item.team_id if item.team_id in self.hooks.teams else None
+        key = (item.is_success, team_id)
+        chosen = self._chosen.get(key)
+        if chosen is None:
+            chosen = self._chosen[key] = self._choose(item.is_success, team_id)
+        return chosen
+
+    def _choose(
+        self, ok: bool, team_id: str | None
+    ) -> list[tuple[tuple[str | None, str], str, Any]]:
+        team = self.hooks.teams.get(team_id) if team_id else None
         team_names = set(_named(team, ok)) if team is not None else set()
         chosen: list[tuple[tuple[str | None, str], str, Any]] = []
-        for owner, scope in ((self.hooks.callbacks, None), (team, item.team_id)):
+        for owner, scope in ((self.hooks.callbacks, None), (team, team_id)):
             if owner is None:
                 continue
             for given in _named(owner, ok):
