@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="first of the ports where each process serves its own /metrics: front doors "
-        "at PORT, PORT+1, ..., then the workers",
+        "at PORT, PORT+1, ..., then the workers, then the batch workers",
     )
     up.add_argument("--data-dir", type=Path, default=None, help="default ./switchboard-data")
 
