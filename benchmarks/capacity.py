@@ -260,6 +260,21 @@ async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> None:
             urls = {"embedded": redis_url_of(roles(target.service.pid)["worker"][0])}
             single = await run_setup(target, urls, "single", args)
         if not args.no_cluster:
+            # The cluster run's processes on one Redis: what more processes cost, apart
+            # from what the cluster costs.
+            print("Cluster's process count on one Redis:", flush=True)
+            async with gateway(
+                Path(tmp, "spread"),
+                port,
+                front_doors=args.front_doors,
+                workers=args.workers,
+                cpus=plan["gateway"],
+                redis_url=None,
+            ) as target:
+                assert target.service is not None
+                urls = {"embedded": redis_url_of(roles(target.service.pid)["worker"][0])}
+                single += await run_setup(target, urls, "spread", args)
+        if not args.no_cluster:
             print("Redis Cluster:", flush=True)
             with cluster(Path(tmp, "cluster"), plan["gateway"]) as ports:
                 urls = {f"127.0.0.1:{p}": f"redis://127.0.0.1:{p}" for p in ports}
