@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="in the cluster run")
     parser.add_argument("--no-cluster", action="store_true", help="the single Redis only")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
-    parser.add_argument("--target-rps", type=float, default=20_000, help="for the sizing table")
+    parser.add_argument("--target-rps", type=float, default=3_000, help="for the sizing table")
     parser.add_argument("--out", type=Path, default=HERE / "CAPACITY.md")
     parser.add_argument(
         "--render", type=Path, help="only write --out again from a run's JSON, measuring nothing"

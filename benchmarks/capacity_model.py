@@ -151,13 +151,14 @@ class Model:
 
     def size(self, target_rps: float, max_shards: int = 64) -> tuple[int, int, int | None]:
         """Front doors, workers and shards for `target_rps` at 80% of every core (on a
-        cluster's costs); shards None when the pinned slots alone cap Redis below it."""
-        fd_s, worker_s = self.costs(2)
-        front_doors = math.ceil(target_rps * fd_s / PLANNED_UTILISATION)
-        workers = math.ceil(target_rps * worker_s / PLANNED_UTILISATION)
+        cluster's costs when it takes one); shards None when the pinned slots alone cap
+        Redis below it."""
         shards = next(
             (k for k in range(1, max_shards + 1) if self.redis_rps(k) >= target_rps), None
         )
+        fd_s, worker_s = self.costs(shards or max_shards)
+        front_doors = math.ceil(target_rps * fd_s / PLANNED_UTILISATION)
+        workers = math.ceil(target_rps * worker_s / PLANNED_UTILISATION)
         return front_doors, workers, shards
 
 
