@@ -162,22 +162,24 @@ class Model:
         return front_doors, workers, shards
 
 
-def model_of(single: Phase, cluster: Phase | None) -> Model:
-    """Costs from the single-Redis run; the cluster's Redis cost and `h` (from its busiest
-    shard) from the cluster run, when there is one."""
+def model_of(single: Phase, cluster: Phase | None, spread: Phase | None = None) -> Model:
+    """Costs from the single-Redis run; `h` (from its busiest shard) and the costs on a
+    cluster from the cluster run, when there is one. With `spread` (the cluster's process
+    count on one Redis), the cluster costs are the single run's times cluster / spread:
+    what the cluster itself adds, without what crowding its processes onto one core adds,
+    which a fleet with a core per process does not pay."""
+    alone = (single.fd_s, single.worker_s, single.redis_s)
     if cluster is None or len(cluster.shards) < 2:
-        cluster, pinned = single, 1.0
-    else:
-        pinned = pinned_share(cluster.busiest_share, len(cluster.shards))
-    return Model(
-        single.fd_s,
-        single.worker_s,
-        single.redis_s,
-        cluster.fd_s,
-        cluster.worker_s,
-        cluster.redis_s,
-        pinned,
-    )
+        return Model(*alone, *alone, 1.0)
+    pinned = pinned_share(cluster.busiest_share, len(cluster.shards))
+    on_cluster = (cluster.fd_s, cluster.worker_s, cluster.redis_s)
+    if spread is not None:
+        crowded = (spread.fd_s, spread.worker_s, spread.redis_s)
+        fd_s, worker_s, redis_s = (
+            a * c / s for a, c, s in zip(alone, on_cluster, crowded, strict=True)
+        )
+        on_cluster = (fd_s, worker_s, redis_s)
+    return Model(*alone, *on_cluster, pinned)
 
 
 # ------------------------------------------------------------------------------ rendering

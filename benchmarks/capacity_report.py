@@ -62,7 +62,13 @@ def render(about: dict[str, Any], phases: list[cm.Phase]) -> str:
     spread = [p for p in phases if p.setup == "spread"]
     clustered = [p for p in phases if p.setup == "cluster"]
     matching = {(p.key, p.mode): p for p in clustered}
-    models = {f"{p.key}, {p.mode}": cm.model_of(p, matching.get((p.key, p.mode))) for p in single}
+    spreads = {(p.key, p.mode): p for p in spread}
+    models = {
+        f"{p.key}, {p.mode}": cm.model_of(
+            p, matching.get((p.key, p.mode)), spreads.get((p.key, p.mode))
+        )
+        for p in single
+    }
     shards = len(clustered[0].shards) if clustered else 3
     lines = [
         "# Capacity: what one request costs each part, and what a fleet carries",
