@@ -1,18 +1,19 @@
 """The capacity model's inputs, measured, and the model checked against a Redis Cluster run.
 
-    python -m benchmarks.capacity                        # ~2 minutes: both setups, 8 windows
+    python -m benchmarks.capacity                        # ~3 minutes: 3 setups, 12 windows
     python -m benchmarks.capacity --duration 2 --no-cluster
     python -m benchmarks.capacity --render benchmarks/CAPACITY.json   # the report again
 
 First `switchboard up` with 1 front door, 1 worker and its embedded Redis; then 2 front doors
-and 2 workers on a local 3-shard Redis Cluster (tests/deploy/redis_cluster.py starts it). In
-each, closed-loop load (c=64) for the master key and a database key (limits, a budget, a
-team: admission and the spend ledger), non-stream and stream, each window measuring per
-request: Redis commands, bytes and CPU from INFO deltas on every shard, and the CPU seconds
-of the front doors, the workers, the fake upstream and this client from /proc. The gateway's
-processes (Redis included) share one core, the client and upstream the other, as in
-benchmarks.profile. benchmarks/capacity_model.py turns the figures into requests per second
-per core and per shard, the fleet formula and the predicted-against-measured table;
+and 2 workers, on the embedded Redis and on a local 3-shard Redis Cluster
+(tests/deploy/redis_cluster.py starts it). In each, closed-loop load (c=64) for the master
+key and a database key (limits, a budget, a team: admission and the spend ledger),
+non-stream and stream, each window measuring per request: Redis commands, bytes and CPU
+from INFO deltas on every node, and the CPU seconds of the front doors, the workers, the
+fake upstream and this client from /proc. The gateway's processes (Redis included) share
+one core, the client and upstream the other, as in benchmarks.profile.
+benchmarks/capacity_model.py turns the figures into requests per second per core and per
+shard, the fleet formula and the predicted-against-measured table;
 benchmarks/capacity_report.py writes it to --out (benchmarks/CAPACITY.md) and the raw
 figures beside it as JSON. Run it under `flock /tmp/bench.lock` on a shared machine.
 """
@@ -53,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--modes", default="non-stream,stream")
     parser.add_argument("--front-doors", type=int, default=2, help="in the cluster run")
     parser.add_argument("--workers", type=int, default=2, help="in the cluster run")
-    parser.add_argument("--no-cluster", action="store_true", help="the single Redis only")
+    parser.add_argument("--no-cluster", action="store_true", help="only 1 + 1 on one Redis")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
     parser.add_argument("--target-rps", type=float, default=3_000, help="for the sizing table")
     parser.add_argument("--out", type=Path, default=HERE / "CAPACITY.md")
