@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="in the cluster run")
     parser.add_argument("--no-cluster", action="store_true", help="only 1 + 1 on one Redis")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
-    parser.add_argument("--target-rps", type=float, default=3_000, help="for the sizing table")
+    parser.add_argument("--target-rps", default="3000,6000", help="for the sizing table")
     parser.add_argument("--out", type=Path, default=HERE / "CAPACITY.md")
     parser.add_argument(
         "--render", type=Path, help="only write --out again from a run's JSON, measuring nothing"
@@ -297,7 +297,7 @@ async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> None:
         front_doors=args.front_doors,
         workers=args.workers,
         gateway_cores=1.0 if plan["gateway"] is not None else float(os.cpu_count() or 1),
-        target_rps=args.target_rps,
+        targets_rps=[float(rps) for rps in args.target_rps.split(",")],
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     capacity_report.save(args.out.with_suffix(".json"), about, single + clustered)

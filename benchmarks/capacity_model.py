@@ -315,15 +315,17 @@ def fleet_table(models: dict[str, Model], fleets: list[tuple[int, int, int]]) ->
     return lines
 
 
-def sizing_lines(models: dict[str, Model], target_rps: float) -> list[str]:
+def sizing_lines(models: dict[str, Model], targets_rps: list[float]) -> list[str]:
     lines = [
-        f"| key, mode | for {target_rps:,.0f} rps at 80%: front doors | workers | shards |",
-        "|---|---:|---:|---:|",
+        "| key, mode | target rps | front doors (80%) | workers (80%) | Redis shards |",
+        "|---|---:|---:|---:|---|",
     ]
     for name, model in models.items():
-        n, m, k = model.size(target_rps)
-        cap = f"none: the pinned slots cap Redis at {model.redis_ceiling_rps:,.0f}"
-        lines.append(f"| {name} | {n} | {m} | {k if k is not None else cap} |")
+        for target in targets_rps:
+            n, m, k = model.size(target)
+            cap = f"none: the pinned slots cap Redis at {model.redis_ceiling_rps:,.0f}"
+            shards = "1 (no cluster)" if k == 1 else cap if k is None else str(k)
+            lines.append(f"| {name} | {target:,.0f} | {n} | {m} | {shards} |")
     return lines
 
 

@@ -101,7 +101,7 @@ def render(about: dict[str, Any], phases: list[cm.Phase]) -> str:
     lines += ["", "## Redis commands per request, by name", ""]
     lines += cm.command_table(single[0], matching.get((single[0].key, single[0].mode)))
     lines += ["", "## Fleets (each process on its own core)", "", *cm.fleet_table(models, FLEETS)]
-    lines += ["", "## Sizing", "", *cm.sizing_lines(models, about["target_rps"]), ""]
+    lines += ["", "## Sizing", "", *cm.sizing_lines(models, about["targets_rps"]), ""]
     return "\n".join(lines)
 
 
