@@ -14,9 +14,10 @@ is one thread: at 80% of its core its latency still holds. `h` is the share of a
 Redis work that stays on one shard however many there are: the lanes' slot ({q}: every lane
 stream and the tenancy keys) and the model group's routing slot ({rt:group}). With the rest
 spread over K shards, the busiest shard does `hot(K)` of the work; `h` comes from the busiest
-shard's share in a K-shard run: `h = (K * share - 1) / (K - 1)`. For K > 1, `redis_s` is the
-cluster's own cost per request, measured on the cluster: a request costs Redis more there.
-Assuming every pinned slot on one shard makes the ceiling `0.8 / (redis_s * h)` a floor.
+shard's share in a K-shard run: `h = (K * share - 1) / (K - 1)`. For K > 1 the three costs
+are the single Redis's times what a cluster adds (cluster run / the same processes on one
+Redis; see `model_of`): a request costs more there. Counting every pinned slot on one shard
+makes the ceiling `0.8 / (redis_s * h)` a conservative figure.
 """
 
 from __future__ import annotations
