@@ -9,7 +9,7 @@ import contextlib
 import os
 import resource
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,24 @@ QUEUE_WAIT = "switchboard_worker_queue_wait_seconds"
 Buckets = dict[str, dict[float, float]]  # lane -> upper bound -> cumulative count
 
 
-def process_roles(service_pid: int) -> dict[str, list[int]]:
-    """The service's processes by role, and the fake upstream (a child of this process)."""
+def process_roles(service_pid: int, others: Sequence[int] = ()) -> dict[str, list[int]]:
+    """The service's processes by role, and the fake upstream (a child of this process;
+    `others`: services of this process to leave out of it)."""
     found = roles(service_pid)
-    service = set(descendants(service_pid))
+    # `up`'s batch workers (`worker --batches`, issue #20): a role of their own.
+    found["batch worker"] = [pid for pid in found["worker"] if is_batch_worker(pid)]
+    found["worker"] = [pid for pid in found["worker"] if pid not in found["batch worker"]]
+    service = {pid for root in (service_pid, *others) for pid in descendants(root)}
     found["upstream"] = [
         pid for pid in descendants(os.getpid())[1:] if pid not in service and pid != service_pid
     ]
     return found
+
+
+def is_batch_worker(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return b"\0--batches" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return False
 
 
 def own_cpu_s() -> float:

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import socket
 import statistics
 import sys
 import tempfile
@@ -55,11 +56,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-share", type=float, default=None, help="batches.max_share")
     parser.add_argument("--window", type=int, default=None, help="batches.window")
     parser.add_argument("--busy-lag-ms", type=float, default=None, help="batches.busy_loop_lag_ms")
+    parser.add_argument(
+        "--modes",
+        default="beside,idle",
+        help="where batches run, compared side by side: `beside` (up --batch-workers 0: the "
+        "front door and the worker, paced), `nice` (a batch process at nice 19), `idle` "
+        "(the same, under SCHED_IDLE too: up's default)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     return parser.parse_args(argv)
 
 
-def write_config(directory: Path, upstream_port: int, args: argparse.Namespace) -> Path:
+def write_config(directory: Path, upstream_port: int, args: argparse.Namespace, mode: str) -> Path:
     model = f"openai/gpt-4o-mini~latency={args.upstream_latency}"
     config = {
         "model_list": [
@@ -83,6 +91,7 @@ def write_config(directory: Path, upstream_port: int, args: argparse.Namespace) 
         "max_share": args.max_share,
         "window": args.window,
         "busy_loop_lag_ms": args.busy_lag_ms,
+        **MODE_SETTINGS[mode],
     }
     if any(value is not None for value in batches.values()):
         config["switchboard_settings"]["batches"] = {  # type: ignore[index]
@@ -201,85 +210,125 @@ async def check_output(http: aiohttp.ClientSession, url: str, file_id: str, line
         raise RuntimeError(f"the output has {len(seen)} lines, {len(set(seen))} distinct")
 
 
-class Probe:
-    """The service's processes and metrics ports, read around each phase."""
+# Where batches run in each mode: `beside` the interactive requests in the front door and
+# the worker (paced); in a batch process at nice 19 (`nice`); the same under SCHED_IDLE too
+# (`idle`, the default of `up`).
+BATCH_WORKERS = {"beside": 0, "nice": 1, "idle": 1}
+MODE_SETTINGS: dict[str, dict[str, Any]] = {"beside": {}, "nice": {"sched_idle": False}, "idle": {}}
 
-    def __init__(self, service_pid: int, metrics_port: int, out: Path) -> None:
-        self.by_role = process_roles(service_pid)
-        # `up --metrics-port`: the front door at the port, the worker at the next.
-        self.metrics_urls = [f"http://127.0.0.1:{metrics_port + 1}/metrics"]
-        self.out = out
+
+class Probe:
+    """A service's processes and metrics ports, read around each phase."""
+
+    def __init__(
+        self, service_pid: int, others: list[int], metrics_port: int, batch_workers: int
+    ) -> None:
+        self.by_role = process_roles(service_pid, others)
+        # `up --metrics-port`: the front door at the port, the worker at the next, then the
+        # batch workers.
+        self.metrics_urls = [
+            f"http://127.0.0.1:{metrics_port + 1 + n}/metrics" for n in range(1 + batch_workers)
+        ]
 
     def phase(self) -> Phase:
         return Phase(self.by_role, self.metrics_urls)
 
 
-async def measure(url: str, args: Any, probe: Probe) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    connector = aiohttp.TCPConnector(limit=args.direct_concurrency + 16)
-    rounds: list[dict[str, Any]] = []
-    alone_all: list[float] = []
-    during_all: list[float] = []
-    async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
-        await timed_interactive(http, url, argparse.Namespace(**{**vars(args), "interactive_s": 2}))
-        phase = probe.phase()
-        await phase.start(http)
-        direct_s = await direct(http, url, args)
-        direct_phase = await phase.stop(http, direct_s)
-        for number in range(args.rounds):
-            phase = probe.phase()
-            await phase.start(http)
-            alone = await timed_interactive(http, url, args)
-            alone_phase = await phase.stop(http, args.interactive_s)
-            phase = probe.phase()
-            await phase.start(http)
-            spy = args.py_spy and number == 0
-            with profiled(probe.by_role, probe.out, 20.0) if spy else contextlib.nullcontext():
-                batch_s, during = await batch(http, url, args)
-            batch_phase = await phase.stop(http, batch_s)
-            rounds.append(
-                {
-                    "alone": {**percentiles(alone), **alone_phase},
-                    "batch": {**percentiles(during), **batch_phase},
-                    "batch_lines_per_s": args.lines / batch_s,
-                }
-            )
-            alone_all += alone
-            during_all += during
-    pooled_alone, pooled_during = percentiles(alone_all), percentiles(during_all)
+class Mode:
+    """One service under test: where its batches run, its URL and its probe."""
+
+    def __init__(self, name: str, url: str, probe: Probe) -> None:
+        self.name, self.url, self.probe = name, url, probe
+        self.rounds: list[dict[str, Any]] = []
+        self.alone: list[float] = []
+        self.during: list[float] = []
+
+
+async def one_round(http: aiohttp.ClientSession, mode: Mode, args: Any, spy: Path | None) -> None:
+    """Interactive alone, then the batch with interactive beside it, on `mode`'s service."""
+    phase = mode.probe.phase()
+    await phase.start(http)
+    alone = await timed_interactive(http, mode.url, args)
+    alone_phase = await phase.stop(http, args.interactive_s)
+    phase = mode.probe.phase()
+    await phase.start(http)
+    profiling = profiled(mode.probe.by_role, spy, 20.0) if spy else contextlib.nullcontext()
+    with profiling:
+        batch_s, during = await batch(http, mode.url, args)
+    batch_phase = await phase.stop(http, batch_s)
+    mode.rounds.append(
+        {
+            "alone": {**percentiles(alone), **alone_phase},
+            "batch": {**percentiles(during), **batch_phase},
+            "batch_lines_per_s": args.lines / batch_s,
+        }
+    )
+    mode.alone += alone
+    mode.during += during
+
+
+def summary(mode: Mode) -> dict[str, Any]:
+    pooled_alone, pooled_during = percentiles(mode.alone), percentiles(mode.during)
     return {
-        "lines": args.lines,
-        "upstream_latency_s": args.upstream_latency,
         "interactive_alone": pooled_alone,
         "interactive_during_batch": pooled_during,
         "p99_added_pct": (pooled_during["p99_ms"] / pooled_alone["p99_ms"] - 1) * 100,
-        "direct": {"lines_per_s": args.lines / direct_s, **direct_phase},
         "batch": {
-            "lines_per_s": statistics.median(r["batch_lines_per_s"] for r in rounds),
+            "lines_per_s": statistics.median(r["batch_lines_per_s"] for r in mode.rounds),
         },
-        "rounds": rounds,
+        "rounds": mode.rounds,
+    }
+
+
+async def measure(modes: list[Mode], args: Any) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    connector = aiohttp.TCPConnector(limit=args.direct_concurrency + 16)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
+        warm = argparse.Namespace(**{**vars(args), "interactive_s": 2})
+        for mode in modes:
+            await timed_interactive(http, mode.url, warm)
+        phase = modes[0].probe.phase()
+        await phase.start(http)
+        direct_s = await direct(http, modes[0].url, args)
+        direct_phase = await phase.stop(http, direct_s)
+        # Each round visits every mode in turn: the machine's noise falls on all of them.
+        for number in range(args.rounds):
+            for mode in modes:
+                spy = args.out if args.py_spy and number == 0 else None
+                await one_round(http, mode, args, spy)
+    return {
+        "lines": args.lines,
+        "upstream_latency_s": args.upstream_latency,
+        "direct": {"lines_per_s": args.lines / direct_s, **direct_phase},
+        "modes": {mode.name: summary(mode) for mode in modes},
     }
 
 
 def markdown(result: dict[str, Any]) -> str:
-    alone, during = result["interactive_alone"], result["interactive_during_batch"]
     lines = [
         f"| {result['lines']} lines, upstream {result['upstream_latency_s'] * 1000:.0f} ms "
-        "| lines/s | interactive p50 (ms) | interactive p99 (ms) |",
+        "| batch lines/s | interactive p50 alone / beside (ms) "
+        "| interactive p99 alone / beside (ms) |",
         "|---|---|---|---|",
-        f"| interactive alone (c=8) | | {alone['p50_ms']:.1f} | {alone['p99_ms']:.1f} |",
         f"| sent directly | {result['direct']['lines_per_s']:.0f} | | |",
-        f"| as a batch, c=8 interactive beside it | {result['batch']['lines_per_s']:.0f} "
-        f"| {during['p50_ms']:.1f} | {during['p99_ms']:.1f} "
-        f"({result['p99_added_pct']:+.0f}%) |",
+    ]
+    for name, found in result["modes"].items():
+        alone, during = found["interactive_alone"], found["interactive_during_batch"]
+        lines.append(
+            f"| batches {name} | {found['batch']['lines_per_s']:.0f} "
+            f"| {alone['p50_ms']:.1f} / {during['p50_ms']:.1f} "
+            f"| {alone['p99_ms']:.1f} / {during['p99_ms']:.1f} ({found['p99_added_pct']:+.0f}%) |"
+        )
+    lines += [
         "",
-        "| round, phase | p50 / p99 (ms) | queue wait p99 (ms): lanes | CPU s by process "
+        "| mode, round, phase | p50 / p99 (ms) | queue wait p99 (ms): lanes | CPU s by process "
         "| load average |",
         "|---|---|---|---|---|",
     ]
     phases = [("direct", result["direct"] | {"p50_ms": 0.0, "p99_ms": 0.0})]
-    for number, found in enumerate(result["rounds"], 1):
-        phases += [(f"{number} {name}", found[name]) for name in ("alone", "batch")]
+    for mode, found in result["modes"].items():
+        for number, rounds in enumerate(found["rounds"], 1):
+            phases += [(f"{mode} {number} {name}", rounds[name]) for name in ("alone", "batch")]
     for name, phase in phases:
         waits = ", ".join(
             f"{lane} {wait['p99_ms']:.0f}" for lane, wait in sorted(phase["queue_wait"].items())
@@ -295,21 +344,56 @@ def markdown(result: dict[str, Any]) -> str:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch, upstream(args.out, None) as upstream_port:
-        directory = Path(scratch)
-        config = write_config(directory, upstream_port, args)
-        port, metrics_port = free_port(), free_port()
-        argv = [sys.executable, "-m", "broker.cli", "--log-level", "WARNING", "up"]
-        argv += ["--config", str(config), "--port", str(port), "--data-dir", str(directory)]
-        argv += ["--metrics-port", str(metrics_port)]
-        service = Service("switchboard-batches", argv, log_path=args.out / "batches-up.log")
-        service.start()
-        try:
+    names = [name.strip() for name in args.modes.split(",") if name.strip()]
+    with contextlib.ExitStack() as stack:
+        upstream_port = stack.enter_context(upstream(args.out, None))
+        started: list[tuple[str, int, int, Service]] = []
+        for name in names:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            config = write_config(directory, upstream_port, args, name)
+            port, metrics_port = free_port(), free_port_run(3)
+            argv = [sys.executable, "-m", "broker.cli", "--log-level", "WARNING", "up"]
+            argv += ["--config", str(config), "--port", str(port), "--data-dir", str(directory)]
+            argv += ["--metrics-port", str(metrics_port)]
+            argv += ["--batch-workers", str(BATCH_WORKERS[name])]
+            service = Service(
+                f"switchboard-batches-{name}", argv, log_path=args.out / f"{name}.log"
+            )
+            service.start()
+            stack.callback(service.stop)
+            started.append((name, port, metrics_port, service))
+        for _name, port, _metrics, service in started:
             await wait_http_ready(port, "/health/readiness", 60, service)
-            probe = Probe(service.pid, metrics_port, args.out)
-            return await measure(f"http://127.0.0.1:{port}", args, probe)
-        finally:
-            service.stop()
+        pids = [service.pid for *_, service in started]
+        modes = [
+            Mode(
+                name,
+                f"http://127.0.0.1:{port}",
+                Probe(
+                    service.pid, [p for p in pids if p != service.pid], metrics, BATCH_WORKERS[name]
+                ),
+            )
+            for name, port, metrics, service in started
+        ]
+        return await measure(modes, args)
+
+
+def free_port_run(count: int) -> int:
+    """The first of `count` free consecutive ports (each process of `up` takes one)."""
+    for _ in range(100):
+        first = free_port()
+        if all(port_is_free(first + n) for n in range(1, count)):
+            return first
+    raise RuntimeError("no run of free ports")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

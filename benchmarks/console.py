@@ -51,15 +51,18 @@ def pages(today: date, request_id: str) -> dict[str, list[str]]:
     start = (today - timedelta(days=DAYS - 1)).isoformat()
     span = f"start_date={start}&end_date={today.isoformat()}"
     key_list = "/key/list?return_full_object=true&size=100"
+    # The Spend page's keys near their budget: the database picks them, most used first.
+    near = "/key/list?return_full_object=true&size=100&page=1&min_budget_percent=80"
     return {
         "keys": [key_list],
         "teams": ["/team/list"],
         "users": ["/user/list?page_size=100"],
-        "spend by team": [f"/global/spend/report?group_by=team&top_n=10&{span}", key_list],
-        "spend by key": [f"/global/spend/report?group_by=api_key&top_n=10&{span}", key_list],
-        "spend by model": [f"/global/spend/report?group_by=model&top_n=10&{span}", key_list],
+        "spend by team": [f"/global/spend/report?group_by=team&top_n=10&{span}", near],
+        "spend by key": [f"/global/spend/report?group_by=api_key&top_n=10&{span}", near],
+        "spend by model": [f"/global/spend/report?group_by=model&top_n=10&{span}", near],
+        "budgets near their limit": [near],
         "live": ["/metrics"],
-        "models": ["/v1/models", "/metrics"],
+        "models": ["/model/info", "/metrics"],
         "request inspector": [f"/spend/logs?request_id={request_id}&limit=1"],
     }
 

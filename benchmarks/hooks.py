@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 from redis.asyncio import Redis
 
+from broker.tracing import FRONT_TRACING
 from tests.broker.harness import make_config, service
 from tests.broker.otlp_receiver import OtlpReceiver
 from tests.broker.processes import free_port
@@ -86,6 +87,9 @@ async def _case(
             consumer = running.worker.callback_consumer
             if consumer is not None:
                 await consumer.flush(60)  # delivery is part of the cost
+        tracing = door.app.get(FRONT_TRACING)
+        if tracing is not None:
+            await tracing.flush()  # the front door's own spans (the relay's) too
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     latencies.sort()
     return {
@@ -149,9 +153,19 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     f"callback_settings:\n  otel: {{endpoint: {collector_url}}}\n",
                     _unique,
                 ),
+                (
+                    # Sampling is decided first: an unsampled request builds nothing.
+                    "tracing on (otel, sample_rate 0.1)",
+                    "litellm_settings:\n  callbacks: [otel]\n"
+                    "callback_settings:\n"
+                    f"  otel: {{endpoint: {collector_url}, sample_rate: 0.1}}\n",
+                    _unique,
+                ),
             ]
             # Rounds interleave the cases, and each case keeps its least-CPU round: on a
             # shared machine other jobs only ever add time.
+            if args.cases:
+                cases = [c for c in cases if c[0] == "plain" or any(w in c[0] for w in args.cases)]
             best: dict[str, dict[str, Any]] = {}
             for _ in range(args.rounds):
                 for name, general, body in cases:
@@ -192,6 +206,11 @@ def main(argv: list[str] | None = None) -> None:
         "--collector-in-process",
         action="store_true",
         help="run the OTLP receiver in this process (its decoding then counts as CPU)",
+    )
+    parser.add_argument(
+        "--cases",
+        nargs="*",
+        help="only the cases whose names contain one of these words (and plain, the baseline)",
     )
     args = parser.parse_args(argv)
     text = table(asyncio.run(run(args)))

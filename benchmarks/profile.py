@@ -129,6 +129,9 @@ def redis_lines(before: Counter[str], after: Counter[str], done: int) -> list[st
 
 
 def area_of(frame: str) -> str:
+    # py-spy names a file relative to its sys.path entry ("(aiohttp/web.py:1)"): anchor it,
+    # so that "/aiohttp/" matches it as it matches an absolute path.
+    frame = frame.replace("(", "(/")
     for area, marker in AREAS:
         if marker in frame:
             return area

@@ -6,9 +6,11 @@ service on a shared machine: each step a traced request adds, timed alone, in pr
 - front door: the span context of a request (ids, the traceparent, its start);
 - worker: the provider call's span id and the FinishedCall's msgpack encoding (the bytes the
   final record's round trip carries);
+- front door: the relay's span (`switchboard.relay`), made after the answer's last byte;
 - consumer: decoding the event and making its three spans (`ReadableSpan`s);
-- OTLP encoding: the OpenTelemetry exporter's protobuf encoding of those spans, in a batch
-  of 100 requests, as the consumer hands them over.
+- OTLP encoding: the OpenTelemetry exporter's protobuf encoding of a request's four spans,
+  in a batch of 100 requests, as the consumer (and the front door's batch processor) hand
+  them over.
 
 The OTLP POST itself (one per batch of up to `batch_size` requests) and Redis's work are
 not in these figures; benchmarks/hooks.py measures the whole, side by side with tracing off.
@@ -21,6 +23,7 @@ import timeit
 from collections.abc import Callable
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan
 
 from workers import envelopes
 from workers.envelopes import Envelope, Meta, Record
@@ -70,16 +73,25 @@ def parts() -> list[tuple[str, float]]:
     def consumer() -> None:
         call_spans("req-1", events.decode_call(raw), resource)
 
-    spans = call_spans("req-1", events.decode_call(raw), resource) * BATCH
+    def relay() -> ReadableSpan | None:
+        trace.queued()
+        trace.first_byte_ns = time.time_ns()
+        trace.relayed(200)
+        return front.relay_span(trace, 1234, time.time_ns())
+
+    relay_span = relay()
+    assert relay_span is not None
+    spans = [*call_spans("req-1", events.decode_call(raw), resource), relay_span] * BATCH
 
     def otlp() -> None:
         encode_spans(spans).SerializePartialToString()
 
     steps: list[tuple[str, Callable[[], object], int]] = [
         ("front door: span context", lambda: front.start(None), 1),
+        ("front door: relay span made", relay, 1),
         ("worker: span id + event encoding", worker, 1),
         ("consumer: event decoded, 3 spans made", consumer, 1),
-        ("OTLP protobuf encoding of 3 spans", otlp, BATCH),
+        ("OTLP protobuf encoding of 4 spans", otlp, BATCH),
     ]
     results = []
     for name, step, per in steps:

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from broker.batches.routes import add_batch_routes
-from broker.batches.state import batches_ctx
+from broker.batches.state import BATCH_ROLE, BatchRole, batches_ctx
 from broker.config.loader import Config
 from broker.console.mount import add_console
 from broker.errors import error_middleware
@@ -27,7 +27,7 @@ from broker.files import files_ctx
 from broker.files.routes import add_file_routes
 from broker.frontdoor import FrontDoor
 from broker.guardrails import guardrails_ctx
-from broker.hooks import front_hooks_ctx
+from broker.hooks import add_request_hooks, front_hooks_ctx
 from broker.http_server import GuardedRunner
 from broker.management import MANAGEMENT, add_management_routes, management_ctx
 from broker.response_cache import response_cache_ctx
@@ -35,7 +35,7 @@ from broker.routes import add_operator_routes, add_routes
 from broker.routes.keys import FRONT_DOOR, OPERATOR_PORT
 from broker.routes.passthrough import PASSTHROUGH_HTTP, add_passthrough_routes, passthrough_ctx
 from broker.tenancy import start_tenancy, stop_tenancy
-from broker.tracing import front_door_tracing, tracing_ctx, tracing_middleware
+from broker.tracing import front_door_tracing, tracing_ctx
 from workers.connect import connect
 from workers.settings.switchboard import HttpLimits
 from workers.supervision import TaskDied
@@ -65,15 +65,16 @@ def create_app(
     *,
     front_door_id: str | None = None,
     registry: CollectorRegistry | None = None,
+    batch_role: BatchRole = "beside",
 ) -> web.Application:
+    """The front door's app; `batch_role`: whether it runs batches (broker/batches/state.py)."""
     settings = config.switchboard_settings
-    # Traces when a callback list names otel or langfuse (issue #19): outermost, so the
-    # span sees the status the client got.
+    # Traces when a callback list names otel or langfuse (issue #19).
     tracing = front_door_tracing(config)
     middlewares: list[Middleware] = [error_middleware]
-    if tracing is not None:
-        middlewares.insert(0, tracing_middleware(tracing))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
+    add_request_hooks(app, config, tracing, FRONT_DOOR)
+    app[BATCH_ROLE] = batch_role
 
     async def front_door_ctx(app: web.Application) -> AsyncIterator[None]:
         redis = redis_client(redis_url, REDIS_POOL_SIZE)
@@ -155,12 +156,13 @@ async def serve_front_door(
     reuse_port: bool = False,
     registry: CollectorRegistry | None = None,
     metrics_port: int | None = None,
+    batch_role: BatchRole = "beside",
 ) -> None:
     """Serve until `stopping` is set, then drain. `metrics_port` adds a listener of this
     process alone serving only /metrics and health, for scraping and probes when several
     front doors share `port`. If a background task of the front door dies, drain all the
     same, then raise its `TaskDied`."""
-    app = create_app(config, redis_url, registry=registry)
+    app = create_app(config, redis_url, registry=registry, batch_role=batch_role)
     settings = config.switchboard_settings
     runner = front_door_runner(app, settings.http, shutdown_timeout_s=settings.drain_timeout_s)
     await runner.setup()

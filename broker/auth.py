@@ -13,6 +13,7 @@ import msgspec
 from aiohttp import web
 
 from workers.errors import AuthenticationFailed, PermissionDenied
+from workers.routing.scope import allows
 from workers.settings.switchboard import ApiKey
 from workers.tenancy.records import Principal
 
@@ -68,8 +69,9 @@ class Caller(msgspec.Struct, frozen=True):
         return hmac.new(self.secret, nonce.encode(), hashlib.sha256).hexdigest()[:TAG_CHARS]
 
     def check_model(self, requested: str, group: str) -> None:
-        """Refuse a model outside the key's list; the requested name or its group may match."""
-        if self.models is None or requested in self.models or group in self.models:
+        """Refuse a model outside the key's list; the requested name or its group may match,
+        as they are or by a `*` entry (workers/routing/scope.py)."""
+        if self.models is None or allows(self.models, requested) or allows(self.models, group):
             return
         raise PermissionDenied(
             f"API key `{self.alias}` may not call model `{requested}`; it may call: "
@@ -79,7 +81,7 @@ class Caller(msgspec.Struct, frozen=True):
         )
 
     def may_list(self, model: str) -> bool:
-        return self.models is None or model in self.models
+        return self.models is None or allows(self.models, model)
 
     @property
     def owner(self) -> str:

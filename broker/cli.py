@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     up.add_argument("--front-doors", type=int, default=1, help="front door processes")
     up.add_argument(
+        "--batch-workers",
+        type=int,
+        default=1,
+        help="processes given to batches alone, at a lower CPU priority (default 1; 0: "
+        "front doors and workers run batches beside interactive requests)",
+    )
+    up.add_argument(
         "--metrics-port",
         type=int,
         default=None,
@@ -87,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--metrics-port", type=int, default=None, help="also serve on this port, unshared"
     )
+    serve.add_argument(
+        "--no-batches", action="store_true", help="run no batch (`worker --batches` runs them)"
+    )
 
     worker = commands.add_parser("worker", help="one worker process (needs REDIS_URL)")
     with_config(worker)
@@ -97,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--metrics-host", default="127.0.0.1")
     worker.add_argument(
         "--metrics-port", type=int, default=None, help="serve GET /metrics on this port"
+    )
+    batch_lane = worker.add_mutually_exclusive_group()
+    batch_lane.add_argument(
+        "--batches",
+        action="store_true",
+        help="run batches alone, at a lower CPU priority: their runners and lane only",
+    )
+    batch_lane.add_argument(
+        "--no-batches", action="store_true", help="read the interactive lanes only"
     )
     add_admin_commands(commands)
     add_batch_commands(commands)
@@ -184,6 +203,7 @@ async def serve(
         stopping=stopping,
         reuse_port=args.reuse_port,
         metrics_port=args.metrics_port,
+        batch_role="none" if args.no_batches else "beside",
     )
 
 
@@ -192,14 +212,21 @@ async def work(
 ) -> None:
     # Imported here, as `up` must set the shared metrics directory before anything imports
     # prometheus_client (broker/shared_metrics.py), and the hooks reach the front door's.
+    from broker.batch_process import interactive_options, serve_batches
     from broker.hooks import service_hooks
     from workers.routing.plan import build_plan
     from workers.runtime.process import serve_worker
 
+    if args.batches:
+        await serve_batches(config, redis_url, args, stopping)
+        return
+    options = runtime_options(config, args.concurrency)
+    if args.no_batches:
+        options = interactive_options(options, config.switchboard_settings)
     await serve_worker(
         build_plan(config.deployments, config.model_list, config.router_settings),
         redis_url,
-        runtime_options(config, args.concurrency),
+        options,
         stopping=stopping,
         worker_id=args.worker_id,
         metrics_host=args.metrics_host,

@@ -23,7 +23,7 @@ from broker.auth import Caller
 from broker.config.errors import ConfigError
 from broker.config.loader import Config
 from broker.frontdoor import FrontDoor
-from broker.hooks import FRONT_HOOKS
+from broker.hooks import FRONT_HOOKS, answered_here, team_of
 from broker.relay import Relay
 from broker.reply_hub import Queued
 from workers import envelopes
@@ -114,7 +114,8 @@ class FrontDoorGuardrails:
                 body = orjson.dumps(data)
         except GuardrailBlocked as exc:
             if self.hooks is not None:
-                self.hooks.dispatcher.offer(
+                answered_here(
+                    self.hooks,
                     FrontDoorAnswer(
                         request_id=caller.new_request_id(),
                         kind=_KINDS.get(kind, KIND_CHAT),
@@ -124,7 +125,8 @@ class FrontDoorGuardrails:
                         stream=bool(data.get("stream")),
                         api_key_alias=caller.alias,
                         error=exc,
-                    )
+                        team_id=team_of(caller),
+                    ),
                 )
             raise
         return body, data

@@ -277,7 +277,10 @@ def _paths() -> dict[str, Any]:
     embed = "Create embeddings"
     legacy = "Create a legacy text completion (JSON, or SSE with `stream: true`)"
     models = "The model groups this key may call"
-    info = "LiteLLM's deployment list: model_name, litellm_params (no secrets), model_info"
+    info = (
+        "LiteLLM's deployment list: model_name, litellm_params (no secrets), model_info; "
+        "and model_groups: how each group is routed (strategy, retries, cooldown, fallbacks)"
+    )
     health_body = _json({"type": "object"})
     return {
         "/v1/chat/completions": _inference(

@@ -64,9 +64,9 @@ class Relay:
         self.request_id = caller.new_request_id()
         REQUEST_ID.set(self.request_id)  # this handler's log lines carry it (json logs)
         now_ms = int(time.time() * 1000)
-        trace = FRONT_TRACE.get()
-        if trace is not None:
-            trace.is_queued = True  # the span is the callbacks consumer's to make
+        # The hooks' record of this request (issue #19): told when it is queued and how the
+        # relay ended (the callbacks then log it from the worker; the relay has its span).
+        self.trace = trace = FRONT_TRACE.get()
         self.envelope = Envelope(
             request_id=self.request_id,
             kind=kind,
@@ -115,6 +115,8 @@ class Relay:
         try:
             entry = await self._enqueue(envelopes.encode(self.envelope))
             waiter.queued = Queued(self.envelope, entry)
+            if self.trace is not None:
+                self.trace.queued()
             if self.gate is not None:
                 await self._pass_gate(waiter)
             if self.stream:
@@ -141,6 +143,8 @@ class Relay:
             if self.is_finished and self.status != 499:
                 front.delivered.delivered(self.request_id)
             front.metrics.in_flight.dec()
+            if self.trace is not None:
+                self.trace.relayed(self.status)
             front.metrics.observe(
                 self.group,
                 self.api_key_alias,
@@ -156,6 +160,8 @@ class Relay:
         try:
             await self._enqueue(envelopes.encode(self.envelope))
             self.status = 200
+            if self.trace is not None:
+                self.trace.queued(relays=False)
         except ServiceUnavailable as exc:
             self.status = exc.http_status
             raise

@@ -8,7 +8,8 @@ nobody. Requests that ended any other way (client gone, timeout, the front door 
 the full `reply_ttl_s`: those are the ones a resume needs.
 
 The shortening is off the request path: ids are collected and sent as one pipelined EXPIRE
-... LT per flush, a few times a second.
+... LT per flush, a few times a second (on Redis 6.2, which lacks LT, one script call per id
+that compares the TTL itself).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 from collections.abc import Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from workers import redis_streams
 from workers.redis_streams import Keys
@@ -40,6 +41,8 @@ class DeliveredReplies:
         self.keys = keys
         self.ttl_s = ttl_s
         self.pending: list[str] = []
+        # False once Redis refused EXPIRE's LT option (6.2): a script does it from then on.
+        self.has_expire_lt = True
 
     @property
     def is_enabled(self) -> bool:
@@ -59,7 +62,13 @@ class DeliveredReplies:
         while self.pending:
             batch = self.pending[:MAX_BATCH]
             try:
-                await redis_streams.shorten_replies(self.redis(), self.keys, batch, self.ttl_s)
+                self.has_expire_lt = await redis_streams.shorten_replies(
+                    self.redis(), self.keys, batch, self.ttl_s, has_expire_lt=self.has_expire_lt
+                )
+            except ResponseError as exc:
+                # Refused, not lost: the same batch would be refused again at every flush
+                # (a loop that cost a quarter of the front door's CPU), so it is let go.
+                log.warning("Redis refused to shorten %d delivered replies: %s", len(batch), exc)
             except RedisError as exc:
                 # They expire at reply_ttl_s anyway; try again at the next flush.
                 log.warning("could not shorten %d delivered replies: %s", len(batch), exc)

@@ -25,7 +25,7 @@ from broker.auth import Caller
 from broker.config.loader import Config
 from broker.errors import JSON
 from broker.frontdoor import FrontDoor
-from broker.hooks import FRONT_HOOKS
+from broker.hooks import FRONT_HOOKS, answered_here, team_of
 from broker.relay import Relay
 from workers import envelopes
 from workers.connect import connect
@@ -151,7 +151,8 @@ class ResponseCache:
             self.metrics.saved_cost.labels(group).inc(cached.cost_usd)
         request_id = caller.new_request_id()
         if self.hooks is not None:
-            self.hooks.dispatcher.offer(
+            answered_here(
+                self.hooks,
                 FrontDoorAnswer(
                     request_id=request_id,
                     kind=_KINDS.get(kind, KIND_CHAT),
@@ -161,7 +162,8 @@ class ResponseCache:
                     stream=stream,
                     api_key_alias=caller.alias,
                     response=cached.body,
-                )
+                    team_id=team_of(caller),
+                ),
             )
         if stream:
             return await _replay(request, kind, cached, request_id, include_usage)

@@ -21,19 +21,22 @@ import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from redis.exceptions import RedisError
 
 from broker import shared_metrics
 from broker.admin_cli import DATA_DIR_ENV, data_dir
 from broker.config import DEMO_MASTER_KEY_ENV, DEMO_UPSTREAM_ENV, Config
 from broker.demo_key import demo_master_key
+from broker.demo_seed import DEMO_KEY_BUDGET_USD, SeedFailed, loopback_base, seed_demo
 from broker.embedded_redis import EmbeddedRedis
 from broker.launch import check_port_free, load, redis_url_of, run_async
 from workers import redis_streams
 from workers.connect import connect
-from workers.db.engine import sqlite_url
+from workers.db.plain import sqlite_url
 from workers.deployment import Secret
 from workers.log_redaction import Redactor, mask_secrets, secrets_in
 from workers.redis_streams import Keys
@@ -161,14 +164,36 @@ async def supervise(
         if shared_metrics.is_shared() and child.process is not None:
             shared_metrics.forget(child.process.pid)
 
+    # Issue #20: batches in processes of their own, at a lower CPU priority
+    # (broker/batch_process.py); the others then leave them alone.
+    batch_workers = getattr(args, "batch_workers", 0)
+    no_batches = ["--no-batches"] if batch_workers else []
     children: list[Child] = [
         WorkerChild(
             f"worker {i + 1}",
-            _child_argv(args, ["worker", *metrics(args.front_doors + i, "--metrics-host")]),
+            _child_argv(
+                args, ["worker", *no_batches, *metrics(args.front_doors + i, "--metrics-host")]
+            ),
             shared_metrics.without_directory(env),
             on_exit=worker_exited,
         )
         for i in range(args.workers)
+    ]
+    children += [
+        WorkerChild(
+            f"batch worker {i + 1}",
+            _child_argv(
+                args,
+                [
+                    "worker",
+                    "--batches",
+                    *metrics(args.front_doors + args.workers + i, "--metrics-host"),
+                ],
+            ),
+            shared_metrics.without_directory(env),
+            on_exit=worker_exited,
+        )
+        for i in range(batch_workers)
     ]
     shares_port = args.front_doors > 1
     children += [
@@ -179,6 +204,7 @@ async def supervise(
                 [
                     "serve",
                     *("--host", args.host, "--port", str(args.port), "--reuse-port"),
+                    *no_batches,
                     *metrics(i + 1, None),
                 ],
             ),
@@ -193,6 +219,7 @@ async def supervise(
     keep_alive(watchers, children, stopping)
     ready = asyncio.Event()
     banner = asyncio.create_task(_announce(ready, args, redis_url))
+    seeding = asyncio.create_task(_seed_demo(ready, config, args, env)) if args.demo else None
     try:
         await serve_front_door(
             config,
@@ -203,15 +230,18 @@ async def supervise(
             ready=ready,
             reuse_port=shares_port,
             metrics_port=args.metrics_port,
+            batch_role="none" if batch_workers else "beside",
         )
     finally:
         stopping.set()
         banner.cancel()
+        if seeding is not None:
+            seeding.cancel()
         # Watchers first: a child stopped now is not one to start again.
         await watchers.aclose()
         drain_s = config.switchboard_settings.drain_timeout_s + 5
         await asyncio.gather(*(child.stop(drain_s) for child in children))
-        await asyncio.gather(banner, return_exceptions=True)
+        await asyncio.gather(banner, *([seeding] if seeding else []), return_exceptions=True)
         await redis.aclose()
 
 
@@ -246,6 +276,29 @@ async def _announce(ready: asyncio.Event, args: argparse.Namespace, redis_url: s
     if key_file is not None:
         # The file, never the key: what `up` prints may end up in a log.
         print(f"Demo master key (API, SDKs, console): in {key_file}", flush=True)
+
+
+async def _seed_demo(
+    ready: asyncio.Event, config: Config, args: argparse.Namespace, env: Mapping[str, str]
+) -> None:
+    """Once the front door is up: the demo key and a little traffic (broker/demo_seed.py),
+    so the console opens with data. A failure is logged; the demo runs on without it."""
+    await ready.wait()
+    master = config.general_settings.master_key
+    if master is None or not config.general_settings.database_url:
+        return
+    base = loopback_base(args.host, args.port)
+    try:
+        path, answered = await seed_demo(base, str(master), Path(env[DATA_DIR_ENV]))
+    except (SeedFailed, aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        log.warning("could not make the demo key or its traffic: %s", exc)
+        return
+    # The file, never the key: what `up` prints may end up in a log.
+    print(
+        f"Demo key (a database key with a ${DEMO_KEY_BUDGET_USD:.2f} budget; "
+        f"{answered} requests sent for the console to show): in {path}",
+        flush=True,
+    )
 
 
 def _start_demo_upstream(stack: contextlib.ExitStack, env: dict[str, str]) -> None:

@@ -11,6 +11,7 @@ ticket is None: the request is queued as before."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import itertools
 import logging
@@ -26,21 +27,22 @@ from redis.exceptions import NoScriptError, RedisError
 from broker.auth import Authenticator, Caller, Hidden, presented_key, tag_key
 from workers import redis_streams
 from workers.batching import WriteBatcher
-from workers.db.engine import Database, DatabaseUnavailable
+from workers.db.plain import DatabaseUnavailable
 from workers.deployment import Deployment
 from workers.errors import AuthenticationFailed, PermissionDenied, ServiceUnavailable
 from workers.redis_streams import Keys
 from workers.settings.routing import LiteLLMSettings
 from workers.tenancy import admission, events, mirror, records
 from workers.tenancy.admission import Admitted, Scope, Ticket
-from workers.tenancy.ledger import LedgerMetrics, LedgerWriter
-from workers.tenancy.proxy_budget import ProxyBudget
 from workers.tenancy.records import Entity, Limits, Principal
 from workers.tenancy.reserve_prices import ReservePrices
 
 if TYPE_CHECKING:
     from broker.frontdoor import FrontDoor as FrontDoorLike
     from broker.management.state import Management as ManagementLike
+    from workers.db.engine import Database
+    from workers.tenancy.ledger import LedgerWriter
+    from workers.tenancy.proxy_budget import ProxyBudget
 
 log = logging.getLogger("switchboard.tenancy")
 
@@ -57,6 +59,8 @@ MAX_ID_CHARS = 255
 ALL_MODELS = frozenset({"*", "all-proxy-models"})
 # A fresh front door waits this long at most for the proxy's spend (ProxyBudget).
 PROXY_SPEND_WAIT_S = 10.0
+# After re-reading everything because Redis lost its data, the next check waits this long.
+LOSS_CHECK_EVERY_S = 5.0
 
 
 class Tenancy:
@@ -78,7 +82,8 @@ class Tenancy:
         self._entities: dict[mirror.Ref, tuple[Entity | None, float]] = {}
         self._callers: dict[str, tuple[Caller, float]] = {}
         self._sha = ""
-        self.refilling: asyncio.Task[Any] | None = None
+        self.refilling: asyncio.Future[Any] | None = None
+        self._next_loss_check = 0.0
         self.ledger: LedgerWriter | None = None
         self._prices = ReservePrices(deployments)
         settings = settings if settings is not None else LiteLLMSettings()
@@ -89,6 +94,8 @@ class Tenancy:
         if max_budget is None:
             max_budget, duration = settings.max_budget, settings.budget_duration
         if max_budget is not None:
+            from workers.tenancy.proxy_budget import ProxyBudget  # it needs the database's
+
             self.proxy_budget = ProxyBudget(max_budget, duration)
         # The budget of an end user without a customer row of its own.
         self._end_user_limits: Limits | None = None
@@ -144,7 +151,7 @@ class Tenancy:
         if key.organization_id is None and team is not None and team.organization_id:
             (org,) = await self._entities_of([(records.ORG, team.organization_id)])
             owners += [org] if org is not None else []
-        owners = await self._with_budgets(owners)
+        owners = _with_member_defaults(await self._with_budgets(owners), key, team)
         (key,) = await self._with_budgets([key])
         principal = Principal(token, key, tuple(owners))
         models = _models(key, team)
@@ -285,10 +292,10 @@ class Tenancy:
         principal = caller.principal
         scopes: list[Scope] = []
         if principal is not None:
-            scopes = _scopes(principal, group)
+            scopes = _scopes(principal, group, model)
         if end_user:
             end_user = end_user[:MAX_ID_CHARS]  # the database's width of an id
-            scopes += await self._end_user_scope(end_user, group)
+            scopes += await self._end_user_scope(end_user, group, model)
         if self.proxy_budget is not None:
             if not self.proxy_budget.is_read.is_set():  # only while a front door starts
                 await asyncio.wait_for(self.proxy_budget.is_read.wait(), PROXY_SPEND_WAIT_S)
@@ -310,14 +317,23 @@ class Tenancy:
             end_user=end_user,
             tags=key.tags if key is not None else (),
         )
+        inputs = {
+            "call_type": call_type,
+            "model": model,
+            "group": group,
+            "body_bytes": body_bytes,
+            "max_tokens": max_tokens,
+            "end_user": end_user,
+        }
         return Ticket(
             scopes=tuple(scopes),
             tokens=prompt + completion,
             cost_usd=prompt * price_in + completion * price_out,
             event=events.encode(front),
+            remake=functools.partial(self._remake, caller, inputs),
         )
 
-    async def _end_user_scope(self, end_user: str, group: str) -> list[Scope]:
+    async def _end_user_scope(self, end_user: str, group: str, model: str) -> list[Scope]:
         """The end user's scope: its customer row's limits, else max_end_user_budget; none
         for an unknown end user without a default budget (no counters for every name)."""
         (customer,) = await self._entities_of([(records.CUSTOMER, end_user)])
@@ -333,7 +349,7 @@ class Tenancy:
         limits = customer.limits
         if limits.max_budget is None and self._end_user_limits is not None:
             limits = msgspec.structs.replace(limits, max_budget=self._end_user_limits.max_budget)
-        return _entity_scopes(_replace(customer, limits), group)
+        return _entity_scopes(_replace(customer, limits), group, model)
 
     async def admit(
         self,
@@ -346,7 +362,29 @@ class Tenancy:
     ) -> Admitted:
         """Check every limit and queue the request, in one script and one round trip
         (shared with other requests of this loop turn); raises what refused it."""
-        call = admission.script_call(self.keys, lane, envelope, request_id, ticket, deadline_ms)
+        reply = await self._admit(enqueuer, lane, envelope, request_id, ticket, deadline_ms)
+        if admission.is_lost(reply):
+            ticket = await self._after_loss(ticket)
+            reply = await self._admit(
+                enqueuer, lane, envelope, request_id, ticket, deadline_ms, check_lost=False
+            )
+        return admission.outcome(reply, ticket)
+
+    async def _admit(
+        self,
+        enqueuer: WriteBatcher,
+        lane: str,
+        envelope: bytes,
+        request_id: str,
+        ticket: Ticket,
+        deadline_ms: int,
+        *,
+        check_lost: bool = True,
+    ) -> Any:
+        check_lost = check_lost and time.monotonic() >= self._next_loss_check
+        call = admission.script_call(
+            self.keys, lane, envelope, request_id, ticket, deadline_ms, check_lost=check_lost
+        )
         if not self._sha:
             self._sha = str(await self.redis.script_load(admission.ADMIT))
         sha = self._sha
@@ -355,7 +393,39 @@ class Tenancy:
             (reply,) = await enqueuer.write(lambda pipe: admission.queue_text(pipe, call))
         if isinstance(reply, Exception):
             raise reply
-        return admission.outcome(reply, ticket)
+        return reply
+
+    async def _after_loss(self, ticket: Ticket) -> Ticket:
+        """Redis lost its data (FLUSHDB, a restart without persistence) under a counter this
+        request was about to seed: the seeds in this front door's copies (the spend the
+        database held when they were read) may be old. Drop every copy, have the mirror
+        refilled (which marks it filled again), and make the ticket again from what the
+        database says now; with the database unreachable, the ticket as it was. At most
+        once per LOSS_CHECK_EVERY_S: a marker that stays gone (its refill failing) must
+        not cost every request a re-read."""
+        self._next_loss_check = time.monotonic() + LOSS_CHECK_EVERY_S
+        log.warning("Redis lost its data: re-reading keys and spend from the database")
+        self.forget_all()
+        if self.database is not None and (self.refilling is None or self.refilling.done()):
+            self.refilling = asyncio.ensure_future(self.refill())
+        if ticket.remake is None:
+            return ticket
+        try:
+            fresh: Ticket | None = await ticket.remake()
+        except (ServiceUnavailable, AuthenticationFailed, PermissionDenied) as exc:
+            log.warning("could not re-read a key after Redis lost its data: %s", exc)
+            return ticket
+        # The envelope names the scopes the worker settles: they must be the same ones.
+        if fresh is None or fresh.scope_names != ticket.scope_names:
+            return ticket
+        return fresh
+
+    async def _remake(self, caller: Caller, inputs: dict[str, Any]) -> Ticket | None:
+        token = caller.token
+        if caller.principal is not None and token is not None:
+            caller = await self._load_caller(token, caller.secret)
+            self._callers[token] = (caller, time.monotonic())
+        return await self.ticket(caller, **inputs)
 
 
 LEDGER_TASK = "spend ledger"
@@ -372,6 +442,9 @@ def start_tenancy(front: FrontDoorLike, management: ManagementLike) -> None:
     database = management.database
     if database is None:
         return
+    # Here, not at the top: without a database they (and SQLAlchemy) are never loaded.
+    from workers.tenancy.ledger import LedgerMetrics, LedgerWriter
+
     tenancy = front.tenancy
     tenancy.database = database
 
@@ -469,32 +542,51 @@ def _organization(principal: Principal | None) -> str | None:
     return org.id if org is not None else principal.key.organization_id
 
 
-def _scopes(principal: Principal, group: str) -> list[Scope]:
+def _scopes(principal: Principal, group: str, model: str) -> list[Scope]:
     """The scopes a database key's request counts against, the key's first (its spend is
     the x-litellm-key-spend header). A user's own budget applies to its keys outside a
     team; inside one, the member's budget in the team does (LiteLLM's rule). An owner
     that limits nothing is left out: two Redis calls fewer each way, and its spend is in
     the ledger (a limit set later seeds its counter from the database). Each of them with
-    a budget on the request's model group (model_max_budget) adds that budget's scope."""
+    a budget on the request's model (model_max_budget) adds that budget's scope."""
     key = principal.key
     scopes = [Scope(f"key:{principal.token}", key.limits, key.spend)]
-    model_budget = key.limits.model_budget(group)
+    model_budget = key.limits.model_budget(group, model)
     if model_budget is not None:
-        scopes.append(Scope(f"model:{principal.token}:{group}", model_budget))
+        entry, limits = model_budget
+        seed = key.model_spend.get(entry, 0.0)
+        scopes.append(Scope(f"model:{principal.token}:{entry}", limits, seed))
     for entity in principal.owners:
         if entity.kind == records.USER and key.team_id:
             continue
-        scopes += _entity_scopes(entity, group)
+        scopes += _entity_scopes(entity, group, model)
     return scopes
 
 
-def _entity_scopes(entity: Entity, group: str) -> list[Scope]:
-    """An owner's scope when it limits anything, and its budget on `group` when it has
-    one (`model-<scope>:<group>`)."""
+def _entity_scopes(entity: Entity, group: str, model: str) -> list[Scope]:
+    """An owner's scope when it limits anything, and its budget on the request's model when
+    it has one (`model-<scope>:<entry>`, an entry counting every model it matches)."""
     name = mirror.scope_of(entity.kind, entity.id)
     limits = entity.limits
     scopes = [Scope(name, limits, entity.spend)] if limits.limits_anything else []
-    model_budget = limits.model_budget(group)
+    model_budget = limits.model_budget(group, model)
     if model_budget is not None:
-        scopes.append(Scope(f"model-{name}:{group}", model_budget))
+        entry, entry_limits = model_budget
+        seed = entity.model_spend.get(entry, 0.0)
+        scopes.append(Scope(f"model-{name}:{entry}", entry_limits, seed))
     return scopes
+
+
+def _with_member_defaults(owners: list[Entity], key: Entity, team: Entity | None) -> list[Entity]:
+    """The team member's limits with its team's per-model defaults under its own (LiteLLM's
+    team_member_model_max_budget): a team key with a user counts against them even when
+    the user has no membership row of its own."""
+    if team is None or not key.user_id or not team.member_limits.model_max_budget:
+        return owners
+    defaults = team.member_limits
+    for i, entity in enumerate(owners):
+        if entity.kind == records.MEMBER:
+            owners[i] = _replace(entity, entity.limits.with_model_defaults(defaults))
+            return owners
+    member = Entity(kind=records.MEMBER, id=f"{team.id}/{key.user_id}", limits=defaults)
+    return [*owners, member]

@@ -98,7 +98,7 @@ class Cost(msgspec.Struct, frozen=True, kw_only=True):
 UNKNOWN_COST = Cost(cost_usd=None, is_known=False)
 
 # Providers that also serve another provider's models under that provider's names.
-_HOSTED_NAMES: dict[str, tuple[str, ...]] = {"azure": ("openai",)}
+_HOSTED_NAMES: dict[str, tuple[str, ...]] = {"azure": ("openai",), "vertex_ai": ("anthropic",)}
 # LiteLLM's API-route prefixes, which say how a model is called, not which it is
 # (`bedrock/converse/<id>`, `bedrock/invoke/<id>`).
 _ROUTE_PREFIXES: dict[str, tuple[str, ...]] = {"bedrock": ("converse/", "invoke/")}

@@ -246,7 +246,7 @@ class BatchJob:
             options=options,
             caller=self.caller,
             ingress=self.endpoint.ingress,
-            ticket=None if ticket is None else _tagged(ticket, self.batch.id),
+            ticket=None if ticket is None else _tagged(ticket, self.record.parent or self.batch.id),
         )
         # A line may wait in the batch lane as long as the batch's window lasts.
         envelope = msgspec.structs.replace(

@@ -11,8 +11,10 @@ the configured deployment's.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 import orjson
@@ -32,6 +34,11 @@ from workers.providers.base import ChatCall
 from workers.validation import decode_request
 from workers.wire import chat_request_from_dict
 
+# Batches listed per page (Anthropic's most), and the pages read back in time at most.
+LIST_LIMIT = 1000
+MAX_LIST_PAGES = 20
+# How far the provider's clock may be behind ours.
+CLOCK_SKEW_S = 120
 # A result line holds one response (at most the reply cap) plus its wrapping.
 LINE_SLACK = 64 * 1024
 # Anthropic's error types -> the HTTP status the interactive call would have had.
@@ -52,6 +59,30 @@ ERROR_STATUS: Mapping[str, int] = {
 class _Batch(msgspec.Struct):
     id: str
     processing_status: str
+
+
+class _Counts(msgspec.Struct):
+    processing: int = 0
+    succeeded: int = 0
+    errored: int = 0
+    canceled: int = 0
+    expired: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.processing + self.succeeded + self.errored + self.canceled + self.expired
+
+
+class _Listed(msgspec.Struct):
+    id: str
+    created_at: str
+    request_counts: _Counts = msgspec.field(default_factory=_Counts)
+
+
+class _Page(msgspec.Struct):
+    data: list[_Listed]
+    has_more: bool = False
+    last_id: str | None = None
 
 
 class _ErrorObject(msgspec.Struct):
@@ -78,6 +109,7 @@ class _Line(msgspec.Struct):
 
 
 _decode_batch = msgspec.json.Decoder(_Batch).decode
+_decode_page = msgspec.json.Decoder(_Page).decode
 _decode_line = msgspec.json.Decoder(_Line).decode
 
 
@@ -91,7 +123,17 @@ async def _requests(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     yield b"]}"
 
 
+def _unix_s(moment: str) -> float | None:
+    """An RFC 3339 time (Anthropic's `created_at`) in unix seconds."""
+    try:
+        return datetime.datetime.fromisoformat(moment).timestamp()
+    except ValueError:
+        return None
+
+
 class AnthropicBatches:
+    marks_batches = False  # a Message Batch takes no metadata
+
     def __init__(self, deployment: Deployment, http: HttpClient, endpoint: str) -> None:
         self.adapter = AnthropicAdapter(deployment, http)
         self.http = http
@@ -129,10 +171,32 @@ class AnthropicBatches:
                     )
                 return raw
 
-    async def find(self, batch_id: str) -> str | None:
-        # A Message Batch carries nothing of ours to know it by: a runner that died between
-        # the create call and recording its answer submits again (docs/batches.md).
-        return None
+    async def find(self, batch_id: str, since_s: int, lines: int | None) -> list[str]:
+        """A Message Batch carries nothing of ours to know it by: the candidates are the
+        batches of `lines` requests created since the call went out (newest first in the
+        listing, so the listing is read back to that moment only). Submits to one
+        deployment are made one at a time (native_poll.py), so no other batch of ours
+        made one then; those adopted by another batch are left out by the caller."""
+        if lines is None:  # recorded before the count was: nothing to go by
+            return []
+        earliest = since_s - CLOCK_SKEW_S
+        found: list[tuple[float, str]] = []
+        after: str | None = None
+        for _ in range(MAX_LIST_PAGES):
+            cursor = f"&after_id={quote(after)}" if after else ""
+            page = _decode_page(await self._call("GET", f"{self.url}?limit={LIST_LIMIT}{cursor}"))
+            for listed in page.data:
+                created = _unix_s(listed.created_at)
+                if created is None:
+                    continue
+                if created < earliest:
+                    return [batch for _, batch in sorted(found)]
+                if listed.request_counts.total == lines:
+                    found.append((created, listed.id))
+            if not page.has_more or page.last_id is None:
+                break
+            after = page.last_id
+        return [batch for _, batch in sorted(found)]
 
     async def submit(self, batch_id: str, lines: AsyncIterator[bytes]) -> str:
         return _decode_batch(await self._call("POST", self.url, _requests(lines))).id

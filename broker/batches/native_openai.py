@@ -94,6 +94,8 @@ def request_line(adapter: OpenAIAdapter, custom_id: str, endpoint: str, body: by
 
 
 class OpenAIBatches:
+    marks_batches = True  # our batch id rides in the batch's metadata
+
     def __init__(self, deployment: Deployment, http: HttpClient, endpoint: str) -> None:
         self.adapter = OpenAIAdapter(deployment, http)
         self.http = http
@@ -121,12 +123,12 @@ class OpenAIBatches:
                     raise self.adapter.error(response, raw)
                 return raw
 
-    async def find(self, batch_id: str) -> str | None:
+    async def find(self, batch_id: str, since_s: int, lines: int | None) -> list[str]:
         raw = await self._call("GET", f"/batches?limit={LIST_LIMIT}")
         for batch in _decode_page(raw).data:
             if (batch.metadata or {}).get(METADATA_KEY) == batch_id:
-                return batch.id
-        return None
+                return [batch.id]
+        return []
 
     async def submit(self, batch_id: str, lines: AsyncIterator[bytes]) -> str:
         # A crash between the two calls leaves an unused file at the provider, never a

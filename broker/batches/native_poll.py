@@ -27,6 +27,7 @@ from broker.batches.metrics import BatchMetrics
 from broker.batches.native_anthropic import AnthropicBatches
 from broker.batches.native_openai import OpenAIBatches
 from broker.batches.native_results import ProviderBatches, Result
+from broker.batches.native_submit import SubmitTurn
 from broker.batches.native_target import find_deployment
 from broker.batches.records import BatchRecord, BatchStore, NativeState, RequestCounts
 from broker.files.registry import BATCH_OUTPUT, FileRegistry
@@ -44,6 +45,8 @@ log = logging.getLogger("switchboard.batches")
 CANCEL_CHECK_S = 1.0
 BACKOFF = 1.5
 WRITE_EVERY = 256  # results appended (and charged) per round
+# How often a batch waiting for its turn to submit looks again.
+SUBMIT_WAIT_S = 1.0
 # Failures in a row (a provider down, its answers unreadable) before the batch fails:
 # with the backoff capped at native_max_poll_s, half an hour at the default.
 MAX_ATTEMPTS = 30
@@ -74,6 +77,7 @@ class NativeJob:
         self.stopping: str | None = None  # "cancelled" or "expired"
         self.ticket: Ticket | None = None
         self.provider_status = ""
+        self.turn = SubmitTurn(front, record.batch.id, self.native)
 
     async def run(self) -> None:
         deployment = find_deployment(self.front.config.deployments, self.native)
@@ -141,7 +145,9 @@ class NativeJob:
             group=self.native.group,
             body_bytes=0,
         )
-        self.ticket = None if ticket is None else _tagged(ticket, self.batch.id)
+        # A part's spend is its whole batch's (split.py): `batch:<id>` names what the client made.
+        tag = self.record.parent or self.batch.id
+        self.ticket = None if ticket is None else _tagged(ticket, tag)
         await self._stopping()
         await self.batches.put(self.record)
 
@@ -149,27 +155,59 @@ class NativeJob:
 
     async def _submit(self, api: ProviderBatches) -> None:
         native = self.native
-        if native.submitted_at is not None:
-            found = await api.find(self.batch.id)
-            if found is not None:
-                log.info("batch %s: found its provider batch %s", self.batch.id, found)
-                native.batch_id = found
-                await self.batches.put(self.record)
-                return
+        if native.submitted_at is not None and await self._found_again(api):
+            return
         if self.stopping is not None:
             native.ended = True  # cancelled or expired before it was handed over
+            await self._submitted(api)
             return
         if await self._over_budget():
+            await self._submitted(api)
             return
         count = await self._refuse_untranslatable(api)
         if not count:
             native.ended = True
+            await self._submitted(api)
+            return
+        if not api.marks_batches and not await self._take_submit():
+            native.ended = True
             return
         native.submitted_at = int(time.time())
+        native.submitted_lines = count
         await self.batches.put(self.record)
-        native.batch_id = await api.submit(self.batch.id, self._provider_lines(api))
+        try:
+            native.batch_id = await api.submit(self.batch.id, self._provider_lines(api))
+        except SwitchboardError as exc:
+            if not _is_transient(exc):  # refused: no batch was made
+                await self._submitted(api)
+            raise  # else it may have been made: looked for again, still holding the turn
         await self.batches.put(self.record)
+        await self._submitted(api)
         log.info("batch %s: %d lines handed to %s", self.batch.id, count, native.deployment)
+
+    async def _found_again(self, api: ProviderBatches) -> bool:
+        """After a crash between the create call and recording its answer: adopt the
+        provider batch that call made, if it was made (native_submit.py)."""
+        found = await self.turn.find(api)
+        if found is None:
+            return False
+        log.info("batch %s: found its provider batch %s", self.batch.id, found)
+        self.native.batch_id = found
+        await self.batches.put(self.record)
+        await self.turn.settle(api)
+        return True
+
+    async def _take_submit(self) -> bool:
+        """Wait for this deployment's turn to submit; False: the batch was cancelled (or
+        expired) meanwhile."""
+        while not await self.turn.take():
+            await self._sleep(SUBMIT_WAIT_S)
+            if self.stopping is not None:
+                return False
+        return True
+
+    async def _submitted(self, api: ProviderBatches) -> None:
+        await self.turn.settle(api)
 
     async def _over_budget(self) -> bool:
         """A budget already spent fails every line with the budget error (as the batch

@@ -42,9 +42,15 @@ class ProviderBatches(Protocol):
         refuse it with (a parameter the provider cannot take)."""
         ...
 
-    async def find(self, batch_id: str) -> str | None:
-        """The provider's batch made for `batch_id` by a runner that died before it
-        recorded the id; None when the provider cannot tell (then it is submitted again)."""
+    # Whether the provider's batch carries our batch id (OpenAI's metadata): then find()
+    # is exact. Else (Anthropic) find() goes by time and size, and submits to a deployment
+    # are made one at a time, so that two of ours are never both candidates.
+    marks_batches: bool
+
+    async def find(self, batch_id: str, since_s: int, lines: int | None) -> list[str]:
+        """The provider's batches that may be the one made for `batch_id` by a runner that
+        died before it recorded the id (its create call went out at `since_s`, unix
+        seconds, with `lines` requests), oldest first; none: it was not made."""
         ...
 
     async def submit(self, batch_id: str, lines: AsyncIterator[bytes]) -> str:

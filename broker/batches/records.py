@@ -78,6 +78,9 @@ class NativeState(msgspec.Struct, kw_only=True):
     # When the provider's create call went out: a runner that finds it set without a
     # batch_id looks for the batch before it submits again.
     submitted_at: int | None = None
+    # How many lines that call handed over (the size a provider batch is known by when it
+    # carries nothing of ours: Anthropic's).
+    submitted_lines: int | None = None
     batch_id: str | None = None  # the provider's batch
     cancel_sent: bool = False
     # The provider said its batch ended: the results are being (or were) copied.
@@ -96,6 +99,10 @@ class BatchRecord(msgspec.Struct, kw_only=True):
     error_key: str
     # Set when the lines go to the provider's batch API rather than the batch lane.
     native: NativeState | None = None
+    # A batch split by model group (broker/batches/split.py): its parts, each a batch of
+    # its own; and, on a part, the batch it is part of (parts are left out of the list).
+    parts: list[str] = []
+    parent: str | None = None
 
 
 class CreateBatch(msgspec.Struct):
@@ -165,7 +172,7 @@ class BatchStore:
             raw = await self.store.get_small(key)
             if raw:
                 record = decode_record(raw)
-                if record.owner == owner:
+                if record.owner == owner and record.parent is None:
                     found.append(record.batch)
         found.sort(key=lambda b: (b.created_at, b.id), reverse=True)
         return found

@@ -10,7 +10,7 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
-from broker.batches import native_target
+from broker.batches import native_target, split
 from broker.batches.endpoints import ENDPOINTS
 from broker.batches.lines import check_input
 from broker.batches.records import (
@@ -73,6 +73,11 @@ async def create(request: web.Request) -> web.Response:
         files.store.read_stream(input_file.id), body.endpoint, front, caller
     )
     now = int(time.time())
+    deployments = front.config.deployments
+    # The provider's own batch API, when the config says so (native_target.py); a batch
+    # whose groups run in several places is split by group (split.py).
+    native = native_target.choose(deployments, body.endpoint, checked.groups)
+    parts = None if native else split.plan(deployments, body.endpoint, checked.groups)
     record = BatchRecord(
         batch=Batch(
             id=new_batch_id(),
@@ -88,9 +93,11 @@ async def create(request: web.Request) -> web.Response:
         token=caller.token if caller.principal is not None else None,
         output_key=new_file_id(),
         error_key=new_file_id(),
-        # The provider's own batch API, when the config says so (native_target.py).
-        native=native_target.choose(front.config.deployments, body.endpoint, checked.groups),
+        native=native,
     )
+    if parts is not None:
+        await split.write_inputs(files.store, input_file.id, body.endpoint, parts, front, caller)
+        record.parts = await split.save_parts(request.app[BATCHES], record, parts)
     await request.app[BATCHES].put(record)
     await redis_streams.activate_batch(front.redis, front.keys, record.batch.id)
     return json_response(record.batch)

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from broker.batches.job import BatchJob, fail_batch
 from broker.batches.metrics import BatchMetrics
 from broker.batches.native_poll import NativeJob
+from broker.batches.parts import PartsJob
 from broker.batches.records import TERMINAL, BatchStore
 from broker.files.callers import caller_of
 from broker.files.registry import FileRegistry
@@ -33,7 +34,14 @@ SCAN_INTERVAL_S = 1.0
 
 
 class BatchRunner:
-    def __init__(self, front: FrontDoor, files: FileRegistry, batches: BatchStore) -> None:
+    def __init__(
+        self,
+        front: FrontDoor,
+        files: FileRegistry,
+        batches: BatchStore,
+        *,
+        is_alone: bool = False,
+    ) -> None:
         self.front = front
         self.files = files
         self.batches = batches
@@ -44,10 +52,16 @@ class BatchRunner:
         # do not count against max_running (broker/batches/native_poll.py).
         self.native_ids: set[str] = set()
         self.metrics = BatchMetrics(front.metrics.registry)
-        # This front door short of CPU queues no batch line (workers/loop_lag.py).
+        # A front door short of CPU queues no batch line (workers/loop_lag.py). A process
+        # given to batches alone runs at a lower priority instead: its loop runs late by
+        # design whenever interactive work has the CPU, which is no reason to stop.
+        self.yields_on_lag = bool(self.settings.busy_loop_lag_ms) and not is_alone
         self.loop_lag = LoopLag(self.settings.busy_loop_lag_ms)
 
     async def run(self) -> None:
+        if not self.yields_on_lag:
+            await self._serve()
+            return
         lag = asyncio.create_task(self.loop_lag.run(), name="loop lag")
         try:
             await self._serve()
@@ -148,6 +162,13 @@ class BatchRunner:
                 await fail_batch(self.batches, record, "The API key that made this batch is gone.")
             elif await self.files.store.size(record.batch.input_file_id) is None:
                 await fail_batch(self.batches, record, "The batch's input file was deleted.")
+            elif record.parts:
+                # Split by model group: its parts run as batches of their own (parts.py).
+                self.native_ids.add(batch_id)
+                try:
+                    await PartsJob(self.front, self.files, self.batches, record).run()
+                finally:
+                    self.native_ids.discard(batch_id)
             elif record.native is not None:
                 # The provider's own batch API runs it (broker/batches/native_poll.py).
                 native = NativeJob(self.front, self.files, self.batches, record, caller)
@@ -160,7 +181,7 @@ class BatchRunner:
             else:
                 job = BatchJob(self.front, self.files, self.batches, record, caller)
                 job.metrics = self.metrics
-                if self.settings.busy_loop_lag_ms:
+                if self.yields_on_lag:
                     job.loop_lag = self.loop_lag
                 await job.run()
             await redis_streams.end_batch(redis, keys, batch_id, self.holder)

@@ -16,7 +16,7 @@ from broker.config.errors import ConfigError, from_validation_error
 from broker.config.problems import Problems
 from workers.deployment import Deployment, Secret
 from workers.errors import ModelNotFound
-from workers.providers import make_deployment
+from workers.providers import adapter_class, make_deployment
 from workers.settings import (
     DEPLOYMENT_OPTION_KEYS,
     FallbackRules,
@@ -114,6 +114,9 @@ def _deployment(
     except ImportError as exc:
         detail = f"the provider's support could not be loaded ({exc})"
         raise ConfigError(f"{path}.litellm_params.model", detail) from None
+    problem = adapter_class(made.provider).config_problem(made)
+    if problem is not None:
+        raise ConfigError(f"{path}.litellm_params.{problem[0]}", problem[1])
     return _with_batch_mode(made, info, path)
 
 

@@ -5,21 +5,13 @@ routes and describes them in the OpenAPI document (`openapi.py`)."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
 
-from broker.management import (
-    budgets,
-    customers,
-    keys,
-    organizations,
-    schemas,
-    spend,
-    teams,
-    users,
-)
+from broker.management import schemas
 from broker.management.bodies import Body
 from broker.management.state import MANAGEMENT, Change, ChangeListener, management_ctx
 
@@ -32,6 +24,24 @@ __all__ = [
     "add_management_routes",
     "management_ctx",
 ]
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _handler(module: str, name: str) -> Handler:
+    """`broker.management.<module>.<name>`, imported on its first call, or at start when a
+    database is configured (state.HANDLER_MODULES): each imports SQLAlchemy, ~30 MiB that a
+    front door without a database never needs (issue #22)."""
+    found: list[Handler] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if not found:
+            found.append(getattr(importlib.import_module(f"{__name__}.{module}"), name))
+        return await found[0](request)
+
+    handle.__name__ = handle.__qualname__ = f"{module}.{name}"
+    return handle
 
 
 class Route(msgspec.Struct, frozen=True):
@@ -68,16 +78,24 @@ ROUTES: list[Route] = [
     Route(
         "POST",
         "/key/generate",
-        keys.generate,
+        _handler("keys", "generate"),
         "Create a key (returned once)",
         schemas.GenerateKeyRequest,
     ),
-    Route("POST", "/key/update", keys.update, "Update a key", schemas.UpdateKeyRequest),
-    Route("GET", "/key/info", keys.info, "A key, its spend and remaining budget", query=("key",)),
+    Route(
+        "POST", "/key/update", _handler("keys", "update"), "Update a key", schemas.UpdateKeyRequest
+    ),
+    Route(
+        "GET",
+        "/key/info",
+        _handler("keys", "info"),
+        "A key, its spend and remaining budget",
+        query=("key",),
+    ),
     Route(
         "GET",
         "/key/list",
-        keys.list_keys,
+        _handler("keys", "list_keys"),
         "List keys",
         query=(
             "page",
@@ -88,35 +106,54 @@ ROUTES: list[Route] = [
             "key_alias",
             "key_hash",
             "return_full_object",
+            "min_budget_percent",
         ),
     ),
-    Route("POST", "/key/delete", keys.delete, "Delete keys", schemas.KeyRequest),
+    Route("POST", "/key/delete", _handler("keys", "delete"), "Delete keys", schemas.KeyRequest),
     Route(
         "POST",
         "/key/regenerate",
-        keys.regenerate,
+        _handler("keys", "regenerate"),
         "Replace a key with a new one",
         schemas.RegenerateKeyRequest,
     ),
     Route(
         "POST",
         "/key/{key}/regenerate",
-        keys.regenerate,
+        _handler("keys", "regenerate"),
         "Replace a key with a new one",
         schemas.RegenerateKeyRequest,
     ),
-    Route("POST", "/key/block", keys.block, "Block a key", schemas.BlockKeyRequest),
-    Route("POST", "/key/unblock", keys.unblock, "Unblock a key", schemas.BlockKeyRequest),
+    Route("POST", "/key/block", _handler("keys", "block"), "Block a key", schemas.BlockKeyRequest),
+    Route(
+        "POST",
+        "/key/unblock",
+        _handler("keys", "unblock"),
+        "Unblock a key",
+        schemas.BlockKeyRequest,
+    ),
     *_crud(
         "user",
-        (users.new, users.info, users.update, users.delete, users.list_users),
+        (
+            _handler("users", "new"),
+            _handler("users", "info"),
+            _handler("users", "update"),
+            _handler("users", "delete"),
+            _handler("users", "list_users"),
+        ),
         (schemas.NewUserRequest, schemas.UpdateUserRequest, schemas.DeleteUserRequest),
         "user_id",
         list_query=("page", "page_size", "role"),
     ),
     *_crud(
         "team",
-        (teams.new, teams.info, teams.update, teams.delete, teams.list_teams),
+        (
+            _handler("teams", "new"),
+            _handler("teams", "info"),
+            _handler("teams", "update"),
+            _handler("teams", "delete"),
+            _handler("teams", "list_teams"),
+        ),
         (schemas.NewTeamRequest, schemas.UpdateTeamRequest, schemas.DeleteTeamRequest),
         "team_id",
         list_query=("organization_id", "page", "size"),
@@ -124,32 +161,32 @@ ROUTES: list[Route] = [
     Route(
         "POST",
         "/team/member_add",
-        teams.member_add,
+        _handler("teams", "member_add"),
         "Add team members",
         schemas.TeamMemberAddRequest,
     ),
     Route(
         "POST",
         "/team/member_delete",
-        teams.member_delete,
+        _handler("teams", "member_delete"),
         "Remove a team member",
         schemas.TeamMemberDeleteRequest,
     ),
     Route(
         "POST",
         "/team/member_update",
-        teams.member_update,
+        _handler("teams", "member_update"),
         "Change a member's role or budget",
         schemas.TeamMemberUpdateRequest,
     ),
     *_crud(
         "organization",
         (
-            organizations.organization_new,
-            organizations.organization_info,
-            organizations.organization_update,
-            organizations.organization_delete,
-            organizations.organization_list,
+            _handler("organizations", "organization_new"),
+            _handler("organizations", "organization_info"),
+            _handler("organizations", "organization_update"),
+            _handler("organizations", "organization_delete"),
+            _handler("organizations", "organization_list"),
         ),
         (
             schemas.NewOrganizationRequest,
@@ -163,50 +200,62 @@ ROUTES: list[Route] = [
     *_crud(
         "customer",
         (
-            customers.customer_new,
-            customers.customer_info,
-            customers.customer_update,
-            customers.customer_delete,
-            customers.customer_list,
+            _handler("customers", "customer_new"),
+            _handler("customers", "customer_info"),
+            _handler("customers", "customer_update"),
+            _handler("customers", "customer_delete"),
+            _handler("customers", "customer_list"),
         ),
         (schemas.NewCustomerRequest, schemas.UpdateCustomerRequest, schemas.DeleteCustomerRequest),
         "end_user_id",
     ),
-    Route("POST", "/budget/new", budgets.budget_new, "Create a budget", schemas.BudgetNewRequest),
-    Route("POST", "/budget/info", budgets.budget_info, "Budgets by id", schemas.BudgetRequest),
+    Route(
+        "POST",
+        "/budget/new",
+        _handler("budgets", "budget_new"),
+        "Create a budget",
+        schemas.BudgetNewRequest,
+    ),
+    Route(
+        "POST",
+        "/budget/info",
+        _handler("budgets", "budget_info"),
+        "Budgets by id",
+        schemas.BudgetRequest,
+    ),
     Route(
         "POST",
         "/budget/update",
-        budgets.budget_update,
+        _handler("budgets", "budget_update"),
         "Update a budget",
         schemas.BudgetUpdateRequest,
     ),
     Route(
         "POST",
         "/budget/delete",
-        budgets.budget_delete,
+        _handler("budgets", "budget_delete"),
         "Delete a budget",
         schemas.BudgetDeleteRequest,
     ),
-    Route("GET", "/budget/list", budgets.budget_list, "List budgets"),
+    Route("GET", "/budget/list", _handler("budgets", "budget_list"), "List budgets"),
     Route(
         "GET",
         "/spend/logs",
-        spend.logs,
+        _handler("spend", "logs"),
         "Spend rows by key, user, team and dates",
         query=("api_key", "user_id", "team_id", "request_id", "start_date", "end_date", "limit"),
     ),
     Route(
         "GET",
         "/global/spend/report",
-        spend.report,
+        _handler("spend", "report"),
         "Spend per day and group",
         query=("start_date", "end_date", "group_by"),
     ),
     Route(
         "GET",
         "/audit/logs",
-        spend.audit_logs,
+        _handler("spend", "audit_logs"),
         "The audit log (proxy admins)",
         query=("object_type", "object_id", "action", "start_date", "page", "page_size"),
     ),

@@ -22,22 +22,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
 
 from broker.auth import presented_key
-from workers.db import keys, teams, users
-from workers.db.engine import Database
-from workers.db.rows import now
+from workers.db import plain as roles  # the role names, without SQLAlchemy
 from workers.errors import AuthenticationFailed, PermissionDenied
 from workers.settings.switchboard import ApiKey
 
+if TYPE_CHECKING:
+    from workers.db.engine import Database
+
 MASTER = "master key"
 KEY_ONLY = "key"
-READ_ALL = frozenset({users.PROXY_ADMIN, users.PROXY_ADMIN_VIEWER})
-READ_ONLY = frozenset({users.PROXY_ADMIN_VIEWER, users.INTERNAL_USER_VIEWER, KEY_ONLY})
+READ_ALL = frozenset({roles.PROXY_ADMIN, roles.PROXY_ADMIN_VIEWER})
+READ_ONLY = frozenset({roles.PROXY_ADMIN_VIEWER, roles.INTERNAL_USER_VIEWER, KEY_ONLY})
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,7 +53,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def is_admin(self) -> bool:
-        return self.role == users.PROXY_ADMIN
+        return self.role == roles.PROXY_ADMIN
 
     @property
     def reads_all(self) -> bool:
@@ -98,7 +99,7 @@ def denied(message: str) -> PermissionDenied:
     return PermissionDenied(message, code="management_forbidden")
 
 
-ADMIN = Principal(name=MASTER, role=users.PROXY_ADMIN)
+ADMIN = Principal(name=MASTER, role=roles.PROXY_ADMIN)
 
 
 def _digest(key: str) -> bytes:
@@ -120,6 +121,9 @@ class ManagementAuth:
                 f"the config's API key `{self._static[digest]}` may call the API but not "
                 "manage it; use the master key or a key of a user with a management role"
             )
+        from workers.db import keys, teams  # with a database only (issue #22's memory)
+        from workers.db import users as user_rows
+
         async with database.transaction() as conn:
             key = await keys.get(conn, keys.hash_token(presented))
             if key is None:
@@ -127,12 +131,14 @@ class ManagementAuth:
             check_usable(key)
             if key["user_id"] is None:
                 return Principal(name=_key_label(key), role=KEY_ONLY, token=key["token"])
-            user = await users.get(conn, key["user_id"])
+            user = await user_rows.get(conn, key["user_id"])
             memberships = await teams.memberships_of(conn, key["user_id"])
         return principal_of(key, user, memberships)
 
 
 def check_usable(key: Mapping[str, Any]) -> None:
+    from workers.db.rows import now
+
     if key["blocked"]:
         raise AuthenticationFailed(f"API key `{_key_label(key)}` is blocked", code="key_blocked")
     expires = key["expires"]
@@ -145,11 +151,13 @@ def check_usable(key: Mapping[str, Any]) -> None:
 def principal_of(
     key: Mapping[str, Any], user: Mapping[str, Any] | None, memberships: Iterable[Mapping[str, Any]]
 ) -> Principal:
+    from workers.db import teams
+
     memberships = list(memberships)
     return Principal(
         name=key["user_id"],
         # A key naming a user the database does not hold gets the least a user gets.
-        role=user["user_role"] if user is not None else users.INTERNAL_USER_VIEWER,
+        role=user["user_role"] if user is not None else roles.INTERNAL_USER_VIEWER,
         token=key["token"],
         user_id=key["user_id"],
         admin_of=frozenset(m["team_id"] for m in memberships if m["role"] == teams.ADMIN),

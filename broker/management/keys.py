@@ -22,6 +22,8 @@ from workers.db import keys, teams, users
 from workers.db.rows import Row, now
 from workers.errors import InvalidRequest
 
+# The most `/key/list?min_budget_percent=` takes: ten times over budget.
+MAX_BUDGET_PERCENT = 1000
 OWNED_FIELDS = (
     "key_alias",
     "models",
@@ -227,6 +229,9 @@ async def list_keys(call: Call) -> dict[str, Any]:
         if team_id is None and user_id not in (None, principal.user_id):
             raise denied("you may list only your own keys")
         user_id = principal.user_id if team_id is None else user_id
+    # Issue #21: keys at or over this share of their budget, the most used first.
+    percent = call.query_int("min_budget_percent", -1, low=0, high=MAX_BUDGET_PERCENT)
+    near = percent if percent >= 0 else None
     named = call.query("key_hash")
     token = None if named is None else keys.token_of(named)
     if not principal.reads_all and principal.user_id is None and team_id is None:
@@ -239,9 +244,12 @@ async def list_keys(call: Call) -> dict[str, Any]:
         organization_id=call.query("organization_id"),
         key_alias=call.query("key_alias"),
         token=token,
+        min_budget_percent=near,
     )
     async with call.transaction() as conn:
-        rows, total = await keys.list_page(conn, statement, page=page, size=size)
+        rows, total = await keys.list_page(
+            conn, statement, page=page, size=size, by_budget_used=near is not None
+        )
     full = call.query_bool("return_full_object")
     return {
         "keys": [key_view(row) if full else row["token"] for row in rows],

@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
+import msgspec
 from msgspec import Meta
 
 from broker.management.bodies import Body
 from workers import durations
-from workers.db.users import ROLES
+from workers.db.plain import ROLES
 from workers.errors import InvalidRequest
 
 Id = Annotated[str, Meta(min_length=1, max_length=255)]
@@ -46,6 +47,43 @@ def _check_durations(body: Any, *names: str) -> None:
             raise InvalidRequest(f"invalid `{name}`: {exc}", param=name) from None
 
 
+class ModelBudgetEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One model_max_budget entry in LiteLLM's long form (its BudgetConfig's budget fields:
+    `budget_limit`/`time_period`, or `max_budget`/`budget_duration` as budget rows say)."""
+
+    budget_limit: Usd | None = None
+    max_budget: Usd | None = None
+    time_period: Duration | None = None
+    budget_duration: Duration | None = None
+
+
+# {"gpt-4o": 5.0}, {"openai/*": {"budget_limit": 5.0, "time_period": "1d"}}: a model group,
+# a model, or a `*` pattern of them (docs/tenancy.md says which entry a request counts
+# against) -> its budget in USD.
+ModelBudgets = Annotated[dict[Id, Usd | dict[str, Any]], Meta(max_length=1000)]
+
+
+def check_model_budgets(budgets: dict[str, Any] | None, name: str) -> None:
+    """Each long-form entry names a limit, in LiteLLM's words, and a valid period."""
+    for model, value in (budgets or {}).items():
+        if not isinstance(value, dict):
+            continue
+        param = f"{name}.{model}"
+        try:
+            entry = msgspec.convert(value, ModelBudgetEntry)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequest(f"invalid `{param}`: {exc}", param=param) from None
+        if entry.budget_limit is None and entry.max_budget is None:
+            raise InvalidRequest(f"`{param}` needs a `budget_limit`", param=param)
+        for period in (entry.time_period, entry.budget_duration):
+            if period is None:
+                continue
+            try:
+                durations.check(period)
+            except ValueError as exc:
+                raise InvalidRequest(f"invalid `{param}`: {exc}", param=param) from None
+
+
 class Limits(Body, kw_only=True):
     """The limits of keys, users, teams, organizations, end users and budgets."""
 
@@ -55,13 +93,13 @@ class Limits(Body, kw_only=True):
     rpm_limit: PerMinute | None = None
     tpm_limit: PerMinute | None = None
     max_parallel_requests: Parallel | None = None
-    # {"gpt-4o": 5.0} or LiteLLM's {"gpt-4o": {"max_budget": 5.0, "budget_duration": "1d"}}
-    model_max_budget: dict[Id, Usd | dict[str, Any]] | None = None
+    model_max_budget: ModelBudgets | None = None
 
     litellm_unimplemented: ClassVar[frozenset[str]] = UNIMPLEMENTED_LIMITS
 
     def check(self) -> None:
         _check_durations(self, "budget_duration")
+        check_model_budgets(self.model_max_budget, "model_max_budget")
 
 
 class KeyFields(Limits, kw_only=True):
@@ -91,6 +129,7 @@ class KeyFields(Limits, kw_only=True):
 
     def check(self) -> None:
         _check_durations(self, "budget_duration", "duration")
+        check_model_budgets(self.model_max_budget, "model_max_budget")
 
 
 class GenerateKeyRequest(KeyFields, kw_only=True):
@@ -158,6 +197,7 @@ class NewUserRequest(UserFields, kw_only=True):
 
     def check(self) -> None:
         _check_durations(self, "budget_duration", "duration")
+        check_model_budgets(self.model_max_budget, "model_max_budget")
 
 
 class UpdateUserRequest(UserFields, kw_only=True):
@@ -181,6 +221,13 @@ class TeamFields(Limits, kw_only=True):
     metadata: dict[str, Any] | None = None
     tags: Names | None = None
     blocked: bool | None = None
+    # Per-model budgets every member gets (LiteLLM's team_member_model_max_budget); a
+    # member's own (`/team/member_update` `model_max_budget`) override them entry by entry.
+    team_member_model_max_budget: ModelBudgets | None = None
+
+    def check(self) -> None:
+        super().check()
+        check_model_budgets(self.team_member_model_max_budget, "team_member_model_max_budget")
 
     litellm_unimplemented: ClassVar[frozenset[str]] = UNIMPLEMENTED_LIMITS | frozenset(
         """admins members team_member_permissions router_settings access_group_ids
@@ -223,6 +270,12 @@ class TeamMemberUpdateRequest(Body, kw_only=True):
     user_email: Name | None = None
     role: TeamRole | None = None
     max_budget_in_team: Usd | None = None
+    # This member's own per-model budgets in the team, over the team's defaults
+    # (team_member_model_max_budget); kept in the member's budget row.
+    model_max_budget: ModelBudgets | None = None
+
+    def check(self) -> None:
+        check_model_budgets(self.model_max_budget, "model_max_budget")
 
 
 class OrganizationFields(Limits, kw_only=True):

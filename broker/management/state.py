@@ -3,19 +3,26 @@ at shutdown), the authenticator, and the listeners told about every committed ch
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
 
 from broker.config.loader import Config
 from broker.management.access import ManagementAuth
-from workers.db.engine import Database
 from workers.errors import ServiceUnavailable
 
+if TYPE_CHECKING:
+    from workers.db.engine import Database
+
 log = logging.getLogger("switchboard.management")
+
+# The modules of the handlers broker.management.ROUTES names (each imports SQLAlchemy): loaded
+# at start with a database, so that no first call pays for it; without one, on first call.
+HANDLER_MODULES = ("budgets", "customers", "keys", "organizations", "spend", "teams", "users")
 
 
 class Change(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,6 +48,9 @@ class Management:
         self.guardrail_names = frozenset(entry.guardrail_name for entry in config.guardrails)
         self.database: Database | None = None
         if general.database_url is not None:
+            # Here: without a database, SQLAlchemy is never loaded (issue #22's memory).
+            from workers.db.engine import Database
+
             self.database = Database(
                 str(general.database_url),
                 pool_size=general.database_connection_pool_limit,
@@ -84,6 +94,8 @@ def management_ctx(
         app[MANAGEMENT] = management
         database = management.database
         if database is not None:
+            for module in HANDLER_MODULES:
+                importlib.import_module(f"broker.management.{module}")
             try:
                 await database.migrate()
             except ServiceUnavailable:

@@ -34,6 +34,7 @@ TEAM_FIELDS = (
     "tpm_limit",
     "max_parallel_requests",
     "model_max_budget",
+    "team_member_model_max_budget",
 )
 # What a team admin may change on its own team; the rest (budget, limits, models,
 # organization, blocked) only a proxy admin, or a team could lift its own cap.
@@ -79,21 +80,25 @@ async def join_team(
     current = await teams.membership(conn, team_id, user_id)
     budget_id = current["budget_id"] if current else None
     if max_budget_in_team is not None:
-        budget_id = await _member_budget(conn, call, budget_id, max_budget_in_team)
+        limits = {"max_budget": max_budget_in_team}
+        budget_id = await _member_budget(conn, call, budget_id, limits)
     row = await teams.add_member(conn, team_id, user_id, role, budget_id)
     await call.audit(conn, "add", "team_member", f"{team_id}/{user_id}", current, row)
     return row
 
 
 async def _member_budget(
-    conn: AsyncConnection, call: Call, budget_id: str | None, max_budget: float
+    conn: AsyncConnection, call: Call, budget_id: str | None, limits: dict[str, Any]
 ) -> str:
-    if budget_id is not None and await budgets.get(conn, budget_id) is not None:
-        await budgets.update(conn, budget_id, {"max_budget": max_budget, **updated(call.principal)})
+    """The member's budget row in the team, made or updated with `limits` (its
+    `max_budget`, its own `model_max_budget`)."""
+    before = await budgets.get(conn, budget_id) if budget_id is not None else None
+    if budget_id is not None and before is not None:
+        after = await budgets.update(conn, budget_id, {**limits, **updated(call.principal)})
+        # Its own change (and audit row): the mirror's copy of the row must follow.
+        await call.audit(conn, "update", "budget", budget_id, before, after)
         return budget_id
-    row = await budgets.insert(
-        conn, {"budget_id": new_id(), "max_budget": max_budget, **created(call.principal)}
-    )
+    row = await budgets.insert(conn, {"budget_id": new_id(), **limits, **created(call.principal)})
     return str(row["budget_id"])
 
 
@@ -243,10 +248,13 @@ async def member_update(call: Call) -> dict[str, Any]:
         changes: dict[str, Any] = {}
         if body.role is not None:
             changes["role"] = body.role
+        limits: dict[str, Any] = {}
         if body.max_budget_in_team is not None:
-            changes["budget_id"] = await _member_budget(
-                conn, call, before["budget_id"], body.max_budget_in_team
-            )
+            limits["max_budget"] = body.max_budget_in_team
+        if body.model_max_budget is not None:
+            limits["model_max_budget"] = body.model_max_budget
+        if limits:
+            changes["budget_id"] = await _member_budget(conn, call, before["budget_id"], limits)
         await teams.update_member(conn, body.team_id, user_id, changes)
         after = await teams.membership(conn, body.team_id, user_id)
         await call.audit(conn, "update", "team_member", f"{body.team_id}/{user_id}", before, after)
@@ -257,4 +265,5 @@ async def member_update(call: Call) -> dict[str, Any]:
         "user_email": user["user_email"] if user else None,
         "role": after["role"] if after else None,
         "max_budget_in_team": body.max_budget_in_team,
+        "model_max_budget": body.model_max_budget,
     }

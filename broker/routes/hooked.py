@@ -12,6 +12,7 @@ from aiohttp import web
 from broker.auth import Caller
 from broker.frontdoor import FrontDoor
 from broker.guardrails import GUARDRAILS, key_guardrails
+from broker.hooks import note_caller
 from broker.relay import Relay
 from broker.response_cache import RESPONSE_CACHE
 from workers.errors import InvalidRequest
@@ -36,6 +37,7 @@ async def run_hooked(
     admitted relay for the body the guardrails let through. `vary`: request headers that
     change the answer (the cache keys on them too). `start`: how to answer with the admitted
     relay instead of relaying it (a background response answers at once; never cached)."""
+    note_caller(caller)  # who asks, for the callbacks of a refusal and the team's spans
     guards = request.app.get(GUARDRAILS)
     checked = None
     if guards is not None:

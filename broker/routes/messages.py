@@ -22,6 +22,7 @@ from broker.routes.admitted import admitted_relay, request_options
 from broker.routes.gemini_count import count_at_gemini
 from broker.routes.hooked import run_hooked
 from broker.routes.keys import FRONT_DOOR
+from broker.routes.messages_vertex_count import count_at_vertex
 from broker.routes.passthrough import PASSTHROUGH_HTTP
 from workers.deployment import Deployment
 from workers.envelopes import INGRESS_MESSAGES, KIND_CHAT
@@ -33,6 +34,8 @@ from workers.providers.base import NativeRequest
 from workers.providers.bedrock import invoke as bedrock_invoke
 from workers.providers.bedrock.errors import http_error as bedrock_http_error
 from workers.providers.passthrough import upstream_for
+from workers.providers.vertex import endpoint as vertex_endpoint
+from workers.providers.vertex import takes_messages as vertex_takes_messages
 from workers.tokens import estimate_prompt_tokens
 from workers.validation import decode_request, validate_chat_request
 from workers.wire import ChatCompletionRequest, chat_request_from_dict
@@ -48,8 +51,13 @@ COUNT_HEADER = "x-switchboard-token-count"
 
 def speaks_messages(deployment: Deployment) -> bool:
     """Whether /v1/messages reaches `deployment` in Anthropic's own API (the body and
-    anthropic-beta as sent): Anthropic, and Claude on Bedrock through InvokeModel."""
-    return deployment.provider == "anthropic" or bedrock_invoke.takes_messages(deployment)
+    anthropic-beta as sent): Anthropic, Claude on Bedrock through InvokeModel, and Claude
+    on Vertex AI through rawPredict."""
+    return (
+        deployment.provider == "anthropic"
+        or bedrock_invoke.takes_messages(deployment)
+        or vertex_takes_messages(deployment)
+    )
 
 
 def group_drops(front: FrontDoor, group: str, options: GatewayOptions) -> bool:
@@ -233,7 +241,7 @@ def _forwarded(
         unsupported(
             BETA_HEADER,
             f"model group `{group}` ({names})",
-            "beta features need Anthropic's own API (Anthropic, or Claude on Bedrock)",
+            "beta features need Anthropic's own API (Anthropic, or Claude on Bedrock or Vertex)",
             drop_params=bool(options.drop_params) or all(d.drop_params for d in others),
         )
         return None
@@ -243,7 +251,8 @@ def _forwarded(
 @anthropic_errors
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     """The provider's own counter when the group has one: Anthropic's, Bedrock's CountTokens
-    for Claude there (every deployment taking the Messages API as is), or Gemini's
+    or Vertex's count-tokens for Claude there (every deployment taking the Messages API as
+    is), or Gemini's
     (broker/routes/gemini_count.py); otherwise the gateway's estimate. A header says which."""
     front = request.app[FRONT_DOOR]
     caller = await front.tenancy.authenticate(request)
@@ -256,6 +265,8 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     if deployments and all(speaks_messages(d) for d in deployments):
         if deployments[0].provider == "anthropic":
             return await count_at_anthropic(request, deployments[0], body)
+        if deployments[0].provider == vertex_endpoint.PROVIDER:
+            return await count_at_vertex(request, deployments[0], body)
         return await count_at_bedrock(request, deployments[0], body)
     if deployments and all(d.provider == "gemini" for d in deployments):
         drop = group_drops(front, group, options)

@@ -1,6 +1,7 @@
 """GET /v1/models, /v1/models/{model} and LiteLLM's /model/info: what clients may ask for.
 
-/model/info shows the deployments as `broker/model_info.py` describes them, once at start.
+/model/info shows the deployments as `broker/model_info.py` describes them, once at start,
+and how their groups are routed (`broker/model_routing.py`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from broker.errors import JSON
+from broker.model_routing import describe_routing
 from broker.routes.keys import FRONT_DOOR
 from workers.errors import ModelNotFound
 from workers.wire import ModelCard, ModelList, encode
@@ -52,4 +54,8 @@ async def model_info(request: web.Request) -> web.Response:
         if caller.may_list(entry["model_name"])
         and (wanted is None or entry["model_info"]["id"] == wanted)
     ]
-    return web.Response(body=msgspec.json.encode({"data": data}), content_type=JSON)
+    # Ours beside LiteLLM's `data`: how each of those groups is routed (issue #21).
+    groups = list(dict.fromkeys(entry["model_name"] for entry in data))
+    routing = describe_routing(front.config, groups)
+    body = {"data": data, "model_groups": routing}
+    return web.Response(body=msgspec.json.encode(body), content_type=JSON)

@@ -29,8 +29,10 @@ from workers.providers.passthrough import (
     Upstream,
     checked_path,
     upstream_for,
+    vertex_claude_model,
     vertex_path,
 )
+from workers.providers.vertex import endpoint as vertex_endpoint
 
 PASSTHROUGH_HTTP = web.AppKey("passthrough_http", HttpClient)
 METHODS = ("GET", "POST", "DELETE")
@@ -90,9 +92,19 @@ async def forward(
     caller = await front.tenancy.authenticate(request)
     _check_scope(caller, provider)
     path = checked_path(request.match_info["path"])
-    if vertex:
-        path = vertex_path(path)
-    upstream = upstream_for(_deployment(front, provider))
+    claude = vertex_claude_model(path) if vertex else None
+    if claude is not None:
+        # Claude on Vertex: the configured Vertex deployment's project, location and token.
+        provider = vertex_endpoint.PROVIDER
+        deployment = _deployment(front, provider)
+        upstream = upstream_for(deployment)
+        model, method = claude
+        path = vertex_endpoint.model_url(deployment, model).removeprefix(upstream.root)
+        path += ":" + method
+    else:
+        if vertex:
+            path = vertex_path(path)
+        upstream = upstream_for(_deployment(front, provider))
     body = await request.read()
     url = upstream.url(path, request.query)
     headers = await _headers(request, upstream, url, body)

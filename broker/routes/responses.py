@@ -90,7 +90,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         admit=admit,
         stream=bool(parsed.stream),
         # A translated background response is answered at once, from the front door.
-        start=(lambda relay: responses_background.start(front, caller, parsed, relay))
+        start=(lambda relay: responses_background.start(request, front, caller, parsed, relay))
         if background
         else None,
     )
@@ -103,6 +103,8 @@ async def get_response(request: web.Request) -> web.StreamResponse:
     held_by = await responses_held.holder(front, caller, response_id)
     if held_by is not None:
         return await responses_held.forward(request, front, caller, held_by, response_id)
+    if request.query.get("stream") == "true":
+        return await responses_background.stream(request, front, caller, response_id)
     body = await response_store.response_body(front.redis, front.keys, response_id, caller.owner)
     return web.Response(body=body, content_type=JSON)
 

@@ -50,17 +50,43 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
     if not caller.may_read(request_id):
         # The same answer as for an unknown id: another key's requests are not even named.
         raise _not_found(request_id, front.settings.reply_ttl_s)
+    return await follow_reply(request, request_id, after)
+
+
+async def follow_reply(
+    request: web.Request,
+    request_id: str,
+    after: int,
+    headers: dict[str, str] | None = None,
+    *,
+    is_background: bool = False,
+    must_exist: bool = True,
+) -> web.StreamResponse:
+    """Stream the reply of `request_id` (whose it is already checked) from above `after`,
+    then live until it ends; also how a background response is streamed (issue #18,
+    broker/routes/responses_background.py). A background request is not claimed: nobody
+    waits on it to cancel it, and its own cancel must still find it unclaimed. Without
+    `must_exist`, a reply with no record yet is waited for (a request just enqueued)."""
+    front = request.app[FRONT_DOOR]
     try:
         rows = await redis_streams.read_records(front.redis, front.keys, request_id)
-        if not rows and not await redis_streams.is_claimed(front.redis, front.keys, request_id):
+        if (
+            must_exist
+            and not rows
+            and not (
+                not is_background
+                and await redis_streams.is_claimed(front.redis, front.keys, request_id)
+            )
+        ):
             # Unknown, expired, or not started. Claiming it here (and deleting the claim)
             # would let a concurrent resume of the same id see that claim, take the id for a
             # request another front door resumed, and follow an empty reply until the deadline.
             raise _not_found(request_id, front.settings.reply_ttl_s)
-        # Claim the request so the front door it left does not cancel it after the grace.
-        await redis_streams.claim_resumed(
-            front.redis, front.keys, request_id, front.id, front.settings.reply_ttl_s
-        )
+        if not is_background:
+            # Claim the request so the front door it left does not cancel it after the grace.
+            await redis_streams.claim_resumed(
+                front.redis, front.keys, request_id, front.id, front.settings.reply_ttl_s
+            )
     except RedisError as exc:
         why = "full" if redis_streams.is_out_of_memory(exc) else "unreachable"
         raise ServiceUnavailable(
@@ -68,7 +94,9 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
             code="queue_unavailable",
             retry_after_s=1.0,
         ) from exc
-    response = web.StreamResponse(headers={**sse_frames.HEADERS, "x-request-id": request_id})
+    response = web.StreamResponse(
+        headers={**sse_frames.HEADERS, "x-request-id": request_id, **(headers or {})}
+    )
     await response.prepare(request)
     replay = _Replay(response, after)
     last_entry = "0-0"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 from aiohttp import web
@@ -32,12 +33,24 @@ def _value(value: Any) -> Any:
 
 
 class OtlpReceiver:
-    """`port` 0 picks a free one; a fixed port lets a test `stop()` the receiver (its
+    """`port` 0 picks a free one. `restartable`: a test may `stop()` the receiver (its
     listener closed: connections refused, as a collector that is down) and `start()` it
-    again where the exporters expect it."""
+    again where the exporters expect it, on the same port.
 
-    def __init__(self, port: int = 0) -> None:
+    A restartable receiver keeps its port bound all along, by a socket that never listens:
+    a port merely released for the outage can be taken meanwhile by anything on the machine
+    (any process's outgoing connection may get it as its local port, or the exporter's own
+    retry may connect to itself on it), and then the collector cannot come back
+    (EADDRINUSE): the outage test failed that way under load."""
+
+    def __init__(self, port: int = 0, *, restartable: bool = False) -> None:
         self.port = port
+        self._hold: socket.socket | None = None
+        if restartable:
+            self._hold = socket.socket()
+            self._hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._hold.bind(("127.0.0.1", port))
+            self.port = self._hold.getsockname()[1]
         # Each accepted export: its headers and its spans.
         self.batches: list[tuple[dict[str, str], list[ReceivedSpan]]] = []
         self.spans: list[ReceivedSpan] = []
@@ -86,7 +99,7 @@ class OtlpReceiver:
         app.router.add_post("/api/public/otel/v1/traces", self._traces)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await site.start()
         self.port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -97,8 +110,15 @@ class OtlpReceiver:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def close(self) -> None:
+        """Stopped for good: the held port goes too."""
         await self.stop()
+        if self._hold is not None:
+            self._hold.close()
+            self._hold = None
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
 
 async def _serve(port: int) -> None:

@@ -1,9 +1,10 @@
 """A collector outage under load, with the service as users run it (issue #19): a real
 `switchboard serve` and `switchboard worker` on the test Redis, and the test's OTLP/HTTP
-receiver on a fixed port, stopped (its port refusing connections) while requests keep
+receiver on a port it holds throughout, stopped (its port refusing connections) while requests keep
 coming, then started again. Requests are answered throughout (tracing is off their path);
-the spans wait on the finished-request stream, and each request's three spans arrive once
-the collector is back: every one, none twice."""
+the worker-made spans wait on the finished-request stream, the front door's relay span in
+its exporter's queue, and each request's four spans arrive once the collector is back:
+every one, none twice."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from workers.testing.server import FakeUpstream
 
 REQUESTS = 60
 CLIENTS = 6
+# Front door (the consumer's), queue wait, provider call, relay (the front door's).
+SPANS_EACH = 4
 DOWN_FOR_S = 8.0
 
 
@@ -44,7 +47,7 @@ async def _load(url: str, answered: list[str]) -> None:
 async def test_a_collector_down_under_load_gets_every_span_once_it_is_back(
     fake: FakeUpstream, namespace: str, tmp_path: Path
 ) -> None:
-    receiver = OtlpReceiver(port=free_port())
+    receiver = OtlpReceiver(restartable=True)  # its port stays ours while it is down
     await receiver.start()
     general = textwrap.dedent(
         f"""\
@@ -72,24 +75,24 @@ async def test_a_collector_down_under_load_gets_every_span_once_it_is_back(
             await asyncio.sleep(DOWN_FOR_S)
             assert len(answered) > down_at + 10, "requests kept being answered meanwhile"
             # What was answered while it was down waits on the stream, not in a process.
-            assert len(receiver.spans) < 3 * down_at + 3 * 10
+            assert len(receiver.spans) < SPANS_EACH * (down_at + 10)
             await receiver.start()  # back, on the same port
             await asyncio.wait_for(load, 120)
             assert len(answered) == REQUESTS
             await eventually(
-                lambda: len(receiver.spans) >= 3 * REQUESTS,
+                lambda: len(receiver.spans) >= SPANS_EACH * REQUESTS,
                 what="every request's spans",
                 timeout_s=90,
             )
             await asyncio.sleep(1.0)  # anything sent twice would have arrived by now
     finally:
-        await receiver.stop()
+        await receiver.close()
     spans = receiver.spans
-    # Each request's three spans, once: front door, queue wait, provider call.
-    assert len(spans) == 3 * REQUESTS
+    # Each request's four spans, once.
+    assert len(spans) == SPANS_EACH * REQUESTS
     assert len({(s.trace_id, s.span_id) for s in spans}) == len(spans)
     by_trace = collections.Counter(s.trace_id for s in spans)
-    assert len(by_trace) == REQUESTS and set(by_trace.values()) == {3}
+    assert len(by_trace) == REQUESTS and set(by_trace.values()) == {SPANS_EACH}
     served = [s.attributes["switchboard.request_id"] for s in spans if s.name == "chat gpt-test"]
     assert sorted(served) == sorted(answered)
     assert {s.service for s in spans} == {"sb-outage"}

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
 from broker.config import ConfigError
 from broker.hooks import FRONT_HOOKS, service_hooks
@@ -209,3 +210,103 @@ async def test_a_logging_only_guardrail_masks_what_the_callbacks_see_not_the_cal
     assert fake.requests[-1].json["messages"][0]["content"] == text  # the call is untouched
     [logged] = [orjson.loads(line) for line in jsonl.read_bytes().splitlines()]
     assert logged["messages"][0]["content"] == "mail [EMAIL] please"
+
+
+class WebhookCollector:
+    """A local collector the `webhook` built-in POSTs each call's JSON to."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.raw: list[bytes] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def _ingest(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        self.raw.append(raw)
+        self.events.append(orjson.loads(raw))
+        return web.Response(status=204)
+
+    async def __aenter__(self) -> WebhookCollector:
+        app = web.Application()
+        app.router.add_post("/ingest", self._ingest)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/ingest"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+
+JSON = "application/json"
+MASTER = "sk-master-callbacks-0123"
+TEAM_KEY = "sk-team-a-callbacks-0123456789"
+STOLEN = "sk-not-a-key-of-this-gateway-42"
+
+
+async def test_refusals_before_queueing_reach_the_failure_callbacks(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    async with WebhookCollector() as collector:
+        general = textwrap.dedent(
+            f"""\
+            general_settings:
+              master_key: {MASTER}
+            litellm_settings:
+              failure_callback: ["webhook"]
+            callback_settings:
+              webhook: {{url: "{collector.url}", retry_for_s: 30}}
+            """
+        )
+        keys = f"[{{alias: team-a, key: {TEAM_KEY}, models: [gpt-test]}}]"
+        config = make_config(
+            fake.base_url + "/v1", namespace, general=general, settings={"api_keys": keys}
+        )
+        refusals: list[tuple[str, dict[str, Any], int]] = [
+            (STOLEN, {"model": "gpt-test", "messages": HELLO}, 401),
+            (TEAM_KEY, {"model": "gpt-test", "messages": "not a list", "stream": True}, 400),
+            (TEAM_KEY, {"model": "embed-test", "messages": HELLO}, 403),
+        ]
+        async with service(config) as ([door], workers), aiohttp.ClientSession() as http:
+            for key, body, expected in refusals:
+                status, _, _ = await post(
+                    http, door.url, body, headers={"Authorization": f"Bearer {key}"}
+                )
+                assert status == expected
+            # Hostile bodies: not JSON, not an object, nested past any decoder.
+            for raw in (b"\xff\xfe{", b"[1, 2]", b"[" * 5000 + b"]" * 5000):
+                async with http.post(
+                    door.url + "/v1/chat/completions",
+                    data=raw,
+                    headers={"Authorization": f"Bearer {TEAM_KEY}", "Content-Type": JSON},
+                ) as reply:
+                    assert reply.status == 400
+            await door.app[FRONT_HOOKS].dispatcher.flush()  # onto the stream
+            await _flush(workers)
+        assert fake.requests == []  # none of them was queued
+    hostile = collector.events[3:]
+    assert len(hostile) == 3 and {e["status_code"] for e in hostile} == {400}
+    assert all(e["model_group"] == "" for e in hostile)
+    collector.events = collector.events[:3]
+    by_status = {event["status_code"]: event for event in collector.events}
+    assert len(collector.events) == 3 and set(by_status) == {401, 400, 403}
+    assert all(event["status"] == "failure" for event in collector.events)
+    # A bad key: nobody to name, nothing of its body logged.
+    unknown = by_status[401]
+    assert unknown["error_code"] == "invalid_api_key"
+    assert unknown["metadata"]["user_api_key_alias"] is None and not unknown["messages"]
+    # A key that authenticated: its alias, the model, the reason.
+    invalid = by_status[400]
+    assert invalid["metadata"]["user_api_key_alias"] == "team-a"
+    assert invalid["model_group"] == "gpt-test" and invalid["stream"] is True
+    assert invalid["error_code"] and "messages" in invalid["error_str"]
+    denied = by_status[403]
+    assert denied["error_code"] == "key_model_access_denied"
+    assert denied["metadata"]["user_api_key_alias"] == "team-a"
+    # No secret anywhere in what the collector got.
+    for raw in collector.raw:
+        for secret in (MASTER, TEAM_KEY, STOLEN):
+            assert secret.encode() not in raw

@@ -3,12 +3,14 @@ OpenTelemetry SDK over OTLP/HTTP to a receiver that decodes it with opentelemetr
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import textwrap
 from typing import Any
 
 import aiohttp
 
+from broker.hooks import FRONT_HOOKS
 from tests.broker.harness import make_config, post, service
 from tests.broker.otlp_receiver import OtlpReceiver
 from tests.waiting import eventually
@@ -64,14 +66,28 @@ async def test_one_trace_runs_from_the_client_through_the_queue_to_the_upstream(
             request_id = response.headers["x-request-id"]
         # Leaving the service flushed both processes' batches.
         spans = {span.name: span for span in receiver.spans}
-    # A request served at once: three spans, no attempt of its own.
-    assert set(spans) == {"POST /v1/chat/completions", "switchboard.queue", "chat gpt-test"}
+    # A request served at once: four spans, no attempt of its own.
+    assert set(spans) == {
+        "POST /v1/chat/completions",
+        "switchboard.queue",
+        "chat gpt-test",
+        "switchboard.relay",
+    }
     front = spans["POST /v1/chat/completions"]
     queue, call = spans["switchboard.queue"], spans["chat gpt-test"]
+    relay = spans["switchboard.relay"]
     # One trace, the client's, and each span under the right parent.
     assert {s.trace_id for s in spans.values()} == {CLIENT_TRACE}
     assert front.parent_id == CLIENT_PARENT
     assert queue.parent_id == front.span_id and call.parent_id == front.span_id
+    # The relay of the answer: from the enqueue to the last byte, after the worker's call.
+    assert relay.parent_id == front.span_id
+    assert relay.start_ns <= call.start_ns + 1_000_000 and relay.end_ns >= call.end_ns
+    assert relay.attributes["switchboard.relay.outcome"] == "ok"
+    assert "http.response.status_code" not in relay.attributes  # 200, the usual: left out
+    assert relay.attributes["switchboard.relay.bytes"] > int(response.headers["Content-Length"])
+    ttfb_ms = relay.attributes["switchboard.relay.ttfb_ms"]
+    assert 0 < ttfb_ms <= (relay.end_ns - front.start_ns) / 1e6
     # Queue wait ends where the worker's span starts.
     assert queue.end_ns <= call.start_ns + 1_000_000
     # GenAI semantic conventions on the provider call.
@@ -153,8 +169,8 @@ async def test_a_collector_outage_under_load_loses_no_span_and_repeats_none(
             await eventually(lambda: receiver.refused >= 3, what="refused exports", timeout_s=20)
             receiver.is_down = False
         spans = receiver.spans
-    # Every request's three spans (front door, queue, provider call), each once.
-    assert len({span.span_id for span in spans}) == len(spans) == 30
+    # Every request's four spans (front door, queue, provider call, relay), each once.
+    assert len({span.span_id for span in spans}) == len(spans) == 40
     assert len({span.trace_id for span in spans}) == 10
 
 
@@ -198,3 +214,52 @@ async def test_a_request_the_front_door_answers_itself_has_its_span_from_there(
     assert span.parent_id == CLIENT_PARENT
     assert span.attributes["http.response.status_code"] == 400
     assert fake.requests == []
+
+
+async def test_a_streams_relay_span_times_its_first_byte_and_counts_its_bytes(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    async with OtlpReceiver() as receiver:
+        config = _config(fake, namespace, receiver)
+        async with service(config) as ([door], _), aiohttp.ClientSession() as http:
+            body = {"model": "slow", "messages": HELLO, "stream": True}
+            async with http.post(door.url + "/v1/chat/completions", json=body) as streamed:
+                assert streamed.status == 200
+                received = len(await streamed.read())
+            # A client that leaves mid-stream: the relay says so.
+            async with http.post(door.url + "/v1/chat/completions", json=body) as left:
+                await left.content.readany()
+            await asyncio.sleep(0.3)  # the front door notices the closed connection
+        spans = receiver.spans
+    relays = [s for s in spans if s.name == "switchboard.relay"]
+    fronts = {s.trace_id: s for s in spans if s.name == "POST /v1/chat/completions"}
+    outcomes = sorted(r.attributes["switchboard.relay.outcome"] for r in relays)
+    assert outcomes == ["client_closed", "ok"]
+    [done] = [r for r in relays if r.attributes["switchboard.relay.outcome"] == "ok"]
+    front = fronts[done.trace_id]
+    assert done.parent_id == front.span_id
+    # The slow model streams 20 chunks 50 ms apart: the first byte comes well before the end.
+    ttfb_ns = done.attributes["switchboard.relay.ttfb_ms"] * 1e6
+    assert front.start_ns + ttfb_ns < done.end_ns - 500_000_000
+    assert done.attributes["switchboard.relay.bytes"] > received
+
+
+async def test_an_unsampled_request_builds_nothing_for_its_trace(
+    fake: FakeUpstream, namespace: str
+) -> None:
+    """Sampling is decided first: with span exports alone, an unsampled request has no
+    finished-request event, no span made anywhere; its context still goes upstream."""
+    async with OtlpReceiver() as receiver:
+        config = _config(fake, namespace, receiver, "sample_rate: 0.0")
+        async with service(config) as ([door], workers), aiohttp.ClientSession() as http:
+            status, _, _ = await post(http, door.url, {"model": "gpt-test", "messages": HELLO})
+            assert status == 200
+            bad = {"model": "gpt-test", "messages": "not a list"}
+            assert (await post(http, door.url, bad))[0] == 400
+            await door.app[FRONT_HOOKS].dispatcher.flush()
+            [consumer] = [running.worker.callback_consumer for running in workers]
+            assert consumer is not None
+            await consumer.flush()
+            assert consumer.offered == 0  # no event reached the callbacks' stream
+    assert receiver.spans == []
+    assert fake.requests[-1].headers["traceparent"].endswith("-00")

@@ -26,11 +26,12 @@ except ImportError:  # not on Windows: there, processes sharing a new SQLite fil
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from workers.errors import ServiceUnavailable
+# Re-exported (`X as X`): their home was here before workers.db.plain.
+from workers.db.plain import DatabaseUnavailable as DatabaseUnavailable
+from workers.db.plain import sqlite_url as sqlite_url
 
 log = logging.getLogger("switchboard.db")
 
-SQLITE_FILE = "switchboard.db"
 SQLITE_BUSY_TIMEOUT_S = 30.0
 DEFAULT_POOL_SIZE = 10
 DEFAULT_POOL_TIMEOUT_S = 30.0
@@ -42,15 +43,6 @@ RETRY_AFTER_S = 5.0
 PRISMA_ONLY = frozenset({"schema", "connection_limit", "pool_timeout", "pgbouncer", "sslaccept"})
 # Any constant works; all processes on one database must use the same one.
 MIGRATION_LOCK_ID = 0x5B17_0017
-
-
-class DatabaseUnavailable(ServiceUnavailable):
-    default_code = "database_unavailable"
-
-
-def sqlite_url(data_dir: Path) -> str:
-    """The default database: a SQLite file in the data directory."""
-    return f"sqlite:///{(data_dir / SQLITE_FILE).resolve()}"
 
 
 def async_url(url: str) -> URL:

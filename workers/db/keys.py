@@ -98,8 +98,16 @@ def filtered(
     organization_id: str | None = None,
     key_alias: str | None = None,
     token: str | None = None,
+    min_budget_percent: int | None = None,
 ) -> sa.Select[Any]:
     statement = sa.select(api_keys)
+    if min_budget_percent is not None:
+        # Keys with a budget that spent at least that share of it (the console's "near
+        # their limit"): a filter the database applies, however many keys there are.
+        statement = statement.where(
+            api_keys.c.max_budget > 0,
+            api_keys.c.spend * 100 >= api_keys.c.max_budget * min_budget_percent,
+        )
     if user_id is not None:
         statement = statement.where(api_keys.c.user_id == user_id)
     if team_ids is not None:
@@ -114,11 +122,19 @@ def filtered(
 
 
 async def list_page(
-    conn: AsyncConnection, statement: sa.Select[Any], *, page: int, size: int
+    conn: AsyncConnection,
+    statement: sa.Select[Any],
+    *,
+    page: int,
+    size: int,
+    by_budget_used: bool = False,
 ) -> tuple[list[Row], int]:
-    return await rows.page(
-        conn, statement, [api_keys.c.created_at, api_keys.c.token], number=page, size=size
-    )
+    """A page of `statement`'s keys, oldest first; `by_budget_used`: the keys that used
+    the most of their budget first (only keys with a budget may be listed so)."""
+    order: list[sa.ColumnElement[Any]] = [api_keys.c.created_at, api_keys.c.token]
+    if by_budget_used:
+        order = [(api_keys.c.spend / api_keys.c.max_budget).desc(), api_keys.c.token]
+    return await rows.page(conn, statement, order, number=page, size=size)
 
 
 async def owned_by(

@@ -16,11 +16,12 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workers.db import key_blocks, rows
+from workers.db.plain import SUCCESS as SUCCESS  # re-exported (`X as X`): once defined here
+from workers.db.plain import SpendRecord as SpendRecord
 from workers.db.rows import Row
 from workers.db.tables import (
     api_keys,
@@ -35,34 +36,7 @@ from workers.db.tables import (
     users,
 )
 
-SUCCESS = "success"
 INSERT_CHUNK = 500
-
-
-class SpendRecord(msgspec.Struct, kw_only=True, frozen=True):
-    """One finished request, as the ledger hands it over."""
-
-    request_id: str
-    call_type: str  # the endpoint: "chat.completions", "embeddings", "batch", ...
-    api_key: str  # the key's hash (workers.db.keys.hash_token)
-    model: str
-    model_group: str
-    start_time: datetime
-    end_time: datetime
-    key_alias: str | None = None
-    user_id: str | None = None
-    team_id: str | None = None
-    organization_id: str | None = None
-    end_user: str | None = None
-    deployment: str | None = None
-    provider: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    spend: float = 0.0
-    status: str = SUCCESS
-    tags: tuple[str, ...] = ()
-    batch_id: str | None = None
-    metadata: dict[str, Any] = {}
 
 
 def _log_row(record: SpendRecord) -> dict[str, Any]:

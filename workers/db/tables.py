@@ -98,6 +98,9 @@ teams = sa.Table(
     sa.Column("metadata", Json, nullable=False, default=dict),
     sa.Column("tags", Json, nullable=False, default=list),
     *_limits(),
+    # Per-model budgets every member gets where its own budget row names none (LiteLLM's
+    # team_member_model_max_budget); NULL: none (revision 0004 added it).
+    sa.Column("team_member_model_max_budget", Json),
     sa.Column("spend", Money, nullable=False, default=0.0),
     sa.Column("model_spend", Json, nullable=False, default=dict),
     sa.Column("blocked", sa.Boolean, nullable=False, default=False),

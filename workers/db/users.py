@@ -9,14 +9,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workers.db import rows
+
+# Re-exported (`X as X`): `users.PROXY_ADMIN` reads well; defined in workers.db.plain.
+from workers.db.plain import INTERNAL_USER as INTERNAL_USER
+from workers.db.plain import INTERNAL_USER_VIEWER as INTERNAL_USER_VIEWER
+from workers.db.plain import PROXY_ADMIN as PROXY_ADMIN
+from workers.db.plain import PROXY_ADMIN_VIEWER as PROXY_ADMIN_VIEWER
+from workers.db.plain import ROLES as ROLES
 from workers.db.rows import Row
 from workers.db.tables import users
-
-PROXY_ADMIN = "proxy_admin"
-PROXY_ADMIN_VIEWER = "proxy_admin_viewer"
-INTERNAL_USER = "internal_user"
-INTERNAL_USER_VIEWER = "internal_user_viewer"
-ROLES = (PROXY_ADMIN, PROXY_ADMIN_VIEWER, INTERNAL_USER, INTERNAL_USER_VIEWER)
 
 
 async def get(conn: AsyncConnection, user_id: str, *, for_update: bool = False) -> Row | None:

@@ -79,7 +79,7 @@ class _Event:
 
     @property
     def team_id(self) -> str | None:
-        return self.who.team_id if self.who is not None else None
+        return self.who.team_id if self.who is not None else self.call.team_id
 
     @property
     def is_success(self) -> bool:
@@ -93,7 +93,7 @@ class _Event:
                 self.request_id,
                 self.call,
                 key_alias=who.key_alias if who else None,
-                team_id=who.team_id if who else None,
+                team_id=self.team_id,
             )
             if self.hooks.transform is not None:
                 event = self.hooks.transform(event)

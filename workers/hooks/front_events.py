@@ -88,6 +88,7 @@ def finished_call(answer: FrontDoorAnswer, redact: bool) -> FinishedCall:
         meta=meta,
         key_alias=answer.api_key_alias,
         cache_hit=response is not None,
+        team_id=answer.team_id,
     )
 
 

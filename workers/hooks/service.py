@@ -27,6 +27,7 @@ from workers.hooks.dispatch import CallbackDispatcher
 from workers.hooks.events import CallEvent, as_builtins
 from workers.hooks.guardrails import Guardrails, log_masker
 from workers.hooks.registry import Callbacks, Factory
+from workers.hooks.trace_context import is_sampled
 from workers.hooks.trace_record import JobTraces
 from workers.sdk.assemble import stream_chunk_builder
 from workers.settings.hooks import CallbackSettings, Guardrail, OtelCallback, TeamCallbacks
@@ -120,6 +121,7 @@ class FrontDoorAnswer:
         "error",
         "stream",
         "api_key_alias",
+        "team_id",
     )
 
     def __init__(
@@ -131,9 +133,10 @@ class FrontDoorAnswer:
         body: bytes,
         started_s: float,
         stream: bool,
-        api_key_alias: str,
+        api_key_alias: str | None,
         response: bytes | None = None,
         error: SwitchboardError | None = None,
+        team_id: str | None = None,
     ) -> None:
         self.request_id = request_id
         self.kind = kind
@@ -145,6 +148,7 @@ class FrontDoorAnswer:
         self.api_key_alias = api_key_alias
         self.response = response
         self.error = error
+        self.team_id = team_id
 
     def event(self) -> CallEvent:
         request = _request_of(self.body)
@@ -165,6 +169,7 @@ class FrontDoorAnswer:
             cost_usd=0.0 if self.response is not None else None,
             cache_hit=self.response is not None,
             api_key_alias=self.api_key_alias,
+            team_id=self.team_id,
         )
 
 
@@ -205,6 +210,12 @@ class ServiceHooks:
         self._sends_body = self._reads_requests
         # Each job's trace ids and times, when a list names `otel` or `langfuse`.
         self.traces: JobTraces | None = JobTraces() if self.is_traced else None
+
+    @property
+    def reads_calls(self) -> bool:
+        """Whether a callback besides the span exports is named: else an event without a
+        sampled trace is of no use to anyone."""
+        return self._sends_body
 
     @property
     def _reads_requests(self) -> bool:
@@ -282,6 +293,8 @@ class ServiceHooks:
         request_id = envelope.request_id
         chunks = self._chunks.pop(request_id, None) or []
         trace = self.traces.finished(request_id) if self.traces is not None else None
+        if not self._sends_body and (trace is None or not is_sampled(trace.traceparent)):
+            return b""  # only span exports, and no span to make: no event at all
         body, response = envelope.body, record.body
         if record.end == envelopes.DONE:
             chunks = [*chunks, *record.chunks] if self._keeps_text else []

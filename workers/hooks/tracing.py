@@ -12,7 +12,8 @@ time to the SDK's OTLP/HTTP exporter and acknowledges the events once the collec
 them, so a collector that is down loses nothing: the stream holds the backlog.
 
 A request the front door answers itself (a cache hit, a refusal) has only the front door's
-span, made and exported by the front door (`FrontDoorTracing`).
+span, made and exported by the front door (`FrontDoorTracing`), which also makes the span
+of its relay of a worker's answer to the client (`switchboard.relay`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from workers import envelopes
 from workers.hooks.custom_logger import CustomLogger
-from workers.hooks.trace_context import FrontTrace
+from workers.hooks.trace_context import FrontTrace, is_sampled
 from workers.hooks.trace_record import new_span_id, new_trace_id
 from workers.settings.hooks import LangfuseCallback, OtelCallback
 from workers.tenancy.events import CallTrace, FinishedCall
@@ -49,6 +50,28 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _OK = Status(StatusCode.UNSET)
 # How long a stopping front door still retries a collector that fails (its spans are lost).
 SHUTDOWN_GRACE_S = 5.0
+
+
+class _Resource(Resource):
+    """The SDK's Resource with its hash worked out once. The OTLP encoder groups a batch's
+    spans by resource, hashing it for every span, and the SDK's hash is a JSON dump of the
+    attributes: an eighth of all the encoding's CPU, for a value that never changes."""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource.attributes, resource.schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or super().__eq__(other)
+
+
+def process_resource(service_name: str) -> Resource:
+    """This process's resource (service.name and the SDK's own attributes), for every span
+    it makes."""
+    return _Resource(Resource.create({"service.name": service_name}))
 
 
 def otlp_exporter(endpoint: str, headers: Mapping[str, str]) -> SpanExporter:
@@ -85,17 +108,13 @@ def span_exports(
     otel: OtelCallback | None, langfuse: LangfuseCallback | None
 ) -> dict[str, SpanExport]:
     """The `otel` and `langfuse` built-ins a config's sections set up (by name)."""
-    resource = Resource.create({"service.name": (otel or OtelCallback()).service_name})
+    resource = process_resource((otel or OtelCallback()).service_name)
     exports: dict[str, SpanExport] = {}
     if otel is not None:
         exports["otel"] = SpanExport(otlp_exporter(otel.endpoint, otel.headers), resource)
     if langfuse is not None:
         exports["langfuse"] = SpanExport(langfuse_exporter(langfuse), resource)
     return exports
-
-
-def is_sampled(traceparent: str) -> bool:
-    return bool(int(traceparent[53:55], 16) & 1)
 
 
 def _context(trace_id: int, span_hex: str) -> SpanContext:
@@ -202,11 +221,13 @@ def _provider_span(
         "gen_ai.usage.input_tokens": meta.prompt_tokens,
         "gen_ai.usage.output_tokens": meta.completion_tokens,
         "switchboard.request_id": request_id,
-        "switchboard.attempts": meta.attempts,
         "switchboard.cost_usd": meta.cost_usd or 0.0,
     }
     # Each attribute is a protobuf message to encode (most of tracing's CPU): the usual
-    # zero is left out, and `gen_ai.system` (deprecated for gen_ai.provider.name) too.
+    # values (one attempt, no fallback) are left out, and `gen_ai.system` (deprecated for
+    # gen_ai.provider.name) too.
+    if meta.attempts > 1:
+        attributes["switchboard.attempts"] = meta.attempts
     if meta.fallbacks:
         attributes["switchboard.fallbacks"] = meta.fallbacks
     status = _OK
@@ -299,21 +320,44 @@ class DurableExporter(SpanExporter):
 
 class FrontDoorTracing:
     """The front door's part: a span context per API request (continuing a client's valid
-    traceparent, sampling a new trace at `sample_rate`), and the span of a request it
-    answered itself, exported by the SDK's batch processor on its own thread."""
+    traceparent, sampling a new trace at `sample_rate`), and the spans it makes itself,
+    exported by the SDK's batch processor on its own thread: the span of a request it
+    answered itself, and the relay of a worker's answer to the client. A request made with
+    a key of a team that names its own span exports (`default_team_settings`) goes to
+    those (`teams`), as the callbacks' consumer sends that team's worker-made spans."""
 
-    def __init__(self, settings: OtelCallback, exports: Mapping[str, SpanExport]) -> None:
+    def __init__(
+        self,
+        settings: OtelCallback,
+        exports: Mapping[str, SpanExport],
+        teams: Mapping[str, Mapping[str, SpanExport]] | None = None,
+    ) -> None:
         self.sample_rate = settings.sample_rate
-        self.resource = Resource.create({"service.name": settings.service_name})
-        self.durable = [DurableExporter(e.exporter, settings.retry_for_s) for e in exports.values()]
-        self.processors = [
-            BatchSpanProcessor(
-                exporter,
-                max_queue_size=settings.max_queue,
-                schedule_delay_millis=settings.export_interval_s * 1000,
-            )
-            for exporter in self.durable
-        ]
+        self.resource = process_resource(settings.service_name)
+        self.durable: list[DurableExporter] = []
+        self.processors: list[BatchSpanProcessor] = []
+        # One processor per exporter, however many teams share it.
+        by_export: dict[int, BatchSpanProcessor] = {}
+
+        def processor(export: SpanExport) -> BatchSpanProcessor:
+            found = by_export.get(id(export))
+            if found is None:
+                durable = DurableExporter(export.exporter, settings.retry_for_s)
+                found = BatchSpanProcessor(
+                    durable,
+                    max_queue_size=settings.max_queue,
+                    schedule_delay_millis=settings.export_interval_s * 1000,
+                )
+                by_export[id(export)] = found
+                self.durable.append(durable)
+                self.processors.append(found)
+            return found
+
+        self.everyone = [processor(e) for e in exports.values()]
+        self.teams = {
+            team: [processor(e) for e in team_exports.values()]
+            for team, team_exports in (teams or {}).items()
+        }
         self._is_closed = False
 
     def start(self, client_traceparent: str | None) -> FrontTrace:
@@ -327,21 +371,72 @@ class FrontDoorTracing:
         traceparent = f"00-{new_trace_id()}-{new_span_id()}-{flags}"
         return FrontTrace(traceparent, "", time.time_ns())
 
+    def _export(self, trace: FrontTrace, span: ReadableSpan) -> None:
+        team = self.teams.get(trace.team_id) if trace.team_id is not None else None
+        for processor in self.everyone if team is None else team:
+            processor.on_end(span)
+
     def answered_here(self, trace: FrontTrace, route: str, status: int) -> None:
         """The span of a request no worker saw (a cache hit, a refusal before queueing)."""
-        if not is_sampled(trace.traceparent):
+        traceparent = trace.traceparent
+        if traceparent is None or not is_sampled(traceparent):
             return
         span = server_span(
             self.resource,
-            trace.traceparent,
+            traceparent,
             trace.parent_span,
             trace.start_ns,
             time.time_ns(),
             route,
             status,
         )
+        self._export(trace, span)
+
+    def relayed(self, trace: FrontTrace, sent_bytes: int | None, end_ns: int) -> None:
+        """The relay's span, exported: see `relay_span`."""
+        span = self.relay_span(trace, sent_bytes, end_ns)
+        if span is not None:
+            self._export(trace, span)
+
+    def relay_span(
+        self, trace: FrontTrace, sent_bytes: int | None, end_ns: int
+    ) -> ReadableSpan | None:
+        """The relay's span: from the enqueue to the answer's last byte, under the front
+        door's span, with the client's time to first byte, the bytes sent and the outcome;
+        None when the trace is not sampled."""
+        traceparent = trace.traceparent
+        if traceparent is None or not is_sampled(traceparent):
+            return None
+        trace_id = int(traceparent[3:35], 16)
+        status = trace.relay_status or 500
+        outcome = _relay_outcome(status)
+        first_byte_ns = trace.first_byte_ns
+        # The usual status (200, the front door span's) is left out: an attribute less to
+        # encode for every request.
+        attributes: dict[str, Any] = {"switchboard.relay.outcome": outcome}
+        if status != 200:
+            attributes["http.response.status_code"] = status
+        if sent_bytes is not None:  # None: the client left before the answer was handed over
+            attributes["switchboard.relay.bytes"] = sent_bytes
+        if first_byte_ns:
+            attributes["switchboard.relay.ttfb_ms"] = (first_byte_ns - trace.start_ns) / 1e6
+        start_ns = trace.queued_ns or trace.start_ns
+        return ReadableSpan(
+            "switchboard.relay",
+            context=_context(trace_id, new_span_id()),
+            parent=_context(trace_id, traceparent[36:52]),
+            resource=self.resource,
+            attributes=attributes,
+            status=_OK if outcome in ("ok", "client_closed") else Status(StatusCode.ERROR, outcome),
+            start_time=start_ns,
+            end_time=max(start_ns, end_ns),
+            instrumentation_scope=_SCOPE,
+        )
+
+    async def flush(self) -> None:
+        """Exports what is batched now (tests, benchmarks)."""
         for processor in self.processors:
-            processor.on_end(span)
+            await asyncio.to_thread(processor.force_flush)
 
     async def aclose(self) -> None:
         """Exports what is batched (blocking HTTP, so in a thread)."""
@@ -352,3 +447,11 @@ class FrontDoorTracing:
             exporter.stop_retrying_after(SHUTDOWN_GRACE_S)
         for processor in self.processors:
             await asyncio.to_thread(processor.shutdown)
+
+
+def _relay_outcome(status: int) -> str:
+    if status == 499:
+        return "client_closed"
+    if status == 504:
+        return "timeout"
+    return "ok" if status < 400 else "error"

@@ -158,10 +158,12 @@ async def save_background(
     request_id: str = "",
     deployment: str = "",
     input_items: list[JSONObject] | None = None,
+    is_streamed: bool = False,
 ) -> bool:
     """Save a background response at `status` unless it already reached a final one;
     whether it was saved. The front door's first save (`queued`) names the request that
-    runs it, which a cancel cancels."""
+    runs it, which a cancel cancels, and whether it streams (its events then stay in that
+    request's reply stream, where `GET ?stream=true` reads them)."""
     fields: dict[str, str | bytes] = {
         "owner": owner,
         "parent": parent or "",
@@ -170,6 +172,8 @@ async def save_background(
     }
     if request_id:
         fields["request"] = request_id
+    if is_streamed:
+        fields["streamed"] = "1"
     if deployment:
         fields["deployment"] = deployment
     if input_items is not None:
@@ -202,6 +206,22 @@ async def cancel_background(
         raise _not_found(response_id)
     shown = cancelled if outcome == "cancelled" else response
     return outcome, shown, request_id.decode() if request_id else ""
+
+
+async def streamed_background(
+    redis: Redis, keys: Keys, response_id: str, owner: str
+) -> tuple[str, str] | None:
+    """(the request that runs it, its status) for a background response created with
+    `stream: true`, None for any other response; a 404 when unknown or another key's."""
+    key = keys.response(_checked(response_id))
+    stored_owner, request_id, status, streamed = await cast(
+        "Any", redis.hmget(key, ["owner", "request", "status", "streamed"])
+    )
+    if stored_owner is None or stored_owner.decode() != owner:
+        raise _not_found(response_id)
+    if not (request_id and streamed):
+        return None
+    return request_id.decode(), (status or b"").decode()
 
 
 async def _field(redis: Redis, keys: Keys, response_id: str, owner: str, name: str) -> bytes:

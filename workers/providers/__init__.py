@@ -22,6 +22,8 @@ _NATIVE: dict[str, tuple[str, str]] = {
     "gemini": ("workers.providers.gemini", "GeminiAdapter"),
     "bedrock": ("workers.providers.bedrock", "BedrockAdapter"),
     "ollama": ("workers.providers.ollama", "OllamaAdapter"),
+    # Claude on Vertex AI only (workers/providers/vertex/).
+    "vertex_ai": ("workers.providers.vertex", "VertexAdapter"),
     "text-completion-openai": (
         "workers.providers.text_completion_openai",
         "TextCompletionOpenAIAdapter",
@@ -46,7 +48,7 @@ PROVIDERS: tuple[str, ...] = (*_NATIVE, *_COMPATIBLE)
 # rather than that its model string cannot be read (issue #16).
 UNSUPPORTED_LITELLM_PROVIDERS = frozenset(
     """
-    sagemaker sagemaker_chat vertex_ai vertex_ai_beta cohere cohere_chat replicate databricks
+    sagemaker sagemaker_chat vertex_ai_beta cohere cohere_chat replicate databricks
     watsonx watsonx_text cloudflare ai21 ai21_chat nlp_cloud aleph_alpha petals palm vllm
     triton predibase clarifai voyage jina_ai anyscale baseten friendliai sambanova cerebras
     nvidia_nim github azure_ai azure_text codestral text-completion-codestral dashscope

@@ -164,6 +164,12 @@ class Adapter(ABC):
     def model(self) -> str:
         return self.deployment.model
 
+    @classmethod
+    def config_problem(cls, deployment: Deployment) -> tuple[str, str] | None:
+        """(litellm_params field, what is wrong) when no call to `deployment` could work,
+        for the config loader to report; None for most providers."""
+        return None
+
     def drop_params(self, call: ChatCall | EmbeddingCall) -> bool:
         return call.drop_params or self.deployment.drop_params
 

@@ -16,6 +16,8 @@ from workers.deployment import Deployment
 from workers.errors import InvalidRequest, NotFound
 from workers.providers import provider_defaults
 from workers.providers.bedrock.signing import Signer, make_signer, resolve_region
+from workers.providers.vertex import endpoint as vertex_endpoint
+from workers.providers.vertex.auth import signer_for
 
 # The route names, as LiteLLM spells them, and the provider each reaches.
 PROVIDERS: Mapping[str, str] = {
@@ -32,6 +34,11 @@ PROVIDERS: Mapping[str, str] = {
 _VERTEX_MODEL = re.compile(
     r"(?P<version>v1|v1beta1)/projects/[^/]+/locations/[^/]+/publishers/google/"
     r"(?P<rest>models/[^/]+)"
+)
+# A Vertex path to Claude: `{version}/projects/P/locations/L/publishers/anthropic/models/M:method`.
+_VERTEX_CLAUDE = re.compile(
+    r"(?:v1|v1beta1)/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/"
+    r"(?P<model>[^/:]+):(?P<method>rawPredict|streamRawPredict)"
 )
 # Vertex API version -> the Gemini API's.
 _VERTEX_VERSIONS = {"v1": "v1", "v1beta1": "v1beta"}
@@ -95,6 +102,14 @@ def vertex_path(path: str) -> str:
     return f"{_VERTEX_VERSIONS[match['version']]}/{match['rest']}"
 
 
+def vertex_claude_model(path: str) -> tuple[str, str] | None:
+    """(model, method) of a Vertex path to Claude's rawPredict or streamRawPredict (the
+    model `count-tokens` for the counter), else None. The project and location the client
+    wrote are not used: a Claude call goes to the configured Vertex deployment's own."""
+    match = _VERTEX_CLAUDE.fullmatch(path.lstrip("/"))
+    return (match["model"], match["method"]) if match else None
+
+
 def _bad_path() -> InvalidRequest:
     return InvalidRequest(
         "the pass-through path must be a plain path under the provider's API",
@@ -134,4 +149,8 @@ def upstream_for(deployment: Deployment) -> Upstream:
         region = "" if key and endpoint else resolve_region(options, endpoint)
         root = (endpoint or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
         return Upstream(root=root, headers=headers, signer=make_signer(options, key, region))
+    if provider == vertex_endpoint.PROVIDER:
+        # Claude on Vertex: the deployment's `.../v1` root and a Google access token.
+        root = vertex_endpoint.api_root(deployment)
+        return Upstream(root=root, headers=headers, signer=signer_for(deployment.options))
     raise InvalidRequest(f"no pass-through for provider {provider}", code="unsupported_provider")

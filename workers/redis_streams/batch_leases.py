@@ -128,3 +128,45 @@ async def last_records(r: Redis, keys: Keys, request_ids: Sequence[str]) -> list
 
 
 # --------------------------------------------------------------------------- workers
+
+
+_TAKE_SUBMIT = """
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if held then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+
+async def take_native_submit(
+    r: Redis, keys: Keys, deployment: str, batch_id: str, ttl_ms: int
+) -> bool:
+    """Hold the right to submit to `deployment`'s batch API (again, if this batch held it
+    when its runner died); False while another batch holds it."""
+    key = keys.batch(batch_id).native_submit(deployment)
+    return bool(await run_script(r, _TAKE_SUBMIT, key, batch_id, ttl_ms))
+
+
+async def release_native_submit(r: Redis, keys: Keys, deployment: str, batch_id: str) -> None:
+    await run_script(r, _RELEASE_LEASE, keys.batch(batch_id).native_submit(deployment), batch_id)
+
+
+async def claim_native_batch(
+    r: Redis, keys: Keys, provider_batch_id: str, batch_id: str, ttl_s: int
+) -> None:
+    """Note that a provider batch is this batch's: no other batch adopts it."""
+    await r.set(keys.batch(batch_id).native_claim(provider_batch_id), batch_id, ex=ttl_s)
+
+
+async def native_claims(r: Redis, keys: Keys, provider_batch_ids: Sequence[str]) -> dict[str, str]:
+    """Provider batch -> the batch that claimed it, for those claimed."""
+    if not provider_batch_ids:
+        return {}
+    names = [keys.batch("").native_claim(found) for found in provider_batch_ids]
+    values: list[Any] = await r.mget(names)
+    return {
+        found: as_text(value)
+        for found, value in zip(provider_batch_ids, values, strict=True)
+        if value is not None
+    }

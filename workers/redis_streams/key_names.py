@@ -179,6 +179,18 @@ class BatchKeys:
         self.lease = f"{namespace}:batch:{batch_id}:lease"
         self.cancel = f"{namespace}:batch:{batch_id}:cancel"
         self.sent = f"{namespace}:batch:{batch_id}:sent"
+        # A provider batch this batch was handed to (native mode), for as long as another
+        # runner might otherwise take it for its own (broker/batches/native_anthropic.py).
+        self.claim_prefix = f"{namespace}:batches:native-claim:"
+        # Held by the one batch submitting to a deployment's batch API that cannot be told
+        # which batch is whose (Anthropic's): the other submits wait.
+        self.submit_prefix = f"{namespace}:batches:native-submit:"
+
+    def native_claim(self, provider_batch_id: str) -> str:
+        return self.claim_prefix + provider_batch_id
+
+    def native_submit(self, deployment: str) -> str:
+        return self.submit_prefix + deployment
 
 
 class RoutingKeys:

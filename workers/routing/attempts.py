@@ -23,7 +23,13 @@ import msgspec
 
 from workers.deployment import Deployment
 from workers.envelopes import Attempt
-from workers.errors import GatewayTimeout, InvalidRequest, RequestTimeout, SwitchboardError
+from workers.errors import (
+    GatewayTimeout,
+    InvalidRequest,
+    RequestTimeout,
+    ServiceUnavailable,
+    SwitchboardError,
+)
 from workers.providers.base import Adapter, ChatCall, EmbeddingCall
 from workers.routing import reliability
 from workers.routing.observer import NO_DEPLOYMENT
@@ -44,6 +50,11 @@ T = TypeVar("T")
 DEADLINE_TOLERANCE_S = 0.05
 # The code of routing's own refusal when no deployment may take a request (checks.py).
 NOTHING_ELIGIBLE = "no_deployments_available"
+# A pinned call (a native Responses follow-up) waits for its deployment: it asks again at
+# least this often, and gives up when less than PINNED_MIN_WAIT_S of its deadline is left
+# (so that its own error, not the deadline's bare 504, reaches the client).
+PINNED_POLL_S = 0.5
+PINNED_MIN_WAIT_S = 0.3
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -190,6 +201,7 @@ class Attempts(Generic[T]):
             targets = _pinned_targets(group, engine.targets_of(group), pinned)
         failed: set[str] = set()
         retry = 0
+        is_waiting = False  # for a pinned deployment to become eligible
         while True:
             chosen: Target | None = None
             reason = "retry" if retry else ("fallback" if group != self.group else "")
@@ -207,6 +219,10 @@ class Attempts(Generic[T]):
                 self.deployment = chosen.route.deployment
                 value, result, upstream_ms = await self._attempt(group, chosen, reason)
             except SwitchboardError as exc:
+                if chosen is None and pinned is not None:
+                    await self._wait_for_pinned(group, pinned, reason, exc, is_waiting)
+                    is_waiting = True
+                    continue
                 if chosen is None:  # nothing could take it: cooling down, or at its limits
                     self._note(group, None, reason, exc)
                 if self.is_out_of_time(exc):
@@ -267,6 +283,36 @@ class Attempts(Generic[T]):
             await self.engine.store.release(group, route.name, AttemptResult())
             raise
 
+    async def _wait_for_pinned(
+        self, group: str, pinned: str, reason: str, exc: SwitchboardError, is_waiting: bool
+    ) -> None:
+        """Wait a little for the pinned deployment that could not take the call (`exc`), or
+        raise: the clear error once the deadline is too near, `exc` for any other refusal."""
+        if not is_waiting:  # one try in the list for the whole wait
+            self._note(group, None, reason, exc)
+        pause = self._pinned_pause(exc)
+        if pause is None:
+            if exc.code == NOTHING_ELIGIBLE:
+                raise pinned_unavailable(pinned, self.call.timeout_s, exc) from exc
+            raise exc
+        if not is_waiting:
+            log.info("waiting for pinned deployment %s: %s", pinned, exc.message)
+        await asyncio.sleep(pause)
+
+    def _pinned_pause(self, exc: SwitchboardError) -> float | None:
+        """How long to wait before asking again for a pinned deployment that cannot take the
+        call now (cooling down, at its limits): it alone holds what the call refers to, so
+        waiting, within the request's deadline, is the only way to serve it. None: do not
+        wait (another refusal, or no time left for even one more look)."""
+        if exc.code != NOTHING_ELIGIBLE or self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= PINNED_MIN_WAIT_S:
+            return None
+        # The cooldown's end is known; a slot under a parallel limit frees at any time.
+        hint = exc.retry_after_s or PINNED_POLL_S
+        return min(hint, PINNED_POLL_S, left - PINNED_MIN_WAIT_S)
+
     def _note(
         self,
         group: str,
@@ -296,6 +342,24 @@ class Attempts(Generic[T]):
                 else "",
             )
         )
+
+
+def pinned_unavailable(
+    label: str, timeout_s: float | None, cause: SwitchboardError
+) -> ServiceUnavailable:
+    """A pinned call's deadline is near and its one deployment still cannot take it: said
+    before the deadline passes (a 504 after it would not say why), with the cooldown's end
+    as Retry-After."""
+    within = f" within the request's {timeout_s:g}s" if timeout_s is not None else ""
+    return ServiceUnavailable(
+        f"previous_response_id names a response held by deployment `{label}`, the only one "
+        f"that can continue it, and it could not take the request{within} ({cause.message}); "
+        "retry later",
+        param="previous_response_id",
+        code="deployment_unavailable",
+        model=cause.model,
+        retry_after_s=cause.retry_after_s,
+    )
 
 
 def request_deadline(call: Call) -> float | None:

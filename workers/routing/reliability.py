@@ -110,18 +110,19 @@ def fallback_groups(group: str, exc: SwitchboardError, settings: RouterSettings)
     """Model groups to try, in order, after `group` failed with `exc` (at most max_fallbacks)."""
     chain: list[str] = []
     if isinstance(exc, ContextWindowExceeded):
-        chain = _rule_targets(settings.context_window_fallbacks, group)
+        chain = rule_targets(settings.context_window_fallbacks, group)
     elif isinstance(exc, ContentPolicyViolation):
-        chain = _rule_targets(settings.content_policy_fallbacks, group)
+        chain = rule_targets(settings.content_policy_fallbacks, group)
     elif isinstance(exc, InvalidRequest):
         return []  # the same request fails the same way elsewhere
     if not chain:
-        chain = _rule_targets(settings.fallbacks, group) or list(settings.default_fallbacks or [])
+        chain = rule_targets(settings.fallbacks, group) or list(settings.default_fallbacks or [])
     unique = [name for i, name in enumerate(chain) if name != group and name not in chain[:i]]
     return unique[: settings.max_fallbacks]
 
 
-def _rule_targets(rules: FallbackRules | None, group: str) -> list[str]:
+def rule_targets(rules: FallbackRules | None, group: str) -> list[str]:
+    """The groups `rules` send `group` to: its own rule's, else the `*` rule's."""
     wildcard: list[str] = []
     for rule in rules or []:
         if group in rule:

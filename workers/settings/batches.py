@@ -37,6 +37,15 @@ class BatchSettings(Section, frozen=True):
     # grows a line every 0.1 s) and a runner pauses queuing: batch lines use the CPU
     # interactive traffic leaves, not only its free slots. 0: never back off.
     busy_loop_lag_ms: Annotated[float, Meta(ge=0)] = 5.0
+    # Steps of CPU priority (nice) a process given to batches alone (`switchboard worker
+    # --batches`, which `up` starts) takes below the one that started it: the kernel, not
+    # an event loop, then runs interactive work first and batch work on the CPU it leaves.
+    nice: Annotated[int, Meta(ge=0, le=19)] = 19
+    # And it runs under Linux's SCHED_IDLE: any other process that wakes takes the CPU
+    # from it at once (under nice alone, a batch step may first finish its time slice, a
+    # millisecond or more, at each hop of an interactive request). It still runs, slowly,
+    # on a machine that is never idle.
+    sched_idle: bool = True
     # Lines one batch may hold.
     max_lines: Annotated[int, Positive] = DEFAULT_MAX_BATCH_LINES
     # Lines of one batch queued or running at once (its runner's window).

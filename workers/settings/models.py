@@ -48,6 +48,7 @@ DEPLOYMENT_OPTION_KEYS: tuple[str, ...] = (
     "azure_ad_token",
     "vertex_project",
     "vertex_location",
+    "vertex_credentials",
     "responses_api",
 )
 
@@ -107,6 +108,9 @@ class LiteLLMParams(Section, frozen=True):
     azure_ad_token: Secret | None = None
     vertex_project: str | None = None
     vertex_location: str | None = None
+    # A Google service account's JSON key, or a path to it; None: Application Default
+    # Credentials (workers/providers/vertex/auth.py).
+    vertex_credentials: Secret | None = None
     # Switchboard's own: how an OpenAI or Azure deployment serves /v1/responses — `native`
     # (its own /responses endpoint, the reply relayed unchanged, the gateway keeping only
     # whose each response id is; the default for OpenAI, and for Azure from api-version
@@ -130,7 +134,7 @@ class LiteLLMParams(Section, frozen=True):
         use_in_pass_through use_litellm_proxy use_chat_completions_api use_xai_oauth
         merge_reasoning_content_in_choices tag_regex auto_router_* complexity_router_*
         adaptive_router_* quality_router_* tenant_id client_id client_secret azure_scope
-        azure_username azure_password vertex_credentials gcs_bucket_name bucket_name
+        azure_username azure_password gcs_bucket_name bucket_name
         aws_web_identity_token aws_sts_endpoint aws_external_id aws_session_tags
         aws_bedrock_project_id aws_batch_role_arn s3_* bedrock_tags watsonx_region_name
         vector_store_id milvus_* valkey_* vector_bucket_name index_name embedding_model

@@ -43,7 +43,8 @@ from workers.redis_streams import ENVELOPE_FIELD, Keys
 from workers.tenancy.records import Limits
 
 # KEYS[1] lane, KEYS[2] reservation, KEYS[3] in-flight set, KEYS[4..3+n] one hash per
-# scope, KEYS[4+n..3+2n] each scope's window (its per-second buckets).
+# scope, KEYS[4+n..3+2n] each scope's window (its per-second buckets), KEYS[4+2n] the
+# mirror-filled marker (below).
 # ARGV[1] envelope, [2] request id, [3] tokens, [4] cost, [5] lease ms, [6] event,
 # [7] envelope field, [8] the scope names (msgpack, for the sweeper), [9] the soft budgets
 # (space-separated, one per scope), then one argument per scope, space-separated: rpm, tpm,
@@ -53,13 +54,18 @@ from workers.tenancy.records import Limits
 # once a second at most, expiring buckets that left the window). The buckets have a hash of
 # their own because a hash of ~130 fields is a listpack Redis scans field by field: kept
 # beside the counters, they made every read and write of a scope four times dearer.
+# ARGV[10+n] '1': a counter about to be seeded while the mirror-filled marker is gone means
+# Redis lost its data since the front door copied the seeds (the spend the database held):
+# refuse with 'lost' and write nothing, so the front door re-reads them (LOST). Checked
+# only when a counter is seeded: an EXISTS on the first request of a scope, none after.
 # Floats go back as strings: Lua numbers become integers in a reply.
 ADMIT: Final = """
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tokens, cost, lease_ms = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local n = (#KEYS - 3) / 2
+local n = (#KEYS - 4) / 2
+local check_lost = ARGV[10 + n] == '1'
 local rem_r, rem_t, lim_r, lim_t = -1, -1, -1, -1
 local flags, writes, buckets, fresh = {}, {}, {}, {}
 local first_spend = '0'
@@ -131,7 +137,10 @@ for i = 0, n - 1 do
   end
   local spent, reserved, ends = tonumber(h[5]), tonumber(h[6]) or 0, tonumber(h[7]) or -1
   local is_reset = spent == nil
-  if is_reset then spent, ends = tonumber(v[5]), tonumber(v[6]) end
+  if is_reset then
+    if check_lost and redis.call('EXISTS', KEYS[4 + 2 * n]) == 0 then return {'lost'} end
+    spent, ends = tonumber(v[5]), tonumber(v[6])
+  end
   if ends >= 0 and now >= ends then spent, ends, is_reset = 0, tonumber(v[7]), true end
   if maxb >= 0 and spent + reserved >= maxb then
     return {'budget', i, tostring(ends), tostring(spent), tostring(maxb)}
@@ -192,6 +201,9 @@ class Ticket(msgspec.Struct, frozen=True, kw_only=True):
     cost_usd: float
     # The front door's half of the spend event (workers.tenancy.events.FrontEvent).
     event: bytes
+    # A coroutine function making this request's ticket again from fresh copies of its key
+    # and owners (after LOST); None: nothing to re-read.
+    remake: Any = None
 
     @property
     def scope_names(self) -> tuple[str, ...]:
@@ -231,8 +243,19 @@ def _period_end(duration: str, now_s: int) -> int:
     return int(durations.after(start, duration).timestamp() * 1000)
 
 
+# The script's verdict when Redis lost its data under a counter it was about to seed.
+LOST: Final = "lost"
+
+
 def script_call(
-    keys: Keys, lane: str, envelope: bytes, request_id: str, ticket: Ticket, deadline_ms: int
+    keys: Keys,
+    lane: str,
+    envelope: bytes,
+    request_id: str,
+    ticket: Ticket,
+    deadline_ms: int,
+    *,
+    check_lost: bool = False,
 ) -> tuple[list[str], list[Any]]:
     """The ADMIT script's keys and arguments."""
     tenancy = keys.tenancy
@@ -259,6 +282,8 @@ def script_call(
             f"{_num(limits.max_budget)} {scope.seed_spend!r} {current} {following}"
         )
     script_keys += [tenancy.window(scope.name) for scope in ticket.scopes]
+    script_keys.append(tenancy.filled)
+    args.append("1" if check_lost else "0")
     return script_keys, args
 
 
@@ -274,6 +299,11 @@ def queue_text(pipe: Pipeline, call: tuple[list[str], list[Any]]) -> int:
     script_keys, args = call
     pipe.eval(ADMIT, len(script_keys), *script_keys, *args)
     return 1
+
+
+def is_lost(reply: Sequence[Any]) -> bool:
+    """Whether the script found Redis had lost its data (LOST): nothing was admitted."""
+    return len(reply) == 1 and _text(reply[0]) == LOST
 
 
 def outcome(reply: Sequence[Any], ticket: Ticket) -> Admitted:

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from workers.db.spend import SpendRecord
+from workers.db.plain import SpendRecord
 from workers.envelopes import Attempt, Meta
 
 SUCCESS = "success"
@@ -101,6 +101,9 @@ class FinishedCall(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
     key_alias: str | None = None
     # A front door's answer from the response cache (no worker, no cost).
     cache_hit: bool = False
+    # The key's team, for what a front door answered itself (a worker's event has the
+    # spend event's): the consumer delivers it to that team's callbacks too.
+    team_id: str | None = None
 
 
 encode = msgspec.msgpack.Encoder().encode

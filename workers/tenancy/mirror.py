@@ -11,17 +11,18 @@ database one query per key per few seconds, not one per request."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workers.db import budgets, customers, organizations, snapshot, teams, users
-from workers.db import keys as db_keys
-from workers.db.engine import Database
 from workers.redis_streams import TenancyKeys
 from workers.tenancy import records
 from workers.tenancy.records import Entity
+
+if TYPE_CHECKING:  # the database's modules load with a database (issue #22's memory)
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from workers.db.engine import Database
 
 ABSENT = b"-"
 ABSENT_TTL_S = 5
@@ -29,6 +30,9 @@ Ref = tuple[str, str]  # (kind, id)
 
 
 async def _row(conn: AsyncConnection, kind: str, object_id: str) -> dict[str, Any] | None:
+    from workers.db import budgets, customers, organizations, teams, users
+    from workers.db import keys as db_keys
+
     if kind == records.KEY:
         return await db_keys.get(conn, object_id)
     if kind == records.MEMBER:
@@ -47,11 +51,16 @@ async def _row(conn: AsyncConnection, kind: str, object_id: str) -> dict[str, An
 async def from_database(database: Database, refs: Sequence[Ref]) -> list[Entity | None]:
     """The entities `refs` name, read from the system of record in one transaction.
     Raises DatabaseUnavailable when it cannot be reached."""
+    from workers.db.rows import now
+    from workers.tenancy.seeds import Seeder
+
     found: list[Entity | None] = []
     async with database.transaction() as conn:
+        seeder = Seeder(conn, now())
         for kind, object_id in refs:
             row = await _row(conn, kind, object_id)
-            found.append(None if row is None else records.entity_of(kind, object_id, row))
+            entity = None if row is None else records.entity_of(kind, object_id, row)
+            found.append(None if entity is None else await seeder.seeded(entity))
     return found
 
 
@@ -130,15 +139,20 @@ async def refill(redis: Redis, keys: TenancyKeys, database: Database) -> int:
     """Mirror every key, team, user, member, organization, customer and budget, once per
     Redis dataset (the first front door to start after Redis lost its data does it); an
     entry already there is newer and stays. How many entries were written."""
+    from workers.db import snapshot
+    from workers.db.rows import now
+    from workers.tenancy.seeds import Seeder
+
     if not await redis.set(keys.filled, b"1", nx=True):
         return 0
     written = 0
     try:
         async with database.transaction() as conn:
+            seeder = Seeder(conn, now())
             for kind in records.KINDS:
                 pipe = redis.pipeline(transaction=False)
                 async for oid, row in snapshot.every_row(conn, kind):
-                    entity = records.entity_of(kind, oid, row)
+                    entity = await seeder.seeded(records.entity_of(kind, oid, row))
                     pipe.set(keys.mirror(kind, oid), records.encode(entity), nx=True)
                     written += 1
                     if len(pipe) >= snapshot.PAGE:  # bounded pipelines, however many rows

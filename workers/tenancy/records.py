@@ -6,6 +6,9 @@ change to a shared budget reaches every entity using it without rewriting them."
 
 from __future__ import annotations
 
+import functools
+import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -60,12 +63,65 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             or self.soft_budget is not None
         )
 
-    def model_budget(self, group: str) -> Limits | None:
-        """The limits of this owner's budget on model group `group`, if it has one."""
-        limit = self.model_max_budget.get(group)
-        if limit is None:
+    def model_budget(self, group: str, model: str = "") -> tuple[str, Limits] | None:
+        """The entry of this owner's model_max_budget a request on model group `group`
+        (naming `model`) counts against, and that entry's limits; None without one
+        (`model_entry` says which entry)."""
+        budgets = self.model_max_budget
+        if not budgets:
             return None
-        return Limits(max_budget=limit, budget_duration=self.model_budget_duration.get(group))
+        entry = model_entry(budgets, group, model)
+        if entry is None:
+            return None
+        limits = Limits(
+            max_budget=budgets[entry], budget_duration=self.model_budget_duration.get(entry)
+        )
+        return entry, limits
+
+    def with_model_defaults(self, defaults: Limits) -> Limits:
+        """These limits with `defaults`' per-model budgets for the entries they do not name
+        themselves (a team's team_member_model_max_budget under a member's own)."""
+        if not defaults.model_max_budget:
+            return self
+        mine = self.model_max_budget
+        budgets = {**defaults.model_max_budget, **mine}
+        periods = {k: v for k, v in defaults.model_budget_duration.items() if k not in mine}
+        periods.update(self.model_budget_duration)
+        return msgspec.structs.replace(
+            self, model_max_budget=budgets, model_budget_duration=periods
+        )
+
+
+def model_entry(entries: Mapping[str, Any], group: str, model: str = "") -> str | None:
+    """Which of an owner's model_max_budget `entries` a request counts against: the entry
+    naming its model group, else the one naming the model the request named (they differ
+    on a wildcard group such as `openai/*`), else the most specific `*` pattern matching
+    either: the one with the most characters besides `*` (`openai/gpt-4o*` before
+    `openai/*` before `*`), a tie going to the first in sorted order. One entry at most,
+    so a request is counted once per owner, against the entry that says most about it.
+    (A wildcard group's own name, `openai/*`, is a pattern like any other.)"""
+    if group in entries and "*" not in group:
+        return group
+    if model and model in entries and "*" not in model:
+        return model
+    best: str | None = None
+    best_chars = -1
+    for entry in entries:
+        if "*" not in entry:
+            continue
+        if not (_pattern(entry)(group) or (model and _pattern(entry)(model))):
+            continue
+        chars = len(entry) - entry.count("*")
+        if chars > best_chars or (chars == best_chars and best is not None and entry < best):
+            best, best_chars = entry, chars
+    return best
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern(entry: str) -> Any:
+    """A `*` pattern's matcher (`*`: any characters, none included; nothing else special)."""
+    parts = (".*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", entry))
+    return re.compile("".join(parts), re.DOTALL).fullmatch
 
 
 NO_LIMITS: Final = Limits()
@@ -91,6 +147,13 @@ class Entity(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # A key's guardrails (its metadata.guardrails, LiteLLM's per-key guardrails): every
     # request with it runs them (issue #19).
     guardrails: tuple[str, ...] = ()
+    # A team's defaults for each of its members (LiteLLM's team_member_model_max_budget):
+    # per-model budgets a member's own entries override one by one.
+    member_limits: Limits = NO_LIMITS
+    # What the database says was spent on each of this entity's model_max_budget entries
+    # (its budget row's and, for a member, its team's defaults included) in the entry's
+    # current window: the seed of a per-model counter Redis lost (workers/tenancy/seeds.py).
+    model_spend: dict[str, float] = {}
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -132,6 +195,12 @@ def _model_budgets(raw: Any) -> tuple[dict[str, float], dict[str, str]]:
     return budgets, periods
 
 
+def model_limits(raw: Any) -> Limits:
+    """Limits holding only per-model budgets (a team's team_member_model_max_budget)."""
+    budgets, periods = _model_budgets(raw)
+    return Limits(model_max_budget=budgets, model_budget_duration=periods)
+
+
 def limits_of(row: dict[str, Any]) -> Limits:
     model_budgets, model_periods = _model_budgets(row.get("model_max_budget"))
     return Limits(
@@ -165,6 +234,9 @@ def entity_of(kind: str, object_id: str, row: dict[str, Any]) -> Entity:
         tags=tuple(row.get("tags") or ()),
         role=row.get("user_role") or row.get("role"),
         guardrails=_guardrails(row) if kind == KEY else (),
+        member_limits=model_limits(row.get("team_member_model_max_budget"))
+        if kind == TEAM
+        else NO_LIMITS,
     )
 
 

@@ -109,21 +109,21 @@ def _denied(request: web.Request, state: FakeState, request_id: str) -> web.Resp
 # --------------------------------------------------------------------------- admission
 
 
-class _Admitted(msgspec.Struct, frozen=True):
+class Admitted(msgspec.Struct, frozen=True):
     name: str
     scenario: Scenario
     stop_reason: str | None
     is_failing: bool
 
 
-def _admit(state: FakeState, name: str, request_id: str) -> _Admitted | web.Response:
+def admit(state: FakeState, name: str, request_id: str) -> Admitted | web.Response:
     try:
         stripped, stop_reason = split_stop_reason(name)
         scenario = parse_scenario(stripped)
     except ScenarioError as exc:
         return errors.invalid_request(f"fake upstream: {exc}", request=request_id)
     ordinal = state.count_model(name)
-    return _Admitted(name, scenario, stop_reason, scenario.fails(ordinal))
+    return Admitted(name, scenario, stop_reason, scenario.fails(ordinal))
 
 
 def split_stop_reason(name: str) -> tuple[str, str | None]:
@@ -151,7 +151,7 @@ async def answer_messages(
     problem = native.problem() or native.prefill_problem()
     if problem is not None:
         return errors.invalid_request(problem, request=request_id)
-    admitted = _admit(state, native.model or "", request_id)
+    admitted = admit(state, native.model or "", request_id)
     if isinstance(admitted, web.Response):
         return admitted
     with ClientWatch(state, request.path, admitted.name) as watch:
@@ -168,7 +168,7 @@ async def answer_messages(
         ids = Ids(next(state.ids))
         headers = {"request-id": request_id}
         if native.stream:
-            return await _stream(
+            return await stream_reply(
                 request, watch, admitted, render_stream(reply, model=model, ids=ids), headers
             )
         latency_s = state.timing.latency_for(scenario)
@@ -177,7 +177,7 @@ async def answer_messages(
         return json_response(render_message(reply, model=model, ids=ids), headers=headers)
 
 
-def _reply(admitted: _Admitted, native: MessagesRequest, body: bytes) -> Reply:
+def _reply(admitted: Admitted, native: MessagesRequest, body: bytes) -> Reply:
     return messages_reply(admitted.scenario, native, body, admitted.stop_reason)
 
 
@@ -203,10 +203,10 @@ def messages_reply(
     )
 
 
-async def _stream(
+async def stream_reply(
     request: web.Request,
     watch: ClientWatch,
-    admitted: _Admitted,
+    admitted: Admitted,
     events: list[tuple[bytes, bool]],
     headers: dict[str, str],
 ) -> web.StreamResponse:

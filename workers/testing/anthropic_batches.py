@@ -10,6 +10,7 @@ at `processing` until the batch ends, as the service reports them.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from typing import Any
 
@@ -103,7 +104,9 @@ class _Api:
         self.state.spawn(
             _execute(self.state, run, base, _auth(request), lines), name=f"fake {batch.id}"
         )
-        return _json(batch, request_id)
+        answer = _json(batch, request_id)  # as made, before it runs
+        await asyncio.sleep(self.state.timing.batch_answer_delay_s)
+        return answer
 
     async def retrieve(self, request: web.Request) -> web.StreamResponse:
         await record_request(request, self.state)
@@ -136,10 +139,19 @@ class _Api:
         denied = _denied(request, self.state, "")
         if denied is not None:
             return denied
+        # Newest first, `limit` (default 20) at a time after the `after_id` cursor.
         data = [run.batch for run in reversed(self.runs.values())]
+        after = request.query.get("after_id")
+        if after is not None:
+            ids = [batch.id for batch in data]
+            data = data[ids.index(after) + 1 :] if after in ids else []
+        asked = request.query.get("limit", "20")
+        limit = min(1000, max(1, int(asked))) if asked.isdigit() else 20
+        has_more = len(data) > limit
+        data = data[:limit]
         page: dict[str, Any] = {
             "data": data,
-            "has_more": False,
+            "has_more": has_more,
             "first_id": data[0].id if data else None,
             "last_id": data[-1].id if data else None,
         }

@@ -10,6 +10,7 @@ next line: it ends `cancelled` with the lines that ran. Everything lives in memo
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -178,7 +179,9 @@ class _Api:
         self.state.spawn(
             _run(self.state, self.store, batch, base, headers, lines), name=f"fake {batch.id}"
         )
-        return json_response(msgspec.json.encode(batch))
+        answer = json_response(msgspec.json.encode(batch))  # as made, before it runs
+        await asyncio.sleep(self.state.timing.batch_answer_delay_s)
+        return answer
 
     async def retrieve(self, request: web.Request) -> web.StreamResponse:
         await record_request(request, self.state)

@@ -17,7 +17,17 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from workers.testing import anthropic, azure, bedrock, gemini, media, ollama, openai
+from workers.testing import (
+    anthropic,
+    azure,
+    bedrock,
+    gemini,
+    google_oauth,
+    media,
+    ollama,
+    openai,
+    vertex,
+)
 from workers.testing.state import Disconnect, FakeState, RecordedRequest, Timing
 
 RouteFactory = Callable[[FakeState], list[web.RouteDef]]
@@ -28,6 +38,9 @@ PROVIDERS: dict[str, RouteFactory] = {
     "bedrock": bedrock.routes,
     "gemini": gemini.routes,
     "ollama": ollama.routes,
+    # Claude on Vertex AI, and the Google OAuth token endpoint its credentials name.
+    "vertex_ai": vertex.routes,
+    "google_oauth": google_oauth.routes,
     # Not a provider: images for the adapters that fetch an image_url themselves.
     "media": media.routes,
 }
@@ -87,6 +100,7 @@ class FakeUpstream(_StateViews):
         ttft_s: float = 0.0,
         chunk_delay_s: float = 0.0,
         batch_delay_s: float = 0.0,
+        batch_answer_delay_s: float = 0.0,
         record_limit: int | None = None,
     ) -> None:
         timing = Timing(
@@ -94,6 +108,7 @@ class FakeUpstream(_StateViews):
             ttft_s=ttft_s,
             chunk_delay_s=chunk_delay_s,
             batch_delay_s=batch_delay_s,
+            batch_answer_delay_s=batch_answer_delay_s,
         )
         self.state = FakeState(api_key=api_key, timing=timing, record_limit=record_limit)
         self.host = host

@@ -30,6 +30,9 @@ class Timing(msgspec.Struct, frozen=True, kw_only=True):
     # How long a batch (OpenAI's /v1/batches, Anthropic's Message Batches) waits before
     # its lines run: a provider's queue, kept short so tests see every status.
     batch_delay_s: float = 0.0
+    # How long the answer to a batch's create call takes once the batch exists: a client
+    # may die before it reads it (a test of finding that batch again).
+    batch_answer_delay_s: float = 0.0
 
     def latency_for(self, scenario: Scenario) -> float:
         return self.latency_s if scenario.latency_s is None else scenario.latency_s

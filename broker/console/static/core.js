@@ -115,6 +115,16 @@ export function when(value) {
   return String(value).replace("T", " ").slice(0, 16);
 }
 
+// Previous / next over the API's pages; `go(page)` shows another one.
+export function pager(page, pages, go, label) {
+  return h("nav", { class: "pager", "aria-label": label },
+    h("button", { type: "button", class: "secondary", disabled: page <= 1,
+      onclick: () => go(page - 1) }, "Previous"),
+    h("span", {}, ` page ${page} of ${pages} `),
+    h("button", { type: "button", class: "secondary", disabled: page >= pages,
+      onclick: () => go(page + 1) }, "Next"));
+}
+
 export function table(columns, rows, { caption, sortable = true } = {}) {
   // columns: [{label, value: row => sortable value, cell?: row => Node|string}]
   const body = h("tbody");

@@ -1,7 +1,7 @@
 // Keys: list, create (shown once), edit limits and budgets, block/unblock, regenerate, delete.
 // Every action is the public API's (/key/*); its validation messages are shown as they come.
 import { session, h, field, input, alertBox, showError, showOk, api, money, when, table,
-  isTeamAdmin } from "./core.js";
+  isTeamAdmin, pager } from "./core.js";
 
 const LIMITS = [
   ["max_budget", "Max budget (USD)", "number"],
@@ -15,14 +15,15 @@ const LIMITS = [
 export const PAGE_SIZE = 100;
 
 // One page of keys (the API's paging), plus the keys of the teams the caller administers.
-export async function listKeys(page = 1) {
+// `filter`: more of /key/list's query (e.g. `&min_budget_percent=80`), for every call.
+export async function listKeys(page = 1, filter = "") {
   const found = new Map();
-  const calls = [`/key/list?return_full_object=true&size=${PAGE_SIZE}&page=${page}`];
+  const calls = [`/key/list?return_full_object=true&size=${PAGE_SIZE}&page=${page}${filter}`];
   let pages = 1;
   let total = 0;
   if (isTeamAdmin()) {
     for (const team of session.teamIds) {
-      calls.push(`/key/list?return_full_object=true&size=100&team_id=${encodeURIComponent(team)}`);
+      calls.push(`/key/list?return_full_object=true&size=100&team_id=${encodeURIComponent(team)}${filter}`);
     }
   }
   let failure = null;
@@ -46,8 +47,11 @@ function status(key) {
   return "active";
 }
 
+// What "near its budget" means on every page: the share /key/list's min_budget_percent takes.
+export const NEAR_BUDGET_PERCENT = 80;
+
 function nearBudget(key) {
-  return key.max_budget && Number(key.spend || 0) >= 0.8 * Number(key.max_budget);
+  return key.max_budget && Number(key.spend || 0) >= NEAR_BUDGET_PERCENT / 100 * Number(key.max_budget);
 }
 
 function limitsText(key) {
@@ -174,13 +178,8 @@ export async function keysPage(main) {
   async function refresh() {
     const { keys, failure, pages, total } = await listKeys(page);
     if (failure && !keys.length) showError(box, failure);
-    const pager = h("nav", { class: "pager", "aria-label": "Key pages" },
-      h("button", { type: "button", class: "secondary", disabled: page <= 1,
-        onclick: () => { page -= 1; refresh(); } }, "Previous"),
-      h("span", {}, ` page ${page} of ${pages} `),
-      h("button", { type: "button", class: "secondary", disabled: page >= pages,
-        onclick: () => { page += 1; refresh(); } }, "Next"));
-    listing.replaceChildren(pages > 1 ? pager : "", table([
+    const pages_ = pager(page, pages, (p) => { page = p; refresh(); }, "Key pages");
+    listing.replaceChildren(pages > 1 ? pages_ : "", table([
       { label: "Alias", value: (k) => k.key_alias || "" },
       { label: "Key", value: (k) => k.key_name || "" },
       { label: "Team", value: (k) => k.team_id || "" },

@@ -1,6 +1,7 @@
 // Models: each model group the key may call with its deployments (LiteLLM's /model/info,
 // never a secret; its prices and context window where the config gives them), falling back
-// to /v1/models, and for an admin each deployment's live health from /metrics.
+// to /v1/models, and for an admin each deployment's live health from /metrics; then how each
+// group is routed (/model/info's model_groups: strategy, retries, cooldown, fallbacks).
 import { h, alertBox, showError, api, table, readsAll } from "./core.js";
 import { parseMetrics } from "./live.js";
 
@@ -27,9 +28,12 @@ export async function modelsPage(main) {
   const box = alertBox();
   main.append(h("h1", {}, "Models"), box);
   let rows = [];
+  let routing = [];
   const result = await api("GET", "/model/info");
-  if (result.ok) rows = result.data.data || [];
-  else {
+  if (result.ok) {
+    rows = result.data.data || [];
+    routing = result.data.model_groups || [];
+  } else {
     const groups = await api("GET", "/v1/models");
     if (!groups.ok) return showError(box, groups);
     rows = (groups.data.data || []).map((m) => ({ model_name: m.id, litellm_params: {},
@@ -56,4 +60,47 @@ export async function modelsPage(main) {
       cell: (r) => count(r.model_info.max_output_tokens) },
     { label: "Health", value: state },
   ], rows, { caption: `${groups.size} model groups this key may call, ${rows.length} deployments` }));
+  if (routing.length) main.append(routingTable(routing));
+}
+
+const seconds = (v) => (v === null || v === undefined ? "none" : `${v} s`);
+const groupsText = (list) => (list && list.length ? list.join(" → ") : "none");
+
+// The strategy's own arguments, and the settings every strategy shares, as a person reads them.
+function strategyText(g) {
+  const args = g.routing_strategy_args || {};
+  if (g.routing_strategy === "latency-based-routing") {
+    return `within ${Math.round(100 * (args.lowest_latency_buffer || 0))} % of the fastest count as tied;`
+      + ` samples kept ${seconds(args.ttl)}`;
+  }
+  if (g.routing_strategy.startsWith("usage-based") || g.routing_strategy === "cost-based-routing") {
+    return `samples kept ${seconds(args.ttl)}`;
+  }
+  return "–";
+}
+
+function settingsText(g) {
+  const parts = [`${g.num_retries} retr${g.num_retries === 1 ? "y" : "ies"}`];
+  const policy = Object.entries(g.retry_policy || {}).map(([k, v]) => `${k.replace(/Retries$/, "")} ${v}`);
+  if (policy.length) parts.push(`per error: ${policy.join(", ")}`);
+  parts.push(g.timeout === null || g.timeout === undefined ? "no timeout per attempt"
+    : `timeout ${seconds(g.timeout)} per attempt`);
+  if (g.stream_timeout !== null && g.stream_timeout !== undefined) parts.push(`stream timeout ${seconds(g.stream_timeout)}`);
+  parts.push(g.cooldown_time === null ? "no cooldown"
+    : `cooldown ${seconds(g.cooldown_time)} after ${g.allowed_fails} failures a minute`);
+  if (g.enable_pre_call_checks) parts.push("context window checked before the call");
+  if (g.enable_tag_filtering) parts.push("routed by tags");
+  return parts.join(" · ");
+}
+
+function routingTable(routing) {
+  return h("section", {}, h("h2", {}, "Routing"), table([
+    { label: "Model group", value: (g) => g.model_group },
+    { label: "Strategy", value: (g) => g.routing_strategy },
+    { label: "Strategy settings", value: strategyText },
+    { label: "Retries, timeouts, cooldown", value: settingsText },
+    { label: "Fallbacks", value: (g) => groupsText(g.fallbacks) },
+    { label: "Context window fallbacks", value: (g) => groupsText(g.context_window_fallbacks) },
+    { label: "Content policy fallbacks", value: (g) => groupsText(g.content_policy_fallbacks) },
+  ], routing, { caption: "How each model group is routed (router_settings)" }));
 }

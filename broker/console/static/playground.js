@@ -9,8 +9,8 @@ const HEADERS = ["x-request-id", "x-switchboard-deployment", "x-switchboard-atte
 export async function playgroundPage(main) {
   const box = alertBox();
   const models = await api("GET", "/v1/models");
-  // A list to pick from, and free text: a key /v1/models does not list for may still call
-  // a model group by name (the API decides).
+  // A list to pick from (what /v1/models lists for this key: its models, its team's, its `*`
+  // entries resolved), and free text: a wildcard group serves names no list can hold.
   const names = ((models.ok && models.data.data) || []).map((m) => m.id);
   const model = h("input", { id: "play-model", name: "model", list: "play-models",
     required: true, autocomplete: "off", value: names[0] || "" });

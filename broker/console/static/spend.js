@@ -4,8 +4,8 @@
 // gets a few hundred rows whatever the size of the database. A key that may not read
 // the report sees its own rows from /spend/logs, summed here per day and model.
 import { h, field, input, alertBox, showError, api, money, table, downloadCsv, chart,
-  readsAll } from "./core.js";
-import { listKeys } from "./keys.js";
+  readsAll, pager } from "./core.js";
+import { listKeys, NEAR_BUDGET_PERCENT } from "./keys.js";
 
 const GROUPS = [["team", "Team"], ["api_key", "Key"], ["user", "User"], ["model", "Model"],
   ["tag", "Tag"], ["organization", "Organization"]];
@@ -145,14 +145,23 @@ export async function spendPage(main) {
     ], rows, { caption: "Spend rows" }));
   }
 
+  // The database picks them (/key/list?min_budget_percent=), the most used first, a page
+  // at a time: right however many keys there are.
+  let nearPage = 1;
   async function nearLimits() {
-    const { keys } = await listKeys();
-    const near = keys.filter((k) => k.max_budget && Number(k.spend || 0) >= 0.8 * Number(k.max_budget));
-    budgets.replaceChildren(h("h2", {}, "Budgets near their limit"), table([
-      { label: "Key", value: (k) => k.key_alias || k.key_name },
-      { label: "Spend", value: (k) => Number(k.spend || 0), cell: (k) => h("span", { class: "warn" }, money(k.spend)) },
-      { label: "Budget", value: (k) => Number(k.max_budget), cell: (k) => money(k.max_budget) },
-    ], near));
+    const { keys, pages, total } = await listKeys(nearPage, `&min_budget_percent=${NEAR_BUDGET_PERCENT}`);
+    const used = (k) => Number(k.spend || 0) / Number(k.max_budget);
+    keys.sort((a, b) => used(b) - used(a));
+    const go = (p) => { nearPage = p; nearLimits(); };
+    budgets.replaceChildren(h("h2", {}, "Budgets near their limit"),
+      pages > 1 ? pager(nearPage, pages, go, "Pages of keys near their budget") : "",
+      table([
+        { label: "Key", value: (k) => k.key_alias || k.key_name },
+        { label: "Spend", value: (k) => Number(k.spend || 0), cell: (k) => h("span", { class: "warn" }, money(k.spend)) },
+        { label: "Budget", value: (k) => Number(k.max_budget), cell: (k) => money(k.max_budget) },
+        { label: "Used", value: used, cell: (k) => `${Math.round(100 * used(k))} %` },
+      ], keys, { caption: `${total || keys.length} key${(total || keys.length) === 1 ? "" : "s"} at `
+        + `${NEAR_BUDGET_PERCENT} % of their budget or more` }));
   }
   await load();
   await nearLimits();

@@ -123,3 +123,112 @@ async def test_kill_9_of_the_front_door_polling_a_native_batch_resumes_without_r
                 assert "resumes: polling its provider batch" in survivor.output()
         assert provider_calls(provider, create_path) == 1
         assert provider_calls(provider, line_path) == LINES
+
+
+@pytest.mark.parametrize("model", list(PROVIDERS))
+async def test_kill_9_before_the_create_call_is_answered_adopts_the_batch_it_made(
+    namespace: str, tmp_path: Path, clients: Clients, model: str
+) -> None:
+    """The provider made the batch, and the runner died before it read the answer: the
+    next runner finds that batch (OpenAI's by our id in its metadata, Anthropic's by its
+    size and time, which carries nothing of ours) and submits none again."""
+    create_path, line_path = PROVIDERS[model]
+    async with FakeUpstream(batch_delay_s=1.0, batch_answer_delay_s=60.0) as provider:
+        base = provider.base_url
+        config = write_config(
+            tmp_path,
+            base + "/v1",
+            namespace,
+            settings=settings(tmp_path / "files"),
+            extra_models=NATIVE.format(base=base),
+        )
+        ports = free_port(), free_port()
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        run: dict[str, Any] = {"directory": tmp_path, "redis_url": REDIS_URL}
+        serve = ("serve", "--config", str(config), "--port")
+        async with (
+            switchboard("worker", "--config", str(config), name="worker", **run) as worker,
+            switchboard(*serve, str(ports[0]), name="doomed", **run) as doomed,
+        ):
+            await wait_ready(urls[0], workers=1, processes=(doomed, worker))
+            sdk = clients(urls[0], KEY_A)
+            uploaded = await sdk.files.create(file=("in.jsonl", input_file(model)), purpose="batch")
+            batch = await sdk.batches.create(
+                input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            # The provider has the batch; its answer is not sent yet.
+            await eventually(
+                lambda: provider_calls(provider, create_path) == 1,
+                what="the provider making the batch",
+                timeout_s=30,
+            )
+            os.kill(doomed.pid, signal.SIGKILL)
+            assert await doomed.wait() == -signal.SIGKILL
+            async with switchboard(*serve, str(ports[1]), name="survivor", **run) as survivor:
+                await wait_ready(urls[1], workers=1, processes=(survivor, worker))
+                done = await finished(clients(urls[1], KEY_A), batch.id, timeout_s=60)
+                assert done.status == "completed", done
+                output = await lines_of(clients(urls[1], KEY_A), done.output_file_id)
+                counted = Counter(line["custom_id"] for line in output)
+                assert sorted(counted) == sorted(f"req-{i}" for i in range(LINES))
+                assert max(counted.values()) == 1
+                assert "found its provider batch" in survivor.output()
+        assert provider_calls(provider, create_path) == 1
+        assert provider_calls(provider, line_path) == LINES
+
+
+async def test_kill_9_of_the_front_door_running_a_split_batch_loses_and_repeats_no_line(
+    namespace: str, tmp_path: Path, clients: Clients
+) -> None:
+    """A batch of three groups (OpenAI's batch API, Anthropic's, the lane) split in parts;
+    the front door running them all is killed, the next one finishes each part and joins
+    them: every custom_id once, each provider batch made once."""
+    models = ("gpt-native", "claude-native", "gpt-test")
+    rows = b"".join(input_file(model).replace(b'"req-', f'"{model}-'.encode()) for model in models)
+    async with FakeUpstream(batch_delay_s=3.0) as provider:
+        base = provider.base_url
+        config = write_config(
+            tmp_path,
+            base + "/v1",
+            namespace,
+            settings=settings(tmp_path / "files"),
+            extra_models=NATIVE.format(base=base),
+        )
+        ports = free_port(), free_port()
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        run: dict[str, Any] = {"directory": tmp_path, "redis_url": REDIS_URL}
+        serve = ("serve", "--config", str(config), "--port")
+        async with (
+            switchboard("worker", "--config", str(config), name="worker", **run) as worker,
+            switchboard(*serve, str(ports[0]), name="doomed", **run) as doomed,
+        ):
+            await wait_ready(urls[0], workers=1, processes=(doomed, worker))
+            sdk = clients(urls[0], KEY_A)
+            uploaded = await sdk.files.create(file=("in.jsonl", rows), purpose="batch")
+            batch = await sdk.batches.create(
+                input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            await eventually(
+                lambda: (
+                    provider_calls(provider, "/v1/batches") == 1
+                    and provider_calls(provider, "/v1/messages/batches") == 1
+                ),
+                what="both native parts handed over",
+                timeout_s=30,
+            )
+            os.kill(doomed.pid, signal.SIGKILL)
+            assert await doomed.wait() == -signal.SIGKILL
+            async with switchboard(*serve, str(ports[1]), name="survivor", **run) as survivor:
+                await wait_ready(urls[1], workers=1, processes=(survivor, worker))
+                done = await finished(clients(urls[1], KEY_A), batch.id, timeout_s=90)
+                assert done.status == "completed", done
+                output = await lines_of(clients(urls[1], KEY_A), done.output_file_id)
+                counted = Counter(line["custom_id"] for line in output)
+                expected = [f"{model}-{i}" for model in models for i in range(LINES)]
+                assert sorted(counted) == sorted(expected)
+                assert max(counted.values()) == 1
+                assert done.request_counts is not None
+                assert done.request_counts.completed == 3 * LINES
+        assert provider_calls(provider, "/v1/batches") == 1
+        assert provider_calls(provider, "/v1/messages/batches") == 1
+        assert provider_calls(provider, "/v1/messages") == LINES

@@ -2,7 +2,8 @@
 the official `openai` SDK: answered `queued` at once, run by a worker like any request,
 polled with GET to `completed` (or `failed`), cancelled through the queue with
 `responses.cancel` (and never overwritten by the worker afterwards); what it cannot be
-combined with is a clear 400, and another key's id is a 404."""
+combined with is a clear 400, and another key's id is a 404. With `stream: true` it streams
+as OpenAI's does: the client may leave and resume with `starting_after`."""
 
 from __future__ import annotations
 
@@ -74,6 +75,70 @@ async def test_a_failed_background_response_is_stored_failed(fake, namespace):
 
 async def test_what_background_cannot_combine_with_is_refused(fake, namespace):
     async with gateway(fake, namespace) as (sdk, _):
-        for extra in ({"stream": True}, {"store": False}):
-            with pytest.raises(openai.BadRequestError):
-                await sdk.responses.create(model="translated", input="hi", background=True, **extra)
+        with pytest.raises(openai.BadRequestError):
+            await sdk.responses.create(model="translated", input="hi", background=True, store=False)
+
+
+async def test_a_background_response_streams_like_openais(fake, namespace):
+    async with gateway(fake, namespace) as (sdk, _):
+        stream = await sdk.responses.create(
+            model="translated", input="Say hello", background=True, stream=True
+        )
+        events = [event async for event in stream]
+        created, done = events[0], events[-1]
+        assert created.type == "response.created" and created.response.background is True
+        assert done.type == "response.completed" and done.response.id == created.response.id
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        assert text == done.response.output_text
+        stored = await sdk.responses.retrieve(created.response.id)
+        assert stored.status == "completed" and stored.output_text == text
+
+
+async def test_a_stream_left_midway_runs_on_and_resumes_after_a_sequence_number(fake, namespace):
+    """The client leaves after a few events; the response still completes, and
+    GET ?stream=true&starting_after=N gives every event after N, on to the end."""
+    async with gateway(fake, namespace) as (sdk, other):
+        stream = await sdk.responses.create(
+            model="translated-trickle", input="Say hello", background=True, stream=True
+        )
+        first: list[Any] = []
+        async for event in stream:
+            first.append(event)
+            if event.sequence_number == 4:
+                break
+        await stream.close()
+        response_id = first[0].response.id
+        resumed = await sdk.responses.retrieve(response_id, stream=True, starting_after=4)
+        rest = [event async for event in resumed]
+        assert [e.sequence_number for e in rest] == list(range(5, 5 + len(rest)))
+        assert rest[-1].type == "response.completed"
+        deltas = [e.delta for e in first + rest if e.type == "response.output_text.delta"]
+        assert "".join(deltas) == rest[-1].response.output_text
+        # Once it ended, its whole stream can still be read again, and only by its key.
+        again = await sdk.responses.retrieve(response_id, stream=True)
+        assert [e.sequence_number async for e in again][0] == 0
+        with pytest.raises(openai.NotFoundError):
+            await other.responses.retrieve(response_id, stream=True)
+
+
+async def test_a_streaming_background_response_can_be_cancelled(fake, namespace):
+    async with gateway(fake, namespace) as (sdk, _):
+        stream = await sdk.responses.create(
+            model="translated-trickle", input="Long job", background=True, stream=True
+        )
+        created = await anext(aiter(stream))
+        cancelled = await sdk.responses.cancel(created.response.id)
+        assert cancelled.status == "cancelled"
+        await stream.close()
+        assert (await sdk.responses.retrieve(created.response.id)).status == "cancelled"
+
+
+async def test_only_a_streamed_background_response_streams(fake, namespace):
+    async with gateway(fake, namespace) as (sdk, _):
+        queued = await sdk.responses.create(model="translated", input="hi", background=True)
+        await settled(sdk, queued.id)
+        with pytest.raises(openai.BadRequestError, match="stream"):
+            await sdk.responses.retrieve(queued.id, stream=True)
+        with pytest.raises(openai.BadRequestError, match="starting_after"):
+            await sdk.responses.retrieve(queued.id, stream=True, starting_after=-5)

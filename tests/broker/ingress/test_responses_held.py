@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import openai
 import pytest
@@ -32,6 +33,8 @@ from tests.broker.harness import make_config, service
 from tests.broker.ingress.setup import TIMEOUT_S
 from tests.broker.ingress.test_responses_api import assert_failed_after_deltas
 from workers.redis_streams import Keys
+from workers.routing.redis_store import RedisFigures
+from workers.routing.store import AttemptResult, Limits
 
 KEY_A = "sk-key-a-0123456789"
 KEY_B = "sk-key-b-0123456789"
@@ -55,6 +58,9 @@ def models(base: str) -> str:
         "    api_key: sk-acct-1\n    responses_api: translate\n"
         "- model_name: translated-slow\n  litellm_params:\n"
         "    model: openai/gpt-4o-mini~latency=3\n"
+        f"    api_base: {base}/v1\n    api_key: sk-acct-1\n    responses_api: translate\n"
+        "- model_name: translated-trickle\n  litellm_params:\n"
+        "    model: openai/gpt-4o-mini~chunks=12~chunk_delay=0.15\n"
         f"    api_base: {base}/v1\n    api_key: sk-acct-1\n    responses_api: translate\n"
         "- model_name: translated-429\n  litellm_params:\n"
         "    model: openai/gpt-4o-mini~status=429\n"
@@ -234,3 +240,67 @@ async def test_azure_deployments_are_native(fake, namespace, group: str, path: s
         assert (await sdk.responses.retrieve(first.id)).id == first.id
         with pytest.raises(openai.NotFoundError):
             await other.responses.retrieve(first.id)
+
+
+async def cool_down(redis: Redis, namespace: str, deployment: str, seconds: float) -> None:
+    """Put a deployment of group `held` in cooldown, as the router does after failures."""
+    figures = RedisFigures(redis, Keys(namespace), "test")
+    assert await figures.admit("held", deployment, Limits(), 1) == "ok"
+    failure = AttemptResult(failure_class="RateLimitError", allowed_fails=0, cooldown_s=seconds)
+    assert await figures.release("held", deployment, failure) is True
+
+
+async def holder(redis: Redis, namespace: str, response_id: str) -> str:
+    # redis-py types HGET for its sync and async clients at once.
+    raw: Any = await cast(
+        "Any", redis.hget(Keys(namespace).provider_response(response_id), "deployment")
+    )
+    assert raw is not None
+    return str(raw.decode())
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_a_follow_up_waits_for_its_cooling_deployment(
+    fake, namespace, redis: Redis, stream: bool
+):
+    """The deployment holding the parent is cooling down: the follow-up cannot go elsewhere,
+    so it waits (within its timeout) rather than fail, and is served there."""
+    async with gateway(fake, namespace) as (sdk, _):
+        first = await sdk.responses.create(model="held", input="Say hello")
+        held_by = await holder(redis, namespace, first.id)
+        fake.state.clear()
+        await cool_down(redis, namespace, held_by, 1.5)
+        started = time.monotonic()
+        reply = await sdk.responses.create(
+            model="held", input="and then?", previous_response_id=first.id, stream=stream
+        )
+        if stream:
+            events = [event async for event in reply]
+            assert events[-1].type == "response.completed"
+        else:
+            assert reply.status == "completed"
+        waited_s = time.monotonic() - started
+    assert 1.0 <= waited_s < 10
+    assert len(account_of(fake, first.id)) == 1  # one call, to the holder, once it came back
+
+
+async def test_a_follow_up_whose_deployment_stays_away_fails_clearly(fake, namespace, redis: Redis):
+    async with gateway(fake, namespace) as (sdk, _):
+        first = await sdk.responses.create(model="held", input="Say hello")
+        held_by = await holder(redis, namespace, first.id)
+        fake.state.clear()
+        await cool_down(redis, namespace, held_by, 60)
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as failed:
+            await sdk.responses.create(
+                model="held",
+                input="and then?",
+                previous_response_id=first.id,
+                extra_body={"timeout": 2},
+            )
+        waited_s = time.monotonic() - started
+    error: Any = failed.value.body
+    assert failed.value.status_code == 503 and error["code"] == "deployment_unavailable"
+    assert error["param"] == "previous_response_id" and held_by in error["message"]
+    assert 1.5 <= waited_s < 10
+    assert account_of(fake) == []  # never sent anywhere else

@@ -6,12 +6,15 @@ global one. Through two front doors, a worker, the database and the callbacks' c
 from __future__ import annotations
 
 import base64
+import os
 import textwrap
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 import pytest
 
+from broker.hooks import FRONT_HOOKS
 from tests.broker import callback_targets
 from tests.broker.harness import make_config, service
 from tests.broker.management.conftest import general
@@ -93,3 +96,106 @@ async def test_a_teams_requests_go_to_its_callbacks_and_its_langfuse_project(
                 sent_with.setdefault(str(request_id), set()).add(headers["Authorization"])
     assert sent_with[ids["a"]] == {_basic("pk-team-a", "sk-team-a")}
     assert sent_with[ids["b"]] == {_basic("pk-all", "sk-all")}
+
+
+async def test_what_the_front_door_answers_itself_goes_to_the_teams_callbacks_and_project(
+    database: object, database_url: str, namespace: str, fake: FakeUpstream
+) -> None:
+    """A cache hit and a refusal before queueing: no worker saw them, the front door made
+    their spans and put their events on the stream; team A's still reach team A's."""
+    async with OtlpReceiver() as receiver:
+        teams = textwrap.dedent(
+            f"""\
+            litellm_settings:
+              cache: true
+              callbacks: ["tests.broker.callback_targets.proxy_handler_instance"]
+              success_callback: ["langfuse"]
+              default_team_settings:
+                - team_id: team-a
+                  success_callback: ["langfuse"]
+                  callbacks: ["tests.broker.callback_targets.team_a_instance"]
+                  langfuse_public_key: pk-team-a
+                  langfuse_secret: sk-team-a
+                  langfuse_host: "{receiver.base_url}"
+            callback_settings:
+              langfuse: {{host: "{receiver.base_url}", public_key: pk-all, secret_key: sk-all}}
+            """
+        )
+        config = make_config(
+            fake.base_url + "/v1",
+            namespace,
+            general=general(database_url) + teams,
+            extra_models=PRICED.format(base=fake.base_url + "/v1"),
+        )
+        async with (
+            service(config, workers=1, front_doors=1) as (doors, workers),
+            aiohttp.ClientSession() as http,
+        ):
+            gateway = Gateway(doors, workers, http)
+            await gateway.api.ok("POST", "/team/new", {"team_id": "team-a"})
+            await gateway.api.ok("POST", "/team/new", {"team_id": "team-b"})
+            in_a = await gateway.new_key(team_id="team-a")
+            in_b = await gateway.new_key(team_id="team-b")
+            traces: dict[str, str] = {}
+
+            async def call(name: str, key: str, body: dict[str, Any]) -> tuple[int, Any]:
+                trace_id = os.urandom(16).hex()
+                traces[trace_id] = name
+                async with http.post(
+                    doors[0].url + "/v1/chat/completions",
+                    json=body,
+                    headers={
+                        "Authorization": f"Bearer {key}",
+                        "traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01",
+                    },
+                ) as reply:
+                    await reply.read()
+                    return reply.status, reply.headers
+
+            hello = {"model": "gpt-test", "messages": [{"role": "user", "content": "cache me"}]}
+            for _ in range(50):
+                status, headers = await call("a-served", in_a, hello)
+                assert status == 200
+                if headers["x-switchboard-cache"] == "hit":
+                    break
+            traces[next(t for t, n in reversed(traces.items()) if n == "a-served")] = "a-hit"
+            hit_id = headers["x-request-id"]
+            bad = {"model": "gpt-test", "messages": "not a list"}
+            assert (await call("a-refused", in_a, bad))[0] == 400
+            assert (await call("b-refused", in_b, bad))[0] == 400
+            await doors[0].app[FRONT_HOOKS].dispatcher.flush()  # onto the stream
+            for running in workers:
+                assert running.worker.callback_consumer is not None
+                await running.worker.callback_consumer.flush()
+        # Leaving the service flushed the front door's spans.
+    # Team A's CustomLogger saw its hit and its refusal; B's refusal only the global one.
+    team_a = callback_targets.team_a_instance.events
+    assert [kw["litellm_call_id"] for kind, kw, _ in team_a if kw["cache_hit"]] == [hit_id]
+    [refused_a] = [kw for kind, kw, _ in team_a if kind == "failure"]
+    assert refused_a["litellm_params"]["metadata"]["user_api_key_team_id"] == "team-a"
+    assert refused_a["exception"].http_status == 400
+    every = callback_targets.proxy_handler_instance.events
+    teams_refused = sorted(
+        kw["litellm_params"]["metadata"]["user_api_key_team_id"]
+        for kind, kw, _ in every
+        if kind == "failure"
+    )
+    assert teams_refused == ["team-a", "team-b"]
+    # The front door's spans: team A's to team A's project, team B's to the global one.
+    sent_with: dict[str, set[str]] = {}
+    for headers, spans in receiver.batches:
+        for span in spans:
+            if span.name == "POST /v1/chat/completions" and span.trace_id in traces:
+                sent_with.setdefault(traces[span.trace_id], set()).add(headers["Authorization"])
+    team_a_auth, everyone = _basic("pk-team-a", "sk-team-a"), _basic("pk-all", "sk-all")
+    assert sent_with["a-hit"] == {team_a_auth}
+    assert sent_with["a-refused"] == {team_a_auth}
+    assert sent_with["b-refused"] == {everyone}
+    # And the relays of team A's served requests went to its project too.
+    relayed = {
+        headers["Authorization"]
+        for headers, spans in receiver.batches
+        for span in spans
+        if span.name == "switchboard.relay"
+    }
+    assert relayed == {team_a_auth}

@@ -25,7 +25,7 @@ from workers.wire import (
     new_chunk,
 )
 
-CONTINUES = {"anthropic", "hosted_vllm"}
+CONTINUES = {"anthropic", "vertex_ai", "hosted_vllm"}
 
 
 def call_of(**body: Any) -> ChatCall:
@@ -41,7 +41,7 @@ def deployment(provider: str, model: str = "some-model") -> Deployment:
 async def test_only_anthropic_and_vllm_continue_a_partial_answer(provider: str) -> None:
     http = HttpClient()
     try:
-        model = "claude-sonnet-4-5" if provider == "anthropic" else "some-model"
+        model = "claude-sonnet-4-5" if provider in ("anthropic", "vertex_ai") else "some-model"
         adapter = create_adapter(deployment(provider, model), http)
         continued = adapter.continuation(call_of(), "The answer so far")
     finally:

@@ -23,7 +23,7 @@ COLUMNS = [
     "Embeddings",
     "Refused parameters",
 ]
-NATIVE_DOCS = {"anthropic", "gemini", "bedrock", "ollama"}
+NATIVE_DOCS = {"anthropic", "gemini", "bedrock", "ollama", "vertex_ai"}
 
 
 def table() -> dict[str, dict[str, str]]:

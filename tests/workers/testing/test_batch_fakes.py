@@ -153,3 +153,14 @@ async def test_anthropic_cancel_leaves_the_rest_canceled(claude: anthropic.Async
     assert counts.canceled + counts.succeeded == 200
     kinds = {r.result.type async for r in await claude.messages.batches.results(batch.id)}
     assert kinds == {"succeeded", "canceled"}
+
+
+async def test_anthropic_batches_list_newest_first_a_page_at_a_time(
+    claude: anthropic.AsyncAnthropic,
+) -> None:
+    made = [(await claude.messages.batches.create(requests=[request("m")])).id for _ in range(3)]  # type: ignore[list-item]  # plain dicts, as a client writes them
+    first = await claude.messages.batches.list(limit=2)
+    assert [b.id for b in first.data] == made[:0:-1]
+    assert first.has_more
+    # The SDK's auto-pagination follows `after_id` (the page's last id) to the end.
+    assert [b.id async for b in await claude.messages.batches.list(limit=2)] == made[::-1]

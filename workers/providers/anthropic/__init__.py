@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -94,13 +94,22 @@ class AnthropicAdapter(Adapter):
                 provider=self.provider,
                 model=self.model,
             )
+        return self.encode_body(self._body(call, stream=stream))
+
+    def _body(self, call: ChatCall, *, stream: bool) -> dict[str, Any]:
         native = self._native(call)
         if native is not None:
             # The client's body as it sent it, only the model replaced (issue #18).
-            body = {**self.deployment.default_params, **native.body, "model": self.model}
-            return self.encode_body(body)
-        body = build_body(call, self.deployment, self.refuser(call), stream=stream)
-        return self.encode_body(body)
+            return {**self.deployment.default_params, **native.body, "model": self.model}
+        return build_body(call, self.deployment, self.refuser(call), stream=stream)
+
+    def _endpoint(self, *, stream: bool) -> str:
+        """Where a call goes (one URL here; Claude on Vertex names the method in it)."""
+        return self.url
+
+    async def _request_headers(self, call: ChatCall) -> Mapping[str, str]:
+        """A call's headers, credentials included (Vertex mints a token for them)."""
+        return self._headers(call)
 
     def _headers(self, call: ChatCall) -> Mapping[str, str]:
         native = self._native(call)
@@ -125,9 +134,10 @@ class AnthropicAdapter(Adapter):
     async def chat(self, call: ChatCall) -> ChatCompletion:
         payload = self._payload(call, stream=False)
         timeout = timeout_for(self.timeout_s(call, stream=False), stream=False)
+        headers = await self._request_headers(call)
         with transport_errors(self.provider, self.model):
             async with self.http.session.post(
-                self.url, data=payload, headers=self._headers(call), timeout=timeout
+                self._endpoint(stream=False), data=payload, headers=headers, timeout=timeout
             ) as response:
                 raw = await self.http.read_body(response, self.provider, self.model)
                 if response.status >= 400:
@@ -143,9 +153,10 @@ class AnthropicAdapter(Adapter):
     async def stream(self, call: ChatCall) -> AsyncIterator[list[ChatCompletionChunk]]:
         payload = self._payload(call, stream=True)
         timeout = timeout_for(self.timeout_s(call, stream=True), stream=True)
+        headers = await self._request_headers(call)
         with transport_errors(self.provider, self.model):
             response = await self.http.session.post(
-                self.url, data=payload, headers=self._headers(call), timeout=timeout
+                self._endpoint(stream=True), data=payload, headers=headers, timeout=timeout
             )
             try:
                 if response.status >= 400:
