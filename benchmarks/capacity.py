@@ -1,18 +1,19 @@
 """The capacity model's inputs, measured, and the model checked against a Redis Cluster run.
 
-    python -m benchmarks.capacity                        # ~2 minutes: both setups, 8 windows
+    python -m benchmarks.capacity                        # ~3 minutes: 3 setups, 12 windows
     python -m benchmarks.capacity --duration 2 --no-cluster
     python -m benchmarks.capacity --render benchmarks/CAPACITY.json   # the report again
 
 First `switchboard up` with 1 front door, 1 worker and its embedded Redis; then 2 front doors
-and 2 workers on a local 3-shard Redis Cluster (tests/deploy/redis_cluster.py starts it). In
-each, closed-loop load (c=64) for the master key and a database key (limits, a budget, a
-team: admission and the spend ledger), non-stream and stream, each window measuring per
-request: Redis commands, bytes and CPU from INFO deltas on every shard, and the CPU seconds
-of the front doors, the workers, the fake upstream and this client from /proc. The gateway's
-processes (Redis included) share one core, the client and upstream the other, as in
-benchmarks.profile. benchmarks/capacity_model.py turns the figures into requests per second
-per core and per shard, the fleet formula and the predicted-against-measured table;
+and 2 workers, on the embedded Redis and on a local 3-shard Redis Cluster
+(tests/deploy/redis_cluster.py starts it). In each, closed-loop load (c=64) for the master
+key and a database key (limits, a budget, a team: admission and the spend ledger),
+non-stream and stream, each window measuring per request: Redis commands, bytes and CPU
+from INFO deltas on every node, and the CPU seconds of the front doors, the workers, the
+fake upstream and this client from /proc. The gateway's processes (Redis included) share
+one core, the client and upstream the other, as in benchmarks.profile.
+benchmarks/capacity_model.py turns the figures into requests per second per core and per
+shard, the fleet formula and the predicted-against-measured table;
 benchmarks/capacity_report.py writes it to --out (benchmarks/CAPACITY.md) and the raw
 figures beside it as JSON. Run it under `flock /tmp/bench.lock` on a shared machine.
 """
@@ -53,9 +54,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--modes", default="non-stream,stream")
     parser.add_argument("--front-doors", type=int, default=2, help="in the cluster run")
     parser.add_argument("--workers", type=int, default=2, help="in the cluster run")
-    parser.add_argument("--no-cluster", action="store_true", help="the single Redis only")
+    parser.add_argument("--no-cluster", action="store_true", help="only 1 + 1 on one Redis")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
-    parser.add_argument("--target-rps", type=float, default=20_000, help="for the sizing table")
+    parser.add_argument("--target-rps", default="3000,6000", help="for the sizing table")
     parser.add_argument("--out", type=Path, default=HERE / "CAPACITY.md")
     parser.add_argument(
         "--render", type=Path, help="only write --out again from a run's JSON, measuring nothing"
@@ -260,6 +261,21 @@ async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> None:
             urls = {"embedded": redis_url_of(roles(target.service.pid)["worker"][0])}
             single = await run_setup(target, urls, "single", args)
         if not args.no_cluster:
+            # The cluster run's processes on one Redis: what more processes cost, apart
+            # from what the cluster costs.
+            print("Cluster's process count on one Redis:", flush=True)
+            async with gateway(
+                Path(tmp, "spread"),
+                port,
+                front_doors=args.front_doors,
+                workers=args.workers,
+                cpus=plan["gateway"],
+                redis_url=None,
+            ) as target:
+                assert target.service is not None
+                urls = {"embedded": redis_url_of(roles(target.service.pid)["worker"][0])}
+                single += await run_setup(target, urls, "spread", args)
+        if not args.no_cluster:
             print("Redis Cluster:", flush=True)
             with cluster(Path(tmp, "cluster"), plan["gateway"]) as ports:
                 urls = {f"127.0.0.1:{p}": f"redis://127.0.0.1:{p}" for p in ports}
@@ -281,7 +297,7 @@ async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> None:
         front_doors=args.front_doors,
         workers=args.workers,
         gateway_cores=1.0 if plan["gateway"] is not None else float(os.cpu_count() or 1),
-        target_rps=args.target_rps,
+        targets_rps=[float(rps) for rps in args.target_rps.split(",")],
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     capacity_report.save(args.out.with_suffix(".json"), about, single + clustered)

@@ -14,15 +14,17 @@ is one thread: at 80% of its core its latency still holds. `h` is the share of a
 Redis work that stays on one shard however many there are: the lanes' slot ({q}: every lane
 stream and the tenancy keys) and the model group's routing slot ({rt:group}). With the rest
 spread over K shards, the busiest shard does `hot(K)` of the work; `h` comes from the busiest
-shard's share in a K-shard run: `h = (K * share - 1) / (K - 1)`. For K > 1, `redis_s` is the
-cluster's own cost per request, measured on the cluster: a request costs Redis more there.
-Assuming every pinned slot on one shard makes the ceiling `0.8 / (redis_s * h)` a floor.
+shard's share in a K-shard run: `h = (K * share - 1) / (K - 1)`. For K > 1 the three costs
+are the single Redis's times what a cluster adds (cluster run / the same processes on one
+Redis; see `model_of`): a request costs more there. Counting every pinned slot on one shard
+makes the ceiling `0.8 / (redis_s * h)` a conservative figure.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 REDIS_UTILISATION = 0.8
@@ -105,18 +107,12 @@ class Model:
     fd_s: float
     worker_s: float
     redis_s: float  # on a single Redis
-    # On a cluster a request costs Redis more (module docstring of benchmarks.capacity);
-    # the K-shard figures use the cluster's own cost when one was measured.
+    # On a cluster a request costs more (docs/performance.md, "Capacity model"): the
+    # K-shard figures use the cluster run's own costs when one was measured.
+    cluster_fd_s: float
+    cluster_worker_s: float
     cluster_redis_s: float
     pinned: float  # h
-
-    @property
-    def fd_rps_per_core(self) -> float:
-        return 1 / self.fd_s
-
-    @property
-    def worker_rps_per_core(self) -> float:
-        return 1 / self.worker_s
 
     @property
     def shard_rps(self) -> float:
@@ -135,36 +131,56 @@ class Model:
         pinned = self.cluster_redis_s * self.pinned
         return REDIS_UTILISATION / pinned if pinned else math.inf
 
+    def costs(self, shards: int) -> tuple[float, float]:
+        """Front door and worker CPU s per request with a single Redis or on a cluster."""
+        if shards == 1:
+            return self.fd_s, self.worker_s
+        return self.cluster_fd_s, self.cluster_worker_s
+
     def fleet(
         self, front_doors: int, workers: int, shards: int, utilisation: float = 1.0
     ) -> tuple[float, str]:
         """Requests per second the fleet sustains, and the part that saturates first."""
+        fd_s, worker_s = self.costs(shards)
         limits = {
-            "front doors": front_doors * utilisation * self.fd_rps_per_core,
-            "workers": workers * utilisation * self.worker_rps_per_core,
+            "front doors": front_doors * utilisation / fd_s,
+            "workers": workers * utilisation / worker_s,
             "Redis": self.redis_rps(shards),
         }
         first = min(limits, key=lambda part: limits[part])
         return limits[first], first
 
     def size(self, target_rps: float, max_shards: int = 64) -> tuple[int, int, int | None]:
-        """Front doors, workers and shards for `target_rps` at 80% of every core; shards
-        None when the pinned slot alone caps Redis below the target."""
-        front_doors = math.ceil(target_rps / (PLANNED_UTILISATION * self.fd_rps_per_core))
-        workers = math.ceil(target_rps / (PLANNED_UTILISATION * self.worker_rps_per_core))
+        """Front doors, workers and shards for `target_rps` at 80% of every core (on a
+        cluster's costs when it takes one); shards None when the pinned slots alone cap
+        Redis below it."""
         shards = next(
             (k for k in range(1, max_shards + 1) if self.redis_rps(k) >= target_rps), None
         )
+        fd_s, worker_s = self.costs(shards or max_shards)
+        front_doors = math.ceil(target_rps * fd_s / PLANNED_UTILISATION)
+        workers = math.ceil(target_rps * worker_s / PLANNED_UTILISATION)
         return front_doors, workers, shards
 
 
-def model_of(single: Phase, cluster: Phase | None) -> Model:
-    """Costs from the single-Redis run; the cluster's Redis cost and `h` (from its busiest
-    shard) from the cluster run, when there is one."""
+def model_of(single: Phase, cluster: Phase | None, spread: Phase | None = None) -> Model:
+    """Costs from the single-Redis run; `h` (from its busiest shard) and the costs on a
+    cluster from the cluster run, when there is one. With `spread` (the cluster's process
+    count on one Redis), the cluster costs are the single run's times cluster / spread:
+    what the cluster itself adds, without what crowding its processes onto one core adds,
+    which a fleet with a core per process does not pay."""
+    alone = (single.fd_s, single.worker_s, single.redis_s)
     if cluster is None or len(cluster.shards) < 2:
-        return Model(single.fd_s, single.worker_s, single.redis_s, single.redis_s, 1.0)
+        return Model(*alone, *alone, 1.0)
     pinned = pinned_share(cluster.busiest_share, len(cluster.shards))
-    return Model(single.fd_s, single.worker_s, single.redis_s, cluster.redis_s, pinned)
+    on_cluster = (cluster.fd_s, cluster.worker_s, cluster.redis_s)
+    if spread is not None:
+        crowded = (spread.fd_s, spread.worker_s, spread.redis_s)
+        fd_s, worker_s, redis_s = (
+            a * c / s for a, c, s in zip(alone, on_cluster, crowded, strict=True)
+        )
+        on_cluster = (fd_s, worker_s, redis_s)
+    return Model(*alone, *on_cluster, pinned)
 
 
 # ------------------------------------------------------------------------------ rendering
@@ -192,16 +208,17 @@ def per_request_table(phases: list[Phase]) -> list[str]:
 
 def model_table(models: dict[str, Model], shards: int) -> list[str]:
     lines = [
-        "| key, mode | rps per front-door core | rps per worker core | rps per Redis "
-        "(one instance, 80% of a core) | cluster Redis CPU µs / request | pinned share h | "
-        f"Redis rps with {shards} shards | Redis ceiling (any number of shards) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| key, mode | rps per front-door core, single Redis / cluster | rps per worker "
+        "core, single Redis / cluster | rps per Redis (one instance, 80% of a core) | "
+        f"pinned share h | Redis rps with {shards} shards | Redis ceiling (any number of "
+        "shards) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in models.items():
         lines.append(
-            f"| {name} | {m.fd_rps_per_core:,.0f} | {m.worker_rps_per_core:,.0f} | "
-            f"{m.shard_rps:,.0f} | {us(m.cluster_redis_s)} | {m.pinned:.2f} | "
-            f"{m.redis_rps(shards):,.0f} | {m.redis_ceiling_rps:,.0f} |"
+            f"| {name} | {1 / m.fd_s:,.0f} / {1 / m.cluster_fd_s:,.0f} | "
+            f"{1 / m.worker_s:,.0f} / {1 / m.cluster_worker_s:,.0f} | {m.shard_rps:,.0f} | "
+            f"{m.pinned:.2f} | {m.redis_rps(shards):,.0f} | {m.redis_ceiling_rps:,.0f} |"
         )
     return lines
 
@@ -223,50 +240,66 @@ def shard_table(phase: Phase, slots: dict[str, list[str]]) -> list[str]:
     return lines
 
 
-def check_rows(single: Phase, cluster: Phase, gateway_cores: float) -> list[str]:
-    """Predicted (from the single-Redis run) against measured (on the cluster)."""
+def check_rows(
+    single: Phase, cluster: Phase, gateway_cores: float, spread: Phase | None
+) -> list[str]:
+    """Predicted (from the single-Redis 1 + 1 run) against measured: on the cluster, and,
+    when it ran, with the cluster's process count on one Redis (`spread`), which tells the
+    cost of more processes on one core from the cost of the cluster itself."""
     shards = len(cluster.shards)
-    # The cores the gateway's processes really got in the window (the machine is shared):
-    # predicting on them checks that a request costs the same CPU on the cluster.
-    got_cores = cluster.gateway_s * cluster.rps
-    rows = [
-        ("front door CPU µs / request", us(single.fd_s), us(cluster.fd_s)),
-        ("worker CPU µs / request", us(single.worker_s), us(cluster.worker_s)),
-        ("Redis CPU µs / request, all shards", us(single.redis_s), us(cluster.redis_s)),
+
+    def per_core(phase: Phase) -> float:
+        # Requests per second of the gateway's own CPU (fd + worker + Redis): on a shared
+        # machine the cores it got vary; this checks that a request costs what was predicted.
+        return 1 / phase.gateway_s
+
+    rows: list[tuple[str, float, Callable[[Phase], float | None], str]] = [
+        ("front door CPU µs / request", single.fd_s * 1e6, lambda p: p.fd_s * 1e6, ",.0f"),
+        ("worker CPU µs / request", single.worker_s * 1e6, lambda p: p.worker_s * 1e6, ",.0f"),
         (
-            f"Redis CPU µs / request, busiest shard (even spread: 1/{shards})",
-            us(single.redis_s / shards),
-            us(cluster.redis_s * cluster.busiest_share),
+            "Redis CPU µs / request, all nodes",
+            single.redis_s * 1e6,
+            lambda p: p.redis_s * 1e6,
+            ",.0f",
         ),
-        ("Redis commands / request", f"{single.commands():.1f}", f"{cluster.commands():.1f}"),
+        (
+            f"Redis CPU µs / request, busiest shard (predicted: an even 1/{shards})",
+            single.redis_s * 1e6 / shards,
+            lambda p: p.redis_s * p.busiest_share * 1e6 if len(p.shards) > 1 else None,
+            ",.0f",
+        ),
+        ("Redis commands / request", single.commands(), lambda p: p.commands(), ".1f"),
         (
             "bytes into Redis / request",
-            f"{single.redis_bytes('in'):,.0f}",
-            f"{cluster.redis_bytes('in'):,.0f}",
+            single.redis_bytes("in"),
+            lambda p: p.redis_bytes("in"),
+            ",.0f",
         ),
+        ("requests / s per core of gateway CPU", per_core(single), per_core, ",.0f"),
         (
-            f"rps on {gateway_cores:g} idle core(s) for the gateway",
-            f"{gateway_cores / single.gateway_s:,.0f}",
-            f"{cluster.rps:,.0f}",
-        ),
-        (
-            f"rps on the CPU the gateway got ({got_cores:.2f} cores)",
-            f"{got_cores / single.gateway_s:,.0f}",
-            f"{cluster.rps:,.0f}",
+            f"requests / s on {gateway_cores:g} idle core(s)",
+            gateway_cores * per_core(single),
+            lambda p: p.rps,
+            ",.0f",
         ),
     ]
+    middle = spread is not None
+    head = f"| {cluster.key}, {cluster.mode} | predicted |"
+    head += " measured, 2 + 2 on one Redis |" if middle else ""
     lines = [
-        f"| {cluster.key}, {cluster.mode} | predicted | measured | measured / predicted |",
-        "|---|---:|---:|---:|",
+        head + " measured, cluster | cluster / predicted |",
+        "|---|---:|" + "---:|" * (3 if middle else 2),
     ]
-    for name, predicted, measured in rows:
-        ratio = _number(measured) / _number(predicted) if _number(predicted) else math.nan
-        lines.append(f"| {name} | {predicted} | {measured} | {ratio:.2f} |")
+    for name, predicted, measure, form in rows:
+        cells = [format(predicted, form)]
+        if spread is not None:
+            value = measure(spread)
+            cells.append(format(value, form) if value is not None else "-")
+        on_cluster = measure(cluster)
+        assert on_cluster is not None
+        cells += [format(on_cluster, form), f"{on_cluster / predicted:.2f}" if predicted else "-"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
-
-
-def _number(text: str) -> float:
-    return float(text.replace(",", ""))
 
 
 def fleet_table(models: dict[str, Model], fleets: list[tuple[int, int, int]]) -> list[str]:
@@ -283,15 +316,17 @@ def fleet_table(models: dict[str, Model], fleets: list[tuple[int, int, int]]) ->
     return lines
 
 
-def sizing_lines(models: dict[str, Model], target_rps: float) -> list[str]:
+def sizing_lines(models: dict[str, Model], targets_rps: list[float]) -> list[str]:
     lines = [
-        f"| key, mode | for {target_rps:,.0f} rps at 80%: front doors | workers | shards |",
-        "|---|---:|---:|---:|",
+        "| key, mode | target rps | front doors (80%) | workers (80%) | Redis shards |",
+        "|---|---:|---:|---:|---|",
     ]
     for name, model in models.items():
-        n, m, k = model.size(target_rps)
-        cap = f"none: the pinned slots cap Redis at {model.redis_ceiling_rps:,.0f}"
-        lines.append(f"| {name} | {n} | {m} | {k if k is not None else cap} |")
+        for target in targets_rps:
+            n, m, k = model.size(target)
+            cap = f"none: the pinned slots cap Redis at {model.redis_ceiling_rps:,.0f}"
+            shards = "1 (no cluster)" if k == 1 else cap if k is None else str(k)
+            lines.append(f"| {name} | {target:,.0f} | {n} | {m} | {shards} |")
     return lines
 
 

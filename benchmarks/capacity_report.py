@@ -59,9 +59,16 @@ def load(path: Path) -> tuple[dict[str, Any], list[cm.Phase]]:
 
 def render(about: dict[str, Any], phases: list[cm.Phase]) -> str:
     single = [p for p in phases if p.setup == "single"]
+    spread = [p for p in phases if p.setup == "spread"]
     clustered = [p for p in phases if p.setup == "cluster"]
     matching = {(p.key, p.mode): p for p in clustered}
-    models = {f"{p.key}, {p.mode}": cm.model_of(p, matching.get((p.key, p.mode))) for p in single}
+    spreads = {(p.key, p.mode): p for p in spread}
+    models = {
+        f"{p.key}, {p.mode}": cm.model_of(
+            p, matching.get((p.key, p.mode)), spreads.get((p.key, p.mode))
+        )
+        for p in single
+    }
     shards = len(clustered[0].shards) if clustered else 3
     lines = [
         "# Capacity: what one request costs each part, and what a fleet carries",
@@ -81,17 +88,28 @@ def render(about: dict[str, Any], phases: list[cm.Phase]) -> str:
         "",
         *cm.model_table(models, shards),
     ]
+    if spread:
+        lines += [
+            "",
+            f"## Per request, {about['front_doors']} front doors + {about['workers']} "
+            "workers on one Redis (embedded, one core)",
+            "",
+            *cm.per_request_table(spread),
+        ]
     if clustered:
-        lines += cluster_sections(about, single, clustered)
+        lines += cluster_sections(about, single, spread, clustered)
     lines += ["", "## Redis commands per request, by name", ""]
     lines += cm.command_table(single[0], matching.get((single[0].key, single[0].mode)))
     lines += ["", "## Fleets (each process on its own core)", "", *cm.fleet_table(models, FLEETS)]
-    lines += ["", "## Sizing", "", *cm.sizing_lines(models, about["target_rps"]), ""]
+    lines += ["", "## Sizing", "", *cm.sizing_lines(models, about["targets_rps"]), ""]
     return "\n".join(lines)
 
 
 def cluster_sections(
-    about: dict[str, Any], single: list[cm.Phase], clustered: list[cm.Phase]
+    about: dict[str, Any],
+    single: list[cm.Phase],
+    spread: list[cm.Phase],
+    clustered: list[cm.Phase],
 ) -> list[str]:
     lines = [
         "",
@@ -106,8 +124,10 @@ def cluster_sections(
         lines += ["", *cm.shard_table(phase, about["slots"])]
     lines += ["", "## Predicted (single Redis) against measured (cluster)"]
     bases = {(p.key, p.mode): p for p in single}
+    spreads = {(p.key, p.mode): p for p in spread}
     for phase in clustered:
         base = bases.get((phase.key, phase.mode))
         if base is not None:
-            lines += ["", *cm.check_rows(base, phase, about["gateway_cores"])]
+            middle = spreads.get((phase.key, phase.mode))
+            lines += ["", *cm.check_rows(base, phase, about["gateway_cores"], middle)]
     return lines

@@ -1,5 +1,5 @@
-"""benchmarks.capacity end to end in its smallest form: the single-Redis run and the
-2 front doors + 2 workers run on a 3-shard Redis Cluster both produce every figure the
+"""benchmarks.capacity end to end in its smallest form: the single-Redis run, 2 front
+doors + 2 workers on one Redis and on a 3-shard Redis Cluster all produce every figure the
 capacity model needs. Asserts only that the figures exist and every request succeeded;
 the numbers belong to docs/performance.md, never to a test."""
 
@@ -33,7 +33,7 @@ def test_capacity_measures_both_setups_and_checks_the_model(tmp_path: Path) -> N
     measured = {(p["setup"], p["key"], p["mode"]) for p in phases}
     assert measured == {
         (setup, key, mode)
-        for setup in ("single", "cluster")
+        for setup in ("single", "spread", "cluster")
         for key in ("master key", "database key")
         for mode in ("non-stream", "stream")
     }
