@@ -262,8 +262,9 @@ def render_profile(role: str, path: Path, top: int) -> list[str]:
     return lines
 
 
-async def run(args: argparse.Namespace) -> None:
-    plan = cpu_plan(no_pin=False)
+async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> None:
+    """`plan` is worked out before main() pins this process to the client's CPU: worked out
+    after, it would see one CPU and leave the gateway unpinned."""
     with tempfile.TemporaryDirectory() as tmp, upstream(Path(tmp), plan["client"]) as port:
         config = gateways.write_config(Path(tmp, "config.yaml"), f"http://127.0.0.1:{port}")
         target = gateways.switchboard(
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     from workers.testing.__main__ import loop_factory
 
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(run(args))
+        runner.run(run(args, plan))
     return 0
 
 
