@@ -226,7 +226,7 @@ def _soft_budgets(scopes: Sequence[Scope]) -> bytes:
     """Each scope's soft budget (-1: none) for the settlement; b"" when none has one, the
     common case, which the settlement then skips."""
     budgets = [scope.limits.soft_budget for scope in scopes]
-    if not any(budget is not None for budget in budgets):
+    if budgets.count(None) == len(budgets):
         return b""
     return encode_numbers([NONE if budget is None else budget for budget in budgets])
 
