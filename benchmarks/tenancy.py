@@ -33,6 +33,7 @@ from benchmarks.gateways import MASTER_KEY, switchboard, write_config
 from benchmarks.procs import TreeMonitor, cpu_s, descendants, is_redis, wait_http_ready
 from benchmarks.realistic import database_key, with_database
 from benchmarks.run import free_port, upstream
+from benchmarks.tenancy_instructions import run as script_instructions
 from benchmarks.tenancy_scripts import script_cpu
 
 HERE = Path(__file__).parent
@@ -52,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--idle", type=float, default=5.0, help="seconds measured idle")
     parser.add_argument("--out", type=Path, default=HERE / "TENANCY.md")
+    parser.add_argument(
+        "--baseline", default=None, help="a git revision whose scripts to count beside these"
+    )
     return parser.parse_args(argv)
 
 
@@ -192,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     rows = asyncio.run(run(args))
     scripts = asyncio.run(script_cpu()) + asyncio.run(script_cpu(per_pipeline=1))
+    instructions = asyncio.run(script_instructions(args.baseline, 400))
     load_after = os.getloadavg()
     text = "\n".join(
         [
@@ -228,6 +233,15 @@ def main(argv: list[str] | None = None) -> int:
             "| requests a round trip | scopes | admission µs | settlement µs | both | extra |",
             "|---|---|---|---|---|---|",
             *scripts,
+            "",
+            "The same scripts in instructions (`benchmarks/tenancy_instructions.py`: the",
+            "redis-server under callgrind, which counts exactly what a loaded machine's CPU",
+            "time blurs), 50 requests a round trip, per request"
+            + (f", beside the scripts at `{args.baseline}`:" if args.baseline else ":"),
+            "",
+            "| version | scopes | admission instructions | settlement | both | extra |",
+            "|---|---|---|---|---|---|",
+            *instructions,
             "",
             "| key | offered | rps | p50 ms | p99 ms | CPU ms/req | net CPU ms/req "
             "| front door | worker | Redis | errors |",

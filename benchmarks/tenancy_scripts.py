@@ -79,13 +79,12 @@ async def _steady(redis: Redis, keys: Keys, scopes: tuple[str, ...]) -> None:
     now = int(time.time())
     seconds = range(now - 59, now)
     for scope in scopes:
-        buckets: dict[str, int | str] = {
+        fields: dict[str, int | str] = {
             f"{kind}{second}": 1 for second in seconds for kind in ("r", "t")
         }
-        buckets["~"] = "~" * 65  # as the admission that opened the window wrote it
-        await redis.hset(keys.tenancy.window(scope), mapping=buckets)  # type: ignore[misc]  # redis-py's sync-or-async union
-        totals = {"R": len(seconds), "T": len(seconds), "o": now - 59, "l": now - 1}
-        await redis.hset(keys.tenancy.scope(scope), mapping=totals)  # type: ignore[misc]  # as above
+        fields["~"] = "~" * 65  # as the admission that opened the window wrote it
+        fields.update({"R": len(seconds), "T": len(seconds), "O": now - 59, "L": now - 1})
+        await redis.hset(keys.tenancy.scope(scope), mapping=fields)  # type: ignore[misc]  # redis-py's sync-or-async union
 
 
 async def script_cpu(rounds: int = 7, per_pipeline: int = PER_PIPELINE) -> list[str]:

@@ -4,11 +4,10 @@ counted and, only if all pass, the request is XADDed to its lane, in one EVALSHA
 hold exactly across any number of front doors (LiteLLM #40291, #18518: tpm kept in each
 process's memory), and admission costs no round trip of its own: it replaces the XADD.
 
-Each scope is one small hash (`{ns}:{q}:t:sc:<scope>`), read with one HMGET and written
-with one HSET however many of its limits are set, and, with rpm or tpm, a hash of its
-window's buckets (`{ns}:{q}:t:win:<scope>`) that an admission adds to with two HINCRBYs:
+Each scope is one hash (`{ns}:{q}:t:sc:<scope>`), read with one HMGET and written with
+one HSET however many of its limits are set:
 - rpm and tpm are sliding 60 s windows of one-second buckets (`r<s>`, `t<s>`) with
-  running totals (`R`, `T`), the oldest bucket (`o`) and the newest (`l`): an admission
+  running totals (`R`, `T`), the oldest bucket (`O`) and the newest (`L`): an admission
   expires only the buckets that left the window since the last one, so its cost does not
   grow with the traffic. tpm counts the request's estimate at admission; the worker's
   settlement corrects its bucket and the total to the real tokens.
@@ -22,8 +21,9 @@ window's buckets (`{ns}:{q}:t:win:<scope>`) that an admission adds to with two H
   most what is in flight. A period that ended resets `S` at the next admission (the
   check, not a timer, decides, so a budget resets also when no request came in between).
 - the reservation (`res:<rid>`) keeps what the settlement needs: the reserved cost and
-  tokens, the window second, each scope's flags and soft budget, and the front door's half
-  of the spend event.
+  tokens, the window second, each scope's flags (`g`, a digit per scope: 1 counted in a
+  window, +2 holds a lease) and soft budget (`m`), and the front door's half of the spend
+  event.
 """
 
 from __future__ import annotations
@@ -43,17 +43,26 @@ from workers.redis_streams import ENVELOPE_FIELD, Keys
 from workers.tenancy.records import Limits
 
 # KEYS[1] lane, KEYS[2] reservation, KEYS[3] in-flight set, KEYS[4..3+n] one hash per
-# scope, KEYS[4+n..3+2n] each scope's window (its per-second buckets), KEYS[4+2n] the
-# mirror-filled marker (below).
+# scope, KEYS[4+n] the mirror-filled marker (below).
 # ARGV[1] envelope, [2] request id, [3] tokens, [4] cost, [5] lease ms, [6] event,
 # [7] envelope field, [8] the scope names (msgpack, for the sweeper), [9] the soft budgets
-# (space-separated, one per scope), then one argument per scope, space-separated: rpm, tpm,
-# parallel, budget, seed spend, period end (ms), next period end (ms) (one argument, not
-# seven: redis-py's packing costs per argument). -1 means "no limit". Each scope costs one
-# HMGET and one HSET of its small hash, and with rpm or tpm two HINCRBYs of its window (and,
-# once a second at most, expiring buckets that left the window). The buckets have a hash of
-# their own because a hash of ~130 fields is a listpack Redis scans field by field: kept
-# beside the counters, they made every read and write of a scope four times dearer.
+# (a msgpack array, one per scope; "" when no scope has one), then one argument per scope,
+# a msgpack array: rpm, tpm, parallel, budget, seed spend, period end (ms), next period end
+# (ms) (one argument, not seven: redis-py's packing costs per argument; msgpack, not text:
+# cmsgpack decodes it in C where string.gmatch and tonumber cost more than a redis.call),
+# then ARGV[10+n] (below). -1 means "no limit". Numbers go to redis.call as Lua numbers,
+# which Redis writes with %.17g itself (string.format did the same, at a Lua call's cost).
+# Each scope costs one HMGET and one HSET of its hash, whatever limits it has (and,
+# once a second at most with rpm or tpm, an HMGET and HDEL of the buckets that left the
+# window). A window's buckets live in the scope's hash beside its counters, so that the
+# HMGET reads the current second's and the HSET writes it, rather than a key of their own
+# and two HINCRBYs (benchmarks/tenancy_instructions.py counts what each costs). A hash of
+# ~130 fields kept as a listpack is scanned field by field at every access: the first
+# admission of a window writes a value
+# longer than hash-max-listpack-value (64 by default) so Redis keeps it a hash table.
+# The window's oldest and newest seconds are `O` and `L`: a hash holding the earlier
+# layout's `o`/`l` (its buckets in a key of their own) has neither, so its window starts
+# afresh once, rather than counting buckets it cannot see.
 # ARGV[10+n] '1': a counter about to be seeded while the mirror-filled marker is gone means
 # Redis lost its data since the front door copied the seeds (the spend the database held):
 # refuse with 'lost' and write nothing, so the front door re-reads them (LOST). Checked
@@ -64,11 +73,12 @@ local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tokens, cost, lease_ms = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local n = (#KEYS - 4) / 2
+local n = #KEYS - 4
 local check_lost = ARGV[10 + n] == '1'
 local rem_r, rem_t, lim_r, lim_t = -1, -1, -1, -1
-local flags, writes, buckets, fresh = {}, {}, {}, {}
+local flags, writes = {}, {}
 local first_spend = '0'
+local rsec, tsec = false, false
 local function expire_buckets(k, from, to)
   local names = {}
   for b = from, to do names[#names + 1] = 'r' .. b; names[#names + 1] = 't' .. b end
@@ -93,29 +103,30 @@ local function retry_after(k, from, to, prefix)
   return 1
 end
 for i = 0, n - 1 do
-  local k, kw = KEYS[4 + i], KEYS[4 + n + i]
-  local v = {}
-  for x in string.gmatch(ARGV[10 + i], '%S+') do v[#v + 1] = x end
-  local rpm, tpm, par, maxb = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
-  local h = redis.call('HMGET', k, 'R', 'T', 'o', 'l', 'S', 'V', 'E', 'P')
+  local k = KEYS[4 + i]
+  local v = cmsgpack.unpack(ARGV[10 + i])
+  local rpm, tpm, par, maxb = v[1], v[2], v[3], v[4]
+  if not rsec then rsec, tsec = 'r' .. sec, 't' .. sec end
+  local h = redis.call('HMGET', k, 'R', 'T', 'O', 'L', 'S', 'V', 'E', 'P', rsec, tsec)
   local w = {}
-  local f = ''
+  local f = 0
   if rpm >= 0 or tpm >= 0 then
     local reqs, toks = tonumber(h[1]) or 0, tonumber(h[2]) or 0
     local oldest, last = tonumber(h[3]), tonumber(h[4])
+    local in_r, in_t = tonumber(h[9]) or 0, tonumber(h[10]) or 0
     if oldest == nil or last == nil or last <= sec - 60 then
-      if oldest ~= nil and last ~= nil then expire_buckets(kw, oldest, last) end
-      reqs, toks, oldest = 0, 0, sec
-      fresh[i + 1] = true
+      if oldest ~= nil and last ~= nil then expire_buckets(k, oldest, last) end
+      reqs, toks, oldest, in_r, in_t = 0, 0, sec, 0, 0
+      w[#w + 1] = '~'; w[#w + 1] = string.rep('~', 65)
     elseif oldest <= sec - 60 then
-      local r, tk = expire_buckets(kw, oldest, sec - 60)
+      local r, tk = expire_buckets(k, oldest, sec - 60)
       reqs, toks, oldest = reqs - r, toks - tk, sec - 59
     end
     if rpm >= 0 and reqs >= rpm then
-      return {'rpm', i, retry_after(kw, oldest, sec, 'r'), rpm, tpm}
+      return {'rpm', i, retry_after(k, oldest, sec, 'r'), rpm, tpm}
     end
     if tpm >= 0 and toks > 0 and toks + tokens > tpm then
-      return {'tpm', i, retry_after(kw, oldest, sec, 't'), rpm, tpm}
+      return {'tpm', i, retry_after(k, oldest, sec, 't'), rpm, tpm}
     end
     if rpm >= 0 and (rem_r < 0 or rpm - reqs - 1 < rem_r) then
       rem_r = rpm - reqs - 1; lim_r = rpm
@@ -123,56 +134,46 @@ for i = 0, n - 1 do
     if tpm >= 0 and (rem_t < 0 or tpm - toks - tokens < rem_t) then
       rem_t = math.max(0, tpm - toks - tokens); lim_t = tpm
     end
-    w = {'R', reqs + 1, 'T', toks + tokens}
-    buckets[i + 1] = true
-    if oldest ~= tonumber(h[3]) then w[#w + 1] = 'o'; w[#w + 1] = oldest end
-    if sec ~= tonumber(h[4]) then w[#w + 1] = 'l'; w[#w + 1] = sec end
-    f = f .. 'w'
+    w[#w + 1] = 'R'; w[#w + 1] = reqs + 1; w[#w + 1] = 'T'; w[#w + 1] = toks + tokens
+    w[#w + 1] = rsec; w[#w + 1] = in_r + 1; w[#w + 1] = tsec; w[#w + 1] = in_t + tokens
+    if oldest ~= tonumber(h[3]) then w[#w + 1] = 'O'; w[#w + 1] = oldest end
+    if sec ~= tonumber(h[4]) then w[#w + 1] = 'L'; w[#w + 1] = sec end
+    f = 1
   end
   if par >= 0 then
     local running = tonumber(h[8]) or 0
     if running >= par then return {'parallel', i, 1, par, -1} end
     w[#w + 1] = 'P'; w[#w + 1] = running + 1
-    f = f .. 'l'
+    f = f + 2
   end
   local spent, reserved, ends = tonumber(h[5]), tonumber(h[6]) or 0, tonumber(h[7]) or -1
   local is_reset = spent == nil
   if is_reset then
-    if check_lost and redis.call('EXISTS', KEYS[4 + 2 * n]) == 0 then return {'lost'} end
-    spent, ends = tonumber(v[5]), tonumber(v[6])
+    if check_lost and redis.call('EXISTS', KEYS[4 + n]) == 0 then return {'lost'} end
+    spent, ends = v[5], v[6]
   end
-  if ends >= 0 and now >= ends then spent, ends, is_reset = 0, tonumber(v[7]), true end
+  if ends >= 0 and now >= ends then spent, ends, is_reset = 0, v[7], true end
   if maxb >= 0 and spent + reserved >= maxb then
     return {'budget', i, tostring(ends), tostring(spent), tostring(maxb)}
   end
   if i == 0 then first_spend = h[5] or tostring(spent) end
   -- Only what changed is written: most admissions leave spent and the period alone.
   if is_reset then
-    w[#w + 1] = 'S'; w[#w + 1] = string.format('%.17g', spent)
+    w[#w + 1] = 'S'; w[#w + 1] = spent
     w[#w + 1] = 'E'; w[#w + 1] = ends
     if i == 0 then first_spend = tostring(spent) end
   end
   if cost ~= 0 then
-    w[#w + 1] = 'V'; w[#w + 1] = string.format('%.17g', reserved + cost)
+    w[#w + 1] = 'V'; w[#w + 1] = reserved + cost
   end
   writes[i + 1] = w
-  flags[i + 1] = (f == '' and '-' or f)
+  flags[i + 1] = f
 end
 for i = 0, n - 1 do
   if #writes[i + 1] > 0 then redis.call('HSET', KEYS[4 + i], unpack(writes[i + 1])) end
-  if fresh[i + 1] then
-    -- A value longer than hash-max-listpack-value (64 by default) makes Redis keep the
-    -- window as a hash table: a minute of buckets as a listpack is scanned field by
-    -- field at every HINCRBY (measured: half the cost of a scope).
-    redis.call('HSET', KEYS[4 + n + i], '~', string.rep('~', 65))
-  end
-  if buckets[i + 1] then
-    redis.call('HINCRBY', KEYS[4 + n + i], 'r' .. sec, 1)
-    redis.call('HINCRBY', KEYS[4 + n + i], 't' .. sec, tokens)
-  end
 end
 redis.call('HSET', KEYS[2], 'c', ARGV[4], 'k', tokens, 's', sec, 'e', ARGV[6],
-  'f', table.concat(flags, ' '), 'b', ARGV[9], 'n', ARGV[8])
+  'g', table.concat(flags), 'm', ARGV[9], 'n', ARGV[8])
 redis.call('PEXPIRE', KEYS[2], lease_ms + 86400000)
 redis.call('ZADD', KEYS[3], now + lease_ms, ARGV[2])
 local id = redis.call('XADD', KEYS[1], '*', ARGV[7], ARGV[1])
@@ -211,6 +212,8 @@ class Ticket(msgspec.Struct, frozen=True, kw_only=True):
 
 
 encode_names = msgspec.msgpack.Encoder().encode
+# The scripts' numeric arguments (ADMIT's per-scope arrays, the soft budgets).
+encode_numbers = msgspec.msgpack.Encoder().encode
 decode_names = msgspec.msgpack.Decoder(tuple[str, ...]).decode
 
 
@@ -219,8 +222,13 @@ class Admitted(msgspec.Struct, frozen=True):
     headers: dict[str, str]
 
 
-def _num(value: float | int | None) -> str:
-    return str(NONE) if value is None else repr(value)
+def _soft_budgets(scopes: Sequence[Scope]) -> bytes:
+    """Each scope's soft budget (-1: none) for the settlement; b"" when none has one, the
+    common case, which the settlement then skips."""
+    budgets = [scope.limits.soft_budget for scope in scopes]
+    if budgets.count(None) == len(budgets):
+        return b""
+    return encode_numbers([NONE if budget is None else budget for budget in budgets])
 
 
 def _period(limits: Limits, now_s: float) -> tuple[int, int]:
@@ -271,17 +279,25 @@ def script_call(
         ticket.event,
         ENVELOPE_FIELD,
         encode_names(ticket.scope_names),
-        " ".join(_num(scope.limits.soft_budget) for scope in ticket.scopes),
+        _soft_budgets(ticket.scopes),
     ]
     for scope in ticket.scopes:
         script_keys.append(tenancy.scope(scope.name))
         limits = scope.limits
         current, following = _period(limits, now_s)
         args.append(
-            f"{_num(limits.rpm)} {_num(limits.tpm)} {_num(limits.parallel)} "
-            f"{_num(limits.max_budget)} {scope.seed_spend!r} {current} {following}"
+            encode_numbers(
+                (
+                    NONE if limits.rpm is None else limits.rpm,
+                    NONE if limits.tpm is None else limits.tpm,
+                    NONE if limits.parallel is None else limits.parallel,
+                    NONE if limits.max_budget is None else limits.max_budget,
+                    scope.seed_spend,
+                    current,
+                    following,
+                )
+            )
         )
-    script_keys += [tenancy.window(scope.name) for scope in ticket.scopes]
     script_keys.append(tenancy.filled)
     args.append("1" if check_lost else "0")
     return script_keys, args

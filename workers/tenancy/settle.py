@@ -29,7 +29,8 @@ log = logging.getLogger("switchboard.tenancy")
 BYTES_PER_TOKEN: Final = 4
 
 # KEYS[1] reservation, KEYS[2] in-flight set, KEYS[3] ledger, KEYS[4..3+n] one hash per
-# scope, KEYS[4+n..3+2n] their windows (RELEASE_UNSTARTED: then the lane last). ARGV[1]
+# scope, its counters and its window's buckets (workers/tenancy/admission.py; one HMGET and
+# one HSET each) (RELEASE_UNSTARTED: then the lane last). ARGV[1]
 # request id, [2] cost, [3] tokens, [4] worker event, [5] the event field, [6] the worker
 # field, [7] the field of the scopes whose soft budget this crossed (also returned; nil
 # when the request was already settled), [8] the request id field, [9] the field of the
@@ -38,7 +39,7 @@ BYTES_PER_TOKEN: Final = 4
 # appended even when the request was already settled: the callbacks still get the event;
 # RELEASE_UNSTARTED: [12] the lane's group, [13] the request's entry.
 _SETTLE_BODY = """
-local h = redis.call('HMGET', KEYS[1], 'c', 'k', 's', 'e', 'f', 'b')
+local h = redis.call('HMGET', KEYS[1], 'c', 'k', 's', 'e', 'g', 'm', 'f', 'b')
 if not h[1] then
   if ARGV[11] ~= '' then redis.call('XADD', KEYS[3], '*', ARGV[8], ARGV[1], ARGV[10], ARGV[11]) end
   return false
@@ -48,25 +49,35 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 local reserved, est, sec = tonumber(h[1]), tonumber(h[2]), tonumber(h[3])
 local cost, tokens = tonumber(ARGV[2]), tonumber(ARGV[3])
 if cost < 0 then cost = reserved end
-local flags, soft = {}, {}
-for w in string.gmatch(h[5] or '', '%S+') do flags[#flags + 1] = w end
-for w in string.gmatch(h[6] or '', '%S+') do soft[#soft + 1] = tonumber(w) end
+-- Each scope's flags, a digit (1: counted in a window, +2: holds a lease), and soft budgets.
+local flags, soft = h[5], {}
+if flags then
+  if h[6] and h[6] ~= '' then soft = cmsgpack.unpack(h[6]) end
+else
+  -- A reservation of the earlier layout (admitted before an upgrade): words and text.
+  flags = ''
+  for w in string.gmatch(h[7] or '', '%S+') do
+    local d = (string.find(w, 'w', 1, true) and 1 or 0) + (string.find(w, 'l', 1, true) and 2 or 0)
+    flags = flags .. d
+  end
+  for w in string.gmatch(h[8] or '', '%S+') do soft[#soft + 1] = tonumber(w) end
+end
 local crossed = {}
-local n = (#KEYS - 3 - LANE_KEYS) / 2
+local n = #KEYS - 3 - LANE_KEYS
+local tsec = 't' .. sec
 for i = 1, n do
   local k = KEYS[3 + i]
-  local f = flags[i] or '-'
-  local s = redis.call('HMGET', k, 'S', 'V', 'P', 'T', 'o')
+  local f = (string.byte(flags, i) or 48) - 48
+  local s = redis.call('HMGET', k, 'S', 'V', 'P', 'T', 'O', tsec)
   if s[1] then
     local spent = tonumber(s[1]) + cost
-    local w = {'S', string.format('%.17g', spent),
-               'V', string.format('%.17g', math.max(0, (tonumber(s[2]) or 0) - reserved))}
-    if string.find(f, 'l', 1, true) then
+    local w = {'S', spent, 'V', math.max(0, (tonumber(s[2]) or 0) - reserved)}
+    if f >= 2 then
       w[#w + 1] = 'P'; w[#w + 1] = math.max(0, (tonumber(s[3]) or 0) - 1)
     end
     -- The bucket is corrected while it is in the window (expiring it subtracted it).
-    if string.find(f, 'w', 1, true) and tokens ~= est and sec >= (tonumber(s[5]) or sec) then
-      redis.call('HINCRBY', KEYS[3 + n + i], 't' .. sec, tokens - est)
+    if f % 2 == 1 and tokens ~= est and sec >= (tonumber(s[5]) or sec) then
+      w[#w + 1] = tsec; w[#w + 1] = (tonumber(s[6]) or 0) + tokens - est
       w[#w + 1] = 'T'; w[#w + 1] = (tonumber(s[4]) or 0) + tokens - est
     end
     redis.call('HSET', k, unpack(w))
@@ -77,7 +88,7 @@ for i = 1, n do
   end
 end
 local entry = {ARGV[8], ARGV[1], ARGV[5], h[4], ARGV[6], ARGV[4], ARGV[7],
-  table.concat(crossed, ' '), ARGV[9], string.format('%.17g', cost)}
+  table.concat(crossed, ' '), ARGV[9], cost}
 if ARGV[11] ~= '' then entry[#entry + 1] = ARGV[10]; entry[#entry + 1] = ARGV[11] end
 redis.call('XADD', KEYS[3], '*', unpack(entry))
 return crossed
@@ -186,7 +197,6 @@ def script_call(
     script_keys = [tenancy.reservation(request_id), tenancy.inflight, tenancy.ledger]
     for scope in scopes:
         script_keys.append(tenancy.scope(scope))
-    script_keys += [tenancy.window(scope) for scope in scopes]
     args = [
         request_id,
         repr(event.spend),

@@ -46,9 +46,9 @@ def _in_a_minute() -> int:
 
 async def test_buckets_that_left_the_window_no_longer_count(redis: Any, keys: Keys) -> None:
     now = int(time.time())
-    scope, window = keys.tenancy.scope(SCOPE), keys.tenancy.window(SCOPE)
+    scope = window = keys.tenancy.scope(SCOPE)  # the buckets live beside the counters
     # 3 requests 70 s ago (gone from the window), 2 requests 30 s ago (still in it).
-    await redis.hset(scope, mapping={"R": 5, "T": 50, "o": now - 70, "l": now - 30})
+    await redis.hset(scope, mapping={"R": 5, "T": 50, "O": now - 70, "L": now - 30})
     await redis.hset(
         window,
         mapping={f"r{now - 70}": 3, f"t{now - 70}": 30, f"r{now - 30}": 2, f"t{now - 30}": 20},
@@ -59,13 +59,13 @@ async def test_buckets_that_left_the_window_no_longer_count(redis: Any, keys: Ke
     assert refused.value.retry_after_s == 30.0  # when the requests of 30 s ago leave
     fields = await redis.hgetall(scope)
     assert f"r{now - 70}".encode() not in await redis.hgetall(window)
-    assert int(fields[b"R"]) == 3 and int(fields[b"o"]) == now - 59
+    assert int(fields[b"R"]) == 3 and int(fields[b"O"]) == now - 59
 
 
 async def test_a_window_idle_past_a_minute_starts_empty(redis: Any, keys: Keys) -> None:
     now = int(time.time())
-    scope, window = keys.tenancy.scope(SCOPE), keys.tenancy.window(SCOPE)
-    await redis.hset(scope, mapping={"R": 9, "T": 90, "o": now - 200, "l": now - 100})
+    scope = window = keys.tenancy.scope(SCOPE)
+    await redis.hset(scope, mapping={"R": 9, "T": 90, "O": now - 200, "L": now - 100})
     await redis.hset(window, mapping={f"r{now - 100}": 9})
     admitted = await admit(redis, keys, "req_1", ticket(Limits(rpm=2)))
     assert admitted.headers["x-ratelimit-remaining-requests"] == "1"
@@ -120,3 +120,15 @@ async def test_a_soft_budget_crossing_is_reported_once(redis: Any, keys: Keys) -
     assert await settle_now(redis, keys, "req_1", cost=0.3) == []
     assert await settle_now(redis, keys, "req_2", cost=0.3) == [SCOPE.encode()]
     assert await settle_now(redis, keys, "req_3", cost=0.3) == []
+
+
+async def test_a_window_of_the_earlier_layout_starts_afresh(redis: Any, keys: Keys) -> None:
+    """A scope written before the buckets moved into its hash (`o`/`l`, the buckets in a
+    key of their own) has no `O`/`L`: its window starts empty once, rather than counting
+    requests whose buckets it cannot see and so never expire."""
+    now = int(time.time())
+    await redis.hset(keys.tenancy.scope(SCOPE), mapping={"R": 9, "T": 90, "o": now - 5, "l": now})
+    admitted = await admit(redis, keys, "req_1", ticket(Limits(rpm=2)))
+    assert admitted.headers["x-ratelimit-remaining-requests"] == "1"
+    fields = await redis.hgetall(keys.tenancy.scope(SCOPE))
+    assert int(fields[b"R"]) == 1 and int(fields[b"O"]) == int(fields[b"L"])
