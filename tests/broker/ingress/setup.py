@@ -28,6 +28,10 @@ SCENARIOS = {
     "-429": "~status=429~retry_after=3",
     # The delay lets the first chunks leave before the error (test_provider_conformance).
     "-broken": "~stream_error_after=2~chunk_delay=0.1",
+    # The provider reports a prompt that partly came from its cache (test_cache_usage.py).
+    "-cached": "~cached=4",
+    # The provider thinks (when asked) before it answers (test_reasoning_translated.py).
+    "-thinking": "~reasoning=8",
 }
 # The suites test the translation on every provider: OpenAI's groups are kept on it
 # (`responses_api: translate`); `openai-native` serves /v1/responses natively, the default
