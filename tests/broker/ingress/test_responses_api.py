@@ -75,14 +75,21 @@ async def test_whole_response_and_stream_agree(fake, namespace, target: Target):
 async def test_codex_like_function_call_loop(fake, namespace, target: Target, stream: bool):
     """function_call -> function_call_output via previous_response_id -> final text."""
     async with client(fake, namespace) as sdk:
+        kinds: list[str] = []
 
         async def create(**kwargs: Any) -> Any:
             if not stream:
                 return await sdk.responses.create(**kwargs)
             async with sdk.responses.stream(**kwargs) as events:
+                kinds.extend([event.type async for event in events])
                 return await events.get_final_response()
 
         first = await create(model=target.provider + "-tools", input="Weather?", tools=TOOLS)
+        if stream:  # the arguments arrive as deltas, then whole, per call
+            assert kinds.count("response.function_call_arguments.done") == 2, kinds
+            assert kinds.index("response.function_call_arguments.delta") < kinds.index(
+                "response.function_call_arguments.done"
+            )
         calls = [item for item in first.output if item.type == "function_call"]
         assert len(calls) == 2 and calls[0].name == "get_weather"
         assert '"call":0' in calls[0].arguments.replace(" ", "")
