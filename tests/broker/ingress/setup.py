@@ -1,6 +1,7 @@
 """The service the ingress API suites (/v1/messages, /v1/responses) run against: a model
-group per (provider, scenario) on the fake upstream, for the four provider families the
-issue names (#18): OpenAI, Anthropic, Gemini and Bedrock."""
+group per (provider, scenario) on the fake upstream, for the provider families the issue
+names (#18): OpenAI, Azure, Anthropic, Gemini, Bedrock (Converse) and an OpenAI-compatible
+one (Groq)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ BEDROCK_CLAUDE = next(t for t in TARGETS if t.provider == "bedrock")
 INGRESS_TARGETS = [
     t._replace(model=t.model.replace("bedrock/", "bedrock/converse/", 1))
     for t in TARGETS
-    if t.provider in ("openai", "anthropic", "gemini", "bedrock")
+    if t.provider in ("openai", "azure", "anthropic", "gemini", "bedrock", "groq")
 ]
 INGRESS_IDS = [t.provider for t in INGRESS_TARGETS]
 SCENARIOS = {

@@ -1,9 +1,9 @@
 """Cache reads a provider reports reach each API's own usage fields through the
 translation (issue #18: "usage incl. cache read/write tokens"): Anthropic's
 `cache_read_input_tokens` (apart from `input_tokens`, as Anthropic counts) on /v1/messages,
-and `input_tokens_details.cached_tokens` on /v1/responses, whole and streamed, for an
-OpenAI, an Anthropic, a Gemini and a Bedrock deployment (each fake reports the cached part
-of the prompt in its own wire format)."""
+and `input_tokens_details.cached_tokens` on /v1/responses, whole and streamed, for every
+provider family of tests/broker/ingress/setup.py (each fake reports the cached part of the
+prompt in its own wire format)."""
 
 from __future__ import annotations
 

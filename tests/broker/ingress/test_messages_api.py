@@ -1,7 +1,8 @@
 """/v1/messages through the whole service, driven by the official `anthropic` client, for an
-OpenAI, an Anthropic, a Gemini and a Bedrock deployment (fakes speaking each one's wire
-format): whole answers, streams, tool use, a Claude-Code-like tool loop, thinking, the
-parameters that must be carried or refused, count_tokens and Anthropic-shaped errors."""
+OpenAI, an Azure, an Anthropic, a Gemini, a Bedrock and an OpenAI-compatible (Groq)
+deployment (fakes speaking each one's wire format): whole answers, streams, tool use, a
+Claude-Code-like tool loop, thinking, the parameters that must be carried or refused,
+count_tokens and Anthropic-shaped errors."""
 
 from __future__ import annotations
 

@@ -95,7 +95,9 @@ async def test_no_path_reaches_past_the_configured_base(fake, namespace):
                 async with session.get(URL(url + path, encoded=True)) as reply:
                     assert reply.status == 400, path
                     assert (await reply.json())["error"]["code"] == "invalid_path"
-            async with session.get(url + "/azure/openai/deployments") as reply:
+            # No Claude-on-Vertex deployment here (every other provider has one).
+            claude = "/vertex_ai/v1/projects/p/locations/l/publishers/anthropic/models/c:rawPredict"
+            async with session.post(url + claude, json={}) as reply:
                 assert reply.status == 404
                 assert (await reply.json())["error"]["code"] == "provider_not_configured"
             assert fake.state.request_count == 0

@@ -1,9 +1,10 @@
 """/v1/responses through the whole service, driven by the official `openai` client, for an
-OpenAI, an Anthropic, a Gemini and a Bedrock deployment (fakes speaking each one's wire
-format): whole and streamed responses with the event sequence the SDK checks, a Codex-like
-function-call loop through `previous_response_id`, stored responses (retrieve, input_items,
-delete, another key's 404, `store: false`), reasoning items carried across turns, and the
-refusals of what cannot be translated."""
+OpenAI, an Azure, an Anthropic, a Gemini, a Bedrock and an OpenAI-compatible (Groq)
+deployment (fakes speaking each one's wire format): whole and streamed responses with the
+event sequence the SDK checks, a Codex-like function-call loop through
+`previous_response_id`, stored responses (retrieve, input_items, delete, another key's 404,
+`store: false`), reasoning items carried across turns, and the refusals of what cannot be
+translated."""
 
 from __future__ import annotations
 
@@ -107,10 +108,11 @@ async def test_codex_like_function_call_loop(fake, namespace, target: Target, st
         assert b"sunny" in sent.body and b"Weather?" in sent.body
 
 
-async def test_stored_responses_retrieve_list_and_delete(fake, namespace):
+@pytest.mark.parametrize("target", INGRESS_TARGETS, ids=INGRESS_IDS)
+async def test_stored_responses_retrieve_list_and_delete(fake, namespace, target: Target):
     async with client(fake, namespace) as sdk:
         response = await sdk.responses.create(
-            model="openai", input="Say hello", metadata={"ticket": "T-1"}
+            model=target.provider, input="Say hello", metadata={"ticket": "T-1"}
         )
         assert response.metadata == {"ticket": "T-1"}
         again = await sdk.responses.retrieve(response.id)
@@ -122,12 +124,12 @@ async def test_stored_responses_retrieve_list_and_delete(fake, namespace):
         await sdk.responses.delete(response.id)
         with pytest.raises(openai.NotFoundError):
             await sdk.responses.retrieve(response.id)
-        unstored = await sdk.responses.create(model="openai", input="Say hello", store=False)
+        unstored = await sdk.responses.create(model=target.provider, input="Say hello", store=False)
         with pytest.raises(openai.NotFoundError):
             await sdk.responses.retrieve(unstored.id)
         with pytest.raises(openai.NotFoundError):
             await sdk.responses.create(
-                model="openai", input="more", previous_response_id=unstored.id
+                model=target.provider, input="more", previous_response_id=unstored.id
             )
         with pytest.raises(openai.NotFoundError):
             await sdk.responses.retrieve("resp_not-one-of-ours")
