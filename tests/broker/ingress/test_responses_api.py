@@ -16,6 +16,7 @@ from typing import Any
 import openai
 import pytest
 from openai import AsyncOpenAI
+from redis.asyncio import Redis
 
 from tests.broker.harness import make_config, service
 from tests.broker.ingress.setup import INGRESS_IDS, INGRESS_TARGETS, TIMEOUT_S, gateway
@@ -23,6 +24,7 @@ from tests.broker.providers_setup import (
     Target,
     no_ambient_aws,  # noqa: F401 (autouse fixture)
 )
+from workers.redis_streams import Keys
 
 TOOLS = [
     {
@@ -250,3 +252,34 @@ def assert_failed_after_deltas(events: list[Any]) -> None:
     assert last.response.error is not None and last.response.error.message
     assert last.response.id == events[0].response.id
     assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+async def test_the_store_keeps_a_response_for_its_ttl_and_store_false_nothing(
+    fake, namespace, redis: Redis
+):
+    """`responses_ttl_s` bounds the gateway's own store; the owner is a hash, never the key;
+    `store: false` writes nothing at all."""
+    general = "general_settings:\n  master_key: sk-master-0123456789\n"
+    translated = (
+        "- model_name: gpt-chat\n  litellm_params:\n    model: openai/gpt-4o\n"
+        f"    api_base: {fake.base_url}/v1\n    api_key: sk-fake\n    responses_api: chat\n"
+    )
+    settings = {"responses_ttl_s": 600}
+    config = make_config(
+        fake.base_url + "/v1",
+        namespace,
+        general=general,
+        settings=settings,
+        extra_models=translated,
+    )
+    async with asyncio.timeout(TIMEOUT_S), service(config) as ([door], _):
+        sdk: Any = AsyncOpenAI(base_url=door.url + "/v1", api_key="sk-master-0123456789")
+        async with sdk:
+            kept = await sdk.responses.create(model="gpt-chat", input="Say hello")
+            key = Keys(namespace).response(kept.id)
+            assert 0 < await redis.ttl(key) <= 600
+            stored: dict[bytes, bytes] = await redis.hgetall(key)  # type: ignore[misc]
+            assert stored and not any(b"sk-master" in value for value in stored.values())
+            unkept = await sdk.responses.create(model="gpt-chat", input="Say hello", store=False)
+            prefix = Keys(namespace).responses(unkept.id[5:21])
+            assert [k async for k in redis.scan_iter(match=prefix + "*")] == []
