@@ -131,8 +131,9 @@ def _echo(text: str) -> str:
 
 # ------------------------------------------------------------------ Anthropic's shape (#18)
 
-# Anthropic's error types by status (docs.claude.com "Errors"); a status it does not list
-# keeps Anthropic's generic `api_error`.
+# Anthropic's error types by status (docs.claude.com "Errors"). A 4xx it does not list
+# (a 422 budget refusal, ...) is `invalid_request_error`, which Anthropic says it also uses
+# for "other 4XX status codes"; any other status is its generic server-side `api_error`.
 ANTHROPIC_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -148,9 +149,14 @@ ANTHROPIC_TYPES = {
 }
 
 
+def anthropic_type(status: int) -> str:
+    fallback = "invalid_request_error" if 400 <= status < 500 else "api_error"
+    return ANTHROPIC_TYPES.get(status, fallback)
+
+
 def anthropic_error_json(status: int, message: str) -> bytes:
     """`{"type": "error", "error": {"type", "message"}}`, the body /v1/messages answers with."""
-    detail = {"type": ANTHROPIC_TYPES.get(status, "api_error"), "message": message}
+    detail = {"type": anthropic_type(status), "message": message}
     return orjson.dumps({"type": "error", "error": detail})
 
 

@@ -1,6 +1,7 @@
 """The service the ingress API suites (/v1/messages, /v1/responses) run against: a model
-group per (provider, scenario) on the fake upstream, for the four provider families the
-issue names (#18): OpenAI, Anthropic, Gemini and Bedrock."""
+group per (provider, scenario) on the fake upstream, for the provider families the issue
+names (#18): OpenAI, Azure, Anthropic, Gemini, Bedrock (Converse) and an OpenAI-compatible
+one (Groq)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ BEDROCK_CLAUDE = next(t for t in TARGETS if t.provider == "bedrock")
 INGRESS_TARGETS = [
     t._replace(model=t.model.replace("bedrock/", "bedrock/converse/", 1))
     for t in TARGETS
-    if t.provider in ("openai", "anthropic", "gemini", "bedrock")
+    if t.provider in ("openai", "azure", "anthropic", "gemini", "bedrock", "groq")
 ]
 INGRESS_IDS = [t.provider for t in INGRESS_TARGETS]
 SCENARIOS = {
@@ -28,6 +29,10 @@ SCENARIOS = {
     "-429": "~status=429~retry_after=3",
     # The delay lets the first chunks leave before the error (test_provider_conformance).
     "-broken": "~stream_error_after=2~chunk_delay=0.1",
+    # The provider reports a prompt that partly came from its cache (test_cache_usage.py).
+    "-cached": "~cached=4",
+    # The provider thinks (when asked) before it answers (test_reasoning_translated.py).
+    "-thinking": "~reasoning=8",
 }
 # The suites test the translation on every provider: OpenAI's groups are kept on it
 # (`responses_api: translate`); `openai-native` serves /v1/responses natively, the default

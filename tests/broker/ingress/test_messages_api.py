@@ -1,7 +1,8 @@
 """/v1/messages through the whole service, driven by the official `anthropic` client, for an
-OpenAI, an Anthropic, a Gemini and a Bedrock deployment (fakes speaking each one's wire
-format): whole answers, streams, tool use, a Claude-Code-like tool loop, thinking, the
-parameters that must be carried or refused, count_tokens and Anthropic-shaped errors."""
+OpenAI, an Azure, an Anthropic, a Gemini, a Bedrock and an OpenAI-compatible (Groq)
+deployment (fakes speaking each one's wire format): whole answers, streams, tool use, a
+Claude-Code-like tool loop, thinking, the parameters that must be carried or refused,
+count_tokens and Anthropic-shaped errors."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Any
 
 import aiohttp
 import anthropic
+import orjson
 import pytest
 from anthropic import AsyncAnthropic
 
+from broker.errors import anthropic_error_json
 from tests.broker.harness import make_config, service
 from tests.broker.ingress.setup import INGRESS_IDS, INGRESS_TARGETS, TIMEOUT_S, gateway
 from tests.broker.providers_setup import (
@@ -195,6 +198,30 @@ async def test_errors_come_in_anthropics_shape(fake, namespace):
                     "type": "invalid_request_error",
                     "message": "`max_tokens` is required",
                 }
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, "invalid_request_error"),
+        (401, "authentication_error"),
+        (403, "permission_error"),
+        (404, "not_found_error"),
+        (413, "request_too_large"),
+        (422, "invalid_request_error"),  # a budget refusal: Anthropic's type for other 4xx
+        (429, "rate_limit_error"),
+        (500, "api_error"),
+        (502, "api_error"),
+        (503, "overloaded_error"),
+        (504, "timeout_error"),
+        (529, "overloaded_error"),
+    ],
+)
+def test_anthropic_error_types_by_status(status: int, kind: str):
+    assert orjson.loads(anthropic_error_json(status, "m")) == {
+        "type": "error",
+        "error": {"type": kind, "message": "m"},
+    }
 
 
 async def test_count_tokens_asks_anthropic_or_says_it_estimates(fake, namespace):

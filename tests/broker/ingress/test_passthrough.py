@@ -15,6 +15,7 @@ from yarl import URL
 
 from tests.broker.ingress.setup import TIMEOUT_S, gateway
 from tests.broker.providers_setup import no_ambient_aws  # noqa: F401 (autouse fixture)
+from tests.scrape import Scrape, scrape_url
 
 HELLO = [{"role": "user", "content": "Say hello"}]
 CLIENT_KEY = "sk-client-secret-0123456789"
@@ -48,6 +49,21 @@ async def test_openai_and_anthropic_clients_work_through_the_pass_through(fake, 
             (sent,) = fake.state.requests
             assert sent.headers["x-api-key"] == "sk-ant-fake"
             assert CLIENT_KEY not in str(dict(sent.headers))
+        # Counted in the front door's metrics under `<provider> pass-through`.
+        async with aiohttp.ClientSession() as session:
+            scrape = await scrape_url(session, url + "/metrics")
+        assert answered(scrape, "openai pass-through") == 2  # whole and streamed
+        assert answered(scrape, "anthropic pass-through") == 1
+
+
+def answered(scrape: Scrape, group: str) -> float:
+    return sum(
+        value
+        for (name, labels), value in scrape.values.items()
+        if name == "switchboard_requests_total"
+        and ("model_group", group) in labels
+        and ("status", "200") in labels
+    )
 
 
 async def test_gemini_and_bedrock_are_signed_with_the_configured_credentials(fake, namespace):
@@ -79,7 +95,9 @@ async def test_no_path_reaches_past_the_configured_base(fake, namespace):
                 async with session.get(URL(url + path, encoded=True)) as reply:
                     assert reply.status == 400, path
                     assert (await reply.json())["error"]["code"] == "invalid_path"
-            async with session.get(url + "/azure/openai/deployments") as reply:
+            # No Claude-on-Vertex deployment here (every other provider has one).
+            claude = "/vertex_ai/v1/projects/p/locations/l/publishers/anthropic/models/c:rawPredict"
+            async with session.post(url + claude, json={}) as reply:
                 assert reply.status == 404
                 assert (await reply.json())["error"]["code"] == "provider_not_configured"
             assert fake.state.request_count == 0

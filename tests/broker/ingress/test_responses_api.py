@@ -1,9 +1,10 @@
 """/v1/responses through the whole service, driven by the official `openai` client, for an
-OpenAI, an Anthropic, a Gemini and a Bedrock deployment (fakes speaking each one's wire
-format): whole and streamed responses with the event sequence the SDK checks, a Codex-like
-function-call loop through `previous_response_id`, stored responses (retrieve, input_items,
-delete, another key's 404, `store: false`), reasoning items carried across turns, and the
-refusals of what cannot be translated."""
+OpenAI, an Azure, an Anthropic, a Gemini, a Bedrock and an OpenAI-compatible (Groq)
+deployment (fakes speaking each one's wire format): whole and streamed responses with the
+event sequence the SDK checks, a Codex-like function-call loop through
+`previous_response_id`, stored responses (retrieve, input_items, delete, another key's 404,
+`store: false`), reasoning items carried across turns, and the refusals of what cannot be
+translated."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import openai
 import pytest
 from openai import AsyncOpenAI
+from redis.asyncio import Redis
 
 from tests.broker.harness import make_config, service
 from tests.broker.ingress.setup import INGRESS_IDS, INGRESS_TARGETS, TIMEOUT_S, gateway
@@ -22,6 +24,7 @@ from tests.broker.providers_setup import (
     Target,
     no_ambient_aws,  # noqa: F401 (autouse fixture)
 )
+from workers.redis_streams import Keys
 
 TOOLS = [
     {
@@ -75,14 +78,21 @@ async def test_whole_response_and_stream_agree(fake, namespace, target: Target):
 async def test_codex_like_function_call_loop(fake, namespace, target: Target, stream: bool):
     """function_call -> function_call_output via previous_response_id -> final text."""
     async with client(fake, namespace) as sdk:
+        kinds: list[str] = []
 
         async def create(**kwargs: Any) -> Any:
             if not stream:
                 return await sdk.responses.create(**kwargs)
             async with sdk.responses.stream(**kwargs) as events:
+                kinds.extend([event.type async for event in events])
                 return await events.get_final_response()
 
         first = await create(model=target.provider + "-tools", input="Weather?", tools=TOOLS)
+        if stream:  # the arguments arrive as deltas, then whole, per call
+            assert kinds.count("response.function_call_arguments.done") == 2, kinds
+            assert kinds.index("response.function_call_arguments.delta") < kinds.index(
+                "response.function_call_arguments.done"
+            )
         calls = [item for item in first.output if item.type == "function_call"]
         assert len(calls) == 2 and calls[0].name == "get_weather"
         assert '"call":0' in calls[0].arguments.replace(" ", "")
@@ -100,10 +110,11 @@ async def test_codex_like_function_call_loop(fake, namespace, target: Target, st
         assert b"sunny" in sent.body and b"Weather?" in sent.body
 
 
-async def test_stored_responses_retrieve_list_and_delete(fake, namespace):
+@pytest.mark.parametrize("target", INGRESS_TARGETS, ids=INGRESS_IDS)
+async def test_stored_responses_retrieve_list_and_delete(fake, namespace, target: Target):
     async with client(fake, namespace) as sdk:
         response = await sdk.responses.create(
-            model="openai", input="Say hello", metadata={"ticket": "T-1"}
+            model=target.provider, input="Say hello", metadata={"ticket": "T-1"}
         )
         assert response.metadata == {"ticket": "T-1"}
         again = await sdk.responses.retrieve(response.id)
@@ -115,12 +126,12 @@ async def test_stored_responses_retrieve_list_and_delete(fake, namespace):
         await sdk.responses.delete(response.id)
         with pytest.raises(openai.NotFoundError):
             await sdk.responses.retrieve(response.id)
-        unstored = await sdk.responses.create(model="openai", input="Say hello", store=False)
+        unstored = await sdk.responses.create(model=target.provider, input="Say hello", store=False)
         with pytest.raises(openai.NotFoundError):
             await sdk.responses.retrieve(unstored.id)
         with pytest.raises(openai.NotFoundError):
             await sdk.responses.create(
-                model="openai", input="more", previous_response_id=unstored.id
+                model=target.provider, input="more", previous_response_id=unstored.id
             )
         with pytest.raises(openai.NotFoundError):
             await sdk.responses.retrieve("resp_not-one-of-ours")
@@ -241,3 +252,34 @@ def assert_failed_after_deltas(events: list[Any]) -> None:
     assert last.response.error is not None and last.response.error.message
     assert last.response.id == events[0].response.id
     assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+async def test_the_store_keeps_a_response_for_its_ttl_and_store_false_nothing(
+    fake, namespace, redis: Redis
+):
+    """`responses_ttl_s` bounds the gateway's own store; the owner is a hash, never the key;
+    `store: false` writes nothing at all."""
+    general = "general_settings:\n  master_key: sk-master-0123456789\n"
+    translated = (
+        "- model_name: gpt-chat\n  litellm_params:\n    model: openai/gpt-4o\n"
+        f"    api_base: {fake.base_url}/v1\n    api_key: sk-fake\n    responses_api: chat\n"
+    )
+    settings = {"responses_ttl_s": 600}
+    config = make_config(
+        fake.base_url + "/v1",
+        namespace,
+        general=general,
+        settings=settings,
+        extra_models=translated,
+    )
+    async with asyncio.timeout(TIMEOUT_S), service(config) as ([door], _):
+        sdk: Any = AsyncOpenAI(base_url=door.url + "/v1", api_key="sk-master-0123456789")
+        async with sdk:
+            kept = await sdk.responses.create(model="gpt-chat", input="Say hello")
+            key = Keys(namespace).response(kept.id)
+            assert 0 < await redis.ttl(key) <= 600
+            stored: dict[bytes, bytes] = await redis.hgetall(key)  # type: ignore[misc]
+            assert stored and not any(b"sk-master" in value for value in stored.values())
+            unkept = await sdk.responses.create(model="gpt-chat", input="Say hello", store=False)
+            prefix = Keys(namespace).responses(unkept.id[5:21])
+            assert [k async for k in redis.scan_iter(match=prefix + "*")] == []

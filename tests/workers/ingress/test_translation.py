@@ -15,6 +15,7 @@ from workers.wire import chat_request_from_dict
 
 HELLO = [{"role": "user", "content": "hi"}]
 MESSAGES_BASE: dict[str, Any] = {"model": "m", "max_tokens": 10, "messages": HELLO}
+PDF = "data:application/pdf;base64,JVBERi0="
 
 # Messages field -> (value, what the chat body holds for it)
 MESSAGES_CARRIED: list[tuple[str, Any, dict[str, Any]]] = [
@@ -239,7 +240,8 @@ def test_responses_items_and_history_translate_in_order() -> None:
             {
                 "role": "user",
                 "content": [
-                    {"type": "input_image", "image_url": "https://x/y.png", "detail": "low"}
+                    {"type": "input_image", "image_url": "https://x/y.png", "detail": "low"},
+                    {"type": "input_file", "filename": "a.pdf", "file_data": PDF, "extra": 1},
                 ],
             },
         ],
@@ -251,6 +253,8 @@ def test_responses_items_and_history_translate_in_order() -> None:
     assert assistant["tool_calls"][0]["id"] == "c1"
     assert tool == {"role": "tool", "tool_call_id": "c1", "content": "sunny"}
     assert image["content"][0]["image_url"] == {"url": "https://x/y.png", "detail": "low"}
+    # A file goes on as chat's file part (each adapter carries or refuses it).
+    assert image["content"][1] == {"type": "file", "file": {"filename": "a.pdf", "file_data": PDF}}
     chat_request_from_dict(chat)
 
 
