@@ -3,8 +3,8 @@
 The shape is checked by msgspec Structs; content blocks stay plain objects and are
 translated one by one. What the chat model cannot carry is refused with a 400 naming it
 (issue #18: never a silent drop), or dropped with `drop_params`. `top_k` travels as a
-top-level field, which the Anthropic, Gemini and Bedrock adapters take and OpenAI-family
-upstreams refuse themselves.
+top-level field, which the Anthropic, Gemini and Bedrock adapters take, and OpenAI's and
+Azure's adapters refuse by name (or drop, with `drop_params`).
 """
 
 from __future__ import annotations

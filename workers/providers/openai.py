@@ -52,8 +52,10 @@ class OpenAIAdapter(Adapter):
     )
     supports_embeddings: ClassVar[bool] = True
     # param -> why the host cannot honor it
+    # OpenAI-compatible hosts (hosted_vllm/, groq/, ...) have their own list: vLLM takes top_k.
     refused_params: ClassVar[Mapping[str, str]] = {
         "thinking": "OpenAI models take `reasoning_effort` instead",
+        "top_k": "OpenAI's chat completions have no top_k (use top_p)",
     }
     # OpenAI param -> the host's name for it
     renamed_params: ClassVar[Mapping[str, str]] = {}

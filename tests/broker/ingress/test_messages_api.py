@@ -179,6 +179,27 @@ async def test_a_parameter_openai_cannot_take_is_refused_by_name(fake, namespace
         assert "thinking" in body_of(caught)["error"]["message"]
 
 
+async def test_top_k_to_openai_is_refused_by_name_unless_dropped(fake, namespace):
+    """The issue's own example: Claude Code's top_k cannot reach OpenAI, and is never sent
+    there silently; with drop_params it is dropped before the call."""
+    async with client(fake, namespace) as (sdk, _):
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            await sdk.messages.create(
+                model="openai", max_tokens=256, messages=HELLO, extra_body={"top_k": 5}
+            )
+        assert body_of(caught)["type"] == "error"
+        assert "top_k" in body_of(caught)["error"]["message"]
+        fake.state.clear()
+        await sdk.messages.create(
+            model="openai",
+            max_tokens=256,
+            messages=HELLO,
+            extra_body={"top_k": 5, "drop_params": True},
+        )
+        (sent,) = fake.state.requests
+        assert "top_k" not in sent.json
+
+
 async def test_errors_come_in_anthropics_shape(fake, namespace):
     async with client(fake, namespace) as (sdk, url):
         with pytest.raises(anthropic.NotFoundError) as missing:
