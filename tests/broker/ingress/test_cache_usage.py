@@ -49,3 +49,24 @@ async def test_cache_reads_reach_messages_and_responses_usage(fake, namespace, t
             for usage in (response.usage, final.usage):
                 assert usage.input_tokens_details.cached_tokens == CACHED
                 assert usage.input_tokens > CACHED  # OpenAI's count includes the cached part
+
+
+async def test_cache_writes_reach_messages_usage_through_bedrock_converse(fake, namespace):
+    """A prompt written to the cache (Bedrock's `cacheWriteInputTokens`, on a Converse call the
+    /v1/messages request was translated to, its `cache_control` as a `cachePoint`) is
+    Anthropic's `cache_creation_input_tokens`, apart from `input_tokens`, whole and streamed."""
+    system = [{"type": "text", "text": PROMPT, "cache_control": {"type": "ephemeral"}}]
+    async with asyncio.timeout(TIMEOUT_S), gateway(fake, namespace) as url:
+        sdk: Any = AsyncAnthropic(base_url=url, api_key="sk-switchboard", max_retries=0)
+        async with sdk:
+            message = await sdk.messages.create(
+                model="bedrock", max_tokens=256, system=system, messages=HELLO
+            )
+            async with sdk.messages.stream(
+                model="bedrock", max_tokens=256, system=system, messages=HELLO
+            ) as stream:
+                streamed = await stream.get_final_message()
+    for usage in (message.usage, streamed.usage):
+        assert usage.cache_creation_input_tokens > 0
+        assert usage.cache_read_input_tokens == 0
+        assert usage.input_tokens > 0  # the user turn after the cache point, counted apart
