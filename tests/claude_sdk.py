@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import anthropic
+import pytest
 from anthropic import AsyncAnthropic, AsyncAnthropicBedrock, AsyncAnthropicVertex
 from anthropic.types import Message, Usage
 
@@ -55,6 +57,16 @@ async def read_stream(
     async with sdk.messages.stream(model=model, max_tokens=64, messages=messages) as stream:
         async for _ in stream:
             pass
+
+
+async def error_bodies(sdk: AsyncAnthropic, group: str) -> tuple[Any, Any]:
+    """The error bodies the SDK raises for `group`-429 (a RateLimitError) and for the
+    stream of `group`-broken, which fails midway (an APIStatusError)."""
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        await sdk.messages.create(model=group + "-429", max_tokens=64, messages=HELLO)
+    with pytest.raises(anthropic.APIStatusError) as failed:
+        await read_stream(sdk, group + "-broken", HELLO)
+    return limited.value.body, failed.value.body
 
 
 def counted(scrape: Scrape, group: str) -> tuple[float, float, float]:

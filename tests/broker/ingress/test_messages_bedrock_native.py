@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import anthropic
 import orjson
 import pytest
 from anthropic import AsyncAnthropic
@@ -24,7 +23,7 @@ from botocore.eventstream import EventStreamBuffer
 from tests.broker.ingress.setup import BEDROCK_CLAUDE, TIMEOUT_S, gateway
 from tests.broker.ingress.test_messages_native import BODY, post, relayed_events, without_ids
 from tests.broker.providers_setup import no_ambient_aws  # noqa: F401 (autouse fixture)
-from tests.claude_sdk import HELLO, TOOLS, counted_for_one, read_stream, tool_loop
+from tests.claude_sdk import HELLO, TOOLS, counted_for_one, error_bodies, tool_loop
 
 GROUP = "bedrock-claude"
 MODEL_ID = BEDROCK_CLAUDE.base_model
@@ -149,13 +148,8 @@ async def test_a_claude_code_like_tool_loop(fake, namespace):
 
 async def test_errors_come_in_anthropics_shape(fake, namespace):
     async with client(fake, namespace) as sdk:
-        with pytest.raises(anthropic.RateLimitError) as limited:
-            await sdk.messages.create(model=GROUP + "-429", max_tokens=64, messages=HELLO)
-        error: Any = limited.value.body
+        error, broken = await error_bodies(sdk, GROUP)
         assert error["type"] == "error" and error["error"]["type"] == "rate_limit_error"
-        with pytest.raises(anthropic.APIStatusError) as failed:
-            await read_stream(sdk, GROUP + "-broken", HELLO)
-        broken: Any = failed.value.body
         assert broken["type"] == "error" and broken["error"]["type"] == "api_error"
 
 

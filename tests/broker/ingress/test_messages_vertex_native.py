@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import anthropic
 import orjson
 import pytest
 from anthropic import AsyncAnthropic
@@ -29,7 +28,7 @@ from broker.config.problems import InvalidConfig
 from tests.broker.harness import service
 from tests.broker.ingress.setup import TIMEOUT_S
 from tests.broker.ingress.test_messages_native import BODY, post, relayed_events, without_ids
-from tests.claude_sdk import HELLO, counted_for_one, read_stream, tool_loop
+from tests.claude_sdk import HELLO, counted_for_one, error_bodies, tool_loop
 from workers.providers.vertex.auth import token_for
 from workers.testing.google_oauth import authority, service_account
 from workers.testing.server import FakeUpstream
@@ -212,13 +211,8 @@ async def test_chat_completions_are_translated_as_for_anthropic(fake, namespace,
 
 async def test_errors_come_in_anthropics_shape(fake, namespace, tmp_path):
     async with client(fake, namespace, tmp_path) as sdk:
-        with pytest.raises(anthropic.RateLimitError) as limited:
-            await sdk.messages.create(model=GROUP + "-429", max_tokens=64, messages=HELLO)
-        error: Any = limited.value.body
+        error, broken = await error_bodies(sdk, GROUP)
         assert error["type"] == "error" and error["error"]["type"] == "rate_limit_error"
-        with pytest.raises(anthropic.APIStatusError) as failed:
-            await read_stream(sdk, GROUP + "-broken", HELLO)
-        broken: Any = failed.value.body
         assert broken["type"] == "error"
 
 
