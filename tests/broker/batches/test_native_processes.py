@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openai import AsyncOpenAI
+from openai.types import Batch
 
 from tests.broker.batches.handover import assert_each_once, front_door_handover
 from tests.broker.batches.sdk import API_KEYS, KEY_A, Clients, clients, finished, lines_of
@@ -80,6 +82,23 @@ def native_config(directory: Path, provider: FakeUpstream, namespace: str) -> Pa
     )
 
 
+async def submit(sdk: AsyncOpenAI, rows: bytes) -> Batch:
+    """A batch of `rows` for /v1/chat/completions (uploaded, then created)."""
+    uploaded = await sdk.files.create(file=("in.jsonl", rows), purpose="batch")
+    return await sdk.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+
+
+async def completed(
+    sdk: AsyncOpenAI, batch_id: str, timeout_s: float
+) -> tuple[Batch, list[dict[str, Any]]]:
+    """The batch, once it completed (bounded), and the lines of its output file."""
+    done = await finished(sdk, batch_id, timeout_s=timeout_s)
+    assert done.status == "completed", done
+    return done, await lines_of(sdk, done.output_file_id)
+
+
 def provider_calls(provider: FakeUpstream, path: str) -> int:
     return sum(1 for r in provider.requests if r.method == "POST" and r.path == path)
 
@@ -94,10 +113,7 @@ async def test_kill_9_of_the_front_door_polling_a_native_batch_resumes_without_r
         async with front_door_handover(config, tmp_path) as handover:
             urls = handover.urls
             sdk = clients(urls[0], KEY_A)
-            uploaded = await sdk.files.create(file=("in.jsonl", input_file(model)), purpose="batch")
-            batch = await sdk.batches.create(
-                input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
-            )
+            batch = await submit(sdk, input_file(model))
             # Handed over and polled at least once: the provider's id is in the record.
             await eventually(
                 lambda: sum(1 for r in provider.requests if r.method == "GET") >= 2,
@@ -107,9 +123,7 @@ async def test_kill_9_of_the_front_door_polling_a_native_batch_resumes_without_r
             await handover.kill_doomed()
             assert provider_calls(provider, line_path) == 0  # still queued there
             async with handover.survivor() as survivor:
-                done = await finished(clients(urls[1], KEY_A), batch.id, timeout_s=60)
-                assert done.status == "completed", done
-                output = await lines_of(clients(urls[1], KEY_A), done.output_file_id)
+                done, output = await completed(clients(urls[1], KEY_A), batch.id, 60)
                 assert_each_once(output, (f"req-{i}" for i in range(LINES)))
                 assert "resumes: polling its provider batch" in survivor.output()
         assert provider_calls(provider, create_path) == 1
@@ -129,10 +143,7 @@ async def test_kill_9_before_the_create_call_is_answered_adopts_the_batch_it_mad
         async with front_door_handover(config, tmp_path) as handover:
             urls = handover.urls
             sdk = clients(urls[0], KEY_A)
-            uploaded = await sdk.files.create(file=("in.jsonl", input_file(model)), purpose="batch")
-            batch = await sdk.batches.create(
-                input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
-            )
+            batch = await submit(sdk, input_file(model))
             # The provider has the batch; its answer is not sent yet.
             await eventually(
                 lambda: provider_calls(provider, create_path) == 1,
@@ -141,9 +152,7 @@ async def test_kill_9_before_the_create_call_is_answered_adopts_the_batch_it_mad
             )
             await handover.kill_doomed()
             async with handover.survivor() as survivor:
-                done = await finished(clients(urls[1], KEY_A), batch.id, timeout_s=60)
-                assert done.status == "completed", done
-                output = await lines_of(clients(urls[1], KEY_A), done.output_file_id)
+                done, output = await completed(clients(urls[1], KEY_A), batch.id, 60)
                 assert_each_once(output, (f"req-{i}" for i in range(LINES)))
                 assert "found its provider batch" in survivor.output()
         assert provider_calls(provider, create_path) == 1
@@ -163,10 +172,7 @@ async def test_kill_9_of_the_front_door_running_a_split_batch_loses_and_repeats_
         async with front_door_handover(config, tmp_path) as handover:
             urls = handover.urls
             sdk = clients(urls[0], KEY_A)
-            uploaded = await sdk.files.create(file=("in.jsonl", rows), purpose="batch")
-            batch = await sdk.batches.create(
-                input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
-            )
+            batch = await submit(sdk, rows)
             await eventually(
                 lambda: (
                     provider_calls(provider, "/v1/batches") == 1
@@ -177,9 +183,7 @@ async def test_kill_9_of_the_front_door_running_a_split_batch_loses_and_repeats_
             )
             await handover.kill_doomed()
             async with handover.survivor():
-                done = await finished(clients(urls[1], KEY_A), batch.id, timeout_s=90)
-                assert done.status == "completed", done
-                output = await lines_of(clients(urls[1], KEY_A), done.output_file_id)
+                done, output = await completed(clients(urls[1], KEY_A), batch.id, 90)
                 expected = [f"{model}-{i}" for model in models for i in range(LINES)]
                 assert_each_once(output, expected)
                 assert done.request_counts is not None
