@@ -27,7 +27,7 @@ from benchmarks import gateways
 from benchmarks.loadgen import Client, build_request
 from benchmarks.procs import Service, cpu_s, pinned, wait_http_ready
 from benchmarks.profile import redis_counters, redis_url_of, roles, start_py_spy
-from benchmarks.run import cpu_plan, free_port, upstream
+from benchmarks.run import cpu_plan, free_port, run_pinned, upstream
 
 MODES = (("non-stream c=1", False, 1), ("non-stream c=64", False, 64), ("stream c=64", True, 64))
 
@@ -226,13 +226,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    plan = cpu_plan(no_pin=False)
-    if plan["client"] is not None:
-        os.sched_setaffinity(0, {int(plan["client"])})
-    from workers.testing.__main__ import loop_factory
-
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(run(args))
+    run_pinned(lambda _plan: run(args), no_pin=False)
     return 0
 
 

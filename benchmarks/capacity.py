@@ -36,7 +36,7 @@ from benchmarks import capacity_model as cm
 from benchmarks import capacity_report, gateways, realistic
 from benchmarks.procs import cpu_s, descendants, is_redis, wait_http_ready
 from benchmarks.profile import drive, redis_counters, redis_url_of, redis_used, roles
-from benchmarks.run import cpu_plan, free_port, upstream
+from benchmarks.run import free_port, run_pinned, upstream
 
 HERE = Path(__file__).resolve().parent
 MODES = {"non-stream": False, "stream": True}
@@ -311,14 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render is not None:
         args.out.write_text(capacity_report.render(*capacity_report.load(args.render)))
         return 0
-    plan = cpu_plan(no_pin=args.no_pin)
-    if plan["client"] is not None:
-        os.sched_setaffinity(0, {int(plan["client"])})
-    from workers.testing.__main__ import loop_factory
-
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        # The plan made before this process pinned itself: made after, it would see one CPU.
-        runner.run(run(args, plan))
+    run_pinned(lambda plan: run(args, plan), no_pin=args.no_pin)
     return 0
 
 

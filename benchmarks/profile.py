@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from typing import cast
 from benchmarks import gateways
 from benchmarks.loadgen import Client, build_request
 from benchmarks.procs import cpu_s, descendants, is_redis, pinned, wait_http_ready
-from benchmarks.run import cpu_plan, free_port, upstream
+from benchmarks.run import free_port, run_pinned, upstream
 
 # The innermost frame's file decides where a sample's CPU went; first match wins.
 AREAS = (
@@ -285,13 +284,7 @@ async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    plan = cpu_plan(no_pin=False)
-    if plan["client"] is not None:
-        os.sched_setaffinity(0, {int(plan["client"])})
-    from workers.testing.__main__ import loop_factory
-
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(run(args, plan))
+    run_pinned(lambda plan: run(args, plan), no_pin=False)
     return 0
 
 

@@ -29,7 +29,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,26 @@ def cpu_plan(no_pin: bool) -> dict[str, str | None]:
     if no_pin or len(cpus) < 2:
         return {"client": None, "gateway": None}
     return {"client": str(cpus[0]), "gateway": str(cpus[1])}
+
+
+def pin_client(no_pin: bool) -> dict[str, str | None]:
+    """Plan the CPUs and pin this process (the client) to its one. The plan is made before
+    the pin and must be passed on: made again after it, it would see one CPU."""
+    plan = cpu_plan(no_pin)
+    if plan["client"] is not None:
+        os.sched_setaffinity(0, {int(plan["client"])})
+    return plan
+
+
+def run_pinned(
+    main: Callable[[dict[str, str | None]], Coroutine[Any, Any, None]], *, no_pin: bool
+) -> None:
+    """A benchmark's `main(plan)` on the fake upstream's event loop, this process pinned."""
+    plan = pin_client(no_pin)
+    from workers.testing.__main__ import loop_factory
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(main(plan))
 
 
 @contextlib.contextmanager
@@ -288,9 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     litellm_version = None if args.skip_litellm else gateways.ensure_litellm()
     args.portkey_version = None if args.skip_portkey else gateways.ensure_portkey()
     args.otlp_sink = realistic.OtlpSink(free_port())
-    plan = cpu_plan(args.no_pin)
-    if plan["client"] is not None:
-        os.sched_setaffinity(0, {int(plan["client"])})
+    plan = pin_client(args.no_pin)
     started = time.time()
     info = {
         "machine": machine(),

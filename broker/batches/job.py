@@ -33,7 +33,7 @@ from broker.batches.records import (
     RequestCounts,
 )
 from broker.body import gateway_options, max_num_retries
-from broker.files.registry import BATCH_OUTPUT, FileRegistry
+from broker.files.registry import FileRegistry
 from broker.frontdoor import FrontDoor
 from broker.relay import Relay
 from workers import envelopes, redis_streams
@@ -359,7 +359,7 @@ class BatchJob:
         self.batch.status = "finalizing"
         self.batch.finalizing_at = now
         await self._checkpoint(force=True)
-        await self._publish_files()
+        await output.publish_files(self.files, self.record)
         status = self.stopping or "completed"
         self.batch.status = status
         setattr(self.batch, f"{status}_at", int(time.time()))
@@ -385,17 +385,6 @@ class BatchJob:
         forgotten = list(self.in_flight.values())
         self.in_flight.clear()
         await self._write([], bad, forgotten)
-
-    async def _publish_files(self) -> None:
-        """The output and error files become file objects of the batch's owner."""
-        record = self.record
-        filename = f"{self.batch.id}_{{}}.jsonl"
-        for key, kind in ((record.output_key, "output"), (record.error_key, "error")):
-            if await self.store.size(key):
-                await self.files.save(
-                    key, record.owner, filename=filename.format(kind), purpose=BATCH_OUTPUT
-                )
-                setattr(self.batch, f"{kind}_file_id", key)
 
     async def _checkpoint(self, *, force: bool = False) -> None:
         now = time.monotonic()

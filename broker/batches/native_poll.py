@@ -30,7 +30,7 @@ from broker.batches.native_results import ProviderBatches, Result
 from broker.batches.native_submit import SubmitTurn
 from broker.batches.native_target import find_deployment
 from broker.batches.records import BatchRecord, BatchStore, NativeState, RequestCounts
-from broker.files.registry import BATCH_OUTPUT, FileRegistry
+from broker.files.registry import FileRegistry
 from broker.frontdoor import FrontDoor
 from workers import redis_streams
 from workers.deployment import Deployment
@@ -362,7 +362,7 @@ class NativeJob:
         self.batch.status = "finalizing"
         self.batch.finalizing_at = int(time.time())
         await self.batches.put(self.record)
-        await self._publish_files()
+        await output.publish_files(self.files, self.record)
         status = self.stopping or "completed"
         self.batch.status = status
         setattr(self.batch, f"{status}_at", int(time.time()))
@@ -394,16 +394,6 @@ class NativeJob:
         bad = [output.error_line(custom_id, code, message) for custom_id in missing]
         self.done.update(missing)
         await self._append([], bad, 0.0)
-
-    async def _publish_files(self) -> None:
-        record = self.record
-        filename = f"{self.batch.id}_{{}}.jsonl"
-        for key, kind in ((record.output_key, "output"), (record.error_key, "error")):
-            if await self.store.size(key):
-                await self.files.save(
-                    key, record.owner, filename=filename.format(kind), purpose=BATCH_OUTPUT
-                )
-                setattr(self.batch, f"{kind}_file_id", key)
 
 
 def _is_transient(exc: SwitchboardError) -> bool:

@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator
 import msgspec
 
 from broker.batches.lines import split_lines
+from broker.batches.records import BatchRecord
+from broker.files.registry import BATCH_OUTPUT, FileRegistry
 from broker.files.storage import BlobStore
 from workers.envelopes import ERROR, RESPONSE, Record
 
@@ -98,6 +100,19 @@ def cost_key(batch_id: str) -> str:
 
 def cost_lines(costs: list[tuple[str, float]]) -> bytes:
     return b"".join(encode(LineCost(custom_id, cost)) + b"\n" for custom_id, cost in costs)
+
+
+async def publish_files(files: FileRegistry, record: BatchRecord) -> None:
+    """A finished batch's output and error files (those with lines) become file objects
+    of its owner, named on the batch, and the batch points at them."""
+    batch = record.batch
+    filename = f"{batch.id}_{{}}.jsonl"
+    for key, kind in ((record.output_key, "output"), (record.error_key, "error")):
+        if await files.store.size(key):
+            await files.save(
+                key, record.owner, filename=filename.format(kind), purpose=BATCH_OUTPUT
+            )
+            setattr(batch, f"{kind}_file_id", key)
 
 
 async def done_lines(store: BlobStore, key: str) -> set[str]:

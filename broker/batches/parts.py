@@ -20,7 +20,7 @@ import time
 from broker.batches import output
 from broker.batches.lines import parse_line, split_lines
 from broker.batches.records import TERMINAL, BatchRecord, BatchStore, RequestCounts
-from broker.files.registry import BATCH_OUTPUT, FileRegistry
+from broker.files.registry import FileRegistry
 from broker.frontdoor import FrontDoor
 from workers import redis_streams
 from workers.errors import NotFound
@@ -103,7 +103,7 @@ class PartsJob:
             await self._copy(part.error_key, record.error_key)
             if part.batch.status == "failed":
                 await self._fail_lines(part)
-        await self._publish_files()
+        await output.publish_files(self.files, self.record)
         status = self._status(parts)
         self.batch.status = status
         setattr(self.batch, f"{status}_at", int(time.time()))
@@ -150,16 +150,6 @@ class PartsJob:
         if bad:
             await self.store.append(self.record.error_key, b"".join(bad))
             self.batch.request_counts.failed += len(bad)
-
-    async def _publish_files(self) -> None:
-        record = self.record
-        filename = f"{self.batch.id}_{{}}.jsonl"
-        for key, kind in ((record.output_key, "output"), (record.error_key, "error")):
-            if await self.store.size(key):
-                await self.files.save(
-                    key, record.owner, filename=filename.format(kind), purpose=BATCH_OUTPUT
-                )
-                setattr(self.batch, f"{kind}_file_id", key)
 
     async def _forget(self, part: BatchRecord) -> None:
         """A part's files, now in the batch's own: its input and its output files."""

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 import signal
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tests.broker.batches.handover import assert_each_once, front_door_handover
 from tests.broker.batches.sdk import (
     API_KEYS,
     KEY_A,
@@ -72,9 +72,7 @@ async def check_each_line_once(sdk: Any, batch_id: str, fake: FakeUpstream) -> N
     done = await finished(sdk, batch_id, timeout_s=120)
     assert done.status == "completed", done
     output = await lines_of(sdk, done.output_file_id)
-    counted = Counter(line["custom_id"] for line in output)
-    assert sorted(counted) == sorted(f"req-{i}" for i in range(LINES))
-    assert max(counted.values()) == 1
+    assert_each_once(output, (f"req-{i}" for i in range(LINES)))
     assert done.request_counts is not None
     assert (done.request_counts.completed, done.request_counts.failed) == (LINES, 0)
     # Lines running at the kill may have run again upstream; no more than that.
@@ -93,23 +91,13 @@ async def test_kill_9_of_the_front_door_running_a_batch_loses_and_repeats_no_lin
         settings=settings(storage),
         extra_models=SLOW_LINE.format(base=base),
     )
-    ports = free_port(), free_port()
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
-    run: dict[str, Any] = {"directory": tmp_path, "redis_url": REDIS_URL}
-    serve = ("serve", "--config", str(config), "--port")
-    async with (
-        switchboard("worker", "--config", str(config), name="worker", **run) as worker,
-        switchboard(*serve, str(ports[0]), name="doomed", **run) as doomed,
-    ):
-        await wait_ready(urls[0], workers=1, processes=(doomed, worker))
-        sdk = clients(urls[0], KEY_A)
+    async with front_door_handover(config, tmp_path) as handover:
+        sdk = clients(handover.urls[0], KEY_A)
         batch_id = await start_batch(sdk)
         await some_done(sdk, batch_id, LINES // 4)
-        os.kill(doomed.pid, signal.SIGKILL)
-        assert await doomed.wait() == -signal.SIGKILL
-        async with switchboard(*serve, str(ports[1]), name="survivor", **run) as survivor:
-            await wait_ready(urls[1], workers=1, processes=(survivor, worker))
-            await check_each_line_once(clients(urls[1], KEY_A), batch_id, fake)
+        await handover.kill_doomed()
+        async with handover.survivor() as survivor:
+            await check_each_line_once(clients(handover.urls[1], KEY_A), batch_id, fake)
             assert "resumes" in survivor.output()
 
 

@@ -5,17 +5,16 @@ submits a second one), and the output holds every custom_id exactly once."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from openai import AsyncOpenAI
+from openai.types import Batch
 
+from tests.broker.batches.handover import assert_each_once, front_door_handover
 from tests.broker.batches.sdk import API_KEYS, KEY_A, Clients, clients, finished, lines_of
-from tests.broker.processes import free_port, switchboard, wait_ready, write_config
-from tests.redis_helpers import REDIS_URL
+from tests.broker.processes import write_config
 from tests.waiting import eventually
 from workers.testing.server import FakeUpstream
 
@@ -71,6 +70,35 @@ def input_file(model: str) -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
+def native_config(directory: Path, provider: FakeUpstream, namespace: str) -> Path:
+    """The test models and the two native groups, all on `provider`."""
+    base = provider.base_url
+    return write_config(
+        directory,
+        base + "/v1",
+        namespace,
+        settings=settings(directory / "files"),
+        extra_models=NATIVE.format(base=base),
+    )
+
+
+async def submit(sdk: AsyncOpenAI, rows: bytes) -> Batch:
+    """A batch of `rows` for /v1/chat/completions (uploaded, then created)."""
+    uploaded = await sdk.files.create(file=("in.jsonl", rows), purpose="batch")
+    return await sdk.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+
+
+async def completed(
+    sdk: AsyncOpenAI, batch_id: str, timeout_s: float
+) -> tuple[Batch, list[dict[str, Any]]]:
+    """The batch, once it completed (bounded), and the lines of its output file."""
+    done = await finished(sdk, batch_id, timeout_s=timeout_s)
+    assert done.status == "completed", done
+    return done, await lines_of(sdk, done.output_file_id)
+
+
 def provider_calls(provider: FakeUpstream, path: str) -> int:
     return sum(1 for r in provider.requests if r.method == "POST" and r.path == path)
 
@@ -81,45 +109,22 @@ async def test_kill_9_of_the_front_door_polling_a_native_batch_resumes_without_r
 ) -> None:
     create_path, line_path = PROVIDERS[model]
     async with FakeUpstream(batch_delay_s=4.0) as provider:
-        base = provider.base_url
-        config = write_config(
-            tmp_path,
-            base + "/v1",
-            namespace,
-            settings=settings(tmp_path / "files"),
-            extra_models=NATIVE.format(base=base),
-        )
-        ports = free_port(), free_port()
-        urls = [f"http://127.0.0.1:{port}" for port in ports]
-        run: dict[str, Any] = {"directory": tmp_path, "redis_url": REDIS_URL}
-        serve = ("serve", "--config", str(config), "--port")
-        async with (
-            switchboard("worker", "--config", str(config), name="worker", **run) as worker,
-            switchboard(*serve, str(ports[0]), name="doomed", **run) as doomed,
-        ):
-            await wait_ready(urls[0], workers=1, processes=(doomed, worker))
+        config = native_config(tmp_path, provider, namespace)
+        async with front_door_handover(config, tmp_path) as handover:
+            urls = handover.urls
             sdk = clients(urls[0], KEY_A)
-            uploaded = await sdk.files.create(file=("in.jsonl", input_file(model)), purpose="batch")
-            batch = await sdk.batches.create(
-                input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
-            )
+            batch = await submit(sdk, input_file(model))
             # Handed over and polled at least once: the provider's id is in the record.
             await eventually(
                 lambda: sum(1 for r in provider.requests if r.method == "GET") >= 2,
                 what="the front door polling the provider",
                 timeout_s=30,
             )
-            os.kill(doomed.pid, signal.SIGKILL)
-            assert await doomed.wait() == -signal.SIGKILL
+            await handover.kill_doomed()
             assert provider_calls(provider, line_path) == 0  # still queued there
-            async with switchboard(*serve, str(ports[1]), name="survivor", **run) as survivor:
-                await wait_ready(urls[1], workers=1, processes=(survivor, worker))
-                done = await finished(clients(urls[1], KEY_A), batch.id, timeout_s=60)
-                assert done.status == "completed", done
-                output = await lines_of(clients(urls[1], KEY_A), done.output_file_id)
-                counted = Counter(line["custom_id"] for line in output)
-                assert sorted(counted) == sorted(f"req-{i}" for i in range(LINES))
-                assert max(counted.values()) == 1
+            async with handover.survivor() as survivor:
+                done, output = await completed(clients(urls[1], KEY_A), batch.id, 60)
+                assert_each_once(output, (f"req-{i}" for i in range(LINES)))
                 assert "resumes: polling its provider batch" in survivor.output()
         assert provider_calls(provider, create_path) == 1
         assert provider_calls(provider, line_path) == LINES
@@ -134,44 +139,21 @@ async def test_kill_9_before_the_create_call_is_answered_adopts_the_batch_it_mad
     size and time, which carries nothing of ours) and submits none again."""
     create_path, line_path = PROVIDERS[model]
     async with FakeUpstream(batch_delay_s=1.0, batch_answer_delay_s=60.0) as provider:
-        base = provider.base_url
-        config = write_config(
-            tmp_path,
-            base + "/v1",
-            namespace,
-            settings=settings(tmp_path / "files"),
-            extra_models=NATIVE.format(base=base),
-        )
-        ports = free_port(), free_port()
-        urls = [f"http://127.0.0.1:{port}" for port in ports]
-        run: dict[str, Any] = {"directory": tmp_path, "redis_url": REDIS_URL}
-        serve = ("serve", "--config", str(config), "--port")
-        async with (
-            switchboard("worker", "--config", str(config), name="worker", **run) as worker,
-            switchboard(*serve, str(ports[0]), name="doomed", **run) as doomed,
-        ):
-            await wait_ready(urls[0], workers=1, processes=(doomed, worker))
+        config = native_config(tmp_path, provider, namespace)
+        async with front_door_handover(config, tmp_path) as handover:
+            urls = handover.urls
             sdk = clients(urls[0], KEY_A)
-            uploaded = await sdk.files.create(file=("in.jsonl", input_file(model)), purpose="batch")
-            batch = await sdk.batches.create(
-                input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
-            )
+            batch = await submit(sdk, input_file(model))
             # The provider has the batch; its answer is not sent yet.
             await eventually(
                 lambda: provider_calls(provider, create_path) == 1,
                 what="the provider making the batch",
                 timeout_s=30,
             )
-            os.kill(doomed.pid, signal.SIGKILL)
-            assert await doomed.wait() == -signal.SIGKILL
-            async with switchboard(*serve, str(ports[1]), name="survivor", **run) as survivor:
-                await wait_ready(urls[1], workers=1, processes=(survivor, worker))
-                done = await finished(clients(urls[1], KEY_A), batch.id, timeout_s=60)
-                assert done.status == "completed", done
-                output = await lines_of(clients(urls[1], KEY_A), done.output_file_id)
-                counted = Counter(line["custom_id"] for line in output)
-                assert sorted(counted) == sorted(f"req-{i}" for i in range(LINES))
-                assert max(counted.values()) == 1
+            await handover.kill_doomed()
+            async with handover.survivor() as survivor:
+                done, output = await completed(clients(urls[1], KEY_A), batch.id, 60)
+                assert_each_once(output, (f"req-{i}" for i in range(LINES)))
                 assert "found its provider batch" in survivor.output()
         assert provider_calls(provider, create_path) == 1
         assert provider_calls(provider, line_path) == LINES
@@ -186,28 +168,11 @@ async def test_kill_9_of_the_front_door_running_a_split_batch_loses_and_repeats_
     models = ("gpt-native", "claude-native", "gpt-test")
     rows = b"".join(input_file(model).replace(b'"req-', f'"{model}-'.encode()) for model in models)
     async with FakeUpstream(batch_delay_s=3.0) as provider:
-        base = provider.base_url
-        config = write_config(
-            tmp_path,
-            base + "/v1",
-            namespace,
-            settings=settings(tmp_path / "files"),
-            extra_models=NATIVE.format(base=base),
-        )
-        ports = free_port(), free_port()
-        urls = [f"http://127.0.0.1:{port}" for port in ports]
-        run: dict[str, Any] = {"directory": tmp_path, "redis_url": REDIS_URL}
-        serve = ("serve", "--config", str(config), "--port")
-        async with (
-            switchboard("worker", "--config", str(config), name="worker", **run) as worker,
-            switchboard(*serve, str(ports[0]), name="doomed", **run) as doomed,
-        ):
-            await wait_ready(urls[0], workers=1, processes=(doomed, worker))
+        config = native_config(tmp_path, provider, namespace)
+        async with front_door_handover(config, tmp_path) as handover:
+            urls = handover.urls
             sdk = clients(urls[0], KEY_A)
-            uploaded = await sdk.files.create(file=("in.jsonl", rows), purpose="batch")
-            batch = await sdk.batches.create(
-                input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
-            )
+            batch = await submit(sdk, rows)
             await eventually(
                 lambda: (
                     provider_calls(provider, "/v1/batches") == 1
@@ -216,17 +181,11 @@ async def test_kill_9_of_the_front_door_running_a_split_batch_loses_and_repeats_
                 what="both native parts handed over",
                 timeout_s=30,
             )
-            os.kill(doomed.pid, signal.SIGKILL)
-            assert await doomed.wait() == -signal.SIGKILL
-            async with switchboard(*serve, str(ports[1]), name="survivor", **run) as survivor:
-                await wait_ready(urls[1], workers=1, processes=(survivor, worker))
-                done = await finished(clients(urls[1], KEY_A), batch.id, timeout_s=90)
-                assert done.status == "completed", done
-                output = await lines_of(clients(urls[1], KEY_A), done.output_file_id)
-                counted = Counter(line["custom_id"] for line in output)
+            await handover.kill_doomed()
+            async with handover.survivor():
+                done, output = await completed(clients(urls[1], KEY_A), batch.id, 90)
                 expected = [f"{model}-{i}" for model in models for i in range(LINES)]
-                assert sorted(counted) == sorted(expected)
-                assert max(counted.values()) == 1
+                assert_each_once(output, expected)
                 assert done.request_counts is not None
                 assert done.request_counts.completed == 3 * LINES
         assert provider_calls(provider, "/v1/batches") == 1

@@ -24,15 +24,7 @@ from tests.broker.providers_setup import (
     Target,
     no_ambient_aws,  # noqa: F401 (autouse fixture)
 )
-
-HELLO = [{"role": "user", "content": "Say hello"}]
-TOOLS = [
-    {
-        "name": "get_weather",
-        "description": "weather for a city",
-        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
-    }
-]
+from tests.claude_sdk import HELLO, TOOLS, tool_loop
 
 
 def body_of(caught: Any) -> Any:
@@ -99,23 +91,12 @@ async def test_tool_use_whole_and_streamed(fake, namespace, target: Target):
 async def test_claude_code_like_tool_loop(fake, namespace, target: Target):
     """assistant tool_use -> user tool_result -> final text, streamed, as Claude Code runs it."""
     async with client(fake, namespace) as (sdk, _):
-        history: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
-        async with sdk.messages.stream(
-            model=target.provider + "-tools", max_tokens=256, messages=history, tools=TOOLS
-        ) as stream:
-            turn = await stream.get_final_message()
-        assert turn.stop_reason == "tool_use"
-        history.append({"role": "assistant", "content": [b.model_dump() for b in turn.content]})
-        results = [
-            {"type": "tool_result", "tool_use_id": b.id, "content": "sunny, 21C"}
-            for b in turn.content
-            if b.type == "tool_use"
-        ]
-        history.append({"role": "user", "content": [*results, {"type": "text", "text": "ok?"}]})
-        async with sdk.messages.stream(
-            model=target.provider, max_tokens=256, messages=history, tools=TOOLS
-        ) as stream:
-            answer = await stream.get_final_message()
+        answer, _ = await tool_loop(
+            sdk,
+            tools_model=target.provider + "-tools",
+            model=target.provider,
+            also_say=[{"type": "text", "text": "ok?"}],
+        )
         assert answer.stop_reason == "end_turn"
         assert answer.content[-1].type == "text"
         assert answer.content[-1].text == target.reply_text

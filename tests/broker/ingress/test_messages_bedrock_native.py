@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import anthropic
 import orjson
 import pytest
 from anthropic import AsyncAnthropic
@@ -24,21 +23,13 @@ from botocore.eventstream import EventStreamBuffer
 from tests.broker.ingress.setup import BEDROCK_CLAUDE, TIMEOUT_S, gateway
 from tests.broker.ingress.test_messages_native import BODY, post, relayed_events, without_ids
 from tests.broker.providers_setup import no_ambient_aws  # noqa: F401 (autouse fixture)
-from tests.scrape import Scrape, scrape_url
+from tests.claude_sdk import HELLO, TOOLS, counted_for_one, error_bodies, tool_loop
 
 GROUP = "bedrock-claude"
 MODEL_ID = BEDROCK_CLAUDE.base_model
 VERSION = {"anthropic_version": "bedrock-2023-05-31"}
 # The fake Bedrock takes a Bedrock API key as well as SigV4; the direct calls use one.
 BEARER = {"Authorization": "Bearer br-key"}
-HELLO: Any = [{"role": "user", "content": "Say hello"}]
-TOOLS: Any = [
-    {
-        "name": "get_weather",
-        "description": "weather for a city",
-        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
-    }
-]
 
 
 def as_invoked(body: dict[str, Any]) -> dict[str, Any]:
@@ -148,23 +139,7 @@ async def test_the_anthropic_sdk_whole_streamed_and_tools(fake, namespace):
 async def test_a_claude_code_like_tool_loop(fake, namespace):
     """assistant tool_use -> user tool_result -> final text, streamed."""
     async with client(fake, namespace) as sdk:
-        history: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
-        async with sdk.messages.stream(
-            model=GROUP + "-tools", max_tokens=256, messages=history, tools=TOOLS
-        ) as stream:
-            turn = await stream.get_final_message()
-        assert turn.stop_reason == "tool_use"
-        history.append({"role": "assistant", "content": [b.model_dump() for b in turn.content]})
-        results = [
-            {"type": "tool_result", "tool_use_id": b.id, "content": "sunny, 21C"}
-            for b in turn.content
-            if b.type == "tool_use"
-        ]
-        history.append({"role": "user", "content": results})
-        async with sdk.messages.stream(
-            model=GROUP, max_tokens=256, messages=history, tools=TOOLS
-        ) as stream:
-            answer = await stream.get_final_message()
+        answer, results = await tool_loop(sdk, tools_model=GROUP + "-tools", model=GROUP)
     assert answer.stop_reason == "end_turn" and answer.content[-1].type == "text"
     # The tool results reached Bedrock as the client wrote them.
     sent = fake.state.requests[-1].json["messages"]
@@ -173,17 +148,8 @@ async def test_a_claude_code_like_tool_loop(fake, namespace):
 
 async def test_errors_come_in_anthropics_shape(fake, namespace):
     async with client(fake, namespace) as sdk:
-        with pytest.raises(anthropic.RateLimitError) as limited:
-            await sdk.messages.create(model=GROUP + "-429", max_tokens=64, messages=HELLO)
-        error: Any = limited.value.body
+        error, broken = await error_bodies(sdk, GROUP)
         assert error["type"] == "error" and error["error"]["type"] == "rate_limit_error"
-        with pytest.raises(anthropic.APIStatusError) as failed:
-            async with sdk.messages.stream(
-                model=GROUP + "-broken", max_tokens=64, messages=HELLO
-            ) as stream:
-                async for _ in stream:
-                    pass
-        broken: Any = failed.value.body
         assert broken["type"] == "error" and broken["error"]["type"] == "api_error"
 
 
@@ -203,42 +169,11 @@ async def test_count_tokens_asks_bedrock(fake, namespace):
     assert counted["input_tokens"] > 0
 
 
-def counted(scrape: Scrape) -> tuple[float, float, float]:
-    def tokens(kind: str) -> float:
-        return sum(
-            v
-            for (name, labels), v in scrape.values.items()
-            if name == "switchboard_tokens_total"
-            and ("model_group", GROUP) in labels
-            and ("kind", kind) in labels
-        )
-
-    cost = sum(
-        v
-        for (name, labels), v in scrape.values.items()
-        if name == "switchboard_cost_usd_total" and ("model_group", GROUP) in labels
-    )
-    return tokens("prompt"), tokens("completion"), cost
-
-
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 async def test_usage_and_cost_are_counted_from_bedrocks_reply(fake, namespace, stream: bool):
     """The counting path is the native Anthropic one: the usage Bedrock reported is what the
     group's metrics add, priced."""
     async with client(fake, namespace) as sdk:
-        url = str(sdk.base_url).rstrip("/")
-        async with aiohttp.ClientSession() as session:
-            before = counted(await scrape_url(session, url + "/metrics"))
-            if stream:
-                async with sdk.messages.stream(
-                    model=GROUP, max_tokens=64, messages=HELLO
-                ) as events:
-                    usage = (await events.get_final_message()).usage
-            else:
-                usage = (
-                    await sdk.messages.create(model=GROUP, max_tokens=64, messages=HELLO)
-                ).usage
-            after = counted(await scrape_url(session, url + "/metrics"))
-    prompt, completion, cost = (a - b for a, b in zip(after, before, strict=True))
+        usage, (prompt, completion, cost) = await counted_for_one(sdk, GROUP, stream=stream)
     assert prompt == usage.input_tokens and completion == usage.output_tokens
     assert cost > 0

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import anthropic
 import orjson
 import pytest
 from anthropic import AsyncAnthropic
@@ -29,7 +28,7 @@ from broker.config.problems import InvalidConfig
 from tests.broker.harness import service
 from tests.broker.ingress.setup import TIMEOUT_S
 from tests.broker.ingress.test_messages_native import BODY, post, relayed_events, without_ids
-from tests.scrape import Scrape, scrape_url
+from tests.claude_sdk import HELLO, counted_for_one, error_bodies, tool_loop
 from workers.providers.vertex.auth import token_for
 from workers.testing.google_oauth import authority, service_account
 from workers.testing.server import FakeUpstream
@@ -40,14 +39,6 @@ PROJECT = "switchboard-test"
 LOCATION = "us-east5"
 MODELS = f"/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/anthropic/models"
 VERSION = {"anthropic_version": "vertex-2023-10-16"}
-HELLO: Any = [{"role": "user", "content": "Say hello"}]
-TOOLS: Any = [
-    {
-        "name": "get_weather",
-        "description": "weather for a city",
-        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
-    }
-]
 SCENARIOS = {
     "": "",
     "-tools": "~tools=2",
@@ -183,23 +174,7 @@ async def test_the_anthropic_sdk_whole_streamed_and_a_tool_loop(fake, namespace,
             texts = [text async for text in stream.text_stream]
         assert "".join(texts) == reply_text
         # Claude Code's loop: assistant tool_use -> user tool_result -> final text, streamed.
-        history: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
-        async with sdk.messages.stream(
-            model=GROUP + "-tools", max_tokens=256, messages=history, tools=TOOLS
-        ) as stream:
-            turn = await stream.get_final_message()
-        assert turn.stop_reason == "tool_use"
-        history.append({"role": "assistant", "content": [b.model_dump() for b in turn.content]})
-        results = [
-            {"type": "tool_result", "tool_use_id": b.id, "content": "sunny, 21C"}
-            for b in turn.content
-            if b.type == "tool_use"
-        ]
-        history.append({"role": "user", "content": results})
-        async with sdk.messages.stream(
-            model=GROUP, max_tokens=256, messages=history, tools=TOOLS
-        ) as stream:
-            answer = await stream.get_final_message()
+        answer, results = await tool_loop(sdk, tools_model=GROUP + "-tools", model=GROUP)
     assert answer.stop_reason == "end_turn" and answer.content[-1].type == "text"
     assert predicted(fake)[-1].json["messages"][-1]["content"] == results
 
@@ -236,17 +211,8 @@ async def test_chat_completions_are_translated_as_for_anthropic(fake, namespace,
 
 async def test_errors_come_in_anthropics_shape(fake, namespace, tmp_path):
     async with client(fake, namespace, tmp_path) as sdk:
-        with pytest.raises(anthropic.RateLimitError) as limited:
-            await sdk.messages.create(model=GROUP + "-429", max_tokens=64, messages=HELLO)
-        error: Any = limited.value.body
+        error, broken = await error_bodies(sdk, GROUP)
         assert error["type"] == "error" and error["error"]["type"] == "rate_limit_error"
-        with pytest.raises(anthropic.APIStatusError) as failed:
-            async with sdk.messages.stream(
-                model=GROUP + "-broken", max_tokens=64, messages=HELLO
-            ) as stream:
-                async for _ in stream:
-                    pass
-        broken: Any = failed.value.body
         assert broken["type"] == "error"
 
 
@@ -289,33 +255,9 @@ async def test_count_tokens_asks_vertex(fake, namespace, tmp_path):
     assert counted["input_tokens"] > 0
 
 
-def counted(scrape: Scrape) -> tuple[float, float, float]:
-    def tokens(kind: str) -> float:
-        return sum(
-            v
-            for (name, labels), v in scrape.values.items()
-            if name == "switchboard_tokens_total"
-            and ("model_group", GROUP) in labels
-            and ("kind", kind) in labels
-        )
-
-    cost = sum(
-        v
-        for (name, labels), v in scrape.values.items()
-        if name == "switchboard_cost_usd_total" and ("model_group", GROUP) in labels
-    )
-    return tokens("prompt"), tokens("completion"), cost
-
-
 async def test_usage_and_cost_are_counted_from_vertexs_reply(fake, namespace, tmp_path):
     async with client(fake, namespace, tmp_path) as sdk:
-        url = str(sdk.base_url).rstrip("/")
-        async with aiohttp.ClientSession() as session:
-            before = counted(await scrape_url(session, url + "/metrics"))
-            async with sdk.messages.stream(model=GROUP, max_tokens=64, messages=HELLO) as events:
-                usage = (await events.get_final_message()).usage
-            after = counted(await scrape_url(session, url + "/metrics"))
-    prompt, completion, cost = (a - b for a, b in zip(after, before, strict=True))
+        usage, (prompt, completion, cost) = await counted_for_one(sdk, GROUP, stream=True)
     assert prompt == usage.input_tokens and completion == usage.output_tokens
     assert cost > 0  # priced as Anthropic's claude-sonnet-4-5
 

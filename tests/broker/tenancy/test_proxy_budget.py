@@ -5,43 +5,22 @@ for one that starts after the loss."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import aiohttp
 import pytest
-from redis.asyncio import Redis
 
-from tests.broker.harness import make_config, start_front_door, start_worker, wait_until
+from tests.broker.harness import make_config, wait_until
 from tests.broker.management.conftest import MASTER, general
-from tests.broker.tenancy.conftest import HELLO, PRICED
+from tests.broker.tenancy.conftest import PRICED
+from tests.broker.tenancy.flushdb import chat_priced, gateway_on, private_redis
 from tests.broker.test_redis_restart import PrivateRedis
 from workers.db.engine import Database
 from workers.testing.server import FakeUpstream
 
+__all__ = ["private_redis"]
+
 pytestmark = pytest.mark.slow
 
 BUDGET = "  max_budget: 0.0000001\n  budget_duration: 1d\n"  # spent by one request
-
-
-@pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    """A Redis of this test's own: FLUSHDB on the shared one would wipe other tests'."""
-    server = PrivateRedis(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-async def _chat(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
-    async with http.post(
-        url + "/v1/chat/completions",
-        json={"model": "priced", "messages": HELLO},
-        headers={"Authorization": f"Bearer {MASTER}"},
-    ) as reply:
-        return reply.status, await reply.text()
 
 
 async def test_the_proxy_budget_survives_a_flushdb(
@@ -53,36 +32,29 @@ async def test_the_proxy_budget_survives_a_flushdb(
         general=general(database_url) + BUDGET,
         extra_models=PRICED.format(base=fake.base_url + "/v1"),
     )
-    door = await start_front_door(config, private_redis.url)
-    worker = await start_worker(config, private_redis.url)
-    later = None
-    redis = Redis.from_url(private_redis.url)
-    try:
-        async with aiohttp.ClientSession() as http:
-            status, text = await _chat(http, door.url)
-            assert status == 200, text
+    async with (
+        gateway_on(config, private_redis.url) as gateway,
+        aiohttp.ClientSession() as http,
+    ):
+        door = gateway.door
+        status, text = await chat_priced(http, door.url, MASTER)
+        assert status == 200, text
 
-            async def refused() -> bool:
-                return (await _chat(http, door.url))[0] == 422
+        async def refused() -> bool:
+            return (await chat_priced(http, door.url, MASTER))[0] == 422
 
-            await wait_until(refused, timeout_s=5.0)
-            budget = door.front.tenancy.proxy_budget
-            assert budget is not None
+        await wait_until(refused, timeout_s=5.0)
+        budget = door.front.tenancy.proxy_budget
+        assert budget is not None
 
-            async def read_back() -> bool:  # the ledger wrote it, the front door read it
-                return bool(budget.scope.seed_spend > 0)
+        async def read_back() -> bool:  # the ledger wrote it, the front door read it
+            return bool(budget.scope.seed_spend > 0)
 
-            await wait_until(read_back, timeout_s=20.0)
-            await redis.flushdb()
-            status, text = await _chat(http, door.url)
-            assert status == 422 and "the proxy" in text, text
-            # A front door started on the empty Redis reads the spend before admitting.
-            later = await start_front_door(config, private_redis.url)
-            status, text = await _chat(http, later.url)
-            assert status == 422 and "the proxy" in text, text
-    finally:
-        await redis.aclose()
-        if later is not None:
-            await later.stop()
-        await worker.stop()
-        await door.stop()
+        await wait_until(read_back, timeout_s=20.0)
+        await gateway.redis.flushdb()
+        status, text = await chat_priced(http, door.url, MASTER)
+        assert status == 422 and "the proxy" in text, text
+        # A front door started on the empty Redis reads the spend before admitting.
+        later = await gateway.start_later()
+        status, text = await chat_priced(http, later.url, MASTER)
+        assert status == 422 and "the proxy" in text, text

@@ -6,9 +6,10 @@ global one. Through two front doors, a worker, the database and the callbacks' c
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -35,30 +36,38 @@ def _basic(public: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{public}:{secret}".encode()).decode()
 
 
-async def test_a_teams_requests_go_to_its_callbacks_and_its_langfuse_project(
-    database: object, database_url: str, namespace: str, fake: FakeUpstream
-) -> None:
-    async with OtlpReceiver() as receiver:
-        teams = textwrap.dedent(
-            f"""\
-            litellm_settings:
-              callbacks: ["tests.broker.callback_targets.proxy_handler_instance"]
+def _teams(receiver_url: str, *, cache: bool) -> str:
+    """Global callbacks and Langfuse project, and team A's own of each (team B has none)."""
+    return textwrap.dedent(
+        f"""\
+        litellm_settings:
+          cache: {"true" if cache else "false"}
+          callbacks: ["tests.broker.callback_targets.proxy_handler_instance"]
+          success_callback: ["langfuse"]
+          default_team_settings:
+            - team_id: team-a
               success_callback: ["langfuse"]
-              default_team_settings:
-                - team_id: team-a
-                  success_callback: ["langfuse"]
-                  callbacks: ["tests.broker.callback_targets.team_a_instance"]
-                  langfuse_public_key: pk-team-a
-                  langfuse_secret: sk-team-a
-                  langfuse_host: "{receiver.base_url}"
-            callback_settings:
-              langfuse: {{host: "{receiver.base_url}", public_key: pk-all, secret_key: sk-all}}
-            """
-        )
+              callbacks: ["tests.broker.callback_targets.team_a_instance"]
+              langfuse_public_key: pk-team-a
+              langfuse_secret: sk-team-a
+              langfuse_host: "{receiver_url}"
+        callback_settings:
+          langfuse: {{host: "{receiver_url}", public_key: pk-all, secret_key: sk-all}}
+        """
+    )
+
+
+@contextlib.asynccontextmanager
+async def teams_a_and_b(
+    database_url: str, namespace: str, fake: FakeUpstream, *, cache: bool = False
+) -> AsyncIterator[tuple[OtlpReceiver, Gateway, str, str]]:
+    """A gateway with teams A and B (as `_teams` sets them up), a key in each, and the
+    OTLP receiver standing in for Langfuse; it stops the gateway before the receiver."""
+    async with OtlpReceiver() as receiver:
         config = make_config(
             fake.base_url + "/v1",
             namespace,
-            general=general(database_url) + teams,
+            general=general(database_url) + _teams(receiver.base_url, cache=cache),
             extra_models=PRICED.format(base=fake.base_url + "/v1"),
         )
         async with (
@@ -70,14 +79,21 @@ async def test_a_teams_requests_go_to_its_callbacks_and_its_langfuse_project(
             await gateway.api.ok("POST", "/team/new", {"team_id": "team-b"})
             in_a = await gateway.new_key(team_id="team-a")
             in_b = await gateway.new_key(team_id="team-b")
-            ids = {}
-            for name, key in (("a", in_a), ("b", in_b)):
-                status, body, headers = await gateway.chat(key)
-                assert status == 200, body
-                ids[name] = headers["x-request-id"]
-            for running in workers:
-                assert running.worker.callback_consumer is not None
-                await running.worker.callback_consumer.flush()
+            yield receiver, gateway, in_a, in_b
+
+
+async def test_a_teams_requests_go_to_its_callbacks_and_its_langfuse_project(
+    database: object, database_url: str, namespace: str, fake: FakeUpstream
+) -> None:
+    async with teams_a_and_b(database_url, namespace, fake) as (receiver, gateway, in_a, in_b):
+        ids = {}
+        for name, key in (("a", in_a), ("b", in_b)):
+            status, body, headers = await gateway.chat(key)
+            assert status == 200, body
+            ids[name] = headers["x-request-id"]
+        for running in gateway.workers:
+            assert running.worker.callback_consumer is not None
+            await running.worker.callback_consumer.flush()
     # The global CustomLogger saw both, each with its team; team A's saw only its own.
     seen = {
         kw["litellm_call_id"]: kw for _, kw, _ in callback_targets.proxy_handler_instance.events
@@ -103,70 +119,43 @@ async def test_what_the_front_door_answers_itself_goes_to_the_teams_callbacks_an
 ) -> None:
     """A cache hit and a refusal before queueing: no worker saw them, the front door made
     their spans and put their events on the stream; team A's still reach team A's."""
-    async with OtlpReceiver() as receiver:
-        teams = textwrap.dedent(
-            f"""\
-            litellm_settings:
-              cache: true
-              callbacks: ["tests.broker.callback_targets.proxy_handler_instance"]
-              success_callback: ["langfuse"]
-              default_team_settings:
-                - team_id: team-a
-                  success_callback: ["langfuse"]
-                  callbacks: ["tests.broker.callback_targets.team_a_instance"]
-                  langfuse_public_key: pk-team-a
-                  langfuse_secret: sk-team-a
-                  langfuse_host: "{receiver.base_url}"
-            callback_settings:
-              langfuse: {{host: "{receiver.base_url}", public_key: pk-all, secret_key: sk-all}}
-            """
-        )
-        config = make_config(
-            fake.base_url + "/v1",
-            namespace,
-            general=general(database_url) + teams,
-            extra_models=PRICED.format(base=fake.base_url + "/v1"),
-        )
-        async with (
-            service(config, workers=1, front_doors=1) as (doors, workers),
-            aiohttp.ClientSession() as http,
-        ):
-            gateway = Gateway(doors, workers, http)
-            await gateway.api.ok("POST", "/team/new", {"team_id": "team-a"})
-            await gateway.api.ok("POST", "/team/new", {"team_id": "team-b"})
-            in_a = await gateway.new_key(team_id="team-a")
-            in_b = await gateway.new_key(team_id="team-b")
-            traces: dict[str, str] = {}
+    async with teams_a_and_b(database_url, namespace, fake, cache=True) as (
+        receiver,
+        gateway,
+        in_a,
+        in_b,
+    ):
+        traces: dict[str, str] = {}
 
-            async def call(name: str, key: str, body: dict[str, Any]) -> tuple[int, Any]:
-                trace_id = os.urandom(16).hex()
-                traces[trace_id] = name
-                async with http.post(
-                    doors[0].url + "/v1/chat/completions",
-                    json=body,
-                    headers={
-                        "Authorization": f"Bearer {key}",
-                        "traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01",
-                    },
-                ) as reply:
-                    await reply.read()
-                    return reply.status, reply.headers
+        async def call(name: str, key: str, body: dict[str, Any]) -> tuple[int, Any]:
+            trace_id = os.urandom(16).hex()
+            traces[trace_id] = name
+            async with gateway.http.post(
+                gateway.doors[0].url + "/v1/chat/completions",
+                json=body,
+                headers={
+                    "Authorization": f"Bearer {key}",
+                    "traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01",
+                },
+            ) as reply:
+                await reply.read()
+                return reply.status, reply.headers
 
-            hello = {"model": "gpt-test", "messages": [{"role": "user", "content": "cache me"}]}
-            for _ in range(50):
-                status, headers = await call("a-served", in_a, hello)
-                assert status == 200
-                if headers["x-switchboard-cache"] == "hit":
-                    break
-            traces[next(t for t, n in reversed(traces.items()) if n == "a-served")] = "a-hit"
-            hit_id = headers["x-request-id"]
-            bad = {"model": "gpt-test", "messages": "not a list"}
-            assert (await call("a-refused", in_a, bad))[0] == 400
-            assert (await call("b-refused", in_b, bad))[0] == 400
-            await doors[0].app[FRONT_HOOKS].dispatcher.flush()  # onto the stream
-            for running in workers:
-                assert running.worker.callback_consumer is not None
-                await running.worker.callback_consumer.flush()
+        hello = {"model": "gpt-test", "messages": [{"role": "user", "content": "cache me"}]}
+        for _ in range(50):
+            status, headers = await call("a-served", in_a, hello)
+            assert status == 200
+            if headers["x-switchboard-cache"] == "hit":
+                break
+        traces[next(t for t, n in reversed(traces.items()) if n == "a-served")] = "a-hit"
+        hit_id = headers["x-request-id"]
+        bad = {"model": "gpt-test", "messages": "not a list"}
+        assert (await call("a-refused", in_a, bad))[0] == 400
+        assert (await call("b-refused", in_b, bad))[0] == 400
+        await gateway.doors[0].app[FRONT_HOOKS].dispatcher.flush()  # onto the stream
+        for running in gateway.workers:
+            assert running.worker.callback_consumer is not None
+            await running.worker.callback_consumer.flush()
         # Leaving the service flushed the front door's spans.
     # Team A's CustomLogger saw its hit and its refusal; B's refusal only the global one.
     team_a = callback_targets.team_a_instance.events

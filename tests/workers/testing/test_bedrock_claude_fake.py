@@ -18,6 +18,7 @@ from anthropic import AsyncAnthropicBedrock
 from botocore.config import Config
 from botocore.eventstream import EventStreamBuffer
 
+from tests.claude_sdk import read_stream
 from workers.testing import FakeUpstream, ThreadedFakeUpstream
 from workers.testing.bedrock_claude import anthropic_model
 
@@ -98,11 +99,7 @@ async def test_failures_are_bedrock_exceptions_the_sdk_raises(sdk):
     with pytest.raises(anthropic.RateLimitError):
         await sdk.messages.create(model=MODEL + "~status=429", max_tokens=64, messages=HELLO)
     with pytest.raises(anthropic.APIStatusError) as failed:
-        async with sdk.messages.stream(
-            model=MODEL + "~stream_error_after=1", max_tokens=64, messages=HELLO
-        ) as stream:
-            async for _ in stream:
-                pass
+        await read_stream(sdk, MODEL + "~stream_error_after=1", HELLO)
     # The SDK turns the exception frame into Anthropic's in-stream error event.
     error: Any = failed.value.body
     assert error["error"]["type"] == "internalServerException"

@@ -14,6 +14,7 @@ import pytest
 from anthropic import AsyncAnthropicVertex
 from google.oauth2 import service_account as google_service_account
 
+from tests.claude_sdk import read_stream
 from workers.testing import FakeUpstream
 from workers.testing.google_oauth import SCOPE, authority, service_account
 
@@ -91,11 +92,7 @@ async def test_failures_are_what_vertex_sends(fake, sdk):
     with pytest.raises(anthropic.InternalServerError):
         await sdk.messages.create(model=MODEL + "~status=529", max_tokens=64, messages=HELLO)
     with pytest.raises(anthropic.APIStatusError) as failed:
-        async with sdk.messages.stream(
-            model=MODEL + "~stream_error_after=1", max_tokens=64, messages=HELLO
-        ) as stream:
-            async for _ in stream:
-                pass
+        await read_stream(sdk, MODEL + "~stream_error_after=1", HELLO)
     broken: Any = failed.value.body
     assert broken["error"]["type"] == "overloaded_error"
 
