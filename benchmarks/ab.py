@@ -27,7 +27,7 @@ from benchmarks import gateways
 from benchmarks.loadgen import Client, build_request
 from benchmarks.procs import Service, cpu_s, pinned, wait_http_ready
 from benchmarks.profile import redis_counters, redis_url_of, roles, start_py_spy
-from benchmarks.run import cpu_plan, free_port, run_pinned, upstream
+from benchmarks.run import free_port, run_pinned, upstream
 
 MODES = (("non-stream c=1", False, 1), ("non-stream c=64", False, 64), ("stream c=64", True, 64))
 
@@ -91,6 +91,7 @@ async def measure(
     concurrency: int,
     duration_s: float,
     spy: Path | None = None,
+    spy_cpus: str | None = None,
 ) -> Window:
     """Requests done, CPU seconds by role, Redis commands, latencies of the window; with
     `spy`, py-spy's collapsed stacks of the front door and the worker over the window."""
@@ -108,9 +109,7 @@ async def measure(
         spy.parent.mkdir(parents=True, exist_ok=True)
         for role in ("front door", "worker"):
             out = spy.with_name(f"{spy.name}-{role.replace(' ', '-')}.txt")
-            samplers.append(
-                start_py_spy(by_role[role][0], out, duration_s, cpu_plan(False)["client"])
-            )
+            samplers.append(start_py_spy(by_role[role][0], out, duration_s, spy_cpus))
     client.is_measuring = True
     await asyncio.sleep(duration_s)
     client.is_measuring = False
@@ -179,7 +178,7 @@ def table_row(label: str, name: str, f: Figures) -> str:
 
 
 async def rounds(
-    args: argparse.Namespace, services: list[tuple[Service, int]]
+    args: argparse.Namespace, services: list[tuple[Service, int]], client_cpus: str | None
 ) -> dict[tuple[str, str], Figures]:
     wanted = {"c1": MODES[0], "c64": MODES[1], "stream": MODES[2]}
     modes = list(MODES) if args.modes == "all" else [wanted[m] for m in args.modes.split(",")]
@@ -199,14 +198,16 @@ async def rounds(
                     concurrency=concurrency,
                     duration_s=args.duration,
                     spy=spy,
+                    spy_cpus=client_cpus,
                 )
                 window.add_to(results.setdefault((label, service.name), Figures()), args.duration)
                 print(window.line(label, service.name, args.duration), flush=True)
     return results
 
 
-async def run(args: argparse.Namespace) -> None:
-    plan = cpu_plan(no_pin=False)
+async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> None:
+    """`plan` is worked out before this process is pinned (run_pinned): worked out after,
+    it would see one CPU and leave the gateways unpinned."""
     with tempfile.TemporaryDirectory() as tmp, upstream(Path(tmp), plan["client"]) as up_port:
         config = gateways.write_config(Path(tmp, "config.yaml"), f"http://127.0.0.1:{up_port}")
         services = [service_for(c, config, Path(tmp), plan["gateway"]) for c in args.checkouts]
@@ -214,7 +215,7 @@ async def run(args: argparse.Namespace) -> None:
             for service, port in services:
                 service.start()
                 await wait_http_ready(port, "/health/readiness", 60, service)
-            results = await rounds(args, services)
+            results = await rounds(args, services, plan["client"])
         finally:
             for service, _ in services:
                 service.stop()
@@ -226,7 +227,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    run_pinned(lambda _plan: run(args), no_pin=False)
+    run_pinned(lambda plan: run(args, plan), no_pin=False)
     return 0
 
 
