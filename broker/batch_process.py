@@ -66,6 +66,8 @@ async def serve_batches(
 ) -> None:
     """The batch runners and the batch lane's worker, in this process, until `stopping`."""
     # Imported here, as for `worker`: `up` sets the shared metrics directory first.
+    from prometheus_client import CollectorRegistry
+
     from broker.app import create_app
     from broker.hooks import service_hooks
     from workers.routing.plan import build_plan
@@ -73,7 +75,10 @@ async def serve_batches(
 
     settings = config.switchboard_settings
     priority = lower_priority(settings.batches.nice, is_idle=settings.batches.sched_idle)
-    app = create_app(config, redis_url, batch_role="alone")
+    # The runners' front-door metrics (batches, lines, spend) have no port of their own: the
+    # worker's --metrics-port serves them beside its own.
+    runner_metrics = CollectorRegistry()
+    app = create_app(config, redis_url, registry=runner_metrics, batch_role="alone")
     runners = web.AppRunner(app, handle_signals=False, access_log=None)
     await runners.setup()  # opens the front door's parts and starts the runners; no socket
     log.info("batch process ready: runners and lane %s at %s", settings.batches.lane, priority)
@@ -89,6 +94,7 @@ async def serve_batches(
             metrics_host=args.metrics_host,
             metrics_port=args.metrics_port,
             hooks=service_hooks(config),
+            also_served=runner_metrics,
         )
     finally:
         await runners.cleanup()

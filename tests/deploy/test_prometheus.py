@@ -104,8 +104,9 @@ def config_yaml(upstream_v1: str, namespace: str) -> str:
     )
 
 
-def prometheus_yaml(front_door: int, worker: int, api: int) -> str:
-    """The dashboards' jobs scrape the metrics ports; two more jobs scrape the front door's
+def prometheus_yaml(front_door: int, worker: int, batch_worker: int, api: int) -> str:
+    """The dashboards' jobs scrape the metrics ports (`up`'s batch worker runs the batches,
+    issue #20, so their panels' series come from it); two more jobs scrape the front door's
     API port, with and without the master key, keeping only `up` (so the dashboards see
     each series once)."""
     return textwrap.dedent(
@@ -120,6 +121,8 @@ def prometheus_yaml(front_door: int, worker: int, api: int) -> str:
             static_configs: [{{targets: ["127.0.0.1:{front_door}"]}}]
           - job_name: switchboard-worker
             static_configs: [{{targets: ["127.0.0.1:{worker}"]}}]
+          - job_name: switchboard-batch-worker
+            static_configs: [{{targets: ["127.0.0.1:{batch_worker}"]}}]
           - job_name: api-port-with-key
             authorization: {{credentials: {MASTER}}}
             static_configs: [{{targets: ["127.0.0.1:{api}"]}}]
@@ -259,10 +262,11 @@ async def test_every_panel_and_alert_query_runs_on_prometheus_scraping_a_live_se
     fake: FakeUpstream, namespace: str, tmp_path: Path
 ) -> None:
     assert PROMETHEUS is not None
-    port = free_ports(3)  # the API, then the front door's and the worker's metrics ports
+    # The API, then the metrics ports of the front door, the worker and the batch worker.
+    port = free_ports(4)
     prom_port = free_ports(1)
     (tmp_path / "config.yaml").write_text(config_yaml(fake.base_url + "/v1", namespace))
-    (tmp_path / "prometheus.yml").write_text(prometheus_yaml(port + 1, port + 2, port))
+    (tmp_path / "prometheus.yml").write_text(prometheus_yaml(port + 1, port + 2, port + 3, port))
     run_promtool("check", "config", str(tmp_path / "prometheus.yml"))
     up = [sys.executable, "-m", "broker.cli", "up", "--config", str(tmp_path / "config.yaml")]
     up += ["--port", str(port), "--workers", "1", "--metrics-port", str(port + 1)]
@@ -280,7 +284,7 @@ async def test_every_panel_and_alert_query_runs_on_prometheus_scraping_a_live_se
             http, f"http://127.0.0.1:{prom_port}/-/ready", tmp_path / "prometheus.log"
         )
         api = PromAPI(http, f"http://127.0.0.1:{prom_port}")
-        await wait_for(api, 'count(up{job=~"switchboard-.*"} == 1)', 2)
+        await wait_for(api, 'count(up{job=~"switchboard-.*"} == 1)', 3)
         # /metrics on the API port: the master key scrapes it, no key does not (item 8).
         await wait_for(api, 'count(up{job="api-port-with-key"} == 1)', 1)
         await wait_for(api, 'count(up{job="api-port-without-key"} == 0)', 1)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from workers.batching import WriteBatcher
@@ -20,7 +21,7 @@ from workers.routing.plan import RoutingPlan
 from workers.routing.redis_store import RedisFigures
 from workers.runtime.options import RuntimeOptions
 from workers.runtime.worker import Worker, new_worker_id
-from workers.runtime.worker_metrics import WorkerMetrics, metrics_endpoint
+from workers.runtime.worker_metrics import ForwardedMetrics, WorkerMetrics, metrics_endpoint
 
 log = logging.getLogger("switchboard.worker")
 
@@ -85,12 +86,16 @@ async def serve_worker(
     metrics_host: str = "127.0.0.1",
     metrics_port: int | None = None,
     hooks: ServiceHooks | None = None,
+    also_served: CollectorRegistry | None = None,
 ) -> None:
-    """Serve until `stopping` is set; with `metrics_port`, also GET /metrics on that port;
+    """Serve until `stopping` is set; with `metrics_port`, also GET /metrics on that port
+    (with `also_served`'s metrics too, its process_* aside: this registry has them);
     with `hooks`, the config's callbacks get every finished request."""
     http = HttpClient(max_reply_bytes=options.max_reply_bytes)
     redis = connect(redis_url, max_connections=REDIS_POOL_SIZE)
     metrics = WorkerMetrics()
+    if also_served is not None:
+        metrics.registry.register(ForwardedMetrics(also_served))
     try:
         async with contextlib.AsyncExitStack() as stack:
             if metrics_port is not None:

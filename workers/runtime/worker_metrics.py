@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 from prometheus_client import (
@@ -28,6 +28,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from workers.routing.routing_metrics import RoutingMetrics
 
@@ -177,6 +179,18 @@ METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 # Seconds an idle connection to the metrics port stays open. aiohttp's timer also closes a
 # connection that has not sent a whole request by then, so a slow client is let go too.
 METRICS_KEEPALIVE_S = 75.0
+
+
+class ForwardedMetrics(Collector):
+    """Another registry's metrics on this one's endpoint, its process_* left out (this
+    registry has its own: the same process). The batch process (broker/batch_process.py)
+    serves its runners' front-door metrics (batches, lines, spend) this way on its one port."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[Metric]:
+        return [m for m in self.source.collect() if not m.name.startswith("process_")]
 
 
 @contextlib.asynccontextmanager
