@@ -32,10 +32,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from benchmarks.run import free_port
-from benchmarks.tenancy_scripts import LIMITS, PER_PIPELINE, _steady
+from benchmarks.tenancy_scripts import PER_PIPELINE, SPENT, _steady, bench_ticket
 from broker.embedded_redis import redis_server_binary
 from workers.redis_streams import Keys
-from workers.tenancy import admission, events, settle
+from workers.tenancy import admission, settle
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -137,17 +137,7 @@ async def _phase(
     """(admission, settlement) instructions per request."""
     admit_mod, settle_mod = versions
     keys = Keys(f"bench-{tag}-{scopes}")
-    ticket = admit_mod.Ticket(
-        scopes=tuple(admit_mod.Scope(f"key:k{i}", LIMITS) for i in range(scopes)),
-        tokens=300,
-        cost_usd=0.001,
-        event=events.encode(
-            events.FrontEvent(
-                call_type="chat", api_key="k" * 64, model="m", model_group="m", start_ms=1
-            )
-        ),
-    )
-    spent = events.WorkerEvent(end_ms=2, status=events.SUCCESS, prompt_tokens=9, spend=0.0005)
+    ticket = bench_ticket(admit_mod.Ticket, admit_mod.Scope, scopes)
     if "'O'" in admit_mod.ADMIT:
         await _steady(redis, keys, ticket.scope_names)
     else:
@@ -169,7 +159,7 @@ async def _phase(
         assert all(bytes(reply[0]) == b"ok" for reply in replies), replies[:1]
         pipe = redis.pipeline(transaction=False)
         for rid in ids:
-            script_keys, args = settle_mod.script_call(keys.tenancy, rid, ticket.scope_names, spent)
+            script_keys, args = settle_mod.script_call(keys.tenancy, rid, ticket.scope_names, SPENT)
             pipe.evalsha(settle_sha, len(script_keys), *script_keys, *args)
         grind.zero()
         await pipe.execute()

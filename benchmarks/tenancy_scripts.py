@@ -13,7 +13,7 @@ import contextlib
 import statistics
 import subprocess
 import time
-from typing import Final
+from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -34,13 +34,16 @@ LIMITS: Final = Limits(
 ENVELOPE: Final = b"x" * 600
 
 
-async def _phase(
-    redis: Redis, pid: int, sha: str, scopes: int, round_: int, per_pipeline: int
-) -> tuple[float, float]:
-    """(admission, settlement) Redis CPU µs per request."""
-    keys = Keys(f"bench{round_}-{scopes}")
-    ticket = Ticket(
-        scopes=tuple(Scope(f"key:k{i}", LIMITS) for i in range(scopes)),
+# What every benchmarked request settles with.
+SPENT = events.WorkerEvent(end_ms=2, status=events.SUCCESS, prompt_tokens=9, spend=0.0005)
+
+
+def bench_ticket(ticket: Any, scope: Any, scopes: int) -> Any:
+    """The benchmarked request's ticket over `scopes` scopes, every limit set; `ticket` and
+    `scope` are the admission module's classes (benchmarks/tenancy_instructions.py passes
+    another checkout's)."""
+    return ticket(
+        scopes=tuple(scope(f"key:k{i}", LIMITS) for i in range(scopes)),
         tokens=300,
         cost_usd=0.001,
         event=events.encode(
@@ -49,7 +52,14 @@ async def _phase(
             )
         ),
     )
-    spent = events.WorkerEvent(end_ms=2, status=events.SUCCESS, prompt_tokens=9, spend=0.0005)
+
+
+async def _phase(
+    redis: Redis, pid: int, sha: str, scopes: int, round_: int, per_pipeline: int
+) -> tuple[float, float]:
+    """(admission, settlement) Redis CPU µs per request."""
+    keys = Keys(f"bench{round_}-{scopes}")
+    ticket = bench_ticket(Ticket, Scope, scopes)
     await _steady(redis, keys, ticket.scope_names)
     admit_s = settle_s = 0.0
     for batch in range(REQUESTS // per_pipeline):
@@ -64,7 +74,7 @@ async def _phase(
         admit_s += cpu_s([pid]) - before
         pipe = redis.pipeline(transaction=False)
         for rid in ids:
-            script_keys, args = settle.script_call(keys.tenancy, rid, ticket.scope_names, spent)
+            script_keys, args = settle.script_call(keys.tenancy, rid, ticket.scope_names, SPENT)
             pipe.eval(settle.SETTLE, len(script_keys), *script_keys, *args)
         before = cpu_s([pid])
         await pipe.execute()
