@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -78,6 +79,9 @@ def service_for(spec: str, config: Path, logs: Path, cpus: str | None) -> tuple[
     env.update(code_path)
     env.update(item.split("=", 1) for item in assignments)  # type: ignore[misc]
     name = ",".join([checkout.name, *assignments])
+    # A data directory each: in a shared one the older checkout meets the newer's database
+    # schema (and both count each other's keys and spend).
+    argv += ["--data-dir", str(logs / ("data-" + re.sub(r"[^\w.=-]", "_", name)))]
     service = Service(name, pinned(argv, cpus), env=env, log_path=logs / f"{name}.log")
     return service, port
 
