@@ -61,3 +61,14 @@ def eventually_sync(
 def _failure(condition: Callable[[], object], what: str | None, timeout_s: float) -> str:
     name = what or getattr(condition, "__qualname__", repr(condition))
     return f"still waiting after {timeout_s:g} s for: {name}"
+
+
+async def clear_of_minute_boundary(needed_s: float = 20.0) -> None:
+    """Wait, if need be, until the clock minute has `needed_s` left.
+
+    rpm and tpm count per clock minute, so a test that counts them must run inside one: one
+    that starts at :58 sees its first requests in the minute before. Waiting here is the
+    scenario's precondition, not a guess at how long something takes."""
+    left = 60.0 - time.time() % 60.0
+    if left < needed_s:
+        await asyncio.sleep(left + 0.05)

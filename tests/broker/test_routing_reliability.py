@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from tests.broker.harness import read_sse, service, wait_until
 from tests.broker.routing_setup import HELLO, ask, deployment, exchange, routing_config, served
 from tests.scrape import Scrape, scrape_url
+from tests.waiting import clear_of_minute_boundary
 from workers.redis_streams import Keys
 from workers.routing.figures import read_figures
 from workers.routing.redis_store import RedisFigures
@@ -200,6 +201,7 @@ async def test_finished_requests_leave_nothing_in_flight(
         deployment("g", base, "m~stream_error_after=1~chunk_delay=0.02", id="midway"),
     ]
     config = routing_config(namespace, models, routing_strategy="round-robin")
+    await clear_of_minute_boundary()
     async with service(config, workers=2) as (doors, _), aiohttp.ClientSession() as session:
         for stream in (False, True, True, False, True, True):
             await exchange(session, doors[0].url, "g", stream)
@@ -219,6 +221,7 @@ async def test_a_single_deployment_group_counts_without_waiting_and_leaves_nothi
         deployment("solo-failing", base, "m~status=500", id="f"),
     ]
     config = routing_config(namespace, models)
+    await clear_of_minute_boundary()
     async with service(config, workers=2) as (doors, _), aiohttp.ClientSession() as session:
         url = doors[0].url
         await asyncio.gather(*(exchange(session, url, "solo", i % 2 == 0) for i in range(12)))

@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import RoundTrips
-from tests.waiting import eventually
+from tests.waiting import clear_of_minute_boundary, eventually
 from workers.batching import WriteBatcher
 from workers.redis_streams import Keys
 from workers.routing import scripts
@@ -24,6 +24,12 @@ from workers.routing.store import AttemptResult, FiguresStore, Limits
 
 NO_LIMITS = Limits()
 FAIL_500 = AttemptResult(failure_class="InternalServerError", allowed_fails=1, cooldown_s=0.5)
+
+
+@pytest.fixture(autouse=True)
+async def one_clock_minute() -> None:
+    """rpm and tpm count per clock minute; each test here counts inside one."""
+    await clear_of_minute_boundary(needed_s=3.0)
 
 
 async def inflight_fields(redis: Redis, keys: Keys) -> int:
