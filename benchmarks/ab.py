@@ -80,8 +80,10 @@ def service_for(spec: str, config: Path, logs: Path, cpus: str | None) -> tuple[
     env.update(item.split("=", 1) for item in assignments)  # type: ignore[misc]
     name = ",".join([checkout.name, *assignments])
     # A data directory each: in a shared one the older checkout meets the newer's database
-    # schema (and both count each other's keys and spend).
-    argv += ["--data-dir", str(logs / ("data-" + re.sub(r"[^\w.=-]", "_", name)))]
+    # schema (and both count each other's keys and spend). Checkouts from before `up` had one
+    # (d1f851b, behind RESULTS.md's earlier figures) take no such flag.
+    if "--data-dir" in (checkout / "broker" / "cli.py").read_text():
+        argv += ["--data-dir", str(logs / ("data-" + re.sub(r"[^\w.=-]", "_", name)))]
     service = Service(name, pinned(argv, cpus), env=env, log_path=logs / f"{name}.log")
     return service, port
 

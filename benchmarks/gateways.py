@@ -128,6 +128,9 @@ def switchboard(
     cpus: str | None,
     suffix: str = "",
 ) -> Target:
+    """`switchboard up` on `config`. Without a `database_url` in the config it runs with no
+    database at all (issue #22's "everything off"): `up` would otherwise open SQLite in its
+    data directory and put every master-key request through the spend ledger."""
     argv = [
         sys.executable,
         "-m",
@@ -145,11 +148,13 @@ def switchboard(
         str(front_doors),
     ]
     name = f"switchboard-{front_doors}x{workers}{suffix}"
-    service = Service(name, pinned(argv, cpus), env=_clean_env(), log_path=logs / f"{name}.log")
+    env = _clean_env()
+    env["DATABASE_URL"] = ""
+    service = Service(name, pinned(argv, cpus), env=env, log_path=logs / f"{name}.log")
     return Target(
         name,
         f"Switchboard {front_doors} front door + {workers} worker"
-        + (", everything on" if suffix == EVERYTHING_ON else ""),
+        + (", everything on" if suffix == EVERYTHING_ON else ", everything off"),
         port,
         front_doors + workers + 1,
         cpus,
