@@ -27,6 +27,7 @@ import importlib.abc
 import importlib.machinery
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -47,6 +48,20 @@ COUNTS: dict[str, int] = {
 }
 
 
+# A round trip's shape: the names of the commands it sends, in order ("XREADGROUP",
+# "EVALSHA 1a2b3c4+PUBLISH+XACK"): which calls a request's round trips are.
+SHAPES: dict[str, int] = {}
+_COMMAND = re.compile(rb"\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n(?:\$\d+\r\n([0-9a-f]{7}))?")
+
+
+def shape_of(packed: bytes) -> str:
+    names = []
+    for name, sha in _COMMAND.findall(packed):
+        text = name.decode().upper()
+        names.append(f"{text} {sha.decode()}" if text == "EVALSHA" and sha else text)
+    return "+".join(names)
+
+
 def counts_path(directory: Path, pid: int) -> Path:
     return directory / f"{pid}.json"
 
@@ -54,7 +69,7 @@ def counts_path(directory: Path, pid: int) -> Path:
 def dump(directory: Path) -> None:
     """Written whole to a temporary name and renamed: a reader never sees half a file."""
     COUNTS["dumps"] += 1
-    record = {"pid": os.getpid(), "argv": sys.argv, **COUNTS}
+    record = {"pid": os.getpid(), "argv": sys.argv, **COUNTS, "shapes": SHAPES}
     path = counts_path(directory, os.getpid())
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(record))
@@ -123,6 +138,8 @@ def patch_redis_connection(module: ModuleType) -> None:
         command = list(command)
         COUNTS["redis_round_trips"] += 1
         COUNTS["redis_bytes_written"] += sum(len(part) for part in command)
+        shape = shape_of(b"".join(command))
+        SHAPES[shape] = SHAPES.get(shape, 0) + 1
         await send_packed_command(self, command, check_health)
 
     abstract.send_packed_command = counted_send

@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks import gateways, realistic
 from benchmarks.ab import pct, service_for
@@ -60,6 +61,8 @@ class Figures:
     window_s: float = 0.0
     per_request: dict[str, dict[str, float]] = field(default_factory=dict)  # role -> counter
     background_per_s: dict[str, dict[str, float]] = field(default_factory=dict)
+    # role -> the commonest round trips (their commands, in order) -> how many a request
+    shapes: dict[str, dict[str, float]] = field(default_factory=dict)
     redis_commands: float = 0.0  # executed by Redis (INFO commandstats; scripts' included)
     redis_by_command: dict[str, float] = field(default_factory=dict)
     redis_bytes_in: float = 0.0
@@ -78,6 +81,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per mode")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured requests before")
     parser.add_argument("--idle", type=float, default=5.0, help="idle seconds for background")
+    parser.add_argument(
+        "--batch-workers",
+        type=int,
+        help="`up --batch-workers N` where a checkout takes it (default: its own default)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     return parser.parse_args(argv)
@@ -86,6 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @dataclass
 class Snapshot:
     by_role: dict[str, Counter[str]]
+    shapes: dict[str, Counter[str]]
     redis: Counter[str]
     at: float
 
@@ -110,21 +119,21 @@ class Gateway:
             self.by_role["batch worker"] = batch
         self.redis_url = redis_url_of(self.by_role["worker"][0])
 
-    def _read(self, pid: int) -> dict[str, int]:
+    def _read(self, pid: int) -> dict[str, Any]:
         try:
-            record: dict[str, int] = json.loads(counts_path(self.counts_dir, pid).read_text())
+            record: dict[str, Any] = json.loads(counts_path(self.counts_dir, pid).read_text())
         except (OSError, ValueError):
             return {"dumps": 0}
         return record
 
-    async def counters(self, timeout_s: float = 10.0) -> dict[int, dict[str, int]]:
+    async def counters(self, timeout_s: float = 10.0) -> dict[int, dict[str, Any]]:
         """Every process's counters now: signalled, then read once each has written again."""
         pids = [pid for members in self.by_role.values() for pid in members]
         before = {pid: self._read(pid)["dumps"] for pid in pids}
         for pid in pids:
             os.kill(pid, DUMP_SIGNAL)
         deadline = time.monotonic() + timeout_s
-        found: dict[int, dict[str, int]] = {}
+        found: dict[int, dict[str, Any]] = {}
         while len(found) < len(pids):
             for pid in pids:
                 record = self._read(pid)
@@ -141,8 +150,22 @@ class Gateway:
             role: Counter({name: sum(records[pid][name] for pid in pids) for name in COUNTED})
             for role, pids in self.by_role.items()
         }
+        shapes = {
+            role: sum((Counter(records[pid].get("shapes", {})) for pid in pids), Counter[str]())
+            for role, pids in self.by_role.items()
+        }
         redis = await asyncio.to_thread(redis_counters, self.redis_url)
-        return Snapshot(by_role, redis, time.monotonic())
+        return Snapshot(by_role, shapes, redis, time.monotonic())
+
+
+def shapes_per(
+    before: Snapshot, after: Snapshot, divisor: float, top: int = 6
+) -> dict[str, dict[str, float]]:
+    found = {}
+    for role, counts in after.shapes.items():
+        used = counts - before.shapes[role]
+        found[role] = {shape: n / divisor for shape, n in used.most_common(top)}
+    return found
 
 
 def per(before: Snapshot, after: Snapshot, divisor: float) -> dict[str, dict[str, float]]:
@@ -177,6 +200,7 @@ async def measure_mode(
     figures.requests = args.requests
     figures.window_s = after.at - before.at
     figures.per_request = per(before, after, args.requests)
+    figures.shapes = shapes_per(before, after, args.requests)
     figures.background_per_s = background.background_per_s
     used = redis_used(before.redis, after.redis)
     calls = {name: n for name, n in used.items() if not name.startswith("(") and n > 0}
@@ -200,7 +224,13 @@ async def idle_rates(gateway: Gateway, checkout: str, config: str, idle_s: float
 
 
 def start_gateway(
-    spec: str, config_name: str, config: Path, tmp: Path, cpus: str | None, otlp_url: str
+    spec: str,
+    config_name: str,
+    config: Path,
+    tmp: Path,
+    cpus: str | None,
+    otlp_url: str,
+    batch_workers: int | None,
 ) -> Gateway:
     logs = Path(tempfile.mkdtemp(prefix=f"{config_name}-", dir=tmp))
     counts_dir = logs / "counts"
@@ -215,7 +245,7 @@ def start_gateway(
         on = logs / "config-on.yaml"
         config = realistic.everything_on(config, on, logs / "data-on", otlp_url)
     service, port = service_for(
-        spec, config, logs, cpus, path_first=hooks_dir, env_extra=env, batch_workers=0
+        spec, config, logs, cpus, path_first=hooks_dir, env_extra=env, batch_workers=batch_workers
     )
     return Gateway(service, port, counts_dir)
 
@@ -271,31 +301,40 @@ async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> list[Fig
             for config_name in args.configs:
                 for spec in args.checkouts:
                     gateway = start_gateway(
-                        spec, config_name, config, tmp, plan["gateway"], sink.url
+                        spec,
+                        config_name,
+                        config,
+                        tmp,
+                        plan["gateway"],
+                        sink.url,
+                        args.batch_workers,
                     )
                     results += await run_gateway(args, config_name, gateway)
     return results
 
 
 def markdown(results: list[Figures], requests: int) -> str:
-    """One row per configuration, mode and checkout; then each process's background."""
+    """One row per configuration, mode and checkout (each cell: front door / worker, and
+    / batch worker where `up` runs one); then each process's background."""
     lines = [
-        f"Per request ({requests:,} requests a mode), counted in each process:",
+        f"Per request ({requests:,} requests a mode), counted in each process "
+        "(front door / worker [/ batch worker]):",
         "",
-        "| config | mode | checkout | tasks FD | tasks W | round trips FD | round trips W "
-        "| bytes to Redis FD / W | bytes from Redis FD / W | Redis commands executed |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| config | mode | checkout | tasks | round trips | bytes to Redis | bytes from Redis "
+        "| Redis commands executed |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
+
+    def cell(f: Figures, name: str, form: str) -> str:
+        return " / ".join(format(c[name], form) for c in f.per_request.values())
+
     for f in results:
         if f.skipped:
             continue
-        fd, w = f.per_request["front door"], f.per_request["worker"]
         lines.append(
-            f"| {f.config} | {MODES[f.mode][0]} | {f.checkout} | {fd['tasks']:.1f} "
-            f"| {w['tasks']:.1f} | {fd['redis_round_trips']:.2f} | {w['redis_round_trips']:.2f} "
-            f"| {fd['redis_bytes_written']:,.0f} / {w['redis_bytes_written']:,.0f} "
-            f"| {fd['redis_bytes_read']:,.0f} / {w['redis_bytes_read']:,.0f} "
-            f"| {f.redis_commands:.1f} |"
+            f"| {f.config} | {MODES[f.mode][0]} | {f.checkout} | {cell(f, 'tasks', '.1f')} "
+            f"| {cell(f, 'redis_round_trips', '.2f')} | {cell(f, 'redis_bytes_written', ',.0f')} "
+            f"| {cell(f, 'redis_bytes_read', ',.0f')} | {f.redis_commands:.1f} |"
         )
     lines += ["", "Background, idle (a second, load or not):", ""]
     lines += ["| config | checkout | process | tasks | round trips | bytes to / from Redis |"]
@@ -327,6 +366,18 @@ def command_table(results: list[Figures], mode: str) -> str:
     return "\n".join(lines)
 
 
+def shape_lines(results: list[Figures]) -> list[str]:
+    """Each process's commonest round trips a request: what its round trips are."""
+    lines = ["Round trips per request by what they send (the commonest):", ""]
+    for f in results:
+        if f.skipped:
+            continue
+        for role, shapes in f.shapes.items():
+            listed = "; ".join(f"{n:.2f} × `{shape}`" for shape, n in shapes.items() if n >= 0.01)
+            lines.append(f"- {f.config}, {MODES[f.mode][0]}, {f.checkout}, {role}: {listed}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.configs = args.configs.split(",")
@@ -343,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     for mode in args.modes:
         print()
         print(command_table(figures, mode))
+    print()
+    print("\n".join(shape_lines(figures)))
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(f) for f in figures], indent=1))
     return 0
