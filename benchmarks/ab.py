@@ -19,15 +19,23 @@ import asyncio
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import gateways
 from benchmarks.loadgen import Client, build_request
 from benchmarks.procs import Service, cpu_s, pinned, wait_http_ready
-from benchmarks.profile import redis_counters, redis_url_of, roles, start_py_spy
+from benchmarks.profile import (
+    redis_counters,
+    redis_url_of,
+    render_profile,
+    roles,
+    start_py_spy,
+)
 from benchmarks.run import free_port, run_pinned, upstream
 
 MODES = (("non-stream c=1", False, 1), ("non-stream c=64", False, 64), ("stream c=64", True, 64))
@@ -53,6 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per mode")
     parser.add_argument("--modes", default="all", help="comma list of 'c1', 'c64', 'stream'")
     parser.add_argument("--py-spy", type=Path, help="keep py-spy's stacks of each window here")
+    parser.add_argument(
+        "--batch-workers", type=int, help="`up --batch-workers N` where a checkout takes it"
+    )
     return parser.parse_args(argv)
 
 
@@ -60,32 +71,62 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def service_for(spec: str, config: Path, logs: Path, cpus: str | None) -> tuple[Service, int]:
-    """`spec`: PATH, or PATH,NAME=VALUE,... with environment variables for that gateway."""
+def service_for(
+    spec: str,
+    config: Path,
+    logs: Path,
+    cpus: str | None,
+    *,
+    path_first: Path | None = None,
+    env_extra: Mapping[str, str] | None = None,
+    batch_workers: int | None = None,
+) -> tuple[Service, int]:
+    """`spec`: PATH, or PATH,NAME=VALUE,... with environment variables for that gateway.
+    `path_first` goes before everything on its PYTHONPATH; `batch_workers` is passed to
+    `up` where the checkout has `--batch-workers` (issue #20; older ones have none)."""
     path, *assignments = spec.split(",")
     checkout = Path(path).resolve()
     port = free_port()
     # Its own venv when it has one; else this one's packages with its code first on the path.
     python = checkout / ".venv" / "bin" / "python"
-    code_path = {} if python.exists() else {"PYTHONPATH": str(checkout)}
+    code_path = [] if python.exists() else [str(checkout)]
     if not python.exists():
         python = Path(sys.executable)
-    argv = [str(python), "-m", "broker.cli", "--log-level", "WARNING", "up"]
-    argv += ["--config", str(config), "--port", str(port), "--workers", "1", "--front-doors", "1"]
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
     env["PYTHONUNBUFFERED"] = "1"
     # Not the current folder first on sys.path: each checkout imports its own installed code.
     env["PYTHONSAFEPATH"] = "1"
-    env.update(code_path)
+    python_path = ([str(path_first)] if path_first is not None else []) + code_path
+    if python_path:
+        env["PYTHONPATH"] = os.pathsep.join(python_path)
     env.update(item.split("=", 1) for item in assignments)  # type: ignore[misc]
+    env.update(env_extra or {})
     name = ",".join([checkout.name, *assignments])
-    # A data directory each: in a shared one the older checkout meets the newer's database
-    # schema (and both count each other's keys and spend). Checkouts from before `up` had one
-    # (d1f851b, behind RESULTS.md's earlier figures) take no such flag.
-    if "--data-dir" in (checkout / "broker" / "cli.py").read_text():
+    argv = [str(python), "-m", "broker.cli", "--log-level", "WARNING", "up"]
+    argv += ["--config", str(config), "--port", str(port), "--workers", "1", "--front-doors", "1"]
+    options = up_options(str(python), env)
+    if "--data-dir" in options:
+        # A data directory each: in a shared one the older checkout meets the newer's
+        # database schema (and both count each other's keys and spend).
         argv += ["--data-dir", str(logs / ("data-" + re.sub(r"[^\w.=-]", "_", name)))]
+    if batch_workers is not None and "--batch-workers" in options:
+        argv += ["--batch-workers", str(batch_workers)]
     service = Service(name, pinned(argv, cpus), env=env, log_path=logs / f"{name}.log")
     return service, port
+
+
+def up_options(python: str, env: Mapping[str, str]) -> set[str]:
+    """The options a checkout's `switchboard up` takes, from its --help (checkouts older
+    than a flag refuse it)."""
+    done = subprocess.run(
+        [python, "-m", "broker.cli", "up", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return set(re.findall(r"--[a-z][a-z-]+", done.stdout))
 
 
 async def measure(
@@ -216,7 +257,10 @@ async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> None:
     it would see one CPU and leave the gateways unpinned."""
     with tempfile.TemporaryDirectory() as tmp, upstream(Path(tmp), plan["client"]) as up_port:
         config = gateways.write_config(Path(tmp, "config.yaml"), f"http://127.0.0.1:{up_port}")
-        services = [service_for(c, config, Path(tmp), plan["gateway"]) for c in args.checkouts]
+        services = [
+            service_for(c, config, Path(tmp), plan["gateway"], batch_workers=args.batch_workers)
+            for c in args.checkouts
+        ]
         try:
             for service, port in services:
                 service.start()
@@ -229,6 +273,9 @@ async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> None:
     print(HEADER)
     for (label, name), figures in results.items():
         print(table_row(label, name, figures))
+    if args.py_spy is not None:
+        for path in sorted(args.py_spy.glob("*.txt")):
+            print("\n" + "\n".join(render_profile(path.stem, path, 15)))
 
 
 def main(argv: list[str] | None = None) -> int:

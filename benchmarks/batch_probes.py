@@ -17,7 +17,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.procs import cpu_s, descendants
-from benchmarks.profile import py_spy, read_collapsed, roles
+from benchmarks.profile import is_batch_worker, py_spy, read_collapsed, roles
 
 QUEUE_WAIT = "switchboard_worker_queue_wait_seconds"
 Buckets = dict[str, dict[float, float]]  # lane -> upper bound -> cumulative count
@@ -35,12 +35,6 @@ def process_roles(service_pid: int, others: Sequence[int] = ()) -> dict[str, lis
         pid for pid in descendants(os.getpid())[1:] if pid not in service and pid != service_pid
     ]
     return found
-
-
-def is_batch_worker(pid: int) -> bool:
-    with contextlib.suppress(OSError):
-        return b"\0--batches" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    return False
 
 
 def own_cpu_s() -> float:

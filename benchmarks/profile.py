@@ -68,7 +68,17 @@ def roles(root: int) -> dict[str, list[int]]:
                 found["worker"].append(pid)
             elif " serve " in command:  # front doors 2..N of `up --front-doors N`
                 found["front door"].append(pid)
+    # The interactive workers first: callers that take one worker (py-spy, the Redis URL)
+    # take [0], and `up`'s batch workers (issue #20) would otherwise often come first.
+    found["worker"].sort(key=is_batch_worker)
     return found
+
+
+def is_batch_worker(pid: int) -> bool:
+    """`up`'s batch workers run `worker --batches`."""
+    with contextlib.suppress(OSError):
+        return b"\0--batches" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return False
 
 
 def redis_url_of(worker_pid: int) -> str:
