@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -90,7 +91,7 @@ class Caller(msgspec.Struct, frozen=True):
         gateway, everyone alike."""
         if not self.secret:
             return ANONYMOUS_ALIAS
-        return "key_" + hmac.new(self.secret, OWNER_CONTEXT, hashlib.sha256).hexdigest()[:32]
+        return _owner_of(self.secret)
 
 
 ANONYMOUS = Caller(ANONYMOUS_ALIAS)
@@ -160,6 +161,12 @@ class Authenticator:
         return metrics_key is not None and hmac.compare_digest(
             _digest(presented), _digest(metrics_key)
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _owner_of(secret: bytes) -> str:
+    # Every request's envelope names its owner: one HMAC per key, not per request (#22).
+    return "key_" + hmac.new(secret, OWNER_CONTEXT, hashlib.sha256).hexdigest()[:32]
 
 
 def _digest(key: str) -> bytes:

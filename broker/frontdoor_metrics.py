@@ -357,8 +357,11 @@ class FrontDoorMetrics:
         children.upstream.observe(meta.upstream_ms / 1000)
         children.prompt.inc(meta.prompt_tokens)
         children.completion.inc(meta.completion_tokens)
-        children.cached.inc(meta.cached_tokens)
-        children.estimated.inc(meta.estimated_tokens)
+        # Each inc takes a lock: skip the zeros most requests have (the series exist anyway).
+        if meta.cached_tokens:
+            children.cached.inc(meta.cached_tokens)
+        if meta.estimated_tokens:
+            children.estimated.inc(meta.estimated_tokens)
         if meta.cost_usd:
             children.cost.inc(meta.cost_usd)
         if meta.attempts > 1:

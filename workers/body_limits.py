@@ -54,6 +54,7 @@ _SHAPE = bytes(
     ord("d") if 0x30 <= b <= 0x39 else ord("e") if b in b"eE" else b if b == 0x2B else 0x20
     for b in range(256)
 )
+_INT64_RUN = b"d" * _INT64_DIGITS
 _CLOSING = bytes.maketrans(b"[{", b"]}")
 _BRACKET = re.compile(rb"[\[\]{}]")
 
@@ -65,11 +66,16 @@ def check_json_bytes(body: bytes) -> None:
 
     Malformed JSON passes (the decoder reports it), unless its brackets alone nest too deep.
     """
+    # Too few brackets to nest that deep (strings included) is the common case, and so is
+    # a body with no number shape that may overflow even inside its strings: then the
+    # strings need not be emptied at all (issue #22: that regex was most of this check's
+    # cost on every request, at the front door and again at the worker).
+    is_shallow = body.count(b"[") + body.count(b"{") <= MAX_DEPTH
+    if is_shallow and not _may_hold_bad_number(body):
+        return
     skeleton = _STRING.sub(b'""', body)
-    # Too few brackets to nest that deep (strings included) is the common case.
-    if body.count(b"[") + body.count(b"{") > MAX_DEPTH:
-        if _max_depth(skeleton) > MAX_DEPTH:
-            raise _too_deep(_deep_member(body, skeleton))
+    if not is_shallow and _max_depth(skeleton) > MAX_DEPTH:
+        raise _too_deep(_deep_member(body, skeleton))
     if _first_bad_number(skeleton) is not None:
         raise _bad_number(_member_where(body, _has_bad_number))
 
@@ -103,11 +109,19 @@ def _max_depth(skeleton: bytes) -> int:
     return max(accumulate(steps), default=0)
 
 
+def _may_hold_bad_number(text: bytes) -> bool:
+    """Whether `text` has the shape of a number that may not fit: 19+ digits or a positive
+    3+ digit exponent. Emptying strings (the skeleton) only takes such shapes away, never
+    makes one (an emptied string reads as `""`, which is no digit, `e` nor `+`), so a body
+    without one has a skeleton without one."""
+    shape = text.translate(_SHAPE)
+    return b"eddd" in shape or b"e+ddd" in shape or _INT64_RUN in shape
+
+
 def _first_bad_number(skeleton: bytes) -> bytes | None:
     # Only a number with 19+ digits or a positive 3+ digit exponent may not fit; most
     # bodies have none, and then no regex runs.
-    shape = skeleton.translate(_SHAPE)
-    if b"eddd" not in shape and b"e+ddd" not in shape and b"d" * _INT64_DIGITS not in shape:
+    if not _may_hold_bad_number(skeleton):
         return None
     for match in _SUSPECT_NUMBER.finditer(skeleton):
         token = match.group()

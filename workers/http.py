@@ -58,6 +58,11 @@ class HttpClient:
         self._connection_limit = connection_limit
         self._keepalive_s = keepalive_s
         self.max_reply_bytes = max_reply_bytes
+        # Whether upstream requests carry the current provider span's `traceparent` (issue
+        # #19): a traced worker turns it on before its first request (read when the session
+        # opens). Off, the session has no TraceConfig, whose signals cost every upstream
+        # request even when there is nothing to send (issue #22).
+        self.sends_traceparent = False
         self._session: aiohttp.ClientSession | None = None
         self._guarded: dict[AddressPolicy, GuardedFetcher] = {}
 
@@ -83,7 +88,7 @@ class HttpClient:
             # Upstream JSON is decoded by msgspec from bytes; skip aiohttp's cookie handling.
             cookie_jar=aiohttp.DummyCookieJar(),
             # The request's trace context goes upstream as `traceparent` (issue #19).
-            trace_configs=[upstream_trace_config()],
+            trace_configs=[upstream_trace_config()] if self.sends_traceparent else None,
         )
 
     def guarded(self, policy: AddressPolicy) -> GuardedFetcher:

@@ -214,9 +214,10 @@ class ReplyWriter:
             )
             if final:
                 queued += redis_streams.ack(pipe, self.keys, job.lane, job.entry)
-                # The real cost replaces the reservation, in the same round trip (#17).
-                event = settle.worker_event(record, now_ms(), delivered=job.reply_bytes > 0)
-                queued += settle.queue(pipe, self.keys, job.envelope, event, call)
+                if settle.is_needed(job.envelope, call):
+                    # The real cost replaces the reservation, in the same round trip (#17).
+                    event = settle.worker_event(record, now_ms(), delivered=job.reply_bytes > 0)
+                    queued += settle.queue(pipe, self.keys, job.envelope, event, call)
             return queued
 
         job.is_writing = True
@@ -243,7 +244,7 @@ class ReplyWriter:
         """Refuse a reply that grew past the cap. Adapters already refuse such an upstream
         body while reading it; this bounds what a translation or a long stream adds up to.
         Errors and cancellations are small and always go through."""
-        size = sum(len(chunk) for chunk in record.chunks)
+        size = sum(map(len, record.chunks))
         if record.end == envelopes.RESPONSE:
             size += len(record.body)
         if size and job.reply_bytes + size > self.max_reply_bytes:

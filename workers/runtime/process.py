@@ -55,6 +55,8 @@ def routed_worker(
     if hooks is not None and hooks.traces is not None:
         # Each provider attempt (retries, fallbacks) is noted for its span (issue #19).
         observer = hooks.traces.routing_observer(observer)
+        # ... and its span's traceparent goes upstream with it.
+        http.sends_traceparent = True
     engine = RoutingEngine(plan, http, figures, observer=observer)
     return Worker(redis, engine, options, worker_id, metrics, batcher, hooks), figures
 

@@ -213,6 +213,12 @@ def script_call(
     return script_keys, args
 
 
+def is_needed(envelope: Envelope, call: bytes = b"") -> bool:
+    """Whether `queue` would queue anything: no tenancy and no callbacks' event is nothing
+    to settle, and then the event need not even be made (issue #22)."""
+    return envelope.scopes is not None or bool(call)
+
+
 def queue(
     pipe: Pipeline, keys: Keys, envelope: Envelope, event: events.WorkerEvent, call: bytes = b""
 ) -> int:
