@@ -12,12 +12,14 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import quote
 
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from broker import sse_frames
@@ -28,6 +30,7 @@ from broker.frontdoor import FrontDoor
 from broker.hooks import FRONT_HOOKS, answered_here, team_of
 from broker.relay import Relay
 from workers import envelopes
+from workers.batching import WriteBatcher
 from workers.connect import connect
 from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, KIND_TEXT_COMPLETION, Meta, Record
 from workers.hooks import api_shapes
@@ -82,6 +85,9 @@ class ResponseCache:
     ) -> None:
         self.params = params
         self.redis = redis
+        # Lookups and stores of one loop turn share a round trip (under load, dozens of
+        # requests'), and a store needs no task of its own: its reply is only logged.
+        self.batcher = WriteBatcher(redis)
         self.keys = keys
         self.metrics = metrics
         # The front door's callbacks: a hit is a request no worker sees.
@@ -212,7 +218,9 @@ class ResponseCache:
 
     async def _read(self, key: str) -> CachedAnswer | None:
         try:
-            raw = await self.redis.get(key)
+            (raw,) = await self.batcher.write(lambda pipe: _queued(pipe.get(key)))
+            if isinstance(raw, Exception):
+                raise raw
         except RedisError as exc:
             log.warning("response cache unreadable (%s): answering upstream", type(exc).__name__)
             return None
@@ -223,7 +231,7 @@ class ResponseCache:
         except ValueError:
             return None
 
-    async def store(
+    def store(
         self,
         kind: str,
         key: str,
@@ -233,29 +241,52 @@ class ResponseCache:
         meta: Meta | None,
         lock: str | None = None,
     ) -> None:
-        try:
-            await self._store(kind, key, ttl_s, body, chunks, meta)
-        finally:
-            if lock is not None:
-                await self.release(lock)
+        """Store an answer (and release a coalescing leader's lock) on this loop turn's
+        shared round trip; the caller does not wait for it."""
+        entry = self._entry(kind, body, chunks, meta)
+        if entry is None and lock is None:
+            return
+        px = max(1, int(ttl_s * 1000))
 
-    async def _store(
-        self, kind: str, key: str, ttl_s: float, body: bytes, chunks: list[bytes], meta: Meta | None
-    ) -> None:
+        def build(pipe: Pipeline) -> int:
+            if entry is not None:
+                pipe.set(key, entry, px=px)
+            if lock is not None:
+                pipe.delete(lock)  # after the answer: a follower then finds it
+            return int(entry is not None) + int(lock is not None)
+
+        self.batcher.queue(build).add_done_callback(_log_store_failure)
+
+    def _entry(
+        self, kind: str, body: bytes, chunks: list[bytes], meta: Meta | None
+    ) -> bytes | None:
+        """What the cache keeps for an answer; None for one it does not keep."""
         if not body and chunks:
             try:
                 body = api_shapes.assemble(kind, chunks) or b""
             except (KeyError, TypeError, ValueError) as exc:  # events outside their API's shape
                 log.warning("streamed %s answer not stored (%s)", kind, type(exc).__name__)
-                return
+                return None
         if not body or len(body) > self.params.max_entry_bytes:
-            return
+            return None
         cost = meta.cost_usd if meta is not None else None
-        entry = encode_answer(CachedAnswer(created_s=time.time(), body=body, cost_usd=cost))
-        try:
-            await self.redis.set(key, entry, px=max(1, int(ttl_s * 1000)))
-        except RedisError as exc:
-            log.warning("response cache unwritable (%s): answer not stored", type(exc).__name__)
+        return encode_answer(CachedAnswer(created_s=time.time(), body=body, cost_usd=cost))
+
+
+def _queued(_: object) -> int:
+    """A batch builder's count for one command queued on the pipeline."""
+    return 1
+
+
+def _log_store_failure(done: asyncio.Future[list[Any]]) -> None:
+    if done.cancelled():
+        return
+    failure = done.exception()
+    if failure is None:
+        failure = next((r for r in done.result() if isinstance(r, Exception)), None)
+    if failure is not None:
+        # The answer is simply not cached (a lock left behind expires by itself).
+        log.warning("response cache unwritable (%s): answer not stored", type(failure).__name__)
 
 
 class Pending:
@@ -277,7 +308,7 @@ class Pending:
         self.lock = lock
         self.is_answered = False
 
-    def attach(self, relay: Relay, tasks: Supervisor) -> None:
+    def attach(self, relay: Relay) -> None:
         relay.extra_headers[CACHE_HEADER] = "miss"
         ttl_s = self.ttl_s
         if ttl_s is None:
@@ -285,8 +316,7 @@ class Pending:
 
         def stored(body: bytes, chunks: list[bytes], meta: Meta | None) -> None:
             self.is_answered = True
-            store = self.cache.store(self.kind, self.key, ttl_s, body, chunks, meta, self.lock)
-            tasks.spawn(store, "cache store")
+            self.cache.store(self.kind, self.key, ttl_s, body, chunks, meta, self.lock)
 
         relay.on_answer = stored
 
@@ -336,6 +366,7 @@ def response_cache_ctx(
         try:
             yield
         finally:
+            await app[RESPONSE_CACHE].batcher.aclose()  # the last answers' stores land
             if own is not None:
                 await own.aclose()
 

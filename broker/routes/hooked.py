@@ -70,7 +70,7 @@ async def run_hooked(
         return await start(relay)
     if pending is None:
         return await relay.run(request)
-    pending.attach(relay, front.tasks)
+    pending.attach(relay)
     try:
         return await relay.run(request)
     finally:
