@@ -26,6 +26,7 @@ MIB = 1024 * 1024
 # room for twice that, on a host that has 4 GiB to spare for it.
 DEFAULT_MAXMEMORY_BYTES = 1024 * MIB
 MIN_DEFAULT_MAXMEMORY_BYTES = 64 * MIB
+STREAM_NODE_MAX_BYTES = 1024
 # cgroup v2, then v1: a container sees the host's RAM in sysconf, its own limit here.
 _CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
@@ -108,6 +109,10 @@ class EmbeddedRedis:
                 str(self.maxmemory_bytes),
                 "--maxmemory-policy",
                 "noeviction",
+                # Redis 6.2 allocates a new stream node at this size: 4 KiB (the default) for
+                # every reply stream, however small; 1 KiB holds a non-stream reply (issue #22).
+                "--stream-node-max-bytes",
+                str(STREAM_NODE_MAX_BYTES),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
