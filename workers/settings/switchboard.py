@@ -120,8 +120,9 @@ class SwitchboardSettings(Section, frozen=True):
     reply_ttl_s: Annotated[int, Positive] = 300
     # Seconds a reply stays once the front door has relayed it whole (its client has every
     # byte; a reconnect within this still resumes). 0 keeps it for reply_ttl_s. Short, so
-    # that Redis does not hold minutes of answered traffic (issue #22's memory target).
-    delivered_reply_ttl_s: Annotated[int, Meta(ge=0)] = 30
+    # that Redis does not hold answered traffic: a burst's replies are all in Redis at once
+    # for this long (issue #22's memory target).
+    delivered_reply_ttl_s: Annotated[int, Meta(ge=0)] = 5
     # Requests one worker process runs at once.
     worker_concurrency: Annotated[int, Positive] = 256
     # Seconds a stopping process waits for in-flight requests before cancelling them.
