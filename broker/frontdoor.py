@@ -32,6 +32,7 @@ from workers import envelopes, redis_streams
 from workers.batching import WriteBatcher
 from workers.envelopes import Record
 from workers.errors import InvalidRequest, ModelNotFound, PermissionDenied, RateLimited
+from workers.memory import MemoryReleaser
 from workers.params import GatewayOptions
 from workers.redis_streams import Keys
 from workers.routing.scope import may_reach, scope_of
@@ -106,6 +107,8 @@ class FrontDoor:
         self.delivered = DeliveredReplies(
             lambda: self.redis, self.keys, self.settings.delivered_reply_ttl_s
         )
+        # What a burst of requests left in the heap, given back once it has passed (#22).
+        self.memory = MemoryReleaser()
         self.is_draining = False
 
     @property
@@ -134,6 +137,9 @@ class FrontDoor:
             await self.monitor.start(self.tasks)
             if self.delivered.is_enabled:
                 self.tasks.start("delivered replies", self.delivered.run, restart_after_s=1.0)
+            self.tasks.start(
+                "memory after a burst", self.memory.run_when_quiet, restart_after_s=5.0
+            )
         except BaseException:
             await self.tasks.aclose()
             raise

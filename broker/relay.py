@@ -143,6 +143,7 @@ class Relay:
             if self.is_finished and self.status != 499:
                 front.delivered.delivered(self.request_id)
             front.metrics.in_flight.dec()
+            front.memory.note_served()
             if self.trace is not None:
                 self.trace.relayed(self.status)
             front.metrics.observe(

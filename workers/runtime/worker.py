@@ -171,6 +171,7 @@ class Worker:
                 background.start("takeovers", self.takeovers.run)
                 background.start("notices", self._notices)
                 background.start("memory", self.memory.run)
+                background.start("memory after a burst", self.memory.run_when_quiet)
                 if self.options.batch_lane is not None and self.options.batch_busy_loop_lag_ms:
                     background.start("batch pace", self.batch_pace.run)
                 for name, loop in (loops or {}).items():
@@ -383,6 +384,7 @@ class Worker:
             self.metrics.in_flight.set(len(self.jobs))
             self._slot_free.set()
             self.memory.after_job(footprint)
+            self.memory.note_served()
 
     async def _settled_by_earlier_attempt(self, job: Job) -> bool:
         """A reclaimed entry's previous worker may have got far: finished (only the ack was
