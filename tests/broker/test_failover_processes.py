@@ -44,7 +44,14 @@ pytestmark = pytest.mark.slow
 
 HELLO: Any = [{"role": "user", "content": "hello"}]
 # Room for everything: the survivor takes all the dead worker held at once.
-SETTINGS = {"worker_concurrency": 100, "drain_timeout_s": 20, "public_metrics": "true"}
+# The pause test reads every reply back from Redis after its worker's 10 s freeze: longer
+# than a delivered reply is kept by default (delivered_reply_ttl_s, 5 s).
+SETTINGS = {
+    "worker_concurrency": 100,
+    "drain_timeout_s": 20,
+    "public_metrics": "true",
+    "delivered_reply_ttl_s": 120,
+}
 LATENCY_S = 2.0
 MODELS = """\
 - model_name: answer
