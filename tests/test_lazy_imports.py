@@ -100,3 +100,18 @@ def test_every_lazy_management_handler_names_a_real_handler() -> None:
         assert module in HANDLER_MODULES, route.path
         target = getattr(importlib.import_module(f"broker.management.{module}"), name)
         assert inspect.iscoroutinefunction(target), route.path
+
+
+def test_the_demo_upstream_loads_without_the_optional_extras() -> None:
+    """`switchboard up --demo` starts the fake upstream (`python -m workers.testing`) on a
+    plain `pip install -e .`: nothing it imports may need an extra (cryptography comes with
+    `vertex`, for the Vertex fake's service accounts only)."""
+    probe = (
+        "import sys; import workers.testing.server; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'cryptography', 'google'}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

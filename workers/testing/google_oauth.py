@@ -20,16 +20,18 @@ import base64
 import secrets
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from workers.testing.responses import json_response
 from workers.testing.state import FakeState, record_request
+
+if TYPE_CHECKING:
+    # cryptography comes with the `vertex` extra; the fake upstream serves `up --demo` on a
+    # plain install, where only the Vertex tests' accounts would need it (imported there).
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -70,6 +72,9 @@ def service_account(
     token_uri: str, *, project: str = "switchboard-test", name: str = "gateway"
 ) -> dict[str, Any]:
     """A service account's JSON key, as Google issues it, that the fake endpoint trusts."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     kid = secrets.token_hex(20)
     email = f"{name}@{project}.iam.gserviceaccount.com"
@@ -123,6 +128,11 @@ def assertion_problem(assertion: str) -> str | None:
         return "Invalid JWT: Token must be a short-lived token and in a reasonable timeframe."
     if header.get("alg") != "RS256" or header.get("kid") not in _ACCOUNTS:
         return "Invalid grant: account not found"
+    # An account exists only where service_account() ran, so cryptography is installed.
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
     email, public_key = _ACCOUNTS[header["kid"]]
     try:
         signed = f"{header_b64}.{claims_b64}".encode()
