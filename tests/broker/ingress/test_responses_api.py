@@ -137,24 +137,27 @@ async def test_stored_responses_retrieve_list_and_delete(fake, namespace, target
             await sdk.responses.retrieve("resp_not-one-of-ours")
 
 
-async def test_another_keys_response_is_a_404(fake, namespace):
-    settings = {
-        "api_keys": "[{alias: a, key: sk-key-a-0123456789}, {alias: b, key: sk-key-b-0123456789}]"
-    }
-    general = "general_settings:\n  master_key: sk-master-0123456789\n"
-    # On the translation: the stored responses under test are the gateway's own (a native
-    # OpenAI deployment's are OpenAI's).
+def translated_store_config(fake: Any, namespace: str, settings: dict[str, Any]) -> Any:
+    """A master key and `gpt-chat` on the translation, so the stored responses under test are
+    the gateway's own (a native OpenAI deployment's are OpenAI's)."""
     translated = (
         "- model_name: gpt-chat\n  litellm_params:\n    model: openai/gpt-4o\n"
         f"    api_base: {fake.base_url}/v1\n    api_key: sk-fake\n    responses_api: chat\n"
     )
-    config = make_config(
+    return make_config(
         fake.base_url + "/v1",
         namespace,
-        general=general,
+        general="general_settings:\n  master_key: sk-master-0123456789\n",
         settings=settings,
         extra_models=translated,
     )
+
+
+async def test_another_keys_response_is_a_404(fake, namespace):
+    settings = {
+        "api_keys": "[{alias: a, key: sk-key-a-0123456789}, {alias: b, key: sk-key-b-0123456789}]"
+    }
+    config = translated_store_config(fake, namespace, settings)
     async with asyncio.timeout(TIMEOUT_S), service(config) as ([door], _):
         url = door.url + "/v1"
         owner: Any = AsyncOpenAI(base_url=url, api_key="sk-key-a-0123456789", max_retries=0)
@@ -259,19 +262,7 @@ async def test_the_store_keeps_a_response_for_its_ttl_and_store_false_nothing(
 ):
     """`responses_ttl_s` bounds the gateway's own store; the owner is a hash, never the key;
     `store: false` writes nothing at all."""
-    general = "general_settings:\n  master_key: sk-master-0123456789\n"
-    translated = (
-        "- model_name: gpt-chat\n  litellm_params:\n    model: openai/gpt-4o\n"
-        f"    api_base: {fake.base_url}/v1\n    api_key: sk-fake\n    responses_api: chat\n"
-    )
-    settings = {"responses_ttl_s": 600}
-    config = make_config(
-        fake.base_url + "/v1",
-        namespace,
-        general=general,
-        settings=settings,
-        extra_models=translated,
-    )
+    config = translated_store_config(fake, namespace, {"responses_ttl_s": 600})
     async with asyncio.timeout(TIMEOUT_S), service(config) as ([door], _):
         sdk: Any = AsyncOpenAI(base_url=door.url + "/v1", api_key="sk-master-0123456789")
         async with sdk:
