@@ -65,3 +65,36 @@ async def test_a_lost_connection_reaches_every_writer_of_the_batch() -> None:
         assert all(isinstance(o, RedisConnectionError) for o in outcomes)
     finally:
         await unreachable.aclose()
+
+
+async def test_a_rider_goes_out_with_the_next_batch_ahead_of_it(
+    redis: Redis, namespace: str, round_trips: RoundTrips
+) -> None:
+    batcher = WriteBatcher(redis)
+    rider = batcher.queue_rider(xadd(f"{namespace}:s", "0-1"), within_s=60)
+    await asyncio.sleep(0.05)  # no batch yet: the rider waits
+    assert round_trips.count == 0 and batcher.is_unsent(rider)
+    async with asyncio.timeout(5):
+        # Queued after the rider, on the same stream: refused if it reached Redis first.
+        later = await batcher.write(xadd(f"{namespace}:s", "0-2"))
+        assert await rider == [b"0-1"] and later == [b"0-2"]
+    assert round_trips.count == 1 and not batcher.is_unsent(rider)
+
+
+async def test_a_rider_with_no_batch_to_ride_goes_out_alone_in_time(
+    redis: Redis, namespace: str, round_trips: RoundTrips
+) -> None:
+    batcher = WriteBatcher(redis)
+    riders = [batcher.queue_rider(xadd(f"{namespace}:{n}", "0-1"), within_s=0.05) for n in "ab"]
+    async with asyncio.timeout(5):
+        assert await asyncio.gather(*riders) == [[b"0-1"], [b"0-1"]]
+    assert round_trips.count == 1  # both riders, one round trip
+
+
+async def test_closing_sends_the_riders(redis: Redis, namespace: str) -> None:
+    batcher = WriteBatcher(redis)
+    rider = batcher.queue_rider(xadd(f"{namespace}:s", "0-1"), within_s=60)
+    async with asyncio.timeout(5):
+        await batcher.aclose()
+        assert await rider == [b"0-1"]
+    assert await redis.xlen(f"{namespace}:s") == 1

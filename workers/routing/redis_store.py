@@ -30,6 +30,11 @@ ADMISSIONS = frozenset(get_args(Admission))
 RELEASE_ATTEMPTS = 5
 # How long a closing store waits for releases still being retried.
 RETRY_WAIT_S = 5.0
+# How long a count nobody waits on may wait for a batch to ride (the request's own final
+# record, at one request at a time) before it goes out alone. Only in-flight and rpm/tpm
+# figures lag by it, and only for a group's one unlimited deployment, which nothing reads
+# them to route or refuse.
+COUNT_RIDE_S = 0.05
 
 
 class RedisFigures:
@@ -59,8 +64,8 @@ class RedisFigures:
         self.batcher = batcher
         self._retries: set[asyncio.Future[Any]] = set()
         # Admissions counted without waiting, per (group, deployment), oldest first, until
-        # a release takes them; each resolves when its count has landed.
-        self._counted: dict[tuple[str, str], collections.deque[asyncio.Future[None]]] = {}
+        # a release takes them.
+        self._counted: dict[tuple[str, str], collections.deque[_Count]] = {}
 
     def _keys(self, group: str) -> RoutingKeys:
         found = self._groups.get(group)
@@ -104,35 +109,46 @@ class RedisFigures:
         return script_keys(self._keys(group), now_s), args
 
     async def count_admission(self, group: str, name: str, prompt_tokens: int) -> None:
-        """Queued on this turn's batch and not awaited: the request's upstream call overlaps
-        the count instead of waiting a round trip for an answer that can only be "ok". Its
-        release waits until the count has landed, so the two never reach Redis reversed."""
+        """Not awaited, and riding the next batch that goes out (within COUNT_RIDE_S): the
+        request's upstream call overlaps the count instead of waiting a round trip for an
+        answer that can only be "ok", and at one request at a time the count goes out with
+        the request's own release and final record. A release queued while its count is
+        unsent joins the same batch behind it; one queued later waits until the count has
+        landed, so the two never reach Redis reversed."""
         if self.batcher is None:
             await self.admit(group, name, Limits(), prompt_tokens)
             return
         keys, args = self._admit_call(group, name, Limits(), prompt_tokens)
-        # Resolved once the count is in Redis, after a retry if it needed one.
-        counted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._counted.setdefault((group, name), collections.deque()).append(counted)
+        sent = self.batcher.queue_rider(self._evalsha(self._admit, keys, args), COUNT_RIDE_S)
+        count = _Count(sent, asyncio.get_running_loop().create_future())
+        self._counted.setdefault((group, name), collections.deque()).append(count)
 
         def landed(done: asyncio.Future[Any]) -> None:
-            error = None if done.cancelled() else done.exception()
-            if error is None and not done.cancelled() and isinstance(done.result(), list):
-                reply = done.result()[0]
-                error = reply if isinstance(reply, Exception) else None
-            if isinstance(error, NoScriptError):
+            if isinstance(_error_of(done), NoScriptError):
                 # Redis lost its script cache (a restart, SCRIPT FLUSH): this loads it again.
-                retry = asyncio.ensure_future(self._admit(keys=keys, args=args))
+                retry = asyncio.ensure_future(self._count_again(group, name, keys, args, count))
                 self._retries.add(retry)  # awaited by aclose() like a release's retry
                 retry.add_done_callback(self._retries.discard)
                 retry.add_done_callback(landed)
                 return
-            if error is not None:
+            if (error := _error_of(done)) is not None:
                 log.warning("could not count a routing admission: %s", error)
-            if not counted.done():
-                counted.set_result(None)
+            if not count.landed.done():
+                count.landed.set_result(None)
 
-        self.batcher.queue(self._evalsha(self._admit, keys, args)).add_done_callback(landed)
+        sent.add_done_callback(landed)
+
+    async def _count_again(
+        self, group: str, name: str, keys: list[str], args: Sequence[Any], count: _Count
+    ) -> Any:
+        answer = await self._admit(keys=keys, args=args)
+        behind = count.release_behind
+        if behind is not None and behind.done() and _error_of(behind) is None:
+            # The release that rode behind the failed count has landed already: this count
+            # comes too late to be taken back by it, so its slot is given back here (its rpm
+            # and tpm stay counted).
+            await self._release(*self._release_call(group, name, AttemptResult()))
+        return answer
 
     async def _admit_batched(
         self, group: str, name: str, keys: list[str], args: Sequence[Any]
@@ -155,21 +171,31 @@ class RedisFigures:
             self._release_later(*self._release_call(group, name, AttemptResult()))
 
     async def release(self, group: str, name: str, result: AttemptResult) -> bool:
-        counted = self._counted.get((group, name))
-        if counted:
+        counts = self._counted.get((group, name))
+        riding: _Count | None = None
+        if counts:
             # Counts are interchangeable: each release takes the oldest counted admission
             # and waits for that one to have landed, so Redis never sees more releases than
-            # admissions (see count_admission). One future each, whatever the load.
-            oldest = counted.popleft()
-            if not oldest.done():
-                await asyncio.wait({oldest})
+            # admissions (see count_admission). One future each, whatever the load. A count
+            # not sent yet needs no wait: the release joins its batch, behind it.
+            oldest = counts.popleft()
+            if not counts:
+                del self._counted[(group, name)]
+            if oldest.landed.done():
+                pass
+            elif self.batcher is not None and self.batcher.is_unsent(oldest.sent):
+                riding = oldest
+            else:
+                await asyncio.wait({oldest.landed})
         keys, args = self._release_call(group, name, result)
         if self.batcher is not None and result.cooldown_s == 0:
             # Only a release that may start a cooldown has an answer worth waiting for (to log
             # it). The others are queued now and go out with this turn's batch, which for a
             # finished request also carries its final record, instead of costing the request
             # a round trip of its own.
-            self._release_later(keys, args)
+            sent = self._release_later(keys, args, after=riding)
+            if riding is not None:
+                riding.release_behind = sent
             return False
         # Shielded: a cancelled request must still give its slot back.
         cooled: Any = await asyncio.shield(self._run(self._release, keys, args))
@@ -195,7 +221,11 @@ class RedisFigures:
         ]
         return script_keys(self._keys(group), now_s), args
 
-    def _release_later(self, keys: list[str], args: Sequence[Any]) -> None:
+    def _release_later(
+        self, keys: list[str], args: Sequence[Any], *, after: _Count | None = None
+    ) -> asyncio.Future[list[Any]]:
+        """`after`: the count this release follows in the same batch; a retry of the release
+        waits for it, as that count may be being retried itself."""
         assert self.batcher is not None
         sent = self.batcher.queue(self._evalsha(self._release, keys, args))
 
@@ -207,13 +237,19 @@ class RedisFigures:
                 return
             # NOSCRIPT (a flushed script cache) or a lost connection: retried, because a
             # release that never lands keeps the slot counted for as long as this worker lives.
-            retry = asyncio.ensure_future(self._retry_release(keys, args))
+            landed = None if after is None else after.landed
+            retry = asyncio.ensure_future(self._retry_release(keys, args, landed))
             self._retries.add(retry)
             retry.add_done_callback(self._retries.discard)
 
         sent.add_done_callback(check)
+        return sent
 
-    async def _retry_release(self, keys: list[str], args: Sequence[Any]) -> None:
+    async def _retry_release(
+        self, keys: list[str], args: Sequence[Any], after: asyncio.Future[None] | None = None
+    ) -> None:
+        if after is not None and not after.done():
+            await asyncio.wait({after})
         for attempt in range(RELEASE_ATTEMPTS):
             try:
                 await self._release(keys=keys, args=args)  # loads the script if Redis lacks it
@@ -265,6 +301,29 @@ class RedisFigures:
             except RedisError as exc:  # also OOM at maxmemory: the renewal must live on
                 log.warning("could not renew routing liveness: %s", exc)
             await asyncio.sleep(interval_s)
+
+
+class _Count:
+    """A routing admission counted without waiting for it."""
+
+    __slots__ = ("landed", "release_behind", "sent")
+
+    def __init__(self, sent: asyncio.Future[list[Any]], landed: asyncio.Future[None]) -> None:
+        self.sent = sent  # its batch's replies
+        self.landed = landed  # resolved once it is in Redis, after a retry if it needed one
+        # The release that went out in the same batch, behind it, if one did.
+        self.release_behind: asyncio.Future[list[Any]] | None = None
+
+
+def _error_of(done: asyncio.Future[Any]) -> BaseException | None:
+    """What went wrong with a batched write or a retry: the batch's or its command's error."""
+    if done.cancelled():  # shutting down: nothing to say
+        return None
+    error = done.exception()
+    if error is None and isinstance(done.result(), list) and done.result():
+        reply = done.result()[0]
+        error = reply if isinstance(reply, Exception) else None
+    return error
 
 
 async def _answer(result: Any, script: AsyncScript, keys: list[str], args: Sequence[Any]) -> Any:

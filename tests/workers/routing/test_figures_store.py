@@ -220,7 +220,24 @@ async def test_a_counted_admission_redis_forgot_the_script_of_still_lands_first(
     store = RedisFigures(redis, keys, "w1", batcher=WriteBatcher(redis))
     store._admit = redis.register_script(scripts.ACQUIRE + f"\n-- {uuid.uuid4().hex}\n")
     await store.count_admission("g", "a", 1)
-    await store.release("g", "a", AttemptResult())  # waits for the NOSCRIPT retry too
+    await store.release("g", "a", AttemptResult())  # behind the count, in its batch
+    await store.aclose()  # the count's retry, which gives its slot back too
+    figures = (await store.snapshot("g", ["a"]))["a"]
+    assert (figures.in_flight, figures.rpm_used) == (0, 1)
+    assert await inflight_fields(redis, keys) == 0
+
+
+async def test_a_release_after_a_forgotten_script_counts_lands_after_it(
+    redis: Redis, keys: Keys
+) -> None:
+    # The count went out alone (nothing to ride) and Redis refused it: the release waits for
+    # its retry instead of reaching Redis first.
+    store = RedisFigures(redis, keys, "w1", batcher=WriteBatcher(redis))
+    store._admit = redis.register_script(scripts.ACQUIRE + f"\n-- {uuid.uuid4().hex}\n")
+    await store.count_admission("g", "a", 1)
+    await asyncio.sleep(0.2)  # past the ride's bound: sent, refused, being retried
+    await store.release("g", "a", AttemptResult())
+    await store.aclose()
     figures = (await store.snapshot("g", ["a"]))["a"]
     assert (figures.in_flight, figures.rpm_used) == (0, 1)
     assert await inflight_fields(redis, keys) == 0
@@ -246,3 +263,36 @@ async def test_a_release_does_not_wait_for_admissions_counted_after_it(
     finally:
         admitting.cancel()
         await asyncio.gather(admitting, return_exceptions=True)
+
+
+async def test_a_counted_admission_rides_its_release_in_one_round_trip(
+    redis: Redis, keys: Keys, round_trips: RoundTrips
+) -> None:
+    # One request at a time: the count waits for the request's own release (and, in the
+    # worker, its final record) instead of costing a round trip of its own.
+    store = RedisFigures(redis, keys, "w1", batcher=WriteBatcher(redis))
+    await store.count_admission("g", "a", 5)
+    await asyncio.sleep(0.01)  # the upstream call; well within the ride's bound
+    assert round_trips.count == 0
+    async with asyncio.timeout(5):
+        await store.release("g", "a", AttemptResult(tokens_delta=2))
+        await store.aclose()
+    assert round_trips.count == 1
+    figures = (await store.snapshot("g", ["a"]))["a"]
+    assert (figures.in_flight, figures.rpm_used, figures.tpm_used) == (0, 1, 7)
+
+
+async def test_a_counted_admission_with_nothing_to_ride_lands_within_its_bound(
+    redis: Redis, keys: Keys
+) -> None:
+    store = RedisFigures(redis, keys, "w1", batcher=WriteBatcher(redis))
+    await store.count_admission("g", "a", 1)
+    # A long stream: its count is in Redis long before its release.
+
+    async def counted() -> bool:
+        return (await redis.hlen(keys.routing("g").inflight)) == 1
+
+    await eventually(counted, what="the count landing on its own")
+    await store.release("g", "a", AttemptResult())
+    await store.aclose()
+    assert (await store.snapshot("g", ["a"]))["a"].in_flight == 0
