@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 from yarl import URL
 
+from broker.auth import Caller
 from broker.body import decode, json_object, read_json_body
 from broker.errors import JSON, anthropic_errors
 from broker.frontdoor import FrontDoor
@@ -36,6 +37,8 @@ from workers.providers.bedrock.errors import http_error as bedrock_http_error
 from workers.providers.passthrough import upstream_for
 from workers.providers.vertex import endpoint as vertex_endpoint
 from workers.providers.vertex import takes_messages as vertex_takes_messages
+from workers.routing.reliability import every_fallback_group
+from workers.routing.scope import may_reach
 from workers.tokens import estimate_prompt_tokens
 from workers.validation import decode_request, validate_chat_request
 from workers.wire import ChatCompletionRequest, chat_request_from_dict
@@ -92,7 +95,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     options = request_options(front, body)
     group = front.resolve_group(parsed.model, caller)
     _chat_request(front, body, drop=group_drops(front, group, options))
-    headers = _forwarded(request, front, group, options)
+    headers = _forwarded(request, front, caller, group, options)
 
     async def admit(checked_body: bytes) -> Relay:
         return await admitted_relay(
@@ -223,28 +226,37 @@ def _input_tokens(answer: bytes) -> int:
 
 
 def _forwarded(
-    request: web.Request, front: FrontDoor, group: str, options: GatewayOptions
+    request: web.Request, front: FrontDoor, caller: Caller, group: str, options: GatewayOptions
 ) -> dict[str, str] | None:
     """The headers an Anthropic deployment is sent as they came: `anthropic-beta`. Beta
-    features need Anthropic's own API, so a group with another provider in it refuses them
-    by name unless drop_params (a fallback group is not checked: its deployments are not
-    known here)."""
+    features need Anthropic's own API, and a translated deployment cannot carry them, so a
+    request any other deployment may serve — one of the group's, or of a group it may fall
+    back to — is refused by name unless drop_params: never a silent drop."""
     beta = request.headers.get(BETA_HEADER, "").strip()
     if not beta:
         return None
-    deployments = front.config.deployments.get(group, ())
+    scope = front.scope_for(caller)
+    fallbacks = every_fallback_group(group, front.config.router_settings)
+    groups = [group] + [g for g in fallbacks if may_reach(scope, g)]
+    deployments = [d for g in groups for d in front.config.deployments.get(g, ())]
     others = [d for d in deployments if not speaks_messages(d)]
     if others:
         # Dropped when the body or every one of those deployments says drop_params (Claude
-        # Code sends betas on every request and cannot add drop_params to its bodies).
+        # Code sends betas on every request and cannot add drop_params to its bodies); the
+        # header still goes to the Anthropic deployments, and the others' translation
+        # ignores it.
         names = ", ".join(sorted({d.provider for d in others}))
+        where = (
+            f"model group `{group}`"
+            if len(groups) == 1
+            else (f"model group `{group}` or its fallbacks ({', '.join(groups[1:])})")
+        )
         unsupported(
             BETA_HEADER,
-            f"model group `{group}` ({names})",
+            f"{where} ({names})",
             "beta features need Anthropic's own API (Anthropic, or Claude on Bedrock or Vertex)",
             drop_params=bool(options.drop_params) or all(d.drop_params for d in others),
         )
-        return None
     return {BETA_HEADER: beta[:MAX_BETA_CHARS]}
 
 

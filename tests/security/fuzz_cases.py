@@ -423,6 +423,33 @@ PARAMETER_TEXT = st.one_of(
 )
 
 
+# A pass-through's `{path}`: what each provider serves (so the fake's handlers get the hostile
+# bodies and headers), or any request id (a 404 there, or the gateway's invalid_path).
+PASSTHROUGH_PATHS = st.one_of(
+    st.sampled_from(
+        [
+            "v1/chat/completions",
+            "v1/messages",
+            "v1beta/models/gemini-2.5-flash:generateContent",
+            "openai/deployments/my-gpt4o/chat/completions",
+            "openai/responses",
+            "model/anthropic.claude-3-5-sonnet-20241022-v2%3A0/converse",
+            "model/anthropic.claude-3-5-sonnet-20241022-v2%3A0/converse-stream",
+            "v1/projects/p/locations/l/publishers/anthropic/models/claude-sonnet-4-5:rawPredict",
+            "v1/projects/p/locations/l/publishers/anthropic/models/c:streamRawPredict",
+            "v1/projects/p/locations/l/publishers/google/models/gemini-2.5-flash:countTokens",
+        ]
+    ),
+    REQUEST_IDS,
+)
+
+
+def filled_path(path: str, key: str, draw: DrawFn) -> str:
+    """`path` with its `{key}` parameter drawn."""
+    values = PASSTHROUGH_PATHS if path.endswith("/{path}") and key == "path" else REQUEST_IDS
+    return path.replace("{" + key + "}", draw(values))
+
+
 def parameter_case(
     operation: dict[str, Any], method: str, path: str, target: Target, name: str
 ) -> SearchStrategy[Case]:
@@ -437,7 +464,7 @@ def parameter_case(
         for parameter in parameters:
             where, key = parameter["in"], parameter["name"]
             if where == "path":
-                filled = filled.replace("{" + key + "}", draw(REQUEST_IDS))
+                filled = filled_path(filled, key, draw)
             elif draw(st.booleans()):
                 value = draw(PARAMETER_TEXT)
                 if where == "query":
@@ -477,11 +504,16 @@ def body_case(
 
     bodies = body_strategy(strategies, schema, base, target)
 
+    path_keys = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
+
     @st.composite
     def cases(draw: DrawFn) -> Case:
         body, body_tags, timeout = draw(bodies)
         headers, header_tags = draw(header_set(target, is_json_body=True))
-        return Case("POST", path, headers, body, name, body_tags + header_tags, timeout)
+        filled = path
+        for key in path_keys:
+            filled = filled_path(filled, key, draw)
+        return Case("POST", filled, headers, body, name, body_tags + header_tags, timeout)
 
     return cases()
 
@@ -558,7 +590,6 @@ OFF_ROUTE = [
     ("GET", "/v1/streams/"),
     ("GET", "/v1/streams/a/b"),
     ("POST", "/v1/completions"),
-    ("POST", "/v1/responses"),
     ("GET", "/" + "a" * 9000),
     ("BREW", "/v1/models"),
 ]

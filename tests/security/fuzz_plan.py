@@ -43,8 +43,10 @@ COUNTS = {
     "resumeStream": 400,
     "off-route": 200,
     "default": 75,
-    # Provider pass-through (issue #18): eighteen operations answered by the fake itself
-    # (vertex_ai: by the Gemini deployment where the path maps, else a 404).
+    # Provider pass-through (issue #18): eighteen operations, each provider's deployment on
+    # the fake, which answers what it serves and 404s the rest (vertex_ai: Claude's methods
+    # at the Vertex deployment, Google's at the Gemini one where the path maps, any other
+    # path the gateway's own 404).
     **{
         f"{method}{name.capitalize()}PassThrough": 30
         for name in ("openai", "anthropic", "gemini", "azure", "bedrock", "vertex_ai")
@@ -52,11 +54,43 @@ COUNTS = {
     },
 }
 GENERATED_PROBES = 150
+PASSTHROUGH_DEPLOYMENTS = """\
+  - model_name: azure-gpt
+    litellm_params:
+      model: azure/my-gpt4o
+      api_base: {fake_url}
+      api_key: azure-fake
+      api_version: 2024-10-21
+  - model_name: bedrock-converse
+    litellm_params:
+      model: bedrock/converse/anthropic.claude-3-5-sonnet-20241022-v2:0
+      api_base: {fake_url}
+      aws_access_key_id: AKIDEXAMPLE
+      aws_secret_access_key: wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
+      aws_region_name: us-east-1
+"""
+VERTEX_PROJECT = "switchboard-test"
+VERTEX_DEPLOYMENT = """\
+  - model_name: vertex-claude
+    litellm_params:
+      model: vertex_ai/claude-sonnet-4-5@20250929
+      api_base: {fake_url}/v1
+      vertex_project: {project}
+      vertex_location: us-east5
+      vertex_credentials: {credentials}
+"""
 
 
 def config_text(
-    fake_url: str, namespace: str, database_url: str | None = None, storage_dir: str | None = None
+    fake_url: str,
+    namespace: str,
+    database_url: str | None = None,
+    storage_dir: str | None = None,
+    vertex_credentials: str | None = None,
 ) -> str:
+    """The fuzzed service: a deployment of every pass-through provider on the fake (Claude
+    on Vertex when given `vertex_credentials`, a service account the fake's token endpoint
+    trusts), so each pass-through operation is forwarded, not a provider_not_configured."""
     models = {
         "gpt": ("openai/gpt-4o-mini", fake_url + "/v1", "sk-fake"),
         "claude": ("anthropic/claude-sonnet-4-5", fake_url, "sk-ant-fake"),
@@ -68,6 +102,13 @@ def config_text(
     for name, (model, api_base, api_key) in models.items():
         lines += [f"  - model_name: {name}", "    litellm_params:", f"      model: {model}"]
         lines += [f"      api_base: {api_base}", f"      api_key: {api_key}"]
+    # Reached by the pass-through alone: no key's model list names them.
+    lines += PASSTHROUGH_DEPLOYMENTS.format(fake_url=fake_url).splitlines()
+    if vertex_credentials is not None:
+        vertex = VERTEX_DEPLOYMENT.format(
+            fake_url=fake_url, project=VERTEX_PROJECT, credentials=vertex_credentials
+        )
+        lines += vertex.splitlines()
     lines += ["router_settings:", "  num_retries: 0"]
     lines += ["general_settings:", f"  master_key: {MASTER_KEY}"]
     if database_url is not None:  # the management API's (issue #17)

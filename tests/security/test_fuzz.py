@@ -1,10 +1,11 @@
-"""Issue #13, Done means: the fuzz test. A real front door and a real worker on the real Redis,
-the fake upstream behind OpenAI, Anthropic and Gemini deployments, a master key and two
-scoped keys. Over 3,000 generated requests across every operation of /openapi.json (bodies
-from its schemas with hostile numbers, nesting, wrong types and unknown fields; header sets of
-every key scope, content types, lanes, encodings) and a set of raw-socket header probes
-(non-UTF-8 bytes, NUL, CR, broken framing). Then: no response of 500 or more, every error
-body in the API's shape, the service ready, nothing pending in Redis.
+"""Issue #13, Done means: the fuzz test. A real front door and a real worker on the real
+Redis, the fake upstream behind OpenAI, Anthropic and Gemini deployments (and Azure, Bedrock
+and Claude-on-Vertex ones for the pass-through), a master key and two scoped keys. Over 3,000
+generated requests across every operation of /openapi.json (bodies from its schemas with
+hostile numbers, nesting, wrong types and unknown fields; header sets of every key scope,
+content types, lanes, encodings) and a set of raw-socket header probes (non-UTF-8 bytes, NUL,
+CR, broken framing). Then: no response of 500 or more, every error body in the API's shape,
+the service ready, nothing pending in Redis.
 
 Bounded in count (the numbers in fuzz_plan.py) and time (asyncio.timeout around each phase),
 and reproducible: hypothesis generates derandomized, in a process of its own (fuzz_plan.py
@@ -40,7 +41,9 @@ from tests.security.fuzz_checks import (
     error_shape_problem,
     kind_of,
 )
+from workers.providers.vertex.auth import token_for
 from workers.redis_streams import Keys
+from workers.testing.google_oauth import service_account
 from workers.testing.server import FakeUpstream
 
 MIN_REQUESTS = 3_000
@@ -184,9 +187,16 @@ async def fuzzed(
     generated = await asyncio.to_thread(fuzz_plan.load)
     database_url = f"sqlite:///{tmp_path / 'switchboard.db'}"
     storage_dir = str(tmp_path / "files")
-    config = load_config_text(
-        fuzz_plan.config_text(fake.base_url, namespace, database_url, storage_dir)
+    # A service account the fake's token endpoint trusts (made in this process, which runs
+    # the fake), for the Claude-on-Vertex deployment.
+    credentials = tmp_path / "service-account.json"
+    account = service_account(fake.base_url + "/token", project=fuzz_plan.VERTEX_PROJECT)
+    credentials.write_text(json.dumps(account))
+    token_for.cache_clear()
+    text = fuzz_plan.config_text(
+        fake.base_url, namespace, database_url, storage_dir, str(credentials)
     )
+    config = load_config_text(text)
     async with service(config) as ([door], _workers):
         yield door, generated, fake.base_url
 

@@ -24,7 +24,7 @@ from workers.ingress import messages_reply, messages_request, response_store
 from workers.ingress.responses_failure import failure_of
 from workers.ingress.responses_formatter import ResponsesFormatter, Store, background_refused
 from workers.ingress.responses_request import ResponsesRequest, Translator
-from workers.providers.base import NativeBatch, NativeRequest
+from workers.providers.base import PIN_HELD, PIN_REASONING, NativeBatch, NativeRequest, Pin
 from workers.providers.openai import RESPONSES
 from workers.redis_streams import Keys
 from workers.validation import decode_request
@@ -140,7 +140,7 @@ class Prepared(NamedTuple):
     native: NativeRequest | None = None
     affinity: str | None = None
     served_by: str | None = None  # the deployment that served the conversation's last turn
-    is_pinned: bool = False  # only `served_by` may serve it (the provider holds the parent)
+    pinned: Pin = ""  # why only `served_by` may serve it, if only it may
 
 
 # The bytes of a conversation's start that make its affinity key (workers/routing/engine.py
@@ -219,18 +219,23 @@ class Ingress:
         deployment takes the client's own body (issue #18). A follow-up of a provider-made
         response goes natively to the deployment that holds its parent, and only there; a
         follow-up of a gateway-stored response is translated, its chain read in one script,
-        preferring the deployment that served it (its encrypted reasoning is its own). The
-        gateway's own fields were stripped from `body` already (Job.gateway_body)."""
+        preferring the deployment that served it, or only that one when the parent's output
+        holds encrypted reasoning (its provider's signed thinking). The gateway's own fields
+        were stripped from `body` already (Job.gateway_body)."""
         request = decode_request(lambda b: msgspec.convert(b, ResponsesRequest), body)
         parent = request.previous_response_id
         history: list[JSONObject] = []
         served_by = holder = None
+        pinned: Pin = ""
         if parent:
             holder = await response_store.provider_deployment(
                 self.redis, self.keys, parent, envelope.owner
             )
-            if holder is None:
-                history, served_by = await self._history(envelope, parent)
+            if holder is not None:
+                pinned = PIN_HELD
+            else:
+                history, served_by, holds_reasoning = await self._history(envelope, parent)
+                pinned = PIN_REASONING if holds_reasoning else ""
         is_native = holder is not None or (not parent and native_group)
         background = envelope.response_id is not None  # the front door queued it so
         if background:
@@ -261,5 +266,5 @@ class Ingress:
         # A response id carries its conversation's tag, so every turn of one conversation
         # picks alike when nothing pins it.
         return Prepared(
-            chat, formatter, direct, response_id[5:21], holder or served_by or None, bool(holder)
+            chat, formatter, direct, response_id[5:21], holder or served_by or None, pinned
         )

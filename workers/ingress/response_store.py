@@ -22,6 +22,7 @@ import orjson
 from redis.asyncio import Redis
 
 from workers.errors import NotFound
+from workers.ingress.responses_request import holds_encrypted_reasoning
 from workers.redis_streams import Keys
 
 JSONObject = dict[str, Any]
@@ -104,6 +105,8 @@ def _checked(response_id: str) -> str:
 class Conversation(NamedTuple):
     items: list[JSONObject]  # oldest first: each response's input, then its output
     deployment: str  # the deployment that served the newest response
+    # Whether the newest response's output holds encrypted reasoning (its deployment's).
+    holds_reasoning: bool = False
 
 
 async def conversation(redis: Redis, keys: Keys, response_id: str, owner: str) -> Conversation:
@@ -115,9 +118,11 @@ async def conversation(redis: Redis, keys: Keys, response_id: str, owner: str) -
     if len(found) < 2:  # the deployment alone: the response was not found
         raise _not_found(response_id)
     items: list[JSONObject] = []
-    for raw in reversed(found[1:]):
+    for raw in reversed(found[2:]):
         items += orjson.loads(raw)
-    return Conversation(items, bytes(found[0]).decode())
+    newest_output = orjson.loads(found[1])
+    items += newest_output
+    return Conversation(items, bytes(found[0]).decode(), holds_encrypted_reasoning(newest_output))
 
 
 async def save(

@@ -293,6 +293,16 @@ class Translator:
             self.refuse(f"tool_choice.{choice.get('type')}", "only function tools translate")
 
 
+def holds_encrypted_reasoning(items: list[JSONObject]) -> bool:
+    """Whether `items` hold a reasoning item with the gateway's encrypted reasoning: signed
+    thinking that should go back to the deployment that made it."""
+    return any(
+        item.get("type") == "reasoning"
+        and str(item.get("encrypted_content") or "").startswith(REASONING_PREFIX)
+        for item in items
+    )
+
+
 def _unpack_reasoning(encrypted: str) -> list[JSONObject] | None:
     if not encrypted.startswith(REASONING_PREFIX):
         return None

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import msgspec
 import orjson
@@ -48,6 +48,13 @@ from workers.wire import (
 
 # (param, reason) -> None: a 400 naming the parameter, or (drop_params) logged; the caller drops.
 Refuse = Callable[[str, str], None]
+# Why a call may go only to the deployment that served its conversation (issue #18):
+# "held", a native Responses follow-up (the provider holds its parent, no other account
+# has it); "reasoning", a translated follow-up whose parent's output holds encrypted
+# reasoning (signed thinking, which another provider or account may refuse).
+Pin = Literal["", "held", "reasoning"]
+PIN_HELD: Pin = "held"
+PIN_REASONING: Pin = "reasoning"
 # Why a top-level field outside the OpenAI schema is refused by a native adapter.
 UNKNOWN_FIELD = "not an OpenAI parameter it can translate"
 
@@ -102,9 +109,9 @@ class ChatCall(msgspec.Struct, kw_only=True):
     # The deployment that served this conversation so far (a Responses follow-up's parent):
     # chosen when eligible, before the affinity key (its encrypted reasoning is its own).
     served_by: str | None = None
-    # Whether only `served_by` may serve the call (a native Responses follow-up: the
-    # provider holds its parent, so no other deployment, retry target or fallback could).
-    is_pinned: bool = False
+    # Why only `served_by` may serve the call (no other deployment, retry target or
+    # fallback), if only it may: see `Pin`. "": it is a preference.
+    pinned: Pin = ""
     # LiteLLM's request `mock_response`: answered with this text, no provider call
     # (workers/providers/mock.py).
     mock_response: str | None = None

@@ -30,7 +30,7 @@ from workers.errors import (
     ServiceUnavailable,
     SwitchboardError,
 )
-from workers.providers.base import Adapter, ChatCall, EmbeddingCall
+from workers.providers.base import PIN_REASONING, Adapter, ChatCall, EmbeddingCall
 from workers.routing import reliability
 from workers.routing.observer import NO_DEPLOYMENT
 from workers.routing.plan import Route
@@ -50,7 +50,7 @@ T = TypeVar("T")
 DEADLINE_TOLERANCE_S = 0.05
 # The code of routing's own refusal when no deployment may take a request (checks.py).
 NOTHING_ELIGIBLE = "no_deployments_available"
-# A pinned call (a native Responses follow-up) waits for its deployment: it asks again at
+# A pinned call (a Responses follow-up: `Pin`) waits for its deployment: it asks again at
 # least this often, and gives up when less than PINNED_MIN_WAIT_S of its deadline is left
 # (so that its own error, not the deadline's bare 504, reaches the client).
 PINNED_POLL_S = 0.5
@@ -131,6 +131,8 @@ class Attempts(Generic[T]):
         self.scope = scope
         self.estimate = estimate_prompt_tokens(call)
         self.deadline = request_deadline(call)
+        # The one deployment the call must go to (None: any), as the group asked for has it.
+        self.pinned = _pinned_to(call)
         # The tally so far.
         self.attempts = 0
         self.fallbacks = 0
@@ -163,7 +165,7 @@ class Attempts(Generic[T]):
         try:
             return await self.in_group(self.group)
         except SwitchboardError as exc:
-            if _pinned_to(self.call) is not None:
+            if self.pinned is not None:
                 raise  # only the pinned deployment holds what the call refers to
             original = exc
         is_out_of_time = isinstance(original, GatewayTimeout)
@@ -194,11 +196,8 @@ class Attempts(Generic[T]):
         """Attempt after attempt at `group`'s deployments, avoiding those that failed,
         until one answers or the retries (by error class), or the deadline, run out."""
         engine = self.engine
-        pinned = _pinned_to(self.call)
-        if pinned is None:
-            targets = engine.tagged(group, engine.targets_of(group), self.call.tags)
-        else:
-            targets = _pinned_targets(group, engine.targets_of(group), pinned)
+        targets = self._targets(group)
+        pinned = self.pinned
         failed: set[str] = set()
         retry = 0
         is_waiting = False  # for a pinned deployment to become eligible
@@ -257,6 +256,28 @@ class Attempts(Generic[T]):
                 await engine.store.release(group, chosen.route.name, result)
             return Served(value, self.outcome(upstream_ms), group, chosen.route, result)
 
+    def _targets(self, group: str) -> list[Target]:
+        """The deployments of `group` the call may go to: the pinned one only, or those its
+        routing tags allow. A translated follow-up sent to a group without its parent's
+        deployment is the client's choice of another model: it is not pinned there."""
+        engine = self.engine
+        targets = engine.targets_of(group)
+        if self.pinned is None:
+            return engine.tagged(group, targets, self.call.tags)
+        kept = [t for t in targets if t.route.deployment.label == self.pinned]
+        if kept:
+            return kept
+        if getattr(self.call, "pinned", "") == PIN_REASONING:
+            self.pinned = None
+            return engine.tagged(group, targets, self.call.tags)
+        raise InvalidRequest(
+            f"previous_response_id names a response held by deployment `{self.pinned}`, which "
+            f"model group `{group}` does not include: send the follow-up to that "
+            "deployment's model group",
+            param="previous_response_id",
+            code="invalid_value",
+        )
+
     async def _attempt(
         self, group: str, target: Target, reason: str
     ) -> tuple[T, AttemptResult, float]:
@@ -293,7 +314,7 @@ class Attempts(Generic[T]):
         pause = self._pinned_pause(exc)
         if pause is None:
             if exc.code == NOTHING_ELIGIBLE:
-                raise pinned_unavailable(pinned, self.call.timeout_s, exc) from exc
+                raise pinned_unavailable(pinned, self.call, exc) from exc
             raise exc
         if not is_waiting:
             log.info("waiting for pinned deployment %s: %s", pinned, exc.message)
@@ -344,17 +365,22 @@ class Attempts(Generic[T]):
         )
 
 
-def pinned_unavailable(
-    label: str, timeout_s: float | None, cause: SwitchboardError
-) -> ServiceUnavailable:
+def pinned_unavailable(label: str, call: Call, cause: SwitchboardError) -> ServiceUnavailable:
     """A pinned call's deadline is near and its one deployment still cannot take it: said
     before the deadline passes (a 504 after it would not say why), with the cooldown's end
     as Retry-After."""
+    timeout_s = call.timeout_s
     within = f" within the request's {timeout_s:g}s" if timeout_s is not None else ""
+    if getattr(call, "pinned", "") == PIN_REASONING:
+        why = (
+            f"whose encrypted reasoning was made by deployment `{label}`, the one that "
+            "should read it back"
+        )
+    else:
+        why = f"held by deployment `{label}`, the only one that can continue it"
     return ServiceUnavailable(
-        f"previous_response_id names a response held by deployment `{label}`, the only one "
-        f"that can continue it, and it could not take the request{within} ({cause.message}); "
-        "retry later",
+        f"previous_response_id names a response {why}, and it could not take the "
+        f"request{within} ({cause.message}); retry later",
         param="previous_response_id",
         code="deployment_unavailable",
         model=cause.model,
@@ -393,19 +419,5 @@ def attempt_call(call: Call, route: Route, is_stream: bool, deadline: float | No
 
 
 def _pinned_to(call: Call) -> str | None:
-    """The one deployment a call must go to (a native Responses follow-up: the provider
-    holds its parent), or None."""
-    return call.served_by if isinstance(call, ChatCall) and call.is_pinned else None
-
-
-def _pinned_targets(group: str, targets: list[Target], label: str) -> list[Target]:
-    kept = [t for t in targets if t.route.deployment.label == label]
-    if not kept:
-        raise InvalidRequest(
-            f"previous_response_id names a response held by deployment `{label}`, which "
-            f"model group `{group}` does not include: send the follow-up to that "
-            "deployment's model group",
-            param="previous_response_id",
-            code="invalid_value",
-        )
-    return kept
+    """The one deployment a call must go to (a Responses follow-up: `Pin`), or None."""
+    return call.served_by if isinstance(call, ChatCall) and call.pinned else None

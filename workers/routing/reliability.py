@@ -121,6 +121,22 @@ def fallback_groups(group: str, exc: SwitchboardError, settings: RouterSettings)
     return unique[: settings.max_fallbacks]
 
 
+def every_fallback_group(group: str, settings: RouterSettings) -> list[str]:
+    """Every model group `fallback_groups` may send `group` to, whatever the failure: what a
+    front door checks a request against before the worker knows which one it will reach."""
+    general = rule_targets(settings.fallbacks, group) or list(settings.default_fallbacks or [])
+    chains = (
+        general,
+        rule_targets(settings.context_window_fallbacks, group),
+        rule_targets(settings.content_policy_fallbacks, group),
+    )
+    found: list[str] = []
+    for chain in chains:
+        unique = [name for i, name in enumerate(chain) if name != group and name not in chain[:i]]
+        found += [name for name in unique[: settings.max_fallbacks] if name not in found]
+    return found
+
+
 def rule_targets(rules: FallbackRules | None, group: str) -> list[str]:
     """The groups `rules` send `group` to: its own rule's, else the `*` rule's."""
     wildcard: list[str] = []

@@ -39,7 +39,7 @@ from workers.errors import (
 )
 from workers.ingress import ChatFormatter, Formatter, Ingress
 from workers.ingress.responses_formatter import ResponsesFormatter
-from workers.providers.base import ChatCall, EmbeddingCall
+from workers.providers.base import ChatCall, EmbeddingCall, Pin
 from workers.providers.media import DEFAULT_POLICY, MediaFetches, MediaPolicy
 from workers.providers.openai_responses import serves_natively
 from workers.routing.attempts import Call, Outcome
@@ -157,7 +157,7 @@ class Executor:
         drop = bool(options.get("drop_params")) or self._group_drops(job.envelope.model_group)
         formatter: Formatter
         native = affinity = served_by = None
-        is_pinned = False
+        pinned: Pin = ""
         if job.envelope.ingress == INGRESS_CHAT:
             # The front door validated these bytes; another producer may not have.
             request = decode_request(decode_chat_request, job.envelope.body)
@@ -172,7 +172,7 @@ class Executor:
             native_group = job.envelope.ingress == INGRESS_RESPONSES and self._group_native(
                 job.envelope.model_group
             )
-            body, formatter, native, affinity, served_by, is_pinned = await self.ingress.prepare(
+            body, formatter, native, affinity, served_by, pinned = await self.ingress.prepare(
                 job.envelope, body, drop_params=drop, native_group=native_group
             )
             request = decode_request(chat_request_from_dict, body)
@@ -188,7 +188,7 @@ class Executor:
             native=native,
             affinity=affinity,
             served_by=served_by,
-            is_pinned=is_pinned,
+            pinned=pinned,
             mock_response=_mock_response(options),
         ), formatter
 

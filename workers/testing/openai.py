@@ -214,6 +214,7 @@ async def answer_responses(
             admitted.scenario,
             prompt_tokens=count_prompt_tokens([str(body.get("instructions") or ""), *texts]),
             last_user_text=texts[-1] if texts else "",
+            tool_names=openai_responses.function_names(body),
         )
         ids = openai_responses.new_ids(next(state.ids))
         model = OPENAI.chat_model(admitted.scenario)

@@ -4,7 +4,9 @@ object, or as the event stream OpenAI sends (`response.created`, `response.in_pr
 per piece, `response.output_text.done`, `response.content_part.done`,
 `response.output_item.done`, `response.completed`), each framed `event: <type>\\ndata:
 <json>` with a `sequence_number` from 0, in the shapes of the openai SDK's types
-(`openai.types.responses`). The answer follows the model name's scenario, like chat's;
+(`openai.types.responses`). The answer follows the model name's scenario, like chat's: with
+`~tools=N`, N `function_call` items (named after the request's function tools), their
+arguments streamed as `response.function_call_arguments.delta|done`;
 `tests/workers/testing/test_openai_responses_fake.py` has the SDK parse it.
 """
 
@@ -15,10 +17,20 @@ from typing import Any
 
 import orjson
 
-from workers.testing.reply import ReplyPlan
+from workers.testing.reply import ReplyPlan, ToolCallPlan
 
 JSONObject = dict[str, Any]
 STREAM_ERROR = "The server had an error while processing your request. Sorry about that!"
+
+
+def function_names(body: JSONObject) -> tuple[str, ...]:
+    """The names of the request's function tools, which the scenario's calls use."""
+    tools = body.get("tools")
+    return tuple(
+        str(tool["name"])
+        for tool in (tools if isinstance(tools, list) else ())
+        if isinstance(tool, dict) and tool.get("type") == "function" and tool.get("name")
+    )
 
 
 def input_texts(body: JSONObject) -> list[str]:
@@ -93,6 +105,24 @@ def _message(item_id: str, text: str, status: str) -> JSONObject:
     }
 
 
+def _function_call(ids: JSONObject, index: int, call: ToolCallPlan, status: str) -> JSONObject:
+    return {
+        "id": f"fc_{ids['serial']:046x}{index:02x}",
+        "type": "function_call",
+        "status": status,
+        "arguments": call.arguments if status == "completed" else "",
+        "call_id": f"call_{ids['serial']:022x}{index:02x}",
+        "name": call.name,
+    }
+
+
+def _output(ids: JSONObject, plan: ReplyPlan) -> list[JSONObject]:
+    """The completed output items: the function calls, else the message."""
+    if plan.tool_calls:
+        return [_function_call(ids, i, c, "completed") for i, c in enumerate(plan.tool_calls)]
+    return [_message(ids["item"], plan.text or "", "completed")]
+
+
 class _Events:
     """Numbers the stream's events from 0, as OpenAI does."""
 
@@ -107,8 +137,8 @@ class _Events:
 
 
 def render_whole(body: JSONObject, ids: JSONObject, model: str, plan: ReplyPlan) -> bytes:
-    done = _message(ids["item"], plan.text or "", "completed")
-    whole = {**_response(body, ids, model, "completed"), "output": [done], "usage": _usage(plan)}
+    output = _output(ids, plan)
+    whole = {**_response(body, ids, model, "completed"), "output": output, "usage": _usage(plan)}
     return orjson.dumps(whole)
 
 
@@ -118,6 +148,7 @@ def new_ids(serial: int) -> JSONObject:
         "response": f"resp_{serial:048x}",
         "item": f"msg_{serial:048x}",
         "created": int(time.time()),
+        "serial": serial,  # numbers the function calls' ids
     }
 
 
@@ -155,6 +186,11 @@ def render_stream(
     events = _Events()
     events.add("response.created", response=_response(body, ids, model, "in_progress"))
     events.add("response.in_progress", response=_response(body, ids, model, "in_progress"))
+    if plan.tool_calls:
+        _add_function_calls(events, ids, plan)
+        final = {**_response(body, ids, model, "completed"), "usage": _usage(plan)}
+        events.add("response.completed", response={**final, "output": _output(ids, plan)})
+        return events.out
     events.add(
         "response.output_item.added", output_index=0, item=_message(item_id, "", "in_progress")
     )
@@ -173,6 +209,21 @@ def render_stream(
     final = {**_response(body, ids, model, "completed"), "output": [done], "usage": _usage(plan)}
     events.add("response.completed", response=final)
     return events.out
+
+
+def _add_function_calls(events: _Events, ids: JSONObject, plan: ReplyPlan) -> None:
+    """Each call as OpenAI streams it: added, its arguments in fragments, done."""
+    for index, call in enumerate(plan.tool_calls):
+        added = _function_call(ids, index, call, "in_progress")
+        at = {"item_id": added["id"], "output_index": index}
+        events.add("response.output_item.added", output_index=index, item=added)
+        for fragment in call.fragments:
+            events.add("response.function_call_arguments.delta", **at, delta=fragment)
+        events.add(
+            "response.function_call_arguments.done", **at, name=call.name, arguments=call.arguments
+        )
+        done = _function_call(ids, index, call, "completed")
+        events.add("response.output_item.done", output_index=index, item=done)
 
 
 def final_response(events: list[bytes]) -> JSONObject | None:

@@ -55,11 +55,12 @@ GROUPS = (
     ]
     + [
         Group(
-            "openai-native",
+            "openai-native" + suffix,
             next(t for t in INGRESS_TARGETS if t.provider == "openai"),
-            "",
+            directives,
             {},  # native: the default for OpenAI
         )
+        for suffix, directives in (("", ""), ("-tools", "~tools=1"))
     ]
 )
 TIMEOUT_S = 20

@@ -147,3 +147,52 @@ async def test_a_group_that_drops_params_takes_claude_codes_betas_and_extras(fak
             status, reply = await post(session, door.url, body, headers=headers)
     assert status == 200, reply
     assert orjson.loads(reply)["content"][0]["type"] == "text"
+
+
+async def test_a_beta_is_refused_when_a_fallback_would_drop_it(fake, namespace):
+    """A translated fallback cannot carry anthropic-beta, so a group that may fall back to
+    one refuses the header by name up front unless drop_params: the beta is never lost
+    silently when the Anthropic deployment fails over."""
+    anthropic = next(t for t in TARGETS if t.provider == "anthropic")
+    openai = next(t for t in TARGETS if t.provider == "openai")
+    groups = [
+        Group("claude-down", anthropic, "~status=500"),
+        Group("claude", anthropic, ""),
+        Group("gpt", openai, ""),
+        Group("gpt-lenient", openai, "", {"drop_params": "true"}),
+    ]
+    fallbacks = [{"claude-down": ["gpt"]}, {"claude": ["gpt-lenient"]}]
+    text = config_text(fake.base_url, namespace, groups).replace(
+        "router_settings:\n", f"router_settings:\n  fallbacks: {orjson.dumps(fallbacks).decode()}\n"
+    )
+    config = load_config_text(text, AWS_CONFIG_ENV)
+    beta = {"anthropic-beta": "interleaved-thinking-2025-05-14"}
+    hello = {"max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+    async with asyncio.timeout(TIMEOUT_S), service(config) as ([door], _):
+        async with aiohttp.ClientSession() as session:
+            fake.state.clear()
+            status, refused = await post(
+                session, door.url, {**hello, "model": "claude-down"}, headers=beta
+            )
+            assert status == 400, refused
+            error = orjson.loads(refused)
+            assert error["type"] == "error"
+            assert error["error"]["type"] == "invalid_request_error"
+            assert "anthropic-beta" in error["error"]["message"]
+            assert "gpt" in error["error"]["message"]
+            assert not fake.state.requests  # refused before any deployment saw it
+            # With drop_params the fallback serves it, without the beta.
+            dropped = {**hello, "model": "claude-down", "drop_params": True}
+            status, reply = await post(session, door.url, dropped, headers=beta)
+            assert status == 200, reply
+            served = fake.state.requests[-1]
+            assert served.path == "/v1/chat/completions"
+            assert "anthropic-beta" not in served.headers
+            # A fallback that drops params lets the Anthropic deployment keep the beta.
+            fake.state.clear()
+            status, reply = await post(
+                session, door.url, {**hello, "model": "claude"}, headers=beta
+            )
+            assert status == 200, reply
+            (received,) = fake.state.requests
+            assert received.headers["anthropic-beta"] == beta["anthropic-beta"]

@@ -4,9 +4,9 @@ received is what the client sent (without `model`, with `anthropic_version`), an
 client received is what the fake sends for that body. The deployment's Google access token
 is minted from a service-account key by google-auth at the fake's token endpoint, once, and
 refreshed when due. Then the official `anthropic` client through the service (whole,
-streamed, tool use, a Claude-Code-like tool loop), chat completions translated as for
-`anthropic/`, errors in Anthropic's shape, `anthropic-beta` as a header, count_tokens at
-Vertex's counter, the counting path, and what the config loader refuses."""
+streamed, tool use, a Claude-Code-like tool loop), chat completions and /v1/responses
+translated as for `anthropic/`, errors in Anthropic's shape, `anthropic-beta` as a header,
+count_tokens at Vertex's counter, the counting path, and what the config loader refuses."""
 
 from __future__ import annotations
 
@@ -207,6 +207,39 @@ async def test_chat_completions_are_translated_as_for_anthropic(fake, namespace,
     assert plain.path.endswith(":rawPredict") and tools.path.endswith(":streamRawPredict")
     assert "model" not in plain.json and plain.json["anthropic_version"] == "vertex-2023-10-16"
     assert plain.json["top_k"] == 5 and tools.json["stream"] is True
+
+
+async def test_responses_are_translated_to_vertex_claude(fake, namespace, tmp_path):
+    """/v1/responses to Claude on Vertex goes through the translation, as for `anthropic/`:
+    whole, streamed with a function call, and a follow-up whose history the gateway keeps."""
+    tool: Any = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+    async with gateway(fake, namespace, tmp_path) as url:
+        async with AsyncOpenAI(base_url=url + "/v1", api_key="sk-x", max_retries=0) as openai:
+            fake.state.clear()
+            first = await openai.responses.create(
+                model=GROUP, input="Say hello", instructions="Be brief."
+            )
+            async with openai.responses.stream(
+                model=GROUP + "-tools", input="Weather in Paris?", tools=[tool]
+            ) as stream:
+                kinds = [event.type async for event in stream]
+                streamed = await stream.get_final_response()
+            follow_up = await openai.responses.create(
+                model=GROUP, input="And again", previous_response_id=first.id
+            )
+    assert first.output_text == f"This is a fake reply from {MODEL_ID}."
+    assert first.usage is not None and first.usage.output_tokens > 0
+    assert "response.function_call_arguments.delta" in kinds
+    calls = [item for item in streamed.output if item.type == "function_call"]
+    assert calls and {c.name for c in calls} == {"get_weather"}
+    assert follow_up.output_text == first.output_text
+    plain, tools, again = predicted(fake)
+    assert plain.path.endswith(":rawPredict") and tools.path.endswith(":streamRawPredict")
+    assert "model" not in plain.json and plain.json["anthropic_version"] == "vertex-2023-10-16"
+    assert plain.json["system"] == "Be brief." or plain.json["system"][0]["text"] == "Be brief."
+    assert tools.json["tools"][0]["name"] == "get_weather"
+    # The follow-up carries the first turn, rebuilt from the gateway's store.
+    assert [m["role"] for m in again.json["messages"]] == ["user", "assistant", "user"]
 
 
 async def test_errors_come_in_anthropics_shape(fake, namespace, tmp_path):

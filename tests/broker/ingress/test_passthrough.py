@@ -1,11 +1,12 @@
-"""Provider pass-through (`/openai/...`, `/anthropic/...`, `/gemini/...`, `/bedrock/...`):
-the official clients work through it, the provider gets the configured credentials and never
-the client's, answers (streams included) come back unchanged, and no path reaches past the
-configured base."""
+"""Provider pass-through (`/openai/...`, `/anthropic/...`, `/gemini/...`, `/azure/...`,
+`/bedrock/...`, `/vertex_ai/...`): the official clients work through it, the provider gets
+the configured credentials and never the client's, answers (streams included) come back
+unchanged, and no path reaches past the configured base."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import aiohttp
@@ -124,3 +125,44 @@ async def test_vertex_ai_paths_that_map_reach_the_gemini_deployment(fake, namesp
             async with session.post(unmapped, json=body) as r:
                 assert r.status == 404
                 assert (await r.json())["error"]["code"] == "vertex_path_not_mapped"
+
+
+async def test_azure_gets_the_deployments_key_and_version_and_streams_back_unchanged(
+    fake, namespace
+):
+    body = {"messages": HELLO, "stream": True}
+    path = "/openai/deployments/my-gpt4o/chat/completions"
+    async with asyncio.timeout(TIMEOUT_S), gateway(fake, namespace) as url:
+        async with aiohttp.ClientSession() as session:
+            fake.state.clear()
+            headers = {"api-key": CLIENT_KEY}
+            async with session.post(url + "/azure" + path, json=body, headers=headers) as r:
+                assert r.status == 200, await r.text()
+                assert r.headers["x-switchboard-passthrough"] == "1"
+                assert r.content_type == "text/event-stream"
+                relayed = await r.read()
+            (sent,) = fake.state.requests
+            assert sent.path == path
+            assert sent.headers["api-key"] == "azure-fake"
+            assert sent.query["api-version"] == "2024-10-21"
+            direct_url = fake.base_url + path + "?api-version=2024-10-21"
+            async with session.post(direct_url, json=body, headers=sent_headers(sent)) as r:
+                direct = await r.read()
+            # A path that climbs out of the Azure base never leaves the gateway.
+            fake.state.clear()
+            escape = URL(url + "/azure/openai/%2e%2e/%2e%2e/admin", encoded=True)
+            async with session.post(escape, json=body) as r:
+                assert r.status == 400
+                assert (await r.json())["error"]["code"] == "invalid_path"
+            assert fake.state.request_count == 0
+    assert b"data: [DONE]" in relayed
+    assert without_ids(relayed) == without_ids(direct)
+
+
+def sent_headers(sent: Any) -> dict[str, str]:
+    return {"api-key": sent.headers["api-key"], "content-type": "application/json"}
+
+
+def without_ids(raw: bytes) -> bytes:
+    """A stream without what differs between two calls: chunk ids and creation times."""
+    return re.sub(rb'"(id|created)":\s*("[^"]*"|\d+)', rb'"\1":0', raw)

@@ -242,12 +242,14 @@ async def test_azure_deployments_are_native(fake, namespace, group: str, path: s
             await other.responses.retrieve(first.id)
 
 
-async def cool_down(redis: Redis, namespace: str, deployment: str, seconds: float) -> None:
-    """Put a deployment of group `held` in cooldown, as the router does after failures."""
+async def cool_down(
+    redis: Redis, namespace: str, deployment: str, seconds: float, group: str = "held"
+) -> None:
+    """Put a deployment of `group` in cooldown, as the router does after failures."""
     figures = RedisFigures(redis, Keys(namespace), "test")
-    assert await figures.admit("held", deployment, Limits(), 1) == "ok"
+    assert await figures.admit(group, deployment, Limits(), 1) == "ok"
     failure = AttemptResult(failure_class="RateLimitError", allowed_fails=0, cooldown_s=seconds)
-    assert await figures.release("held", deployment, failure) is True
+    assert await figures.release(group, deployment, failure) is True
 
 
 async def holder(redis: Redis, namespace: str, response_id: str) -> str:

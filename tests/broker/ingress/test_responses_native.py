@@ -101,6 +101,43 @@ async def test_the_sdk_parses_the_relayed_reply_and_usage_is_metered(fake, names
             assert events[-1].type == "response.completed"
 
 
+async def test_the_sdk_streams_a_native_function_call(fake, namespace):
+    """`responses.stream` with a function tool (Codex's and the Agents SDK's loop): the
+    provider's function_call events reach the SDK as it sent them, and the call's output
+    goes back to the deployment holding the response through `previous_response_id`."""
+    tool: Any = {
+        "type": "function",
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+    async with asyncio.timeout(TIMEOUT_S), gateway(fake, namespace) as url:
+        async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="k", max_retries=0) as sdk:
+            fake.state.clear()
+            async with sdk.responses.stream(
+                model="openai-native-tools", input="Weather in Paris?", tools=[tool]
+            ) as stream:
+                events = [event async for event in stream]
+                final = await stream.get_final_response()
+            (received,) = fake.state.requests
+            assert received.path == "/v1/responses"  # native, not chat completions
+            assert received.json["tools"] == [tool]
+            deltas = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+            (done,) = [e for e in events if e.type == "response.function_call_arguments.done"]
+            (call,) = final.output
+            assert call.type == "function_call" and call.name == "get_weather"
+            assert "".join(deltas) == done.arguments == call.arguments
+            assert orjson.loads(call.arguments)["query"] == "Weather in Paris?"
+            output: Any = [
+                {"type": "function_call_output", "call_id": call.call_id, "output": "sun"}
+            ]
+            follow_up = await sdk.responses.create(
+                model="openai-native-tools", input=output, previous_response_id=final.id
+            )
+            assert follow_up.status == "completed"
+            sent = fake.state.requests[-1]
+            assert sent.json["previous_response_id"] == final.id and sent.json["input"] == output
+
+
 def metered(scrape: Scrape) -> tuple[float, float, float]:
     """The openai-native group's prompt and completion tokens and cost, as /metrics counts."""
     values = scrape.values.items()

@@ -52,6 +52,24 @@ async def test_stream_events_are_parsed_in_order_with_sequence_numbers(client):
     assert usage.output_tokens_details.reasoning_tokens == 8
 
 
+async def test_a_tools_scenario_streams_function_calls_the_sdk_parses(client):
+    tool = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
+    async with client.responses.stream(
+        model="gpt-4o~tools=2", input="Weather in Paris?", tools=[tool]
+    ) as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    assert "response.function_call_arguments.delta" in kinds
+    assert "response.function_call_arguments.done" in kinds
+    calls = [item for item in final.output if item.type == "function_call"]
+    assert [c.name for c in calls] == ["lookup", "lookup"]
+    assert len({c.call_id for c in calls}) == 2 and calls[0].arguments.startswith("{")
+    whole = await client.responses.create(
+        model="gpt-4o~tools=1", input="Weather in Paris?", tools=[tool]
+    )
+    assert [item.type for item in whole.output] == ["function_call"]
+
+
 async def test_a_failing_scenario_is_openais_error(client):
     with pytest.raises(openai.RateLimitError):
         await client.responses.create(model="gpt-4o~status=429", input="hi")
