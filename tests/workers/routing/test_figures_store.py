@@ -290,7 +290,7 @@ async def test_a_counted_admission_with_nothing_to_ride_lands_within_its_bound(
     # A long stream: its count is in Redis long before its release.
 
     async def counted() -> bool:
-        return (await redis.hlen(keys.routing("g").inflight)) == 1
+        return await cast(Awaitable[int], redis.hlen(keys.routing("g").inflight)) == 1
 
     await eventually(counted, what="the count landing on its own")
     await store.release("g", "a", AttemptResult())
