@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import re
 
+import msgspec
 from aiohttp import web
 
 from broker.console import sessions
 from broker.console.signin import check_origin, csrf_refused
 from broker.console.state import CONSOLE
-from workers.errors import AuthenticationFailed, InvalidRequest, NotFound
+from workers.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
 
 ALLOWED: dict[str, re.Pattern[str]] = {
     "GET": re.compile(
@@ -39,6 +40,22 @@ MAX_QUERY_CHARS = 2048
 STREAM = "text/event-stream"
 # Answers up to this size are read whole; longer ones are passed on as they arrive.
 BUFFERED_BYTES = 1024 * 1024
+# The API's 401s that refuse a role, not a key: `/metrics` compares the bearer with the
+# master and metrics keys without asking who else it is. A session already proved its key,
+# so for the console these are a 403 like every other refused management call (issue #21).
+ROLE_REFUSED_401_CODES = frozenset({"metrics_key_required"})
+
+
+class _ErrorBody(msgspec.Struct):
+    code: str | None = None
+    message: str = ""
+
+
+class _ErrorAnswer(msgspec.Struct):
+    error: _ErrorBody
+
+
+decode_error = msgspec.json.Decoder(_ErrorAnswer).decode
 
 
 async def call(request: web.Request) -> web.StreamResponse:
@@ -73,7 +90,10 @@ async def call(request: web.Request) -> web.StreamResponse:
         headers["Cache-Control"] = "no-store"
         length = answer.content_length
         if answer.content_type != STREAM and length is not None and length <= BUFFERED_BYTES:
-            return web.Response(status=answer.status, body=await answer.read(), headers=headers)
+            body = await answer.read()
+            if answer.status == 401:
+                _raise_if_role_refused(body)
+            return web.Response(status=answer.status, body=body, headers=headers)
         # Streams, and answers too big to hold (a year's spend report by key), pass through.
         response = web.StreamResponse(status=answer.status, headers=headers)
         await response.prepare(request)
@@ -81,3 +101,14 @@ async def call(request: web.Request) -> web.StreamResponse:
             await response.write(chunk)
         await response.write_eof()
         return response
+
+
+def _raise_if_role_refused(body: bytes) -> None:
+    """A signed-in key the API refused for its role, not its identity: the same refusal as
+    a 403. Other 401s (a key blocked or deleted since sign-in) pass on as they are."""
+    try:
+        error = decode_error(body).error
+    except msgspec.DecodeError:
+        return
+    if error.code in ROLE_REFUSED_401_CODES:
+        raise PermissionDenied(error.message, code=error.code)

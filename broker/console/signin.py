@@ -155,7 +155,7 @@ async def identify(state: ConsoleState, request: web.Request, key: str) -> Ident
     if status == 400 and (await api.json(request, key, "/user/list?page_size=1"))[0] == 200:
         return Identity(MASTER, "master key")  # /key/info needs `key` only from the master key
     # Not a management principal, but the API serves it: a config key, or any key on an
-    # open gateway (`up --demo`): the playground and models are its pages.
+    # open gateway (no master key configured): the playground and models are its pages.
     models_status, _ = await api.json(request, key, "/v1/models")
     if models_status == 200:
         return Identity(API_KEY, "config key" if status == 403 else "API key")

@@ -11,6 +11,7 @@ import pytest
 from broker.config.loader import load_config_text
 from tests.broker.harness import service
 from tests.broker.routing_setup import deployment, routing_yaml
+from workers import pricing
 
 MASTER = "sk-master-models"
 TEAM = "sk-team-models"
@@ -90,3 +91,47 @@ async def test_model_info_lists_deployments_as_litellm_does_without_secrets(
     assert [d["model_name"] for d in team] == ["gpt"]
     for secret in ("sk-fake", "sk-ant-secret", "pw", "token=secret", MASTER):
         assert secret not in text
+
+
+async def test_model_info_takes_prices_and_limits_the_config_omits_from_the_price_table(
+    namespace: str,
+) -> None:
+    """Issue #21's Models page: the config's figures where it gives them (litellm_params'
+    price winning over model_info's, as in billing), the table's for a known model
+    otherwise, each named under `from_price_table`; an unknown model gets none."""
+    base = "http://127.0.0.1:9/v1"
+    models: list[dict[str, Any]] = [
+        deployment("known", base, "gpt-4o-mini", id="known"),
+        deployment("priced", base, "gpt-4o", id="priced", input_cost_per_token=0.000001),
+        deployment("unknown", base, "house-model-7", id="unknown"),
+    ]
+    models[1]["model_info"].update(output_cost_per_token=0.000009, max_input_tokens=1000)
+    text = routing_yaml(namespace, models) + f"general_settings:\n  master_key: {MASTER}\n"
+    table = {name: pricing.lookup_price("openai", name) for name in ("gpt-4o-mini", "gpt-4o")}
+    async with service(load_config_text(text), workers=0) as (doors, _):
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                doors[0].url + "/model/info", headers={"Authorization": f"Bearer {MASTER}"}
+            ) as response,
+        ):
+            info = {d["model_info"]["id"]: d["model_info"] for d in (await response.json())["data"]}
+    known, mini = info["known"], table["gpt-4o-mini"]
+    assert mini is not None and mini.max_input_tokens is not None
+    assert known["input_cost_per_token"] == mini.input_cost_per_token
+    assert known["output_cost_per_token"] == mini.output_cost_per_token
+    assert known["max_input_tokens"] == mini.max_input_tokens
+    assert known["from_price_table"] == [
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "max_input_tokens",
+        "max_output_tokens",
+    ]
+    priced, four = info["priced"], table["gpt-4o"]
+    assert four is not None
+    assert priced["input_cost_per_token"] == 0.000001  # litellm_params', not the table's
+    assert priced["output_cost_per_token"] == 0.000009 and priced["max_input_tokens"] == 1000
+    assert priced["max_output_tokens"] == four.max_output_tokens
+    assert priced["from_price_table"] == ["max_output_tokens"]
+    assert "from_price_table" not in info["unknown"]
+    assert info["unknown"].get("input_cost_per_token") is None

@@ -49,6 +49,9 @@ class WorkerEvent(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
     lane: str = ""
     queue_wait_ms: int = 0
     attempts: tuple[Attempt, ...] = ()
+    # The worker that ran it (its id, as `x-switchboard-worker` names it); "" in events
+    # from before it was kept, and for a request no worker ran.
+    worker: str = ""
 
 
 class AttemptTrace(msgspec.Struct, array_like=True, frozen=True):
@@ -143,10 +146,15 @@ def spend_record(request_id: str, front: FrontEvent, worker: WorkerEvent) -> Spe
 
 def inspector_metadata(worker: WorkerEvent) -> dict[str, Any]:
     """The request's life as the inspector shows it, for the spend row's metadata; empty
-    when the worker told nothing (an event from before issue #21, a request never run)."""
+    when the worker told nothing (an event from before issue #21, a request never run).
+    The row's start and end are the life's ends: admitted by the front door, and the
+    worker's final record, which the front door relays as it arrives."""
     if not worker.lane and not worker.attempts:
         return {}
-    return {
+    life: dict[str, Any] = {
         "queue": {"lane": worker.lane, "waited_ms": worker.queue_wait_ms},
         "attempts": [msgspec.structs.asdict(attempt) for attempt in worker.attempts],
     }
+    if worker.worker:
+        life["worker"] = worker.worker
+    return life

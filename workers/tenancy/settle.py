@@ -136,6 +136,7 @@ def worker_event(record: Record, end_ms: int, *, delivered: bool = False) -> eve
         lane=meta.lane,
         queue_wait_ms=meta.queue_wait_ms,
         attempts=tuple(meta.tried),
+        worker=meta.worker,
     )
 
 

@@ -2,7 +2,8 @@
 import { session, h, field, input, alertBox, showError, loadSession, signIn, signOut,
   readsAll, isTeamAdmin, managesKeys } from "./core.js";
 import { keysPage } from "./keys.js";
-import { teamsPage, usersPage } from "./teams.js";
+import { teamsPage } from "./teams.js";
+import { usersPage } from "./users.js";
 import { spendPage } from "./spend.js";
 import { livePage } from "./live.js";
 import { modelsPage } from "./models.js";

@@ -32,10 +32,11 @@ export function alertBox() {
   return h("p", { class: "alert", role: "alert", hidden: true });
 }
 
+// `result`: an api() answer (its error's message is shown) or a message of the page's own.
 export function showError(box, result) {
   box.hidden = false;
   box.className = "alert error";
-  box.textContent = errorText(result);
+  box.textContent = typeof result === "string" ? result : errorText(result);
 }
 
 export function showOk(box, text) {
@@ -109,6 +110,16 @@ export function money(value) {
   if (value === null || value === undefined) return "–";
   return `$${Number(value).toFixed(Number(value) < 1 ? 4 : 2)}`;
 }
+
+// "$spent / $budget", standing out from 80 % of the budget (as on the Keys page).
+export function budgetCell(row) {
+  const near = row.max_budget && Number(row.spend || 0) >= 0.8 * Number(row.max_budget);
+  return h("span", { class: near ? "warn" : "" },
+    `${money(row.spend || 0)} / ${row.max_budget == null ? "no budget" : money(row.max_budget)}`);
+}
+
+// "a, b" from a text field, as the API's list of names.
+export const names = (text) => text.split(",").map((m) => m.trim()).filter(Boolean);
 
 export function when(value) {
   if (!value) return "–";

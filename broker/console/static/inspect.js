@@ -1,35 +1,60 @@
 // Request inspector: a request id (from `x-request-id`) -> its spend row (/spend/logs):
-// model, deployment, status, tokens, cost, start and end, and its life from the row's
-// metadata: the lane it waited on and how long, then each try at a deployment (status,
-// latency, why it was made: retry or fallback, and whether it cooled the deployment down).
-// The API decides who may read it.
+// model, deployment, status, tokens, cost, and its life: admitted by the front door (the
+// row's start), queued (the lane and the wait, from the row's metadata), the worker that
+// ran it, each try at a deployment (status, latency, why it was made: retry or fallback,
+// and whether it cooled the deployment down), and the final record the front door relays
+// (the row's end). The API decides who may read it.
 import { h, field, input, alertBox, showError, api, money, table, session, readsAll }
   from "./core.js";
 
 const REASONS = { "": "first try", retry: "retry", fallback: "fallback" };
 
-// The row's metadata -> the life of the request: queued, then each attempt, then relayed.
+// A moment of the record to the millisecond (the pages' `when` stops at the minute).
+function moment(value) {
+  if (!value) return "–";
+  const text = String(value);
+  return text.replace("T", " ").slice(0, 23) + (text.endsWith("Z") ? " UTC" : "");
+}
+
+function afterAdmission(row) {
+  const ms = Date.parse(row.end_time) - Date.parse(row.start_time);
+  return Number.isFinite(ms) ? `, ${ms} ms after admission` : "";
+}
+
+function attemptsTable(attempts) {
+  return table([
+    { label: "#", value: (a) => a.n },
+    { label: "Model group", value: (a) => a.model_group || "" },
+    { label: "Deployment", value: (a) => a.deployment || "(none could take it)" },
+    { label: "Status", value: (a) => a.status || "ok" },
+    { label: "Latency ms", value: (a) => Number(a.latency_ms || 0),
+      cell: (a) => Number(a.latency_ms || 0).toFixed(1) },
+    { label: "Why", value: (a) => REASONS[a.reason || ""] ?? a.reason },
+    { label: "Cooldown", value: (a) => (a.cooled_down ? "cooled down" : (a.detail || "")) },
+  ], attempts.map((a, i) => ({ ...a, n: i + 1 })), { caption: "Attempts" });
+}
+
+// The row -> the life of the request, in order. A row written before the worker's part
+// was kept has only its ends.
 function life(row) {
   const meta = row.metadata || {};
-  const parts = [];
-  if (meta.queue) {
-    parts.push(h("p", { "data-testid": "queued" },
-      `Queued on lane ${meta.queue.lane || "?"}, waited ${meta.queue.waited_ms} ms for a worker.`));
-  }
   const attempts = meta.attempts || [];
-  if (attempts.length) {
-    parts.push(table([
-      { label: "#", value: (a) => a.n },
-      { label: "Model group", value: (a) => a.model_group || "" },
-      { label: "Deployment", value: (a) => a.deployment || "(none could take it)" },
-      { label: "Status", value: (a) => a.status || "ok" },
-      { label: "Latency ms", value: (a) => Number(a.latency_ms || 0),
-        cell: (a) => Number(a.latency_ms || 0).toFixed(1) },
-      { label: "Why", value: (a) => REASONS[a.reason || ""] ?? a.reason },
-      { label: "Cooldown", value: (a) => (a.cooled_down ? "cooled down" : (a.detail || "")) },
-    ], attempts.map((a, i) => ({ ...a, n: i + 1 })), { caption: "Attempts" }));
+  const steps = [h("li", { "data-testid": "admitted" },
+    `Admitted by the front door at ${moment(row.start_time)}.`)];
+  if (meta.queue) {
+    steps.push(h("li", { "data-testid": "queued" },
+      `Queued on lane ${meta.queue.lane || "?"}, waited ${meta.queue.waited_ms} ms for a worker.`));
+    steps.push(h("li", { "data-testid": "worker" }, meta.worker
+      ? `Run by worker ${meta.worker}.` : "Run by a worker this record does not name."));
   }
-  return parts;
+  if (attempts.length) {
+    steps.push(h("li", {}, `Tried ${attempts.length} time${attempts.length === 1 ? "" : "s"}:`,
+      attemptsTable(attempts)));
+  }
+  steps.push(h("li", { "data-testid": "relayed" }, `Answered (${row.status || "?"}): the ` +
+    `worker's final record at ${moment(row.end_time)}${afterAdmission(row)}, which the front ` +
+    "door relays as it arrives."));
+  return [h("h2", {}, "Life"), h("ol", { class: "life" }, steps)];
 }
 
 const SHOWN = [

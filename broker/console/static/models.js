@@ -1,12 +1,20 @@
 // Models: each model group the key may call with its deployments (LiteLLM's /model/info,
-// never a secret; its prices and context window where the config gives them), falling back
-// to /v1/models, and for an admin each deployment's live health from /metrics; then how each
+// never a secret; its prices and context window: the config's, else the built-in price
+// table's, marked as such), falling back to /v1/models, and for an admin each deployment's live health from /metrics; then how each
 // group is routed (/model/info's model_groups: strategy, retries, cooldown, fallbacks).
 import { h, alertBox, showError, api, table, readsAll } from "./core.js";
 import { parseMetrics } from "./live.js";
 
 const perMillion = (v) => (v === null || v === undefined ? "–" : `$${(v * 1e6).toFixed(2)}`);
 const count = (v) => (v ? Number(v).toLocaleString() : "–");
+const TABLE_MARK = " (table)";
+
+// A figure of the deployment's model_info, marked when it is the price table's, not the config's.
+function figure(r, name, format) {
+  const value = r.model_info[name];
+  const fromTable = (r.model_info.from_price_table || []).includes(name);
+  return fromTable && value !== null && value !== undefined ? format(value) + TABLE_MARK : format(value);
+}
 
 async function health() {
   const byDeployment = new Map();
@@ -51,15 +59,19 @@ export async function modelsPage(main) {
     { label: "Deployment", value: (r) => r.model_info.id || "–" },
     { label: "Model", value: (r) => r.litellm_params.model || "–" },
     { label: "Input / 1M tokens", value: (r) => r.model_info.input_cost_per_token ?? -1,
-      cell: (r) => perMillion(r.model_info.input_cost_per_token) },
+      cell: (r) => figure(r, "input_cost_per_token", perMillion) },
     { label: "Output / 1M tokens", value: (r) => r.model_info.output_cost_per_token ?? -1,
-      cell: (r) => perMillion(r.model_info.output_cost_per_token) },
+      cell: (r) => figure(r, "output_cost_per_token", perMillion) },
     { label: "Context window", value: (r) => r.model_info.max_input_tokens ?? 0,
-      cell: (r) => count(r.model_info.max_input_tokens) },
+      cell: (r) => figure(r, "max_input_tokens", count) },
     { label: "Max output", value: (r) => r.model_info.max_output_tokens ?? 0,
-      cell: (r) => count(r.model_info.max_output_tokens) },
+      cell: (r) => figure(r, "max_output_tokens", count) },
     { label: "Health", value: state },
   ], rows, { caption: `${groups.size} model groups this key may call, ${rows.length} deployments` }));
+  if (rows.some((r) => (r.model_info.from_price_table || []).length)) {
+    main.append(h("p", { class: "note" }, "(table): the built-in price table's figure for the "
+      + "deployment's model, where the config gives none; requests are charged by the same."));
+  }
   if (routing.length) main.append(routingTable(routing));
 }
 

@@ -1,47 +1,130 @@
-// Teams and users: members and roles, budgets, model lists (the /team/* and /user/* API).
-import { session, h, field, input, alertBox, showError, showOk, api, money, table,
-  isAdmin } from "./core.js";
+// Teams: members and roles, budgets, model lists (the /team/* API). The API decides every
+// change (a team admin may rename its team, only a proxy admin may change its budget or
+// models); its refusals and validation messages are shown as they come.
+import { session, h, field, input, alertBox, showError, showOk, api, table, budgetCell,
+  names, isAdmin } from "./core.js";
 
-const list = (text) => text.split(",").map((m) => m.trim()).filter(Boolean);
+const TEAM_ROLES = ["user", "admin"];
 
-function budgetCell(row) {
-  const near = row.max_budget && Number(row.spend || 0) >= 0.8 * Number(row.max_budget);
-  return h("span", { class: near ? "warn" : "" },
-    `${money(row.spend || 0)} / ${row.max_budget == null ? "no budget" : money(row.max_budget)}`);
+function roleSelect(id, label, current) {
+  return h("select", { name: "role", id, "aria-label": label },
+    TEAM_ROLES.map((r) => h("option", { value: r, selected: r === current }, r)));
 }
 
-async function teamDetail(teamId, box, back) {
-  const result = await api("GET", `/team/info?team_id=${encodeURIComponent(teamId)}`);
-  if (!result.ok) { showError(box, result); return h("div"); }
-  const info = result.data.team_info || {};
-  const members = info.members_with_roles || [];
-  const manage = isAdmin() || session.teamIds.includes(teamId);
+// Alias, budget and models; only the fields changed are sent. The API reads a null as "not
+// given", so a budget once set cannot be removed: say so rather than send a no-op.
+function editTeamForm(info, box, done) {
+  const alias = input("team_alias", { id: "edit-team-alias", value: info.team_alias ?? "" });
+  const budget = input("max_budget", { id: "edit-team-budget", type: "number", step: "any",
+    min: "0", value: info.max_budget ?? "" });
+  const models = input("models", { id: "edit-team-models", placeholder: "empty: all",
+    value: (info.models || []).join(", ") });
+  const form = h("form", { class: "card", "aria-labelledby": "edit-team-title" },
+    h("h2", { id: "edit-team-title" }, "Edit the team"),
+    h("div", { class: "grid" }, field("Alias", alias), field("Max budget (USD)", budget),
+      field("Models", models)),
+    h("button", { type: "submit" }, "Save team"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = { team_id: info.team_id };
+    if (alias.value.trim() !== (info.team_alias ?? "")) body.team_alias = alias.value.trim();
+    if (budget.value.trim() !== String(info.max_budget ?? "")) {
+      if (budget.value.trim() === "") {
+        return showError(box, "A team's budget cannot be removed, only changed: enter a new one.");
+      }
+      body.max_budget = Number(budget.value);
+    }
+    const modelList = names(models.value);
+    if (modelList.join(",") !== (info.models || []).join(",")) body.models = modelList;
+    if (Object.keys(body).length === 1) return showOk(box, "Nothing changed.");
+    const result = await api("POST", "/team/update", body);
+    if (!result.ok) return showError(box, result);
+    showOk(box, `Saved team ${info.team_alias || info.team_id}.`);
+    done();
+  });
+  return form;
+}
+
+function membersTable(teamId, members, manage, box, done) {
+  const setRole = (m) => {
+    const who = m.user_id || m.user_email;
+    const select = roleSelect(`role-${who}`, `Role of ${who}`, m.role);
+    const save = h("button", { type: "button", class: "secondary", onclick: async () => {
+      const result = await api("POST", "/team/member_update",
+        { team_id: teamId, user_id: m.user_id, role: select.value });
+      if (!result.ok) return showError(box, result);
+      showOk(box, `${who} is now ${result.data.role}.`);
+      done();
+    } }, "Set role");
+    const remove = h("button", { type: "button", class: "danger", onclick: async () => {
+      const gone = await api("POST", "/team/member_delete", { team_id: teamId, user_id: m.user_id });
+      if (!gone.ok) return showError(box, gone);
+      showOk(box, `Removed ${who}.`);
+      done();
+    } }, "Remove");
+    return h("div", { class: "actions" }, select, save, remove);
+  };
+  return table([
+    { label: "Member", value: (m) => m.user_id || m.user_email || "" },
+    { label: "Role", value: (m) => m.role },
+    ...(manage ? [{ label: "Change", value: () => "", sort: false, cell: setRole }] : []),
+  ], members, { caption: "Members" });
+}
+
+function addMemberForm(teamId, box, done) {
   const userId = input("user_id", { id: "member-user" });
-  const role = h("select", { name: "role", id: "member-role" },
-    h("option", { value: "user" }, "user"), h("option", { value: "admin" }, "admin"));
-  const addForm = h("form", { class: "inline", onsubmit: async (event) => {
+  const role = roleSelect("member-role", null, "user");
+  return h("form", { class: "inline", onsubmit: async (event) => {
     event.preventDefault();
     const added = await api("POST", "/team/member_add",
       { team_id: teamId, member: { user_id: userId.value.trim(), role: role.value } });
     if (!added.ok) return showError(box, added);
     showOk(box, `Added ${userId.value.trim()}.`);
-    back(teamId);
+    done();
   } }, field("User id", userId), field("Role", role), h("button", { type: "submit" }, "Add member"));
-  const remove = (m) => h("button", { type: "button", class: "danger", onclick: async () => {
-    const gone = await api("POST", "/team/member_delete", { team_id: teamId, user_id: m.user_id });
-    if (!gone.ok) return showError(box, gone);
-    showOk(box, `Removed ${m.user_id}.`);
-    back(teamId);
-  } }, "Remove");
+}
+
+async function teamDetail(teamId, box, reopen) {
+  const result = await api("GET", `/team/info?team_id=${encodeURIComponent(teamId)}`);
+  if (!result.ok) { showError(box, result); return h("div"); }
+  const info = result.data.team_info || {};
+  const manage = isAdmin() || session.teamIds.includes(teamId);
+  const done = () => reopen(teamId);
   return h("section", { class: "card", "aria-labelledby": "team-title" },
     h("h2", { id: "team-title" }, `Team ${info.team_alias || teamId}`),
-    h("p", {}, `Budget: `, budgetCell(info), ` · models: ${(info.models || []).join(", ") || "all"}`),
-    table([
-      { label: "Member", value: (m) => m.user_id || m.user_email || "" },
-      { label: "Role", value: (m) => m.role },
-      ...(manage ? [{ label: "", value: () => "", sort: false, cell: remove }] : []),
-    ], members, { caption: "Members" }),
-    manage ? addForm : null);
+    h("p", { "data-testid": "team-summary" }, "Budget: ", budgetCell(info),
+      ` · models: ${(info.models || []).join(", ") || "all"}`),
+    membersTable(teamId, info.members_with_roles || [], manage, box, done),
+    manage ? addMemberForm(teamId, box, done) : null,
+    manage ? editTeamForm({ ...info, team_id: teamId }, box, done) : null);
+}
+
+function createTeamForm(box, done) {
+  const form = h("form", { class: "card", "aria-labelledby": "new-team" },
+    h("h2", { id: "new-team" }, "Create a team"),
+    h("div", { class: "grid" },
+      field("Team id", input("team_id", { id: "team-id" })),
+      field("Alias", input("team_alias", { id: "team-alias" })),
+      field("Max budget (USD)", input("max_budget", { id: "team-budget", type: "number", step: "any", min: "0" })),
+      field("Models", input("models", { id: "team-models", placeholder: "empty: all" }))),
+    h("button", { type: "submit" }, "Create team"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = {};
+    for (const name of ["team_id", "team_alias"]) {
+      const v = form.elements[name].value.trim();
+      if (v) body[name] = v;
+    }
+    if (form.elements.max_budget.value) body.max_budget = Number(form.elements.max_budget.value);
+    const models = names(form.elements.models.value);
+    if (models.length) body.models = models;
+    const result = await api("POST", "/team/new", body);
+    if (!result.ok) return showError(box, result);
+    showOk(box, `Created team ${result.data.team_id}.`);
+    form.reset();
+    done();
+  });
+  return form;
 }
 
 export async function teamsPage(main) {
@@ -49,35 +132,11 @@ export async function teamsPage(main) {
   const detail = h("div");
   const listing = h("section");
   main.append(h("h1", {}, "Teams"), box, detail, listing);
-  const open = async (teamId) => detail.replaceChildren(await teamDetail(teamId, box, open));
-
-  if (isAdmin()) {
-    const form = h("form", { class: "card", "aria-labelledby": "new-team" },
-      h("h2", { id: "new-team" }, "Create a team"),
-      h("div", { class: "grid" },
-        field("Team id", input("team_id", { id: "team-id" })),
-        field("Alias", input("team_alias", { id: "team-alias" })),
-        field("Max budget (USD)", input("max_budget", { id: "team-budget", type: "number", step: "any", min: "0" })),
-        field("Models", input("models", { id: "team-models", placeholder: "empty: all" }))),
-      h("button", { type: "submit" }, "Create team"));
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const body = {};
-      for (const name of ["team_id", "team_alias"]) {
-        const v = form.elements[name].value.trim();
-        if (v) body[name] = v;
-      }
-      if (form.elements.max_budget.value) body.max_budget = Number(form.elements.max_budget.value);
-      const models = list(form.elements.models.value);
-      if (models.length) body.models = models;
-      const result = await api("POST", "/team/new", body);
-      if (!result.ok) return showError(box, result);
-      showOk(box, `Created team ${result.data.team_id}.`);
-      form.reset();
-      refresh();
-    });
-    main.insertBefore(form, listing);
-  }
+  const open = async (teamId) => {
+    detail.replaceChildren(await teamDetail(teamId, box, open));
+    refresh();
+  };
+  if (isAdmin()) main.insertBefore(createTeamForm(box, () => refresh()), listing);
 
   async function refresh() {
     const result = await api("GET", "/team/list");
@@ -92,65 +151,6 @@ export async function teamsPage(main) {
       { label: "Spend / budget", value: (t) => Number(t.spend || 0), cell: budgetCell },
       { label: "Blocked", value: (t) => (t.blocked ? "yes" : "no") },
     ], teams, { caption: `${teams.length} team${teams.length === 1 ? "" : "s"}` }));
-  }
-  await refresh();
-}
-
-export async function usersPage(main) {
-  const box = alertBox();
-  const listing = h("section");
-  const secret = h("div", { "aria-live": "polite" });
-  main.append(h("h1", {}, "Users"), box, secret, listing);
-  if (isAdmin()) {
-    const role = h("select", { name: "user_role", id: "user-role" }, ["internal_user",
-      "internal_user_viewer", "proxy_admin_viewer", "proxy_admin"].map((r) => h("option", { value: r }, r)));
-    const form = h("form", { class: "card", "aria-labelledby": "new-user" },
-      h("h2", { id: "new-user" }, "Create a user"),
-      h("div", { class: "grid" },
-        field("User id", input("user_id", { id: "user-id" })),
-        field("Email", input("user_email", { id: "user-email", type: "email" })),
-        field("Role", role),
-        field("Max budget (USD)", input("max_budget", { id: "user-budget", type: "number", step: "any", min: "0" }))),
-      h("button", { type: "submit" }, "Create user"));
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const body = { user_role: role.value };
-      for (const name of ["user_id", "user_email"]) {
-        const v = form.elements[name].value.trim();
-        if (v) body[name] = v;
-      }
-      if (form.elements.max_budget.value) body.max_budget = Number(form.elements.max_budget.value);
-      const result = await api("POST", "/user/new", body);
-      if (!result.ok) return showError(box, result);
-      showOk(box, `Created user ${result.data.user_id}.`);
-      if (result.data.key) {
-        secret.replaceChildren(h("div", { class: "card secret", role: "status" },
-          h("p", {}, "The user's key, shown once:"), h("code", { class: "key" }, result.data.key)));
-      }
-      form.reset();
-      refresh();
-    });
-    main.insertBefore(form, listing);
-  }
-  let page = 1;
-  async function refresh() {
-    const result = await api("GET", `/user/list?page_size=100&page=${page}`);
-    if (!result.ok) return showError(box, result);
-    const users = result.data.users || [];
-    const pages = result.data.total_pages || 1;
-    const pager = h("nav", { class: "pager", "aria-label": "User pages" },
-      h("button", { type: "button", class: "secondary", disabled: page <= 1,
-        onclick: () => { page -= 1; refresh(); } }, "Previous"),
-      h("span", {}, ` page ${page} of ${pages} `),
-      h("button", { type: "button", class: "secondary", disabled: page >= pages,
-        onclick: () => { page += 1; refresh(); } }, "Next"));
-    listing.replaceChildren(pages > 1 ? pager : "", table([
-      { label: "User", value: (u) => u.user_id },
-      { label: "Email", value: (u) => u.user_email || "" },
-      { label: "Role", value: (u) => u.user_role || "" },
-      { label: "Models", value: (u) => (u.models || []).join(", ") || "all" },
-      { label: "Spend / budget", value: (u) => Number(u.spend || 0), cell: budgetCell },
-    ], users, { caption: `${result.data.total ?? users.length} users` }));
   }
   await refresh();
 }

@@ -1,7 +1,8 @@
-"""The request inspector's life of a request (issue #21): the lane it waited on and how long,
-then each try at a deployment (status or error class, latency, why: retry or fallback),
-carried by the worker's final record into the spend row's metadata, so it lives as long as
-that row; shown by the console in a real browser."""
+"""The request inspector's life of a request (issue #21): admitted, the lane it waited on and
+how long, the worker that ran it, each try at a deployment (status or error class, latency,
+why: retry or fallback), then the final record the front door relays; carried by the worker's
+final record into the spend row's metadata, so it lives as long as that row; shown by the
+console in a real browser."""
 
 from __future__ import annotations
 
@@ -60,6 +61,13 @@ async def flaky_door(
 
 
 async def chat(door: RunningFrontDoor, model: str, **body: Any) -> tuple[int, str]:
+    status, headers = await chat_headers(door, model, **body)
+    return status, headers["x-request-id"]
+
+
+async def chat_headers(
+    door: RunningFrontDoor, model: str, **body: Any
+) -> tuple[int, dict[str, str]]:
     payload = {"model": model, "messages": [{"role": "user", "content": SECRET_WORDS}], **body}
     async with (
         aiohttp.ClientSession() as http,
@@ -70,7 +78,7 @@ async def chat(door: RunningFrontDoor, model: str, **body: Any) -> tuple[int, st
         ) as reply,
     ):
         await reply.read()
-        return reply.status, reply.headers["x-request-id"]
+        return reply.status, {name.lower(): value for name, value in reply.headers.items()}
 
 
 async def spend_row(api: Api, request_id: str) -> dict[str, Any]:
@@ -88,11 +96,13 @@ async def test_each_attempt_of_a_request_is_kept_with_its_spend_row(
 ) -> None:
     async with aiohttp.ClientSession() as http:
         api = Api(http, flaky_door.url)
-        status, retried = await chat(flaky_door, "flaky", num_retries=1)
+        status, headers = await chat_headers(flaky_door, "flaky", num_retries=1)
         assert status == 200
-        row = await spend_row(api, retried)
+        row = await spend_row(api, headers["x-request-id"])
         life = row["metadata"]
         assert life["queue"]["lane"] == "default" and life["queue"]["waited_ms"] >= 0
+        # The worker that ran it: the one the answer's header named.
+        assert life["worker"] == headers["x-switchboard-worker"] != ""
         first, second = life["attempts"]
         assert first["deployment"] == second["deployment"] == row["deployment"]
         assert first["model_group"] == "flaky" and first["status"] == "InternalServerError"
@@ -112,10 +122,11 @@ async def test_each_attempt_of_a_request_is_kept_with_its_spend_row(
 
 async def test_the_inspector_page_shows_the_attempts(flaky_door: RunningFrontDoor) -> None:
     executable = require_browser()
-    status, request_id = await chat(flaky_door, "flaky", num_retries=1)
+    status, headers = await chat_headers(flaky_door, "flaky", num_retries=1)
     assert status == 200
+    request_id, worker = headers["x-request-id"], headers["x-switchboard-worker"]
     async with aiohttp.ClientSession() as http:
-        await spend_row(Api(http, flaky_door.url), request_id)
+        row = await spend_row(Api(http, flaky_door.url), request_id)
     async with chromium(executable) as browser:
         context = await browser.new_context(viewport={"width": 1280, "height": 900})
         page = await context.new_page()
@@ -124,7 +135,17 @@ async def test_the_inspector_page_shows_the_attempts(flaky_door: RunningFrontDoo
         await page.get_by_role("link", name="Request inspector").click()
         await page.locator("#inspect-id").fill(request_id)
         await page.get_by_role("button", name="Inspect").click()
+        # Its life in order: admitted, queued, the worker, the attempts, the final record.
+        admitted = row["start_time"].replace("T", " ")[:23]
+        await page.get_by_test_id("admitted").get_by_text(admitted).wait_for()
         await page.get_by_test_id("queued").get_by_text("lane default").wait_for()
+        await page.get_by_test_id("worker").get_by_text(f"Run by worker {worker}.").wait_for()
+        relayed = row["end_time"].replace("T", " ")[:23]
+        await page.get_by_test_id("relayed").get_by_text(relayed).wait_for()
+        steps = await page.locator("ol.life > li").evaluate_all(
+            "items => items.map(i => i.dataset.testid || 'attempts')"
+        )
+        assert steps == ["admitted", "queued", "worker", "attempts", "relayed"]
         attempts = page.locator("table", has_text="Attempts")
         rows = attempts.locator("tbody tr")
         await rows.nth(1).wait_for()

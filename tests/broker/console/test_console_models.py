@@ -18,6 +18,7 @@ from tests.broker.console.conftest import MASTER
 from tests.broker.console.test_console_browser import WAIT_MS, shot, sign_in
 from tests.broker.harness import RunningFrontDoor, make_config, service
 from tests.broker.management.conftest import Api, general
+from workers import pricing
 from workers.db.engine import Database
 from workers.testing.server import FakeUpstream
 
@@ -144,6 +145,18 @@ async def test_the_models_page_shows_each_groups_routing_and_the_playground_list
         assert "0 retries" in text and "cooldown 30 s after 3 failures a minute" in text
         assert "slow" in text and "groq-test" in text
         assert await routing.locator("tbody tr").count() == len(GROUPS)
+        # The config gives gpt-test no price: the price table's, marked as the table's.
+        mini = pricing.lookup_price("openai", "gpt-4o-mini")
+        assert mini is not None and mini.output_cost_per_token and mini.max_input_tokens
+        deployments = page.locator("table", has_text="deployments")
+        gpt = deployments.locator("tr", has=page.get_by_role("cell", name="gpt-test", exact=True))
+        for column, text in [
+            ("Input / 1M tokens", f"${mini.input_cost_per_token * 1e6:.2f} (table)"),
+            ("Output / 1M tokens", f"${mini.output_cost_per_token * 1e6:.2f} (table)"),
+            ("Context window", f"{mini.max_input_tokens:,} (table)"),
+        ]:
+            assert await gpt.locator(f'td[data-label="{column}"]').text_content() == text
+        await page.get_by_text("(table): the built-in price table's figure").wait_for()
         await shot(page, "models-routing")
         await page.get_by_role("button", name="Sign out").click()
 

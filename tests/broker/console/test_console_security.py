@@ -1,7 +1,7 @@
-"""The console's security promises (issue #21): a key without the role gets 403 (or 401) on
-every management action the pages offer; no answer a browser gets holds the master key, an
-upstream API key or another key; hostile bodies to the console's forms get a 4xx in the
-API's error shape, never a 5xx."""
+"""The console's security promises (issue #21): a signed-in key without the role gets 403
+on every management action the pages offer, and only a browser that is not signed in gets
+401; no answer a browser gets holds the master key, an upstream API key or another key;
+hostile bodies to the console's forms get a 4xx in the API's error shape, never a 5xx."""
 
 from __future__ import annotations
 
@@ -82,11 +82,17 @@ async def test_a_read_only_key_is_refused_every_management_action(
     assert status == 200 and who["role"] == "internal_user_viewer"
     for method, path, body in actions(seeded["loose"]["token_id"]):
         status, answer, _ = await console.call(method, path, body)
-        assert status in (401, 403), (path, answer)
+        assert status == 403, (path, status, answer)
         assert set(answer) == {"error"}, (path, answer)
     # Nothing changed behind the refusals.
     _, info = await api.get("/key/info", key="loose")
     assert info["info"]["blocked"] is False and info["info"]["max_budget"] is None
+    # Signed out, the same calls are a 401: the console no longer knows who asks.
+    csrf = console.csrf
+    assert await console.sign_out() == 200
+    for method, path, body in actions(seeded["loose"]["token_id"]):
+        status, answer, _ = await console.call(method, path, body, csrf=csrf)
+        assert status == 401 and answer["error"]["code"] == "console_signed_out", path
 
 
 async def test_a_team_admin_manages_its_team_and_nothing_more(
@@ -110,7 +116,7 @@ async def test_a_team_admin_manages_its_team_and_nothing_more(
         ):
             continue  # a team admin may do these in its own team
         status, answer, _ = await console.call(method, path, body)
-        assert status in (401, 403), (path, answer)
+        assert status == 403, (path, status, answer)
 
 
 async def test_no_answer_a_browser_gets_holds_a_secret(
