@@ -5,6 +5,7 @@ worker grouped by the library each sample's innermost frame is in.
 
     python -m benchmarks.profile                   # c=64, non-stream then stream, 10 s each
     python -m benchmarks.profile --duration 5 --concurrency 8 --top 20
+    python -m benchmarks.profile --everything-on --concurrency 1   # issue #22's "on"
 
 docs/performance.md reads its figures from this.
 """
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from benchmarks import gateways
+from benchmarks import gateways, realistic
 from benchmarks.loadgen import Client, build_request
 from benchmarks.procs import cpu_s, descendants, is_redis, pinned, wait_http_ready
 from benchmarks.run import free_port, run_pinned, upstream
@@ -53,6 +54,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=12, help="functions listed per process")
     parser.add_argument("--no-py-spy", action="store_true", help="only the /proc CPU split")
     parser.add_argument("--keep", type=Path, help="keep py-spy's collapsed stacks in this folder")
+    parser.add_argument(
+        "--everything-on",
+        action="store_true",
+        help="issue #22's realistic configuration: a database key, the ledger, otel",
+    )
     return parser.parse_args(argv)
 
 
@@ -147,6 +153,30 @@ def area_of(frame: str) -> str:
     return "other (stdlib, C, idle)"
 
 
+def task_of(stack: str) -> str:
+    """The coroutine a sample ran in: the first frame under the event loop (uvloop runs a
+    task's step straight from `Runner.run`), so that work done in batches (a ledger flush, a
+    callbacks batch) shows apart from requests. py-spy cuts some stacks short: those start
+    at the coroutine, or at a thread's own root."""
+    frames = stack.split(";")
+    for at, frame in enumerate(frames):
+        if frame.startswith("Runner.run (asyncio/runners.py") and at + 1 < len(frames):
+            return frames[at + 1]
+    return frames[0]
+
+
+def read_tasks(path: Path) -> tuple[Counter[str], int]:
+    tasks: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        tasks[task_of(stack)] += int(count_text)
+        total += int(count_text)
+    return tasks, total
+
+
 def read_collapsed(path: Path) -> tuple[Counter[str], Counter[str], int]:
     """Self samples by area and by function, from py-spy's collapsed-stack output."""
     areas: Counter[str] = Counter()
@@ -231,6 +261,7 @@ async def profile_mode(
             stream=stream,
             args=args,
             on_window=lambda: window.append(redis_counters(redis_url)),
+            api_key=target.api_key or gateways.MASTER_KEY,
         )
         used = {role: cpu_s(pids) - before[role] for role, pids in by_role.items()}
         for sampler in samplers:
@@ -268,28 +299,41 @@ def render_profile(role: str, path: Path, top: int) -> list[str]:
     lines += [f"| {area} | {count / total:.0%} |" for area, count in areas.most_common()]
     lines += ["", f"{role}: top functions (self)", "", "| function | share |", "|---|---:|"]
     lines += [f"| `{name}` | {count / total:.1%} |" for name, count in functions.most_common(top)]
+    tasks, _ = read_tasks(path)
+    lines += ["", f"{role}: by the coroutine each sample ran in", "", "| coroutine | share |"]
+    lines += ["|---|---:|"]
+    lines += [f"| `{name}` | {count / total:.1%} |" for name, count in tasks.most_common(top)]
     return lines
 
 
 async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> None:
     """`plan` is worked out before main() pins this process to the client's CPU: worked out
     after, it would see one CPU and leave the gateway unpinned."""
-    with tempfile.TemporaryDirectory() as tmp, upstream(Path(tmp), plan["client"]) as port:
-        config = gateways.write_config(Path(tmp, "config.yaml"), f"http://127.0.0.1:{port}")
-        target = gateways.switchboard(
-            free_port(), config, Path(tmp), front_doors=1, workers=1, cpus=plan["gateway"]
-        )
-        assert target.service is not None
-        target.service.start()
-        try:
-            await wait_http_ready(target.port, target.ready_path, 60, target.service)
-            for stream in (False, True):
-                print(
-                    await profile_mode(target, stream=stream, args=args, client_cpus=plan["client"])
+    async with realistic.OtlpSink(free_port()) as sink:
+        with tempfile.TemporaryDirectory() as tmp, upstream(Path(tmp), plan["client"]) as port:
+            config = gateways.write_config(Path(tmp, "config.yaml"), f"http://127.0.0.1:{port}")
+            if args.everything_on:
+                config = realistic.everything_on(
+                    config, Path(tmp, "config-on.yaml"), Path(tmp, "data"), sink.url
                 )
-                print(flush=True)
-        finally:
-            target.service.stop()
+            target = gateways.switchboard(
+                free_port(), config, Path(tmp), front_doors=1, workers=1, cpus=plan["gateway"]
+            )
+            assert target.service is not None
+            target.service.start()
+            try:
+                await wait_http_ready(target.port, target.ready_path, 60, target.service)
+                if args.everything_on:
+                    target.api_key = await realistic.database_key(target.port)
+                for stream in (False, True):
+                    print(
+                        await profile_mode(
+                            target, stream=stream, args=args, client_cpus=plan["client"]
+                        )
+                    )
+                    print(flush=True)
+            finally:
+                target.service.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,15 +5,20 @@ one callback: `otel` to a local OTLP/HTTP receiver."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yaml
-from aiohttp import web
 
 from benchmarks.gateways import MASTER_KEY
 
+# How long the sink's process may take to answer.
+READY_TIMEOUT_S = 30.0
 # Limits far above the load, so every request is admitted and every one is counted.
 LIMITS = {"rpm_limit": 10**9, "tpm_limit": 10**12, "max_parallel_requests": 10_000}
 
@@ -51,29 +56,49 @@ async def database_key(port: int) -> str:
 
 class OtlpSink:
     """A local OTLP/HTTP endpoint that takes every export and counts it, decoding nothing, so
-    that the callback's cost is the gateway's, not the receiver's (it runs in the client)."""
+    that the callback's cost is the gateway's, not the receiver's: a process of its own
+    (benchmarks/otlp_sink.py), which the counts are read back from."""
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}/v1/traces"
-        self.exports = 0
-        self.bytes = 0
-        self._runner: web.AppRunner | None = None
+        self._folder = tempfile.TemporaryDirectory(prefix="otlp-sink-")
+        self._counts = Path(self._folder.name, "counts")
+        self._process: asyncio.subprocess.Process | None = None
 
-    async def _traces(self, request: web.Request) -> web.Response:
-        self.bytes += len(await request.read())
-        self.exports += 1
-        # An empty ExportTraceServiceResponse: every span accepted.
-        return web.Response(body=b"", content_type="application/x-protobuf")
+    @property
+    def exports(self) -> int:
+        return self._read()[0]
+
+    @property
+    def bytes(self) -> int:
+        return self._read()[1]
+
+    def _read(self) -> tuple[int, int]:
+        try:
+            exports, taken = self._counts.read_text().split()
+        except (OSError, ValueError):  # not started yet
+            return 0, 0
+        return int(exports), int(taken)
 
     async def __aenter__(self) -> OtlpSink:
-        app = web.Application()
-        app.router.add_post("/v1/traces", self._traces)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        return self
+        argv = [sys.executable, "-m", "benchmarks.otlp_sink", "--port", str(self.port)]
+        self._process = await asyncio.create_subprocess_exec(*argv, "--counts", str(self._counts))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        async with aiohttp.ClientSession() as http:
+            while True:
+                try:
+                    async with http.get(f"http://127.0.0.1:{self.port}/ready") as reply:
+                        if reply.status == 200:
+                            return self
+                except aiohttp.ClientConnectionError:
+                    pass
+                if self._process.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the OTLP sink did not start")
+                await asyncio.sleep(0.05)
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._process is not None:
+            self._process.terminate()
+            await asyncio.wait_for(self._process.wait(), 10)
+        self._folder.cleanup()
