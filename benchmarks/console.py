@@ -40,6 +40,8 @@ from workers.db.tables import DAILY_DIMENSIONS
 
 MASTER = "sk-console-bench-master"
 TEAMS = 20
+# Users, each a member of one team (every 20th its admin): the Teams and Users pages' rows.
+USERS = 1000
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet")
 DAYS = 30
 CHUNK = 5000
@@ -56,13 +58,28 @@ def pages(today: date, request_id: str) -> dict[str, list[str]]:
     return {
         "keys": [key_list],
         "teams": ["/team/list"],
+        "team members": ["/team/info?team_id=team-0"],
         "users": ["/user/list?page_size=100"],
         "spend by team": [f"/global/spend/report?group_by=team&top_n=10&{span}", near],
         "spend by key": [f"/global/spend/report?group_by=api_key&top_n=10&{span}", near],
         "spend by model": [f"/global/spend/report?group_by=model&top_n=10&{span}", near],
+        "spend by user": [f"/global/spend/report?group_by=user&top_n=10&{span}", near],
+        "spend by tag": [f"/global/spend/report?group_by=tag&top_n=10&{span}", near],
+        "spend by organization": [
+            f"/global/spend/report?group_by=organization&top_n=10&{span}",
+            near,
+        ],
+        # The CSV of totals over the range, the 1,000 keys that spent most (spend.js).
+        "spend totals (CSV)": [
+            f"/global/spend/report?group_by=api_key&view=totals&top_n=1000&{span}"
+        ],
+        # A key without the report reads its own rows (spend.js); read here as the master,
+        # over every row, which is the heavier case.
+        "own usage (spend logs)": [f"/spend/logs?{span}&limit=1000"],
         "budgets near their limit": [near],
         "live": ["/metrics"],
-        "models": ["/model/info", "/metrics"],
+        "models": ["/metrics", "/model/info", "/v1/models"],
+        "playground": ["/v1/models"],
         "request inspector": [f"/spend/logs?request_id={request_id}&limit=1"],
     }
 
@@ -84,10 +101,11 @@ switchboard_settings:
 
 
 async def seed(database: Database, n_keys: int, n_rows: int) -> str:
-    """`n_keys` keys over TEAMS teams, and `n_rows` finished requests over DAYS days: the
-    spend rows and the daily aggregates the ledger (`workers.db.spend.record_spend`) writes,
-    inserted in bulk (the ledger's row-by-row upserts would take most of an hour for a
-    million; what is timed is the reading). Answers one request id."""
+    """TEAMS teams with USERS members, `n_keys` keys over the teams, and `n_rows` finished
+    requests over DAYS days: the spend rows and the daily aggregates the ledger
+    (`workers.db.spend.record_spend`) writes, inserted in bulk (the ledger's row-by-row
+    upserts would take most of an hour for a million; what is timed is the reading).
+    Answers one request id."""
     stamp = now()
     key_rows: list[dict[str, Any]] = []
     for i in range(n_keys):
@@ -104,7 +122,32 @@ async def seed(database: Database, n_keys: int, n_rows: int) -> str:
                 "updated_at": stamp,
             }
         )
+    team_rows = [
+        {"team_id": f"team-{t}", "team_alias": f"Team {t}", "max_budget": 10_000.0}
+        for t in range(TEAMS)
+    ]
+    user_rows = [
+        {
+            "user_id": f"user-{u}",
+            "user_email": f"user-{u}@example.com",
+            "user_role": "internal_user",
+        }
+        for u in range(USERS)
+    ]
+    members = [
+        {
+            "team_id": f"team-{u % TEAMS}",
+            "user_id": f"user-{u}",
+            "role": "admin" if u % 20 == 0 else "user",
+            "created_at": stamp,
+        }
+        for u in range(USERS)
+    ]
+    stamps = {"created_at": stamp, "updated_at": stamp}
     async with database.transaction() as conn:
+        await conn.execute(sa.insert(tables.teams), [{**row, **stamps} for row in team_rows])
+        await conn.execute(sa.insert(tables.users), [{**row, **stamps} for row in user_rows])
+        await conn.execute(sa.insert(tables.team_memberships), members)
         for chunk in range(0, n_keys, CHUNK):
             await conn.execute(sa.insert(tables.api_keys), key_rows[chunk : chunk + CHUNK])
     first = datetime.now(UTC) - timedelta(days=DAYS - 1)
