@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 from redis.asyncio import Redis
@@ -33,6 +34,9 @@ from tests.waiting import eventually
 from workers import redis_streams
 from workers.redis_streams import Keys
 from workers.testing.server import FakeUpstream
+
+# What Claude Code sends in `anthropic-beta` (its CLI's own list, abridged).
+CLAUDE_CODE_BETAS = "claude-code-20250219,interleaved-thinking-2025-05-14"
 
 pytestmark = pytest.mark.slow
 
@@ -380,6 +384,16 @@ async def test_up_demo_serves_a_stream_on_an_embedded_redis(tmp_path: Path) -> N
         async with client:
             _, _, text = await stream_text(client, "demo")
         assert text.startswith("This is a fake reply from gpt-4o")
+        # Claude Code sends betas on every request: the demo drops them for its
+        # OpenAI-shaped model (drop_params) instead of refusing them.
+        claude = anthropic.AsyncAnthropic(base_url=f"http://127.0.0.1:{port}", api_key=key)
+        async with claude:
+            betas = {"anthropic-beta": CLAUDE_CODE_BETAS}
+            async with claude.messages.stream(
+                model="demo", max_tokens=64, messages=HELLO, extra_headers=betas
+            ) as stream:
+                said = await stream.get_final_text()
+        assert said.startswith("This is a fake reply from gpt-4o")
         _, stranger = clients(port, "sk-not-a-key")
         async with stranger:
             with pytest.raises(openai.AuthenticationError):
