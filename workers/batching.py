@@ -53,13 +53,10 @@ class WriteBatcher:
         the order they were queued. The caller must consume the future (await it or add a
         done-callback that reads its exception), or a failed batch is logged as an exception
         never retrieved."""
-        loop = asyncio.get_running_loop()
-        if self._pipe is None:
-            self._pipe = self.redis.pipeline(transaction=False)
-            loop.call_soon(self._flush)
+        self._open_batch()
         if self._riders:
             self._board_riders()  # before `build`: Redis sees them in the order queued
-        done: asyncio.Future[list[Any]] = loop.create_future()
+        done: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._add(build, done)
         return done
 
@@ -87,10 +84,14 @@ class WriteBatcher:
     def _send_riders(self) -> None:
         if not self._riders:
             return
+        self._open_batch()
+        self._board_riders()
+
+    def _open_batch(self) -> None:
+        """This turn's pipeline, started (and its flush scheduled) if none is forming."""
         if self._pipe is None:
             self._pipe = self.redis.pipeline(transaction=False)
             asyncio.get_running_loop().call_soon(self._flush)
-        self._board_riders()
 
     def _board_riders(self) -> None:
         riders, self._riders = self._riders, []

@@ -267,7 +267,7 @@ class Attempts(Generic[T]):
         kept = [t for t in targets if t.route.deployment.label == self.pinned]
         if kept:
             return kept
-        if getattr(self.call, "pinned", "") == PIN_REASONING:
+        if _pins_reasoning(self.call):
             self.pinned = None
             return engine.tagged(group, targets, self.call.tags)
         raise InvalidRequest(
@@ -371,7 +371,7 @@ def pinned_unavailable(label: str, call: Call, cause: SwitchboardError) -> Servi
     as Retry-After."""
     timeout_s = call.timeout_s
     within = f" within the request's {timeout_s:g}s" if timeout_s is not None else ""
-    if getattr(call, "pinned", "") == PIN_REASONING:
+    if _pins_reasoning(call):
         why = (
             f"whose encrypted reasoning was made by deployment `{label}`, the one that "
             "should read it back"
@@ -421,3 +421,9 @@ def attempt_call(call: Call, route: Route, is_stream: bool, deadline: float | No
 def _pinned_to(call: Call) -> str | None:
     """The one deployment a call must go to (a Responses follow-up: `Pin`), or None."""
     return call.served_by if isinstance(call, ChatCall) and call.pinned else None
+
+
+def _pins_reasoning(call: Call) -> bool:
+    """Pinned only because its parent's encrypted reasoning was made there (a translated
+    follow-up), not because the provider holds the parent."""
+    return isinstance(call, ChatCall) and call.pinned == PIN_REASONING

@@ -124,14 +124,15 @@ class RedisFigures:
         self._counted.setdefault((group, name), collections.deque()).append(count)
 
         def landed(done: asyncio.Future[Any]) -> None:
-            if isinstance(_error_of(done), NoScriptError):
+            error = _error_of(done)
+            if isinstance(error, NoScriptError):
                 # Redis lost its script cache (a restart, SCRIPT FLUSH): this loads it again.
                 retry = asyncio.ensure_future(self._count_again(group, name, keys, args, count))
                 self._retries.add(retry)  # awaited by aclose() like a release's retry
                 retry.add_done_callback(self._retries.discard)
                 retry.add_done_callback(landed)
                 return
-            if (error := _error_of(done)) is not None:
+            if error is not None:
                 log.warning("could not count a routing admission: %s", error)
             if not count.landed.done():
                 count.landed.set_result(None)
@@ -181,12 +182,11 @@ class RedisFigures:
             oldest = counts.popleft()
             if not counts:
                 del self._counted[(group, name)]
-            if oldest.landed.done():
-                pass
-            elif self.batcher is not None and self.batcher.is_unsent(oldest.sent):
-                riding = oldest
-            else:
-                await asyncio.wait({oldest.landed})
+            if not oldest.landed.done():
+                if self.batcher is not None and self.batcher.is_unsent(oldest.sent):
+                    riding = oldest
+                else:
+                    await asyncio.wait({oldest.landed})
         keys, args = self._release_call(group, name, result)
         if self.batcher is not None and result.cooldown_s == 0:
             # Only a release that may start a cooldown has an answer worth waiting for (to log

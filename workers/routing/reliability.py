@@ -115,26 +115,33 @@ def fallback_groups(group: str, exc: SwitchboardError, settings: RouterSettings)
         chain = rule_targets(settings.content_policy_fallbacks, group)
     elif isinstance(exc, InvalidRequest):
         return []  # the same request fails the same way elsewhere
-    if not chain:
-        chain = rule_targets(settings.fallbacks, group) or list(settings.default_fallbacks or [])
-    unique = [name for i, name in enumerate(chain) if name != group and name not in chain[:i]]
-    return unique[: settings.max_fallbacks]
+    return _tried(chain or _general_chain(group, settings), group, settings)
 
 
 def every_fallback_group(group: str, settings: RouterSettings) -> list[str]:
     """Every model group `fallback_groups` may send `group` to, whatever the failure: what a
     front door checks a request against before the worker knows which one it will reach."""
-    general = rule_targets(settings.fallbacks, group) or list(settings.default_fallbacks or [])
     chains = (
-        general,
+        _general_chain(group, settings),
         rule_targets(settings.context_window_fallbacks, group),
         rule_targets(settings.content_policy_fallbacks, group),
     )
     found: list[str] = []
     for chain in chains:
-        unique = [name for i, name in enumerate(chain) if name != group and name not in chain[:i]]
-        found += [name for name in unique[: settings.max_fallbacks] if name not in found]
+        found += [name for name in _tried(chain, group, settings) if name not in found]
     return found
+
+
+def _general_chain(group: str, settings: RouterSettings) -> list[str]:
+    """The fallbacks for any failure: `group`'s rule, else default_fallbacks."""
+    return rule_targets(settings.fallbacks, group) or list(settings.default_fallbacks or [])
+
+
+def _tried(chain: list[str], group: str, settings: RouterSettings) -> list[str]:
+    """The groups of `chain` that are tried: each once, never `group` itself, at most
+    max_fallbacks."""
+    unique = [name for i, name in enumerate(chain) if name != group and name not in chain[:i]]
+    return unique[: settings.max_fallbacks]
 
 
 def rule_targets(rules: FallbackRules | None, group: str) -> list[str]:
