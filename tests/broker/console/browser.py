@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser
+    from playwright.async_api import Browser, Page
 
 ROOT = Path(__file__).resolve().parents[3]
 # Where the run writes a screenshot of each page (README shows two, from docs/screenshots/).
@@ -22,6 +22,8 @@ SCREENSHOTS = Path(
     os.environ.get("SWITCHBOARD_SCREENSHOTS", ROOT / "build" / "console-screenshots")
 )
 CANDIDATES = ("chromium", "chromium-browser")
+# How long a page's step may take before the test fails (Playwright's default is 30 s).
+WAIT_MS = 15_000
 
 
 def chromium_path() -> str | None:
@@ -61,3 +63,16 @@ async def chromium(executable: str) -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+async def new_page(
+    browser: Browser, *, width: int = 1280, height: int = 900, accept_downloads: bool = False
+) -> Page:
+    """A page in a context of its own (its own cookies: a fresh sign-in) at `width` x
+    `height`. The caller closes `page.context`."""
+    context = await browser.new_context(
+        viewport={"width": width, "height": height}, accept_downloads=accept_downloads
+    )
+    page = await context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    return page

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.broker.console.browser import SCREENSHOTS, chromium, require_browser
+from tests.broker.console.browser import SCREENSHOTS, chromium, new_page, require_browser
 from tests.broker.console.conftest import MASTER
 from tests.broker.harness import RunningFrontDoor
 from tests.broker.management.conftest import Api
@@ -27,7 +27,6 @@ from workers.db.spend import SpendRecord
 pytestmark = pytest.mark.timeout(180)
 # The keys page's page size (broker/console/static/keys.js).
 PAGE_SIZE = 100
-WAIT_MS = 15_000
 
 
 async def shot(page: Any, name: str) -> None:
@@ -44,16 +43,14 @@ async def sign_in(page: Any, url: str, key: str) -> None:
 async def test_sign_in_create_block_chat_and_sign_out_in_chromium(door: RunningFrontDoor) -> None:
     executable = require_browser()
     async with chromium(executable) as browser:
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        page.set_default_timeout(WAIT_MS)
+        page = await new_page(browser)
         await page.goto(door.url + "/ui")
         await shot(page, "signin")
         await sign_in(page, door.url, MASTER)
         await page.get_by_role("heading", name="Keys").wait_for()
 
         # The cookie: HttpOnly, SameSite=Strict, and no key in it or in the page's storage.
-        cookies = {c["name"]: c for c in await context.cookies()}
+        cookies = {c["name"]: c for c in await page.context.cookies()}
         assert cookies["sb_console"]["httpOnly"] is True
         assert cookies["sb_console"]["sameSite"] == "Strict"
         assert MASTER not in cookies["sb_console"]["value"]
@@ -130,7 +127,7 @@ async def test_sign_in_create_block_chat_and_sign_out_in_chromium(door: RunningF
             "fetch('/ui/api/session').then(r => r.json()).then(d => d.signed_in)"
         )
         assert status is False
-        await context.close()
+        await page.context.close()
 
 
 # Each page's link and heading, in the navigation's order.
@@ -173,9 +170,7 @@ async def test_every_page_works_on_a_phone_sized_screen(door: RunningFrontDoor, 
                 break
             await asyncio.sleep(0.1)
     async with chromium(executable) as browser:
-        context = await browser.new_context(viewport={"width": PHONE_WIDTH, "height": 844})
-        page = await context.new_page()
-        page.set_default_timeout(WAIT_MS)
+        page = await new_page(browser, width=PHONE_WIDTH, height=844)
         await sign_in(page, door.url, MASTER)
         await page.get_by_role("heading", name="Keys").wait_for()
         for link, heading in PAGES:
@@ -194,7 +189,7 @@ async def test_every_page_works_on_a_phone_sized_screen(door: RunningFrontDoor, 
             width = await page.evaluate("document.documentElement.scrollWidth")
             assert width <= PHONE_WIDTH + 10, f"{link} scrolls sideways on a phone: {width} px"
             await shot(page, f"{link.lower().replace(' ', '-')}-phone")
-        await context.close()
+        await page.context.close()
 
 
 async def record_requests(database: Database, token: str, count: int, cost: float) -> None:
@@ -238,11 +233,7 @@ async def test_spend_shows_the_ledgers_rows_exports_csv_and_flags_a_budget_near_
     created = await api.ok("POST", "/key/generate", {"key_alias": "heavy", "max_budget": 1})
     await record_requests(console_database, created["token_id"], 3, 0.3)  # 0.9 of 1.0
     async with chromium(executable) as browser:
-        context = await browser.new_context(
-            viewport={"width": 1280, "height": 900}, accept_downloads=True
-        )
-        page = await context.new_page()
-        page.set_default_timeout(WAIT_MS)
+        page = await new_page(browser, accept_downloads=True)
         await sign_in(page, door.url, MASTER)
         await page.get_by_role("link", name="Spend", exact=True).click()
         await page.locator("#spend-group").select_option("api_key")
@@ -281,7 +272,7 @@ async def test_spend_shows_the_ledgers_rows_exports_csv_and_flags_a_budget_near_
         await page.get_by_role("button", name="Inspect").click()
         await page.get_by_text("gpt-test[0]").wait_for()
         await shot(page, "request-inspector-row")
-        await context.close()
+        await page.context.close()
 
 
 async def test_an_internal_user_sees_its_own_pages_only(door: RunningFrontDoor, api: Api) -> None:
@@ -289,9 +280,7 @@ async def test_an_internal_user_sees_its_own_pages_only(door: RunningFrontDoor, 
     user = await api.ok("POST", "/user/new", {"user_id": "ann", "user_role": "internal_user"})
     await api.ok("POST", "/key/generate", {"key_alias": "someone-elses"})
     async with chromium(executable) as browser:
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        page.set_default_timeout(WAIT_MS)
+        page = await new_page(browser)
         await sign_in(page, door.url, user["key"])
         await page.get_by_role("heading", name="Keys").wait_for()
         nav = page.get_by_role("navigation")
@@ -305,7 +294,7 @@ async def test_an_internal_user_sees_its_own_pages_only(door: RunningFrontDoor, 
             ".filter(e => !e.labels || e.labels.length === 0).length"
         )
         assert unlabelled == 0
-        await context.close()
+        await page.context.close()
 
 
 async def test_the_keys_page_pages_through_many_keys(
@@ -327,16 +316,14 @@ async def test_the_keys_page_pages_through_many_keys(
                 },
             )
     async with chromium(executable) as browser:
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        page.set_default_timeout(WAIT_MS)
+        page = await new_page(browser)
         await sign_in(page, door.url, MASTER)
         await page.get_by_text("page 1 of 2").wait_for()
         await page.get_by_text(f"{PAGE_SIZE + 5} keys").wait_for()
         await page.get_by_role("button", name="Next").click()
         await page.get_by_text("page 2 of 2").wait_for()
         assert await page.locator("tbody tr").count() == 5
-        await context.close()
+        await page.context.close()
 
 
 async def database_keys_serve_requests(door: RunningFrontDoor, key: str) -> bool:
@@ -371,9 +358,7 @@ async def test_a_key_chats_in_the_playground_its_spend_appears_and_once_blocked_
     if not await database_keys_serve_requests(door, key):
         pytest.skip("database keys do not call models in this build yet (issue #17's mirror)")
     async with chromium(executable) as browser:
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        page.set_default_timeout(WAIT_MS)
+        page = await new_page(browser)
 
         # The new key chats in the playground.
         await sign_in(page, door.url, key)
@@ -423,4 +408,4 @@ async def test_a_key_chats_in_the_playground_its_spend_appears_and_once_blocked_
         # Signing in with the blocked key says why.
         await sign_in(page, door.url, key)
         await page.locator(".alert.error").filter(has_text="blocked").wait_for()
-        await context.close()
+        await page.context.close()

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.broker.console.browser import chromium, require_browser
+from tests.broker.console.browser import chromium, new_page, require_browser
 from tests.broker.console.conftest import MASTER
-from tests.broker.console.test_console_browser import WAIT_MS, shot, sign_in
+from tests.broker.console.test_console_browser import shot, sign_in
 from tests.broker.harness import RunningFrontDoor
 from tests.broker.management.conftest import Api
 from workers.db import keys
@@ -72,9 +72,7 @@ async def test_the_spend_page_pages_through_keys_near_their_budget(
     executable = require_browser()
     await seed_keys(console_database)
     async with chromium(executable) as browser:
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        page.set_default_timeout(WAIT_MS)
+        page = await new_page(browser)
         await sign_in(page, door.url, MASTER)
         await page.get_by_role("link", name="Spend", exact=True).click()
         near = page.locator("section", has_text="Budgets near their limit")
@@ -89,4 +87,4 @@ async def test_the_spend_page_pages_through_keys_near_their_budget(
         await near.get_by_text("page 2 of 2").wait_for()
         assert await near.locator("tbody tr").count() == 5
         assert await near.get_by_text("near-000", exact=True).count() == 1
-        await context.close()
+        await page.context.close()

@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.broker.console.browser import chromium, require_browser
+from tests.broker.console.browser import chromium, new_page, require_browser
 from tests.broker.console.conftest import MASTER, STATIC
-from tests.broker.console.test_console_browser import WAIT_MS, shot, sign_in
+from tests.broker.console.test_console_browser import shot, sign_in
 from tests.broker.harness import RunningFrontDoor, make_config, service
 from tests.broker.management.conftest import Api, general
 from workers.db import spend
@@ -128,9 +128,7 @@ async def test_the_inspector_page_shows_the_attempts(flaky_door: RunningFrontDoo
     async with aiohttp.ClientSession() as http:
         row = await spend_row(Api(http, flaky_door.url), request_id)
     async with chromium(executable) as browser:
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        page.set_default_timeout(WAIT_MS)
+        page = await new_page(browser)
         await sign_in(page, flaky_door.url, MASTER)
         await page.get_by_role("link", name="Request inspector").click()
         await page.locator("#inspect-id").fill(request_id)
@@ -154,7 +152,7 @@ async def test_the_inspector_page_shows_the_attempts(flaky_door: RunningFrontDoo
         second = await rows.nth(1).text_content() or ""
         assert "ok" in second and "retry" in second
         await shot(page, "request-inspector-attempts")
-        await context.close()
+        await page.context.close()
 
 
 async def test_a_team_admin_inspects_its_teams_requests_and_no_others(
@@ -187,9 +185,7 @@ async def test_a_team_admin_inspects_its_teams_requests_and_no_others(
     async with console_database.transaction() as conn:
         await spend.record_spend(conn, rows)
     async with chromium(executable) as browser:
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        page.set_default_timeout(WAIT_MS)
+        page = await new_page(browser)
         await sign_in(page, door.url, lead["key"])
         await page.get_by_role("link", name="Request inspector").click()
         await page.locator("#inspect-id").fill("req_core")
@@ -199,4 +195,4 @@ async def test_a_team_admin_inspects_its_teams_requests_and_no_others(
         await page.get_by_role("button", name="Inspect").click()
         await page.get_by_text("No record of this request yet").wait_for()
         assert await page.get_by_text("elsewhere-deployment").count() == 0
-        await context.close()
+        await page.context.close()

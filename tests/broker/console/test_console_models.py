@@ -13,9 +13,9 @@ import pytest
 from openai import AsyncOpenAI, PermissionDeniedError
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.broker.console.browser import chromium, require_browser
+from tests.broker.console.browser import chromium, new_page, require_browser
 from tests.broker.console.conftest import MASTER
-from tests.broker.console.test_console_browser import WAIT_MS, shot, sign_in
+from tests.broker.console.test_console_browser import shot, sign_in
 from tests.broker.harness import RunningFrontDoor, make_config, service
 from tests.broker.management.conftest import Api, general
 from workers import pricing
@@ -132,9 +132,7 @@ async def test_the_models_page_shows_each_groups_routing_and_the_playground_list
     executable = require_browser()
     limited = await new_key(admin, key_alias="gpt-only", models=["gpt-*"])
     async with chromium(executable) as browser:
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        page.set_default_timeout(WAIT_MS)
+        page = await new_page(browser)
         await sign_in(page, routed.url, MASTER)
         await page.get_by_role("link", name="Models", exact=True).click()
         routing = page.locator("section", has_text="How each model group is routed")
@@ -172,4 +170,4 @@ async def test_the_models_page_shows_each_groups_routing_and_the_playground_list
         routing = page.locator("section", has_text="How each model group is routed")
         await routing.get_by_role("cell", name="gpt-test", exact=True).wait_for()
         assert await routing.locator("tbody tr").count() == 1
-        await context.close()
+        await page.context.close()

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.broker.console.browser import chromium, require_browser
+from tests.broker.console.browser import chromium, new_page, require_browser
 from tests.broker.console.conftest import MASTER
-from tests.broker.console.test_console_browser import WAIT_MS, shot, sign_in
+from tests.broker.console.test_console_browser import shot, sign_in
 from tests.broker.harness import RunningFrontDoor
 from tests.broker.management.conftest import Api
 
@@ -58,9 +58,7 @@ async def test_an_admin_edits_a_teams_budget_models_and_a_members_role(
     executable = require_browser()
     await seed(api)
     async with chromium(executable) as browser:
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        page.set_default_timeout(WAIT_MS)
+        page = await new_page(browser)
         await sign_in(page, door.url, MASTER)
         await page.get_by_role("link", name="Teams", exact=True).click()
         await page.get_by_role("button", name="core").click()
@@ -109,7 +107,7 @@ async def test_an_admin_edits_a_teams_budget_models_and_a_members_role(
         assert await page.get_by_text("gone", exact=True).count() == 0
         status, _ = await api.get("/user/info", user_id="gone")
         assert status == 404
-        await context.close()
+        await page.context.close()
 
 
 async def test_a_team_admin_is_refused_a_budget_and_a_member_any_change(
@@ -118,9 +116,7 @@ async def test_a_team_admin_is_refused_a_budget_and_a_member_any_change(
     executable = require_browser()
     seeded = await seed(api)
     async with chromium(executable) as browser:
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        page.set_default_timeout(WAIT_MS)
+        page = await new_page(browser)
 
         # The team's admin may manage its members, not lift its own cap: the API's 403.
         await sign_in(page, door.url, seeded["lead"])
@@ -151,7 +147,7 @@ async def test_a_team_admin_is_refused_a_budget_and_a_member_any_change(
         ]
         for path, body in refused:
             assert await console_post(page, path, body) == 403, path
-        await context.close()
+        await page.context.close()
     info = (await api.ok("GET", "/team/info", team_id="core"))["team_info"]
     assert info["max_budget"] == 10
     assert await members(api) == {"lead": "admin", "mo": "user"}
