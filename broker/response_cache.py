@@ -30,7 +30,7 @@ from broker.frontdoor import FrontDoor
 from broker.hooks import FRONT_HOOKS, answered_here, team_of
 from broker.relay import Relay
 from workers import envelopes
-from workers.batching import WriteBatcher
+from workers.batching import WriteBatcher, failure_of
 from workers.connect import connect
 from workers.envelopes import KIND_CHAT, KIND_EMBEDDING, KIND_TEXT_COMPLETION, Meta, Record
 from workers.hooks import api_shapes
@@ -279,11 +279,7 @@ def _queued(_: object) -> int:
 
 
 def _log_store_failure(done: asyncio.Future[list[Any]]) -> None:
-    if done.cancelled():
-        return
-    failure = done.exception()
-    if failure is None:
-        failure = next((r for r in done.result() if isinstance(r, Exception)), None)
+    failure = failure_of(done)
     if failure is not None:
         # The answer is simply not cached (a lock left behind expires by itself).
         log.warning("response cache unwritable (%s): answer not stored", type(failure).__name__)

@@ -142,3 +142,16 @@ class WriteBatcher:
         self._flush()
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
+
+
+def failure_of(done: asyncio.Future[Any]) -> BaseException | None:
+    """What went wrong with a queued write, once its future is done: the batch's own error
+    (the connection), else the first of its commands' errors; None for success, and for a
+    write cancelled at shutdown. A future that is not a batch's (a retry's plain answer) is
+    judged by its exception alone."""
+    if done.cancelled():
+        return None
+    error = done.exception()
+    if error is None and isinstance(done.result(), list):
+        error = next((reply for reply in done.result() if isinstance(reply, Exception)), None)
+    return error

@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from tests.conftest import RoundTrips
-from workers.batching import WriteBatcher
+from workers.batching import WriteBatcher, failure_of
 
 
 def xadd(stream: str, entry_id: str, then_expire: bool = False) -> Any:
@@ -50,6 +50,25 @@ async def test_a_failing_command_is_returned_only_to_its_writer(
         )
     assert ok == [b"0-1"]
     assert len(refused) == 1 and isinstance(refused[0], ResponseError)
+
+
+async def test_failure_of_names_a_commands_error_or_the_batchs(
+    redis: Redis, namespace: str
+) -> None:
+    batcher = WriteBatcher(redis)
+    await redis.xadd(f"{namespace}:taken", {b"f": b"v"}, id="0-5")
+    ok = batcher.queue(xadd(f"{namespace}:free", "0-1"))
+    refused = batcher.queue(xadd(f"{namespace}:taken", "0-3"))
+    async with asyncio.timeout(5):
+        await asyncio.wait({ok, refused})
+    assert failure_of(ok) is None
+    assert isinstance(failure_of(refused), ResponseError)
+    unreachable = WriteBatcher(Redis.from_url("redis://127.0.0.1:1/0"))
+    lost = unreachable.queue(xadd("x", "0-1"))
+    async with asyncio.timeout(5):
+        await asyncio.wait({lost})
+    assert isinstance(failure_of(lost), RedisConnectionError)
+    await unreachable.redis.aclose()
 
 
 async def test_a_lost_connection_reaches_every_writer_of_the_batch() -> None:

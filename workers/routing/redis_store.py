@@ -18,7 +18,7 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
-from workers.batching import Build, WriteBatcher
+from workers.batching import Build, WriteBatcher, failure_of
 from workers.redis_streams import Keys, RoutingKeys
 from workers.routing import scripts
 from workers.routing.figures import DeploymentFigures, parse_snapshot, script_keys
@@ -124,7 +124,7 @@ class RedisFigures:
         self._counted.setdefault((group, name), collections.deque()).append(count)
 
         def landed(done: asyncio.Future[Any]) -> None:
-            error = _error_of(done)
+            error = failure_of(done)
             if isinstance(error, NoScriptError):
                 # Redis lost its script cache (a restart, SCRIPT FLUSH): this loads it again.
                 retry = asyncio.ensure_future(self._count_again(group, name, keys, args, count))
@@ -144,7 +144,7 @@ class RedisFigures:
     ) -> Any:
         answer = await self._admit(keys=keys, args=args)
         behind = count.release_behind
-        if behind is not None and behind.done() and _error_of(behind) is None:
+        if behind is not None and behind.done() and failure_of(behind) is None:
             # The release that rode behind the failed count has landed already: this count
             # comes too late to be taken back by it, so its slot is given back here (its rpm
             # and tpm stay counted).
@@ -230,10 +230,7 @@ class RedisFigures:
         sent = self.batcher.queue(self._evalsha(self._release, keys, args))
 
         def check(done: asyncio.Future[list[Any]]) -> None:
-            if done.cancelled():
-                return
-            error = done.exception()
-            if error is None and not isinstance(done.result()[0], Exception):
+            if failure_of(done) is None:
                 return
             # NOSCRIPT (a flushed script cache) or a lost connection: retried, because a
             # release that never lands keeps the slot counted for as long as this worker lives.
@@ -313,17 +310,6 @@ class _Count:
         self.landed = landed  # resolved once it is in Redis, after a retry if it needed one
         # The release that went out in the same batch, behind it, if one did.
         self.release_behind: asyncio.Future[list[Any]] | None = None
-
-
-def _error_of(done: asyncio.Future[Any]) -> BaseException | None:
-    """What went wrong with a batched write or a retry: the batch's or its command's error."""
-    if done.cancelled():  # shutting down: nothing to say
-        return None
-    error = done.exception()
-    if error is None and isinstance(done.result(), list) and done.result():
-        reply = done.result()[0]
-        error = reply if isinstance(reply, Exception) else None
-    return error
 
 
 async def _answer(result: Any, script: AsyncScript, keys: list[str], args: Sequence[Any]) -> Any:
