@@ -121,6 +121,22 @@ export function budgetCell(row) {
 // "a, b" from a text field, as the API's list of names.
 export const names = (text) => text.split(",").map((m) => m.trim()).filter(Boolean);
 
+// What an edit form changes of a team's or a user's budget and model list, as the update
+// APIs take it: `{ changes }`, or `{ error }` for a budget emptied (the API can change a
+// budget, not remove one). `noun` names the thing in that message ("team", "user").
+export function budgetAndModelChanges(current, budget, models, noun) {
+  const changes = {};
+  if (budget.value.trim() !== String(current.max_budget ?? "")) {
+    if (budget.value.trim() === "") {
+      return { error: `A ${noun}'s budget cannot be removed, only changed: enter a new one.` };
+    }
+    changes.max_budget = Number(budget.value);
+  }
+  const modelList = names(models.value);
+  if (modelList.join(",") !== (current.models || []).join(",")) changes.models = modelList;
+  return { changes };
+}
+
 export function when(value) {
   if (!value) return "–";
   return String(value).replace("T", " ").slice(0, 16);

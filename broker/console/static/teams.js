@@ -2,7 +2,7 @@
 // change (a team admin may rename its team, only a proxy admin may change its budget or
 // models); its refusals and validation messages are shown as they come.
 import { session, h, field, input, alertBox, showError, showOk, api, table, budgetCell,
-  names, isAdmin } from "./core.js";
+  names, isAdmin, budgetAndModelChanges } from "./core.js";
 
 const TEAM_ROLES = ["user", "admin"];
 
@@ -26,16 +26,10 @@ function editTeamForm(info, box, done) {
     h("button", { type: "submit" }, "Save team"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const body = { team_id: info.team_id };
+    const { changes, error } = budgetAndModelChanges(info, budget, models, "team");
+    if (error) return showError(box, error);
+    const body = { team_id: info.team_id, ...changes };
     if (alias.value.trim() !== (info.team_alias ?? "")) body.team_alias = alias.value.trim();
-    if (budget.value.trim() !== String(info.max_budget ?? "")) {
-      if (budget.value.trim() === "") {
-        return showError(box, "A team's budget cannot be removed, only changed: enter a new one.");
-      }
-      body.max_budget = Number(budget.value);
-    }
-    const modelList = names(models.value);
-    if (modelList.join(",") !== (info.models || []).join(",")) body.models = modelList;
     if (Object.keys(body).length === 1) return showOk(box, "Nothing changed.");
     const result = await api("POST", "/team/update", body);
     if (!result.ok) return showError(box, result);

@@ -1,7 +1,7 @@
 // Users: roles, budgets, model lists (the /user/* API): create (its key shown once), edit,
 // delete. Only a proxy admin may change users; the API's messages are shown as they come.
-import { h, field, input, alertBox, showError, showOk, api, table, budgetCell, names, pager,
-  isAdmin } from "./core.js";
+import { h, field, input, alertBox, showError, showOk, api, table, budgetCell, pager,
+  isAdmin, budgetAndModelChanges } from "./core.js";
 
 const ROLES = ["internal_user", "internal_user_viewer", "proxy_admin_viewer", "proxy_admin"];
 
@@ -57,16 +57,10 @@ function editUserForm(user, box, done) {
     h("button", { type: "button", class: "secondary", onclick: () => done(false) }, "Cancel"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const body = { user_id: user.user_id };
+    const { changes, error } = budgetAndModelChanges(user, budget, models, "user");
+    if (error) return showError(box, error);
+    const body = { user_id: user.user_id, ...changes };
     if (role.value !== user.user_role) body.user_role = role.value;
-    if (budget.value.trim() !== String(user.max_budget ?? "")) {
-      if (budget.value.trim() === "") {
-        return showError(box, "A user's budget cannot be removed, only changed: enter a new one.");
-      }
-      body.max_budget = Number(budget.value);
-    }
-    const modelList = names(models.value);
-    if (modelList.join(",") !== (user.models || []).join(",")) body.models = modelList;
     if (Object.keys(body).length === 1) return showOk(box, "Nothing changed.");
     const result = await api("POST", "/user/update", body);
     if (!result.ok) return showError(box, result);
