@@ -252,6 +252,18 @@ async def cool_down(
     assert await figures.release(group, deployment, failure) is True
 
 
+async def completed_in(sdk: Any, *, stream: bool, **create: Any) -> float:
+    """Seconds until `responses.create(**create)` completed, whole or streamed to its end."""
+    started = time.monotonic()
+    reply = await sdk.responses.create(stream=stream, **create)
+    if stream:
+        events = [event async for event in reply]
+        assert events[-1].type == "response.completed"
+    else:
+        assert reply.status == "completed"
+    return time.monotonic() - started
+
+
 async def holder(redis: Redis, namespace: str, response_id: str) -> str:
     # redis-py types HGET for its sync and async clients at once.
     raw: Any = await cast(
@@ -272,16 +284,9 @@ async def test_a_follow_up_waits_for_its_cooling_deployment(
         held_by = await holder(redis, namespace, first.id)
         fake.state.clear()
         await cool_down(redis, namespace, held_by, 1.5)
-        started = time.monotonic()
-        reply = await sdk.responses.create(
-            model="held", input="and then?", previous_response_id=first.id, stream=stream
+        waited_s = await completed_in(
+            sdk, model="held", input="and then?", previous_response_id=first.id, stream=stream
         )
-        if stream:
-            events = [event async for event in reply]
-            assert events[-1].type == "response.completed"
-        else:
-            assert reply.status == "completed"
-        waited_s = time.monotonic() - started
     assert 1.0 <= waited_s < 10
     assert len(account_of(fake, first.id)) == 1  # one call, to the holder, once it came back
 

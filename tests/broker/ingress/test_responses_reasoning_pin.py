@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -19,7 +18,7 @@ from redis.asyncio import Redis
 
 from tests.broker.harness import make_config, service
 from tests.broker.ingress.setup import TIMEOUT_S
-from tests.broker.ingress.test_responses_held import cool_down
+from tests.broker.ingress.test_responses_held import completed_in, cool_down
 from workers.redis_streams import Keys
 
 GROUP = "claude-pair"
@@ -73,20 +72,14 @@ async def test_a_follow_up_with_encrypted_reasoning_waits_for_its_deployment(
         first, account = await first_turn(sdk, fake, reasoning=REASONING)
         assert any(i.type == "reasoning" and i.encrypted_content for i in first.output)
         await cool_down(redis, namespace, await served_by(redis, namespace, first.id), 1.5, GROUP)
-        started = time.monotonic()
-        reply = await sdk.responses.create(
+        waited_s = await completed_in(
+            sdk,
             model=GROUP,
             input="Again",
             previous_response_id=first.id,
             reasoning=REASONING,
             stream=stream,
         )
-        if stream:
-            events = [event async for event in reply]
-            assert events[-1].type == "response.completed"
-        else:
-            assert reply.status == "completed"
-        waited_s = time.monotonic() - started
     assert 1.0 <= waited_s < 10
     assert accounts(fake) == [account]  # one call, to the parent's deployment, once back
 
