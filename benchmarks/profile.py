@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -165,16 +165,20 @@ def task_of(stack: str) -> str:
     return frames[0]
 
 
-def read_tasks(path: Path) -> tuple[Counter[str], int]:
-    tasks: Counter[str] = Counter()
-    total = 0
+def stacks(path: Path) -> Iterator[tuple[str, int]]:
+    """(stack, samples) per line of py-spy's collapsed-stack output."""
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        tasks[task_of(stack)] += int(count_text)
-        total += int(count_text)
-    return tasks, total
+        if stack and count_text.isdigit():
+            yield stack, int(count_text)
+
+
+def read_tasks(path: Path) -> tuple[Counter[str], int]:
+    """Samples by the coroutine they ran in (`task_of`)."""
+    tasks: Counter[str] = Counter()
+    for stack, count in stacks(path):
+        tasks[task_of(stack)] += count
+    return tasks, sum(tasks.values())
 
 
 def read_collapsed(path: Path) -> tuple[Counter[str], Counter[str], int]:
@@ -182,11 +186,7 @@ def read_collapsed(path: Path) -> tuple[Counter[str], Counter[str], int]:
     areas: Counter[str] = Counter()
     functions: Counter[str] = Counter()
     total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
+    for stack, count in stacks(path):
         leaf = stack.split(";")[-1]
         areas[area_of(leaf)] += count
         functions[leaf] += count
