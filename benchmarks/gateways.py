@@ -36,8 +36,20 @@ UPSTREAM_SLOW_STREAM_MODEL = f"gpt-4o-mini~chunks={STREAM_CHUNKS}~chunk_delay=0.
 SOAK_WORKER_CONCURRENCY = 1024
 # Both gateways check it on every request (LiteLLM refuses to start without one).
 MASTER_KEY = "sk-bench-5f0c9d3e8a7b41c2a6e9d0f1b2c3d4e5"
-# The name suffix of a Switchboard target in issue #22's "everything on" configuration.
+# The name suffixes of Switchboard targets in issue #22's "everything on" configuration, and
+# in the same without its `otel` callback (what issue #19's "callbacks on vs off" compares).
 EVERYTHING_ON = "-on"
+ON_WITHOUT_CALLBACKS = "-on-no-otel"
+LABELS = {
+    "": ", everything off",
+    EVERYTHING_ON: ", everything on",
+    ON_WITHOUT_CALLBACKS: ", everything on but the otel callback",
+}
+
+
+def has_database_key(name: str) -> bool:
+    """Whether a target runs with a database virtual key (created once it is up)."""
+    return name.endswith((EVERYTHING_ON, ON_WITHOUT_CALLBACKS))
 
 
 def write_config(path: Path, upstream_url: str) -> Path:
@@ -153,8 +165,7 @@ def switchboard(
     service = Service(name, pinned(argv, cpus), env=env, log_path=logs / f"{name}.log")
     return Target(
         name,
-        f"Switchboard {front_doors} front door + {workers} worker"
-        + (", everything on" if suffix == EVERYTHING_ON else ", everything off"),
+        f"Switchboard {front_doors} front door + {workers} worker" + LABELS[suffix],
         port,
         front_doors + workers + 1,
         cpus,

@@ -127,3 +127,22 @@ def issue_22(
 def _field(points: Points, sb: str, mode: str, concurrency: int, name: str) -> float | None:
     value = points.get((sb, mode, concurrency), {}).get(name)
     return value if isinstance(value, float | int) else None
+
+
+def issue_19(points: Points, *, on: str, without: str) -> list[dict[str, Any]]:
+    """Issue 19's "callbacks on (otel to a local receiver) may add at most 10% CPU per
+    request": the everything-on target (`on`) against the same without its callback
+    (`without`), at each concurrency both ran, streams and not."""
+    checks = []
+    for (name, mode, concurrency), point in sorted(points.items()):
+        base = points.get((without, mode, concurrency))
+        if name != on or base is None:
+            continue
+        with_cb, without_cb = point.get("cpu_ms_per_request"), base.get("cpu_ms_per_request")
+        added = None
+        if with_cb is not None and without_cb:
+            added = (with_cb / without_cb - 1) * 100
+        checks.append(
+            _at_most(f"otel callback, {mode} c={concurrency}: CPU/request added", added, 10, "%")
+        )
+    return checks

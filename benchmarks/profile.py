@@ -59,6 +59,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="issue #22's realistic configuration: a database key, the ledger, otel",
     )
+    parser.add_argument(
+        "--without-otel",
+        action="store_true",
+        help="with --everything-on: all of it but the otel callback (issue #19's baseline)",
+    )
     return parser.parse_args(argv)
 
 
@@ -313,8 +318,9 @@ async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> None:
         with tempfile.TemporaryDirectory() as tmp, upstream(Path(tmp), plan["client"]) as port:
             config = gateways.write_config(Path(tmp, "config.yaml"), f"http://127.0.0.1:{port}")
             if args.everything_on:
+                otlp_url = None if args.without_otel else sink.url
                 config = realistic.everything_on(
-                    config, Path(tmp, "config-on.yaml"), Path(tmp, "data"), sink.url
+                    config, Path(tmp, "config-on.yaml"), Path(tmp, "data"), otlp_url
                 )
             target = gateways.switchboard(
                 free_port(), config, Path(tmp), front_doors=1, workers=1, cpus=plan["gateway"]

@@ -6,13 +6,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-from benchmarks import goals
+from benchmarks import gateways, goals
 
 Point = dict[str, Any]
+# Switchboard 1+1 everything on, and the same without its otel callback.
+ON = "switchboard-1x1" + gateways.EVERYTHING_ON
+ON_WITHOUT_CALLBACKS = "switchboard-1x1" + gateways.ON_WITHOUT_CALLBACKS
 PAIRS = {
     "switchboard-1x1": "litellm-1",
     "switchboard-2x2": "litellm-2",
-    "switchboard-1x1-on": "litellm-1",
+    ON: "litellm-1",
 }
 
 
@@ -98,8 +101,9 @@ def summarize(document: dict[str, Any]) -> dict[str, Any]:
         "targets": goals.issue_5(document, points, ratios),
         "targets_issue_22": [
             *goals.issue_22(points, ratios, _burst(document), label="off: "),
-            *goals.issue_22(points, ratios, None, sb="switchboard-1x1-on", label="on: "),
+            *goals.issue_22(points, ratios, None, sb=ON, label="on: "),
         ],
+        "targets_issue_19": goals.issue_19(points, on=ON, without=ON_WITHOUT_CALLBACKS),
     }
 
 
@@ -275,6 +279,10 @@ run against the same fake upstream (`python -m workers.testing`) and the same cl
 ## Targets (issue 22)
 
 {_targets_table(document["summary"], "targets_issue_22")}
+
+## Targets (issue 19): the otel callback's CPU, everything else on in both
+
+{_targets_table(document["summary"], "targets_issue_19")}
 
 ## Against LiteLLM (same process count)
 

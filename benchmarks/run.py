@@ -66,7 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--everything-on",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also Switchboard 1+1 with a database key, the ledger and an otel callback",
+        help="also Switchboard 1+1 with a database key, the ledger and an otel callback, "
+        "and the same without the callback",
     )
     parser.add_argument("--settle-s", type=float, help="idle seconds before the burst's last RSS")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
@@ -150,7 +151,7 @@ async def measure(
     try:
         if service is not None:
             await wait_http_ready(target.port, target.ready_path, target.ready_timeout_s, service)
-        if target.name.endswith(gateways.EVERYTHING_ON):
+        if gateways.has_database_key(target.name):
             target.api_key = await realistic.database_key(target.port)
         points = []
         for stream in (False, True):
@@ -270,15 +271,25 @@ def build_targets(
             )
         )
     if args.everything_on:
-        on = realistic.everything_on(
-            config, args.out / "config-on.yaml", args.out / "data-on", args.otlp_sink.url
-        )
-        suffix = gateways.EVERYTHING_ON
-        targets.append(
-            gateways.switchboard(
-                free_port(), on, logs, front_doors=1, workers=1, cpus=plan["gateway"], suffix=suffix
+        variants = {
+            gateways.EVERYTHING_ON: args.otlp_sink.url,
+            gateways.ON_WITHOUT_CALLBACKS: None,
+        }
+        for suffix, otlp_url in variants.items():
+            on = realistic.everything_on(
+                config, args.out / f"config{suffix}.yaml", args.out / f"data{suffix}", otlp_url
             )
-        )
+            targets.append(
+                gateways.switchboard(
+                    free_port(),
+                    on,
+                    logs,
+                    front_doors=1,
+                    workers=1,
+                    cpus=plan["gateway"],
+                    suffix=suffix,
+                )
+            )
     if not args.skip_litellm:
         for workers in (int(n) for n in args.litellm_workers.split(",")):
             cpus = plan["gateway"] if workers == 1 else None

@@ -39,7 +39,7 @@ def test_quick_run_without_litellm_produces_every_figure(tmp_path: Path) -> None
         "--burst-connections=20",
         f"--out={tmp_path}",
     ]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=100)
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=150)
     assert done.returncode == 0, done.stdout + done.stderr
 
     results = json.loads((tmp_path / "results.json").read_text())
@@ -48,6 +48,7 @@ def test_quick_run_without_litellm_produces_every_figure(tmp_path: Path) -> None
         "switchboard-1x1",
         "switchboard-2x2",
         "switchboard-1x1-on",  # issue 22's everything on: a database key, ledger, otel
+        "switchboard-1x1-on-no-otel",  # the same without otel: issue 19's callbacks off
     ]
     for target in results["targets"]:
         points = {(p["mode"], p["concurrency"]) for p in target["points"]}
@@ -68,6 +69,11 @@ def test_quick_run_without_litellm_produces_every_figure(tmp_path: Path) -> None
         assert scenario["peak_processes_rss_mib"] > 0 and scenario["peak_redis_rss_mib"] > 0
     assert {c["target"] for c in results["summary"]["targets"]}
     assert "## Targets (issue 5)" in (tmp_path / "RESULTS.md").read_text()
+    assert {c["target"] for c in results["summary"]["targets_issue_19"]} == {
+        f"otel callback, {mode} c={c}: CPU/request added"
+        for mode in ("non-stream", "stream")
+        for c in (1, 4)
+    }
     ours_on = results["targets"][3]
     # The everything-on target really ran with a database key whose spend was counted.
     log = (tmp_path / "logs" / "switchboard-1x1-on.log").read_text()
