@@ -55,6 +55,21 @@ def cpu_s(pids: Sequence[int]) -> float:
     return total / TICKS_PER_S
 
 
+def thread_cpu_s(pid: int) -> tuple[float, float]:
+    """A process's CPU seconds so far: its main thread's (the event loop's) and the rest's
+    (the OpenTelemetry SDK's exporter, asyncio.to_thread's pool, aiosqlite)."""
+    main = others = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            used = int(fields[11]) + int(fields[12])
+            if task.name == str(pid):
+                main += used
+            else:
+                others += used
+    return main / TICKS_PER_S, others / TICKS_PER_S
+
+
 def rss_bytes(pids: Sequence[int]) -> int:
     total = 0
     for pid in pids:

@@ -26,7 +26,14 @@ from typing import cast
 
 from benchmarks import gateways, realistic
 from benchmarks.loadgen import Client, build_request
-from benchmarks.procs import cpu_s, descendants, is_redis, pinned, wait_http_ready
+from benchmarks.procs import (
+    cpu_s,
+    descendants,
+    is_redis,
+    pinned,
+    thread_cpu_s,
+    wait_http_ready,
+)
 from benchmarks.run import free_port, run_pinned, upstream
 
 # The innermost frame's file decides where a sample's CPU went; first match wins.
@@ -252,6 +259,8 @@ async def profile_mode(
         redis_url = redis_url_of(by_role["worker"][0])
         window: list[Counter[str]] = []
         before = {role: cpu_s(pids) for role, pids in by_role.items()}
+        loops = {role: by_role[role][0] for role in ("front door", "worker")}
+        threads_before = {role: thread_cpu_s(pid) for role, pid in loops.items()}
         samplers = []
         if use_py_spy:
             # Started with the warm-up second, ending with the measured window.
@@ -269,6 +278,10 @@ async def profile_mode(
             api_key=target.api_key or gateways.MASTER_KEY,
         )
         used = {role: cpu_s(pids) - before[role] for role, pids in by_role.items()}
+        threads = {
+            role: [a - b for a, b in zip(thread_cpu_s(pid), threads_before[role], strict=True)]
+            for role, pid in loops.items()
+        }
         for sampler in samplers:
             await asyncio.to_thread(sampler.wait, 60)
         if args.keep is not None:
@@ -286,6 +299,9 @@ async def profile_mode(
         for role, seconds in used.items():
             lines.append(f"| {role} | {seconds * 1e6 / done:,.0f} |")
         lines.append(f"| **all** | **{sum(used.values()) * 1e6 / done:,.0f}** |")
+        lines += ["", "| process | event loop thread µs | other threads µs |", "|---|---:|---:|"]
+        for role, (loop_s, others_s) in threads.items():
+            lines.append(f"| {role} | {loop_s * 1e6 / done:,.0f} | {others_s * 1e6 / done:,.0f} |")
         lines += redis_lines(window[0], window[1], done)
         if use_py_spy:
             for role, path in outputs.items():
