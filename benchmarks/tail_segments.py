@@ -18,7 +18,12 @@ request's client-side times are joined with its spans by trace id and cut into s
 The worker's times are in milliseconds (`started_ms`, `ended_ms`), so the segments on each
 side of them carry up to 1 ms of rounding each way; the rest are nanoseconds. The table
 compares the median requests with the slowest 1% and 2%, and lists the slowest requests with
-the worker's span exports and the front door's nearest to them in time.
+the span exports (the callbacks consumers' and the front door's) nearest to them in time.
+
+With `--probe` each gateway process also notes when it did its background work
+(benchmarks/tail_probe/sitecustomize.py: the ledger's batches, every span export, cycle
+collections), and a last table puts each group's requests down to what ran beside them.
+`--report-only` prints the tables again from what a run left in `--out`.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +55,8 @@ SEGMENTS = (
     "relay end -> client",
 )
 _NS_PER_MS = 1_000_000
+# Put on the gateway's PYTHONPATH with --probe: its sitecustomize notes background work.
+PROBE = Path(__file__).resolve().parent / "tail_probe"
 # An export is encoded (protobuf, in the exporting process) just before it arrives: one that
 # arrives from a request's start to this long after its end may have run beside it.
 EXPORT_REACH_NS = 20 * _NS_PER_MS
@@ -102,7 +111,8 @@ class Spans:
 
 def decode_spans(dump: Path) -> tuple[dict[str, Spans], list[tuple[int, str, int]]]:
     """Every span the sink kept, by trace id, and each export as (arrived ns, whose, spans):
-    "front door" for the relay spans' exports, "worker" for the callbacks consumer's."""
+    "front door" for the relay spans' exports, "callbacks" for a callbacks consumer's (a
+    worker's or the batch process's: the sink cannot tell which)."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
@@ -123,7 +133,7 @@ def decode_spans(dump: Path) -> tuple[dict[str, Spans], list[tuple[int, str, int
                     trace.by_name[span.name] = times
                     names.add(span.name)
                     count += 1
-        whose = "front door" if names == {"switchboard.relay"} else "worker"
+        whose = "front door" if names == {"switchboard.relay"} else "callbacks"
         exports.append((arrived_ns, whose, count))
     return traces, exports
 
@@ -175,7 +185,7 @@ def _table(
             for group in groups.values()
         ]
         yield f"| {segment} | " + " | ".join(f"{v:.2f}" for v in means) + " |"
-    for whose in ("front door", "worker"):
+    for whose in ("front door", "callbacks"):
         shares = [
             100 * sum(_beside(sent, exports, whose) for sent, _ in group) / len(group)
             for group in groups.values()
@@ -214,6 +224,60 @@ def _slowest(
         )
 
 
+def _probed(folder: Path) -> list[tuple[str, int, int]]:
+    """What --probe noted: (name, start ns, end ns), from every process."""
+    noted = []
+    for path in folder.glob("*.txt"):
+        for line in path.read_text().splitlines():
+            name, start_ns, end_ns = line.split()
+            noted.append((name, int(start_ns), int(end_ns)))
+    return noted
+
+
+# The background work a slow request is put down to, the first that matches: an export of
+# the worker's callbacks consumer (with the spans' building before it) or of the front door's
+# spans that ran beside it, or a ledger batch that began from shortly before it to its end.
+CAUSES = (
+    "worker's callbacks export",
+    "front door's span export",
+    "a ledger batch began",
+    "none of these",
+)
+
+
+def _cause(sent: Sent, noted: list[tuple[str, int, int]]) -> str:
+    start, end = sent.start_ns, sent.end_ns
+    beside = {name for name, a, b in noted if a < end and b > start}
+    if "cb-try-worker" in beside:
+        return CAUSES[0]
+    if "fd-export" in beside:
+        return CAUSES[1]
+    reach = EXPORT_REACH_NS // 2
+    if any(name == "ledger-write" and start - reach <= a <= end for name, a, _ in noted):
+        return CAUSES[2]
+    return CAUSES[3]
+
+
+def _beside_work(
+    rows: list[tuple[Sent, list[int]]], noted: list[tuple[str, int, int]]
+) -> Iterator[str]:
+    """Each group's requests by the background work that ran beside them (--probe)."""
+    by_latency = sorted((sent for sent, _ in rows), key=lambda s: s.end_ns - s.start_ns)
+    n = len(by_latency)
+    groups = {
+        "median (p45-p55)": by_latency[int(n * 0.45) : int(n * 0.55)],
+        "p90-p98": by_latency[int(n * 0.90) : int(n * 0.98)],
+        "slowest 2%": by_latency[int(n * 0.98) :],
+        "slowest 1%": by_latency[int(n * 0.99) :],
+    }
+    yield "| beside, % of requests | " + " | ".join(groups) + " |"
+    yield "|---|" + "---:|" * len(groups)
+    counted = {name: Counter(_cause(s, noted) for s in group) for name, group in groups.items()}
+    for cause in CAUSES:
+        shares = [100 * counted[name][cause] / len(group) for name, group in groups.items()]
+        yield f"| {cause} | " + " | ".join(f"{v:.0f}" for v in shares) + " |"
+
+
 async def _sink(port: int, out: Path) -> asyncio.subprocess.Process:
     argv = [sys.executable, "-m", "benchmarks.otlp_sink", "--port", str(port)]
     argv += ["--counts", str(out / "sink-counts"), "--dump", str(out / "spans.bin")]
@@ -231,6 +295,7 @@ async def _sink(port: int, out: Path) -> asyncio.subprocess.Process:
 
 async def measure(args: argparse.Namespace, plan: dict[str, str | None], upstream: int) -> None:
     out: Path = args.out
+    shutil.rmtree(out / "data-on", ignore_errors=True)  # a team from an earlier run
     sink_port = run.free_port()
     sink = await _sink(sink_port, out)
     config = gateways.write_config(out / "config.yaml", f"http://127.0.0.1:{upstream}")
@@ -246,7 +311,12 @@ async def measure(args: argparse.Namespace, plan: dict[str, str | None], upstrea
         cpus=plan["gateway"],
         suffix=gateways.EVERYTHING_ON,
     )
-    assert target.service is not None
+    assert target.service is not None and target.service.env is not None
+    if args.probe:
+        shutil.rmtree(out / "probe", ignore_errors=True)
+        (out / "probe").mkdir()
+        target.service.env["PYTHONPATH"] = str(PROBE)
+        target.service.env["TAIL_PROBE_DIR"] = str(out / "probe")
     target.service.start()
     try:
         await wait_http_ready(target.port, target.ready_path, 60, target.service)
@@ -283,10 +353,18 @@ def report(out: Path) -> None:
         cut = segments_ns(request, spans) if spans is not None and request.ok else None
         if cut is not None:
             rows.append((request, cut))
-    print(f"{len(sent)} requests measured, {len(rows)} with every span\n")
+    latencies = sorted((r.end_ns - r.start_ns) / _NS_PER_MS for r, _ in rows)
+    p50, p90, p99 = (
+        latencies[min(len(latencies) - 1, int(len(latencies) * q))] for q in (0.5, 0.9, 0.99)
+    )
+    print(f"{len(sent)} requests measured, {len(rows)} with every span")
+    print(f"client latency p50 {p50:.2f} ms, p90 {p90:.2f}, p99 {p99:.2f}\n")
     print("\n".join(_table(rows, exports)))
     print()
     print("\n".join(_slowest(rows, exports, sent[0].start_ns)))
+    if (out / "probe").is_dir():
+        print()
+        print("\n".join(_beside_work(rows, _probed(out / "probe"))))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
     parser.add_argument("--out", type=Path, default=Path("/tmp/tail-segments"))
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument(
+        "--probe", action="store_true", help="note the gateway's background work (tail_probe/)"
+    )
     parser.add_argument("--report-only", action="store_true", help="re-read --out, run nothing")
     args = parser.parse_args(argv)
     if args.report_only:
