@@ -10,6 +10,8 @@ door, worker, batch process) wraps, before anything runs:
     cb-export-ROLE   a callbacks consumer's span export, in a thread (worker or batch)
     cb-try-ROLE      the same with the spans' building on the loop before it
     gcN-ROLE         a cycle collection of generation N
+    job, upstream    a worker's job, and its call to an OpenAI upstream within it (ns, where
+                     the spans' worker times are ms)
 
 and writes each as `name start_ns end_ns` to TAIL_PROBE_DIR/<pid>-<role>.txt. A measuring
 aid only: nothing in the gateway imports it.
@@ -38,14 +40,16 @@ def _role() -> str:
 
 
 def _flush() -> None:
+    """Append what was noted since the last flush (a write per 100 events, off the path)."""
     assert _FOLDER is not None
-    path = Path(_FOLDER, f"{os.getpid()}-{_role()}.txt")
-    path.write_text("".join(f"{name} {start} {end}\n" for name, start, end in _events))
+    with Path(_FOLDER, f"{os.getpid()}-{_role()}.txt").open("a") as out:
+        out.write("".join(f"{name} {start} {end}\n" for name, start, end in _events))
+    _events.clear()
 
 
 def _note(name: str, start_ns: int) -> None:
     _events.append((name, start_ns, time.time_ns()))
-    if len(_events) % 20 == 0:
+    if len(_events) >= 100:
         _flush()
 
 
@@ -79,6 +83,8 @@ def _wrap(owner: type, attribute: str, name: str) -> None:
 
 def _install() -> None:
     from workers.hooks import consumer, tracing
+    from workers.providers.openai import OpenAIAdapter
+    from workers.runtime.execute import Executor
     from workers.tenancy import ledger
 
     role = _role()
@@ -86,6 +92,8 @@ def _install() -> None:
     _wrap(tracing.DurableExporter, "export", "fd-export")
     _wrap(tracing.SpanExport, "export", f"cb-export-{role}")
     _wrap_async(consumer.CallbackConsumer, "_try", f"cb-try-{role}")
+    _wrap_async(Executor, "run", "job")
+    _wrap_async(OpenAIAdapter, "chat", "upstream")
     started = [0]
 
     def collected(phase: str, info: dict[str, int]) -> None:
