@@ -87,9 +87,9 @@ return redis.call('XLEN', KEYS[1])
 """
 )
 
-# KEYS[1] the stream; ARGV[1] the group, ARGV[2] the cap. The group's backlog (pending +
-# not yet read); past the cap, the oldest unread entries are skipped (SETID past them) and,
-# if that is not enough, the caller drops its pending batch. Returns {backlog, skipped}.
+# KEYS[1] the stream; ARGV[1] the group. How far the group's reading lags: 0 with nothing
+# unread, else the ms since the entry it read last was written (by Redis's clock); -1
+# without the group.
 READ_BEHIND_MS: Final = (
     _FLOOR_HELPERS
     + """
@@ -107,6 +107,9 @@ return -1
 )
 
 
+# KEYS[1] the stream; ARGV[1] the group, ARGV[2] the cap. The group's backlog (pending +
+# not yet read); past the cap, the oldest unread entries are skipped (SETID past them) and,
+# if that is not enough, the caller drops its pending batch. Returns {backlog, skipped}.
 DROP_PAST_CAP: Final = (
     _FLOOR_HELPERS
     + """
