@@ -31,6 +31,11 @@ from workers.runtime.options import RuntimeOptions
 from workers.settings.switchboard import SwitchboardSettings
 
 log = logging.getLogger("switchboard.batches")
+# How far the batch processes' callback delivery may lag (the time since the last event they
+# read was written) before interactive workers read too: above their usual cycle (a 1 s
+# blocking read, the 0.5 s linger, an export), and soon enough that a batch process starved
+# of CPU (SCHED_IDLE on a busy core) or gone leaves a backlog of seconds, not the cap.
+CALLBACKS_STAND_BY_S = 3.0
 
 
 def batch_lane_options(options: RuntimeOptions, settings: SwitchboardSettings) -> RuntimeOptions:
@@ -40,8 +45,14 @@ def batch_lane_options(options: RuntimeOptions, settings: SwitchboardSettings) -
 
 
 def interactive_options(options: RuntimeOptions, settings: SwitchboardSettings) -> RuntimeOptions:
-    """A worker of the interactive lanes alone: batch processes read the batch lane."""
-    return msgspec.structs.replace(options, lanes=tuple(settings.lanes), batch_lane=None)
+    """A worker of the interactive lanes alone: batch processes read the batch lane, and
+    deliver the callbacks unless they fall behind (`CALLBACKS_STAND_BY_S`)."""
+    return msgspec.structs.replace(
+        options,
+        lanes=tuple(settings.lanes),
+        batch_lane=None,
+        callbacks_stand_by_s=CALLBACKS_STAND_BY_S,
+    )
 
 
 def lower_priority(steps: int, *, is_idle: bool) -> str:

@@ -36,7 +36,12 @@ from workers.db.tables import (
     users,
 )
 
-INSERT_CHUNK = 500
+# Rows a statement inserts. SQLAlchemy binds a statement's rows on the event loop, in one
+# go, before the statement goes to the driver's thread: 500 rows held the front door's loop
+# ~5 ms, and the requests arriving meanwhile waited (issue #22: a ledger batch's start was
+# beside 8-25% of the slowest 1% at c=1). 50 holds it a tenth as long at a time; the
+# extra statements cost little at c=64 (docs/performance.md).
+INSERT_CHUNK = 50
 
 
 def _log_row(record: SpendRecord) -> dict[str, Any]:

@@ -134,6 +134,7 @@ class CallbackConsumer:
         consumer: str,
         *,
         claim_idle_ms: int = CLAIM_IDLE_MS,
+        stand_by_s: float = 0.0,
     ) -> None:
         self.redis = redis
         self.stream = keys.tenancy.ledger
@@ -141,6 +142,9 @@ class CallbackConsumer:
         self.hooks = hooks
         self.consumer = consumer
         self.claim_idle_ms = claim_idle_ms
+        # Other consumers of the group (the batch processes) deliver; this one reads only
+        # when their reading falls this far behind (0: always reads). See `_others_keep_up`.
+        self.stand_by_s = stand_by_s
         settings = hooks.settings
         self.cap = settings.max_queue
         self.batch_size = settings.batch_size
@@ -180,6 +184,9 @@ class CallbackConsumer:
         entries = await finished_events.claim_idle(
             self.redis, self.stream, self.group, self.consumer, self.claim_idle_ms, self.batch_size
         )
+        if not entries and await self._others_keep_up():
+            await asyncio.sleep(self.linger_s)
+            return 0
         if not entries:
             block = None if self._closing_at is not None else BLOCK_MS
             entries = await finished_events.read_group(
@@ -207,6 +214,20 @@ class CallbackConsumer:
             ids = [entry_id for entry_id, _ in entries]
             await finished_events.ack_and_trim(self.redis, self.stream, self.group, ids)
         return len(entries)
+
+    async def _others_keep_up(self) -> bool:
+        """Whether to leave the events to the group's other consumers: with `stand_by_s`, while
+        nothing is unread or what they read last was written under `stand_by_s` ago.
+
+        An interactive worker's export (the protobuf encoding of a batch's spans, ~15 ms of
+        CPU for 200 requests) runs in a thread that holds its event loop's GIL: every
+        request the worker serves meanwhile waits for the GIL at each wake-up, 5-15 ms in
+        all (issue #22: the slowest 1% at c=1, docs/performance.md). A batch process runs
+        at SCHED_IDLE, so its exports wait for the interactive processes instead."""
+        if not self.stand_by_s or self._closing_at is not None:
+            return False
+        behind_ms = await finished_events.read_behind_ms(self.redis, self.stream, self.group)
+        return 0 <= behind_ms < self.stand_by_s * 1000
 
     async def _hold_cap(self) -> None:
         backlog, skipped = await finished_events.drop_past_cap(

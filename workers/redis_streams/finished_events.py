@@ -87,6 +87,26 @@ return redis.call('XLEN', KEYS[1])
 """
 )
 
+# KEYS[1] the stream; ARGV[1] the group. How far the group's reading lags: 0 with nothing
+# unread, else the ms since the entry it read last was written (by Redis's clock); -1
+# without the group.
+READ_BEHIND_MS: Final = (
+    _FLOOR_HELPERS
+    + """
+for _, info in ipairs(group_info(KEYS[1])) do
+  if info['name'] == ARGV[1] then
+    local lag = tonumber(info['lag'])
+    if lag == 0 then return 0 end
+    local now = redis.call('TIME')
+    local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+    return math.max(now_ms - split(info['last-delivered-id'])[1], 1)
+  end
+end
+return -1
+"""
+)
+
+
 # KEYS[1] the stream; ARGV[1] the group, ARGV[2] the cap. The group's backlog (pending +
 # not yet read); past the cap, the oldest unread entries are skipped (SETID past them) and,
 # if that is not enough, the caller drops its pending batch. Returns {backlog, skipped}.
@@ -157,6 +177,13 @@ async def ack_and_trim(redis: Redis, stream: str, group: str, ids: list[bytes]) 
         ACK_AND_TRIM, 1, stream, group, TenancyKeys.CALLBACKS_GROUP, ABANDONED_MS, *ids
     )
     return int(left)
+
+
+async def read_behind_ms(redis: Redis, stream: str, group: str) -> int:
+    """How far the group's reading lags the stream: 0 when every entry has been read, else
+    how long ago the last entry it read was written (-1: no such group)."""
+    reply: Any = await redis.eval(READ_BEHIND_MS, 1, stream, group)  # type: ignore[misc]  # as above
+    return int(reply)
 
 
 async def drop_past_cap(redis: Redis, stream: str, group: str, cap: int) -> tuple[int, int]:

@@ -33,6 +33,9 @@ class RuntimeOptions(msgspec.Struct, kw_only=True, frozen=True):
     batch_lane: str | None = None
     batch_max_share: float = 1.0
     batch_busy_loop_lag_ms: float = 0.0
+    # Batch processes of their own deliver the callbacks (issue #22): this worker's consumer
+    # reads only when theirs falls this far behind (0: it always reads).
+    callbacks_stand_by_s: float = 0.0
     # Not a setting: how long an idle read of the lanes blocks in Redis before it is sent
     # again (a stopping worker notices within it).
     block_ms: int = 1000

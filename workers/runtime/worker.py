@@ -90,7 +90,15 @@ class Worker:
         # Delivers the finished-request events to the callbacks: a consumer group of the
         # stream the final records feed (workers/hooks/consumer.py).
         self.callback_consumer = (
-            CallbackConsumer(redis, self.keys, hooks, self.worker_id) if hooks else None
+            CallbackConsumer(
+                redis,
+                self.keys,
+                hooks,
+                self.worker_id,
+                stand_by_s=options.callbacks_stand_by_s,
+            )
+            if hooks
+            else None
         )
         hook_metrics.register(self.metrics.registry, self.callback_consumer)
         self.engine = engine

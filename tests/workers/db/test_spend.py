@@ -105,6 +105,24 @@ async def test_a_redelivered_batch_changes_nothing(database: Database) -> None:
             assert owner is not None and owner["spend"] == 1.75
 
 
+async def test_a_batch_larger_than_one_insert_is_written_whole_and_counted_once(
+    database: Database,
+) -> None:
+    """The log rows go in statements of INSERT_CHUNK rows (issue #22): a batch of several,
+    some already in, counts each new row once."""
+    token = await seed(database)
+    size = spend.INSERT_CHUNK * 2 + 7
+    async with database.transaction() as conn:
+        assert await spend.record_spend(conn, [record(token, "req_0", 1.0)]) == 1
+    batch = [record(token, f"req_{i}", 1.0) for i in range(size)]
+    async with database.transaction() as conn:
+        assert await spend.record_spend(conn, batch) == size - 1
+        count = sa.select(sa.func.count()).select_from(spend_logs)
+        assert await rows.scalar(conn, count) == size
+        key = await keys.get(conn, token)
+        assert key is not None and key["spend"] == size
+
+
 async def test_daily_aggregates_count_each_request_once_and_each_tag_once(
     database: Database,
 ) -> None:

@@ -163,3 +163,35 @@ async def test_a_callbacks_group_nobody_reads_any_more_stops_holding_the_stream(
     monkeypatch.setattr(finished_events, "ABANDONED_MS", 0)
     assert await finished_events.ack_and_trim(redis, stream, LEDGER, []) == 3  # no ids: no trim
     assert await finished_events.ack_and_trim(redis, stream, LEDGER, ids[:1]) == 0
+
+
+async def test_a_consumer_standing_by_reads_only_once_the_others_fall_behind(
+    redis: Redis, keys: Keys
+) -> None:
+    """An interactive worker beside batch processes (issue #22): it leaves the events to
+    them while their reading keeps up, and takes over when it falls `stand_by_s` behind."""
+    stream = keys.tenancy.ledger
+    hooks = _hooks(["tests.broker.callback_targets.proxy_handler_instance"], linger_s=0)
+    await finished_events.ensure_group(redis, stream, CALLBACKS)
+    worker = CallbackConsumer(redis, keys, hooks, "worker", stand_by_s=60)
+    batch = CallbackConsumer(redis, keys, hooks, "batch")
+    # Written 5 minutes ago and read by the batch process just now, then one new entry.
+    seconds, _ = await redis.time()
+    fields = {TenancyKeys.REQUEST_FIELD: "req-0", TenancyKeys.CALL_FIELD: _call(0)}
+    await redis.xadd(stream, fields, id=f"{(seconds - 300) * 1000}-0")  # type: ignore[arg-type]
+    assert await batch.step() == 1
+    await _add(redis, keys, 1, start=1)
+    # What the others read last was written 5 minutes ago: far behind, the worker reads.
+    assert await worker.step() == 1
+    # The batch process reads the next one at once: the worker stands by again, with
+    # nothing unread and with something unread.
+    await _add(redis, keys, 1, start=2)
+    assert await batch.step() == 1
+    assert await worker.step() == 0
+    await _add(redis, keys, 1, start=3)
+    assert await worker.step() == 0
+    assert await batch.step() == 1
+    seen = [
+        kwargs["litellm_call_id"] for _, kwargs, _ in callback_targets.proxy_handler_instance.events
+    ]
+    assert seen == ["req-0", "req-1", "req-2", "req-3"]
