@@ -131,7 +131,10 @@ def test_profile_splits_cpu_per_request_by_process() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     for mode in ("non-stream, c=4", "stream (20 chunks), c=4"):
         assert f"### {mode}" in done.stdout
-    for role in ("front door", "worker", "redis", "**all**"):
+    # Each mode: a row per role in the split by process, and the front door's and worker's
+    # again in the split of each into its event loop's thread and the rest.
+    for role, count in (("front door", 4), ("worker", 4), ("redis", 2), ("**all**", 2)):
         rows = [line for line in done.stdout.splitlines() if line.startswith(f"| {role} |")]
-        assert len(rows) == 2, done.stdout
+        assert len(rows) == count, done.stdout
         assert all(float(row.split("|")[2].strip("* ").replace(",", "")) > 0 for row in rows)
+    assert done.stdout.count("| process | event loop thread µs | other threads µs |") == 2
