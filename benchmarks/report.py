@@ -221,6 +221,17 @@ def _targets_table(summary: dict[str, Any], key: str = "targets") -> str:
     return "\n".join(lines)
 
 
+def _crashed(document: dict[str, Any]) -> str:
+    """A line for each peer that died during the run (its missing points are why)."""
+    lines = [
+        f"{t['label']} died during the run ({t['crashed']}): its later points are missing, "
+        "and its log is in logs/ in the run's folder.\n\n"
+        for t in document["targets"]
+        if "crashed" in t
+    ]
+    return "".join(lines)
+
+
 def _many_table(document: dict[str, Any]) -> str:
     lines = [
         "| scenario | requests | connections | completed ok | elapsed s | rate /s | 5xx | "
@@ -292,7 +303,7 @@ run against the same fake upstream (`python -m workers.testing`) and the same cl
 
 {_portkey_table(document["summary"])}
 
-## Soak and burst
+{_crashed(document)}## Soak and burst
 
 {_many_table(document)}
 
