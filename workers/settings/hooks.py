@@ -108,10 +108,8 @@ class CallbackSettings(Section, frozen=True):
     # The service's delivery (issue #19): events taken from the stream a batch at a time; a
     # batch a callback failed is retried with backoff (up to 5 s apart) for `retry_for_s`,
     # then given up (counted), so a collector down for ten minutes gets every event after.
-    # An OTLP POST costs ~1.6 ms of CPU however few spans it carries (8 µs a request at
-    # 200); but a batch's spans are encoded in one piece, holding its process's GIL (~8 ms
-    # at 200), and requests beside it wait: 512 (the SDK's own batch) measured a worse c=64
-    # tail with everything on (p99 2.1x the p50, against 1.8x at 200).
+    # Larger batches mean fewer OTLP POSTs but a longer encoding in one piece, which the
+    # requests beside it wait for (benchmarks/HOOKS.md).
     batch_size: Annotated[int, Positive] = 200
     # Seconds a consumer waits for a batch to fill once an event arrived (fewer, larger
     # exports: an OTLP POST per request would cost more CPU than the spans themselves).
