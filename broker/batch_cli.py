@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -137,8 +138,7 @@ async def run(args: argparse.Namespace, client: Client) -> int:
     note = args.output.with_name(args.output.name + ".batch")
     batch_id = _noted(note)
     if batch_id is None:
-        batch_id = await _submit(args, client)
-        note.write_text(json.dumps({"batch_id": batch_id, "input": str(args.input)}))
+        batch_id = await _submit(args, client, note)
         print(f"batch {batch_id} submitted", file=sys.stderr)
     else:
         print(f"following batch {batch_id} (from {note})", file=sys.stderr)
@@ -168,7 +168,8 @@ def _noted(note: Path) -> str | None:
         return None
 
 
-async def _submit(args: argparse.Namespace, client: Client) -> str:
+async def _submit(args: argparse.Namespace, client: Client, note: Path) -> str:
+    """Upload the input, create the batch and note its id; the batch's id."""
     if not args.input.is_file():
         raise BatchCliError(f"no input file {args.input}")
     with args.input.open("rb") as handle:
@@ -181,8 +182,28 @@ async def _submit(args: argparse.Namespace, client: Client) -> str:
         "endpoint": args.endpoint,
         "completion_window": args.completion_window,
     }
+    # Once asked for, the batch may exist whatever becomes of this process. A Ctrl-C (which
+    # asyncio.run turns into cancelling us) waits until its id is noted: cut short here, the
+    # note would be missing and running again would submit a second batch, not follow this
+    # one. A second Ctrl-C still stops at once (asyncio.run raises KeyboardInterrupt).
+    creating = asyncio.ensure_future(_create(client, body, note, args.input))
+    try:
+        return await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):  # a failure to create is moot: the user stopped us
+            await creating
+        raise
+
+
+async def _create(client: Client, body: dict[str, str], note: Path, source: Path) -> str:
     batch = await client.call("POST", "/v1/batches", json=body)
-    return str(batch["id"])
+    batch_id = str(batch["id"])
+    _note(note, batch_id, source)
+    return batch_id
+
+
+def _note(note: Path, batch_id: str, source: Path) -> None:
+    note.write_text(json.dumps({"batch_id": batch_id, "input": str(source)}))
 
 
 async def follow(client: Client, batch_id: str, out: TextIO) -> dict[str, Any]:
