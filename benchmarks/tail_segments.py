@@ -239,7 +239,7 @@ def _probed(folder: Path) -> list[tuple[str, int, int]]:
 # spans that ran beside it, or a ledger batch that began from shortly before it to its end.
 CAUSES = (
     "worker's callbacks export",
-    "front door's span export",
+    "front door's span records",
     "a ledger batch began",
     "none of these",
 )
@@ -250,7 +250,7 @@ def _cause(sent: Sent, noted: list[tuple[str, int, int]]) -> str:
     beside = {name for name, a, b in noted if a < end and b > start}
     if "cb-try-worker" in beside:
         return CAUSES[0]
-    if "fd-export" in beside:
+    if "fd-spans" in beside:
         return CAUSES[1]
     reach = EXPORT_REACH_NS // 2
     if any(name == "ledger-write" and start - reach <= a <= end for name, a, _ in noted):

@@ -6,11 +6,12 @@ service on a shared machine: each step a traced request adds, timed alone, in pr
 - front door: the span context of a request (ids, the traceparent, its start);
 - worker: the provider call's span id and the FinishedCall's msgpack encoding (the bytes the
   final record's round trip carries);
-- front door: the relay's span (`switchboard.relay`), made after the answer's last byte;
-- consumer: decoding the event and making its three spans (`ReadableSpan`s);
+- front door: the relay's record (workers/hooks/front_spans.py), kept after the answer's
+  last byte, and its share of the entry that carries a batch of them onto the stream;
+- consumer: decoding the event and making its three spans (`ReadableSpan`s), then decoding
+  the relay's record and making its span;
 - OTLP encoding: the OpenTelemetry exporter's protobuf encoding of a request's four spans,
-  in a batch of 100 requests, as the consumer (and the front door's batch processor) hand
-  them over.
+  in a batch of 100 requests, as the consumer hands them over.
 
 The OTLP POST itself (one per batch of up to `batch_size` requests) and Redis's work are
 not in these figures; benchmarks/hooks.py measures the whole, side by side with tracing off.
@@ -30,8 +31,9 @@ from benchmarks.realistic import OtlpSink
 from benchmarks.run import free_port
 from workers import envelopes
 from workers.envelopes import Envelope, Meta, Record
+from workers.hooks.front_spans import FrontDoorTracing
 from workers.hooks.service import ServiceHooks
-from workers.hooks.tracing import FrontDoorTracing, call_spans, otlp_exporter, span_exports
+from workers.hooks.tracing import call_spans, front_span, otlp_exporter, span_exports
 from workers.settings.hooks import CallbackSettings, OtelCallback
 from workers.tenancy import events
 
@@ -40,7 +42,7 @@ BATCH = 100
 
 def parts(sink_url: str) -> list[tuple[str, float]]:
     otel = OtelCallback()
-    front = FrontDoorTracing(otel, {})
+    front = FrontDoorTracing(otel)
     trace = front.start(None)
     envelope = Envelope(
         request_id="req-1",
@@ -76,15 +78,24 @@ def parts(sink_url: str) -> list[tuple[str, float]]:
     def consumer() -> None:
         call_spans("req-1", events.decode_call(raw), resource)
 
-    def relay() -> ReadableSpan | None:
+    def relay() -> None:
         trace.queued()
         trace.first_byte_ns = time.time_ns()
         trace.relayed(200)
-        return front.relay_span(trace, 1234, time.time_ns())
+        front.relayed(trace, 1234, time.time_ns())
+        if len(front.pending) >= BATCH:  # a flush's encoding, its share a request
+            events.encode(list(front.pending))
+            front.pending.clear()
 
-    relay_span = relay()
-    assert relay_span is not None
-    spans = [*call_spans("req-1", events.decode_call(raw), resource), relay_span] * BATCH
+    relay()
+    packed = events.encode(list(front.pending))
+    front.pending.clear()
+
+    def relay_made() -> ReadableSpan:
+        [record] = events.decode_front_spans(packed)
+        return front_span(record, resource)
+
+    spans = [*call_spans("req-1", events.decode_call(raw), resource), relay_made()] * BATCH
 
     def otlp() -> None:
         encode_spans(spans).SerializePartialToString()
@@ -96,9 +107,10 @@ def parts(sink_url: str) -> list[tuple[str, float]]:
 
     steps: list[tuple[str, Callable[[], object], int]] = [
         ("front door: span context", lambda: front.start(None), 1),
-        ("front door: relay span made", relay, 1),
+        ("front door: relay's record kept, and packed", relay, 1),
         ("worker: span id + event encoding", worker, 1),
         ("consumer: event decoded, 3 spans made", consumer, 1),
+        ("consumer: relay record decoded, its span made", relay_made, 1),
         ("OTLP protobuf encoding of 4 spans", otlp, BATCH),
         ("OTLP/HTTP export of 4 spans (the encoding again, and the POST)", export, BATCH),
     ]

@@ -95,9 +95,9 @@ def create_app(
             await follow.aclose()
             await redis.aclose()
 
-    if tracing is not None:
-        app.cleanup_ctx.append(tracing_ctx(tracing))
     app.cleanup_ctx.append(front_door_ctx)
+    if tracing is not None:  # its spans onto the stream before the front door's Redis closes
+        app.cleanup_ctx.append(tracing_ctx(tracing, FRONT_DOOR))
     # The callbacks first: the cache and the guardrails tell them what they answer.
     app.cleanup_ctx.append(front_hooks_ctx(config, FRONT_DOOR))
     app.cleanup_ctx.append(response_cache_ctx(config, FRONT_DOOR))

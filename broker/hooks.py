@@ -32,12 +32,13 @@ from workers.hooks.service import FrontDoorAnswer, ServiceHooks
 from workers.hooks.trace_context import FRONT_TRACE, FrontTrace, is_sampled, valid_traceparent
 
 if TYPE_CHECKING:
-    from workers.hooks.tracing import FrontDoorTracing
+    from workers.hooks.front_spans import FrontDoorTracing
 
 
-def service_hooks(config: Config) -> ServiceHooks | None:
+def service_hooks(config: Config, *, delivers: bool = True) -> ServiceHooks | None:
     """The callbacks litellm_settings names, set up by callback_settings; None without any.
-    A name neither built in nor importable stops the start (exit 2)."""
+    A name neither built in nor importable stops the start (exit 2). A front door delivers
+    nothing itself (`delivers=False`): its built-ins are named, not built."""
     settings = config.litellm_settings
     try:
         return ServiceHooks.from_config(
@@ -48,6 +49,7 @@ def service_hooks(config: Config) -> ServiceHooks | None:
             settings=config.callback_settings,
             guardrails=list(config.guardrails),
             team_settings=list(settings.default_team_settings),
+            builds_builtins=delivers,
         )
     except ValueError as exc:  # a name neither built in nor importable, a missing section
         raise ConfigError("litellm_settings.callbacks", str(exc)) from exc
@@ -63,7 +65,7 @@ def front_hooks_ctx(
     offered is added (within a grace) before the front door closes."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        hooks = service_hooks(config)
+        hooks = service_hooks(config, delivers=False)
         if hooks is None:
             yield
             return

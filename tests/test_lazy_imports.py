@@ -86,6 +86,48 @@ def test_a_gateway_without_a_database_serves_a_request_without_either() -> None:
     assert loaded_after(code) == []
 
 
+def test_a_traced_front_door_never_loads_opentelemetry() -> None:
+    """With `otel` on, a front door keeps records of the spans it sees end and the callbacks'
+    consumer makes and encodes them (workers/hooks/front_spans.py): the front door's own
+    answer to a bad request, traced and put on the stream, loads no OpenTelemetry."""
+    code = """
+        import broker
+
+        import asyncio
+
+        import aiohttp
+
+        from broker.tracing import FRONT_TRACING
+        from tests.broker.harness import make_config, start_front_door
+        from tests.redis_helpers import REDIS_URL, delete_namespace, new_namespace
+        from redis.asyncio import Redis
+
+        async def main() -> None:
+            namespace = new_namespace()
+            general = 'litellm_settings:\\n  callbacks: ["otel"]\\n'
+            config = make_config("http://127.0.0.1:9/v1", namespace, general=general)
+            door = await start_front_door(config)
+            try:
+                async with aiohttp.ClientSession() as http:
+                    body = {"model": "gpt-test", "messages": "not a list"}
+                    url = door.url + "/v1/chat/completions"
+                    async with http.post(url, json=body) as response:
+                        assert response.status == 400, await response.text()
+                tracing = door.app[FRONT_TRACING]
+                assert len(tracing.pending) == 1  # the refusal's span, recorded
+                await tracing.flush()
+                assert not tracing.pending
+            finally:
+                await door.stop()
+            redis = Redis.from_url(REDIS_URL)
+            await delete_namespace(redis, namespace)
+            await redis.aclose()
+
+        asyncio.run(main())
+    """
+    assert loaded_after(code) == []
+
+
 def test_every_lazy_management_handler_names_a_real_handler() -> None:
     """ROUTES names its handlers by module and function, so a typo would only show on the
     first call: each is resolved here, and each module is one a database start preloads."""

@@ -6,7 +6,7 @@ on the gateway's PYTHONPATH with TAIL_PROBE_DIR set, so every Switchboard proces
 door, worker, batch process) wraps, before anything runs:
 
     ledger-write     the spend ledger's batch into SQLite (LedgerWriter._write)
-    fd-export        the front door's span export, in the batch processor's thread
+    fd-spans         the front door's span records onto the stream (FrontDoorTracing.flush)
     cb-export-ROLE   a callbacks consumer's span export, in a thread (worker or batch)
     cb-try-ROLE      the same with the spans' building on the loop before it
     gcN-ROLE         a cycle collection of generation N
@@ -82,14 +82,14 @@ def _wrap(owner: type, attribute: str, name: str) -> None:
 
 
 def _install() -> None:
-    from workers.hooks import consumer, tracing
+    from workers.hooks import consumer, front_spans, tracing
     from workers.providers.openai import OpenAIAdapter
     from workers.runtime.execute import Executor
     from workers.tenancy import ledger
 
     role = _role()
     _wrap_async(ledger.LedgerWriter, "_write", "ledger-write")
-    _wrap(tracing.DurableExporter, "export", "fd-export")
+    _wrap_async(front_spans.FrontDoorTracing, "flush", "fd-spans")
     _wrap(tracing.SpanExport, "export", f"cb-export-{role}")
     _wrap_async(consumer.CallbackConsumer, "_try", f"cb-try-{role}")
     _wrap_async(Executor, "run", "job")

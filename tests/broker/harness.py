@@ -18,6 +18,7 @@ from broker.app import create_app, front_door_runner
 from broker.config.loader import Config, load_config_text
 from broker.hooks import service_hooks
 from broker.routes.keys import FRONT_DOOR
+from broker.tracing import FRONT_TRACING
 from tests.redis_helpers import REDIS_URL
 from tests.waiting import eventually
 from workers.http import HttpClient
@@ -183,7 +184,17 @@ async def service(
             worker = await start_worker(config, **worker_overrides)
             stack.push_async_callback(worker.stop_if_running)
             running.append(worker)
+        # Leaving: first the front doors' span records onto the stream (they flush them
+        # every export_interval_s), so that the workers, stopping next, deliver them.
+        stack.push_async_callback(flush_front_spans, doors)
         yield doors, running
+
+
+async def flush_front_spans(doors: list[RunningFrontDoor]) -> None:
+    for door in doors:
+        tracing = door.app.get(FRONT_TRACING)
+        if tracing is not None:
+            await tracing.flush()
 
 
 async def post(

@@ -2,8 +2,8 @@
 `switchboard serve` and `switchboard worker` on the test Redis, and the test's OTLP/HTTP
 receiver on a port it holds throughout, stopped (its port refusing connections) while requests keep
 coming, then started again. Requests are answered throughout (tracing is off their path);
-the worker-made spans wait on the finished-request stream, the front door's relay span in
-its exporter's queue, and each request's four spans arrive once the collector is back:
+the worker-made spans and the front door's relay span (its record) wait on the
+finished-request stream, and each request's four spans arrive once the collector is back:
 every one, none twice."""
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ class _Event:
     with only span exports never decodes a body or builds LiteLLM's kwargs."""
 
     __slots__ = ("entry_id", "request_id", "call", "who", "hooks", "_event", "_view", "_spans")
+    counts = 1
 
     def __init__(
         self,
@@ -113,6 +114,34 @@ class _Event:
         return self._spans
 
 
+class _FrontSpans:
+    """The spans a front door saw end (its relays, its own answers) for one team, from one
+    entry: for the span exports alone. `counts` 0: not a request's event (the offered and
+    delivered counts are requests')."""
+
+    __slots__ = ("entry_id", "team_id", "records", "_spans")
+    is_success = True
+    counts = 0
+
+    def __init__(
+        self, entry_id: bytes, team_id: str | None, records: list[events.FrontSpan]
+    ) -> None:
+        self.entry_id = entry_id
+        self.team_id = team_id
+        self.records = records
+        self._spans: list[Any] | None = None
+
+    def spans(self, export: SpanExport) -> list[Any]:
+        if self._spans is None:
+            from workers.hooks.tracing import front_span
+
+            self._spans = [front_span(record, export.resource) for record in self.records]
+        return self._spans
+
+
+_Item = _Event | _FrontSpans
+
+
 class _Owed:
     """A callback's share of a batch still to deliver, and how often it failed."""
 
@@ -121,7 +150,7 @@ class _Owed:
     def __init__(self, name: str, target: Any) -> None:
         self.name = name
         self.target = target
-        self.events: list[_Event] = []
+        self.events: list[_Item] = []
         self.failures = 0
 
 
@@ -208,8 +237,8 @@ class CallbackConsumer:
             if self._closing_at is not None:
                 await asyncio.sleep(0.05)
             return 0
-        batch = [e for e in (self._event(i, f) for i, f in entries) if e is not None]
-        self.offered += len(batch)
+        batch = [item for entry_id, fields in entries for item in self._items(entry_id, fields)]
+        self.offered += sum(item.counts for item in batch)
         if await self._deliver(batch):
             ids = [entry_id for entry_id, _ in entries]
             await finished_events.ack_and_trim(self.redis, self.stream, self.group, ids)
@@ -238,10 +267,29 @@ class CallbackConsumer:
             log.warning("callbacks: %d events skipped, the backlog passed %d", skipped, self.cap)
         self.depth = backlog
 
-    def _event(self, entry_id: bytes, fields: dict[bytes, bytes]) -> _Event | None:
+    def _items(self, entry_id: bytes, fields: dict[bytes, bytes]) -> list[_Item]:
+        """What an entry gives the callbacks: a request's event, a front door's spans (one
+        item per team among them), or nothing (a spend event without callbacks' part: the
+        sweeper's, say)."""
         raw = fields.get(TenancyKeys.CALL_FIELD)
+        if raw is not None:
+            event = self._event(entry_id, fields, raw)
+            return [] if event is None else [event]
+        raw = fields.get(TenancyKeys.FRONT_SPANS_FIELD)
         if raw is None:
-            return None  # a spend event without callbacks' part (the sweeper's, say)
+            return []
+        try:
+            records = events.decode_front_spans(raw)
+        except Exception:
+            self.failed["event"] += 1
+            log.exception("the front door spans %r could not be read", entry_id)
+            return []
+        by_team: dict[str | None, list[events.FrontSpan]] = {}
+        for record in records:
+            by_team.setdefault(record.team_id, []).append(record)
+        return [_FrontSpans(entry_id, team, spans) for team, spans in by_team.items()]
+
+    def _event(self, entry_id: bytes, fields: dict[bytes, bytes], raw: bytes) -> _Event | None:
         try:
             call = events.decode_call(raw)
             front = fields.get(TenancyKeys.EVENT_FIELD)
@@ -255,19 +303,23 @@ class CallbackConsumer:
 
     # ------------------------------------------------------------------ delivery
 
-    def _owed(self, batch: list[_Event]) -> list[_Owed]:
+    def _owed(self, batch: list[_Item]) -> list[_Owed]:
         """Who gets which events: each event's lists (global, then its team's; a name in
-        both is the team's), each callback once per event."""
+        both is the team's), each callback once per event; a front door's spans go to the
+        span exports alone."""
         owed: dict[tuple[str | None, str], _Owed] = {}
         for item in batch:
+            spans_only = isinstance(item, _FrontSpans)
             for key, name, target in self._targets(item):
+                if spans_only and not _is_span_export(target):
+                    continue
                 share = owed.get(key)
                 if share is None:
                     share = owed[key] = _Owed(name, target)
                 share.events.append(item)
         return list(owed.values())
 
-    def _targets(self, item: _Event) -> list[tuple[tuple[str | None, str], str, Any]]:
+    def _targets(self, item: _Item) -> list[tuple[tuple[str | None, str], str, Any]]:
         # The lists never change while the process runs: worked out once per outcome and
         # configured team (a team without settings of its own has the global lists), not
         # for every event of every batch.
@@ -296,7 +348,7 @@ class CallbackConsumer:
                 chosen.append(((own, str(given)), _name(given, target), target))
         return chosen
 
-    async def _deliver(self, batch: list[_Event]) -> bool:
+    async def _deliver(self, batch: list[_Item]) -> bool:
         """Deliver until every callback has its share, or gives up. False: the process is
         stopping with some undelivered (left pending for the next consumer)."""
         owed = [share for share in self._owed(batch) if share.events]
@@ -311,7 +363,7 @@ class CallbackConsumer:
                 return False
             for share in list(owed):
                 if self._exhausted(share, now - started):
-                    self.given_up += len(share.events)
+                    self.given_up += sum(item.counts for item in share.events)
                     log.error(
                         "callback %s: %d events given up after %d failures",
                         share.name,
@@ -339,14 +391,16 @@ class CallbackConsumer:
         if _is_span_export(share.target):
             spans = [span for item in share.events for span in item.spans(share.target)]
             if await asyncio.to_thread(share.target.export, spans):
-                self.delivered[share.name] += len(share.events)
+                self.delivered[share.name] += sum(item.counts for item in share.events)
                 share.events.clear()
                 return True
             share.failures += 1
             self.failed[share.name] += 1
             log.info("span export to %s failed; retrying", share.name)
             return False
-        calls = [(self._hooks(share.target, item), item) for item in share.events]
+        # Any other callback's share holds requests' events alone (`_owed`).
+        requests = [item for item in share.events if isinstance(item, _Event)]
+        calls = [(self._hooks(share.target, item), item) for item in requests]
         if all(not inspect.iscoroutinefunction(h) for hooks, _ in calls for h in hooks):
             try:
                 work = [(hooks, _args(item.view(self.redact))) for hooks, item in calls]
@@ -354,8 +408,8 @@ class CallbackConsumer:
                 pass
             else:
                 return await self._try_in_thread(share, work)
-        while share.events:
-            item = share.events[0]
+        while requests:
+            item = requests[0]
             try:
                 await self._call(share.target, item)
             except Exception:
@@ -364,6 +418,7 @@ class CallbackConsumer:
                 log.exception("callback %s failed", share.name)
                 return False
             self.delivered[share.name] += 1
+            requests.pop(0)
             share.events.pop(0)
         return True
 

@@ -55,15 +55,21 @@ class Callbacks:
             target = self._resolved[given] = self._load(given)
         return target
 
-    def check(self) -> None:
-        """Resolve every named entry now (the service, at start: a typo fails the start)."""
+    def check(self, *, builds_builtins: bool = True) -> None:
+        """Resolve every named entry now (the service, at start: a typo fails the start).
+        Without `builds_builtins` (a front door, which delivers nothing itself) a built-in's
+        name is only looked up: an `otel` export is not built, nor OpenTelemetry loaded."""
         for entry in (*self.success_callback, *self.failure_callback, *self.callbacks):
-            self.resolve(entry)
+            if builds_builtins or not isinstance(entry, str) or entry not in self.builtins:
+                self.resolve(entry)
 
     def loggers(self) -> list[CustomLogger]:
-        """Every CustomLogger in any list, once (to close at shutdown)."""
+        """Every CustomLogger in any list, once (to close at shutdown); a built-in that was
+        never built (see `check`) has nothing to close."""
         seen: dict[int, CustomLogger] = {}
         for entry in (*self.success_callback, *self.failure_callback, *self.callbacks):
+            if isinstance(entry, str) and entry in self.builtins and entry not in self._resolved:
+                continue
             target = self.resolve(entry)
             if isinstance(target, CustomLogger):
                 seen[id(target)] = target

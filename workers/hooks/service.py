@@ -244,9 +244,12 @@ class ServiceHooks:
         settings: CallbackSettings,
         guardrails: list[Guardrail] | None = None,
         team_settings: list[TeamCallbacks] | None = None,
+        builds_builtins: bool = True,
     ) -> ServiceHooks | None:
         """The hooks a config asks for (None without any callback); every name resolved now,
-        so a typo or a missing module stops the start."""
+        so a typo or a missing module stops the start. A front door, which hands events to
+        the stream and delivers none itself, passes `builds_builtins=False`: the built-ins'
+        names are checked, not built (see `Callbacks.check`)."""
         shared = builtin_factories(settings)
         lists = Callbacks(
             success_callback=list(success_callback),
@@ -267,9 +270,9 @@ class ServiceHooks:
         }
         if not lists.is_active and not any(t.is_active for t in teams.values()):
             return None
-        lists.check()
+        lists.check(builds_builtins=builds_builtins)
         for team in teams.values():
-            team.check()
+            team.check(builds_builtins=builds_builtins)
         hooks = cls(lists, settings, teams)
         masker = log_masker(Guardrails(guardrails or []))
         if masker is not None:

@@ -11,9 +11,10 @@ front door's server span, the queue wait, the provider call (a GenAI client span
 time to the SDK's OTLP/HTTP exporter and acknowledges the events once the collector took
 them, so a collector that is down loses nothing: the stream holds the backlog.
 
-A request the front door answers itself (a cache hit, a refusal) has only the front door's
-span, made and exported by the front door (`FrontDoorTracing`), which also makes the span
-of its relay of a worker's answer to the client (`switchboard.relay`).
+The spans only the front door sees end (the relay of a worker's answer to the client,
+`switchboard.relay`, and the one span of a request it answered itself: a cache hit, a
+refusal) reach the same consumer as records on the same stream (workers/hooks/front_spans.py)
+and are made here too (`front_span`): no process that serves requests encodes a span.
 """
 
 from __future__ import annotations
@@ -21,35 +22,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import logging
-import random
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from workers import envelopes
 from workers.hooks.custom_logger import CustomLogger
-from workers.hooks.trace_context import FrontTrace, is_sampled
-from workers.hooks.trace_record import new_span_id, new_trace_id
+from workers.hooks.trace_context import is_sampled
 from workers.settings.hooks import LangfuseCallback, OtelCallback
-from workers.tenancy.events import CallTrace, FinishedCall
-
-log = logging.getLogger("switchboard.tracing")
+from workers.tenancy.events import CallTrace, FinishedCall, FrontSpan
 
 _OPERATIONS = {envelopes.KIND_CHAT: "chat", envelopes.KIND_EMBEDDING: "embeddings"}
 _NS_PER_MS = 1_000_000
 _SCOPE = InstrumentationScope("switchboard")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _OK = Status(StatusCode.UNSET)
-# How long a stopping front door still retries a collector that fails (its spans are lost).
-SHUTDOWN_GRACE_S = 5.0
 
 
 class _Resource(Resource):
@@ -278,175 +270,50 @@ def _attempt_spans(trace: CallTrace, trace_id: int, resource: Resource) -> list[
     return spans
 
 
-class DurableExporter(SpanExporter):
-    """The front door's exporter for the spans it makes itself: retries a batch the
-    collector refused until it is delivered, for up to `retry_for_s`; meanwhile the batch
-    processor's bounded queue holds new spans (dropping the oldest past it)."""
-
-    MAX_PAUSE_S = 5.0
-
-    def __init__(self, inner: SpanExporter, retry_for_s: float) -> None:
-        self.inner = inner
-        self.retry_for_s = retry_for_s
-        self.dropped_spans = 0
-        self._stop_by: float | None = None
-        self._wake = threading.Event()
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        give_up_at = time.monotonic() + self.retry_for_s
-        pause_s = 0.1
-        while True:
-            if self.inner.export(spans) == SpanExportResult.SUCCESS:
-                return SpanExportResult.SUCCESS
-            now = time.monotonic()
-            deadline = give_up_at if self._stop_by is None else min(give_up_at, self._stop_by)
-            if now >= deadline:
-                self.dropped_spans += len(spans)
-                log.warning("dropped %d spans: the collector failed for too long", len(spans))
-                return SpanExportResult.FAILURE
-            self._wake.wait(min(pause_s, deadline - now))
-            pause_s = min(pause_s * 2, self.MAX_PAUSE_S)
-
-    def stop_retrying_after(self, grace_s: float) -> None:
-        self._stop_by = time.monotonic() + grace_s
-        self._wake.set()
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
-class FrontDoorTracing:
-    """The front door's part: a span context per API request (continuing a client's valid
-    traceparent, sampling a new trace at `sample_rate`), and the spans it makes itself,
-    exported by the SDK's batch processor on its own thread: the span of a request it
-    answered itself, and the relay of a worker's answer to the client. A request made with
-    a key of a team that names its own span exports (`default_team_settings`) goes to
-    those (`teams`), as the callbacks' consumer sends that team's worker-made spans."""
-
-    def __init__(
-        self,
-        settings: OtelCallback,
-        exports: Mapping[str, SpanExport],
-        teams: Mapping[str, Mapping[str, SpanExport]] | None = None,
-    ) -> None:
-        self.sample_rate = settings.sample_rate
-        self.resource = process_resource(settings.service_name)
-        self.durable: list[DurableExporter] = []
-        self.processors: list[BatchSpanProcessor] = []
-        # One processor per exporter, however many teams share it.
-        by_export: dict[int, BatchSpanProcessor] = {}
-
-        def processor(export: SpanExport) -> BatchSpanProcessor:
-            found = by_export.get(id(export))
-            if found is None:
-                durable = DurableExporter(export.exporter, settings.retry_for_s)
-                found = BatchSpanProcessor(
-                    durable,
-                    max_queue_size=settings.max_queue,
-                    schedule_delay_millis=settings.export_interval_s * 1000,
-                )
-                by_export[id(export)] = found
-                self.durable.append(durable)
-                self.processors.append(found)
-            return found
-
-        self.everyone = [processor(e) for e in exports.values()]
-        self.teams = {
-            team: [processor(e) for e in team_exports.values()]
-            for team, team_exports in (teams or {}).items()
-        }
-        self._is_closed = False
-
-    def start(self, client_traceparent: str | None) -> FrontTrace:
-        if client_traceparent is not None:
-            prefix, flags = client_traceparent[:36], client_traceparent[53:]
-            span_id = new_span_id()
-            return FrontTrace(
-                f"{prefix}{span_id}-{flags}", client_traceparent[36:52], time.time_ns()
-            )
-        flags = "01" if random.random() < self.sample_rate else "00"
-        traceparent = f"00-{new_trace_id()}-{new_span_id()}-{flags}"
-        return FrontTrace(traceparent, "", time.time_ns())
-
-    def _export(self, trace: FrontTrace, span: ReadableSpan) -> None:
-        team = self.teams.get(trace.team_id) if trace.team_id is not None else None
-        for processor in self.everyone if team is None else team:
-            processor.on_end(span)
-
-    def answered_here(self, trace: FrontTrace, route: str, status: int) -> None:
-        """The span of a request no worker saw (a cache hit, a refusal before queueing)."""
-        traceparent = trace.traceparent
-        if traceparent is None or not is_sampled(traceparent):
-            return
-        span = server_span(
-            self.resource,
-            traceparent,
-            trace.parent_span,
-            trace.start_ns,
-            time.time_ns(),
-            route,
-            status,
+def front_span(record: FrontSpan, resource: Resource) -> ReadableSpan:
+    """A span the front door saw end, from its record (workers/hooks/front_spans.py)."""
+    if record.route:  # a request it answered itself
+        return server_span(
+            resource,
+            record.traceparent,
+            record.parent_span,
+            record.start_ns,
+            record.end_ns,
+            record.route,
+            record.status,
         )
-        self._export(trace, span)
+    return relay_span(record, resource)
 
-    def relayed(self, trace: FrontTrace, sent_bytes: int | None, end_ns: int) -> None:
-        """The relay's span, exported: see `relay_span`."""
-        span = self.relay_span(trace, sent_bytes, end_ns)
-        if span is not None:
-            self._export(trace, span)
 
-    def relay_span(
-        self, trace: FrontTrace, sent_bytes: int | None, end_ns: int
-    ) -> ReadableSpan | None:
-        """The relay's span: from the enqueue to the answer's last byte, under the front
-        door's span, with the client's time to first byte, the bytes sent and the outcome;
-        None when the trace is not sampled."""
-        traceparent = trace.traceparent
-        if traceparent is None or not is_sampled(traceparent):
-            return None
-        trace_id = int(traceparent[3:35], 16)
-        status = trace.relay_status or 500
-        outcome = _relay_outcome(status)
-        first_byte_ns = trace.first_byte_ns
-        # The usual status (200, the front door span's) is left out: an attribute less to
-        # encode for every request.
-        attributes: dict[str, Any] = {"switchboard.relay.outcome": outcome}
-        if status != 200:
-            attributes["http.response.status_code"] = status
-        if sent_bytes is not None:  # None: the client left before the answer was handed over
-            attributes["switchboard.relay.bytes"] = sent_bytes
-        if first_byte_ns:
-            attributes["switchboard.relay.ttfb_ms"] = (first_byte_ns - trace.start_ns) / 1e6
-        start_ns = trace.queued_ns or trace.start_ns
-        return ReadableSpan(
-            "switchboard.relay",
-            context=_context(trace_id, new_span_id()),
-            parent=_context(trace_id, traceparent[36:52]),
-            resource=self.resource,
-            attributes=attributes,
-            status=_OK if outcome in ("ok", "client_closed") else Status(StatusCode.ERROR, outcome),
-            start_time=start_ns,
-            end_time=max(start_ns, end_ns),
-            instrumentation_scope=_SCOPE,
-        )
-
-    async def flush(self) -> None:
-        """Exports what is batched now (tests, benchmarks)."""
-        for processor in self.processors:
-            await asyncio.to_thread(processor.force_flush)
-
-    async def aclose(self) -> None:
-        """Exports what is batched (blocking HTTP, so in a thread)."""
-        if self._is_closed:
-            return
-        self._is_closed = True
-        for exporter in self.durable:
-            exporter.stop_retrying_after(SHUTDOWN_GRACE_S)
-        for processor in self.processors:
-            await asyncio.to_thread(processor.shutdown)
+def relay_span(record: FrontSpan, resource: Resource) -> ReadableSpan:
+    """The relay of a worker's answer: from the enqueue to the answer's last byte, under
+    the front door's span, with the client's time to first byte, the bytes sent and the
+    outcome."""
+    traceparent = record.traceparent
+    trace_id = int(traceparent[3:35], 16)
+    status = record.status
+    outcome = _relay_outcome(status)
+    # The usual status (200, the front door span's) is left out: an attribute less to
+    # encode for every request.
+    attributes: dict[str, Any] = {"switchboard.relay.outcome": outcome}
+    if status != 200:
+        attributes["http.response.status_code"] = status
+    if record.sent_bytes is not None:  # None: the client left before the answer was handed over
+        attributes["switchboard.relay.bytes"] = record.sent_bytes
+    if record.ttfb_ns:
+        attributes["switchboard.relay.ttfb_ms"] = record.ttfb_ns / 1e6
+    start_ns = record.start_ns
+    return ReadableSpan(
+        "switchboard.relay",
+        context=_context(trace_id, record.span_id),
+        parent=_context(trace_id, traceparent[36:52]),
+        resource=resource,
+        attributes=attributes,
+        status=_OK if outcome in ("ok", "client_closed") else Status(StatusCode.ERROR, outcome),
+        start_time=start_ns,
+        end_time=max(start_ns, record.end_ns),
+        instrumentation_scope=_SCOPE,
+    )
 
 
 def _relay_outcome(status: int) -> str:

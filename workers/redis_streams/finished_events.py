@@ -160,6 +160,11 @@ async def append_call_now(redis: Redis, keys: Keys, request_id: str, call: bytes
     )
 
 
+async def append_front_spans(redis: Redis, keys: Keys, spans: bytes) -> None:
+    """A front door's batch of spans it saw end (their records, packed), one entry."""
+    await redis.xadd(keys.tenancy.ledger, {TenancyKeys.FRONT_SPANS_FIELD: spans})
+
+
 async def ensure_group(redis: Redis, stream: str, group: str) -> None:
     try:
         await redis.xgroup_create(stream, group, id="0", mkstream=True)

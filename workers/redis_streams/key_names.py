@@ -135,6 +135,9 @@ class TenancyKeys:
     # The callbacks' part of a finished request's event (workers/tenancy/events.py
     # FinishedCall), read by its own consumer group (issue #19).
     CALL_FIELD = b"cb"
+    # A batch of spans a front door saw end (workers/tenancy/events.py FrontSpan), for the
+    # callbacks' group alone: the ledger skips it.
+    FRONT_SPANS_FIELD = b"fs"
     CALLBACKS_GROUP = "callbacks"
 
     def __init__(self, prefix: str, channel: str) -> None:

@@ -50,11 +50,13 @@ class OtelCallback(Section, frozen=True):
     endpoint: str = "http://127.0.0.1:4318/v1/traces"
     headers: dict[str, Secret] = {}
     service_name: str = "switchboard"
-    # The spans of requests a front door answers itself (cache hits, refusals), which it
-    # exports on its own: seconds between exports, how long a refused batch is retried, and
-    # how many wait meanwhile (oldest dropped past it). Worker-served requests' spans go
-    # through the callbacks' stream (callback_settings.batch_size, linger_s, retry_for_s).
-    export_interval_s: Annotated[float, Positive] = 5.0
+    # The spans only a front door sees end (its relay of a worker's answer, the requests it
+    # answers itself: cache hits, refusals) are kept there as records and put onto the
+    # callbacks' stream as one entry every `export_interval_s`; a front door that cannot
+    # reach Redis keeps them for up to `retry_for_s`, at most `max_queue` (oldest dropped
+    # past either, counted). On the stream they are delivered as every other event
+    # (callback_settings.batch_size, linger_s, retry_for_s).
+    export_interval_s: Annotated[float, Positive] = 1.0
     retry_for_s: Annotated[float, Meta(ge=0)] = 600.0
     max_queue: Annotated[int, Positive] = 20_000
     # The share of traces kept (a client's sampled flag decides for its own traces).

@@ -109,10 +109,31 @@ class FinishedCall(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
     team_id: str | None = None
 
 
+class FrontSpan(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
+    """A span the front door saw end (issue #19), as ids and times: the relay of a worker's
+    answer to the client (`route` empty), or the server span of a request it answered
+    itself (a cache hit, a refusal; `route` set). Front doors put a batch of these on the
+    stream now and then; the callbacks' consumer makes and exports the spans, so no process
+    that serves requests encodes protobuf."""
+
+    traceparent: str  # the front door's span: 00-<trace id>-<span id>-<flags>
+    start_ns: int
+    end_ns: int
+    status: int
+    route: str = ""  # a server span's route; "" for a relay
+    parent_span: str = ""  # a server span's parent (the client's span)
+    span_id: str = ""  # a relay's own span id (picked once: a redelivery repeats it)
+    sent_bytes: int | None = None  # a relay's bytes; None: the client left before the end
+    # A relay's time from the request's arrival to its first byte out (0: none went out).
+    ttfb_ns: int = 0
+    team_id: str | None = None  # the key's team: its own span exports, if it has any
+
+
 encode = msgspec.msgpack.Encoder().encode
 decode_front = msgspec.msgpack.Decoder(FrontEvent).decode
 decode_worker = msgspec.msgpack.Decoder(WorkerEvent).decode
 decode_call = msgspec.msgpack.Decoder(FinishedCall).decode
+decode_front_spans = msgspec.msgpack.Decoder(list[FrontSpan]).decode
 
 
 def _time(ms: int) -> datetime:

@@ -299,8 +299,12 @@ def _decode(
     spend_records = []
     crossed: list[str] = []
     for entry_id, fields in entries:
-        if TenancyKeys.EVENT_FIELD not in fields and TenancyKeys.CALL_FIELD in fields:
-            continue  # a callbacks event of a request admitted without tenancy: no spend
+        if TenancyKeys.EVENT_FIELD not in fields and (
+            TenancyKeys.CALL_FIELD in fields or TenancyKeys.FRONT_SPANS_FIELD in fields
+        ):
+            # A callbacks event of a request admitted without tenancy, or a front door's
+            # spans: no spend.
+            continue
         try:
             front = events.decode_front(fields[TenancyKeys.EVENT_FIELD])
             worker = events.decode_worker(fields[TenancyKeys.WORKER_FIELD])
