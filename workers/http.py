@@ -28,7 +28,7 @@ from workers.errors import (
     error_for_status,
 )
 from workers.fetch_guard import GuardedFetcher
-from workers.hooks.trace_context import upstream_trace_config
+from workers.hooks.trace_context import send_traceparent
 from workers.net_guard import AddressPolicy
 from workers.upstream_text import LOG_TEXT_CHARS, excerpt
 
@@ -60,8 +60,7 @@ class HttpClient:
         self.max_reply_bytes = max_reply_bytes
         # Whether upstream requests carry the current provider span's `traceparent` (issue
         # #19): a traced worker turns it on before its first request (read when the session
-        # opens). Off, the session has no TraceConfig, whose signals cost every upstream
-        # request even when there is nothing to send (issue #22).
+        # opens). Off, the session has no middleware to call (issue #22).
         self.sends_traceparent = False
         self._session: aiohttp.ClientSession | None = None
         self._guarded: dict[AddressPolicy, GuardedFetcher] = {}
@@ -88,7 +87,7 @@ class HttpClient:
             # Upstream JSON is decoded by msgspec from bytes; skip aiohttp's cookie handling.
             cookie_jar=aiohttp.DummyCookieJar(),
             # The request's trace context goes upstream as `traceparent` (issue #19).
-            trace_configs=[upstream_trace_config()] if self.sends_traceparent else None,
+            middlewares=(send_traceparent,) if self.sends_traceparent else (),
         )
 
     def guarded(self, policy: AddressPolicy) -> GuardedFetcher:
