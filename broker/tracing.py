@@ -13,6 +13,8 @@ broker/hooks.py's.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -24,7 +26,11 @@ from workers.hooks.front_spans import FrontDoorTracing
 from workers.hooks.trace_context import FRONT_TRACE, FrontTrace
 from workers.settings.hooks import OtelCallback
 
+log = logging.getLogger("switchboard.tracing")
+
 TRACED_NAMES = ("otel", "langfuse")
+# Seconds a stopping front door tries to put its last span records onto the stream.
+SHUTDOWN_GRACE_S = 5.0
 # The front door's tracing, when on (tests and benchmarks flush it).
 FRONT_TRACING: web.AppKey[FrontDoorTracing] = web.AppKey("front_tracing")
 
@@ -74,6 +80,11 @@ def tracing_ctx(
         tracing.bind(lambda: front.redis, front.keys)
         front.tasks.start("front door spans", tracing.run, restart_after_s=1.0)
         yield
-        await tracing.flush()
+        try:
+            # A Redis that stopped answering must not hold the shutdown up.
+            async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                await tracing.flush()
+        except TimeoutError:
+            log.warning("stopping with %d span records not on the stream", len(tracing.pending))
 
     return ctx

@@ -185,6 +185,8 @@ class CallbackConsumer:
         self.offered = 0
         self.dropped = 0
         self.given_up = 0
+        # The front doors' span records (relays, their own answers) a span export gave up on.
+        self.front_spans_given_up = 0
         self.depth = 0
         self.delivered: collections.Counter[str] = collections.Counter()
         self.failed: collections.Counter[str] = collections.Counter()
@@ -364,6 +366,9 @@ class CallbackConsumer:
             for share in list(owed):
                 if self._exhausted(share, now - started):
                     self.given_up += sum(item.counts for item in share.events)
+                    self.front_spans_given_up += sum(
+                        len(item.records) for item in share.events if isinstance(item, _FrontSpans)
+                    )
                     log.error(
                         "callback %s: %d events given up after %d failures",
                         share.name,

@@ -42,15 +42,13 @@ class FrontDoorTracing:
         self.sample_rate = settings.sample_rate
         self.interval_s = settings.export_interval_s
         self.keep_for_s = settings.retry_for_s
-        # Oldest first, held to `max_queue` (past it the oldest go, counted).
+        # Oldest first, held to `max_queue` (past it the oldest go, counted and logged).
         self.pending: deque[FrontSpan] = deque()
         self.max_pending = settings.max_queue
         self.dropped_spans = 0
         self._redis: Callable[[], Redis] | None = None
         self._keys: Keys | None = None
         self._flushing = asyncio.Lock()
-        # When Redis last took a flush: records kept longer than `keep_for_s` are dropped.
-        self._taken_at = time.monotonic()
 
     def bind(self, redis: Callable[[], Redis], keys: Keys) -> None:
         """Where the records go: the front door's Redis (its current client) and stream."""
@@ -121,29 +119,35 @@ class FrontDoorTracing:
             await self.flush()
 
     async def flush(self) -> None:
-        """What is recorded, onto the stream now. Redis away: kept for the next flush (for
-        up to `retry_for_s`, at most `max_queue` records)."""
+        """What is recorded, onto the stream now. Redis away: kept for the next flush (each
+        record for up to `retry_for_s`, at most `max_queue` of them)."""
         async with self._flushing:
             redis, keys = self._redis, self._keys
             if redis is None or keys is None:
                 return
-            if not self.pending:
-                self._taken_at = time.monotonic()  # nothing kept: nothing kept too long
             while self.pending:
-                batch = [self.pending[i] for i in range(min(MAX_BATCH, len(self.pending)))]
+                # Taken off first: records added while the XADD is in flight (and the cap's
+                # drops they cause) touch only what is still pending.
+                batch = [self.pending.popleft() for _ in range(min(MAX_BATCH, len(self.pending)))]
                 try:
                     await finished_events.append_front_spans(redis(), keys, events.encode(batch))
-                except RedisError as exc:
-                    self._drop_if_kept_too_long(exc)
+                except BaseException as exc:
+                    self.pending.extendleft(reversed(batch))
+                    while len(self.pending) > self.max_pending:
+                        self.pending.popleft()
+                        self.dropped_spans += 1
+                    if not isinstance(exc, RedisError):
+                        raise
+                    self._drop_kept_too_long(exc)
                     return
-                for _ in batch:
-                    self.pending.popleft()
-                self._taken_at = time.monotonic()
 
-    def _drop_if_kept_too_long(self, exc: RedisError) -> None:
-        if time.monotonic() - self._taken_at < self.keep_for_s:
-            log.warning("could not add %d spans to the stream: %s", len(self.pending), exc)
-            return
-        self.dropped_spans += len(self.pending)
-        log.warning("dropped %d spans: Redis could not take them for too long", len(self.pending))
-        self.pending.clear()
+    def _drop_kept_too_long(self, exc: RedisError) -> None:
+        cutoff_ns = time.time_ns() - int(self.keep_for_s * 1e9)
+        dropped = 0
+        while self.pending and self.pending[0].end_ns < cutoff_ns:
+            self.pending.popleft()
+            dropped += 1
+        self.dropped_spans += dropped
+        if dropped:
+            log.warning("dropped %d spans: Redis could not take them for too long", dropped)
+        log.warning("could not add %d spans to the stream: %s", len(self.pending), exc)

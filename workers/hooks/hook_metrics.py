@@ -74,6 +74,12 @@ class CallbackCollector(Collector):
             "Events a callback failed for longer than its retries allow (then acknowledged).",
             value=getattr(d, "given_up", 0),
         )
+        yield CounterMetricFamily(
+            "switchboard_callback_front_spans_given_up",
+            "Front door span records (relays, its own answers) a span export failed for "
+            "longer than retry_for_s (then acknowledged).",
+            value=getattr(d, "front_spans_given_up", 0),
+        )
 
 
 _NONE = CallbackDispatcher(Callbacks())

@@ -54,7 +54,7 @@ class OtelCallback(Section, frozen=True):
     # answers itself: cache hits, refusals) are kept there as records and put onto the
     # callbacks' stream as one entry every `export_interval_s`; a front door that cannot
     # reach Redis keeps them for up to `retry_for_s`, at most `max_queue` (oldest dropped
-    # past either, counted). On the stream they are delivered as every other event
+    # past either, logged). On the stream they are delivered as every other event
     # (callback_settings.batch_size, linger_s, retry_for_s).
     export_interval_s: Annotated[float, Positive] = 1.0
     retry_for_s: Annotated[float, Meta(ge=0)] = 600.0
