@@ -71,6 +71,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="with --everything-on: all of it but the otel callback (issue #19's baseline)",
     )
+    parser.add_argument(
+        "--sample-rate",
+        type=float,
+        default=1.0,
+        help="with --everything-on: the share of requests the otel callback traces",
+    )
     return parser.parse_args(argv)
 
 
@@ -336,7 +342,11 @@ async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> None:
             if args.everything_on:
                 otlp_url = None if args.without_otel else sink.url
                 config = realistic.everything_on(
-                    config, Path(tmp, "config-on.yaml"), Path(tmp, "data"), otlp_url
+                    config,
+                    Path(tmp, "config-on.yaml"),
+                    Path(tmp, "data"),
+                    otlp_url,
+                    sample_rate=args.sample_rate,
                 )
             target = gateways.switchboard(
                 free_port(), config, Path(tmp), front_doors=1, workers=1, cpus=plan["gateway"]

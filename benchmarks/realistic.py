@@ -29,14 +29,17 @@ def with_database(config: Path, data_dir: Path) -> None:
     config.write_text(yaml.safe_dump(text, sort_keys=False))
 
 
-def everything_on(config: Path, out: Path, data_dir: Path, otlp_url: str | None) -> Path:
+def everything_on(
+    config: Path, out: Path, data_dir: Path, otlp_url: str | None, *, sample_rate: float = 1.0
+) -> Path:
     """A copy of `config` at `out` with the database and the `otel` callback (none when
-    `otlp_url` is None: the baseline of what the callback costs)."""
+    `otlp_url` is None: the baseline of what the callback costs), tracing `sample_rate` of
+    the requests."""
     text: dict[str, Any] = yaml.safe_load(config.read_text())
     text["general_settings"]["database_url"] = f"sqlite:///{data_dir / 'switchboard.db'}"
     if otlp_url is not None:
         text["litellm_settings"]["callbacks"] = ["otel"]
-        text["callback_settings"] = {"otel": {"endpoint": otlp_url}}
+        text["callback_settings"] = {"otel": {"endpoint": otlp_url, "sample_rate": sample_rate}}
     data_dir.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(text, sort_keys=False))
     return out
