@@ -273,6 +273,11 @@ class ServiceHooks:
         lists.check(builds_builtins=builds_builtins)
         for team in teams.values():
             team.check(builds_builtins=builds_builtins)
+        if not builds_builtins:  # what building would have refused: a missing section
+            _require_sections(lists, settings, has_own_langfuse=False)
+            for setting in team_settings or []:
+                own = setting.langfuse(None) is not None
+                _require_sections(teams[setting.team_id], settings, has_own_langfuse=own)
         hooks = cls(lists, settings, teams)
         masker = log_masker(Guardrails(guardrails or []))
         if masker is not None:
@@ -370,6 +375,22 @@ def team_factories(team: TeamCallbacks, settings: CallbackSettings) -> dict[str,
         return span_exports(None, langfuse)["langfuse"]
 
     return {"langfuse": team_langfuse}
+
+
+def _require_sections(
+    lists: Callbacks, settings: CallbackSettings, *, has_own_langfuse: bool
+) -> None:
+    """A built-in named without the section it needs fails the start, as building it
+    would (a team with its own Langfuse project needs no global `langfuse` section)."""
+    named = {*lists.success_callback, *lists.failure_callback, *lists.callbacks}
+    sections = {"jsonl": settings.jsonl, "webhook": settings.webhook, "langfuse": settings.langfuse}
+    if has_own_langfuse:
+        del sections["langfuse"]
+    for name, section in sections.items():
+        if name in named and section is None:
+            raise ValueError(
+                f"the {name!r} callback needs a callback_settings.{name} section in the config"
+            )
 
 
 def builtin_factories(settings: CallbackSettings) -> dict[str, Factory]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from redis.asyncio import Redis
 
 from tests.broker import callback_targets
@@ -125,3 +126,21 @@ async def test_the_consumer_gives_them_to_the_span_exports_alone_and_the_ledger_
     assert consumer.offered == 0 and consumer.delivered["otel"] == 0
     # The ledger's decoding skips it: no spend row, nothing logged as malformed.
     assert len(entries) == 1 and _decode(entries) == ([], [])
+
+
+@pytest.mark.parametrize("name", ["jsonl", "webhook", "langfuse"])
+@pytest.mark.parametrize("builds_builtins", [True, False])
+def test_a_builtin_named_without_its_section_fails_the_start_built_or_not(
+    name: str, builds_builtins: bool
+) -> None:
+    """A front door only names its built-ins (it builds no exporter), yet refuses the same
+    configs as a worker, which builds them."""
+    with pytest.raises(ValueError, match=f"callback_settings.{name} section"):
+        ServiceHooks.from_config(
+            success_callback=[name],
+            failure_callback=[],
+            callbacks=[],
+            turn_off_message_logging=False,
+            settings=CallbackSettings(),
+            builds_builtins=builds_builtins,
+        )
