@@ -387,21 +387,21 @@ def _require_sections(
     if has_own_langfuse:
         del sections["langfuse"]
     for name, section in sections.items():
-        if name in named and section is None:
-            raise ValueError(
-                f"the {name!r} callback needs a callback_settings.{name} section in the config"
-            )
+        if name in named:
+            needs(name, section)
+
+
+def needs(name: str, section: object) -> None:
+    """A built-in's section, or the start fails saying which is missing."""
+    if section is None:
+        raise ValueError(
+            f"the {name!r} callback needs a callback_settings.{name} section in the config"
+        )
 
 
 def builtin_factories(settings: CallbackSettings) -> dict[str, Factory]:
     """The built-ins this config can name; each is made at the start when a list names it,
     and one whose section is missing fails the start saying so."""
-
-    def needs(name: str, section: object) -> None:
-        if section is None:
-            raise ValueError(
-                f"the {name!r} callback needs a callback_settings.{name} section in the config"
-            )
 
     def jsonl() -> CustomLogger:
         needs("jsonl", settings.jsonl)
