@@ -31,8 +31,7 @@ from typing import Any
 import aiohttp
 from redis.asyncio import Redis
 
-from broker.tracing import FRONT_TRACING
-from tests.broker.harness import make_config, service
+from tests.broker.harness import flush_front_spans, make_config, service
 from tests.broker.otlp_receiver import OtlpReceiver
 from tests.broker.processes import free_port
 from tests.redis_helpers import REDIS_URL, delete_namespace, new_namespace
@@ -83,9 +82,7 @@ async def _case(
         await _load(door.url, body, min(50, args.requests), args.concurrency, path)  # warm up
         cpu, wall = time.process_time(), time.perf_counter()
         latencies = await _load(door.url, body, args.requests, args.concurrency, path)
-        tracing = door.app.get(FRONT_TRACING)
-        if tracing is not None:
-            await tracing.flush()  # the front door's span records onto the stream first
+        await flush_front_spans([door])  # the front door's span records onto the stream first
         for running in workers:
             consumer = running.worker.callback_consumer
             if consumer is not None:

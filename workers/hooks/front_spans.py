@@ -70,8 +70,8 @@ class FrontDoorTracing:
 
     def answered_here(self, trace: FrontTrace, route: str, status: int) -> None:
         """The span of a request no worker saw (a cache hit, a refusal before queueing)."""
-        traceparent = trace.traceparent
-        if traceparent is None or not is_sampled(traceparent):
+        traceparent = _sampled(trace)
+        if traceparent is None:
             return
         self._add(
             FrontSpan(
@@ -88,8 +88,8 @@ class FrontDoorTracing:
     def relayed(self, trace: FrontTrace, sent_bytes: int | None, end_ns: int) -> None:
         """The relay of a worker's answer ended (its last byte sent, or the client gone:
         `sent_bytes` None): from the enqueue to now, with the first byte's time."""
-        traceparent = trace.traceparent
-        if traceparent is None or not is_sampled(traceparent):
+        traceparent = _sampled(trace)
+        if traceparent is None:
             return
         self._add(
             FrontSpan(
@@ -151,3 +151,9 @@ class FrontDoorTracing:
         if dropped:
             log.warning("dropped %d spans: Redis could not take them for too long", dropped)
         log.warning("could not add %d spans to the stream: %s", len(self.pending), exc)
+
+
+def _sampled(trace: FrontTrace) -> str | None:
+    """The trace's traceparent when its spans are kept; None: tracing off or not sampled."""
+    traceparent = trace.traceparent
+    return traceparent if traceparent is not None and is_sampled(traceparent) else None
