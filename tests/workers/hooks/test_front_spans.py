@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
@@ -144,3 +145,42 @@ def test_a_builtin_named_without_its_section_fails_the_start_built_or_not(
             settings=CallbackSettings(),
             builds_builtins=builds_builtins,
         )
+
+
+async def test_records_that_arrive_while_a_flush_is_in_flight_stay_pending(
+    redis: Redis, keys: Keys
+) -> None:
+    """The cap drops only what is still pending: a batch being sent is off the queue, so a
+    record arriving meanwhile neither pushes it out nor is removed in its place."""
+    tracing = FrontDoorTracing(OtelCallback(max_queue=2))
+    _relayed(tracing, status=200)
+    _relayed(tracing, status=201)
+
+    arrived: list[bool] = []
+
+    def arriving() -> Redis:  # called as the XADD is made: a request ends meanwhile
+        if not arrived:
+            arrived.append(True)
+            _relayed(tracing, status=202)
+        return redis
+
+    tracing.bind(arriving, keys)
+    await tracing.flush()
+    # Both batches went: the one in flight whole, then the record that came meanwhile.
+    sent = [[r.status for r in records] for records in await _entries(redis, keys)]
+    assert sent == [[200, 201], [202]]
+    assert not tracing.pending and tracing.dropped_spans == 0
+
+
+async def test_each_record_ages_out_on_its_own_while_redis_is_away(keys: Keys) -> None:
+    away = Redis.from_url(CLOSED_PORT)
+    tracing = FrontDoorTracing(OtelCallback(retry_for_s=60))
+    tracing.bind(lambda: away, keys)
+    _relayed(tracing, status=200)
+    old = tracing.pending[0]
+    tracing.pending[0] = msgspec.structs.replace(old, end_ns=old.end_ns - 61 * 10**9)
+    _relayed(tracing, status=201)
+    await tracing.flush()
+    # The one older than retry_for_s is dropped; the new one waits for Redis.
+    assert [r.status for r in tracing.pending] == [201] and tracing.dropped_spans == 1
+    await away.aclose()
