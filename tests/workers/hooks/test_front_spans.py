@@ -1,19 +1,29 @@
 """The spans only a front door sees end (its relays, its own answers), kept there as records
 and put onto the finished-request stream in batches (workers/hooks/front_spans.py), on a real
-Redis: what is recorded and what is not, what a Redis outage keeps and drops, and that the
-consumer gives the records to the span exports alone while the ledger skips them."""
+Redis: what is recorded and what is not, what a Redis outage keeps and drops (a stop it never
+answers included), that the consumer gives the records to the span exports alone while the
+ledger skips them, and that the records a span export gives up on are counted."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import textwrap
 import time
+from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from broker import tracing as front_tracing
 from tests.broker import callback_targets
+from tests.broker.harness import make_config, start_front_door
 from tests.broker.otlp_receiver import OtlpReceiver
+from workers.hooks import hook_metrics
 from workers.hooks.consumer import CallbackConsumer
 from workers.hooks.front_spans import FrontDoorTracing
 from workers.hooks.service import ServiceHooks
@@ -184,3 +194,140 @@ async def test_each_record_ages_out_on_its_own_while_redis_is_away(keys: Keys) -
     # The one older than retry_for_s is dropped; the new one waits for Redis.
     assert [r.status for r in tracing.pending] == [201] and tracing.dropped_spans == 1
     await away.aclose()
+
+
+class SilentRedis:
+    """A Redis that stopped answering (hung, paused, behind a dead proxy): a TCP server on
+    127.0.0.1 that accepts each connection and reads what is sent, never replying."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._handlers: list[asyncio.Task[object]] = []
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> SilentRedis:
+        self._server = await asyncio.start_server(self._swallow, "127.0.0.1", 0)
+        self.url = f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
+        return self
+
+    async def _swallow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.append(task)
+        self._writers.append(writer)
+        with contextlib.suppress(OSError):
+            while await reader.read(65536):
+                pass
+        writer.close()
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+
+async def test_a_stop_waits_for_a_redis_that_stopped_answering_no_longer_than_the_grace(
+    namespace: str,
+    redis: Redis,
+    keys: Keys,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The stopping front door's last flush (broker/tracing.py `tracing_ctx`) gives up after
+    SHUTDOWN_GRACE_S; the records it could not put onto the stream stay pending, none of
+    them counted as dropped, and how many is logged."""
+    grace_s, margin_s = 0.5, 1.5
+    monkeypatch.setattr(front_tracing, "SHUTDOWN_GRACE_S", grace_s)
+    general = textwrap.dedent(
+        """\
+        litellm_settings:
+          callbacks: ["otel"]
+        callback_settings:
+          otel: {endpoint: "http://127.0.0.1:9/v1/traces", export_interval_s: 3600}
+        """
+    )  # the periodic flush never runs: the stop's is the one
+    door = await start_front_door(make_config("http://127.0.0.1:9/v1", namespace, general=general))
+    tracing = door.app[front_tracing.FRONT_TRACING]
+    async with SilentRedis() as silent:
+        hung = Redis.from_url(silent.url)
+        door.front.redis = hung  # the front door's current client, as a Redis outage swaps it
+        for status in (200, 201, 202):
+            _relayed(tracing, status=status)
+        started = time.monotonic()
+        async with asyncio.timeout(grace_s + margin_s):  # without the bound: hangs, fails here
+            await door.stop()
+        stopped_after_s = time.monotonic() - started
+        await hung.aclose()
+    assert silent.connections >= 1  # the flush did reach the Redis that never answered
+    assert grace_s <= stopped_after_s < grace_s + margin_s
+    # Kept, in order, not dropped: the flush's batch went back to the queue when cut off.
+    assert [r.status for r in tracing.pending] == [200, 201, 202]
+    assert tracing.dropped_spans == 0
+    assert await redis.xlen(keys.tenancy.ledger) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "stopping with 3 span records not on the stream" in warned
+
+
+@contextlib.asynccontextmanager
+async def refusing_collector() -> AsyncIterator[tuple[str, list[int]]]:
+    """A collector that answers every export 500 (not one the OTLP exporter retries itself:
+    each attempt fails at once). Its URL and the size of each body refused."""
+    refused: list[int] = []
+
+    async def traces(request: web.Request) -> web.Response:
+        refused.append(len(await request.read()))
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", traces)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1/traces", refused
+    finally:
+        await runner.cleanup()
+
+
+async def test_front_door_records_a_span_export_gives_up_on_are_counted(
+    redis: Redis, keys: Keys
+) -> None:
+    async with refusing_collector() as (url, refused):
+        hooks = ServiceHooks.from_config(
+            success_callback=[],
+            failure_callback=[],
+            callbacks=["otel"],
+            turn_off_message_logging=False,
+            settings=CallbackSettings(otel=OtelCallback(endpoint=url), retry_for_s=0.2, linger_s=0),
+        )
+        assert hooks is not None
+        consumer = CallbackConsumer(redis, keys, hooks, "w1")
+        registry = CollectorRegistry()
+        hook_metrics.register(registry, consumer)
+        await finished_events.ensure_group(redis, keys.tenancy.ledger, TenancyKeys.CALLBACKS_GROUP)
+        tracing = FrontDoorTracing(OtelCallback())
+        tracing.bind(lambda: redis, keys)
+        _relayed(tracing, status=200)
+        _relayed(tracing, status=502)
+        teams = tracing.start(CLIENT)
+        teams.team_id = "team-a"  # a second item of the entry (one per team), in one share
+        tracing.answered_here(teams, "/v1/embeddings", 429)
+        await tracing.flush()
+        assert await consumer.step() == 1  # one entry, three records
+        await consumer.aclose()
+    # Retried for retry_for_s, then given up: every record counted, the entry acknowledged.
+    assert len(refused) >= 2 and all(refused)  # each attempt sent the spans, was refused
+    assert consumer.failed["otel"] == len(refused)
+    assert consumer.front_spans_given_up == 3
+    assert consumer.given_up == 0  # no request's event among them
+    callbacks = TenancyKeys.CALLBACKS_GROUP
+    assert await finished_events.backlog(redis, keys.tenancy.ledger, callbacks) == 0
+    # What Prometheus scrapes from a worker (workers/hooks/hook_metrics.py).
+    assert registry.get_sample_value("switchboard_callback_front_spans_given_up_total") == 3
