@@ -138,3 +138,21 @@ def test_profile_splits_cpu_per_request_by_process() -> None:
         assert len(rows) == count, done.stdout
         assert all(float(row.split("|")[2].strip("* ").replace(",", "")) > 0 for row in rows)
     assert done.stdout.count("| process | event loop thread µs | other threads µs |") == 2
+
+
+@pytest.mark.slow
+def test_otel_cost_pairs_each_rate_with_its_rounds_run_without_otel() -> None:
+    argv = [sys.executable, "-m", "benchmarks.otel_cost", "--rounds=1", "--rates=1"]
+    done = subprocess.run(
+        [*argv, "--duration=0.5", "--concurrency=4"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    for shape in ("non-stream", "stream"):
+        assert any(line.startswith(f"| 1 | {shape} | ") for line in lines), done.stdout
+        verdicts = [line for line in lines if line.startswith(f"| otel, sample_rate 1 | {shape} |")]
+        assert len(verdicts) == 1 and verdicts[0].endswith(("| yes |", "| no |")), done.stdout
