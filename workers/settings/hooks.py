@@ -60,7 +60,8 @@ class OtelCallback(Section, frozen=True):
     retry_for_s: Annotated[float, Meta(ge=0)] = 600.0
     max_queue: Annotated[int, Positive] = 20_000
     # The share of traces kept (a client's sampled flag decides for its own traces).
-    # Tracing every request costs CPU per request: see benchmarks/HOOKS.md.
+    # CPU per request in the realistic configuration: +21-27% with every request traced,
+    # +9% with a quarter (benchmarks/HOOKS.md, `python -m benchmarks.otel_cost`).
     sample_rate: Annotated[float, Meta(ge=0, le=1)] = 1.0
 
 
