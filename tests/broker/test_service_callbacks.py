@@ -4,6 +4,7 @@ fake upstream: every finished request reaches them once, off the request path.""
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from broker.config import ConfigError
 from broker.hooks import FRONT_HOOKS, service_hooks
 from tests.broker import callback_targets
 from tests.broker.harness import make_config, post, read_sse, service
+from tests.local_http import serve
 from workers.testing.server import FakeUpstream
 
 HELLO = [{"role": "user", "content": "hello gateway"}]
@@ -219,7 +221,7 @@ class WebhookCollector:
         self.events: list[dict[str, Any]] = []
         self.raw: list[bytes] = []
         self.url = ""
-        self._runner: web.AppRunner | None = None
+        self._serving = contextlib.AsyncExitStack()
 
     async def _ingest(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -230,15 +232,11 @@ class WebhookCollector:
     async def __aenter__(self) -> WebhookCollector:
         app = web.Application()
         app.router.add_post("/ingest", self._ingest)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/ingest"
+        self.url = f"{await self._serving.enter_async_context(serve(app))}/ingest"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
+        await self._serving.aclose()
 
 
 JSON = "application/json"

@@ -23,6 +23,7 @@ from broker import tracing as front_tracing
 from tests.broker import callback_targets
 from tests.broker.harness import make_config, start_front_door
 from tests.broker.otlp_receiver import OtlpReceiver
+from tests.local_http import serve
 from workers.hooks import hook_metrics
 from workers.hooks.consumer import CallbackConsumer
 from workers.hooks.front_spans import FrontDoorTracing
@@ -286,14 +287,8 @@ async def refusing_collector() -> AsyncIterator[tuple[str, list[int]]]:
 
     app = web.Application()
     app.router.add_post("/v1/traces", traces)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1/traces", refused
-    finally:
-        await runner.cleanup()
+    async with serve(app) as base_url:
+        yield f"{base_url}/v1/traces", refused
 
 
 async def test_front_door_records_a_span_export_gives_up_on_are_counted(

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 import switchboard
+from tests.local_http import serve
 from workers import errors
 from workers.sdk import callbacks as sdk_callbacks
 from workers.testing.server import FakeUpstream
@@ -190,21 +191,14 @@ async def test_webhook_builtin_retries_until_delivered(fake: FakeUpstream) -> No
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serve(app) as base_url:
         switchboard.callback_settings = {
-            "webhook": {"url": f"http://127.0.0.1:{port}/hook", "headers": {"x-token": "t"}}
+            "webhook": {"url": f"{base_url}/hook", "headers": {"x-token": "t"}}
         }
         switchboard.success_callback = ["webhook"]
         for _ in range(3):
             await switchboard.acompletion("openai/gpt-4o-mini", HELLO, **_base(fake))
         await asyncio.to_thread(switchboard.flush_callbacks, 30)
-    finally:
-        await runner.cleanup()
     assert attempts == 6
     assert len({payload["id"] for payload in received}) == len(received) == 3
     assert all(p["status"] == "success" and p["model"] == "openai/gpt-4o-mini" for p in received)
