@@ -241,7 +241,7 @@ async def drive(
     return len(client.sample.latencies_s)
 
 
-async def wait_delivered(url: str, timeout_s: float = 180.0) -> float:
+async def wait_delivered(url: str, timeout_s: float = 180.0, namespace: str | None = None) -> float:
     """Wait until the finished-request stream's consumer groups (the ledger, the callbacks)
     have acknowledged every event; the seconds it took.
 
@@ -255,7 +255,8 @@ async def wait_delivered(url: str, timeout_s: float = 180.0) -> float:
     from workers.redis_streams import Keys, TenancyKeys, finished_events
     from workers.settings.switchboard import DEFAULT_NAMESPACE
 
-    stream = Keys(DEFAULT_NAMESPACE).tenancy.ledger  # the benchmarks' configs keep the default
+    # The benchmarks' configs keep the default namespace.
+    stream = Keys(namespace or DEFAULT_NAMESPACE).tenancy.ledger
     groups = (TenancyKeys.LEDGER_GROUP, TenancyKeys.CALLBACKS_GROUP)
     started = time.monotonic()
     await asyncio.sleep(FRONT_FLUSH_S)
