@@ -92,6 +92,8 @@ def roles(root: int) -> dict[str, list[int]]:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             if is_redis(pid):
                 found["redis"].append(pid)
+            elif " worker --callbacks " in command:  # a config with callbacks (issue #19)
+                found.setdefault("callbacks", []).append(pid)
             elif " worker" in command:
                 found["worker"].append(pid)
             elif " serve " in command:  # front doors 2..N of `up --front-doors N`

@@ -26,16 +26,12 @@ import os
 import msgspec
 from aiohttp import web
 
+from broker.callbacks_process import standing_by
 from broker.config.loader import Config
 from workers.runtime.options import RuntimeOptions
 from workers.settings.switchboard import SwitchboardSettings
 
 log = logging.getLogger("switchboard.batches")
-# How far the batch processes' callback delivery may lag (the time since the last event they
-# read was written) before interactive workers read too: above their usual cycle (a 1 s
-# blocking read, the 0.5 s linger, an export), and soon enough that a batch process starved
-# of CPU (SCHED_IDLE on a busy core) or gone leaves a backlog of seconds, not the cap.
-CALLBACKS_STAND_BY_S = 3.0
 
 
 def batch_lane_options(options: RuntimeOptions, settings: SwitchboardSettings) -> RuntimeOptions:
@@ -46,12 +42,10 @@ def batch_lane_options(options: RuntimeOptions, settings: SwitchboardSettings) -
 
 def interactive_options(options: RuntimeOptions, settings: SwitchboardSettings) -> RuntimeOptions:
     """A worker of the interactive lanes alone: batch processes read the batch lane, and
-    deliver the callbacks unless they fall behind (`CALLBACKS_STAND_BY_S`)."""
-    return msgspec.structs.replace(
-        options,
-        lanes=tuple(settings.lanes),
-        batch_lane=None,
-        callbacks_stand_by_s=CALLBACKS_STAND_BY_S,
+    deliver the callbacks unless they fall behind (`CALLBACKS_STAND_BY_S`), or stand by too
+    for a callbacks process (broker/callbacks_process.py)."""
+    return standing_by(
+        msgspec.structs.replace(options, lanes=tuple(settings.lanes), batch_lane=None)
     )
 
 
@@ -75,7 +69,9 @@ def lower_priority(steps: int, *, is_idle: bool) -> str:
 async def serve_batches(
     config: Config, redis_url: str, args: argparse.Namespace, stopping: asyncio.Event
 ) -> None:
-    """The batch runners and the batch lane's worker, in this process, until `stopping`."""
+    """The batch runners and the batch lane's worker, in this process, until `stopping`;
+    with `--callbacks-standby`, its callbacks' consumer leaves the delivery to a callbacks
+    process unless that falls behind."""
     # Imported here, as for `worker`: `up` sets the shared metrics directory first.
     from prometheus_client import CollectorRegistry
 
@@ -93,13 +89,16 @@ async def serve_batches(
     runners = web.AppRunner(app, handle_signals=False, access_log=None)
     await runners.setup()  # opens the front door's parts and starts the runners; no socket
     log.info("batch process ready: runners and lane %s at %s", settings.batches.lane, priority)
+    options = batch_lane_options(
+        RuntimeOptions.from_settings(settings, concurrency=args.concurrency), settings
+    )
+    if args.callbacks_standby:
+        options = standing_by(options)
     try:
         await serve_worker(
             build_plan(config.deployments, config.model_list, config.router_settings),
             redis_url,
-            batch_lane_options(
-                RuntimeOptions.from_settings(settings, concurrency=args.concurrency), settings
-            ),
+            options,
             stopping=stopping,
             worker_id=args.worker_id,
             metrics_host=args.metrics_host,

@@ -76,11 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
         "front doors and workers run batches beside interactive requests)",
     )
     up.add_argument(
+        "--callback-workers",
+        type=int,
+        default=1,
+        help="processes that deliver the callbacks alone, when the config names any (default "
+        "1; 0: the workers deliver them)",
+    )
+    up.add_argument(
         "--metrics-port",
         type=int,
         default=None,
         help="first of the ports where each process serves its own /metrics: front doors "
-        "at PORT, PORT+1, ..., then the workers, then the batch workers",
+        "at PORT, PORT+1, ..., then the workers, the batch workers, the callbacks processes",
     )
     up.add_argument("--data-dir", type=Path, default=None, help="default ./switchboard-data")
 
@@ -116,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch_lane.add_argument(
         "--no-batches", action="store_true", help="read the interactive lanes only"
+    )
+    batch_lane.add_argument(
+        "--callbacks",
+        action="store_true",
+        help="deliver the config's callbacks alone, serving no request",
+    )
+    worker.add_argument(
+        "--callbacks-standby",
+        action="store_true",
+        help="leave the callbacks to a `worker --callbacks` process unless it falls behind",
     )
     add_admin_commands(commands)
     add_batch_commands(commands)
@@ -213,16 +230,22 @@ async def work(
     # Imported here, as `up` must set the shared metrics directory before anything imports
     # prometheus_client (broker/shared_metrics.py), and the hooks reach the front door's.
     from broker.batch_process import interactive_options, serve_batches
+    from broker.callbacks_process import serve_callbacks, standing_by
     from broker.hooks import service_hooks
     from workers.routing.plan import build_plan
     from workers.runtime.process import serve_worker
 
+    if args.callbacks:
+        await serve_callbacks(config, redis_url, args, stopping)
+        return
     if args.batches:
         await serve_batches(config, redis_url, args, stopping)
         return
     options = runtime_options(config, args.concurrency)
     if args.no_batches:
         options = interactive_options(options, config.switchboard_settings)
+    if args.callbacks_standby:
+        options = standing_by(options)
     await serve_worker(
         build_plan(config.deployments, config.model_list, config.router_settings),
         redis_url,

@@ -168,11 +168,21 @@ async def supervise(
     # (broker/batch_process.py); the others then leave them alone.
     batch_workers = getattr(args, "batch_workers", 0)
     no_batches = ["--no-batches"] if batch_workers else []
+    # Issue #19: the callbacks delivered by a process of their own (broker/callbacks_process.py);
+    # the serving processes stand by.
+    callback_workers = callback_processes(config, args)
+    standby = ["--callbacks-standby"] if callback_workers else []
     children: list[Child] = [
         WorkerChild(
             f"worker {i + 1}",
             _child_argv(
-                args, ["worker", *no_batches, *metrics(args.front_doors + i, "--metrics-host")]
+                args,
+                [
+                    "worker",
+                    *no_batches,
+                    *standby,
+                    *metrics(args.front_doors + i, "--metrics-host"),
+                ],
             ),
             shared_metrics.without_directory(env),
             on_exit=worker_exited,
@@ -187,6 +197,7 @@ async def supervise(
                 [
                     "worker",
                     "--batches",
+                    *standby,
                     *metrics(args.front_doors + args.workers + i, "--metrics-host"),
                 ],
             ),
@@ -194,6 +205,19 @@ async def supervise(
             on_exit=worker_exited,
         )
         for i in range(batch_workers)
+    ]
+    first_port = args.front_doors + args.workers + batch_workers
+    children += [
+        # Named anew at each start, as a worker: a consumer of the callbacks' group that
+        # died holding events is one whose events the next reader claims.
+        WorkerChild(
+            f"callbacks process {i + 1}",
+            _child_argv(
+                args, ["worker", "--callbacks", *metrics(first_port + i, "--metrics-host")]
+            ),
+            shared_metrics.without_directory(env),
+        )
+        for i in range(callback_workers)
     ]
     shares_port = args.front_doors > 1
     children += [
@@ -243,6 +267,17 @@ async def supervise(
         await asyncio.gather(*(child.stop(drain_s) for child in children))
         await asyncio.gather(banner, *([seeding] if seeding else []), return_exceptions=True)
         await redis.aclose()
+
+
+def callback_processes(config: Config, args: argparse.Namespace) -> int:
+    """How many callbacks processes to start: `--callback-workers` when the config names a
+    callback, none otherwise (nothing would reach them)."""
+    from broker.hooks import service_hooks
+
+    wanted: int = getattr(args, "callback_workers", 0)
+    if not wanted or service_hooks(config, delivers=False) is None:
+        return 0
+    return wanted
 
 
 def _metrics_ports(args: argparse.Namespace) -> Callable[[int, str | None], list[str]]:

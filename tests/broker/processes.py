@@ -156,3 +156,25 @@ async def held_requests(redis: Redis, lane: str, consumer: str) -> set[str]:
         [(_, fields)] = await redis.xrange(lane, row["message_id"], row["message_id"])
         held.add(decode_envelope(fields[redis_streams.ENVELOPE_FIELD]).request_id)
     return held
+
+
+def child_pids(parent: int) -> list[int]:
+    """The processes whose parent is `parent` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(entry))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line, words joined by spaces ("" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

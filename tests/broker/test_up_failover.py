@@ -18,6 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from tests.broker.processes import (
+    child_pids,
+    cmdline,
     free_port,
     held_requests,
     switchboard,
@@ -171,23 +173,3 @@ async def kill_a_front_door_child(up_pid: int) -> Any:
         return any(pid != doomed and "serve" in cmdline(pid) for pid in child_pids(up_pid))
 
     return restarted
-
-
-def child_pids(parent: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-                found.append(int(entry))
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
