@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,10 +140,12 @@ def switchboard(
     workers: int,
     cpus: str | None,
     suffix: str = "",
+    up_args: Sequence[str] = (),
 ) -> Target:
-    """`switchboard up` on `config`. Without a `database_url` in the config it runs with no
-    database at all (issue #22's "everything off"): `up` would otherwise open SQLite in its
-    data directory and put every master-key request through the spend ledger."""
+    """`switchboard up` on `config`, with `up_args` too. Without a `database_url` in the
+    config it runs with no database at all (issue #22's "everything off"): `up` would
+    otherwise open SQLite in its data directory and put every master-key request through
+    the spend ledger."""
     argv = [
         sys.executable,
         "-m",
@@ -158,6 +161,7 @@ def switchboard(
         str(workers),
         "--front-doors",
         str(front_doors),
+        *up_args,
     ]
     name = f"switchboard-{front_doors}x{workers}{suffix}"
     env = _clean_env()

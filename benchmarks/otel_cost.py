@@ -11,7 +11,9 @@ Each run's CPU per request covers every gateway process (front door, workers, Re
 delivery of the window's events to the ledger and the span export (benchmarks/profile.py
 waits for both). A mode's cost is read per round, against that round's run without `otel`
 (run next to it, so a slower minute hits both): the median of those paired differences is
-the figure; the least-CPU runs' difference is printed beside it. benchmarks/HOOKS.md quotes it.
+the figure; the least-CPU runs' difference is printed beside it. Then the floor: what the
+OpenTelemetry SDK alone takes to make and encode a request's spans (benchmarks/otel_encoding.py),
+as a share of a request's CPU without `otel`. benchmarks/HOOKS.md quotes them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
+
+from benchmarks import otel_encoding
 
 TARGET = 0.10
 OFF = "off"
@@ -43,16 +47,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rates", default="0.25,0.5,1", help="sample rates, comma-separated")
     parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per run")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--also-workers-deliver",
+        action="store_true",
+        help="each rate again with `up --callback-workers 0` (no callbacks process: the "
+        "batch process delivers, an interactive worker when that falls behind)",
+    )
     return parser.parse_args(argv)
 
 
-def modes(rates: str) -> list[Mode]:
+def modes(rates: str, *, also_workers_deliver: bool = False) -> list[Mode]:
     found = [Mode(OFF, ["--without-otel"])]
     for rate in rates.split(","):
         value = float(rate)
         if not 0 <= value <= 1:
             raise SystemExit(f"a sample rate is between 0 and 1, not {rate}")
         found.append(Mode(f"otel, sample_rate {value:g}", ["--sample-rate", str(value)]))
+        if also_workers_deliver:
+            argv = ["--sample-rate", str(value), "--callback-workers", "0"]
+            found.append(Mode(f"otel, sample_rate {value:g}, workers deliver", argv))
     return found
 
 
@@ -93,9 +106,23 @@ def report(found: list[Mode]) -> list[str]:
     return lines
 
 
+def floor_lines(cost: otel_encoding.EncodingCost, off: Mode) -> list[str]:
+    """The SDK's own share: its making and encoding of a request's spans, timed alone
+    (benchmarks/otel_encoding.py), against a request's CPU without `otel` (the median
+    run). With every request traced, tracing cannot cost less than this."""
+    lines = ["", *otel_encoding.report(cost)]
+    for shape in SHAPES:
+        base = statistics.median(off.runs[shape])
+        lines.append(
+            f"- {shape}: {cost.total_us / base:.1%} of a request's {base:,.0f} µs without "
+            "`otel`: the least that tracing every request adds"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    found = modes(args.rates)
+    found = modes(args.rates, also_workers_deliver=args.also_workers_deliver)
     for round_no in range(1, args.rounds + 1):
         # Every other round in the reverse order (off first, then last): this machine's
         # speed drifts within minutes, and a fixed order would hand the drift to one mode.
@@ -104,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 mode.runs[shape].append(value)
             print(f"round {round_no}, {mode.name}: done", file=sys.stderr, flush=True)
     print("\n".join(report(found)))
+    print("\n".join(floor_lines(otel_encoding.measure(), found[0])))
     return 0
 
 

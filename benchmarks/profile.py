@@ -81,6 +81,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1.0,
         help="with --everything-on: the share of requests the otel callback traces",
     )
+    parser.add_argument(
+        "--callback-workers",
+        type=int,
+        default=None,
+        help="`up --callback-workers` (default: up's, one callbacks process; 0: the workers "
+        "deliver)",
+    )
     return parser.parse_args(argv)
 
 
@@ -391,8 +398,17 @@ async def run(args: argparse.Namespace, plan: dict[str, str | None]) -> None:
                     otlp_url,
                     sample_rate=args.sample_rate,
                 )
+            up_args = []
+            if args.callback_workers is not None:
+                up_args = ["--callback-workers", str(args.callback_workers)]
             target = gateways.switchboard(
-                free_port(), config, Path(tmp), front_doors=1, workers=1, cpus=plan["gateway"]
+                free_port(),
+                config,
+                Path(tmp),
+                front_doors=1,
+                workers=1,
+                cpus=plan["gateway"],
+                up_args=up_args,
             )
             assert target.service is not None
             target.service.start()

@@ -156,3 +156,6 @@ def test_otel_cost_pairs_each_rate_with_its_rounds_run_without_otel() -> None:
         assert any(line.startswith(f"| 1 | {shape} | ") for line in lines), done.stdout
         verdicts = [line for line in lines if line.startswith(f"| otel, sample_rate 1 | {shape} |")]
         assert len(verdicts) == 1 and verdicts[0].endswith(("| yes |", "| no |")), done.stdout
+        floor = [line for line in lines if line.startswith(f"- {shape}: ")]
+        assert len(floor) == 1 and "the least that tracing every request adds" in floor[0]
+    assert any(line.startswith("The OpenTelemetry SDK, one request's 4 spans") for line in lines)
