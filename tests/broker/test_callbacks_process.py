@@ -222,3 +222,13 @@ def test_up_starts_a_callbacks_process_only_when_the_config_names_a_callback(
     config = load_config(path, {})
     args = argparse.Namespace(callback_workers=wanted)
     assert callback_processes(config, args) == started
+
+
+async def test_a_callbacks_process_on_a_config_without_callbacks_refuses_to_start(
+    fake: FakeUpstream, namespace: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, fake.base_url + "/v1", namespace)
+    run: dict[str, Any] = {"directory": tmp_path, "redis_url": REDIS_URL}
+    async with switchboard("worker", "--config", str(config), "--callbacks", **run) as process:
+        assert await process.wait() == 2
+        assert "the config names no callback to deliver" in process.output()
