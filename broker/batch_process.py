@@ -42,8 +42,8 @@ def batch_lane_options(options: RuntimeOptions, settings: SwitchboardSettings) -
 
 def interactive_options(options: RuntimeOptions, settings: SwitchboardSettings) -> RuntimeOptions:
     """A worker of the interactive lanes alone: batch processes read the batch lane, and
-    deliver the callbacks unless they fall behind (`CALLBACKS_STAND_BY_S`), or stand by too
-    for a callbacks process (broker/callbacks_process.py)."""
+    deliver the callbacks unless they fall behind (`standing_by`), or stand by too for a
+    callbacks process (broker/callbacks_process.py)."""
     return standing_by(
         msgspec.structs.replace(options, lanes=tuple(settings.lanes), batch_lane=None)
     )

@@ -49,6 +49,9 @@ def standing_by(options: RuntimeOptions) -> RuntimeOptions:
 
 
 def consumer_name(worker_id: str | None) -> str:
+    """Its consumer in the group: `callbacks-` and the id `up` gives each start (a new one
+    each time, so that a restarted process is not taken for the one that died)."""
+    # Imported here: the runtime imports prometheus-client, after `up` set its directory.
     from workers.runtime.worker import new_worker_id
 
     return f"callbacks-{worker_id or new_worker_id()}"
@@ -66,7 +69,7 @@ async def serve_callbacks(
     from broker.hooks import service_hooks
     from workers.connect import connect
     from workers.hooks import hook_metrics
-    from workers.hooks.consumer import CallbackConsumer
+    from workers.hooks.consumer import CLOSE_GRACE_S, CallbackConsumer
     from workers.redis_streams import Keys
     from workers.runtime.worker_metrics import metrics_endpoint
     from workers.supervision import Supervisor
@@ -103,8 +106,10 @@ async def serve_callbacks(
                 finally:
                     stop.cancel()
                     died.cancel()
-                # Deliver what is on the stream while the loop still runs.
-                await consumer.aclose()
+                # Deliver what is on the stream while the loop still runs (no wait when it
+                # died: nothing would deliver), then close the built-ins.
+                await consumer.aclose(grace_s=0.0 if tasks.death else CLOSE_GRACE_S)
+            await consumer.leave()  # the loop has stopped: it reads (and rejoins) no more
         tasks.check()
     finally:
         await redis.aclose()

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="processes that deliver the callbacks alone, when the config names any (default "
-        "1; 0: the workers deliver them)",
+        "1; 0: the batch process delivers them, or the workers without one)",
     )
     up.add_argument(
         "--metrics-port",
@@ -139,6 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_roles(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse what a process's role would silently ignore."""
+    if args.command == "worker" and args.callbacks:
+        for given, flag in (
+            (args.callbacks_standby, "--callbacks-standby"),
+            (args.concurrency is not None, "--concurrency"),
+        ):
+            if given:
+                parser.error(f"worker --callbacks serves no request: {flag} does not apply")
+    if args.command == "up" and args.callback_workers < 0:
+        parser.error("--callback-workers must be 0 or more")
+
+
 def _run_process(args: argparse.Namespace, redactor: Redactor) -> int:
     """`serve` or `worker`: one process on the config, until it is told to stop."""
     config = load(args, os.environ)
@@ -154,7 +167,9 @@ def _run_process(args: argparse.Namespace, redactor: Redactor) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_roles(parser, args)
     redactor = configure_logging(args.log_level, args.log_format)
     try:
         if args.command in ADMIN_COMMANDS:

@@ -206,14 +206,14 @@ async def supervise(
         )
         for i in range(batch_workers)
     ]
-    first_port = args.front_doors + args.workers + batch_workers
+    callbacks_index = args.front_doors + args.workers + batch_workers  # for its metrics port
     children += [
         # Named anew at each start, as a worker: a consumer of the callbacks' group that
         # died holding events is one whose events the next reader claims.
         WorkerChild(
             f"callbacks process {i + 1}",
             _child_argv(
-                args, ["worker", "--callbacks", *metrics(first_port + i, "--metrics-host")]
+                args, ["worker", "--callbacks", *metrics(callbacks_index + i, "--metrics-host")]
             ),
             shared_metrics.without_directory(env),
         )

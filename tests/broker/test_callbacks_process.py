@@ -18,7 +18,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from redis.asyncio import Redis
 
+from broker.cli import main
 from broker.config.loader import load_config
 from broker.supervisor import callback_processes
 from tests.broker.otlp_receiver import OtlpReceiver, ReceivedSpan
@@ -34,6 +36,7 @@ from tests.broker.processes import (
 from tests.redis_helpers import REDIS_URL
 from tests.scrape import scrape_url
 from tests.waiting import eventually
+from workers.redis_streams import Keys, TenancyKeys
 from workers.testing.server import FakeUpstream
 
 # Front door (the consumer's), queue wait, provider call, relay (the front door's).
@@ -133,8 +136,15 @@ def _each_request_once(spans: list[ReceivedSpan], answered: list[str]) -> None:
     assert served == set(answered)
 
 
+async def _consumers(redis: Redis, namespace: str) -> list[str]:
+    """The callbacks group's consumers, by name."""
+    stream = Keys(namespace).tenancy.ledger
+    found: Any = await redis.xinfo_consumers(stream, TenancyKeys.CALLBACKS_GROUP)
+    return [str(c["name"], "utf-8") if isinstance(c["name"], bytes) else c["name"] for c in found]
+
+
 async def test_the_callbacks_process_delivers_and_the_serving_worker_encodes_nothing(
-    fake: FakeUpstream, namespace: str, tmp_path: Path
+    fake: FakeUpstream, namespace: str, tmp_path: Path, redis: Redis
 ) -> None:
     async with OtlpReceiver() as receiver, service(fake, namespace, tmp_path, receiver) as sb:
         answered: list[str] = []
@@ -146,8 +156,13 @@ async def test_the_callbacks_process_delivers_and_the_serving_worker_encodes_not
         )
         assert await _delivered(sb.callbacks_metrics) > 0
         assert await _delivered(sb.worker_metrics) == 0, "the serving worker stood by"
-        # A SIGTERM drains what is on the stream and ends it cleanly.
+        # A SIGTERM drains what is on the stream and ends it cleanly. Every start is a
+        # consumer of its own, so a stopped one leaves the group, unless it is the last (the
+        # worker, standing by, may never have read).
+        before = await _consumers(redis, namespace)
+        assert any(name.startswith("callbacks-") for name in before)
         assert await sb.callbacks.stop() == 0
+        assert len(await _consumers(redis, namespace)) == max(1, len(before) - 1)
     assert len(receiver.spans) == SPANS_EACH * len(answered)
     assert len({(s.trace_id, s.span_id) for s in receiver.spans}) == len(receiver.spans)
     _each_request_once(receiver.spans, answered)
@@ -232,3 +247,21 @@ async def test_a_callbacks_process_on_a_config_without_callbacks_refuses_to_star
     async with switchboard("worker", "--config", str(config), "--callbacks", **run) as process:
         assert await process.wait() == 2
         assert "the config names no callback to deliver" in process.output()
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["worker", "--callbacks", "--callbacks-standby"], "--callbacks-standby does not apply"),
+        (["worker", "--callbacks", "--concurrency", "4"], "--concurrency does not apply"),
+        (["up", "--callback-workers", "-1"], "--callback-workers must be 0 or more"),
+        (["worker", "--callbacks", "--batches"], "not allowed with argument"),
+    ],
+)
+def test_flags_a_role_would_ignore_are_refused(
+    argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--config", str(tmp_path / "config.yaml")])
+    assert exited.value.code == 2
+    assert says in capsys.readouterr().err

@@ -171,8 +171,9 @@ class CallbackConsumer:
         self.hooks = hooks
         self.consumer = consumer
         self.claim_idle_ms = claim_idle_ms
-        # Other consumers of the group (the batch processes) deliver; this one reads only
-        # when their reading falls this far behind (0: always reads). See `_others_keep_up`.
+        # Other consumers of the group (the callbacks process, or without one the batch
+        # process) deliver; this one reads only when their reading falls this far behind
+        # (0: always reads). See `_others_keep_up`.
         self.stand_by_s = stand_by_s
         settings = hooks.settings
         self.cap = settings.max_queue
@@ -248,13 +249,13 @@ class CallbackConsumer:
 
     async def _others_keep_up(self) -> bool:
         """Whether to leave the events to the group's other consumers: with `stand_by_s`, while
-        nothing is unread or what they read last was written under `stand_by_s` ago.
+        nothing is unread or the oldest unread entry was written under `stand_by_s` ago.
 
-        An interactive worker's export (the protobuf encoding of a batch's spans, ~15 ms of
-        CPU for 200 requests) runs in a thread that holds its event loop's GIL: every
+        An interactive worker's export (the protobuf encoding of a batch's spans, ~15-30 ms
+        of CPU for 200 requests) runs in a thread that holds its event loop's GIL: every
         request the worker serves meanwhile waits for the GIL at each wake-up, 5-15 ms in
-        all (issue #22: the slowest 1% at c=1, docs/performance.md). A batch process runs
-        at SCHED_IDLE, so its exports wait for the interactive processes instead."""
+        all (issue #22: the slowest 1% at c=1, docs/performance.md). The callbacks process
+        (broker/callbacks_process.py) serves no request, so its exports delay none."""
         if not self.stand_by_s or self._closing_at is not None:
             return False
         behind_ms = await finished_events.read_behind_ms(self.redis, self.stream, self.group)
@@ -494,6 +495,15 @@ class CallbackConsumer:
                         await close()
                     except Exception:
                         log.exception("closing callback %s failed", type(logger).__name__)
+
+    async def leave(self) -> None:
+        """Once the delivery loop has stopped: leave the group, unless this consumer still
+        holds events (a batch given up mid-retry; the next reader claims them) or is the
+        group's last (see finished_events.leave_group)."""
+        try:
+            await finished_events.leave_group(self.redis, self.stream, self.group, self.consumer)
+        except Exception:
+            log.exception("callbacks: could not leave the consumer group")
 
 
 def _args(view: tuple[dict[str, Any], Any]) -> tuple[Any, ...]:

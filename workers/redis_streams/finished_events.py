@@ -88,23 +88,36 @@ return redis.call('XLEN', KEYS[1])
 )
 
 # KEYS[1] the stream; ARGV[1] the group. How far the group's reading lags: 0 with nothing
-# unread, else the ms since the entry it read last was written (by Redis's clock); -1
-# without the group.
+# unread, else the ms since the oldest entry it has not read was written (by Redis's
+# clock); -1 without the group. Read from the stream, not from XINFO's `lag`: Redis 6.2
+# (the embedded one's) has none, and the time since the last entry read was written would
+# count a quiet spell as lag.
 READ_BEHIND_MS: Final = (
     _FLOOR_HELPERS
     + """
 for _, info in ipairs(group_info(KEYS[1])) do
   if info['name'] == ARGV[1] then
-    local lag = tonumber(info['lag'])
-    if lag == 0 then return 0 end
+    local after = '(' .. info['last-delivered-id']
+    local unread = redis.call('XRANGE', KEYS[1], after, '+', 'COUNT', 1)
+    if #unread == 0 then return 0 end
     local now = redis.call('TIME')
     local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-    return math.max(now_ms - split(info['last-delivered-id'])[1], 1)
+    return math.max(now_ms - split(unread[1][1])[1], 1)
   end
 end
 return -1
 """
 )
+
+# KEYS[1] the stream; ARGV: group, consumer. Deletes the consumer unless it holds entries
+# (-1) or is the group's last (-2): ACK_AND_TRIM tells an abandoned callbacks group by its
+# consumers' idle time, and a group left with none would look just made, holding the stream
+# for ever.
+LEAVE_GROUP: Final = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return -1 end
+if #redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1]) <= 1 then return -2 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+"""
 
 
 # KEYS[1] the stream; ARGV[1] the group, ARGV[2] the cap. The group's backlog (pending +
@@ -186,7 +199,7 @@ async def ack_and_trim(redis: Redis, stream: str, group: str, ids: list[bytes]) 
 
 async def read_behind_ms(redis: Redis, stream: str, group: str) -> int:
     """How far the group's reading lags the stream: 0 when every entry has been read, else
-    how long ago the last entry it read was written (-1: no such group)."""
+    how long ago the oldest entry it has not read was written (-1: no such group)."""
     reply: Any = await redis.eval(READ_BEHIND_MS, 1, stream, group)  # type: ignore[misc]  # as above
     return int(reply)
 
@@ -224,6 +237,15 @@ async def keep_claimed(
     if ids:
         message_ids: list[Any] = list(ids)
         await redis.xclaim(stream, group, consumer, 0, message_ids, justid=True)
+
+
+async def leave_group(redis: Redis, stream: str, group: str, consumer: str) -> bool:
+    """Delete a stopped consumer from `group` unless it still holds entries (the next
+    reader claims those) or is the last one (see LEAVE_GROUP): each process start is a
+    consumer of its own, and a group would otherwise keep every one that ever read. True
+    if it was deleted, False if it stays."""
+    left: Any = await redis.eval(LEAVE_GROUP, 1, stream, group, consumer)  # type: ignore[misc]  # as above
+    return int(left) >= 0
 
 
 async def backlog(redis: Redis, stream: str, group: str) -> int:

@@ -210,6 +210,8 @@ class Worker:
         it holds (jobs the drain cancelled) is taken over at once: a consumer holding
         entries without a heartbeat is a dead one (runtime/takeovers.py)."""
         await redis_streams.forget_worker(self.redis, self.keys, self.worker_id)
+        if self.callback_consumer is not None:
+            await self.callback_consumer.leave()
         lanes = self.options.lanes
         if not await redis_streams.drop_consumer(self.redis, self.keys, lanes, self.worker_id):
             await redis_streams.announce_gone(self.redis, self.keys, self.worker_id)

@@ -6,6 +6,7 @@ acknowledged only once delivered, and a failing callback is retried with backoff
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -168,30 +169,60 @@ async def test_a_callbacks_group_nobody_reads_any_more_stops_holding_the_stream(
 async def test_a_consumer_standing_by_reads_only_once_the_others_fall_behind(
     redis: Redis, keys: Keys
 ) -> None:
-    """An interactive worker beside batch processes (issue #22): it leaves the events to
-    them while their reading keeps up, and takes over when it falls `stand_by_s` behind."""
+    """A serving worker beside the callbacks process: it leaves the events to that process
+    while its reading keeps up, and reads when the oldest unread event is `stand_by_s` old.
+    A quiet spell is not lag: the first event after one is left to the callbacks process
+    (read from the stream, as Redis 6.2's XINFO has no `lag`)."""
     stream = keys.tenancy.ledger
     hooks = _hooks(["tests.broker.callback_targets.proxy_handler_instance"], linger_s=0)
     await finished_events.ensure_group(redis, stream, CALLBACKS)
     worker = CallbackConsumer(redis, keys, hooks, "worker", stand_by_s=60)
-    batch = CallbackConsumer(redis, keys, hooks, "batch")
-    # Written 5 minutes ago and read by the batch process just now, then one new entry.
+    callbacks = CallbackConsumer(redis, keys, hooks, "callbacks")
+    # Written 5 minutes ago and read by nobody: far behind, the worker reads it.
     seconds, _ = await redis.time()
     fields = {TenancyKeys.REQUEST_FIELD: "req-0", TenancyKeys.CALL_FIELD: _call(0)}
     await redis.xadd(stream, fields, id=f"{(seconds - 300) * 1000}-0")  # type: ignore[arg-type]
-    assert await batch.step() == 1
-    await _add(redis, keys, 1, start=1)
-    # What the others read last was written 5 minutes ago: far behind, the worker reads.
+    assert await finished_events.read_behind_ms(redis, stream, CALLBACKS) >= 300_000
     assert await worker.step() == 1
-    # The batch process reads the next one at once: the worker stands by again, with
-    # nothing unread and with something unread.
+    assert await finished_events.read_behind_ms(redis, stream, CALLBACKS) == 0
+    # After the quiet spell (what was read last is 5 minutes old) a new event is fresh: the
+    # worker stands by, with it unread and after the callbacks process read it.
+    await _add(redis, keys, 1, start=1)
+    assert 0 < await finished_events.read_behind_ms(redis, stream, CALLBACKS) < 60_000
+    assert await worker.step() == 0
+    assert await callbacks.step() == 1
+    assert await worker.step() == 0
     await _add(redis, keys, 1, start=2)
-    assert await batch.step() == 1
     assert await worker.step() == 0
-    await _add(redis, keys, 1, start=3)
-    assert await worker.step() == 0
-    assert await batch.step() == 1
+    assert await callbacks.step() == 1
     seen = [
         kwargs["litellm_call_id"] for _, kwargs, _ in callback_targets.proxy_handler_instance.events
     ]
-    assert seen == ["req-0", "req-1", "req-2", "req-3"]
+    assert seen == ["req-0", "req-1", "req-2"]
+
+
+async def test_a_stopped_consumer_leaves_the_group_unless_it_holds_events_or_is_the_last(
+    redis: Redis, keys: Keys
+) -> None:
+    stream = keys.tenancy.ledger
+    await _add(redis, keys, 2)
+    await finished_events.ensure_group(redis, stream, CALLBACKS)
+    [(held, _)] = await finished_events.read_group(redis, stream, CALLBACKS, "a", 1, None)
+    [(done, _)] = await finished_events.read_group(redis, stream, CALLBACKS, "b", 1, None)
+    await finished_events.ack_and_trim(redis, stream, CALLBACKS, [done])
+
+    async def names() -> list[str]:
+        found: Any = await redis.xinfo_consumers(stream, CALLBACKS)
+        return sorted(
+            c["name"].decode() if isinstance(c["name"], bytes) else c["name"] for c in found
+        )
+
+    # "a" holds an event: it stays, for the next reader to claim.
+    assert not await finished_events.leave_group(redis, stream, CALLBACKS, "a")
+    assert await finished_events.leave_group(redis, stream, CALLBACKS, "b")
+    assert await names() == ["a"]
+    # Done, but the last: it stays, so that the group's idle time still tells whether
+    # anyone reads it (a group without consumers looks just made and holds the stream).
+    await finished_events.ack_and_trim(redis, stream, CALLBACKS, [held])
+    assert not await finished_events.leave_group(redis, stream, CALLBACKS, "a")
+    assert await names() == ["a"]
