@@ -101,7 +101,21 @@ async def service(
         found.worker_metrics = f"http://127.0.0.1:{worker_port}/metrics"
         found.callbacks_metrics = f"http://127.0.0.1:{callbacks_port}/metrics"
         await wait_ready(found.url, workers=1, processes=(door, worker, callbacks))
+        # Its /metrics answers once its consumer is about to read: before that, events
+        # would wait, and past the stand-by the worker would read them (a slow start on a
+        # busy machine is not what these tests are about).
+        await eventually(
+            lambda: _answers(found.callbacks_metrics), what="the callbacks process's /metrics"
+        )
         yield found
+
+
+async def _answers(url: str) -> bool:
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            return response.status == 200
+    except aiohttp.ClientError:
+        return False
 
 
 async def _load(url: str, requests: int, answered: list[str], pause_s: float = 0.0) -> None:
