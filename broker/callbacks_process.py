@@ -33,8 +33,8 @@ from broker.launch import SetupError
 from workers.runtime.options import RuntimeOptions
 
 log = logging.getLogger("switchboard.callbacks")
-# How far the delivering process's reading may lag (the time since the last event it read
-# was written) before the processes standing by read too: above its usual cycle (a 1 s
+# How far the delivering process's reading may lag (the age of the oldest event it has not
+# read) before the processes standing by read too: above its usual cycle (a 1 s
 # blocking read, the 0.5 s linger, an export), and soon enough that a delivering process
 # starved of CPU (a batch process at SCHED_IDLE on a busy core) or gone leaves a backlog of
 # seconds, not the cap.

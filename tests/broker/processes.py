@@ -178,3 +178,22 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+async def chat_load(
+    url: str, requests: int, answered: list[str], *, clients: int, pause_s: float = 0.0
+) -> None:
+    """`requests` chat completions from `clients` concurrent clients, each pausing `pause_s`
+    between its requests; every one must be a 200, its request id appended to `answered`."""
+    todo = iter(range(requests))
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "trace me"}]}
+    async with aiohttp.ClientSession() as http:
+
+        async def client() -> None:
+            for _ in todo:
+                async with http.post(url + "/v1/chat/completions", json=body) as response:
+                    assert response.status == 200, await response.text()
+                    answered.append(response.headers["x-request-id"])
+                await asyncio.sleep(pause_s)
+
+        await asyncio.gather(*(client() for _ in range(clients)))

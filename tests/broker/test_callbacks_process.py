@@ -26,6 +26,7 @@ from broker.supervisor import callback_processes
 from tests.broker.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.broker.processes import (
     Process,
+    chat_load,
     child_pids,
     cmdline,
     free_port,
@@ -118,21 +119,6 @@ async def _answers(url: str) -> bool:
         return False
 
 
-async def _load(url: str, requests: int, answered: list[str], pause_s: float = 0.0) -> None:
-    todo = iter(range(requests))
-    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "trace me"}]}
-    async with aiohttp.ClientSession() as http:
-
-        async def client() -> None:
-            for _ in todo:
-                async with http.post(url + "/v1/chat/completions", json=body) as response:
-                    assert response.status == 200, await response.text()
-                    answered.append(response.headers["x-request-id"])
-                await asyncio.sleep(pause_s)
-
-        await asyncio.gather(*(client() for _ in range(4)))
-
-
 async def _delivered(metrics_url: str) -> float:
     """What this process's consumer handed the otel export: its delivered count (0 when it
     never delivered)."""
@@ -162,7 +148,7 @@ async def test_the_callbacks_process_delivers_and_the_serving_worker_encodes_not
 ) -> None:
     async with OtlpReceiver() as receiver, service(fake, namespace, tmp_path, receiver) as sb:
         answered: list[str] = []
-        await _load(sb.url, 40, answered)
+        await chat_load(sb.url, 40, answered, clients=4)
         await eventually(
             lambda: len(receiver.spans) >= SPANS_EACH * len(answered),
             what="every request's spans",
@@ -188,7 +174,7 @@ async def test_kill_9_of_the_callbacks_process_loses_no_span(
 ) -> None:
     async with OtlpReceiver() as receiver, service(fake, namespace, tmp_path, receiver) as sb:
         answered: list[str] = []
-        load = asyncio.create_task(_load(sb.url, 80, answered, pause_s=0.1))
+        load = asyncio.create_task(chat_load(sb.url, 80, answered, clients=4, pause_s=0.1))
         await eventually(lambda: len(receiver.spans) >= 20, what="the first spans")
         sb.callbacks.send(signal.SIGKILL)
         assert await sb.callbacks.wait() == -signal.SIGKILL
@@ -227,7 +213,7 @@ async def test_up_runs_the_callbacks_process_and_its_workers_stand_by(
             assert len(workers) == 2 and all("--callbacks-standby" in c for c in workers)
             assert len([c for c in commands if " worker --callbacks " in c]) == 1
             answered: list[str] = []
-            await _load(url, 12, answered)
+            await chat_load(url, 12, answered, clients=4)
             await eventually(
                 lambda: len(receiver.spans) >= SPANS_EACH * len(answered),
                 what="every request's spans",

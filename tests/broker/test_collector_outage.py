@@ -14,10 +14,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from tests.broker.otlp_receiver import OtlpReceiver
-from tests.broker.processes import free_port, switchboard, wait_ready, write_config
+from tests.broker.processes import chat_load, free_port, switchboard, wait_ready, write_config
 from tests.redis_helpers import REDIS_URL
 from tests.waiting import eventually
 from workers.testing.server import FakeUpstream
@@ -27,21 +25,6 @@ CLIENTS = 6
 # Front door (the consumer's), queue wait, provider call, relay (the front door's).
 SPANS_EACH = 4
 DOWN_FOR_S = 8.0
-
-
-async def _load(url: str, answered: list[str]) -> None:
-    todo = iter(range(REQUESTS))
-    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "trace me"}]}
-    async with aiohttp.ClientSession() as http:
-
-        async def client() -> None:
-            for _ in todo:
-                async with http.post(url + "/v1/chat/completions", json=body) as response:
-                    assert response.status == 200, await response.text()
-                    answered.append(response.headers["x-request-id"])
-                await asyncio.sleep(0.1)  # a steady load across the outage
-
-        await asyncio.gather(*(client() for _ in range(CLIENTS)))
 
 
 async def test_a_collector_down_under_load_gets_every_span_once_it_is_back(
@@ -68,7 +51,10 @@ async def test_a_collector_down_under_load_gets_every_span_once_it_is_back(
         ):
             await wait_ready(url, workers=1, processes=(door, worker))
             answered: list[str] = []
-            load = asyncio.create_task(_load(url, answered))
+            # A steady load across the outage.
+            load = asyncio.create_task(
+                chat_load(url, REQUESTS, answered, clients=CLIENTS, pause_s=0.1)
+            )
             await eventually(lambda: len(answered) >= 10, what="the first answers")
             await receiver.stop()  # the collector goes down, mid-load
             down_at = len(answered)
